@@ -1,0 +1,54 @@
+"""``spiral run CONFIG.yaml``: the spiral on a user's model and data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import load_config
+from pipeline.report import step_rows
+from pipeline.spiral import Spiral, SpiralOutcome
+
+NAME = "run"
+HELP = "run the prune/distill/compile/profile spiral described by a YAML config"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="run configuration (YAML)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
+
+
+def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
+    table = Table(title="spiral steps")
+    for column in ("model", "p50 ms", "p90 ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why"):
+        table.add_column(column, overflow="fold")
+    for row in step_rows(outcome.teacher, outcome.entries):
+        style = {"accepted": "green", "rejected": "red"}.get(row["verdict"], "")
+        table.add_row(
+            row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
+            f"{row['speedup']:.2f}x", f"{100 * row['accuracy']:.2f}", f"{row['params']:,}", f"{row['macs']:,}",
+            f"[{style}]{row['verdict']}[/]" if style else row["verdict"], row["reason"],
+        )
+    console.print(table)
+    for path in outcome.report_paths:
+        console.print(f"report: {path}")
+    if outcome.met_budget:
+        console.print(f"[green]{outcome.message}[/]")
+        return 0
+    console.print(f"[red]no step met the budget[/]: {outcome.message}")
+    return 1
+
+
+def execute(config_path: Path, out: Path, resume: bool) -> int:
+    config = load_config(config_path)
+    outcome = Spiral(config, out, resume=resume).run()
+    return print_outcome(outcome, Console(width=160))
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or Path("runs") / args.config.stem
+    return execute(args.config, out, args.resume)

@@ -1,0 +1,191 @@
+"""The run configuration: one YAML file, validated whole before any work starts."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from deploy.errors import InputError
+from pipeline.distill.config import DistillConfig
+from pipeline.prune.config import PruneConfig
+
+CONFIG_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite_positive(value: float | None, name: str) -> float | None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+class ProfileConfig(_Strict):
+    """How latency is measured (see ``deploy.profiler.ProfileSettings``)."""
+
+    warmup_s: float = 0.3
+    min_samples: int = Field(50, ge=5)
+    min_duration_s: float = 1.0
+    max_duration_s: float = 5.0
+    ci_rel: float = 0.02
+    cv_threshold: float = 0.10
+
+    @field_validator("warmup_s", "min_duration_s", "max_duration_s", "ci_rel", "cv_threshold")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _finite_positive(value, "profile setting")  # type: ignore[return-value]
+
+
+class TargetConfig(_Strict):
+    backend: str = "ort-cpu"
+    threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    profile: ProfileConfig = ProfileConfig()
+
+
+class AccuracyBudget(_Strict):
+    """Accuracy floor, in percentage points: ``max_drop`` below the teacher, or an absolute ``min``."""
+
+    max_drop: float | None = 1.0
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "AccuracyBudget":
+        for name in ("max_drop", "min"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0 or value > 100):
+                raise ValueError(f"accuracy.{name} must be between 0 and 100, got {value}")
+        if self.max_drop is None and self.min is None:
+            raise ValueError("accuracy needs max_drop or min")
+        return self
+
+
+class BudgetConfig(_Strict):
+    """The final budget the spiral works toward, derived from the measured teacher."""
+
+    statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
+    max_ms: float | None = None
+    min_speedup: float | None = 2.0
+    accuracy: AccuracyBudget = AccuracyBudget()
+    max_size_mb: float | None = None
+
+    @field_validator("max_ms", "min_speedup", "max_size_mb")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        return _finite_positive(value, "budget value")
+
+    @model_validator(mode="after")
+    def _check(self) -> "BudgetConfig":
+        if self.max_ms is None and self.min_speedup is None:
+            raise ValueError("budget needs max_ms or min_speedup")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """NetAdapt-style schedule: each step asks for a latency reduction that decays."""
+
+    initial_reduction: float = Field(0.2, gt=0, lt=1)
+    decay: float = Field(0.9, gt=0, le=1)
+    backoff: float = Field(0.5, gt=0, lt=1)
+    max_steps: int = Field(6, ge=1)
+    patience: int = Field(2, ge=0)
+    max_ratio: float = Field(0.9, gt=0, lt=1)
+
+
+class ParityConfig(_Strict):
+    atol: float = 1e-3
+    min_top1_agreement: float = Field(0.99, ge=0, le=1)
+    samples: int = Field(256, ge=1)
+
+
+class DataConfig(_Strict):
+    """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``."""
+
+    source: str = "digits"
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+
+
+class RunConfig(_Strict):
+    version: int = CONFIG_VERSION
+    model: str
+    data: DataConfig = DataConfig()
+    input_shape: list[int]
+    num_classes: int = Field(10, ge=2)
+    teacher_training: DistillConfig | None = None
+    target: TargetConfig = TargetConfig()
+    budget: BudgetConfig = BudgetConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    prune: PruneConfig = PruneConfig()
+    distill: DistillConfig = DistillConfig()
+    parity: ParityConfig = ParityConfig()
+    seed: int = 0
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, value: list[int]) -> list[int]:
+        if len(value) < 2 or any(d < 1 for d in value):
+            raise ValueError(f"input_shape must be positive dimensions with the batch first, got {value}")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != CONFIG_VERSION:
+            raise ValueError(f"config version {value} is not supported (this spiral reads version {CONFIG_VERSION})")
+        return value
+
+
+def _submodel(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at ``loc`` (for suggesting the nearest valid key)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None or not isinstance(part, str) or part not in current.model_fields:
+            return current if isinstance(part, str) else None
+        annotation = current.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return current
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """The first validation error as one line, with the nearest valid key for an unknown one."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        owner = _submodel(model, loc[:-1])
+        known = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(known)}"
+        return f"{source}: unknown key '{where}'{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{source}: {where}: {message}"
+
+
+def parse_config(data: Any, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc, RunConfig, source)) from None
+
+
+def load_config(path: Path) -> RunConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,96 @@
+"""Export a torch model to ONNX and check that ONNX Runtime computes what torch computes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from deploy.backends import get_backend
+from deploy.errors import InputError
+
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path, *, simplify: bool = True) -> Path:
+    """Write ``path`` atomically, with a dynamic batch axis, inputs named ``input`` and outputs ``output``."""
+    model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example_input,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        if simplify:
+            import onnxslim
+
+            proto = onnxslim.slim(proto)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    return path
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    max_abs_diff: float
+    top1_agreement: float
+    samples: int
+    atol: float
+    min_top1_agreement: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.atol and self.top1_agreement >= self.min_top1_agreement
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"passed": self.passed}
+
+
+def check_parity(
+    model: nn.Module,
+    onnx_path: Path,
+    inputs: torch.Tensor,
+    *,
+    atol: float,
+    min_top1_agreement: float,
+    batch_size: int = 64,
+) -> ParityResult:
+    """Run the same real inputs through torch and ONNX Runtime and compare the outputs."""
+    model = model.eval()
+    max_diff, agree = 0.0, 0
+    with get_backend("ort-cpu")(onnx_path).load() as runner, torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start : start + batch_size]
+            expected = model(batch).numpy()
+            got = next(iter(runner.infer({"input": batch.numpy()}).values()))
+            if got.shape != expected.shape:
+                raise InputError(f"{onnx_path}: ONNX output shape {got.shape} differs from torch {expected.shape}")
+            diff = np.abs(got.astype(np.float64) - expected)
+            max_diff = max(max_diff, float(np.nanmax(diff)) if np.isfinite(diff).all() else float("inf"))
+            agree += int((got.argmax(-1) == expected.argmax(-1)).sum())
+    return ParityResult(max_diff, agree / len(inputs), len(inputs), atol, min_top1_agreement)

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_config
+from deploy.errors import InputError
+from pipeline.config import load_config, parse_config
+
+
+def test_tiny_config_is_valid():
+    config = parse_config(tiny_config())
+    assert config.target.backend == "ort-cpu"
+    assert config.budget.max_ms == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"budgett": {}}, "unknown key 'budgett'; did you mean 'budget'?"),
+        ({"budget": {"max_mss": 3}}, "unknown key 'budget.max_mss'; did you mean 'max_ms'?"),
+        ({"schedule": {"patiense": 1}}, "did you mean 'patience'?"),
+        ({"distill": {"temprature": 2}}, "did you mean 'temperature'?"),
+        ({"budget": {"max_ms": float("inf")}}, "budget.max_ms: budget value must be a finite number > 0"),
+        ({"budget": {"max_ms": -1.0}}, "must be a finite number > 0, got -1.0"),
+        ({"budget": {"min_speedup": float("nan")}}, "budget.min_speedup"),
+        ({"budget": {"accuracy": {"max_drop": -2}}}, "accuracy.max_drop must be between 0 and 100"),
+        ({"budget": {"max_ms": None, "min_speedup": None}}, "budget needs max_ms or min_speedup"),
+        ({"input_shape": [1, 0, 16]}, "input_shape must be positive dimensions"),
+        ({"version": 7}, "config version 7 is not supported"),
+    ],
+)
+def test_bad_configs_name_the_key(data, expected):
+    with pytest.raises(InputError) as info:
+        parse_config(tiny_config(**data), "c.yaml")
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_config_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string")
+    with pytest.raises(InputError, match="expected a mapping"):
+        load_config(scalar)
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("model: !!python/object/apply:os.system ['true']\ninput_shape: [1,1,16,16]\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(evil)
+
+
+def test_round_trip(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_config()))
+    config = load_config(path)
+    assert parse_config(config.model_dump(mode="json")) == config

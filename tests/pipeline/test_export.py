@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from deploy.errors import InputError
+from pipeline.export import check_parity, export_onnx
+from pipeline.models import build_model
+
+SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+
+
+@pytest.fixture(scope="module")
+def model_and_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(SPEC).eval()
+    path = export_onnx(model, torch.zeros(1, 1, 16, 16), tmp_path_factory.mktemp("x") / "model.onnx")
+    return model, path
+
+
+def test_export_has_dynamic_batch_and_parity(model_and_onnx):
+    model, path = model_and_onnx
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["input"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    result = check_parity(model, path, torch.randn(40, 1, 16, 16), atol=1e-3, min_top1_agreement=0.99)
+    assert result.passed
+    assert result.max_abs_diff < 1e-4
+    assert result.top1_agreement == 1.0
+    assert result.samples == 40
+
+
+def test_parity_catches_a_broken_export(model_and_onnx, tmp_path: Path):
+    """Corrupt one weight of the exported graph, as a faulty exporter or optimizer pass would."""
+    model, path = model_and_onnx
+    proto = onnx.load(str(path))
+    initializer = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    weights = numpy_helper.to_array(initializer).copy()
+    weights.flat[: weights.size // 4] *= -1.0
+    initializer.CopyFrom(numpy_helper.from_array(weights, initializer.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    result = check_parity(model, broken, torch.randn(40, 1, 16, 16), atol=1e-3, min_top1_agreement=0.99)
+    assert not result.passed
+    assert result.max_abs_diff > 1e-3
+
+
+def test_export_failure_is_one_line_and_leaves_nothing(tmp_path: Path):
+    class Unexportable(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.svd(x).S  # no ONNX operator for SVD
+
+    with pytest.raises(InputError, match="ONNX export failed"):
+        export_onnx(Unexportable(), torch.zeros(1, 3, 3), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_onnx_is_an_input_error(model_and_onnx, tmp_path: Path):
+    model, _ = model_and_onnx
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx file")
+    with pytest.raises(InputError, match="corrupt.onnx"):
+        check_parity(model, corrupt, torch.randn(4, 1, 16, 16), atol=1e-3, min_top1_agreement=0.99)

@@ -1,0 +1,96 @@
+"""The spiral end to end on a tiny real problem: real training, Torch-Pruning, ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.ledger import read_ledger
+
+pytestmark = pytest.mark.slow
+
+
+def spiral(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(write_config()), "--out", str(out)]) == 0
+    entries = read_ledger(out / "ledger.jsonl")
+    assert len(entries) == 1 and entries[0]["accepted"]
+    step = out / entries[0]["dir"]
+    for name in ("model/model.safetensors", "model/spiral.json", "model.onnx", "profile.json", "eval.json", "plan.json"):
+        assert (step / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["met_budget"]
+    assert report["steps"][0]["parity"]["passed"]
+    assert entries[0]["params"] < report["teacher"]["params"]
+    assert "| step 1 try 1 |" in (out / "report.md").read_text()
+    printed = capsys.readouterr().out
+    assert "spiral steps" in printed and "accepted" in printed
+    # A finished run resumed does nothing again.
+    before = (out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns
+    assert main(["run", str(write_config()), "--out", str(out), "--resume"]) == 0
+    assert ((out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns) == before
+
+
+def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    config = write_config(budget={"max_ms": 1e-6}, schedule={"max_steps": 1, "patience": 0})
+    assert main(["run", str(config), "--out", str(out)]) == 1
+    captured = capsys.readouterr().out
+    assert "no step met the budget" in captured
+    report = json.loads((out / "report.json").read_text())
+    assert not report["met_budget"] and len(report["steps"]) == 1
+    assert "> step budget" in report["steps"][0]["reason"]
+
+
+def test_existing_run_needs_resume(write_config, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "ledger.jsonl").write_text("")
+    assert main(["run", str(write_config()), "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
+    """Kill a real run while it distills step 1, then resume: the step finishes once, with the same plan."""
+    out = tmp_path / "run"
+    config = write_config(distill={"epochs": 3})
+    process = spiral("run", str(config), "--out", str(out))
+    work = out / "steps" / ".step-01-try-1"
+    deadline = time.time() + 240
+    while not (work / "distill").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "the run never reached distillation"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert read_ledger(out / "ledger.jsonl") == []
+    plan_before = (work / "plan.json").read_text()
+    teacher_mtime = (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns
+
+    resumed = spiral("run", str(config), "--out", str(out), "--resume")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    entries = read_ledger(out / "ledger.jsonl")
+    assert [(e["step"], e["attempt"]) for e in entries] == [(1, 1)]
+    assert (out / "steps" / "step-01-try-1" / "plan.json").read_text() == plan_before
+    assert (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns == teacher_mtime
+    assert not work.exists()

@@ -13,6 +13,13 @@ from deploy.errors import InputError
 COMMAND_MODULES = [
     "pipeline.commands.demo",
     "pipeline.commands.run",
+    "pipeline.commands.prune",
+    "pipeline.commands.gate",
+    "pipeline.commands.compare",
+    "pipeline.commands.report",
+    "pipeline.commands.profile",
+    "pipeline.commands.targets",
+    "pipeline.commands.deploy",
 ]
 
 

@@ -1,0 +1,37 @@
+"""Input and output signatures read from an ONNX file, for runtimes that do not report them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deploy.backends.base import InputMetadata
+from deploy.errors import InputError
+
+
+def read_onnx_io(model_path: Path) -> tuple[InputMetadata, list[str]]:
+    """(input name -> (shape, dtype), output names) of an ONNX model; dynamic dims by name or None."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not Path(model_path).is_file():
+        raise InputError(f"model file not found: {model_path}")
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise InputError(f"cannot read ONNX model {model_path}: {exc}") from exc
+    initializers = {t.name for t in model.graph.initializer}
+    inputs: InputMetadata = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape: list[int | str | None] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+        ]
+        inputs[value.name] = (shape, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)))
+    outputs = [value.name for value in model.graph.output]
+    if not inputs or not outputs:
+        raise InputError(f"{model_path} is not an ONNX model with inputs and outputs")
+    return inputs, outputs

@@ -1,0 +1,176 @@
+"""``tensorrt``: an engine built with the native TensorRT Python API, timed with CUDA events.
+
+Engines are cached in ``cache_dir`` by (ONNX sha256, TensorRT version, GPU, builder flags, batch
+range, workspace), with a timing cache shared by every build on that TensorRT and GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from deploy.backends.base import Backend, InputMetadata, Runner
+from deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
+from deploy.backends.engine_cache import EngineSpec
+from deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
+from deploy.errors import InputError
+from deploy.fingerprint import file_sha256, gpu_info
+
+DEFAULT_WORKSPACE_BYTES = 2 << 30
+
+
+class TensorrtBackend(Backend):
+    name = "tensorrt"
+    precisions = ("fp32", "fp16", "int8")
+    option_names = ("workspace_bytes", "batch_sizes", "sparse_weights", "copies_included")
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        if importlib.util.find_spec("tensorrt") is None:
+            return False, "the tensorrt Python package is not installed (pip install tensorrt)"
+        if importlib.util.find_spec("cuda") is None:
+            return False, "cuda-python is not installed (pip install cuda-python)"
+        if gpu_info() is None:
+            return False, "no NVIDIA GPU is visible (NVML found no driver or device)"
+        return True, ""
+
+    def spec(self, trt_version: str, gpu: str) -> EngineSpec:
+        return EngineSpec(
+            onnx_sha256=file_sha256(self.model_path),
+            trt_version=trt_version,
+            gpu=gpu,
+            builder_flags=builder_flags(trt_version, self.precision, bool(self.options.get("sparse_weights"))),
+            strongly_typed=trt_major(trt_version) >= 11,
+            workspace_bytes=int(self.options.get("workspace_bytes", DEFAULT_WORKSPACE_BYTES)),
+            batch_sizes=tuple(self.options.get("batch_sizes", (1,))),
+        )
+
+    def load(self) -> Runner:
+        self.require_available()
+        self.require_model_file()
+        import tensorrt as trt
+
+        problem = onnx_precision_problem(self.model_path, trt.__version__, self.precision)
+        if problem:
+            raise InputError(problem)
+        spec = self.spec(trt.__version__, device_name())
+        cached = self.cache_dir is not None and spec.engine_path(self.cache_dir).is_file()
+        if cached:
+            engine_bytes = spec.engine_path(self.cache_dir).read_bytes()
+        else:
+            timing_cache = spec.timing_cache_path(self.cache_dir) if self.cache_dir is not None else None
+            engine_bytes = build_engine(trt, self.model_path, spec, timing_cache)
+            if self.cache_dir is not None:
+                spec.save(self.cache_dir, engine_bytes)
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
+        if engine is None:
+            raise InputError(f"TensorRT could not deserialize the engine for {self.model_path}")
+        settings = {
+            "tensorrt": trt.__version__,
+            "gpu": spec.gpu,
+            "precision": self.precision,
+            "builder_flags": list(spec.builder_flags),
+            "strongly_typed": spec.strongly_typed,
+            "workspace_bytes": spec.workspace_bytes,
+            "batch_sizes": list(spec.batch_sizes),
+            "engine_key": spec.key(),
+            "engine_from_cache": cached,
+            "copies_included": bool(self.options.get("copies_included", False)),
+            "timer": "cuda-events",
+        }
+        return TensorrtRunner(trt, engine, settings)
+
+
+class TensorrtRunner(Runner):
+    """Binds device buffers once per input shape and times ``execute_async_v3`` with CUDA events
+    (and the host<->device copies too when ``copies_included``)."""
+
+    def __init__(self, trt: Any, engine: Any, settings: dict[str, Any]) -> None:
+        super().__init__()
+        self.settings = settings
+        self._trt = trt
+        self._engine = engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._outputs = [n for n in names if n not in self._inputs]
+        self._context: Any = None
+        self._stream: Stream | None = None
+        self._buffers: dict[str, DeviceBuffer] = {}
+        self._host_outputs: dict[str, np.ndarray] = {}
+        self._bound_key: tuple[Any, ...] = ()
+        self._last_s = float("nan")
+
+    def _dtype(self, name: str) -> np.dtype:
+        return np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
+
+    def input_metadata(self) -> InputMetadata:
+        return {
+            name: ([d if d >= 0 else None for d in self._engine.get_tensor_shape(name)], self._dtype(name))
+            for name in self._inputs
+        }
+
+    def activate(self) -> None:
+        self._context = self._engine.create_execution_context()
+        self._stream = Stream()
+        super().activate()
+
+    def deactivate(self) -> None:
+        for buffer in self._buffers.values():
+            buffer.free()
+        if self._stream is not None:
+            self._stream.destroy()
+        self._buffers, self._host_outputs, self._bound_key = {}, {}, ()
+        self._context, self._stream = None, None
+        super().deactivate()
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Set shapes and addresses and upload the inputs, unless this very feed is bound already."""
+        arrays = {name: np.ascontiguousarray(feed[name], dtype=self._dtype(name)) for name in self._inputs}
+        key = tuple((id(feed[name]), feed[name].shape) for name in self._inputs)
+        if key == self._bound_key:
+            return arrays
+        for name, array in arrays.items():
+            self._context.set_input_shape(name, array.shape)
+            self._set_buffer(name, array.nbytes)
+            self._stream.upload(self._buffers[name], array)
+        for name in self._outputs:
+            shape = tuple(self._context.get_tensor_shape(name))
+            self._host_outputs[name] = np.empty(shape, dtype=self._dtype(name))
+            self._set_buffer(name, self._host_outputs[name].nbytes)
+        self._stream.synchronize()
+        self._bound_key = key
+        return arrays
+
+    def _set_buffer(self, name: str, nbytes: int) -> None:
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            if buffer is not None:
+                buffer.free()
+            buffer = self._buffers[name] = DeviceBuffer(nbytes)
+        self._context.set_tensor_address(name, buffer.ptr)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = self._bind(feed)
+        stream = self._stream
+        copies = self.settings["copies_included"]
+        stream.record_start()
+        if copies:
+            for name, array in arrays.items():
+                stream.upload(self._buffers[name], array)
+        if not self._context.execute_async_v3(stream.handle):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        if copies:
+            for name in self._outputs:
+                stream.download(self._host_outputs[name], self._buffers[name])
+        stream.record_end()
+        self._last_s = stream.elapsed_s()
+        if not copies:
+            for name in self._outputs:
+                stream.download(self._host_outputs[name], self._buffers[name])
+        stream.synchronize()
+        return {name: array.copy() for name, array in self._host_outputs.items()}
+
+    def last_inference_time(self) -> float:
+        return self._last_s

@@ -1,0 +1,99 @@
+"""Who measured: the facts about the machine and libraries that a latency number depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+_LIBRARIES = ("onnxruntime", "numpy", "tensorrt", "torch")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (affinity and cgroup limits respected), at least 1."""
+    import psutil
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or usable
+    return max(1, min(physical, usable))
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name, driver and memory of GPU 0 via NVML, or None where NVML does not work."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no GPU info"
+        return None
+    try:
+        if pynvml.nvmlDeviceGetCount() == 0:
+            return None
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        return {
+            "name": name.decode() if isinstance(name, bytes) else name,
+            "driver": driver.decode() if isinstance(driver, bytes) else driver,
+            "memory_mib": int(memory) // 2**20,
+            "count": int(pynvml.nvmlDeviceGetCount()),
+        }
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the runtime libraries that are importable; torch only if already imported."""
+    versions = {}
+    for name in _LIBRARIES:
+        if name == "torch" and name not in sys.modules:
+            continue
+        if importlib.util.find_spec(name) is None:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a broken install is reported as absent
+            continue
+        versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
+
+
+def target_fingerprint(backend: str, *, threads: int | None, precision: str) -> dict[str, Any]:
+    """CPU, cores, threads, OS, Python, library versions, GPU and precision of a measurement."""
+    return {
+        "backend": backend,
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "physical_cores": physical_cores(),
+        "logical_cores": os.cpu_count() or 1,
+        "threads": threads,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "gpu": gpu_info(),
+        "precision": precision,
+    }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,58 @@
+"""Latency statistics: percentiles, dispersion and the confidence interval of the median.
+
+Numpy only, so the profiler runs on a bare target (a Jetson has no scipy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+_Z95 = 1.959963984540054
+
+
+def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50 p90 p95 p99 mean stdev (sample, ddof=1) cv min max of latency samples in ms."""
+    x = np.asarray(samples_ms, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no samples to summarize")
+    mean = float(x.mean())
+    stdev = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    stats = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(x, PERCENTILES))}
+    stats.update(
+        mean=mean,
+        stdev=stdev,
+        cv=stdev / mean if mean > 0 else 0.0,
+        min=float(x.min()),
+        max=float(x.max()),
+    )
+    return stats
+
+
+def median_ci(samples: Sequence[float], z: float = _Z95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median by order statistics.
+
+    The rank of the median among n samples is Binomial(n, 1/2); with the normal approximation the
+    interval is [x_(l), x_(u)] with l = floor(n/2 - z*sqrt(n)/2) and u = ceil(1 + n/2 + z*sqrt(n)/2)
+    (1-based ranks), clamped to the sample range.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    n = x.size
+    if n == 0:
+        raise ValueError("no samples")
+    half = z * math.sqrt(n) / 2
+    lo = max(1, math.floor(n / 2 - half))
+    hi = min(n, math.ceil(1 + n / 2 + half))
+    return float(x[lo - 1]), float(x[hi - 1])
+
+
+def median_ci_rel(samples: Sequence[float]) -> float:
+    """Largest distance from the median to an end of its 95 % CI, relative to the median."""
+    median = float(np.median(samples))
+    lo, hi = median_ci(samples)
+    if median <= 0:
+        return math.inf
+    return max(median - lo, hi - median) / median

@@ -1,0 +1,86 @@
+"""``spiral profile MODEL.onnx --backend NAME``: measure a compiled model's latency on this machine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from deploy.errors import InputError
+from deploy.profiler import Profile, ProfileSettings, profile_model
+
+NAME = "profile"
+HELP = "measure an ONNX model's latency on a backend (p50/p90/p95/p99, CV, stable flag)"
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch takes comma-separated integers, got '{text}'") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--batch sizes must be positive, got '{text}'")
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ProfileSettings()
+    parser.add_argument("model", type=Path, help="ONNX model file")
+    parser.add_argument("--backend", default="ort-cpu", help="backend name (see 'spiral targets'); default ort-cpu")
+    parser.add_argument("--batch", type=_batch_sizes, default=[1], help="batch sizes, e.g. 1,8 (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8, as the backend allows")
+    parser.add_argument("--throughput", action="store_true", help="time whole calls by wall clock; show items/s")
+    parser.add_argument("--json", type=Path, default=None, help="write the profile JSON here")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="where compiled engines are kept")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="warm-up seconds")
+    parser.add_argument("--min-samples", type=int, default=defaults.min_samples, help="minimum timed runs")
+    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s, help="seconds per batch, at most")
+
+
+def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
+    title = f"{profile.backend} · {Path(profile.model_path).name} · {profile.runner_settings.get('threads', '-')} threads"
+    table = Table(title=title)
+    columns = ["batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "CV %", "samples", "stable", "stop"]
+    if throughput:
+        columns.insert(1, "items/s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for m in profile.measurements:
+        s = m.stats
+        row = [str(m.batch)] + [f"{s[k]:.4f}" for k in ("p50", "p90", "p95", "p99", "mean")]
+        row += [f"{100 * s['cv']:.1f}", str(len(m.samples_ms)), "yes" if m.stable else "[red]no[/]", m.stop_reason]
+        if throughput:
+            row.insert(1, f"{m.throughput_per_s:,.1f}")
+        table.add_row(*row)
+    console.print(table)
+    gpu = profile.fingerprint.get("gpu")
+    console.print(f"cpu: {profile.fingerprint['cpu']}" + (f" · gpu: {gpu['name']} (driver {gpu['driver']})" if gpu else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be positive, got {args.threads}")
+    settings = ProfileSettings(
+        warmup_s=args.warmup,
+        min_samples=args.min_samples,
+        min_duration_s=min(ProfileSettings().min_duration_s, args.max_duration),
+        max_duration_s=args.max_duration,
+        throughput=args.throughput,
+    )
+    profile = profile_model(
+        args.model,
+        args.backend,
+        batch_sizes=args.batch,
+        threads=args.threads,
+        precision=args.precision,
+        settings=settings,
+        cache_dir=args.cache_dir,
+    )
+    print_profile(profile, Console(width=140), args.throughput)
+    if args.json is not None:
+        profile.save(args.json)
+        Console().print(f"profile: {args.json}")
+    return 0

@@ -1,0 +1,27 @@
+"""``spiral targets``: every backend, whether it can run here, and why not."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from deploy.backends import list_backends
+
+NAME = "targets"
+HELP = "list the compile/profile backends and whether each is available on this machine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options: it reports on this machine."""
+
+
+def run(args: argparse.Namespace) -> int:
+    table = Table(title="backends")
+    for column in ("backend", "available", "reason"):
+        table.add_column(column, overflow="fold")
+    for name, ok, reason in list_backends():
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", reason)
+    Console(width=140).print(table)
+    return 0

@@ -1,0 +1,46 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deploy.backends.ort_cpu import OrtCpuBackend
+from deploy.errors import InputError
+
+
+def test_runs_with_fixed_threads_and_records_the_session_settings(tiny_onnx):
+    runner = OrtCpuBackend(tiny_onnx, threads=1).load()
+    assert runner.settings["threads"] == 1
+    assert runner.settings["inter_op_threads"] == 1
+    assert runner.settings["execution_mode"] == "ORT_SEQUENTIAL"
+    assert runner.settings["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert runner.settings["providers"] == ["CPUExecutionProvider"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    with runner:
+        out = runner.infer({"input": x})
+    reference = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(out["output"], reference, rtol=1e-5, atol=1e-6)
+
+
+def test_default_threads_is_the_physical_core_count(tiny_onnx):
+    from deploy.fingerprint import physical_cores
+
+    assert OrtCpuBackend(tiny_onnx).load().settings["threads"] == physical_cores()
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model \x00\x01\x02", b"\x08\x07\x12\x04junk"])
+def test_corrupt_model_is_an_input_error_naming_the_file(tmp_path, content):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match="broken.onnx"):
+        OrtCpuBackend(bad).load()
+
+
+def test_missing_model_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found.*nope.onnx"):
+        OrtCpuBackend(tmp_path / "nope.onnx").load()
+
+
+def test_rejects_unknown_precision_and_options(tiny_onnx):
+    with pytest.raises(InputError, match="precision 'int4'"):
+        OrtCpuBackend(tiny_onnx, precision="int4")
+    with pytest.raises(InputError, match="no option workspace"):
+        OrtCpuBackend(tiny_onnx, workspace=1)

@@ -1,0 +1,28 @@
+import hashlib
+import os
+
+from deploy.fingerprint import file_sha256, physical_cores, target_fingerprint
+
+
+def test_fingerprint_records_machine_libraries_and_settings():
+    fp = target_fingerprint("ort-cpu", threads=2, precision="fp32")
+    assert fp["backend"] == "ort-cpu" and fp["threads"] == 2 and fp["precision"] == "fp32"
+    assert fp["cpu"] and fp["os"] and fp["python"].startswith("3.")
+    assert 1 <= fp["physical_cores"] <= fp["logical_cores"] == os.cpu_count()
+    import numpy
+    import onnxruntime
+
+    assert fp["libraries"]["onnxruntime"] == onnxruntime.__version__
+    assert fp["libraries"]["numpy"] == numpy.__version__
+    # NVML answers on a GPU host; elsewhere there is no GPU entry rather than a made-up one.
+    assert fp["gpu"] is None or {"name", "driver"} <= set(fp["gpu"])
+
+
+def test_physical_cores_respects_affinity():
+    assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_file_sha256(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"spiral" * 100_000)
+    assert file_sha256(p) == hashlib.sha256(b"spiral" * 100_000).hexdigest()

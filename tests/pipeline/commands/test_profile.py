@@ -1,0 +1,67 @@
+import argparse
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploy.errors import InputError
+from pipeline.commands import profile as command
+
+FAST = ["--warmup", "0.02", "--min-samples", "10", "--max-duration", "0.3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """input [batch, 64] -> MatMul -> Relu -> output [batch, 10]."""
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["h"]), helper.make_node("Relu", ["h"], ["output"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        [weight],
+    )
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_prints_a_table_per_batch_and_writes_the_profile(tiny_onnx, tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert command.run(parse([str(tiny_onnx), "--batch", "1,4", "--threads", "1", "--throughput", "--json", str(out), *FAST])) == 0
+    text = capsys.readouterr().out
+    assert "ort-cpu" in text and "items/s" in text and "p99 ms" in text
+    saved = json.loads(out.read_text())
+    assert [m["batch"] for m in saved["measurements"]] == [1, 4]
+    assert saved["settings"]["throughput"] is True and saved["runner_settings"]["threads"] == 1
+
+
+def test_bad_inputs_are_input_errors(tiny_onnx, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(InputError, match="bad.onnx"):
+        command.run(parse([str(bad), *FAST]))
+    with pytest.raises(InputError, match="unknown backend 'nope'"):
+        command.run(parse([str(tiny_onnx), "--backend", "nope", *FAST]))
+    with pytest.raises(InputError, match="--threads must be positive"):
+        command.run(parse([str(tiny_onnx), "--threads", "0", *FAST]))
+    with pytest.raises(SystemExit):
+        parse([str(tiny_onnx), "--batch", "1,x"])
+
+
+def test_cli_exits_2_with_one_line_for_a_broken_model(tmp_path, capsys):
+    from pipeline.cli import main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["profile", str(bad), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spiral: error:") and "bad.onnx" in err and "\n" not in err

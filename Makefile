@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all benchmarks deploy clean
+.PHONY: demo test test-all benchmarks deploy system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/spiral demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+# The deploy tests run a real OpenSSH server on 127.0.0.1: install Debian's openssh-server once.
+system-deps:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+		echo "installing openssh-server (for the deploy tests)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
+	fi
+
+# `make deploy TARGET=jetson HOST=orin.local [MODEL=...]`: TARGET=jetson is the jetson-orin-nano target
+# (deploy/targets/); MODEL defaults to the demo run, whose last accepted student (else its teacher) ships.
+TARGET ?= jetson
+MODEL ?= runs/demo
+HOST ?=
+deploy: $(STAMP)
+	@if [ "$(MODEL)" = runs/demo ] && [ ! -d runs/demo ]; then \
+		echo "make deploy: runs/demo holds no demo run: run 'make demo' first, or pass MODEL=path/to/model.onnx" >&2; \
+		exit 2; \
+	fi
+	$(BIN)/spiral deploy $(MODEL) --target $(TARGET) $(if $(HOST),--host $(HOST))
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q

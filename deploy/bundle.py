@@ -1,0 +1,211 @@
+"""The bundle ``spiral deploy`` ships to a device: everything the device needs, and nothing else.
+
+```
+bundle/
+  manifest.json               target, model facts, the exact build and profile commands per runtime
+                              version, versions, and the sha256 of every other file
+  model.onnx
+  runner/device_runner.py     runs on the device (python3 + numpy; onnxruntime for CPU targets)
+  runner/deploy/...           the few deploy modules it imports: errors, stats, trtexec_parse
+```
+
+Commands hold placeholders the device fills in: ``{python}`` (the runner's interpreter), ``{cores}``,
+``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache and results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import math
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy import device_runner
+from deploy.backends.base import InputMetadata
+from deploy.backends.engine_cache import atomic_write_bytes
+from deploy.backends.onnx_io import read_onnx_io
+from deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
+from deploy.backends.trtexec import build_command, shape_arg, trace_command
+from deploy.errors import InputError
+from deploy.fingerprint import file_sha256, library_versions
+from deploy.profiler import ProfileSettings
+from deploy.target_profiles import Dla, TargetProfile
+
+BUNDLE_VERSION = 1
+MODEL_FILE = "model.onnx"
+RUNNER = "runner/device_runner.py"
+_DEPLOY_DIR = Path(device_runner.__file__).parent
+# What the device runner imports from ``deploy``: shipped beside it as a package of their own.
+RUNNER_FILES = {
+    RUNNER: _DEPLOY_DIR / "device_runner.py",
+    "runner/deploy/__init__.py": _DEPLOY_DIR / "__init__.py",
+    "runner/deploy/errors.py": _DEPLOY_DIR / "errors.py",
+    "runner/deploy/stats.py": _DEPLOY_DIR / "stats.py",
+    "runner/deploy/trtexec_parse.py": _DEPLOY_DIR / "trtexec_parse.py",
+}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def engine_key(self) -> str:
+        return self.manifest["engine_key"]
+
+
+def profile_settings(target: TargetProfile) -> ProfileSettings:
+    m = target.measure
+    return ProfileSettings(
+        warmup_s=m.warmup_s, min_samples=m.min_samples, min_duration_s=m.min_duration_s,
+        max_duration_s=m.max_duration_s, ci_rel=m.ci_rel, cv_threshold=target.budget.stability.max_cv,
+    )
+
+
+def dla_args(dla: Dla | None) -> list[str]:
+    """trtexec's DLA flags, for the build and for loading the engine."""
+    if dla is None:
+        return []
+    return [f"--useDLACore={dla.core}", *(["--allowGPUFallback"] if dla.gpu_fallback else [])]
+
+
+def _version_tuple(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.split(".")] + [0, 0]
+    return parts[0], parts[1], parts[2]
+
+
+def trtexec_commands(
+    target: TargetProfile, model: Path, inputs: InputMetadata, settings: ProfileSettings
+) -> dict[str, dict[str, Any]]:
+    """Build and profile command lines for each TensorRT version the target supports.
+
+    A version whose builder cannot give the target's precision with this ONNX (TensorRT 11 has no
+    precision flags: the ONNX must already be FP16) carries the reason instead of commands.
+    """
+    trt = target.trtexec
+    assert trt is not None
+    batch = target.measure.batch
+    commands: dict[str, dict[str, Any]] = {}
+    for text in trt.tensorrt:
+        version = _version_tuple(text)
+        problem = onnx_precision_problem(model, ".".join(map(str, version)), target.precision)
+        if problem:
+            commands[text] = {"unsupported": problem}
+            continue
+        flags = builder_flags(".".join(map(str, version)), target.precision, sparse_weights=False)
+        build = build_command(
+            trt.path, version, Path(MODEL_FILE), Path("{engine}"), flags=flags,
+            workspace_bytes=trt.workspace_mib << 20, inputs=inputs, batch_sizes=[batch],
+            timing_cache=Path("{timing_cache}"),
+        )
+        profile = trace_command(
+            trt.path, version, Path("{engine}"), shape_arg(inputs, batch),
+            warmup_ms=max(1, round(settings.warmup_s * 1e3)), duration_s=max(1, math.ceil(settings.min_duration_s)),
+            iterations=settings.min_samples, export_times=Path("{times}"),
+        )
+        commands[text] = {"build": build + dla_args(trt.dla), "profile": profile + dla_args(trt.dla)}
+    if all("unsupported" in c for c in commands.values()):
+        raise InputError(next(iter(commands.values()))["unsupported"])
+    return commands
+
+
+def ort_commands(target: TargetProfile, settings: ProfileSettings) -> dict[str, list[str]]:
+    threads = str(target.measure.threads) if target.measure.threads else "{cores}"
+    return {
+        "build": ["{python}", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}", "--threads", threads],
+        "profile": [
+            "{python}", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}", "--threads", threads,
+            "--batch", str(target.measure.batch), "--settings", json.dumps(dataclasses.asdict(settings), sort_keys=True),
+        ],
+    }
+
+
+def _versions(model_path: Path) -> dict[str, Any]:
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    try:
+        spiral = importlib.metadata.version("spiral")
+    except importlib.metadata.PackageNotFoundError:
+        spiral = "unknown"
+    return {
+        "spiral": spiral,
+        "python": platform.python_version(),
+        "onnx": onnx.__version__,
+        **library_versions(),
+        "model_ir_version": proto.ir_version,
+        "model_opsets": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+        "model_producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+    }
+
+
+def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
+    """Write the bundle for ``model`` on ``target`` to ``out_dir`` (replacing one that is there)."""
+    model = Path(model)
+    if model.suffix != ".onnx":
+        raise InputError(f"a bundle ships an ONNX model; {model} is not an .onnx file")
+    inputs, _ = read_onnx_io(model)
+    batch = target.measure.batch
+    for name, (shape, _) in inputs.items():
+        if shape and isinstance(shape[0], int) and shape[0] != batch:
+            raise InputError(f"input '{name}' has a static batch of {shape[0]}; the target measures batch {batch}")
+        if any(not isinstance(d, int) for d in shape[1:]):
+            raise InputError(f"input '{name}' has dynamic dimensions besides the batch ({shape}); export a fixed shape")
+    settings = profile_settings(target)
+    if target.backend == "trtexec":
+        commands: dict[str, Any] = trtexec_commands(target, model, inputs, settings)
+    else:
+        commands = ort_commands(target, settings)
+    model_sha = file_sha256(model)
+    builds = {k: c.get("build") for k, c in commands.items()} if target.backend == "trtexec" else commands["build"]
+    engine_key = hashlib.sha256(
+        json.dumps({"onnx": model_sha, "backend": target.backend, "build": builds}, sort_keys=True).encode()
+    ).hexdigest()[:24]
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        shutil.copyfile(model, staging / MODEL_FILE)
+        for name, source in RUNNER_FILES.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / name)
+        files = {name: file_sha256(staging / name) for name in [MODEL_FILE, *RUNNER_FILES]}
+        manifest = {
+            "bundle_version": BUNDLE_VERSION,
+            "target": target.model_dump(mode="json", exclude={"ssh"}),
+            "backend": target.backend,
+            "batch": batch,
+            "model": {
+                "file": MODEL_FILE,
+                "source": str(model.resolve()),
+                "sha256": model_sha,
+                "bytes": model.stat().st_size,
+                "input_shapes": {name: [d if isinstance(d, int) else batch for d in shape]
+                                 for name, (shape, _) in inputs.items()},
+                "input_dtypes": {name: str(dtype) for name, (_, dtype) in inputs.items()},
+            },
+            "profile_settings": dataclasses.asdict(settings),
+            "engine_key": engine_key,
+            "commands": commands,
+            "versions": _versions(model),
+            "files": files,
+        }
+        data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        atomic_write_bytes(staging / device_runner.MANIFEST, data)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Bundle(out_dir, manifest, hashlib.sha256(data).hexdigest())

@@ -1,0 +1,101 @@
+"""``spiral deploy MODEL --target NAME``: build and measure on the device itself, then gate.
+
+TensorRT engines are not portable across GPUs or TensorRT versions, so a device's number has to be
+measured on the device: bundle the ONNX, copy it over SSH, verify it there, build the engine there
+(or reuse the one cached for the same ONNX and flags), profile it there, fetch the profile and the
+device's facts, and gate them against the target's budget with the rules of ``spiral gate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from deploy.bundle import build_bundle
+from deploy.errors import InputError
+from deploy.profiler import Profile
+from deploy.remote import deploy_bundle
+from deploy.target_profiles import ALIASES, list_targets, load_target
+from pipeline.gate.budget import parse_budget
+from pipeline.gate.candidate import parse_shape, prepare_candidate
+from pipeline.gate.checks import run_gate
+from pipeline.gate.report import GateContext, gate_json
+from pipeline.ledger import read_ledger
+from pipeline.report.outputs import write_outputs
+
+NAME = "deploy"
+HELP = "ship a model to a device over SSH, build and profile it there, and gate it against the target's budget"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    aliases = ", ".join(f"{a} = {t}" for a, t in ALIASES.items())
+    parser.add_argument(
+        "model",
+        help="an .onnx file, a spiral run directory (its last accepted step, else its teacher), "
+             "or a model spec / checkpoint with --input-shape",
+    )
+    parser.add_argument("--target", required=True,
+                        help=f"a target name ({', '.join(list_targets())}; {aliases}) or a target YAML file")
+    parser.add_argument("--host", help="the device to deploy to, replacing the target's ssh.host")
+    parser.add_argument("--out", type=Path, help="where the bundle and results go (default: runs/deploy/<target>)")
+    parser.add_argument("--json", type=Path, help="write the gate report with the device's facts as JSON")
+    parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,224,224")
+
+
+def run_model(run_dir: Path) -> Path:
+    """The ONNX of a spiral run: its last accepted step's, else its teacher's."""
+    accepted = [e for e in read_ledger(run_dir / "ledger.jsonl") if e.get("accepted")]
+    candidates = [run_dir / accepted[-1]["dir"] / "model.onnx"] if accepted else []
+    candidates.append(run_dir / "teacher" / "model.onnx")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(f"{run_dir} holds no exported model yet (no accepted step, no teacher/model.onnx): run it first")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = load_target(args.target, host_override=args.host)
+    print(f"deploying to {target.name} at {target.host}")
+    budget = parse_budget(target.budget.model_dump(mode="json"), f"target '{target.name}' budget")
+    out: Path = args.out or Path("runs") / "deploy" / target.name
+    with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
+        model = Path(args.model)
+        if model.is_dir() and (model / "ledger.jsonl").exists():
+            onnx_path = run_model(model)
+        else:
+            shape = parse_shape(args.input_shape) if args.input_shape else None
+            onnx_path = prepare_candidate(args.model, Path(work), shape).onnx_path
+        bundle = build_bundle(onnx_path, target, out / "bundle")
+    print(f"bundle: {bundle.root} ({onnx_path}, sha256 {bundle.manifest['model']['sha256'][:16]}, "
+          f"engine key {bundle.engine_key})")
+
+    # What an earlier deploy left must not pass for this one's outcome if this one fails.
+    (out / "deploy.json").unlink(missing_ok=True)
+    shutil.rmtree(out / "results", ignore_errors=True)
+    result = deploy_bundle(bundle, target, out / "results", echo=lambda line: print(f"  {line}"))
+    print(f"engine: {'reused from the device cache' if result.engine_from_cache else 'built on the device'}")
+    profile = Profile.load(result.profile_path)
+    gate = run_gate(budget, profile=profile)
+    for check in gate.checks:
+        print(check.line())
+    context = GateContext(args.model, f"{target.name} ({result.host})", profile)
+    report = {
+        **gate_json(gate, context),
+        "deploy": {
+            "target": target.model_dump(mode="json"),
+            "host": result.host,
+            "bundle": str(bundle.root),
+            "manifest_sha256": bundle.manifest_sha256,
+            "engine_key": bundle.engine_key,
+            "engine_from_cache": result.engine_from_cache,
+            "device": result.device,
+            "results": str(result.results_dir),
+        },
+    }
+    for path in write_outputs([(out / "deploy.json", lambda: report), (args.json, lambda: report)]):
+        print(f"wrote {path}")
+    verdict = "passed" if gate.passed else f"failed: {len(gate.problems)} of {len(gate.checks)} checks did not pass"
+    print(f"spiral deploy to {target.name} ({result.host}) {verdict}")
+    return gate.exit_code

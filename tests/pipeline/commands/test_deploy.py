@@ -1,0 +1,134 @@
+"""``spiral deploy`` end to end against the loopback OpenSSH server (tests/deploy/sshd.py), gate included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from deploy.errors import InputError
+from pipeline.cli import main
+from pipeline.commands.deploy import run_model
+from pipeline.compare.releases import load_release
+from pipeline.ledger import append_entry
+from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target_data, server  # noqa: F401 - server is a fixture
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Conv, ReLU, global average pool and a linear layer on [batch, 3, 16, 16] -> [batch, 10]."""
+    rng = np.random.default_rng(0)
+    weights = {"conv_w": rng.standard_normal((8, 3, 3, 3)), "fc_w": rng.standard_normal((8, 10)), "fc_b": np.zeros(10)}
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "conv_w"], ["conv"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["conv"], ["relu"]),
+         helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+         helper.make_node("Flatten", ["pool"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["output"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
+    )
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def write_target(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_deploy_gates_on_the_device_and_reuses_its_engine(
+    server: SshServer, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = loopback_target_data(server, tmp_path / "device")
+    data["ssh"]["host"] = "placeholder-replaced-by-host"
+    target = write_target(tmp_path / "loopback.yaml", data)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    argv = ["deploy", str(tiny_onnx), "--target", str(target), "--host", HOST_ALIAS, "--out", str(out), "--json", str(report)]
+
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert f"deploying to loopback-cpu at {HOST_ALIAS}" in first
+    assert "engine: built on the device" in first
+    assert "PASS latency.p50.max_ms" in first and "PASS stability.cv" in first
+    assert first.rstrip().endswith(f"spiral deploy to loopback-cpu ({HOST_ALIAS}) passed")
+    saved = json.loads(report.read_text())
+    assert saved == json.loads((out / "deploy.json").read_text())
+    assert saved["passed"] is True and saved["deploy"]["engine_from_cache"] is False
+    assert saved["deploy"]["device"]["python"] and saved["deploy"]["manifest_sha256"]
+    assert saved["profile"]["measurements"][0]["samples_ms"]
+    assert load_release(report).profile.stat("p50") == saved["profile"]["measurements"][0]["stats"]["p50"]
+    assert (out / "bundle" / "manifest.json").is_file() and (out / "results" / "profile.json").is_file()
+    assert not any((tmp_path / "device" / "runs").iterdir())
+
+    assert main(argv) == 0
+    assert "engine: reused from the device cache" in capsys.readouterr().out
+    assert json.loads(report.read_text())["deploy"]["engine_from_cache"] is True
+
+
+@pytest.mark.slow
+def test_a_budget_the_device_misses_fails_the_gate(
+    server: SshServer, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = loopback_target_data(server, tmp_path / "device")
+    data["budget"]["latency"]["max_ms"] = 1e-6
+    target = write_target(tmp_path / "tight.yaml", data)
+    assert main(["deploy", str(tiny_onnx), "--target", str(target), "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL latency.p50.max_ms" in out and "failed: 1 of 2 checks did not pass" in out
+
+
+def test_a_fault_is_one_line_and_exit_2(
+    server: SshServer, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
+    config = server.ssh_config("stranger", key=tmp_path / "stranger")
+    target = write_target(tmp_path / "t.yaml", loopback_target_data(server, tmp_path / "device", ssh_config=config))
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    (out / "results" / "profile.json").write_text("{}")
+    (out / "deploy.json").write_text('{"passed": true}')  # an earlier deploy's outcome
+    assert main(["deploy", str(tiny_onnx), "--target", str(target), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("spiral: error: spiral-test-device refused the login")
+    assert "passed" not in captured.out and not (out / "results").exists() and not (out / "deploy.json").exists()
+
+
+def test_a_target_without_host_needs_one(tiny_onnx: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy", str(tiny_onnx), "--target", "jetson"]) == 2
+    assert "target 'jetson-orin-nano' names no host: pass --host HOST" in capsys.readouterr().err
+
+
+def _run_dir(root: Path, tiny_onnx: Path, accepted: list[bool]) -> Path:
+    (root / "teacher").mkdir(parents=True)
+    shutil.copyfile(tiny_onnx, root / "teacher" / "model.onnx")
+    for step, ok in enumerate(accepted, start=1):
+        step_dir = root / "steps" / f"step-{step:02d}-try-1"
+        step_dir.mkdir(parents=True)
+        shutil.copyfile(tiny_onnx, step_dir / "model.onnx")
+        append_entry(root / "ledger.jsonl", {"step": step, "attempt": 1, "dir": f"steps/{step_dir.name}", "accepted": ok})
+    (root / "ledger.jsonl").touch()
+    return root
+
+
+def test_a_run_directory_ships_its_last_accepted_student(tiny_onnx: Path, tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "demo", tiny_onnx, [True, True, False])
+    assert run_model(run) == run / "steps" / "step-02-try-1" / "model.onnx"
+
+
+def test_a_run_directory_without_an_accepted_step_ships_its_teacher(tiny_onnx: Path, tmp_path: Path) -> None:
+    run = _run_dir(tmp_path / "demo", tiny_onnx, [False])
+    assert run_model(run) == run / "teacher" / "model.onnx"
+    (run / "teacher" / "model.onnx").unlink()
+    with pytest.raises(InputError, match="holds no exported model yet"):
+        run_model(run)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deploy.errors import InputError
+from deploy.validation import describe_validation_error
 
 TARGET_VERSION = 1
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -206,29 +207,13 @@ class TargetProfile(_Strict):
         return self.model_copy(update={"ssh": self.ssh.model_copy(update={"host": host})})
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        owner: Any = TargetProfile
-        for part in error["loc"][:-1]:
-            annotation = owner.model_fields[part].annotation if part in getattr(owner, "model_fields", {}) else None
-            owner = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)
-                          and issubclass(a, BaseModel)), None)
-        known = list(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(known)}"
-        return f"{source}: unknown key '{where}'{hint}"
-    return f"{source}: {where}: {error['msg'].removeprefix('Value error, ')}"
-
-
 def parse_target(data: Any, source: str) -> TargetProfile:
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     try:
         return TargetProfile.model_validate(data)
     except ValidationError as exc:
-        raise InputError(_describe(exc, source)) from None
+        raise InputError(describe_validation_error(exc, TargetProfile, source)) from None
 
 
 def _packaged() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny but real spiral configuration (digits at 16x16, a narrow ResNet)."""
+"""Shared fixtures."""
 
 from __future__ import annotations
 
@@ -7,34 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-TINY_MODEL = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-
-
-def tiny_config(**overrides: object) -> dict:
-    config = {
-        "version": 1,
-        "model": TINY_MODEL,
-        "data": {"source": "digits", "batch_size": 64},
-        "input_shape": [1, 1, 16, 16],
-        "num_classes": 10,
-        "teacher_training": {"epochs": 2, "lr": 0.1, "weights": {"ce": 1.0, "logits": 0.0}},
-        "target": {
-            "backend": "ort-cpu",
-            "threads": 1,
-            "profile": {"warmup_s": 0.05, "min_samples": 10, "min_duration_s": 0.05, "max_duration_s": 0.3},
-        },
-        "budget": {"statistic": "p50", "max_ms": 1000.0, "min_speedup": None, "accuracy": {"max_drop": None, "min": 0.0}},
-        "schedule": {"initial_reduction": 0.3, "max_steps": 1, "patience": 0},
-        "prune": {"criterion": "l1"},
-        "distill": {"epochs": 1, "lr": 0.02},
-        "parity": {"samples": 64},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+from tiny_spiral import tiny_config
 
 
 @pytest.fixture

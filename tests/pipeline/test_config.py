@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import tiny_config
+from tiny_spiral import tiny_config
 from deploy.errors import InputError
 from pipeline.config import load_config, parse_config
 

@@ -18,13 +18,15 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-# The deploy tests run a real OpenSSH server on 127.0.0.1: install Debian's openssh-server once.
+# Debian packages the tests need: OpenSSH's server (the deploy tests run a real sshd on 127.0.0.1)
+# and Chromium (the HTML report is rendered headless). Installed once, when missing.
+SYSTEM_PACKAGES := $(if $(wildcard /usr/sbin/sshd),,openssh-server) $(if $(wildcard /usr/bin/chromium),,chromium)
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ]; then \
-		echo "installing openssh-server (for the deploy tests)"; \
+	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \
+		echo "installing Debian packages for the tests: $(strip $(SYSTEM_PACKAGES))"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
 # `make deploy TARGET=jetson HOST=orin.local [MODEL=...]`: TARGET=jetson is the jetson-orin-nano target

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from deploy.errors import InputError
 from deploy.profiler import ProfileSettings, profile_model
@@ -33,6 +33,7 @@ from pipeline.measure import CandidateMeasurement, measure_candidate
 from pipeline.models import load_model
 from pipeline.prune import PruningPlan, apply_plan, plan_pruning
 from pipeline.report import write_reports
+from pipeline.report.run import best_accepted, met_budget
 
 # Probing candidate ratios needs only a rough latency, so it uses a short measurement.
 PROBE_SETTINGS = ProfileSettings(warmup_s=0.1, min_samples=20, min_duration_s=0.2, max_duration_s=1.0)
@@ -325,8 +326,7 @@ class Spiral:
             message = self._loop(entries, current, current_ms, teacher, lineage, budget, progress, task)
         entries = read_ledger(self.ledger_path)
         report_paths = write_reports(self.out, cfg, budget.to_dict(), teacher_summary, entries, message)
-        best = [e for e in entries if e["accepted"]]
-        met = bool(best) and best[-1]["statistic_ms"] <= budget.final_ms
+        met = met_budget(best_accepted(entries), budget.to_dict())
         return SpiralOutcome(met, message, teacher_summary, entries, report_paths)
 
     def _loop(

@@ -1,0 +1,103 @@
+"""``spiral gate MODEL --target T --budget BUDGET.yaml``: the CI gate for a model release."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from deploy.backends import BACKENDS, get_backend
+from deploy.errors import InputError
+from deploy.profiler import ProfileSettings, profile_model
+from deploy.target_profiles import ALIASES, list_targets
+from pipeline.compare.releases import load_release
+from pipeline.data import load_datasets
+from pipeline.evaluate import evaluate_onnx
+from pipeline.export import check_parity
+from pipeline.gate.budget import ParityBudget, load_budget
+from pipeline.gate.candidate import onnx_num_classes, onnx_params, parity_inputs, parse_shape, prepare_candidate
+from pipeline.gate.checks import run_gate
+from pipeline.gate.report import GateContext, gate_html, gate_json, gate_junit, gate_markdown
+from pipeline.report.outputs import write_outputs
+
+NAME = "gate"
+HELP = "gate a model release on its latency, accuracy, size, ONNX parity and measurement stability budget"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
+    parser.add_argument("--target", required=True,
+                        help=f"the backend that measures on this machine: {', '.join(BACKENDS)}")
+    parser.add_argument("--budget", required=True, type=Path, help="the release budget (YAML)")
+    parser.add_argument("--baseline", type=Path, help="the last release: a profile, gate report or run report (JSON)")
+    parser.add_argument("--data", help="evaluation data for accuracy: digits, an ImageFolder directory or package.module:factory")
+    parser.add_argument("--input-shape", help="input shape with the batch first, e.g. 1,3,224,224 "
+                        "(default: the ONNX input's or the checkpoint's; a model spec needs it)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the target (default: the backend's)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                        help="precision the backend builds the model in (default fp32)")
+    parser.add_argument("--json", type=Path, help="write the gate report as JSON (a later gate's --baseline)")
+    parser.add_argument("--markdown", type=Path, help="write a Markdown summary for a pull-request comment")
+    parser.add_argument("--junit", type=Path, help="write JUnit XML, one test case per check")
+    parser.add_argument("--html", type=Path, help="write a self-contained HTML report with plots")
+
+
+def run(args: argparse.Namespace) -> int:
+    budget = load_budget(args.budget)
+    baseline = load_release(args.baseline) if args.baseline else None
+    if baseline is None and budget.needs_baseline:
+        raise InputError(f"the budget's {', '.join(budget.needs_baseline)} compares against a baseline; pass --baseline")
+    if budget.accuracy is not None and not args.data:
+        raise InputError("the budget has an accuracy check; pass --data with the evaluation data")
+    if args.target in ALIASES or args.target in list_targets():
+        raise InputError(
+            f"'{args.target}' is a device target: spiral gate measures on this machine with a backend "
+            f"({', '.join(BACKENDS)}); to measure on the device and gate there, run "
+            f"spiral deploy MODEL --target {args.target}"
+        )
+    get_backend(args.target)
+    input_shape = parse_shape(args.input_shape) if args.input_shape else None
+
+    with tempfile.TemporaryDirectory(prefix="spiral-gate-") as work:
+        candidate = prepare_candidate(args.model, Path(work), input_shape)
+        onnx_path, shape = candidate.onnx_path, candidate.input_shape
+        val_set = None
+        if args.data:
+            val_set = load_datasets(args.data, shape)[1]
+            if len(val_set) == 0:
+                raise InputError(f"data '{args.data}' has an empty validation split")
+            sample_shape = list(val_set[0][0].shape)
+            if sample_shape != shape[1:]:
+                raise InputError(f"the data's samples have shape {sample_shape}; the model takes {shape[1:]}")
+        parity = None
+        if candidate.source is not None:
+            limits = budget.parity or ParityBudget()
+            parity = check_parity(
+                candidate.source, onnx_path, parity_inputs(shape, val_set),
+                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement,
+            )
+        profile = profile_model(
+            onnx_path, args.target, batch_sizes=(shape[0],), threads=args.threads, precision=args.precision,
+            settings=ProfileSettings(cv_threshold=budget.stability.max_cv), cache_dir=Path(work) / "compiled",
+        )
+        metrics = evaluate_onnx(onnx_path, val_set, onnx_num_classes(onnx_path)) if val_set is not None else None
+        size_mb, params = onnx_path.stat().st_size / 1e6, onnx_params(onnx_path)
+
+    result = run_gate(
+        budget, profile=profile, baseline=baseline.profile if baseline else None, metrics=metrics,
+        baseline_metrics=baseline.metrics if baseline else None, model_size_mb=size_mb, params=params, parity=parity,
+    )
+    context = GateContext(args.model, args.target, profile, baseline, metrics, size_mb, params, parity)
+    for check in result.checks:
+        print(check.line())
+    written = write_outputs([
+        (args.json, lambda: gate_json(result, context)),
+        (args.markdown, lambda: gate_markdown(result, context)),
+        (args.junit, lambda: gate_junit(result)),
+        (args.html, lambda: gate_html(result, context)),
+    ])
+    for path in written:
+        print(f"wrote {path}")
+    verdict = "passed" if result.passed else f"failed: {len(result.problems)} of {len(result.checks)} checks did not pass"
+    print(f"spiral gate {verdict}")
+    return result.exit_code

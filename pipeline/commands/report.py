@@ -1,0 +1,36 @@
+"""``spiral report RUN_DIR``: render a finished spiral run (report.json + ledger) as Markdown, HTML and JUnit XML."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.report.outputs import write_outputs
+from pipeline.report.run import load_run, render_html, render_junit, render_markdown
+
+NAME = "report"
+HELP = "render a finished spiral run as Markdown, HTML with plots and JUnit XML"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="a spiral run directory (holding report.json and ledger.jsonl)")
+    parser.add_argument("--markdown", type=Path, help="Markdown output (default: RUN_DIR/report.md)")
+    parser.add_argument("--html", type=Path, help="HTML output (default: RUN_DIR/report.html)")
+    parser.add_argument("--junit", type=Path, help="JUnit XML output (default: RUN_DIR/report.junit.xml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Writes the outputs asked for, or all three into the run directory when none is."""
+    report = load_run(args.run_dir)
+    paths = [args.markdown, args.html, args.junit]
+    if not any(paths):
+        paths = [args.run_dir / name for name in ("report.md", "report.html", "report.junit.xml")]
+    written = write_outputs([
+        (paths[0], lambda: render_markdown(report)),
+        (paths[1], lambda: render_html(report, args.run_dir)),
+        (paths[2], lambda: render_junit(report)),
+    ])
+    print(render_markdown(report), end="")
+    for path in written:
+        print(f"wrote {path}")
+    return 0 if report["met_budget"] else 1

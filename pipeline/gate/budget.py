@@ -1,0 +1,133 @@
+"""The release budget of ``spiral gate``: one YAML file, validated whole before anything is measured.
+
+```yaml
+latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, min_effect_pct: 5, alpha: 0.01}
+accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below the baseline
+size:      {max_mb: 20, max_params: 5000000}
+parity:    {atol: 1.0e-3, min_top1_agreement: 0.99}
+stability: {max_cv: 0.10}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deploy.errors import InputError
+from deploy.validation import describe_validation_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class LatencyBudget(_Strict):
+    """``max_ms`` on ``statistic``, and/or at most ``max_regression_pct`` slower than the baseline.
+
+    A regression counts only when it is significant (Mann–Whitney p < ``alpha``) and the whole
+    confidence interval of the ratio lies beyond max(``max_regression_pct``, ``min_effect_pct``).
+    """
+
+    statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
+    max_ms: float | None = Field(None, gt=0)
+    max_regression_pct: float | None = Field(None, ge=0)
+    min_effect_pct: float = Field(5.0, ge=0)
+    alpha: float = Field(0.01, gt=0, lt=1)
+
+
+    @model_validator(mode="after")
+    def _check(self) -> LatencyBudget:
+        if self.max_ms is None and self.max_regression_pct is None:
+            raise ValueError("latency needs max_ms or max_regression_pct")
+        return self
+
+
+class AccuracyBudget(_Strict):
+    """Top-1 accuracy in percent: at least ``min``, and/or at most ``max_drop`` points below the baseline."""
+
+    min: float | None = Field(None, ge=0, le=100)
+    max_drop: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> AccuracyBudget:
+        if self.min is None and self.max_drop is None:
+            raise ValueError("accuracy needs min or max_drop")
+        return self
+
+
+class SizeBudget(_Strict):
+    """The ONNX file in MB (10^6 bytes) and the parameters stored in it."""
+
+    max_mb: float | None = Field(None, gt=0)
+    max_params: int | None = Field(None, ge=1)
+
+
+    @model_validator(mode="after")
+    def _check(self) -> SizeBudget:
+        if self.max_mb is None and self.max_params is None:
+            raise ValueError("size needs max_mb or max_params")
+        return self
+
+
+class ParityBudget(_Strict):
+    """ONNX Runtime against the source torch model on the same inputs."""
+
+    atol: float = Field(1e-3, ge=0)
+    min_top1_agreement: float = Field(0.99, ge=0, le=1)
+
+
+
+class StabilityBudget(_Strict):
+    """A latency measurement with a coefficient of variation above ``max_cv`` cannot pass a latency check."""
+
+    max_cv: float = Field(0.10, gt=0)
+
+
+
+class GateBudget(_Strict):
+    latency: LatencyBudget | None = None
+    accuracy: AccuracyBudget | None = None
+    size: SizeBudget | None = None
+    parity: ParityBudget | None = None
+    stability: StabilityBudget = StabilityBudget()
+
+    @model_validator(mode="after")
+    def _check(self) -> GateBudget:
+        if not any((self.latency, self.accuracy, self.size, self.parity)):
+            raise ValueError("the budget checks nothing: give at least one of latency, accuracy, size, parity")
+        return self
+
+    @property
+    def needs_baseline(self) -> list[str]:
+        """The checks that compare against a baseline."""
+        needs = []
+        if self.latency and self.latency.max_regression_pct is not None:
+            needs.append("latency.max_regression_pct")
+        if self.accuracy and self.accuracy.max_drop is not None:
+            needs.append("accuracy.max_drop")
+        return needs
+
+
+def parse_budget(data: Any, source: str = "budget") -> GateBudget:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return GateBudget.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc, GateBudget, source)) from None
+
+
+def load_budget(path: Path) -> GateBudget:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read budget {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_budget(data, str(path))

@@ -1,0 +1,122 @@
+"""The release candidate the gate measures: an ONNX file as given, or a torch model exported here.
+
+Only an exported model has a source to check ONNX parity against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from deploy.errors import InputError
+from pipeline.checkpoint import load_checkpoint
+from pipeline.export import export_onnx
+from pipeline.models import load_model
+
+PARITY_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class Candidate:
+    onnx_path: Path
+    source: nn.Module | None
+    input_shape: list[int]
+
+
+def parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise InputError(f"input shape '{text}' is not a comma-separated list of integers, e.g. 1,3,224,224") from None
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise InputError(f"input shape '{text}' needs positive dimensions with the batch first, e.g. 1,3,224,224")
+    return shape
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends for a corrupt file
+        raise InputError(f"{path} is not a readable ONNX model: {type(exc).__name__}") from None
+
+
+def _graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    initializers = {i.name for i in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
+def onnx_input_dims(path: Path) -> list[int | None]:
+    """The first input's dimensions, None where dynamic."""
+    inputs = _graph_inputs(_load_onnx(path))
+    if not inputs:
+        raise InputError(f"{path} has no inputs")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if not dims:
+        raise InputError(f"{path}: input '{inputs[0].name}' has no shape")
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+
+
+def onnx_input_shape(path: Path, given: list[int] | None) -> list[int]:
+    """``given`` checked against the model's static dimensions, or the model's own shape (dynamic batch = 1)."""
+    dims = onnx_input_dims(path)
+    if given is None:
+        if any(d is None for d in dims[1:]):
+            raise InputError(f"{path} has dynamic dimensions besides the batch; pass --input-shape")
+        return [dims[0] or 1, *dims[1:]]
+    if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims, given)):
+        shown = ["?" if d is None else d for d in dims]
+        raise InputError(f"input shape {given} does not fit {path}, whose input is {shown}")
+    return given
+
+
+def onnx_num_classes(path: Path) -> int:
+    """Width of the first output, the class count of a classifier's logits."""
+    outputs = _load_onnx(path).graph.output
+    dims = outputs[0].type.tensor_type.shape.dim if outputs else []
+    if not dims or not dims[-1].HasField("dim_value") or dims[-1].dim_value < 2:
+        raise InputError(f"{path}: cannot tell the number of classes from its output shape; accuracy needs [batch, classes] logits")
+    return dims[-1].dim_value
+
+
+def onnx_params(path: Path) -> int:
+    """Elements of every initializer: the weights the ONNX file ships."""
+    return sum(math.prod(t.dims) for t in _load_onnx(path).graph.initializer)
+
+
+def prepare_candidate(model: str, work_dir: Path, input_shape: list[int] | None) -> Candidate:
+    """``model`` is an ``.onnx`` file, or a model spec / spiral checkpoint exported to ``work_dir``.
+
+    The input shape defaults to the ONNX input's (a dynamic batch taken as 1) or the checkpoint's.
+    """
+    path = Path(model)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise InputError(f"model file not found: {path}")
+        return Candidate(path, None, onnx_input_shape(path, input_shape))
+    if path.is_dir():
+        source, manifest = load_checkpoint(path)
+        input_shape = input_shape or manifest["input_shape"]
+    else:
+        source, _, _ = load_model(model)
+    if input_shape is None:
+        raise InputError(f"model '{model}' is not an ONNX file: pass --input-shape to export it, e.g. 1,3,224,224")
+    try:
+        with torch.no_grad():
+            source.eval()(torch.zeros(input_shape))
+    except Exception as exc:  # any failure means the shape does not fit the model
+        raise InputError(f"model '{model}' does not accept input shape {input_shape}: {exc}") from None
+    return Candidate(export_onnx(source, torch.zeros(input_shape), work_dir / "model.onnx"), source, input_shape)
+
+
+def parity_inputs(input_shape: list[int], val_set: Dataset | None, samples: int = PARITY_SAMPLES) -> torch.Tensor:
+    """Real validation inputs when there are any, else seeded standard-normal ones."""
+    if val_set is not None:
+        return next(iter(DataLoader(val_set, batch_size=samples, shuffle=False)))[0]
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn([samples, *input_shape[1:]], generator=generator)

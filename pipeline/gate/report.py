@@ -1,0 +1,106 @@
+"""``spiral gate`` reports: versioned JSON (which later gates take as ``--baseline``), Markdown for a
+pull-request comment, JUnit XML (one test case per check) and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from deploy.profiler import Profile
+from pipeline.compare.releases import GATE_REPORT_KIND, Release
+from pipeline.export import ParityResult
+from pipeline.gate.checks import CheckResult, GateResult, format_value
+from pipeline.report import plots
+from pipeline.report.html import esc, html_page, html_plot, html_table
+from pipeline.report.junit import TestCase, junit_xml
+from pipeline.report.markdown import md_table
+
+GATE_SCHEMA_VERSION = 1
+_HEADERS = ("check", "status", "measured", "budget", "margin", "details")
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What was gated, for the reports."""
+
+    model: str
+    target: str
+    profile: Profile
+    baseline: Release | None = None
+    metrics: dict | None = None
+    model_size_mb: float | None = None
+    params: int | None = None
+    parity: ParityResult | None = None
+
+
+def _title(result: GateResult, context: GateContext) -> str:
+    verdict = "PASSED" if result.passed else "FAILED"
+    return f"spiral gate {verdict}: {context.model} on {context.target}"
+
+
+def _summary(result: GateResult) -> str:
+    problems = result.problems
+    if not problems:
+        return f"All {len(result.checks)} checks passed."
+    failed = sum(c.status == "fail" for c in problems)
+    inconclusive = len(problems) - failed
+    return f"{failed} failed and {inconclusive} inconclusive of {len(result.checks)} checks."
+
+
+def _row(c: CheckResult) -> list[str]:
+    return [c.name, c.status, format_value(c.measured, c.unit), format_value(c.budget, c.unit),
+            format_value(c.margin, c.unit, signed=True), c.message]
+
+
+def gate_markdown(result: GateResult, context: GateContext) -> str:
+    lines = [f"## {_title(result, context)}", "", _summary(result), "",
+             *md_table(_HEADERS, [_row(c) for c in result.checks], "llrrrl")]
+    if context.baseline:
+        lines += ["", f"Baseline: `{context.baseline.source}`"]
+    return "\n".join(lines) + "\n"
+
+
+def gate_junit(result: GateResult) -> str:
+    cases = [TestCase(c.name, "spiral.gate", c.status, c.line(), c.line()) for c in result.checks]
+    return junit_xml("spiral gate", cases)
+
+
+def gate_html(result: GateResult, context: GateContext) -> str:
+    sections = [
+        f'<p class="verdict {"pass" if result.passed else "fail"}">{esc(_summary(result))}</p>',
+        html_table(_HEADERS, [_row(c) for c in result.checks], numeric=(2, 3, 4),
+                   row_classes=[c.status for c in result.checks]),
+    ]
+    if context.baseline:
+        sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}</p>')
+    m = context.profile.measurements[0]
+    baseline = context.baseline
+    base = next((b for b in baseline.profile.measurements if b.batch == m.batch), None) if baseline else None
+    series = [(f"{context.model} (candidate)", m.samples_ms)]
+    if base is not None:
+        series.insert(0, (f"{baseline.label} (baseline)", base.samples_ms))
+    sections += [f"<h2>Latency distribution, batch {m.batch}</h2>",
+                 html_plot(plots.latency_distributions(series, context.target), "latency distribution")]
+    if context.metrics:
+        points = [plots.ParetoPoint("candidate", m.stats["p50"], 100 * context.metrics["accuracy"], "candidate")]
+        if base is not None and baseline.metrics and "accuracy" in baseline.metrics:
+            points.append(plots.ParetoPoint("baseline", base.stats["p50"], 100 * baseline.metrics["accuracy"], "baseline"))
+        sections += ["<h2>Accuracy vs latency</h2>", html_plot(plots.pareto_front(points, "p50"), "accuracy vs latency")]
+    return html_page(_title(result, context), sections)
+
+
+def gate_json(result: GateResult, context: GateContext) -> dict:
+    return {
+        "schema_version": GATE_SCHEMA_VERSION,
+        "kind": GATE_REPORT_KIND,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": context.model,
+        "target": context.target,
+        **result.to_dict(),
+        "baseline": str(context.baseline.source) if context.baseline else None,
+        "metrics": context.metrics,
+        "size_mb": context.model_size_mb,
+        "params": context.params,
+        "parity": context.parity.to_dict() if context.parity else None,
+        "profile": context.profile.to_dict(),
+    }

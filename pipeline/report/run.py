@@ -1,0 +1,169 @@
+"""A spiral run's reports: ``report.json`` (versioned), ``report.md`` (a pull-request comment) and
+``report.html`` (plots), all rendered from the one report dictionary, so ``spiral report`` can
+render any finished run again from its ``report.json`` and ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploy.errors import InputError
+from deploy.profiler import Profile
+from pipeline.atomic import write_json, write_text
+from pipeline.compare.releases import RUN_REPORT_KIND
+from pipeline.ledger import read_ledger
+from pipeline.report import plots
+from pipeline.report.html import esc, html_page, html_plot, html_table
+from pipeline.report.junit import TestCase, junit_xml
+from pipeline.report.markdown import md_table
+
+if TYPE_CHECKING:
+    from pipeline.config import RunConfig
+
+REPORT_SCHEMA_VERSION = 1
+_COLUMNS = ("model", "p50 ms", "p90 ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")
+
+
+def step_rows(teacher: dict, entries: list[dict]) -> list[dict]:
+    """One row per model: the teacher, then every attempted step in order."""
+    rows = [{"name": "teacher", "verdict": "baseline", "reason": "", "speedup": 1.0, **teacher}]
+    for e in entries:
+        rows.append(
+            {"name": f"step {e['step']} try {e['attempt']}", "verdict": "accepted" if e["accepted"] else "rejected", **e}
+        )
+    return rows
+
+
+def best_accepted(entries: list[dict]) -> dict | None:
+    accepted = [e for e in entries if e["accepted"]]
+    return accepted[-1] if accepted else None
+
+
+def met_budget(best: dict | None, budget: dict) -> bool:
+    return bool(best) and best["statistic_ms"] <= budget["final_ms"]
+
+
+def build_report(config: dict, budget: dict, teacher: dict, entries: list[dict], message: str) -> dict:
+    best = best_accepted(entries)
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": RUN_REPORT_KIND,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "budget": budget,
+        "teacher": teacher,
+        "steps": entries,
+        "best": best,
+        "met_budget": met_budget(best, budget),
+        "message": message,
+    }
+
+
+def _cells(row: dict) -> list[str]:
+    return [
+        row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}", f"{row['speedup']:.2f}x",
+        f"{100 * row['accuracy']:.2f}", f"{row['params']:,}", f"{row['macs']:,}", row["verdict"], row["reason"],
+    ]
+
+
+def _headline(report: dict) -> tuple[str, str, str]:
+    config, budget = report["config"], report["budget"]
+    title = f"spiral: {config['model']} on {config['target']['backend']}"
+    target = (
+        f"Final budget: {budget['statistic']} <= {budget['final_ms']:.3f} ms (teacher {budget['teacher_ms']:.3f} ms), "
+        f"accuracy >= {budget['accuracy_floor']:.2f}% (teacher {budget['teacher_accuracy']:.2f}%)."
+    )
+    return title, target, f"Outcome: {report['message']}."
+
+
+def render_markdown(report: dict) -> str:
+    title, target, outcome = _headline(report)
+    rows = [_cells(r) for r in step_rows(report["teacher"], report["steps"])]
+    lines = [f"## {title}", "", target, outcome, "", *md_table(_COLUMNS, rows, "lrrrrrrll")]
+    return "\n".join(lines) + "\n"
+
+
+def _step_profiles(report: dict, run_dir: Path) -> list[tuple[str, Profile]]:
+    """(row name, profile) of the teacher and every step whose ``profile.json`` is still there."""
+    found = []
+    dirs = [("teacher", "teacher")] + [(f"step {e['step']} try {e['attempt']}", e["dir"]) for e in report["steps"]]
+    for name, directory in dirs:
+        path = run_dir / directory / "profile.json"
+        if path.is_file():
+            found.append((name, Profile.load(path)))
+    return found
+
+
+def render_html(report: dict, run_dir: Path) -> str:
+    title, target, outcome = _headline(report)
+    rows = step_rows(report["teacher"], report["steps"])
+    classes = [{"accepted": "pass", "rejected": "fail"}.get(r["verdict"], "") for r in rows]
+    sections = [
+        f"<p>{esc(target)}</p>",
+        f'<p class="verdict {"pass" if report["met_budget"] else "fail"}">{esc(outcome)}</p>',
+        "<h2>Steps</h2>",
+        html_table(_COLUMNS, [_cells(r) for r in rows], numeric=range(1, 7), row_classes=classes),
+    ]
+    profiles = _step_profiles(report, run_dir)
+    if profiles:
+        series = [(name, p.measurements[0].samples_ms) for name, p in profiles]
+        sections += ["<h2>Latency distribution of each step</h2>",
+                     html_plot(plots.latency_distributions(series, "measured latency"), "latency distributions")]
+    points = [
+        plots.ParetoPoint(
+            r["name"], r["statistic_ms"], 100 * r["accuracy"],
+            "baseline" if r["verdict"] == "baseline" else r["verdict"],
+        )
+        for r in rows
+    ]
+    statistic = report["budget"]["statistic"]
+    sections += ["<h2>Accuracy vs latency</h2>",
+                 html_plot(plots.pareto_front(points, statistic), "accuracy vs latency Pareto front")]
+    return html_page(title, sections)
+
+
+def render_junit(report: dict) -> str:
+    """A test case per attempted step (a rejected try is ``skipped``: the search retries it) and one
+    for the final budget, which fails when no accepted step met it."""
+    cases = [
+        TestCase(f"step {e['step']} try {e['attempt']}", "spiral.run.steps",
+                 "pass" if e["accepted"] else "skipped", "" if e["accepted"] else e["reason"], e["reason"])
+        for e in report["steps"]
+    ]
+    cases.append(
+        TestCase("final budget", "spiral.run", "pass" if report["met_budget"] else "fail", report["message"], report["message"])
+    )
+    return junit_xml("spiral run", cases)
+
+
+def write_reports(
+    out: Path, config: RunConfig, budget: dict, teacher: dict, entries: list[dict], message: str
+) -> list[Path]:
+    report = build_report(config.model_dump(mode="json"), budget, teacher, entries, message)
+    paths = [out / "report.json", out / "report.md", out / "report.html"]
+    write_json(paths[0], report)
+    write_text(paths[1], render_markdown(report))
+    write_text(paths[2], render_html(report, out))
+    return paths
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """A finished run's report, its steps re-read from the ledger (the record every step is written to)."""
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no report.json: it is not a finished spiral run")
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise InputError(f"{path}: not a spiral run report of schema version {REPORT_SCHEMA_VERSION}")
+    ledger = Path(run_dir) / "ledger.jsonl"
+    if ledger.is_file():
+        report["steps"] = read_ledger(ledger)
+        report["best"] = best_accepted(report["steps"])
+        report["met_budget"] = met_budget(report["best"], report["budget"])
+    return report

@@ -1,0 +1,98 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import InputError
+from pipeline.compare.history import build_history
+from pipeline.compare.releases import load_history, load_release
+from pipeline.compare.stats import CompareSettings
+from pipeline.report.run import build_report
+from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
+
+
+def write_run(run_dir: Path, accepted: bool = True) -> Path:
+    step_dir = run_dir / "steps" / "step-01-try-1"
+    step_dir.mkdir(parents=True)
+    profile_from_samples(latencies(1.5)).save(step_dir / "profile.json")
+    entry = {"step": 1, "attempt": 1, "dir": "steps/step-01-try-1", "accepted": accepted, "accuracy": 0.97,
+             "statistic_ms": 1.5}
+    report = build_report({}, {"final_ms": 2.0}, {}, [entry], "done")
+    (run_dir / "report.json").write_text(json.dumps(report))
+    return run_dir / "report.json"
+
+
+def test_a_profile_a_gate_report_and_a_run_report_are_releases(tmp_path):
+    profile_path = tmp_path / "profile.json"
+    profile_from_samples(latencies(2.0)).save(profile_path)
+    release = load_release(profile_path)
+    assert release.metrics is None and release.created is None and release.profile.stat() == pytest.approx(2.0, rel=0.02)
+
+    gate = load_release(write_gate_report(tmp_path / "gate.json", 3.0, 0.95))
+    assert gate.metrics == {"accuracy": 0.95} and gate.created and gate.profile.stat() == pytest.approx(3.0, rel=0.02)
+
+    run = load_release(write_run(tmp_path / "run"))
+    assert run.metrics == {"accuracy": 0.97} and run.label == "run/steps/step-01-try-1"
+    assert run.profile.stat() == pytest.approx(1.5, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "neither a spiral profile"),
+        ('{"kind": "something"}', "neither a spiral profile"),
+        ('{"kind": "spiral-gate", "profile": {"schema_version": 99}}', "schema_version 99"),
+        ('{"schema_version": 1, "measurements": [{"batch": 1}]}', "malformed profile"),
+    ],
+)
+def test_what_is_not_a_release_is_an_input_error_naming_the_file(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=match) as info:
+        load_release(path)
+    assert "bad.json" in str(info.value)
+
+
+def test_a_run_without_an_accepted_step_or_a_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="accepted no step"):
+        load_release(write_run(tmp_path / "run", accepted=False))
+    with pytest.raises(InputError, match="cannot read"):
+        load_release(tmp_path / "missing.json")
+
+
+def test_history_is_ordered_by_date_when_every_file_has_one_else_by_name(tmp_path):
+    dated = tmp_path / "dated"
+    dated.mkdir()
+    write_gate_report(dated / "a.json", 3.0, 0.9, "2024-03-01T00:00:00+00:00")
+    write_gate_report(dated / "b.json", 2.0, 0.9, "2024-01-01T00:00:00+00:00")
+    write_gate_report(dated / "c.json", 2.5, 0.9, "2024-02-01T00:00:00")
+    assert [r.source.name for r in load_history(dated)] == ["b.json", "c.json", "a.json"]
+
+    named = tmp_path / "named"
+    named.mkdir()
+    for name, ms in (("v2.json", 2.0), ("v1.json", 1.0), ("v3.json", 3.0)):
+        profile_from_samples(latencies(ms)).save(named / name)
+    assert [r.source.name for r in load_history(named)] == ["v1.json", "v2.json", "v3.json"]
+
+
+def test_history_trend_and_the_newest_against_the_one_before(tmp_path):
+    for i, (ms, acc) in enumerate(((2.0, 0.90), (2.0, 0.91), (2.4, 0.92))):
+        write_gate_report(tmp_path / f"r{i}.json", ms, acc, f"2024-0{i + 1}-01T00:00:00+00:00", seed=i)
+    history = build_history(load_history(tmp_path), CompareSettings())
+    assert history.batch == 1
+    assert [round(v, 1) for v in history.series()["p50"]] == [2.0, 2.0, 2.4]
+    assert history.accuracy() == pytest.approx([90.0, 91.0, 92.0])
+    assert history.latest.verdict == "regression" and history.exit_code == 1
+    assert history.to_dict()["releases"][2]["accuracy_pct"] == pytest.approx(92.0)
+
+
+def test_history_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_history(tmp_path / "nope")
+    with pytest.raises(InputError, match="no \\*.json"):
+        load_history(tmp_path)
+    write_gate_report(tmp_path / "a.json", 2.0, 0.9, "yesterday")
+    write_gate_report(tmp_path / "b.json", 2.0, 0.9, "2024-01-01")
+    with pytest.raises(InputError, match="ISO 8601"):
+        load_history(tmp_path)

@@ -1,0 +1,145 @@
+"""``spiral gate`` end to end on a real exported ONNX model measured by ONNX Runtime.
+
+Budgets that must pass allow a large coefficient of variation: this machine is shared, and the
+stability rule itself is tested on hand-made profiles in test_gate_checks.py.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pipeline.checkpoint import save_checkpoint
+from pipeline.cli import main
+from pipeline.models import build_model
+from pipeline.compare.releases import load_release
+from tests.pipeline.compare.html_checks import inline_images
+
+pytestmark = pytest.mark.slow
+CALM = {"max_cv": 100.0}
+TINY_SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+
+
+def gate(*args) -> int:
+    return main(["gate", *map(str, args)])
+
+
+def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_budget, tmp_path, capsys):
+    budget = write_budget(latency={"max_ms": 1000.0}, size={"max_mb": 10, "max_params": 100_000}, stability=CALM)
+    out = tmp_path / "out"
+    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--json", out / "gate.json",
+                "--markdown", out / "gate.md", "--junit", out / "junit.xml", "--html", out / "gate.html")
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiral gate passed")
+
+    report = json.loads((out / "gate.json").read_text())
+    assert report["schema_version"] == 1 and report["kind"] == "spiral-gate" and report["passed"] is True
+    assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params", "stability.cv"]
+    assert report["params"] == 2650  # digits_net's weights and biases, stored as ONNX initializers
+    assert load_release(out / "gate.json").profile.stat() == pytest.approx(report["checks"][0]["measured"])
+
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [c["name"] for c in report["checks"]]
+    assert suite.get("failures") == "0" and all(len(c.findall("failure")) == 0 for c in cases)
+    assert "| latency.p50.max_ms | pass |" in (out / "gate.md").read_text()
+    assert len(inline_images((out / "gate.html").read_text())) == 1
+
+
+def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_onnx, write_budget, tmp_path, capsys):
+    budget = write_budget(size={"max_params": 1000}, stability=CALM)
+    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml")
+    stdout = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL size.params: measured 2,650 params, budget 1,000 params, margin -1,650 params" in stdout
+    failures = [c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failures] == ["size.params"]
+    assert failures[0].find("failure").get("type") == "fail"
+
+
+def test_an_unstable_measurement_exits_1_with_an_inconclusive_junit_failure(digits_onnx, write_budget, tmp_path, capsys):
+    budget = write_budget(latency={"max_ms": 1000.0}, stability={"max_cv": 1e-6})
+    assert gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml") == 1
+    stdout = capsys.readouterr().out
+    assert "INCONCLUSIVE latency.p50.max_ms" in stdout and "FAIL stability.cv" in stdout
+    kinds = {c.get("name"): c.find("failure").get("type") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    assert kinds == {"latency.p50.max_ms": "inconclusive", "stability.cv": "fail"}
+
+
+def test_a_model_spec_is_exported_checked_for_parity_and_evaluated_against_a_baseline(write_budget, tmp_path, capsys):
+    first = tmp_path / "release-1.json"
+    budget = write_budget("first.yaml", accuracy={"min": 0.0}, parity={"atol": 1e-3}, stability=CALM)
+    args = [TINY_SPEC, "--target", "ort-cpu", "--input-shape", "1,1,16,16", "--data", "digits"]
+    assert gate(*args, "--budget", budget, "--json", first) == 0
+    release = load_release(first)
+    assert 0 <= release.metrics["accuracy"] <= 1
+    assert json.loads(first.read_text())["parity"]["passed"] is True
+
+    again = write_budget("again.yaml", latency={"max_regression_pct": 50}, accuracy={"max_drop": 0.0},
+                         parity={"atol": 1e-3}, stability=CALM)
+    code = gate(*args, "--budget", again, "--baseline", first, "--html", tmp_path / "gate.html")
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    for name in ("latency.p50.regression", "accuracy.max_drop", "parity.max_abs_diff", "parity.top1_agreement"):
+        assert f"PASS {name}:" in stdout
+    assert len(inline_images((tmp_path / "gate.html").read_text())) == 2  # distributions and accuracy vs latency
+
+
+def test_a_checkpoint_is_gated_at_its_recorded_input_shape(write_budget, tmp_path, capsys):
+    save_checkpoint(tmp_path / "ckpt", base_spec=TINY_SPEC, plans=[], model=build_model(TINY_SPEC).eval(),
+                    input_shape=[1, 1, 16, 16])
+    budget = write_budget(size={"max_mb": 10}, parity={"atol": 1e-3}, stability=CALM)
+    assert gate(tmp_path / "ckpt", "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 1, 16, 16]}
+    assert report["parity"]["passed"] and "PASS parity.top1_agreement" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown key", "unknown key 'latency.max_msec'; did you mean 'max_ms'?"),
+        ("missing model", "model file not found"),
+        ("corrupt onnx", "is not a readable ONNX model"),
+        ("unknown target", "unknown backend 'tpu'"),
+        ("device target", "'jetson' is a device target: spiral gate measures on this machine"),
+        ("accuracy without data", "pass --data"),
+        ("regression without baseline", "pass --baseline"),
+        ("bad baseline", "is not valid JSON"),
+        ("spec without shape", "pass --input-shape"),
+        ("bad shape", "not a comma-separated list of integers"),
+        ("shape mismatch", "input shape [1, 1, 8, 8] does not fit"),
+        ("data shape mismatch", "the data's samples have shape [1, 8, 8]; the model takes [1, 16, 16]"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(case, message, digits_onnx, write_budget, tmp_path, capsys):
+    budget = write_budget(latency={"max_ms": 1000.0})
+    model, extra = str(digits_onnx), []
+    if case == "unknown key":
+        budget.write_text("latency: {max_msec: 5}\n")
+    elif case == "missing model":
+        model = str(tmp_path / "nope.onnx")
+    elif case == "corrupt onnx":
+        model = str(tmp_path / "corrupt.onnx")
+        (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07garbage")
+    elif case == "accuracy without data":
+        budget = write_budget(accuracy={"min": 50})
+    elif case == "regression without baseline":
+        budget = write_budget(latency={"max_regression_pct": 5})
+    elif case == "bad baseline":
+        (tmp_path / "base.json").write_text("{")
+        extra = ["--baseline", str(tmp_path / "base.json")]
+    elif case == "spec without shape":
+        model = TINY_SPEC
+    elif case == "bad shape":
+        extra = ["--input-shape", "1,a,16"]
+    elif case == "data shape mismatch":
+        extra = ["--data", "tests.pipeline.gate.digits_model:eight_pixel_digits"]
+    elif case == "shape mismatch":
+        extra = ["--data", "digits", "--input-shape", "1,1,8,8"]
+    target = {"unknown target": "tpu", "device target": "jetson"}.get(case, "ort-cpu")
+    code = main(["gate", model, "--target", target, "--budget", str(budget), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("spiral: error: ") and message in err and err.count("\n") == 1

@@ -1,0 +1,102 @@
+"""Run reports: written at the end of a spiral run, and rendered again by ``spiral report RUN_DIR``."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import parse_config
+from pipeline.ledger import append_entry
+from pipeline.report import step_rows, write_reports
+from pipeline.report.plots import ParetoPoint, pareto_indices
+from tiny_spiral import tiny_config
+from tests.pipeline.compare.html_checks import inline_images
+from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
+
+BUDGET = {"statistic": "p50", "teacher_ms": 4.0, "final_ms": 2.5, "teacher_accuracy": 97.0, "accuracy_floor": 96.0}
+
+
+def summary(ms: float, accuracy: float) -> dict:
+    return {
+        "latency_ms": {"p50": ms, "p90": 1.1 * ms, "p95": 1.15 * ms, "p99": 1.2 * ms, "mean": 1.05 * ms},
+        "statistic_ms": ms, "cv": 0.03, "stable": True, "accuracy": accuracy, "f1_macro": accuracy,
+        "params": 1000, "macs": 100_000, "size_mb": 0.1, "parity": {"passed": True},
+    }
+
+
+def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[dict]]:
+    """A finished run on disk: the teacher and three attempts, with their profiles and ledger lines."""
+    teacher = summary(4.0, 0.97)
+    profile_from_samples(latencies(4.0, seed=0)).save(run_dir / "teacher" / "profile.json")
+    attempts = [(1, 1, 3.0, 0.968, True), (2, 1, 2.0, 0.90, False), (2, 2, 2.4 if met else 2.8, 0.965, True)]
+    entries = []
+    for step, attempt, ms, accuracy, accepted in attempts:
+        directory = f"steps/step-{step:02d}-try-{attempt}"
+        profile_from_samples(latencies(ms, seed=step * 10 + attempt)).save(run_dir / directory / "profile.json")
+        reason = "within budget" if accepted else "accuracy 90.00% < floor 96.00%"
+        entry = {"step": step, "attempt": attempt, "dir": directory, "accepted": accepted, "reason": reason,
+                 "speedup": 4.0 / ms, **summary(ms, accuracy)}
+        append_entry(run_dir / "ledger.jsonl", entry)
+        entries.append(entry)
+    return teacher, entries
+
+
+def test_a_run_writes_json_markdown_and_a_self_contained_html_page(tmp_path):
+    teacher, entries = make_run(tmp_path)
+    config = parse_config(tiny_config())
+    paths = write_reports(tmp_path, config, BUDGET, teacher, entries, "final budget met")
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]
+    report = json.loads(paths[0].read_text())
+    assert report["schema_version"] == 1 and report["kind"] == "spiral-run"
+    assert report["met_budget"] and report["best"]["dir"] == "steps/step-02-try-2"
+    md = paths[1].read_text()
+    assert md.count("\n| ") == 5 and "| step 2 try 1 | 2.000 |" in md and "rejected" in md
+    html = paths[2].read_text()
+    assert len(inline_images(html)) == 2  # latency distribution of each step, accuracy vs latency
+    assert "accuracy 90.00% &lt; floor 96.00%" in html
+
+
+def test_step_rows_put_the_teacher_first():
+    rows = step_rows(summary(4.0, 0.97), [{"step": 1, "attempt": 1, "accepted": False, **summary(3.0, 0.9)}])
+    assert [(r["name"], r["verdict"]) for r in rows] == [("teacher", "baseline"), ("step 1 try 1", "rejected")]
+
+
+@pytest.mark.parametrize("met", [True, False])
+def test_spiral_report_renders_a_finished_run_from_its_report_and_ledger(tmp_path, capsys, met):
+    teacher, entries = make_run(tmp_path, met)
+    write_reports(tmp_path, parse_config(tiny_config()), BUDGET, teacher, entries[:1], "stopped")
+    (tmp_path / "report.html").unlink()
+    assert main(["report", str(tmp_path)]) == (0 if met else 1)
+    assert "| step 2 try 2 |" in capsys.readouterr().out  # steps come from the ledger, not the stale report
+    assert len(inline_images((tmp_path / "report.html").read_text())) == 2
+    suite = ET.parse(tmp_path / "report.junit.xml").getroot().find("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert list(cases) == ["step 1 try 1", "step 2 try 1", "step 2 try 2", "final budget"]
+    assert cases["step 2 try 1"].find("skipped").get("message") == "accuracy 90.00% < floor 96.00%"
+    assert (cases["final budget"].find("failure") is None) == met
+
+
+def test_spiral_report_writes_only_the_outputs_asked_for(tmp_path, capsys):
+    teacher, entries = make_run(tmp_path)
+    write_reports(tmp_path, parse_config(tiny_config()), BUDGET, teacher, entries, "final budget met")
+    out = tmp_path / "elsewhere" / "run.md"
+    assert main(["report", str(tmp_path), "--markdown", str(out)]) == 0
+    assert out.read_text() == (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "report.junit.xml").exists()
+
+
+def test_spiral_report_on_a_directory_that_is_not_a_finished_run_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no report.json" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text('{"schema_version": 7}')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "schema version 1" in capsys.readouterr().err
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats():
+    points = [ParetoPoint("teacher", 4.0, 97.0, "baseline"), ParetoPoint("a", 3.0, 96.8, "accepted"),
+              ParetoPoint("b", 3.5, 96.0, "rejected"), ParetoPoint("c", 2.0, 90.0, "rejected"),
+              ParetoPoint("d", 3.0, 96.8, "accepted")]
+    assert [points[i].label for i in pareto_indices(points)] == ["c", "a", "d", "teacher"]

@@ -27,7 +27,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path, *, si
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.enable_grad():  # no_grad traces a fused attention kernel ONNX lacks
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model,

@@ -1,0 +1,47 @@
+"""Distillation settings: one frozen, validated config; the spiral controller passes it to ``distill``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class LossWeights(_Strict):
+    """Weights of the summed loss. With no teacher, training is plain cross-entropy and these are unused."""
+
+    ce: float = Field(1.0, ge=0)
+    logits: float = Field(1.0, ge=0)
+    feature: float = Field(0.0, ge=0)
+    contrastive: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> LossWeights:
+        if self.ce + self.logits + self.feature + self.contrastive == 0:
+            raise ValueError("all loss weights are 0; give at least one a positive value")
+        return self
+
+
+class DistillConfig(_Strict):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=2)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    warmup_epochs: float = Field(0.5, ge=0)
+    temperature: float = Field(4.0, gt=0)
+    weights: LossWeights = LossWeights()
+    # (student module, teacher module) pairs, or "auto": stages paired by equal spatial size
+    feature_pairs: Annotated[list[tuple[str, str]], Field(min_length=1)] | Literal["auto"] = "auto"
+    contrastive_temperature: float = Field(0.1, gt=0)
+    projection_dim: int = Field(64, ge=1)
+    early_stopping_patience: int | None = Field(3, ge=1)
+    bn_recalibration_batches: int = Field(20, ge=0)
+    teacher: Literal["original", "previous"] = "original"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seed: int = 0

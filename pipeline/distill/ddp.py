@@ -1,0 +1,153 @@
+"""Distillation in several processes: ``torchrun --nproc_per_node N -m pipeline.distill.ddp JOB.json``.
+
+The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
+``pipeline.models.load_model`` reads them, plus optional safetensors weights), the data (a
+``pipeline.data.load_datasets`` source) and the distillation config. Every process builds the same
+objects from it and calls ``distill`` inside a process group (gloo on CPU, NCCL on GPU); rank 0
+writes ``student.safetensors`` and ``result.json`` to the job's output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, ValidationError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from deploy.errors import InputError
+from pipeline.atomic import write_json
+from pipeline.data import load_datasets
+from pipeline.distill.checkpoint import write_bytes
+from pipeline.distill.config import DistillConfig
+from pipeline.distill.train import DistillResult, distill
+from pipeline.models import load_model
+
+STUDENT_WEIGHTS = "student.safetensors"
+RESULT = "result.json"
+_ERROR_PREFIX = "spiral distill: error: "
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Strict):
+    spec: str
+    weights: Path | None = None
+
+
+class DataRef(_Strict):
+    source: str = "digits"
+    input_shape: list[int]
+    seed: int = 0
+
+
+class DistillJob(_Strict):
+    student: ModelRef
+    teacher: ModelRef | None = None
+    data: DataRef
+    config: DistillConfig = DistillConfig()
+    output_dir: Path
+    checkpoint_dir: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: one GPU per process when there are GPUs
+
+
+def read_job(path: Path) -> DistillJob:
+    try:
+        return DistillJob.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read distillation job {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InputError(f"distillation job {path}: {where}: {error['msg']}") from None
+
+
+def model_from_ref(ref: ModelRef) -> nn.Module:
+    model, _, _ = load_model(ref.spec)
+    if ref.weights is not None:
+        if not ref.weights.is_file():
+            raise InputError(f"weights file {ref.weights} does not exist")
+        try:
+            model.load_state_dict(load_file(str(ref.weights)))
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1].strip()
+            raise InputError(f"weights {ref.weights} do not fit model '{ref.spec}': {reason}") from None
+    return model
+
+
+def run_job(job: DistillJob) -> DistillResult:
+    """Run the job in this process; under ``torchrun`` it joins the process group the launcher describes."""
+    launched = "WORLD_SIZE" in os.environ and not dist.is_initialized()
+    device = _process_device(job.device)
+    if launched:
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        student = model_from_ref(job.student)
+        teacher = model_from_ref(job.teacher) if job.teacher is not None else None
+        train_set, val_set = load_datasets(job.data.source, job.data.input_shape, seed=job.data.seed)
+        result = distill(
+            student, teacher, train_set, val_set, job.config, checkpoint_dir=job.checkpoint_dir, device=device
+        )
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            weights = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
+            write_bytes(job.output_dir / STUDENT_WEIGHTS, save(weights))
+            write_json(job.output_dir / RESULT, dataclasses.asdict(result))
+        return result
+    finally:
+        if launched:
+            dist.destroy_process_group()
+
+
+def _process_device(choice: str) -> str:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise InputError("the distillation job asks for cuda, but no GPU is visible")
+    local_rank, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+    if local_rank >= count:
+        raise InputError(f"process {local_rank} has no GPU of its own: {count} visible; start at most {count} per node")
+    torch.cuda.set_device(local_rank)
+    return f"cuda:{local_rank}"
+
+
+def launch(job: DistillJob, job_path: Path, processes: int) -> DistillResult:
+    """Write ``job`` to ``job_path``, run it under ``torchrun`` with ``processes`` local processes, read the result."""
+    write_json(job_path, job.model_dump(mode="json"))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+        "-m", "pipeline.distill.ddp", str(job_path),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True)
+    user_errors = [line.split(_ERROR_PREFIX, 1)[1] for line in completed.stderr.splitlines() if _ERROR_PREFIX in line]
+    if user_errors:
+        raise InputError(user_errors[0])
+    if completed.returncode != 0:
+        raise RuntimeError(f"torchrun distillation failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    return DistillResult(**json.loads((job.output_dir / RESULT).read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.distill.ddp", description=__doc__.splitlines()[0])
+    parser.add_argument("job", type=Path, help="JSON distillation job file")
+    args = parser.parse_args(argv)
+    try:
+        run_job(read_job(args.job))
+    except InputError as exc:
+        print(f"{_ERROR_PREFIX}{exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

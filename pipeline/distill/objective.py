@@ -1,0 +1,125 @@
+"""The training objective: the student plus what exists only while it is distilled (feature adapters,
+projection heads), and the teacher, run in eval mode without gradients.
+
+The adapters and heads live in one module with the student so that a single optimizer, a single
+checkpoint and one DistributedDataParallel wrapper cover all trained parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deploy.errors import InputError
+from pipeline.distill.config import DistillConfig
+from pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
+from pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
+
+
+@dataclass(frozen=True)
+class TeacherOutputs:
+    logits: Tensor
+    features: dict[str, Tensor]
+    embedding: Tensor | None
+
+
+class TeacherRunner:
+    def __init__(self, teacher: nn.Module, feature_names: list[str], embedding_module: str | None) -> None:
+        self.teacher = teacher.eval()
+        self.tap = OutputTap(teacher, feature_names, embedding_module)
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> TeacherOutputs:
+        logits = self.teacher(images)
+        return TeacherOutputs(logits, dict(self.tap.features), self.tap.embedding)
+
+    def close(self) -> None:
+        self.tap.remove()
+
+
+class DistillationObjective(nn.Module):
+    """``forward(images, labels, teacher_outputs)`` returns (weighted loss, its unweighted parts, student logits).
+
+    The feature loss is the mean over layer pairs, so its weight does not depend on how many stages match.
+    Without a teacher the loss is plain cross-entropy.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        cfg: DistillConfig,
+        pairs: list[tuple[str, str]],
+        student_probe: Probe | None,
+        teacher_probe: Probe | None,
+        distilling: bool,
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.cfg = cfg
+        self.distilling = distilling
+        self.pairs = pairs
+        self.adapters = nn.ModuleList(
+            make_adapter(student_probe.shapes[s], teacher_probe.shapes[t]) for s, t in pairs  # type: ignore[union-attr]
+        )
+        self.heads = nn.ModuleList()
+        embedding_module = None
+        if distilling and cfg.weights.contrastive > 0:
+            assert student_probe is not None and teacher_probe is not None
+            dims = (student_probe.embedding_dim, teacher_probe.embedding_dim)
+            if None in dims:
+                raise InputError("contrastive distillation needs an nn.Linear classifier in both student and teacher")
+            self.heads.extend(nn.Linear(dim, cfg.projection_dim) for dim in dims)  # type: ignore[arg-type]
+            embedding_module = student_probe.embedding_module
+        self.tap = OutputTap(student, [s for s, _ in pairs], embedding_module)
+
+    def forward(
+        self, images: Tensor, labels: Tensor, teacher: TeacherOutputs | None
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        logits = self.student(images)
+        if not self.distilling or teacher is None:
+            ce = F.cross_entropy(logits.float(), labels)
+            return ce, {"ce": ce.detach()}, logits
+        weights = self.cfg.weights
+        parts: dict[str, Tensor] = {}
+        if weights.ce > 0:
+            parts["ce"] = F.cross_entropy(logits.float(), labels)
+        if weights.logits > 0:
+            parts["logits"] = logits_kd_loss(logits, teacher.logits, self.cfg.temperature)
+        if self.pairs:
+            hints = [
+                feature_kd_loss(self.tap.features[s], teacher.features[t], adapter)
+                for (s, t), adapter in zip(self.pairs, self.adapters)
+            ]
+            parts["feature"] = torch.stack(hints).mean()
+        if len(self.heads):
+            parts["contrastive"] = contrastive_kd_loss(
+                self.tap.embedding, teacher.embedding, self.heads[0], self.heads[1], self.cfg.contrastive_temperature
+            )
+        total = sum(getattr(weights, name) * value for name, value in parts.items())
+        return total, {name: value.detach() for name, value in parts.items()}, logits  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.tap.remove()
+
+
+def build_objective(
+    student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor
+) -> tuple[DistillationObjective, TeacherRunner | None]:
+    """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads."""
+    if teacher is None:
+        return DistillationObjective(student, cfg, [], None, None, distilling=False), None
+    explicit = cfg.feature_pairs if cfg.feature_pairs != "auto" else []
+    student_probe = probe(student, sample, [s for s, _ in explicit])
+    teacher_probe = probe(teacher, sample, [t for _, t in explicit])
+    pairs: list[tuple[str, str]] = []
+    if cfg.weights.feature > 0:
+        pairs = list(explicit) or auto_feature_pairs(student_probe, teacher_probe)
+        for name, side in [(s, student_probe) for s, _ in pairs] + [(t, teacher_probe) for _, t in pairs]:
+            if name not in side.shapes:
+                raise InputError(f"distill.feature_pairs: module '{name}' does not run exactly once per forward")
+    objective = DistillationObjective(student, cfg, pairs, student_probe, teacher_probe, distilling=True)
+    embedding_module = teacher_probe.embedding_module if len(objective.heads) else None
+    return objective, TeacherRunner(teacher, [t for _, t in pairs], embedding_module)

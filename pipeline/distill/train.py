@@ -212,6 +212,12 @@ def distill(
                     "seconds": time.perf_counter() - started,
                 }
             )
+            if task is not None and not progress.console.is_terminal:  # type: ignore[union-attr]
+                # A log file gets no live bar: one line per epoch keeps CI output readable.
+                progress.console.print(  # type: ignore[union-attr]
+                    f"{verb} epoch {state.epoch}/{cfg.epochs}: loss {state.history[-1]['loss']:.3f}, "
+                    f"val accuracy {val_accuracy:.1%}"
+                )
             if checkpoint_dir is not None and rank == 0:
                 save_checkpoint(checkpoint_dir, cfg, state, objective, optimizer, scheduler, scaler)
     finally:

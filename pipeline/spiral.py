@@ -98,6 +98,7 @@ class Spiral:
         loader = DataLoader(self.val_set, batch_size=max(batch, cfg.parity.samples), shuffle=False)
         inputs = next(iter(loader))[0]
         self.example_input = inputs[:batch]
+        self.input_dtype = str(inputs.dtype).removeprefix("torch.")
         self.parity_inputs = inputs[: cfg.parity.samples]
         if list(self.example_input.shape[1:]) != cfg.input_shape[1:]:
             raise InputError(
@@ -153,7 +154,7 @@ class Spiral:
             base_spec=base_spec,
             plans=plans,
             model=model,
-            input_shape=cfg.input_shape,
+            input_shape=cfg.input_shape, input_dtype=self.input_dtype,
             metadata={"training_key": key, "val_accuracy": result.best_val_accuracy},
         )
         shutil.rmtree(self.out / "teacher" / "training", ignore_errors=True)
@@ -253,7 +254,7 @@ class Spiral:
         base_spec, plans = lineage
         save_checkpoint(
             work / "model", base_spec=base_spec, plans=[*plans, plan], model=student,
-            input_shape=cfg.input_shape, metadata={"step": step, "attempt": attempt},
+            input_shape=cfg.input_shape, input_dtype=self.input_dtype, metadata={"step": step, "attempt": attempt},
         )
         measurement = self._measure(student, work)
         summary = measurement.summary(budget.statistic)

@@ -1,0 +1,124 @@
+"""``spiral prune MODEL``: one structural pruning step, saved as a spiral checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.utils.data import DataLoader
+
+from deploy.errors import InputError
+from pipeline.checkpoint import save_checkpoint
+from pipeline.measure import count_macs_params
+from pipeline.models import load_model
+from pipeline.prune import CRITERIA, PruneConfig, example_input, prune
+from pipeline.prune.attention import SplitAttention
+
+NAME = "prune"
+HELP = "remove channels from a model once (NNI or Torch-Pruning criterion) and save it as a checkpoint"
+CALIBRATION_BATCHES = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="torchvision:NAME, package.module:factory or a spiral checkpoint directory")
+    parser.add_argument("--input-shape", required=True, help="example input shape with the batch first, e.g. 1,3,32,32")
+    parser.add_argument("--input-dtype", default="float32", help="example input dtype (int64 for token ids)")
+    parser.add_argument("--criterion", default="l1", choices=list(CRITERIA), help="how channels are scored")
+    parser.add_argument("--ratio", type=float, default=0.3, help="fraction of channels (heads) removed")
+    parser.add_argument("--round-to", type=int, default=None, help="round kept channel counts to this multiple")
+    parser.add_argument("--global", dest="global_pruning", action="store_true", help="rank channels across layers")
+    parser.add_argument("--ignore", action="append", default=[], metavar="LAYER", help="layer (prefix) to keep whole")
+    parser.add_argument(
+        "--no-protect-first-last", dest="protect_first_last", action="store_false",
+        help="allow pruning the stem convolution's output channels",
+    )
+    parser.add_argument(
+        "--data", default=None, help="calibration data for the taylor criteria (digits, an image folder, a factory)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    shape = _parse_shape(args.input_shape)
+    try:
+        cfg = PruneConfig(
+            criterion=args.criterion, ratio=args.ratio, global_pruning=args.global_pruning,
+            ignored_layers=args.ignore, protect_first_last=args.protect_first_last, round_to=args.round_to,
+        )
+    except ValidationError as exc:
+        raise InputError("; ".join(error["msg"] for error in exc.errors())) from None
+    model, base_spec, plans = load_model(args.model)
+    example = example_input(shape, args.input_dtype)
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the shape or dtype does not fit the model
+        raise InputError(f"model '{args.model}' does not accept an input of shape {shape}: {exc}") from None
+    calibration = _calibration(args.data, shape) if CRITERIA[cfg.criterion].needs_calibration else None
+    macs_before, params_before = count_macs_params(model, example)
+    widths_before = layer_widths(model)
+    model, plan = prune(model, example, cfg, calibration=calibration)
+    macs_after, params_after = count_macs_params(model, example)
+    save_checkpoint(
+        args.out, base_spec=base_spec, plans=[*plans, plan], model=model, input_shape=shape,
+        input_dtype=args.input_dtype, metadata={"pruned_by": "spiral prune", "config": cfg.model_dump()},
+    )
+    console = Console(width=120)
+    totals = Table(title=f"{args.model}: {cfg.criterion} at ratio {cfg.ratio}")
+    for column in ("", "before", "after", "kept"):
+        totals.add_column(column, justify="right")
+    for label, before, after in (("parameters", params_before, params_after), ("MACs", macs_before, macs_after)):
+        totals.add_row(label, f"{before:,}", f"{after:,}", f"{after / before:.1%}")
+    console.print(totals)
+    layers = Table(title="pruned layers")
+    for column in ("layer", "before", "after"):
+        layers.add_column(column, justify="right" if column != "layer" else "left")
+    for name, after in layer_widths(model).items():
+        if widths_before.get(name) != after:
+            layers.add_row(name, widths_before.get(name, "-"), after)
+    console.print(layers)
+    console.print(f"checkpoint: {args.out}")
+    return 0
+
+
+def layer_widths(model: nn.Module) -> dict[str, str]:
+    """Output channels (heads, for attention; hidden units, for LSTMs) of every prunable layer."""
+    projections = {
+        proj for m in model.modules() if isinstance(m, SplitAttention) for proj in (m.q_proj, m.k_proj, m.v_proj)
+    }
+    widths = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.MultiheadAttention, SplitAttention)):
+            widths[name] = f"{module.num_heads} heads"
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            widths[name] = str(module.out_channels)
+        elif isinstance(module, nn.Linear) and module not in projections:
+            widths[name] = str(module.out_features)
+        elif isinstance(module, nn.LSTM):
+            widths[name] = str(module.hidden_size)
+    return widths
+
+
+def _parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"--input-shape '{text}' is not a comma-separated list of integers, e.g. 1,3,32,32") from None
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise InputError(f"--input-shape {shape} must have a batch dimension and positive sizes")
+    return shape
+
+
+def _calibration(source: str | None, shape: list[int]) -> list:
+    if source is None:
+        raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
+    from pipeline.data import load_datasets
+
+    train, _ = load_datasets(source, shape)
+    loader = DataLoader(train, batch_size=32, shuffle=False)
+    return [batch for _, batch in zip(range(CALIBRATION_BATCHES), loader)]

@@ -1,0 +1,212 @@
+"""Torch-Pruning's dependency graph over a model, and the channel groups spiral may remove from it.
+
+A group is every tensor slice coupled to one root layer's output channels (residual adds,
+concatenations, depthwise convolutions, the q/k/v projections of one attention layer): removing
+channel ``i`` of the root removes the matching slice of every member, so one decision per group
+keeps the network consistent.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from deploy.errors import InputError
+from pipeline.prune.attention import SplitAttention
+from pipeline.prune.lstm import LSTMHiddenPruner
+
+if TYPE_CHECKING:
+    from pipeline.prune.config import PruneConfig
+
+ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM)
+SUPPORTED_LAYERS = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.Embedding,
+    nn.PReLU,
+    nn.LSTM,
+)
+# Normalizations over several channels: removing channels changes their statistics, so the pruned
+# model would not compute the original function minus the removed channels. Groups through them
+# (the residual width of transformers) are kept; heads and MLP width are pruned instead.
+CHANNEL_MIXING_NORMS = (nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A prunable group: ``group`` lists every channel of ``root``; ``unit`` channels go together."""
+
+    group: tp.dependency.Group
+    root: str
+    members: tuple[str, ...]
+    channels: int
+    unit: int
+
+
+def check_supported(model: nn.Module) -> None:
+    """One line naming the first layer Torch-Pruning cannot follow channels through."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.LSTM) and (module.num_layers != 1 or module.bidirectional or module.proj_size):
+            raise InputError(
+                f"layer '{name}' (LSTM, {module.num_layers} layers"
+                f"{', bidirectional' if module.bidirectional else ''}) blocks pruning: "
+                "only single-layer, unidirectional LSTMs without projection can be pruned"
+            )
+        owns_tensors = any(True for _ in module.parameters(recurse=False)) or any(
+            True for _ in module.buffers(recurse=False)
+        )
+        if owns_tensors and not any(True for _ in module.children()) and not isinstance(module, SUPPORTED_LAYERS):
+            raise InputError(
+                f"layer '{name}' ({type(module).__name__}) blocks pruning: Torch-Pruning cannot follow channels "
+                "through this layer type"
+            )
+
+
+def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
+    """Trace ``model`` once; its training modes and ``requires_grad`` flags are left as they were."""
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        for param, _ in flags:
+            param.requires_grad_(True)
+        with torch.enable_grad(), warnings.catch_warnings(), _innermost_layer(model) as running:
+            warnings.simplefilter("ignore")
+            try:
+                return tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs,
+                    forward_fn=lambda m, x: m(x),
+                    customized_pruners={nn.LSTM: LSTMHiddenPruner()},
+                    verbose=False,
+                )
+            except Exception as exc:
+                where = f"layer '{running[-1][0]}' ({running[-1][1]})" if running else "the model"
+                raise InputError(
+                    f"{where} failed while Torch-Pruning traced it on an input of shape "
+                    f"{list(example_inputs.shape)}: {first_line(exc)}"
+                ) from exc
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad in flags:
+            param.requires_grad_(requires_grad)
+
+
+@contextmanager
+def _innermost_layer(model: nn.Module) -> Iterator[list[tuple[str, str]]]:
+    """The stack of layers whose forward is running; after an exception its top is where it was raised."""
+    running: list[tuple[str, str]] = []
+
+    def enter(name: str, module: nn.Module) -> Callable[..., None]:
+        return lambda *_: running.append((name, type(module).__name__))
+
+    def leave(*_: object) -> None:
+        running.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_pre_hook(enter(name, module)))
+            handles.append(module.register_forward_hook(leave))
+    try:
+        yield running
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def out_pruning_fn(graph: tp.DependencyGraph, module: nn.Module) -> Callable:
+    return graph.get_pruner_of_module(module).prune_out_channels
+
+
+def out_members(graph: tp.DependencyGraph, group: tp.dependency.Group, names: dict[nn.Module, str]) -> tuple[str, ...]:
+    """Names of the layers whose output channels shrink with the group's root, in group order."""
+    members: dict[str, None] = {}
+    for item in group.items:
+        module = item.dep.target.module
+        if module in names and graph.is_out_channel_pruning_fn(item.dep.handler):
+            members[names[module]] = None
+    return tuple(members)
+
+
+def matches(name: str, pattern: str) -> bool:
+    return name == pattern or name.startswith(pattern + ".")
+
+
+def check_patterns(model: nn.Module, patterns: list[str], what: str) -> None:
+    names = [name for name, _ in model.named_modules() if name]
+    for pattern in patterns:
+        if not any(matches(name, pattern) for name in names):
+            top = sorted({name.split(".")[0] for name in names})
+            raise InputError(f"{what} '{pattern}' matches no layer of the model (top-level layers: {', '.join(top)})")
+
+
+def candidate_groups(graph: tp.DependencyGraph, model: nn.Module, cfg: PruneConfig) -> list[Candidate]:
+    """Every group the config allows to shrink, each with all of its channels."""
+    check_patterns(model, cfg.ignored_layers, "ignored layer")
+    check_patterns(model, list(cfg.per_layer), "per_layer entry")
+    names = {module: name for name, module in model.named_modules()}
+    ignored_modules = [m for n, m in model.named_modules() if any(matches(n, p) for p in cfg.ignored_layers)]
+    ignored = {id(t) for m in ignored_modules for t in (m, *m.parameters(recurse=False))}
+    nodes = list(graph.module2node.values())
+    sinks = {node for node in nodes if not node.outputs}
+    stems = set()
+    if cfg.protect_first_last:
+        stems = {n.module for n in nodes if isinstance(n.module, nn.modules.conv._ConvNd) and not n.inputs}
+    attention_of = {
+        proj: attn
+        for attn in model.modules()
+        if isinstance(attn, SplitAttention)
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj)
+    }
+    candidates = []
+    for group in graph.get_all_groups(root_module_types=ROOT_TYPES):
+        if _blocked(graph, group, ignored, sinks, stems):
+            continue
+        root = group[0].dep.target.module
+        channels = graph.get_out_channels(root)
+        members = out_members(graph, group, names)
+        attentions = {attention_of[m] for m in (item.dep.target.module for item in group.items) if m in attention_of}
+        unit = 1
+        if attentions:
+            attn = attentions.pop()
+            projections = {names[p] for p in (attn.q_proj, attn.k_proj, attn.v_proj)}
+            if attentions or not projections <= set(members) or channels != attn.num_heads * attn.head_dim:
+                continue
+            unit = attn.head_dim
+        if channels // unit > 1:
+            candidates.append(Candidate(group, names[root], members, channels, unit))
+    return candidates
+
+
+def _blocked(
+    graph: tp.DependencyGraph, group: tp.dependency.Group, ignored: set[int], sinks: set, stems: set
+) -> bool:
+    for item in group.items:
+        node = item.dep.target
+        module = node.module
+        out = graph.is_out_channel_pruning_fn(item.dep.handler)
+        if id(module) in ignored or isinstance(module, (CHANNEL_MIXING_NORMS, nn.MultiheadAttention)):
+            return True
+        if out and (node in sinks or module in stems):
+            return True
+        grouped = isinstance(module, nn.modules.conv._ConvNd) and module.groups > 1
+        if grouped and not module.groups == module.in_channels == module.out_channels:
+            return True
+    return False

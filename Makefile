@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/spiral demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps case-deps
 	$(BIN)/python -m pytest -q
 
 # Debian packages the tests need: OpenSSH's server (the deploy tests run a real sshd on 127.0.0.1)
@@ -43,6 +43,29 @@ deploy: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q
+
+# The case studies of examples/ (images, text, speech): their data comes from Debian packages.
+# `--resume` makes a second `make example-<case>` reuse the finished run instead of refusing its folder.
+.PHONY: example-image example-text example-speech case-deps
+CASE_PACKAGES := dataset-fashion-mnist fortunes espeak-ng
+case-deps:
+	@missing=$$(for p in $(CASE_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing" $$missing "(for the case studies)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+example-image: $(STAMP) case-deps
+	$(BIN)/python -m pipeline.casestudies.images
+	$(BIN)/spiral run examples/image/config.yaml --out runs/example-image --resume
+
+example-text: $(STAMP) case-deps
+	$(BIN)/spiral run examples/text/config.yaml --out runs/example-text --resume
+
+example-speech: $(STAMP) case-deps
+	$(BIN)/spiral run examples/speech/config.yaml --out runs/example-speech --resume
 
 clean:
 	rm -rf runs .pytest_cache

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from deploy.errors import InputError
 from deploy.profiler import Profile, ProfileSettings, profile_model
+from kernels.report import print_layer_tables
 
 NAME = "profile"
 HELP = "measure an ONNX model's latency on a backend (p50/p90/p95/p99, CV, stable flag)"
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8, as the backend allows")
     parser.add_argument("--throughput", action="store_true", help="time whole calls by wall clock; show items/s")
     parser.add_argument("--json", type=Path, default=None, help="write the profile JSON here")
+    parser.add_argument(
+        "--per-layer", action="store_true", help="also time each prunable layer alone across channel counts"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where compiled engines are kept")
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="warm-up seconds")
     parser.add_argument("--min-samples", type=int, default=defaults.min_samples, help="minimum timed runs")
@@ -80,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     print_profile(profile, Console(width=140), args.throughput)
+    if args.per_layer:
+        print_layer_tables(
+            args.model, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
+            console=Console(width=140),
+        )
     if args.json is not None:
         profile.save(args.json)
         Console().print(f"profile: {args.json}")

@@ -1,0 +1,153 @@
+"""Operator latency tables: single-operator graphs timed on a backend, cached on disk per target.
+
+One JSON file per target holds every operator timed there, keyed by the operator's signature
+(``Conv.key()`` …). The file name is a digest of the target's stable facts (backend, CPU model,
+threads, runtime library versions, precision, GPU), so a table is reused across runs and models
+on the same target and never mixed with another's. Writes merge with what is on disk and rename
+into place, so concurrent runs lose nothing and a killed one leaves no corrupt file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from deploy.backends import get_backend
+from deploy.backends.engine_cache import atomic_write_bytes
+from deploy.backends.inputs import example_feed
+from deploy.errors import InputError
+from deploy.fingerprint import physical_cores, target_fingerprint
+from deploy.profiler import ProfileSettings, measure
+from kernels.ops import OpSignature, empty_graph
+
+TABLE_VERSION = 1
+# Operators are timed briefly (a table has hundreds of entries) and by their fastest sample: a run
+# of a few milliseconds is either clear of other processes or not, and the minimum is what stays
+# put when it is not. The predictor's calibration maps these sums to the model's own statistic.
+OP_SETTINGS = ProfileSettings(
+    warmup_s=0.01, min_samples=20, min_duration_s=0.01, max_duration_s=0.2, ci_rel=float("inf")
+)
+OP_STATISTIC = "min"
+# The per-call cost of an empty graph, subtracted from every operator (a whole model pays it once).
+CALL_OVERHEAD_KEY = "call-overhead"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SPIRAL_KERNELS_CACHE", Path.home() / ".cache" / "spiral" / "kernels"))
+
+
+def stable_fingerprint(backend: str, *, threads: int | None, precision: str) -> dict[str, Any]:
+    """The parts of ``target_fingerprint`` a kernel's latency depends on (no OS release, no Python)."""
+    full = target_fingerprint(backend, threads=threads or physical_cores(), precision=precision)
+    libraries = dict(full["libraries"])
+    if not backend.startswith("torch"):
+        libraries.pop("torch", None)  # recorded only when imported: not a fact about an ONNX target
+    gpu = full["gpu"]
+    return {
+        "table_version": TABLE_VERSION,
+        "backend": backend,
+        "cpu": full["cpu"],
+        "machine": full["machine"],
+        "threads": full["threads"],
+        "precision": precision,
+        "libraries": libraries,
+        "gpu": None if gpu is None else {"name": gpu["name"], "driver": gpu["driver"]},
+    }
+
+
+def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class LatencyTable:
+    """Latency in ms of single operators on one target, timed on first use and cached on disk.
+
+    ``hits`` and ``misses`` count lookups served from the cache and operators timed by this object.
+    """
+
+    def __init__(
+        self,
+        backend: str = "ort-cpu",
+        *,
+        threads: int | None = None,
+        precision: str = "fp32",
+        cache_dir: Path | None = None,
+        settings: ProfileSettings = OP_SETTINGS,
+    ) -> None:
+        available, reason = get_backend(backend).availability()
+        if not available:
+            raise InputError(f"backend '{backend}' is unavailable: {reason}")
+        self.backend = backend
+        self.threads = threads
+        self.precision = precision
+        self.settings = settings
+        self.fingerprint = stable_fingerprint(backend, threads=threads, precision=precision)
+        self.path = Path(cache_dir or default_cache_dir()) / f"{backend}-{fingerprint_digest(self.fingerprint)}.json"
+        self.entries: dict[str, float] = self._read()
+        self.hits = 0
+        self.misses = 0
+
+    def _read(self) -> dict[str, float]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"latency table {self.path} is unreadable ({exc}); delete it to rebuild") from exc
+        if not isinstance(data, dict) or data.get("fingerprint") != self.fingerprint:
+            raise InputError(f"latency table {self.path} belongs to another target; delete it to rebuild")
+        return {str(k): float(v) for k, v in data["entries"].items()}
+
+    def _save(self) -> None:
+        merged = {**self._read(), **self.entries}  # keep what a concurrent run added meanwhile
+        self.entries = merged
+        body = {"fingerprint": self.fingerprint, "entries": dict(sorted(merged.items()))}
+        atomic_write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
+
+    @property
+    def call_overhead_ms(self) -> float:
+        """What running an empty graph costs on this target; timed once per table."""
+        if CALL_OVERHEAD_KEY not in self.entries:
+            self.entries[CALL_OVERHEAD_KEY] = self._time(empty_graph())
+            self._save()
+        return self.entries[CALL_OVERHEAD_KEY]
+
+    def latency(self, op: OpSignature) -> float:
+        """Milliseconds of ``op`` alone, minus the empty-graph call overhead, at least 0."""
+        return self.latencies([op])[0]
+
+    def latencies(self, ops: Iterable[OpSignature]) -> list[float]:
+        """Like ``latency`` for many operators; the missing ones are timed and saved in one write."""
+        ops = list(ops)
+        overhead = self.call_overhead_ms
+        missing = {op.key(): op for op in ops if op.key() not in self.entries}
+        self.hits += len(ops) - len(missing)
+        self.misses += len(missing)
+        for key, op in missing.items():
+            self.entries[key] = self._time(op.graph())
+        if missing:
+            self._save()
+        return [max(0.0, self.entries[op.key()] - overhead) for op in ops]
+
+    def staircase(self, op: OpSignature, counts: Sequence[int], *, side: str = "out") -> list[tuple[int, float]]:
+        """(channel count, ms) of ``op`` with its output (``side="out"``) or input channels set to each count."""
+        if side not in ("in", "out"):
+            raise InputError(f"side must be 'in' or 'out', got '{side}'")
+        variants = [op.resized(**{f"{side}_channels": c}) for c in counts]
+        return list(zip(counts, self.latencies(variants)))
+
+    def _time(self, model: onnx.ModelProto) -> float:
+        with tempfile.TemporaryDirectory(prefix="spiral-op-") as tmp:
+            path = Path(tmp) / "op.onnx"
+            onnx.save(model, str(path))
+            runner = get_backend(self.backend)(path, threads=self.threads, precision=self.precision).load()
+            with runner:
+                feed = example_feed(runner.input_metadata())
+                return measure(runner, feed, 1, self.settings).stats[OP_STATISTIC]

@@ -1,0 +1,294 @@
+"""Latency-aware channel allocation, after HALP: keep the most importance per millisecond saved.
+
+Every prunable group (the same candidates, criterion scores, ``ignored_layers`` and stem/output
+protection as ``plan_pruning``) may keep one of a ladder of channel counts ("rungs"): multiples of
+``round_to``, or without it of a power of two chosen so a group has at most about 32 rungs (heads
+for attention groups). From the full model, a greedy knapsack repeatedly takes the cheapest move —
+one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
+of the latency staircase — priced as the importance of the channels it removes divided by the
+cost it saves, until the predicted cost meets the target.
+
+The cost is the latency predicted from the operator table (``kernels``): each operator's input and
+output channels follow the groups that feed it, so shrinking a layer also makes its consumers
+cheaper, and an unaligned count that is slower on the target is never taken for a saving. With
+``cost="macs"`` the same knapsack prices moves in multiply-accumulates instead (FLOPs-driven
+pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the config are what
+this allocation replaces and are not used.
+
+``rank_plans`` screens already-made plans the same way: it predicts each one's latency from the
+table without pruning, exporting or compiling anything, so only the promising ones are measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch_pruning as tp
+from torch import Tensor, nn
+
+from deploy.errors import InputError
+from kernels.layers import Layer, torch_layers
+from kernels.ops import Attention, OpSignature
+from kernels.predictor import LatencyPredictor
+from pipeline.prune.attention import split_attention
+from pipeline.prune.config import PruneConfig
+from pipeline.prune.criteria import calibration_batches, get_criterion
+from pipeline.prune.graph import Candidate, build_graph, candidate_groups, check_supported
+from pipeline.prune.plan import PrunedGroup, PruningPlan
+
+COSTS = ("latency", "macs")
+MAX_RUNGS = 32
+# A move must save more than this fraction of the touched operators' latency to count as a step
+# down the staircase; smaller differences are within the table's timing noise.
+STAIR_TOLERANCE = 0.02
+LOOKAHEAD = 4
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The chosen plan, channels kept per group root, and the predicted cost before and after.
+
+    Costs are milliseconds for ``cost="latency"`` (calibrated prediction), MACs for ``cost="macs"``.
+    """
+
+    plan: PruningPlan
+    kept: dict[str, int]
+    start: float
+    predicted: float
+    target: float
+    cost: str
+
+    @property
+    def met(self) -> bool:
+        return self.predicted <= self.target
+
+
+@dataclass
+class _Group:
+    candidate: Candidate
+    removal_order: np.ndarray  # unit indices, least important first
+    sorted_importance: np.ndarray  # per unit, mean 1, ascending
+    rungs: list[int]  # kept unit counts allowed, descending; rungs[0] keeps every unit
+    level: int = 0
+
+    @property
+    def units(self) -> int:
+        return self.candidate.channels // self.candidate.unit
+
+    def removed_channels(self, level: int) -> int:
+        return (self.units - self.rungs[level]) * self.candidate.unit
+
+    def lost(self, start: int, end: int) -> float:
+        """Importance of the units removed going from rung ``start`` down to rung ``end``."""
+        first, last = self.units - self.rungs[start], self.units - self.rungs[end]
+        return float(self.sorted_importance[first:last].sum())
+
+
+class _Shapes:
+    """How every operator's input and output channels follow the channels removed from each group."""
+
+    def __init__(self, layers: list[Layer], candidates: list[Candidate], graph: tp.DependencyGraph, model: nn.Module):
+        self.layers = layers
+        self.terms: dict[str, list[list[tuple[int, float]]]] = {
+            "out": [[] for _ in layers], "in": [[] for _ in layers]
+        }
+        by_name: dict[str, list[int]] = defaultdict(list)
+        for i, layer in enumerate(layers):
+            by_name[layer.name].append(i)
+        names = {module: name for name, module in model.named_modules()}
+        for g, candidate in enumerate(candidates):
+            for item in candidate.group.items:
+                name = names.get(item.dep.target.module)
+                if name not in by_name:
+                    continue
+                if graph.is_out_channel_pruning_fn(item.dep.handler):
+                    side = "out"
+                elif graph.is_in_channel_pruning_fn(item.dep.handler):
+                    side = "in"
+                else:
+                    continue
+                multiplicity = len(item.idxs) / candidate.channels  # e.g. flattened spatial positions
+                for i in by_name[name]:
+                    self.terms[side][i].append((g, multiplicity))
+        for i, layer in enumerate(layers):
+            if isinstance(layer.op, Attention):  # heads follow the query projection's channels
+                for j in by_name.get(f"{layer.name}.q_proj", []):
+                    self.terms["out"][i] = [(g, m / layer.op.head_dim) for g, m in self.terms["out"][j]]
+        self.touching: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(layers)):
+            for g in sorted({g for side in self.terms.values() for g, _ in side[i]}):
+                self.touching[g].append(i)
+
+    def op(self, i: int, removed: Sequence[int]) -> OpSignature:
+        op = self.layers[i].op
+        cut = {side: round(sum(m * removed[g] for g, m in terms[i])) for side, terms in self.terms.items()}
+        if isinstance(op, Attention):
+            return op.resized(out_channels=op.heads - cut["out"])
+        return op.resized(
+            in_channels=op.in_channels - cut["in"] if self.terms["in"][i] else None,
+            out_channels=op.out_channels - cut["out"] if self.terms["out"][i] else None,
+        )
+
+
+def plan_for_latency(
+    model: nn.Module,
+    example_inputs: Tensor,
+    cfg: PruneConfig,
+    target: float,
+    *,
+    predictor: LatencyPredictor | None = None,
+    cost: str = "latency",
+    calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
+    max_group_ratio: float = 0.9,
+) -> Allocation:
+    """The plan whose predicted cost meets ``target`` (ms, or MACs for ``cost="macs"``) at most importance lost.
+
+    ``model`` is not modified. ``max_group_ratio`` caps the fraction of any group removed. When no
+    allowed move reaches ``target``, the cheapest plan found is returned with ``met`` false.
+    """
+    if cost not in COSTS:
+        raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
+    if cost == "latency" and predictor is None:
+        raise InputError("latency-aware allocation needs a latency predictor")
+    if not math.isfinite(target) or target <= 0:
+        raise InputError(f"the allocation target must be a positive number, got {target}")
+    if not 0 < max_group_ratio < 1:
+        raise InputError(f"max_group_ratio must be between 0 and 1 (exclusive), got {max_group_ratio}")
+    work = split_attention(copy.deepcopy(model))
+    check_supported(work)
+    graph = build_graph(work, example_inputs)
+    candidates = candidate_groups(graph, work, cfg)
+    scores = get_criterion(cfg.criterion).score(work, candidates, calibration_batches(cfg.criterion, calibration))
+    kept = [(c, s) for c, s in zip(candidates, scores) if s is not None]
+    if not kept:
+        raise InputError("nothing to prune: no channel group could be scored")
+    candidates = [c for c, _ in kept]
+    groups = [_group(c, s, cfg.round_to, max_group_ratio) for c, s in kept]
+    shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
+    if cost == "latency":
+        scale, overhead = predictor.calibration.scale, predictor.calibration.overhead_ms
+
+        def costs(ops: Sequence[OpSignature]) -> list[float]:
+            return predictor.table.latencies(ops)
+    else:
+        scale, overhead = 1.0, 0.0
+
+        def costs(ops: Sequence[OpSignature]) -> list[float]:
+            return [float(op.macs()) for op in ops]
+
+    tolerance = STAIR_TOLERANCE if cost == "latency" else 0.0
+    start, total = _greedy(groups, shapes, costs, (target - overhead) / scale, tolerance)
+    removed = [_removed_indices(g) for g in groups]
+    plan = PruningPlan(
+        criterion=cfg.criterion,
+        ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
+        groups=tuple(
+            PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit) for c, r in zip(candidates, removed) if r
+        ),
+    )
+    return Allocation(
+        plan=plan,
+        kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
+        start=scale * start + overhead,
+        predicted=scale * total + overhead,
+        target=target,
+        cost=cost,
+    )
+
+
+def _group(candidate: Candidate, score: Tensor, round_to: int | None, max_ratio: float) -> _Group:
+    unit = candidate.unit
+    per_unit = score.detach().double().view(-1, unit).mean(1).numpy() if unit > 1 else score.detach().double().numpy()
+    mean = per_unit.mean()
+    importance = per_unit / mean if mean > 0 else np.ones_like(per_unit)
+    order = np.argsort(importance, kind="stable")
+    units = len(importance)
+    floor = max(1, math.ceil(units * (1 - max_ratio)))
+    step = round_to if unit == 1 and round_to else 2 ** int(math.log2(max(1, units // MAX_RUNGS)))
+    if unit == 1 and round_to and units <= round_to:
+        rungs = [units]  # as plan_pruning: too small to round, kept whole
+    else:
+        lowest = max(step, step * math.ceil(floor / step))
+        rungs = [units] + [k for k in range(step * ((units - 1) // step), lowest - 1, -step)]
+    return _Group(candidate, order, importance[order], rungs)
+
+
+def _greedy(groups: list[_Group], shapes: _Shapes, costs, target: float, tolerance: float) -> tuple[float, float]:
+    """Move groups down their rungs until the operator-cost sum meets ``target``; (start, end) sums."""
+    removed = [0] * len(groups)
+    current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
+    start = total = float(sum(current))
+    while total > target:
+        moves = {}
+        window = dict.fromkeys(range(len(groups)), LOOKAHEAD)
+        pending = [g for g, group in enumerate(groups) if group.level + 1 < len(group.rungs)]
+        while pending:
+            proposals = []
+            for g in pending:
+                group = groups[g]
+                for level in range(group.level + 1, min(len(group.rungs), group.level + 1 + window[g])):
+                    trial = [*removed[:g], group.removed_channels(level), *removed[g + 1 :]]
+                    proposals.append((g, level, {i: shapes.op(i, trial) for i in shapes.touching[g]}))
+            prices = iter(costs([op for _, _, ops in proposals for op in ops.values()]))
+            for g, level, ops in proposals:
+                new = {i: next(prices) for i in ops}
+                before = sum(current[i] for i in ops)
+                saved = before - sum(new.values())
+                if saved <= 0 or saved <= tolerance * before:
+                    continue  # a rung on the same stair (or slower): not a saving
+                price = groups[g].lost(groups[g].level, level) / saved
+                if g not in moves or price < moves[g][0]:
+                    moves[g] = (price, level, new)
+            # A group whose near rungs are all on one stair looks further down its ladder.
+            pending = [g for g in pending if g not in moves and groups[g].level + window[g] + 1 < len(groups[g].rungs)]
+            for g in pending:
+                window[g] *= 4
+        if not moves:
+            break
+        g, (_, level, new) = min(moves.items(), key=lambda item: item[1][0])
+        groups[g].level = level
+        removed[g] = groups[g].removed_channels(level)
+        for i, value in new.items():
+            total += value - current[i]
+            current[i] = value
+    return start, total
+
+
+def _removed_indices(group: _Group) -> list[int]:
+    count = group.units - group.rungs[group.level]
+    unit = group.candidate.unit
+    return sorted(int(u) * unit + offset for u in group.removal_order[:count] for offset in range(unit))
+
+
+def rank_plans(
+    model: nn.Module, example_inputs: Tensor, plans: Sequence[PruningPlan], predictor: LatencyPredictor
+) -> list[tuple[PruningPlan, float]]:
+    """Each plan with the latency (ms) ``predictor`` expects of ``model`` pruned by it, fastest first.
+
+    ``model`` is not modified; the operators' shapes follow each plan's removed channels per group.
+    """
+    work = split_attention(copy.deepcopy(model))
+    check_supported(work)
+    graph = build_graph(work, example_inputs)
+    candidates = candidate_groups(graph, work, PruneConfig(protect_first_last=False))
+    index = {c.root: g for g, c in enumerate(candidates)}
+    shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
+    ranked = []
+    for plan in plans:
+        removed = [0] * len(candidates)
+        for group in plan.groups:
+            g = index.get(group.root)
+            if g is None or candidates[g].channels != group.channels:
+                raise InputError(
+                    f"pruning plan does not fit this model: no prunable group '{group.root}' "
+                    f"of {group.channels} channels"
+                )
+            removed[g] = len(group.removed)
+        layers = [Layer(layer.name, shapes.op(i, removed)) for i, layer in enumerate(shapes.layers)]
+        ranked.append((plan, predictor.predict(layers)))
+    return sorted(ranked, key=lambda pair: pair[1])

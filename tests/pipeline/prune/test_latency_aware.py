@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from architectures import ARCHITECTURES, HEAVY, built
+
+from deploy.errors import InputError
+from kernels.layers import torch_layers
+from kernels.predictor import Calibration, LatencyPredictor
+from kernels.table import LatencyTable
+from pipeline.prune import PruneConfig, apply_plan, plan_pruning
+from pipeline.prune.latency_aware import plan_for_latency, rank_plans
+
+DEMO = ARCHITECTURES["demo"]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> LatencyPredictor:
+    table = LatencyTable("ort-cpu", threads=1, cache_dir=tmp_path_factory.mktemp("latency-table"))
+    return LatencyPredictor(table, Calibration(1.1, 0.05))
+
+
+def macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    return sum(layer.op.macs() for layer in torch_layers(model, x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_to", [8, None])
+def test_meets_the_latency_target_and_the_pruned_model_predicts_the_same(
+    predictor: LatencyPredictor, round_to: int | None
+) -> None:
+    model, x = built("demo"), DEMO.example(batch=1)
+    start = predictor.predict_model(model, x)
+    allocation = plan_for_latency(model, x, PruneConfig(round_to=round_to), 0.6 * start, predictor=predictor)
+    assert allocation.met and allocation.predicted <= 0.6 * start
+    assert allocation.start == pytest.approx(start)
+    pruned = apply_plan(copy.deepcopy(model), allocation.plan, x)
+    assert predictor.predict_model(pruned, x) == pytest.approx(allocation.predicted, rel=1e-9)
+    for group in allocation.plan.groups:
+        kept = group.channels - len(group.removed)
+        assert kept == allocation.kept[group.root]
+        assert kept >= 0.1 * group.channels
+        if round_to:
+            assert kept % round_to == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if ARCHITECTURES[name].spec.startswith("torchvision:") else name
+        for name in sorted(set(ARCHITECTURES) - HEAVY)
+    ],
+)
+def test_macs_allocation_is_consistent_with_the_pruned_model(name: str) -> None:
+    """Channels of every operator follow the groups: the allocator's MACs are the pruned model's."""
+    arch = ARCHITECTURES[name]
+    model, x = built(name), arch.example(batch=1)
+    calibration = arch.calibration()
+    start = macs(model, x)
+    allocation = plan_for_latency(
+        model, x, PruneConfig(criterion="l1"), 0.7 * start, cost="macs", calibration=calibration
+    )
+    pruned = apply_plan(copy.deepcopy(model), allocation.plan, x)
+    assert allocation.start == start
+    assert allocation.predicted == macs(pruned, x)
+    assert allocation.plan.groups, "something was removed"
+
+
+def test_unreachable_target_returns_the_cheapest_plan_unmet(predictor: LatencyPredictor) -> None:
+    model, x = built("demo"), DEMO.example(batch=1)
+    allocation = plan_for_latency(model, x, PruneConfig(round_to=8), 1.0, cost="macs", max_group_ratio=0.5)
+    assert not allocation.met
+    for group in allocation.plan.groups:
+        assert len(group.removed) <= group.channels // 2
+
+
+@pytest.mark.slow
+def test_rank_plans_orders_by_predicted_latency(predictor: LatencyPredictor) -> None:
+    model, x = built("demo"), DEMO.example(batch=1)
+    plans = [plan_pruning(model, x, PruneConfig(ratio=r)) for r in (0.2, 0.7, 0.5)]
+    ranked = rank_plans(model, x, plans, predictor)
+    assert [plan.ratio for plan, _ in ranked] == [0.7, 0.5, 0.2]
+    for plan, ms in ranked:
+        assert ms == pytest.approx(predictor.predict_model(apply_plan(copy.deepcopy(model), plan, x), x), rel=1e-9)
+
+
+def test_rank_plans_refuses_a_plan_of_another_model(predictor: LatencyPredictor) -> None:
+    x = DEMO.example(batch=1)
+    plan = plan_pruning(built("demo"), x, PruneConfig(ratio=0.5))
+    other = ARCHITECTURES["resnet18"]
+    with pytest.raises(InputError, match="does not fit"):
+        rank_plans(built("resnet18"), other.example(batch=1), [plan], predictor)
+
+
+def test_bad_arguments_are_clear_errors(predictor: LatencyPredictor) -> None:
+    model, x = built("demo"), DEMO.example(batch=1)
+    with pytest.raises(InputError, match="predictor"):
+        plan_for_latency(model, x, PruneConfig(), 1.0)
+    with pytest.raises(InputError, match="cost"):
+        plan_for_latency(model, x, PruneConfig(), 1.0, predictor=predictor, cost="params")
+    with pytest.raises(InputError, match="positive"):
+        plan_for_latency(model, x, PruneConfig(), float("nan"), predictor=predictor)
+    with pytest.raises(InputError, match="max_group_ratio"):
+        plan_for_latency(model, x, PruneConfig(), 1.0, predictor=predictor, max_group_ratio=1.0)

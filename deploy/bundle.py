@@ -29,7 +29,7 @@ from typing import Any
 
 from deploy import device_runner
 from deploy.backends.base import InputMetadata
-from deploy.backends.engine_cache import atomic_write_bytes
+from deploy.atomic import write_bytes
 from deploy.backends.onnx_io import read_onnx_io
 from deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from deploy.backends.trtexec import build_command, shape_arg, trace_command
@@ -201,7 +201,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
             "files": files,
         }
         data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        atomic_write_bytes(staging / device_runner.MANIFEST, data)
+        write_bytes(staging / device_runner.MANIFEST, data)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)

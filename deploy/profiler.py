@@ -21,7 +21,7 @@ import numpy as np
 
 from deploy.backends import Runner, get_backend
 from deploy.backends.base import TraceRunner
-from deploy.backends.engine_cache import atomic_write_bytes
+from deploy.atomic import write_bytes
 from deploy.backends.inputs import make_inputs
 from deploy.errors import InputError
 from deploy.fingerprint import file_sha256, target_fingerprint
@@ -117,7 +117,7 @@ class Profile:
             raise InputError(f"malformed profile: {exc}") from exc
 
     def save(self, path: Path) -> None:
-        atomic_write_bytes(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        write_bytes(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> Profile:

@@ -20,7 +20,7 @@ from typing import Any
 import onnx
 
 from deploy.backends import get_backend
-from deploy.backends.engine_cache import atomic_write_bytes
+from deploy.atomic import write_bytes
 from deploy.backends.inputs import example_feed
 from deploy.errors import InputError
 from deploy.fingerprint import physical_cores, target_fingerprint
@@ -109,7 +109,7 @@ class LatencyTable:
         merged = {**self._read(), **self.entries}  # keep what a concurrent run added meanwhile
         self.entries = merged
         body = {"fingerprint": self.fingerprint, "entries": dict(sorted(merged.items()))}
-        atomic_write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
+        write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
 
     @property
     def call_overhead_ms(self) -> float:

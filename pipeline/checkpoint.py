@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from deploy.errors import InputError
-from pipeline.atomic import publish_dir, write_json
+from deploy.atomic import publish_dir, write_json
 from pipeline.prune import PruningPlan, apply_plan, example_input
 
 SCHEMA_VERSION = 1

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from deploy.profiler import Profile, ProfileSettings, profile_model
-from pipeline.atomic import write_json
+from deploy.atomic import write_json
 from pipeline.config import ProfileConfig, RunConfig
 from pipeline.evaluate import evaluate_onnx
 from pipeline.export import ParityResult, check_parity, export_onnx

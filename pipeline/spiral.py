@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from deploy.errors import InputError
 from deploy.profiler import ProfileSettings, profile_model
-from pipeline.atomic import publish_dir, write_json
+from deploy.atomic import publish_dir, write_json
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RunConfig
 from pipeline.data import load_datasets

@@ -5,27 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from deploy.atomic import write_bytes
 
 
 @dataclass(frozen=True)
@@ -54,6 +38,6 @@ class EngineSpec:
 
     def save(self, cache_dir: Path, engine: bytes) -> Path:
         path = self.engine_path(cache_dir)
-        atomic_write_bytes(path.with_suffix(".json"), json.dumps(dataclasses.asdict(self), indent=2).encode())
-        atomic_write_bytes(path, engine)
+        write_bytes(path.with_suffix(".json"), json.dumps(dataclasses.asdict(self), indent=2).encode())
+        write_bytes(path, engine)
         return path

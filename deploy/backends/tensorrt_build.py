@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy.backends.engine_cache import EngineSpec, atomic_write_bytes
+from deploy.atomic import write_bytes
+from deploy.backends.engine_cache import EngineSpec
 from deploy.errors import InputError
 
 
@@ -94,5 +95,5 @@ def build_engine(trt: Any, model_path: Path, spec: EngineSpec, timing_cache: Pat
     if serialized is None:
         raise InputError(f"TensorRT could not build an engine for {model_path} (its log above says why)")
     if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+        write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import InputError
-from pipeline.atomic import publish_dir, write_json
+from deploy.atomic import publish_dir, write_json
 
 # Relative to the working directory, like the run directories under runs/.
 DATA_DIR = Path("runs/data")

@@ -9,9 +9,7 @@ The file is written to a temporary name and renamed into place, so a kill leaves
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from deploy.atomic import write_bytes
 from deploy.errors import InputError
 from pipeline.distill.config import DistillConfig
 
@@ -145,18 +144,3 @@ def load_checkpoint(
         stopped_early=meta["stopped_early"],
         best_weights=sections.get("best"),
     )
-
-
-def write_bytes(path: Path, payload: bytes) -> None:
-    """Atomically: a temporary file in the same folder, flushed to disk, renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,9 +25,9 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from deploy.errors import InputError
-from pipeline.atomic import write_json
+from deploy.atomic import write_json
 from pipeline.data import load_datasets
-from pipeline.distill.checkpoint import write_bytes
+from deploy.atomic import write_bytes
 from pipeline.distill.config import DistillConfig
 from pipeline.distill.train import DistillResult, distill
 from pipeline.models import load_model

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import write_json, write_text
+from deploy.atomic import write_json, write_text
 
 Render = Callable[[], "str | dict[str, Any]"]
 

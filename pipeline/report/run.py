@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.errors import InputError
 from deploy.profiler import Profile
-from pipeline.atomic import write_json, write_text
+from deploy.atomic import write_json, write_text
 from pipeline.compare.releases import RUN_REPORT_KIND
 from pipeline.ledger import read_ledger
 from pipeline.report import plots

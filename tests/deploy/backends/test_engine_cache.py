@@ -1,6 +1,7 @@
 import dataclasses
 
-from deploy.backends.engine_cache import EngineSpec, atomic_write_bytes
+from deploy.atomic import write_bytes
+from deploy.backends.engine_cache import EngineSpec
 
 SPEC = EngineSpec(
     onnx_sha256="ab" * 32, trt_version="10.7.0", gpu="NVIDIA H100 80GB HBM3 (sm_90)",
@@ -30,5 +31,5 @@ def test_save_writes_engine_and_its_spec_atomically(tmp_path):
     assert path == SPEC.engine_path(tmp_path / "cache") and path.read_bytes() == b"engine-bytes"
     assert '"trt_version": "10.7.0"' in path.with_suffix(".json").read_text()
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
-    atomic_write_bytes(path, b"new")
+    write_bytes(path, b"new")
     assert path.read_bytes() == b"new"

@@ -13,11 +13,10 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deploy.errors import InputError
-from deploy.validation import describe_validation_error
+from deploy.validation import parse_yaml, validate
 
 TARGET_VERSION = 1
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -208,12 +207,7 @@ class TargetProfile(_Strict):
 
 
 def parse_target(data: Any, source: str) -> TargetProfile:
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return TargetProfile.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(describe_validation_error(exc, TargetProfile, source)) from None
+    return validate(TargetProfile, data, source)
 
 
 def _packaged() -> dict[str, Any]:
@@ -244,8 +238,4 @@ def load_target(name_or_path: str | Path, host_override: str | None = None) -> T
         close = difflib.get_close_matches(name, [*packaged, *ALIASES], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise InputError(f"unknown target '{text_name}'{hint}; known: {', '.join(sorted([*packaged, *ALIASES]))}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_target(data, source).with_host(host_override)
+    return parse_target(parse_yaml(text, source), source).with_host(host_override)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
+
+from deploy.errors import InputError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _submodel(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -33,3 +39,29 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], sour
         return f"{source}: unknown key '{where}'{hint}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{source}: {where}: {message}"
+
+
+def validate(model: type[ModelT], data: Any, source: str) -> ModelT:
+    """``data`` as ``model``, or an InputError naming the first problem in one line."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc, model, source)) from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML through ``safe_load`` only: a tag that would build a Python object is an error."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    return parse_yaml(text, str(path))

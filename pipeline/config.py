@@ -6,11 +6,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deploy.errors import InputError
-from deploy.validation import describe_validation_error
+from deploy.validation import read_yaml, validate
 from pipeline.distill.config import DistillConfig
 from pipeline.prune.config import PruneConfig
 
@@ -144,21 +142,8 @@ class RunConfig(_Strict):
 
 
 def parse_config(data: Any, source: str = "config") -> RunConfig:
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(describe_validation_error(exc, RunConfig, source)) from None
+    return validate(RunConfig, data, source)
 
 
 def load_config(path: Path) -> RunConfig:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml(path, "config"), str(path))

@@ -14,11 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.errors import InputError
-from deploy.validation import describe_validation_error
+from deploy.validation import read_yaml, validate
 
 
 class _Strict(BaseModel):
@@ -113,21 +111,8 @@ class GateBudget(_Strict):
 
 
 def parse_budget(data: Any, source: str = "budget") -> GateBudget:
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return GateBudget.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(describe_validation_error(exc, GateBudget, source)) from None
+    return validate(GateBudget, data, source)
 
 
 def load_budget(path: Path) -> GateBudget:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read budget {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_budget(data, str(path))
+    return parse_budget(read_yaml(path, "budget"), str(path))

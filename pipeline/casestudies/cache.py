@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
 from deploy.errors import InputError
 from deploy.atomic import publish_dir, write_json
 
@@ -45,3 +49,12 @@ def require_source(path: Path, package: str) -> Path:
     if not path.exists():
         raise InputError(f"{path} not found: install Debian's {package} (make case-deps)")
     return path
+
+
+def load_split_arrays(npz: Path) -> tuple[TensorDataset, TensorDataset]:
+    """(train, val) datasets from a builder's ``train_x/train_y/val_x/val_y`` arrays."""
+    with np.load(npz) as data:
+        return (
+            TensorDataset(torch.from_numpy(data["train_x"]), torch.from_numpy(data["train_y"])),
+            TensorDataset(torch.from_numpy(data["val_x"]), torch.from_numpy(data["val_y"])),
+        )

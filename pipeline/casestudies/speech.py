@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import TensorDataset
 
 from deploy.errors import InputError
-from pipeline.casestudies.cache import DATA_DIR, cached_build
+from pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays
 from pipeline.casestudies.cli import run_builder
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -222,11 +221,7 @@ def build_keywords(
 
 
 def load_feature_datasets(directory: Path) -> tuple[TensorDataset, TensorDataset]:
-    with np.load(directory / "features.npz") as data:
-        return (
-            TensorDataset(torch.from_numpy(data["train_x"]), torch.from_numpy(data["train_y"])),
-            TensorDataset(torch.from_numpy(data["val_x"]), torch.from_numpy(data["val_y"])),
-        )
+    return load_split_arrays(directory / "features.npz")
 
 
 def keyword_datasets() -> tuple[TensorDataset, TensorDataset]:

@@ -18,11 +18,10 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import TensorDataset
 
 from deploy.errors import InputError
-from pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
+from pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays, require_source
 from pipeline.casestudies.cli import run_builder
 
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -135,11 +134,7 @@ def build_fortunes(
 
 
 def load_token_datasets(directory: Path) -> tuple[TensorDataset, TensorDataset]:
-    with np.load(directory / "tokens.npz") as data:
-        return (
-            TensorDataset(torch.from_numpy(data["train_x"]), torch.from_numpy(data["train_y"])),
-            TensorDataset(torch.from_numpy(data["val_x"]), torch.from_numpy(data["val_y"])),
-        )
+    return load_split_arrays(directory / "tokens.npz")
 
 
 def fortunes_datasets() -> tuple[TensorDataset, TensorDataset]:

@@ -3,7 +3,7 @@
 For each batch size: one first call (which may compile or allocate), then ``warmup_s`` seconds of
 warm-up, then sample until both ``min_samples`` and
 ``min_duration_s`` are reached and the 95 % confidence interval of the median is within
-``±ci_rel`` of it, or until ``max_duration_s``. A measurement is ``stable`` when its coefficient
+``±ci_rel`` of it (``ci_rel = 0`` turns the early stop off), or until ``max_duration_s``. A measurement is ``stable`` when its coefficient
 of variation is at most ``cv_threshold``, as ``trtexec`` judges it.
 """
 
@@ -171,7 +171,8 @@ def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: P
         n = len(samples)
         # Checking the CI sorts the samples; every ~5 % more samples is often enough.
         if n >= next_check and elapsed >= settings.min_duration_s:
-            if median_ci_rel(samples) <= settings.ci_rel:
+            # With ci_rel = 0 a CI of exactly zero width (identical timer readings) must not stop it.
+            if settings.ci_rel > 0 and median_ci_rel(samples) <= settings.ci_rel:
                 stop_reason = "ci_converged"
                 break
             next_check = n + max(1, n // 20)

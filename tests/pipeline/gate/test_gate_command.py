@@ -76,7 +76,8 @@ def test_a_model_spec_is_exported_checked_for_parity_and_evaluated_against_a_bas
     assert 0 <= release.metrics["accuracy"] <= 1
     assert json.loads(first.read_text())["parity"]["passed"] is True
 
-    again = write_budget("again.yaml", latency={"max_regression_pct": 50}, accuracy={"max_drop": 0.0},
+    # This checks the baseline path, not speed: a 0.05 ms model on a shared machine can measure 2x apart.
+    again = write_budget("again.yaml", latency={"max_regression_pct": 1000}, accuracy={"max_drop": 0.0},
                          parity={"atol": 1e-3}, stability=CALM)
     code = gate(*args, "--budget", again, "--baseline", first, "--html", tmp_path / "gate.html")
     stdout = capsys.readouterr().out

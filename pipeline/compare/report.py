@@ -57,7 +57,7 @@ def _notes(comparison: ProfileComparison) -> list[str]:
     ]
     for batch, c in comparison.batches.items():
         notes.append(
-            f"batch {batch}: {c.base_n} vs {c.new_n} samples, cv {c.base_cv:.1%} vs {c.new_cv:.1%}, "
+            f"batch {batch}: {c.base_n} vs {c.new_n} samples, robust cv {c.base_cv:.1%} vs {c.new_cv:.1%}, "
             f"Mann-Whitney p = {c.p_value:.2g}" + (f"; {c.note}" if c.note else "")
         )
     return notes + [f"warning: {w}" for w in comparison.warnings]

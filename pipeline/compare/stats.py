@@ -9,8 +9,11 @@ A change is called a regression (or an improvement) only when both hold:
 Requiring the interval, not only the point estimate, past the minimum effect is what keeps two
 runs of the same model from failing a gate: with hundreds of samples the U test alone finds
 "significant" differences of a fraction of a percent, and a tail statistic such as p99 moves
-by more than 5 % between runs on a busy machine. A measurement whose coefficient of variation
-exceeds ``max_cv`` makes the comparison inconclusive: never a pass.
+by more than 5 % between runs on a busy machine. A measurement whose robust coefficient of
+variation (``robust_cv``: the median absolute deviation scaled to a standard deviation, over the
+median) exceeds ``max_cv`` makes the comparison inconclusive: never a pass. The robust form is
+used because a handful of samples delayed by another process inflate the plain standard deviation
+without moving the median or the rank test; a measurement that is noisy throughout still fails.
 
 Every statistic gets a verdict, but one statistic decides (p50 unless told otherwise): the tails
 of two runs of the same model differ by more than any useful minimum effect on a shared machine.
@@ -25,7 +28,6 @@ from typing import Literal
 import numpy as np
 
 from deploy.errors import InputError
-from deploy.stats import summarize
 
 COMPARED_STATS = ("p50", "p90", "p95", "p99", "mean")
 Verdict = Literal["regression", "improvement", "no change", "inconclusive"]
@@ -33,6 +35,14 @@ Verdict = Literal["regression", "improvement", "no change", "inconclusive"]
 # Enough resamples for a stable 99 % interval; chunked so a profile of 100k samples stays in memory.
 BOOTSTRAP_RESAMPLES = 1000
 _CHUNK_ELEMENTS = 4_000_000
+# MAD x 1.4826 estimates the standard deviation of normally distributed samples.
+_MAD_TO_SD = 1.482602218505602
+
+
+def robust_cv(samples_ms: np.ndarray) -> float:
+    """Median absolute deviation scaled to a standard deviation, relative to the median."""
+    median = float(np.median(samples_ms))
+    return _MAD_TO_SD * float(np.median(np.abs(samples_ms - median))) / median
 
 
 @dataclass(frozen=True)
@@ -158,8 +168,8 @@ def compare_samples(
             raise InputError(f"the {label} measurement has non-finite or non-positive latency samples")
     p_value = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
     intervals = bootstrap_ratio_ci(base, new, names, 1 - settings.alpha, settings.resamples, settings.seed)
-    base_cv, new_cv = summarize(base)["cv"], summarize(new)["cv"]
-    unstable = [f"{label} cv {cv:.1%}" for label, cv in (("baseline", base_cv), ("new", new_cv)) if cv > settings.max_cv]
+    base_cv, new_cv = robust_cv(base), robust_cv(new)
+    unstable = [f"{label} robust cv {cv:.1%}" for label, cv in (("baseline", base_cv), ("new", new_cv)) if cv > settings.max_cv]
     note = f"inconclusive: unstable measurement ({', '.join(unstable)} > {settings.max_cv:.0%})" if unstable else ""
     stats = []
     effect = settings.min_effect_pct / 100

@@ -1,12 +1,14 @@
 """The prunable layers of a model as operator signatures, from an ONNX file or a torch module.
 
-From ONNX: every ``Conv``, ``Gemm``, ``MatMul`` with a weight initializer, and attention cores
-(``MatMul → [Mul|Div|Add]* → Softmax → MatMul`` on activations), with shapes from ONNX shape
-inference at a fixed batch. From torch: forward hooks on ``Conv2d``, ``Linear`` and
-attention record the shapes of one real forward pass. Attention is ``nn.MultiheadAttention`` (its
-packed projections included) or any module with integer ``num_heads`` and ``head_dim`` and a
-``batch_first`` flag whose projections are ``Linear`` children (such as spiral's head-prunable
-``SplitAttention``): only its core is added, the children are hooked as linear layers.
+From ONNX: every ``Conv``, ``Gemm``, ``MatMul`` with a weight initializer, ``LSTM`` (one direction),
+and attention cores (``MatMul → [Mul|Div|Add]* → Softmax → MatMul`` on activations), with shapes
+from ONNX shape inference at a fixed batch. From torch: forward hooks on ``Conv2d``, ``Linear``,
+single-layer unidirectional ``LSTM`` and attention record the shapes of one real forward pass.
+Attention is ``nn.MultiheadAttention`` (its packed projections included) or any module with integer
+``num_heads`` and ``head_dim`` and a ``batch_first`` flag whose projections are ``Linear`` children
+(such as spiral's head-prunable ``SplitAttention``): only its core is added, the children are
+hooked as linear layers. ``untimed_layers`` names the layers of a torch model that compute
+substantially but have no operator here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from deploy.errors import InputError
-from kernels.ops import Attention, Conv, Linear, OpSignature
+from kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Layer:
 
 
 def onnx_layers(path: Path, batch: int = 1) -> list[Layer]:
-    """The convolutions, linear layers and attention cores of the ONNX model at ``path``."""
+    """The convolutions, linear layers, LSTMs and attention cores of the ONNX model at ``path``."""
     try:
         model = onnx.load(str(path))
     except (OSError, DecodeError) as exc:
@@ -85,6 +87,8 @@ def onnx_layers(path: Path, batch: int = 1) -> list[Layer]:
                 for c in consumers.get(node.output[0], [])
             )
             layers.append(Layer(name, Linear(tuple(a[:-1]), k, out, bias=bias)))
+        elif node.op_type == "LSTM":
+            layers.append(Layer(name, _onnx_lstm(name, shape(node.input[0]), attrs)))
         elif node.op_type == "Softmax":
             attention = _onnx_attention(node, producers, consumers, initializers, shape)
             if attention is not None:
@@ -113,6 +117,16 @@ def _onnx_conv(x: list[int], weight: onnx.TensorProto, attrs: dict) -> Conv:
     return Conv(x[0], x[1], out_channels, x[2], x[3], (kh, kw), strides, padding, dilations, attrs.get("group", 1))
 
 
+def _onnx_lstm(name: str, x: list[int], attrs: dict) -> LSTM:
+    direction = attrs.get("direction", b"forward")
+    if (direction.decode() if isinstance(direction, bytes) else direction) == "bidirectional":
+        raise InputError(f"LSTM '{name}' is bidirectional; only one-direction LSTMs are modelled")
+    if not attrs.get("hidden_size"):  # optional in the ONNX spec, but ONNX Runtime and torch's export need it
+        raise InputError(f"LSTM '{name}' has no hidden_size attribute; ONNX Runtime cannot run it either")
+    steps, batch, features = (x[1], x[0], x[2]) if attrs.get("layout", 0) else x
+    return LSTM(batch, steps, features, attrs["hidden_size"])
+
+
 def _onnx_attention(softmax, producers, consumers, initializers, shape) -> Attention | None:
     """``softmax`` as the middle of an attention core, or None when it is not one."""
     source = producers.get(softmax.input[0])
@@ -138,7 +152,7 @@ def _onnx_attention(softmax, producers, consumers, initializers, shape) -> Atten
 
 
 def torch_layers(model, example_input) -> list[Layer]:
-    """The ``Conv2d``, ``Linear`` and attention calls of one forward pass, in call order."""
+    """The ``Conv2d``, ``Linear``, LSTM and attention calls of one forward pass, in call order."""
     import torch
     from torch import nn
 
@@ -158,6 +172,12 @@ def torch_layers(model, example_input) -> list[Layer]:
 
         return hook
 
+    def lstm_hook(name: str):
+        def hook(module: nn.LSTM, args: tuple, _output) -> None:
+            layers.append(Layer(name, _torch_lstm(module, args[0])))
+
+        return hook
+
     def attention_hook(name: str):
         def hook(module: nn.Module, args: tuple, kwargs: dict, _output) -> None:
             query = tuple((args[0] if args else kwargs["query"]).shape)
@@ -173,6 +193,8 @@ def torch_layers(model, example_input) -> list[Layer]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook(name)))
+        elif _timed_lstm(module):
+            handles.append(module.register_forward_hook(lstm_hook(name)))
         elif isinstance(module, nn.MultiheadAttention) or _head_split_attention(module):
             handles.append(module.register_forward_hook(attention_hook(name), with_kwargs=True))
         elif isinstance(module, nn.Linear) and not _inside_attention(model, name):
@@ -187,6 +209,43 @@ def torch_layers(model, example_input) -> list[Layer]:
         for handle in handles:
             handle.remove()
     return layers
+
+
+def untimed_layers(model) -> list[tuple[str, str]]:
+    """(module name, class name) of each layer that computes substantially but no table operator times.
+
+    Recurrent layers other than a single-layer unidirectional LSTM without projection, recurrent
+    cells, and convolutions other than ``Conv2d`` (1-D, 3-D, transposed). Norms, activations,
+    pooling and embeddings are cheap next to these and left to the predictor's calibration.
+    """
+    from torch import nn
+
+    untimed = []
+    for name, module in model.named_modules():
+        recurrent = isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and not _timed_lstm(module)
+        convolution = isinstance(module, nn.modules.conv._ConvNd) and not isinstance(module, nn.Conv2d)
+        if recurrent or convolution:
+            untimed.append((name, type(module).__name__))
+    return untimed
+
+
+def _timed_lstm(module) -> bool:
+    from torch import nn
+
+    return (
+        isinstance(module, nn.LSTM) and module.num_layers == 1 and not module.bidirectional and not module.proj_size
+    )
+
+
+def _torch_lstm(module, x) -> LSTM:
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(x, PackedSequence):  # steps: the longest sequence; batch: how many sequences start
+        return LSTM(int(x.batch_sizes[0]), len(x.batch_sizes), module.input_size, module.hidden_size)
+    if x.dim() == 2:  # unbatched
+        return LSTM(1, x.shape[0], module.input_size, module.hidden_size)
+    batch, steps = (x.shape[0], x.shape[1]) if module.batch_first else (x.shape[1], x.shape[0])
+    return LSTM(batch, steps, module.input_size, module.hidden_size)
 
 
 def _head_split_attention(module) -> bool:

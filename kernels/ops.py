@@ -221,10 +221,57 @@ class Attention:
         )
 
 
+@dataclass(frozen=True)
+class LSTM:
+    """One layer of a unidirectional LSTM without projection over ``seq_len`` steps, zero initial state.
+
+    Its channels are the input size and the hidden units (pruning removes hidden units). The graph is
+    the ONNX ``LSTM`` node torch exports for ``nn.LSTM`` (gate weights ``w``, recurrences ``r``, both
+    biases ``b``) with its full output sequence ``y`` of shape ``[seq_len, 1, batch, hidden_size]``.
+    """
+
+    kind: ClassVar[str] = "lstm"
+    batch: int
+    seq_len: int
+    input_size: int
+    hidden_size: int
+
+    def __post_init__(self) -> None:
+        if min(self.batch, self.seq_len, self.input_size, self.hidden_size) < 1:
+            raise ValueError(f"lstm sizes must be positive: {self}")
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_size
+
+    @property
+    def out_channels(self) -> int:
+        return self.hidden_size
+
+    def key(self) -> str:
+        return f"lstm:b{self.batch}:t{self.seq_len}:i{self.input_size}:h{self.hidden_size}"
+
+    def macs(self) -> int:
+        return self.seq_len * self.batch * 4 * self.hidden_size * (self.input_size + self.hidden_size)
+
+    def resized(self, in_channels: int | None = None, out_channels: int | None = None) -> LSTM:
+        return dataclasses.replace(
+            self,
+            input_size=self.input_size if in_channels is None else in_channels,
+            hidden_size=self.hidden_size if out_channels is None else out_channels,
+        )
+
+    def graph(self) -> onnx.ModelProto:
+        t, b, i, h = self.seq_len, self.batch, self.input_size, self.hidden_size
+        inits = {"w": _weights((1, 4 * h, i)), "r": _weights((1, 4 * h, h), seed=1), "b": _weights((1, 8 * h), seed=2)}
+        node = helper.make_node("LSTM", ["x", "w", "r", "b"], ["y"], hidden_size=h)
+        return _model([node], {"x": [t, b, i]}, [t, 1, b, h], inits, self.key())
+
+
 def empty_graph() -> onnx.ModelProto:
     """An Identity on one float: what a backend charges for a call that computes nothing."""
     return _model([helper.make_node("Identity", ["x"], ["y"])], {"x": [1]}, [1], {}, "empty")
 
 
-OpSignature = Conv | Linear | Attention
-OP_KINDS: dict[str, type] = {cls.kind: cls for cls in (Conv, Linear, Attention)}
+OpSignature = Conv | Linear | Attention | LSTM
+OP_KINDS: dict[str, type] = {cls.kind: cls for cls in (Conv, Linear, Attention, LSTM)}

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kernels.layers import onnx_layers
-from kernels.ops import Attention, Conv, Linear, OpSignature
+from kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
 from kernels.table import LatencyTable
 
 
@@ -29,6 +29,8 @@ def describe(op: OpSignature) -> str:
         return f"linear {op.in_features}→{op.out_features} ×{'x'.join(map(str, op.leading))}"
     if isinstance(op, Attention):
         return f"attention {op.heads} heads ×{op.head_dim} q{op.seq_len} kv{op.kv_len}"
+    if isinstance(op, LSTM):
+        return f"lstm {op.input_size}→{op.hidden_size} ×{op.seq_len} steps b{op.batch}"
     raise TypeError(f"unknown operator {op!r}")
 
 
@@ -54,7 +56,7 @@ def print_layer_tables(
     view.add_column("layer")
     view.add_column("operator")
     view.add_column("ms", justify="right")
-    view.add_column("ms at fewer output channels (heads)")
+    view.add_column("ms at fewer output channels (heads, hidden units)")
     total = 0.0
     for layer in layers:
         current = layer.op.out_channels

@@ -87,7 +87,12 @@ class BudgetConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    """NetAdapt-style schedule: each step asks for a latency reduction that decays."""
+    """NetAdapt-style schedule: each step asks for a latency reduction that decays.
+
+    ``allocation`` is how a step's candidate plans are made (see ``pipeline.plan_search``): ``latency``
+    keeps the most importance per predicted millisecond saved; ``uniform`` removes one ratio from
+    every group. Either way candidates are screened by predicted latency before any is measured.
+    """
 
     initial_reduction: float = Field(0.2, gt=0, lt=1)
     decay: float = Field(0.9, gt=0, le=1)
@@ -95,6 +100,7 @@ class ScheduleConfig(_Strict):
     max_steps: int = Field(6, ge=1)
     patience: int = Field(2, ge=0)
     max_ratio: float = Field(0.9, gt=0, lt=1)
+    allocation: Literal["latency", "uniform"] = "latency"
 
 
 class ParityConfig(_Strict):
@@ -139,6 +145,15 @@ class RunConfig(_Strict):
         if value != CONFIG_VERSION:
             raise ValueError(f"config version {value} is not supported (this spiral reads version {CONFIG_VERSION})")
         return value
+
+    @model_validator(mode="after")
+    def _ratio_policy_needs_uniform(self) -> "RunConfig":
+        if self.schedule.allocation == "latency" and (self.prune.per_layer or self.prune.global_pruning):
+            raise ValueError(
+                "prune.per_layer and prune.global_pruning choose ratios, which schedule.allocation 'latency' "
+                "replaces; set schedule.allocation: uniform to use them"
+            )
+        return self
 
 
 def parse_config(data: Any, source: str = "config") -> RunConfig:

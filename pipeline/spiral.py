@@ -20,9 +20,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader
 
+from deploy.atomic import publish_dir, write_json
 from deploy.errors import InputError
 from deploy.profiler import ProfileSettings, profile_model
-from deploy.atomic import publish_dir, write_json
+from kernels.predictor import LatencyPredictor
+from kernels.table import LatencyTable
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RunConfig
 from pipeline.data import load_datasets
@@ -31,13 +33,13 @@ from pipeline.export import export_onnx
 from pipeline.ledger import append_entry, read_ledger, repair_ledger
 from pipeline.measure import CandidateMeasurement, measure_candidate
 from pipeline.models import load_model
-from pipeline.prune import PruningPlan, apply_plan, plan_pruning
+from pipeline.plan_search import PlanChoice, choose_plan
+from pipeline.prune import PruningPlan, apply_plan
 from pipeline.report import write_reports
 from pipeline.report.run import best_accepted, met_budget
 
-# Probing candidate ratios needs only a rough latency, so it uses a short measurement.
+# Measuring a candidate plan needs only a rough latency, so it uses a short measurement.
 PROBE_SETTINGS = ProfileSettings(warmup_s=0.1, min_samples=20, min_duration_s=0.2, max_duration_s=1.0)
-PROBES = 5
 
 
 @dataclass(frozen=True)
@@ -194,37 +196,26 @@ class Spiral:
         )
 
     # ---- one attempt -------------------------------------------------------------------
-    def _probe_latency(self, model: nn.Module, ratio: float, work: Path) -> tuple[float, PruningPlan]:
-        candidate = copy.deepcopy(model)
-        prune_cfg = self.config.prune.model_copy(update={"ratio": ratio})
-        plan = plan_pruning(candidate, self.example_input, prune_cfg, calibration=self.calibration)
-        apply_plan(candidate, plan, self.example_input)
-        path = export_onnx(candidate, self.example_input, work / f"probe-{ratio:.4f}.onnx")
+    def _measure_plan(self, model: nn.Module, plan: PruningPlan, work: Path) -> float:
+        """The budget statistic of ``model`` pruned by ``plan``, exported and briefly profiled on the target."""
+        candidate = apply_plan(copy.deepcopy(model), plan, self.example_input)
+        path = export_onnx(candidate, self.example_input, work / "candidate.onnx")
         target = self.config.target
         profile = profile_model(
             path, target.backend, batch_sizes=(self.config.input_shape[0],), threads=target.threads,
             precision=target.precision, settings=PROBE_SETTINGS, cache_dir=work / "compiled",
         )
         path.unlink()
-        return profile.stat(self.config.budget.statistic), plan
+        return profile.stat(self.config.budget.statistic)
 
-    def _choose_plan(self, model: nn.Module, target_ms: float, work: Path) -> tuple[PruningPlan, list[dict]]:
-        """Bisect the ratio for the smallest one whose measured latency meets ``target_ms``."""
-        low, high = 0.0, self.config.schedule.max_ratio
-        probes: list[dict] = []
-        ms, best = self._probe_latency(model, high, work)
-        probes.append({"ratio": high, "ms": ms})
-        if ms > target_ms:
-            return best, probes
-        for _ in range(PROBES - 1):
-            mid = (low + high) / 2
-            ms, plan = self._probe_latency(model, mid, work)
-            probes.append({"ratio": round(mid, 4), "ms": ms})
-            if ms <= target_ms:
-                high, best = mid, plan
-            else:
-                low = mid
-        return best, probes
+    def _choose_plan(self, model: nn.Module, target_ms: float, current_ms: float, work: Path) -> PlanChoice:
+        cfg = self.config
+        table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision)
+        return choose_plan(
+            model, self.example_input, target_ms, current_ms, prune=cfg.prune, schedule=cfg.schedule,
+            predictor=LatencyPredictor(table), calibration=self.calibration,
+            measure=lambda plan: self._measure_plan(model, plan, work),
+        )
 
     def _attempt(
         self, step: int, attempt: int, reduction: float, current: nn.Module, current_ms: float,
@@ -237,16 +228,22 @@ class Spiral:
         target_ms = max(budget.final_ms, current_ms * (1 - reduction))
         plan_path = work / "plan.json"
         if plan_path.exists():
-            saved = json.loads(plan_path.read_text())
-            plan, probes = PruningPlan.from_dict(saved["plan"]), saved["probes"]
+            choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
         else:
-            progress.console.print(f"{name}: looking for the pruning ratio that reaches {target_ms:.3f} ms")
-            plan, probes = self._choose_plan(current, target_ms, work)
-            write_json(plan_path, {"plan": plan.to_dict(), "probes": probes})
+            progress.console.print(
+                f"{name}: screening {cfg.schedule.allocation} pruning plans for {target_ms:.3f} ms by predicted latency"
+            )
+            choice = self._choose_plan(current, target_ms, current_ms, work)
+            write_json(plan_path, choice.to_dict())
+        plan = choice.plan
+        measured_count = sum(c["ms"] is not None for c in choice.candidates)
         student = copy.deepcopy(current)
         apply_plan(student, plan, self.example_input)
         kd_teacher = current if cfg.distill.teacher == "previous" else teacher
-        progress.console.print(f"{name}: removed {plan.ratio:.0%} of the channels; distilling")
+        progress.console.print(
+            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {plan.ratio:.0%} "
+            f"of the channels (predicted {choice.predicted_ms:.3f} ms); distilling"
+        )
         result = distill(
             student, kd_teacher, self.train_set, self.val_set, cfg.distill,
             checkpoint_dir=work / "distill", progress=progress,
@@ -288,7 +285,10 @@ class Spiral:
             "reduction": reduction,
             "target_ms": target_ms,
             "ratio": plan.ratio,
-            "probes": probes,
+            "allocation": cfg.schedule.allocation,
+            "predicted_ms": choice.predicted_ms,
+            "candidates": choice.candidates,
+            "predictor": choice.calibration,
             "distill": {"best_val_accuracy": result.best_val_accuracy, "epochs": result.epochs_run},
             "accepted": accepted,
             "reason": reason,

@@ -15,8 +15,10 @@ cheaper, and an unaligned count that is slower on the target is never taken for 
 pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the config are what
 this allocation replaces and are not used.
 
-``rank_plans`` screens already-made plans the same way: it predicts each one's latency from the
-table without pruning, exporting or compiling anything, so only the promising ones are measured.
+``plans_for_latency`` serves a ladder of targets in one greedy pass (the knapsack only moves down,
+so each target's plan is a snapshot on the way to the lowest). ``plan_layers`` lists the operators
+of a model pruned by any plan without pruning, exporting or compiling it, so a predictor can screen
+candidate plans before only the promising ones are measured.
 """
 
 from __future__ import annotations
@@ -151,12 +153,30 @@ def plan_for_latency(
     ``model`` is not modified. ``max_group_ratio`` caps the fraction of any group removed. When no
     allowed move reaches ``target``, the cheapest plan found is returned with ``met`` false.
     """
+    return plans_for_latency(
+        model, example_inputs, cfg, [target], predictor=predictor, cost=cost,
+        calibration=calibration, max_group_ratio=max_group_ratio,
+    )[0]
+
+
+def plans_for_latency(
+    model: nn.Module,
+    example_inputs: Tensor,
+    cfg: PruneConfig,
+    targets: Sequence[float],
+    *,
+    predictor: LatencyPredictor | None = None,
+    cost: str = "latency",
+    calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
+    max_group_ratio: float = 0.9,
+) -> list[Allocation]:
+    """``plan_for_latency`` for each of ``targets`` (in their order), scored and allocated once."""
     if cost not in COSTS:
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
     if cost == "latency" and predictor is None:
         raise InputError("latency-aware allocation needs a latency predictor")
-    if not math.isfinite(target) or target <= 0:
-        raise InputError(f"the allocation target must be a positive number, got {target}")
+    if not targets or not all(math.isfinite(t) and t > 0 for t in targets):
+        raise InputError(f"allocation targets must be positive numbers, got {list(targets)}")
     if not 0 < max_group_ratio < 1:
         raise InputError(f"max_group_ratio must be between 0 and 1 (exclusive), got {max_group_ratio}")
     work = split_attention(copy.deepcopy(model))
@@ -182,23 +202,28 @@ def plan_for_latency(
             return [float(op.macs()) for op in ops]
 
     tolerance = STAIR_TOLERANCE if cost == "latency" else 0.0
-    start, total = _greedy(groups, shapes, costs, (target - overhead) / scale, tolerance)
-    removed = [_removed_indices(g) for g in groups]
-    plan = PruningPlan(
-        criterion=cfg.criterion,
-        ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
-        groups=tuple(
-            PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit) for c, r in zip(candidates, removed) if r
-        ),
-    )
-    return Allocation(
-        plan=plan,
-        kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
-        start=scale * start + overhead,
-        predicted=scale * total + overhead,
-        target=target,
-        cost=cost,
-    )
+    sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
+    start, snapshots = _greedy(groups, shapes, costs, sums, tolerance)
+    allocations = []
+    for target in targets:
+        levels, total = snapshots[(target - overhead) / scale]
+        removed = [_removed_indices(g, level) for g, level in zip(groups, levels)]
+        plan = PruningPlan(
+            criterion=cfg.criterion,
+            ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
+            groups=tuple(
+                PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit) for c, r in zip(candidates, removed) if r
+            ),
+        )
+        allocations.append(Allocation(
+            plan=plan,
+            kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
+            start=scale * start + overhead,
+            predicted=scale * total + overhead,
+            target=target,
+            cost=cost,
+        ))
+    return allocations
 
 
 def _group(candidate: Candidate, score: Tensor, round_to: int | None, max_ratio: float) -> _Group:
@@ -218,11 +243,29 @@ def _group(candidate: Candidate, score: Tensor, round_to: int | None, max_ratio:
     return _Group(candidate, order, importance[order], rungs)
 
 
-def _greedy(groups: list[_Group], shapes: _Shapes, costs, target: float, tolerance: float) -> tuple[float, float]:
-    """Move groups down their rungs until the operator-cost sum meets ``target``; (start, end) sums."""
+def _greedy(
+    groups: list[_Group], shapes: _Shapes, costs, targets: Sequence[float], tolerance: float
+) -> tuple[float, dict[float, tuple[list[int], float]]]:
+    """Move groups down their rungs until the operator-cost sum meets each of ``targets`` (descending).
+
+    Returns the starting sum and, per target, the groups' levels and the sum where it was met (or
+    where no move was left).
+    """
     removed = [0] * len(groups)
     current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
     start = total = float(sum(current))
+    snapshots: dict[float, tuple[list[int], float]] = {}
+    for target in targets:
+        total = _descend(groups, shapes, costs, target, tolerance, removed, current, total)
+        snapshots[target] = ([g.level for g in groups], total)
+    return start, snapshots
+
+
+def _descend(
+    groups: list[_Group], shapes: _Shapes, costs, target: float, tolerance: float,
+    removed: list[int], current: list[float], total: float,
+) -> float:
+    """Take the cheapest moves until ``total`` meets ``target`` or none is left; updates the state in place."""
     while total > target:
         moves = {}
         window = dict.fromkeys(range(len(groups)), LOOKAHEAD)
@@ -256,21 +299,20 @@ def _greedy(groups: list[_Group], shapes: _Shapes, costs, target: float, toleran
         for i, value in new.items():
             total += value - current[i]
             current[i] = value
-    return start, total
+    return total
 
 
-def _removed_indices(group: _Group) -> list[int]:
-    count = group.units - group.rungs[group.level]
+def _removed_indices(group: _Group, level: int) -> list[int]:
+    count = group.units - group.rungs[level]
     unit = group.candidate.unit
     return sorted(int(u) * unit + offset for u in group.removal_order[:count] for offset in range(unit))
 
 
-def rank_plans(
-    model: nn.Module, example_inputs: Tensor, plans: Sequence[PruningPlan], predictor: LatencyPredictor
-) -> list[tuple[PruningPlan, float]]:
-    """Each plan with the latency (ms) ``predictor`` expects of ``model`` pruned by it, fastest first.
+def plan_layers(model: nn.Module, example_inputs: Tensor, plans: Sequence[PruningPlan]) -> list[list[Layer]]:
+    """The operators of ``model`` pruned by each plan, for a latency predictor; ``model`` is not modified.
 
-    ``model`` is not modified; the operators' shapes follow each plan's removed channels per group.
+    The operators' shapes follow each plan's removed channels per group (an empty plan gives the
+    model's own operators, listed the same way).
     """
     work = split_attention(copy.deepcopy(model))
     check_supported(work)
@@ -278,7 +320,7 @@ def rank_plans(
     candidates = candidate_groups(graph, work, PruneConfig(protect_first_last=False))
     index = {c.root: g for g, c in enumerate(candidates)}
     shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
-    ranked = []
+    listed = []
     for plan in plans:
         removed = [0] * len(candidates)
         for group in plan.groups:
@@ -289,6 +331,5 @@ def rank_plans(
                     f"of {group.channels} channels"
                 )
             removed[g] = len(group.removed)
-        layers = [Layer(layer.name, shapes.op(i, removed)) for i, layer in enumerate(shapes.layers)]
-        ranked.append((plan, predictor.predict(layers)))
-    return sorted(ranked, key=lambda pair: pair[1])
+        listed.append([Layer(layer.name, shapes.op(i, removed)) for i, layer in enumerate(shapes.layers)])
+    return listed

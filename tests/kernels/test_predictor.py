@@ -12,6 +12,7 @@ from kernels.layers import onnx_layers, torch_layers
 from kernels.predictor import Calibration, LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.export import export_onnx
+from pipeline.zoo.lstm import lstm_classifier
 
 QUICK = ProfileSettings(warmup_s=0.05, min_samples=20, min_duration_s=0.1, max_duration_s=1.0)
 X = torch.zeros(1, 3, 32, 32)
@@ -60,11 +61,12 @@ def test_one_sample_fits_the_scale_alone(table: LatencyTable) -> None:
     assert (fit.scale, fit.overhead_ms, fit.samples) == (pytest.approx(3), 0.0, 1)
 
 
-def test_onnx_and_torch_predictions_agree(table: LatencyTable, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_onnx_and_torch_predictions_agree(name: str, table: LatencyTable, tmp_path: Path) -> None:
     predictor = LatencyPredictor(table, Calibration(1.2, 0.1))
-    model = cnn(8)
-    path = export_onnx(model, X, tmp_path / "cnn.onnx")
-    assert predictor.predict_onnx(path) == pytest.approx(predictor.predict_model(model, X))
+    model, x = (cnn(8), X) if name == "cnn" else (lstm_classifier(8, 16, 4).eval(), torch.zeros(1, 10, 8))
+    path = export_onnx(model, x, tmp_path / f"{name}.onnx")
+    assert predictor.predict_onnx(path) == pytest.approx(predictor.predict_model(model, x))
     assert predictor.predict(onnx_layers(path)) == pytest.approx(1.2 * predictor.operator_sum(onnx_layers(path)) + 0.1)
 
 

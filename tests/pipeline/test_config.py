@@ -28,6 +28,9 @@ def test_tiny_config_is_valid():
         ({"budget": {"max_ms": None, "min_speedup": None}}, "budget needs max_ms or min_speedup"),
         ({"input_shape": [1, 0, 16]}, "input_shape must be positive dimensions"),
         ({"version": 7}, "config version 7 is not supported"),
+        ({"schedule": {"allocation": "flops"}}, "schedule.allocation"),
+        ({"prune": {"per_layer": {"layer1": 0.5}}}, "set schedule.allocation: uniform to use them"),
+        ({"prune": {"global_pruning": True}}, "set schedule.allocation: uniform to use them"),
     ],
 )
 def test_bad_configs_name_the_key(data, expected):

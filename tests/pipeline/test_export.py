@@ -64,3 +64,15 @@ def test_corrupt_onnx_is_an_input_error(model_and_onnx, tmp_path: Path):
     corrupt.write_bytes(b"not an onnx file")
     with pytest.raises(InputError, match="corrupt.onnx"):
         check_parity(model, corrupt, torch.randn(4, 1, 16, 16), atol=1e-3, min_top1_agreement=0.99)
+
+
+def test_parity_tolerance_scales_with_outputs_above_one(model_and_onnx, tmp_path: Path):
+    """Logits in the thousands differ in float32 rounding only; the tolerance follows their magnitude."""
+    model, _ = model_and_onnx
+    loud = torch.nn.Sequential(model, torch.nn.Linear(10, 10))
+    with torch.no_grad():
+        loud[1].weight.mul_(1e5)
+    path = export_onnx(loud, torch.zeros(1, 1, 16, 16), tmp_path / "loud.onnx")
+    result = check_parity(loud, path, torch.randn(40, 1, 16, 16), atol=1e-3, min_top1_agreement=0.99)
+    assert result.output_scale > 1e3 and result.tolerance == pytest.approx(1e-3 * result.output_scale)
+    assert result.passed and result.to_dict()["tolerance"] == result.tolerance

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.config import ScheduleConfig
 from pipeline.ledger import read_ledger
+from pipeline.plan_search import MAX_MEASURED
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +30,18 @@ def spiral(*args: str) -> subprocess.Popen:
     )
 
 
-def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys):
+@pytest.mark.parametrize("allocation", ScheduleConfig.model_fields["allocation"].annotation.__args__)
+def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation: str):
     out = tmp_path / "run"
-    assert main(["run", str(write_config()), "--out", str(out)]) == 0
+    config = write_config(schedule={"allocation": allocation})
+    assert main(["run", str(config), "--out", str(out)]) == 0
     entries = read_ledger(out / "ledger.jsonl")
     assert len(entries) == 1 and entries[0]["accepted"]
+    # Every candidate plan has a predicted latency; only the measured ones have a measured one.
+    candidates = entries[0]["candidates"]
+    assert entries[0]["allocation"] == allocation and entries[0]["predicted_ms"] > 0
+    assert all(c["predicted_ms"] > 0 for c in candidates)
+    assert 1 <= sum(c["ms"] is not None for c in candidates) <= MAX_MEASURED < len(candidates)
     step = out / entries[0]["dir"]
     for name in ("model/model.safetensors", "model/spiral.json", "model.onnx", "profile.json", "eval.json", "plan.json"):
         assert (step / name).is_file(), name
@@ -45,7 +54,7 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys):
     assert "spiral steps" in printed and "accepted" in printed
     # A finished run resumed does nothing again.
     before = (out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns
-    assert main(["run", str(write_config()), "--out", str(out), "--resume"]) == 0
+    assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
     assert ((out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns) == before
 
 

@@ -11,7 +11,8 @@ from kernels.layers import torch_layers
 from kernels.predictor import Calibration, LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.prune import PruneConfig, apply_plan, plan_pruning
-from pipeline.prune.latency_aware import plan_for_latency, rank_plans
+from pipeline.prune import PruningPlan
+from pipeline.prune.latency_aware import plan_for_latency, plan_layers, plans_for_latency
 
 DEMO = ARCHITECTURES["demo"]
 
@@ -77,21 +78,33 @@ def test_unreachable_target_returns_the_cheapest_plan_unmet(predictor: LatencyPr
 
 
 @pytest.mark.slow
-def test_rank_plans_orders_by_predicted_latency(predictor: LatencyPredictor) -> None:
+def test_plan_layers_predict_what_the_pruned_models_predict(predictor: LatencyPredictor) -> None:
     model, x = built("demo"), DEMO.example(batch=1)
-    plans = [plan_pruning(model, x, PruneConfig(ratio=r)) for r in (0.2, 0.7, 0.5)]
-    ranked = rank_plans(model, x, plans, predictor)
-    assert [plan.ratio for plan, _ in ranked] == [0.7, 0.5, 0.2]
-    for plan, ms in ranked:
+    plans = [PruningPlan("l1", 0.0, ()), *(plan_pruning(model, x, PruneConfig(ratio=r)) for r in (0.2, 0.7))]
+    predicted = [predictor.predict(layers) for layers in plan_layers(model, x, plans)]
+    assert predicted[0] > predicted[2]  # not necessarily > predicted[1]: unaligned counts can be slower
+    for plan, ms in zip(plans, predicted):
         assert ms == pytest.approx(predictor.predict_model(apply_plan(copy.deepcopy(model), plan, x), x), rel=1e-9)
 
 
-def test_rank_plans_refuses_a_plan_of_another_model(predictor: LatencyPredictor) -> None:
+def test_plan_layers_refuses_a_plan_of_another_model() -> None:
     x = DEMO.example(batch=1)
     plan = plan_pruning(built("demo"), x, PruneConfig(ratio=0.5))
     other = ARCHITECTURES["resnet18"]
     with pytest.raises(InputError, match="does not fit"):
-        rank_plans(built("resnet18"), other.example(batch=1), [plan], predictor)
+        plan_layers(built("resnet18"), other.example(batch=1), [plan])
+
+
+def test_a_ladder_of_targets_is_one_pass_of_the_single_target_allocation() -> None:
+    model, x = built("demo"), DEMO.example(batch=1)
+    start = macs(model, x)
+    targets = [0.5 * start, 0.8 * start, 0.65 * start]
+    ladder = plans_for_latency(model, x, PruneConfig(round_to=8), targets, cost="macs")
+    assert [a.target for a in ladder] == targets
+    for allocation, target in zip(ladder, targets):
+        alone = plan_for_latency(model, x, PruneConfig(round_to=8), target, cost="macs")
+        assert allocation.plan == alone.plan and allocation.predicted == alone.predicted and allocation.met
+    assert ladder[1].plan.ratio < ladder[2].plan.ratio < ladder[0].plan.ratio
 
 
 def test_bad_arguments_are_clear_errors(predictor: LatencyPredictor) -> None:

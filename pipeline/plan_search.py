@@ -1,0 +1,149 @@
+"""One spiral step's pruning plan: candidates screened by predicted latency, only the promising measured.
+
+Candidates come from the schedule's ``allocation``:
+
+- ``latency``: the latency-aware knapsack of ``pipeline.prune.latency_aware`` at a ladder of
+  predicted targets around the step's target (``LADDER``; around the current latency when the
+  target asks for no reduction), least pruned first, so there is a less and a more pruned plan to
+  go to when a measurement disagrees with the prediction;
+- ``uniform``: ``plan_pruning`` with the configured criterion and policy at a grid of ratios up to
+  ``schedule.max_ratio`` (the ratio NNI and Torch-Pruning ask for), least pruned first.
+
+Every candidate's latency is predicted from the operator table: nothing is exported or compiled to
+rank it. The predictor is calibrated on the current model's measured latency and again after each
+measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). Measured
+next is the least pruned candidate still predicted to meet the target that is less pruned than the
+best one measured within it so far; the search ends when none is left or after ``MAX_MEASURED``
+measurements. The choice is the least pruned candidate measured within the target or, when none
+was, the fastest one measured. Every candidate is recorded with its predicted latency and, when it
+was compiled, its measured one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from deploy.errors import InputError
+from kernels.layers import Layer, untimed_layers
+from kernels.predictor import LatencyPredictor
+from pipeline.config import ScheduleConfig
+from pipeline.prune import PruneConfig, PruningPlan, plan_pruning
+from pipeline.prune.latency_aware import plan_layers, plans_for_latency
+
+# Predicted targets of the latency candidates, as fractions of the step's target.
+LADDER = (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8, 0.7)
+RATIO_STEP = 0.05
+MAX_MEASURED = 4
+
+
+@dataclass
+class Candidate:
+    plan: PruningPlan
+    layers: list[Layer]
+    predicted_ms: float = float("nan")
+    ms: float | None = None
+
+    def record(self) -> dict:
+        return {"ratio": round(self.plan.ratio, 4), "predicted_ms": self.predicted_ms, "ms": self.ms}
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    plan: PruningPlan
+    predicted_ms: float
+    candidates: list[dict]
+    calibration: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "plan": self.plan.to_dict(), "predicted_ms": self.predicted_ms,
+            "candidates": self.candidates, "calibration": self.calibration,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PlanChoice:
+        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data["candidates"], data["calibration"])
+
+
+def candidate_plans(
+    model: nn.Module, example_input: Tensor, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
+    predictor: LatencyPredictor, calibration: Iterable[tuple[Tensor, Tensor]] | None,
+) -> list[PruningPlan]:
+    """Distinct non-empty plans for one step, least pruned first (see the module docstring)."""
+    if schedule.allocation == "latency":
+        allocations = plans_for_latency(
+            model, example_input, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
+            calibration=calibration, max_group_ratio=schedule.max_ratio,
+        )
+        plans = [a.plan for a in allocations]
+    else:
+        steps = int(schedule.max_ratio / RATIO_STEP + 1e-9)
+        ratios = [round(RATIO_STEP * k, 4) for k in range(1, steps + 1)]
+        plans = [
+            plan_pruning(model, example_input, prune.model_copy(update={"ratio": r}), calibration=calibration)
+            for r in ratios
+        ]
+    distinct: dict[tuple, PruningPlan] = {}
+    for plan in plans:
+        if plan.groups:
+            distinct.setdefault(plan.groups, plan)
+    if not distinct:
+        raise InputError("no candidate plan removes any channel: every prunable group is too small or protected")
+    return list(distinct.values())
+
+
+def choose_plan(
+    model: nn.Module, example_input: Tensor, target_ms: float, current_ms: float, *, prune: PruneConfig,
+    schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
+    measure: Callable[[PruningPlan], float],
+) -> PlanChoice:
+    """Screen the step's candidates by predicted latency and measure (``measure``: plan → ms) the promising ones."""
+    untimed = untimed_layers(model)
+    if untimed:
+        name, kind = untimed[0]
+        raise InputError(
+            f"layer '{name}' ({kind}) has no entry in the operator latency table (Conv2d, Linear, single-layer LSTM, attention), "
+            "so candidate plans cannot be screened by predicted latency; "
+            "prune this model with 'spiral prune' at a fixed ratio instead"
+        )
+    current_layers = plan_layers(model, example_input, [PruningPlan(prune.criterion, 0.0, ())])[0]
+    samples: list[tuple[list[Layer], float]] = [(current_layers, current_ms)]
+    predictor.calibrate(samples)
+    plans = candidate_plans(
+        model, example_input, min(target_ms, current_ms), prune=prune, schedule=schedule, predictor=predictor, calibration=calibration
+    )
+    candidates = [Candidate(plan, layers) for plan, layers in zip(plans, plan_layers(model, example_input, plans))]
+    best: int | None = None
+    measured = 0
+    while measured < MAX_MEASURED:
+        for c in candidates:
+            c.predicted_ms = predictor.predict(c.layers)
+        pool = [
+            i for i, c in enumerate(candidates)
+            if c.ms is None and c.predicted_ms <= target_ms and (best is None or i < best)
+        ]
+        if not pool:
+            break
+        pick = candidates[pool[0]]
+        pick.ms = measure(pick.plan)
+        measured += 1
+        samples.append((pick.layers, pick.ms))
+        predictor.calibrate(samples)
+        if pick.ms <= target_ms:
+            best = pool[0]
+    for c in candidates:
+        c.predicted_ms = predictor.predict(c.layers)
+    if best is None:
+        tried = [i for i, c in enumerate(candidates) if c.ms is not None]
+        if not tried:  # nothing is predicted to meet the target: measure the fastest so the step has a result
+            fastest = min(range(len(candidates)), key=lambda i: candidates[i].predicted_ms)
+            candidates[fastest].ms = measure(candidates[fastest].plan)
+            tried = [fastest]
+        best = min(tried, key=lambda i: candidates[i].ms)
+    chosen = candidates[best]
+    return PlanChoice(
+        chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict()
+    )

@@ -1,0 +1,57 @@
+"""The latency-aware allocator on the speech case study's LSTM classifier: hidden units are priced."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels.layers import torch_layers
+from kernels.ops import LSTM
+from kernels.predictor import Calibration, LatencyPredictor
+from kernels.table import LatencyTable
+from pipeline.prune import PruneConfig, apply_plan
+from pipeline.prune.latency_aware import plan_layers, plans_for_latency
+from pipeline.zoo.lstm import lstm_classifier
+
+X = torch.randn(1, 51, 40, generator=torch.Generator().manual_seed(0))
+
+
+def classifier() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return lstm_classifier(n_features=40, hidden=64, num_classes=12).eval()
+
+
+def macs(model: torch.nn.Module) -> int:
+    return sum(layer.op.macs() for layer in torch_layers(model, X))
+
+
+def test_macs_allocation_prices_the_hidden_units_the_pruned_lstm_loses() -> None:
+    model = classifier()
+    start = macs(model)
+    targets = [0.6 * start, 0.3 * start]
+    allocations = plans_for_latency(model, X, PruneConfig(round_to=8), targets, cost="macs")
+    plans = [allocation.plan for allocation in allocations]
+    for allocation, listed in zip(allocations, plan_layers(model, X, plans)):
+        pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
+        assert allocation.met and allocation.start == start
+        assert allocation.predicted == macs(pruned)
+        assert [layer.op for layer in listed] == [layer.op for layer in torch_layers(pruned, X)]
+        hidden = pruned.lstm.hidden_size
+        assert hidden == allocation.kept["lstm"] and hidden % 8 == 0 and hidden < 64
+        assert listed[0].op == LSTM(1, 51, 40, hidden)
+
+
+def test_latency_allocation_meets_the_target_and_the_pruned_model_predicts_the_same(tmp_path: Path) -> None:
+    table = LatencyTable("ort-cpu", threads=1, cache_dir=tmp_path)
+    predictor = LatencyPredictor(table, Calibration(1.1, 0.05))
+    model = classifier()
+    start = predictor.predict_model(model, X)
+    (allocation,) = plans_for_latency(model, X, PruneConfig(round_to=8), [0.6 * start], predictor=predictor)
+    assert allocation.start == pytest.approx(start)
+    assert allocation.met and allocation.predicted <= 0.6 * start
+    pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
+    assert predictor.predict_model(pruned, X) == pytest.approx(allocation.predicted, rel=1e-9)
+    assert pruned.lstm.hidden_size == allocation.kept["lstm"] < 64

@@ -1,0 +1,106 @@
+"""Choosing a step's plan: screened by predicted latency, measured only where promising, fed back."""
+
+from __future__ import annotations
+
+import math
+import pytest
+import torch
+from torch import nn
+
+from deploy.errors import InputError
+from kernels.predictor import LatencyPredictor
+from kernels.table import LatencyTable
+from pipeline.config import ScheduleConfig
+from pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, PlanChoice, choose_plan
+from pipeline.prune import PruneConfig, PruningPlan
+from pipeline.prune.latency_aware import plan_layers
+from pipeline.zoo.digits_resnet import digits_resnet
+
+X = torch.zeros(1, 1, 16, 16)
+ALLOCATIONS = ScheduleConfig.model_fields["allocation"].annotation.__args__
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> LatencyTable:
+    return LatencyTable("ort-cpu", threads=1, cache_dir=tmp_path_factory.mktemp("table"))
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return digits_resnet(width=16, blocks=[1, 1, 1, 1]).eval()
+
+
+def true_latency(table: LatencyTable, slower: float):
+    """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus 0.01 ms."""
+    truth = LatencyPredictor(table)
+    net = model()
+
+    def measure(plan: PruningPlan) -> float:
+        return slower * truth.predict(plan_layers(net, X, [plan])[0]) + 0.01
+
+    return measure
+
+
+@pytest.mark.parametrize("allocation", ALLOCATIONS)
+def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: LatencyTable, allocation: str) -> None:
+    measure = true_latency(table, 1.3)
+    current = measure(PruningPlan("l1", 0.0, ()))
+    target = 0.7 * current
+    choice = choose_plan(
+        model(), X, target, current, prune=PruneConfig(round_to=4),
+        schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
+        measure=measure,
+    )
+    measured = [c for c in choice.candidates if c["ms"] is not None]
+    assert len(choice.candidates) > len(measured) >= 1 and len(measured) <= MAX_MEASURED
+    assert all(math.isfinite(c["predicted_ms"]) and c["predicted_ms"] > 0 for c in choice.candidates)
+    assert measure(choice.plan) <= target
+    # The least pruned of the measured candidates that met the target was chosen.
+    met = [c for c in measured if c["ms"] <= target]
+    assert round(choice.plan.ratio, 4) == min(c["ratio"] for c in met)
+    # Calibrated on measurements, the predictor agrees with this synthetic target (linear in the table sum).
+    assert choice.predicted_ms == pytest.approx(measure(choice.plan), rel=0.02)
+    assert choice.calibration["samples"] == 1 + len(measured)
+    if allocation == "uniform":
+        assert {c["ratio"] for c in choice.candidates} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}
+    else:
+        assert len(choice.candidates) <= len(LADDER)
+
+
+def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(table: LatencyTable) -> None:
+    measure = true_latency(table, 1.0)
+    current = measure(PruningPlan("l1", 0.0, ()))
+    choice = choose_plan(
+        model(), X, 1e-6, current, prune=PruneConfig(), schedule=ScheduleConfig(max_ratio=0.5),
+        predictor=LatencyPredictor(table), calibration=None, measure=measure,
+    )
+    measured = [c for c in choice.candidates if c["ms"] is not None]
+    assert len(measured) == 1
+    assert measured[0]["predicted_ms"] == min(c["predicted_ms"] for c in choice.candidates)
+
+
+def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -> None:
+    class WithGRU(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(8, 16, batch_first=True)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(x)[0][:, -1])
+
+    with pytest.raises(InputError, match=r"layer 'rnn' \(GRU\) has no entry in the operator latency table"):
+        choose_plan(
+            WithGRU(), torch.zeros(1, 5, 8), 1.0, 2.0, prune=PruneConfig(), schedule=ScheduleConfig(),
+            predictor=LatencyPredictor(table), calibration=None, measure=lambda plan: 1.0,
+        )
+
+
+def test_the_ledger_fields_round_trip_for_resume(table: LatencyTable) -> None:
+    measure = true_latency(table, 1.0)
+    current = measure(PruningPlan("l1", 0.0, ()))
+    choice = choose_plan(
+        model(), X, 0.8 * current, current, prune=PruneConfig(), schedule=ScheduleConfig(),
+        predictor=LatencyPredictor(table), calibration=None, measure=measure,
+    )
+    assert PlanChoice.from_dict(choice.to_dict()) == choice

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import load_config
-from pipeline.report import step_rows
+from pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
 from pipeline.spiral import Spiral, SpiralOutcome
 
 NAME = "run"
@@ -24,15 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
     table = Table(title="spiral steps")
-    for column in ("model", "p50 ms", "p90 ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why"):
+    for column in STEP_COLUMNS:
         table.add_column(column, overflow="fold")
     for row in step_rows(outcome.teacher, outcome.entries):
         style = {"accepted": "green", "rejected": "red"}.get(row["verdict"], "")
-        table.add_row(
-            row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
-            f"{row['speedup']:.2f}x", f"{100 * row['accuracy']:.2f}", f"{row['params']:,}", f"{row['macs']:,}",
-            f"[{style}]{row['verdict']}[/]" if style else row["verdict"], row["reason"],
-        )
+        *cells, verdict, reason = step_cells(row)
+        table.add_row(*cells, f"[{style}]{verdict}[/]" if style else verdict, reason)
     console.print(table)
     for path in outcome.report_paths:
         console.print(f"report: {path}")

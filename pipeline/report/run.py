@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pipeline.config import RunConfig
 
 REPORT_SCHEMA_VERSION = 1
-_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")
+STEP_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")
 
 
 def step_rows(teacher: dict, entries: list[dict]) -> list[dict]:
@@ -62,7 +62,8 @@ def build_report(config: dict, budget: dict, teacher: dict, entries: list[dict],
     }
 
 
-def _cells(row: dict) -> list[str]:
+def step_cells(row: dict) -> list[str]:
+    """One row of ``STEP_COLUMNS``, as text."""
     return [
         row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
         f"{row['predicted_ms']:.3f}" if "predicted_ms" in row else "", f"{row['speedup']:.2f}x",
@@ -82,8 +83,8 @@ def _headline(report: dict) -> tuple[str, str, str]:
 
 def render_markdown(report: dict) -> str:
     title, target, outcome = _headline(report)
-    rows = [_cells(r) for r in step_rows(report["teacher"], report["steps"])]
-    lines = [f"## {title}", "", target, outcome, "", *md_table(_COLUMNS, rows, "lrrrrrrrll")]
+    rows = [step_cells(r) for r in step_rows(report["teacher"], report["steps"])]
+    lines = [f"## {title}", "", target, outcome, "", *md_table(STEP_COLUMNS, rows, "lrrrrrrrll")]
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +107,7 @@ def render_html(report: dict, run_dir: Path) -> str:
         f"<p>{esc(target)}</p>",
         f'<p class="verdict {"pass" if report["met_budget"] else "fail"}">{esc(outcome)}</p>',
         "<h2>Steps</h2>",
-        html_table(_COLUMNS, [_cells(r) for r in rows], numeric=range(1, 8), row_classes=classes),
+        html_table(STEP_COLUMNS, [step_cells(r) for r in rows], numeric=range(1, 8), row_classes=classes),
     ]
     profiles = _step_profiles(report, run_dir)
     if profiles:

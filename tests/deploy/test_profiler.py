@@ -2,11 +2,10 @@ import json
 import time
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from deploy.errors import InputError
 from deploy.backends.inputs import make_inputs
+from deploy.errors import InputError
 from deploy.profiler import SCHEMA_VERSION, Profile, ProfileSettings, profile_model
 
 FAST = ProfileSettings(warmup_s=0.05, min_samples=20, min_duration_s=0.1, max_duration_s=1.0)
@@ -57,42 +56,6 @@ def test_throughput_mode_times_whole_calls(tiny_onnx):
     p = profile_model(tiny_onnx, batch_sizes=(2,), threads=1, settings=settings)
     assert p.settings["throughput"] is True
     assert p.stat("throughput_per_s") == pytest.approx(2e3 / p.stat("mean"))
-
-
-@pytest.mark.slow
-def test_p50_agrees_with_a_plain_timing_loop(tiny_onnx):
-    """The profiler adds no overhead of its own: within 5 % of timing session.run directly."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(tiny_onnx), options, providers=["CPUExecutionProvider"])
-    x = make_inputs({"input": (["batch", 3, 16, 16], np.dtype(np.float32))}, 64)  # ~1 ms a call
-
-    def plain_p50() -> float:
-        for _ in range(50):
-            session.run(None, x)
-        times = []
-        for _ in range(200):
-            t = time.perf_counter()
-            session.run(None, x)
-            times.append((time.perf_counter() - t) * 1e3)
-        return float(np.median(times))
-
-    settings = ProfileSettings(warmup_s=0.1, min_samples=200, min_duration_s=0.2, max_duration_s=1.5, ci_rel=0.01)
-    # Bracket the profile between two plain loops so that drift on a shared machine is seen as such;
-    # a burst of load from other processes can still hit one stretch only, so take the best of three
-    # rounds: a real overhead of the profiler would fail all three.
-    rounds = []
-    for _ in range(3):
-        before = plain_p50()
-        p50 = profile_model(tiny_onnx, batch_sizes=(64,), threads=1, settings=settings, inputs=x).stat("p50")
-        after = plain_p50()
-        rounds.append((before, p50, after))
-        if min(before, after) * 0.95 <= p50 <= max(before, after) * 1.05:
-            return
-    pytest.fail(f"profiler p50 outside ±5 % of the plain loops in every round (before, p50, after): {rounds}")
 
 
 def test_save_load_round_trip_is_atomic(profile, tmp_path):

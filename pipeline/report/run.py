@@ -109,6 +109,20 @@ def render_html(report: dict, run_dir: Path) -> str:
         "<h2>Steps</h2>",
         html_table(STEP_COLUMNS, [step_cells(r) for r in rows], numeric=range(1, 8), row_classes=classes),
     ]
+    screened = [e for e in report["steps"] if e.get("candidates")]
+    if screened:
+        sections.append("<h2>Candidate plans (predicted, and measured where compiled)</h2>")
+    for e in screened:
+        candidates = e["candidates"]
+        cells = [
+            [f"{c['ratio']:.1%}", f"{c['predicted_ms']:.3f}", "" if c["ms"] is None else f"{c['ms']:.3f}"]
+            for c in candidates
+        ]
+        sections += [
+            f"<h3>Step {e['step']} try {e['attempt']}: {len(candidates)} {esc(e.get('allocation', ''))} candidates "
+            f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}</h3>",
+            html_table(("channels removed", "predicted ms", "measured ms"), cells, numeric=range(3)),
+        ]
     profiles = _step_profiles(report, run_dir)
     if profiles:
         series = [(name, p.measurements[0].samples_ms) for name, p in profiles]

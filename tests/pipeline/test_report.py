@@ -36,8 +36,13 @@ def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[dict]]:
         directory = f"steps/step-{step:02d}-try-{attempt}"
         profile_from_samples(latencies(ms, seed=step * 10 + attempt)).save(run_dir / directory / "profile.json")
         reason = "within budget" if accepted else "accuracy 90.00% < floor 96.00%"
+        candidates = [
+            {"ratio": 0.25, "predicted_ms": 1.02 * ms, "ms": 1.01 * ms},
+            {"ratio": 0.3, "predicted_ms": 0.97 * ms, "ms": None},
+        ]
         entry = {"step": step, "attempt": attempt, "dir": directory, "accepted": accepted, "reason": reason,
-                 "speedup": 4.0 / ms, **summary(ms, accuracy)}
+                 "speedup": 4.0 / ms, "target_ms": 1.05 * ms, "ratio": 0.25, "allocation": "latency",
+                 "predicted_ms": 1.02 * ms, "candidates": candidates, **summary(ms, accuracy)}
         append_entry(run_dir / "ledger.jsonl", entry)
         entries.append(entry)
     return teacher, entries
@@ -52,10 +57,13 @@ def test_a_run_writes_json_markdown_and_a_self_contained_html_page(tmp_path):
     assert report["schema_version"] == 1 and report["kind"] == "spiral-run"
     assert report["met_budget"] and report["best"]["dir"] == "steps/step-02-try-2"
     md = paths[1].read_text()
-    assert md.count("\n| ") == 5 and "| step 2 try 1 | 2.000 |" in md and "rejected" in md
+    assert md.count("\n| ") == 5 and "| step 2 try 1 | 2.000 | 2.200 | 2.040 |" in md and "rejected" in md
     html = paths[2].read_text()
     assert len(inline_images(html)) == 2  # latency distribution of each step, accuracy vs latency
     assert "accuracy 90.00% &lt; floor 96.00%" in html
+    # Every screened candidate of every step: predicted, and measured only where it was compiled.
+    assert html.count("<h3>Step ") == 3 and "2 latency candidates for 2.100 ms, chosen 25.0%" in html
+    assert '<td class="num">30.0%</td><td class="num">1.940</td><td class="num"></td>' in html
 
 
 def test_step_rows_put_the_teacher_first():

@@ -10,8 +10,8 @@ import torch_pruning as tp
 from torch import nn
 from torch.utils.data import Dataset
 
-from deploy.profiler import Profile, ProfileSettings, profile_model
 from deploy.atomic import write_json
+from deploy.profiler import Profile, ProfileSettings, profile_model
 from pipeline.config import ProfileConfig, RunConfig
 from pipeline.evaluate import evaluate_onnx
 from pipeline.export import ParityResult, check_parity, export_onnx
@@ -45,6 +45,20 @@ def profile_settings(config: ProfileConfig) -> ProfileSettings:
     return ProfileSettings(**config.model_dump())
 
 
+def profile_on_target(onnx_path: Path, config: RunConfig, cache_dir: Path) -> Profile:
+    """``onnx_path`` profiled on the run's target with the run's profile settings, at the run's batch."""
+    target = config.target
+    return profile_model(
+        onnx_path,
+        target.backend,
+        batch_sizes=(config.input_shape[0],),
+        threads=target.threads,
+        precision=target.precision,
+        settings=profile_settings(target.profile),
+        cache_dir=cache_dir,
+    )
+
+
 def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
     macs, params = tp.utils.count_ops_and_params(model.eval(), example_input)
     return int(macs), int(params)
@@ -68,16 +82,7 @@ def measure_candidate(
         atol=config.parity.atol,
         min_top1_agreement=config.parity.min_top1_agreement,
     )
-    target = config.target
-    profile = profile_model(
-        onnx_path,
-        target.backend,
-        batch_sizes=(config.input_shape[0],),
-        threads=target.threads,
-        precision=target.precision,
-        settings=profile_settings(target.profile),
-        cache_dir=directory / "compiled",
-    )
+    profile = profile_on_target(onnx_path, config, directory / "compiled")
     profile.save(directory / "profile.json")
     metrics = evaluate_onnx(onnx_path, val_set, config.num_classes)
     macs, params = count_macs_params(model, example_input)

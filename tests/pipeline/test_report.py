@@ -42,7 +42,8 @@ def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[dict]]:
         ]
         entry = {"step": step, "attempt": attempt, "dir": directory, "accepted": accepted, "reason": reason,
                  "speedup": 4.0 / ms, "target_ms": 1.05 * ms, "ratio": 0.25, "allocation": "latency",
-                 "predicted_ms": 1.02 * ms, "candidates": candidates, **summary(ms, accuracy)}
+                 "predicted_ms": 1.02 * ms, "candidates": candidates, "meets_final": ms <= BUDGET["final_ms"],
+                 **summary(ms, accuracy)}
         append_entry(run_dir / "ledger.jsonl", entry)
         entries.append(entry)
     return teacher, entries

@@ -24,7 +24,8 @@ set through ONNX Runtime. Prints a Markdown table per architecture, writes a Par
 vs latency) to ``--plot-dir``/pareto_<architecture>.png and every number to ``--json``. The
 operator latency table is cached where ``spiral`` keeps it (``SPIRAL_KERNELS_CACHE``).
 ``--quick`` proves the whole path in minutes (256 training images, one epoch each, two rounds);
-its numbers mean nothing.
+its numbers mean nothing. Run the full benchmark on a quiet machine: other processes distort the
+latencies, and two torch threads sharing two busy cores train many times slower.
 
     .venv/bin/python benchmarks/pruning_side_by_side.py [--architecture digits_resnet mobilenet_v2]
         [--budget 0.5] [--threads 1] [--rounds 7] [--seeds 1] [--round-to 8] [--statistic p50]
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import json
 import os
 import statistics
 import sys
@@ -172,27 +172,39 @@ def bisect(bench: Bench, make_plan: Callable[[float], PruningPlan], low: float, 
 
 
 def search(bench: Bench, cfg: PruneConfig, teacher_ms: float, budget: float, calibration: list,
-           predictor: LatencyPredictor) -> dict[str, tuple[PruningPlan, float, list[dict]]]:
-    """Each method's plan, knob and measured probes."""
+           predictor: LatencyPredictor) -> dict[str, tuple[PruningPlan, float, list[dict], float]]:
+    """Each method's plan, knob, measured probes and search seconds."""
     model, x = bench.model, bench.x
     base_macs = macs_and_params(model, x)[0]
-    uniform = bisect(
-        bench, lambda r: plan_pruning(model, x, cfg.model_copy(update={"ratio": r}), calibration=calibration),
-        0.0, MAX_RATIO, budget, False,
-    )
-    flops = bisect(
-        bench, lambda f: plan_for_latency(
-            model, x, cfg, f * base_macs, cost="macs", calibration=calibration, max_group_ratio=MAX_RATIO
-        ).plan,
-        1 - MAX_RATIO, 1.0, budget, True,
-    )
-    choice = choose_plan(
-        model, x, target_ms=budget, current_ms=teacher_ms, prune=cfg,
-        schedule=ScheduleConfig(allocation="latency", max_ratio=MAX_RATIO), predictor=predictor,
-        calibration=calibration, measure=bench.measure,
-    )
-    measured = [{"knob": c["predicted_ms"], "ms": c["ms"]} for c in choice.candidates if c["ms"] is not None]
-    return dict(zip(METHODS, (uniform, flops, (choice.plan, choice.predicted_ms, measured))))
+
+    def uniform() -> tuple[PruningPlan, float, list[dict]]:
+        return bisect(
+            bench, lambda r: plan_pruning(model, x, cfg.model_copy(update={"ratio": r}), calibration=calibration),
+            0.0, MAX_RATIO, budget, False,
+        )
+
+    def flops() -> tuple[PruningPlan, float, list[dict]]:
+        return bisect(
+            bench, lambda f: plan_for_latency(
+                model, x, cfg, f * base_macs, cost="macs", calibration=calibration, max_group_ratio=MAX_RATIO
+            ).plan,
+            1 - MAX_RATIO, 1.0, budget, True,
+        )
+
+    def latency_aware() -> tuple[PruningPlan, float, list[dict]]:
+        choice = choose_plan(
+            model, x, target_ms=budget, current_ms=teacher_ms, prune=cfg,
+            schedule=ScheduleConfig(allocation="latency", max_ratio=MAX_RATIO), predictor=predictor,
+            calibration=calibration, measure=bench.measure,
+        )
+        measured = [{"knob": c["predicted_ms"], "ms": c["ms"]} for c in choice.candidates if c["ms"] is not None]
+        return choice.plan, choice.predicted_ms, measured
+
+    found = {}
+    for method, run in zip(METHODS, (uniform, flops, latency_aware)):
+        started = time.perf_counter()
+        found[method] = (*run(), time.perf_counter() - started)
+    return found
 
 
 def removed_channels(plan: PruningPlan) -> int:
@@ -265,17 +277,18 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
         )
         cfg = PruneConfig(criterion="l1", round_to=args.round_to or None)
         predictor = LatencyPredictor(LatencyTable("ort-cpu", threads=args.threads))
-        mark = time.perf_counter()
         found = search(bench, cfg, teacher_ms, budget, calibration, predictor)
-        timings["search_s"] = time.perf_counter() - mark
         methods, finals = [], []
-        for method, (plan, knob, probes) in found.items():
+        for method, (plan, knob, probes, search_s) in found.items():
             pruned = bench.pruned(plan)
             pruned_accuracy = evaluate_onnx(bench.export(pruned, "pruned"), val, NUM_CLASSES)["accuracy"]
             runs = []
             for seed in range(args.seeds):
-                progress.console.print(f"{name}: {method}: removed {plan.ratio:.0%} of the channels; distilling, seed {seed}")
+                progress.console.print(
+                    f"{name}: {method}: removed {plan.ratio:.0%} of the channels; distilling, seed {seed}"
+                )
                 student = copy.deepcopy(pruned)
+                mark = time.perf_counter()
                 result = distill(student, teacher, train, val, distill_cfg.model_copy(update={"seed": seed}),
                                  progress=progress, device=args.device)
                 student.cpu()
@@ -283,18 +296,19 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
                 path = bench.export(student, f"distilled-{seed}")
                 runs.append({
                     "seed": seed, "accuracy": evaluate_onnx(path, val, NUM_CLASSES)["accuracy"],
-                    "best_val_accuracy_torch": result.best_val_accuracy,
+                    "best_val_accuracy_torch": result.best_val_accuracy, "seconds": time.perf_counter() - mark,
                     "epoch_seconds": [h["seconds"] for h in result.history],
                 })
                 if seed == 0:
                     finals.append(path)
             macs, params = macs_and_params(pruned, x)
             methods.append({
-                "method": method, "knob": knob, "knob_is": METHODS[method][1], "probes": probes,
+                "method": method, "knob": knob, "knob_is": METHODS[method][1], "probes": probes, "search_s": search_s,
                 "channels_removed": removed_channels(plan), "ratio": plan.ratio, "macs": macs, "params": params,
                 "accuracy_as_pruned": pruned_accuracy, "runs": runs, "plan": plan.to_dict(),
             })
-        timings["distill_s"] = sum(sum(r["epoch_seconds"]) for m in methods for r in m["runs"])
+        timings["search_s"] = sum(m["search_s"] for m in methods)
+        timings["distill_s"] = sum(r["seconds"] for m in methods for r in m["runs"])
         progress.console.print(f"{name}: measuring the teacher and the distilled students, {rounds} interleaved passes")
         mark = time.perf_counter()
         measured = bench.rounds([teacher_path, *finals], rounds)
@@ -330,27 +344,31 @@ def table(result: dict, args: argparse.Namespace) -> str:
     base_ms = statistics.median(teacher["ms"])
     distill_cfg = result["distill"]
     shape = "×".join(map(str, result["input_shape"]))
-    lines = [
+    setup = (
         f"**{result['architecture']}** {shape}, {result['data']} ({result['train_samples']} train / "
         f"{result['val_samples']} val images); budget {args.budget:.0%} of the teacher's {args.statistic} "
         f"({result['teacher_search_ms']:.3f} ms before the search) = {result['budget_ms']:.3f} ms; L1 criterion, "
-        f"round_to {args.round_to or 'none'}; each finalist distilled {distill_cfg['epochs']} epochs "
+        f"round_to {args.round_to or 'none'}; each finalist distilled for {distill_cfg['epochs']} epoch(s) "
         f"(lr {distill_cfg['lr']}, T {distill_cfg['temperature']}, ce {distill_cfg['weights']['ce']} + logits "
         f"{distill_cfg['weights']['logits']}); ONNX Runtime CPU, {args.threads} thread(s), batch 1; "
-        f"{args.statistic} = median of {result['rounds']} interleaved passes (min–max); accuracy through ONNX Runtime "
-        "on the validation set.",
-        "",
+        f"{args.statistic} = median of {result['rounds']} interleaved passes (min–max); accuracy through "
+        "ONNX Runtime on the validation set."
+    )
+    header = (
         f"| method | channels removed | MACs kept | params kept | {args.statistic} ms | speedup | meets budget "
-        "| accuracy as pruned | accuracy distilled | search: knob (measured) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| accuracy as pruned | accuracy distilled | search |"
+    )
+    first = (
         f"| teacher | 0 | 100 % ({teacher['macs'] / 1e6:.1f} M) | 100 % ({teacher['params'] / 1e6:.3f} M) "
-        f"| {latency(teacher['ms'])} | 1.00× | | | {100 * teacher['accuracy']:.2f} % | |",
-    ]
+        f"| {latency(teacher['ms'])} | 1.00× | | | {100 * teacher['accuracy']:.2f} % | |"
+    )
+    lines = [setup, "", header, "|---|---|---|---|---|---|---|---|---|---|", first]
     for m in result["methods"]:
-        knob = f"{m['knob_is']} {m['knob']:.3f} ({len(m['probes'])})"
+        knob = f"{m['knob_is']} {m['knob']:.3f} ({len(m['probes'])} measured, {m['search_s']:.0f} s)"
         lines.append(
-            f"| {m['method']} | {m['channels_removed']} ({m['ratio']:.0%}) | {m['macs'] / teacher['macs']:.0%} "
-            f"| {m['params'] / teacher['params']:.0%} | {latency(m['ms'])} "
+            f"| {m['method']} | {m['channels_removed']} ({100 * m['ratio']:.0f} %) "
+            f"| {100 * m['macs'] / teacher['macs']:.0f} % | {100 * m['params'] / teacher['params']:.0f} % "
+            f"| {latency(m['ms'])} "
             f"| {base_ms / statistics.median(m['ms']):.2f}× | {'yes' if m['meets_budget'] else 'no'} "
             f"| {100 * m['accuracy_as_pruned']:.2f} % | {percent(m['runs'])} | {knob} |"
         )
@@ -375,7 +393,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--architecture", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     parser.add_argument("--budget", type=float, default=0.5, help="latency budget as a fraction of the teacher's")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime CPU threads")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved passes of the teacher's and final measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=7,
+        help="passes of the teacher's budget measurement and of the final, interleaved one"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="distillation runs per method (seeds 0..N-1)")
     parser.add_argument("--round-to", type=int, default=8, help="kept channel counts a multiple of this (0: none)")
     parser.add_argument("--statistic", default="p50", choices=STATISTICS,
@@ -422,8 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         print(table(result, args))
         t = result["timings"]
-        print(f"\n![accuracy vs {args.statistic}: {result['architecture']}](docs/pareto_{result['architecture']}.png)\n")
-        print(f"time: data and teacher {t['data_and_teacher_s']:.0f} s ({'cached' if result['teacher']['cached'] else 'trained'}), "
+        arch = result["architecture"]
+        print(f"\n![accuracy vs {args.statistic}: {arch}](docs/pareto_{arch}.png)\n")
+        teacher = "cached" if result["teacher"]["cached"] else "trained"
+        print(f"time: data and teacher {t['data_and_teacher_s']:.0f} s ({teacher}), "
               f"search {t['search_s']:.0f} s, distillation {t['distill_s']:.0f} s, final measurement "
               f"{t['final_measurement_s']:.0f} s, total {t['total_s']:.0f} s\n")
     if args.json:

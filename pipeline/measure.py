@@ -45,8 +45,10 @@ def profile_settings(config: ProfileConfig) -> ProfileSettings:
     return ProfileSettings(**config.model_dump())
 
 
-def profile_on_target(onnx_path: Path, config: RunConfig, cache_dir: Path) -> Profile:
-    """``onnx_path`` profiled on the run's target with the run's profile settings, at the run's batch."""
+def profile_on_target(
+    onnx_path: Path, config: RunConfig, cache_dir: Path, settings: ProfileSettings | None = None
+) -> Profile:
+    """``onnx_path`` profiled on the run's target at the run's batch, by default with the run's profile settings."""
     target = config.target
     return profile_model(
         onnx_path,
@@ -54,7 +56,7 @@ def profile_on_target(onnx_path: Path, config: RunConfig, cache_dir: Path) -> Pr
         batch_sizes=(config.input_shape[0],),
         threads=target.threads,
         precision=target.precision,
-        settings=profile_settings(target.profile),
+        settings=settings or profile_settings(target.profile),
         cache_dir=cache_dir,
     )
 

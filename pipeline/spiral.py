@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from deploy.atomic import publish_dir, write_json
 from deploy.errors import InputError
-from deploy.profiler import ProfileSettings, profile_model
+from deploy.profiler import ProfileSettings
 from kernels.predictor import LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
@@ -200,11 +200,7 @@ class Spiral:
         """The budget statistic of ``model`` pruned by ``plan``, exported and briefly profiled on the target."""
         candidate = apply_plan(copy.deepcopy(model), plan, self.example_input)
         path = export_onnx(candidate, self.example_input, work / "candidate.onnx")
-        target = self.config.target
-        profile = profile_model(
-            path, target.backend, batch_sizes=(self.config.input_shape[0],), threads=target.threads,
-            precision=target.precision, settings=PROBE_SETTINGS, cache_dir=work / "compiled",
-        )
+        profile = profile_on_target(path, self.config, work / "compiled", PROBE_SETTINGS)
         path.unlink()
         return profile.stat(self.config.budget.statistic)
 

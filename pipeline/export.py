@@ -66,14 +66,17 @@ class ParityResult:
     min_top1_agreement: float
     output_scale: float = 1.0
 
-    @property
-    def tolerance(self) -> float:
+    def tolerance_for(self, atol: float) -> float:
         """``atol`` for outputs up to 1 in magnitude, relative to the largest one above that.
 
         float32 keeps about 7 significant digits, so logits in the thousands (an untrained or
         freshly pruned model) differ by more than an absolute 1e-3 between two correct runtimes.
         """
-        return self.atol * max(1.0, self.output_scale)
+        return atol * max(1.0, self.output_scale)
+
+    @property
+    def tolerance(self) -> float:
+        return self.tolerance_for(self.atol)
 
     @property
     def passed(self) -> bool:

@@ -197,7 +197,7 @@ def _parity(budget: GateBudget, parity: ParityResult | None) -> list[CheckResult
     on = f"on {parity.samples} inputs"
     return [
         _at_most(
-            "parity.max_abs_diff", parity.max_abs_diff, limits.atol * max(1.0, parity.output_scale), "",
+            "parity.max_abs_diff", parity.max_abs_diff, parity.tolerance_for(limits.atol), "",
             f"ONNX Runtime vs torch {on}: max |diff| (atol scaled by the largest |output| above 1)",
         ),
         _at_least("parity.top1_agreement", 100 * parity.top1_agreement, 100 * limits.min_top1_agreement, "%",

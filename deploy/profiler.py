@@ -1,10 +1,11 @@
-"""The latency profiler: time-based warm-up, adaptive sampling, percentiles and a stable flag.
+"""The latency profiler: profiles of one model, or of several measured together in rounds.
 
-For each batch size: one first call (which may compile or allocate), then ``warmup_s`` seconds of
-warm-up, then sample until both ``min_samples`` and
-``min_duration_s`` are reached and the 95 % confidence interval of the median is within
-``±ci_rel`` of it (``ci_rel = 0`` turns the early stop off), or until ``max_duration_s``. A measurement is ``stable`` when its coefficient
-of variation is at most ``cv_threshold``, as ``trtexec`` judges it.
+Sampling is ``deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
+verdicts are ``deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
+(``spiral profile``); ``profile_paired`` loads several models once on one ``Target`` and
+alternates them in rounds, so that their comparison rests on per-round ratios. A measurement is
+``stable`` when its robust coefficient of variation is at most ``cv_threshold``; that is reported,
+and fails nothing by itself.
 """
 
 from __future__ import annotations
@@ -25,32 +26,12 @@ from deploy.atomic import write_bytes
 from deploy.backends.inputs import make_inputs
 from deploy.errors import InputError
 from deploy.fingerprint import file_sha256, target_fingerprint
-from deploy.stats import median_ci_rel, summarize
+from deploy.sampling import ProfileSettings, Rounds, Series, Timed, sample_rounds
+from deploy.stats import robust_cv, summarize
+from deploy.verdict import Question, Verdict, round_statistic
 
 SCHEMA_VERSION = 1
-STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "stdev", "cv", "min", "max")
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    warmup_s: float = 0.3
-    min_samples: int = 30
-    min_duration_s: float = 0.5
-    max_duration_s: float = 5.0
-    ci_rel: float = 0.02
-    cv_threshold: float = 0.10
-    # Throughput mode times whole back-to-back ``infer`` calls by wall clock instead of the
-    # backend's own compute timer (which on a GPU excludes host<->device copies).
-    throughput: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.min_samples < 1:
-            raise InputError(f"min_samples must be at least 1, got {self.min_samples}")
-        if min(self.warmup_s, self.min_duration_s, self.ci_rel, self.cv_threshold) < 0:
-            raise InputError("warmup_s, min_duration_s, ci_rel and cv_threshold must not be negative")
-        if self.max_duration_s <= 0 or self.max_duration_s < self.min_duration_s:
-            raise InputError("max_duration_s must be positive and at least min_duration_s")
+STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "stdev", "cv", "robust_cv", "min", "max")
 
 
 @dataclass
@@ -66,6 +47,14 @@ class Measurement:
     stable: bool
     stop_reason: str
     throughput_per_s: float
+    # Samples per round, in order: ``samples_ms`` split by these sizes gives the rounds back.
+    round_sizes: list[int] = field(default_factory=list)
+
+    def rounds(self, statistic: str = "p50") -> list[float]:
+        """The per-round values of ``statistic`` (one round of all samples for a profile without rounds)."""
+        sizes = self.round_sizes or [len(self.samples_ms)]
+        bounds = np.cumsum([0, *sizes])
+        return [round_statistic(self.samples_ms[a:b], statistic) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 @dataclass
@@ -131,53 +120,42 @@ class Profile:
             raise InputError(f"{path}: {exc}") from exc
 
 
+def timed(runner: Runner, feed: dict[str, np.ndarray], throughput: bool) -> Timed:
+    """One call of ``runner`` on ``feed``, timed by the backend's compute timer (or the wall clock)."""
+
+    def call() -> float:
+        start = time.perf_counter()
+        runner.infer(feed)
+        return time.perf_counter() - start if throughput else runner.last_inference_time()
+
+    return call
+
+
 def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings) -> Measurement:
-    """Warm up ``runner`` on ``feed`` by time, then sample adaptively (see the module docstring).
+    """One model alone, sampled in rounds (``deploy.sampling``) until its round median is tight.
 
     A ``TraceRunner`` (trtexec) times itself: it gets the warm-up, the minimum duration and count,
-    and its per-query times are summarized the same way.
+    and its per-query times, in consecutive rounds of ``block_calls``, are summarized the same way.
     """
     if isinstance(runner, TraceRunner):
         trace = runner.trace(
             {name: list(a.shape) for name, a in feed.items()},
             warmup_s=settings.warmup_s,
             duration_s=settings.min_duration_s,
-            iterations=settings.min_samples,
+            iterations=settings.min_rounds * settings.block_calls,
         )
-        return _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms,
+        n, size = len(trace.samples_ms), settings.block_calls
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        return _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms, sizes,
                             "external_trace", settings)
-    warm_start = time.perf_counter()
-    runner.infer(feed)  # the first call may compile, allocate or autotune: the timed warm-up follows it
-    warmup_iterations = 1
-    steady_start = time.perf_counter()
-    while time.perf_counter() - steady_start < settings.warmup_s:
-        runner.infer(feed)
-        warmup_iterations += 1
-    warmup_s = time.perf_counter() - warm_start
+    rounds = sample_rounds({"model": timed(runner, feed, settings.throughput)}, settings)
+    return measurement_of(rounds.series["model"], batch, feed, rounds.stop_reason, settings)
 
-    samples: list[float] = []
-    next_check = settings.min_samples
-    start = time.perf_counter()
-    while True:
-        call_start = time.perf_counter()
-        runner.infer(feed)
-        call_end = time.perf_counter()
-        seconds = call_end - call_start if settings.throughput else runner.last_inference_time()
-        samples.append(seconds * 1e3)
-        elapsed = call_end - start
-        if elapsed >= settings.max_duration_s:
-            stop_reason = "max_duration"
-            break
-        n = len(samples)
-        # Checking the CI sorts the samples; every ~5 % more samples is often enough.
-        if n >= next_check and elapsed >= settings.min_duration_s:
-            # With ci_rel = 0 a CI of exactly zero width (identical timer readings) must not stop it.
-            if settings.ci_rel > 0 and median_ci_rel(samples) <= settings.ci_rel:
-                stop_reason = "ci_converged"
-                break
-            next_check = n + max(1, n // 20)
 
-    return _measurement(batch, feed, warmup_iterations, warmup_s, samples, stop_reason, settings)
+def measurement_of(series: Series, batch: int, feed: dict[str, np.ndarray], stop_reason: str,
+                   settings: ProfileSettings) -> Measurement:
+    return _measurement(batch, feed, series.warmup_iterations, series.warmup_s, series.samples_ms,
+                        [len(b) for b in series.blocks], stop_reason, settings)
 
 
 def _measurement(
@@ -186,10 +164,11 @@ def _measurement(
     warmup_iterations: int,
     warmup_s: float,
     samples: list[float],
+    round_sizes: list[int],
     stop_reason: str,
     settings: ProfileSettings,
 ) -> Measurement:
-    stats = summarize(samples)
+    stats = {**summarize(samples), "robust_cv": robust_cv(samples)}
     return Measurement(
         batch=batch,
         input_shapes={name: list(a.shape) for name, a in feed.items()},
@@ -197,10 +176,44 @@ def _measurement(
         warmup_s=warmup_s,
         samples_ms=samples,
         stats=stats,
-        stable=stats["cv"] <= settings.cv_threshold,
+        stable=stats["robust_cv"] <= settings.cv_threshold,
         stop_reason=stop_reason,
         throughput_per_s=batch * 1e3 / stats["mean"] if stats["mean"] > 0 else float("inf"),
+        round_sizes=round_sizes,
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where models are measured: a backend with its threads, precision, options and batch size."""
+
+    backend: str = "ort-cpu"
+    batch: int = 1
+    threads: int | None = None
+    precision: str = "fp32"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, model_path: Path, cache_dir: Path | None, batch_sizes: Sequence[int] | None = None) -> Runner:
+        backend_cls = get_backend(self.backend)
+        options = dict(self.options)
+        if "batch_sizes" in backend_cls.option_names:  # engines with a dynamic batch build for this range
+            options.setdefault("batch_sizes", list(batch_sizes or (self.batch,)))
+        loader = backend_cls(model_path, threads=self.threads, precision=self.precision, cache_dir=cache_dir, **options)
+        return loader.load()
+
+    def profile(self, model_path: Path, runner: Runner, settings: ProfileSettings, inputs: str,
+                measurements: list[Measurement]) -> Profile:
+        return Profile(
+            schema_version=SCHEMA_VERSION,
+            backend=self.backend,
+            model_path=str(model_path),
+            model_sha256=file_sha256(model_path),
+            fingerprint=target_fingerprint(self.backend, threads=runner.settings.get("threads", self.threads),
+                                           precision=self.precision),
+            runner_settings=runner.settings,
+            settings={**dataclasses.asdict(settings), "inputs": inputs},
+            measurements=measurements,
+        )
 
 
 def profile_model(
@@ -215,29 +228,71 @@ def profile_model(
     cache_dir: Path | None = None,
     backend_options: dict[str, Any] | None = None,
 ) -> Profile:
-    """Load ``model_path`` on ``backend`` and measure its latency at each batch size."""
+    """Load ``model_path`` on ``backend`` and measure its latency alone at each batch size."""
     model_path = Path(model_path)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    backend_cls = get_backend(backend)
-    options = dict(backend_options or {})
-    if "batch_sizes" in backend_cls.option_names:  # engines with a dynamic batch build for this range
-        options.setdefault("batch_sizes", list(batch_sizes))
-    loader = backend_cls(model_path, threads=threads, precision=precision, cache_dir=cache_dir, **options)
-    runner = loader.load()
+    target = Target(backend, batch_sizes[0], threads, precision, dict(backend_options or {}))
+    runner = target.load(model_path, cache_dir, batch_sizes)
     measurements = []
     with runner:
         metadata = runner.input_metadata()
         for batch in batch_sizes:
             feed = make_inputs(metadata, batch, seed=settings.seed, given=inputs)
             measurements.append(measure(runner, feed, batch, settings))
-    return Profile(
-        schema_version=SCHEMA_VERSION,
-        backend=backend,
-        model_path=str(model_path),
-        model_sha256=file_sha256(model_path),
-        fingerprint=target_fingerprint(backend, threads=runner.settings.get("threads", threads), precision=precision),
-        runner_settings=runner.settings,
-        settings={**dataclasses.asdict(settings), "inputs": "given" if inputs is not None else "random"},
-        measurements=measurements,
-    )
+    return target.profile(model_path, runner, settings, "given" if inputs is not None else "random", measurements)
+
+
+@dataclass
+class Paired:
+    """Models measured together in rounds: a profile of each, and the verdicts on the questions."""
+
+    profiles: dict[str, Profile]
+    rounds: Rounds
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return self.rounds.verdicts
+
+    def verdict(self, name: str) -> Verdict:
+        return self.rounds.verdict(name)
+
+
+def profile_paired(
+    models: dict[str, Path],
+    target: Target,
+    settings: ProfileSettings,
+    questions: Sequence[Question] = (),
+    *,
+    cache_dir: Path | None = None,
+) -> Paired:
+    """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
+
+    Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
+    rounds go on until every question is decided or the time cap (see ``deploy.sampling``).
+    """
+    runners: dict[str, Runner] = {}
+    feeds: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for name, path in models.items():
+            runner = target.load(Path(path), None if cache_dir is None else Path(cache_dir) / name)
+            runner.activate()
+            runners[name] = runner
+            if isinstance(runner, TraceRunner):
+                raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
+                                 "it cannot interleave models in rounds: compare it with profiles instead")
+            feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
+        rounds = sample_rounds(
+            {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions
+        )
+    finally:
+        for runner in runners.values():
+            runner.deactivate()
+    profiles = {
+        name: target.profile(
+            Path(path), runners[name], settings, "random",
+            [measurement_of(rounds.series[name], target.batch, feeds[name], rounds.stop_reason, settings)],
+        )
+        for name, path in models.items()
+    }
+    return Paired(profiles, rounds)

@@ -56,3 +56,18 @@ def median_ci_rel(samples: Sequence[float]) -> float:
     if median <= 0:
         return math.inf
     return max(median - lo, hi - median) / median
+
+
+# MAD x 1.4826 estimates the standard deviation of normally distributed samples.
+_MAD_TO_SD = 1.482602218505602
+
+
+def robust_cv(samples_ms: Sequence[float]) -> float:
+    """Median absolute deviation scaled to a standard deviation, relative to the median.
+
+    A handful of samples delayed by another process inflate the plain standard deviation without
+    moving the median; this one moves only when the measurement is noisy throughout.
+    """
+    x = np.asarray(samples_ms, dtype=np.float64)
+    median = float(np.median(x))
+    return _MAD_TO_SD * float(np.median(np.abs(x - median))) / median if median > 0 else math.inf

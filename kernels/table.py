@@ -32,7 +32,8 @@ TABLE_VERSION = 1
 # of a few milliseconds is either clear of other processes or not, and the minimum is what stays
 # put when it is not. The predictor's calibration maps these sums to the model's own statistic.
 OP_SETTINGS = ProfileSettings(
-    warmup_s=0.01, min_samples=20, min_duration_s=0.01, max_duration_s=0.2, ci_rel=float("inf")
+    warmup_s=0.01, block_s=0.0, block_calls=2, min_rounds=10, min_duration_s=0.01, max_duration_s=0.2,
+    ci_rel=float("inf"),
 )
 OP_STATISTIC = "min"
 # The per-call cost of an empty graph, subtracted from every operator (a whole model pays it once).

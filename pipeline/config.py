@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deploy.sampling import ProfileSettings
 from deploy.validation import read_yaml, validate
 from pipeline.distill.config import DistillConfig
 from pipeline.prune.config import PruneConfig
@@ -25,27 +26,11 @@ def _finite_positive(value: float | None, name: str) -> float | None:
     return value
 
 
-class ProfileConfig(_Strict):
-    """How latency is measured (see ``deploy.profiler.ProfileSettings``)."""
-
-    warmup_s: float = 0.3
-    min_samples: int = Field(50, ge=5)
-    min_duration_s: float = 1.0
-    max_duration_s: float = 5.0
-    ci_rel: float = 0.02
-    cv_threshold: float = 0.10
-
-    @field_validator("warmup_s", "min_duration_s", "max_duration_s", "ci_rel", "cv_threshold")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        return _finite_positive(value, "profile setting")  # type: ignore[return-value]
-
-
 class TargetConfig(_Strict):
     backend: str = "ort-cpu"
     threads: int | None = Field(None, ge=1)
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
-    profile: ProfileConfig = ProfileConfig()
+    profile: ProfileSettings = ProfileSettings()
 
 
 class AccuracyBudget(_Strict):
@@ -101,6 +86,12 @@ class ScheduleConfig(_Strict):
     patience: int = Field(2, ge=0)
     max_ratio: float = Field(0.9, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
+    # Epochs of distillation from the teacher given to the last accepted model after the steps
+    # (its structure, hence its latency, stays as measured); 0 = none. With ``total_epochs``, the
+    # recovery gets whatever the steps (every try included) left of that training budget, and at
+    # least ``final_epochs``.
+    final_epochs: int = Field(0, ge=0)
+    total_epochs: int | None = Field(None, ge=1)
 
 
 class ParityConfig(_Strict):

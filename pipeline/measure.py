@@ -1,7 +1,8 @@
-"""Measure one candidate on the target: export, parity, compile + profile, evaluate, size."""
+"""Measure candidates: export, parity, accuracy and size; latency alone or paired with other models on the target."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,27 +12,26 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from deploy.atomic import write_json
-from deploy.profiler import Profile, ProfileSettings, profile_model
-from pipeline.config import ProfileConfig, RunConfig
+from deploy.profiler import Paired, Profile, Target, profile_model, profile_paired
+from deploy.verdict import Question
+from pipeline.config import RunConfig
 from pipeline.evaluate import evaluate_onnx
 from pipeline.export import ParityResult, check_parity, export_onnx
 
 
 @dataclass(frozen=True)
 class CandidateMeasurement:
-    profile: Profile
+    """What a candidate is, apart from its latency (which is measured paired, see ``measure_paired``)."""
+
+    onnx_path: Path
     parity: ParityResult
     metrics: dict
     params: int
     macs: int
     size_mb: float
 
-    def summary(self, statistic: str) -> dict:
+    def summary(self) -> dict:
         return {
-            "latency_ms": {name: self.profile.stat(name) for name in ("p50", "p90", "p95", "p99", "mean")},
-            "statistic_ms": self.profile.stat(statistic),
-            "cv": self.profile.measurements[0].stats["cv"],
-            "stable": self.profile.measurements[0].stable,
             "parity": self.parity.to_dict(),
             "accuracy": self.metrics["accuracy"],
             "f1_macro": self.metrics["f1_macro"],
@@ -41,24 +41,34 @@ class CandidateMeasurement:
         }
 
 
-def profile_settings(config: ProfileConfig) -> ProfileSettings:
-    return ProfileSettings(**config.model_dump())
+def latency_summary(profile: Profile, statistic: str) -> dict:
+    m = profile.measurements[0]
+    return {
+        "latency_ms": {name: profile.stat(name) for name in ("p50", "p90", "p95", "p99", "mean")},
+        "statistic_ms": profile.stat(statistic),
+        "cv": m.stats["cv"],
+        "robust_cv": m.stats["robust_cv"],
+        "stable": m.stable,
+    }
 
 
-def profile_on_target(
-    onnx_path: Path, config: RunConfig, cache_dir: Path, settings: ProfileSettings | None = None
-) -> Profile:
-    """``onnx_path`` profiled on the run's target at the run's batch, by default with the run's profile settings."""
-    target = config.target
+def target_of(config: RunConfig) -> Target:
+    t = config.target
+    return Target(t.backend, config.input_shape[0], t.threads, t.precision)
+
+
+def profile_on_target(onnx_path: Path, config: RunConfig, cache_dir: Path) -> Profile:
+    """``onnx_path`` profiled alone on the run's target at the run's batch, with the run's profile settings."""
+    target = target_of(config)
     return profile_model(
-        onnx_path,
-        target.backend,
-        batch_sizes=(config.input_shape[0],),
-        threads=target.threads,
-        precision=target.precision,
-        settings=settings or profile_settings(target.profile),
-        cache_dir=cache_dir,
+        onnx_path, target.backend, batch_sizes=(target.batch,), threads=target.threads, precision=target.precision,
+        settings=config.target.profile, cache_dir=cache_dir,
     )
+
+
+def measure_paired(models: dict[str, Path], config: RunConfig, questions: Sequence[Question], cache_dir: Path) -> Paired:
+    """``models`` (name -> ONNX) measured together in rounds on the run's target; the questions judged."""
+    return profile_paired(models, target_of(config), config.target.profile, questions, cache_dir=cache_dir)
 
 
 def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
@@ -75,7 +85,7 @@ def measure_candidate(
     parity_inputs: torch.Tensor,
     val_set: Dataset,
 ) -> CandidateMeasurement:
-    """Write ``model.onnx``, ``profile.json`` and ``eval.json`` under ``directory``."""
+    """Write ``model.onnx`` and ``eval.json`` under ``directory``: parity with torch, accuracy, size."""
     onnx_path = export_onnx(model, example_input, directory / "model.onnx")
     parity = check_parity(
         model,
@@ -84,9 +94,7 @@ def measure_candidate(
         atol=config.parity.atol,
         min_top1_agreement=config.parity.min_top1_agreement,
     )
-    profile = profile_on_target(onnx_path, config, directory / "compiled")
-    profile.save(directory / "profile.json")
     metrics = evaluate_onnx(onnx_path, val_set, config.num_classes)
     macs, params = count_macs_params(model, example_input)
     write_json(directory / "eval.json", {"metrics": metrics, "parity": parity.to_dict(), "macs": macs, "params": params})
-    return CandidateMeasurement(profile, parity, metrics, params, macs, onnx_path.stat().st_size / 1e6)
+    return CandidateMeasurement(onnx_path, parity, metrics, params, macs, onnx_path.stat().st_size / 1e6)

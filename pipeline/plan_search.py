@@ -11,11 +11,13 @@ Candidates come from the schedule's ``allocation``:
 
 Every candidate's latency is predicted from the operator table: nothing is exported or compiled to
 rank it. The predictor is calibrated on the current model's measured latency and again after each
-measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). Measured
-next is the least pruned candidate still predicted to meet the target that is less pruned than the
-best one measured within it so far; the search ends when none is left or after ``MAX_MEASURED``
-measurements. The choice is the least pruned candidate measured within the target or, when none
-was, the fastest one measured. Every candidate is recorded with its predicted latency and, when it
+measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). A
+measurement is the step's own verdict (``deploy.verdict``: the candidate in rounds beside the
+current model, judged on the per-round ratios), so a plan chosen here is judged the same way when
+its distilled model is accepted or rejected. Measured next is the least pruned candidate still
+predicted to meet the target that is less pruned than the best one judged to meet it so far; the
+search ends when none is left or after ``MAX_MEASURED`` measurements. The choice is the least
+pruned candidate judged to meet the target or, when none was, the fastest one measured. Every candidate is recorded with its predicted latency and, when it
 was compiled, its measured one.
 """
 
@@ -45,9 +47,10 @@ class Candidate:
     layers: list[Layer]
     predicted_ms: float = float("nan")
     ms: float | None = None
+    meets: bool | None = None
 
     def record(self) -> dict:
-        return {"ratio": round(self.plan.ratio, 4), "predicted_ms": self.predicted_ms, "ms": self.ms}
+        return {"ratio": round(self.plan.ratio, 4), "predicted_ms": self.predicted_ms, "ms": self.ms, "meets": self.meets}
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,12 @@ def candidate_plans(
 def choose_plan(
     model: nn.Module, example_input: Tensor, target_ms: float, current_ms: float, *, prune: PruneConfig,
     schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
-    measure: Callable[[PruningPlan], float],
+    measure: Callable[[PruningPlan], tuple[float, bool]],
 ) -> PlanChoice:
-    """Screen the step's candidates by predicted latency and measure (``measure``: plan → ms) the promising ones."""
+    """Screen the step's candidates by predicted latency and measure the promising ones.
+
+    ``measure``: plan -> (measured ms, whether the judge says it meets the step budget).
+    """
     untimed = untimed_layers(model)
     if untimed:
         name, kind = untimed[0]
@@ -128,11 +134,11 @@ def choose_plan(
         if not pool:
             break
         pick = candidates[pool[0]]
-        pick.ms = measure(pick.plan)
+        pick.ms, pick.meets = measure(pick.plan)
         measured += 1
         samples.append((pick.layers, pick.ms))
         predictor.calibrate(samples)
-        if pick.ms <= target_ms:
+        if pick.meets:
             best = pool[0]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
@@ -140,7 +146,7 @@ def choose_plan(
         tried = [i for i, c in enumerate(candidates) if c.ms is not None]
         if not tried:  # nothing is predicted to meet the target: measure the fastest so the step has a result
             fastest = min(range(len(candidates)), key=lambda i: candidates[i].predicted_ms)
-            candidates[fastest].ms = measure(candidates[fastest].plan)
+            candidates[fastest].ms, candidates[fastest].meets = measure(candidates[fastest].plan)
             tried = [fastest]
         best = min(tried, key=lambda i: candidates[i].ms)
     chosen = candidates[best]

@@ -16,7 +16,7 @@ def tiny_config(**overrides: object) -> dict:
         "target": {
             "backend": "ort-cpu",
             "threads": 1,
-            "profile": {"warmup_s": 0.05, "min_samples": 10, "min_duration_s": 0.05, "max_duration_s": 0.3},
+            "profile": {"warmup_s": 0.05, "block_s": 0.005, "min_rounds": 6, "min_duration_s": 0.05, "max_duration_s": 0.5},
         },
         "budget": {"statistic": "p50", "max_ms": 1000.0, "min_speedup": None, "accuracy": {"max_drop": None, "min": 0.0}},
         "schedule": {"initial_reduction": 0.3, "max_steps": 1, "patience": 0},

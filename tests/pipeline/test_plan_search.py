@@ -31,22 +31,27 @@ def model() -> nn.Module:
     return digits_resnet(width=16, blocks=[1, 1, 1, 1]).eval()
 
 
-def true_latency(table: LatencyTable, slower: float):
-    """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus 0.01 ms."""
+def true_latency(table: LatencyTable, slower: float, target: float = math.inf):
+    """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus 0.01 ms;
+    ``measure`` returns it and the verdict of an exact judge on ``target``."""
     truth = LatencyPredictor(table)
     net = model()
 
-    def measure(plan: PruningPlan) -> float:
+    def ms(plan: PruningPlan) -> float:
         return slower * truth.predict(plan_layers(net, X, [plan])[0]) + 0.01
 
-    return measure
+    def measure(plan: PruningPlan) -> tuple[float, bool]:
+        return ms(plan), ms(plan) <= target
+
+    return ms, measure
 
 
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
 def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: LatencyTable, allocation: str) -> None:
-    measure = true_latency(table, 1.3)
-    current = measure(PruningPlan("l1", 0.0, ()))
+    ms, _ = true_latency(table, 1.3)
+    current = ms(PruningPlan("l1", 0.0, ()))
     target = 0.7 * current
+    ms, measure = true_latency(table, 1.3, target)
     choice = choose_plan(
         model(), X, target, current, prune=PruneConfig(round_to=4),
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
@@ -55,12 +60,13 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
     measured = [c for c in choice.candidates if c["ms"] is not None]
     assert len(choice.candidates) > len(measured) >= 1 and len(measured) <= MAX_MEASURED
     assert all(math.isfinite(c["predicted_ms"]) and c["predicted_ms"] > 0 for c in choice.candidates)
-    assert measure(choice.plan) <= target
-    # The least pruned of the measured candidates that met the target was chosen.
-    met = [c for c in measured if c["ms"] <= target]
+    assert ms(choice.plan) <= target
+    # The least pruned of the measured candidates judged to meet the target was chosen.
+    met = [c for c in measured if c["meets"]]
+    assert met == [c for c in measured if c["ms"] <= target]
     assert round(choice.plan.ratio, 4) == min(c["ratio"] for c in met)
     # Calibrated on measurements, the predictor agrees with this synthetic target (linear in the table sum).
-    assert choice.predicted_ms == pytest.approx(measure(choice.plan), rel=0.02)
+    assert choice.predicted_ms == pytest.approx(ms(choice.plan), rel=0.02)
     assert choice.calibration["samples"] == 1 + len(measured)
     if allocation == "uniform":
         assert {c["ratio"] for c in choice.candidates} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}
@@ -69,8 +75,8 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
 
 
 def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(table: LatencyTable) -> None:
-    measure = true_latency(table, 1.0)
-    current = measure(PruningPlan("l1", 0.0, ()))
+    ms, measure = true_latency(table, 1.0, 1e-6)
+    current = ms(PruningPlan("l1", 0.0, ()))
     choice = choose_plan(
         model(), X, 1e-6, current, prune=PruneConfig(), schedule=ScheduleConfig(max_ratio=0.5),
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
@@ -93,13 +99,13 @@ def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -
     with pytest.raises(InputError, match=r"layer 'rnn' \(GRU\) has no entry in the operator latency table"):
         choose_plan(
             WithGRU(), torch.zeros(1, 5, 8), 1.0, 2.0, prune=PruneConfig(), schedule=ScheduleConfig(),
-            predictor=LatencyPredictor(table), calibration=None, measure=lambda plan: 1.0,
+            predictor=LatencyPredictor(table), calibration=None, measure=lambda plan: (1.0, True),
         )
 
 
 def test_the_ledger_fields_round_trip_for_resume(table: LatencyTable) -> None:
-    measure = true_latency(table, 1.0)
-    current = measure(PruningPlan("l1", 0.0, ()))
+    ms, measure = true_latency(table, 1.0, 1e-6)
+    current = ms(PruningPlan("l1", 0.0, ()))
     choice = choose_plan(
         model(), X, 0.8 * current, current, prune=PruneConfig(), schedule=ScheduleConfig(),
         predictor=LatencyPredictor(table), calibration=None, measure=measure,

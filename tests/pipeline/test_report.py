@@ -15,7 +15,9 @@ from tiny_spiral import tiny_config
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
-BUDGET = {"statistic": "p50", "teacher_ms": 4.0, "final_ms": 2.5, "teacher_accuracy": 97.0, "accuracy_floor": 96.0}
+BUDGET = {"statistic": "p50", "teacher_ms": 4.0, "min_speedup": 1.6, "max_ms": None, "final_ms": 2.5,
+          "teacher_accuracy": 97.0, "accuracy_floor": 96.0,
+          "final": "p50 speedup >= 1.60x over the teacher, measured paired, accuracy >= 96.00% (teacher 97.00%)"}
 
 
 def summary(ms: float, accuracy: float) -> dict:

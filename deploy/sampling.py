@@ -1,0 +1,193 @@
+"""Paired, interleaved sampling: the round is the replicate.
+
+Every model taking part is loaded once; after a time-based warm-up of each, the models take turns
+in **rounds**: in each round every model runs one **block** of back-to-back timed calls (at least
+``block_s`` seconds and ``block_calls`` calls), in an order that reverses every round (A B, B A,
+A B, … so neither model always runs first after the other). Samples inside a block share the
+machine's state; what changes between profiles taken minutes apart (other processes, clocks,
+caches) is what fools a verdict, and a round puts both models under the same state. A ratio
+question is judged on the per-round ratios, an absolute one on the per-round values
+(``deploy.verdict``).
+
+The evidence is looked at after ``min_rounds`` rounds and then each time the rounds have grown by
+half (``LOOK_GROWTH``), each look at a stricter confidence (``look_confidence``) so that stopping
+as soon as a question looks decided does not inflate the error rate. Sampling stops, after at
+least ``min_rounds`` rounds and ``min_duration_s`` seconds:
+
+- with questions: when every question is decided (``decided``);
+- without: when the confidence interval of every model's round median is within ``±ci_rel`` of it
+  (``ci_converged``; ``ci_rel = 0`` never stops early);
+- in any case at ``max_duration_s`` (``max_duration``), when an undecided verdict stays undecided.
+
+One model alone is sampled the same way (its blocks are its rounds), so ``spiral profile``, the
+spiral's steps, ``spiral gate``, ``spiral compare`` and the device runner share this loop.
+Numpy only: this module ships to devices with the bundle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deploy.errors import InputError
+from deploy.stats import median_ci_rel, robust_cv, summarize
+from deploy.verdict import Question, Verdict, judge, round_statistic
+
+
+LOOK_GROWTH = 1.5
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How latency is measured: the one settings type of the profiler, run configs, gate budgets and targets."""
+
+    warmup_s: float = 0.3
+    # A block spans several scheduler time slices (a few ms each on Linux), so that on a loaded
+    # machine a round's value is not decided by whether one slice happened to be lost.
+    block_s: float = 0.1
+    block_calls: int = 5
+    min_rounds: int = 10
+    min_duration_s: float = 0.5
+    max_duration_s: float = 10.0
+    ci_rel: float = 0.02
+    confidence: float = 0.95
+    # Marks a measurement unstable past this robust coefficient of variation (MAD / median);
+    # instability is reported, it fails nothing by itself: the verdict's interval carries the noise.
+    cv_threshold: float = 0.10
+    # Time whole back-to-back ``infer`` calls by wall clock instead of the backend's own compute
+    # timer (which on a GPU excludes host<->device copies).
+    throughput: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.block_calls < 1 or self.min_rounds < 2:
+            raise InputError("block_calls must be at least 1 and min_rounds at least 2")
+        values = (self.warmup_s, self.block_s, self.min_duration_s, self.cv_threshold)
+        if not all(math.isfinite(v) and v >= 0 for v in values) or not self.ci_rel >= 0:
+            raise InputError("warmup_s, block_s, min_duration_s, ci_rel and cv_threshold must not be negative")
+        if not math.isfinite(self.max_duration_s) or self.max_duration_s <= 0 or self.max_duration_s < self.min_duration_s:
+            raise InputError("max_duration_s must be positive and at least min_duration_s")
+        if not 0.5 <= self.confidence < 1:
+            raise InputError(f"confidence must be in [0.5, 1), got {self.confidence}")
+
+
+# What the sampler needs of a model: one call that runs it once and returns the seconds it took.
+Timed = Callable[[], float]
+
+
+@dataclass
+class Series:
+    """One model's samples, by round."""
+
+    warmup_iterations: int = 0
+    warmup_s: float = 0.0
+    blocks: list[list[float]] = field(default_factory=list)
+
+    @property
+    def samples_ms(self) -> list[float]:
+        return [s for block in self.blocks for s in block]
+
+    def rounds(self, statistic: str) -> np.ndarray:
+        return np.array([round_statistic(b, statistic) for b in self.blocks])
+
+    def stats(self) -> dict[str, float]:
+        samples = self.samples_ms
+        return {**summarize(samples), "robust_cv": robust_cv(np.asarray(samples))}
+
+
+@dataclass
+class Rounds:
+    """The result of one paired session: every model's series, why it stopped, and the verdicts."""
+
+    series: dict[str, Series]
+    stop_reason: str
+    wall_s: float
+    verdicts: list[Verdict]
+
+    def verdict(self, name: str) -> Verdict:
+        for v in self.verdicts:
+            if v.question.name == name:
+                return v
+        raise KeyError(name)
+
+
+def evidence(series: Mapping[str, Series], question: Question) -> np.ndarray:
+    """Per-round values of the question: subject/reference ratios, or the subject's ms."""
+    subject = series[question.subject].rounds(question.statistic)
+    if question.reference is None:
+        return subject
+    reference = series[question.reference].rounds(question.statistic)
+    n = min(len(subject), len(reference))
+    return subject[:n] / reference[:n]
+
+
+def sample_rounds(
+    models: Mapping[str, Timed], settings: ProfileSettings, questions: Sequence[Question] = (),
+    clock: Callable[[], float] = time.perf_counter,
+) -> Rounds:
+    """Warm every model up, then run rounds until the stop rule of the module docstring holds."""
+    if not models:
+        raise InputError("nothing to measure")
+    for q in questions:
+        for name in (q.subject, q.reference):
+            if name is not None and name not in models:
+                raise InputError(f"question '{q.name}' names model '{name}', which is not measured")
+    names = list(models)
+    series = {name: Series() for name in names}
+    for name in names:  # the first call may compile, allocate or autotune: the timed warm-up follows it
+        start = clock()
+        models[name]()
+        calls = 1
+        steady = clock()
+        while clock() - steady < settings.warmup_s:
+            models[name]()
+            calls += 1
+        series[name].warmup_iterations, series[name].warmup_s = calls, clock() - start
+
+    start = clock()
+    looks, next_look = 0, settings.min_rounds
+    while True:
+        order = names if len(series[names[0]].blocks) % 2 == 0 else names[::-1]
+        for name in order:
+            series[name].blocks.append(_block(models[name], settings, clock))
+        elapsed = clock() - start
+        done = len(series[names[0]].blocks)
+        capped = elapsed >= settings.max_duration_s
+        if not capped and (done < next_look or elapsed < settings.min_duration_s):
+            continue
+        looks += 1
+        next_look = max(done + 1, math.ceil(LOOK_GROWTH * done))
+        confidence = look_confidence(settings.confidence, looks)
+        verdicts = [judge(q, evidence(series, q), confidence) for q in questions]
+        if capped:
+            reason = "max_duration"
+            break
+        if questions and all(v.outcome != "undecided" for v in verdicts):
+            reason = "decided"
+            break
+        if not questions and settings.ci_rel > 0 and all(
+            median_ci_rel(s.rounds("p50")) <= settings.ci_rel for s in series.values()
+        ):
+            reason = "ci_converged"
+            break
+    return Rounds(series, reason, clock() - start, verdicts)
+
+
+def look_confidence(confidence: float, look: int) -> float:
+    """The confidence of the ``look``-th look at the evidence (1-based), so that all looks together
+    keep the error rate of ``confidence``: look k may err with (1 - confidence) x 6 / (pi^2 k^2),
+    which sums to 1 - confidence over every look. Without it, a model exactly at its limit would
+    be decided by whichever side the interval happened to wander to first."""
+    return 1 - (1 - confidence) * 6 / (math.pi**2 * look**2)
+
+
+def _block(model: Timed, settings: ProfileSettings, clock: Callable[[], float]) -> list[float]:
+    samples = []
+    start = clock()
+    while len(samples) < settings.block_calls or clock() - start < settings.block_s:
+        samples.append(1e3 * model())
+    return samples

@@ -1,0 +1,107 @@
+"""The paired sampler and the judge on synthetic machines of known behaviour (fixed seeds).
+
+The goals mirror benchmarks/verdict_calibration.py, which measures the same on real models."""
+
+import pytest
+
+from deploy.errors import InputError
+from deploy.sampling import ProfileSettings, sample_rounds
+from deploy.verdict import Question
+from tests.deploy.synthetic import Machine
+
+SETTINGS = ProfileSettings(warmup_s=0.05, block_s=0.02, min_rounds=10, min_duration_s=0.2, max_duration_s=6.0)
+# A busy runner: the machine's speed wanders by ±30 % and a competing process doubles every
+# latency for 0.7 s out of 1.4 s; 1 % of the calls are preempted (x10).
+BUSY = dict(cv=0.08, drift=0.3, step=1.0, outlier_p=0.01)
+
+
+def paired(base_ms, new_ms, limit, seed, **machine):
+    m = Machine(seed, **machine)
+    question = Question("q", "new", limit, reference="base")
+    rounds = sample_rounds({"base": m.model(base_ms), "new": m.model(new_ms)}, SETTINGS, [question], clock=m.clock)
+    return rounds.verdict("q"), rounds
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_same_model_twice_on_a_busy_machine_is_never_a_regression(seed):
+    verdict, rounds = paired(1.0, 1.0, 1.05, seed, **BUSY)
+    assert verdict.outcome == "meets"
+    assert rounds.stop_reason == "decided"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_ten_percent_slowdown_is_found_on_a_busy_machine(seed):
+    verdict, _ = paired(1.0, 1.10, 1.05, seed, **BUSY)
+    assert verdict.outcome == "misses"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_candidate_ten_percent_under_its_step_budget_is_accepted(seed):
+    verdict, _ = paired(2.0, 0.9 * 2.0 * 0.8, 0.8, seed, **BUSY)
+    assert verdict.outcome == "meets"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_candidate_five_percent_over_its_step_budget_is_not_accepted(seed):
+    verdict, _ = paired(2.0, 1.05 * 2.0 * 0.8, 0.8, seed, **BUSY)
+    assert verdict.outcome != "meets"
+
+
+def test_a_difference_at_the_limit_stays_undecided_until_the_time_cap():
+    verdict, rounds = paired(1.0, 1.05, 1.05, 0, cv=0.05)
+    assert verdict.outcome == "undecided"
+    assert rounds.stop_reason == "max_duration"
+    assert rounds.wall_s >= SETTINGS.max_duration_s
+
+
+def test_separate_profiles_on_a_drifting_machine_disagree_where_rounds_do_not():
+    """What the paired design is for: two unpaired profiles of the same model differ by the drift."""
+    m = Machine(3, cv=0.03, step=0.3, step_s=1.0)
+    alone = ProfileSettings(warmup_s=0.0, min_duration_s=0.99, max_duration_s=0.99, ci_rel=0)
+    one = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock)
+    m.now = 1.0
+    two = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock)
+    p50 = [float(sorted(r.series["a"].samples_ms)[len(r.series["a"].samples_ms) // 2]) for r in (one, two)]
+    assert abs(p50[1] / p50[0] - 1) > 0.2
+    verdict, _ = paired(1.0, 1.0, 1.05, 3, cv=0.03, step=0.3, step_s=1.0)
+    assert verdict.outcome == "meets" and abs(verdict.estimate - 1) < 0.02
+
+
+def test_rounds_alternate_order_and_blocks_fill_their_time():
+    m = Machine(0, cv=0.0)
+    calls = []
+
+    def model(name, ms):
+        inner = m.model(ms)
+
+        def call():
+            calls.append(name)
+            return inner()
+        return call
+
+    settings = ProfileSettings(warmup_s=0.0, block_s=0.01, block_calls=3, min_rounds=4, min_duration_s=0.0,
+                               max_duration_s=1.0, ci_rel=0.5)
+    rounds = sample_rounds({"a": model("a", 1.0), "b": model("b", 4.0)}, settings, clock=m.clock)
+    assert rounds.stop_reason == "ci_converged"
+    a, b = rounds.series["a"], rounds.series["b"]
+    assert [len(x) for x in a.blocks[:2]] == [10, 10] and [len(x) for x in b.blocks[:2]] == [3, 3]
+    timed = calls[2:]  # the two warm-up calls first
+    assert timed[:10] == ["a"] * 10 and timed[10:13] == ["b"] * 3 and timed[13:16] == ["b"] * 3
+
+
+def test_absolute_and_ratio_questions_in_one_session():
+    m = Machine(5, **BUSY)
+    questions = [Question("abs", "new", 100.0), Question("speedup", "new", 0.5, reference="base")]
+    rounds = sample_rounds({"base": m.model(4.0), "new": m.model(1.0)}, SETTINGS, questions, clock=m.clock)
+    assert [v.outcome for v in rounds.verdicts] == ["meets", "meets"]
+    assert rounds.verdict("speedup").estimate == pytest.approx(0.25, rel=0.05)
+
+
+def test_questions_must_name_measured_models_and_settings_are_checked():
+    m = Machine(0)
+    with pytest.raises(InputError, match="not measured"):
+        sample_rounds({"a": m.model(1.0)}, SETTINGS, [Question("q", "b", 1.0)], clock=m.clock)
+    with pytest.raises(InputError):
+        ProfileSettings(min_rounds=1)
+    with pytest.raises(InputError):
+        ProfileSettings(max_duration_s=0.1, min_duration_s=1.0)

@@ -4,13 +4,19 @@ NNI criteria (``l1``, ``l2``, ``fpgm``, ``taylor``) run NNI's pruner on a copy o
 the per-channel metrics it computes to decide its masks; each member layer's metrics are divided by
 their mean and averaged over the group, so coupled layers get one score per channel. NNI's masks and
 its ``ModelSpeedup`` are not used: removal is Torch-Pruning's (see ``pipeline.prune.graph``).
-Torch-Pruning criteria (``tp-*``) are its group importances, which aggregate over the group themselves.
+Torch-Pruning criteria (``tp-*``) are its group importances, which aggregate over the group themselves
+and divide by the group's mean (Torch-Pruning's default ``normalizer="mean"``).
+
+All of these scores are comparable within a group only: every layer's average channel scores 1.
+``taylor-group`` is not normalised: it estimates the change of the loss when a channel is removed,
+so its scores compare across layers (``Criterion.comparable_across_layers``).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,11 +39,14 @@ class Criterion:
     summary: str
     needs_calibration: bool
     scorer: Callable[[nn.Module, list[Candidate], list[Batch]], list[Tensor | None]] = field(repr=False)
+    # True: scores of different groups are on one scale (an estimated loss change), so an allocator
+    # may compare them directly; False: each group's scores are relative (normalised per layer).
+    comparable_across_layers: bool = False
 
     def score(self, model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
         """One score per channel of each candidate (higher = more important); None = cannot be scored.
 
-        ``model`` keeps its structure and weights; Taylor criteria leave gradients on it. NNI
+        ``model`` keeps its structure and weights; ``taylor`` and ``tp-taylor`` leave gradients on it. NNI
         wraps the layers of a copy, never of ``model``.
         """
         return self.scorer(model, candidates, calibration)
@@ -200,6 +209,115 @@ def _tp_bn_scale() -> Callable:
     return tp.importance.BNScaleImportance()
 
 
+# ---- Group Taylor ------------------------------------------------------------------------------
+
+
+def _taylor_group(model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
+    """Per channel, the sum over calibration batches of (sum of weight x gradient over its parameters)^2.
+
+    Molchanov et al. 2019 ("Importance Estimation for Neural Network Pruning"), group variant as in
+    HALP: removing channel ``c`` zeroes every out-channel slice coupled to it (conv/linear weight rows
+    and biases, BatchNorm/InstanceNorm weight and bias, PReLU slopes, embedding columns, the four gate
+    rows of an LSTM hidden unit; attention heads are the rows of their q/k/v projections), and the
+    first-order change of the loss is the sum of ``w * dL/dw`` over those parameters. It is squared
+    per batch, then summed over batches. In-channel slices of consumers are not added: they estimate
+    the same removal again. A group with a channel no scorable slice covers is not scored (None).
+    ``model``'s weights, gradients, modes and ``requires_grad`` flags are left as they were.
+    """
+    slices = [_out_slices(candidate) for candidate in candidates]
+    modules = list({id(m): m for items in slices if items for m, _, _ in items}.values())
+    totals = [torch.zeros(c.channels, dtype=torch.float64) for c in candidates]
+    with _gradients(model):
+        for inputs, labels in calibration:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(inputs), labels).backward()
+            with torch.no_grad():
+                change = {id(m): _weight_times_grad(m) for m in modules}
+                for total, items in zip(totals, slices):
+                    if items is None:
+                        continue
+                    delta = torch.zeros_like(total)
+                    for module, idxs, root in items:
+                        delta.index_add_(0, root, change[id(module)][idxs])
+                    total += delta.square()
+    return [None if items is None else total.float() for total, items in zip(totals, slices)]
+
+
+def _out_slices(candidate: Candidate) -> list[tuple[nn.Module, Tensor, Tensor]] | None:
+    """(module, its out indices, the root channels they belong to) per scorable out-channel slice.
+
+    A module listed twice with the same indices (a depthwise conv or a BatchNorm reached on both of
+    its sides) counts once. None when some channel of the group is covered by no slice.
+    """
+    seen, items = set(), []
+    covered = torch.zeros(candidate.channels, dtype=torch.bool)
+    for item in candidate.group.items:
+        module = item.dep.target.module
+        if not _is_out(item.dep.handler) or not _has_taylor(module):
+            continue
+        key = (id(module), tuple(item.idxs), tuple(item.root_idxs))
+        if key in seen:
+            continue
+        seen.add(key)
+        root = torch.tensor(item.root_idxs, dtype=torch.long)
+        items.append((module, torch.tensor(item.idxs, dtype=torch.long), root))
+        covered[root] = True
+    return items if items and bool(covered.all()) else None
+
+
+def _has_taylor(module: nn.Module) -> bool:
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+        return module.affine
+    if isinstance(module, nn.PReLU):
+        return module.num_parameters > 1
+    return isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.LSTM))
+
+
+def _weight_times_grad(module: nn.Module) -> Tensor:
+    """Sum of ``w * dL/dw`` per output channel of ``module`` (float64, on the CPU)."""
+    if isinstance(module, nn.LSTM):  # rows are four gate blocks (i, f, g, o) of one row per hidden unit
+        names = ["weight_ih_l0", "weight_hh_l0"] + (["bias_ih_l0", "bias_hh_l0"] if module.bias else [])
+        rows = sum(_per_index(getattr(module, name), 0) for name in names)
+        return rows.view(4, module.hidden_size).sum(0)
+    if isinstance(module, nn.Embedding):
+        return _per_index(module.weight, 1)
+    # ConvTranspose weights are (in, out / groups, ...): out channels are dim 1 unless depthwise.
+    transposed = isinstance(module, nn.modules.conv._ConvNd) and module.transposed and module.groups == 1
+    total = _per_index(module.weight, 1 if transposed else 0)
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, Tensor):
+        total = total + _per_index(bias, 0)
+    return total
+
+
+def _per_index(param: Tensor, dim: int) -> Tensor:
+    if param.grad is None:  # the loss does not reach it
+        return torch.zeros(param.shape[dim], dtype=torch.float64)
+    product = (param.detach().double() * param.grad.double()).movedim(dim, 0)
+    return product.reshape(product.shape[0], -1).sum(1).cpu()
+
+
+@contextmanager
+def _gradients(model: nn.Module) -> Iterator[None]:
+    """Eval mode (a few calibration batches' statistics would blur BatchNorm), every parameter
+    requiring grad; modes, flags and the gradients the model had are restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    saved = [(param, param.requires_grad, param.grad) for param in model.parameters()]
+    try:
+        model.eval()
+        for param, _, _ in saved:
+            param.requires_grad_(True)
+            param.grad = None
+        with torch.enable_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad, grad in saved:
+            param.grad = grad
+            param.requires_grad_(requires_grad)
+
+
 CRITERIA: dict[str, Criterion] = {
     "l1": Criterion("NNI L1NormPruner: L1 norm of each output filter", False, _nni_scorer("L1NormPruner")),
     "l2": Criterion("NNI L2NormPruner: L2 norm of each output filter", False, _nni_scorer("L2NormPruner")),
@@ -225,6 +343,13 @@ CRITERIA: dict[str, Criterion] = {
         "Torch-Pruning BNScaleImportance: |gamma| of the group's BatchNorm layers (groups without one are kept)",
         False,
         _tp_scorer(_tp_bn_scale, gradients=False),
+    ),
+    "taylor-group": Criterion(
+        "Group first-order Taylor (Molchanov 2019, as in HALP): per calibration batch, (sum of weight x "
+        "gradient over every coupled slice of a channel)^2, summed over batches; not normalised per layer",
+        True,
+        _taylor_group,
+        comparable_across_layers=True,
     ),
 }
 

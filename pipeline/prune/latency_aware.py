@@ -8,6 +8,13 @@ one group down to the next rung where the cost actually drops, i.e. onto the top
 of the latency staircase — priced as the importance of the channels it removes divided by the
 cost it saves, until the predicted cost meets the target.
 
+Importance is what the criterion says, per unit (channel or head). Criteria normalised per layer
+(NNI's and Torch-Pruning's) are divided by each group's mean, so every group's average unit weighs
+the same and milliseconds decide between groups. Criteria whose scores compare across layers
+(``Criterion.comparable_across_layers``, e.g. ``taylor-group``, an estimated loss change) keep their
+raw scores, a head's being the sum over its channels, divided by one constant for all groups (the
+mean over every unit), which scales the numbers and changes no decision.
+
 The cost is the latency predicted from the operator table (``kernels``): each operator's input and
 output channels follow the groups that feed it, so shrinking a layer also makes its consumers
 cheaper, and an unaligned count that is slower on the target is never taken for a saving. With
@@ -74,7 +81,7 @@ class Allocation:
 class _Group:
     candidate: Candidate
     removal_order: np.ndarray  # unit indices, least important first
-    sorted_importance: np.ndarray  # per unit, mean 1, ascending
+    sorted_importance: np.ndarray  # per unit, ascending; mean 1 per group, or over all groups if comparable
     rungs: list[int]  # kept unit counts allowed, descending; rungs[0] keeps every unit
     level: int = 0
 
@@ -183,12 +190,15 @@ def plans_for_latency(
     check_supported(work)
     graph = build_graph(work, example_inputs)
     candidates = candidate_groups(graph, work, cfg)
-    scores = get_criterion(cfg.criterion).score(work, candidates, calibration_batches(cfg.criterion, calibration))
+    criterion = get_criterion(cfg.criterion)
+    scores = criterion.score(work, candidates, calibration_batches(cfg.criterion, calibration))
     kept = [(c, s) for c, s in zip(candidates, scores) if s is not None]
     if not kept:
         raise InputError("nothing to prune: no channel group could be scored")
     candidates = [c for c, _ in kept]
-    groups = [_group(c, s, cfg.round_to, max_group_ratio) for c, s in kept]
+    comparable = criterion.comparable_across_layers
+    unit_scale = float(np.concatenate([_per_unit(c, s, comparable) for c, s in kept]).mean()) if comparable else None
+    groups = [_group(c, s, cfg.round_to, max_group_ratio, unit_scale) for c, s in kept]
     shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
     if cost == "latency":
         scale, overhead = predictor.calibration.scale, predictor.calibration.overhead_ms
@@ -226,11 +236,29 @@ def plans_for_latency(
     return allocations
 
 
-def _group(candidate: Candidate, score: Tensor, round_to: int | None, max_ratio: float) -> _Group:
+def _per_unit(candidate: Candidate, score: Tensor, comparable: bool) -> np.ndarray:
+    """Score per unit: a head's is the sum of its channels' (comparable scores add up) or their mean."""
+    per_channel = score.detach().double().view(-1, candidate.unit)
+    return (per_channel.sum(1) if comparable else per_channel.mean(1)).numpy()
+
+
+def _group(
+    candidate: Candidate, score: Tensor, round_to: int | None, max_ratio: float, scale: float | None = None
+) -> _Group:
+    """The group's ladder of rungs and its units' importance.
+
+    ``scale`` None: the criterion is normalised per layer, so the units' scores are divided by their
+    own mean (mean 1 per group; all 1 if they are all zero). A number: the criterion's scores compare
+    across layers (``Criterion.comparable_across_layers``) and are only divided by this constant,
+    common to every group (the mean unit score over all groups), so groups keep their relative weight.
+    """
     unit = candidate.unit
-    per_unit = score.detach().double().view(-1, unit).mean(1).numpy() if unit > 1 else score.detach().double().numpy()
-    mean = per_unit.mean()
-    importance = per_unit / mean if mean > 0 else np.ones_like(per_unit)
+    per_unit = _per_unit(candidate, score, scale is not None)
+    if scale is None:
+        mean = per_unit.mean()
+        importance = per_unit / mean if mean > 0 else np.ones_like(per_unit)
+    else:
+        importance = per_unit / scale if scale > 0 else np.zeros_like(per_unit)
     order = np.argsort(importance, kind="stable")
     units = len(importance)
     floor = max(1, math.ceil(units * (1 - max_ratio)))

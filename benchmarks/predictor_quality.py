@@ -41,7 +41,8 @@ from pipeline.prune import PruneConfig, PrunedGroup, PruningPlan, apply_plan, pl
 from pipeline.zoo.digits_resnet import digits_resnet
 
 MODEL_SETTINGS = ProfileSettings(
-    warmup_s=0.1, min_samples=30, min_duration_s=0.3, max_duration_s=2.0, ci_rel=float("inf")
+    warmup_s=0.1, block_s=0.0, block_calls=3, min_rounds=10, min_duration_s=0.3, max_duration_s=2.0,
+    ci_rel=float("inf"),
 )
 ARCHITECTURES = {
     "digits_resnet": (lambda: digits_resnet(), (1, 1, 32, 32)),

@@ -25,7 +25,8 @@ from deploy.backends.inputs import make_inputs
 from deploy.profiler import ProfileSettings, profile_model
 from pipeline.export import export_onnx
 
-SETTINGS = ProfileSettings(warmup_s=0.1, min_samples=200, min_duration_s=0.2, max_duration_s=1.5, ci_rel=0.01)
+SETTINGS = ProfileSettings(warmup_s=0.1, block_s=0.0, block_calls=5, min_rounds=40, min_duration_s=0.2,
+                           max_duration_s=1.5, ci_rel=0.01)
 
 
 def tiny_net() -> nn.Module:

@@ -77,7 +77,8 @@ from pipeline.spiral import config_digest
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "pipeline" / "configs" / "demo.yaml"
 IMAGE_CONFIG = ROOT / "examples" / "image" / "config.yaml"
-SETTINGS = ProfileSettings(warmup_s=0.1, min_samples=30, min_duration_s=0.3, max_duration_s=2.0, ci_rel=float("inf"))
+SETTINGS = ProfileSettings(warmup_s=0.1, block_s=0.0, block_calls=3, min_rounds=10, min_duration_s=0.3,
+                           max_duration_s=2.0, ci_rel=float("inf"))
 STATISTICS = ("p50", "min")
 NUM_CLASSES = 10
 SEARCH_ROUNDS = 3

@@ -6,7 +6,8 @@ bundle/
                               version, versions, and the sha256 of every other file
   model.onnx
   runner/device_runner.py     runs on the device (python3 + numpy; onnxruntime for CPU targets)
-  runner/deploy/...           the few deploy modules it imports: errors, stats, trtexec_parse
+  runner/deploy/...           the few deploy modules it imports: errors, stats, sampling, verdict,
+                              trtexec_parse
 ```
 
 Commands hold placeholders the device fills in: ``{python}`` (the runner's interpreter), ``{cores}``,
@@ -35,7 +36,7 @@ from deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from deploy.backends.trtexec import build_command, shape_arg, trace_command
 from deploy.errors import InputError
 from deploy.fingerprint import file_sha256, library_versions
-from deploy.profiler import ProfileSettings
+from deploy.sampling import ProfileSettings
 from deploy.target_profiles import Dla, TargetProfile
 
 BUNDLE_VERSION = 1
@@ -48,6 +49,8 @@ RUNNER_FILES = {
     "runner/deploy/__init__.py": _DEPLOY_DIR / "__init__.py",
     "runner/deploy/errors.py": _DEPLOY_DIR / "errors.py",
     "runner/deploy/stats.py": _DEPLOY_DIR / "stats.py",
+    "runner/deploy/sampling.py": _DEPLOY_DIR / "sampling.py",
+    "runner/deploy/verdict.py": _DEPLOY_DIR / "verdict.py",
     "runner/deploy/trtexec_parse.py": _DEPLOY_DIR / "trtexec_parse.py",
 }
 
@@ -61,14 +64,6 @@ class Bundle:
     @property
     def engine_key(self) -> str:
         return self.manifest["engine_key"]
-
-
-def profile_settings(target: TargetProfile) -> ProfileSettings:
-    m = target.measure
-    return ProfileSettings(
-        warmup_s=m.warmup_s, min_samples=m.min_samples, min_duration_s=m.min_duration_s,
-        max_duration_s=m.max_duration_s, ci_rel=m.ci_rel, cv_threshold=target.budget.stability.max_cv,
-    )
 
 
 def dla_args(dla: Dla | None) -> list[str]:
@@ -110,7 +105,7 @@ def trtexec_commands(
         profile = trace_command(
             trt.path, version, Path("{engine}"), shape_arg(inputs, batch),
             warmup_ms=max(1, round(settings.warmup_s * 1e3)), duration_s=max(1, math.ceil(settings.min_duration_s)),
-            iterations=settings.min_samples, export_times=Path("{times}"),
+            iterations=settings.min_rounds * settings.block_calls, export_times=Path("{times}"),
         )
         commands[text] = {"build": build + dla_args(trt.dla), "profile": profile + dla_args(trt.dla)}
     if all("unsupported" in c for c in commands.values()):
@@ -160,7 +155,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
             raise InputError(f"input '{name}' has a static batch of {shape[0]}; the target measures batch {batch}")
         if any(not isinstance(d, int) for d in shape[1:]):
             raise InputError(f"input '{name}' has dynamic dimensions besides the batch ({shape}); export a fixed shape")
-    settings = profile_settings(target)
+    settings = target.measure.profile
     if target.backend == "trtexec":
         commands: dict[str, Any] = trtexec_commands(target, model, inputs, settings)
     else:

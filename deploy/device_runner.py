@@ -10,6 +10,7 @@ exact command while ``tegrastats`` runs where it exists, and write ``results/``:
 
 It needs Python 3.8 and the standard library, numpy to summarize, and onnxruntime for CPU targets.
 It imports only the modules shipped next to it (``deploy/errors.py``, ``deploy/stats.py``,
+``deploy/sampling.py`` and ``deploy/verdict.py``, whose rounds every spiral measurement uses, and
 ``deploy/trtexec_parse.py``). A failure is one line ``SPIRAL-DEVICE-ERROR <kind>: <message>`` on
 stderr and exit status 3; ``spiral deploy`` turns it into its own one-line error.
 """
@@ -408,10 +409,12 @@ def build_engine(manifest: dict, bundle: Path, engine_dir: Path, commands: dict,
 
 
 def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> dict:
-    from deploy.stats import summarize
+    """A ``deploy.profiler.Measurement`` as JSON, with the rounds the gate judges."""
+    from deploy.stats import robust_cv, summarize
 
     samples = [float(s) for s in trace["samples_ms"]]
     stats = summarize(samples)
+    stats["robust_cv"] = robust_cv(samples)
     return {
         "batch": batch,
         "input_shapes": shapes,
@@ -419,14 +422,21 @@ def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> d
         "warmup_s": float(trace["warmup_s"]),
         "samples_ms": samples,
         "stats": stats,
-        "stable": stats["cv"] <= cv_threshold,
+        "stable": stats["robust_cv"] <= cv_threshold,
         "stop_reason": trace["stop_reason"],
         "throughput_per_s": batch * 1e3 / stats["mean"] if stats["mean"] > 0 else float("inf"),
+        "round_sizes": [int(n) for n in trace["round_sizes"]],
     }
 
 
+def consecutive_rounds(samples: int, block_calls: int) -> list:
+    """Round sizes for samples a tool timed back to back (trtexec): consecutive blocks of ``block_calls``."""
+    sizes = [block_calls] * (samples // block_calls)
+    return sizes + ([samples % block_calls] if samples % block_calls else [])
+
+
 def read_trace(manifest: dict, output: str, times: Path) -> dict:
-    """Warm-up and per-query samples from the profile command's output and times file."""
+    """Warm-up, per-query samples and their rounds from the profile command's output and times file."""
     if manifest["backend"] == "ort-cpu":
         return json.loads(times.read_text())
     from deploy.errors import InputError
@@ -439,6 +449,7 @@ def read_trace(manifest: dict, output: str, times: Path) -> dict:
         raise DeviceError("profile-failed", f"cannot read the trtexec results: {exc}") from None
     return {
         "samples_ms": [float(r["computeMs"]) for r in records],
+        "round_sizes": consecutive_rounds(len(records), manifest["profile_settings"]["block_calls"]),
         "warmup_iterations": summary.warmup_queries or 0,
         "warmup_s": (summary.warmup_ms or 0.0) / 1e3,
         "stop_reason": "external_trace",
@@ -476,7 +487,8 @@ def run(bundle: Path, manifest_sha256: str, cache: Path) -> None:
     trace = read_trace(manifest, output, times)
     times.unlink()  # its samples go into profile.json
     m = measurement(manifest["batch"], manifest["model"]["input_shapes"], trace, settings["cv_threshold"])
-    say(f"{len(m['samples_ms'])} samples, p50 {m['stats']['p50']:.3f} ms, cv {m['stats']['cv']:.1%}")
+    say(f"{len(m['samples_ms'])} samples in {len(m['round_sizes'])} rounds, p50 {m['stats']['p50']:.3f} ms, "
+        f"robust cv {m['stats']['robust_cv']:.1%}")
 
     runner_settings = {
         "engine": values["engine"],
@@ -563,10 +575,11 @@ def ort_build(model: Path, engine: Path, threads: int) -> None:
 
 
 def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: dict) -> None:
-    """Time ``session.run`` on seeded random inputs, as ``deploy.profiler.measure`` does."""
+    """Time ``session.run`` on seeded random inputs in rounds, as ``deploy.profiler.measure`` does
+    (``deploy.sampling``, shipped with the bundle)."""
     import numpy as np
 
-    from deploy.stats import median_ci_rel
+    from deploy.sampling import ProfileSettings, sample_rounds
 
     session = _session(engine, threads, optimize=False)
     rng = np.random.default_rng(settings["seed"])
@@ -589,33 +602,14 @@ def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: d
         session.run(outputs, feed)
         return time.perf_counter() - start
 
-    warm_start = time.perf_counter()
-    infer()
-    warmup_iterations = 1
-    steady = time.perf_counter()
-    while time.perf_counter() - steady < settings["warmup_s"]:
-        infer()
-        warmup_iterations += 1
-    warmup_s = time.perf_counter() - warm_start
-    samples: list[float] = []
-    next_check = settings["min_samples"]
-    start = time.perf_counter()
-    while True:
-        samples.append(infer() * 1e3)
-        elapsed = time.perf_counter() - start
-        if elapsed >= settings["max_duration_s"]:
-            stop_reason = "max_duration"
-            break
-        if len(samples) >= next_check and elapsed >= settings["min_duration_s"]:
-            if median_ci_rel(samples) <= settings["ci_rel"]:
-                stop_reason = "ci_converged"
-                break
-            next_check = len(samples) + max(1, len(samples) // 20)
+    rounds = sample_rounds({"model": infer}, ProfileSettings(**settings))
+    series = rounds.series["model"]
     write_json(times, {
-        "samples_ms": samples,
-        "warmup_iterations": warmup_iterations,
-        "warmup_s": warmup_s,
-        "stop_reason": stop_reason,
+        "samples_ms": series.samples_ms,
+        "round_sizes": [len(block) for block in series.blocks],
+        "warmup_iterations": series.warmup_iterations,
+        "warmup_s": series.warmup_s,
+        "stop_reason": rounds.stop_reason,
         "runner_settings": {
             "threads": threads, "inter_op_threads": 1, "execution_mode": "ORT_SEQUENTIAL",
             "graph_optimization_level": "ORT_ENABLE_ALL (at build)", "providers": session.get_providers(),

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Callable  # not collections.abc: the alias below is evaluated on Python 3.8 devices
 
 import numpy as np
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deploy.errors import InputError
+from deploy.sampling import ProfileSettings
 from deploy.validation import parse_yaml, validate
 
 TARGET_VERSION = 1
@@ -116,23 +117,15 @@ class PowerMode(_Strict):
     jetson_clocks: bool | None = None
 
 
-class Measurement(_Strict):
-    """What and how long to measure on the device (``deploy.profiler.ProfileSettings``; its
-    ``cv_threshold`` is the budget's ``stability.max_cv``)."""
+class DeviceMeasure(_Strict):
+    """What to measure on the device (batch size, CPU threads) and how (``profile``, the settings of
+    ``deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
+    warm-up, ``min_duration_s`` and ``min_rounds x block_calls`` iterations, and its samples are
+    summarized in rounds of ``block_calls``."""
 
     batch: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1)
-    warmup_s: float = Field(1.0, ge=0)
-    min_samples: int = Field(100, ge=1)
-    min_duration_s: float = Field(3.0, ge=0)
-    max_duration_s: float = Field(10.0, gt=0)
-    ci_rel: float = Field(0.02, ge=0)
-
-    @model_validator(mode="after")
-    def _durations(self) -> Measurement:
-        if self.max_duration_s < self.min_duration_s:
-            raise ValueError("max_duration_s must be at least min_duration_s")
-        return self
+    profile: ProfileSettings = ProfileSettings()
 
 
 class LatencyLimit(_Strict):
@@ -147,16 +140,11 @@ class LatencyLimit(_Strict):
         return value
 
 
-class StabilityLimit(_Strict):
-    max_cv: float = Field(0.10, gt=0)
-
-
 class DeployBudget(_Strict):
-    """What the device's measurement must meet: the ``latency`` and ``stability`` entries of a
-    ``spiral gate`` budget, in the same shape, checked by the same gate."""
+    """What the device's measurement must meet: the ``latency`` entry of a ``spiral gate`` budget,
+    in the same shape, judged by the same gate on the device's rounds."""
 
     latency: LatencyLimit
-    stability: StabilityLimit = StabilityLimit()
 
 
 class TargetProfile(_Strict):
@@ -169,7 +157,7 @@ class TargetProfile(_Strict):
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     trtexec: TrtexecSettings | None = None
     power: PowerMode | None = None
-    measure: Measurement = Measurement()
+    measure: DeviceMeasure = DeviceMeasure()
     budget: DeployBudget
 
     @field_validator("version")

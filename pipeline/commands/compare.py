@@ -1,14 +1,20 @@
-"""``spiral compare BASE.json NEW.json`` or ``spiral compare HISTORY_DIR``: latency regression detection."""
+"""``spiral compare BASE.onnx NEW.onnx``, ``spiral compare BASE.json NEW.json`` or ``spiral compare HISTORY_DIR``:
+latency regression detection."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
+from deploy.backends import BACKENDS
 from deploy.errors import InputError
+from deploy.profiler import Target, profile_paired
+from deploy.sampling import ProfileSettings
+from deploy.verdict import STATISTICS
 from pipeline.compare.history import build_history
-from pipeline.compare.profiles import compare_profiles
-from pipeline.compare.releases import load_history, load_release
+from pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison
+from pipeline.compare.releases import Release, load_history, load_release
 from pipeline.compare.report import (
     comparison_html,
     comparison_json,
@@ -18,30 +24,84 @@ from pipeline.compare.report import (
     history_json,
     history_markdown,
 )
-from pipeline.compare.stats import COMPARED_STATS, CompareSettings
 from pipeline.report.outputs import write_outputs
 
 NAME = "compare"
-HELP = "compare two latency profiles or reports for a regression, or draw the trend of a directory of releases"
+HELP = "is the new model slower? measure two ONNX models paired, compare two profiles, or draw a release trend"
+DESCRIPTION = """\
+Three ways to call it:
+
+  spiral compare BASE.onnx NEW.onnx   (recommended) loads both models once on this machine and
+                                      alternates them in rounds; the verdict rests on the per-round
+                                      ratios, so whatever the machine does touches both alike.
+  spiral compare BASE.json NEW.json   two profiles (or gate / run reports) from separate runs on the
+                                      same target; what moves between runs (about +-7 % here) widens
+                                      the interval by --tolerance, so small changes come out
+                                      inconclusive: re-measure both paired to settle them.
+  spiral compare HISTORY_DIR          the trend of past releases, and the newest against the one before.
+
+Exit status: 0 no regression (or an improvement), 1 a regression or inconclusive, 2 bad input
+(including profiles measured on different targets)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    defaults, rule = ProfileSettings(), RegressionRule()
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="BASE.json NEW.json (profiles, gate reports or run reports), or HISTORY_DIR holding them")
-    parser.add_argument("--statistic", choices=COMPARED_STATS, default="p50", help="the statistic that decides (default p50)")
-    parser.add_argument("--min-effect", type=float, default=5.0, help="smallest change in %% that counts (default 5)")
-    parser.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test and CI (default 0.01)")
-    parser.add_argument("--max-cv", type=float, default=0.10, help="coefficient of variation above which a measurement is unstable (default 0.10)")
-    parser.add_argument("--batch", type=int, help="compare only this batch size")
+                        help="BASE.onnx NEW.onnx, BASE.json NEW.json (profiles, gate reports or run reports), "
+                             "or HISTORY_DIR holding such JSON files")
+    parser.add_argument("--statistic", choices=STATISTICS, default=rule.statistic,
+                        help="the statistic that decides (default p50)")
+    parser.add_argument("--min-effect", type=float, default=rule.min_effect_pct,
+                        help="a regression is a change surely above +this %%, an improvement one surely below "
+                             "-this %% (default %(default)g)")
+    parser.add_argument("--confidence", type=float, default=defaults.confidence,
+                        help="confidence of the interval (default %(default)g)")
+    parser.add_argument("--tolerance", type=float, default=BETWEEN_RUN_TOLERANCE,
+                        help="two JSON profiles only: relative widening for what moves between separate runs "
+                             "(default %(default)g)")
+    parser.add_argument("--batch", type=int, help="the batch size to measure (two ONNX models; default 1) "
+                                                  "or to compare (profiles; default: every shared one)")
+    paired = parser.add_argument_group("two ONNX models, measured paired on this machine")
+    paired.add_argument("--backend", default="ort-cpu", help=f"backend: {', '.join(BACKENDS)} (default ort-cpu)")
+    paired.add_argument("--threads", type=int, help="CPU threads (default: the backend's)")
+    paired.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default fp32")
+    paired.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
+                        help="seconds of rounds at most; sampling stops earlier once the verdict is decided "
+                             "(default %(default)g)")
     parser.add_argument("--json", type=Path, help="write the comparison as JSON")
     parser.add_argument("--markdown", type=Path, help="write a Markdown summary for a pull-request comment")
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report with plots")
 
 
+def _measure_paired(args: argparse.Namespace, rule: RegressionRule) -> tuple:
+    base_path, new_path = args.paths
+    for path in args.paths:
+        if not path.is_file():
+            raise InputError(f"model file not found: {path}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be positive, got {args.threads}")
+    if args.batch is not None and args.batch < 1:
+        raise InputError(f"--batch must be positive, got {args.batch}")
+    defaults = ProfileSettings()
+    settings = ProfileSettings(confidence=rule.confidence, max_duration_s=args.max_duration,
+                               min_duration_s=min(defaults.min_duration_s, args.max_duration))
+    target = Target(args.backend, args.batch or 1, args.threads, args.precision)
+    question = rule.question()
+    with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
+        paired = profile_paired({"base": base_path, "new": new_path}, target, settings, [question],
+                                cache_dir=Path(cache))
+    labels = (str(base_path), str(new_path)) if base_path.stem == new_path.stem else (base_path.stem, new_path.stem)
+    base = Release(labels[0], base_path, paired.profiles["base"], None, None)
+    new = Release(labels[1], new_path, paired.profiles["new"], None, None)
+    return base, new, paired_comparison(base.profile, new.profile, paired.verdict(question.name), rule)
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = CompareSettings(min_effect_pct=args.min_effect, alpha=args.alpha, max_cv=args.max_cv)
+    rule = RegressionRule(args.statistic, args.min_effect, args.confidence, args.tolerance)
     if len(args.paths) == 1:
-        history = build_history(load_history(args.paths[0]), settings, statistic=args.statistic, batch=args.batch)
+        history = build_history(load_history(args.paths[0]), rule, batch=args.batch)
         print(history_markdown(history), end="")
         outputs = [
             (args.json, lambda: history_json(history)),
@@ -50,8 +110,14 @@ def run(args: argparse.Namespace) -> int:
         ]
         code = history.exit_code
     elif len(args.paths) == 2:
-        base, new = (load_release(p) for p in args.paths)
-        comparison = compare_profiles(base.profile, new.profile, settings, statistic=args.statistic, batch=args.batch)
+        onnx = [p.suffix == ".onnx" for p in args.paths]
+        if all(onnx):
+            base, new, comparison = _measure_paired(args, rule)
+        elif any(onnx):
+            raise InputError("give two ONNX models (measured paired here) or two JSON profiles, not one of each")
+        else:
+            base, new = (load_release(p) for p in args.paths)
+            comparison = compare_runs(base.profile, new.profile, rule, batch=args.batch)
         print(comparison_markdown(comparison, base, new), end="")
         outputs = [
             (args.json, lambda: comparison_json(comparison, base, new)),
@@ -59,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
             (args.html, lambda: comparison_html(comparison, base, new)),
         ]
         code = comparison.exit_code
-        print(f"spiral compare: {headline(comparison)}")
+        print(f"spiral compare ({comparison.kind_label}): {headline(comparison)}")
     else:
-        raise InputError("give two profiles or reports (BASE.json NEW.json), or one directory of past releases")
+        raise InputError("give two ONNX models, two profiles or reports (BASE.json NEW.json), "
+                         "or one directory of past releases")
     for path in write_outputs(outputs):
         print(f"wrote {path}")
     return code

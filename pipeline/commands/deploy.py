@@ -58,7 +58,9 @@ def run_model(run_dir: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     target = load_target(args.target, host_override=args.host)
     print(f"deploying to {target.name} at {target.host}")
-    budget = parse_budget(target.budget.model_dump(mode="json"), f"target '{target.name}' budget")
+    # The device's rounds are judged at the confidence the target measures with.
+    budget = parse_budget(target.budget.model_dump(mode="json"), f"target '{target.name}' budget").model_copy(
+        update={"profile": target.measure.profile})
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
         model = Path(args.model)
@@ -78,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"engine: {'reused from the device cache' if result.engine_from_cache else 'built on the device'}")
     profile = Profile.load(result.profile_path)
     gate = run_gate(budget, profile=profile)
-    for check in gate.checks:
-        print(check.line())
+    for line in [*(check.line() for check in gate.checks), *gate.notes]:
+        print(line)
     context = GateContext(args.model, f"{target.name} ({result.host})", profile)
     report = {
         **gate_json(gate, context),

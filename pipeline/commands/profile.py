@@ -9,11 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.errors import InputError
-from deploy.profiler import Profile, ProfileSettings, profile_model
+from deploy.profiler import Profile, profile_model
+from deploy.sampling import ProfileSettings
 from kernels.report import print_layer_tables
 
 NAME = "profile"
-HELP = "measure an ONNX model's latency on a backend (p50/p90/p95/p99, CV, stable flag)"
+HELP = "measure an ONNX model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -39,15 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--per-layer", action="store_true", help="also time each prunable layer alone across channel counts"
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where compiled engines are kept")
-    parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="warm-up seconds")
-    parser.add_argument("--min-samples", type=int, default=defaults.min_samples, help="minimum timed runs")
-    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s, help="seconds per batch, at most")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup_s,
+                        help="warm-up seconds (default %(default)g)")
+    parser.add_argument("--min-rounds", type=int, default=defaults.min_rounds,
+                        help="minimum rounds of timed calls; sampling then stops once the round median is tight "
+                             "(default %(default)d)")
+    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
+                        help="seconds of rounds per batch, at most (default %(default)g)")
 
 
 def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
     title = f"{profile.backend} · {Path(profile.model_path).name} · {profile.runner_settings.get('threads', '-')} threads"
     table = Table(title=title)
-    columns = ["batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "CV %", "samples", "stable", "stop"]
+    columns = ["batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "robust CV %", "rounds", "samples", "stable",
+               "stop"]
     if throughput:
         columns.insert(1, "items/s")
     for column in columns:
@@ -55,7 +61,8 @@ def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
     for m in profile.measurements:
         s = m.stats
         row = [str(m.batch)] + [f"{s[k]:.4f}" for k in ("p50", "p90", "p95", "p99", "mean")]
-        row += [f"{100 * s['cv']:.1f}", str(len(m.samples_ms)), "yes" if m.stable else "[red]no[/]", m.stop_reason]
+        row += [f"{100 * s['robust_cv']:.1f}", str(len(m.round_sizes)), str(len(m.samples_ms)),
+                "yes" if m.stable else "[red]no[/]", m.stop_reason]
         if throughput:
             row.insert(1, f"{m.throughput_per_s:,.1f}")
         table.add_row(*row)
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads must be positive, got {args.threads}")
     settings = ProfileSettings(
         warmup_s=args.warmup,
-        min_samples=args.min_samples,
+        min_rounds=args.min_rounds,
         min_duration_s=min(ProfileSettings().min_duration_s, args.max_duration),
         max_duration_s=args.max_duration,
         throughput=args.throughput,

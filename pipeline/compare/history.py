@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deploy.errors import InputError
-from pipeline.compare.profiles import ProfileComparison, compare_profiles
+from deploy.verdict import STATISTICS
+from pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
 from pipeline.compare.releases import Release
-from pipeline.compare.stats import COMPARED_STATS, CompareSettings
 
 
 @dataclass(frozen=True)
@@ -15,10 +15,12 @@ class History:
     releases: list[Release]
     batch: int
     latest: ProfileComparison | None
+    # Why the newest two releases were not compared (measured on different targets), else "".
+    not_compared: str = ""
 
     def series(self) -> dict[str, list[float]]:
         """Statistic name -> its value in each release, oldest first."""
-        return {name: [r.profile.stat(name, self.batch) for r in self.releases] for name in COMPARED_STATS}
+        return {name: [r.profile.stat(name, self.batch) for r in self.releases] for name in STATISTICS}
 
     def accuracy(self) -> list[float | None]:
         """Top-1 accuracy in percent of each release, None where the file does not record it."""
@@ -26,6 +28,9 @@ class History:
 
     @property
     def exit_code(self) -> int:
+        """The newest comparison's; 1 when the newest two could not be compared (never a pass)."""
+        if self.not_compared:
+            return 1
         return self.latest.exit_code if self.latest else 0
 
     def to_dict(self) -> dict:
@@ -33,23 +38,32 @@ class History:
             "batch": self.batch,
             "releases": [
                 {"label": r.label, "source": str(r.source), "created": r.created, "accuracy_pct": acc,
-                 **{name: r.profile.stat(name, self.batch) for name in COMPARED_STATS}}
+                 **{name: r.profile.stat(name, self.batch) for name in STATISTICS}}
                 for r, acc in zip(self.releases, self.accuracy())
             ],
             "latest": self.latest.to_dict() if self.latest else None,
+            "not_compared": self.not_compared or None,
         }
 
 
-def build_history(
-    releases: list[Release], settings: CompareSettings, *, statistic: str = "p50", batch: int | None = None
-) -> History:
-    """``batch`` defaults to the newest release's first batch size; every release must have it."""
+def build_history(releases: list[Release], rule: RegressionRule = RegressionRule(), *,
+                  batch: int | None = None) -> History:
+    """``batch`` defaults to the newest release's first batch size; every release must have it.
+
+    The trend is drawn whatever measured each release; the newest release is judged against the one
+    before only when both were measured on the same target (see ``pipeline.compare.profiles``).
+    """
     newest = releases[-1]
     batch = newest.profile.measurement(batch).batch
     for r in releases:
         if batch not in (m.batch for m in r.profile.measurements):
             raise InputError(f"{r.source} has no measurement at batch {batch}; pass --batch to choose another")
-    latest = None
-    if len(releases) > 1:
-        latest = compare_profiles(releases[-2].profile, newest.profile, settings, statistic=statistic, batch=batch)
-    return History(releases, batch, latest)
+    if len(releases) < 2:
+        return History(releases, batch, None)
+    previous = releases[-2]
+    differences = fingerprint_differences(previous.profile, newest.profile)
+    if differences:
+        why = (f"not compared: {previous.label} and {newest.label} were measured on different targets "
+               f"({'; '.join(differences)}); re-measure both paired with spiral compare BASE.onnx NEW.onnx")
+        return History(releases, batch, None, why)
+    return History(releases, batch, compare_runs(previous.profile, newest.profile, rule, batch=batch))

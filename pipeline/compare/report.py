@@ -5,62 +5,66 @@ from __future__ import annotations
 import datetime as dt
 
 from pipeline.compare.history import History
-from pipeline.compare.profiles import ProfileComparison
+from pipeline.compare.profiles import BatchComparison, ProfileComparison
 from pipeline.compare.releases import Release
 from pipeline.report import plots
 from pipeline.report.html import esc, html_page, html_plot, html_table
 from pipeline.report.markdown import md_table
 
-COMPARE_SCHEMA_VERSION = 1
+COMPARE_SCHEMA_VERSION = 2
 COMPARE_REPORT_KIND = "spiral-compare"
 HISTORY_REPORT_KIND = "spiral-history"
 _HEADERS = ("batch", "statistic", "base ms", "new ms", "change", "confidence interval", "verdict")
+PAIRED_ADVICE = "re-measure both paired in one process: spiral compare BASE.onnx NEW.onnx"
 
 
 def _pct(value: float) -> str:
     return f"{value:+.1f}%"
 
 
+def _range(c: BatchComparison) -> str:
+    return f"{_pct(100 * (c.verdict.low - 1))} .. {_pct(100 * (c.verdict.high - 1))}"
+
+
+def _ci(c: BatchComparison) -> str:
+    return f"{c.verdict.confidence:.0%} CI {_range(c)}"
+
+
 def headline(comparison: ProfileComparison) -> str:
-    """The verdict and the deciding change, e.g. ``regression: p50 +10.2% (99% CI +9.0% .. +11.5%)``."""
+    """The verdict and the deciding change, e.g. ``regression: p50 +10.2% (95% CI +9.0% .. +11.5%)``."""
     parts = []
-    for batch, s in comparison.deciding().items():
+    for batch, c in comparison.batches.items():
         where = f" at batch {batch}" if len(comparison.batches) > 1 else ""
-        parts.append(
-            f"{s.statistic}{where} {_pct(s.change_pct)} ({_ci_label(comparison)} "
-            f"{_pct(100 * (s.ci_low - 1))} .. {_pct(100 * (s.ci_high - 1))})"
-        )
+        parts.append(f"{comparison.rule.statistic}{where} {_pct(c.change_pct)} ({_ci(c)})")
     return f"{comparison.verdict}: " + "; ".join(parts)
 
 
-def _ci_label(comparison: ProfileComparison) -> str:
-    return f"{100 * (1 - comparison.settings.alpha):g}% CI"
-
-
 def _rows(comparison: ProfileComparison) -> list[list[str]]:
-    rows = []
-    for batch, c in comparison.batches.items():
-        for s in c.stats:
-            mark = " (decides)" if s.statistic == comparison.statistic else ""
-            rows.append([
-                str(batch), s.statistic + mark, f"{s.base_ms:.3f}", f"{s.new_ms:.3f}", _pct(s.change_pct),
-                f"{_pct(100 * (s.ci_low - 1))} .. {_pct(100 * (s.ci_high - 1))}", s.verdict,
-            ])
-    return rows
+    return [
+        [str(batch), comparison.rule.statistic, f"{c.base_ms:.3f}", f"{c.new_ms:.3f}", _pct(c.change_pct),
+         _range(c), c.call]
+        for batch, c in comparison.batches.items()
+    ]
 
 
 def _notes(comparison: ProfileComparison) -> list[str]:
-    s = comparison.settings
-    notes = [
-        f"A regression needs Mann-Whitney p < {s.alpha:g} and the whole {_ci_label(comparison)} of the ratio "
-        f"beyond +{s.min_effect_pct:g}%; a measurement with cv > {s.max_cv:.0%} is inconclusive."
-    ]
+    rule = comparison.rule
+    effect = rule.min_effect_pct
+    notes = [f"Comparison: {comparison.kind_label}."]
+    if comparison.kind == "paired":
+        notes.append(f"Both models were measured in alternating rounds in one process; the interval is that of "
+                     f"the median per-round ratio. A regression is an interval entirely above +{effect:g}%, "
+                     f"an improvement one entirely below -{effect:g}%.")
+    else:
+        notes.append(f"Two separate runs: the interval combines both medians' intervals and is widened by "
+                     f"±{rule.tolerance:.0%} for what moves between runs. A regression is an interval entirely "
+                     f"above +{effect:g}%, an improvement one entirely below -{effect:g}%.")
     for batch, c in comparison.batches.items():
-        notes.append(
-            f"batch {batch}: {c.base_n} vs {c.new_n} samples, robust cv {c.base_cv:.1%} vs {c.new_cv:.1%}, "
-            f"Mann-Whitney p = {c.p_value:.2g}" + (f"; {c.note}" if c.note else "")
-        )
-    return notes + [f"warning: {w}" for w in comparison.warnings]
+        message = c.verdict.message()
+        if c.call == "inconclusive" and comparison.kind == "runs":
+            message += f"; {PAIRED_ADVICE}"
+        notes.append(f"batch {batch}: {message}")
+    return notes
 
 
 def comparison_markdown(comparison: ProfileComparison, base: Release, new: Release) -> str:
@@ -131,7 +135,7 @@ def _history_headers(history: History) -> list[str]:
 
 
 def history_markdown(history: History) -> str:
-    verdict = headline(history.latest) if history.latest else "one release, nothing to compare"
+    verdict = headline(history.latest) if history.latest else history.not_compared or "one release, nothing to compare"
     lines = [
         f"## spiral history: {len(history.releases)} releases, batch {history.batch}",
         "",
@@ -152,6 +156,8 @@ def history_html(history: History) -> str:
     if history.latest:
         base, new = history.releases[-2], history.releases[-1]
         sections += ["<h2>Newest release against the one before</h2>", *_comparison_sections(history.latest, base, new)]
+    elif history.not_compared:
+        sections.append(f'<p class="verdict inconclusive">{esc(history.not_compared)}</p>')
     return html_page(f"spiral history: {len(history.releases)} releases", sections)
 
 

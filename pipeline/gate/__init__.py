@@ -6,7 +6,6 @@ from pipeline.gate.budget import (
     LatencyBudget,
     ParityBudget,
     SizeBudget,
-    StabilityBudget,
     load_budget,
     parse_budget,
 )
@@ -14,5 +13,5 @@ from pipeline.gate.checks import CheckResult, GateResult, run_gate
 
 __all__ = [
     "AccuracyBudget", "CheckResult", "GateBudget", "GateResult", "LatencyBudget", "ParityBudget", "SizeBudget",
-    "StabilityBudget", "load_budget", "parse_budget", "run_gate",
+    "load_budget", "parse_budget", "run_gate",
 ]

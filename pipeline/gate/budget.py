@@ -1,11 +1,11 @@
 """The release budget of ``spiral gate``: one YAML file, validated whole before anything is measured.
 
 ```yaml
-latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, min_effect_pct: 5, alpha: 0.01}
+latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, between_run_tolerance: 0.10}
 accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below the baseline
 size:      {max_mb: 20, max_params: 5000000}
 parity:    {atol: 1.0e-3, min_top1_agreement: 0.99}
-stability: {max_cv: 0.10}
+profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (deploy.sampling.ProfileSettings)
 ```
 """
 
@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deploy.sampling import ProfileSettings
 from deploy.validation import read_yaml, validate
+from pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE
 
 
 class _Strict(BaseModel):
@@ -26,16 +28,17 @@ class _Strict(BaseModel):
 class LatencyBudget(_Strict):
     """``max_ms`` on ``statistic``, and/or at most ``max_regression_pct`` slower than the baseline.
 
-    A regression counts only when it is significant (Mann–Whitney p < ``alpha``) and the whole
-    confidence interval of the ratio lies beyond max(``max_regression_pct``, ``min_effect_pct``).
+    Both are questions for ``deploy.verdict``: ``max_ms`` is met when the upper confidence bound of
+    the candidate's per-round statistic is within it; the regression limit ``1 + max_regression_pct
+    / 100`` is judged on the per-round ratios when the baseline model is measured beside the
+    candidate (``--baseline-model``), or on two separate runs widened by ``between_run_tolerance``
+    when the baseline is a stored profile (``--baseline``). Undecided fails the gate.
     """
 
     statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
     max_ms: float | None = Field(None, gt=0)
     max_regression_pct: float | None = Field(None, ge=0)
-    min_effect_pct: float = Field(5.0, ge=0)
-    alpha: float = Field(0.01, gt=0, lt=1)
-
+    between_run_tolerance: float = Field(BETWEEN_RUN_TOLERANCE, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> LatencyBudget:
@@ -63,7 +66,6 @@ class SizeBudget(_Strict):
     max_mb: float | None = Field(None, gt=0)
     max_params: int | None = Field(None, ge=1)
 
-
     @model_validator(mode="after")
     def _check(self) -> SizeBudget:
         if self.max_mb is None and self.max_params is None:
@@ -78,20 +80,13 @@ class ParityBudget(_Strict):
     min_top1_agreement: float = Field(0.99, ge=0, le=1)
 
 
-
-class StabilityBudget(_Strict):
-    """A latency measurement with a coefficient of variation above ``max_cv`` cannot pass a latency check."""
-
-    max_cv: float = Field(0.10, gt=0)
-
-
-
 class GateBudget(_Strict):
     latency: LatencyBudget | None = None
     accuracy: AccuracyBudget | None = None
     size: SizeBudget | None = None
     parity: ParityBudget | None = None
-    stability: StabilityBudget = StabilityBudget()
+    # How latency is measured; its confidence is the confidence of the latency verdicts.
+    profile: ProfileSettings = ProfileSettings()
 
     @model_validator(mode="after")
     def _check(self) -> GateBudget:

@@ -2,20 +2,28 @@
 
 The margin is signed so that a positive value is headroom and a negative one the amount by
 which the budget was missed, whichever way the budget points (a maximum or a minimum).
-A latency check on an unstable measurement is ``inconclusive``, and inconclusive never passes.
+Latency checks are verdicts of ``deploy.verdict``: the margin is measured from the far end of
+the confidence interval, and an ``undecided`` verdict is ``inconclusive``, which never passes.
+How noisy the measurement was is reported (robust cv); it fails nothing by itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from deploy.errors import InputError
 from deploy.profiler import Profile
-from pipeline.compare.profiles import ProfileComparison, compare_profiles
-from pipeline.compare.stats import CompareSettings
+from deploy.stats import robust_cv
+from deploy.verdict import Question, Verdict, judge
+from pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
 from pipeline.export import ParityResult
 from pipeline.gate.budget import GateBudget, ParityBudget
+
+# The names the paired session gives the two models.
+CANDIDATE, BASELINE = "candidate", "baseline"
+_STATUS = {"meets": "pass", "misses": "fail", "undecided": "inconclusive"}
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -25,7 +33,6 @@ _FORMATS = {
     "points": "{:.2f} points",
     "MB": "{:.3f} MB",
     "params": "{:,.0f} params",
-    "cv": "{:.3f}",
     "": "{:.3g}",
 }
 
@@ -62,7 +69,11 @@ class CheckResult:
 @dataclass
 class GateResult:
     checks: list[CheckResult]
-    comparison: ProfileComparison | None = None
+    # How the baseline was measured ("paired in this job", "stored baseline from another run"), if compared.
+    comparison: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    # What was measured, for information: rounds and robust cv (noise fails nothing by itself).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -81,7 +92,9 @@ class GateResult:
             "passed": self.passed,
             "exit_code": self.exit_code,
             "checks": [c.to_dict() for c in self.checks],
-            "comparison": self.comparison.to_dict() if self.comparison else None,
+            "comparison": self.comparison,
+            "latency_verdicts": [v.to_dict() for v in self.verdicts],
+            "notes": self.notes,
         }
 
 
@@ -99,56 +112,93 @@ def _at_least(name: str, measured: float, budget: float, unit: str, what: str) -
                        f"{what} {relation} the minimum")
 
 
-def _stability(budget: GateBudget, profile: Profile, batch: int | None) -> CheckResult:
-    m = profile.measurement(batch)
-    cv, max_cv = m.stats["cv"], budget.stability.max_cv
-    if cv <= max_cv:
-        return CheckResult("stability.cv", "pass", cv, max_cv, max_cv - cv, "cv",
-                           f"batch {m.batch}: {len(m.samples_ms)} samples, cv {cv:.1%} <= {max_cv:.0%}")
-    return CheckResult("stability.cv", "fail", cv, max_cv, max_cv - cv, "cv",
-                       f"batch {m.batch}: the measurement is unstable (cv {cv:.1%} > {max_cv:.0%}); "
-                       "latency checks are inconclusive: measure where nothing else competes for the CPU or GPU")
+def latency_questions(budget: GateBudget, baseline_measured: bool) -> list[Question]:
+    """The latency questions of the budget, named by their check, about the models ``candidate`` and
+    (when the baseline model is measured beside it) ``baseline``."""
+    latency = budget.latency
+    if latency is None:
+        return []
+    questions = []
+    if latency.max_ms is not None:
+        questions.append(_max_ms_question(budget))
+    if latency.max_regression_pct is not None and baseline_measured:
+        questions.append(_regression_question(budget))
+    return questions
+
+
+def _max_ms_question(budget: GateBudget) -> Question:
+    latency = budget.latency
+    assert latency is not None and latency.max_ms is not None
+    return Question(f"latency.{latency.statistic}.max_ms", CANDIDATE, latency.max_ms, statistic=latency.statistic)
+
+
+def _regression_question(budget: GateBudget) -> Question:
+    latency = budget.latency
+    assert latency is not None and latency.max_regression_pct is not None
+    return Question(f"latency.{latency.statistic}.regression", CANDIDATE, 1 + latency.max_regression_pct / 100,
+                    reference=BASELINE, statistic=latency.statistic)
+
+
+def _verdict_check(v: Verdict, unit: str, note: str = "") -> CheckResult:
+    """A latency verdict as a check; the margin runs from the interval's far end to the limit."""
+    if unit == "%":
+        measured, limit, high = 100 * (v.estimate - 1), 100 * (v.question.limit - 1), 100 * (v.high - 1)
+    else:
+        measured, limit, high = v.estimate, v.question.limit, v.high
+    message = f"{note}: {v.message()}" if note else v.message()
+    return CheckResult(v.question.name, _STATUS[v.outcome], measured, limit, limit - high, unit, message)  # type: ignore[arg-type]
 
 
 def _latency(
-    budget: GateBudget, profile: Profile, baseline: Profile | None, batch: int | None, stable: bool
-) -> tuple[list[CheckResult], ProfileComparison | None]:
+    budget: GateBudget, profile: Profile, baseline: Profile | None, paired: bool, verdicts: Mapping[str, Verdict],
+    batch: int | None,
+) -> tuple[list[CheckResult], list[Verdict], str | None]:
     latency = budget.latency
     if latency is None:
-        return [], None
-    checks = []
+        return [], [], None
+    confidence = budget.profile.confidence
     statistic = latency.statistic
     m = profile.measurement(batch)
+    checks, judged, comparison = [], [], None
     if latency.max_ms is not None:
-        measured = profile.stat(statistic, m.batch)
-        check = _at_most(f"latency.{statistic}.max_ms", measured, latency.max_ms, "ms", f"{statistic} at batch {m.batch}")
-        if not stable:
-            check = CheckResult(check.name, "inconclusive", measured, latency.max_ms, check.margin, "ms",
-                                "the measurement is unstable, so this number cannot be trusted either way")
-        checks.append(check)
-    comparison = None
+        question = _max_ms_question(budget)
+        v = verdicts.get(question.name) or judge(question, rounds_of(m, statistic, "the candidate's profile"),
+                                                 confidence)
+        checks.append(_verdict_check(v, "ms"))
+        judged.append(v)
     if latency.max_regression_pct is not None:
+        question = _regression_question(budget)
         if baseline is None:
-            raise InputError("the budget limits the regression against a baseline (latency.max_regression_pct); pass --baseline")
-        threshold = max(latency.max_regression_pct, latency.min_effect_pct)
-        settings = CompareSettings(min_effect_pct=threshold, alpha=latency.alpha, max_cv=budget.stability.max_cv)
-        comparison = compare_profiles(baseline, profile, settings, statistic=statistic, batch=m.batch)
-        s = comparison.deciding()[m.batch]
-        ci = f"{100 * (1 - latency.alpha):g}% CI {100 * (s.ci_low - 1):+.1f}% .. {100 * (s.ci_high - 1):+.1f}%"
-        p = comparison.batches[m.batch].p_value
-        status: Status
-        if s.verdict == "inconclusive":
-            status, why = "inconclusive", comparison.batches[m.batch].note
-        elif s.verdict == "regression":
-            status, why = "fail", f"significant regression: {ci}, Mann-Whitney p = {p:.2g}, beyond +{threshold:g}%"
+            raise InputError("the budget limits the regression against a baseline (latency.max_regression_pct); "
+                             "pass --baseline-model (or a stored --baseline)")
+        if paired:
+            if question.name not in verdicts:
+                raise InputError("the baseline was measured beside the candidate but its verdict is missing")
+            v, comparison = verdicts[question.name], KIND_LABELS["paired"]
         else:
-            status, why = "pass", f"no regression beyond +{threshold:g}%: {ci}, Mann-Whitney p = {p:.2g}"
-        checks.append(CheckResult(
-            f"latency.{statistic}.regression", status, s.change_pct, latency.max_regression_pct,
-            latency.max_regression_pct - s.change_pct, "%",
-            f"{statistic} {s.new_ms:.3f} ms vs baseline {s.base_ms:.3f} ms; {why}",
-        ))
-    return checks, comparison
+            require_same_target(baseline, profile, "the stored baseline",
+                                "re-measure the released model beside the candidate with --baseline-model")
+            base_rounds = rounds_of(baseline.measurement(m.batch), statistic, "the stored baseline")
+            v = judge_runs(question, rounds_of(m, statistic, "the candidate's profile"), base_rounds, confidence,
+                           latency.between_run_tolerance)
+            comparison = KIND_LABELS["runs"]
+        note = comparison
+        if v.outcome == "undecided" and not paired:
+            note += (f" (interval widened by ±{latency.between_run_tolerance:.0%}; re-measure the released model "
+                     "beside the candidate with --baseline-model to settle it)")
+        checks.append(_verdict_check(v, "%", note))
+        judged.append(v)
+    return checks, judged, comparison
+
+
+def measurement_note(name: str, profile: Profile, batch: int | None = None) -> str:
+    """``candidate: p50 1.234 ms at batch 1, 12 rounds, 960 calls, robust cv 3.1% (stable; …)``."""
+    m = profile.measurement(batch)
+    cv = m.stats.get("robust_cv", robust_cv(m.samples_ms))
+    rounds = f"{len(m.round_sizes)} rounds, " if m.round_sizes else ""
+    return (f"{name}: p50 {m.stats['p50']:.3f} ms at batch {m.batch}, {rounds}{len(m.samples_ms)} calls, "
+            f"robust cv {cv:.1%} ({'stable' if m.stable else 'unstable'}; noise fails nothing by itself), "
+            f"stopped by {m.stop_reason}")
 
 
 def _accuracy(budget: GateBudget, metrics: dict | None, baseline_metrics: dict | None) -> list[CheckResult]:
@@ -165,7 +215,7 @@ def _accuracy(budget: GateBudget, metrics: dict | None, baseline_metrics: dict |
         if not baseline_metrics or "accuracy" not in baseline_metrics:
             raise InputError(
                 "the budget limits the accuracy drop (accuracy.max_drop) but the baseline records no accuracy; "
-                "use a gate or run report as --baseline"
+                "pass --baseline-model with --data, or a gate or run report as --baseline"
             )
         base = 100 * baseline_metrics["accuracy"]
         checks.append(_at_most("accuracy.max_drop", base - measured, accuracy.max_drop, "points",
@@ -210,6 +260,8 @@ def run_gate(
     *,
     profile: Profile,
     baseline: Profile | None = None,
+    paired: bool = False,
+    verdicts: Mapping[str, Verdict] | None = None,
     metrics: dict | None = None,
     baseline_metrics: dict | None = None,
     model_size_mb: float | None = None,
@@ -219,15 +271,19 @@ def run_gate(
 ) -> GateResult:
     """Every check the budget asks for, in a fixed order. Missing inputs a check needs are an InputError.
 
-    ``batch`` picks the measurement to judge (default: the profile's first).
+    ``verdicts`` are those the paired session reached while sampling (``latency_questions``); a
+    latency question without one is judged here on the profile's rounds. ``paired`` says that
+    ``baseline`` was measured in the same rounds as ``profile``; otherwise it is a stored profile
+    from another run. ``batch`` picks the measurement to judge (default: the profile's first).
     """
-    stability = _stability(budget, profile, batch)
-    latency, comparison = _latency(budget, profile, baseline, batch, stability.status == "pass")
+    latency, judged, comparison = _latency(budget, profile, baseline, paired, verdicts or {}, batch)
     checks = [
         *latency,
         *_accuracy(budget, metrics, baseline_metrics),
         *_size(budget, model_size_mb, params),
         *_parity(budget, parity),
-        stability,
     ]
-    return GateResult(checks, comparison)
+    notes = [measurement_note(CANDIDATE, profile, batch)]
+    if baseline is not None and comparison is not None:
+        notes.append(measurement_note(BASELINE, baseline, profile.measurement(batch).batch))
+    return GateResult(checks, comparison, judged, notes)

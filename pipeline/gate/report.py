@@ -15,7 +15,7 @@ from pipeline.report.html import esc, html_page, html_plot, html_table
 from pipeline.report.junit import TestCase, junit_xml
 from pipeline.report.markdown import md_table
 
-GATE_SCHEMA_VERSION = 1
+GATE_SCHEMA_VERSION = 2
 _HEADERS = ("check", "status", "measured", "budget", "margin", "details")
 
 
@@ -56,8 +56,13 @@ def gate_markdown(result: GateResult, context: GateContext) -> str:
     lines = [f"## {_title(result, context)}", "", _summary(result), "",
              *md_table(_HEADERS, [_row(c) for c in result.checks], "llrrrl")]
     if context.baseline:
-        lines += ["", f"Baseline: `{context.baseline.source}`"]
+        lines += ["", f"Baseline: `{context.baseline.source}`{_comparison(result)}"]
+    lines += ["", *(f"- {note}" for note in result.notes)]
     return "\n".join(lines) + "\n"
+
+
+def _comparison(result: GateResult) -> str:
+    return f" ({result.comparison})" if result.comparison else ""
 
 
 def gate_junit(result: GateResult) -> str:
@@ -72,7 +77,8 @@ def gate_html(result: GateResult, context: GateContext) -> str:
                    row_classes=[c.status for c in result.checks]),
     ]
     if context.baseline:
-        sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}</p>')
+        sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}{esc(_comparison(result))}</p>')
+    sections += [f'<p class="note">{esc(note)}</p>' for note in result.notes]
     m = context.profile.measurements[0]
     baseline = context.baseline
     base = next((b for b in baseline.profile.measurements if b.batch == m.batch), None) if baseline else None

@@ -170,9 +170,10 @@ def loopback_target_data(server: SshServer, device: Path, *, ssh_config: Path | 
         "backend": "ort-cpu",
         "ssh": {"host": HOST_ALIAS, "options": ["-F", str(ssh_config or server.ssh_config())]},
         "remote": {"dir": str(device), "python": sys.executable},
-        "measure": {"threads": 1, "warmup_s": 0.02, "min_samples": 20, "min_duration_s": 0.1, "max_duration_s": 0.5},
-        # A shared CI machine stalls now and then; the gate's stability check is not what these tests test.
-        "budget": {"latency": {"max_ms": 1000.0}, "stability": {"max_cv": 50.0}},
+        "measure": {"threads": 1, "profile": {"warmup_s": 0.02, "block_s": 0.01, "min_rounds": 5,
+                                             "min_duration_s": 0.1, "max_duration_s": 0.5}},
+        # Far above the tiny model's latency: the judge passes it however busy the machine is.
+        "budget": {"latency": {"max_ms": 1000.0}},
     }
     data.update(overrides)
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_cpu_target_commands(tiny_onnx: Path, tmp_path: Path) -> None:
     assert commands["profile"][:9] == ["{python}", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}",
                                        "--threads", "2"]
     settings = json.loads(commands["profile"][commands["profile"].index("--settings") + 1])
-    assert settings["min_samples"] == 50 and settings["cv_threshold"] == 0.10
+    assert settings == dataclasses.asdict(load_target("local-cpu").measure.profile) and settings["min_rounds"] == 10
 
 
 @pytest.mark.parametrize(("name", "version"), TRTEXEC_CASES)
@@ -73,14 +74,14 @@ def test_trtexec_command_lines(tiny_onnx: Path, tmp_path: Path, name: str, versi
         assert "strongly typed" in commands["unsupported"] and "convert the ONNX to FP16" in commands["unsupported"]
         return
     trtexec, mib = target.trtexec.path, target.trtexec.workspace_mib
-    m = target.measure
+    m = target.measure.profile
     assert commands["build"] == [
         trtexec, f"--onnx={MODEL_FILE}", "--saveEngine={engine}", f"--memPoolSize=workspace:{mib}", "--skipInference",
         "--fp16", f"--minShapes={SHAPE}", f"--optShapes={SHAPE}", f"--maxShapes={SHAPE}", "--timingCacheFile={timing_cache}",
     ]
     assert commands["profile"] == [
         trtexec, "--loadEngine={engine}", f"--shapes={SHAPE}", f"--warmUp={round(m.warmup_s * 1000)}",
-        f"--duration={round(m.min_duration_s)}", f"--iterations={m.min_samples}", "--useSpinWait",
+        f"--duration={round(m.min_duration_s)}", f"--iterations={m.min_rounds * m.block_calls}", "--useSpinWait",
         "--exportTimes={times}", *(["--percentile=90,95,99"] if major >= 10 else []),
     ]
 
@@ -116,7 +117,7 @@ def test_engine_key_follows_the_onnx_and_build_flags_only(tiny_onnx: Path, stati
     key = build_bundle(tiny_onnx, nano, tmp_path / "a").engine_key
     assert build_bundle(tiny_onnx, nano, tmp_path / "a").engine_key == key
     data = nano.model_dump(mode="json")
-    data["measure"]["min_samples"] = 999  # a profile setting: the same engine serves
+    data["measure"]["profile"]["min_rounds"] = 999  # a profile setting: the same engine serves
     assert build_bundle(tiny_onnx, parse_target(data, "t"), tmp_path / "b").engine_key == key
     data["precision"] = "fp32"
     assert build_bundle(tiny_onnx, parse_target(data, "t"), tmp_path / "c").engine_key != key

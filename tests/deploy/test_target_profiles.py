@@ -30,7 +30,7 @@ def test_shipped_target_is_valid_and_its_budget_is_a_gate_budget(name: str) -> N
     assert target.name == name
     budget = parse_budget(target.budget.model_dump(mode="json"), name)
     assert budget.latency is not None and budget.latency.max_ms == target.budget.latency.max_ms
-    assert budget.stability.max_cv == target.budget.stability.max_cv
+    assert target.measure.profile.max_duration_s >= target.measure.profile.min_duration_s
     if target.backend == "trtexec":
         assert target.trtexec is not None and target.trtexec.tensorrt
 
@@ -84,7 +84,9 @@ def test_target_file_by_path(tmp_path: Path) -> None:
         (minimal(ssh={"options": ["-p", "22"]}), "ssh option '-p' is not accepted"),
         (minimal(ssh={"options": ["-i"]}), "needs a value"),
         (minimal(remote={"dir": "../elsewhere"}), "without '..'"),
-        (minimal(measure={"min_duration_s": 5, "max_duration_s": 1}), "max_duration_s must be at least"),
+        (minimal(measure={"profile": {"min_duration_s": 5, "max_duration_s": 1}}), "max_duration_s must be positive and at least"),
+        (minimal(measure={"min_samples": 50}), "measure.min_samples"),
+        (minimal(budget={"latency": {"max_ms": 5}, "stability": {"max_cv": 0.1}}), "budget.stability"),
         (minimal(version=2), "target version 2 is not supported"),
         ([1, 2], "expected a mapping"),
     ],

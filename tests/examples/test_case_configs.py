@@ -66,7 +66,7 @@ def shortened(case: str, model: str, source: str, input_shape: list[int], per_la
     config["target"] = {
         **config["target"],
         "threads": 1,
-        "profile": {"warmup_s": 0.05, "min_samples": 10, "min_duration_s": 0.05, "max_duration_s": 0.3},
+        "profile": {"warmup_s": 0.05, "block_s": 0.005, "min_rounds": 6, "min_duration_s": 0.05, "max_duration_s": 0.5},
     }
     config["budget"] = {
         "statistic": "p50", "max_ms": 1000.0, "min_speedup": None, "accuracy": {"max_drop": None, "min": 0.0}

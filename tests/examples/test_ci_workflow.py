@@ -1,5 +1,6 @@
-"""The CI example runs: every ``run:`` step of examples/ci/github-actions.yml that calls ``spiral``
-is executed by bash, as the runner would, against a tiny model and a past release made here."""
+"""The CI example runs: every ``run:`` step of examples/ci/github-actions.yml after the install is
+executed by bash, as the runner would, in a git repository made here whose last release tag holds
+the released model and whose working tree holds the candidate."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 import torch
 import yaml
 
-from pipeline.cli import main
 from pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.gate.digits_model import digits_net
@@ -23,33 +23,49 @@ from tests.pipeline.gate.digits_model import digits_net
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
-# On a shared machine the latency of two runs may differ, and a measurement may be unstable:
-# those checks may fail. Everything else the example gates on must pass.
-LATENCY_CHECKS = {"latency.p50.max_ms", "latency.p50.regression", "stability.cv"}
+# The latency verdicts may be undecided on a busy machine (a failed job, never a false pass);
+# everything else the example gates on must pass.
+LATENCY_CHECKS = {"latency.p50.max_ms", "latency.p50.regression"}
 
 
-def spiral_steps(workflow: dict) -> list[dict]:
+def run_steps(workflow: dict) -> list[dict]:
+    """The steps the example runs after installing spiral (which the test environment has done)."""
     steps = workflow["jobs"]["gate"]["steps"]
-    return [s for s in steps if "run" in s and any(line.strip().startswith("spiral ") for line in s["run"].splitlines())]
+    return [s for s in steps if "run" in s and s["name"] != "Install spiral"]
 
 
-def test_the_workflow_gates_a_release_with_the_commands_it_documents(tmp_path):
+def git(repo: Path, *args: str) -> None:
+    identity = ["-c", "user.name=CI test", "-c", "user.email=ci@example.invalid"]
+    subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in_the_same_job(tmp_path):
     workflow = yaml.safe_load(WORKFLOW.read_text())
     job = workflow["jobs"]["gate"]
-    steps = spiral_steps(workflow)
-    assert [s["name"] for s in steps] == ["Gate the release candidate", "Trend of the releases, candidate included"]
+    assert job["steps"][0]["with"]["fetch-depth"] == 0  # the release tags are fetched
+    steps = run_steps(workflow)
+    assert [s["name"] for s in steps] == [
+        "Take the released model from the last release tag",
+        "Gate the release candidate against the released model, measured here",
+    ]
 
-    # The repository the workflow runs in: the candidate model, the budget and one past release.
-    export_onnx(digits_net(), torch.zeros(1, 1, 16, 16), tmp_path / job["env"]["MODEL"])
+    # The repository the workflow runs in: a tagged release, then a candidate committed after it.
+    model = tmp_path / job["env"]["MODEL"]
+    released = export_onnx(digits_net(), torch.zeros(1, 1, 16, 16), model)
+    released_bytes = released.read_bytes()
     budget = tmp_path / job["env"]["BUDGET"]
     budget.parent.mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "ci" / "budget.yaml", budget)
-    first = tmp_path / "first-release-budget.yaml"
-    first.write_text("size: {max_mb: 50}\nstability: {max_cv: 100}\n")
-    release = tmp_path / "releases" / "2024-01-01-v1.0.json"
-    code = main(["gate", str(tmp_path / job["env"]["MODEL"]), "--target", "ort-cpu", "--budget", str(first),
-                 "--data", "digits", "--json", str(release)])
-    assert code == 0
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "release 1.0")
+    git(tmp_path, "tag", job["env"]["RELEASE_TAGS"].replace("*", "1.0"))
+    candidate = digits_net()
+    with torch.no_grad():
+        candidate[-1].bias += 0.01  # a different file with the same predictions
+    export_onnx(candidate, torch.zeros(1, 1, 16, 16), model)
+    assert model.read_bytes() != released_bytes
+    git(tmp_path, "commit", "-q", "-am", "candidate")
 
     env = {**os.environ, **{k: str(v) for k, v in job["env"].items()},
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -59,19 +75,23 @@ def test_the_workflow_gates_a_release_with_the_commands_it_documents(tmp_path):
                               timeout=300)
         assert done.returncode in (0, 1), f"{step['name']}: {done.stderr}"
         codes.append(done.returncode)
+    assert codes[0] == 0
 
     gate = tmp_path / "gate"
+    assert (gate / "released.onnx").read_bytes() == released_bytes
     report = json.loads((gate / "report.json").read_text())
-    assert report["kind"] == "spiral-gate" and report["baseline"].endswith("2024-01-01-v1.0.json")
+    assert report["kind"] == "spiral-gate" and report["baseline"] == "gate/released.onnx"
+    assert report["comparison"] == "paired in this job"
     names = [c["name"] for c in report["checks"]]
-    assert names == ["latency.p50.max_ms", "latency.p50.regression", "accuracy.max_drop", "size.mb", "stability.cv"]
+    assert names == ["latency.p50.max_ms", "latency.p50.regression", "accuracy.max_drop", "size.mb"]
     not_passed = {c["name"] for c in report["checks"] if c["status"] != "pass"}
     assert not_passed <= LATENCY_CHECKS, report["checks"]
-    assert codes[0] == (1 if not_passed else 0)
+    assert codes[1] == (1 if not_passed else 0)
+    accuracy = next(c for c in report["checks"] if c["name"] == "accuracy.max_drop")
+    assert accuracy["measured"] == 0.0  # the released model evaluated on the same data
 
     cases = ET.parse(gate / "junit.xml").getroot().find("testsuite").findall("testcase")
     assert [c.get("name") for c in cases] == names
     assert (gate / "report.md").read_text().startswith("## spiral gate ")
+    assert "(paired in this job)" in (gate / "report.md").read_text()
     assert len(inline_images((gate / "report.html").read_text())) == 2
-    assert "## spiral history: 2 releases" in (gate / "history.md").read_text()
-    assert len(inline_images((gate / "history.html").read_text())) == 2

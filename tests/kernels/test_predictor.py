@@ -1,3 +1,6 @@
+"""The predictor's arithmetic on a measured table. How well it ranks and estimates real models on
+this machine is measured, not asserted: benchmarks/predictor_quality.py (Spearman, median APE)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +10,12 @@ import torch
 from torch import nn
 
 from deploy.errors import InputError
-from deploy.profiler import ProfileSettings, profile_model
 from kernels.layers import onnx_layers, torch_layers
 from kernels.predictor import Calibration, LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.export import export_onnx
 from pipeline.zoo.lstm import lstm_classifier
 
-QUICK = ProfileSettings(warmup_s=0.05, min_samples=20, min_duration_s=0.1, max_duration_s=1.0)
 X = torch.zeros(1, 3, 32, 32)
 
 
@@ -26,22 +27,6 @@ def cnn(width: int) -> nn.Module:
         nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10),
     ).eval()
-
-
-def test_predictions_rank_clearly_different_models_like_measurements(table: LatencyTable, tmp_path: Path) -> None:
-    widths = (8, 32, 96)
-    layers = [torch_layers(cnn(w), X) for w in widths]
-    measured = []
-    for w in widths:
-        path = export_onnx(cnn(w), X, tmp_path / f"cnn{w}.onnx")
-        measured.append(profile_model(path, "ort-cpu", threads=1, settings=QUICK).stat("p50"))
-    predictor = LatencyPredictor(table)
-    predicted = [predictor.predict(l) for l in layers]
-    assert predicted == sorted(predicted) and measured == sorted(measured)
-
-    predictor.calibrate(list(zip(layers, measured)))
-    for p, m in zip([predictor.predict(l) for l in layers], measured):
-        assert m / 2 < p < m * 2  # loose: the machine running the tests may be busy
 
 
 def test_calibrate_fits_scale_and_overhead(table: LatencyTable) -> None:

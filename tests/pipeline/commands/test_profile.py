@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from deploy.errors import InputError
 from pipeline.commands import profile as command
 
-FAST = ["--warmup", "0.02", "--min-samples", "10", "--max-duration", "0.3"]
+FAST = ["--warmup", "0.02", "--min-rounds", "5", "--max-duration", "0.3"]
 
 
 @pytest.fixture(scope="module")

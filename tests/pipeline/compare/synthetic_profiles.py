@@ -1,4 +1,6 @@
-"""Real ``Profile`` objects and gate reports built from sample lists: checks and comparisons on known data."""
+"""Real ``Profile`` objects and gate reports built from sample lists: checks and comparisons on known data.
+
+Samples are split into consecutive rounds of ``ROUND`` calls, as the sampler records them."""
 
 from __future__ import annotations
 
@@ -9,17 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from deploy.profiler import SCHEMA_VERSION, Measurement, Profile
-from deploy.stats import summarize
+from deploy.sampling import Series
+from deploy.stats import robust_cv, summarize
 from pipeline.gate.checks import GateResult
 from pipeline.gate.report import GateContext, gate_json
 
 
-def measurement(samples_ms: Sequence[float], batch: int = 1, cv_threshold: float = 0.10) -> Measurement:
-    stats = summarize(samples_ms)
+ROUND = 10
+
+
+def measurement(samples_ms: Sequence[float], batch: int = 1, cv_threshold: float = 0.10,
+                round_sizes: Sequence[int] | None = None) -> Measurement:
+    stats = {**summarize(samples_ms), "robust_cv": robust_cv(samples_ms)}
+    n = len(samples_ms)
+    if round_sizes is None:
+        round_sizes = [ROUND] * (n // ROUND) + ([n % ROUND] if n % ROUND else [])
     return Measurement(
         batch=batch, input_shapes={"input": [batch, 3, 16, 16]}, warmup_iterations=10, warmup_s=0.3,
-        samples_ms=[float(s) for s in samples_ms], stats=stats, stable=stats["cv"] <= cv_threshold,
+        samples_ms=[float(s) for s in samples_ms], stats=stats, stable=stats["robust_cv"] <= cv_threshold,
         stop_reason="ci_converged", throughput_per_s=batch * 1e3 / stats["mean"],
+        round_sizes=list(round_sizes),
     )
 
 
@@ -31,6 +42,13 @@ def profile_from_samples(*batches: Sequence[float], cpu: str = "test CPU", start
         runner_settings={"threads": 1}, settings={"cv_threshold": 0.10},
         measurements=[measurement(s, start_batch * 2**i) for i, s in enumerate(batches)],
     )
+
+
+def profile_from_series(series: Series) -> Profile:
+    """The profile of one model of a paired session, with its rounds as the sampler ran them."""
+    profile = profile_from_samples(series.samples_ms)
+    profile.measurements[0] = measurement(series.samples_ms, round_sizes=[len(b) for b in series.blocks])
+    return profile
 
 
 def latencies(median_ms: float = 2.0, n: int = 300, cv: float = 0.03, seed: int = 0) -> np.ndarray:

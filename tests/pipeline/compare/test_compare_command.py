@@ -1,47 +1,79 @@
+"""``spiral compare`` end to end: two profiles from separate runs (synthetic latencies of known
+distributions), two real tiny ONNX models measured paired here (no assertion on this machine's
+speed), and a history directory."""
+
 import json
 
 import pytest
+import torch
+from torch import nn
 
 from pipeline.cli import main
+from pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
 
-def save(tmp_path, name, samples):
+def save(tmp_path, name, samples, cpu="test CPU"):
     path = tmp_path / name
-    profile_from_samples(samples).save(path)
+    profile_from_samples(samples, cpu=cpu).save(path)
     return str(path)
 
 
 @pytest.mark.parametrize(
-    ("factor", "cv", "code", "verdict"),
-    [(1.0, 0.03, 0, "no change"), (1.10, 0.03, 1, "regression"), (0.8, 0.03, 0, "improvement"), (1.0, 0.4, 1, "inconclusive")],
+    ("factor", "code", "verdict"),
+    [(1.0, 1, "inconclusive"), (1.30, 1, "regression"), (0.7, 0, "improvement")],
 )
-def test_compare_two_profiles_exits_by_the_verdict(tmp_path, capsys, factor, cv, code, verdict):
+def test_compare_two_profiles_from_separate_runs_exits_by_the_verdict(tmp_path, capsys, factor, code, verdict):
     base = save(tmp_path, "base.json", latencies(seed=1))
-    new = save(tmp_path, "new.json", factor * latencies(cv=cv, seed=2))
+    new = save(tmp_path, "new.json", factor * latencies(seed=2))
     out = tmp_path / "out"
     assert main(["compare", base, new, "--json", str(out / "c.json"), "--markdown", str(out / "c.md"),
                  "--html", str(out / "c.html")]) == code
     stdout = capsys.readouterr().out
-    assert f"spiral compare: {verdict}: p50 " in stdout
-    assert json.loads((out / "c.json").read_text())["verdict"] == verdict
+    assert f"spiral compare (stored baseline from another run): {verdict}: p50 " in stdout
+    data = json.loads((out / "c.json").read_text())
+    assert data["verdict"] == verdict and data["tolerance"] == 0.10
     assert (out / "c.md").read_text().startswith(f"## spiral compare: {verdict}")
     assert len(inline_images((out / "c.html").read_text())) == 1
 
 
-def test_the_minimum_effect_and_the_deciding_statistic_are_options(tmp_path, capsys):
+def test_the_minimum_effect_the_tolerance_and_the_statistic_are_options(tmp_path, capsys):
     base = save(tmp_path, "base.json", latencies(seed=1))
     new = save(tmp_path, "new.json", 1.10 * latencies(seed=2))
-    assert main(["compare", base, new, "--min-effect", "15"]) == 0
-    assert main(["compare", base, new, "--statistic", "mean"]) == 1
+    assert main(["compare", base, new]) == 1  # within what moves between runs: inconclusive
+    assert main(["compare", base, new, "--tolerance", "0"]) == 1
+    assert "regression: p50 +" in capsys.readouterr().out
+    assert main(["compare", base, new, "--tolerance", "0", "--min-effect", "25"]) == 0
+    assert main(["compare", base, new, "--tolerance", "0", "--statistic", "mean"]) == 1
     assert "regression: mean +" in capsys.readouterr().out
+
+
+def _model(width: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 8, 3, padding=1)).eval()
+
+
+@pytest.mark.slow
+def test_two_onnx_models_are_measured_paired_in_one_process(tmp_path, capsys):
+    base = export_onnx(_model(8), torch.zeros(1, 3, 16, 16), tmp_path / "base.onnx")
+    new = export_onnx(_model(16), torch.zeros(1, 3, 16, 16), tmp_path / "new.onnx")
+    code = main(["compare", str(base), str(new), "--threads", "1", "--max-duration", "3",
+                 "--json", str(tmp_path / "c.json"), "--markdown", str(tmp_path / "c.md")])
+    stdout = capsys.readouterr().out
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert code == (1 if data["verdict"] in ("regression", "inconclusive") else 0)
+    assert "spiral compare (paired in this job): " in stdout
+    assert data["comparison"] == "paired in this job" and data["tolerance"] == 0.0
+    verdict = data["batches"]["1"]["verdict"]
+    assert verdict["question"]["limit"] == pytest.approx(1.05) and verdict["rounds"] >= 10
+    assert "Both models were measured in alternating rounds" in (tmp_path / "c.md").read_text()
 
 
 def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
     history = tmp_path / "releases"
     history.mkdir()
-    for i, ms in enumerate((2.0, 2.0, 2.5)):
+    for i, ms in enumerate((2.0, 2.0, 2.8)):
         write_gate_report(history / f"v{i}.json", ms, 0.9, f"2024-0{i + 1}-01T00:00:00+00:00", seed=i)
     assert main(["compare", str(history), "--html", str(tmp_path / "h.html")]) == 1  # the newest regressed
     assert "## spiral history: 3 releases" in capsys.readouterr().out
@@ -51,15 +83,20 @@ def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["a.json", "b.json", "c.json"], "give two profiles"),
+        (["a.json", "b.json", "c.json"], "give two ONNX models"),
         (["missing.json", "missing.json"], "cannot read"),
         (["missing-dir"], "history directory not found"),
-        (["a.json", "a.json", "--alpha", "2"], "alpha must be between 0 and 1"),
+        (["a.json", "other.json"], "measured on another target"),
+        (["a.json", "m.onnx"], "not one of each"),
+        (["m.onnx", "missing.onnx"], "model file not found"),
+        (["a.json", "a.json", "--confidence", "2"], "confidence must be in"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     save(tmp_path, "a.json", latencies())
+    save(tmp_path, "other.json", latencies(), cpu="another machine")
+    (tmp_path / "m.onnx").write_bytes(b"")
     assert main(["compare", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

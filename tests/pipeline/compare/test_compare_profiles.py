@@ -1,46 +1,122 @@
+"""The regression question on two profiles from separate runs, on synthetic latencies of known distributions."""
+
+import numpy as np
 import pytest
 
 from deploy.errors import InputError
-from pipeline.compare.profiles import compare_profiles
-from pipeline.compare.stats import CompareSettings
+from deploy.sampling import ProfileSettings, sample_rounds
+from deploy.verdict import Question
+from pipeline.compare.profiles import RegressionRule, compare_runs, judge_runs, paired_comparison
+from tests.deploy.synthetic import Machine
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
 
-def test_every_shared_batch_is_compared_and_the_chosen_statistic_decides():
-    base = profile_from_samples(latencies(seed=1), latencies(4.0, seed=2))
-    new = profile_from_samples(latencies(seed=3), 1.2 * latencies(4.0, seed=4))
-    c = compare_profiles(base, new)
-    assert set(c.batches) == {1, 2}
-    assert c.deciding()[1].verdict == "no change" and c.deciding()[2].verdict == "regression"
+def runs(factor: float, seed: int = 0, cv: float = 0.03, **kwargs):
+    base = profile_from_samples(latencies(seed=2 * seed, cv=cv))
+    new = profile_from_samples(factor * latencies(seed=2 * seed + 1, cv=cv))
+    return compare_runs(base, new, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("machine_drift", [0.93, 1.0, 1.07])
+def test_the_same_model_in_two_runs_is_never_a_regression_whatever_moved_between_them(seed, machine_drift):
+    """Measured here: two back-to-back runs of one model differ by up to ±7 %; the tolerance covers it."""
+    c = runs(machine_drift, seed)
+    assert c.verdict in ("no regression", "inconclusive") and c.kind == "runs"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_slowdown_beyond_the_between_run_tolerance_is_a_regression(seed):
+    c = runs(1.30, seed)
     assert c.verdict == "regression" and c.exit_code == 1
-    only_batch_1 = compare_profiles(base, new, batch=1)
-    assert set(only_batch_1.batches) == {1} and only_batch_1.verdict == "no change" and only_batch_1.exit_code == 0
-    assert c.to_dict()["batches"]["2"]["stats"][0]["verdict"] == "regression"
+    assert c.batches[1].change_pct == pytest.approx(30, abs=3)
 
 
-def test_an_improvement_exits_0_and_an_unstable_profile_exits_1():
-    base = profile_from_samples(latencies(seed=1))
-    assert compare_profiles(base, profile_from_samples(0.8 * latencies(seed=2))).verdict == "improvement"
-    unstable = compare_profiles(base, profile_from_samples(latencies(cv=0.3, seed=2)))
-    assert unstable.verdict == "inconclusive" and unstable.exit_code == 1
+def test_a_speedup_beyond_tolerance_and_minimum_effect_is_an_improvement():
+    c = runs(0.70)
+    assert c.verdict == "improvement" and c.exit_code == 0
+    assert c.batches[1].verdict.outcome == "meets"
+
+
+def test_a_change_within_the_tolerance_is_inconclusive_and_says_so():
+    c = runs(1.10)
+    b = c.batches[1]
+    assert c.verdict == "inconclusive" and c.exit_code == 1
+    assert b.verdict.outcome == "undecided" and b.verdict.low < 1.05 < b.verdict.high
+    # Without the between-run tolerance the same data would have been called a regression.
+    assert runs(1.10, rule=RegressionRule(tolerance=0.0)).verdict == "regression"
+
+
+def test_the_interval_is_widened_by_the_tolerance_on_both_sides():
+    question = Question("regression", "new", 1.05, reference="base")
+    rng = np.random.default_rng(0)
+    base, new = rng.normal(2.0, 0.01, 40), rng.normal(2.0, 0.01, 40)
+    tight = judge_runs(question, list(new), list(base), 0.95, 0.0)
+    wide = judge_runs(question, list(new), list(base), 0.95, 0.10)
+    assert wide.low == pytest.approx(0.9 * tight.low) and wide.high == pytest.approx(1.1 * tight.high)
+    assert tight.outcome == "meets" and wide.outcome == "undecided"
+
+
+def test_rare_huge_outliers_do_not_make_a_regression():
+    base = latencies(seed=1)
+    new = latencies(seed=2)
+    new[::50] *= 10
+    c = compare_runs(profile_from_samples(base), profile_from_samples(new))
+    assert c.verdict != "regression"
+
+
+def test_every_shared_batch_is_judged_and_the_worst_decides():
+    base = profile_from_samples(latencies(seed=1), latencies(4.0, seed=2))
+    new = profile_from_samples(latencies(seed=3), 1.4 * latencies(4.0, seed=4))
+    c = compare_runs(base, new)
+    assert set(c.batches) == {1, 2}
+    assert c.batches[1].call != "regression" and c.batches[2].call == "regression"
+    assert c.verdict == "regression" and c.to_dict()["batches"]["2"]["call"] == "regression"
+    only_batch_1 = compare_runs(base, new, batch=1)
+    assert set(only_batch_1.batches) == {1}
 
 
 def test_a_tail_statistic_can_decide():
+    c = runs(1.0, rule=RegressionRule(statistic="p90"))
+    assert c.to_dict()["statistic"] == "p90" and c.batches[1].verdict.question.statistic == "p90"
+
+
+def test_profiles_from_different_targets_are_refused():
     base = profile_from_samples(latencies(seed=1))
-    c = compare_profiles(base, profile_from_samples(latencies(seed=2)), CompareSettings(), statistic="p99")
-    assert c.statistic == "p99" and c.deciding()[1].statistic == "p99"
+    with pytest.raises(InputError, match="another target .*cpu 'test CPU' vs 'other'.*paired"):
+        compare_runs(base, profile_from_samples(latencies(seed=2), cpu="other"))
 
 
-def test_profiles_from_different_machines_carry_a_warning():
-    c = compare_profiles(profile_from_samples(latencies(seed=1)), profile_from_samples(latencies(seed=2), cpu="other"))
-    assert any("different cpu" in w for w in c.warnings)
+def test_a_profile_without_rounds_is_refused():
+    base, new = profile_from_samples(latencies(seed=1)), profile_from_samples(latencies(seed=2))
+    new.measurements[0].round_sizes = []
+    with pytest.raises(InputError, match="records no rounds"):
+        compare_runs(base, new)
 
 
-def test_profiles_without_a_shared_batch_or_with_an_unknown_statistic_are_input_errors():
+def test_profiles_without_a_shared_batch_and_bad_rules_are_input_errors():
     one, two = profile_from_samples(latencies(seed=1)), profile_from_samples(latencies(seed=2), start_batch=8)
     with pytest.raises(InputError, match="share no batch size"):
-        compare_profiles(one, two)
+        compare_runs(one, two)
     with pytest.raises(InputError, match="batch 4"):
-        compare_profiles(one, one, batch=4)
+        compare_runs(one, one, batch=4)
     with pytest.raises(InputError, match="unknown statistic 'p42'"):
-        compare_profiles(one, one, statistic="p42")
+        RegressionRule(statistic="p42")
+    with pytest.raises(InputError, match="confidence"):
+        RegressionRule(confidence=1.5)
+    with pytest.raises(InputError, match="tolerance"):
+        RegressionRule(tolerance=-0.1)
+
+
+@pytest.mark.parametrize(("factor", "call"), [(1.0, "no regression"), (1.15, "regression"), (0.8, "improvement")])
+def test_a_paired_verdict_is_not_widened(factor, call):
+    """Rounds on a simulated busy machine: the per-round ratios cancel what the machine does."""
+    m = Machine(1, cv=0.05, drift=0.3, step=1.0)
+    rule = RegressionRule()
+    settings = ProfileSettings(warmup_s=0.05, block_s=0.02, min_rounds=10, min_duration_s=0.2, max_duration_s=6.0)
+    rounds = sample_rounds({"base": m.model(1.0), "new": m.model(factor)}, settings, [rule.question()], clock=m.clock)
+    base = profile_from_samples(rounds.series["base"].samples_ms)
+    new = profile_from_samples(rounds.series["new"].samples_ms)
+    c = paired_comparison(base, new, rounds.verdict("regression"), rule)
+    assert c.kind == "paired" and c.kind_label == "paired in this job" and c.verdict == call
+    assert c.to_dict()["tolerance"] == 0.0

@@ -6,7 +6,6 @@ import pytest
 from deploy.errors import InputError
 from pipeline.compare.history import build_history
 from pipeline.compare.releases import load_history, load_release
-from pipeline.compare.stats import CompareSettings
 from pipeline.report.run import build_report
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
@@ -77,14 +76,23 @@ def test_history_is_ordered_by_date_when_every_file_has_one_else_by_name(tmp_pat
 
 
 def test_history_trend_and_the_newest_against_the_one_before(tmp_path):
-    for i, (ms, acc) in enumerate(((2.0, 0.90), (2.0, 0.91), (2.4, 0.92))):
+    for i, (ms, acc) in enumerate(((2.0, 0.90), (2.0, 0.91), (2.8, 0.92))):
         write_gate_report(tmp_path / f"r{i}.json", ms, acc, f"2024-0{i + 1}-01T00:00:00+00:00", seed=i)
-    history = build_history(load_history(tmp_path), CompareSettings())
+    history = build_history(load_history(tmp_path))
     assert history.batch == 1
-    assert [round(v, 1) for v in history.series()["p50"]] == [2.0, 2.0, 2.4]
+    assert [round(v, 1) for v in history.series()["p50"]] == [2.0, 2.0, 2.8]
     assert history.accuracy() == pytest.approx([90.0, 91.0, 92.0])
     assert history.latest.verdict == "regression" and history.exit_code == 1
     assert history.to_dict()["releases"][2]["accuracy_pct"] == pytest.approx(92.0)
+
+
+def test_a_history_whose_newest_two_were_measured_on_different_targets_draws_the_trend_but_decides_nothing(tmp_path):
+    profile_from_samples(latencies(2.0, seed=1)).save(tmp_path / "v1.json")
+    profile_from_samples(latencies(2.0, seed=2), cpu="another runner").save(tmp_path / "v2.json")
+    history = build_history(load_history(tmp_path))
+    assert history.latest is None and history.exit_code == 1
+    assert "not compared" in history.not_compared and "spiral compare BASE.onnx NEW.onnx" in history.not_compared
+    assert len(history.series()["p50"]) == 2
 
 
 def test_history_errors(tmp_path):

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import InputError
+from deploy.sampling import ProfileSettings
 from pipeline.gate.budget import GateBudget, load_budget
 
 
@@ -18,13 +19,14 @@ latency: {statistic: p90, max_ms: 5, max_regression_pct: 3}
 accuracy: {min: 95, max_drop: 0.5}
 size: {max_mb: 20, max_params: 5000000}
 parity: {atol: 1.0e-4}
-stability: {max_cv: 0.05}
+profile: {max_duration_s: 20, confidence: 0.99}
 """))
     assert budget.latency.statistic == "p90" and budget.latency.max_ms == 5.0
-    assert budget.latency.min_effect_pct == 5.0 and budget.latency.alpha == 0.01
-    assert budget.parity.min_top1_agreement == 0.99 and budget.stability.max_cv == 0.05
+    assert budget.latency.between_run_tolerance == 0.10
+    assert budget.parity.min_top1_agreement == 0.99
+    assert budget.profile == ProfileSettings(max_duration_s=20, confidence=0.99)
     assert budget.needs_baseline == ["latency.max_regression_pct", "accuracy.max_drop"]
-    assert GateBudget(size={"max_mb": 1}).stability.max_cv == 0.10
+    assert GateBudget(size={"max_mb": 1}).profile == ProfileSettings()
 
 
 @pytest.mark.parametrize(
@@ -37,12 +39,15 @@ stability: {max_cv: 0.05}
         ("latency: {max_ms: -1}", "latency.max_ms: Input should be greater than 0"),
         ("latency: {max_ms: .inf}", "latency.max_ms: Input should be a finite number"),
         ("latency: {max_ms: .nan}", "latency.max_ms: Input should be a finite number"),
-        ("latency: {max_ms: 5, alpha: 1.5}", "latency.alpha: Input should be less than 1"),
+        ("latency: {max_ms: 5, between_run_tolerance: 1.5}", "latency.between_run_tolerance: Input should be less than 1"),
+        ("latency: {max_ms: 5, alpha: 0.01}", "unknown key 'latency.alpha'"),
+        ("stability: {max_cv: 0.1}\nsize: {max_mb: 1}", "unknown key 'stability'"),
+        ("profile: {min_samples: 10}\nsize: {max_mb: 1}", "profile.min_samples: Unexpected keyword argument"),
         ("latency: {statistic: p50}", "latency: latency needs max_ms or max_regression_pct"),
         ("accuracy: {min: 101}", "accuracy.min: Input should be less than or equal to 100"),
         ("accuracy: {}", "accuracy: accuracy needs min or max_drop"),
         ("size: {max_params: 0}", "size.max_params: Input should be greater than or equal to 1"),
-        ("stability: {max_cv: 0.1}", "the budget checks nothing"),
+        ("profile: {max_duration_s: 5}", "the budget checks nothing"),
         ("latency: 5", "latency: Input should be a valid dictionary"),
         ("- latency", "expected a mapping of keys, got list"),
         ("latency: {max_ms: [", "not valid YAML"),

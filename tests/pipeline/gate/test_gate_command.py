@@ -1,7 +1,8 @@
 """``spiral gate`` end to end on a real exported ONNX model measured by ONNX Runtime.
 
-Budgets that must pass allow a large coefficient of variation: this machine is shared, and the
-stability rule itself is tested on hand-made profiles in test_gate_checks.py.
+Budgets that must pass are far from this machine's speed (the judge passes a model far under its
+budget however noisy the machine); the latency rules themselves are tested on synthetic data in
+test_gate_checks.py. No test here asserts how fast this machine is.
 """
 
 import json
@@ -14,9 +15,10 @@ from pipeline.cli import main
 from pipeline.models import build_model
 from pipeline.compare.releases import load_release
 from tests.pipeline.compare.html_checks import inline_images
+from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
 pytestmark = pytest.mark.slow
-CALM = {"max_cv": 100.0}
+QUICK = {"warmup_s": 0.05, "min_duration_s": 0.2, "max_duration_s": 3.0}
 TINY_SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
@@ -25,7 +27,7 @@ def gate(*args) -> int:
 
 
 def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_budget, tmp_path, capsys):
-    budget = write_budget(latency={"max_ms": 1000.0}, size={"max_mb": 10, "max_params": 100_000}, stability=CALM)
+    budget = write_budget(latency={"max_ms": 1000.0}, size={"max_mb": 10, "max_params": 100_000}, profile=QUICK)
     out = tmp_path / "out"
     code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--json", out / "gate.json",
                 "--markdown", out / "gate.md", "--junit", out / "junit.xml", "--html", out / "gate.html")
@@ -34,10 +36,13 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
     assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiral gate passed")
 
     report = json.loads((out / "gate.json").read_text())
-    assert report["schema_version"] == 1 and report["kind"] == "spiral-gate" and report["passed"] is True
-    assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params", "stability.cv"]
+    assert report["schema_version"] == 2 and report["kind"] == "spiral-gate" and report["passed"] is True
+    assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params"]
+    assert report["comparison"] is None and report["latency_verdicts"][0]["outcome"] == "meets"
+    assert len(report["profile"]["measurements"][0]["round_sizes"]) >= 10
+    assert "candidate: p50 " in stdout and "robust cv" in stdout
     assert report["params"] == 2650  # digits_net's weights and biases, stored as ONNX initializers
-    assert load_release(out / "gate.json").profile.stat() == pytest.approx(report["checks"][0]["measured"])
+    assert load_release(out / "gate.json").profile.measurement().rounds() is not None
 
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     cases = suite.findall("testcase")
@@ -48,7 +53,7 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
 
 
 def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_onnx, write_budget, tmp_path, capsys):
-    budget = write_budget(size={"max_params": 1000}, stability=CALM)
+    budget = write_budget(size={"max_params": 1000}, profile=QUICK)
     code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml")
     stdout = capsys.readouterr().out
     assert code == 1
@@ -58,39 +63,60 @@ def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_
     assert failures[0].find("failure").get("type") == "fail"
 
 
-def test_an_unstable_measurement_exits_1_with_an_inconclusive_junit_failure(digits_onnx, write_budget, tmp_path, capsys):
-    budget = write_budget(latency={"max_ms": 1000.0}, stability={"max_cv": 1e-6})
-    assert gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml") == 1
-    stdout = capsys.readouterr().out
-    assert "INCONCLUSIVE latency.p50.max_ms" in stdout and "FAIL stability.cv" in stdout
-    kinds = {c.get("name"): c.find("failure").get("type") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
-    assert kinds == {"latency.p50.max_ms": "inconclusive", "stability.cv": "fail"}
-
-
 def test_a_model_spec_is_exported_checked_for_parity_and_evaluated_against_a_baseline(write_budget, tmp_path, capsys):
     first = tmp_path / "release-1.json"
-    budget = write_budget("first.yaml", accuracy={"min": 0.0}, parity={"atol": 1e-3}, stability=CALM)
+    budget = write_budget("first.yaml", accuracy={"min": 0.0}, parity={"atol": 1e-3}, profile=QUICK)
     args = [TINY_SPEC, "--target", "ort-cpu", "--input-shape", "1,1,16,16", "--data", "digits"]
     assert gate(*args, "--budget", budget, "--json", first) == 0
     release = load_release(first)
     assert 0 <= release.metrics["accuracy"] <= 1
     assert json.loads(first.read_text())["parity"]["passed"] is True
 
-    # This checks the baseline path, not speed: a 0.05 ms model on a shared machine can measure 2x apart.
+    # This checks the stored-baseline path, not speed: the limit is far beyond any between-run difference.
     again = write_budget("again.yaml", latency={"max_regression_pct": 1000}, accuracy={"max_drop": 0.0},
-                         parity={"atol": 1e-3}, stability=CALM)
+                         parity={"atol": 1e-3}, profile=QUICK)
     code = gate(*args, "--budget", again, "--baseline", first, "--html", tmp_path / "gate.html")
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     for name in ("latency.p50.regression", "accuracy.max_drop", "parity.max_abs_diff", "parity.top1_agreement"):
         assert f"PASS {name}:" in stdout
+    assert "stored baseline from another run" in stdout
     assert len(inline_images((tmp_path / "gate.html").read_text())) == 2  # distributions and accuracy vs latency
+
+
+def test_the_released_model_is_measured_beside_the_candidate_and_evaluated_on_the_same_data(
+    digits_onnx, write_budget, tmp_path, capsys
+):
+    budget = write_budget(latency={"max_ms": 1000.0, "max_regression_pct": 1000}, accuracy={"max_drop": 0.0},
+                          profile=QUICK)
+    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--data", "digits",
+                "--baseline-model", digits_onnx, "--json", tmp_path / "g.json", "--markdown", tmp_path / "g.md")
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert "PASS latency.p50.regression: " in stdout and "paired in this job" in stdout
+    assert "PASS accuracy.max_drop: measured 0.00 points" in stdout
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["comparison"] == "paired in this job" and report["baseline"] == str(digits_onnx)
+    regression = next(v for v in report["latency_verdicts"] if v["question"]["name"] == "latency.p50.regression")
+    assert regression["question"]["reference"] == "baseline" and regression["rounds"] >= 10
+    assert "(paired in this job)" in (tmp_path / "g.md").read_text()
+
+
+def test_a_stored_baseline_from_another_target_exits_2_naming_baseline_model(digits_onnx, write_budget, tmp_path, capsys):
+    stored = tmp_path / "other.json"
+    profile = profile_from_samples(latencies(0.1), cpu="another runner's CPU")
+    profile.fingerprint["backend"] = "ort-cpu"
+    profile.save(stored)
+    budget = write_budget(latency={"max_regression_pct": 5}, profile=QUICK)
+    assert gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--baseline", stored) == 2
+    err = capsys.readouterr().err
+    assert "measured on another target" in err and "--baseline-model" in err and err.count("\n") == 1
 
 
 def test_a_checkpoint_is_gated_at_its_recorded_input_shape(write_budget, tmp_path, capsys):
     save_checkpoint(tmp_path / "ckpt", base_spec=TINY_SPEC, plans=[], model=build_model(TINY_SPEC).eval(),
                     input_shape=[1, 1, 16, 16])
-    budget = write_budget(size={"max_mb": 10}, parity={"atol": 1e-3}, stability=CALM)
+    budget = write_budget(size={"max_mb": 10}, parity={"atol": 1e-3}, profile=QUICK)
     assert gate(tmp_path / "ckpt", "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
     report = json.loads((tmp_path / "g.json").read_text())
     assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 1, 16, 16]}
@@ -106,7 +132,8 @@ def test_a_checkpoint_is_gated_at_its_recorded_input_shape(write_budget, tmp_pat
         ("unknown target", "unknown backend 'tpu'"),
         ("device target", "'jetson' is a device target: spiral gate measures on this machine"),
         ("accuracy without data", "pass --data"),
-        ("regression without baseline", "pass --baseline"),
+        ("regression without baseline", "pass --baseline-model"),
+        ("both baselines", "give one baseline"),
         ("bad baseline", "is not valid JSON"),
         ("spec without shape", "pass --input-shape"),
         ("bad shape", "not a comma-separated list of integers"),
@@ -128,6 +155,8 @@ def test_bad_input_exits_2_with_one_line(case, message, digits_onnx, write_budge
         budget = write_budget(accuracy={"min": 50})
     elif case == "regression without baseline":
         budget = write_budget(latency={"max_regression_pct": 5})
+    elif case == "both baselines":
+        extra = ["--baseline", str(tmp_path / "base.json"), "--baseline-model", str(digits_onnx)]
     elif case == "bad baseline":
         (tmp_path / "base.json").write_text("{")
         extra = ["--baseline", str(tmp_path / "base.json")]

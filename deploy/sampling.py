@@ -1,12 +1,15 @@
 """Paired, interleaved sampling: the round is the replicate.
 
-Every model taking part is loaded once; after a time-based warm-up of each, the models take turns
-in **rounds**: in each round every model runs one **block** of back-to-back timed calls (at least
-``block_s`` seconds and ``block_calls`` calls), in an order that reverses every round (A B, B A,
-A B, … so neither model always runs first after the other). Samples inside a block share the
-machine's state; what changes between profiles taken minutes apart (other processes, clocks,
-caches) is what fools a verdict, and a round puts both models under the same state. A ratio
-question is judged on the per-round ratios, an absolute one on the per-round values
+Every model taking part is loaded once; after a time-based warm-up of each, the models are
+sampled in **rounds**. Within a round the models take turns call by call (A B A B …, in an order
+that reverses every round: B A B A … in the next, so neither model always runs right after the
+other) until every model has at least ``block_calls`` calls in the round and the round has lasted
+``block_s`` seconds per model; each model's calls in the round are its **block**. What changes
+between profiles taken minutes apart (other processes, clocks, caches) is what fools a verdict;
+what changes within a fraction of a second (a competing process taking a core for a scheduler
+slice or two) is what makes one block slower than the next. Alternating call by call puts every
+model of a round under the same state, down to the scheduler slice. A ratio question is judged on
+the per-round ratios of the blocks' statistics, an absolute one on the per-round values
 (``deploy.verdict``).
 
 The evidence is looked at after ``min_rounds`` rounds and then each time the rounds have grown by
@@ -153,8 +156,8 @@ def sample_rounds(
     looks, next_look = 0, settings.min_rounds
     while True:
         order = names if len(series[names[0]].blocks) % 2 == 0 else names[::-1]
-        for name in order:
-            series[name].blocks.append(_block(models[name], settings, clock))
+        for name, block in _round(models, order, settings, clock).items():
+            series[name].blocks.append(block)
         elapsed = clock() - start
         done = len(series[names[0]].blocks)
         capped = elapsed >= settings.max_duration_s
@@ -186,9 +189,14 @@ def look_confidence(confidence: float, look: int) -> float:
     return 1 - (1 - confidence) * 6 / (math.pi**2 * look**2)
 
 
-def _block(model: Timed, settings: ProfileSettings, clock: Callable[[], float]) -> list[float]:
-    samples = []
+def _round(
+    models: Mapping[str, Timed], order: Sequence[str], settings: ProfileSettings, clock: Callable[[], float]
+) -> dict[str, list[float]]:
+    """One round: the models in ``order``, one call each in turn, until every block is full."""
+    blocks: dict[str, list[float]] = {name: [] for name in order}
     start = clock()
-    while len(samples) < settings.block_calls or clock() - start < settings.block_s:
-        samples.append(1e3 * model())
-    return samples
+    duration = settings.block_s * len(order)
+    while len(blocks[order[-1]]) < settings.block_calls or clock() - start < duration:
+        for name in order:
+            blocks[name].append(1e3 * models[name]())
+    return blocks

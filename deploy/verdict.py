@@ -161,3 +161,20 @@ def widened(verdict: Verdict, tolerance: float) -> Verdict:
     low, high = verdict.low * (1 - tolerance), verdict.high * (1 + tolerance)
     return Verdict(verdict.question, decide(low, high, verdict.question.limit), verdict.estimate, low, high,
                    verdict.rounds, verdict.confidence)
+
+
+def judge_runs(question: Question, subject_rounds: list[float], reference_rounds: list[float],
+               confidence: float, tolerance: float) -> Verdict:
+    """The ratio question from two separate runs of the subject and the reference.
+
+    Each side's per-round median gets its own interval (at ``1 - (1 - c) / 2``, so both hold
+    together with confidence at least ``c``); the ratio's interval runs from the low end of one
+    over the high end of the other, and is then ``widened`` by ``tolerance``.
+    """
+    each = 1 - (1 - confidence) / 2
+    subject, s_low, s_high = interval(subject_rounds, each)
+    reference, r_low, r_high = interval(reference_rounds, each)
+    low, high = s_low / r_high, s_high / r_low
+    verdict = Verdict(question, decide(low, high, question.limit), subject / reference, low, high,
+                      min(len(subject_rounds), len(reference_rounds)), confidence)
+    return widened(verdict, tolerance)

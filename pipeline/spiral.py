@@ -424,7 +424,7 @@ class Spiral:
             last = best_accepted(entries)
             spent = sum(e["distill"]["epochs"] for e in entries)
             epochs = max(cfg.schedule.final_epochs, (cfg.schedule.total_epochs or 0) - spent)
-            if epochs and last is not None and last.get("kind") != "recovery":
+            if epochs and last is not None and not any(e.get("kind") == "recovery" for e in entries):
                 self._recover(last, teacher, epochs, message, progress)
         entries = read_ledger(self.ledger_path)
         if entries and entries[-1].get("kind") == "recovery":

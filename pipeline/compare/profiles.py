@@ -24,7 +24,7 @@ from typing import Literal
 
 from deploy.errors import InputError
 from deploy.profiler import Measurement, Profile
-from deploy.verdict import STATISTICS, Question, Verdict, decide, interval, widened
+from deploy.verdict import STATISTICS, Question, Verdict, judge_runs
 
 # How far two runs of the same model on the same machine may differ (relative), see the docstring.
 BETWEEN_RUN_TOLERANCE = 0.10
@@ -149,18 +149,6 @@ def rounds_of(m: Measurement, statistic: str, what: str) -> list[float]:
         raise InputError(f"{what} records no rounds at batch {m.batch} (measured by an older spiral "
                          "or for too short a time): profile it again")
     return m.rounds(statistic)
-
-
-def judge_runs(question: Question, subject_rounds: list[float], reference_rounds: list[float],
-               confidence: float, tolerance: float) -> Verdict:
-    """The ratio question from two separate runs, widened by ``tolerance`` (see the module docstring)."""
-    each = 1 - (1 - confidence) / 2
-    subject, s_low, s_high = interval(subject_rounds, each)
-    reference, r_low, r_high = interval(reference_rounds, each)
-    low, high = s_low / r_high, s_high / r_low
-    verdict = Verdict(question, decide(low, high, question.limit), subject / reference, low, high,
-                      min(len(subject_rounds), len(reference_rounds)), confidence)
-    return widened(verdict, tolerance)
 
 
 def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionRule(), *,

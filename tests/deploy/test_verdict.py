@@ -52,3 +52,16 @@ def test_bad_questions_are_refused():
         Question("q", "a", 0.0)
     with pytest.raises(InputError):
         Question("q", "a", 1.0, statistic="p42")
+
+
+def test_two_separate_runs_decide_only_changes_beyond_what_moves_between_runs():
+    from deploy.verdict import judge_runs
+
+    rng = np.random.default_rng(2)
+    base = rng.normal(1.0, 0.01, size=40)
+    question = Question("regression", "new", 1.05, reference="base")
+    same = judge_runs(question, rng.normal(1.0, 0.01, size=40), base, 0.95, 0.10)
+    assert same.outcome == "undecided"
+    assert judge_runs(question, rng.normal(1.4, 0.01, size=40), base, 0.95, 0.10).outcome == "misses"
+    assert judge_runs(question, rng.normal(0.8, 0.01, size=40), base, 0.95, 0.10).outcome == "meets"
+    assert judge_runs(question, rng.normal(1.0, 0.01, size=40), base, 0.95, 0.0).outcome == "meets"

@@ -118,3 +118,21 @@ def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
     assert (out / "steps" / "step-01-try-1" / "plan.json").read_text() == plan_before
     assert (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns == teacher_mtime
     assert not work.exists()
+
+
+def test_final_recovery_spends_what_the_steps_left_of_the_training_budget(write_config, tmp_path: Path):
+    out = tmp_path / "run"
+    config = write_config(schedule={"total_epochs": 3})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    entries = read_ledger(out / "ledger.jsonl")
+    step, recovery = entries
+    assert recovery["kind"] == "recovery" and recovery["dir"] == "steps/recovery"
+    assert step["distill"]["epochs"] + recovery["distill"]["epochs"] == 3
+    # The recovered model keeps the step's structure, so its latency verdicts are the step's.
+    assert recovery["verdicts"] == step["verdicts"] and recovery["params"] == step["params"]
+    assert recovery["accepted"] == (recovery["accuracy"] >= step["accuracy"])
+    report = json.loads((out / "report.json").read_text())
+    assert "final recovery" in report["message"] and "| final recovery |" in (out / "report.md").read_text()
+    before = (out / "ledger.jsonl").read_bytes()
+    assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
+    assert (out / "ledger.jsonl").read_bytes() == before

@@ -1,0 +1,293 @@
+"""The most accurate model under a measured budget: the spiral against one-shot pruning, same epochs.
+
+Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``pipeline.casestudies.images``)
+with two architectures: the demo's ResNet-18 layout (``digits_resnet``, 1x1x32x32) and torchvision's
+MobileNetV2 (1x3x32x32). Each teacher is trained once and cached under ``--cache``. For each budget
+of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each seed:
+
+- (a) ``oneshot-ce``: one uniform ratio (NNI's L1 criterion, ``round_to`` 8), the least ratio the
+  judge finds meets the budget beside the teacher, then ``--epochs`` of cross-entropy fine-tuning
+  (what a user does with Torch-Pruning alone);
+- (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD);
+- (c) ``spiral-uniform``: ``spiral run`` with ``schedule.allocation: uniform``;
+- (d) ``spiral``: ``spiral run`` with its defaults (latency-aware allocation).
+
+The spirals prune with ``--criterion`` (the spiral's default), the one-shot methods with
+``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
+
+Both spirals get ``total_epochs: --epochs``: their steps (every try) spend ``--step-epochs`` each and
+the final recovery of the accepted model gets what is left, so every method trains the same number
+of epochs (the table says how many each really spent). Every finalist is then measured in rounds
+beside the teacher in one paired session per budget and seed (``deploy.profiler.profile_paired``):
+the speedup is the median of the per-round ratios, and ``meets`` is the judge's verdict on the
+budget. Accuracy is the ONNX model's on the validation split. Prints a Markdown table per
+architecture (mean ± std over seeds, wall time per method), writes an accuracy-vs-speedup plot per
+architecture to ``--plot-dir`` and every number to ``--json``.
+
+    .venv/bin/python benchmarks/quality_frontier.py [--architecture resnet mobilenet_v2]
+        [--speedup 2 3 4] [--seeds 0 1 2] [--epochs 8] [--step-epochs 2] [--train-per-class 300]
+        [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
+
+``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deploy.atomic import write_bytes, write_json  # noqa: E402
+from deploy.fingerprint import cpu_model  # noqa: E402
+from deploy.profiler import profile_paired  # noqa: E402
+from deploy.verdict import Question  # noqa: E402
+from pipeline.casestudies.images import build_image_folder  # noqa: E402
+from pipeline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from pipeline.config import RunConfig, parse_config  # noqa: E402
+from pipeline.data import load_datasets  # noqa: E402
+from pipeline.distill.config import DistillConfig  # noqa: E402
+from pipeline.distill.train import distill  # noqa: E402
+from pipeline.evaluate import evaluate_onnx  # noqa: E402
+from pipeline.export import export_onnx  # noqa: E402
+from pipeline.measure import target_of  # noqa: E402
+from pipeline.models import load_model  # noqa: E402
+from pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
+from pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
+from pipeline.spiral import Spiral, config_digest  # noqa: E402
+
+ARCHITECTURES = {
+    "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
+    "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
+}
+METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral")
+RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
+TEACHER_TRAINING = {"epochs": 10, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
+KD = {"lr": 0.02, "temperature": 4.0, "weights": {"ce": 1.0, "logits": 1.0}}
+
+
+@dataclass
+class Finalist:
+    method: str
+    onnx: Path
+    accuracy: float
+    epochs: int
+    wall_s: float
+    note: str = ""
+
+
+def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.Namespace, teacher: Path,
+               allocation: str) -> RunConfig:
+    _, shape = ARCHITECTURES[arch]
+    return parse_config({
+        "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,
+        "num_classes": 10,
+        "target": {"backend": "ort-cpu", "threads": args.threads},
+        "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
+        "schedule": {"initial_reduction": 0.5, "decay": 0.9, "max_steps": args.max_steps, "patience": 1,
+                     "allocation": allocation, "total_epochs": args.epochs},
+        "prune": {"criterion": args.criterion, "round_to": 8},
+        "distill": {**KD, "epochs": args.step_epochs, "seed": seed},
+        "seed": seed,
+    })
+
+
+def train_teacher(arch: str, data: Path, cache: Path, args: argparse.Namespace, console: Console) -> Path:
+    spec, shape = ARCHITECTURES[arch]
+    directory = cache / arch / "teacher"
+    training = {**TEACHER_TRAINING, "epochs": args.teacher_epochs}
+    key = config_digest({"spec": spec, "data": str(data), "shape": shape, "training": training})
+    if directory.is_dir() and load_checkpoint(directory)[1].get("metadata", {}).get("key") == key:
+        return directory
+    console.print(f"{arch}: training the teacher ({training['epochs']} epochs)")
+    model, base_spec, plans = load_model(spec)
+    train, val = load_datasets(str(data), shape)
+    result = distill(model, None, train, val, DistillConfig(**training), checkpoint_dir=cache / arch / "teacher-training")
+    save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=shape,
+                    metadata={"key": key, "val_accuracy": result.best_val_accuracy})
+    return directory
+
+
+def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
+    start = time.perf_counter()
+    outcome = Spiral(cfg, out, resume=out.exists()).run()
+    accepted = [e for e in outcome.entries if e["accepted"]]
+    epochs = sum(e["distill"]["epochs"] for e in outcome.entries)
+    if not accepted:
+        return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, time.perf_counter() - start,
+                        "no step accepted")
+    best = accepted[-1]
+    return Finalist(method, out / best["dir"] / "model.onnx", 100 * best["accuracy"], epochs,
+                    time.perf_counter() - start, "" if outcome.met_budget else "final budget not met")
+
+
+def oneshot_finalists(
+    cfg: RunConfig, teacher_dir: Path, out: Path, epochs: int, criterion: str, console: Console
+) -> list[Finalist]:
+    """The least uniform ratio judged to meet the budget beside the teacher, trained with CE and with KD."""
+    start = time.perf_counter()
+    teacher, _ = load_checkpoint(teacher_dir)
+    train, val = load_datasets(cfg.data.source, cfg.input_shape, seed=cfg.data.seed)
+    x = torch.stack([train[i][0] for i in range(cfg.input_shape[0])])
+    teacher_onnx = export_onnx(teacher, x, out / "teacher.onnx")
+    question = Question("budget", "candidate", 1 / cfg.budget.min_speedup, "teacher")
+    prune = PruneConfig(criterion=criterion, round_to=cfg.prune.round_to)
+
+    def meets(ratio: float) -> bool:
+        plan = plan_pruning(teacher, x, prune.model_copy(update={"ratio": ratio}))
+        path = export_onnx(apply_plan(copy.deepcopy(teacher), plan, x), x, out / "probe.onnx")
+        verdict = profile_paired({"candidate": path, "teacher": teacher_onnx}, target_of(cfg), cfg.target.profile,
+                                 [question]).verdict("budget")
+        console.print(f"  uniform ratio {ratio:.2f}: {verdict.message()}")
+        return verdict.meets
+
+    low, high = 0, len(RATIOS) - 1  # bisect for the least ratio that meets (more pruning is faster)
+    if not meets(RATIOS[high]):
+        low = high
+    while low < high:
+        mid = (low + high) // 2
+        if meets(RATIOS[mid]):
+            high = mid
+        else:
+            low = mid + 1
+    ratio = RATIOS[low]
+    plan = plan_pruning(teacher, x, prune.model_copy(update={"ratio": ratio}))
+    search_s = time.perf_counter() - start
+    finalists = []
+    for method, weights in (("oneshot-ce", {"ce": 1.0, "logits": 0.0}), ("oneshot-kd", KD["weights"])):
+        begin = time.perf_counter()
+        student = apply_plan(copy.deepcopy(teacher), plan, x)
+        training = cfg.distill.model_copy(update={"epochs": epochs, "weights": cfg.distill.weights.model_copy(update=weights)})
+        result = distill(student, teacher if weights["logits"] else None, train, val, training,
+                         checkpoint_dir=out / f"{method}-training")
+        path = export_onnx(student, x, out / f"{method}.onnx")
+        accuracy = 100 * evaluate_onnx(path, val, cfg.num_classes)["accuracy"]
+        finalists.append(Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
+                                  f"ratio {ratio:.2f}"))
+    return finalists
+
+
+def measure_finalists(finalists: list[Finalist], cfg: RunConfig, teacher_onnx: Path) -> dict[str, dict]:
+    """Every distinct finalist structure in rounds beside the teacher, in one session."""
+    models = {"teacher": teacher_onnx, **{f.method: f.onnx for f in finalists if f.method != "oneshot-kd"}}
+    questions = [Question(m, m, 1 / cfg.budget.min_speedup, "teacher") for m in models if m != "teacher"]
+    paired = profile_paired(models, target_of(cfg), cfg.target.profile, questions)
+    out = {}
+    for f in finalists:
+        v = paired.verdict("oneshot-ce" if f.method == "oneshot-kd" else f.method)
+        out[f.method] = {"speedup": 1 / v.estimate, "speedup_ci": [1 / v.high, 1 / v.low], "verdict": v.outcome,
+                         "p50_ms": paired.profiles["oneshot-ce" if f.method == "oneshot-kd" else f.method].stat("p50")}
+    out["teacher"] = {"p50_ms": paired.profiles["teacher"].stat("p50")}
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
+    lines = [f"### {arch} (teacher {teacher_accuracy:.2f} %)", "",
+             "| budget | method | accuracy % (mean ± std) | paired speedup | meets (seeds) | epochs | wall s |",
+             "|---|---|---|---|---|---|---|"]
+    for speedup in sorted({r["budget"] for r in rows}):
+        for method in METHODS:
+            sel = [r for r in rows if r["budget"] == speedup and r["method"] == method]
+            if not sel:
+                continue
+            lines.append(
+                f"| {speedup:g}x | {method} | {mean_std([r['accuracy'] for r in sel])} | "
+                f"{mean_std([r['speedup'] for r in sel])}x | {sum(r['verdict'] == 'meets' for r in sel)}/{len(sel)} | "
+                f"{mean_std([r['epochs'] for r in sel])} | {statistics.mean(r['wall_s'] for r in sel):.0f} |"
+            )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--architecture", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    parser.add_argument("--speedup", nargs="+", type=float, default=[2.0, 3.0, 4.0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs of every method (the spiral's over all its steps)")
+    parser.add_argument("--step-epochs", type=int, default=2, help="the spiral's distillation epochs per step")
+    parser.add_argument("--teacher-epochs", type=int, default=TEACHER_TRAINING["epochs"])
+    parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("--criterion", default=PruneConfig().criterion,
+                        help="the spirals' pruning criterion (default: the spiral's default)")
+    parser.add_argument("--oneshot-criterion", default="l1", help="the one-shot methods' criterion (NNI's L1 norm)")
+    parser.add_argument("--train-per-class", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "quality")
+    parser.add_argument("--plot-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.speedup, args.seeds, args.epochs, args.step_epochs, args.teacher_epochs = [2.0], [0], 2, 1, 1
+        args.train_per_class, args.max_steps = 30, 2
+        args.cache = args.cache / "quick"
+    console = Console(stderr=True)
+    torch.set_num_threads(args.threads)
+    data = build_image_folder(args.cache / "data", train_per_class=args.train_per_class, val_per_class=100)
+    started = dt.datetime.now().isoformat(timespec="minutes")
+    load_start = os.getloadavg()
+    results: dict = {"date": started, "machine": cpu_model(), "args": {k: str(v) for k, v in vars(args).items()},
+                     "load_start": load_start, "architectures": {}}
+    report = [f"Fashion-MNIST ({args.train_per_class} train / 100 val images per class), {started}, {cpu_model()}, "
+              f"ONNX Runtime CPU {args.threads} threads, batch 1; load average at start {load_start[0]:.2f}", ""]
+    for arch in args.architecture:
+        teacher_dir = train_teacher(arch, data, args.cache, args, console)
+        rows = []
+        teacher_accuracy = float("nan")
+        for speedup in args.speedup:
+            for seed in args.seeds:
+                cell = args.cache / arch / f"{speedup:g}x-seed{seed}"
+                cell.mkdir(parents=True, exist_ok=True)
+                cfg = run_config(arch, data, speedup, seed, args, teacher_dir, "latency")
+                console.print(f"{arch} {speedup:g}x seed {seed}")
+                finalists = [
+                    spiral_finalist("spiral", cfg, cell / "spiral"),
+                    spiral_finalist("spiral-uniform", run_config(arch, data, speedup, seed, args, teacher_dir, "uniform"),
+                                    cell / "spiral-uniform"),
+                    *oneshot_finalists(cfg, teacher_dir, cell / "oneshot", args.epochs, args.oneshot_criterion, console),
+                ]
+                teacher_onnx = cell / "spiral" / "teacher" / "model.onnx"
+                teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), cfg.input_shape)[1], 10)["accuracy"]
+                measured = measure_finalists(finalists, cfg, teacher_onnx)
+                for f in finalists:
+                    rows.append({"budget": speedup, "seed": seed, "method": f.method, "accuracy": f.accuracy,
+                                 "epochs": f.epochs, "wall_s": f.wall_s, "note": f.note, **measured[f.method]})
+                    console.print(f"  {f.method}: {f.accuracy:.2f}% at {measured[f.method]['speedup']:.2f}x "
+                                  f"({measured[f.method]['verdict']}), {f.epochs} epochs {f.note}")
+        results["architectures"][arch] = {"teacher_accuracy": teacher_accuracy, "rows": rows}
+        report += [*table(arch, rows, teacher_accuracy), ""]
+        if args.plot_dir is not None:
+            points = [ParetoPoint(f"{r['method']} {r['budget']:g}x s{r['seed']}", 1 / r["speedup"], r["accuracy"],
+                                  r["method"]) for r in rows if r["accuracy"] == r["accuracy"]]
+            write_bytes(args.plot_dir / f"quality_frontier_{arch}.png",
+                        pareto_front(points, "latency relative to the teacher (paired)"))
+    results["load_end"] = os.getloadavg()
+    report.append(f"load average at the end {results['load_end'][0]:.2f}")
+    print("\n".join(report))
+    if args.json is not None:
+        write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -36,11 +36,12 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import json
 import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -135,7 +136,13 @@ def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
 def oneshot_finalists(
     cfg: RunConfig, teacher_dir: Path, out: Path, epochs: int, criterion: str, console: Console
 ) -> list[Finalist]:
-    """The least uniform ratio judged to meet the budget beside the teacher, trained with CE and with KD."""
+    """The least uniform ratio judged to meet the budget beside the teacher, trained with CE and with KD.
+
+    Kept in ``out/finalists.json``, so a rerun (more seeds, another budget) does not train them again.
+    """
+    done = out / "finalists.json"
+    if done.is_file():
+        return [Finalist(**{**f, "onnx": Path(f["onnx"])}) for f in json.loads(done.read_text())]
     start = time.perf_counter()
     teacher, _ = load_checkpoint(teacher_dir)
     train, val = load_datasets(cfg.data.source, cfg.input_shape, seed=cfg.data.seed)
@@ -175,6 +182,7 @@ def oneshot_finalists(
         accuracy = 100 * evaluate_onnx(path, val, cfg.num_classes)["accuracy"]
         finalists.append(Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
                                   f"ratio {ratio:.2f}"))
+    write_json(done, [{**asdict(f), "onnx": str(f.onnx)} for f in finalists])
     return finalists
 
 

@@ -17,12 +17,16 @@ current model, judged on the per-round ratios), so a plan chosen here is judged 
 its distilled model is accepted or rejected. Measured next is the least pruned candidate still
 predicted to meet the target that is less pruned than the best one judged to meet it so far; the
 search ends when none is left or after ``MAX_MEASURED`` measurements. The choice is the least
-pruned candidate judged to meet the target or, when none was, the fastest one measured. Every candidate is recorded with its predicted latency and, when it
+pruned candidate judged to meet the target or, when none was, the fastest one measured. When no
+measured candidate met the target and none left is predicted to, the fastest candidate not yet
+measured is measured too if it is predicted faster than every measured one (a step whose target
+sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every candidate is recorded with its predicted latency and, when it
 was compiled, its measured one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -131,6 +135,12 @@ def choose_plan(
             i for i, c in enumerate(candidates)
             if c.ms is None and c.predicted_ms <= target_ms and (best is None or i < best)
         ]
+        if not pool and best is None:
+            # Nothing measured met the target and nothing left is predicted to: before settling for
+            # the fastest measured, try the fastest one not measured yet if it is predicted faster.
+            fastest_measured = min((c.predicted_ms for c in candidates if c.ms is not None), default=math.inf)
+            rest = [i for i, c in enumerate(candidates) if c.ms is None and c.predicted_ms < fastest_measured]
+            pool = [min(rest, key=lambda i: candidates[i].predicted_ms)] if rest else []
         if not pool:
             break
         pick = candidates[pool[0]]
@@ -143,12 +153,7 @@ def choose_plan(
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     if best is None:
-        tried = [i for i, c in enumerate(candidates) if c.ms is not None]
-        if not tried:  # nothing is predicted to meet the target: measure the fastest so the step has a result
-            fastest = min(range(len(candidates)), key=lambda i: candidates[i].predicted_ms)
-            candidates[fastest].ms, candidates[fastest].meets = measure(candidates[fastest].plan)
-            tried = [fastest]
-        best = min(tried, key=lambda i: candidates[i].ms)
+        best = min((i for i, c in enumerate(candidates) if c.ms is not None), key=lambda i: candidates[i].ms)
     chosen = candidates[best]
     return PlanChoice(
         chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict()

@@ -10,7 +10,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   (what a user does with Torch-Pruning alone);
 - (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD);
 - (c) ``spiral-uniform``: ``spiral run`` with ``schedule.allocation: uniform``;
-- (d) ``spiral``: ``spiral run`` with its defaults (latency-aware allocation).
+- (d) ``spiral``: ``spiral run`` with latency-aware allocation and KD;
+- (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery.
 
 The spirals prune with ``--criterion`` (the spiral's default), the one-shot methods with
 ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
@@ -34,6 +35,7 @@ architecture to ``--plot-dir`` and every number to ``--json``.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import datetime as dt
 import json
@@ -72,7 +74,8 @@ ARCHITECTURES = {
     "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
-METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral")
+METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce")
+CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
 TEACHER_TRAINING = {"epochs": 10, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
 KD = {"lr": 0.02, "temperature": 4.0, "weights": {"ce": 1.0, "logits": 1.0}}
@@ -89,7 +92,7 @@ class Finalist:
 
 
 def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.Namespace, teacher: Path,
-               allocation: str) -> RunConfig:
+               allocation: str, weights: dict = KD["weights"]) -> RunConfig:
     _, shape = ARCHITECTURES[arch]
     return parse_config({
         "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,
@@ -99,7 +102,7 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "schedule": {"initial_reduction": 0.5, "decay": 0.9, "max_steps": args.max_steps, "patience": 1,
                      "allocation": allocation, "total_epochs": args.epochs},
         "prune": {"criterion": args.criterion, "round_to": 8},
-        "distill": {**KD, "epochs": args.step_epochs, "seed": seed},
+        "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed},
         "seed": seed,
     })
 
@@ -172,7 +175,7 @@ def oneshot_finalists(
     plan = plan_pruning(teacher, x, prune.model_copy(update={"ratio": ratio}))
     search_s = time.perf_counter() - start
     finalists = []
-    for method, weights in (("oneshot-ce", {"ce": 1.0, "logits": 0.0}), ("oneshot-kd", KD["weights"])):
+    for method, weights in (("oneshot-ce", CE), ("oneshot-kd", KD["weights"])):
         begin = time.perf_counter()
         student = apply_plan(copy.deepcopy(teacher), plan, x)
         training = cfg.distill.model_copy(update={"epochs": epochs, "weights": cfg.distill.weights.model_copy(update=weights)})
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                     spiral_finalist("spiral", cfg, cell / "spiral"),
                     spiral_finalist("spiral-uniform", run_config(arch, data, speedup, seed, args, teacher_dir, "uniform"),
                                     cell / "spiral-uniform"),
+                    spiral_finalist("spiral-ce", run_config(arch, data, speedup, seed, args, teacher_dir, "latency", CE),
+                                    cell / "spiral-ce"),
                     *oneshot_finalists(cfg, teacher_dir, cell / "oneshot", args.epochs, args.oneshot_criterion, console),
                 ]
                 teacher_onnx = cell / "spiral" / "teacher" / "model.onnx"
@@ -287,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot_dir is not None:
             points = [ParetoPoint(f"{r['method']} {r['budget']:g}x s{r['seed']}", 1 / r["speedup"], r["accuracy"],
                                   r["method"]) for r in rows if r["accuracy"] == r["accuracy"]]
-            write_bytes(args.plot_dir / f"quality_frontier_{arch}.png",
-                        pareto_front(points, "latency relative to the teacher (paired)"))
+            uri = pareto_front(points, "latency relative to the teacher (paired)")
+            write_bytes(args.plot_dir / f"quality_frontier_{arch}.png", base64.b64decode(uri.split(",", 1)[1]))
     results["load_end"] = os.getloadavg()
     report.append(f"load average at the end {results['load_end'][0]:.2f}")
     print("\n".join(report))

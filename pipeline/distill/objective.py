@@ -108,8 +108,11 @@ class DistillationObjective(nn.Module):
 def build_objective(
     student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor
 ) -> tuple[DistillationObjective, TeacherRunner | None]:
-    """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads."""
-    if teacher is None:
+    """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads.
+
+    A teacher none of whose losses is weighted is not run at all: the training is cross-entropy.
+    """
+    if teacher is None or not cfg.weights.uses_teacher:
         return DistillationObjective(student, cfg, [], None, None, distilling=False), None
     explicit = cfg.feature_pairs if cfg.feature_pairs != "auto" else []
     student_probe = probe(student, sample, [s for s, _ in explicit])

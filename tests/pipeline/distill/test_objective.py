@@ -11,9 +11,9 @@ from pipeline.distill.objective import build_objective
 from pipeline.zoo.digits_resnet import digits_resnet
 
 WEIGHTS = {
-    "logits": LossWeights(),
-    "logits+feature": LossWeights(feature=2.0),
-    "logits+feature+contrastive": LossWeights(feature=1.0, contrastive=0.5),
+    "logits": LossWeights(logits=1.0),
+    "logits+feature": LossWeights(logits=1.0, feature=2.0),
+    "logits+feature+contrastive": LossWeights(logits=1.0, feature=1.0, contrastive=0.5),
     "feature only": LossWeights(ce=0.0, logits=0.0, feature=1.0),
 }
 
@@ -77,3 +77,13 @@ def test_contrastive_needs_a_linear_classifier() -> None:
 def test_all_zero_weights_are_rejected_by_the_config() -> None:
     with pytest.raises(ValidationError, match="all loss weights are 0"):
         DistillConfig(weights={"ce": 0, "logits": 0})
+
+
+def test_a_teacher_no_loss_weighs_is_not_run_and_the_loss_is_cross_entropy() -> None:
+    student, teacher = _pair()
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    objective, teacher_runner = build_objective(student, teacher, DistillConfig(), images)
+    assert teacher_runner is None
+    total, parts, logits = objective(images, labels, None)
+    assert set(parts) == {"ce"}
+    assert total.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)

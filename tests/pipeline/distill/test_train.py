@@ -25,9 +25,9 @@ from pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
 from pipeline.metrics import evaluate
 
 KINDS = {
-    "logits": LossWeights(),
-    "logits+feature": LossWeights(feature=1.0),
-    "logits+feature+contrastive": LossWeights(feature=1.0, contrastive=1.0),
+    "logits": LossWeights(logits=1.0),
+    "logits+feature": LossWeights(logits=1.0, feature=1.0),
+    "logits+feature+contrastive": LossWeights(logits=1.0, feature=1.0, contrastive=1.0),
 }
 
 

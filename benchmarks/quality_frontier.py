@@ -290,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         results["architectures"][arch] = {"teacher_accuracy": teacher_accuracy, "rows": rows}
         report += [*table(arch, rows, teacher_accuracy), ""]
         if args.plot_dir is not None:
-            points = [ParetoPoint(f"{r['method']} {r['budget']:g}x s{r['seed']}", 1 / r["speedup"], r["accuracy"],
-                                  r["method"]) for r in rows if r["accuracy"] == r["accuracy"]]
-            uri = pareto_front(points, "latency relative to the teacher (paired)")
+            points = [ParetoPoint(f"{r['method']} {r['budget']:g}x s{r['seed']}", 1000 / r["speedup"], r["accuracy"],
+                                  "accepted" if r["verdict"] == "meets" else "rejected")
+                      for r in rows if r["accuracy"] == r["accuracy"]]
+            uri = pareto_front(points, "per 1000 ms of the teacher: p50")
             write_bytes(args.plot_dir / f"quality_frontier_{arch}.png", base64.b64decode(uri.split(",", 1)[1]))
     results["load_end"] = os.getloadavg()
     report.append(f"load average at the end {results['load_end'][0]:.2f}")

@@ -49,9 +49,14 @@ def test_latency_allocation_meets_the_target_and_the_pruned_model_predicts_the_s
     predictor = LatencyPredictor(table, Calibration(1.1, 0.05))
     model = classifier()
     start = predictor.predict_model(model, X)
-    (allocation,) = plans_for_latency(model, X, PruneConfig(round_to=8), [0.6 * start], predictor=predictor)
+    # Half way down to the lowest rung (8 hidden units) as this machine's table prices it, so the
+    # target is reachable however fast the operators measured today.
+    torch.manual_seed(0)
+    floor = predictor.predict_model(lstm_classifier(n_features=40, hidden=8, num_classes=12).eval(), X)
+    target = (start + floor) / 2
+    (allocation,) = plans_for_latency(model, X, PruneConfig(round_to=8), [target], predictor=predictor)
     assert allocation.start == pytest.approx(start)
-    assert allocation.met and allocation.predicted <= 0.6 * start
+    assert allocation.met and allocation.predicted <= target
     pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
     assert predictor.predict_model(pruned, X) == pytest.approx(allocation.predicted, rel=1e-9)
     assert pruned.lstm.hidden_size == allocation.kept["lstm"] < 64

@@ -196,9 +196,10 @@ def measure_finalists(finalists: list[Finalist], cfg: RunConfig, teacher_onnx: P
     paired = profile_paired(models, target_of(cfg), cfg.target.profile, questions)
     out = {}
     for f in finalists:
-        v = paired.verdict("oneshot-ce" if f.method == "oneshot-kd" else f.method)
+        structure = "oneshot-ce" if f.method == "oneshot-kd" else f.method  # (b) is (a)'s structure
+        v = paired.verdict(structure)
         out[f.method] = {"speedup": 1 / v.estimate, "speedup_ci": [1 / v.high, 1 / v.low], "verdict": v.outcome,
-                         "p50_ms": paired.profiles["oneshot-ce" if f.method == "oneshot-kd" else f.method].stat("p50")}
+                         "p50_ms": paired.profiles[structure].stat("p50")}
     out["teacher"] = {"p50_ms": paired.profiles["teacher"].stat("p50")}
     return out
 

@@ -41,7 +41,7 @@ from typing import Callable  # not collections.abc: the alias below is evaluated
 import numpy as np
 
 from deploy.errors import InputError
-from deploy.stats import median_ci_rel, robust_cv, summarize
+from deploy.stats import median_ci_rel
 from deploy.verdict import Question, Verdict, judge, round_statistic
 
 
@@ -100,10 +100,6 @@ class Series:
 
     def rounds(self, statistic: str) -> np.ndarray:
         return np.array([round_statistic(b, statistic) for b in self.blocks])
-
-    def stats(self) -> dict[str, float]:
-        samples = self.samples_ms
-        return {**summarize(samples), "robust_cv": robust_cv(np.asarray(samples))}
 
 
 @dataclass

@@ -87,11 +87,19 @@ class ScheduleConfig(_Strict):
     max_ratio: float = Field(0.9, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
     # Epochs of distillation from the teacher given to the last accepted model after the steps
-    # (its structure, hence its latency, stays as measured); 0 = none. With ``total_epochs``, the
-    # recovery gets whatever the steps (every try included) left of that training budget, and at
-    # least ``final_epochs``.
+    # (its structure, hence its latency, stays as measured); 0 = none. ``total_epochs`` is a
+    # training budget for the whole run: each try trains at most what is left of it after the
+    # ``final_epochs`` kept for the recovery (the loop stops when nothing is left), and the recovery
+    # gets whatever the tries left, so rejected tries cannot eat the recovery.
     final_epochs: int = Field(0, ge=0)
     total_epochs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _budget_leaves_steps(self) -> "ScheduleConfig":
+        if self.total_epochs is not None and self.final_epochs >= self.total_epochs:
+            raise ValueError(f"schedule.final_epochs ({self.final_epochs}) must be less than total_epochs "
+                             f"({self.total_epochs}): the steps need epochs too")
+        return self
 
 
 class ParityConfig(_Strict):

@@ -260,7 +260,7 @@ class Spiral:
         )
 
     def _attempt(
-        self, step: int, attempt: int, reduction: float, current: Reference, teacher: nn.Module,
+        self, step: int, attempt: int, reduction: float, epochs: int, current: Reference, teacher: nn.Module,
         budget: Budget, progress: Progress,
     ) -> tuple[dict, nn.Module, PruningPlan]:
         cfg = self.config
@@ -285,10 +285,10 @@ class Spiral:
         kd_teacher = current.model if cfg.distill.teacher == "previous" else teacher
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {plan.ratio:.0%} "
-            f"of the channels (predicted {choice.predicted_ms:.3f} ms); distilling"
+            f"of the channels (predicted {choice.predicted_ms:.3f} ms); distilling {epochs} epochs"
         )
         result = distill(
-            student, kd_teacher, self.train_set, self.val_set, cfg.distill,
+            student, kd_teacher, self.train_set, self.val_set, cfg.distill.model_copy(update={"epochs": epochs}),
             checkpoint_dir=work / "distill", progress=progress,
         )
         save_checkpoint(
@@ -422,8 +422,7 @@ class Spiral:
             message = self._loop(entries, current, teacher, budget, progress, task)
             entries = read_ledger(self.ledger_path)
             last = best_accepted(entries)
-            spent = sum(e["distill"]["epochs"] for e in entries)
-            epochs = max(cfg.schedule.final_epochs, (cfg.schedule.total_epochs or 0) - spent)
+            epochs = max(cfg.schedule.final_epochs, (cfg.schedule.total_epochs or 0) - epochs_spent(entries))
             if epochs and last is not None and not any(e.get("kind") == "recovery" for e in entries):
                 self._recover(last, teacher, epochs, message, progress)
         entries = read_ledger(self.ledger_path)
@@ -437,6 +436,7 @@ class Spiral:
         self, entries: list[dict], current: Reference, teacher: nn.Module, budget: Budget, progress: Progress, task: int,
     ) -> str:
         schedule = self.config.schedule
+        entries = list(entries)
         recovered = [e for e in entries if e.get("kind") == "recovery"]
         if recovered:  # the loop had ended before the final recovery
             return recovered[-1]["message"]
@@ -451,10 +451,17 @@ class Spiral:
                 return f"stopped after max_steps={schedule.max_steps}"
             if attempt > schedule.patience + 1:
                 return f"step {step} rejected {attempt - 1} times (patience {schedule.patience})"
+            epochs = self.config.distill.epochs
+            if schedule.total_epochs is not None:  # the final recovery's share is never spent on tries
+                epochs = min(epochs, schedule.total_epochs - schedule.final_epochs - epochs_spent(entries))
+                if epochs < 1:
+                    return (f"the tries spent the training budget (total_epochs={schedule.total_epochs}, "
+                            f"{schedule.final_epochs} kept for the final recovery)")
             reduction = schedule.initial_reduction * schedule.decay ** (step - 1) * schedule.backoff ** (attempt - 1)
-            entry, student, plan = self._attempt(step, attempt, reduction, current, teacher, budget, progress)
+            entry, student, plan = self._attempt(step, attempt, reduction, epochs, current, teacher, budget, progress)
             verdict = "accepted" if entry["accepted"] else "rejected"
             progress.console.print(f"step {step} try {attempt}: {verdict}: {entry['reason']}")
+            entries.append(entry)
             if entry["accepted"]:
                 current = Reference("current", student, self.out / entry["dir"] / "model.onnx", entry["statistic_ms"],
                                     (current.lineage[0], [*current.lineage[1], plan]))
@@ -463,6 +470,11 @@ class Spiral:
                 progress.advance(task)
             else:
                 attempt += 1
+
+
+def epochs_spent(entries: list[dict]) -> int:
+    """The training epochs the ledger's lines spent (every try and the recovery)."""
+    return sum(e["distill"]["epochs"] for e in entries)
 
 
 def paired_speedup(paired: Paired, statistic: str) -> dict:

@@ -136,3 +136,29 @@ def test_final_recovery_spends_what_the_steps_left_of_the_training_budget(write_
     before = (out / "ledger.jsonl").read_bytes()
     assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
     assert (out / "ledger.jsonl").read_bytes() == before
+
+
+def test_tries_train_only_what_the_budget_leaves_after_the_recovery_share(write_config, tmp_path: Path):
+    out = tmp_path / "run"
+    config = write_config(schedule={"total_epochs": 3, "final_epochs": 2}, distill={"epochs": 5, "lr": 0.02})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    step, recovery = read_ledger(out / "ledger.jsonl")
+    assert (step["distill"]["epochs"], recovery["distill"]["epochs"]) == (1, 2)
+
+
+def test_rejected_tries_stop_when_only_the_recovery_share_is_left(write_config, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    config = write_config(budget={"accuracy": {"max_drop": None, "min": 100.0}},
+                          schedule={"total_epochs": 3, "final_epochs": 1, "max_steps": 5, "patience": 5})
+    assert main(["run", str(config), "--out", str(out)]) == 1
+    entries = read_ledger(out / "ledger.jsonl")
+    assert [(e["attempt"], e["accepted"], e["distill"]["epochs"]) for e in entries] == [(1, False, 1), (2, False, 1)]
+    report = json.loads((out / "report.json").read_text())
+    assert report["message"].startswith("the tries spent the training budget (total_epochs=3, 1 kept")
+
+
+def test_recovery_share_must_leave_epochs_for_the_steps(write_config, tmp_path: Path, capsys):
+    config = write_config(schedule={"total_epochs": 3, "final_epochs": 3})
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "final_epochs (3) must be less than total_epochs (3)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

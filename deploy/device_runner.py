@@ -81,6 +81,8 @@ def verify_bundle(bundle: Path, manifest_sha256: str) -> dict:
     manifest = json.loads(manifest_path.read_text())
     for name, expected in sorted(manifest["files"].items()):
         path = bundle / name
+        if bundle.resolve() not in [path.resolve(), *path.resolve().parents]:  # Python 3.8: no is_relative_to
+            raise DeviceError("checksum", f"{name!r} points outside the bundle")
         if not path.is_file():
             raise DeviceError("checksum", f"{name} is missing: the copy is incomplete")
         if sha256_file(path) != expected:

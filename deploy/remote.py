@@ -194,10 +194,19 @@ def deploy_bundle(
         if isinstance(exc, InputError) and leftover:
             raise InputError(f"{exc}; {leftover}") from None
         raise
-    run_info = json.loads((results_dir / "run.json").read_text())
-    return DeployResult(ssh.host, results_dir, results_dir / "profile.json",
-                        json.loads((results_dir / "device.json").read_text()), bool(run_info["engine_from_cache"]),
-                        run_dir)
+    run_info = _device_json(results_dir / "run.json")
+    return DeployResult(ssh.host, results_dir, results_dir / "profile.json", _device_json(results_dir / "device.json"),
+                        bool(run_info.get("engine_from_cache")), run_dir)
+
+
+def _device_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the device sent no readable {path.name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"the device sent a {path.name} that is not a JSON object")
+    return data
 
 
 def _remove(ssh: Ssh, run_dir: str) -> str | None:
@@ -210,12 +219,18 @@ def _remove(ssh: Ssh, run_dir: str) -> str | None:
 
 
 def _extract_results(tar_file: IO[bytes], results_dir: Path) -> None:
-    """Unpack the fetched ``results/`` beside ``results_dir`` and move it into place."""
+    """Unpack the fetched ``results/`` beside ``results_dir`` and move it into place.
+
+    Whatever names the device sends, only plain files and folders under ``results/`` are unpacked.
+    """
     results_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=results_dir.parent, prefix=f".{results_dir.name}."))
     try:
-        with tarfile.open(fileobj=tar_file, mode="r") as tar:
-            tar.extractall(staging, filter="data")
+        try:
+            with tarfile.open(fileobj=tar_file, mode="r") as tar:
+                tar.extractall(staging, filter=_plain_results)
+        except tarfile.TarError as exc:
+            raise InputError(f"the device sent results spiral does not unpack: {exc}") from None
         if not (staging / "results" / "profile.json").is_file():
             raise InputError("the device sent results without a profile.json")
         if results_dir.exists():
@@ -223,3 +238,10 @@ def _extract_results(tar_file: IO[bytes], results_dir: Path) -> None:
         os.replace(staging / "results", results_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _plain_results(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    """The data filter (no absolute names, no ``..``) and, beyond it, no links and nothing outside ``results/``."""
+    if not (member.isfile() or member.isdir()) or Path(member.name).parts[:1] != ("results",):
+        raise tarfile.FilterError(f"{member.name!r} is not a plain file under results/")
+    return tarfile.data_filter(member, path)

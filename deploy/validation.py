@@ -65,3 +65,11 @@ def read_yaml(path: Path, what: str) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
     return parse_yaml(text, str(path))
+
+
+def contained(root: Path, name: str | Path, what: str) -> Path:
+    """``root / name``, refused unless it stays inside ``root`` once resolved: no ``..``, absolute path, symlink out."""
+    path = Path(root) / name
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise InputError(f"{what} {str(name)!r} points outside {root}")
+    return path

@@ -19,11 +19,13 @@ from torch import nn
 
 from deploy.errors import InputError
 from deploy.atomic import publish_dir, write_json
+from deploy.validation import contained
 from pipeline.prune import PruningPlan, apply_plan, example_input
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
 MANIFEST = "spiral.json"
+MAX_MANIFEST_BYTES = 64 << 20  # plans and shapes of a large model take a few MB
 
 
 def save_checkpoint(
@@ -64,7 +66,7 @@ def load_checkpoint(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
 
     manifest = _read_manifest(directory)
     plans = [PruningPlan.from_dict(plan) for plan in manifest["plans"]]
-    model = build_model(manifest["base_spec"])
+    model = build_model(manifest["base_spec"], named_in=directory / MANIFEST)
     example = example_input(manifest["input_shape"], manifest.get("input_dtype", "float32"))
     for index, plan in enumerate(plans):
         try:
@@ -73,8 +75,9 @@ def load_checkpoint(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
             raise InputError(f"checkpoint {directory}: plan {index + 1} of {len(plans)}: {exc}") from None
     expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     _check_shapes(directory, MANIFEST, expected, manifest["shapes"])
+    weights = contained(directory, WEIGHTS, f"checkpoint {directory}:")
     try:
-        state = load_file(str(directory / WEIGHTS))
+        state = load_file(str(weights))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for truncated or foreign files
         raise InputError(f"checkpoint {directory}: {WEIGHTS} is missing or corrupt ({exc})") from None
     _check_shapes(directory, WEIGHTS, expected, {name: list(t.shape) for name, t in state.items()})
@@ -86,8 +89,10 @@ def load_checkpoint(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
 def _read_manifest(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise InputError(f"checkpoint {directory} does not exist or is not a directory")
-    path = directory / MANIFEST
+    path = contained(directory, MANIFEST, f"checkpoint {directory}:")
     try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise InputError(f"checkpoint {directory}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"checkpoint {directory} has no {MANIFEST}; it is not a spiral checkpoint") from None

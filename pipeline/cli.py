@@ -8,6 +8,7 @@ import sys
 import traceback
 
 from deploy.errors import InputError
+from pipeline.specs import trusting_model_code
 
 # Each module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMAND_MODULES = [
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        p.add_argument("--trust-model-code", action="store_true",
+                       help="import the package.module:factory a checkpoint or run folder names (spiral's zoo and "
+                            "torchvision load without it): only for folders you trust, such as your own")
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
     return parser
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        with trusting_model_code(args.trust_model_code):
+            return int(args.handler(args))
     except InputError as exc:
         if args.debug:
             traceback.print_exc()

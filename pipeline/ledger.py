@@ -12,6 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deploy.errors import InputError
+from deploy.validation import contained
+
+MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
+
 
 def append_entry(path: Path, entry: dict[str, Any]) -> None:
     line = (json.dumps(entry, sort_keys=True) + "\n").encode()
@@ -24,12 +29,28 @@ def append_entry(path: Path, entry: dict[str, Any]) -> None:
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
-    """Every complete line; a final line without its newline (a killed write) is ignored."""
+    """Every complete line; a final line without its newline (a killed write) is ignored.
+
+    A line that is not a JSON object, is longer than ``MAX_LINE_BYTES`` or names a step folder
+    (``dir``) outside the run folder is refused with an InputError.
+    """
     if not path.exists():
         return []
     entries = []
-    for raw in path.read_bytes().split(b"\n")[:-1]:
-        entries.append(json.loads(raw))
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(f"{path}: line {number} is longer than {MAX_LINE_BYTES >> 10} KiB")
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                entry = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InputError(f"{path}: line {number} is not JSON ({exc})") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("dir", ""), str):
+                raise InputError(f"{path}: line {number} is not a ledger entry (a JSON object with a string 'dir')")
+            contained(path.parent, entry.get("dir", ""), f"{path}: line {number}: step folder")
+            entries.append(entry)
     return entries
 
 

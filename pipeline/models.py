@@ -6,6 +6,7 @@ so that the spec alone rebuilds the architecture a checkpoint was pruned from.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,21 +31,30 @@ def with_kwargs(spec: str, **kwargs: Any) -> str:
     return f"{target}?{query}" if query else target
 
 
-def build_model(spec: str) -> nn.Module:
-    """A freshly initialised base model (never downloads weights)."""
+def build_model(spec: str, named_in: Path | None = None) -> nn.Module:
+    """A freshly initialised base model (never downloads weights).
+
+    ``named_in`` is the file the spec was read from (None: the user typed it); see ``pipeline.specs``.
+    Keyword arguments are plain JSON values whoever wrote them.
+    """
     try:
         target, kwargs = split_spec(spec)
-    except ValueError:
+        json.dumps(kwargs, allow_nan=False)
+    except (ValueError, yaml.YAMLError):
         raise InputError(f"model '{spec}': malformed keyword arguments after '?'") from None
+    except TypeError:
+        raise InputError(f"model '{spec}': keyword arguments must be plain JSON values") from None
     if target.startswith("torchvision:"):
         import torchvision
 
         name = target.removeprefix("torchvision:")
         if name not in torchvision.models.list_models():
             raise InputError(f"unknown torchvision model '{name}'")
+        if any(key.startswith("weights") for key in kwargs):
+            raise InputError(f"model '{spec}': spiral builds torchvision models without downloading weights")
         factory = lambda **kw: torchvision.models.get_model(name, weights=None, **kw)  # noqa: E731
     else:
-        factory = resolve_callable(target, "model")
+        factory = resolve_callable(target, "model", named_in)
     try:
         model = factory(**kwargs)
     except TypeError as exc:

@@ -1,17 +1,54 @@
-"""Resolve ``package.module:attribute`` specs without executing anything but the named import."""
+"""Resolve ``package.module:attribute`` specs: what the user typed is imported, what a file names is data.
+
+A spec the user typed (on the command line, in their own run config) is imported as running Python
+would. A spec read from a file (a checkpoint's ``base_spec``) may name a model of spiral's own zoo
+(``pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
+in this same command (a run's own checkpoints); any other module is imported only inside
+``trusting_model_code(True)``, which ``--trust-model-code`` or ``trust_model_code: true`` in the run
+config turns on.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from deploy.errors import InputError
 
+ZOO = "pipeline.zoo"
+# (any module allowed, the package.module:factory targets the user typed)
+_trust: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("trust_model_code", default=(False, frozenset()))
 
-def resolve_callable(spec: str, what: str) -> Any:
+
+@contextmanager
+def trusting_model_code(allowed: bool, typed: Iterable[str] = ()) -> Iterator[None]:
+    """Within the block, specs read from files may import any module when ``allowed``, and the factories
+    of the specs in ``typed`` (the user's own, given in this command) in any case."""
+    everything, targets = _trust.get()
+    token = _trust.set((allowed or everything, targets | {spec.partition("?")[0] for spec in typed}))
+    try:
+        yield
+    finally:
+        _trust.reset(token)
+
+
+def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
+    """The callable ``spec`` names; ``named_in`` is the file the spec was read from, None when the user typed it."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise InputError(f"{what} '{spec}' is not of the form package.module:factory")
+    everything, typed = _trust.get()
+    zoo = module_name == ZOO or module_name.startswith(ZOO + ".")
+    if named_in is not None and not (everything or zoo or spec in typed):
+        raise InputError(
+            f"{named_in} names code from module {module_name!r} ({spec!r}); spiral imports no code named inside "
+            "a file it reads unless you allow it: if you trust this folder (your own checkpoints record the spec "
+            "you gave), pass --trust-model-code or set trust_model_code: true in your run config"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from pipeline.config import load_config
 from pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
+from pipeline.specs import trusting_model_code
 from pipeline.spiral import Spiral, SpiralOutcome
 
 NAME = "run"
@@ -42,7 +43,8 @@ def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
 
 def execute(config_path: Path, out: Path, resume: bool) -> int:
     config = load_config(config_path)
-    outcome = Spiral(config, out, resume=resume).run()
+    with trusting_model_code(config.trust_model_code, typed=[config.model]):
+        outcome = Spiral(config, out, resume=resume).run()
     return print_outcome(outcome, Console(width=160))
 
 

@@ -31,6 +31,7 @@ from deploy.atomic import write_bytes
 from pipeline.distill.config import DistillConfig
 from pipeline.distill.train import DistillResult, distill
 from pipeline.models import load_model
+from pipeline.specs import trusting_model_code
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
@@ -60,6 +61,7 @@ class DistillJob(_Strict):
     output_dir: Path
     checkpoint_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: one GPU per process when there are GPUs
+    trust_model_code: bool = False  # import the factory a checkpoint named here records (pipeline.specs)
 
 
 def read_job(path: Path) -> DistillJob:
@@ -93,8 +95,9 @@ def run_job(job: DistillJob) -> DistillResult:
     if launched:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
-        student = model_from_ref(job.student)
-        teacher = model_from_ref(job.teacher) if job.teacher is not None else None
+        with trusting_model_code(job.trust_model_code):
+            student = model_from_ref(job.student)
+            teacher = model_from_ref(job.teacher) if job.teacher is not None else None
         train_set, val_set = load_datasets(job.data.source, job.data.input_shape, seed=job.data.seed)
         result = distill(
             student, teacher, train_set, val_set, job.config, checkpoint_dir=job.checkpoint_dir, device=device

@@ -11,14 +11,17 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
 - (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD);
 - (c) ``spiral-uniform``: ``spiral run`` with ``schedule.allocation: uniform``;
 - (d) ``spiral``: ``spiral run`` with latency-aware allocation and KD;
-- (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery.
+- (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery;
+- (f) ``spiral-l1``: (d) pruning with ``--oneshot-criterion`` (L1, normalised per layer) in place of
+  ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack.
 
 The spirals prune with ``--criterion`` (the spiral's default), the one-shot methods with
 ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
 
-Both spirals get ``total_epochs: --epochs``: their steps (every try) spend ``--step-epochs`` each and
-the final recovery of the accepted model gets what is left, so every method trains the same number
-of epochs (the table says how many each really spent). Every finalist is then measured in rounds
+The spirals get ``total_epochs: --epochs`` with ``final_epochs: --final-epochs`` kept for the final
+recovery: each try spends at most ``--step-epochs`` of what the recovery's share leaves, and the
+recovery of the accepted model gets the rest, so every method trains the same number of epochs (the
+table says how many each really spent). Every finalist is then measured in rounds
 beside the teacher in one paired session per budget and seed (``deploy.profiler.profile_paired``):
 the speedup is the median of the per-round ratios, and ``meets`` is the judge's verdict on the
 budget. Accuracy is the ONNX model's on the validation split. Prints a Markdown table per
@@ -26,8 +29,13 @@ architecture (mean ± std over seeds, wall time per method), writes an accuracy-
 architecture to ``--plot-dir`` and every number to ``--json``.
 
     .venv/bin/python benchmarks/quality_frontier.py [--architecture resnet mobilenet_v2]
-        [--speedup 2 3 4] [--seeds 0 1 2] [--epochs 8] [--step-epochs 2] [--train-per-class 300]
+        [--speedup 3 4] [--seeds 0 1 2] [--methods oneshot-ce oneshot-kd spiral-uniform spiral]
+        [--epochs 8] [--step-epochs 2] [--final-epochs 3] [--train-per-class 300]
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
+
+The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) take about an hour on this
+project's 2-vCPU machine; ``--speedup 2 3 4`` adds the 2x budget, ``--methods`` (e) and (f); cached
+teachers, one-shot finalists and finished spirals are reused, so adding a method trains only that one.
 
 ``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.
 """
@@ -74,7 +82,8 @@ ARCHITECTURES = {
     "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
-METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce")
+METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1")
+DEFAULT_METHODS = METHODS[:4]
 CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
 TEACHER_TRAINING = {"epochs": 10, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
@@ -92,7 +101,7 @@ class Finalist:
 
 
 def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.Namespace, teacher: Path,
-               allocation: str, weights: dict = KD["weights"]) -> RunConfig:
+               allocation: str, weights: dict = KD["weights"], criterion: str | None = None) -> RunConfig:
     _, shape = ARCHITECTURES[arch]
     return parse_config({
         "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,
@@ -100,8 +109,8 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "target": {"backend": "ort-cpu", "threads": args.threads},
         "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
         "schedule": {"initial_reduction": 0.5, "decay": 0.9, "max_steps": args.max_steps, "patience": 1,
-                     "allocation": allocation, "total_epochs": args.epochs},
-        "prune": {"criterion": args.criterion, "round_to": 8},
+                     "allocation": allocation, "total_epochs": args.epochs, "final_epochs": args.final_epochs},
+        "prune": {"criterion": criterion or args.criterion, "round_to": 8},
         "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed},
         "seed": seed,
     })
@@ -123,21 +132,32 @@ def train_teacher(arch: str, data: Path, cache: Path, args: argparse.Namespace, 
     return directory
 
 
+def teacher_export(arch: str, data: Path, teacher_dir: Path, cache: Path) -> Path:
+    """The cached teacher as the ONNX model every finalist is measured beside."""
+    path = cache / arch / "teacher.onnx"
+    if not path.is_file():
+        teacher, _ = load_checkpoint(teacher_dir)
+        train, _ = load_datasets(str(data), ARCHITECTURES[arch][1])
+        export_onnx(teacher, train[0][0].unsqueeze(0), path)
+    return path
+
+
 def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
-    start = time.perf_counter()
     outcome = Spiral(cfg, out, resume=out.exists()).run()
+    # Wall time from the run's own files (teacher exported at the start, last ledger line at the
+    # end), so a resumed, already finished spiral reports the time it took, not the resume's.
+    wall_s = (out / "ledger.jsonl").stat().st_mtime - (out / "teacher" / "model.onnx").stat().st_mtime
     accepted = [e for e in outcome.entries if e["accepted"]]
     epochs = sum(e["distill"]["epochs"] for e in outcome.entries)
     if not accepted:
-        return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, time.perf_counter() - start,
-                        "no step accepted")
+        return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, wall_s, "no step accepted")
     best = accepted[-1]
-    return Finalist(method, out / best["dir"] / "model.onnx", 100 * best["accuracy"], epochs,
-                    time.perf_counter() - start, "" if outcome.met_budget else "final budget not met")
+    return Finalist(method, out / best["dir"] / "model.onnx", 100 * best["accuracy"], epochs, wall_s,
+                    "" if outcome.met_budget else "final budget not met")
 
 
 def oneshot_finalists(
-    cfg: RunConfig, teacher_dir: Path, out: Path, epochs: int, criterion: str, console: Console
+    cfg: RunConfig, teacher_dir: Path, teacher_onnx: Path, out: Path, epochs: int, criterion: str, console: Console
 ) -> list[Finalist]:
     """The least uniform ratio judged to meet the budget beside the teacher, trained with CE and with KD.
 
@@ -150,7 +170,6 @@ def oneshot_finalists(
     teacher, _ = load_checkpoint(teacher_dir)
     train, val = load_datasets(cfg.data.source, cfg.input_shape, seed=cfg.data.seed)
     x = torch.stack([train[i][0] for i in range(cfg.input_shape[0])])
-    teacher_onnx = export_onnx(teacher, x, out / "teacher.onnx")
     question = Question("budget", "candidate", 1 / cfg.budget.min_speedup, "teacher")
     prune = PruneConfig(criterion=criterion, round_to=cfg.prune.round_to)
 
@@ -218,7 +237,7 @@ def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
              "| budget | method | accuracy % (mean ± std) | paired speedup | meets (seeds) | epochs | wall s |",
              "|---|---|---|---|---|---|---|"]
     for speedup in sorted({r["budget"] for r in rows}):
-        for method in METHODS:
+        for method in METHODS:  # in the order (a) .. (e)
             sel = [r for r in rows if r["budget"] == speedup and r["method"] == method]
             if not sel:
                 continue
@@ -233,13 +252,15 @@ def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architecture", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
-    parser.add_argument("--speedup", nargs="+", type=float, default=[2.0, 3.0, 4.0])
+    parser.add_argument("--speedup", nargs="+", type=float, default=[3.0, 4.0])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8, help="training epochs of every method (the spiral's over all its steps)")
-    parser.add_argument("--step-epochs", type=int, default=2, help="the spiral's distillation epochs per step")
+    parser.add_argument("--step-epochs", type=int, default=2, help="the spiral's distillation epochs per try")
+    parser.add_argument("--final-epochs", type=int, default=3, help="the spiral's epochs kept for its final recovery")
     parser.add_argument("--teacher-epochs", type=int, default=TEACHER_TRAINING["epochs"])
     parser.add_argument("--max-steps", type=int, default=3)
-    parser.add_argument("--criterion", default=PruneConfig().criterion,
+    parser.add_argument("--criterion", default=RunConfig.model_fields["prune"].default.criterion,
                         help="the spirals' pruning criterion (default: the spiral's default)")
     parser.add_argument("--oneshot-criterion", default="l1", help="the one-shot methods' criterion (NNI's L1 norm)")
     parser.add_argument("--train-per-class", type=int, default=300)
@@ -250,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.speedup, args.seeds, args.epochs, args.step_epochs, args.teacher_epochs = [2.0], [0], 2, 1, 1
+        args.speedup, args.seeds, args.epochs, args.step_epochs, args.teacher_epochs = [2.0], [0], 3, 1, 1
+        args.final_epochs = 1
         args.train_per_class, args.max_steps = 30, 2
         args.cache = args.cache / "quick"
     console = Console(stderr=True)
@@ -264,26 +286,31 @@ def main(argv: list[str] | None = None) -> int:
               f"ONNX Runtime CPU {args.threads} threads, batch 1; load average at start {load_start[0]:.2f}", ""]
     for arch in args.architecture:
         teacher_dir = train_teacher(arch, data, args.cache, args, console)
+        teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
+        teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], 10)["accuracy"]
+        spirals = {"spiral": ("latency", KD["weights"]), "spiral-uniform": ("uniform", KD["weights"]),
+                   "spiral-ce": ("latency", CE), "spiral-l1": ("latency", KD["weights"], args.oneshot_criterion)}
         rows = []
-        teacher_accuracy = float("nan")
         for speedup in args.speedup:
             for seed in args.seeds:
                 cell = args.cache / arch / f"{speedup:g}x-seed{seed}"
                 cell.mkdir(parents=True, exist_ok=True)
                 cfg = run_config(arch, data, speedup, seed, args, teacher_dir, "latency")
                 console.print(f"{arch} {speedup:g}x seed {seed}")
+                # Trained finalists are kept (spirals resume, one-shot finalists are cached), so a
+                # rerun trains only what is missing; every finalist is measured again, beside the
+                # teacher, in this cell's one paired session.
                 finalists = [
-                    spiral_finalist("spiral", cfg, cell / "spiral"),
-                    spiral_finalist("spiral-uniform", run_config(arch, data, speedup, seed, args, teacher_dir, "uniform"),
-                                    cell / "spiral-uniform"),
-                    spiral_finalist("spiral-ce", run_config(arch, data, speedup, seed, args, teacher_dir, "latency", CE),
-                                    cell / "spiral-ce"),
-                    *oneshot_finalists(cfg, teacher_dir, cell / "oneshot", args.epochs, args.oneshot_criterion, console),
+                    spiral_finalist(m, run_config(arch, data, speedup, seed, args, teacher_dir, *spirals[m]), cell / m)
+                    for m in args.methods if m in spirals
                 ]
-                teacher_onnx = cell / "spiral" / "teacher" / "model.onnx"
-                teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), cfg.input_shape)[1], 10)["accuracy"]
+                if {"oneshot-ce", "oneshot-kd"} & set(args.methods):  # one structure, both trainings
+                    finalists += oneshot_finalists(cfg, teacher_dir, teacher_onnx, cell / "oneshot", args.epochs,
+                                                   args.oneshot_criterion, console)
                 measured = measure_finalists(finalists, cfg, teacher_onnx)
                 for f in finalists:
+                    if f.method not in args.methods:
+                        continue
                     rows.append({"budget": speedup, "seed": seed, "method": f.method, "accuracy": f.accuracy,
                                  "epochs": f.epochs, "wall_s": f.wall_s, "note": f.note, **measured[f.method]})
                     console.print(f"  {f.method}: {f.accuracy:.2f}% at {measured[f.method]['speedup']:.2f}x "

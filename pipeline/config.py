@@ -126,10 +126,16 @@ class RunConfig(_Strict):
     target: TargetConfig = TargetConfig()
     budget: BudgetConfig = BudgetConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    prune: PruneConfig = PruneConfig()
+    # A run always has labelled data, so its default criterion is the loss-aware one whose scores
+    # compare across layers (what latency-aware allocation needs); ``PruneConfig`` alone keeps l1.
+    prune: PruneConfig = PruneConfig(criterion="taylor-group")
     distill: DistillConfig = DistillConfig()
     parity: ParityConfig = ParityConfig()
     seed: int = 0
+    # Import the package.module:factory a checkpoint or run folder names (see pipeline.specs); the
+    # config's own specs are the user's and need no permission. A permission, not part of the run:
+    # left out of dumps, so a resumed run may grant it.
+    trust_model_code: bool = Field(False, exclude=True)
 
     @field_validator("input_shape")
     @classmethod

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from deploy.atomic import publish_dir, write_json
 from deploy.errors import InputError
 from deploy.profiler import Paired
+from deploy.validation import contained
 from deploy.sampling import evidence
 from deploy.verdict import Question, interval, percent
 from kernels.predictor import LatencyPredictor
@@ -44,6 +45,9 @@ from pipeline.plan_search import PlanChoice, choose_plan
 from pipeline.prune import PruningPlan, apply_plan
 from pipeline.report import write_reports
 from pipeline.report.run import best_accepted, entry_name, met_budget
+
+MAX_CONFIG_BYTES = 1 << 20  # a run's config.json takes a few kB
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -124,7 +128,15 @@ class Spiral:
         if self.ledger_path.exists() or config_path.exists():
             if not self.resume:
                 raise InputError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-            stored = json.loads(config_path.read_text())
+            contained(self.out, config_path.name, "run folder:")
+            try:
+                if config_path.stat().st_size > MAX_CONFIG_BYTES:
+                    raise ValueError(f"larger than {MAX_CONFIG_BYTES >> 10} KiB")
+                stored = json.loads(config_path.read_text())
+            except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise InputError(f"{config_path} is not a spiral run config ({exc})") from None
+            if not isinstance(stored, dict):
+                raise InputError(f"{config_path} is not a spiral run config (not a JSON object)")
             if config_digest(stored) != config_digest(data):
                 raise InputError(f"{self.out} was started with a different config; --resume needs the same one")
         elif self.resume and self.out.exists() and any(self.out.iterdir()):
@@ -177,7 +189,7 @@ class Spiral:
             }
         )
         if directory.exists():
-            model, meta = load_checkpoint(directory)
+            model, meta = load_checkpoint(contained(self.out, "teacher/model", "run folder:"))
             if meta.get("metadata", {}).get("training_key") == key:
                 self.console.print(f"teacher: reusing the trained teacher in {directory}")
                 return model, meta["base_spec"], meta["plans"]
@@ -359,7 +371,7 @@ class Spiral:
         accuracy is at least the step's; a killed recovery starts again from its checkpoint."""
         cfg = self.config
         work = self.out / "steps" / ".recovery"
-        student, meta = load_checkpoint(self.out / last["dir"] / "model")
+        student, meta = load_checkpoint(contained(self.out, Path(last["dir"]) / "model", "run folder:"))
         progress.console.print(f"final recovery: {epochs} epochs of {entry_name(last)}")
         recovery_cfg = cfg.distill.model_copy(update={"epochs": epochs})
         result = distill(student, teacher, self.train_set, self.val_set, recovery_cfg,
@@ -415,7 +427,7 @@ class Spiral:
             accepted = [e for e in entries if e["accepted"]]
             if accepted:
                 last = accepted[-1]
-                model, meta = load_checkpoint(self.out / last["dir"] / "model")
+                model, meta = load_checkpoint(contained(self.out, Path(last["dir"]) / "model", "run folder:"))
                 current = Reference("current", model, self.out / last["dir"] / "model.onnx", last["statistic_ms"],
                                     (meta["base_spec"], meta["plans"]))
             task = progress.add_task("spiral steps", total=cfg.schedule.max_steps, completed=len(accepted))

@@ -350,3 +350,54 @@ def test_hostile_ledger_lines_are_refused(
     assert err.splitlines()[-1] == "spiral: error: " + message.format(ledger=run / "ledger.jsonl", run=run)
     assert err.count("spiral: error:") == 1
     assert not (tmp_path / "report.md").exists()
+
+
+# ---- a run folder resumed: what it holds stays inside it, and its config is data ------------------
+
+
+def _resume_folder(tmp: Path) -> tuple[Path, Path]:
+    config = write_yaml(tmp / "config.yaml", tiny_config())
+    run = tmp / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(parse_config(tiny_config()).model_dump(mode="json")))
+    return config, run
+
+
+def _teacher_linked_out(run: Path, tmp: Path) -> None:
+    checkpoint(tmp / "elsewhere")
+    (run / "teacher").mkdir()
+    (run / "teacher" / "model").symlink_to(tmp / "elsewhere")
+
+
+def _step_model_linked_out(run: Path, tmp: Path) -> None:
+    checkpoint(tmp / "elsewhere")
+    (run / "steps" / "step-01-try-1").mkdir(parents=True)
+    (run / "steps" / "step-01-try-1" / "model").symlink_to(tmp / "elsewhere")
+    line = {"dir": "steps/step-01-try-1", "accepted": True, "step": 1, "attempt": 1, "statistic_ms": 1.0}
+    (run / "ledger.jsonl").write_text(json.dumps(line) + "\n")
+
+
+RESUMED: dict[str, tuple[Callable[[Path, Path], None], str]] = {
+    "teacher-symlink": (_teacher_linked_out, "run folder: 'teacher/model' points outside {run}"),
+    "step-model-symlink": (_step_model_linked_out, "run folder: 'steps/step-01-try-1/model' points outside {run}"),
+    "config-not-json": (lambda run, tmp: (run / "config.json").write_text("os:system"),
+                        "{run}/config.json is not a spiral run config (Expecting value: line 1 column 1 (char 0))"),
+    "config-not-object": (lambda run, tmp: (run / "config.json").write_text("[1]"),
+                          "{run}/config.json is not a spiral run config (not a JSON object)"),
+    "config-giant": (lambda run, tmp: (run / "config.json").write_bytes(b" " * (2 << 20)),
+                     "{run}/config.json is not a spiral run config (larger than 1024 KiB)"),
+    "config-symlink": (lambda run, tmp: ((run / "config.json").unlink(), (tmp / "c.json").write_text("{}"),
+                                         (run / "config.json").symlink_to(tmp / "c.json")),
+                       "run folder: 'config.json' points outside {run}"),
+}
+
+
+@pytest.mark.parametrize("kind", RESUMED)
+def test_a_resumed_run_folder_is_read_as_data(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    damage, message = RESUMED[kind]
+    config, run = _resume_folder(tmp_path)
+    damage(run, tmp_path)
+    assert main(["run", str(config), "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "spiral: error: " + message.format(run=run)
+    assert err.count("spiral: error:") == 1

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all benchmarks deploy system-deps clean
+.PHONY: demo test test-all deploy system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,6 @@ deploy: $(STAMP)
 		exit 2; \
 	fi
 	$(BIN)/spiral deploy $(MODEL) --target $(TARGET) $(if $(HOST),--host $(HOST))
-
-benchmarks: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q
 
 # The case studies of examples/ (images, text, speech): their data comes from Debian packages.
 # `--resume` makes a second `make example-<case>` reuse the finished run instead of refusing its folder.

@@ -199,7 +199,7 @@ def oneshot_finalists(
         student = apply_plan(copy.deepcopy(teacher), plan, x)
         training = cfg.distill.model_copy(update={"epochs": epochs, "weights": cfg.distill.weights.model_copy(update=weights)})
         result = distill(student, teacher if weights["logits"] else None, train, val, training,
-                         checkpoint_dir=out / f"{method}-training")
+                         checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training")  # a rerun's search may differ
         path = export_onnx(student, x, out / f"{method}.onnx")
         accuracy = 100 * evaluate_onnx(path, val, cfg.num_classes)["accuracy"]
         finalists.append(Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,

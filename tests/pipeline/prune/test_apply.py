@@ -31,6 +31,7 @@ from pipeline.prune import (
     zero_removed,
 )
 from pipeline.prune.attention import SplitAttention
+from pipeline.specs import trusting_model_code
 
 SETTINGS = {0.3: 8, 0.5: None}  # ratio -> round_to
 
@@ -139,7 +140,8 @@ def test_checkpoint_round_trip_is_exact(name: str, tmp_path: Path) -> None:
         tmp_path / "ckpt", base_spec=case.arch.spec, plans=[case.plan], model=case.pruned,
         input_shape=list(case.arch.input_shape), input_dtype=case.arch.input_dtype,
     )
-    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    with trusting_model_code(False, typed=[case.arch.spec]):  # the spec this test gave, as `spiral run` does
+        loaded, meta = load_checkpoint(tmp_path / "ckpt")
     assert meta["plans"] == [case.plan]
     with torch.no_grad():
         assert torch.equal(loaded(case.example), case.pruned(case.example))

@@ -33,8 +33,8 @@ architecture to ``--plot-dir`` and every number to ``--json``.
         [--epochs 8] [--step-epochs 2] [--final-epochs 3] [--train-per-class 300]
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
 
-The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) take about an hour on this
-project's 2-vCPU machine; ``--speedup 2 3 4`` adds the 2x budget, ``--methods`` (e) and (f); cached
+The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
+project's 2-vCPU machine with other work beside it (load 2-4); ``--speedup 2 3 4`` adds the 2x budget, ``--methods`` (e) and (f); cached
 teachers, one-shot finalists and finished spirals are reused, so adding a method trains only that one.
 
 ``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.

@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from deploy.atomic import publish_dir, write_json
 from deploy.errors import InputError
 from deploy.profiler import Paired
-from deploy.validation import contained
 from deploy.sampling import evidence
+from deploy.validation import contained
 from deploy.verdict import Question, interval, percent
 from kernels.predictor import LatencyPredictor
 from kernels.table import LatencyTable

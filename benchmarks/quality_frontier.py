@@ -34,8 +34,9 @@ architecture to ``--plot-dir`` and every number to ``--json``.
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
 
 The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
-project's 2-vCPU machine with other work beside it (load 2-4); ``--speedup 2 3 4`` adds the 2x budget, ``--methods`` (e) and (f); cached
-teachers, one-shot finalists and finished spirals are reused, so adding a method trains only that one.
+project's 2-vCPU machine with other work beside it (load 2-4); ``--speedup 2 3 4`` adds the 2x
+budget, ``--methods`` (e) and (f); cached teachers, one-shot finalists and finished spirals are
+reused, so adding a method trains only that one.
 
 ``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.
 """
@@ -237,7 +238,7 @@ def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
              "| budget | method | accuracy % (mean ± std) | paired speedup | meets (seeds) | epochs | wall s |",
              "|---|---|---|---|---|---|---|"]
     for speedup in sorted({r["budget"] for r in rows}):
-        for method in METHODS:  # in the order (a) .. (e)
+        for method in METHODS:  # in the order (a) .. (f)
             sel = [r for r in rows if r["budget"] == speedup and r["method"] == method]
             if not sel:
                 continue

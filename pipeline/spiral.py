@@ -175,7 +175,6 @@ class Spiral:
 
     def _teacher(self, progress: Progress) -> tuple[nn.Module, str, list]:
         cfg = self.config
-        directory = self.out / "teacher" / "model"
         if cfg.teacher_training is None:
             model, base_spec, plans = load_model(cfg.model)
             self._check_model(model, cfg.model)
@@ -188,8 +187,9 @@ class Spiral:
                 "training": cfg.teacher_training.model_dump(mode="json"),
             }
         )
+        directory = contained(self.out, "teacher/model", "run folder:")
         if directory.exists():
-            model, meta = load_checkpoint(contained(self.out, "teacher/model", "run folder:"))
+            model, meta = load_checkpoint(directory)
             if meta.get("metadata", {}).get("training_key") == key:
                 self.console.print(f"teacher: reusing the trained teacher in {directory}")
                 return model, meta["base_spec"], meta["plans"]
@@ -365,13 +365,17 @@ class Spiral:
         append_entry(self.ledger_path, entry)
         return entry, student, plan
 
+    def _step_checkpoint(self, entry: dict) -> Path:
+        """A ledger line's checkpoint folder, refused when it leads out of the run folder."""
+        return contained(self.out, Path(entry["dir"]) / "model", "run folder:")
+
     def _recover(self, last: dict, teacher: nn.Module, epochs: int, message: str, progress: Progress) -> None:
         """Train the last accepted model ``epochs`` more epochs from the teacher (its
         structure, hence its latency, stays as measured) and record it as the run's result when its
         accuracy is at least the step's; a killed recovery starts again from its checkpoint."""
         cfg = self.config
         work = self.out / "steps" / ".recovery"
-        student, meta = load_checkpoint(contained(self.out, Path(last["dir"]) / "model", "run folder:"))
+        student, meta = load_checkpoint(self._step_checkpoint(last))
         progress.console.print(f"final recovery: {epochs} epochs of {entry_name(last)}")
         recovery_cfg = cfg.distill.model_copy(update={"epochs": epochs})
         result = distill(student, teacher, self.train_set, self.val_set, recovery_cfg,
@@ -427,7 +431,7 @@ class Spiral:
             accepted = [e for e in entries if e["accepted"]]
             if accepted:
                 last = accepted[-1]
-                model, meta = load_checkpoint(contained(self.out, Path(last["dir"]) / "model", "run folder:"))
+                model, meta = load_checkpoint(self._step_checkpoint(last))
                 current = Reference("current", model, self.out / last["dir"] / "model.onnx", last["statistic_ms"],
                                     (meta["base_spec"], meta["plans"]))
             task = progress.add_task("spiral steps", total=cfg.schedule.max_steps, completed=len(accepted))

@@ -13,8 +13,9 @@ Every candidate's latency is predicted from the operator table: nothing is expor
 rank it. The predictor is calibrated on the current model's measured latency and again after each
 measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). A
 measurement is the step's own verdict (``deploy.verdict``: the candidate in rounds beside the
-current model, judged on the per-round ratios), so a plan chosen here is judged the same way when
-its distilled model is accepted or rejected. Measured next is the least pruned candidate still
+current model and the teacher, judged on the per-round ratios), and the chosen plan's measurement is
+the one its step is accepted or rejected on: training changes weights, not the graph, so a plan the
+judge rejects is never distilled. Measured next is the least pruned candidate still
 predicted to meet the target that is less pruned than the best one judged to meet it so far; the
 search ends when none is left or after ``MAX_MEASURED`` measurements. The choice is the least
 pruned candidate judged to meet the target or, when none was, the fastest one measured. When no

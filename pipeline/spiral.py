@@ -3,7 +3,9 @@
 Every latency verdict is the judge's (``deploy.verdict``): the candidate, the current model and
 the teacher are loaded once and measured in alternating rounds; the step budget is a question on
 the per-round ratio to the current model, the final budget on the ratio to the teacher (and on the
-candidate's own rounds for ``max_ms``). ``undecided`` after the time cap rejects the step.
+candidate's own rounds for ``max_ms``). ``undecided`` after the time cap rejects the step. A
+candidate is measured when its plan is screened, before it is distilled (its graph, hence its
+latency, does not change with training), so a try the judge rejects spends no training epochs.
 
 State lives on disk so that a run killed at any point resumes where it stopped: the ledger says
 which attempts finished; an attempt's working folder keeps its chosen plan and its distillation
@@ -250,26 +252,41 @@ class Spiral:
         )
 
     # ---- one attempt -------------------------------------------------------------------
-    def _measure_plan(
-        self, model: nn.Module, plan: PruningPlan, work: Path, step: Question, current: Reference
-    ) -> tuple[float, bool]:
-        """``model`` pruned by ``plan`` (not yet distilled: its latency is the same) measured in rounds
-        beside the current model, exactly as the distilled candidate will be: its estimated
-        latency (the paired ratio times the current model's) and whether it meets the step budget."""
-        candidate = apply_plan(copy.deepcopy(model), plan, self.example_input)
-        path = export_onnx(candidate, self.example_input, work / "candidate.onnx")
-        paired = measure_paired({"candidate": path, step.reference: current.onnx}, self.config, [step], work / "compiled")
-        path.unlink()
-        verdict = paired.verdict(step.name)
-        return verdict.estimate * current.ms, verdict.meets
+    def _measure_latency(
+        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference
+    ) -> Paired:
+        """``candidate`` in rounds beside the current model and the teacher, every question judged.
 
-    def _choose_plan(self, model: nn.Module, step: Question, current: Reference, work: Path) -> PlanChoice:
+        A candidate is measured before it is distilled: training changes its weights, not its
+        graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
+        the judge rejects."""
+        path = export_onnx(candidate, self.example_input, work / "candidate.onnx")
+        models = {"candidate": path, "teacher": self.out / "teacher" / "model.onnx", current.name: current.onnx}
+        paired = measure_paired(models, self.config, questions, work / "compiled")
+        shutil.rmtree(work / "compiled", ignore_errors=True)
+        path.unlink()
+        return paired
+
+    def _choose_plan(
+        self, step: Question, questions: list[Question], final_step: bool, current: Reference, work: Path
+    ) -> tuple[PlanChoice, dict[tuple, tuple[nn.Module, Paired]]]:
+        """The step's plan, and each measured plan's pruned module with its paired session (the
+        chosen one is distilled as it is, not pruned again). A plan meets when the judge says it
+        meets the step budget and, on the step that aims at the final budget, the final budget too."""
+        measured: dict[tuple, tuple[nn.Module, Paired]] = {}
+
+        def measure(plan: PruningPlan) -> tuple[float, bool]:
+            candidate = apply_plan(copy.deepcopy(current.model), plan, self.example_input)
+            paired = self._measure_latency(candidate, work, questions, current)
+            measured[plan.groups] = (candidate, paired)
+            return paired.verdict(step.name).estimate * current.ms, latency_met(paired, step, questions, final_step)
+
         cfg = self.config
-        return choose_plan(
-            model, self.example_input, step.limit * current.ms, current.ms, prune=cfg.prune, schedule=cfg.schedule,
-            predictor=self.predictor, calibration=self.calibration,
-            measure=lambda plan: self._measure_plan(model, plan, work, step, current),
+        choice = choose_plan(
+            current.model, self.example_input, step.limit * current.ms, current.ms, prune=cfg.prune,
+            schedule=cfg.schedule, predictor=self.predictor, calibration=self.calibration, measure=measure,
         )
+        return choice, measured
 
     def _attempt(
         self, step: int, attempt: int, reduction: float, epochs: int, current: Reference, teacher: nn.Module,
@@ -280,42 +297,46 @@ class Spiral:
         work = self.out / "steps" / f".{name}"
         work.mkdir(parents=True, exist_ok=True)
         target_ms = max(budget.final_ms, current.ms * (1 - reduction))
+        final_step = target_ms <= budget.final_ms
         step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
+        questions = [step_question, *budget.final_questions()]
         plan_path = work / "plan.json"
+        measured: dict[tuple, tuple[nn.Module, Paired]] = {}
         if plan_path.exists():
             choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
         else:
             progress.console.print(
                 f"{name}: screening {cfg.schedule.allocation} pruning plans for {target_ms:.3f} ms by predicted latency"
             )
-            choice = self._choose_plan(current.model, step_question, current, work)
+            choice, measured = self._choose_plan(step_question, questions, final_step, current, work)
             write_json(plan_path, choice.to_dict())
         plan = choice.plan
-        measured_count = sum(c["ms"] is not None for c in choice.candidates)
-        student = copy.deepcopy(current.model)
-        apply_plan(student, plan, self.example_input)
+        if plan.groups in measured:
+            student, paired = measured[plan.groups]
+        else:  # a resumed attempt: its plan was chosen before the stop
+            student = apply_plan(copy.deepcopy(current.model), plan, self.example_input)
+            paired = self._measure_latency(student, work, questions, current)
+        measured.clear()
+        latency_ok = latency_met(paired, step_question, questions, final_step)
+        if not latency_ok:
+            epochs = 0  # judged on its structure: training would not make it faster
         kd_teacher = current.model if cfg.distill.teacher == "previous" else teacher
+        measured_count = sum(c["ms"] is not None for c in choice.candidates)
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {plan.ratio:.0%} "
-            f"of the channels (predicted {choice.predicted_ms:.3f} ms); distilling {epochs} epochs"
+            f"of the channels (predicted {choice.predicted_ms:.3f} ms); "
+            + (f"distilling {epochs} epochs" if latency_ok else "not distilled: the judge rejects its latency")
         )
         result = distill(
             student, kd_teacher, self.train_set, self.val_set, cfg.distill.model_copy(update={"epochs": epochs}),
             checkpoint_dir=work / "distill", progress=progress,
-        )
+        ) if epochs else None
         save_checkpoint(
             work / "model", base_spec=current.lineage[0], plans=[*current.lineage[1], plan], model=student,
             input_shape=cfg.input_shape, input_dtype=self.input_dtype, metadata={"step": step, "attempt": attempt},
         )
         measurement = self._measure(student, work)
-        # The candidate, the current model and the teacher, loaded once and measured in rounds: the
-        # step budget is judged on the per-round ratio to the current model, the final budget on the
-        # ratio to the teacher (and the candidate's own rounds for max_ms).
-        models = {"candidate": measurement.onnx_path, "teacher": self.out / "teacher" / "model.onnx"}
-        models[current.name] = current.onnx
-        paired = measure_paired(models, cfg, [step_question, *budget.final_questions()], work / "compiled")
         paired.profiles["candidate"].save(work / "profile.json")
-        shutil.rmtree(work / "compiled", ignore_errors=True)
         summary = {**latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary()}
         accuracy = 100 * summary["accuracy"]
         step_verdict = paired.verdict(step_question.name)
@@ -329,8 +350,11 @@ class Spiral:
             )
         if not step_verdict.meets:
             failures.append(step_verdict.message())
+        elif not latency_ok:  # the step aimed at the final budget, which the judge did not grant
+            failures.extend(v.message() for v in finals if not v.meets)
         if accuracy < budget.accuracy_floor:
-            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%")
+            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%"
+                            + ("" if latency_ok else " (not distilled)"))
         if size_limit is not None and summary["size_mb"] > size_limit:
             failures.append(f"size {summary['size_mb']:.2f} MB > {size_limit} MB")
         accepted = not failures
@@ -356,7 +380,8 @@ class Spiral:
             "predicted_ms": choice.predicted_ms,
             "candidates": choice.candidates,
             "predictor": choice.calibration,
-            "distill": {"best_val_accuracy": result.best_val_accuracy, "epochs": result.epochs_run},
+            "distill": {"best_val_accuracy": result.best_val_accuracy if result else None,
+                        "epochs": result.epochs_run if result else 0},
             "accepted": accepted,
             "reason": reason,
             **speedup,
@@ -486,6 +511,11 @@ class Spiral:
                 progress.advance(task)
             else:
                 attempt += 1
+
+
+def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
+    """The judge grants the step budget and, on a step aiming at the final budget, every final question."""
+    return all(paired.verdict(q.name).meets for q in (questions if final_step else [step]))
 
 
 def epochs_spent(entries: list[dict]) -> int:

@@ -84,6 +84,22 @@ def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Pat
     assert report["message"].startswith(("stopped after max_steps=1", "step 1 rejected 1 times"))
 
 
+def test_a_try_the_judge_rejects_spends_no_epochs(write_config, tmp_path: Path, capsys):
+    """A plan's latency is judged before it is distilled: a step budget no plan can reach trains nothing."""
+    out = tmp_path / "run"
+    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.99, "max_steps": 1, "patience": 1},
+                          distill={"epochs": 2})
+    assert main(["run", str(config), "--out", str(out)]) == 1
+    entries = read_ledger(out / "ledger.jsonl")
+    assert [(e["step"], e["attempt"]) for e in entries] == [(1, 1), (1, 2)]
+    for entry in entries:
+        assert not entry["accepted"] and entry["verdicts"][0]["outcome"] != "meets"
+        assert entry["distill"] == {"best_val_accuracy": None, "epochs": 0}
+        assert entry["reason"].startswith("step budget:")
+        assert (out / entry["dir"] / "model.onnx").is_file()  # the untrained candidate, evaluated
+    assert "not distilled: the judge rejects its latency" in capsys.readouterr().err
+
+
 def test_existing_run_needs_resume(write_config, tmp_path: Path, capsys):
     out = tmp_path / "run"
     out.mkdir()

@@ -19,9 +19,10 @@ The spirals prune with ``--criterion`` (the spiral's default), the one-shot meth
 ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
 
 The spirals get ``total_epochs: --epochs`` with ``final_epochs: --final-epochs`` kept for the final
-recovery: each try spends at most ``--step-epochs`` of what the recovery's share leaves, and the
-recovery of the accepted model gets the rest, so every method trains the same number of epochs (the
-table says how many each really spent). Every finalist is then measured in rounds
+recovery: each try spends at most ``--step-epochs`` of what the recovery's share leaves (a try whose
+plan the judge rejects spends none), and the try whose plan meets the final budget trains the rest
+in its own schedule, so every method trains the same number of epochs (the table says how many each
+really spent). Every finalist is then measured in rounds
 beside the teacher in one paired session per budget and seed (``deploy.profiler.profile_paired``):
 the speedup is the median of the per-round ratios, and ``meets`` is the judge's verdict on the
 budget. Accuracy is the ONNX model's on the validation split. Prints a Markdown table per

@@ -86,11 +86,13 @@ class ScheduleConfig(_Strict):
     patience: int = Field(2, ge=0)
     max_ratio: float = Field(0.9, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
-    # Epochs of distillation from the teacher given to the last accepted model after the steps
-    # (its structure, hence its latency, stays as measured); 0 = none. ``total_epochs`` is a
-    # training budget for the whole run: each try trains at most what is left of it after the
-    # ``final_epochs`` kept for the recovery (the loop stops when nothing is left), and the recovery
-    # gets whatever the tries left, so rejected tries cannot eat the recovery.
+    # Epochs of final recovery: the try whose plan meets the final budget (judged before it is
+    # trained) trains them after its own epochs in one schedule; a run that ends short of the final
+    # budget gives them to its last accepted model (its structure, hence its latency, stays as
+    # measured); 0 = none. ``total_epochs`` is a training budget for the whole run: each try trains
+    # at most what is left of it after the ``final_epochs`` kept for the recovery (the loop stops
+    # when nothing is left), and the recovery gets whatever the tries left, so rejected tries cannot
+    # eat the recovery.
     final_epochs: int = Field(0, ge=0)
     total_epochs: int | None = Field(None, ge=1)
 

@@ -289,9 +289,11 @@ class Spiral:
         return choice, measured
 
     def _attempt(
-        self, step: int, attempt: int, reduction: float, epochs: int, current: Reference, teacher: nn.Module,
-        budget: Budget, progress: Progress,
+        self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
+        teacher: nn.Module, budget: Budget, progress: Progress,
     ) -> tuple[dict, nn.Module, PruningPlan]:
+        """One try. ``recovery_epochs`` are added to its training when its plan meets the final
+        budget: the last step and the final recovery of its model are one schedule."""
         cfg = self.config
         name = f"step-{step:02d}-try-{attempt}"
         work = self.out / "steps" / f".{name}"
@@ -318,15 +320,21 @@ class Spiral:
             paired = self._measure_latency(student, work, questions, current)
         measured.clear()
         latency_ok = latency_met(paired, step_question, questions, final_step)
+        finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
         if not latency_ok:
             epochs = 0  # judged on its structure: training would not make it faster
+        elif not finishes:
+            recovery_epochs = 0
         kd_teacher = current.model if cfg.distill.teacher == "previous" else teacher
         measured_count = sum(c["ms"] is not None for c in choice.candidates)
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {plan.ratio:.0%} "
             f"of the channels (predicted {choice.predicted_ms:.3f} ms); "
-            + (f"distilling {epochs} epochs" if latency_ok else "not distilled: the judge rejects its latency")
+            + (f"distilling {epochs} epochs" + (f" and the final recovery's {recovery_epochs}" if finishes else "")
+               if latency_ok else "not distilled: the judge rejects its latency")
         )
+        if finishes:
+            epochs += recovery_epochs
         result = distill(
             student, kd_teacher, self.train_set, self.val_set, cfg.distill.model_copy(update={"epochs": epochs}),
             checkpoint_dir=work / "distill", progress=progress,
@@ -381,7 +389,8 @@ class Spiral:
             "candidates": choice.candidates,
             "predictor": choice.calibration,
             "distill": {"best_val_accuracy": result.best_val_accuracy if result else None,
-                        "epochs": result.epochs_run if result else 0},
+                        "epochs": result.epochs_run if result else 0,
+                        "recovery_epochs": recovery_epochs if finishes else 0},
             "accepted": accepted,
             "reason": reason,
             **speedup,
@@ -397,7 +406,9 @@ class Spiral:
     def _recover(self, last: dict, teacher: nn.Module, epochs: int, message: str, progress: Progress) -> None:
         """Train the last accepted model ``epochs`` more epochs from the teacher (its
         structure, hence its latency, stays as measured) and record it as the run's result when its
-        accuracy is at least the step's; a killed recovery starts again from its checkpoint."""
+        accuracy is at least the step's; a killed recovery starts again from its checkpoint. Only a
+        run that ended short of its final budget gets here: a try that meets it trains its recovery
+        epochs in its own schedule."""
         cfg = self.config
         work = self.out / "steps" / ".recovery"
         student, meta = load_checkpoint(self._step_checkpoint(last))
@@ -463,8 +474,10 @@ class Spiral:
             message = self._loop(entries, current, teacher, budget, progress, task)
             entries = read_ledger(self.ledger_path)
             last = best_accepted(entries)
-            epochs = max(cfg.schedule.final_epochs, (cfg.schedule.total_epochs or 0) - epochs_spent(entries))
-            if epochs and last is not None and not any(e.get("kind") == "recovery" for e in entries):
+            total = cfg.schedule.total_epochs
+            epochs = cfg.schedule.final_epochs if total is None else total - epochs_spent(entries)
+            if (epochs > 0 and last is not None and not last["meets_final"]
+                    and not any(e.get("kind") == "recovery" for e in entries)):
                 self._recover(last, teacher, epochs, message, progress)
         entries = read_ledger(self.ledger_path)
         if entries and entries[-1].get("kind") == "recovery":
@@ -492,14 +505,17 @@ class Spiral:
                 return f"stopped after max_steps={schedule.max_steps}"
             if attempt > schedule.patience + 1:
                 return f"step {step} rejected {attempt - 1} times (patience {schedule.patience})"
-            epochs = self.config.distill.epochs
+            epochs, recovery_epochs = self.config.distill.epochs, schedule.final_epochs
             if schedule.total_epochs is not None:  # the final recovery's share is never spent on tries
-                epochs = min(epochs, schedule.total_epochs - schedule.final_epochs - epochs_spent(entries))
+                left = schedule.total_epochs - epochs_spent(entries)
+                epochs = min(epochs, left - schedule.final_epochs)
                 if epochs < 1:
                     return (f"the tries spent the training budget (total_epochs={schedule.total_epochs}, "
                             f"{schedule.final_epochs} kept for the final recovery)")
+                recovery_epochs = left - epochs
             reduction = schedule.initial_reduction * schedule.decay ** (step - 1) * schedule.backoff ** (attempt - 1)
-            entry, student, plan = self._attempt(step, attempt, reduction, epochs, current, teacher, budget, progress)
+            entry, student, plan = self._attempt(step, attempt, reduction, epochs, recovery_epochs, current, teacher,
+                                                 budget, progress)
             verdict = "accepted" if entry["accepted"] else "rejected"
             progress.console.print(f"step {step} try {attempt}: {verdict}: {entry['reason']}")
             entries.append(entry)

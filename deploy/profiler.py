@@ -193,9 +193,11 @@ class Target:
     precision: str = "fp32"
     options: dict[str, Any] = field(default_factory=dict)
 
-    def load(self, model_path: Path, cache_dir: Path | None, batch_sizes: Sequence[int] | None = None) -> Runner:
+    def load(self, model_path: Path, cache_dir: Path | None, batch_sizes: Sequence[int] | None = None,
+             extra_options: dict[str, Any] | None = None) -> Runner:
+        """``extra_options`` are one model's own (a torch target's live ``module=``)."""
         backend_cls = get_backend(self.backend)
-        options = dict(self.options)
+        options = {**self.options, **(extra_options or {})}
         if "batch_sizes" in backend_cls.option_names:  # engines with a dynamic batch build for this range
             options.setdefault("batch_sizes", list(batch_sizes or (self.batch,)))
         loader = backend_cls(model_path, threads=self.threads, precision=self.precision, cache_dir=cache_dir, **options)
@@ -265,17 +267,20 @@ def profile_paired(
     questions: Sequence[Question] = (),
     *,
     cache_dir: Path | None = None,
+    model_options: dict[str, dict[str, Any]] | None = None,
 ) -> Paired:
     """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
 
     Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
     rounds go on until every question is decided or the time cap (see ``deploy.sampling``).
+    ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
     """
     runners: dict[str, Runner] = {}
     feeds: dict[str, dict[str, np.ndarray]] = {}
     try:
         for name, path in models.items():
-            runner = target.load(Path(path), None if cache_dir is None else Path(cache_dir) / name)
+            runner = target.load(Path(path), None if cache_dir is None else Path(cache_dir) / name,
+                                 extra_options=(model_options or {}).get(name))
             runner.activate()
             runners[name] = runner
             if isinstance(runner, TraceRunner):

@@ -44,8 +44,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SPIRAL_KERNELS_CACHE", Path.home() / ".cache" / "spiral" / "kernels"))
 
 
-def stable_fingerprint(backend: str, *, threads: int | None, precision: str) -> dict[str, Any]:
-    """The parts of ``target_fingerprint`` a kernel's latency depends on (no OS release, no Python)."""
+def stable_fingerprint(
+    backend: str, *, threads: int | None, precision: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parts of ``target_fingerprint`` a kernel's latency depends on (no OS release, no Python),
+    and the backend's options (a torch target's device and compile mode) when it has any."""
     full = target_fingerprint(backend, threads=threads or physical_cores(), precision=precision)
     libraries = dict(full["libraries"])
     if not backend.startswith("torch"):
@@ -60,6 +63,7 @@ def stable_fingerprint(backend: str, *, threads: int | None, precision: str) -> 
         "precision": precision,
         "libraries": libraries,
         "gpu": None if gpu is None else {"name": gpu["name"], "driver": gpu["driver"]},
+        **({"options": dict(sorted(options.items()))} if options else {}),
     }
 
 
@@ -81,6 +85,7 @@ class LatencyTable:
         precision: str = "fp32",
         cache_dir: Path | None = None,
         settings: ProfileSettings = OP_SETTINGS,
+        options: dict[str, Any] | None = None,
     ) -> None:
         available, reason = get_backend(backend).availability()
         if not available:
@@ -89,7 +94,10 @@ class LatencyTable:
         self.threads = threads
         self.precision = precision
         self.settings = settings
-        self.fingerprint = stable_fingerprint(backend, threads=threads, precision=precision)
+        self.options = dict(options or {})  # the backend's options, e.g. a torch target's device
+        # A torch target runs a live module: each operator is timed as its torch module.
+        self.live_module = "module" in get_backend(backend).option_names
+        self.fingerprint = stable_fingerprint(backend, threads=threads, precision=precision, options=self.options)
         self.path = Path(cache_dir or default_cache_dir()) / f"{backend}-{fingerprint_digest(self.fingerprint)}.json"
         self.entries: dict[str, float] = self._read()
         self.hits = 0
@@ -116,7 +124,7 @@ class LatencyTable:
     def call_overhead_ms(self) -> float:
         """What running an empty graph costs on this target; timed once per table."""
         if CALL_OVERHEAD_KEY not in self.entries:
-            self.entries[CALL_OVERHEAD_KEY] = self._time(empty_graph())
+            self.entries[CALL_OVERHEAD_KEY] = self._time(None)
             self._save()
         return self.entries[CALL_OVERHEAD_KEY]
 
@@ -132,7 +140,7 @@ class LatencyTable:
         self.hits += len(ops) - len(missing)
         self.misses += len(missing)
         for key, op in missing.items():
-            self.entries[key] = self._time(op.graph())
+            self.entries[key] = self._time(op)
         if missing:
             self._save()
         return [max(0.0, self.entries[op.key()] - overhead) for op in ops]
@@ -144,11 +152,18 @@ class LatencyTable:
         variants = [op.resized(**{f"{side}_channels": c}) for c in counts]
         return list(zip(counts, self.latencies(variants)))
 
-    def _time(self, model: onnx.ModelProto) -> float:
+    def _time(self, op: OpSignature | None) -> float:
+        """``op`` (``None``: the empty graph) timed alone: its ONNX graph, or on a torch target its
+        torch module (the graph names its inputs)."""
+        options = dict(self.options)
+        if self.live_module:
+            from kernels.torch_ops import torch_module
+
+            options["module"] = torch_module(op)
         with tempfile.TemporaryDirectory(prefix="spiral-op-") as tmp:
             path = Path(tmp) / "op.onnx"
-            onnx.save(model, str(path))
-            runner = get_backend(self.backend)(path, threads=self.threads, precision=self.precision).load()
+            onnx.save(empty_graph() if op is None else op.graph(), str(path))
+            runner = get_backend(self.backend)(path, threads=self.threads, precision=self.precision, **options).load()
             with runner:
                 feed = example_feed(runner.input_metadata())
                 return measure(runner, feed, 1, self.settings).stats[OP_STATISTIC]

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deploy.backends import get_backend
+from deploy.errors import InputError
 from deploy.sampling import ProfileSettings
 from deploy.validation import read_yaml, validate
 from pipeline.distill.config import DistillConfig
@@ -27,10 +29,44 @@ def _finite_positive(value: float | None, name: str) -> float | None:
 
 
 class TargetConfig(_Strict):
+    """Where the spiral measures. ``device`` and ``compile_mode`` belong to the torch targets
+    (``torch``, ``torch-compile``), which run the live module; every other backend runs the ONNX export."""
+
     backend: str = "ort-cpu"
     threads: int | None = Field(None, ge=1)
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    device: Literal["cpu", "cuda"] = "cpu"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     profile: ProfileSettings = ProfileSettings()
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        try:
+            get_backend(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _torch_options(self) -> "TargetConfig":
+        names = get_backend(self.backend).option_names
+        if self.device != "cpu" and "device" not in names:
+            raise ValueError(f"target.device is for the torch targets; backend '{self.backend}' picks its own device")
+        if self.compile_mode != "default" and "mode" not in names:
+            raise ValueError(f"target.compile_mode is for backend 'torch-compile', not '{self.backend}'")
+        return self
+
+    def backend_options(self) -> dict[str, Any]:
+        """The options the backend takes from this config: a torch target's device and compile mode."""
+        names = get_backend(self.backend).option_names
+        return {**({"device": self.device} if "device" in names else {}),
+                **({"mode": self.compile_mode} if "mode" in names else {})}
+
+    @property
+    def runs_live_module(self) -> bool:
+        """The torch targets measure the module itself (``module=``), the ONNX export gives its io."""
+        return "module" in get_backend(self.backend).option_names
 
 
 class AccuracyBudget(_Strict):

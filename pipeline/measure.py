@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -54,21 +56,35 @@ def latency_summary(profile: Profile, statistic: str) -> dict:
 
 def target_of(config: RunConfig) -> Target:
     t = config.target
-    return Target(t.backend, config.input_shape[0], t.threads, t.precision)
+    return Target(t.backend, config.input_shape[0], t.threads, t.precision, t.backend_options())
 
 
-def profile_on_target(onnx_path: Path, config: RunConfig, cache_dir: Path) -> Profile:
-    """``onnx_path`` profiled alone on the run's target at the run's batch, with the run's profile settings."""
+def live_module(config: RunConfig, module: nn.Module) -> dict[str, Any]:
+    """The backend options of one model: on a torch target a copy of its module (the runner moves
+    it to the target's device and precision; the run's own module keeps training on the CPU)."""
+    return {"module": copy.deepcopy(module)} if config.target.runs_live_module else {}
+
+
+def profile_on_target(onnx_path: Path, module: nn.Module, config: RunConfig, cache_dir: Path) -> Profile:
+    """``module`` (exported as ``onnx_path``) profiled alone on the run's target at the run's batch,
+    with the run's profile settings: the ONNX file, or on a torch target the module itself."""
     target = target_of(config)
     return profile_model(
         onnx_path, target.backend, batch_sizes=(target.batch,), threads=target.threads, precision=target.precision,
         settings=config.target.profile, cache_dir=cache_dir,
+        backend_options={**target.options, **live_module(config, module)},
     )
 
 
-def measure_paired(models: dict[str, Path], config: RunConfig, questions: Sequence[Question], cache_dir: Path) -> Paired:
-    """``models`` (name -> ONNX) measured together in rounds on the run's target; the questions judged."""
-    return profile_paired(models, target_of(config), config.target.profile, questions, cache_dir=cache_dir)
+def measure_paired(
+    models: dict[str, tuple[Path, nn.Module]], config: RunConfig, questions: Sequence[Question], cache_dir: Path
+) -> Paired:
+    """``models`` (name -> (ONNX export, module)) measured together in rounds on the run's target
+    (the ONNX files, or on a torch target the modules); the questions judged."""
+    return profile_paired(
+        {name: path for name, (path, _) in models.items()}, target_of(config), config.target.profile, questions,
+        cache_dir=cache_dir, model_options={name: live_module(config, m) for name, (_, m) in models.items()},
+    )
 
 
 def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:

@@ -226,7 +226,7 @@ class Spiral:
         work = self.out / "teacher" / ".measure"
         shutil.rmtree(work, ignore_errors=True)
         measurement = self._measure(teacher, work)
-        profile = profile_on_target(measurement.onnx_path, self.config, work / "compiled")
+        profile = profile_on_target(measurement.onnx_path, teacher, self.config, work / "compiled")
         profile.save(work / "profile.json")
         summary = {**latency_summary(profile, self.config.budget.statistic), **measurement.summary()}
         for name in ("model.onnx", "profile.json", "eval.json"):
@@ -253,7 +253,7 @@ class Spiral:
 
     # ---- one attempt -------------------------------------------------------------------
     def _measure_latency(
-        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference
+        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference, teacher: nn.Module
     ) -> Paired:
         """``candidate`` in rounds beside the current model and the teacher, every question judged.
 
@@ -261,14 +261,16 @@ class Spiral:
         graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
         the judge rejects."""
         path = export_onnx(candidate, self.example_input, work / "candidate.onnx")
-        models = {"candidate": path, "teacher": self.out / "teacher" / "model.onnx", current.name: current.onnx}
+        models = {"candidate": (path, candidate), "teacher": (self.out / "teacher" / "model.onnx", teacher),
+                  current.name: (current.onnx, current.model)}
         paired = measure_paired(models, self.config, questions, work / "compiled")
         shutil.rmtree(work / "compiled", ignore_errors=True)
         path.unlink()
         return paired
 
     def _choose_plan(
-        self, step: Question, questions: list[Question], final_step: bool, current: Reference, work: Path
+        self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
+        work: Path,
     ) -> tuple[PlanChoice, dict[tuple, tuple[nn.Module, Paired]]]:
         """The step's plan, and each measured plan's pruned module with its paired session (the
         chosen one is distilled as it is, not pruned again). A plan meets when the judge says it
@@ -277,7 +279,7 @@ class Spiral:
 
         def measure(plan: PruningPlan) -> tuple[float, bool]:
             candidate = apply_plan(copy.deepcopy(current.model), plan, self.example_input)
-            paired = self._measure_latency(candidate, work, questions, current)
+            paired = self._measure_latency(candidate, work, questions, current, teacher)
             measured[plan.groups] = (candidate, paired)
             return paired.verdict(step.name).estimate * current.ms, latency_met(paired, step, questions, final_step)
 
@@ -310,14 +312,14 @@ class Spiral:
             progress.console.print(
                 f"{name}: screening {cfg.schedule.allocation} pruning plans for {target_ms:.3f} ms by predicted latency"
             )
-            choice, measured = self._choose_plan(step_question, questions, final_step, current, work)
+            choice, measured = self._choose_plan(step_question, questions, final_step, current, teacher, work)
             write_json(plan_path, choice.to_dict())
         plan = choice.plan
         if plan.groups in measured:
             student, paired = measured[plan.groups]
         else:  # a resumed attempt: its plan was chosen before the stop
             student = apply_plan(copy.deepcopy(current.model), plan, self.example_input)
-            paired = self._measure_latency(student, work, questions, current)
+            paired = self._measure_latency(student, work, questions, current, teacher)
         measured.clear()
         latency_ok = latency_met(paired, step_question, questions, final_step)
         finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
@@ -459,7 +461,8 @@ class Spiral:
                 f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, accuracy {budget.teacher_accuracy:.2f}%; "
                 f"final budget: {budget.describe()}"
             )
-            table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision)
+            table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision,
+                                 options=cfg.target.backend_options())
             self.predictor = LatencyPredictor(table)
             entries = read_ledger(self.ledger_path)
             current = Reference("teacher", teacher, self.out / "teacher" / "model.onnx", budget.teacher_ms,

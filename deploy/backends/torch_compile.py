@@ -11,6 +11,8 @@ from deploy.backends.inputs import example_feed
 from deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
 from deploy.errors import InputError
 
+RECOMPILE_LIMIT = 256
+
 
 class TorchCompileBackend(Backend):
     name = "torch-compile"
@@ -29,6 +31,13 @@ class TorchCompileBackend(Backend):
         import torch
 
         module, device, dtype = prepare_module(self)
+        # Every pruned candidate is a new graph for the same forward code: past dynamo's default
+        # recompile limit (8) torch would silently run the rest eagerly and time the wrong thing, so
+        # the limit is raised, and reaching it is an error instead.
+        dynamo = torch._dynamo.config
+        dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+        dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, RECOMPILE_LIMIT)
+        dynamo.fail_on_recompile_limit_hit = True
         mode = self.options.get("mode", "default")
         dynamic = self.options.get("dynamic")
         try:

@@ -31,6 +31,10 @@ def test_tiny_config_is_valid():
         ({"schedule": {"allocation": "flops"}}, "schedule.allocation"),
         ({"prune": {"per_layer": {"layer1": 0.5}}}, "set schedule.allocation: uniform to use them"),
         ({"prune": {"global_pruning": True}}, "set schedule.allocation: uniform to use them"),
+        ({"target": {"backend": "tpu"}}, "unknown backend 'tpu'"),
+        ({"target": {"device": "cuda"}}, "target.device is for the torch targets; backend 'ort-cpu'"),
+        ({"target": {"backend": "torch", "compile_mode": "max-autotune"}}, "target.compile_mode is for backend 'torch-compile'"),
+        ({"target": {"device": "tpu"}}, "target.device"),
     ],
 )
 def test_bad_configs_name_the_key(data, expected):
@@ -38,6 +42,15 @@ def test_bad_configs_name_the_key(data, expected):
         parse_config(tiny_config(**data), "c.yaml")
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_torch_targets_take_their_device_and_compile_mode():
+    compiled = parse_config(tiny_config(target={"backend": "torch-compile", "device": "cuda", "compile_mode": "reduce-overhead"}))
+    assert compiled.target.backend_options() == {"device": "cuda", "mode": "reduce-overhead"}
+    assert compiled.target.runs_live_module
+    assert parse_config(tiny_config(target={"backend": "torch"})).target.backend_options() == {"device": "cpu"}
+    onnx = parse_config(tiny_config()).target
+    assert onnx.backend_options() == {} and not onnx.runs_live_module
 
 
 def test_load_config_errors(tmp_path: Path):

@@ -70,6 +70,23 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     assert ((out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns) == before
 
 
+def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
+    """``target.backend: torch``: the teacher, the current model and every candidate are timed as
+    modules (the ONNX export still gives their inputs and is what parity checks and ships)."""
+    out = tmp_path / "run"
+    config = write_config(target={"backend": "torch", "threads": 1,
+                                  "profile": {"warmup_s": 0.05, "block_s": 0.005, "min_rounds": 6,
+                                              "min_duration_s": 0.05, "max_duration_s": 0.5}})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    (entry,) = read_ledger(out / "ledger.jsonl")
+    assert entry["accepted"] and entry["verdicts"][0]["outcome"] == "meets"
+    for profile in (out / "teacher" / "profile.json", out / entry["dir"] / "profile.json"):
+        data = json.loads(profile.read_text())
+        assert data["backend"] == "torch" and data["runner_settings"]["mode"] == "eager"
+        assert data["runner_settings"]["device"] == "cpu"
+    assert (out / entry["dir"] / "model.onnx").is_file()
+
+
 def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):
     out = tmp_path / "run"
     config = write_config(budget={"max_ms": 1e-6}, schedule={"max_steps": 1, "patience": 0})

@@ -43,14 +43,16 @@ def print_layer_tables(
     batch: int = 1,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    options: dict | None = None,
 ) -> None:
     """Print, per prunable layer of ``onnx_path``, its latency now and at fewer output channels.
 
     Operators are timed alone on ``backend`` (cached in the latency table); a count that is slower
-    than a smaller one is a step of the staircase to avoid when pruning.
+    than a smaller one is a step of the staircase to avoid when pruning. ``options`` are the
+    backend's (a torch target's device and compile mode).
     """
     console = console or Console()
-    table = LatencyTable(backend, threads=threads, precision=precision, cache_dir=cache_dir)
+    table = LatencyTable(backend, threads=threads, precision=precision, cache_dir=cache_dir, options=options)
     layers = onnx_layers(Path(onnx_path), batch)
     view = Table(title=f"per-layer latency · {backend} · {table.fingerprint['threads']} threads · batch {batch}")
     view.add_column("layer")

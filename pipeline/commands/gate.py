@@ -22,7 +22,10 @@ from pipeline.data import load_datasets
 from pipeline.evaluate import evaluate_onnx
 from pipeline.export import check_parity
 from pipeline.gate.budget import ParityBudget, load_budget
-from pipeline.gate.candidate import onnx_num_classes, onnx_params, parity_inputs, parse_shape, prepare_candidate
+from pipeline.gate.candidate import (
+    add_torch_arguments, measured_options, onnx_num_classes, onnx_params, parity_inputs, parse_shape,
+    prepare_candidate, target_config,
+)
 from pipeline.gate.checks import BASELINE, CANDIDATE, latency_questions, run_gate
 from pipeline.gate.report import GateContext, gate_html, gate_json, gate_junit, gate_markdown
 from pipeline.report.outputs import write_outputs
@@ -46,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape with the batch first, e.g. 1,3,224,224 "
                         "(default: the ONNX input's or the checkpoint's; a model spec needs it)")
     parser.add_argument("--threads", type=int, help="CPU threads for the target (default: the backend's)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
                         help="precision the backend builds the model in (default fp32)")
+    add_torch_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the gate report as JSON (a later gate's --baseline)")
     parser.add_argument("--markdown", type=Path, help="write a Markdown summary for a pull-request comment")
     parser.add_argument("--junit", type=Path, help="write JUnit XML, one test case per check")
@@ -71,14 +75,18 @@ def run(args: argparse.Namespace) -> int:
             f"spiral deploy MODEL --target {args.target}"
         )
     get_backend(args.target)
+    target_cfg = target_config(args.target, threads=args.threads, precision=args.precision, device=args.device,
+                               compile_mode=args.compile_mode)
     input_shape = parse_shape(args.input_shape) if args.input_shape else None
 
     with tempfile.TemporaryDirectory(prefix="spiral-gate-") as work:
         candidate = prepare_candidate(args.model, Path(work) / CANDIDATE, input_shape)
         onnx_path, shape = candidate.onnx_path, candidate.input_shape
+        options = {CANDIDATE: measured_options(candidate, target_cfg)}
         released = None
         if args.baseline_model is not None:
-            released = prepare_candidate(args.baseline_model, Path(work) / BASELINE, shape).onnx_path
+            release = prepare_candidate(args.baseline_model, Path(work) / BASELINE, shape)
+            released, options[BASELINE] = release.onnx_path, measured_options(release, target_cfg)
         val_set = None
         if args.data:
             val_set = load_datasets(args.data, shape)[1]
@@ -98,11 +106,13 @@ def run(args: argparse.Namespace) -> int:
         verdicts: dict[str, Verdict] = {}
         if released is None:  # alone, as spiral profile measures (self-timing backends such as trtexec too)
             profile = profile_model(onnx_path, args.target, batch_sizes=(shape[0],), threads=args.threads,
-                                    precision=args.precision, settings=budget.profile, cache_dir=compiled)
+                                    precision=args.precision, settings=budget.profile, cache_dir=compiled,
+                                    backend_options={**target_cfg.backend_options(), **options[CANDIDATE]})
         else:  # the released model beside the candidate, in the same rounds, until the questions are decided
-            target = Target(args.target, shape[0], args.threads, args.precision)
+            target = Target(args.target, shape[0], args.threads, args.precision, target_cfg.backend_options())
             measured = profile_paired({CANDIDATE: onnx_path, BASELINE: released}, target, budget.profile,
-                                      latency_questions(budget, baseline_measured=True), cache_dir=compiled)
+                                      latency_questions(budget, baseline_measured=True), cache_dir=compiled,
+                                      model_options=options)
             profile = measured.profiles[CANDIDATE]
             verdicts = {v.question.name: v for v in measured.verdicts}
         metrics = evaluate_onnx(onnx_path, val_set, onnx_num_classes(onnx_path)) if val_set is not None else None

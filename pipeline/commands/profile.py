@@ -1,8 +1,13 @@
-"""``spiral profile MODEL.onnx --backend NAME``: measure a compiled model's latency on this machine."""
+"""``spiral profile MODEL --backend NAME``: measure a model's latency on this machine.
+
+MODEL is an ONNX file, or a model spec / spiral checkpoint, exported here (the torch targets,
+``torch`` and ``torch-compile``, run the module itself and need one of those).
+"""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -12,9 +17,10 @@ from deploy.errors import InputError
 from deploy.profiler import Profile, profile_model
 from deploy.sampling import ProfileSettings
 from kernels.report import print_layer_tables
+from pipeline.gate.candidate import add_torch_arguments, measured_options, parse_shape, prepare_candidate, target_config
 
 NAME = "profile"
-HELP = "measure an ONNX model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"
+HELP = "measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -29,11 +35,14 @@ def _batch_sizes(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProfileSettings()
-    parser.add_argument("model", type=Path, help="ONNX model file")
+    parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
+    parser.add_argument("--input-shape", help="input shape to export a model spec with, batch first, e.g. 1,3,224,224 "
+                        "(default: the checkpoint's)")
     parser.add_argument("--backend", default="ort-cpu", help="backend name (see 'spiral targets'); default ort-cpu")
     parser.add_argument("--batch", type=_batch_sizes, default=[1], help="batch sizes, e.g. 1,8 (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    parser.add_argument("--precision", default="fp32", help="fp32, fp16 or int8, as the backend allows")
+    parser.add_argument("--precision", default="fp32", help="fp32, fp16, bf16 or int8, as the backend allows")
+    add_torch_arguments(parser)
     parser.add_argument("--throughput", action="store_true", help="time whole calls by wall clock; show items/s")
     parser.add_argument("--json", type=Path, default=None, help="write the profile JSON here")
     parser.add_argument(
@@ -81,21 +90,27 @@ def run(args: argparse.Namespace) -> int:
         max_duration_s=args.max_duration,
         throughput=args.throughput,
     )
-    profile = profile_model(
-        args.model,
-        args.backend,
-        batch_sizes=args.batch,
-        threads=args.threads,
-        precision=args.precision,
-        settings=settings,
-        cache_dir=args.cache_dir,
-    )
-    print_profile(profile, Console(width=140), args.throughput)
-    if args.per_layer:
-        print_layer_tables(
-            args.model, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
-            console=Console(width=140),
+    target = target_config(args.backend, threads=args.threads, precision=args.precision, device=args.device,
+                           compile_mode=args.compile_mode)
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
+        candidate = prepare_candidate(args.model, Path(work), shape)
+        profile = profile_model(
+            candidate.onnx_path,
+            args.backend,
+            batch_sizes=args.batch,
+            threads=args.threads,
+            precision=args.precision,
+            settings=settings,
+            cache_dir=args.cache_dir,
+            backend_options={**target.backend_options(), **measured_options(candidate, target)},
         )
+        print_profile(profile, Console(width=140), args.throughput)
+        if args.per_layer:
+            print_layer_tables(
+                candidate.onnx_path, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
+                console=Console(width=140), options=target.backend_options(),
+            )
     if args.json is not None:
         profile.save(args.json)
         Console().print(f"profile: {args.json}")

@@ -14,8 +14,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from pydantic import ValidationError
+
 from deploy.errors import InputError
 from pipeline.checkpoint import load_checkpoint
+from pipeline.config import TargetConfig
 from pipeline.export import export_onnx
 from pipeline.models import load_model
 
@@ -112,6 +115,37 @@ def prepare_candidate(model: str, work_dir: Path, input_shape: list[int] | None)
     except Exception as exc:  # any failure means the shape does not fit the model
         raise InputError(f"model '{model}' does not accept input shape {input_shape}: {exc}") from None
     return Candidate(export_onnx(source, torch.zeros(input_shape), work_dir / "model.onnx"), source, input_shape)
+
+
+def measured_options(candidate: Candidate, target: TargetConfig) -> dict:
+    """The backend options ``candidate`` is measured with: on a torch target its live module
+    (the ONNX export gives its inputs), which an ONNX file given as is does not have."""
+    if not target.runs_live_module:
+        return {}
+    if candidate.source is None:
+        raise InputError(
+            f"backend '{target.backend}' runs the live torch module, which {candidate.onnx_path.name} does not hold: "
+            "give the model spec or spiral checkpoint it was exported from (a spec with --input-shape)"
+        )
+    return {"module": candidate.source}
+
+
+def target_config(backend: str, *, threads: int | None, precision: str, device: str, compile_mode: str) -> TargetConfig:
+    """The command line's target, checked as a run config's ``target`` is (one line when it is not)."""
+    try:
+        return TargetConfig(backend=backend, threads=threads, precision=precision, device=device,
+                            compile_mode=compile_mode)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InputError(error["msg"].removeprefix("Value error, ")) from None
+
+
+def add_torch_arguments(parser) -> None:
+    """``--device`` and ``--compile-mode``, the options of the torch targets."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the torch targets (torch, torch-compile) run the module (default cpu)")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default",
+                        help="torch.compile mode for torch-compile; reduce-overhead uses CUDA graphs (default default)")
 
 
 def parity_inputs(input_shape: list[int], val_set: Dataset | None, samples: int = PARITY_SAMPLES) -> torch.Tensor:

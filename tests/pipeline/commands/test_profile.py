@@ -65,3 +65,22 @@ def test_cli_exits_2_with_one_line_for_a_broken_model(tmp_path, capsys):
     assert main(["profile", str(bad), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("spiral: error:") and "bad.onnx" in err and "\n" not in err
+
+
+TINY_SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+
+
+def test_a_spec_is_exported_and_profiled_as_its_live_module_on_torch(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert command.run(parse([TINY_SPEC, "--backend", "torch", "--input-shape", "1,1,16,16", "--threads", "1",
+                              "--json", str(out), *FAST])) == 0
+    saved = json.loads(out.read_text())
+    assert saved["backend"] == "torch" and saved["runner_settings"]["device"] == "cpu"
+    assert "torch" in capsys.readouterr().out
+
+
+def test_torch_options_belong_to_the_torch_targets(tiny_onnx):
+    with pytest.raises(InputError, match="target.device is for the torch targets; backend 'ort-cpu'"):
+        command.run(parse([str(tiny_onnx), "--device", "cuda", *FAST]))
+    with pytest.raises(InputError, match="runs the live torch module, which tiny.onnx does not hold"):
+        command.run(parse([str(tiny_onnx), "--backend", "torch", *FAST]))

@@ -173,3 +173,21 @@ def test_bad_input_exits_2_with_one_line(case, message, digits_onnx, write_budge
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("spiral: error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_torch_target_gates_the_live_modules_of_specs(write_budget, tmp_path, capsys):
+    """``--target torch``: candidate and released model are run as modules in the same rounds."""
+    budget = write_budget(latency={"max_ms": 1000.0, "max_regression_pct": 1000}, profile=QUICK)
+    code = gate(TINY_SPEC, "--target", "torch", "--input-shape", "1,1,16,16", "--budget", budget,
+                "--baseline-model", TINY_SPEC, "--json", tmp_path / "g.json")
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["comparison"] == "paired in this job"
+    assert report["profile"]["backend"] == "torch" and report["profile"]["runner_settings"]["mode"] == "eager"
+
+
+def test_a_torch_target_refuses_an_onnx_file_with_one_line(digits_onnx, write_budget, capsys):
+    budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
+    assert gate(digits_onnx, "--target", "torch", "--budget", budget) == 2
+    err = capsys.readouterr().err.strip()
+    assert "backend 'torch' runs the live torch module" in err and "\n" not in err

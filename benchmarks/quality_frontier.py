@@ -31,7 +31,7 @@ architecture to ``--plot-dir`` and every number to ``--json``.
 
     .venv/bin/python benchmarks/quality_frontier.py [--architecture resnet mobilenet_v2]
         [--speedup 3 4] [--seeds 0 1 2] [--methods oneshot-ce oneshot-kd spiral-uniform spiral]
-        [--epochs 8] [--step-epochs 2] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300]
+        [--epochs 8] [--step-epochs 1] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300]
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
 
 The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8, help="training epochs of every method (the spiral's over all its steps)")
-    parser.add_argument("--step-epochs", type=int, default=2, help="the spiral's distillation epochs per try")
+    parser.add_argument("--step-epochs", type=int, default=1, help="the spiral's distillation epochs per try")
     parser.add_argument("--final-epochs", type=int, default=3, help="the spiral's epochs kept for its final recovery")
     parser.add_argument("--teacher-epochs", type=int, default=TEACHER_TRAINING["epochs"])
     parser.add_argument("--max-steps", type=int, default=3)

@@ -154,6 +154,23 @@ class DataConfig(_Strict):
     seed: int = 0
 
 
+class QuantizeConfig(_Strict):
+    """Post-training static INT8 quantization (ONNX Runtime, QDQ) and the rule that accepts it.
+
+    Calibration runs ``calibration_batches`` training batches of ``batch_size`` through the float
+    model; ``method`` picks the activation ranges from them. The quantized model is accepted only
+    when the judge says it is at least ``min_speedup`` times faster than its float model (paired
+    rounds) and its accuracy is at most ``max_drop`` points below the float model's.
+    """
+
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_batches: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1)
+    per_channel: bool = True
+    max_drop: float = Field(1.0, ge=0, le=100)
+    min_speedup: float = Field(1.0, gt=0)
+
+
 class RunConfig(_Strict):
     version: int = CONFIG_VERSION
     model: str

@@ -1,0 +1,102 @@
+"""``spiral quantize MODEL --data SPEC``: post-training static INT8, measured beside the float model and accepted or not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from deploy.atomic import write_json
+from deploy.errors import InputError
+from deploy.profiler import Target
+from deploy.sampling import ProfileSettings
+from pipeline.config import QuantizeConfig
+from pipeline.data import load_datasets
+from pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
+from pipeline.quantize import FLOAT, INT8, QUANTIZED_BACKENDS, calibration_batches, judge_quantized, quantize_onnx
+
+NAME = "quantize"
+HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = QuantizeConfig()
+    parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
+    parser.add_argument("--data", required=True,
+                        help="calibration (train split) and evaluation (validation split) data: digits, an "
+                             "ImageFolder directory or package.module:factory")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the accepted INT8 model is written (default: MODEL's name + .int8.onnx here)")
+    parser.add_argument("--target", choices=QUANTIZED_BACKENDS, default="ort-cpu", help="backend that measures (default ort-cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,32,32")
+    parser.add_argument("--method", choices=("minmax", "entropy", "percentile"), default=defaults.method,
+                        help="calibration method (default %(default)s)")
+    parser.add_argument("--calibration-batches", type=int, default=defaults.calibration_batches,
+                        help="training batches the ranges are calibrated on (default %(default)d)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="calibration batch size (default %(default)d)")
+    parser.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
+    parser.add_argument("--max-drop", type=float, default=defaults.max_drop,
+                        help="accuracy points the INT8 model may lose against the float model (default %(default)g)")
+    parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
+                        help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
+    parser.add_argument("--max-duration", type=float, default=ProfileSettings().max_duration_s,
+                        help="seconds of paired rounds at most (default %(default)g)")
+    parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
+                             batch_size=args.batch_size, per_channel=not args.per_tensor, max_drop=args.max_drop,
+                             min_speedup=args.min_speedup)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be positive, got {args.threads}")
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    settings = ProfileSettings(max_duration_s=args.max_duration, min_duration_s=min(ProfileSettings().min_duration_s,
+                                                                                     args.max_duration))
+    with tempfile.TemporaryDirectory(prefix="spiral-quantize-") as work:
+        candidate = prepare_candidate(args.model, Path(work) / "float", shape)
+        train_set, val_set = load_datasets(args.data, candidate.input_shape)
+        if len(val_set) == 0:
+            raise InputError(f"data '{args.data}' has an empty validation split")
+        batches = calibration_batches(train_set, candidate.onnx_path, cfg)
+        int8 = Path(work) / "int8" / "model.int8.onnx"
+        seconds = quantize_onnx(candidate.onnx_path, int8, batches, cfg)
+        target = Target(args.target, candidate.input_shape[0], args.threads)
+        result = judge_quantized(candidate.onnx_path, int8, target, settings, val_set,
+                                 onnx_num_classes(candidate.onnx_path), cfg, seconds, cache_dir=Path(work) / "compiled")
+        out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
+        if result.accepted:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_bytes(int8.read_bytes())
+            tmp.replace(out)
+    print_result(result.to_dict(), len(batches), cfg, Console(width=140))
+    print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
+    print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
+    if args.json is not None:
+        write_json(args.json, {**result.to_dict(), "model": args.model, "out": str(out) if result.accepted else None,
+                               "settings": json.loads(cfg.model_dump_json())})
+    return 0 if result.accepted else 1
+
+
+def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console) -> None:
+    table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
+                        f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")
+    for column in ("model", "p50 ms", "accuracy %", "size MB"):
+        table.add_column(column, justify="right")
+    for name in (FLOAT, INT8):
+        table.add_row(name, f"{result['p50_ms'][name]:.4f}", f"{result['accuracy'][name]:.2f}", f"{result['size_mb'][name]:.3f}")
+    console.print(table)
+    low, high = result["speedup_ci"]
+    console.print(f"speedup {result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x); calibration {result['calibration_s']:.1f} s")

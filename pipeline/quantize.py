@@ -1,0 +1,122 @@
+"""Post-training static INT8 quantization of an ONNX model, measured and accepted like any step.
+
+ONNX Runtime's ``quantize_static`` in QDQ format (per-channel weights by default) after its
+``quant_pre_process`` (shape inference and graph optimization), calibrated on real training
+batches with min-max, entropy or percentile ranges. The quantized model is then measured in
+rounds beside its float model on the target and evaluated on the validation split; it is
+accepted only when the judge says it meets the speedup over the float model and its accuracy drop
+is within the limit (``QuantizeConfig``). A rejected quantization leaves the float model as the
+result, and the reason says why.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from torch.utils.data import DataLoader, Dataset
+
+from deploy.errors import InputError
+from deploy.profiler import Paired, Target, profile_paired
+from deploy.sampling import ProfileSettings
+from deploy.verdict import Question
+from pipeline.config import QuantizeConfig
+from pipeline.evaluate import evaluate_onnx
+
+FLOAT, INT8 = "float", "int8"
+QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile}
+
+
+def calibration_batches(train_set: Dataset, onnx_path: Path, cfg: QuantizeConfig) -> list[np.ndarray]:
+    """The first ``cfg.calibration_batches`` training batches, checked against the model's input."""
+    if len(train_set) == 0:
+        raise InputError("the calibration data's train split is empty")
+    graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+    dims = [d.dim_value or None for d in graph_input.type.tensor_type.shape.dim]
+    batches = []
+    for inputs, _ in DataLoader(train_set, batch_size=cfg.batch_size, shuffle=False):
+        sample = list(inputs.shape[1:])
+        if len(sample) != len(dims) - 1 or any(d is not None and d != s for d, s in zip(dims[1:], sample)):
+            raise InputError(f"the calibration data's samples have shape {sample}; the model takes {dims[1:]}")
+        batches.append(inputs.numpy().astype(np.float32))
+        if len(batches) == cfg.calibration_batches:
+            break
+    return batches
+
+
+class _Reader(CalibrationDataReader):
+    """ONNX Runtime's calibration data reader over fixed batches."""
+
+    def __init__(self, name: str, batches: list[np.ndarray]) -> None:
+        self._feeds = iter([{name: b} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_onnx(float_path: Path, out_path: Path, batches: list[np.ndarray], cfg: QuantizeConfig) -> float:
+    """Write the QDQ INT8 model of ``float_path`` to ``out_path`` (whole or not at all); the seconds it took."""
+    name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
+    start = time.perf_counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="spiral-quantize-", dir=out_path.parent) as work:
+        prepared, quantized = Path(work) / "prepared.onnx", Path(work) / out_path.name
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(quantized), _Reader(name, batches), quant_format=QuantFormat.QDQ,
+            per_channel=cfg.per_channel, calibrate_method=METHODS[cfg.method],
+            calibration_cache_path=Path(work) / "calibration",
+        )
+        quantized.replace(out_path)
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    accepted: bool
+    reason: str
+    paired: Paired
+    accuracy: dict[str, float]
+    size_mb: dict[str, float]
+    calibration_s: float
+
+    def to_dict(self) -> dict:
+        verdict = self.paired.verdict("int8 vs float")
+        return {
+            "accepted": self.accepted, "reason": self.reason, "verdict": verdict.to_dict(),
+            "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
+            "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
+            "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
+        }
+
+
+def judge_quantized(
+    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, val_set: Dataset,
+    num_classes: int, cfg: QuantizeConfig, calibration_s: float, *, cache_dir: Path | None = None,
+) -> QuantizeResult:
+    """The INT8 model beside its float model in rounds, both evaluated: accepted or not, and why."""
+    if target.backend not in QUANTIZED_BACKENDS:
+        raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
+    question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
+    paired = profile_paired({FLOAT: float_path, INT8: int8_path}, target, settings, [question], cache_dir=cache_dir)
+    accuracy = {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"]
+                for name, path in ((FLOAT, float_path), (INT8, int8_path))}
+    verdict = paired.verdict(question.name)
+    drop = accuracy[FLOAT] - accuracy[INT8]
+    failures = [] if verdict.meets else [verdict.message()]
+    if drop > cfg.max_drop:
+        failures.append(f"accuracy {accuracy[INT8]:.2f}% is {drop:.2f} points below the float model's "
+                        f"{accuracy[FLOAT]:.2f}% (max_drop {cfg.max_drop:g})")
+    reason = "; ".join(failures) or (
+        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})"
+    )
+    size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
+    return QuantizeResult(not failures, reason, paired, accuracy, size, calibration_s)

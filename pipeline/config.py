@@ -154,6 +154,9 @@ class DataConfig(_Strict):
     seed: int = 0
 
 
+QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
+
+
 class QuantizeConfig(_Strict):
     """Post-training static INT8 quantization (ONNX Runtime, QDQ) and the rule that accepts it.
 
@@ -187,10 +190,19 @@ class RunConfig(_Strict):
     distill: DistillConfig = DistillConfig()
     parity: ParityConfig = ParityConfig()
     seed: int = 0
+    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see pipeline.quantize.
+    quantize: QuantizeConfig | None = None
     # Import the package.module:factory a checkpoint or run folder names (see pipeline.specs); the
     # config's own specs are the user's and need no permission. A permission, not part of the run:
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)
+
+    @model_validator(mode="after")
+    def _quantized_target(self) -> "RunConfig":
+        if self.quantize is not None and self.target.backend not in QUANTIZED_BACKENDS:
+            raise ValueError(f"quantize: INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, "
+                             f"not '{self.target.backend}'; remove the quantize block or change target.backend")
+        return self
 
     @field_validator("input_shape")
     @classmethod

@@ -26,11 +26,10 @@ from deploy.errors import InputError
 from deploy.profiler import Paired, Target, profile_paired
 from deploy.sampling import ProfileSettings
 from deploy.verdict import Question
-from pipeline.config import QuantizeConfig
+from pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from pipeline.evaluate import evaluate_onnx
 
 FLOAT, INT8 = "float", "int8"
-QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 
@@ -101,12 +100,17 @@ class QuantizeResult:
 def judge_quantized(
     float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, val_set: Dataset,
     num_classes: int, cfg: QuantizeConfig, calibration_s: float, *, cache_dir: Path | None = None,
+    others: dict[str, Path] | None = None, questions: tuple[Question, ...] = (),
 ) -> QuantizeResult:
-    """The INT8 model beside its float model in rounds, both evaluated: accepted or not, and why."""
+    """The INT8 model beside its float model in rounds, both evaluated: accepted or not, and why.
+
+    ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
+    the INT8 model (its final budget); they do not decide acceptance here."""
     if target.backend not in QUANTIZED_BACKENDS:
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
-    paired = profile_paired({FLOAT: float_path, INT8: int8_path}, target, settings, [question], cache_dir=cache_dir)
+    paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
+                            [question, *questions], cache_dir=cache_dir)
     accuracy = {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"]
                 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     verdict = paired.verdict(question.name)

@@ -15,6 +15,7 @@ checkpoints until the attempt is published with its ledger line.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -41,10 +42,13 @@ from pipeline.data import load_datasets
 from pipeline.distill.train import distill
 from pipeline.export import export_onnx
 from pipeline.ledger import append_entry, read_ledger, repair_ledger
-from pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, measure_paired, profile_on_target
+from pipeline.measure import (
+    CandidateMeasurement, latency_summary, measure_candidate, measure_paired, profile_on_target, target_of,
+)
 from pipeline.models import load_model
 from pipeline.plan_search import PlanChoice, choose_plan
 from pipeline.prune import PruningPlan, apply_plan
+from pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
 from pipeline.report import write_reports
 from pipeline.report.run import best_accepted, entry_name, met_budget
 
@@ -443,6 +447,49 @@ class Spiral:
         append_entry(self.ledger_path, entry)
         progress.console.print(f"final recovery: {'accepted' if accepted else 'rejected'}: {reason}")
 
+    def _quantize(self, last: dict, budget: Budget, message: str, progress: Progress) -> None:
+        """The final INT8 stage: the result's ONNX model quantized on training batches, measured
+        beside it and the teacher, and accepted only when the judge grants the speedup over the
+        float model, the accuracy drop is within ``quantize.max_drop`` and the floor holds. A
+        rejected one leaves the float model as the result (the ledger line says why)."""
+        cfg, q = self.config, self.config.quantize
+        work = self.out / "steps" / ".quantize"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        float_onnx = contained(self.out, Path(last["dir"]) / "model.onnx", "run folder:")
+        progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {entry_name(last)}")
+        seconds = quantize_onnx(float_onnx, work / "model.onnx", calibration_batches(self.train_set, float_onnx, q), q)
+        finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
+        result = judge_quantized(
+            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, self.val_set, cfg.num_classes, q,
+            seconds, cache_dir=work / "compiled", others={"teacher": self.out / "teacher" / "model.onnx"},
+            questions=finals,
+        )
+        shutil.rmtree(work / "compiled", ignore_errors=True)
+        result.paired.profiles[INT8].save(work / "profile.json")
+        accuracy = result.accuracy[INT8]
+        failures = [] if result.accepted else [result.reason]
+        if accuracy < budget.accuracy_floor:
+            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%")
+        final = self.out / "steps" / "quantize"
+        publish_dir(work, final)
+        verdicts = [result.paired.verdict(question.name) for question in finals]
+        keep = ("step", "attempt", "target_ms", "reference", "ratio", "allocation", "params", "macs")
+        entry = {
+            **{k: last[k] for k in keep}, "kind": "quantize", "dir": str(final.relative_to(self.out)),
+            "quantize_of": last["dir"], "verdicts": [result.paired.verdict("int8 vs float").to_dict(),
+                                                     *(v.to_dict() for v in verdicts)],
+            "meets_final": all(v.meets for v in verdicts), "measure_s": result.paired.rounds.wall_s,
+            "distill": {"best_val_accuracy": None, "epochs": 0, "recovery_epochs": 0},
+            "accepted": not failures, "reason": "; ".join(failures) or result.reason,
+            "quantize": result.to_dict(), "message": message, "accuracy": accuracy / 100, "size_mb": result.size_mb[INT8],
+            **paired_speedup(result.paired, budget.statistic, subject=INT8),
+            **latency_summary(result.paired.profiles[INT8], budget.statistic),
+        }
+        append_entry(self.ledger_path, entry)
+        verdict = "accepted" if entry["accepted"] else "rejected: the float model stays the result"
+        progress.console.print(f"quantize: {verdict}: {entry['reason']}")
+
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> SpiralOutcome:
         cfg = self.config
@@ -467,7 +514,7 @@ class Spiral:
             entries = read_ledger(self.ledger_path)
             current = Reference("teacher", teacher, self.out / "teacher" / "model.onnx", budget.teacher_ms,
                                 (base_spec, plans))
-            accepted = [e for e in entries if e["accepted"]]
+            accepted = [e for e in entries if e["accepted"] and e.get("kind") != "quantize"]  # a module to go on from
             if accepted:
                 last = accepted[-1]
                 model, meta = load_checkpoint(self._step_checkpoint(last))
@@ -480,11 +527,17 @@ class Spiral:
             total = cfg.schedule.total_epochs
             epochs = cfg.schedule.final_epochs if total is None else total - epochs_spent(entries)
             if (epochs > 0 and last is not None and not last["meets_final"]
-                    and not any(e.get("kind") == "recovery" for e in entries)):
+                    and not any(e.get("kind") in ("recovery", "quantize") for e in entries)):
                 self._recover(last, teacher, epochs, message, progress)
+                entries = read_ledger(self.ledger_path)
+            last = best_accepted(entries)
+            if cfg.quantize is not None and last is not None and not any(e.get("kind") == "quantize" for e in entries):
+                self._quantize(last, budget, message, progress)
         entries = read_ledger(self.ledger_path)
-        if entries and entries[-1].get("kind") == "recovery":
-            message = f"{message}; final recovery {'accepted' if entries[-1]['accepted'] else 'rejected'}: {entries[-1]['reason']}"
+        for e in entries:
+            if e.get("kind") in ("recovery", "quantize"):
+                stage = "final recovery" if e["kind"] == "recovery" else "INT8 quantization"
+                message = f"{message}; {stage} {'accepted' if e['accepted'] else 'rejected'}: {e['reason']}"
         report_paths = write_reports(self.out, cfg, budget.to_dict(), teacher_summary, entries, message)
         met = met_budget(best_accepted(entries))
         return SpiralOutcome(met, message, teacher_summary, entries, report_paths)
@@ -494,9 +547,9 @@ class Spiral:
     ) -> str:
         schedule = self.config.schedule
         entries = list(entries)
-        recovered = [e for e in entries if e.get("kind") == "recovery"]
-        if recovered:  # the loop had ended before the final recovery
-            return recovered[-1]["message"]
+        ended = [e for e in entries if e.get("kind") in ("recovery", "quantize")]
+        if ended:  # the loop had ended before the final recovery or quantization
+            return ended[0]["message"]
         step = 1 + sum(e["accepted"] for e in entries)
         attempt = 1 + sum(1 for e in entries if e["step"] == step)
         accepted = [e for e in entries if e["accepted"]]
@@ -542,9 +595,9 @@ def epochs_spent(entries: list[dict]) -> int:
     return sum(e["distill"]["epochs"] for e in entries)
 
 
-def paired_speedup(paired: Paired, statistic: str) -> dict:
-    """The candidate's speedup over the teacher: the median of the per-round ratios, with its interval."""
-    ratios = evidence(paired.rounds.series, Question("speedup", "candidate", 1.0, "teacher", statistic))
+def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:
+    """``subject``'s speedup over the teacher: the median of the per-round ratios, with its interval."""
+    ratios = evidence(paired.rounds.series, Question("speedup", subject, 1.0, "teacher", statistic))
     estimate, low, high = interval(ratios, paired.rounds.verdicts[0].confidence)
     return {"speedup": 1 / estimate, "speedup_ci": [1 / high, 1 / low]}
 

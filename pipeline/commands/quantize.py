@@ -15,10 +15,10 @@ from deploy.atomic import write_json
 from deploy.errors import InputError
 from deploy.profiler import Target
 from deploy.sampling import ProfileSettings
-from pipeline.config import QuantizeConfig
+from pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from pipeline.data import load_datasets
 from pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from pipeline.quantize import FLOAT, INT8, QUANTIZED_BACKENDS, calibration_batches, judge_quantized, quantize_onnx
+from pipeline.quantize import FLOAT, INT8, calibration_batches, judge_quantized, quantize_onnx
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"

@@ -30,6 +30,8 @@ STEP_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accurac
 def entry_name(entry: dict) -> str:
     if entry.get("kind") == "recovery":
         return "final recovery"
+    if entry.get("kind") == "quantize":
+        return "INT8 quantization"
     return f"step {entry['step']} try {entry['attempt']}"
 
 

@@ -215,3 +215,38 @@ def test_recovery_share_must_leave_epochs_for_the_steps(write_config, tmp_path: 
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "final_epochs (3) must be less than total_epochs (3)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_int8_stage_is_judged_beside_the_float_result_and_the_teacher(write_config, tmp_path: Path, capsys):
+    """``quantize:`` after the steps: a limit of 0.01x over the float model is always granted, so the
+    INT8 model becomes the result when its accuracy holds; the float model stays otherwise."""
+    out = tmp_path / "run"
+    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 0.01, "max_drop": 100})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    step, quantized = read_ledger(out / "ledger.jsonl")
+    assert quantized["kind"] == "quantize" and quantized["quantize_of"] == step["dir"]
+    assert quantized["accepted"] and quantized["verdicts"][0]["question"]["name"] == "int8 vs float"
+    assert quantized["verdicts"][1]["question"]["subject"] == "int8" and quantized["meets_final"]
+    assert (out / "steps" / "quantize" / "model.onnx").is_file() and quantized["distill"]["epochs"] == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["best"]["kind"] == "quantize" and "INT8 quantization accepted" in report["message"]
+    assert "| INT8 quantization |" in (out / "report.md").read_text()
+    before = (out / "ledger.jsonl").read_bytes()
+    assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
+    assert (out / "ledger.jsonl").read_bytes() == before
+
+
+def test_a_rejected_int8_stage_leaves_the_float_model(write_config, tmp_path: Path):
+    out = tmp_path / "run"
+    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 100})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    step, quantized = read_ledger(out / "ledger.jsonl")
+    assert not quantized["accepted"] and quantized["reason"].startswith("int8 vs float: misses")
+    report = json.loads((out / "report.json").read_text())
+    assert report["best"]["dir"] == step["dir"] and report["met_budget"]
+
+
+def test_the_int8_stage_needs_an_onnx_runtime_target(write_config, tmp_path: Path, capsys):
+    config = write_config(target={"backend": "torch"}, quantize={})
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "quantize: INT8 QDQ models run on ort-cpu, ort-cuda, ort-trt, not 'torch'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "pipeline.commands.demo",
     "pipeline.commands.run",
     "pipeline.commands.prune",
+    "pipeline.commands.export",
     "pipeline.commands.quantize",
     "pipeline.commands.gate",
     "pipeline.commands.compare",

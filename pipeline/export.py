@@ -19,8 +19,12 @@ from deploy.errors import InputError
 OPSET = 17
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path, *, simplify: bool = True) -> Path:
-    """Write ``path`` atomically, with a dynamic batch axis, inputs named ``input`` and outputs ``output``."""
+def export_onnx(
+    model: nn.Module, example_input: torch.Tensor, path: Path, *, simplify: bool = True, dynamic_batch: bool = True,
+    opset: int = OPSET,
+) -> Path:
+    """Write ``path`` atomically, inputs named ``input`` and outputs ``output``, with a dynamic batch
+    axis (or the example's batch, fixed)."""
     model = model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -35,8 +39,8 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: Path, *, si
                 str(tmp),
                 input_names=["input"],
                 output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                opset_version=OPSET,
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None,
+                opset_version=opset,
                 dynamo=False,
             )
         proto = onnx.load(str(tmp))

@@ -428,6 +428,7 @@ def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> d
         "stop_reason": trace["stop_reason"],
         "throughput_per_s": batch * 1e3 / stats["mean"] if stats["mean"] > 0 else float("inf"),
         "round_sizes": [int(n) for n in trace["round_sizes"]],
+        "cpu_wait": [None if w is None else float(w) for w in trace.get("cpu_wait", [])],
     }
 
 
@@ -609,6 +610,7 @@ def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: d
     write_json(times, {
         "samples_ms": series.samples_ms,
         "round_sizes": [len(block) for block in series.blocks],
+        "cpu_wait": rounds.cpu_wait,
         "warmup_iterations": series.warmup_iterations,
         "warmup_s": series.warmup_s,
         "stop_reason": rounds.stop_reason,

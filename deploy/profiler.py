@@ -26,7 +26,7 @@ from deploy.atomic import write_bytes
 from deploy.backends.inputs import make_inputs
 from deploy.errors import InputError
 from deploy.fingerprint import file_sha256, target_fingerprint
-from deploy.sampling import ProfileSettings, Rounds, Series, Timed, sample_rounds
+from deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
 from deploy.stats import robust_cv, summarize
 from deploy.verdict import Question, Verdict, round_statistic
 
@@ -49,6 +49,9 @@ class Measurement:
     throughput_per_s: float
     # Samples per round, in order: ``samples_ms`` split by these sizes gives the rounds back.
     round_sizes: list[int] = field(default_factory=list)
+    # Per round, the share of the measuring threads' time spent waiting for a CPU (None: unknown);
+    # rounds past ``max_cpu_wait`` were left out of the verdicts (``deploy.sampling``).
+    cpu_wait: list[float | None] = field(default_factory=list)
 
     def rounds(self, statistic: str = "p50") -> list[float]:
         """The per-round values of ``statistic`` (one round of all samples for a profile without rounds)."""
@@ -149,13 +152,16 @@ def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: P
         return _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms, sizes,
                             "external_trace", settings)
     rounds = sample_rounds({"model": timed(runner, feed, settings.throughput)}, settings)
-    return measurement_of(rounds.series["model"], batch, feed, rounds.stop_reason, settings)
+    return measurement_of(rounds, "model", batch, feed, settings)
 
 
-def measurement_of(series: Series, batch: int, feed: dict[str, np.ndarray], stop_reason: str,
+def measurement_of(rounds: Rounds, name: str, batch: int, feed: dict[str, np.ndarray],
                    settings: ProfileSettings) -> Measurement:
-    return _measurement(batch, feed, series.warmup_iterations, series.warmup_s, series.samples_ms,
-                        [len(b) for b in series.blocks], stop_reason, settings)
+    series = rounds.series[name]
+    measurement = _measurement(batch, feed, series.warmup_iterations, series.warmup_s, series.samples_ms,
+                               [len(b) for b in series.blocks], rounds.stop_reason, settings)
+    measurement.cpu_wait = list(rounds.cpu_wait)
+    return measurement
 
 
 def _measurement(
@@ -296,7 +302,7 @@ def profile_paired(
     profiles = {
         name: target.profile(
             Path(path), runners[name], settings, "random",
-            [measurement_of(rounds.series[name], target.batch, feeds[name], rounds.stop_reason, settings)],
+            [measurement_of(rounds, name, target.batch, feeds[name], settings)],
         )
         for name, path in models.items()
     }

@@ -81,6 +81,8 @@ class Verdict:
     high: float
     rounds: int
     confidence: float
+    # Rounds left out of the evidence because the measuring threads waited for a CPU (``deploy.sampling``).
+    set_aside: int = 0
 
     @property
     def meets(self) -> bool:
@@ -90,6 +92,10 @@ class Verdict:
         """One line: the estimate, its interval, the limit, and what would settle an undecided verdict."""
         q = self.question
         unit = "x" if q.is_ratio else " ms"
+        if self.rounds == 0:
+            return (f"{q.name}: undecided (no round ran on a free CPU: in all {self.set_aside} rounds the measuring "
+                    "threads waited for a CPU past max_cpu_wait; the machine is oversubscribed: measure with fewer "
+                    "threads or on a quieter runner)")
         text = (
             f"{q.name}: {self.outcome} ({q.statistic} {self.estimate:.4g}{unit}, "
             f"{percent(self.confidence)} CI {self.low:.4g} .. {self.high:.4g}{unit} over {self.rounds} rounds; "
@@ -100,6 +106,8 @@ class Verdict:
                 f"; the interval straddles the limit by {self.limit_distance():.1%} of it: "
                 "more rounds (max_duration_s) or a quieter machine would settle it"
             )
+        if self.set_aside:
+            text += f"; {self.set_aside} rounds set aside: the measuring threads waited for a CPU past max_cpu_wait"
         return text
 
     def limit_distance(self) -> float:
@@ -145,10 +153,15 @@ def decide(low: float, high: float, limit: float) -> Outcome:
     return "undecided"
 
 
-def judge(question: Question, values: Sequence[float], confidence: float) -> Verdict:
-    """The verdict on ``question`` from its per-round values (ratios for a ratio question, ms otherwise)."""
+def judge(question: Question, values: Sequence[float], confidence: float, set_aside: int = 0) -> Verdict:
+    """The verdict on ``question`` from its per-round values (ratios for a ratio question, ms otherwise);
+    ``set_aside`` rounds were left out of them (none left: undecided)."""
+    if len(values) == 0:
+        nan = float("nan")
+        return Verdict(question, "undecided", nan, nan, nan, 0, confidence, set_aside)
     estimate, low, high = interval(values, confidence)
-    return Verdict(question, decide(low, high, question.limit), estimate, low, high, len(values), confidence)
+    return Verdict(question, decide(low, high, question.limit), estimate, low, high, len(values), confidence,
+                   set_aside)
 
 
 def widened(verdict: Verdict, tolerance: float) -> Verdict:
@@ -160,7 +173,7 @@ def widened(verdict: Verdict, tolerance: float) -> Verdict:
     """
     low, high = verdict.low * (1 - tolerance), verdict.high * (1 + tolerance)
     return Verdict(verdict.question, decide(low, high, verdict.question.limit), verdict.estimate, low, high,
-                   verdict.rounds, verdict.confidence)
+                   verdict.rounds, verdict.confidence, verdict.set_aside)
 
 
 def judge_runs(question: Question, subject_rounds: list[float], reference_rounds: list[float],

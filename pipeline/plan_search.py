@@ -147,14 +147,16 @@ def choose_plan(
         pick = candidates[pool[0]]
         pick.ms, pick.meets = measure(pick.plan)
         measured += 1
-        samples.append((pick.layers, pick.ms))
-        predictor.calibrate(samples)
+        if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
+            samples.append((pick.layers, pick.ms))
+            predictor.calibrate(samples)
         if pick.meets:
             best = pool[0]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     if best is None:
-        best = min((i for i, c in enumerate(candidates) if c.ms is not None), key=lambda i: candidates[i].ms)
+        measured_ms = {i: c.ms for i, c in enumerate(candidates) if c.ms is not None}
+        best = min(measured_ms, key=lambda i: measured_ms[i] if math.isfinite(measured_ms[i]) else math.inf)
     chosen = candidates[best]
     return PlanChoice(
         chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict()

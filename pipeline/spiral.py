@@ -31,7 +31,6 @@ from torch.utils.data import DataLoader
 from deploy.atomic import publish_dir, write_json
 from deploy.errors import InputError
 from deploy.profiler import Paired
-from deploy.sampling import evidence
 from deploy.validation import contained
 from deploy.verdict import Question, interval, percent
 from kernels.predictor import LatencyPredictor
@@ -597,7 +596,9 @@ def epochs_spent(entries: list[dict]) -> int:
 
 def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:
     """``subject``'s speedup over the teacher: the median of the per-round ratios, with its interval."""
-    ratios = evidence(paired.rounds.series, Question("speedup", subject, 1.0, "teacher", statistic))
+    ratios = paired.rounds.values(Question("speedup", subject, 1.0, "teacher", statistic))
+    if len(ratios) == 0:  # every round was set aside (an oversubscribed machine): no estimate
+        return {"speedup": float("nan"), "speedup_ci": [float("nan"), float("nan")]}
     estimate, low, high = interval(ratios, paired.rounds.verdicts[0].confidence)
     return {"speedup": 1 / estimate, "speedup_ci": [1 / high, 1 / low]}
 

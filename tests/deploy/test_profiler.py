@@ -47,7 +47,8 @@ def test_paired_models_share_rounds_and_answer_the_questions(tiny_onnx):
     assert len(a.round_sizes) == len(b.round_sizes) >= FAST.min_rounds
     assert paired.profiles["a"].fingerprint == paired.profiles["b"].fingerprint
     assert [v.question.name for v in paired.verdicts] == ["ratio", "absolute"]
-    assert paired.verdict("ratio").rounds == len(a.round_sizes)
+    ratio = paired.verdict("ratio")
+    assert ratio.rounds + ratio.set_aside == len(a.round_sizes) == len(a.cpu_wait)
     assert paired.rounds.stop_reason in ("decided", "max_duration")
 
 

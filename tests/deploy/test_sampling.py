@@ -18,7 +18,7 @@ BUSY = dict(cv=0.08, drift=0.3, step=1.0, outlier_p=0.01)
 def paired(base_ms, new_ms, limit, seed, **machine):
     m = Machine(seed, **machine)
     question = Question("q", "new", limit, reference="base")
-    rounds = sample_rounds({"base": m.model(base_ms), "new": m.model(new_ms)}, SETTINGS, [question], clock=m.clock)
+    rounds = sample_rounds({"base": m.model(base_ms), "new": m.model(new_ms)}, SETTINGS, [question], clock=m.clock, cpu=m.cpu)
     return rounds.verdict("q"), rounds
 
 
@@ -58,9 +58,9 @@ def test_separate_profiles_on_a_drifting_machine_disagree_where_rounds_do_not():
     """What the paired design is for: two unpaired profiles of the same model differ by the drift."""
     m = Machine(3, cv=0.03, step=0.3, step_s=1.0)
     alone = ProfileSettings(warmup_s=0.0, min_duration_s=0.99, max_duration_s=0.99, ci_rel=0)
-    one = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock)
+    one = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock, cpu=m.cpu)
     m.now = 1.0
-    two = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock)
+    two = sample_rounds({"a": m.model(1.0)}, alone, clock=m.clock, cpu=m.cpu)
     p50 = [float(sorted(r.series["a"].samples_ms)[len(r.series["a"].samples_ms) // 2]) for r in (one, two)]
     assert abs(p50[1] / p50[0] - 1) > 0.2
     verdict, _ = paired(1.0, 1.0, 1.05, 3, cv=0.03, step=0.3, step_s=1.0)
@@ -81,7 +81,7 @@ def test_rounds_alternate_order_and_blocks_fill_their_time():
 
     settings = ProfileSettings(warmup_s=0.0, block_s=0.01, block_calls=3, min_rounds=4, min_duration_s=0.0,
                                max_duration_s=1.0, ci_rel=0.5)
-    rounds = sample_rounds({"a": model("a", 1.0), "b": model("b", 4.0)}, settings, clock=m.clock)
+    rounds = sample_rounds({"a": model("a", 1.0), "b": model("b", 4.0)}, settings, clock=m.clock, cpu=m.cpu)
     assert rounds.stop_reason == "ci_converged"
     a, b = rounds.series["a"], rounds.series["b"]
     assert [len(x) for x in a.blocks[:2]] == [10, 10] and [len(x) for x in b.blocks[:2]] == [3, 3]
@@ -92,7 +92,7 @@ def test_rounds_alternate_order_and_blocks_fill_their_time():
 def test_absolute_and_ratio_questions_in_one_session():
     m = Machine(5, **BUSY)
     questions = [Question("abs", "new", 100.0), Question("speedup", "new", 0.5, reference="base")]
-    rounds = sample_rounds({"base": m.model(4.0), "new": m.model(1.0)}, SETTINGS, questions, clock=m.clock)
+    rounds = sample_rounds({"base": m.model(4.0), "new": m.model(1.0)}, SETTINGS, questions, clock=m.clock, cpu=m.cpu)
     assert [v.outcome for v in rounds.verdicts] == ["meets", "meets"]
     assert rounds.verdict("speedup").estimate == pytest.approx(0.25, rel=0.05)
 
@@ -100,8 +100,76 @@ def test_absolute_and_ratio_questions_in_one_session():
 def test_questions_must_name_measured_models_and_settings_are_checked():
     m = Machine(0)
     with pytest.raises(InputError, match="not measured"):
-        sample_rounds({"a": m.model(1.0)}, SETTINGS, [Question("q", "b", 1.0)], clock=m.clock)
+        sample_rounds({"a": m.model(1.0)}, SETTINGS, [Question("q", "b", 1.0)], clock=m.clock, cpu=m.cpu)
     with pytest.raises(InputError):
         ProfileSettings(min_rounds=1)
     with pytest.raises(InputError):
         ProfileSettings(max_duration_s=0.1, min_duration_s=1.0)
+
+
+def oversubscribed_verdict(seed: int, cpu):
+    """base 1 ms and new 4 ms (true ratio 4, limit 4.2) on a machine oversubscribed 70 % of the time,
+    which makes the larger model's rounds 2x slower relative to the smaller one's while it lasts."""
+    m = Machine(seed, cv=0.03, step_s=0.1, oversubscribed=0.5, busy_share=0.7)
+    question = Question("q", "new", 4.2, reference="base")
+    rounds = sample_rounds({"base": m.model(1.0), "new": m.model(4.0)}, SETTINGS, [question], clock=m.clock,
+                           cpu=cpu(m))
+    return rounds.verdict("q"), rounds
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rounds_on_an_oversubscribed_cpu_are_set_aside(seed):
+    verdict, rounds = oversubscribed_verdict(seed, lambda m: m.cpu)
+    assert verdict.outcome == "meets" and verdict.estimate == pytest.approx(4.0, rel=0.05)
+    assert 0 < verdict.set_aside == int((~rounds.clean()).sum())
+    assert all(w > SETTINGS.max_cpu_wait for w, ok in zip(rounds.cpu_wait, rounds.clean()) if not ok)
+    assert "rounds set aside: the measuring threads waited for a CPU" in verdict.message()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_without_the_wait_reading_the_oversubscribed_rounds_mislead(seed):
+    """What the setting-aside is for: the same machine judged on every round does not find 4x."""
+    verdict, rounds = oversubscribed_verdict(seed, lambda m: (lambda: None))
+    assert verdict.outcome != "meets" and verdict.set_aside == 0 and set(rounds.cpu_wait) == {None}
+
+
+def test_a_machine_oversubscribed_throughout_is_undecided_and_says_so():
+    m = Machine(0, cv=0.03, step_s=1e9, oversubscribed=0.5)
+    m.now = 1e9  # inside the busy half of the cycle for the whole session
+    question = Question("q", "new", 4.2, reference="base")
+    rounds = sample_rounds({"base": m.model(1.0), "new": m.model(4.0)}, SETTINGS, [question], clock=m.clock, cpu=m.cpu)
+    verdict = rounds.verdict("q")
+    assert verdict.outcome == "undecided" and verdict.rounds == 0 and rounds.stop_reason == "max_duration"
+    assert "no round ran on a free CPU" in verdict.message() and "oversubscribed" in verdict.message()
+
+
+def test_max_cpu_wait_is_checked():
+    with pytest.raises(InputError, match="max_cpu_wait"):
+        ProfileSettings(max_cpu_wait=0.0)
+
+
+def test_the_threads_wait_is_read_from_the_kernel_beside_real_competing_processes():
+    """Linux schedstat, really: with twice as many spinning processes as cores, this process's
+    thread waits for a CPU for a large share of its time (whatever the machine's speed)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from deploy.sampling import cpu_times, wait_fraction
+
+    if cpu_times() is None:
+        pytest.skip("the kernel reports no per-thread schedstat here (not Linux)")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        time.sleep(0.5)
+        before = cpu_times()
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            pass
+        after = cpu_times()
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert after[0] > before[0] and wait_fraction(before, after) > 0.3

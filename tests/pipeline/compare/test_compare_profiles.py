@@ -114,7 +114,7 @@ def test_a_paired_verdict_is_not_widened(factor, call):
     m = Machine(1, cv=0.05, drift=0.3, step=1.0)
     rule = RegressionRule()
     settings = ProfileSettings(warmup_s=0.05, block_s=0.02, min_rounds=10, min_duration_s=0.2, max_duration_s=6.0)
-    rounds = sample_rounds({"base": m.model(1.0), "new": m.model(factor)}, settings, [rule.question()], clock=m.clock)
+    rounds = sample_rounds({"base": m.model(1.0), "new": m.model(factor)}, settings, [rule.question()], clock=m.clock, cpu=m.cpu)
     base = profile_from_samples(rounds.series["base"].samples_ms)
     new = profile_from_samples(rounds.series["new"].samples_ms)
     c = paired_comparison(base, new, rounds.verdict("regression"), rule)

@@ -32,7 +32,7 @@ def paired_gate(gate: GateBudget, base_ms: float, new_ms: float, seed: int = 0):
     """The candidate and the released model measured in rounds on a busy simulated machine, then gated."""
     m = Machine(seed, cv=0.08, drift=0.3, step=1.0, outlier_p=0.01)
     rounds = sample_rounds({CANDIDATE: m.model(new_ms), BASELINE: m.model(base_ms)}, SETTINGS,
-                           latency_questions(gate, baseline_measured=True), clock=m.clock)
+                           latency_questions(gate, baseline_measured=True), clock=m.clock, cpu=m.cpu)
     return run_gate(gate, profile=profile_from_series(rounds.series[CANDIDATE]),
                     baseline=profile_from_series(rounds.series[BASELINE]), paired=True,
                     verdicts={v.question.name: v for v in rounds.verdicts})

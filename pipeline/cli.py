@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import traceback
 
@@ -38,13 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="import the package.module:factory a checkpoint or run folder names (spiral's zoo and "
                             "torchvision load without it): only for folders you trust, such as your own")
         module.add_arguments(p)
-        p.set_defaults(handler=module.run)
+        p.set_defaults(handler=module.run, interrupted=getattr(module, "interrupted", None))
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Ctrl-C (exit 130) and SIGTERM (exit 143) print one line: what is kept and
+    how to go on (the command's ``interrupted(args)``); every file is written whole or not at all,
+    and a second signal while that line is printed is ignored."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with trusting_model_code(args.trust_model_code):
             return int(args.handler(args))
@@ -53,9 +66,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"spiral: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("spiral: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminated = isinstance(exc, Terminated)
+        kept = args.interrupted(args) if args.interrupted else "nothing was written"
+        print(f"spiral: {'terminated' if terminated else 'interrupted'}: {kept}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":

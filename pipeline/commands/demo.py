@@ -31,3 +31,8 @@ def run(args: argparse.Namespace) -> int:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     with resources.as_file(DEMO_CONFIG) as config_path:
         return execute(config_path, out, resume=False)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    return (f"a trained teacher is kept in {args.out}/teacher/model; the next 'spiral demo' reuses it and runs "
+            "a fresh spiral")

@@ -48,6 +48,15 @@ def execute(config_path: Path, out: Path, resume: bool) -> int:
     return print_outcome(outcome, Console(width=160))
 
 
+def run_dir(args: argparse.Namespace) -> Path:
+    return args.out or Path("runs") / args.config.stem
+
+
 def run(args: argparse.Namespace) -> int:
-    out = args.out or Path("runs") / args.config.stem
-    return execute(args.config, out, args.resume)
+    return execute(args.config, run_dir(args), args.resume)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    out = run_dir(args)
+    return (f"finished attempts are kept in {out}/ledger.jsonl; continue with: "
+            f"spiral run {args.config} --out {out} --resume")

@@ -123,16 +123,27 @@ def _deploy(folder: Path, tmp: Path) -> tuple[list[str], Path]:
             "--out", str(tmp / "deploy")], folder
 
 
+def _profile(folder: Path, tmp: Path) -> tuple[list[str], Path]:
+    return ["profile", str(folder), "--backend", "torch", "--json", str(tmp / "profile.json")], folder
+
+
+def _export(folder: Path, tmp: Path) -> tuple[list[str], Path]:
+    return ["export", str(folder), "--out", str(tmp / "model.onnx")], folder
+
+
+def _quantize(folder: Path, tmp: Path) -> tuple[list[str], Path]:
+    return ["quantize", str(folder), "--data", "digits", "--out", str(tmp / "model.int8.onnx")], folder
+
+
 LOADS_CHECKPOINTS: dict[str, Callable[[Path, Path], tuple[list[str], Path]]] = {
     "prune": _prune, "run": _run, "run-resume": _run_resume, "gate": _gate, "gate-baseline": _gate_baseline,
-    "deploy": _deploy,
+    "deploy": _deploy, "profile": _profile, "export": _export, "quantize": _quantize,
 }
 # Commands that never rebuild a model from a folder, and why; a new command must join one of the two.
 READS_NO_CHECKPOINT = {
     "demo": "runs the packaged config, whose model is spiral's zoo",
     "compare": "reads profiles and reports as numbers",
     "report": "reads a run's report and ledger as data (see the ledger tests below)",
-    "profile": "takes an ONNX file",
     "targets": "lists target YAML files",
 }
 

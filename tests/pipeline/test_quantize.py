@@ -50,6 +50,23 @@ def test_every_calibration_method_writes_a_qdq_model_with_per_channel_weights(me
     assert weight_scales and all(dims[0] > 1 for dims in weight_scales)  # one scale per output channel
 
 
+def test_onnx_runtime_runs_every_convolution_of_the_int8_model_as_an_int8_kernel(float_onnx, tmp_path):
+    """The graph ORT optimises the QDQ model into has no float convolution left (U8S8 fuses; S8S8 did not)."""
+    import onnxruntime as ort
+
+    cfg = QuantizeConfig(calibration_batches=2, batch_size=16)
+    train, _ = load_datasets("digits", [1, 1, 16, 16])
+    out = tmp_path / "model.int8.onnx"
+    quantize_onnx(float_onnx, out, calibration_batches(train, float_onnx, cfg), cfg)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    convolutions = sum(n.op_type == "Conv" for n in onnx.load(str(float_onnx)).graph.node)
+    assert "Conv" not in ops and ops.count("QLinearConv") == convolutions
+
+
 def test_an_accepted_quantization_is_written_with_its_numbers(tmp_path, capsys):
     out, report = tmp_path / "m.int8.onnx", tmp_path / "q.json"
     code = main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, *QUICK, "--out", str(out),

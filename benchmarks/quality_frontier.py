@@ -13,7 +13,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
 - (d) ``spiral``: ``spiral run`` with latency-aware allocation and KD;
 - (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery;
 - (f) ``spiral-l1``: (d) pruning with ``--oneshot-criterion`` (L1, normalised per layer) in place of
-  ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack.
+  ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack;
+- (g) ``spiral-uniform-ce``: (c) with cross-entropy: which allocation the default spiral should use.
 
 The spirals prune with ``--criterion`` (the spiral's default), the one-shot methods with
 ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
@@ -36,7 +37,7 @@ architecture to ``--plot-dir`` and every number to ``--json``.
 
 The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
 project's 2-vCPU machine with other work beside it (load 2-4); ``--speedup 2 3 4`` adds the 2x
-budget, ``--methods`` (e) and (f); cached teachers, one-shot finalists and finished spirals are
+budget, ``--methods`` (e) to (g); cached teachers, one-shot finalists and finished spirals are
 reused, so adding a method trains only that one.
 
 ``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.
@@ -84,7 +85,7 @@ ARCHITECTURES = {
     "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
-METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1")
+METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce")
 DEFAULT_METHODS = METHODS[:4]
 CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
@@ -239,7 +240,7 @@ def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
              "| budget | method | accuracy % (mean ± std) | paired speedup | meets (seeds) | epochs | wall s |",
              "|---|---|---|---|---|---|---|"]
     for speedup in sorted({r["budget"] for r in rows}):
-        for method in METHODS:  # in the order (a) .. (f)
+        for method in METHODS:  # in the order (a) .. (g)
             sel = [r for r in rows if r["budget"] == speedup and r["method"] == method]
             if not sel:
                 continue
@@ -294,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
         teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], 10)["accuracy"]
         spirals = {"spiral": ("latency", KD["weights"]), "spiral-uniform": ("uniform", KD["weights"]),
-                   "spiral-ce": ("latency", CE), "spiral-l1": ("latency", KD["weights"], args.oneshot_criterion)}
+                   "spiral-ce": ("latency", CE), "spiral-l1": ("latency", KD["weights"], args.oneshot_criterion),
+                   "spiral-uniform-ce": ("uniform", CE)}
         rows = []
         for speedup in args.speedup:
             for seed in args.seeds:

@@ -107,7 +107,8 @@ class Verdict:
                 "more rounds (max_duration_s) or a quieter machine would settle it"
             )
         if self.set_aside:
-            text += f"; {self.set_aside} rounds set aside: the measuring threads waited for a CPU past max_cpu_wait"
+            rounds = "round" if self.set_aside == 1 else "rounds"
+            text += f"; {self.set_aside} {rounds} set aside: the measuring threads waited for a CPU past max_cpu_wait"
         return text
 
     def limit_distance(self) -> float:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 import pytest
 
 from pipeline.cli import main
@@ -52,8 +53,6 @@ def test_every_calibration_method_writes_a_qdq_model_with_per_channel_weights(me
 
 def test_onnx_runtime_runs_every_convolution_of_the_int8_model_as_an_int8_kernel(float_onnx, tmp_path):
     """The graph ORT optimises the QDQ model into has no float convolution left (U8S8 fuses; S8S8 did not)."""
-    import onnxruntime as ort
-
     cfg = QuantizeConfig(calibration_batches=2, batch_size=16)
     train, _ = load_datasets("digits", [1, 1, 16, 16])
     out = tmp_path / "model.int8.onnx"

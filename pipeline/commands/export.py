@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from deploy.errors import InputError
 from deploy.validation import contained
@@ -14,6 +15,7 @@ from pipeline.export import OPSET, check_parity, export_onnx
 from pipeline.gate.candidate import parity_inputs, parse_shape
 from pipeline.ledger import read_ledger
 from pipeline.models import load_model
+from pipeline.prune.plan import example_input
 
 NAME = "export"
 HELP = "export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity check"
@@ -27,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-batch", action="store_true",
                         help="fix the batch axis at the input shape's batch (default: a dynamic batch axis)")
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default %(default)d)")
+    parser.add_argument("--input-dtype", choices=("float32", "int64"), default=None,
+                        help="input dtype (int64 for token ids; default: the checkpoint's, else float32)")
     parser.add_argument("--atol", type=float, default=1e-3, help="parity tolerance, times max |output| above 1")
 
 
@@ -37,6 +41,14 @@ def run_checkpoint(run_dir: Path) -> Path:
     if not with_model:
         return contained(run_dir, "teacher/model", "run folder:")
     return contained(run_dir, Path(with_model[-1]["dir"]) / "model", "run folder:")
+
+
+def token_inputs(model: nn.Module, shape: list[int], samples: int) -> torch.Tensor:
+    """Seeded token ids below the smallest embedding's vocabulary: parity inputs for an int64 model."""
+    vocab = min((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), default=None)
+    if vocab is None:
+        raise InputError("--input-dtype int64 takes token ids, but the model has no nn.Embedding to read them")
+    return torch.randint(0, vocab, [samples, *shape[1:]], generator=torch.Generator().manual_seed(0))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,21 +62,24 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path} holds no model yet (no accepted step, no teacher checkpoint)")
         model, manifest = load_checkpoint(checkpoint)
         shape = shape or manifest["input_shape"]
+        dtype = args.input_dtype or manifest.get("input_dtype", "float32")
         source = str(checkpoint)
     else:
         model, _, _ = load_model(args.model)
+        dtype = args.input_dtype or "float32"
         source = args.model
     if shape is None:
         raise InputError(f"model '{args.model}' has no recorded input shape: pass --input-shape, e.g. 1,3,224,224")
-    example = torch.zeros(shape)
+    example = example_input(shape, dtype)
     try:
         with torch.no_grad():
             model.eval()(example)
     except Exception as exc:  # any failure means the shape does not fit the model
-        raise InputError(f"model '{args.model}' does not accept input shape {shape}: {exc}") from None
+        raise InputError(f"model '{args.model}' does not accept {dtype} input of shape {shape}: {exc}") from None
     out = export_onnx(model, example, args.out, dynamic_batch=not args.fixed_batch, opset=args.opset)
     batch_size = shape[0] if args.fixed_batch else 64  # a fixed batch takes whole batches only
-    inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size)
+    samples = max(64 // batch_size, 1) * batch_size
+    inputs = token_inputs(model, shape, samples) if dtype == "int64" else parity_inputs(shape, None, samples=samples)
     parity = check_parity(model, out, inputs, atol=args.atol, min_top1_agreement=0.99, batch_size=batch_size)
     batch = f"batch fixed at {shape[0]}" if args.fixed_batch else "dynamic batch"
     print(f"exported {source} to {out} (opset {args.opset}, {batch}, input {shape[1:]})")

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from architectures import ARCHITECTURES, HEAVY
 
 from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import main
@@ -54,9 +55,22 @@ def test_a_run_folder_exports_its_last_accepted_step(write_config, tmp_path: Pat
     assert params(out) == params(run / step["dir"] / "model.onnx")
 
 
+@pytest.mark.parametrize("name", sorted(set(ARCHITECTURES) - HEAVY))
+def test_every_architecture_spiral_prune_supports_exports_with_parity(name: str, tmp_path: Path, capsys):
+    arch = ARCHITECTURES[name]
+    out = tmp_path / "m.onnx"
+    shape = ",".join(map(str, arch.input_shape))
+    assert main(["export", arch.spec, "--input-shape", shape, "--input-dtype", arch.input_dtype, "--out", str(out)]) == 0
+    assert ": passed" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    batch = arch.example(batch=3).numpy()
+    assert session.run(None, {"input": batch})[0].shape == (3, arch.num_classes)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([SPEC], "has no recorded input shape: pass --input-shape"),
-    ([SPEC, "--input-shape", "1,3,16,16"], "does not accept input shape [1, 3, 16, 16]"),
+    ([SPEC, "--input-shape", "1,3,16,16"], "does not accept float32 input of shape [1, 3, 16, 16]"),
+    ([SPEC, "--input-shape", "1,1,16,16", "--input-dtype", "int64"], "does not accept int64 input of shape"),
     ([SPEC, "--input-shape", "1,1,16,16", "--opset", "9"], "--opset 9 is outside 13..17"),
 ])
 def test_bad_input_is_one_line_and_nothing_written(args, message, tmp_path: Path, capsys):

@@ -1,4 +1,4 @@
-"""The architectures the pruning tests run on, kept small so the whole matrix stays fast.
+"""The architectures the pruning and export tests run on, kept small so the whole matrix stays fast.
 
 Sizes: CNNs at 32x32 (every torchvision CNN here downsamples by 32, so 32x32 is the smallest input
 that keeps all stages); the vision transformer is torchvision's ``VisionTransformer`` class with the

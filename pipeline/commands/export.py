@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from deploy.errors import InputError
 from deploy.validation import contained
@@ -43,14 +42,6 @@ def run_checkpoint(run_dir: Path) -> Path:
     return contained(run_dir, Path(with_model[-1]["dir"]) / "model", "run folder:")
 
 
-def token_inputs(model: nn.Module, shape: list[int], samples: int) -> torch.Tensor:
-    """Seeded token ids below the smallest embedding's vocabulary: parity inputs for an int64 model."""
-    vocab = min((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), default=None)
-    if vocab is None:
-        raise InputError("--input-dtype int64 takes token ids, but the model has no nn.Embedding to read them")
-    return torch.randint(0, vocab, [samples, *shape[1:]], generator=torch.Generator().manual_seed(0))
-
-
 def run(args: argparse.Namespace) -> int:
     if not MIN_OPSET <= args.opset <= OPSET:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")
@@ -78,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"model '{args.model}' does not accept {dtype} input of shape {shape}: {exc}") from None
     out = export_onnx(model, example, args.out, dynamic_batch=not args.fixed_batch, opset=args.opset)
     batch_size = shape[0] if args.fixed_batch else 64  # a fixed batch takes whole batches only
-    samples = max(64 // batch_size, 1) * batch_size
-    inputs = token_inputs(model, shape, samples) if dtype == "int64" else parity_inputs(shape, None, samples=samples)
+    inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=model)
     parity = check_parity(model, out, inputs, atol=args.atol, min_top1_agreement=0.99, batch_size=batch_size)
     batch = f"batch fixed at {shape[0]}" if args.fixed_batch else "dynamic batch"
     print(f"exported {source} to {out} (opset {args.opset}, {batch}, input {shape[1:]})")

@@ -148,9 +148,20 @@ def add_torch_arguments(parser) -> None:
                         help="torch.compile mode for torch-compile; reduce-overhead uses CUDA graphs (default default)")
 
 
-def parity_inputs(input_shape: list[int], val_set: Dataset | None, samples: int = PARITY_SAMPLES) -> torch.Tensor:
-    """Real validation inputs when there are any, else seeded standard-normal ones."""
+def parity_inputs(
+    input_shape: list[int], val_set: Dataset | None, samples: int = PARITY_SAMPLES, *,
+    dtype: str = "float32", model: nn.Module | None = None,
+) -> torch.Tensor:
+    """Real validation inputs when there are any, else seeded ones: standard-normal, or for int64
+    (token ids) uniform below the smallest vocabulary of ``model``'s embeddings."""
     if val_set is not None:
         return next(iter(DataLoader(val_set, batch_size=samples, shuffle=False)))[0]
     generator = torch.Generator().manual_seed(0)
-    return torch.randn([samples, *input_shape[1:]], generator=generator)
+    shape = [samples, *input_shape[1:]]
+    if dtype != "int64":
+        return torch.randn(shape, generator=generator)
+    vocab = min((m.num_embeddings for m in (model.modules() if model else ()) if isinstance(m, nn.Embedding)),
+                default=None)
+    if vocab is None:
+        raise InputError("int64 inputs are token ids, but the model has no nn.Embedding to read them")
+    return torch.randint(0, vocab, shape, generator=generator)

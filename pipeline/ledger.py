@@ -3,6 +3,9 @@
 A line is written with a single ``write`` on an ``O_APPEND`` descriptor and fsynced, so a run
 killed mid-write leaves at most one truncated last line; ``read_ledger`` drops it (and
 ``repair_ledger`` removes it) so a resumed run never mistakes it for a finished step.
+
+Every line records the ledger ``version`` it was written in; a line of a newer version than this
+spiral reads is refused with one line rather than misread (lines without one are version 1).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from deploy.errors import InputError
 from deploy.validation import contained
 
 MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
+VERSION = 1
 
 
 def append_entry(path: Path, entry: dict[str, Any]) -> None:
-    line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+    line = (json.dumps({**entry, "version": VERSION}, sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -49,6 +53,10 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
                 raise InputError(f"{path}: line {number} is not JSON ({exc})") from None
             if not isinstance(entry, dict) or not isinstance(entry.get("dir", ""), str):
                 raise InputError(f"{path}: line {number} is not a ledger entry (a JSON object with a string 'dir')")
+            version = entry.get("version", 1)
+            if type(version) is not int or not 1 <= version <= VERSION:
+                raise InputError(f"{path}: line {number} is of ledger version {version!r}; this spiral reads "
+                                 f"versions 1 to {VERSION}: resume or report it with the spiral that wrote it")
             contained(path.parent, entry.get("dir", ""), f"{path}: line {number}: step folder")
             entries.append(entry)
     return entries

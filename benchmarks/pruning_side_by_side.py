@@ -69,8 +69,8 @@ from pipeline.evaluate import evaluate_onnx
 from pipeline.export import export_onnx
 from pipeline.models import build_model
 from pipeline.plan_search import choose_plan
-from pipeline.prune import PruneConfig, PruningPlan, apply_plan, plan_pruning
-from pipeline.prune.latency_aware import plan_for_latency
+from pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
+from pipeline.prune.latency_aware import plans_for_latency
 from pipeline.report.plots import ParetoPoint, pareto_front
 from pipeline.spiral import config_digest
 
@@ -177,18 +177,19 @@ def search(bench: Bench, cfg: PruneConfig, teacher_ms: float, budget: float, cal
     """Each method's plan, knob, measured probes and search seconds."""
     model, x = bench.model, bench.x
     base_macs = macs_and_params(model, x)[0]
+    prunable = PrunableModel(model, x)
 
     def uniform() -> tuple[PruningPlan, float, list[dict]]:
         return bisect(
-            bench, lambda r: plan_pruning(model, x, cfg.model_copy(update={"ratio": r}), calibration=calibration),
+            bench, lambda r: prunable.uniform_plan(cfg.model_copy(update={"ratio": r}), calibration),
             0.0, MAX_RATIO, budget, False,
         )
 
     def flops() -> tuple[PruningPlan, float, list[dict]]:
         return bisect(
-            bench, lambda f: plan_for_latency(
-                model, x, cfg, f * base_macs, cost="macs", calibration=calibration, max_group_ratio=MAX_RATIO
-            ).plan,
+            bench, lambda f: plans_for_latency(
+                prunable, cfg, [f * base_macs], cost="macs", calibration=calibration, max_group_ratio=MAX_RATIO
+            )[0].plan,
             1 - MAX_RATIO, 1.0, budget, True,
         )
 

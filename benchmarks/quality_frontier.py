@@ -76,9 +76,9 @@ from pipeline.distill.train import distill  # noqa: E402
 from pipeline.evaluate import evaluate_onnx  # noqa: E402
 from pipeline.export import export_onnx  # noqa: E402
 from pipeline.measure import target_of  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
 from pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
+from pipeline.source import load_source  # noqa: E402
 from pipeline.spiral import Spiral, config_digest  # noqa: E402
 
 ARCHITECTURES = {
@@ -112,6 +112,7 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "target": {"backend": "ort-cpu", "threads": args.threads},
         "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
         "schedule": {"initial_reduction": 0.5, "decay": 0.9, "max_steps": args.max_steps, "patience": 1,
+                     "max_ratio": args.max_ratio,
                      "allocation": allocation, "total_epochs": args.epochs, "final_epochs": args.final_epochs},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
         "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed},
@@ -127,7 +128,8 @@ def train_teacher(arch: str, data: Path, cache: Path, args: argparse.Namespace, 
     if directory.is_dir() and load_checkpoint(directory)[1].get("metadata", {}).get("key") == key:
         return directory
     console.print(f"{arch}: training the teacher ({training['epochs']} epochs)")
-    model, base_spec, plans = load_model(spec)
+    source = load_source(spec)
+    model, base_spec, plans = source.module, source.base_spec, source.plans
     train, val = load_datasets(str(data), shape)
     result = distill(model, None, train, val, DistillConfig(**training), checkpoint_dir=cache / arch / "teacher-training")
     save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=shape,
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-epochs", type=int, default=3, help="the spiral's epochs kept for its final recovery")
     parser.add_argument("--teacher-epochs", type=int, default=TEACHER_TRAINING["epochs"])
     parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("--max-ratio", type=float, default=RunConfig.model_fields["schedule"].default.max_ratio,
+                        help="the spirals' schedule.max_ratio (default: the spiral's default)")
     parser.add_argument("--criterion", default=RunConfig.model_fields["prune"].default.criterion,
                         help="the spirals' pruning criterion (default: the spiral's default)")
     parser.add_argument("--oneshot-criterion", default="l1", help="the one-shot methods' criterion (NNI's L1 norm)")

@@ -20,6 +20,7 @@ from torch import nn
 from deploy.errors import InputError
 from deploy.atomic import publish_dir, write_json
 from deploy.validation import contained
+from pipeline.models import build_model
 from pipeline.prune import PruningPlan, apply_plan, example_input
 
 SCHEMA_VERSION = 1
@@ -62,8 +63,6 @@ def save_checkpoint(
 
 def load_checkpoint(directory: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model and return it (in eval mode) with the manifest; ``plans`` are ``PruningPlan``s."""
-    from pipeline.models import build_model  # models.py imports this module
-
     manifest = _read_manifest(directory)
     plans = [PruningPlan.from_dict(plan) for plan in manifest["plans"]]
     model = build_model(manifest["base_spec"], named_in=directory / MANIFEST)

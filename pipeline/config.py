@@ -70,10 +70,12 @@ class TargetConfig(_Strict):
 
 
 class AccuracyBudget(_Strict):
-    """Accuracy floor, in percentage points: ``max_drop`` below the teacher, or an absolute ``min``."""
+    """Top-1 accuracy in percent: at least ``min``, and/or at most ``max_drop`` points below the
+    reference (the teacher in a run config, the released model in a ``spiral gate`` budget); when both
+    are given, the higher floor wins."""
 
-    max_drop: float | None = 1.0
     min: float | None = None
+    max_drop: float | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "AccuracyBudget":
@@ -82,7 +84,7 @@ class AccuracyBudget(_Strict):
             if value is not None and (not math.isfinite(value) or value < 0 or value > 100):
                 raise ValueError(f"accuracy.{name} must be between 0 and 100, got {value}")
         if self.max_drop is None and self.min is None:
-            raise ValueError("accuracy needs max_drop or min")
+            raise ValueError("accuracy needs min or max_drop")
         return self
 
 
@@ -92,7 +94,7 @@ class BudgetConfig(_Strict):
     statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
     max_ms: float | None = None
     min_speedup: float | None = 2.0
-    accuracy: AccuracyBudget = AccuracyBudget()
+    accuracy: AccuracyBudget = AccuracyBudget(max_drop=1.0)
     max_size_mb: float | None = None
 
     @field_validator("max_ms", "min_speedup", "max_size_mb")
@@ -120,7 +122,10 @@ class ScheduleConfig(_Strict):
     backoff: float = Field(0.5, gt=0, lt=1)
     max_steps: int = Field(6, ge=1)
     patience: int = Field(2, ge=0)
-    max_ratio: float = Field(0.9, gt=0, lt=1)
+    # The largest fraction of a group's channels removed: with latency allocation over the whole run,
+    # counted from the teacher (no group is cut below 1 - max_ratio of its channels); with uniform
+    # allocation, the largest ratio one step asks for.
+    max_ratio: float = Field(0.8, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
     # Epochs of final recovery: the try whose plan meets the final budget (judged before it is
     # trained) trains them after its own epochs in one schedule; a run that ends short of the final
@@ -131,6 +136,9 @@ class ScheduleConfig(_Strict):
     # eat the recovery.
     final_epochs: int = Field(0, ge=0)
     total_epochs: int | None = Field(None, ge=1)
+    # Stop before step 1 when the final budget is below the floor pruning can reach (every group at
+    # its fewest channels, predicted from the operator table; see ``Spiral._below_floor``).
+    stop_at_floor: bool = True
 
     @model_validator(mode="after")
     def _budget_leaves_steps(self) -> "ScheduleConfig":
@@ -141,7 +149,10 @@ class ScheduleConfig(_Strict):
 
 
 class ParityConfig(_Strict):
-    atol: float = 1e-3
+    """ONNX Runtime against the source torch model on ``samples`` inputs (validation data when there is
+    some): max |diff| within ``atol`` (scaled by the largest |output| above 1) and top-1 agreement."""
+
+    atol: float = Field(1e-3, ge=0, allow_inf_nan=False)
     min_top1_agreement: float = Field(0.99, ge=0, le=1)
     samples: int = Field(256, ge=1)
 

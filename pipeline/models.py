@@ -1,4 +1,4 @@
-"""Model specs: ``torchvision:NAME``, ``package.module:factory`` or a spiral checkpoint directory.
+"""Model specs: ``torchvision:NAME`` or ``package.module:factory`` (``pipeline.source`` also takes checkpoints).
 
 A base spec may carry factory keyword arguments as a query, ``torchvision:resnet18?num_classes=10``,
 so that the spec alone rebuilds the architecture a checkpoint was pruned from.
@@ -62,18 +62,3 @@ def build_model(spec: str, named_in: Path | None = None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise InputError(f"model '{spec}' did not return a torch.nn.Module (got {type(model).__name__})")
     return model
-
-
-def load_model(spec: str) -> tuple[nn.Module, str, list]:
-    """Return (model, base spec, pruning plans so far). A directory is a spiral checkpoint."""
-    if Path(spec).is_dir():
-        from pipeline.checkpoint import load_checkpoint
-
-        model, meta = load_checkpoint(Path(spec))
-        return model, meta["base_spec"], meta["plans"]
-    if ":" not in spec:
-        raise InputError(
-            f"model '{spec}' is neither an existing checkpoint directory "
-            "nor a 'torchvision:NAME' or 'package.module:factory' spec"
-        )
-    return build_model(spec), spec, []

@@ -28,7 +28,7 @@ was compiled, its measured one.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -37,8 +37,8 @@ from deploy.errors import InputError
 from kernels.layers import Layer, untimed_layers
 from kernels.predictor import LatencyPredictor
 from pipeline.config import ScheduleConfig
-from pipeline.prune import PruneConfig, PruningPlan, plan_pruning
-from pipeline.prune.latency_aware import plan_layers, plans_for_latency
+from pipeline.prune import PrunableModel, PruneConfig, PruningPlan
+from pipeline.prune.latency_aware import plans_for_latency
 
 # Predicted targets of the latency candidates, as fractions of the step's target: dense just under
 # 1, because near the latency floor a few percent of milliseconds can be many channels (ResNet at 4x,
@@ -50,7 +50,9 @@ MAX_MEASURED = 6
 
 
 @dataclass
-class Candidate:
+class ScreenedPlan:
+    """A candidate plan of a step: its pruned operators, predicted latency and, once compiled, the judge's."""
+
     plan: PruningPlan
     layers: list[Layer]
     predicted_ms: float = float("nan")
@@ -80,23 +82,21 @@ class PlanChoice:
 
 
 def candidate_plans(
-    model: nn.Module, example_input: Tensor, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
+    prunable: PrunableModel, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
     predictor: LatencyPredictor, calibration: Iterable[tuple[Tensor, Tensor]] | None,
+    original: Mapping[str, int] | None = None,
 ) -> list[PruningPlan]:
     """Distinct non-empty plans for one step, least pruned first (see the module docstring)."""
     if schedule.allocation == "latency":
         allocations = plans_for_latency(
-            model, example_input, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
-            calibration=calibration, max_group_ratio=schedule.max_ratio,
+            prunable, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
+            calibration=calibration, max_group_ratio=schedule.max_ratio, original=original,
         )
         plans = [a.plan for a in allocations]
     else:
         steps = int(schedule.max_ratio / RATIO_STEP + 1e-9)
         ratios = [round(RATIO_STEP * k, 4) for k in range(1, steps + 1)]
-        plans = [
-            plan_pruning(model, example_input, prune.model_copy(update={"ratio": r}), calibration=calibration)
-            for r in ratios
-        ]
+        plans = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), calibration) for r in ratios]
     distinct: dict[tuple, PruningPlan] = {}
     for plan in plans:
         if plan.groups:
@@ -109,11 +109,13 @@ def candidate_plans(
 def choose_plan(
     model: nn.Module, example_input: Tensor, target_ms: float, current_ms: float, *, prune: PruneConfig,
     schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
-    measure: Callable[[PruningPlan], tuple[float, bool]],
+    measure: Callable[[PruningPlan], tuple[float, bool]], original: Mapping[str, int] | None = None,
 ) -> PlanChoice:
     """Screen the step's candidates by predicted latency and measure the promising ones.
 
-    ``measure``: plan -> (measured ms, whether the judge says it meets the step budget).
+    ``measure``: plan -> (measured ms, whether the judge says it meets the step budget);
+    ``original``: channels per group root before the run's first step (``schedule.max_ratio`` of
+    the latency allocation counts from them; default: the model's channels now).
     """
     untimed = untimed_layers(model)
     if untimed:
@@ -123,13 +125,14 @@ def choose_plan(
             "so candidate plans cannot be screened by predicted latency; "
             "prune this model with 'spiral prune' at a fixed ratio instead"
         )
-    current_layers = plan_layers(model, example_input, [PruningPlan(prune.criterion, 0.0, ())])[0]
-    samples: list[tuple[list[Layer], float]] = [(current_layers, current_ms)]
+    prunable = PrunableModel(model, example_input)  # the one trace of this step
+    samples: list[tuple[list[Layer], float]] = [(prunable.layers(PruningPlan(prune.criterion, 0.0, ())), current_ms)]
     predictor.calibrate(samples)
     plans = candidate_plans(
-        model, example_input, min(target_ms, current_ms), prune=prune, schedule=schedule, predictor=predictor, calibration=calibration
+        prunable, min(target_ms, current_ms), prune=prune, schedule=schedule, predictor=predictor,
+        calibration=calibration, original=original,
     )
-    candidates = [Candidate(plan, layers) for plan, layers in zip(plans, plan_layers(model, example_input, plans))]
+    candidates = [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
     best: int | None = None
     measured = 0
     while measured < MAX_MEASURED:

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from deploy.bundle import build_bundle
-from deploy.errors import InputError
 from deploy.profiler import Profile
 from deploy.remote import deploy_bundle
 from deploy.target_profiles import ALIASES, list_targets, load_target
@@ -22,7 +21,6 @@ from pipeline.gate.budget import parse_budget
 from pipeline.gate.candidate import parse_shape, prepare_candidate
 from pipeline.gate.checks import run_gate
 from pipeline.gate.report import GateContext, gate_json
-from pipeline.ledger import read_ledger
 from pipeline.report.outputs import write_outputs
 
 NAME = "deploy"
@@ -44,17 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,224,224")
 
 
-def run_model(run_dir: Path) -> Path:
-    """The ONNX of a spiral run: its last accepted step's, else its teacher's."""
-    accepted = [e for e in read_ledger(run_dir / "ledger.jsonl") if e.get("accepted")]
-    candidates = [run_dir / accepted[-1]["dir"] / "model.onnx"] if accepted else []
-    candidates.append(run_dir / "teacher" / "model.onnx")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise InputError(f"{run_dir} holds no exported model yet (no accepted step, no teacher/model.onnx): run it first")
-
-
 def run(args: argparse.Namespace) -> int:
     target = load_target(args.target, host_override=args.host)
     print(f"deploying to {target.name} at {target.host}")
@@ -63,12 +50,8 @@ def run(args: argparse.Namespace) -> int:
         update={"profile": target.measure.profile})
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
-        model = Path(args.model)
-        if model.is_dir() and (model / "ledger.jsonl").exists():
-            onnx_path = run_model(model)
-        else:
-            shape = parse_shape(args.input_shape) if args.input_shape else None
-            onnx_path = prepare_candidate(args.model, Path(work), shape).onnx_path
+        shape = parse_shape(args.input_shape) if args.input_shape else None
+        onnx_path = prepare_candidate(args.model, Path(work), shape).onnx_path
         bundle = build_bundle(onnx_path, target, out / "bundle")
     print(f"bundle: {bundle.root} ({onnx_path}, sha256 {bundle.manifest['model']['sha256'][:16]}, "
           f"engine key {bundle.engine_key})")

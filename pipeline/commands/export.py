@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from deploy.errors import InputError
-from deploy.validation import contained
-from pipeline.checkpoint import load_checkpoint
 from pipeline.export import OPSET, check_parity, export_onnx
 from pipeline.gate.candidate import parity_inputs, parse_shape
-from pipeline.ledger import read_ledger
-from pipeline.models import load_model
-from pipeline.prune.plan import example_input
+from pipeline.source import load_source
 
 NAME = "export"
 HELP = "export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity check"
@@ -33,46 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atol", type=float, default=1e-3, help="parity tolerance, times max |output| above 1")
 
 
-def run_checkpoint(run_dir: Path) -> Path:
-    """A run folder's last accepted step that has a checkpoint (an INT8 stage has only its ONNX)."""
-    entries = read_ledger(contained(run_dir, "ledger.jsonl", "run folder:"))
-    with_model = [e for e in entries if e.get("accepted") and e.get("kind") != "quantize"]
-    if not with_model:
-        return contained(run_dir, "teacher/model", "run folder:")
-    return contained(run_dir, Path(with_model[-1]["dir"]) / "model", "run folder:")
-
-
 def run(args: argparse.Namespace) -> int:
     if not MIN_OPSET <= args.opset <= OPSET:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")
-    path = Path(args.model)
-    shape = parse_shape(args.input_shape) if args.input_shape else None
-    if path.is_dir():
-        checkpoint = run_checkpoint(path) if (path / "ledger.jsonl").exists() else path
-        if not checkpoint.is_dir():
-            raise InputError(f"{path} holds no model yet (no accepted step, no teacher checkpoint)")
-        model, manifest = load_checkpoint(checkpoint)
-        shape = shape or manifest["input_shape"]
-        dtype = args.input_dtype or manifest.get("input_dtype", "float32")
-        source = str(checkpoint)
-    else:
-        model, _, _ = load_model(args.model)
-        dtype = args.input_dtype or "float32"
-        source = args.model
-    if shape is None:
-        raise InputError(f"model '{args.model}' has no recorded input shape: pass --input-shape, e.g. 1,3,224,224")
-    example = example_input(shape, dtype)
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    except Exception as exc:  # any failure means the shape does not fit the model
-        raise InputError(f"model '{args.model}' does not accept {dtype} input of shape {shape}: {exc}") from None
+    source = load_source(args.model)
+    example = source.example(parse_shape(args.input_shape) if args.input_shape else None, args.input_dtype)
+    shape, dtype, model = list(example.shape), str(example.dtype).removeprefix("torch."), source.module
     out = export_onnx(model, example, args.out, dynamic_batch=not args.fixed_batch, opset=args.opset)
     batch_size = shape[0] if args.fixed_batch else 64  # a fixed batch takes whole batches only
     inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=model)
     parity = check_parity(model, out, inputs, atol=args.atol, min_top1_agreement=0.99, batch_size=batch_size)
     batch = f"batch fixed at {shape[0]}" if args.fixed_batch else "dynamic batch"
-    print(f"exported {source} to {out} (opset {args.opset}, {batch}, input {shape[1:]})")
+    print(f"exported {source.name} to {out} (opset {args.opset}, {batch}, input {shape[1:]})")
     print(f"parity vs torch on {parity.samples} inputs: max |diff| {parity.max_abs_diff:.2e} "
           f"(tolerance {parity.tolerance:.2e}), top-1 agreement {parity.top1_agreement:.1%}: "
           f"{'passed' if parity.passed else 'FAILED'}")

@@ -21,7 +21,8 @@ from pipeline.compare.releases import Release, load_release
 from pipeline.data import load_datasets
 from pipeline.evaluate import evaluate_onnx
 from pipeline.export import check_parity
-from pipeline.gate.budget import ParityBudget, load_budget
+from pipeline.config import ParityConfig
+from pipeline.gate.budget import load_budget
 from pipeline.gate.candidate import (
     add_torch_arguments, measured_options, onnx_num_classes, onnx_params, parity_inputs, parse_shape,
     prepare_candidate, target_config,
@@ -97,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"the data's samples have shape {sample_shape}; the model takes {shape[1:]}")
         parity = None
         if candidate.source is not None:
-            limits = budget.parity or ParityBudget()
+            limits = budget.parity or ParityConfig()
             parity = check_parity(
-                candidate.source, onnx_path, parity_inputs(shape, val_set),
+                candidate.source, onnx_path,
+                parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
                 atol=limits.atol, min_top1_agreement=limits.min_top1_agreement,
             )
         compiled = Path(work) / "compiled"

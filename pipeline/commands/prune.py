@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -15,8 +14,8 @@ from torch.utils.data import DataLoader
 from deploy.errors import InputError
 from pipeline.checkpoint import save_checkpoint
 from pipeline.measure import count_macs_params
-from pipeline.models import load_model
-from pipeline.prune import CRITERIA, PruneConfig, example_input, prune
+from pipeline.source import load_source
+from pipeline.prune import CRITERIA, PruneConfig, prune
 from pipeline.prune.attention import SplitAttention
 
 NAME = "prune"
@@ -52,13 +51,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise InputError("; ".join(error["msg"] for error in exc.errors())) from None
-    model, base_spec, plans = load_model(args.model)
-    example = example_input(shape, args.input_dtype)
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the shape or dtype does not fit the model
-        raise InputError(f"model '{args.model}' does not accept an input of shape {shape}: {exc}") from None
+    source = load_source(args.model)
+    model, base_spec, plans = source.module, source.base_spec, source.plans
+    example = source.example(shape, args.input_dtype)
     calibration = _calibration(args.data, shape) if CRITERIA[cfg.criterion].needs_calibration else None
     macs_before, params_before = count_macs_params(model, example)
     widths_before = layer_widths(model)

@@ -14,9 +14,9 @@ from typing import Any
 
 from deploy.errors import InputError
 from deploy.profiler import Profile
+from pipeline.run_folder import RUN_REPORT_KIND
 
 GATE_REPORT_KIND = "spiral-gate"
-RUN_REPORT_KIND = "spiral-run"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Distillation in several processes: ``torchrun --nproc_per_node N -m pipeline.distill.ddp JOB.json``.
 
 The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
-``pipeline.models.load_model`` reads them, plus optional safetensors weights), the data (a
+``pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
 ``pipeline.data.load_datasets`` source) and the distillation config. Every process builds the same
 objects from it and calls ``distill`` inside a process group (gloo on CPU, NCCL on GPU); rank 0
 writes ``student.safetensors`` and ``result.json`` to the job's output directory.
@@ -30,7 +30,7 @@ from pipeline.data import load_datasets
 from deploy.atomic import write_bytes
 from pipeline.distill.config import DistillConfig
 from pipeline.distill.train import DistillResult, distill
-from pipeline.models import load_model
+from pipeline.source import load_source
 from pipeline.specs import trusting_model_code
 
 STUDENT_WEIGHTS = "student.safetensors"
@@ -76,7 +76,7 @@ def read_job(path: Path) -> DistillJob:
 
 
 def model_from_ref(ref: ModelRef) -> nn.Module:
-    model, _, _ = load_model(ref.spec)
+    model = load_source(ref.spec).module
     if ref.weights is not None:
         if not ref.weights.is_file():
             raise InputError(f"weights file {ref.weights} does not exist")

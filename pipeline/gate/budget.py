@@ -4,7 +4,7 @@
 latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, between_run_tolerance: 0.10}
 accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below the baseline
 size:      {max_mb: 20, max_params: 5000000}
-parity:    {atol: 1.0e-3, min_top1_agreement: 0.99}
+parity:    {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
 profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (deploy.sampling.ProfileSettings)
 ```
 """
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from deploy.sampling import ProfileSettings
 from deploy.validation import read_yaml, validate
 from pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE
+from pipeline.config import AccuracyBudget, ParityConfig
 
 
 class _Strict(BaseModel):
@@ -47,19 +48,6 @@ class LatencyBudget(_Strict):
         return self
 
 
-class AccuracyBudget(_Strict):
-    """Top-1 accuracy in percent: at least ``min``, and/or at most ``max_drop`` points below the baseline."""
-
-    min: float | None = Field(None, ge=0, le=100)
-    max_drop: float | None = Field(None, ge=0, le=100)
-
-    @model_validator(mode="after")
-    def _check(self) -> AccuracyBudget:
-        if self.min is None and self.max_drop is None:
-            raise ValueError("accuracy needs min or max_drop")
-        return self
-
-
 class SizeBudget(_Strict):
     """The ONNX file in MB (10^6 bytes) and the parameters stored in it."""
 
@@ -73,18 +61,11 @@ class SizeBudget(_Strict):
         return self
 
 
-class ParityBudget(_Strict):
-    """ONNX Runtime against the source torch model on the same inputs."""
-
-    atol: float = Field(1e-3, ge=0)
-    min_top1_agreement: float = Field(0.99, ge=0, le=1)
-
-
 class GateBudget(_Strict):
     latency: LatencyBudget | None = None
     accuracy: AccuracyBudget | None = None
     size: SizeBudget | None = None
-    parity: ParityBudget | None = None
+    parity: ParityConfig | None = None
     # How latency is measured; its confidence is the confidence of the latency verdicts.
     profile: ProfileSettings = ProfileSettings()
 

@@ -17,12 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 from pydantic import ValidationError
 
 from deploy.errors import InputError
-from pipeline.checkpoint import load_checkpoint
 from pipeline.config import TargetConfig
 from pipeline.export import export_onnx
-from pipeline.models import load_model
-
-PARITY_SAMPLES = 64
+from pipeline.run_folder import RunFolder
+from pipeline.source import load_source
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,7 @@ class Candidate:
     onnx_path: Path
     source: nn.Module | None
     input_shape: list[int]
+    input_dtype: str = "float32"  # an exported model's (int64: token ids); an ONNX file given as is is not checked
 
 
 def parse_shape(text: str) -> list[int]:
@@ -93,28 +92,23 @@ def onnx_params(path: Path) -> int:
 
 
 def prepare_candidate(model: str, work_dir: Path, input_shape: list[int] | None) -> Candidate:
-    """``model`` is an ``.onnx`` file, or a model spec / spiral checkpoint exported to ``work_dir``.
+    """``model`` is an ``.onnx`` file, a spiral run folder (its result's ONNX file, as ``spiral deploy``
+    ships it), or a model spec / spiral checkpoint exported to ``work_dir``.
 
-    The input shape defaults to the ONNX input's (a dynamic batch taken as 1) or the checkpoint's.
+    The input shape defaults to the ONNX input's (a dynamic batch taken as 1) or the checkpoint's;
+    a checkpoint's input dtype is its own (token ids for a text model).
     """
     path = Path(model)
+    if path.is_dir() and RunFolder.holds_run(path):
+        path = RunFolder(path).result_onnx()
     if path.suffix == ".onnx":
         if not path.is_file():
             raise InputError(f"model file not found: {path}")
         return Candidate(path, None, onnx_input_shape(path, input_shape))
-    if path.is_dir():
-        source, manifest = load_checkpoint(path)
-        input_shape = input_shape or manifest["input_shape"]
-    else:
-        source, _, _ = load_model(model)
-    if input_shape is None:
-        raise InputError(f"model '{model}' is not an ONNX file: pass --input-shape to export it, e.g. 1,3,224,224")
-    try:
-        with torch.no_grad():
-            source.eval()(torch.zeros(input_shape))
-    except Exception as exc:  # any failure means the shape does not fit the model
-        raise InputError(f"model '{model}' does not accept input shape {input_shape}: {exc}") from None
-    return Candidate(export_onnx(source, torch.zeros(input_shape), work_dir / "model.onnx"), source, input_shape)
+    source = load_source(model)
+    example = source.example(input_shape)
+    return Candidate(export_onnx(source.module, example, work_dir / "model.onnx"), source.module, list(example.shape),
+                     str(example.dtype).removeprefix("torch."))
 
 
 def measured_options(candidate: Candidate, target: TargetConfig) -> dict:
@@ -149,7 +143,7 @@ def add_torch_arguments(parser) -> None:
 
 
 def parity_inputs(
-    input_shape: list[int], val_set: Dataset | None, samples: int = PARITY_SAMPLES, *,
+    input_shape: list[int], val_set: Dataset | None, samples: int, *,
     dtype: str = "float32", model: nn.Module | None = None,
 ) -> torch.Tensor:
     """Real validation inputs when there are any, else seeded ones: standard-normal, or for int64

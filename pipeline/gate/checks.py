@@ -19,7 +19,8 @@ from deploy.stats import robust_cv
 from deploy.verdict import Question, Verdict, judge
 from pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
 from pipeline.export import ParityResult
-from pipeline.gate.budget import GateBudget, ParityBudget
+from pipeline.config import ParityConfig
+from pipeline.gate.budget import GateBudget
 
 # The names the paired session gives the two models.
 CANDIDATE, BASELINE = "candidate", "baseline"
@@ -243,7 +244,7 @@ def _parity(budget: GateBudget, parity: ParityResult | None) -> list[CheckResult
             raise InputError("the budget checks ONNX parity but there is no source model to compare with; "
                              "gate a model spec or checkpoint, or drop 'parity'")
         return []
-    limits = budget.parity or ParityBudget(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
+    limits = budget.parity or ParityConfig(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
     on = f"on {parity.samples} inputs"
     return [
         _at_most(

@@ -18,7 +18,8 @@ from pipeline.prune.graph import (
     out_members,
     out_pruning_fn,
 )
-from pipeline.prune.plan import PrunedGroup, PruningPlan, plan_pruning
+from pipeline.prune.plan import PrunedGroup, PruningPlan
+from pipeline.prune.prunable import plan_pruning
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> nn.Module:

@@ -18,16 +18,13 @@ import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deploy.errors import InputError
-
-if TYPE_CHECKING:
-    from pipeline.prune.graph import Candidate
+from pipeline.prune.group import PrunableGroup
 
 Batch = tuple[Tensor, Tensor]
 # NNI wants some sparsity to build masks; only the metrics behind them are read.
@@ -38,12 +35,12 @@ _NNI_MASK_RATIO = 0.5
 class Criterion:
     summary: str
     needs_calibration: bool
-    scorer: Callable[[nn.Module, list[Candidate], list[Batch]], list[Tensor | None]] = field(repr=False)
+    scorer: Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]] = field(repr=False)
     # True: scores of different groups are on one scale (an estimated loss change), so an allocator
     # may compare them directly; False: each group's scores are relative (normalised per layer).
     comparable_across_layers: bool = False
 
-    def score(self, model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
+    def score(self, model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
         """One score per channel of each candidate (higher = more important); None = cannot be scored.
 
         ``model`` keeps its structure and weights; ``taylor`` and ``tp-taylor`` leave gradients on it. NNI
@@ -55,8 +52,8 @@ class Criterion:
 # ---- NNI --------------------------------------------------------------------------------------
 
 
-def _nni_scorer(pruner_name: str) -> Callable[[nn.Module, list[Candidate], list[Batch]], list[Tensor | None]]:
-    def score(model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
+def _nni_scorer(pruner_name: str) -> Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]]:
+    def score(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
         metrics = _nni_metrics(pruner_name, model, candidates, calibration)
         names = {module: name for name, module in model.named_modules()}
         return [_aggregate(candidate, metrics, names) for candidate in candidates]
@@ -65,7 +62,7 @@ def _nni_scorer(pruner_name: str) -> Callable[[nn.Module, list[Candidate], list[
 
 
 def _nni_metrics(
-    pruner_name: str, model: nn.Module, candidates: list[Candidate], calibration: list[Batch]
+    pruner_name: str, model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]
 ) -> dict[str, Tensor]:
     """Per-output-channel metrics NNI computes for every member layer it can score."""
     import nni.compression.pruning as nni_pruning
@@ -138,7 +135,7 @@ def _nni_evaluator(model: nn.Module, calibration: list[Batch]):
     return TorchEvaluator(training_func, optimizer, training_step)
 
 
-def _aggregate(candidate: Candidate, metrics: dict[str, Tensor], names: dict[nn.Module, str]) -> Tensor | None:
+def _aggregate(candidate: PrunableGroup, metrics: dict[str, Tensor], names: dict[nn.Module, str]) -> Tensor | None:
     """Mean over the group's scored members of each member's metrics divided by their mean."""
     total = torch.zeros(candidate.channels)
     count = torch.zeros(candidate.channels)
@@ -165,8 +162,8 @@ def _is_out(handler: Callable) -> bool:
 
 def _tp_scorer(
     make_importance: Callable[[], Callable], *, gradients: bool
-) -> Callable[[nn.Module, list[Candidate], list[Batch]], list[Tensor | None]]:
-    def score(model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
+) -> Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]]:
+    def score(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
         if gradients:
             _accumulate_gradients(model, calibration)
         importance = make_importance()
@@ -212,7 +209,7 @@ def _tp_bn_scale() -> Callable:
 # ---- Group Taylor ------------------------------------------------------------------------------
 
 
-def _taylor_group(model: nn.Module, candidates: list[Candidate], calibration: list[Batch]) -> list[Tensor | None]:
+def _taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
     """Per channel, the sum over calibration batches of (sum of weight x gradient over its parameters)^2.
 
     Molchanov et al. 2019 ("Importance Estimation for Neural Network Pruning"), group variant as in
@@ -243,7 +240,7 @@ def _taylor_group(model: nn.Module, candidates: list[Candidate], calibration: li
     return [None if items is None else total.float() for total, items in zip(totals, slices)]
 
 
-def _out_slices(candidate: Candidate) -> list[tuple[nn.Module, Tensor, Tensor]] | None:
+def _out_slices(candidate: PrunableGroup) -> list[tuple[nn.Module, Tensor, Tensor]] | None:
     """(module, its out indices, the root channels they belong to) per scorable out-channel slice.
 
     A module listed twice with the same indices (a depthwise conv or a BatchNorm reached on both of

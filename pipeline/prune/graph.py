@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from deploy.errors import InputError
 from pipeline.prune.attention import SplitAttention
+from pipeline.prune.group import PrunableGroup
 from pipeline.prune.lstm import LSTMHiddenPruner
 
 if TYPE_CHECKING:
@@ -41,17 +41,6 @@ SUPPORTED_LAYERS = (
 # model would not compute the original function minus the removed channels. Groups through them
 # (the residual width of transformers) are kept; heads and MLP width are pruned instead.
 CHANNEL_MIXING_NORMS = (nn.LayerNorm, nn.GroupNorm)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A prunable group: ``group`` lists every channel of ``root``; ``unit`` channels go together."""
-
-    group: tp.dependency.Group
-    root: str
-    members: tuple[str, ...]
-    channels: int
-    unit: int
 
 
 def check_supported(model: nn.Module) -> None:
@@ -157,7 +146,7 @@ def check_patterns(model: nn.Module, patterns: list[str], what: str) -> None:
             raise InputError(f"{what} '{pattern}' matches no layer of the model (top-level layers: {', '.join(top)})")
 
 
-def candidate_groups(graph: tp.DependencyGraph, model: nn.Module, cfg: PruneConfig) -> list[Candidate]:
+def candidate_groups(graph: tp.DependencyGraph, model: nn.Module, cfg: PruneConfig) -> list[PrunableGroup]:
     """Every group the config allows to shrink, each with all of its channels."""
     check_patterns(model, cfg.ignored_layers, "ignored layer")
     check_patterns(model, list(cfg.per_layer), "per_layer entry")
@@ -191,7 +180,7 @@ def candidate_groups(graph: tp.DependencyGraph, model: nn.Module, cfg: PruneConf
                 continue
             unit = attn.head_dim
         if channels // unit > 1:
-            candidates.append(Candidate(group, names[root], members, channels, unit))
+            candidates.append(PrunableGroup(group, names[root], members, channels, unit))
     return candidates
 
 

@@ -1,9 +1,10 @@
 """Latency-aware channel allocation, after HALP: keep the most importance per millisecond saved.
 
-Every prunable group (the same candidates, criterion scores, ``ignored_layers`` and stem/output
-protection as ``plan_pruning``) may keep one of a ladder of channel counts ("rungs"): multiples of
-``round_to``, or without it of a power of two chosen so a group has at most about 32 rungs (heads
-for attention groups). From the full model, a greedy knapsack repeatedly takes the cheapest move —
+Every prunable group of a ``PrunableModel`` (the same groups, criterion scores, ``ignored_layers``
+and stem/output protection as its uniform plans, scored once per step) may keep one of a ladder of
+channel counts ("rungs"): multiples of ``round_to``, or without it of a power of two chosen so a
+group has at most about 32 rungs (heads for attention groups), down to ``1 - max_group_ratio`` of
+the channels it had before the run's first step. From the full model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
 cost it saves, until the predicted cost meets the target.
@@ -23,32 +24,27 @@ pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the
 this allocation replaces and are not used.
 
 ``plans_for_latency`` serves a ladder of targets in one greedy pass (the knapsack only moves down,
-so each target's plan is a snapshot on the way to the lowest). ``plan_layers`` lists the operators
-of a model pruned by any plan without pruning, exporting or compiling it, so a predictor can screen
-candidate plans before only the promising ones are measured.
+so each target's plan is a snapshot on the way to the lowest); ``PrunableModel.layers`` lists the
+operators each would leave, so a predictor can screen them before only the promising ones are measured.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch_pruning as tp
-from torch import Tensor, nn
+from torch import Tensor
 
 from deploy.errors import InputError
-from kernels.layers import Layer, torch_layers
-from kernels.ops import Attention, OpSignature
+from kernels.ops import OpSignature
 from kernels.predictor import LatencyPredictor
-from pipeline.prune.attention import split_attention
 from pipeline.prune.config import PruneConfig
-from pipeline.prune.criteria import calibration_batches, get_criterion
-from pipeline.prune.graph import Candidate, build_graph, candidate_groups, check_supported
+from pipeline.prune.criteria import get_criterion
+from pipeline.prune.group import PrunableGroup
 from pipeline.prune.plan import PrunedGroup, PruningPlan
+from pipeline.prune.prunable import OperatorShapes, PrunableModel
 
 COSTS = ("latency", "macs")
 MAX_RUNGS = 32
@@ -79,7 +75,8 @@ class Allocation:
 
 @dataclass
 class _Group:
-    candidate: Candidate
+    index: int  # in ``PrunableModel.groups``, the order ``OperatorShapes`` counts removed channels in
+    candidate: PrunableGroup
     removal_order: np.ndarray  # unit indices, least important first
     sorted_importance: np.ndarray  # per unit, ascending; mean 1 per group, or over all groups if comparable
     rungs: list[int]  # kept unit counts allowed, descending; rungs[0] keeps every unit
@@ -98,77 +95,8 @@ class _Group:
         return float(self.sorted_importance[first:last].sum())
 
 
-class _Shapes:
-    """How every operator's input and output channels follow the channels removed from each group."""
-
-    def __init__(self, layers: list[Layer], candidates: list[Candidate], graph: tp.DependencyGraph, model: nn.Module):
-        self.layers = layers
-        self.terms: dict[str, list[list[tuple[int, float]]]] = {
-            "out": [[] for _ in layers], "in": [[] for _ in layers]
-        }
-        by_name: dict[str, list[int]] = defaultdict(list)
-        for i, layer in enumerate(layers):
-            by_name[layer.name].append(i)
-        names = {module: name for name, module in model.named_modules()}
-        for g, candidate in enumerate(candidates):
-            for item in candidate.group.items:
-                name = names.get(item.dep.target.module)
-                if name not in by_name:
-                    continue
-                if graph.is_out_channel_pruning_fn(item.dep.handler):
-                    side = "out"
-                elif graph.is_in_channel_pruning_fn(item.dep.handler):
-                    side = "in"
-                else:
-                    continue
-                multiplicity = len(item.idxs) / candidate.channels  # e.g. flattened spatial positions
-                for i in by_name[name]:
-                    self.terms[side][i].append((g, multiplicity))
-        for i, layer in enumerate(layers):
-            if isinstance(layer.op, Attention):  # heads follow the query projection's channels
-                for j in by_name.get(f"{layer.name}.q_proj", []):
-                    self.terms["out"][i] = [(g, m / layer.op.head_dim) for g, m in self.terms["out"][j]]
-        self.touching: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(layers)):
-            for g in sorted({g for side in self.terms.values() for g, _ in side[i]}):
-                self.touching[g].append(i)
-
-    def op(self, i: int, removed: Sequence[int]) -> OpSignature:
-        op = self.layers[i].op
-        cut = {side: round(sum(m * removed[g] for g, m in terms[i])) for side, terms in self.terms.items()}
-        if isinstance(op, Attention):
-            return op.resized(out_channels=op.heads - cut["out"])
-        return op.resized(
-            in_channels=op.in_channels - cut["in"] if self.terms["in"][i] else None,
-            out_channels=op.out_channels - cut["out"] if self.terms["out"][i] else None,
-        )
-
-
-def plan_for_latency(
-    model: nn.Module,
-    example_inputs: Tensor,
-    cfg: PruneConfig,
-    target: float,
-    *,
-    predictor: LatencyPredictor | None = None,
-    cost: str = "latency",
-    calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
-    max_group_ratio: float = 0.9,
-) -> Allocation:
-    """The plan whose predicted cost meets ``target`` (ms, or MACs for ``cost="macs"``) at most importance lost.
-
-    ``model`` is not modified. ``max_group_ratio`` caps the fraction of any group removed. When no
-    allowed move reaches ``target``, the cheapest plan found is returned with ``met`` false.
-    """
-    return plans_for_latency(
-        model, example_inputs, cfg, [target], predictor=predictor, cost=cost,
-        calibration=calibration, max_group_ratio=max_group_ratio,
-    )[0]
-
-
 def plans_for_latency(
-    model: nn.Module,
-    example_inputs: Tensor,
+    prunable: PrunableModel,
     cfg: PruneConfig,
     targets: Sequence[float],
     *,
@@ -176,8 +104,16 @@ def plans_for_latency(
     cost: str = "latency",
     calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
     max_group_ratio: float = 0.9,
+    original: Mapping[str, int] | None = None,
 ) -> list[Allocation]:
-    """``plan_for_latency`` for each of ``targets`` (in their order), scored and allocated once."""
+    """For each of ``targets`` (in their order), the plan whose predicted cost meets it (ms, or MACs
+    for ``cost="macs"``) at the least importance lost, scored and allocated once.
+
+    ``max_group_ratio`` caps the fraction of any group's channels removed, counted from
+    ``original[root]`` (the group's channels before any step; default: its channels now), so a
+    group is never cut below ``1 - max_group_ratio`` of what it had. When no allowed move reaches a
+    target, the cheapest plan found is returned for it with ``met`` false.
+    """
     if cost not in COSTS:
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
     if cost == "latency" and predictor is None:
@@ -186,20 +122,15 @@ def plans_for_latency(
         raise InputError(f"allocation targets must be positive numbers, got {list(targets)}")
     if not 0 < max_group_ratio < 1:
         raise InputError(f"max_group_ratio must be between 0 and 1 (exclusive), got {max_group_ratio}")
-    work = split_attention(copy.deepcopy(model))
-    check_supported(work)
-    graph = build_graph(work, example_inputs)
-    candidates = candidate_groups(graph, work, cfg)
-    criterion = get_criterion(cfg.criterion)
-    scores = criterion.score(work, candidates, calibration_batches(cfg.criterion, calibration))
-    kept = [(c, s) for c, s in zip(candidates, scores) if s is not None]
-    if not kept:
-        raise InputError("nothing to prune: no channel group could be scored")
-    candidates = [c for c, _ in kept]
-    comparable = criterion.comparable_across_layers
+    kept = [(c, s) for c, s in prunable.scored(cfg, calibration) if s is not None]
+    comparable = get_criterion(cfg.criterion).comparable_across_layers
     unit_scale = float(np.concatenate([_per_unit(c, s, comparable) for c, s in kept]).mean()) if comparable else None
-    groups = [_group(c, s, cfg.round_to, max_group_ratio, unit_scale) for c, s in kept]
-    shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
+    original = original or {}
+    groups = [
+        _group(prunable.index[c.root], c, s, cfg.round_to, max_group_ratio, original.get(c.root, c.channels), unit_scale)
+        for c, s in kept
+    ]
+    shapes = prunable.shapes
     if cost == "latency":
         scale, overhead = predictor.calibration.scale, predictor.calibration.overhead_ms
 
@@ -213,7 +144,8 @@ def plans_for_latency(
 
     tolerance = STAIR_TOLERANCE if cost == "latency" else 0.0
     sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
-    start, snapshots = _greedy(groups, shapes, costs, sums, tolerance)
+    start, snapshots = _greedy(groups, shapes, len(prunable.groups), costs, sums, tolerance)
+    candidates = [g.candidate for g in groups]
     allocations = []
     for target in targets:
         levels, total = snapshots[(target - overhead) / scale]
@@ -236,14 +168,15 @@ def plans_for_latency(
     return allocations
 
 
-def _per_unit(candidate: Candidate, score: Tensor, comparable: bool) -> np.ndarray:
+def _per_unit(candidate: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
     """Score per unit: a head's is the sum of its channels' (comparable scores add up) or their mean."""
     per_channel = score.detach().double().view(-1, candidate.unit)
     return (per_channel.sum(1) if comparable else per_channel.mean(1)).numpy()
 
 
 def _group(
-    candidate: Candidate, score: Tensor, round_to: int | None, max_ratio: float, scale: float | None = None
+    index: int, candidate: PrunableGroup, score: Tensor, round_to: int | None, max_ratio: float, original: int,
+    scale: float | None = None,
 ) -> _Group:
     """The group's ladder of rungs and its units' importance.
 
@@ -261,25 +194,26 @@ def _group(
         importance = per_unit / scale if scale > 0 else np.zeros_like(per_unit)
     order = np.argsort(importance, kind="stable")
     units = len(importance)
-    floor = max(1, math.ceil(units * (1 - max_ratio)))
+    floor = min(units, max(1, math.ceil(original // unit * (1 - max_ratio))))
     step = round_to if unit == 1 and round_to else 2 ** int(math.log2(max(1, units // MAX_RUNGS)))
     if unit == 1 and round_to and units <= round_to:
         rungs = [units]  # as plan_pruning: too small to round, kept whole
     else:
         lowest = max(step, step * math.ceil(floor / step))
         rungs = [units] + [k for k in range(step * ((units - 1) // step), lowest - 1, -step)]
-    return _Group(candidate, order, importance[order], rungs)
+    return _Group(index, candidate, order, importance[order], rungs)
 
 
 def _greedy(
-    groups: list[_Group], shapes: _Shapes, costs, targets: Sequence[float], tolerance: float
+    groups: list[_Group], shapes: OperatorShapes, every: int, costs, targets: Sequence[float], tolerance: float
 ) -> tuple[float, dict[float, tuple[list[int], float]]]:
     """Move groups down their rungs until the operator-cost sum meets each of ``targets`` (descending).
 
-    Returns the starting sum and, per target, the groups' levels and the sum where it was met (or
-    where no move was left).
+    ``every`` is the number of the model's groups (``removed`` counts channels per group of the model,
+    ``groups`` are those the config lets shrink). Returns the starting sum and, per target, the
+    groups' levels and the sum where it was met (or where no move was left).
     """
-    removed = [0] * len(groups)
+    removed = [0] * every
     current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
     start = total = float(sum(current))
     snapshots: dict[float, tuple[list[int], float]] = {}
@@ -290,7 +224,7 @@ def _greedy(
 
 
 def _descend(
-    groups: list[_Group], shapes: _Shapes, costs, target: float, tolerance: float,
+    groups: list[_Group], shapes: OperatorShapes, costs, target: float, tolerance: float,
     removed: list[int], current: list[float], total: float,
 ) -> float:
     """Take the cheapest moves until ``total`` meets ``target`` or none is left; updates the state in place."""
@@ -303,8 +237,8 @@ def _descend(
             for g in pending:
                 group = groups[g]
                 for level in range(group.level + 1, min(len(group.rungs), group.level + 1 + window[g])):
-                    trial = [*removed[:g], group.removed_channels(level), *removed[g + 1 :]]
-                    proposals.append((g, level, {i: shapes.op(i, trial) for i in shapes.touching[g]}))
+                    trial = [*removed[: group.index], group.removed_channels(level), *removed[group.index + 1 :]]
+                    proposals.append((g, level, {i: shapes.op(i, trial) for i in shapes.touching[group.index]}))
             prices = iter(costs([op for _, _, ops in proposals for op in ops.values()]))
             for g, level, ops in proposals:
                 new = {i: next(prices) for i in ops}
@@ -323,7 +257,7 @@ def _descend(
             break
         g, (_, level, new) = min(moves.items(), key=lambda item: item[1][0])
         groups[g].level = level
-        removed[g] = groups[g].removed_channels(level)
+        removed[groups[g].index] = groups[g].removed_channels(level)
         for i, value in new.items():
             total += value - current[i]
             current[i] = value
@@ -334,30 +268,3 @@ def _removed_indices(group: _Group, level: int) -> list[int]:
     count = group.units - group.rungs[level]
     unit = group.candidate.unit
     return sorted(int(u) * unit + offset for u in group.removal_order[:count] for offset in range(unit))
-
-
-def plan_layers(model: nn.Module, example_inputs: Tensor, plans: Sequence[PruningPlan]) -> list[list[Layer]]:
-    """The operators of ``model`` pruned by each plan, for a latency predictor; ``model`` is not modified.
-
-    The operators' shapes follow each plan's removed channels per group (an empty plan gives the
-    model's own operators, listed the same way).
-    """
-    work = split_attention(copy.deepcopy(model))
-    check_supported(work)
-    graph = build_graph(work, example_inputs)
-    candidates = candidate_groups(graph, work, PruneConfig(protect_first_last=False))
-    index = {c.root: g for g, c in enumerate(candidates)}
-    shapes = _Shapes(torch_layers(work, example_inputs), candidates, graph, work)
-    listed = []
-    for plan in plans:
-        removed = [0] * len(candidates)
-        for group in plan.groups:
-            g = index.get(group.root)
-            if g is None or candidates[g].channels != group.channels:
-                raise InputError(
-                    f"pruning plan does not fit this model: no prunable group '{group.root}' "
-                    f"of {group.channels} channels"
-                )
-            removed[g] = len(group.removed)
-        listed.append([Layer(layer.name, shapes.op(i, removed)) for i, layer in enumerate(shapes.layers)])
-    return listed

@@ -1,26 +1,18 @@
-"""Decide what one pruning step removes, as a JSON-serializable plan that replays exactly.
+"""What one pruning step removes, as a JSON-serializable plan that replays exactly.
 
-Planning never touches the caller's model: it works on a copy (attention split into q/k/v
-projections, see ``pipeline.prune.attention``), traces Torch-Pruning's dependency graph, scores
-every candidate group with the criterion and lets the policy pick channel indices per group.
+Plans are made by ``pipeline.prune.prunable`` (on a copy of the model, never the caller's) and
+replayed by ``pipeline.prune.apply``.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from deploy.errors import InputError
-from pipeline.prune.attention import split_attention
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.criteria import calibration_batches, get_criterion
-from pipeline.prune.graph import build_graph, candidate_groups, check_supported
-from pipeline.prune.policy import choose_removals
 
 PLAN_VERSION = 1
 
@@ -86,37 +78,14 @@ class PruningPlan:
             raise InputError(f"malformed pruning plan: {type(exc).__name__}: {exc}") from None
 
 
-def plan_pruning(
-    model: nn.Module,
-    example_inputs: Tensor,
-    cfg: PruneConfig,
-    *,
-    calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
-) -> PruningPlan:
-    """Score ``model``'s channel groups with ``cfg.criterion`` and choose the channels to remove."""
-    criterion = get_criterion(cfg.criterion)
-    batches = calibration_batches(cfg.criterion, calibration)
-    work = split_attention(copy.deepcopy(model))
-    check_supported(work)
-    graph = build_graph(work, example_inputs)
-    candidates = candidate_groups(graph, work, cfg)
-    if not candidates:
-        raise InputError(
-            "nothing to prune: every channel group is ignored, protected (stem or output layer) or passes "
-            "through a LayerNorm/GroupNorm; relax ignored_layers or set protect_first_last: false"
-        )
-    scores = criterion.score(work, candidates, batches)
-    if all(score is None for score in scores):
-        raise InputError(
-            f"criterion '{cfg.criterion}' ({criterion.summary}) could not score any channel group of this model"
-        )
-    removals = choose_removals(candidates, scores, cfg)
-    groups = tuple(
-        PrunedGroup(c.root, c.members, c.channels, tuple(removed), c.unit)
-        for c, removed in zip(candidates, removals)
-        if removed
-    )
-    return PruningPlan(criterion=cfg.criterion, ratio=cfg.ratio, groups=groups)
+def original_channels(plans: list[PruningPlan]) -> dict[str, int]:
+    """Channels per group root before the first of ``plans`` (the teacher's): a group keeps its root's
+    name when pruned, and the first plan that cut it recorded how many it had."""
+    original: dict[str, int] = {}
+    for plan in plans:
+        for group in plan.groups:
+            original.setdefault(group.root, group.channels)
+    return original
 
 
 def example_input(shape: list[int], dtype: str = "float32") -> Tensor:

@@ -12,10 +12,11 @@ import torch
 from torch import Tensor
 
 from pipeline.prune.config import PruneConfig
-from pipeline.prune.graph import Candidate, matches
+from pipeline.prune.graph import matches
+from pipeline.prune.group import PrunableGroup
 
 
-def choose_removals(candidates: list[Candidate], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:
+def choose_removals(candidates: list[PrunableGroup], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:
     """For each candidate, the sorted channel indices to remove (empty: kept whole)."""
     removals: list[list[int]] = [[] for _ in candidates]
     pooled: list[int] = []
@@ -36,7 +37,7 @@ def choose_removals(candidates: list[Candidate], scores: list[Tensor | None], cf
     return removals
 
 
-def _override(candidate: Candidate, cfg: PruneConfig) -> float | None:
+def _override(candidate: PrunableGroup, cfg: PruneConfig) -> float | None:
     """The ``per_layer`` ratio of the group: most specific key per member, the smallest over members."""
     ratios = []
     for member in candidate.members:
@@ -46,11 +47,11 @@ def _override(candidate: Candidate, cfg: PruneConfig) -> float | None:
     return min(ratios) if ratios else None
 
 
-def _unit_scores(candidate: Candidate, score: Tensor) -> Tensor:
+def _unit_scores(candidate: PrunableGroup, score: Tensor) -> Tensor:
     return score.view(-1, candidate.unit).mean(1) if candidate.unit > 1 else score
 
 
-def _round_to(candidate: Candidate, cfg: PruneConfig) -> int | None:
+def _round_to(candidate: PrunableGroup, cfg: PruneConfig) -> int | None:
     return cfg.round_to if candidate.unit == 1 else None
 
 

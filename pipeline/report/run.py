@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 from deploy.errors import InputError
 from deploy.profiler import Profile
 from deploy.atomic import write_json, write_text
-from pipeline.compare.releases import RUN_REPORT_KIND
-from pipeline.ledger import read_ledger
 from pipeline.report import plots
 from pipeline.report.html import esc, html_page, html_plot, html_table
 from pipeline.report.junit import TestCase, junit_xml
 from pipeline.report.markdown import md_table
+from pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:
     from pipeline.config import RunConfig
@@ -45,18 +44,13 @@ def step_rows(teacher: dict, entries: list[dict]) -> list[dict]:
     return rows
 
 
-def best_accepted(entries: list[dict]) -> dict | None:
-    accepted = [e for e in entries if e["accepted"]]
-    return accepted[-1] if accepted else None
-
-
 def met_budget(best: dict | None) -> bool:
     """Whether the best accepted step met the final budget, as the judge decided when it was measured."""
     return bool(best) and best["meets_final"]
 
 
 def build_report(config: dict, budget: dict, teacher: dict, entries: list[dict], message: str) -> dict:
-    best = best_accepted(entries)
+    best = last_accepted(entries)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": RUN_REPORT_KIND,
@@ -165,7 +159,7 @@ def write_reports(
     out: Path, config: RunConfig, budget: dict, teacher: dict, entries: list[dict], message: str
 ) -> list[Path]:
     report = build_report(config.model_dump(mode="json"), budget, teacher, entries, message)
-    paths = [out / "report.json", out / "report.md", out / "report.html"]
+    paths = [RunFolder(out).report, out / "report.md", out / "report.html"]
     write_json(paths[0], report)
     write_text(paths[1], render_markdown(report))
     write_text(paths[2], render_html(report, out))
@@ -174,7 +168,8 @@ def write_reports(
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     """A finished run's report, its steps re-read from the ledger (the record every step is written to)."""
-    path = Path(run_dir) / "report.json"
+    folder = RunFolder(run_dir)
+    path = folder.report
     if not path.is_file():
         raise InputError(f"{run_dir} has no report.json: it is not a finished spiral run")
     try:
@@ -183,9 +178,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         raise InputError(f"cannot read {path}: {exc}") from None
     if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION:
         raise InputError(f"{path}: not a spiral run report of schema version {REPORT_SCHEMA_VERSION}")
-    ledger = Path(run_dir) / "ledger.jsonl"
-    if ledger.is_file():
-        report["steps"] = read_ledger(ledger)
-        report["best"] = best_accepted(report["steps"])
+    if folder.ledger.is_file():
+        report["steps"] = folder.entries()
+        report["best"] = last_accepted(report["steps"])
         report["met_budget"] = met_budget(report["best"])
     return report

@@ -1,8 +1,6 @@
-import pytest
 import torch
 
-from deploy.errors import InputError
-from pipeline.models import build_model, load_model, split_spec, with_kwargs
+from pipeline.models import build_model, split_spec, with_kwargs
 
 
 def test_factory_spec_with_kwargs():
@@ -19,19 +17,3 @@ def test_torchvision_spec():
 def test_with_kwargs_keeps_existing():
     spec = with_kwargs("torchvision:resnet18?num_classes=3", num_classes=10, width=2)
     assert split_spec(spec) == ("torchvision:resnet18", {"num_classes": 3, "width": 2})
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("torchvision:not_a_net", "unknown torchvision model"),
-        ("no_such_pkg.mod:f", "cannot import no_such_pkg.mod"),
-        ("pipeline.zoo.digits_resnet:missing", "has no callable 'missing'"),
-        ("pipeline.zoo.digits_resnet:digits_resnet?bogus=1", "unexpected keyword argument"),
-        ("/does/not/exist", "neither an existing checkpoint directory"),
-        ("pipeline.specs:resolve_callable", "missing"),
-    ],
-)
-def test_bad_specs(spec, message):
-    with pytest.raises(InputError, match=message):
-        load_model(spec)

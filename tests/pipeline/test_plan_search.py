@@ -13,8 +13,7 @@ from kernels.predictor import LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.config import ScheduleConfig
 from pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, PlanChoice, choose_plan
-from pipeline.prune import PruneConfig, PruningPlan
-from pipeline.prune.latency_aware import plan_layers
+from pipeline.prune import PrunableModel, PruneConfig, PruningPlan
 from pipeline.zoo.digits_resnet import digits_resnet
 
 X = torch.zeros(1, 1, 16, 16)
@@ -35,10 +34,10 @@ def true_latency(table: LatencyTable, slower: float, target: float = math.inf):
     """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus 0.01 ms;
     ``measure`` returns it and the verdict of an exact judge on ``target``."""
     truth = LatencyPredictor(table)
-    net = model()
+    prunable = PrunableModel(model(), X)
 
     def ms(plan: PruningPlan) -> float:
-        return slower * truth.predict(plan_layers(net, X, [plan])[0]) + 0.01
+        return slower * truth.predict(prunable.layers(plan)) + 0.01
 
     def measure(plan: PruningPlan) -> tuple[float, bool]:
         return ms(plan), ms(plan) <= target
@@ -72,6 +71,39 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
         assert {c["ratio"] for c in choice.candidates} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}
     else:
         assert len(choice.candidates) <= len(LADDER)
+
+
+@pytest.mark.parametrize("allocation", ALLOCATIONS)
+def test_a_step_traces_and_scores_its_model_once(
+    table: LatencyTable, allocation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every candidate plan and every operator list the predictor screens come from one trace and one scoring."""
+    import pipeline.prune.prunable as prunable
+
+    counts = {"traced": 0, "grouped": 0}
+    build_graph, candidate_groups = prunable.build_graph, prunable.candidate_groups
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(prunable, "build_graph", counted("traced", build_graph))
+    monkeypatch.setattr(prunable, "candidate_groups", counted("grouped", candidate_groups))
+    ms, _ = true_latency(table, 1.3)  # traces once itself, for the synthetic target
+    counts.update(traced=0, grouped=0)
+    current = ms(PruningPlan("l1", 0.0, ()))
+    _, measure = true_latency(table, 1.3, 0.7 * current)
+    counts.update(traced=0, grouped=0)
+    choice = choose_plan(
+        model(), X, 0.7 * current, current, prune=PruneConfig(round_to=4),
+        schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
+        measure=measure,
+    )
+    assert len(choice.candidates) > 3
+    # One trace; the every-group listing, and the config's groups found (and scored) once for every plan.
+    assert counts == {"traced": 1, "grouped": 2}
 
 
 def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(table: LatencyTable) -> None:

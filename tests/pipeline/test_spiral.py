@@ -91,7 +91,7 @@ def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
 
 def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"max_steps": 1, "patience": 0})
+    config = write_config(budget={"max_ms": 1e-6}, schedule={"max_steps": 1, "patience": 0, "stop_at_floor": False})
     assert main(["run", str(config), "--out", str(out)]) == 1
     captured = capsys.readouterr().out
     assert "no step met the budget" in captured
@@ -103,10 +103,23 @@ def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Pat
     assert report["message"].startswith(("stopped after max_steps=1", "step 1 rejected 1 times"))
 
 
+def test_a_budget_below_the_pruning_floor_stops_before_step_1_saying_what_would_help(write_config, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    config = write_config(budget={"max_ms": 1e-6})
+    assert main(["run", str(config), "--out", str(out)]) == 1
+    assert read_ledger(out / "ledger.jsonl") == []
+    message = json.loads((out / "report.json").read_text())["message"]
+    assert message.startswith("the final budget (0.000 ms) is below what pruning can reach on ort-cpu at batch 1: ")
+    assert "with every prunable group at its fewest channels the model is predicted at " in message
+    assert "no step was taken. What would help: a larger batch, lower precision" in message
+    assert " ".join(message.split()) in " ".join(capsys.readouterr().out.split())  # the console wraps it
+
+
 def test_a_try_the_judge_rejects_spends_no_epochs(write_config, tmp_path: Path, capsys):
     """A plan's latency is judged before it is distilled: a step budget no plan can reach trains nothing."""
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.99, "max_steps": 1, "patience": 1},
+    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.99, "max_steps": 1, "patience": 1,
+                                                             "stop_at_floor": False},
                           distill={"epochs": 2})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
@@ -170,7 +183,8 @@ def test_a_run_short_of_its_final_budget_recovers_its_last_model(write_config, t
     accepted model gets the recovery. Whether a step is accepted at all depends on how much faster
     this machine runs the pruned model, so a run that accepted none must end without a recovery."""
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.5, "patience": 3, "total_epochs": 4})
+    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.5, "patience": 3, "total_epochs": 4,
+                                                             "stop_at_floor": False})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
     if not any(e["accepted"] for e in entries):

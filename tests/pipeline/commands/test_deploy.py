@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,11 +12,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.errors import InputError
 from pipeline.cli import main
-from pipeline.commands.deploy import run_model
 from pipeline.compare.releases import load_release
-from pipeline.ledger import append_entry
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target_data, server  # noqa: F401 - server is a fixture
 
 
@@ -107,28 +103,3 @@ def test_a_fault_is_one_line_and_exit_2(
 def test_a_target_without_host_needs_one(tiny_onnx: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deploy", str(tiny_onnx), "--target", "jetson"]) == 2
     assert "target 'jetson-orin-nano' names no host: pass --host HOST" in capsys.readouterr().err
-
-
-def _run_dir(root: Path, tiny_onnx: Path, accepted: list[bool]) -> Path:
-    (root / "teacher").mkdir(parents=True)
-    shutil.copyfile(tiny_onnx, root / "teacher" / "model.onnx")
-    for step, ok in enumerate(accepted, start=1):
-        step_dir = root / "steps" / f"step-{step:02d}-try-1"
-        step_dir.mkdir(parents=True)
-        shutil.copyfile(tiny_onnx, step_dir / "model.onnx")
-        append_entry(root / "ledger.jsonl", {"step": step, "attempt": 1, "dir": f"steps/{step_dir.name}", "accepted": ok})
-    (root / "ledger.jsonl").touch()
-    return root
-
-
-def test_a_run_directory_ships_its_last_accepted_student(tiny_onnx: Path, tmp_path: Path) -> None:
-    run = _run_dir(tmp_path / "demo", tiny_onnx, [True, True, False])
-    assert run_model(run) == run / "steps" / "step-02-try-1" / "model.onnx"
-
-
-def test_a_run_directory_without_an_accepted_step_ships_its_teacher(tiny_onnx: Path, tmp_path: Path) -> None:
-    run = _run_dir(tmp_path / "demo", tiny_onnx, [False])
-    assert run_model(run) == run / "teacher" / "model.onnx"
-    (run / "teacher" / "model.onnx").unlink()
-    with pytest.raises(InputError, match="holds no exported model yet"):
-        run_model(run)

@@ -44,7 +44,7 @@ profile: {max_duration_s: 20, confidence: 0.99}
         ("stability: {max_cv: 0.1}\nsize: {max_mb: 1}", "unknown key 'stability'"),
         ("profile: {min_samples: 10}\nsize: {max_mb: 1}", "profile.min_samples: Unexpected keyword argument"),
         ("latency: {statistic: p50}", "latency: latency needs max_ms or max_regression_pct"),
-        ("accuracy: {min: 101}", "accuracy.min: Input should be less than or equal to 100"),
+        ("accuracy: {min: 101}", "accuracy: accuracy.min must be between 0 and 100, got 101.0"),
         ("accuracy: {}", "accuracy: accuracy needs min or max_drop"),
         ("size: {max_params: 0}", "size.max_params: Input should be greater than or equal to 1"),
         ("profile: {max_duration_s: 5}", "the budget checks nothing"),

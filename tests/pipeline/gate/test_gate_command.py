@@ -6,12 +6,14 @@ test_gate_checks.py. No test here asserts how fast this machine is.
 """
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from pipeline.checkpoint import save_checkpoint
 from pipeline.cli import main
+from pipeline.ledger import append_entry
 from pipeline.models import build_model
 from pipeline.compare.releases import load_release
 from tests.pipeline.compare.html_checks import inline_images
@@ -20,6 +22,7 @@ from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_sa
 pytestmark = pytest.mark.slow
 QUICK = {"warmup_s": 0.05, "min_duration_s": 0.2, "max_duration_s": 3.0}
 TINY_SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT_SPEC = "pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 
 
 def gate(*args) -> int:
@@ -121,6 +124,26 @@ def test_a_checkpoint_is_gated_at_its_recorded_input_shape(write_budget, tmp_pat
     report = json.loads((tmp_path / "g.json").read_text())
     assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 1, 16, 16]}
     assert report["parity"]["passed"] and "PASS parity.top1_agreement" in capsys.readouterr().out
+
+
+def test_a_token_checkpoint_is_exported_with_its_int64_input(write_budget, tmp_path, capsys):
+    """A text model's checkpoint records int64 token ids: exporting it with float zeros would fail."""
+    save_checkpoint(tmp_path / "text", base_spec=TEXT_SPEC, plans=[], model=build_model(TEXT_SPEC).eval(),
+                    input_shape=[1, 8], input_dtype="int64")
+    budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
+    assert gate(tmp_path / "text", "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 8]}
+
+
+def test_a_run_folder_is_gated_on_the_onnx_file_it_ships(digits_onnx, write_budget, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "steps" / "step-01-try-1").mkdir(parents=True)
+    shutil.copyfile(digits_onnx, run / "steps" / "step-01-try-1" / "model.onnx")
+    append_entry(run / "ledger.jsonl", {"step": 1, "dir": "steps/step-01-try-1", "accepted": True})
+    budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
+    assert gate(run, "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    assert json.loads((tmp_path / "g.json").read_text())["params"] == 2650  # digits_net's, as shipped
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_taylor_uses_calibration_data(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (["--input-shape", "1,one,32"], "not a comma-separated list"),
-        (["--input-shape", "1,3,32,32"], "does not accept an input of shape"),
+        (["--input-shape", "1,3,32,32"], "does not accept float32 input of shape"),
         (["--input-shape", "1,1,32,32", "--ratio", "1.5"], "between 0 and 1"),
         (["--input-shape", "1,1,32,32", "--criterion", "taylor"], "need calibration data: pass --data"),
         (["--input-shape", "1,1,32,32", "--ignore", "layer9"], "'layer9' matches no layer"),

@@ -10,9 +10,8 @@ from deploy.errors import InputError
 from kernels.layers import torch_layers
 from kernels.predictor import Calibration, LatencyPredictor
 from kernels.table import LatencyTable
-from pipeline.prune import PruneConfig, apply_plan, plan_pruning
-from pipeline.prune import PruningPlan
-from pipeline.prune.latency_aware import plan_for_latency, plan_layers, plans_for_latency
+from pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning
+from pipeline.prune.latency_aware import plans_for_latency
 
 DEMO = ARCHITECTURES["demo"]
 
@@ -27,6 +26,10 @@ def macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(layer.op.macs() for layer in torch_layers(model, x))
 
 
+def plan_for_latency(model: torch.nn.Module, x: torch.Tensor, cfg: PruneConfig, target: float, **options):
+    return plans_for_latency(PrunableModel(model, x), cfg, [target], **options)[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("round_to", [8, None])
 def test_meets_the_latency_target_and_the_pruned_model_predicts_the_same(
@@ -34,8 +37,13 @@ def test_meets_the_latency_target_and_the_pruned_model_predicts_the_same(
 ) -> None:
     model, x = built("demo"), DEMO.example(batch=1)
     start = predictor.predict_model(model, x)
-    allocation = plan_for_latency(model, x, PruneConfig(round_to=round_to), 0.6 * start, predictor=predictor)
-    assert allocation.met and allocation.predicted <= 0.6 * start
+    cfg = PruneConfig(round_to=round_to)
+    # Halfway to the cheapest plan the caps allow: reachable whatever this machine's table says.
+    lowest = plan_for_latency(model, x, cfg, 1e-9, predictor=predictor)
+    assert not lowest.met and lowest.predicted < start
+    target = (start + lowest.predicted) / 2
+    allocation = plan_for_latency(model, x, cfg, target, predictor=predictor)
+    assert allocation.met and allocation.predicted <= target
     assert allocation.start == pytest.approx(start)
     pruned = apply_plan(copy.deepcopy(model), allocation.plan, x)
     assert predictor.predict_model(pruned, x) == pytest.approx(allocation.predicted, rel=1e-9)
@@ -78,28 +86,29 @@ def test_unreachable_target_returns_the_cheapest_plan_unmet(predictor: LatencyPr
 
 
 @pytest.mark.slow
-def test_plan_layers_predict_what_the_pruned_models_predict(predictor: LatencyPredictor) -> None:
+def test_listed_layers_predict_what_the_pruned_models_predict(predictor: LatencyPredictor) -> None:
     model, x = built("demo"), DEMO.example(batch=1)
     plans = [PruningPlan("l1", 0.0, ()), *(plan_pruning(model, x, PruneConfig(ratio=r)) for r in (0.2, 0.7))]
-    predicted = [predictor.predict(layers) for layers in plan_layers(model, x, plans)]
+    prunable = PrunableModel(model, x)
+    predicted = [predictor.predict(prunable.layers(plan)) for plan in plans]
     assert predicted[0] > predicted[2]  # not necessarily > predicted[1]: unaligned counts can be slower
     for plan, ms in zip(plans, predicted):
         assert ms == pytest.approx(predictor.predict_model(apply_plan(copy.deepcopy(model), plan, x), x), rel=1e-9)
 
 
-def test_plan_layers_refuses_a_plan_of_another_model() -> None:
+def test_listing_layers_refuses_a_plan_of_another_model() -> None:
     x = DEMO.example(batch=1)
     plan = plan_pruning(built("demo"), x, PruneConfig(ratio=0.5))
     other = ARCHITECTURES["resnet18"]
     with pytest.raises(InputError, match="does not fit"):
-        plan_layers(built("resnet18"), other.example(batch=1), [plan])
+        PrunableModel(built("resnet18"), other.example(batch=1)).layers(plan)
 
 
 def test_a_ladder_of_targets_is_one_pass_of_the_single_target_allocation() -> None:
     model, x = built("demo"), DEMO.example(batch=1)
     start = macs(model, x)
     targets = [0.5 * start, 0.8 * start, 0.65 * start]
-    ladder = plans_for_latency(model, x, PruneConfig(round_to=8), targets, cost="macs")
+    ladder = plans_for_latency(PrunableModel(model, x), PruneConfig(round_to=8), targets, cost="macs")
     assert [a.target for a in ladder] == targets
     for allocation, target in zip(ladder, targets):
         alone = plan_for_latency(model, x, PruneConfig(round_to=8), target, cost="macs")
@@ -117,3 +126,20 @@ def test_bad_arguments_are_clear_errors(predictor: LatencyPredictor) -> None:
         plan_for_latency(model, x, PruneConfig(), float("nan"), predictor=predictor)
     with pytest.raises(InputError, match="max_group_ratio"):
         plan_for_latency(model, x, PruneConfig(), 1.0, predictor=predictor, max_group_ratio=1.0)
+
+
+def test_max_group_ratio_counts_from_the_channels_before_the_first_step() -> None:
+    """A group pruned by an earlier step may lose only what is left of ``max_group_ratio`` of its original channels."""
+    model, x = built("demo"), DEMO.example(batch=1)
+    first = plan_pruning(model, x, PruneConfig(ratio=0.5, round_to=8))
+    pruned = apply_plan(copy.deepcopy(model), first, x)
+    original = original_channels([first])
+    assert original and all(channels in (16, 32, 64, 128) for channels in original.values())
+    cfg = PruneConfig(round_to=8)
+    (capped,) = plans_for_latency(PrunableModel(pruned, x), cfg, [1.0], cost="macs", max_group_ratio=0.75,
+                                  original=original)
+    (per_step,) = plans_for_latency(PrunableModel(pruned, x), cfg, [1.0], cost="macs", max_group_ratio=0.75)
+    assert not capped.met  # 1 MAC: every group goes as low as it may
+    for root, kept in capped.kept.items():
+        assert kept >= 0.25 * original.get(root, kept)
+    assert any(kept < 0.25 * original[root] for root, kept in per_step.kept.items() if root in original)

@@ -12,8 +12,8 @@ from kernels.layers import torch_layers
 from kernels.ops import LSTM
 from kernels.predictor import Calibration, LatencyPredictor
 from kernels.table import LatencyTable
-from pipeline.prune import PruneConfig, apply_plan
-from pipeline.prune.latency_aware import plan_layers, plans_for_latency
+from pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from pipeline.prune.latency_aware import plans_for_latency
 from pipeline.zoo.lstm import lstm_classifier
 
 X = torch.randn(1, 51, 40, generator=torch.Generator().manual_seed(0))
@@ -32,9 +32,9 @@ def test_macs_allocation_prices_the_hidden_units_the_pruned_lstm_loses() -> None
     model = classifier()
     start = macs(model)
     targets = [0.6 * start, 0.3 * start]
-    allocations = plans_for_latency(model, X, PruneConfig(round_to=8), targets, cost="macs")
-    plans = [allocation.plan for allocation in allocations]
-    for allocation, listed in zip(allocations, plan_layers(model, X, plans)):
+    prunable = PrunableModel(model, X)
+    allocations = plans_for_latency(prunable, PruneConfig(round_to=8), targets, cost="macs")
+    for allocation, listed in zip(allocations, [prunable.layers(a.plan) for a in allocations]):
         pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
         assert allocation.met and allocation.start == start
         assert allocation.predicted == macs(pruned)
@@ -54,7 +54,7 @@ def test_latency_allocation_meets_the_target_and_the_pruned_model_predicts_the_s
     torch.manual_seed(0)
     floor = predictor.predict_model(lstm_classifier(n_features=40, hidden=8, num_classes=12).eval(), X)
     target = (start + floor) / 2
-    (allocation,) = plans_for_latency(model, X, PruneConfig(round_to=8), [target], predictor=predictor)
+    (allocation,) = plans_for_latency(PrunableModel(model, X), PruneConfig(round_to=8), [target], predictor=predictor)
     assert allocation.start == pytest.approx(start)
     assert allocation.met and allocation.predicted <= target
     pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)

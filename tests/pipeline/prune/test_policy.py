@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 
 from pipeline.prune import PruneConfig
-from pipeline.prune.graph import Candidate
+from pipeline.prune.group import PrunableGroup
 from pipeline.prune.policy import choose_removals
 
 
-def candidate(root: str, channels: int, unit: int = 1) -> Candidate:
+def candidate(root: str, channels: int, unit: int = 1) -> PrunableGroup:
     # The policy reads names, sizes and units only; the Torch-Pruning group is not needed here.
-    return Candidate(group=None, root=root, members=(root,), channels=channels, unit=unit)
+    return PrunableGroup(group=None, root=root, members=(root,), channels=channels, unit=unit)
 
 
 def ascending(channels: int) -> torch.Tensor:

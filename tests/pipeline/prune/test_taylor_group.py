@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from architectures import ARCHITECTURES, built
 from torch import Tensor, nn
 
-from pipeline.prune import PruneConfig, plan_pruning
+from pipeline.prune import PrunableModel, PruneConfig, plan_pruning
 from pipeline.prune.attention import split_attention
 from pipeline.prune.criteria import CRITERIA, get_criterion
-from pipeline.prune.graph import Candidate, build_graph, candidate_groups
-from pipeline.prune.latency_aware import plan_for_latency
+from pipeline.prune.graph import build_graph, candidate_groups
+from pipeline.prune.group import PrunableGroup
+from pipeline.prune.latency_aware import plans_for_latency
 
 TAYLOR = get_criterion("taylor-group")
 
@@ -79,7 +80,7 @@ def _calibration(batches: int = 2, classes: int = 5) -> list[tuple[Tensor, Tenso
     ]
 
 
-def _candidates(model: nn.Module, example: Tensor, **cfg: object) -> dict[str, Candidate]:
+def _candidates(model: nn.Module, example: Tensor, **cfg: object) -> dict[str, PrunableGroup]:
     graph = build_graph(model, example)
     return {c.root: c for c in candidate_groups(graph, model, PruneConfig(protect_first_last=False, **cfg))}
 
@@ -155,8 +156,8 @@ def test_a_layer_that_counts_ten_times_in_the_loss_scores_a_hundred_times_more()
 def test_the_knapsack_and_global_pruning_cut_the_branch_that_matters_less() -> None:
     model, example = TwoBranches().eval(), torch.zeros(1, 3, 8, 8)
     cfg = PruneConfig(criterion="taylor-group", protect_first_last=False)
-    allocation = plan_for_latency(model, example, cfg, 0.8 * _macs(model, example), cost="macs",
-                                  calibration=_calibration())
+    (allocation,) = plans_for_latency(PrunableModel(model, example), cfg, [0.8 * _macs(model, example)], cost="macs",
+                                      calibration=_calibration())
     assert allocation.met
     assert allocation.kept["b"] < allocation.kept["a"]  # a normalised criterion sees two equal branches
     plan = plan_pruning(model, example, cfg.model_copy(update={"global_pruning": True, "ratio": 0.25}),

@@ -46,7 +46,7 @@ from pipeline.measure import (
     CandidateMeasurement, latency_summary, measure_candidate, measure_paired, profile_on_target, target_of,
 )
 from pipeline.plan_search import PlanChoice, choose_plan
-from pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
+from pipeline.prune import PrunableModel, PruningPlan, apply_plan, dtype_name, original_channels
 from pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
 from pipeline.report import write_reports
 from pipeline.report.run import entry_name, met_budget
@@ -165,7 +165,7 @@ class Spiral:
         loader = DataLoader(self.val_set, batch_size=max(batch, cfg.parity.samples), shuffle=False)
         inputs = next(iter(loader))[0]
         self.example_input = inputs[:batch]
-        self.input_dtype = str(inputs.dtype).removeprefix("torch.")
+        self.input_dtype = dtype_name(inputs)
         self.parity_inputs = inputs[: cfg.parity.samples]
         if list(self.example_input.shape[1:]) != cfg.input_shape[1:]:
             raise InputError(

@@ -8,6 +8,7 @@ from pathlib import Path
 from deploy.errors import InputError
 from pipeline.export import OPSET, check_parity, export_onnx
 from pipeline.gate.candidate import parity_inputs, parse_shape
+from pipeline.prune import dtype_name
 from pipeline.source import load_source
 
 NAME = "export"
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")
     source = load_source(args.model)
     example = source.example(parse_shape(args.input_shape) if args.input_shape else None, args.input_dtype)
-    shape, dtype, model = list(example.shape), str(example.dtype).removeprefix("torch."), source.module
+    shape, dtype, model = list(example.shape), dtype_name(example), source.module
     out = export_onnx(model, example, args.out, dynamic_batch=not args.fixed_batch, opset=args.opset)
     batch_size = shape[0] if args.fixed_batch else 64  # a fixed batch takes whole batches only
     inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=model)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from deploy.errors import InputError
 from pipeline.config import TargetConfig
 from pipeline.export import export_onnx
+from pipeline.prune import dtype_name
 from pipeline.run_folder import RunFolder
 from pipeline.source import load_source
 
@@ -108,7 +109,7 @@ def prepare_candidate(model: str, work_dir: Path, input_shape: list[int] | None)
     source = load_source(model)
     example = source.example(input_shape)
     return Candidate(export_onnx(source.module, example, work_dir / "model.onnx"), source.module, list(example.shape),
-                     str(example.dtype).removeprefix("torch."))
+                     dtype_name(example))
 
 
 def measured_options(candidate: Candidate, target: TargetConfig) -> dict:

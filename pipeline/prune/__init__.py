@@ -8,7 +8,7 @@ copy), ``apply_plan`` removes in place and replays deterministically,
 from pipeline.prune.apply import apply_plan, prune
 from pipeline.prune.config import PruneConfig
 from pipeline.prune.criteria import CRITERIA
-from pipeline.prune.plan import PrunedGroup, PruningPlan, example_input, original_channels
+from pipeline.prune.plan import PrunedGroup, PruningPlan, dtype_name, example_input, original_channels
 from pipeline.prune.prunable import PrunableModel, plan_pruning
 from pipeline.prune.zeroing import zero_removed
 
@@ -19,6 +19,7 @@ __all__ = [
     "PrunedGroup",
     "PruningPlan",
     "apply_plan",
+    "dtype_name",
     "example_input",
     "original_channels",
     "plan_pruning",

@@ -94,3 +94,8 @@ def example_input(shape: list[int], dtype: str = "float32") -> Tensor:
         return torch.zeros(shape, dtype=getattr(torch, dtype))
     except (AttributeError, TypeError, RuntimeError) as exc:
         raise InputError(f"cannot build an example input of shape {shape} and dtype {dtype}: {exc}") from None
+
+
+def dtype_name(tensor: Tensor) -> str:
+    """The dtype as ``example_input`` and a checkpoint's ``input_dtype`` name it: ``float32``, ``int64``."""
+    return str(tensor.dtype).removeprefix("torch.")

@@ -195,7 +195,7 @@ def search(bench: Bench, cfg: PruneConfig, teacher_ms: float, budget: float, cal
 
     def latency_aware() -> tuple[PruningPlan, float, list[dict]]:
         choice = choose_plan(
-            model, x, target_ms=budget, current_ms=teacher_ms, prune=cfg,
+            prunable, target_ms=budget, current_ms=teacher_ms, prune=cfg,
             schedule=ScheduleConfig(allocation="latency", max_ratio=MAX_RATIO), predictor=predictor,
             calibration=calibration, measure=bench.measure,
         )

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from deploy.errors import InputError
 from kernels.layers import Layer, untimed_layers
@@ -47,6 +47,11 @@ from pipeline.prune.latency_aware import plans_for_latency
 LADDER = (1.1, 1.05, 1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.8, 0.7)
 RATIO_STEP = 0.05
 MAX_MEASURED = 6
+
+
+class NothingLeftToPrune(Exception):
+    """A later step's model has no channel left to remove within ``schedule.max_ratio``: the run ends
+    there (an outcome, not bad input)."""
 
 
 @dataclass
@@ -102,22 +107,31 @@ def candidate_plans(
         if plan.groups:
             distinct.setdefault(plan.groups, plan)
     if not distinct:
+        if original:  # earlier steps cut this model: its groups are at their floor, not misconfigured
+            raise NothingLeftToPrune(
+                f"no group can lose channels that save time: every prunable group is at its floor "
+                f"(schedule.max_ratio={schedule.max_ratio} of the teacher's channels removed, or too few to round) "
+                "or on the last stair of its latency staircase; a higher schedule.max_ratio or a looser budget "
+                "would let the run go on"
+            )
         raise InputError("no candidate plan removes any channel: every prunable group is too small or protected")
     return list(distinct.values())
 
 
 def choose_plan(
-    model: nn.Module, example_input: Tensor, target_ms: float, current_ms: float, *, prune: PruneConfig,
+    prunable: PrunableModel, target_ms: float, current_ms: float, *, prune: PruneConfig,
     schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
     measure: Callable[[PruningPlan], tuple[float, bool]], original: Mapping[str, int] | None = None,
 ) -> PlanChoice:
     """Screen the step's candidates by predicted latency and measure the promising ones.
 
+    ``prunable``: the step's model, traced once (a step's tries share it, and with it the criterion's
+    scores of the model's weights on ``calibration``);
     ``measure``: plan -> (measured ms, whether the judge says it meets the step budget);
     ``original``: channels per group root before the run's first step (``schedule.max_ratio`` of
     the latency allocation counts from them; default: the model's channels now).
     """
-    untimed = untimed_layers(model)
+    untimed = untimed_layers(prunable.work)
     if untimed:
         name, kind = untimed[0]
         raise InputError(
@@ -125,7 +139,6 @@ def choose_plan(
             "so candidate plans cannot be screened by predicted latency; "
             "prune this model with 'spiral prune' at a fixed ratio instead"
         )
-    prunable = PrunableModel(model, example_input)  # the one trace of this step
     samples: list[tuple[list[Layer], float]] = [(prunable.layers(PruningPlan(prune.criterion, 0.0, ())), current_ms)]
     predictor.calibrate(samples)
     plans = candidate_plans(

@@ -45,7 +45,7 @@ from pipeline.ledger import append_entry, repair_ledger
 from pipeline.measure import (
     CandidateMeasurement, latency_summary, measure_candidate, measure_paired, profile_on_target, target_of,
 )
-from pipeline.plan_search import PlanChoice, choose_plan
+from pipeline.plan_search import NothingLeftToPrune, PlanChoice, choose_plan
 from pipeline.prune import PrunableModel, PruningPlan, apply_plan, dtype_name, original_channels
 from pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
 from pipeline.report import write_reports
@@ -131,6 +131,7 @@ class Spiral:
         self.resume = resume
         self.console = console or Console(stderr=True)
         self.folder = RunFolder(out_dir)
+        self._traced: tuple[nn.Module, PrunableModel] | None = None
 
     # ---- setup -------------------------------------------------------------------------
     def _prepare_dir(self) -> None:
@@ -295,7 +296,7 @@ class Spiral:
 
         cfg = self.config
         choice = choose_plan(
-            current.model, self.example_input, step.limit * current.ms, current.ms, prune=cfg.prune,
+            self._prunable(current.model), step.limit * current.ms, current.ms, prune=cfg.prune,
             schedule=cfg.schedule, predictor=self.predictor, calibration=self.calibration, measure=measure,
             original=original_channels(current.lineage[1]),
         )
@@ -323,7 +324,11 @@ class Spiral:
             progress.console.print(
                 f"{name}: screening {cfg.schedule.allocation} pruning plans for {target_ms:.3f} ms by predicted latency"
             )
-            choice, measured = self._choose_plan(step_question, questions, final_step, current, teacher, work)
+            try:
+                choice, measured = self._choose_plan(step_question, questions, final_step, current, teacher, work)
+            except NothingLeftToPrune:
+                shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
+                raise
             write_json(plan_path, choice.to_dict())
         plan = choice.plan
         if plan.groups in measured:
@@ -492,6 +497,13 @@ class Spiral:
         verdict = "accepted" if entry["accepted"] else "rejected: the float model stays the result"
         progress.console.print(f"quantize: {verdict}: {entry['reason']}")
 
+    def _prunable(self, model: nn.Module) -> PrunableModel:
+        """``model`` (the teacher or the last accepted student) traced once: the floor check and
+        every try of a step plan from one trace and one scoring of its channels."""
+        if self._traced is None or self._traced[0] is not model:
+            self._traced = (model, PrunableModel(model, self.example_input))
+        return self._traced[1]
+
     def _below_floor(self, teacher: nn.Module, budget: Budget) -> str | None:
         """Why no step is taken, when the final budget is below what pruning can reach here.
 
@@ -503,7 +515,7 @@ class Spiral:
         cfg = self.config
         if not cfg.schedule.stop_at_floor or untimed_layers(teacher):
             return None
-        prunable = PrunableModel(teacher, self.example_input)
+        prunable = self._prunable(teacher)
         full = prunable.layers(PruningPlan(cfg.prune.criterion, 0.0, ()))
         predictor = LatencyPredictor(self.predictor.table)
         predictor.calibrate([(full, budget.teacher_ms)])
@@ -599,8 +611,11 @@ class Spiral:
                             f"{schedule.final_epochs} kept for the final recovery)")
                 recovery_epochs = left - epochs
             reduction = schedule.initial_reduction * schedule.decay ** (step - 1) * schedule.backoff ** (attempt - 1)
-            entry, student, plan = self._attempt(step, attempt, reduction, epochs, recovery_epochs, current, teacher,
-                                                 budget, progress)
+            try:
+                entry, student, plan = self._attempt(step, attempt, reduction, epochs, recovery_epochs, current,
+                                                     teacher, budget, progress)
+            except NothingLeftToPrune as stop:
+                return f"step {step}: {stop}"
             verdict = "accepted" if entry["accepted"] else "rejected"
             progress.console.print(f"step {step} try {attempt}: {verdict}: {entry['reason']}")
             entries.append(entry)

@@ -14,7 +14,8 @@ class PruneConfig(BaseModel):
 
     - ``criterion``: a name from ``pipeline.prune.criteria.CRITERIA`` (``l1``, ``l2``, ``fpgm``, ``taylor``
       from NNI; ``tp-magnitude``, ``tp-taylor``, ``tp-bn-scale`` from Torch-Pruning, all normalised per
-      layer; ``taylor-group``, the estimated loss change per channel, comparable across layers).
+      layer; ``taylor-group``, the estimated loss change per channel, and ``sensitivity``, the loss
+      change measured for removing each eighth of a group in that order, both comparable across layers).
     - ``ratio``: fraction of the channels (of the heads, in attention layers) removed in this step.
     - ``global_pruning``: rank channels of all groups together instead of removing ``ratio`` from each.
     - ``per_layer``: module name (or a prefix such as ``layer4``) -> ratio for the groups it belongs to.

@@ -12,7 +12,7 @@ from deploy.errors import InputError
 from kernels.predictor import LatencyPredictor
 from kernels.table import LatencyTable
 from pipeline.config import ScheduleConfig
-from pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, PlanChoice, choose_plan
+from pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, choose_plan
 from pipeline.prune import PrunableModel, PruneConfig, PruningPlan
 from pipeline.zoo.digits_resnet import digits_resnet
 
@@ -52,7 +52,7 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
     target = 0.7 * current
     ms, measure = true_latency(table, 1.3, target)
     choice = choose_plan(
-        model(), X, target, current, prune=PruneConfig(round_to=4),
+        PrunableModel(model(), X), target, current, prune=PruneConfig(round_to=4),
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
         measure=measure,
     )
@@ -97,7 +97,7 @@ def test_a_step_traces_and_scores_its_model_once(
     _, measure = true_latency(table, 1.3, 0.7 * current)
     counts.update(traced=0, grouped=0)
     choice = choose_plan(
-        model(), X, 0.7 * current, current, prune=PruneConfig(round_to=4),
+        PrunableModel(model(), X), 0.7 * current, current, prune=PruneConfig(round_to=4),
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
         measure=measure,
     )
@@ -110,7 +110,7 @@ def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(ta
     ms, measure = true_latency(table, 1.0, 1e-6)
     current = ms(PruningPlan("l1", 0.0, ()))
     choice = choose_plan(
-        model(), X, 1e-6, current, prune=PruneConfig(), schedule=ScheduleConfig(max_ratio=0.5),
+        PrunableModel(model(), X), 1e-6, current, prune=PruneConfig(), schedule=ScheduleConfig(max_ratio=0.5),
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
     measured = [c for c in choice.candidates if c["ms"] is not None]
@@ -119,19 +119,37 @@ def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(ta
 
 
 def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -> None:
-    class WithGRU(nn.Module):
+    class WithConv1d(nn.Module):  # prunable by Torch-Pruning, not timed by the operator table
         def __init__(self) -> None:
             super().__init__()
-            self.rnn = nn.GRU(8, 16, batch_first=True)
+            self.conv = nn.Conv1d(8, 16, 3)
             self.head = nn.Linear(16, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.rnn(x)[0][:, -1])
+            return self.head(torch.relu(self.conv(x)).mean(2))
 
-    with pytest.raises(InputError, match=r"layer 'rnn' \(GRU\) has no entry in the operator latency table"):
+    with pytest.raises(InputError, match=r"layer 'conv' \(Conv1d\) has no entry in the operator latency table"):
         choose_plan(
-            WithGRU(), torch.zeros(1, 5, 8), 1.0, 2.0, prune=PruneConfig(), schedule=ScheduleConfig(),
+            PrunableModel(WithConv1d(), torch.zeros(1, 8, 12)), 1.0, 2.0, prune=PruneConfig(), schedule=ScheduleConfig(),
             predictor=LatencyPredictor(table), calibration=None, measure=lambda plan: (1.0, True),
+        )
+
+
+def test_a_later_step_at_its_floor_ends_the_run_instead_of_failing(table: LatencyTable) -> None:
+    """Earlier steps left every group at 1 - max_ratio of its teacher's channels: no plan, one outcome."""
+    prunable = PrunableModel(model(), X)
+    at_floor = {g.root: 10 * g.channels for g in prunable.groups}  # the teacher had ten times as many
+    ms, measure = true_latency(table, 1.0)
+    current = ms(PruningPlan("l1", 0.0, ()))
+    with pytest.raises(NothingLeftToPrune, match=r"every prunable group is at its floor \(schedule.max_ratio=0.8"):
+        choose_plan(
+            prunable, 0.5 * current, current, prune=PruneConfig(round_to=4), schedule=ScheduleConfig(max_ratio=0.8),
+            predictor=LatencyPredictor(table), calibration=None, measure=measure, original=at_floor,
+        )
+    with pytest.raises(InputError, match="every prunable group is too small or protected"):  # a first step: its config
+        choose_plan(
+            PrunableModel(model(), X), 0.5 * current, current, prune=PruneConfig(round_to=128),
+            schedule=ScheduleConfig(), predictor=LatencyPredictor(table), calibration=None, measure=measure,
         )
 
 
@@ -139,7 +157,7 @@ def test_the_ledger_fields_round_trip_for_resume(table: LatencyTable) -> None:
     ms, measure = true_latency(table, 1.0, 1e-6)
     current = ms(PruningPlan("l1", 0.0, ()))
     choice = choose_plan(
-        model(), X, 0.8 * current, current, prune=PruneConfig(), schedule=ScheduleConfig(),
+        PrunableModel(model(), X), 0.8 * current, current, prune=PruneConfig(), schedule=ScheduleConfig(),
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
     assert PlanChoice.from_dict(choice.to_dict()) == choice

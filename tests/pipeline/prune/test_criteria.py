@@ -59,7 +59,7 @@ def test_nni_criterion_picks_the_channels_nni_masks(criterion: str, pruner: str)
 
 
 def test_unknown_criterion_lists_the_valid_names() -> None:
-    valid = "valid: l1, l2, fpgm, taylor, tp-magnitude, tp-taylor, tp-bn-scale, taylor-group"
+    valid = "valid: l1, l2, fpgm, taylor, tp-magnitude, tp-taylor, tp-bn-scale, taylor-group, sensitivity"
     with pytest.raises(InputError, match=valid):
         get_criterion("l3")
     with pytest.raises(ValidationError, match="unknown pruning criterion 'l3'"):

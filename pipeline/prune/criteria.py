@@ -340,7 +340,7 @@ def _sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration:
     order). First-order estimates are exact for one channel and blind to what removing most of a
     group costs (a residual stream cut to a few channels feeds every block of its stage); this
     measures it, at ``len(groups) * len(SENSITIVITY_FRACTIONS)`` forward passes per batch (ResNet-18
-    layout at 32x32, 11 groups, batches of 64: about 40 s on two cores).
+    layout at 32x32, 11 groups, batches of 64: 86 s on two busy cores, a benchmark beside it).
     ``model``'s weights, gradients and modes are left as they were.
     """
     order_scores = _taylor_group(model, candidates, calibration)

@@ -176,9 +176,9 @@ def oneshot_finalists(
     done = out / "finalists.json"
     cached = {f["method"]: Finalist(**{**f, "onnx": Path(f["onnx"])}) for f in json.loads(done.read_text())} \
         if done.is_file() else {}
-    if searched.is_file():  # finalists of another structure (a search redone) are trained again
-        note = f"ratio {json.loads(searched.read_text())['ratio']:.2f}"
-        cached = {m: f for m, f in cached.items() if f.note == note}
+    search = json.loads(searched.read_text()) if searched.is_file() else None
+    if search is not None:  # finalists of another structure (a search redone) are trained again
+        cached = {m: f for m, f in cached.items() if f.note == f"ratio {search['ratio']:.2f}"}
     wanted = [m for m in ("oneshot-ce", "oneshot-kd") if m in methods]
     if all(m in cached for m in wanted):
         return [cached[m] for m in wanted]
@@ -186,8 +186,8 @@ def oneshot_finalists(
     train, val = load_datasets(cfg.data.source, cfg.input_shape, seed=cfg.data.seed)
     x = torch.stack([train[i][0] for i in range(cfg.input_shape[0])])
     prune = PruneConfig(criterion=criterion, round_to=cfg.prune.round_to)
-    if searched.is_file():
-        ratio, search_s = (json.loads(searched.read_text())[k] for k in ("ratio", "search_s"))
+    if search is not None:
+        ratio, search_s = search["ratio"], search["search_s"]
     else:
         start = time.perf_counter()
         question = Question("budget", "candidate", 1 / cfg.budget.min_speedup, "teacher")

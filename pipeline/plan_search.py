@@ -50,8 +50,8 @@ MAX_MEASURED = 6
 
 
 class NothingLeftToPrune(Exception):
-    """A later step's model has no channel left to remove within ``schedule.max_ratio``: the run ends
-    there (an outcome, not bad input)."""
+    """A later step's model has no channel left to remove that saves time (every group at its
+    ``schedule.max_ratio`` floor or on its last latency stair): the run ends there (an outcome, not bad input)."""
 
 
 @dataclass

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from deploy.errors import InputError
 from pipeline.prune.group import PrunableGroup
+from pipeline.prune.lstm import gate_rows
 
 Batch = tuple[Tensor, Tensor]
 # NNI wants some sparsity to build masks; only the metrics behind them are read.
@@ -391,7 +392,7 @@ def _zero_out(module: nn.Module, idxs: Tensor) -> None:
     if not len(idxs):
         return
     if isinstance(module, nn.LSTM):  # a hidden unit whose gate rows are zero stays 0 from a zero state
-        rows = torch.cat([idxs + gate * module.hidden_size for gate in range(4)])
+        rows = torch.tensor(gate_rows(idxs.tolist(), module.hidden_size), dtype=torch.long)
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             if getattr(module, name, None) is not None:
                 getattr(module, name).index_fill_(0, rows, 0.0)

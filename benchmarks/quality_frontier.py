@@ -15,7 +15,11 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
 - (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery;
 - (f) ``spiral-l1``: (d) pruning with ``--oneshot-criterion`` (L1, normalised per layer) in place of
   ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack;
-- (g) ``spiral-uniform-ce``: (c) with cross-entropy: which allocation the default spiral should use.
+- (g) ``spiral-uniform-ce``: (c) with cross-entropy: which allocation the default spiral should use;
+- (h) ``direct-ce``: (e) in one step aimed straight at the final budget (``initial_reduction``
+  1 - 1/speedup, ``max_steps`` 1), all its epochs on that one structure: the spiral's allocation
+  and measured plan search without the gradual prune-and-recover, to tell which of the two a
+  difference between (e) and (a) comes from.
 
 The spirals prune with ``--criterion`` (the spiral's default) and cap each group's removal at
 ``--max-ratio`` (``schedule.max_ratio``), each pair in its own folder of a cell; the one-shot
@@ -87,11 +91,12 @@ ARCHITECTURES = {
     "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
-METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce")
+METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",
+           "direct-ce")
 DEFAULT_METHODS = METHODS[:4]
 CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
-TEACHER_TRAINING = {"epochs": 10, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
+TEACHER_TRAINING = {"epochs": 30, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
 KD = {"lr": 0.02, "temperature": 4.0, "weights": {"ce": 1.0, "logits": 1.0}}
 
 
@@ -106,14 +111,18 @@ class Finalist:
 
 
 def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.Namespace, teacher: Path,
-               allocation: str, weights: dict = KD["weights"], criterion: str | None = None) -> RunConfig:
+               allocation: str, weights: dict = KD["weights"], criterion: str | None = None,
+               direct: bool = False) -> RunConfig:
+    """The spiral's config; ``direct``: one step aimed at the final budget instead of a spiral of them."""
     _, shape = ARCHITECTURES[arch]
+    steps = {"initial_reduction": 1 - 1 / speedup, "max_steps": 1} if direct else \
+        {"initial_reduction": 0.5, "max_steps": args.max_steps}
     return parse_config({
         "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,
         "num_classes": 10,
         "target": {"backend": "ort-cpu", "threads": args.threads},
         "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
-        "schedule": {"initial_reduction": 0.5, "decay": 0.9, "max_steps": args.max_steps, "patience": 1,
+        "schedule": {**steps, "decay": 0.9, "patience": 1,
                      "max_ratio": args.max_ratio,
                      "allocation": allocation, "total_epochs": args.epochs, "final_epochs": args.final_epochs},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
@@ -322,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], 10)["accuracy"]
         spirals = {"spiral": ("latency", KD["weights"]), "spiral-uniform": ("uniform", KD["weights"]),
                    "spiral-ce": ("latency", CE), "spiral-l1": ("latency", KD["weights"], args.oneshot_criterion),
-                   "spiral-uniform-ce": ("uniform", CE)}
+                   "spiral-uniform-ce": ("uniform", CE), "direct-ce": ("latency", CE, None, True)}
         rows = []
         for speedup in args.speedup:
             for seed in args.seeds:

@@ -123,7 +123,8 @@ class ScheduleConfig(_Strict):
     max_steps: int = Field(6, ge=1)
     patience: int = Field(2, ge=0)
     # The largest fraction of a group's channels removed: with latency allocation over the whole run,
-    # counted from the teacher (no group is cut below 1 - max_ratio of its channels); with uniform
+    # counted from the teacher (no group is cut below what the uniform ratio max_ratio leaves it,
+    # rounded as that ratio is: the run's floor is that uniform structure); with uniform
     # allocation, the largest ratio one step asks for.
     max_ratio: float = Field(0.8, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"

@@ -3,8 +3,9 @@
 Every prunable group of a ``PrunableModel`` (the same groups, criterion scores, ``ignored_layers``
 and stem/output protection as its uniform plans, scored once per step) may keep one of a ladder of
 channel counts ("rungs"): multiples of ``round_to``, or without it of a power of two chosen so a
-group has at most about 32 rungs (heads for attention groups), down to ``1 - max_group_ratio`` of
-the channels it had before the run's first step. From the full model, a greedy knapsack repeatedly takes the cheapest move —
+group has at most about 32 rungs (heads for attention groups), down to what a uniform ratio of
+``max_group_ratio`` leaves of the channels it had before the run's first step (rounded as
+``plan_pruning`` rounds it, so the floor is the structure of that uniform ratio). From the full model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
 cost it saves, until the predicted cost meets the target.
@@ -44,6 +45,7 @@ from pipeline.prune.config import PruneConfig
 from pipeline.prune.criteria import get_criterion
 from pipeline.prune.group import PrunableGroup
 from pipeline.prune.plan import PrunedGroup, PruningPlan
+from pipeline.prune.policy import uniform_kept
 from pipeline.prune.prunable import OperatorShapes, PrunableModel
 
 COSTS = ("latency", "macs")
@@ -111,7 +113,7 @@ def plans_for_latency(
 
     ``max_group_ratio`` caps the fraction of any group's channels removed, counted from
     ``original[root]`` (the group's channels before any step; default: its channels now), so a
-    group is never cut below ``1 - max_group_ratio`` of what it had. When no allowed move reaches a
+    group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no allowed move reaches a
     target, the cheapest plan found is returned for it with ``met`` false.
     """
     if cost not in COSTS:
@@ -194,7 +196,9 @@ def _group(
         importance = per_unit / scale if scale > 0 else np.zeros_like(per_unit)
     order = np.argsort(importance, kind="stable")
     units = len(importance)
-    floor = min(units, max(1, math.ceil(original // unit * (1 - max_ratio))))
+    # the floor is what a uniform ratio of max_ratio keeps of the original group, rounded the same
+    # way, so a run capped at 0.8 can reach the structure of Torch-Pruning's ratio 0.8 and no further
+    floor = min(units, uniform_kept(original // unit, max_ratio, round_to if unit == 1 else None))
     step = round_to if unit == 1 and round_to else 2 ** int(math.log2(max(1, units // MAX_RUNGS)))
     if unit == 1 and round_to and units <= round_to:
         rungs = [units]  # as plan_pruning: too small to round, kept whole

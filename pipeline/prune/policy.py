@@ -28,7 +28,7 @@ def choose_removals(candidates: list[PrunableGroup], scores: list[Tensor | None]
             pooled.append(i)
             continue
         units = _unit_scores(candidate, score)
-        kept = _round(_kept(len(units), cfg.ratio if ratio is None else ratio), len(units), _round_to(candidate, cfg))
+        kept = uniform_kept(len(units), cfg.ratio if ratio is None else ratio, _round_to(candidate, cfg))
         removals[i] = _lowest(units, len(units) - kept, candidate.unit)
     if pooled:
         for i, kept in zip(pooled, _global_kept([scores[i] for i in pooled], cfg.ratio)):
@@ -53,6 +53,12 @@ def _unit_scores(candidate: PrunableGroup, score: Tensor) -> Tensor:
 
 def _round_to(candidate: PrunableGroup, cfg: PruneConfig) -> int | None:
     return cfg.round_to if candidate.unit == 1 else None
+
+
+def uniform_kept(units: int, ratio: float, round_to: int | None) -> int:
+    """Units a group of ``units`` keeps when a uniform ``ratio`` of them is removed: the nearest
+    count, rounded to the nearest multiple of ``round_to`` (at least one); too-small groups stay whole."""
+    return _round(_kept(units, ratio), units, round_to)
 
 
 def _kept(units: int, ratio: float) -> int:

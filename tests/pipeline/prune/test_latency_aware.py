@@ -143,3 +143,17 @@ def test_max_group_ratio_counts_from_the_channels_before_the_first_step() -> Non
     for root, kept in capped.kept.items():
         assert kept >= 0.25 * original.get(root, kept)
     assert any(kept < 0.25 * original[root] for root, kept in per_step.kept.items() if root in original)
+
+
+@pytest.mark.parametrize("cap", [0.5, 0.8])
+def test_the_floor_of_the_cap_is_the_uniform_ratio_of_the_same_value(cap: float) -> None:
+    """A run capped at ``max_ratio`` r can reach exactly the structure a uniform ratio r gives (its
+    rounding included: 256 channels at 0.8 keep 48 with round_to 8, not 56), and no further."""
+    model, x = built("demo"), DEMO.example(batch=1)
+    cfg = PruneConfig(round_to=8)
+    uniform = plan_pruning(model, x, cfg.model_copy(update={"ratio": cap}))
+    (deepest,) = plans_for_latency(PrunableModel(model, x), cfg, [1.0], cost="macs", max_group_ratio=cap)
+    assert not deepest.met  # 1 MAC: every group as low as the cap lets it go
+    assert {g.root: g.channels - len(g.removed) for g in uniform.groups} == {
+        root: kept for root, kept in deepest.kept.items() if root in {g.root for g in uniform.groups}}
+    assert {g.root for g in deepest.plan.groups} == {g.root for g in uniform.groups}

@@ -5,7 +5,8 @@ and stem/output protection as its uniform plans, scored once per step) may keep 
 channel counts ("rungs"): multiples of ``round_to``, or without it of a power of two chosen so a
 group has at most about 32 rungs (heads for attention groups), down to what a uniform ratio of
 ``max_group_ratio`` leaves of the channels it had before the run's first step (rounded as
-``plan_pruning`` rounds it, so the floor is the structure of that uniform ratio). From the full model, a greedy knapsack repeatedly takes the cheapest move —
+``plan_pruning`` rounds it, so the floor is the structure of that uniform ratio). From the full
+model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
 cost it saves, until the predicted cost meets the target.
@@ -113,8 +114,8 @@ def plans_for_latency(
 
     ``max_group_ratio`` caps the fraction of any group's channels removed, counted from
     ``original[root]`` (the group's channels before any step; default: its channels now), so a
-    group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no allowed move reaches a
-    target, the cheapest plan found is returned for it with ``met`` false.
+    group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no
+    allowed move reaches a target, the cheapest plan found is returned for it with ``met`` false.
     """
     if cost not in COSTS:
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")

@@ -148,7 +148,7 @@ def test_max_group_ratio_counts_from_the_channels_before_the_first_step() -> Non
 @pytest.mark.parametrize("cap", [0.5, 0.8])
 def test_the_floor_of_the_cap_is_the_uniform_ratio_of_the_same_value(cap: float) -> None:
     """A run capped at ``max_ratio`` r can reach exactly the structure a uniform ratio r gives (its
-    rounding included: 256 channels at 0.8 keep 48 with round_to 8, not 56), and no further."""
+    rounding included: at 0.8 with round_to 8 the demo's 96 channels keep 16, not 24), and no further."""
     model, x = built("demo"), DEMO.example(batch=1)
     cfg = PruneConfig(round_to=8)
     uniform = plan_pruning(model, x, cfg.model_copy(update={"ratio": cap}))

@@ -329,9 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         teacher_dir = train_teacher(arch, data, args.cache, args, console)
         teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
         teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], 10)["accuracy"]
-        spirals = {"spiral": ("latency", KD["weights"]), "spiral-uniform": ("uniform", KD["weights"]),
-                   "spiral-ce": ("latency", CE), "spiral-l1": ("latency", KD["weights"], args.oneshot_criterion),
-                   "spiral-uniform-ce": ("uniform", CE), "direct-ce": ("latency", CE, None, True)}
+        spirals = {  # method -> how its run_config differs
+            "spiral": {"allocation": "latency"}, "spiral-uniform": {"allocation": "uniform"},
+            "spiral-ce": {"allocation": "latency", "weights": CE},
+            "spiral-l1": {"allocation": "latency", "criterion": args.oneshot_criterion},
+            "spiral-uniform-ce": {"allocation": "uniform", "weights": CE},
+            "direct-ce": {"allocation": "latency", "weights": CE, "direct": True},
+        }
         rows = []
         for speedup in args.speedup:
             for seed in args.seeds:
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 finalists = []
                 for m in args.methods:
                     if m in spirals:  # a folder per method, criterion and cap: a rerun with another runs only that
-                        spiral_cfg = run_config(arch, data, speedup, seed, args, teacher_dir, *spirals[m])
+                        spiral_cfg = run_config(arch, data, speedup, seed, args, teacher_dir, **spirals[m])
                         folder = f"{m}-{spiral_cfg.prune.criterion}-cap{spiral_cfg.schedule.max_ratio:g}"
                         finalists.append(spiral_finalist(m, spiral_cfg, cell / folder))
                 if {"oneshot-ce", "oneshot-kd"} & set(args.methods):  # one structure, both trainings

@@ -5,13 +5,16 @@ bundle/
   manifest.json               target, model facts, the exact build and profile commands per runtime
                               version, versions, and the sha256 of every other file
   model.onnx
-  runner/device_runner.py     runs on the device (python3 + numpy; onnxruntime for CPU targets)
+  runner/deploy/device_runner/*.py   the package that runs on the device (python3 + numpy; onnxruntime
+                              for CPU targets), every module of it
   runner/deploy/...           the few deploy modules it imports: errors, stats, sampling, verdict,
                               trtexec_parse
 ```
 
-Commands hold placeholders the device fills in: ``{python}`` (the runner's interpreter), ``{cores}``,
-``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache and results).
+The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m deploy.device_runner`` (see
+``runner_command``). Commands hold placeholders the device fills in: ``{python}`` (the runner's
+interpreter), ``{cores}``, ``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache
+and results).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import importlib.metadata
 import json
 import math
 import platform
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -41,18 +45,22 @@ from deploy.target_profiles import Dla, TargetProfile
 
 BUNDLE_VERSION = 1
 MODEL_FILE = "model.onnx"
-RUNNER = "runner/device_runner.py"
-_DEPLOY_DIR = Path(device_runner.__file__).parent
-# What the device runner imports from ``deploy``: shipped beside it as a package of their own.
+RUNNER_DIR = "runner"  # the bundle's folder that the device puts on PYTHONPATH
+RUNNER = "deploy.device_runner"  # the module the device runs: python3 -m deploy.device_runner
+_DEPLOY_DIR = Path(__file__).parent
+_PACKAGE_DIR = Path(device_runner.__file__).parent
+# The runner's package, every module of it, and what it imports from ``deploy``, under ``runner/deploy/``.
 RUNNER_FILES = {
-    RUNNER: _DEPLOY_DIR / "device_runner.py",
-    "runner/deploy/__init__.py": _DEPLOY_DIR / "__init__.py",
-    "runner/deploy/errors.py": _DEPLOY_DIR / "errors.py",
-    "runner/deploy/stats.py": _DEPLOY_DIR / "stats.py",
-    "runner/deploy/sampling.py": _DEPLOY_DIR / "sampling.py",
-    "runner/deploy/verdict.py": _DEPLOY_DIR / "verdict.py",
-    "runner/deploy/trtexec_parse.py": _DEPLOY_DIR / "trtexec_parse.py",
+    **{f"{RUNNER_DIR}/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
+    **{f"{RUNNER_DIR}/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
+       for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse")},
 }
+
+
+def runner_command(python: str, manifest_sha256: str, cache: str) -> str:
+    """The ``sh`` command that runs the device runner in the bundle folder, with ``runner/`` first on ``PYTHONPATH``."""
+    return (f'PYTHONPATH="$PWD/{RUNNER_DIR}${{PYTHONPATH:+:$PYTHONPATH}}" {shlex.quote(python)} -m {RUNNER} run '
+            f"--bundle . --manifest-sha256 {shlex.quote(manifest_sha256)} --cache {shlex.quote(cache)}")
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,9 @@ def trtexec_commands(
 def ort_commands(target: TargetProfile, settings: ProfileSettings) -> dict[str, list[str]]:
     threads = str(target.measure.threads) if target.measure.threads else "{cores}"
     return {
-        "build": ["{python}", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}", "--threads", threads],
+        "build": ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}", "--threads", threads],
         "profile": [
-            "{python}", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}", "--threads", threads,
+            "{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}", "--threads", threads,
             "--batch", str(target.measure.batch), "--settings", json.dumps(dataclasses.asdict(settings), sort_keys=True),
         ],
     }

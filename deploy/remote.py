@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from deploy.bundle import RUNNER, Bundle
+from deploy.bundle import Bundle, runner_command
 from deploy.device_runner import ERROR_MARK
 from deploy.errors import InputError
 from deploy.target_profiles import TargetProfile
@@ -179,8 +179,7 @@ def deploy_bundle(
             tar_file.seek(0)
             ssh.run(f"mkdir -p {_q(run_dir)} && tar -xf - -C {_q(run_dir)}", "copying the bundle", stdin=tar_file)
         copying = False
-        command = (f"cd {_q(run_dir)} && {_q(target.remote.python)} {RUNNER} run --bundle . "
-                   f"--manifest-sha256 {bundle.manifest_sha256} --cache ../../engines")
+        command = f"cd {_q(run_dir)} && " + runner_command(target.remote.python, bundle.manifest_sha256, "../../engines")
         ssh.run(command, "running the bundle", echo=echo)
         with tempfile.TemporaryFile() as fetched:
             ssh.run(f"tar -cf - -C {_q(run_dir)} results; status=$?; rm -rf {_q(run_dir)}; exit $status",

@@ -11,6 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from deploy import device_runner
 from deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
 from deploy.device_runner import MANIFEST
 from deploy.errors import InputError
@@ -47,6 +48,8 @@ def test_layout_checksums_and_manifest(tiny_onnx: Path, tmp_path: Path) -> None:
     manifest = json.loads((bundle.root / MANIFEST).read_text())
     assert manifest == bundle.manifest and sha(bundle.root / MANIFEST) == bundle.manifest_sha256
     assert manifest["files"] == {name: sha(bundle.root / name) for name in files - {MANIFEST}}
+    package = Path(device_runner.__file__).parent  # the runner is shipped whole, each module with its sha256
+    assert {f"runner/deploy/device_runner/{p.name}" for p in package.glob("*.py")} <= set(manifest["files"])
     assert (bundle.root / MODEL_FILE).read_bytes() == tiny_onnx.read_bytes()
     assert manifest["model"]["sha256"] == sha(tiny_onnx) and manifest["model"]["input_shapes"] == {"input": [1, 3, 16, 16]}
     assert manifest["target"]["name"] == "local-cpu" and "ssh" not in manifest["target"]
@@ -57,10 +60,10 @@ def test_layout_checksums_and_manifest(tiny_onnx: Path, tmp_path: Path) -> None:
 
 def test_cpu_target_commands(tiny_onnx: Path, tmp_path: Path) -> None:
     commands = build_bundle(tiny_onnx, load_target("local-cpu"), tmp_path / "b").manifest["commands"]
-    assert commands["build"] == ["{python}", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}",
+    assert commands["build"] == ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}",
                                  "--threads", "2"]
-    assert commands["profile"][:9] == ["{python}", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}",
-                                       "--threads", "2"]
+    assert commands["profile"][:10] == ["{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--times",
+                                        "{times}", "--threads", "2"]
     settings = json.loads(commands["profile"][commands["profile"].index("--settings") + 1])
     assert settings == dataclasses.asdict(load_target("local-cpu").measure.profile) and settings["min_rounds"] == 10
 

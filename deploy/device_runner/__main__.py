@@ -1,0 +1,8 @@
+"""``python3 -m deploy.device_runner ...`` with the bundle's ``runner/`` folder on ``PYTHONPATH``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""What the device sends back: the measurement read from the profile step's trace, ``profile.json`` in
+the schema of ``deploy.profiler.Profile``, written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import DeviceError
+
+SCHEMA_VERSION = 1  # deploy.profiler.SCHEMA_VERSION
+
+
+def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> dict:
+    """A ``deploy.profiler.Measurement`` as JSON, with the rounds the gate judges."""
+    from deploy.stats import robust_cv, summarize
+
+    samples = [float(s) for s in trace["samples_ms"]]
+    stats = summarize(samples)
+    stats["robust_cv"] = robust_cv(samples)
+    return {
+        "batch": batch,
+        "input_shapes": shapes,
+        "warmup_iterations": int(trace["warmup_iterations"]),
+        "warmup_s": float(trace["warmup_s"]),
+        "samples_ms": samples,
+        "stats": stats,
+        "stable": stats["robust_cv"] <= cv_threshold,
+        "stop_reason": trace["stop_reason"],
+        "throughput_per_s": batch * 1e3 / stats["mean"] if stats["mean"] > 0 else float("inf"),
+        "round_sizes": [int(n) for n in trace["round_sizes"]],
+        "cpu_wait": [None if w is None else float(w) for w in trace.get("cpu_wait", [])],
+    }
+
+
+def consecutive_rounds(samples: int, block_calls: int) -> list:
+    """Round sizes for samples a tool timed back to back (trtexec): consecutive blocks of ``block_calls``."""
+    sizes = [block_calls] * (samples // block_calls)
+    return sizes + ([samples % block_calls] if samples % block_calls else [])
+
+
+def read_trace(manifest: dict, output: str, times: Path) -> dict:
+    """Warm-up, per-query samples and their rounds from the profile command's output and times file."""
+    if manifest["backend"] == "ort-cpu":
+        return json.loads(times.read_text())
+    from deploy.errors import InputError
+    from deploy.trtexec_parse import parse_export_times, parse_summary
+
+    try:
+        summary = parse_summary(output)
+        records = parse_export_times(times.read_text(), skip=summary.warmup_queries or 0)
+    except (InputError, OSError) as exc:
+        raise DeviceError("profile-failed", f"cannot read the trtexec results: {exc}") from None
+    return {
+        "samples_ms": [float(r["computeMs"]) for r in records],
+        "round_sizes": consecutive_rounds(len(records), manifest["profile_settings"]["block_calls"]),
+        "warmup_iterations": summary.warmup_queries or 0,
+        "warmup_s": (summary.warmup_ms or 0.0) / 1e3,
+        "stop_reason": "external_trace",
+        "runner_settings": {"throughput_qps": summary.throughput_qps, "timer": "trtexec --exportTimes (computeMs)",
+                            "copies_included": False},
+    }
+
+
+def profile_json(manifest: dict, facts: dict, runner_settings: dict, m: dict) -> dict:
+    """``profile.json``: one measurement, the device's facts as its fingerprint, and how it was run.
+
+    ``physical_cores`` is what the device says about its cores (``deploy.device_runner.facts``), null
+    where it says nothing, never the logical count.
+    """
+    backend, target = manifest["backend"], manifest["target"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "backend": backend,
+        "model_path": manifest["model"]["file"],
+        "model_sha256": manifest["model"]["sha256"],
+        "fingerprint": {
+            "backend": backend,
+            "cpu": facts["cpu"],
+            "machine": facts["machine"],
+            "physical_cores": facts["physical_cores"],
+            "logical_cores": facts["logical_cores"],
+            "threads": runner_settings.get("threads"),
+            "os": facts["os"],
+            "python": facts["python"],
+            "libraries": {key: facts[key] for key in ("onnxruntime", "numpy", "tensorrt") if key in facts},
+            "gpu": {"name": facts["model"], "tensorrt": facts["tensorrt"]} if backend == "trtexec" else None,
+            "precision": target["precision"],
+            "device": facts,
+        },
+        "runner_settings": runner_settings,
+        "settings": {**manifest["profile_settings"], "inputs": "random"},
+        "measurements": [m],
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(str(tmp), str(path))

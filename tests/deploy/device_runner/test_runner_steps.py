@@ -1,0 +1,24 @@
+"""``deploy/device_runner/steps.py``: the manifest's commands, filled in and run with the runner's own modules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from deploy.device_runner.steps import RUNNER_ROOT, fill, step_env
+
+
+def test_placeholders_are_filled() -> None:
+    argv = ["{python}", "--engine={engine}", "--threads", "{cores}", "--saveEngine={engine}"]
+    assert fill(argv, {"python": "/usr/bin/python3", "engine": "/c/e", "cores": "6"}) == [
+        "/usr/bin/python3", "--engine=/c/e", "--threads", "6", "--saveEngine=/c/e"]
+
+
+def test_steps_import_the_runner_they_run_under(tmp_path) -> None:
+    assert (RUNNER_ROOT / "deploy" / "device_runner" / "steps.py").is_file()
+    env = step_env()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(RUNNER_ROOT)
+    where = subprocess.run([sys.executable, "-c", "import deploy.device_runner as d; print(d.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(RUNNER_ROOT / "deploy" / "device_runner" / "__init__.py")

@@ -176,6 +176,11 @@ class QuantizeConfig(_Strict):
     model; ``method`` picks the activation ranges from them. The quantized model is accepted only
     when the judge says it is at least ``min_speedup`` times faster than its float model (paired
     rounds) and its accuracy is at most ``max_drop`` points below the float model's.
+
+    When the fully quantized model loses more than ``max_drop`` points, the float fallback keeps up to
+    ``max_float_nodes`` of its most sensitive Conv / Gemm / MatMul nodes float (0: no fallback), measured
+    on ``sensitivity_batches`` training batches held apart from the calibration ones, and that model
+    is judged instead (``pipeline.quantize.float_fallback``).
     """
 
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
@@ -184,6 +189,11 @@ class QuantizeConfig(_Strict):
     per_channel: bool = True
     max_drop: float = Field(1.0, ge=0, le=100)
     min_speedup: float = Field(1.0, gt=0)
+    # A few float nodes usually hold the whole loss (an input or output layer, one with outlier
+    # weights); each costs a float kernel between Q / DQ nodes, so past a handful INT8's speedup goes.
+    max_float_nodes: int = Field(4, ge=0)
+    # 8 x 32 = 256 samples: a top-1 disagreement resolution of 0.4 %, finer than the default max_drop.
+    sensitivity_batches: int = Field(8, ge=1)
 
 
 class RunConfig(_Strict):

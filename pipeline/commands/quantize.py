@@ -18,7 +18,7 @@ from deploy.sampling import ProfileSettings
 from pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from pipeline.data import load_datasets
 from pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from pipeline.quantize import FLOAT, INT8, calibration_batches, judge_quantized, quantize_onnx
+from pipeline.quantize import FLOAT, INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"
@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accuracy points the INT8 model may lose against the float model (default %(default)g)")
     parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
                         help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
+    parser.add_argument("--max-float-nodes", type=int, default=defaults.max_float_nodes,
+                        help="when INT8 loses more than --max-drop, keep up to this many of its most sensitive "
+                             "Conv/Gemm/MatMul nodes float and judge that model instead (0: no fallback; default %(default)d)")
+    parser.add_argument("--sensitivity-batches", type=int, default=defaults.sensitivity_batches,
+                        help="training batches, apart from the calibration ones, the fallback measures "
+                             "sensitivity on (default %(default)d)")
     parser.add_argument("--max-duration", type=float, default=ProfileSettings().max_duration_s,
                         help="seconds of paired rounds at most (default %(default)g)")
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
                              batch_size=args.batch_size, per_channel=not args.per_tensor, max_drop=args.max_drop,
-                             min_speedup=args.min_speedup)
+                             min_speedup=args.min_speedup, max_float_nodes=args.max_float_nodes,
+                             sensitivity_batches=args.sensitivity_batches)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
@@ -72,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
         batches = calibration_batches(train_set, candidate.onnx_path, cfg)
         int8 = Path(work) / "int8" / "model.int8.onnx"
         seconds = quantize_onnx(candidate.onnx_path, int8, batches, cfg)
+        num_classes = onnx_num_classes(candidate.onnx_path)
+        fallback = float_fallback(candidate.onnx_path, int8, batches, train_set, val_set, num_classes, cfg)
         target = Target(args.target, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, val_set,
-                                 onnx_num_classes(candidate.onnx_path), cfg, seconds, cache_dir=Path(work) / "compiled")
+        result = judge_quantized(candidate.onnx_path, int8, target, settings, val_set, num_classes, cfg, seconds,
+                                 cache_dir=Path(work) / "compiled", fallback=fallback)
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +104,20 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")
     for column in ("model", "p50 ms", "accuracy %", "size MB"):
         table.add_column(column, justify="right")
+    fallback = result["fallback"]
+    kept = len(fallback["float_nodes"]) if fallback else 0
     for name in (FLOAT, INT8):
-        table.add_row(name, f"{result['p50_ms'][name]:.4f}", f"{result['accuracy'][name]:.2f}", f"{result['size_mb'][name]:.3f}")
+        label = f"{name} ({kept} node{'s' * (kept != 1)} float)" if name == INT8 and kept else name
+        table.add_row(label, f"{result['p50_ms'][name]:.4f}", f"{result['accuracy'][name]:.2f}", f"{result['size_mb'][name]:.3f}")
     console.print(table)
     low, high = result["speedup_ci"]
     console.print(f"speedup {result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x); calibration {result['calibration_s']:.1f} s")
+    if kept:
+        nodes = Table(title=f"kept float, most sensitive of {fallback['measured_nodes']} first (sensitivity: the "
+                            f"KL(float || INT8) it removes alone, on {fallback['held_out_samples']} held-apart "
+                            f"training samples; {fallback['seconds']:.1f} s)")
+        for column in ("node", "op", "sensitivity", "disagreement % after"):
+            nodes.add_column(column, justify="left" if column == "node" else "right")
+        for node in fallback["float_nodes"]:
+            nodes.add_row(node["node"], node["op_type"], f"{node['sensitivity_kl']:.4g}", f"{node['disagreement_pct']:.2f}")
+        console.print(nodes)

@@ -18,7 +18,7 @@ from pipeline.cli import main
 from pipeline.config import QuantizeConfig
 from pipeline.export import export_onnx
 from pipeline.models import build_model
-from pipeline.quantize import METHODS, calibration_batches, quantize_onnx
+from pipeline.quantize import METHODS, calibration_batches, float_fallback, quantize_onnx
 from pipeline.data import load_datasets
 
 pytestmark = pytest.mark.slow
@@ -137,7 +137,137 @@ def test_bad_calibration_data_is_one_line_and_exit_2(factory, message, data_modu
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--calibration-batches", "0", "--calibration-batches: Input should be greater than or equal to 1"),
     ("--min-speedup", "0", "--min-speedup: Input should be greater than 0"),
+    ("--max-float-nodes", "-1", "--max-float-nodes: Input should be greater than or equal to 0"),
+    ("--sensitivity-batches", "0", "--sensitivity-batches: Input should be greater than or equal to 1"),
 ])
 def test_bad_settings_are_one_line(flag, value, message, capsys):
     assert main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, flag, value]) == 2
     assert capsys.readouterr().err.strip() == f"spiral: error: {message}"
+
+
+# ---- the float fallback ---------------------------------------------------------------------------
+OUTLIER_CONV = "/conv2/Conv"
+
+
+@pytest.fixture(scope="module")
+def outlier_onnx(tmp_path_factory) -> Path:
+    """A small CNN trained on the digits with one quantization-hostile convolution: input channel 0 of
+    conv2 is always 0 (conv1's channel 0 is dead: weight 0, bias -1, then ReLU) and conv2 weighs it
+    1000 in every output channel. Float ignores it; INT8's per-channel weight scale becomes 1000 / 127,
+    so every real weight of conv2 rounds to 0 and the INT8 model guesses."""
+    import torch
+    from torch import nn
+
+    class OutlierNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 16, 3, padding=1, stride=2)
+            self.conv3 = nn.Conv2d(16, 16, 3, padding=1, stride=2)
+            self.fc = nn.Linear(16, 10)
+            with torch.no_grad():  # no gradient reaches either (dead ReLU input), so training keeps them
+                self.conv1.weight[0], self.conv1.bias[0] = 0.0, -1.0
+                self.conv2.weight[:, 0] = 1000.0
+
+        def forward(self, x):
+            x = torch.relu(self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x))))))
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = OutlierNet()
+    train, _ = load_datasets("digits", [1, 1, 16, 16])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(8):
+        for x, y in torch.utils.data.DataLoader(train, batch_size=64, shuffle=True):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    assert float(model.conv2.weight[:, 0].min().detach()) == 1000.0
+    return export_onnx(model.eval(), torch.zeros(1, 1, 16, 16), tmp_path_factory.mktemp("outlier") / "model.onnx")
+
+
+def _logits(path: Path, inputs):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": inputs})[0]
+
+
+def test_the_fallback_keeps_the_outlier_convolution_float_and_comes_back_to_the_float_model(outlier_onnx, tmp_path):
+    """Leave-one-out finds the hostile convolution most sensitive; kept float (really float at run time,
+    not re-quantized by ONNX Runtime's optimizer), the model agrees with float where all-INT8 guessed."""
+    import numpy as np
+
+    cfg = QuantizeConfig(max_float_nodes=1)
+    train, val = load_datasets("digits", [1, 1, 16, 16])
+    batches = calibration_batches(train, outlier_onnx, cfg)
+    int8, all_int8 = tmp_path / "model.int8.onnx", tmp_path / "all.int8.onnx"
+    quantize_onnx(outlier_onnx, int8, batches, cfg)
+    all_int8.write_bytes(int8.read_bytes())
+    fallback = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+
+    assert fallback is not None and [n.name for n in fallback.nodes] == [OUTLIER_CONV]
+    assert fallback.all_int8_accuracy < 30 and fallback.measured == 4 and fallback.samples == 8 * 32
+    assert fallback.nodes[0].sensitivity > 1 and fallback.all_int8_disagreement_pct > 50
+    assert f"kept 1 of 4 Conv / Gemm / MatMul nodes float ({OUTLIER_CONV})" in fallback.reason
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.int8.onnx", "model.int8.onnx"]
+    x = np.concatenate([val[i][0][None].numpy() for i in range(len(val))])
+    reference, before, after = (_logits(path, x) for path in (outlier_onnx, all_int8, int8))
+    agree = {name: float((reference.argmax(1) == logits.argmax(1)).mean()) for name, logits in (("all", before), ("fallback", after))}
+    assert agree["all"] < 0.5 < 0.97 < agree["fallback"], agree
+    assert np.abs(after - reference).max() < np.abs(before - reference).max() / 10
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    floats = {i.name for i in optimized.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    [outlier] = [n for n in optimized.node if n.op_type == "Conv"]
+    assert outlier.input[1] in floats and outlier.name.startswith("/conv2/")  # float weights, as exported
+    assert [n.op_type for n in optimized.node].count("QLinearConv") == 2  # conv1 and conv3 stay INT8
+
+
+def test_the_fallback_runs_only_when_int8_loses_more_than_max_drop_and_is_allowed_to(outlier_onnx, tmp_path):
+    train, val = load_datasets("digits", [1, 1, 16, 16])
+    int8 = tmp_path / "model.int8.onnx"
+    for cfg in (QuantizeConfig(max_drop=100), QuantizeConfig(max_float_nodes=0)):
+        batches = calibration_batches(train, outlier_onnx, cfg)
+        quantize_onnx(outlier_onnx, int8, batches, cfg)
+        written = int8.read_bytes()
+        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg) is None
+        assert int8.read_bytes() == written
+
+
+def test_a_fallback_without_training_batches_left_says_so_and_leaves_the_model(outlier_onnx, tmp_path):
+    cfg = QuantizeConfig(calibration_batches=100)  # 3,200 samples: more than the 1,437 of the train split
+    train, val = load_datasets("digits", [1, 1, 16, 16])
+    batches = calibration_batches(train, outlier_onnx, cfg)
+    int8 = tmp_path / "model.int8.onnx"
+    quantize_onnx(outlier_onnx, int8, batches, cfg)
+    written = int8.read_bytes()
+    fallback = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+    assert fallback is not None and fallback.nodes == () and int8.read_bytes() == written
+    assert "float fallback could not run: the 100 calibration batches of 32 use the whole train split" in fallback.reason
+
+
+def test_the_command_judges_the_fallback_model_and_lists_the_nodes_kept_float(outlier_onnx, tmp_path, capsys):
+    out, report = tmp_path / "m.int8.onnx", tmp_path / "q.json"
+    code = main(["quantize", str(outlier_onnx), "--data", "digits", *QUICK, "--out", str(out), "--min-speedup", "0.01",
+                 "--max-drop", "3", "--max-float-nodes", "1", "--json", str(report)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "int8 (1 node float)" in printed and OUTLIER_CONV in printed and "kept float, most sensitive of 4 first" in printed
+    assert "accepted: int8 vs float: meets" in printed and "float fallback kept 1 of 4" in printed
+    data = json.loads(report.read_text())
+    assert data["accepted"] and data["out"] == str(out) and out.is_file()
+    assert data["accuracy"]["float"] - data["accuracy"]["int8"] <= 3 < data["accuracy"]["float"] - data["fallback"]["all_int8_accuracy"]
+    [node] = data["fallback"]["float_nodes"]
+    assert node["node"] == OUTLIER_CONV and node["op_type"] == "Conv" and node["sensitivity_kl"] > 1
+    assert data["settings"]["max_float_nodes"] == 1 and data["settings"]["sensitivity_batches"] == 8
+
+
+def test_fallback_settings_are_validated():
+    from pydantic import ValidationError
+
+    assert QuantizeConfig().max_float_nodes == 4 and QuantizeConfig().sensitivity_batches == 8
+    for bad in ({"max_float_nodes": -1}, {"sensitivity_batches": 0}, {"max_float_nodes": 1.5}, {"float_nodes": 2}):
+        with pytest.raises(ValidationError):
+            QuantizeConfig(**bad)

@@ -72,7 +72,7 @@ from pipeline.plan_search import choose_plan
 from pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
 from pipeline.prune.latency_aware import plans_for_latency
 from pipeline.report.plots import ParetoPoint, pareto_front
-from pipeline.spiral import config_digest
+from pipeline.run_folder import config_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "pipeline" / "configs" / "demo.yaml"

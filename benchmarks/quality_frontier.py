@@ -84,8 +84,9 @@ from pipeline.export import export_onnx  # noqa: E402
 from pipeline.measure import target_of  # noqa: E402
 from pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
+from pipeline.run_folder import config_digest  # noqa: E402
 from pipeline.source import load_source  # noqa: E402
-from pipeline.spiral import Spiral, config_digest  # noqa: E402
+from pipeline.spiral import Spiral  # noqa: E402
 
 ARCHITECTURES = {
     "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
@@ -163,12 +164,12 @@ def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
     # Wall time from the run's own files (teacher exported at the start, last ledger line at the
     # end), so a resumed, already finished spiral reports the time it took, not the resume's.
     wall_s = (out / "ledger.jsonl").stat().st_mtime - (out / "teacher" / "model.onnx").stat().st_mtime
-    accepted = [e for e in outcome.entries if e["accepted"]]
-    epochs = sum(e["distill"]["epochs"] for e in outcome.entries)
+    accepted = [e for e in outcome.entries if e.accepted]
+    epochs = sum(e.distill.epochs for e in outcome.entries)
     if not accepted:
         return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, wall_s, "no step accepted")
     best = accepted[-1]
-    return Finalist(method, out / best["dir"] / "model.onnx", 100 * best["accuracy"], epochs, wall_s,
+    return Finalist(method, out / best.dir / "model.onnx", 100 * best.accuracy, epochs, wall_s,
                     "" if outcome.met_budget else "final budget not met")
 
 

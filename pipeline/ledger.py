@@ -4,8 +4,10 @@ A line is written with a single ``write`` on an ``O_APPEND`` descriptor and fsyn
 killed mid-write leaves at most one truncated last line; ``read_ledger`` drops it (and
 ``repair_ledger`` removes it) so a resumed run never mistakes it for a finished step.
 
-Every line records the ledger ``version`` it was written in; a line of a newer version than this
-spiral reads is refused with one line rather than misread (lines without one are version 1).
+A line is one ``LedgerEntry``: a typed record, validated when it is read (a line that is not one is
+refused with one line naming the field), and stamped with the ledger ``version`` it was written
+in; a line of a newer version than this spiral reads is refused rather than misread (lines
+without one are version 1).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from deploy.errors import InputError
 from deploy.validation import contained
@@ -22,8 +26,80 @@ MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
 VERSION = 1
 
 
-def append_entry(path: Path, entry: dict[str, Any]) -> None:
-    line = (json.dumps({**entry, "version": VERSION}, sort_keys=True) + "\n").encode()
+class Training(BaseModel):
+    """What a line's model was trained: ``epochs`` in all, ``recovery_epochs`` of them the final recovery's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    best_val_accuracy: float | None
+    epochs: int
+    recovery_epochs: int = 0
+
+
+class LedgerEntry(BaseModel):
+    """One finished line of the spiral: a try of a step, the final recovery or the INT8 stage.
+
+    The plan fields say what the try aimed at and removed (a recovery or a quantization carries its
+    model's); the verdict fields are the judge's paired verdicts (the step budget first on a try,
+    then the final questions) and the speedup over the teacher with its interval; the measured
+    fields are the model's latency summary and ``pipeline.measure.CandidateMeasurement.summary``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int = VERSION
+    kind: Literal["step", "recovery", "quantize"] = "step"
+    step: int
+    attempt: int
+    dir: str
+    accepted: bool
+    reason: str
+    message: str | None = None  # how the loop ended (recovery, quantize)
+    # the plan
+    reduction: float | None = None
+    target_ms: float
+    reference: str
+    ratio: float
+    allocation: str
+    predicted_ms: float | None = None
+    candidates: list[dict[str, Any]] = []
+    predictor: dict[str, Any] | None = None
+    distill: Training
+    # the verdicts
+    verdicts: list[dict[str, Any]]
+    meets_final: bool
+    measure_s: float
+    speedup: float
+    speedup_ci: list[float]
+    # the measured model
+    latency_ms: dict[str, float]
+    statistic_ms: float
+    cv: float
+    robust_cv: float
+    stable: bool
+    accuracy: float
+    f1_macro: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    size_mb: float
+    parity: dict[str, Any] | None = None
+    # the INT8 stage
+    quantize_of: str | None = None
+    quantize: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "recovery":
+            return "final recovery"
+        if self.kind == "quantize":
+            return "INT8 quantization"
+        return f"step {self.step} try {self.attempt}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The line as a report shows it: every field, and its ``name``."""
+        return {**self.model_dump(mode="json"), "name": self.name}
+
+
+def append_entry(path: Path, entry: LedgerEntry) -> None:
+    line = (json.dumps(entry.model_dump(mode="json"), sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -32,11 +108,12 @@ def append_entry(path: Path, entry: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_ledger(path: Path) -> list[dict[str, Any]]:
+def read_ledger(path: Path) -> list[LedgerEntry]:
     """Every complete line; a final line without its newline (a killed write) is ignored.
 
-    A line that is not a JSON object, is longer than ``MAX_LINE_BYTES`` or names a step folder
-    (``dir``) outside the run folder is refused with an InputError.
+    A line that is not a ``LedgerEntry`` of a version this spiral reads, is longer than
+    ``MAX_LINE_BYTES`` or names a step folder (``dir``) outside the run folder is refused with an
+    InputError.
     """
     if not path.exists():
         return []
@@ -48,16 +125,22 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
             if not raw.endswith(b"\n"):
                 break
             try:
-                entry = json.loads(raw)
+                data = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InputError(f"{path}: line {number} is not JSON ({exc})") from None
-            if not isinstance(entry, dict) or not isinstance(entry.get("dir", ""), str):
-                raise InputError(f"{path}: line {number} is not a ledger entry (a JSON object with a string 'dir')")
-            version = entry.get("version", 1)
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: line {number} is not a ledger entry (not a JSON object)")
+            version = data.get("version", 1)
             if type(version) is not int or not 1 <= version <= VERSION:
                 raise InputError(f"{path}: line {number} is of ledger version {version!r}; this spiral reads "
                                  f"versions 1 to {VERSION}: resume or report it with the spiral that wrote it")
-            contained(path.parent, entry.get("dir", ""), f"{path}: line {number}: step folder")
+            try:
+                entry = LedgerEntry.model_validate(data)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"]) or "the line"
+                raise InputError(f"{path}: line {number} is not a ledger entry ({where}: {error['msg']})") from None
+            contained(path.parent, entry.dir, f"{path}: line {number}: step folder")
             entries.append(entry)
     return entries
 

@@ -15,19 +15,27 @@ what ``spiral export`` exports) is the last accepted line with one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+from deploy.atomic import write_json
 from deploy.errors import InputError
 from deploy.validation import contained
-from pipeline.ledger import read_ledger
+from pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
 
 LEDGER = "ledger.jsonl"
 RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiral compare`` recognises
+MAX_CONFIG_BYTES = 1 << 20  # a run's config.json takes a few kB
 
 
-def last_accepted(entries: list[dict], *, with_checkpoint: bool = False) -> dict | None:
+def config_digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def last_accepted(entries: list[LedgerEntry], *, with_checkpoint: bool = False) -> LedgerEntry | None:
     """The run's result so far: its last accepted line (with ``with_checkpoint``, the last that has a model/)."""
-    accepted = [e for e in entries if e["accepted"] and not (with_checkpoint and e.get("kind") == "quantize")]
+    accepted = [e for e in entries if e.accepted and not (with_checkpoint and e.kind == "quantize")]
     return accepted[-1] if accepted else None
 
 
@@ -41,16 +49,39 @@ class RunFolder:
         self.steps = self.root / "steps"
         self.report = self.root / "report.json"
 
+    def start(self, config: dict, *, resume: bool) -> None:
+        """Write ``config`` into a new run folder, or (``resume``) check it is the config the run
+        in this folder was started with; a ledger line cut by a kill is removed."""
+        if self.ledger.exists() or self.config.exists():
+            if not resume:
+                raise InputError(f"{self.root} already holds a run; pass --resume to continue it or choose another --out")
+            contained(self.root, self.config.name, "run folder:")
+            try:
+                if self.config.stat().st_size > MAX_CONFIG_BYTES:
+                    raise ValueError(f"larger than {MAX_CONFIG_BYTES >> 10} KiB")
+                stored = json.loads(self.config.read_text())
+            except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                raise InputError(f"{self.config} is not a spiral run config ({exc})") from None
+            if not isinstance(stored, dict):
+                raise InputError(f"{self.config} is not a spiral run config (not a JSON object)")
+            if config_digest(stored) != config_digest(config):
+                raise InputError(f"{self.root} was started with a different config; --resume needs the same one")
+        elif resume and self.root.exists() and any(self.root.iterdir()):
+            raise InputError(f"{self.root} holds no spiral run to resume")
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.config, config)
+        repair_ledger(self.ledger)
+
     @staticmethod
     def holds_run(path: Path) -> bool:
         return (Path(path) / LEDGER).is_file()
 
-    def entries(self) -> list[dict]:
+    def entries(self) -> list[LedgerEntry]:
         return read_ledger(self.ledger)
 
-    def of(self, entry: dict, name: str = "") -> Path:
+    def of(self, entry: LedgerEntry, name: str = "") -> Path:
         """A file or folder of a ledger line's step, refused when it leads out of the run folder."""
-        return contained(self.root, Path(entry["dir"]) / name, "run folder:")
+        return contained(self.root, Path(entry.dir) / name, "run folder:")
 
     def teacher_checkpoint(self) -> Path:
         return contained(self.root, "teacher/model", "run folder:")

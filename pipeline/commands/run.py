@@ -27,7 +27,7 @@ def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
     table = Table(title="spiral steps")
     for column in STEP_COLUMNS:
         table.add_column(column, overflow="fold")
-    for row in step_rows(outcome.teacher, outcome.entries):
+    for row in step_rows(outcome.teacher, [e.to_json() for e in outcome.entries]):
         style = {"accepted": "green", "rejected": "red"}.get(row["verdict"], "")
         *cells, verdict, reason = step_cells(row)
         table.add_row(*cells, f"[{style}]{verdict}[/]" if style else verdict, reason)

@@ -17,6 +17,7 @@ from pipeline.report import plots
 from pipeline.report.html import esc, html_page, html_plot, html_table
 from pipeline.report.junit import TestCase, junit_xml
 from pipeline.report.markdown import md_table
+from pipeline.ledger import LedgerEntry
 from pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:
@@ -26,50 +27,43 @@ REPORT_SCHEMA_VERSION = 1
 STEP_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")
 
 
-def entry_name(entry: dict) -> str:
-    if entry.get("kind") == "recovery":
-        return "final recovery"
-    if entry.get("kind") == "quantize":
-        return "INT8 quantization"
-    return f"step {entry['step']} try {entry['attempt']}"
-
-
-def step_rows(teacher: dict, entries: list[dict]) -> list[dict]:
-    """One row per model: the teacher, then every attempted step in order."""
+def step_rows(teacher: dict, steps: list[dict]) -> list[dict]:
+    """One row per model: the teacher, then every attempted step in order (``LedgerEntry.to_json``)."""
     rows = [{"name": "teacher", "verdict": "baseline", "reason": "", "speedup": 1.0, **teacher}]
-    for e in entries:
-        rows.append(
-            {"name": entry_name(e), "verdict": "accepted" if e["accepted"] else "rejected", **e}
-        )
+    rows += [{"verdict": "accepted" if e["accepted"] else "rejected", **e} for e in steps]
     return rows
 
 
-def met_budget(best: dict | None) -> bool:
+def met_budget(best: LedgerEntry | None) -> bool:
     """Whether the best accepted step met the final budget, as the judge decided when it was measured."""
-    return bool(best) and best["meets_final"]
+    return best is not None and best.meets_final
 
 
-def build_report(config: dict, budget: dict, teacher: dict, entries: list[dict], message: str) -> dict:
-    best = last_accepted(entries)
-    return {
+def build_report(config: dict, budget: dict, teacher: dict, entries: list[LedgerEntry], message: str) -> dict:
+    report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": RUN_REPORT_KIND,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "budget": budget,
         "teacher": teacher,
-        "steps": entries,
-        "best": best,
-        "met_budget": met_budget(best),
         "message": message,
     }
+    return {**report, **_steps(entries)}
+
+
+def _steps(entries: list[LedgerEntry]) -> dict:
+    """A report's steps, its best (last accepted) step and whether that met the final budget."""
+    best = last_accepted(entries)
+    return {"steps": [e.to_json() for e in entries], "best": best.to_json() if best else None,
+            "met_budget": met_budget(best)}
 
 
 def step_cells(row: dict) -> list[str]:
     """One row of ``STEP_COLUMNS``, as text."""
     return [
         row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
-        f"{row['predicted_ms']:.3f}" if "predicted_ms" in row else "", f"{row['speedup']:.2f}x",
+        f"{row['predicted_ms']:.3f}" if row.get("predicted_ms") is not None else "", f"{row['speedup']:.2f}x",
         f"{100 * row['accuracy']:.2f}", f"{row['params']:,}", f"{row['macs']:,}", row["verdict"], row["reason"],
     ]
 
@@ -91,7 +85,7 @@ def render_markdown(report: dict) -> str:
 def _step_profiles(report: dict, run_dir: Path) -> list[tuple[str, Profile]]:
     """(row name, profile) of the teacher and every step whose ``profile.json`` is still there."""
     found = []
-    dirs = [("teacher", "teacher")] + [(entry_name(e), e["dir"]) for e in report["steps"]]
+    dirs = [("teacher", "teacher")] + [(e["name"], e["dir"]) for e in report["steps"]]
     for name, directory in dirs:
         path = run_dir / directory / "profile.json"
         if path.is_file():
@@ -145,7 +139,7 @@ def render_junit(report: dict) -> str:
     """A test case per attempted step (a rejected try is ``skipped``: the search retries it) and one
     for the final budget, which fails when no accepted step met it."""
     cases = [
-        TestCase(entry_name(e), "spiral.run.steps",
+        TestCase(e["name"], "spiral.run.steps",
                  "pass" if e["accepted"] else "skipped", "" if e["accepted"] else e["reason"], e["reason"])
         for e in report["steps"]
     ]
@@ -156,7 +150,7 @@ def render_junit(report: dict) -> str:
 
 
 def write_reports(
-    out: Path, config: RunConfig, budget: dict, teacher: dict, entries: list[dict], message: str
+    out: Path, config: RunConfig, budget: dict, teacher: dict, entries: list[LedgerEntry], message: str
 ) -> list[Path]:
     report = build_report(config.model_dump(mode="json"), budget, teacher, entries, message)
     paths = [RunFolder(out).report, out / "report.md", out / "report.html"]
@@ -179,7 +173,5 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION:
         raise InputError(f"{path}: not a spiral run report of schema version {REPORT_SCHEMA_VERSION}")
     if folder.ledger.is_file():
-        report["steps"] = folder.entries()
-        report["best"] = last_accepted(report["steps"])
-        report["met_budget"] = met_budget(report["best"])
+        report.update(_steps(folder.entries()))
     return report

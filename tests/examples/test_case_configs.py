@@ -86,10 +86,10 @@ def run_shortened(config: dict, tmp_path: Path) -> tuple[dict, dict]:
     assert main(["run", str(path), "--out", str(out)]) == 0
     (entry,) = read_ledger(out / "ledger.jsonl")
     report = json.loads((out / "report.json").read_text())
-    assert entry["accepted"] and entry["parity"]["passed"]
-    assert entry["params"] < report["teacher"]["params"]
-    assert 0 <= entry["f1_macro"] <= 1
-    plan = json.loads((out / entry["dir"] / "plan.json").read_text())["plan"]
+    assert entry.accepted and entry.parity["passed"]
+    assert entry.params < report["teacher"]["params"]
+    assert 0 <= entry.f1_macro <= 1
+    plan = json.loads((out / entry.dir / "plan.json").read_text())["plan"]
     return entry, plan
 
 

@@ -8,10 +8,11 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import parse_config
-from pipeline.ledger import append_entry
+from pipeline.ledger import LedgerEntry, append_entry
 from pipeline.report import step_rows, write_reports
 from pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
+from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
@@ -28,7 +29,7 @@ def summary(ms: float, accuracy: float) -> dict:
     }
 
 
-def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[dict]]:
+def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[LedgerEntry]]:
     """A finished run on disk: the teacher and three attempts, with their profiles and ledger lines."""
     teacher = summary(4.0, 0.97)
     profile_from_samples(latencies(4.0, seed=0)).save(run_dir / "teacher" / "profile.json")
@@ -42,10 +43,9 @@ def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[dict]]:
             {"ratio": 0.25, "predicted_ms": 1.02 * ms, "ms": 1.01 * ms},
             {"ratio": 0.3, "predicted_ms": 0.97 * ms, "ms": None},
         ]
-        entry = {"step": step, "attempt": attempt, "dir": directory, "accepted": accepted, "reason": reason,
-                 "speedup": 4.0 / ms, "target_ms": 1.05 * ms, "ratio": 0.25, "allocation": "latency",
-                 "predicted_ms": 1.02 * ms, "candidates": candidates, "meets_final": ms <= BUDGET["final_ms"],
-                 **summary(ms, accuracy)}
+        entry = ledger_entry(step, attempt, accepted=accepted, ms=ms, accuracy=accuracy, reason=reason,
+                             speedup=4.0 / ms, target_ms=1.05 * ms, predicted_ms=1.02 * ms, candidates=candidates,
+                             meets_final=ms <= BUDGET["final_ms"])
         append_entry(run_dir / "ledger.jsonl", entry)
         entries.append(entry)
     return teacher, entries
@@ -70,7 +70,7 @@ def test_a_run_writes_json_markdown_and_a_self_contained_html_page(tmp_path):
 
 
 def test_step_rows_put_the_teacher_first():
-    rows = step_rows(summary(4.0, 0.97), [{"step": 1, "attempt": 1, "accepted": False, **summary(3.0, 0.9)}])
+    rows = step_rows(summary(4.0, 0.97), [ledger_entry(1, accepted=False).to_json()])
     assert [(r["name"], r["verdict"]) for r in rows] == [("teacher", "baseline"), ("step 1 try 1", "rejected")]
 
 

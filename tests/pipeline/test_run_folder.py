@@ -11,6 +11,7 @@ from pipeline.checkpoint import save_checkpoint
 from pipeline.ledger import append_entry
 from pipeline.models import build_model
 from pipeline.run_folder import RunFolder, last_accepted
+from tests.ledger_entries import ledger_entry
 
 SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
@@ -30,7 +31,7 @@ def _run(root: Path, lines: list[tuple[bool, str | None]], *, teacher: bool = Tr
         (root / name / "model.onnx").write_bytes(name.encode())
         if kind != "quantize":
             save_checkpoint(root / name / "model", base_spec=SPEC, plans=[], model=model, input_shape=[1, 1, 16, 16])
-        append_entry(folder.ledger, {"step": number, "dir": name, "accepted": accepted, **({"kind": kind} if kind else {})})
+        append_entry(folder.ledger, ledger_entry(number, dir=name, accepted=accepted, kind=kind or "step"))
     return folder
 
 
@@ -44,8 +45,8 @@ def test_the_result_is_the_last_accepted_step(tmp_path: Path) -> None:
 def test_an_accepted_int8_stage_ships_its_onnx_but_export_goes_on_from_the_float_step(tmp_path: Path) -> None:
     folder = _run(tmp_path / "run", [(True, None), (True, "quantize")])
     entries = folder.entries()
-    assert last_accepted(entries)["kind"] == "quantize"
-    assert last_accepted(entries, with_checkpoint=True)["dir"] == "steps/step-01-try-1"
+    assert last_accepted(entries).kind == "quantize"
+    assert last_accepted(entries, with_checkpoint=True).dir == "steps/step-01-try-1"
     assert folder.result_onnx() == folder.root / "steps" / "quantize" / "model.onnx"
     assert folder.result_checkpoint() == folder.root / "steps" / "step-01-try-1" / "model"
 
@@ -69,4 +70,4 @@ def test_a_run_with_nothing_to_ship_says_so(tmp_path: Path) -> None:
 def test_a_ledger_line_leading_out_of_the_folder_is_refused(tmp_path: Path) -> None:
     folder = _run(tmp_path / "run", [(True, None)])
     with pytest.raises(InputError, match="run folder"):
-        folder.of({"dir": "../elsewhere"}, "model")
+        folder.of(ledger_entry(dir="../elsewhere"), "model")

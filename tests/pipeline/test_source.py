@@ -13,6 +13,7 @@ from pipeline.ledger import append_entry
 from pipeline.models import build_model
 from pipeline.prune import PruneConfig, prune
 from pipeline.source import load_source
+from tests.ledger_entries import ledger_entry
 
 DEMO = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 TEXT = "pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
@@ -49,7 +50,7 @@ def test_a_run_folder_stands_for_its_last_accepted_step(tmp_path: Path) -> None:
     pruned, plan = prune(model, torch.zeros(1, 1, 16, 16), PruneConfig(ratio=0.5))
     save_checkpoint(run / "steps" / "step-01-try-1" / "model", base_spec=DEMO, plans=[plan], model=pruned,
                     input_shape=[1, 1, 16, 16])
-    append_entry(run / "ledger.jsonl", {"step": 1, "dir": "steps/step-01-try-1", "accepted": True})
+    append_entry(run / "ledger.jsonl", ledger_entry(1))
     source = load_source(str(run))
     assert source.name == str(run / "steps" / "step-01-try-1" / "model")
     assert len(source.plans) == 1

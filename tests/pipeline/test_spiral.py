@@ -41,28 +41,28 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     config = write_config(schedule={"allocation": allocation})
     assert main(["run", str(config), "--out", str(out)]) == 0
     entries = read_ledger(out / "ledger.jsonl")
-    assert len(entries) == 1 and entries[0]["accepted"]
+    assert len(entries) == 1 and entries[0].accepted
     # Every candidate plan has a predicted latency; only the measured ones have a measured one.
-    candidates = entries[0]["candidates"]
-    assert entries[0]["allocation"] == allocation and entries[0]["predicted_ms"] > 0
+    candidates = entries[0].candidates
+    assert entries[0].allocation == allocation and entries[0].predicted_ms > 0
     assert all(c["predicted_ms"] > 0 for c in candidates)
     measured = sum(c["ms"] is not None for c in candidates)
     assert 1 <= measured <= MAX_MEASURED and measured < len(candidates)
     # The candidate was measured in rounds beside the teacher; the judge decided the step and final budgets.
     entry = entries[0]
-    step_verdict, final_verdict = entry["verdicts"]
+    step_verdict, final_verdict = entry.verdicts
     assert step_verdict["question"]["reference"] == "teacher" and step_verdict["outcome"] == "meets"
-    assert step_verdict["question"]["limit"] == pytest.approx(entry["target_ms"] / report_teacher_ms(out))
-    assert final_verdict["question"]["name"] == "final max_ms" and entry["meets_final"]
-    low, high = entry["speedup_ci"]
-    assert low <= entry["speedup"] <= high
-    step = out / entries[0]["dir"]
+    assert step_verdict["question"]["limit"] == pytest.approx(entry.target_ms / report_teacher_ms(out))
+    assert final_verdict["question"]["name"] == "final max_ms" and entry.meets_final
+    low, high = entry.speedup_ci
+    assert low <= entry.speedup <= high
+    step = out / entries[0].dir
     for name in ("model/model.safetensors", "model/spiral.json", "model.onnx", "profile.json", "eval.json", "plan.json"):
         assert (step / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["schema_version"] == 1 and report["met_budget"]
     assert report["steps"][0]["parity"]["passed"]
-    assert entries[0]["params"] < report["teacher"]["params"]
+    assert entries[0].params < report["teacher"]["params"]
     assert "| step 1 try 1 |" in (out / "report.md").read_text()
     printed = capsys.readouterr().out
     assert "spiral steps" in printed and "accepted" in printed
@@ -81,12 +81,12 @@ def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
                                               "min_duration_s": 0.05, "max_duration_s": 0.5}})
     assert main(["run", str(config), "--out", str(out)]) == 0
     (entry,) = read_ledger(out / "ledger.jsonl")
-    assert entry["accepted"] and entry["verdicts"][0]["outcome"] == "meets"
-    for profile in (out / "teacher" / "profile.json", out / entry["dir"] / "profile.json"):
+    assert entry.accepted and entry.verdicts[0]["outcome"] == "meets"
+    for profile in (out / "teacher" / "profile.json", out / entry.dir / "profile.json"):
         data = json.loads(profile.read_text())
         assert data["backend"] == "torch" and data["runner_settings"]["mode"] == "eager"
         assert data["runner_settings"]["device"] == "cpu"
-    assert (out / entry["dir"] / "model.onnx").is_file()
+    assert (out / entry.dir / "model.onnx").is_file()
 
 
 def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):
@@ -123,12 +123,12 @@ def test_a_try_the_judge_rejects_spends_no_epochs(write_config, tmp_path: Path, 
                           distill={"epochs": 2})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
-    assert [(e["step"], e["attempt"]) for e in entries] == [(1, 1), (1, 2)]
+    assert [(e.step, e.attempt) for e in entries] == [(1, 1), (1, 2)]
     for entry in entries:
-        assert not entry["accepted"] and entry["verdicts"][0]["outcome"] != "meets"
-        assert entry["distill"] == {"best_val_accuracy": None, "epochs": 0, "recovery_epochs": 0}
-        assert entry["reason"].startswith("step budget:")
-        assert (out / entry["dir"] / "model.onnx").is_file()  # the untrained candidate, evaluated
+        assert not entry.accepted and entry.verdicts[0]["outcome"] != "meets"
+        assert entry.distill.model_dump() == {"best_val_accuracy": None, "epochs": 0, "recovery_epochs": 0}
+        assert entry.reason.startswith("step budget:")
+        assert (out / entry.dir / "model.onnx").is_file()  # the untrained candidate, evaluated
     assert "not distilled: the judge rejects its latency" in capsys.readouterr().err
 
 
@@ -162,7 +162,7 @@ def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     entries = read_ledger(out / "ledger.jsonl")
-    assert [(e["step"], e["attempt"]) for e in entries] == [(1, 1)]
+    assert [(e.step, e.attempt) for e in entries] == [(1, 1)]
     assert (out / "steps" / "step-01-try-1" / "plan.json").read_text() == plan_before
     assert (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns == teacher_mtime
     assert not work.exists()
@@ -173,8 +173,8 @@ def test_the_try_meeting_the_final_budget_trains_the_recovery_in_its_schedule(wr
     config = write_config(schedule={"total_epochs": 3})
     assert main(["run", str(config), "--out", str(out)]) == 0
     (step,) = read_ledger(out / "ledger.jsonl")
-    assert step["accepted"] and step["meets_final"]
-    assert step["distill"]["epochs"] == 3 and step["distill"]["recovery_epochs"] == 2
+    assert step.accepted and step.meets_final
+    assert step.distill.epochs == 3 and step.distill.recovery_epochs == 2
     assert not (out / "steps" / "recovery").exists()
 
 
@@ -187,16 +187,16 @@ def test_a_run_short_of_its_final_budget_recovers_its_last_model(write_config, t
                                                              "stop_at_floor": False})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
-    if not any(e["accepted"] for e in entries):
-        assert all(e.get("kind") != "recovery" for e in entries) and not (out / "steps" / "recovery").exists()
+    if not any(e.accepted for e in entries):
+        assert all(e.kind != "recovery" for e in entries) and not (out / "steps" / "recovery").exists()
         return
     *_, step, recovery = entries
-    assert step["accepted"] and not step["meets_final"] and step["distill"]["recovery_epochs"] == 0
-    assert recovery["kind"] == "recovery" and recovery["dir"] == "steps/recovery"
-    assert sum(e["distill"]["epochs"] for e in entries) == 4
+    assert step.accepted and not step.meets_final and step.distill.recovery_epochs == 0
+    assert recovery.kind == "recovery" and recovery.dir == "steps/recovery"
+    assert sum(e.distill.epochs for e in entries) == 4
     # The recovered model keeps the step's structure, so its latency verdicts are the step's.
-    assert recovery["verdicts"] == step["verdicts"] and recovery["params"] == step["params"]
-    assert recovery["accepted"] == (recovery["accuracy"] >= step["accuracy"])
+    assert recovery.verdicts == step.verdicts and recovery.params == step.params
+    assert recovery.accepted == (recovery.accuracy >= step.accuracy)
     report = json.loads((out / "report.json").read_text())
     assert "final recovery" in report["message"] and "| final recovery |" in (out / "report.md").read_text()
     before = (out / "ledger.jsonl").read_bytes()
@@ -209,7 +209,7 @@ def test_tries_train_only_what_the_budget_leaves_after_the_recovery_share(write_
     config = write_config(schedule={"total_epochs": 3, "final_epochs": 2}, distill={"epochs": 5, "lr": 0.02})
     assert main(["run", str(config), "--out", str(out)]) == 0
     (step,) = read_ledger(out / "ledger.jsonl")
-    assert (step["distill"]["epochs"], step["distill"]["recovery_epochs"]) == (3, 2)
+    assert (step.distill.epochs, step.distill.recovery_epochs) == (3, 2)
 
 
 def test_a_final_try_rejected_on_accuracy_spends_the_recovery_share_with_it(write_config, tmp_path: Path):
@@ -220,8 +220,8 @@ def test_a_final_try_rejected_on_accuracy_spends_the_recovery_share_with_it(writ
                           schedule={"total_epochs": 3, "final_epochs": 1, "max_steps": 5, "patience": 5})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
-    assert [(e["attempt"], e["accepted"], e["distill"]["epochs"]) for e in entries] == [(1, False, 3)]
-    assert entries[0]["reason"].startswith("accuracy") and "recovery" not in {e.get("kind") for e in entries}
+    assert [(e.attempt, e.accepted, e.distill.epochs) for e in entries] == [(1, False, 3)]
+    assert entries[0].reason.startswith("accuracy") and "recovery" not in {e.kind for e in entries}
     report = json.loads((out / "report.json").read_text())
     assert report["message"].startswith("the tries spent the training budget (total_epochs=3, 1 kept")
 
@@ -240,10 +240,10 @@ def test_the_int8_stage_is_judged_beside_the_float_result_and_the_teacher(write_
     config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 0.01, "max_drop": 100})
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
-    assert quantized["kind"] == "quantize" and quantized["quantize_of"] == step["dir"]
-    assert quantized["accepted"] and quantized["verdicts"][0]["question"]["name"] == "int8 vs float"
-    assert quantized["verdicts"][1]["question"]["subject"] == "int8" and quantized["meets_final"]
-    assert (out / "steps" / "quantize" / "model.onnx").is_file() and quantized["distill"]["epochs"] == 0
+    assert quantized.kind == "quantize" and quantized.quantize_of == step.dir
+    assert quantized.accepted and quantized.verdicts[0]["question"]["name"] == "int8 vs float"
+    assert quantized.verdicts[1]["question"]["subject"] == "int8" and quantized.meets_final
+    assert (out / "steps" / "quantize" / "model.onnx").is_file() and quantized.distill.epochs == 0
     report = json.loads((out / "report.json").read_text())
     assert report["best"]["kind"] == "quantize" and "INT8 quantization accepted" in report["message"]
     assert "| INT8 quantization |" in (out / "report.md").read_text()
@@ -257,9 +257,9 @@ def test_a_rejected_int8_stage_leaves_the_float_model(write_config, tmp_path: Pa
     config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 100})
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
-    assert not quantized["accepted"] and quantized["reason"].startswith("int8 vs float: misses")
+    assert not quantized.accepted and quantized.reason.startswith("int8 vs float: misses")
     report = json.loads((out / "report.json").read_text())
-    assert report["best"]["dir"] == step["dir"] and report["met_budget"]
+    assert report["best"]["dir"] == step.dir and report["met_budget"]
 
 
 def test_the_int8_stage_needs_an_onnx_runtime_target(write_config, tmp_path: Path, capsys):

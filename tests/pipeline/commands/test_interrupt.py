@@ -45,4 +45,4 @@ def test_a_signal_mid_step_is_one_line_and_the_run_resumes(sig, code, word, writ
     assert read_ledger(out / "ledger.jsonl") == []
     assert not [p for p in out.rglob("*.tmp")]  # nothing half-written
     assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
-    assert [(e["step"], e["attempt"]) for e in read_ledger(out / "ledger.jsonl")] == [(1, 1)]
+    assert [(e.step, e.attempt) for e in read_ledger(out / "ledger.jsonl")] == [(1, 1)]

@@ -16,6 +16,7 @@ from pipeline.cli import main
 from pipeline.ledger import append_entry
 from pipeline.models import build_model
 from pipeline.compare.releases import load_release
+from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
@@ -140,7 +141,7 @@ def test_a_run_folder_is_gated_on_the_onnx_file_it_ships(digits_onnx, write_budg
     run = tmp_path / "run"
     (run / "steps" / "step-01-try-1").mkdir(parents=True)
     shutil.copyfile(digits_onnx, run / "steps" / "step-01-try-1" / "model.onnx")
-    append_entry(run / "ledger.jsonl", {"step": 1, "dir": "steps/step-01-try-1", "accepted": True})
+    append_entry(run / "ledger.jsonl", ledger_entry(1))
     budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
     assert gate(run, "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
     assert json.loads((tmp_path / "g.json").read_text())["params"] == 2650  # digits_net's, as shipped

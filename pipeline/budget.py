@@ -1,0 +1,94 @@
+"""A run's final budget and how the judge's paired verdicts answer it.
+
+The budget comes from the teacher measured when the run started: a speedup over it and/or an
+absolute latency, both asked of every candidate measured in rounds beside the teacher
+(``deploy.verdict``), and an accuracy floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploy.profiler import Paired
+from deploy.verdict import Question, interval, percent
+from pipeline.config import BudgetConfig
+from pipeline.ledger import LedgerEntry
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The final budget: a speedup over the teacher and/or an absolute latency, and an accuracy floor.
+
+    Both latency parts are questions to the judge (``deploy.verdict``), asked of every candidate
+    measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
+    and the predictor aim at, from the teacher measured alone when the run started.
+    """
+
+    statistic: str
+    teacher_ms: float
+    min_speedup: float | None
+    max_ms: float | None
+    teacher_accuracy: float
+    accuracy_floor: float
+
+    @classmethod
+    def of_teacher(cls, config: BudgetConfig, teacher: dict) -> Budget:
+        """``config`` (the run's ``budget:``) made concrete by the teacher's measured summary."""
+        accuracy = 100 * teacher["accuracy"]
+        drop = config.accuracy.max_drop
+        floors = [v for v in (config.accuracy.min, accuracy - drop if drop is not None else None) if v is not None]
+        return cls(config.statistic, teacher["statistic_ms"], config.min_speedup, config.max_ms, accuracy, max(floors))
+
+    @property
+    def final_ms(self) -> float:
+        return min(v for v in (self.max_ms, self.teacher_ms / self.min_speedup if self.min_speedup else None) if v)
+
+    def final_questions(self) -> list[Question]:
+        questions = []
+        if self.min_speedup is not None:
+            questions.append(Question("final speedup", "candidate", 1 / self.min_speedup, "teacher", self.statistic))
+        if self.max_ms is not None:
+            questions.append(Question("final max_ms", "candidate", self.max_ms, None, self.statistic))
+        return questions
+
+    def describe(self) -> str:
+        parts = []
+        if self.min_speedup is not None:
+            parts.append(f"{self.statistic} speedup >= {self.min_speedup:.2f}x over the teacher, measured paired")
+        if self.max_ms is not None:
+            parts.append(f"{self.statistic} <= {self.max_ms:.3f} ms (upper confidence bound)")
+        return " and ".join(parts) + f", accuracy >= {self.accuracy_floor:.2f}% (teacher {self.teacher_accuracy:.2f}%)"
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "final_ms": self.final_ms, "final": self.describe()}
+
+
+def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
+    """The judge grants the step budget or, on a step aiming at the final budget, every final question.
+
+    There the step budget is the final budget in the teacher's planning figure (measured alone when
+    the run started) over the current model's; the final questions ask the same of the teacher
+    measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
+    the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
+    rejected on the step question)."""
+    judged = [q for q in questions if q.name != step.name] if final_step else [step]
+    return all(paired.verdict(q.name).meets for q in judged)
+
+
+def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:
+    """``subject``'s speedup over the teacher: the median of the per-round ratios, with its interval."""
+    ratios = paired.rounds.values(Question("speedup", subject, 1.0, "teacher", statistic))
+    if len(ratios) == 0:  # every round was set aside (an oversubscribed machine): no estimate
+        return {"speedup": float("nan"), "speedup_ci": [float("nan"), float("nan")]}
+    estimate, low, high = interval(ratios, paired.rounds.verdicts[0].confidence)
+    return {"speedup": 1 / estimate, "speedup_ci": [1 / high, 1 / low]}
+
+
+def final_summary(entry: LedgerEntry) -> str:
+    """``speedup 4.12x (95% CI 4.01x .. 4.20x) over the teacher, p50 0.934 ms`` of an accepted step."""
+    low, high = entry.speedup_ci
+    confidence = entry.verdicts[0]["confidence"]
+    return (
+        f"speedup {entry.speedup:.2f}x ({percent(confidence)} CI {low:.2f}x .. {high:.2f}x) over the teacher, "
+        f"measured paired; {entry.statistic_ms:.3f} ms, accuracy {100 * entry.accuracy:.2f}%"
+    )

@@ -1,0 +1,218 @@
+"""One try of a spiral step: plan (screened by predicted latency, measured), train, measure, judge.
+
+A candidate is measured when its plan is screened, before it is trained (its graph, hence its
+latency, does not change with training), so a try the judge rejects spends no training epochs. The
+try works in ``steps/.NAME/`` (its chosen plan and its distillation checkpoints, so a killed try
+resumes) and is published as ``steps/NAME/`` with its ledger line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from torch import nn
+
+from deploy.atomic import publish_dir, write_json
+from deploy.profiler import Paired
+from deploy.verdict import Question, Verdict
+from kernels.predictor import LatencyPredictor
+from pipeline.budget import Budget, latency_met, paired_speedup
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import RunConfig
+from pipeline.distill.train import distill
+from pipeline.export import export_onnx
+from pipeline.ledger import LedgerEntry, Training, append_entry
+from pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
+from pipeline.plan_search import NothingLeftToPrune, PlanChoice, choose_plan
+from pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
+from pipeline.run_folder import RunFolder
+from pipeline.teacher import RunData
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The model a step starts from: its name in paired measurements, module, ONNX file, latency and lineage."""
+
+    name: str
+    model: nn.Module
+    onnx: Path
+    ms: float
+    lineage: tuple[str, list]
+
+
+
+class Tries:
+    """The tries of one run: its config, folder, data and latency predictor, and the last model traced."""
+
+    def __init__(self, config: RunConfig, folder: RunFolder, data: RunData, predictor: LatencyPredictor,
+                 console: Console):
+        self.config = config
+        self.folder = folder
+        self.data = data
+        self.predictor = predictor
+        self.console = console
+        self._traced: tuple[nn.Module, PrunableModel] | None = None
+
+    def prunable(self, model: nn.Module) -> PrunableModel:
+        """``model`` (the teacher or the last accepted student) traced once: the floor check and
+        every try of a step plan from one trace and one scoring of its channels."""
+        if self._traced is None or self._traced[0] is not model:
+            self._traced = (model, PrunableModel(model, self.data.example_input))
+        return self._traced[1]
+
+    def _measure_latency(
+        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference, teacher: nn.Module
+    ) -> Paired:
+        """``candidate`` in rounds beside the current model and the teacher, every question judged.
+
+        A candidate is measured before it is distilled: training changes its weights, not its
+        graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
+        the judge rejects."""
+        path = export_onnx(candidate, self.data.example_input, work / "candidate.onnx")
+        models = {"candidate": (path, candidate), "teacher": (self.folder.teacher_onnx, teacher),
+                  current.name: (current.onnx, current.model)}
+        paired = measure_paired(models, self.config, questions, work / "compiled")
+        shutil.rmtree(work / "compiled", ignore_errors=True)
+        path.unlink()
+        return paired
+
+    def _choose_plan(
+        self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
+        work: Path,
+    ) -> tuple[PlanChoice, dict[tuple, tuple[nn.Module, Paired]]]:
+        """The step's plan, and each measured plan's pruned module with its paired session (the
+        chosen one is distilled as it is, not pruned again). A plan meets when the judge says it
+        meets the step budget and, on the step that aims at the final budget, the final budget too."""
+        measured: dict[tuple, tuple[nn.Module, Paired]] = {}
+
+        def measure(plan: PruningPlan) -> tuple[float, bool]:
+            candidate = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input)
+            paired = self._measure_latency(candidate, work, questions, current, teacher)
+            measured[plan.groups] = (candidate, paired)
+            return paired.verdict(step.name).estimate * current.ms, latency_met(paired, step, questions, final_step)
+
+        cfg = self.config
+        choice = choose_plan(
+            self.prunable(current.model), step.limit * current.ms, current.ms, prune=cfg.prune,
+            schedule=cfg.schedule, predictor=self.predictor, calibration=self.data.calibration, measure=measure,
+            original=original_channels(current.lineage[1]),
+        )
+        return choice, measured
+
+    def attempt(
+        self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
+        teacher: nn.Module, budget: Budget, progress: Progress,
+    ) -> tuple[LedgerEntry, nn.Module, PruningPlan]:
+        """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
+
+        ``recovery_epochs`` are added to its training when its plan meets the final budget: the
+        last step and the final recovery of its model are one schedule."""
+        name = f"step-{step:02d}-try-{attempt}"
+        work = self.folder.steps / f".{name}"
+        work.mkdir(parents=True, exist_ok=True)
+        target_ms = max(budget.final_ms, current.ms * (1 - reduction))
+        final_step = target_ms <= budget.final_ms
+        step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
+        questions = [step_question, *budget.final_questions()]
+        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current, teacher)
+        latency_ok = latency_met(paired, step_question, questions, final_step)
+        finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
+        epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
+        measured_count = sum(c["ms"] is not None for c in choice.candidates)
+        progress.console.print(
+            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {choice.plan.ratio:.0%} "
+            f"of the channels (predicted {choice.predicted_ms:.3f} ms); "
+            + (f"distilling {epochs} epochs"
+               + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
+               if latency_ok else "not distilled: the judge rejects its latency")
+        )
+        kd_teacher = current.model if self.config.distill.teacher == "previous" else teacher
+        trained = self.train(student, kd_teacher, epochs, work, progress)
+        trained = trained.model_copy(update={"recovery_epochs": recovery_epochs if finishes else 0})
+        save_checkpoint(
+            work / "model", base_spec=current.lineage[0], plans=[*current.lineage[1], choice.plan], model=student,
+            input_shape=self.config.input_shape, input_dtype=self.data.input_dtype,
+            metadata={"step": step, "attempt": attempt},
+        )
+        measurement = self.data.measure(student, work, self.config)
+        paired.profiles["candidate"].save(work / "profile.json")
+        judged = [paired.verdict(q.name) for q in (questions[1:] if final_step else [step_question])]
+        failures = self._failures(measurement, judged, latency_ok, budget)
+        shutil.rmtree(work / "distill", ignore_errors=True)
+        final = self.folder.steps / name
+        publish_dir(work, final)
+        entry = LedgerEntry(
+            step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=not failures,
+            reason="; ".join(failures) or ("; ".join(v.message() for v in judged)
+                                           + f"; accuracy {100 * measurement.metrics['accuracy']:.2f}% "
+                                           f">= {budget.accuracy_floor:.2f}%"),
+            reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
+            allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
+            candidates=choice.candidates, predictor=choice.calibration, distill=trained,
+            verdicts=[paired.verdict(q.name).to_dict() for q in questions],
+            meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
+            measure_s=paired.rounds.wall_s, **paired_speedup(paired, budget.statistic),
+            **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
+        )
+        append_entry(self.folder.ledger, entry)
+        return entry, student, choice.plan
+
+    def _plan(
+        self, name: str, work: Path, step: Question, questions: list[Question], final_step: bool,
+        current: Reference, teacher: nn.Module,
+    ) -> tuple[PlanChoice, nn.Module, Paired]:
+        """The try's plan, its pruned module and its paired session: chosen and measured now, or
+        (a resumed try) read from its ``plan.json``, pruned and measured again."""
+        plan_path = work / "plan.json"
+        if plan_path.exists():
+            choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
+            student = apply_plan(copy.deepcopy(current.model), choice.plan, self.data.example_input)
+            return choice, student, self._measure_latency(student, work, questions, current, teacher)
+        self.console.print(
+            f"{name}: screening {self.config.schedule.allocation} pruning plans for "
+            f"{step.limit * current.ms:.3f} ms by predicted latency"
+        )
+        try:
+            choice, measured = self._choose_plan(step, questions, final_step, current, teacher, work)
+        except NothingLeftToPrune:
+            shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
+            raise
+        write_json(plan_path, choice.to_dict())
+        student, paired = measured[choice.plan.groups]
+        return choice, student, paired
+
+    def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:
+        """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
+        if not epochs:
+            return Training(best_val_accuracy=None, epochs=0)
+        result = distill(student, teacher, self.data.train_set, self.data.val_set,
+                         self.config.distill.model_copy(update={"epochs": epochs}),
+                         checkpoint_dir=work / "distill", progress=progress)
+        return Training(best_val_accuracy=result.best_val_accuracy, epochs=result.epochs_run)
+
+    def _failures(
+        self, measurement: CandidateMeasurement, judged: list[Verdict], latency_ok: bool, budget: Budget,
+    ) -> list[str]:
+        """Why a try is rejected: parity, the judge's latency verdicts, the accuracy floor, the size limit."""
+        failures = []
+        if not measurement.parity.passed:
+            failures.append(
+                f"ONNX parity failed: max |diff| {measurement.parity.max_abs_diff:.2e}, "
+                f"top-1 agreement {measurement.parity.top1_agreement:.1%}"
+            )
+        if not latency_ok:
+            failures.extend(v.message() for v in judged if not v.meets)
+        accuracy = 100 * measurement.metrics["accuracy"]
+        if accuracy < budget.accuracy_floor:
+            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%"
+                            + ("" if latency_ok else " (not distilled)"))
+        size_limit = self.config.budget.max_size_mb
+        if size_limit is not None and measurement.size_mb > size_limit:
+            failures.append(f"size {measurement.size_mb:.2f} MB > {size_limit} MB")
+        return failures

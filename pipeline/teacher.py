@@ -1,0 +1,124 @@
+"""What a spiral run starts from: its data, and its teacher (loaded or trained, then measured once).
+
+``RunData`` is what every stage of a run reads: the two splits, the example input its models are
+exported and timed with, the inputs of the ONNX parity check, and the calibration batches of the
+pruning criteria. The teacher is the run's model spec, or with ``teacher_training`` that spec trained
+on the run's data and cached in the run folder (a resumed run, or another config with the same
+training, reuses it). It is measured once per run: a resumed run keeps the same budgets.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from deploy.atomic import write_json
+from deploy.errors import InputError
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.config import RunConfig
+from pipeline.data import load_datasets
+from pipeline.distill.train import distill
+from pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
+from pipeline.prune import dtype_name
+from pipeline.run_folder import RunFolder, config_digest
+from pipeline.source import load_source
+
+CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
+
+
+@dataclass(frozen=True)
+class RunData:
+    train_set: Dataset
+    val_set: Dataset
+    example_input: torch.Tensor
+    input_dtype: str
+    parity_inputs: torch.Tensor
+    calibration: list[torch.Tensor]
+
+    @classmethod
+    def load(cls, config: RunConfig) -> RunData:
+        train_set, val_set = load_datasets(config.data.source, config.input_shape, seed=config.data.seed)
+        if len(val_set) == 0 or len(train_set) == 0:
+            raise InputError(f"data '{config.data.source}' has an empty train or validation split")
+        batch = config.input_shape[0]
+        loader = DataLoader(val_set, batch_size=max(batch, config.parity.samples), shuffle=False)
+        inputs = next(iter(loader))[0]
+        if list(inputs.shape[1:]) != config.input_shape[1:]:
+            raise InputError(
+                f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
+            )
+        calibration = DataLoader(train_set, batch_size=config.data.batch_size)
+        return cls(train_set, val_set, inputs[:batch], dtype_name(inputs), inputs[: config.parity.samples],
+                   [b for _, b in zip(range(CALIBRATION_BATCHES), calibration)])
+
+    def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
+        """``model`` exported into ``directory``, its parity checked and its accuracy evaluated."""
+        return measure_candidate(model, directory, config=config, example_input=self.example_input,
+                                 parity_inputs=self.parity_inputs, val_set=self.val_set)
+
+
+def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -> None:
+    try:
+        with torch.no_grad():
+            out = model.eval()(data.example_input)
+    except Exception as exc:  # any failure here means the input shape or model is wrong
+        raise InputError(f"model '{spec}' does not accept input_shape {config.input_shape}: {exc}") from None
+    if out.ndim != 2 or out.shape[1] != config.num_classes:
+        raise InputError(
+            f"model '{spec}' outputs shape {list(out.shape)}; expected [batch, num_classes={config.num_classes}]"
+        )
+
+
+def load_teacher(
+    config: RunConfig, folder: RunFolder, data: RunData, console: Console, progress: Progress,
+) -> tuple[nn.Module, str, list]:
+    """The teacher module, its base spec and its pruning plans (a checkpoint's, when it is one)."""
+    if config.teacher_training is None:
+        source = load_source(config.model)
+        check_model(source.module, config.model, config, data)
+        return source.module, source.base_spec, source.plans
+    key = config_digest({"model": config.model, "data": config.data.model_dump(), "input_shape": config.input_shape,
+                         "training": config.teacher_training.model_dump(mode="json")})
+    directory = folder.teacher_checkpoint()
+    if directory.exists():
+        model, meta = load_checkpoint(directory)
+        if meta.get("metadata", {}).get("training_key") == key:
+            console.print(f"teacher: reusing the trained teacher in {directory}")
+            return model, meta["base_spec"], meta["plans"]
+    source = load_source(config.model)
+    model, base_spec, plans = source.module, source.base_spec, source.plans
+    check_model(model, config.model, config, data)
+    console.print(f"teacher: training {config.model} on {config.data.source} ({config.teacher_training.epochs} epochs)")
+    result = distill(model, None, data.train_set, data.val_set, config.teacher_training,
+                     checkpoint_dir=folder.teacher / "training", progress=progress)
+    save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=config.input_shape,
+                    input_dtype=data.input_dtype,
+                    metadata={"training_key": key, "val_accuracy": result.best_val_accuracy})
+    shutil.rmtree(folder.teacher / "training", ignore_errors=True)
+    return model, base_spec, plans
+
+
+def measure_teacher(teacher: nn.Module, config: RunConfig, folder: RunFolder, data: RunData) -> dict:
+    """The teacher's latency on the target (alone) and its measurement summary, kept in ``teacher/summary.json``."""
+    summary_path = folder.teacher / "summary.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    work = folder.teacher / ".measure"
+    shutil.rmtree(work, ignore_errors=True)
+    measurement = data.measure(teacher, work, config)
+    profile = profile_on_target(measurement.onnx_path, teacher, config, work / "compiled")
+    profile.save(work / "profile.json")
+    summary = {**latency_summary(profile, config.budget.statistic), **measurement.summary()}
+    for name in ("model.onnx", "profile.json", "eval.json"):
+        (work / name).replace(folder.teacher / name)
+    shutil.rmtree(work, ignore_errors=True)
+    write_json(summary_path, summary)
+    return summary

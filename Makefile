@@ -55,7 +55,7 @@ case-deps:
 	fi
 
 example-image: $(STAMP) case-deps
-	$(BIN)/python -m pipeline.casestudies.images
+	$(BIN)/python -m spiral.pipeline.casestudies.images
 	$(BIN)/spiral run examples/image/config.yaml --out runs/example-image --resume
 
 example-text: $(STAMP) case-deps

@@ -31,13 +31,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pipeline.config import load_config
-from pipeline.data import load_datasets
-from pipeline.distill.config import DistillConfig, LossWeights
-from pipeline.distill.train import distill, recalibrate_batchnorm
-from pipeline.metrics import evaluate
-from pipeline.models import build_model
-from pipeline.prune import example_input, prune
+from spiral.pipeline.config import load_config
+from spiral.pipeline.data import load_datasets
+from spiral.pipeline.distill.config import DistillConfig, LossWeights
+from spiral.pipeline.distill.train import distill, recalibrate_batchnorm
+from spiral.pipeline.metrics import evaluate
+from spiral.pipeline.models import build_model
+from spiral.pipeline.prune import example_input, prune
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "demo.yaml"
 RATIO = 0.5

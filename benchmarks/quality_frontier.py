@@ -1,6 +1,6 @@
 """The most accurate model under a measured budget: the spiral against one-shot pruning, same epochs.
 
-Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``pipeline.casestudies.images``)
+Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``spiral.pipeline.casestudies.images``)
 with two architectures: the demo's ResNet-18 layout (``digits_resnet``, 1x1x32x32) and torchvision's
 MobileNetV2 (1x3x32x32). Each teacher is trained once and cached under ``--cache``. For each budget
 of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each seed:
@@ -30,7 +30,7 @@ recovery: each try spends at most ``--step-epochs`` of what the recovery's share
 plan the judge rejects spends none), and the try whose plan meets the final budget trains the rest
 in its own schedule, so every method trains the same number of epochs (the table says how many each
 really spent). Every finalist is then measured in rounds
-beside the teacher in one paired session per budget and seed (``deploy.profiler.profile_paired``):
+beside the teacher in one paired session per budget and seed (``spiral.deploy.profiler.profile_paired``):
 the speedup is the median of the per-round ratios, and ``meets`` is the judge's verdict on the
 budget. Accuracy is the ONNX model's on the validation split. Prints a Markdown table per
 architecture (mean ± std over seeds, wall time per method), writes an accuracy-vs-speedup plot per
@@ -69,27 +69,27 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deploy.atomic import write_bytes, write_json  # noqa: E402
-from deploy.fingerprint import cpu_model  # noqa: E402
-from deploy.profiler import profile_paired  # noqa: E402
-from deploy.verdict import Question  # noqa: E402
-from pipeline.casestudies.images import build_image_folder  # noqa: E402
-from pipeline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from pipeline.config import RunConfig, parse_config  # noqa: E402
-from pipeline.data import load_datasets  # noqa: E402
-from pipeline.distill.config import DistillConfig  # noqa: E402
-from pipeline.distill.train import distill  # noqa: E402
-from pipeline.evaluate import evaluate_onnx  # noqa: E402
-from pipeline.export import export_onnx  # noqa: E402
-from pipeline.measure import target_of  # noqa: E402
-from pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
-from pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
-from pipeline.run_folder import config_digest  # noqa: E402
-from pipeline.source import load_source  # noqa: E402
-from pipeline.spiral import Spiral  # noqa: E402
+from spiral.deploy.atomic import write_bytes, write_json  # noqa: E402
+from spiral.deploy.fingerprint import cpu_model  # noqa: E402
+from spiral.deploy.profiler import profile_paired  # noqa: E402
+from spiral.deploy.verdict import Question  # noqa: E402
+from spiral.pipeline.casestudies.images import build_image_folder  # noqa: E402
+from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from spiral.pipeline.config import RunConfig, parse_config  # noqa: E402
+from spiral.pipeline.data import load_datasets  # noqa: E402
+from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
+from spiral.pipeline.distill.train import distill  # noqa: E402
+from spiral.pipeline.evaluate import evaluate_onnx  # noqa: E402
+from spiral.pipeline.export import export_onnx  # noqa: E402
+from spiral.pipeline.measure import target_of  # noqa: E402
+from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
+from spiral.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
+from spiral.pipeline.run_folder import config_digest  # noqa: E402
+from spiral.pipeline.source import load_source  # noqa: E402
+from spiral.pipeline.spiral import Spiral  # noqa: E402
 
 ARCHITECTURES = {
-    "resnet": ("pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
+    "resnet": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
 METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",

@@ -5,13 +5,16 @@ bundle/
   manifest.json               target, model facts, the exact build and profile commands per runtime
                               version, versions, and the sha256 of every other file
   model.onnx
-  runner/deploy/device_runner/*.py   the package that runs on the device (python3 + numpy; onnxruntime
+  runner/spiral/__init__.py   the ``spiral`` package's own (with ``deploy/`` beside it, it adds nothing
+                              to its path)
+  runner/spiral/deploy/device_runner/*.py
+                              the package that runs on the device (python3 + numpy; onnxruntime
                               for CPU targets), every module of it
-  runner/deploy/...           the few deploy modules it imports: errors, stats, sampling, verdict,
+  runner/spiral/deploy/...    the few deploy modules it imports: errors, stats, sampling, verdict,
                               trtexec_parse
 ```
 
-The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m deploy.device_runner`` (see
+The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m spiral.deploy.device_runner`` (see
 ``runner_command``). Commands hold placeholders the device fills in: ``{python}`` (the runner's
 interpreter), ``{cores}``, ``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache
 and results).
@@ -32,27 +35,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy import device_runner
-from deploy.backends.base import InputMetadata
-from deploy.atomic import write_bytes
-from deploy.backends.onnx_io import read_onnx_io
-from deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from deploy.backends.trtexec import build_command, shape_arg, trace_command
-from deploy.errors import InputError
-from deploy.fingerprint import file_sha256, library_versions
-from deploy.sampling import ProfileSettings
-from deploy.target_profiles import Dla, TargetProfile
+import spiral
+from spiral.deploy import device_runner
+from spiral.deploy.backends.base import InputMetadata
+from spiral.deploy.atomic import write_bytes
+from spiral.deploy.backends.onnx_io import read_onnx_io
+from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
+from spiral.deploy.backends.trtexec import build_command, shape_arg, trace_command
+from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import file_sha256, library_versions
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.target_profiles import Dla, TargetProfile
 
 BUNDLE_VERSION = 1
 MODEL_FILE = "model.onnx"
 RUNNER_DIR = "runner"  # the bundle's folder that the device puts on PYTHONPATH
-RUNNER = "deploy.device_runner"  # the module the device runs: python3 -m deploy.device_runner
+RUNNER = "spiral.deploy.device_runner"  # the module the device runs: python3 -m spiral.deploy.device_runner
 _DEPLOY_DIR = Path(__file__).parent
 _PACKAGE_DIR = Path(device_runner.__file__).parent
-# The runner's package, every module of it, and what it imports from ``deploy``, under ``runner/deploy/``.
+# The runner's package, every module of it, and what it imports from ``spiral.deploy``, under
+# ``runner/spiral/deploy/``, with the ``spiral`` package's own ``__init__``.
 RUNNER_FILES = {
-    **{f"{RUNNER_DIR}/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
-    **{f"{RUNNER_DIR}/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
+    f"{RUNNER_DIR}/spiral/__init__.py": Path(spiral.__file__),
+    **{f"{RUNNER_DIR}/spiral/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
+    **{f"{RUNNER_DIR}/spiral/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
        for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse")},
 }
 

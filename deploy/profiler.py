@@ -1,7 +1,7 @@
 """The latency profiler: profiles of one model, or of several measured together in rounds.
 
-Sampling is ``deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
-verdicts are ``deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
+Sampling is ``spiral.deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
+verdicts are ``spiral.deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
 (``spiral profile``); ``profile_paired`` loads several models once on one ``Target`` and
 alternates them in rounds, so that their comparison rests on per-round ratios. A measurement is
 ``stable`` when its robust coefficient of variation is at most ``cv_threshold``; that is reported,
@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from deploy.backends import Runner, get_backend
-from deploy.backends.base import TraceRunner
-from deploy.atomic import write_bytes
-from deploy.backends.inputs import make_inputs
-from deploy.errors import InputError
-from deploy.fingerprint import file_sha256, target_fingerprint
-from deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
-from deploy.stats import robust_cv, summarize
-from deploy.verdict import Question, Verdict, round_statistic
+from spiral.deploy.backends import Runner, get_backend
+from spiral.deploy.backends.base import TraceRunner
+from spiral.deploy.atomic import write_bytes
+from spiral.deploy.backends.inputs import make_inputs
+from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import file_sha256, target_fingerprint
+from spiral.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
+from spiral.deploy.stats import robust_cv, summarize
+from spiral.deploy.verdict import Question, Verdict, round_statistic
 
 SCHEMA_VERSION = 1
 STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "stdev", "cv", "robust_cv", "min", "max")
@@ -50,7 +50,7 @@ class Measurement:
     # Samples per round, in order: ``samples_ms`` split by these sizes gives the rounds back.
     round_sizes: list[int] = field(default_factory=list)
     # Per round, the share of the measuring threads' time spent waiting for a CPU (None: unknown);
-    # rounds past ``max_cpu_wait`` were left out of the verdicts (``deploy.sampling``).
+    # rounds past ``max_cpu_wait`` were left out of the verdicts (``spiral.deploy.sampling``).
     cpu_wait: list[float | None] = field(default_factory=list)
 
     def rounds(self, statistic: str = "p50") -> list[float]:
@@ -135,7 +135,7 @@ def timed(runner: Runner, feed: dict[str, np.ndarray], throughput: bool) -> Time
 
 
 def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings) -> Measurement:
-    """One model alone, sampled in rounds (``deploy.sampling``) until its round median is tight.
+    """One model alone, sampled in rounds (``spiral.deploy.sampling``) until its round median is tight.
 
     A ``TraceRunner`` (trtexec) times itself: it gets the warm-up, the minimum duration and count,
     and its per-query times, in consecutive rounds of ``block_calls``, are summarized the same way.
@@ -278,7 +278,7 @@ def profile_paired(
     """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
 
     Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
-    rounds go on until every question is decided or the time cap (see ``deploy.sampling``).
+    rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
     ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
     """
     runners: dict[str, Runner] = {}

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from deploy.bundle import Bundle, runner_command
-from deploy.device_runner import ERROR_MARK
-from deploy.errors import InputError
-from deploy.target_profiles import TargetProfile
+from spiral.deploy.bundle import Bundle, runner_command
+from spiral.deploy.device_runner import ERROR_MARK
+from spiral.deploy.errors import InputError
+from spiral.deploy.target_profiles import TargetProfile
 
 # Added after the target's own options, which therefore win (ssh keeps the first value it gets).
 _DEFAULT_OPTIONS = ("ServerAliveInterval=15", "ServerAliveCountMax=4")

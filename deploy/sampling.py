@@ -7,7 +7,7 @@ A B, … so neither model always runs first after the other). Samples inside a b
 machine's state; what changes between profiles taken minutes apart (other processes, clocks,
 caches) is what fools a verdict, and a round puts both models under nearly the same state. A ratio
 question is judged on the per-round ratios of the blocks' statistics, an absolute one on the
-per-round values (``deploy.verdict``).
+per-round values (``spiral.deploy.verdict``).
 
 Why blocks and not single calls in turn: ONNX Runtime's intra-op threads spin for a while after a
 call, so a second session called right after the first competes with the first one's spinning
@@ -53,9 +53,9 @@ from typing import Callable  # not collections.abc: the alias below is evaluated
 
 import numpy as np
 
-from deploy.errors import InputError
-from deploy.stats import median_ci_rel
-from deploy.verdict import Question, Verdict, judge, round_statistic
+from spiral.deploy.errors import InputError
+from spiral.deploy.stats import median_ci_rel
+from spiral.deploy.verdict import Question, Verdict, judge, round_statistic
 
 
 LOOK_GROWTH = 1.5

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deploy.errors import InputError
-from deploy.sampling import ProfileSettings
-from deploy.validation import parse_yaml, validate
+from spiral.deploy.errors import InputError
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.validation import parse_yaml, validate
 
 TARGET_VERSION = 1
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -119,7 +119,7 @@ class PowerMode(_Strict):
 
 class DeviceMeasure(_Strict):
     """What to measure on the device (batch size, CPU threads) and how (``profile``, the settings of
-    ``deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
+    ``spiral.deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
     warm-up, ``min_duration_s`` and ``min_rounds x block_calls`` iterations, and its samples are
     summarized in rounds of ``block_calls``."""
 
@@ -199,7 +199,7 @@ def parse_target(data: Any, source: str) -> TargetProfile:
 
 
 def _packaged() -> dict[str, Any]:
-    folder = resources.files("deploy") / "targets"
+    folder = resources.files("spiral.deploy") / "targets"
     return {entry.name.removesuffix(".yaml"): entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
 
 

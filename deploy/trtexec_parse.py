@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from deploy.errors import InputError
+from spiral.deploy.errors import InputError
 
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _METRIC = re.compile(r"\] \[I\] (?P<name>[A-Za-z0-9 \-]+?): (?P<body>min = .*)$")

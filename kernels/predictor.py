@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from deploy.errors import InputError
-from kernels.layers import Layer, onnx_layers, torch_layers
-from kernels.table import LatencyTable
+from spiral.deploy.errors import InputError
+from spiral.kernels.layers import Layer, onnx_layers, torch_layers
+from spiral.kernels.table import LatencyTable
 
 SPREAD_FOR_OVERHEAD = 1.5
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kernels.layers import onnx_layers
-from kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
-from kernels.table import LatencyTable
+from spiral.kernels.layers import onnx_layers
+from spiral.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
+from spiral.kernels.table import LatencyTable
 
 
 def staircase_counts(channels: int) -> list[int]:

@@ -2,24 +2,24 @@
 
 The budget comes from the teacher measured when the run started: a speedup over it and/or an
 absolute latency, both asked of every candidate measured in rounds beside the teacher
-(``deploy.verdict``), and an accuracy floor.
+(``spiral.deploy.verdict``), and an accuracy floor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.profiler import Paired
-from deploy.verdict import Question, interval, percent
-from pipeline.config import BudgetConfig
-from pipeline.ledger import LedgerEntry
+from spiral.deploy.profiler import Paired
+from spiral.deploy.verdict import Question, interval, percent
+from spiral.pipeline.config import BudgetConfig
+from spiral.pipeline.ledger import LedgerEntry
 
 
 @dataclass(frozen=True)
 class Budget:
     """The final budget: a speedup over the teacher and/or an absolute latency, and an accuracy floor.
 
-    Both latency parts are questions to the judge (``deploy.verdict``), asked of every candidate
+    Both latency parts are questions to the judge (``spiral.deploy.verdict``), asked of every candidate
     measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
     and the predictor aim at, from the teacher measured alone when the run started.
     """

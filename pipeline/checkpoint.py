@@ -17,11 +17,11 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from deploy.errors import InputError
-from deploy.atomic import publish_dir, write_json
-from deploy.validation import contained
-from pipeline.models import build_model
-from pipeline.prune import PruningPlan, apply_plan, example_input
+from spiral.deploy.errors import InputError
+from spiral.deploy.atomic import publish_dir, write_json
+from spiral.deploy.validation import contained
+from spiral.pipeline.models import build_model
+from spiral.pipeline.prune import PruningPlan, apply_plan, example_input
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"

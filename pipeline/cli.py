@@ -1,4 +1,4 @@
-"""The ``spiral`` command line: one module per subcommand under ``pipeline.commands``."""
+"""The ``spiral`` command line: one module per subcommand under ``spiral.pipeline.commands``."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ import signal
 import sys
 import traceback
 
-from deploy.errors import InputError
-from pipeline.specs import trusting_model_code
+from spiral.deploy.errors import InputError
+from spiral.pipeline.specs import trusting_model_code
 
 # Each module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMAND_MODULES = [
-    "pipeline.commands.demo",
-    "pipeline.commands.run",
-    "pipeline.commands.prune",
-    "pipeline.commands.export",
-    "pipeline.commands.quantize",
-    "pipeline.commands.gate",
-    "pipeline.commands.compare",
-    "pipeline.commands.report",
-    "pipeline.commands.profile",
-    "pipeline.commands.targets",
-    "pipeline.commands.deploy",
+    "spiral.pipeline.commands.demo",
+    "spiral.pipeline.commands.run",
+    "spiral.pipeline.commands.prune",
+    "spiral.pipeline.commands.export",
+    "spiral.pipeline.commands.quantize",
+    "spiral.pipeline.commands.gate",
+    "spiral.pipeline.commands.compare",
+    "spiral.pipeline.commands.report",
+    "spiral.pipeline.commands.profile",
+    "spiral.pipeline.commands.targets",
+    "spiral.pipeline.commands.deploy",
 ]
 
 

@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deploy.backends import get_backend
-from deploy.errors import InputError
-from deploy.sampling import ProfileSettings
-from deploy.validation import read_yaml, validate
-from pipeline.distill.config import DistillConfig
-from pipeline.prune.config import PruneConfig
+from spiral.deploy.backends import get_backend
+from spiral.deploy.errors import InputError
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.validation import read_yaml, validate
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.prune.config import PruneConfig
 
 CONFIG_VERSION = 1
 
@@ -112,7 +112,7 @@ class BudgetConfig(_Strict):
 class ScheduleConfig(_Strict):
     """NetAdapt-style schedule: each step asks for a latency reduction that decays.
 
-    ``allocation`` is how a step's candidate plans are made (see ``pipeline.plan_search``): ``latency``
+    ``allocation`` is how a step's candidate plans are made (see ``spiral.pipeline.plan_search``): ``latency``
     keeps the most importance per predicted millisecond saved; ``uniform`` removes one ratio from
     every group. Either way candidates are screened by predicted latency before any is measured.
     """
@@ -180,7 +180,7 @@ class QuantizeConfig(_Strict):
     When the fully quantized model loses more than ``max_drop`` points, the float fallback keeps up to
     ``max_float_nodes`` of its most sensitive Conv / Gemm / MatMul nodes float (0: no fallback), measured
     on ``sensitivity_batches`` training batches held apart from the calibration ones, and that model
-    is judged instead (``pipeline.quantize.float_fallback``).
+    is judged instead (``spiral.pipeline.quantize.float_fallback``).
     """
 
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
@@ -214,9 +214,9 @@ class RunConfig(_Strict):
     distill: DistillConfig = DistillConfig()
     parity: ParityConfig = ParityConfig()
     seed: int = 0
-    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see pipeline.quantize.
+    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiral.pipeline.quantize.
     quantize: QuantizeConfig | None = None
-    # Import the package.module:factory a checkpoint or run folder names (see pipeline.specs); the
+    # Import the package.module:factory a checkpoint or run folder names (see spiral.pipeline.specs); the
     # config's own specs are the user's and need no permission. A permission, not part of the run:
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from deploy.errors import InputError
-from pipeline.specs import resolve_callable
+from spiral.deploy.errors import InputError
+from spiral.pipeline.specs import resolve_callable
 
 
 def digits_datasets(size: int = 32, seed: int = 0, val_fraction: float = 0.2) -> tuple[TensorDataset, TensorDataset]:

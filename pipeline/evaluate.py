@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from deploy.backends import get_backend
-from pipeline.metrics import classification_metrics
+from spiral.deploy.backends import get_backend
+from spiral.pipeline.metrics import classification_metrics
 
 
 def evaluate_onnx(onnx_path: Path, dataset: Dataset, num_classes: int, *, batch_size: int = 64) -> dict:

@@ -13,8 +13,8 @@ import onnx
 import torch
 from torch import nn
 
-from deploy.backends import get_backend
-from deploy.errors import InputError
+from spiral.deploy.backends import get_backend
+from spiral.deploy.errors import InputError
 
 OPSET = 17
 

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from deploy.errors import InputError
-from deploy.validation import contained
+from spiral.deploy.errors import InputError
+from spiral.deploy.validation import contained
 
 MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
 VERSION = 1
@@ -41,7 +41,7 @@ class LedgerEntry(BaseModel):
     The plan fields say what the try aimed at and removed (a recovery or a quantization carries its
     model's); the verdict fields are the judge's paired verdicts (the step budget first on a try,
     then the final questions) and the speedup over the teacher with its interval; the measured
-    fields are the model's latency summary and ``pipeline.measure.CandidateMeasurement.summary``.
+    fields are the model's latency summary and ``spiral.pipeline.measure.CandidateMeasurement.summary``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

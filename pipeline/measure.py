@@ -13,12 +13,12 @@ import torch_pruning as tp
 from torch import nn
 from torch.utils.data import Dataset
 
-from deploy.atomic import write_json
-from deploy.profiler import Paired, Profile, Target, profile_model, profile_paired
-from deploy.verdict import Question
-from pipeline.config import RunConfig
-from pipeline.evaluate import evaluate_onnx
-from pipeline.export import ParityResult, check_parity, export_onnx
+from spiral.deploy.atomic import write_json
+from spiral.deploy.profiler import Paired, Profile, Target, profile_model, profile_paired
+from spiral.deploy.verdict import Question
+from spiral.pipeline.config import RunConfig
+from spiral.pipeline.evaluate import evaluate_onnx
+from spiral.pipeline.export import ParityResult, check_parity, export_onnx
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Model specs: ``torchvision:NAME`` or ``package.module:factory`` (``pipeline.source`` also takes checkpoints).
+"""Model specs: ``torchvision:NAME`` or ``package.module:factory`` (``spiral.pipeline.source`` also takes checkpoints).
 
 A base spec may carry factory keyword arguments as a query, ``torchvision:resnet18?num_classes=10``,
 so that the spec alone rebuilds the architecture a checkpoint was pruned from.
@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl
 import yaml
 from torch import nn
 
-from deploy.errors import InputError
-from pipeline.specs import resolve_callable
+from spiral.deploy.errors import InputError
+from spiral.pipeline.specs import resolve_callable
 
 
 def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -34,7 +34,7 @@ def with_kwargs(spec: str, **kwargs: Any) -> str:
 def build_model(spec: str, named_in: Path | None = None) -> nn.Module:
     """A freshly initialised base model (never downloads weights).
 
-    ``named_in`` is the file the spec was read from (None: the user typed it); see ``pipeline.specs``.
+    ``named_in`` is the file the spec was read from (None: the user typed it); see ``spiral.pipeline.specs``.
     Keyword arguments are plain JSON values whoever wrote them.
     """
     try:

@@ -2,7 +2,7 @@
 
 Candidates come from the schedule's ``allocation``:
 
-- ``latency``: the latency-aware knapsack of ``pipeline.prune.latency_aware`` at a ladder of
+- ``latency``: the latency-aware knapsack of ``spiral.pipeline.prune.latency_aware`` at a ladder of
   predicted targets around the step's target (``LADDER``; around the current latency when the
   target asks for no reduction), least pruned first, so there is a less and a more pruned plan to
   go to when a measurement disagrees with the prediction;
@@ -12,7 +12,7 @@ Candidates come from the schedule's ``allocation``:
 Every candidate's latency is predicted from the operator table: nothing is exported or compiled to
 rank it. The predictor is calibrated on the current model's measured latency and again after each
 measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). A
-measurement is the step's own verdict (``deploy.verdict``: the candidate in rounds beside the
+measurement is the step's own verdict (``spiral.deploy.verdict``: the candidate in rounds beside the
 current model and the teacher, judged on the per-round ratios), and the chosen plan's measurement is
 the one its step is accepted or rejected on: training changes weights, not the graph, so a plan the
 judge rejects is never distilled. Measured next is the least pruned candidate still
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from deploy.errors import InputError
-from kernels.layers import Layer, untimed_layers
-from kernels.predictor import LatencyPredictor
-from pipeline.config import ScheduleConfig
-from pipeline.prune import PrunableModel, PruneConfig, PruningPlan
-from pipeline.prune.latency_aware import plans_for_latency
+from spiral.deploy.errors import InputError
+from spiral.kernels.layers import Layer, untimed_layers
+from spiral.kernels.predictor import LatencyPredictor
+from spiral.pipeline.config import ScheduleConfig
+from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
+from spiral.pipeline.prune.latency_aware import plans_for_latency
 
 # Predicted targets of the latency candidates, as fractions of the step's target: dense just under
 # 1, because near the latency floor a few percent of milliseconds can be many channels (ResNet at 4x,

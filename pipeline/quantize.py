@@ -28,13 +28,13 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from deploy.backends import get_backend
-from deploy.errors import InputError
-from deploy.profiler import Paired, Target, profile_paired
-from deploy.sampling import ProfileSettings
-from deploy.verdict import Question
-from pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
-from pipeline.evaluate import evaluate_onnx
+from spiral.deploy.backends import get_backend
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Paired, Target, profile_paired
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.verdict import Question
+from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiral.pipeline.evaluate import evaluate_onnx
 
 FLOAT, INT8 = "float", "int8"
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -1,12 +1,12 @@
 """A spiral run folder: the one place that knows its layout and which model it holds.
 
     config.json           the run's config; a resume must bring the same one
-    ledger.jsonl          one line per finished attempt, recovery or quantization (``pipeline.ledger``)
+    ledger.jsonl          one line per finished attempt, recovery or quantization (``spiral.pipeline.ledger``)
     teacher/model/        the teacher's checkpoint, when the run trained it
     teacher/model.onnx    the teacher as measured; summary.json its latency and accuracy (the budgets)
     steps/NAME/           a published attempt: model/ (checkpoint), model.onnx, profile.json, eval.json,
                           plan.json; steps/.NAME/ is one in progress
-    report.*, junit.xml   written at the end of every run (``pipeline.report``)
+    report.*, junit.xml   written at the end of every run (``spiral.pipeline.report``)
 
 Every path a ledger line names is checked to stay inside the folder. The run's result is its last
 accepted line; an INT8 stage has an ONNX file but no checkpoint, so what a step goes on from (and
@@ -19,10 +19,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from deploy.atomic import write_json
-from deploy.errors import InputError
-from deploy.validation import contained
-from pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
+from spiral.deploy.atomic import write_json
+from spiral.deploy.errors import InputError
+from spiral.deploy.validation import contained
+from spiral.pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
 
 LEDGER = "ledger.jsonl"
 RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiral compare`` recognises

@@ -1,7 +1,7 @@
 """A model as a command is given it: a spec, a spiral checkpoint or a spiral run folder.
 
-One loader for every command and the spiral itself. It sits above ``pipeline.models`` (specs to
-fresh modules) and ``pipeline.checkpoint`` (which rebuilds its module from a spec), so neither
+One loader for every command and the spiral itself. It sits above ``spiral.pipeline.models`` (specs to
+fresh modules) and ``spiral.pipeline.checkpoint`` (which rebuilds its module from a spec), so neither
 imports the other's caller. A run folder stands for its result (``RunFolder.result_checkpoint``:
 the last accepted step that has a checkpoint, else its trained teacher).
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploy.errors import InputError
-from pipeline.checkpoint import load_checkpoint
-from pipeline.models import build_model
-from pipeline.prune import example_input
-from pipeline.run_folder import RunFolder
+from spiral.deploy.errors import InputError
+from spiral.pipeline.checkpoint import load_checkpoint
+from spiral.pipeline.models import build_model
+from spiral.pipeline.prune import example_input
+from spiral.pipeline.run_folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A spec the user typed (on the command line, in their own run config) is imported as running Python
 would. A spec read from a file (a checkpoint's ``base_spec``) may name a model of spiral's own zoo
-(``pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
+(``spiral.pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
 in this same command (a run's own checkpoints); any other module is imported only inside
 ``trusting_model_code(True)``, which ``--trust-model-code`` or ``trust_model_code: true`` in the run
 config turns on.
@@ -17,9 +17,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import InputError
+from spiral.deploy.errors import InputError
 
-ZOO = "pipeline.zoo"
+ZOO = "spiral.pipeline.zoo"
 # (any module allowed, the package.module:factory targets the user typed)
 _trust: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("trust_model_code", default=(False, frozenset()))
 

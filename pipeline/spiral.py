@@ -2,10 +2,10 @@
 
 The loop asks each step for a latency reduction that decays (NetAdapt), backs off a rejected try
 and stops at the final budget, ``max_steps``, ``patience`` or the training budget; each try is
-``pipeline.step.Tries.attempt``. Then the last accepted model gets the final recovery (when the
+``spiral.pipeline.step.Tries.attempt``. Then the last accepted model gets the final recovery (when the
 try that ended the loop did not already train it) and, with ``quantize:``, the INT8 stage.
 
-Every latency verdict is the judge's (``deploy.verdict``): the candidate, the current model and
+Every latency verdict is the judge's (``spiral.deploy.verdict``): the candidate, the current model and
 the teacher are loaded once and measured in alternating rounds; the step budget is a question on
 the per-round ratio to the current model, the final budget on the ratio to the teacher (and on the
 candidate's own rounds for ``max_ms``). ``undecided`` after the time cap rejects the step.
@@ -27,23 +27,23 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from deploy.atomic import publish_dir
-from kernels.layers import untimed_layers
-from kernels.predictor import LatencyPredictor
-from kernels.table import LatencyTable
-from pipeline.budget import Budget, final_summary, paired_speedup
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.config import RunConfig
-from pipeline.ledger import LedgerEntry, Training, append_entry
-from pipeline.measure import latency_summary, target_of
-from pipeline.plan_search import NothingLeftToPrune
-from pipeline.prune import PruningPlan
-from pipeline.quantize import INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
-from pipeline.report import write_reports
-from pipeline.report.run import met_budget
-from pipeline.run_folder import RunFolder, last_accepted
-from pipeline.step import Reference, Tries
-from pipeline.teacher import RunData, load_teacher, measure_teacher
+from spiral.deploy.atomic import publish_dir
+from spiral.kernels.layers import untimed_layers
+from spiral.kernels.predictor import LatencyPredictor
+from spiral.kernels.table import LatencyTable
+from spiral.pipeline.budget import Budget, final_summary, paired_speedup
+from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiral.pipeline.config import RunConfig
+from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
+from spiral.pipeline.measure import latency_summary, target_of
+from spiral.pipeline.plan_search import NothingLeftToPrune
+from spiral.pipeline.prune import PruningPlan
+from spiral.pipeline.quantize import INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
+from spiral.pipeline.report import write_reports
+from spiral.pipeline.report.run import met_budget
+from spiral.pipeline.run_folder import RunFolder, last_accepted
+from spiral.pipeline.step import Reference, Tries
+from spiral.pipeline.teacher import RunData, load_teacher, measure_teacher
 
 # A final budget under this fraction of the predicted floor is out of pruning's reach: the floor is a
 # prediction (the table's single operators, calibrated on the full teacher), so a budget near it is

@@ -18,21 +18,21 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
-from deploy.atomic import publish_dir, write_json
-from deploy.profiler import Paired
-from deploy.verdict import Question, Verdict
-from kernels.predictor import LatencyPredictor
-from pipeline.budget import Budget, latency_met, paired_speedup
-from pipeline.checkpoint import save_checkpoint
-from pipeline.config import RunConfig
-from pipeline.distill.train import distill
-from pipeline.export import export_onnx
-from pipeline.ledger import LedgerEntry, Training, append_entry
-from pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
-from pipeline.plan_search import NothingLeftToPrune, PlanChoice, choose_plan
-from pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
-from pipeline.run_folder import RunFolder
-from pipeline.teacher import RunData
+from spiral.deploy.atomic import publish_dir, write_json
+from spiral.deploy.profiler import Paired
+from spiral.deploy.verdict import Question, Verdict
+from spiral.kernels.predictor import LatencyPredictor
+from spiral.pipeline.budget import Budget, latency_met, paired_speedup
+from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.config import RunConfig
+from spiral.pipeline.distill.train import distill
+from spiral.pipeline.export import export_onnx
+from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
+from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
+from spiral.pipeline.plan_search import NothingLeftToPrune, PlanChoice, choose_plan
+from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
+from spiral.pipeline.run_folder import RunFolder
+from spiral.pipeline.teacher import RunData
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,16 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from deploy.atomic import write_json
-from deploy.errors import InputError
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.config import RunConfig
-from pipeline.data import load_datasets
-from pipeline.distill.train import distill
-from pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
-from pipeline.prune import dtype_name
-from pipeline.run_folder import RunFolder, config_digest
-from pipeline.source import load_source
+from spiral.deploy.atomic import write_json
+from spiral.deploy.errors import InputError
+from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiral.pipeline.config import RunConfig
+from spiral.pipeline.data import load_datasets
+from spiral.pipeline.distill.train import distill
+from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
+from spiral.pipeline.prune import dtype_name
+from spiral.pipeline.run_folder import RunFolder, config_digest
+from spiral.pipeline.source import load_source
 
 CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
 

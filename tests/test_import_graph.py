@@ -1,5 +1,9 @@
 """The import graph of the three packages: no cycle, and the arrows one way (pipeline -> kernels -> deploy).
 
+The packages are the repository's top-level folders, imported as ``spiral.pipeline``, ``spiral.kernels``
+and ``spiral.deploy`` (spiral/__init__.py); nothing of ours names them by the bare folder name, which
+in an installed environment is another distribution's package, if any.
+
 Every import counts: module level, inside functions and under ``TYPE_CHECKING``, since each one is
 a dependency a reader has to follow. Package ``__init__`` files re-exporting their own submodules
 are not edges (that is what a package is)."""
@@ -7,20 +11,33 @@ are not edges (that is what a package is)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NAME = "spiral"  # the import name the packages install under
 PACKAGES = ("pipeline", "kernels", "deploy")
 MAY_IMPORT = {"deploy": {"deploy"}, "kernels": {"kernels", "deploy"}, "pipeline": set(PACKAGES)}
+# Where our Python lives: the packages, the import name's own folder, the tests and the benchmarks.
+SOURCES = (*PACKAGES, NAME, "tests", "benchmarks")
+# What else names our modules: specs in configs, ``-m`` targets in the Makefile, the docs.
+TEXT_FILES = ("Makefile", "Dockerfile*", ".ci/*", "*.toml", "*.md", "examples/**/*.md", "examples/**/*.y*ml",
+              "pipeline/configs/*.yaml")
+_BARE = re.compile(rf"(?<![\w./-])({'|'.join(PACKAGES)})\.(\w+)")
 
 
 def _modules() -> dict[str, Path]:
     modules = {}
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = (NAME, *path.relative_to(ROOT).with_suffix("").parts)
             modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return modules
+
+
+def _layer(module: str) -> str:
+    """``spiral.kernels.table`` -> ``kernels``."""
+    return module.split(".")[1]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -98,6 +115,58 @@ def test_the_arrows_point_one_way() -> None:
         f"{name} -> {target}"
         for name, targets in import_graph().items()
         for target in targets
-        if target.split(".")[0] not in MAY_IMPORT[name.split(".")[0]]
+        if _layer(target) not in MAY_IMPORT[_layer(name)]
+    ]
+    assert wrong == []
+
+
+def bare_names(source: str) -> list[str]:
+    """Names of our modules that ``source`` imports or spells (a spec, a ``-m`` target, a patch target, a
+    docstring) by the bare folder name: ``pipeline.cli`` where ``spiral.pipeline.cli`` is meant.
+    ``deploy.json`` or ``tests.pipeline.gate`` are not ours and do not count."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in PACKAGES:
+            found.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += [m.group(0) for m in _BARE.finditer(node.value) if _is_ours(m.group(1), m.group(2))]
+    return found
+
+
+def _is_ours(package: str, child: str) -> bool:
+    return (ROOT / package / child).is_dir() or (ROOT / package / f"{child}.py").is_file()
+
+
+def test_the_bare_name_finder_finds_imports_and_names() -> None:
+    source = (
+        "import kernels\nimport deploy.errors as e\nfrom pipeline.cli import main\nfrom pipeline import specs\n"
+        "SPEC = 'pipeline.zoo.digits_resnet:digits_resnet'\nARGV = ['-m', 'pipeline.cli']\n"
+    )
+    assert bare_names(source) == ["kernels", "deploy.errors", "pipeline.cli", "pipeline",
+                                  "pipeline.zoo", "pipeline.cli"]
+    ours = (
+        "import spiral.kernels\nfrom spiral.pipeline.cli import main\nfrom .errors import InputError\n"
+        "SPEC = 'spiral.pipeline.zoo.digits_resnet:digits_resnet'\nOUT = 'deploy.json'\n"
+        "from tests.pipeline.gate.digits_model import digits_net\n"
+    )
+    assert bare_names(ours) == []
+
+
+def test_nothing_of_ours_uses_the_bare_package_names() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for folder in SOURCES
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path != Path(__file__).resolve()
+        for name in bare_names(path.read_text())
+    ]
+    wrong += [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for pattern in TEXT_FILES
+        for path in sorted(ROOT.glob(pattern))
+        for match in _BARE.finditer(path.read_text())
+        if _is_ours(match.group(1), match.group(2))
     ]
     assert wrong == []

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
-from deploy.backends.ort_cpu import OrtCpuBackend
-from deploy.backends.ort_cuda import OrtCudaBackend
-from deploy.backends.ort_trt import OrtTrtBackend
-from deploy.backends.tensorrt_native import TensorrtBackend
-from deploy.backends.torch_compile import TorchCompileBackend
-from deploy.backends.torch_eager import TorchEagerBackend
-from deploy.backends.trtexec import TrtexecBackend
-from deploy.errors import InputError
+from spiral.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
+from spiral.deploy.backends.ort_cpu import OrtCpuBackend
+from spiral.deploy.backends.ort_cuda import OrtCudaBackend
+from spiral.deploy.backends.ort_trt import OrtTrtBackend
+from spiral.deploy.backends.tensorrt_native import TensorrtBackend
+from spiral.deploy.backends.torch_compile import TorchCompileBackend
+from spiral.deploy.backends.torch_eager import TorchEagerBackend
+from spiral.deploy.backends.trtexec import TrtexecBackend
+from spiral.deploy.errors import InputError
 
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls

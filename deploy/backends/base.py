@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.errors import InputError
+from spiral.deploy.errors import InputError
 
 InputMetadata = dict[str, tuple[list[int | str | None], np.dtype]]
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.atomic import write_bytes
+from spiral.deploy.atomic import write_bytes
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy.backends.base import InputMetadata
-from deploy.errors import InputError
+from spiral.deploy.backends.base import InputMetadata
+from spiral.deploy.errors import InputError
 
 
 def make_inputs(

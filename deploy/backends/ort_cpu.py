@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from deploy.backends.base import Backend, Runner
-from deploy.backends.ort_session import OrtRunner, create_session
-from deploy.fingerprint import physical_cores
+from spiral.deploy.backends.base import Backend, Runner
+from spiral.deploy.backends.ort_session import OrtRunner, create_session
+from spiral.deploy.fingerprint import physical_cores
 
 
 class OrtCpuBackend(Backend):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deploy.backends.base import Backend, Runner
-from deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
+from spiral.deploy.backends.base import Backend, Runner
+from spiral.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
 
 PROVIDER = "CUDAExecutionProvider"
 

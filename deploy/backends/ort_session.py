@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.backends.base import InputMetadata, Runner
-from deploy.errors import InputError
+from spiral.deploy.backends.base import InputMetadata, Runner
+from spiral.deploy.errors import InputError
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -142,7 +142,7 @@ def gpu_provider_availability(provider: str, install_hint: str) -> tuple[bool, s
 
     if provider not in ort.get_available_providers():
         return False, f"onnxruntime {ort.__version__} has no {provider} on this machine ({install_hint})"
-    from deploy.fingerprint import gpu_info
+    from spiral.deploy.fingerprint import gpu_info
 
     if gpu_info() is None:
         return False, "no NVIDIA GPU is visible (NVML found no driver or device)"

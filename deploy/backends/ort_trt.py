@@ -7,10 +7,10 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from deploy.backends.base import Backend, InputMetadata, Runner
-from deploy.backends.onnx_io import read_onnx_io
-from deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
-from deploy.errors import InputError
+from spiral.deploy.backends.base import Backend, InputMetadata, Runner
+from spiral.deploy.backends.onnx_io import read_onnx_io
+from spiral.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
+from spiral.deploy.errors import InputError
 
 PROVIDER = "TensorrtExecutionProvider"
 DEFAULT_WORKSPACE_BYTES = 2 << 30

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from deploy.backends.base import Backend, InputMetadata, Runner
-from deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
-from deploy.backends.engine_cache import EngineSpec
-from deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
-from deploy.errors import InputError
-from deploy.fingerprint import file_sha256, gpu_info
+from spiral.deploy.backends.base import Backend, InputMetadata, Runner
+from spiral.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
+from spiral.deploy.backends.engine_cache import EngineSpec
+from spiral.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
+from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import file_sha256, gpu_info
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 

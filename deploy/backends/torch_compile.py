@@ -6,10 +6,10 @@ import os
 import shutil
 from typing import Any
 
-from deploy.backends.base import Backend, Runner
-from deploy.backends.inputs import example_feed
-from deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
-from deploy.errors import InputError
+from spiral.deploy.backends.base import Backend, Runner
+from spiral.deploy.backends.inputs import example_feed
+from spiral.deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
+from spiral.deploy.errors import InputError
 
 RECOMPILE_LIMIT = 256
 

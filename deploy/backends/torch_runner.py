@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from deploy.backends.base import Backend, InputMetadata, Runner
-from deploy.backends.onnx_io import read_onnx_io
-from deploy.errors import InputError
-from deploy.fingerprint import physical_cores
+from spiral.deploy.backends.base import Backend, InputMetadata, Runner
+from spiral.deploy.backends.onnx_io import read_onnx_io
+from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import physical_cores
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

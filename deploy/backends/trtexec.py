@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
-from deploy.backends.engine_cache import EngineSpec
-from deploy.backends.onnx_io import read_onnx_io
-from deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from deploy.errors import InputError
-from deploy.fingerprint import file_sha256, gpu_info
-from deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
+from spiral.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
+from spiral.deploy.backends.engine_cache import EngineSpec
+from spiral.deploy.backends.onnx_io import read_onnx_io
+from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
+from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import file_sha256, gpu_info
+from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 _FLAG_ARGS = {"FP16": "--fp16", "INT8": "--int8", "SPARSE_WEIGHTS": "--sparsity=enable"}

@@ -1,16 +1,16 @@
 """The half of ``spiral deploy`` that runs on the device, shipped inside the bundle.
 
-The bundle carries this package as ``runner/deploy/device_runner/`` beside the few ``deploy`` modules it
-imports; in the bundle folder the device runs
+The bundle carries this package as ``runner/spiral/deploy/device_runner/`` beside the few ``deploy``
+modules it imports; in the bundle folder the device runs
 
-    PYTHONPATH=runner python3 -m deploy.device_runner run --bundle . --manifest-sha256 HEX --cache DIR
+    PYTHONPATH=runner python3 -m spiral.deploy.device_runner run --bundle . --manifest-sha256 HEX --cache DIR
 
-(``deploy.bundle.runner_command``): verify every file of the bundle against its manifest (whose own hash
+(``spiral.deploy.bundle.runner_command``): verify every file of the bundle against its manifest (whose own hash
 comes from the command line), record the device's facts (L4T/JetPack, power mode, clocks, cores,
 TensorRT), refuse a power mode other than the target's, build the engine with the manifest's exact
 command (or reuse the one cached under ``--cache`` for the same ONNX, flags and runtime version),
 profile it with the manifest's exact command while ``tegrastats`` runs where it exists, and write
-``results/``: ``profile.json`` (the schema of ``deploy.profiler.Profile``), ``device.json`` and
+``results/``: ``profile.json`` (the schema of ``spiral.deploy.profiler.Profile``), ``device.json`` and
 ``run.json``. The same package is the build and profile commands of CPU targets (``ort-build``,
 ``ort-profile``).
 

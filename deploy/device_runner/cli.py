@@ -13,7 +13,7 @@ from .bundle_run import run
 from .errors import ERROR_MARK, EXIT_ERROR, DeviceError
 from .ort_steps import ort_build, ort_profile
 
-PROG = "python3 -m deploy.device_runner"
+PROG = "python3 -m spiral.deploy.device_runner"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import InputError
-from pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
-from pipeline.casestudies.cli import run_builder
+from spiral.deploy.errors import InputError
+from spiral.pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
+from spiral.pipeline.casestudies.cli import run_builder
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("tshirt-top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
@@ -75,7 +75,7 @@ def build_image_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.casestudies.images", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.casestudies.images", description=__doc__)
     parser.add_argument("--out", type=Path, default=IMAGE_DIR, help=f"ImageFolder root (default {IMAGE_DIR})")
     parser.add_argument("--source", type=Path, default=FASHION_MNIST, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--train-per-class", type=int, default=500)

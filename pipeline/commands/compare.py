@@ -7,15 +7,15 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from deploy.backends import BACKENDS
-from deploy.errors import InputError
-from deploy.profiler import Target, profile_paired
-from deploy.sampling import ProfileSettings
-from deploy.verdict import STATISTICS
-from pipeline.compare.history import build_history
-from pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison
-from pipeline.compare.releases import Release, load_history, load_release
-from pipeline.compare.report import (
+from spiral.deploy.backends import BACKENDS
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Target, profile_paired
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.verdict import STATISTICS
+from spiral.pipeline.compare.history import build_history
+from spiral.pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison
+from spiral.pipeline.compare.releases import Release, load_history, load_release
+from spiral.pipeline.compare.report import (
     comparison_html,
     comparison_json,
     comparison_markdown,
@@ -24,7 +24,7 @@ from pipeline.compare.report import (
     history_json,
     history_markdown,
 )
-from pipeline.report.outputs import write_outputs
+from spiral.pipeline.report.outputs import write_outputs
 
 NAME = "compare"
 HELP = "is the new model slower? measure two ONNX models paired, compare two profiles, or draw a release trend"

@@ -7,11 +7,11 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from pipeline.commands.run import execute
+from spiral.pipeline.commands.run import execute
 
 NAME = "demo"
 HELP = "train a digits ResNet teacher (cached) and run the spiral on ONNX Runtime CPU"
-DEMO_CONFIG = resources.files("pipeline") / "configs" / "demo.yaml"
+DEMO_CONFIG = resources.files("spiral.pipeline") / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,15 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from deploy.bundle import build_bundle
-from deploy.profiler import Profile
-from deploy.remote import deploy_bundle
-from deploy.target_profiles import ALIASES, list_targets, load_target
-from pipeline.gate.budget import parse_budget
-from pipeline.gate.candidate import parse_shape, prepare_candidate
-from pipeline.gate.checks import run_gate
-from pipeline.gate.report import GateContext, gate_json
-from pipeline.report.outputs import write_outputs
+from spiral.deploy.bundle import build_bundle
+from spiral.deploy.profiler import Profile
+from spiral.deploy.remote import deploy_bundle
+from spiral.deploy.target_profiles import ALIASES, list_targets, load_target
+from spiral.pipeline.gate.budget import parse_budget
+from spiral.pipeline.gate.candidate import parse_shape, prepare_candidate
+from spiral.pipeline.gate.checks import run_gate
+from spiral.pipeline.gate.report import GateContext, gate_json
+from spiral.pipeline.report.outputs import write_outputs
 
 NAME = "deploy"
 HELP = "ship a model to a device over SSH, build and profile it there, and gate it against the target's budget"

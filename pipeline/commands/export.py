@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deploy.errors import InputError
-from pipeline.export import OPSET, check_parity, export_onnx
-from pipeline.gate.candidate import parity_inputs, parse_shape
-from pipeline.prune import dtype_name
-from pipeline.source import load_source
+from spiral.deploy.errors import InputError
+from spiral.pipeline.export import OPSET, check_parity, export_onnx
+from spiral.pipeline.gate.candidate import parity_inputs, parse_shape
+from spiral.pipeline.prune import dtype_name
+from spiral.pipeline.source import load_source
 
 NAME = "export"
 HELP = "export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity check"

@@ -12,24 +12,24 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from deploy.backends import BACKENDS, get_backend
-from deploy.errors import InputError
-from deploy.profiler import Target, profile_model, profile_paired
-from deploy.verdict import Verdict
-from deploy.target_profiles import ALIASES, list_targets
-from pipeline.compare.releases import Release, load_release
-from pipeline.data import load_datasets
-from pipeline.evaluate import evaluate_onnx
-from pipeline.export import check_parity
-from pipeline.config import ParityConfig
-from pipeline.gate.budget import load_budget
-from pipeline.gate.candidate import (
+from spiral.deploy.backends import BACKENDS, get_backend
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Target, profile_model, profile_paired
+from spiral.deploy.verdict import Verdict
+from spiral.deploy.target_profiles import ALIASES, list_targets
+from spiral.pipeline.compare.releases import Release, load_release
+from spiral.pipeline.data import load_datasets
+from spiral.pipeline.evaluate import evaluate_onnx
+from spiral.pipeline.export import check_parity
+from spiral.pipeline.config import ParityConfig
+from spiral.pipeline.gate.budget import load_budget
+from spiral.pipeline.gate.candidate import (
     add_torch_arguments, measured_options, onnx_num_classes, onnx_params, parity_inputs, parse_shape,
     prepare_candidate, target_config,
 )
-from pipeline.gate.checks import BASELINE, CANDIDATE, latency_questions, run_gate
-from pipeline.gate.report import GateContext, gate_html, gate_json, gate_junit, gate_markdown
-from pipeline.report.outputs import write_outputs
+from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, latency_questions, run_gate
+from spiral.pipeline.gate.report import GateContext, gate_html, gate_json, gate_junit, gate_markdown
+from spiral.pipeline.report.outputs import write_outputs
 
 NAME = "gate"
 HELP = "gate a model release on its latency, accuracy, size and ONNX parity budget"

@@ -13,11 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from deploy.errors import InputError
-from deploy.profiler import Profile, profile_model
-from deploy.sampling import ProfileSettings
-from kernels.report import print_layer_tables
-from pipeline.gate.candidate import add_torch_arguments, measured_options, parse_shape, prepare_candidate, target_config
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Profile, profile_model
+from spiral.deploy.sampling import ProfileSettings
+from spiral.kernels.report import print_layer_tables
+from spiral.pipeline.gate.candidate import add_torch_arguments, measured_options, parse_shape, prepare_candidate, target_config
 
 NAME = "profile"
 HELP = "measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"

@@ -11,12 +11,12 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 
-from deploy.errors import InputError
-from pipeline.checkpoint import save_checkpoint
-from pipeline.measure import count_macs_params
-from pipeline.source import load_source
-from pipeline.prune import CRITERIA, PruneConfig, prune
-from pipeline.prune.attention import SplitAttention
+from spiral.deploy.errors import InputError
+from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.measure import count_macs_params
+from spiral.pipeline.source import load_source
+from spiral.pipeline.prune import CRITERIA, PruneConfig, prune
+from spiral.pipeline.prune.attention import SplitAttention
 
 NAME = "prune"
 HELP = "remove channels from a model once (NNI or Torch-Pruning criterion) and save it as a checkpoint"
@@ -112,7 +112,7 @@ def _parse_shape(text: str) -> list[int]:
 def _calibration(source: str | None, shape: list[int]) -> list:
     if source is None:
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
-    from pipeline.data import load_datasets
+    from spiral.pipeline.data import load_datasets
 
     train, _ = load_datasets(source, shape)
     loader = DataLoader(train, batch_size=32, shuffle=False)

@@ -11,14 +11,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from deploy.atomic import write_json
-from deploy.errors import InputError
-from deploy.profiler import Target
-from deploy.sampling import ProfileSettings
-from pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
-from pipeline.data import load_datasets
-from pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from pipeline.quantize import FLOAT, INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
+from spiral.deploy.atomic import write_json
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Target
+from spiral.deploy.sampling import ProfileSettings
+from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiral.pipeline.data import load_datasets
+from spiral.pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
+from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.report.outputs import write_outputs
-from pipeline.report.run import load_run, render_html, render_junit, render_markdown
+from spiral.pipeline.report.outputs import write_outputs
+from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
 
 NAME = "report"
 HELP = "render a finished spiral run as Markdown, HTML with plots and JUnit XML"

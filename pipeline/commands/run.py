@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import load_config
-from pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
-from pipeline.specs import trusting_model_code
-from pipeline.spiral import Spiral, SpiralOutcome
+from spiral.pipeline.config import load_config
+from spiral.pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
+from spiral.pipeline.specs import trusting_model_code
+from spiral.pipeline.spiral import Spiral, SpiralOutcome
 
 NAME = "run"
 HELP = "run the prune/distill/compile/profile spiral described by a YAML config"

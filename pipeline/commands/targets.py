@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from deploy.backends import list_backends
+from spiral.deploy.backends import list_backends
 
 NAME = "targets"
 HELP = "list the compile/profile backends and whether each is available on this machine"

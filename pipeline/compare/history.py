@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.errors import InputError
-from deploy.verdict import STATISTICS
-from pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
-from pipeline.compare.releases import Release
+from spiral.deploy.errors import InputError
+from spiral.deploy.verdict import STATISTICS
+from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
+from spiral.pipeline.compare.releases import Release
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def build_history(releases: list[Release], rule: RegressionRule = RegressionRule
     """``batch`` defaults to the newest release's first batch size; every release must have it.
 
     The trend is drawn whatever measured each release; the newest release is judged against the one
-    before only when both were measured on the same target (see ``pipeline.compare.profiles``).
+    before only when both were measured on the same target (see ``spiral.pipeline.compare.profiles``).
     """
     newest = releases[-1]
     batch = newest.profile.measurement(batch).batch

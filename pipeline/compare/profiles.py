@@ -1,4 +1,4 @@
-"""Is the new model slower than the baseline? One regression question, judged by ``deploy.verdict``.
+"""Is the new model slower than the baseline? One regression question, judged by ``spiral.deploy.verdict``.
 
 The question is "is ``statistic(new)`` at most ``1 + min_effect`` times ``statistic(base)``":
 ``meets`` is no regression, ``misses`` a regression, ``undecided`` inconclusive (never a pass).
@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from deploy.errors import InputError
-from deploy.profiler import Measurement, Profile
-from deploy.verdict import STATISTICS, Question, Verdict, judge_runs
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Measurement, Profile
+from spiral.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
 
 # How far two runs of the same model on the same machine may differ (relative), see the docstring.
 BETWEEN_RUN_TOLERANCE = 0.10
@@ -177,7 +177,7 @@ def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionR
 
 
 def paired_comparison(base: Profile, new: Profile, verdict: Verdict, rule: RegressionRule) -> ProfileComparison:
-    """The comparison of two models measured in the same rounds (``deploy.profiler.profile_paired``)."""
+    """The comparison of two models measured in the same rounds (``spiral.deploy.profiler.profile_paired``)."""
     m = new.measurement()
     return ProfileComparison(rule, "paired", {
         m.batch: BatchComparison(m.batch, base.stat(rule.statistic, m.batch), new.stat(rule.statistic, m.batch),

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import InputError
-from deploy.profiler import Profile
-from pipeline.run_folder import RUN_REPORT_KIND
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Profile
+from spiral.pipeline.run_folder import RUN_REPORT_KIND
 
 GATE_REPORT_KIND = "spiral-gate"
 

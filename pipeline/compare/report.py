@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.compare.history import History
-from pipeline.compare.profiles import BatchComparison, ProfileComparison
-from pipeline.compare.releases import Release
-from pipeline.report import plots
-from pipeline.report.html import esc, html_page, html_plot, html_table
-from pipeline.report.markdown import md_table
+from spiral.pipeline.compare.history import History
+from spiral.pipeline.compare.profiles import BatchComparison, ProfileComparison
+from spiral.pipeline.compare.releases import Release
+from spiral.pipeline.report import plots
+from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiral.pipeline.report.markdown import md_table
 
 COMPARE_SCHEMA_VERSION = 2
 COMPARE_REPORT_KIND = "spiral-compare"

@@ -1,8 +1,8 @@
-"""Distillation in several processes: ``torchrun --nproc_per_node N -m pipeline.distill.ddp JOB.json``.
+"""Distillation in several processes: ``torchrun --nproc_per_node N -m spiral.pipeline.distill.ddp JOB.json``.
 
 The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
-``pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
-``pipeline.data.load_datasets`` source) and the distillation config. Every process builds the same
+``spiral.pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
+``spiral.pipeline.data.load_datasets`` source) and the distillation config. Every process builds the same
 objects from it and calls ``distill`` inside a process group (gloo on CPU, NCCL on GPU); rank 0
 writes ``student.safetensors`` and ``result.json`` to the job's output directory.
 """
@@ -24,14 +24,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from deploy.errors import InputError
-from deploy.atomic import write_json
-from pipeline.data import load_datasets
-from deploy.atomic import write_bytes
-from pipeline.distill.config import DistillConfig
-from pipeline.distill.train import DistillResult, distill
-from pipeline.source import load_source
-from pipeline.specs import trusting_model_code
+from spiral.deploy.errors import InputError
+from spiral.deploy.atomic import write_json
+from spiral.pipeline.data import load_datasets
+from spiral.deploy.atomic import write_bytes
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.distill.train import DistillResult, distill
+from spiral.pipeline.source import load_source
+from spiral.pipeline.specs import trusting_model_code
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
@@ -61,7 +61,7 @@ class DistillJob(_Strict):
     output_dir: Path
     checkpoint_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: one GPU per process when there are GPUs
-    trust_model_code: bool = False  # import the factory a checkpoint named here records (pipeline.specs)
+    trust_model_code: bool = False  # import the factory a checkpoint named here records (spiral.pipeline.specs)
 
 
 def read_job(path: Path) -> DistillJob:
@@ -129,7 +129,7 @@ def launch(job: DistillJob, job_path: Path, processes: int) -> DistillResult:
     write_json(job_path, job.model_dump(mode="json"))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-        "-m", "pipeline.distill.ddp", str(job_path),
+        "-m", "spiral.pipeline.distill.ddp", str(job_path),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True)
     user_errors = [line.split(_ERROR_PREFIX, 1)[1] for line in completed.stderr.splitlines() if _ERROR_PREFIX in line]
@@ -141,7 +141,7 @@ def launch(job: DistillJob, job_path: Path, processes: int) -> DistillResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.distill.ddp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.distill.ddp", description=__doc__.splitlines()[0])
     parser.add_argument("job", type=Path, help="JSON distillation job file")
     args = parser.parse_args(argv)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deploy.errors import InputError
+from spiral.deploy.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deploy.errors import InputError
-from pipeline.distill.config import DistillConfig
-from pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
-from pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
+from spiral.deploy.errors import InputError
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
+from spiral.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
 
 
 @dataclass(frozen=True)

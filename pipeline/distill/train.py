@@ -22,11 +22,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 
-from deploy.errors import InputError
-from pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from pipeline.distill.config import DistillConfig
-from pipeline.distill.objective import build_objective
-from pipeline.metrics import predict
+from spiral.deploy.errors import InputError
+from spiral.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.distill.objective import build_objective
+from spiral.pipeline.metrics import predict
 
 if TYPE_CHECKING:
     from rich.progress import Progress

@@ -5,7 +5,7 @@ latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, between_run_tole
 accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below the baseline
 size:      {max_mb: 20, max_params: 5000000}
 parity:    {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
-profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (deploy.sampling.ProfileSettings)
+profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (spiral.deploy.sampling.ProfileSettings)
 ```
 """
 
@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.sampling import ProfileSettings
-from deploy.validation import read_yaml, validate
-from pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE
-from pipeline.config import AccuracyBudget, ParityConfig
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.validation import read_yaml, validate
+from spiral.pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE
+from spiral.pipeline.config import AccuracyBudget, ParityConfig
 
 
 class _Strict(BaseModel):
@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 class LatencyBudget(_Strict):
     """``max_ms`` on ``statistic``, and/or at most ``max_regression_pct`` slower than the baseline.
 
-    Both are questions for ``deploy.verdict``: ``max_ms`` is met when the upper confidence bound of
+    Both are questions for ``spiral.deploy.verdict``: ``max_ms`` is met when the upper confidence bound of
     the candidate's per-round statistic is within it; the regression limit ``1 + max_regression_pct
     / 100`` is judged on the per-round ratios when the baseline model is measured beside the
     candidate (``--baseline-model``), or on two separate runs widened by ``between_run_tolerance``

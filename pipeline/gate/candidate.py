@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from pydantic import ValidationError
 
-from deploy.errors import InputError
-from pipeline.config import TargetConfig
-from pipeline.export import export_onnx
-from pipeline.prune import dtype_name
-from pipeline.run_folder import RunFolder
-from pipeline.source import load_source
+from spiral.deploy.errors import InputError
+from spiral.pipeline.config import TargetConfig
+from spiral.pipeline.export import export_onnx
+from spiral.pipeline.prune import dtype_name
+from spiral.pipeline.run_folder import RunFolder
+from spiral.pipeline.source import load_source
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The margin is signed so that a positive value is headroom and a negative one the amount by
 which the budget was missed, whichever way the budget points (a maximum or a minimum).
-Latency checks are verdicts of ``deploy.verdict``: the margin is measured from the far end of
+Latency checks are verdicts of ``spiral.deploy.verdict``: the margin is measured from the far end of
 the confidence interval, and an ``undecided`` verdict is ``inconclusive``, which never passes.
 How noisy the measurement was is reported (robust cv); it fails nothing by itself.
 """
@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from deploy.errors import InputError
-from deploy.profiler import Profile
-from deploy.stats import robust_cv
-from deploy.verdict import Question, Verdict, judge
-from pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
-from pipeline.export import ParityResult
-from pipeline.config import ParityConfig
-from pipeline.gate.budget import GateBudget
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Profile
+from spiral.deploy.stats import robust_cv
+from spiral.deploy.verdict import Question, Verdict, judge
+from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
+from spiral.pipeline.export import ParityResult
+from spiral.pipeline.config import ParityConfig
+from spiral.pipeline.gate.budget import GateBudget
 
 # The names the paired session gives the two models.
 CANDIDATE, BASELINE = "candidate", "baseline"

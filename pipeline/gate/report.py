@@ -6,14 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from deploy.profiler import Profile
-from pipeline.compare.releases import GATE_REPORT_KIND, Release
-from pipeline.export import ParityResult
-from pipeline.gate.checks import CheckResult, GateResult, format_value
-from pipeline.report import plots
-from pipeline.report.html import esc, html_page, html_plot, html_table
-from pipeline.report.junit import TestCase, junit_xml
-from pipeline.report.markdown import md_table
+from spiral.deploy.profiler import Profile
+from spiral.pipeline.compare.releases import GATE_REPORT_KIND, Release
+from spiral.pipeline.export import ParityResult
+from spiral.pipeline.gate.checks import CheckResult, GateResult, format_value
+from spiral.pipeline.report import plots
+from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiral.pipeline.report.junit import TestCase, junit_xml
+from spiral.pipeline.report.markdown import md_table
 
 GATE_SCHEMA_VERSION = 2
 _HEADERS = ("check", "status", "measured", "budget", "margin", "details")

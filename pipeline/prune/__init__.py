@@ -5,12 +5,12 @@ copy), ``apply_plan`` removes in place and replays deterministically,
 ``zero_removed`` builds the reference the pruned model must match before fine-tuning.
 """
 
-from pipeline.prune.apply import apply_plan, prune
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.criteria import CRITERIA
-from pipeline.prune.plan import PrunedGroup, PruningPlan, dtype_name, example_input, original_channels
-from pipeline.prune.prunable import PrunableModel, plan_pruning
-from pipeline.prune.zeroing import zero_removed
+from spiral.pipeline.prune.apply import apply_plan, prune
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.criteria import CRITERIA
+from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan, dtype_name, example_input, original_channels
+from spiral.pipeline.prune.prunable import PrunableModel, plan_pruning
+from spiral.pipeline.prune.zeroing import zero_removed
 
 __all__ = [
     "CRITERIA",

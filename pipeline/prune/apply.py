@@ -7,10 +7,10 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from deploy.errors import InputError
-from pipeline.prune.attention import SplitAttention, split_attention
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.graph import (
+from spiral.deploy.errors import InputError
+from spiral.pipeline.prune.attention import SplitAttention, split_attention
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.graph import (
     ROOT_TYPES,
     build_graph,
     check_supported,
@@ -18,8 +18,8 @@ from pipeline.prune.graph import (
     out_members,
     out_pruning_fn,
 )
-from pipeline.prune.plan import PrunedGroup, PruningPlan
-from pipeline.prune.prunable import plan_pruning
+from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiral.pipeline.prune.prunable import plan_pruning
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> nn.Module:

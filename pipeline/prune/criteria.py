@@ -3,7 +3,7 @@
 NNI criteria (``l1``, ``l2``, ``fpgm``, ``taylor``) run NNI's pruner on a copy of the model and take
 the per-channel metrics it computes to decide its masks; each member layer's metrics are divided by
 their mean and averaged over the group, so coupled layers get one score per channel. NNI's masks and
-its ``ModelSpeedup`` are not used: removal is Torch-Pruning's (see ``pipeline.prune.graph``).
+its ``ModelSpeedup`` are not used: removal is Torch-Pruning's (see ``spiral.pipeline.prune.graph``).
 Torch-Pruning criteria (``tp-*``) are its group importances, which aggregate over the group themselves
 and divide by the group's mean (Torch-Pruning's default ``normalizer="mean"``).
 
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deploy.errors import InputError
-from pipeline.prune.group import PrunableGroup
-from pipeline.prune.lstm import gate_rows
+from spiral.deploy.errors import InputError
+from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.lstm import gate_rows
 
 Batch = tuple[Tensor, Tensor]
 # NNI wants some sparsity to build masks; only the metrics behind them are read.

@@ -17,13 +17,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from deploy.errors import InputError
-from pipeline.prune.attention import SplitAttention
-from pipeline.prune.group import PrunableGroup
-from pipeline.prune.lstm import LSTMHiddenPruner
+from spiral.deploy.errors import InputError
+from spiral.pipeline.prune.attention import SplitAttention
+from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.lstm import LSTMHiddenPruner
 
 if TYPE_CHECKING:
-    from pipeline.prune.config import PruneConfig
+    from spiral.pipeline.prune.config import PruneConfig
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM)
 SUPPORTED_LAYERS = (

@@ -39,15 +39,15 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from deploy.errors import InputError
-from kernels.ops import OpSignature
-from kernels.predictor import LatencyPredictor
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.criteria import get_criterion
-from pipeline.prune.group import PrunableGroup
-from pipeline.prune.plan import PrunedGroup, PruningPlan
-from pipeline.prune.policy import uniform_kept
-from pipeline.prune.prunable import OperatorShapes, PrunableModel
+from spiral.deploy.errors import InputError
+from spiral.kernels.ops import OpSignature
+from spiral.kernels.predictor import LatencyPredictor
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.criteria import get_criterion
+from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiral.pipeline.prune.policy import uniform_kept
+from spiral.pipeline.prune.prunable import OperatorShapes, PrunableModel
 
 COSTS = ("latency", "macs")
 MAX_RUNGS = 32

@@ -1,7 +1,7 @@
 """What one pruning step removes, as a JSON-serializable plan that replays exactly.
 
-Plans are made by ``pipeline.prune.prunable`` (on a copy of the model, never the caller's) and
-replayed by ``pipeline.prune.apply``.
+Plans are made by ``spiral.pipeline.prune.prunable`` (on a copy of the model, never the caller's) and
+replayed by ``spiral.pipeline.prune.apply``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deploy.errors import InputError
+from spiral.deploy.errors import InputError
 
 PLAN_VERSION = 1
 

@@ -11,9 +11,9 @@ import math
 import torch
 from torch import Tensor
 
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.graph import matches
-from pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.graph import matches
+from spiral.pipeline.prune.group import PrunableGroup
 
 
 def choose_removals(candidates: list[PrunableGroup], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:

@@ -1,11 +1,11 @@
 """A model traced once: what a spiral step plans from, without tracing, copying or scoring it again.
 
 ``PrunableModel`` holds a working copy of the model (attention split into q/k/v projections, see
-``pipeline.prune.attention``), Torch-Pruning's dependency graph over it, every prunable group, the
-operators the latency table knows (``kernels.layers``) and how their channels follow each group.
+``spiral.pipeline.prune.attention``), Torch-Pruning's dependency graph over it, every prunable group, the
+operators the latency table knows (``spiral.kernels.layers``) and how their channels follow each group.
 Per pruning config (criterion, ignored layers, stem protection) it scores the config's groups once
 on the step's calibration batches and keeps the scores, so the uniform grid, the latency-aware
-ladder (``pipeline.prune.latency_aware``) and the operator lists the predictor screens them by all
+ladder (``spiral.pipeline.prune.latency_aware``) and the operator lists the predictor screens them by all
 come from one trace. The caller's model is never modified; one object serves one step (its scores
 are of that step's weights and calibration batches).
 """
@@ -19,16 +19,16 @@ from collections.abc import Iterable, Sequence
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from deploy.errors import InputError
-from kernels.layers import Layer, torch_layers
-from kernels.ops import Attention, OpSignature
-from pipeline.prune.attention import split_attention
-from pipeline.prune.config import PruneConfig
-from pipeline.prune.criteria import calibration_batches, get_criterion
-from pipeline.prune.graph import build_graph, candidate_groups, check_supported
-from pipeline.prune.group import PrunableGroup
-from pipeline.prune.plan import PrunedGroup, PruningPlan
-from pipeline.prune.policy import choose_removals
+from spiral.deploy.errors import InputError
+from spiral.kernels.layers import Layer, torch_layers
+from spiral.kernels.ops import Attention, OpSignature
+from spiral.pipeline.prune.attention import split_attention
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
+from spiral.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiral.pipeline.prune.policy import choose_removals
 
 
 class OperatorShapes:

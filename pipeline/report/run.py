@@ -10,18 +10,18 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploy.errors import InputError
-from deploy.profiler import Profile
-from deploy.atomic import write_json, write_text
-from pipeline.report import plots
-from pipeline.report.html import esc, html_page, html_plot, html_table
-from pipeline.report.junit import TestCase, junit_xml
-from pipeline.report.markdown import md_table
-from pipeline.ledger import LedgerEntry
-from pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Profile
+from spiral.deploy.atomic import write_json, write_text
+from spiral.pipeline.report import plots
+from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiral.pipeline.report.junit import TestCase, junit_xml
+from spiral.pipeline.report.markdown import md_table
+from spiral.pipeline.ledger import LedgerEntry
+from spiral.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:
-    from pipeline.config import RunConfig
+    from spiral.pipeline.config import RunConfig
 
 REPORT_SCHEMA_VERSION = 1
 STEP_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")

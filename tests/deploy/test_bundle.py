@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from deploy import device_runner
-from deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
-from deploy.device_runner import MANIFEST
-from deploy.errors import InputError
-from deploy.target_profiles import list_targets, load_target, parse_target
+from spiral.deploy import device_runner
+from spiral.deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
+from spiral.deploy.device_runner import MANIFEST
+from spiral.deploy.errors import InputError
+from spiral.deploy.target_profiles import list_targets, load_target, parse_target
 
 TRTEXEC_TARGETS = [name for name in list_targets() if load_target(name).backend == "trtexec"]
 TRTEXEC_CASES = [(name, version) for name in TRTEXEC_TARGETS for version in load_target(name).trtexec.tensorrt]
@@ -49,7 +49,7 @@ def test_layout_checksums_and_manifest(tiny_onnx: Path, tmp_path: Path) -> None:
     assert manifest == bundle.manifest and sha(bundle.root / MANIFEST) == bundle.manifest_sha256
     assert manifest["files"] == {name: sha(bundle.root / name) for name in files - {MANIFEST}}
     package = Path(device_runner.__file__).parent  # the runner is shipped whole, each module with its sha256
-    assert {f"runner/deploy/device_runner/{p.name}" for p in package.glob("*.py")} <= set(manifest["files"])
+    assert {f"runner/spiral/deploy/device_runner/{p.name}" for p in package.glob("*.py")} <= set(manifest["files"])
     assert (bundle.root / MODEL_FILE).read_bytes() == tiny_onnx.read_bytes()
     assert manifest["model"]["sha256"] == sha(tiny_onnx) and manifest["model"]["input_shapes"] == {"input": [1, 3, 16, 16]}
     assert manifest["target"]["name"] == "local-cpu" and "ssh" not in manifest["target"]

@@ -1,7 +1,7 @@
 import hashlib
 import os
 
-from deploy.fingerprint import file_sha256, physical_cores, target_fingerprint
+from spiral.deploy.fingerprint import file_sha256, physical_cores, target_fingerprint
 
 
 def test_fingerprint_records_machine_libraries_and_settings():

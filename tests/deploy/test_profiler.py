@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from deploy.backends.inputs import make_inputs
-from deploy.errors import InputError
-from deploy.profiler import SCHEMA_VERSION, Profile, ProfileSettings, Target, profile_model, profile_paired
-from deploy.verdict import Question
+from spiral.deploy.backends.inputs import make_inputs
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import SCHEMA_VERSION, Profile, ProfileSettings, Target, profile_model, profile_paired
+from spiral.deploy.verdict import Question
 
 FAST = ProfileSettings(warmup_s=0.05, block_s=0.01, min_rounds=5, min_duration_s=0.1, max_duration_s=1.0)
 

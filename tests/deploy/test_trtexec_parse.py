@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import InputError
-from deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
+from spiral.deploy.errors import InputError
+from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "trtexec"
 

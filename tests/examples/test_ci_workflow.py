@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.export import export_onnx
+from spiral.pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.gate.digits_model import digits_net
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from deploy.errors import InputError
-from pipeline.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, save_checkpoint
-from pipeline.models import build_model
-from pipeline.prune import PruneConfig, prune
+from spiral.deploy.errors import InputError
+from spiral.pipeline.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, save_checkpoint
+from spiral.pipeline.models import build_model
+from spiral.pipeline.prune import PruneConfig, prune
 
-DEMO = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-TEXT = "pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
+DEMO = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT = "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 SHAPE = [1, 1, 16, 16]
 
 

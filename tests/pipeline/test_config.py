@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tiny_spiral import tiny_config
-from deploy.errors import InputError
-from pipeline.config import load_config, parse_config
+from spiral.deploy.errors import InputError
+from spiral.pipeline.config import load_config, parse_config
 
 
 def test_tiny_config_is_valid():

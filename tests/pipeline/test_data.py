@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.errors import InputError
-from pipeline.data import digits_datasets, load_datasets
+from spiral.deploy.errors import InputError
+from spiral.pipeline.data import digits_datasets, load_datasets
 
 
 def test_digits_is_deterministic_and_stratified():

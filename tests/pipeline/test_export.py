@@ -6,11 +6,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from deploy.errors import InputError
-from pipeline.export import check_parity, export_onnx
-from pipeline.models import build_model
+from spiral.deploy.errors import InputError
+from spiral.pipeline.export import check_parity, export_onnx
+from spiral.pipeline.models import build_model
 
-SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import InputError
-from pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
+from spiral.deploy.errors import InputError
+from spiral.pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
 from tests.ledger_entries import ledger_entry
 
 

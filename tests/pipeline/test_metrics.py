@@ -5,8 +5,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from deploy.errors import InputError
-from pipeline.metrics import classification_metrics, evaluate
+from spiral.deploy.errors import InputError
+from spiral.pipeline.metrics import classification_metrics, evaluate
 
 CASES = {
     "random 10 classes": (10, range(10), range(10)),

@@ -1,10 +1,10 @@
 import torch
 
-from pipeline.models import build_model, split_spec, with_kwargs
+from spiral.pipeline.models import build_model, split_spec, with_kwargs
 
 
 def test_factory_spec_with_kwargs():
-    model = build_model("pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]")
+    model = build_model("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]")
     assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
     assert model.stem[0].out_channels == 8
 

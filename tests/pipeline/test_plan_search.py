@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.errors import InputError
-from kernels.predictor import LatencyPredictor
-from kernels.table import LatencyTable
-from pipeline.config import ScheduleConfig
-from pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, choose_plan
-from pipeline.prune import PrunableModel, PruneConfig, PruningPlan
-from pipeline.zoo.digits_resnet import digits_resnet
+from spiral.deploy.errors import InputError
+from spiral.kernels.predictor import LatencyPredictor
+from spiral.kernels.table import LatencyTable
+from spiral.pipeline.config import ScheduleConfig
+from spiral.pipeline.plan_search import LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, choose_plan
+from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
+from spiral.pipeline.zoo.digits_resnet import digits_resnet
 
 X = torch.zeros(1, 1, 16, 16)
 ALLOCATIONS = ScheduleConfig.model_fields["allocation"].annotation.__args__
@@ -78,7 +78,7 @@ def test_a_step_traces_and_scores_its_model_once(
     table: LatencyTable, allocation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every candidate plan and every operator list the predictor screens come from one trace and one scoring."""
-    import pipeline.prune.prunable as prunable
+    import spiral.pipeline.prune.prunable as prunable
 
     counts = {"traced": 0, "grouped": 0}
     build_graph, candidate_groups = prunable.build_graph, prunable.candidate_groups

@@ -1,4 +1,4 @@
-"""``spiral quantize`` and ``pipeline.quantize`` on real ONNX Runtime quantization of a real model.
+"""``spiral quantize`` and ``spiral.pipeline.quantize`` on real ONNX Runtime quantization of a real model.
 
 Acceptance rules are tested with limits far from this machine's speed: a speedup of 0.01x over the
 float model is always granted, 100x never is. No test asserts how fast INT8 runs here.
@@ -14,15 +14,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import QuantizeConfig
-from pipeline.export import export_onnx
-from pipeline.models import build_model
-from pipeline.quantize import METHODS, calibration_batches, float_fallback, quantize_onnx
-from pipeline.data import load_datasets
+from spiral.pipeline.cli import main
+from spiral.pipeline.config import QuantizeConfig
+from spiral.pipeline.export import export_onnx
+from spiral.pipeline.models import build_model
+from spiral.pipeline.quantize import METHODS, calibration_batches, float_fallback, quantize_onnx
+from spiral.pipeline.data import load_datasets
 
 pytestmark = pytest.mark.slow
-SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 SHAPE = "1,1,16,16"
 QUICK = ["--max-duration", "1.0", "--threads", "1", "--calibration-batches", "4"]
 

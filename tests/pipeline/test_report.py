@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import parse_config
-from pipeline.ledger import LedgerEntry, append_entry
-from pipeline.report import step_rows, write_reports
-from pipeline.report.plots import ParetoPoint, pareto_indices
+from spiral.pipeline.cli import main
+from spiral.pipeline.config import parse_config
+from spiral.pipeline.ledger import LedgerEntry, append_entry
+from spiral.pipeline.report import step_rows, write_reports
+from spiral.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images

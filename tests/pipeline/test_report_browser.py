@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import parse_config
-from pipeline.report import plots, write_reports
+from spiral.pipeline.config import parse_config
+from spiral.pipeline.report import plots, write_reports
 from tiny_spiral import tiny_config
 from tests.pipeline.test_report import BUDGET, make_run
 

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import ScheduleConfig
-from pipeline.distill.checkpoint import CHECKPOINT_NAME
-from pipeline.ledger import read_ledger
-from pipeline.plan_search import MAX_MEASURED
+from spiral.pipeline.cli import main
+from spiral.pipeline.config import ScheduleConfig
+from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiral.pipeline.ledger import read_ledger
+from spiral.pipeline.plan_search import MAX_MEASURED
 
 pytestmark = pytest.mark.slow
 
 
 def spiral(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "spiral.pipeline.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from tiny_spiral import TINY_MODEL, tiny_config
 
-from pipeline.checkpoint import MANIFEST, MAX_MANIFEST_BYTES, WEIGHTS, save_checkpoint
-from pipeline.cli import COMMAND_MODULES, main
-from pipeline.config import parse_config
-from pipeline.distill import ddp
-from pipeline.ledger import MAX_LINE_BYTES
-from pipeline.models import build_model
-from pipeline.report.run import REPORT_SCHEMA_VERSION
+from spiral.pipeline.checkpoint import MANIFEST, MAX_MANIFEST_BYTES, WEIGHTS, save_checkpoint
+from spiral.pipeline.cli import COMMAND_MODULES, main
+from spiral.pipeline.config import parse_config
+from spiral.pipeline.distill import ddp
+from spiral.pipeline.ledger import MAX_LINE_BYTES
+from spiral.pipeline.models import build_model
+from spiral.pipeline.report.run import REPORT_SCHEMA_VERSION
 
 SHAPE = [1, 1, 16, 16]
 SHAPE_ARG = "1,1,16,16"
@@ -173,11 +173,11 @@ def test_code_named_in_a_checkpoint_is_refused(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&stamp=2020-01-01",
+        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&stamp=2020-01-01",
          "keyword arguments must be plain JSON values"),
-        ("pipeline.zoo.digits_resnet:digits_resnet?width=!!binary%20AAAA",
+        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=!!binary%20AAAA",
          "keyword arguments must be plain JSON values"),
-        ("pipeline.zoo.digits_resnet:digits_resnet?width=[", "malformed keyword arguments after '?'"),
+        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=[", "malformed keyword arguments after '?'"),
         ("torchvision:resnet18?weights=DEFAULT", "spiral builds torchvision models without downloading weights"),
     ],
 )
@@ -244,7 +244,7 @@ def test_a_run_reloads_its_own_checkpoints_of_the_factory_its_config_names(cwd: 
 def test_a_distillation_job_names_checkpoints_under_the_same_rule(
     trusted: bool, cwd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``python -m pipeline.distill.ddp JOB.json``: its ``trust_model_code`` key allows what the flag allows."""
+    """``python -m spiral.pipeline.distill.ddp JOB.json``: its ``trust_model_code`` key allows what the flag allows."""
     folder = _trusted_checkpoint(cwd)
     job = {"student": {"spec": str(folder)}, "data": {"source": "no-such-data", "input_shape": SHAPE},
            "output_dir": str(tmp_path / "out"), "trust_model_code": trusted}

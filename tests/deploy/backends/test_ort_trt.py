@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from deploy.backends.ort_trt import shape_profiles
-from deploy.errors import InputError
+from spiral.deploy.backends.ort_trt import shape_profiles
+from spiral.deploy.errors import InputError
 
 
 def test_profiles_span_the_batch_sizes_and_tune_for_the_first():

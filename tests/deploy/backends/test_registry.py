@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.backends import BACKENDS, Backend, TraceRunner, get_backend, list_backends
-from deploy.errors import InputError
+from spiral.deploy.backends import BACKENDS, Backend, TraceRunner, get_backend, list_backends
+from spiral.deploy.errors import InputError
 
 
 def test_unknown_backend_names_the_known_ones():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.device_runner.errors import DeviceError
-from deploy.device_runner.results import profile_json, read_trace
+from spiral.deploy.device_runner.errors import DeviceError
+from spiral.deploy.device_runner.results import profile_json, read_trace
 from tests.deploy.device_runner.runner_bundles import FIXTURES
 
 

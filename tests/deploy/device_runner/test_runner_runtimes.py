@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.device_runner.runtimes import version_matches
+from spiral.deploy.device_runner.runtimes import version_matches
 
 
 @pytest.mark.parametrize(

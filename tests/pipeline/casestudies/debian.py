@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from pipeline.casestudies.images import FASHION_MNIST
-from pipeline.casestudies.text import FORTUNES
+from spiral.pipeline.casestudies.images import FASHION_MNIST
+from spiral.pipeline.casestudies.text import FORTUNES
 
 
 def _needs(present: bool, package: str) -> pytest.MarkDecorator:

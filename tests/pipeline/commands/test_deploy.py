@@ -12,8 +12,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.cli import main
-from pipeline.compare.releases import load_release
+from spiral.pipeline.cli import main
+from spiral.pipeline.compare.releases import load_release
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target_data, server  # noqa: F401 - server is a fixture
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from architectures import ARCHITECTURES, HEAVY
 
-from pipeline.checkpoint import save_checkpoint
-from pipeline.cli import main
-from pipeline.models import build_model
+from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.cli import main
+from spiral.pipeline.models import build_model
 
-SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 def batch_dim(path: Path):

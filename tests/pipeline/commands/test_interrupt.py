@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.ledger import read_ledger
+from spiral.pipeline.cli import main
+from spiral.pipeline.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
 
 
 def start_run(config: Path, out: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(config), "--out", str(out)],
+    process = subprocess.Popen([sys.executable, "-m", "spiral.pipeline.cli", "run", str(config), "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "200"})
     deadline = time.time() + 240

@@ -1,7 +1,7 @@
 import argparse
 
-from deploy.backends import BACKENDS, list_backends
-from pipeline.commands import targets as command
+from spiral.deploy.backends import BACKENDS, list_backends
+from spiral.pipeline.commands import targets as command
 
 
 def test_lists_every_backend_with_its_availability_and_reason(capsys):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.profiler import SCHEMA_VERSION, Measurement, Profile
-from deploy.sampling import Series
-from deploy.stats import robust_cv, summarize
-from pipeline.gate.checks import GateResult
-from pipeline.gate.report import GateContext, gate_json
+from spiral.deploy.profiler import SCHEMA_VERSION, Measurement, Profile
+from spiral.deploy.sampling import Series
+from spiral.deploy.stats import robust_cv, summarize
+from spiral.pipeline.gate.checks import GateResult
+from spiral.pipeline.gate.report import GateContext, gate_json
 
 
 ROUND = 10

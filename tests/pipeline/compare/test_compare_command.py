@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.cli import main
-from pipeline.export import export_onnx
+from spiral.pipeline.cli import main
+from spiral.pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 

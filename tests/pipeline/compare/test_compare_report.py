@@ -1,10 +1,10 @@
 import json
 import re
 
-from pipeline.compare.history import build_history
-from pipeline.compare.profiles import compare_runs
-from pipeline.compare.releases import Release, load_history
-from pipeline.compare.report import (
+from spiral.pipeline.compare.history import build_history
+from spiral.pipeline.compare.profiles import compare_runs
+from spiral.pipeline.compare.releases import Release, load_history
+from spiral.pipeline.compare.report import (
     COMPARE_SCHEMA_VERSION,
     comparison_html,
     comparison_json,

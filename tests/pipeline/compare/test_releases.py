@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import InputError
-from pipeline.compare.history import build_history
-from pipeline.compare.releases import load_history, load_release
-from pipeline.report.run import build_report
+from spiral.deploy.errors import InputError
+from spiral.pipeline.compare.history import build_history
+from spiral.pipeline.compare.releases import load_history, load_release
+from spiral.pipeline.report.run import build_report
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
 

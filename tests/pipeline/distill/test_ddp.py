@@ -2,11 +2,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deploy.errors import InputError
-from pipeline.distill.config import DistillConfig, LossWeights
-from pipeline.distill.ddp import STUDENT_WEIGHTS, launch, model_from_ref, read_job
-from pipeline.distill.train import distill
-from pipeline.metrics import evaluate
+from spiral.deploy.errors import InputError
+from spiral.pipeline.distill.config import DistillConfig, LossWeights
+from spiral.pipeline.distill.ddp import STUDENT_WEIGHTS, launch, model_from_ref, read_job
+from spiral.pipeline.distill.train import distill
+from spiral.pipeline.metrics import evaluate
 
 CFG = DistillConfig(epochs=3, batch_size=32, weights=LossWeights(feature=1.0))
 

@@ -17,12 +17,12 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from deploy.errors import InputError
-from pipeline.distill.checkpoint import CHECKPOINT_NAME
-from pipeline.distill.config import DistillConfig, LossWeights
-from pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS
-from pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
-from pipeline.metrics import evaluate
+from spiral.deploy.errors import InputError
+from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiral.pipeline.distill.config import DistillConfig, LossWeights
+from spiral.pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS
+from spiral.pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
+from spiral.pipeline.metrics import evaluate
 
 KINDS = {
     "logits": LossWeights(logits=1.0),
@@ -118,7 +118,7 @@ def test_a_killed_distillation_resumes_to_the_same_weights(tmp_path, make_job) -
     for name in ("reference", "killed"):
         jobs[name] = tmp_path / f"{name}.json"
         jobs[name].write_text(make_job(name, cfg).model_dump_json())
-    command = [sys.executable, "-m", "pipeline.distill.ddp"]
+    command = [sys.executable, "-m", "spiral.pipeline.distill.ddp"]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
 
     subprocess.run([*command, str(jobs["reference"])], check=True, env=env)

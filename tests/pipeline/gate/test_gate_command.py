@@ -11,19 +11,19 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pipeline.checkpoint import save_checkpoint
-from pipeline.cli import main
-from pipeline.ledger import append_entry
-from pipeline.models import build_model
-from pipeline.compare.releases import load_release
+from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.cli import main
+from spiral.pipeline.ledger import append_entry
+from spiral.pipeline.models import build_model
+from spiral.pipeline.compare.releases import load_release
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
 pytestmark = pytest.mark.slow
 QUICK = {"warmup_s": 0.05, "min_duration_s": 0.2, "max_duration_s": 3.0}
-TINY_SPEC = "pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-TEXT_SPEC = "pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
+TINY_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT_SPEC = "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 
 
 def gate(*args) -> int:

@@ -19,10 +19,10 @@ import torch
 from architectures import ARCHITECTURES, HEAVY, Architecture, built, output_tolerance
 from torch import Tensor, nn
 
-from deploy.errors import InputError
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.export import export_onnx
-from pipeline.prune import (
+from spiral.deploy.errors import InputError
+from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiral.pipeline.export import export_onnx
+from spiral.pipeline.prune import (
     PruneConfig,
     PruningPlan,
     apply_plan,
@@ -30,8 +30,8 @@ from pipeline.prune import (
     prune,
     zero_removed,
 )
-from pipeline.prune.attention import SplitAttention
-from pipeline.specs import trusting_model_code
+from spiral.pipeline.prune.attention import SplitAttention
+from spiral.pipeline.specs import trusting_model_code
 
 SETTINGS = {0.3: 8, 0.5: None}  # ratio -> round_to
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from architectures import DEMO_SPEC
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.cli import main
+from spiral.pipeline.checkpoint import load_checkpoint
+from spiral.pipeline.cli import main
 
 
 def test_prune_prints_the_counts_and_writes_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -10,9 +10,9 @@ from architectures import ARCHITECTURES, built, output_tolerance
 from pydantic import ValidationError
 from torch import nn
 
-from deploy.errors import InputError
-from pipeline.prune import CRITERIA, PruneConfig, apply_plan, plan_pruning, zero_removed
-from pipeline.prune.criteria import get_criterion
+from spiral.deploy.errors import InputError
+from spiral.pipeline.prune import CRITERIA, PruneConfig, apply_plan, plan_pruning, zero_removed
+from spiral.pipeline.prune.criteria import get_criterion
 
 
 @pytest.mark.parametrize("criterion", list(CRITERIA))

@@ -6,12 +6,12 @@ import pytest
 import torch
 from architectures import ARCHITECTURES, HEAVY, built
 
-from deploy.errors import InputError
-from kernels.layers import torch_layers
-from kernels.predictor import Calibration, LatencyPredictor
-from kernels.table import LatencyTable
-from pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning
-from pipeline.prune.latency_aware import plans_for_latency
+from spiral.deploy.errors import InputError
+from spiral.kernels.layers import torch_layers
+from spiral.kernels.predictor import Calibration, LatencyPredictor
+from spiral.kernels.table import LatencyTable
+from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning
+from spiral.pipeline.prune.latency_aware import plans_for_latency
 
 DEMO = ARCHITECTURES["demo"]
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.layers import torch_layers
-from kernels.ops import LSTM
-from kernels.predictor import Calibration, LatencyPredictor
-from kernels.table import LatencyTable
-from pipeline.prune import PrunableModel, PruneConfig, apply_plan
-from pipeline.prune.latency_aware import plans_for_latency
-from pipeline.zoo.lstm import lstm_classifier
+from spiral.kernels.layers import torch_layers
+from spiral.kernels.ops import LSTM
+from spiral.kernels.predictor import Calibration, LatencyPredictor
+from spiral.kernels.table import LatencyTable
+from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from spiral.pipeline.prune.latency_aware import plans_for_latency
+from spiral.pipeline.zoo.lstm import lstm_classifier
 
 X = torch.randn(1, 51, 40, generator=torch.Generator().manual_seed(0))
 

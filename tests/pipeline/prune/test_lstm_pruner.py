@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
+from spiral.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
 
 
 def _lstm() -> nn.LSTM:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.prune import PruneConfig
-from pipeline.prune.group import PrunableGroup
-from pipeline.prune.policy import choose_removals
+from spiral.pipeline.prune import PruneConfig
+from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.policy import choose_removals
 
 
 def candidate(root: str, channels: int, unit: int = 1) -> PrunableGroup:

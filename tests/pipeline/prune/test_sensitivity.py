@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from architectures import ARCHITECTURES, built
 
-from pipeline.prune import PrunableModel, PruneConfig, zero_removed
-from pipeline.prune.criteria import SENSITIVITY_BATCHES, _envelope_slopes, get_criterion, sensitivity_counts
-from pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiral.pipeline.prune import PrunableModel, PruneConfig, zero_removed
+from spiral.pipeline.prune.criteria import SENSITIVITY_BATCHES, _envelope_slopes, get_criterion, sensitivity_counts
+from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
 
 SENSITIVITY = get_criterion("sensitivity")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 from architectures import ARCHITECTURES, built, output_tolerance
 
-from pipeline.prune import (
+from spiral.pipeline.prune import (
     PruneConfig,
     PruningPlan,
     apply_plan,

@@ -1,0 +1,120 @@
+"""Installed, spiral owns one top-level import name, ``spiral``: the repository's ``pipeline/``, ``kernels/``
+and ``deploy/`` install as ``spiral.pipeline``, ``spiral.kernels`` and ``spiral.deploy``, so that spiral
+installs beside other distributions that own ``pipeline``, ``kernels`` (Hugging Face's) or ``deploy``
+without breaking them or being broken by them.
+
+The wheel is built here from a copy of the source with this environment's setuptools and installed,
+offline, into a fresh environment (without torch: only modules that need the standard library alone
+are imported there) beside a distribution that owns the three bare names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "spiral"
+LAYERS = ("pipeline", "kernels", "deploy")
+# The folders of data files the packages read through importlib.resources, and what they hold.
+DATA = {"deploy/targets": "*.yaml", "pipeline/configs": "*.yaml"}
+
+
+def _installed_name(folder: Path) -> str:
+    """``ROOT/deploy/backends`` -> ``spiral.deploy.backends``."""
+    return ".".join((NAME, *folder.relative_to(ROOT).parts))
+
+
+def _packages() -> set[str]:
+    """Every package of the source tree and every data folder, by the name it installs under."""
+    packages = {_installed_name(init.parent) for layer in LAYERS for init in (ROOT / layer).rglob("__init__.py")}
+    return {NAME, *packages, *(_installed_name(ROOT / folder) for folder in DATA)}
+
+
+def test_pyproject_maps_every_package_under_spiral() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {NAME: NAME, **{f"{NAME}.{layer}": layer for layer in LAYERS}}
+    assert sorted(setuptools["packages"]) == sorted(_packages())
+    assert setuptools["package-data"] == {_installed_name(ROOT / folder): [files] for folder, files in DATA.items()}
+
+
+def _pip(*args: str | Path) -> None:
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([sys.executable, "-m", "pip", *map(str, args)], env=env, check=True, capture_output=True, text=True)
+
+
+def _other_distribution(folder: Path) -> Path:
+    """A distribution of someone else's that owns the top-level packages ``pipeline``, ``kernels`` and ``deploy``."""
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "others"\nversion = "1.0"\n\n'
+        f"[tool.setuptools]\npackages = {json.dumps(list(LAYERS))}\n"
+    )
+    for layer in LAYERS:
+        (folder / layer).mkdir()
+        (folder / layer / "__init__.py").write_text('OWNER = "other"\n')
+    return folder
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_beside_other_pipeline_kernels_and_deploy(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools", minversion="70.1", reason="the wheel is built offline with setuptools>=70.1")
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy2(ROOT / "pyproject.toml", source)
+    for folder in (NAME, *LAYERS):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir", "--wheel-dir", wheels,
+         source, _other_distribution(tmp_path / "others"))
+    (wheel,) = wheels.glob(f"{NAME}-*.whl")
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {NAME, wheel.name.split("-py")[0] + ".dist-info"}
+    # Every module and data file of the source, under spiral/.
+    files = [p for layer in LAYERS for p in (ROOT / layer).rglob("*.py") if "__pycache__" not in p.parts]
+    files += [p for folder, pattern in DATA.items() for p in (ROOT / folder).glob(pattern)]
+    assert {f"{NAME}/{p.relative_to(ROOT).as_posix()}" for p in files} <= set(names)
+    assert f"{NAME}/__init__.py" in names
+
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)
+    python = env / "bin" / "python"
+    _pip("--python", python, "install", "--no-deps", "--no-index", "--no-cache-dir", *sorted(wheels.glob("*.whl")))
+    check = f"""
+import importlib.metadata, importlib.resources, json, sys
+import deploy, kernels, pipeline
+import spiral, spiral.deploy.errors, spiral.deploy.fingerprint, spiral.deploy.trtexec_parse
+from spiral.deploy.device_runner.steps import RUNNER_ROOT
+(script,) = importlib.metadata.entry_points(group="console_scripts", name="{NAME}")
+print(json.dumps({{
+    "owners": [deploy.OWNER, kernels.OWNER, pipeline.OWNER],
+    "spiral_path": list(spiral.__path__),
+    "errors": spiral.deploy.errors.__file__,
+    "runner_root": str(RUNNER_ROOT),
+    "targets": sorted(e.name for e in (importlib.resources.files("spiral.deploy") / "targets").iterdir()),
+    "script": script.value,
+    "site": [p for p in sys.path if p.endswith("site-packages")],
+}}))
+"""
+    done = subprocess.run([python, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    (site,) = [Path(p).resolve() for p in found["site"]]
+    assert found["owners"] == ["other", "other", "other"]  # theirs, untouched by spiral
+    assert [Path(p).resolve() for p in found["spiral_path"]] == [site / NAME]  # nothing beside it joins the package
+    assert Path(found["errors"]).resolve() == site / NAME / "deploy" / "errors.py"
+    assert Path(found["runner_root"]) == site
+    assert found["targets"] == sorted(p.name for p in (ROOT / "deploy" / "targets").glob("*.yaml"))
+    assert found["script"] == "spiral.pipeline.cli:main"
+    runner = subprocess.run([python, "-I", "-m", "spiral.deploy.device_runner", "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert runner.returncode == 0 and "python3 -m spiral.deploy.device_runner" in runner.stdout, runner.stderr

@@ -5,7 +5,9 @@ would. A spec read from a file (a checkpoint's ``base_spec``) may name a model o
 (``spiral.pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
 in this same command (a run's own checkpoints); any other module is imported only inside
 ``trusting_model_code(True)``, which ``--trust-model-code`` or ``trust_model_code: true`` in the run
-config turns on.
+config turns on. Checkpoints and configs written before spiral's packages were ``spiral.*`` name the
+zoo without the ``spiral.`` prefix (``LEGACY_ZOO``): that is spiral's zoo still, never a top-level
+package of that name that another distribution may have installed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from spiral.deploy.errors import InputError
 
 ZOO = "spiral.pipeline.zoo"
+LEGACY_ZOO = ZOO.removeprefix("spiral.")  # the zoo's name in checkpoints of spiral before its ``spiral.*`` names
 # (any module allowed, the package.module:factory targets the user typed)
 _trust: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("trust_model_code", default=(False, frozenset()))
 
@@ -41,8 +44,10 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise InputError(f"{what} '{spec}' is not of the form package.module:factory")
+    if _within(module_name, LEGACY_ZOO):
+        module_name = f"spiral.{module_name}"
     everything, typed = _trust.get()
-    zoo = module_name == ZOO or module_name.startswith(ZOO + ".")
+    zoo = _within(module_name, ZOO)
     if named_in is not None and not (everything or zoo or spec in typed):
         raise InputError(
             f"{named_in} names code from module {module_name!r} ({spec!r}); spiral imports no code named inside "
@@ -57,3 +62,7 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
     if not callable(target):
         raise InputError(f"{what} '{spec}': {module_name} has no callable '{attribute}'")
     return target
+
+
+def _within(module_name: str, package: str) -> bool:
+    return module_name == package or module_name.startswith(package + ".")

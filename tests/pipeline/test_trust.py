@@ -195,6 +195,15 @@ def test_spiral_zoo_and_torchvision_load_without_asking(tmp_path: Path) -> None:
     assert main(["prune", str(folder), "--input-shape", "1,3,32,32", "--out", str(tmp_path / "tv-pruned")]) == 0
 
 
+def test_specs_from_before_the_spiral_names_load_spirals_zoo(tmp_path: Path) -> None:
+    """Checkpoints and configs from before spiral's ``spiral.*`` names name the zoo without the ``spiral.``
+    prefix: that is spiral's zoo, not whatever top-level package of that name is installed."""
+    legacy = TINY_MODEL.removeprefix("spiral.")
+    assert main(_prune(checkpoint(tmp_path / "old", legacy), tmp_path)[0]) == 0  # read from a checkpoint
+    assert type(build_model(legacy)) is type(build_model(TINY_MODEL))  # typed
+    assert legacy.partition(".")[0] not in sys.modules
+
+
 def _trusted_checkpoint(cwd: Path) -> Path:
     """The user's own factory, from their own directory: its checkpoint records the spec they gave."""
     model = build_model(f"{LOCAL_MODULE}:tiny")

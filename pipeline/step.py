@@ -46,7 +46,6 @@ class Reference:
     lineage: tuple[str, list]
 
 
-
 class Tries:
     """The tries of one run: its config, folder, data and latency predictor, and the last model traced."""
 

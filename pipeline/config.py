@@ -180,7 +180,7 @@ class QuantizeConfig(_Strict):
     When the fully quantized model loses more than ``max_drop`` points, the float fallback keeps up to
     ``max_float_nodes`` of its most sensitive Conv / Gemm / MatMul nodes float (0: no fallback), measured
     on ``sensitivity_batches`` training batches held apart from the calibration ones, and that model
-    is judged instead (``spiral.pipeline.quantize.float_fallback``).
+    is judged instead (``spiral.pipeline.float_fallback``).
     """
 
     method: Literal["minmax", "entropy", "percentile"] = "minmax"

@@ -34,11 +34,12 @@ from spiral.kernels.table import LatencyTable
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig
+from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
 from spiral.pipeline.plan_search import NothingLeftToPrune
 from spiral.pipeline.prune import PruningPlan
-from spiral.pipeline.quantize import INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
+from spiral.pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
 from spiral.pipeline.report import write_reports
 from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted
@@ -122,7 +123,7 @@ class Spiral:
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, self.data.val_set, cfg.num_classes, q,
             seconds, cache_dir=work / "compiled", others={"teacher": self.folder.teacher_onnx},
-            questions=finals, fallback=fallback,
+            questions=finals, fallback=None if fallback is None else fallback.to_dict(),
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")

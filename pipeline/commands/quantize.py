@@ -17,8 +17,9 @@ from spiral.deploy.profiler import Target
 from spiral.deploy.sampling import ProfileSettings
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
+from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, float_fallback, judge_quantized, quantize_onnx
+from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, judge_quantized, quantize_onnx
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         fallback = float_fallback(candidate.onnx_path, int8, batches, train_set, val_set, num_classes, cfg)
         target = Target(args.target, candidate.input_shape[0], args.threads)
         result = judge_quantized(candidate.onnx_path, int8, target, settings, val_set, num_classes, cfg, seconds,
-                                 cache_dir=Path(work) / "compiled", fallback=fallback)
+                                 cache_dir=Path(work) / "compiled",
+                                 fallback=None if fallback is None else fallback.to_dict())
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""``spiral quantize`` and ``spiral.pipeline.quantize`` on real ONNX Runtime quantization of a real model.
+"""``spiral quantize``, ``spiral.pipeline.quantize`` and ``spiral.pipeline.float_fallback`` on real ONNX Runtime
+quantization of a real model.
 
 Acceptance rules are tested with limits far from this machine's speed: a speedup of 0.01x over the
 float model is always granted, 100x never is. No test asserts how fast INT8 runs here.
@@ -17,8 +18,9 @@ import pytest
 from spiral.pipeline.cli import main
 from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.export import export_onnx
+from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.models import build_model
-from spiral.pipeline.quantize import METHODS, calibration_batches, float_fallback, quantize_onnx
+from spiral.pipeline.quantize import METHODS, calibration_batches, quantize_onnx
 from spiral.pipeline.data import load_datasets
 
 pytestmark = pytest.mark.slow

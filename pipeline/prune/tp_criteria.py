@@ -1,0 +1,61 @@
+"""Torch-Pruning criteria (``tp-magnitude``, ``tp-taylor``, ``tp-bn-scale``): its group importances.
+
+They aggregate over every coupled slice of the group themselves and divide by the group's mean
+(Torch-Pruning's default ``normalizer="mean"``). The registry is ``spiral.pipeline.prune.criteria``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spiral.pipeline.prune.group import Batch, PrunableGroup
+
+
+def tp_scorer(
+    make_importance: Callable[[], Callable], *, gradients: bool
+) -> Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]]:
+    def score(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+        if gradients:
+            _accumulate_gradients(model, calibration)
+        importance = make_importance()
+        with torch.no_grad():
+            return [_as_scores(importance(candidate.group)) for candidate in candidates]
+
+    return score
+
+
+def _as_scores(scores: Tensor | None) -> Tensor | None:
+    return None if scores is None else scores.detach().float().cpu()
+
+
+def _accumulate_gradients(model: nn.Module, calibration: list[Batch]) -> None:
+    model.eval()
+    model.zero_grad(set_to_none=False)
+    with torch.enable_grad():
+        for inputs, labels in calibration:
+            F.cross_entropy(model(inputs), labels).backward()
+    for param in model.parameters():  # layers the loss never reaches score zero
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+
+
+def tp_magnitude() -> Callable:
+    import torch_pruning as tp
+
+    return tp.importance.GroupMagnitudeImportance(p=2)
+
+
+def tp_taylor() -> Callable:
+    import torch_pruning as tp
+
+    return tp.importance.GroupTaylorImportance()
+
+
+def tp_bn_scale() -> Callable:
+    import torch_pruning as tp
+
+    return tp.importance.BNScaleImportance()

@@ -68,7 +68,7 @@ from spiral.pipeline.distill.train import distill
 from spiral.pipeline.evaluate import evaluate_onnx
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.models import build_model
-from spiral.pipeline.plan_search import choose_plan
+from spiral.pipeline.plan_search import PlanVerdict, choose_plan
 from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
 from spiral.pipeline.prune.latency_aware import plans_for_latency
 from spiral.pipeline.report.plots import ParetoPoint, pareto_front
@@ -149,6 +149,11 @@ class Bench:
         return ms
 
 
+def judged(ms: float, budget: float) -> PlanVerdict:
+    """A plan measured at ``ms`` against ``budget``, as the spiral step's search reads a verdict."""
+    return PlanVerdict(ms, ms <= budget, budget / ms)
+
+
 def bisect(bench: Bench, make_plan: Callable[[float], PruningPlan], low: float, high: float, budget: float,
            less_pruning_is_higher: bool) -> tuple[PruningPlan, float, list[dict]]:
     """The knob value (in [low, high]) with the least pruning whose measured latency meets ``budget``.
@@ -197,7 +202,7 @@ def search(bench: Bench, cfg: PruneConfig, teacher_ms: float, budget: float, cal
         choice = choose_plan(
             prunable, target_ms=budget, current_ms=teacher_ms, prune=cfg,
             schedule=ScheduleConfig(allocation="latency", max_ratio=MAX_RATIO), predictor=predictor,
-            calibration=calibration, measure=bench.measure,
+            calibration=calibration, measure=lambda plan: judged(bench.measure(plan), budget),
         )
         measured = [{"knob": c["predicted_ms"], "ms": c["ms"]} for c in choice.candidates if c["ms"] is not None]
         return choice.plan, choice.predicted_ms, measured

@@ -63,16 +63,21 @@ class Budget:
         return {**self.__dict__, "final_ms": self.final_ms, "final": self.describe()}
 
 
-def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
-    """The judge grants the step budget or, on a step aiming at the final budget, every final question.
+def judged_questions(step: Question, questions: list[Question], final_step: bool) -> list[Question]:
+    """The questions that decide a try's latency: the step budget or, on a step aiming at the final
+    budget, every final question.
 
     There the step budget is the final budget in the teacher's planning figure (measured alone when
     the run started) over the current model's; the final questions ask the same of the teacher
     measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
     the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
     rejected on the step question)."""
-    judged = [q for q in questions if q.name != step.name] if final_step else [step]
-    return all(paired.verdict(q.name).meets for q in judged)
+    return [q for q in questions if q.name != step.name] if final_step else [step]
+
+
+def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
+    """The judge grants every question that decides (``judged_questions``)."""
+    return all(paired.verdict(q.name).meets for q in judged_questions(step, questions, final_step))
 
 
 def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:

@@ -17,7 +17,14 @@ current model and the teacher, judged on the per-round ratios), and the chosen p
 the one its step is accepted or rejected on: training changes weights, not the graph, so a plan the
 judge rejects is never distilled. Measured next is the least pruned candidate still
 predicted to meet the target that is less pruned than the best one judged to meet it so far; the
-search ends when none is left or after ``MAX_MEASURED`` measurements. The choice is the least
+search ends when none is left or after ``MAX_MEASURED`` measurements. "Predicted to meet" is
+judged against where the judge last put the limit (``PlanVerdict.headroom``), not only against
+``target_ms``: on the step aimed at the final budget the judge asks for a speedup over the teacher
+measured in the same rounds, and the teacher's latency when the run started (``target_ms`` is its
+fraction) drifts by several percent between sessions; a plan the judge finds 6 % faster than
+needed lets the search try the less pruned ones predicted within that 6 % (MobileNetV2 at 3x,
+2026-12-05: plans chosen at 3.2-3.4x where 3.0x was asked, 2 points less accurate than a uniform
+ratio at 3.1x). The choice is the least
 pruned candidate judged to meet the target or, when none was, the fastest one measured. When no
 measured candidate met the target and none left is predicted to, the fastest candidate not yet
 measured is measured too if it is predicted faster than every measured one (a step whose target
@@ -47,6 +54,17 @@ from spiral.pipeline.prune.latency_aware import plans_for_latency
 LADDER = (1.1, 1.05, 1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.8, 0.7)
 RATIO_STEP = 0.05
 MAX_MEASURED = 6
+
+
+@dataclass(frozen=True)
+class PlanVerdict:
+    """The judge on one measured plan: its latency (ms), whether it meets, and its headroom: how many
+    times faster than its limit it was measured (the least over the questions that decide; below 1
+    it is slower; NaN when no round ran)."""
+
+    ms: float
+    meets: bool
+    headroom: float
 
 
 class NothingLeftToPrune(Exception):
@@ -121,13 +139,13 @@ def candidate_plans(
 def choose_plan(
     prunable: PrunableModel, target_ms: float, current_ms: float, *, prune: PruneConfig,
     schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
-    measure: Callable[[PruningPlan], tuple[float, bool]], original: Mapping[str, int] | None = None,
+    measure: Callable[[PruningPlan], PlanVerdict], original: Mapping[str, int] | None = None,
 ) -> PlanChoice:
     """Screen the step's candidates by predicted latency and measure the promising ones.
 
     ``prunable``: the step's model, traced once (a step's tries share it, and with it the criterion's
     scores of the model's weights on ``calibration``);
-    ``measure``: plan -> (measured ms, whether the judge says it meets the step budget);
+    ``measure``: plan -> the judge's ``PlanVerdict`` on it;
     ``original``: channels per group root before the run's first step (``schedule.max_ratio`` of
     the latency allocation counts from them; default: the model's channels now).
     """
@@ -148,12 +166,13 @@ def choose_plan(
     candidates = [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
     best: int | None = None
     measured = 0
+    limit_ms = target_ms  # the predicted latency of a plan on the judge's limit, as last measured
     while measured < MAX_MEASURED:
         for c in candidates:
             c.predicted_ms = predictor.predict(c.layers)
         pool = [
             i for i, c in enumerate(candidates)
-            if c.ms is None and c.predicted_ms <= target_ms and (best is None or i < best)
+            if c.ms is None and c.predicted_ms <= limit_ms and (best is None or i < best)
         ]
         if not pool and best is None:
             # Nothing measured met the target and nothing left is predicted to: before settling for
@@ -164,11 +183,15 @@ def choose_plan(
         if not pool:
             break
         pick = candidates[pool[0]]
-        pick.ms, pick.meets = measure(pick.plan)
+        verdict = measure(pick.plan)
+        pick.ms, pick.meets = verdict.ms, verdict.meets
         measured += 1
         if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
             samples.append((pick.layers, pick.ms))
             predictor.calibrate(samples)
+        if math.isfinite(verdict.headroom):  # room left moves the limit up only on a plan that meets
+            at_limit = predictor.predict(pick.layers) * verdict.headroom
+            limit_ms = max(limit_ms, at_limit) if pick.meets else min(limit_ms, at_limit)
         if pick.meets:
             best = pool[0]
     for c in candidates:

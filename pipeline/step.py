@@ -22,14 +22,14 @@ from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question, Verdict
 from spiral.kernels.predictor import LatencyPredictor
-from spiral.pipeline.budget import Budget, latency_met, paired_speedup
+from spiral.pipeline.budget import Budget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
-from spiral.pipeline.plan_search import NothingLeftToPrune, PlanChoice, choose_plan
+from spiral.pipeline.plan_search import NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan
 from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.teacher import RunData
@@ -90,11 +90,13 @@ class Tries:
         meets the step budget and, on the step that aims at the final budget, the final budget too."""
         measured: dict[tuple, tuple[nn.Module, Paired]] = {}
 
-        def measure(plan: PruningPlan) -> tuple[float, bool]:
+        def measure(plan: PruningPlan) -> PlanVerdict:
             candidate = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input)
             paired = self._measure_latency(candidate, work, questions, current, teacher)
             measured[plan.groups] = (candidate, paired)
-            return paired.verdict(step.name).estimate * current.ms, latency_met(paired, step, questions, final_step)
+            judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
+            return PlanVerdict(paired.verdict(step.name).estimate * current.ms, all(v.meets for v in judged),
+                               min(v.question.limit / v.estimate for v in judged))
 
         cfg = self.config
         choice = choose_plan(
@@ -141,7 +143,7 @@ class Tries:
         )
         measurement = self.data.measure(student, work, self.config)
         paired.profiles["candidate"].save(work / "profile.json")
-        judged = [paired.verdict(q.name) for q in (questions[1:] if final_step else [step_question])]
+        judged = [paired.verdict(q.name) for q in judged_questions(step_question, questions, final_step)]
         failures = self._failures(measurement, judged, latency_ok, budget)
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name

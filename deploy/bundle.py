@@ -43,7 +43,8 @@ from spiral.deploy.backends.onnx_io import read_onnx_io
 from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from spiral.deploy.backends.trtexec import build_command, shape_arg, trace_command
 from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import file_sha256, library_versions
+from spiral.deploy.device_runner.manifest import sha256_file
+from spiral.deploy.fingerprint import library_versions
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.target_profiles import Dla, TargetProfile
 
@@ -174,7 +175,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         commands: dict[str, Any] = trtexec_commands(target, model, inputs, settings)
     else:
         commands = ort_commands(target, settings)
-    model_sha = file_sha256(model)
+    model_sha = sha256_file(model)
     builds = {k: c.get("build") for k, c in commands.items()} if target.backend == "trtexec" else commands["build"]
     engine_key = hashlib.sha256(
         json.dumps({"onnx": model_sha, "backend": target.backend, "build": builds}, sort_keys=True).encode()
@@ -188,7 +189,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         for name, source in RUNNER_FILES.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
-        files = {name: file_sha256(staging / name) for name in [MODEL_FILE, *RUNNER_FILES]}
+        files = {name: sha256_file(staging / name) for name in [MODEL_FILE, *RUNNER_FILES]}
         manifest = {
             "bundle_version": BUNDLE_VERSION,
             "target": target.model_dump(mode="json", exclude={"ssh"}),

@@ -25,7 +25,8 @@ from spiral.deploy.backends.base import TraceRunner
 from spiral.deploy.atomic import write_bytes
 from spiral.deploy.backends.inputs import make_inputs
 from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import file_sha256, target_fingerprint
+from spiral.deploy.device_runner.manifest import sha256_file
+from spiral.deploy.fingerprint import target_fingerprint
 from spiral.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
 from spiral.deploy.stats import robust_cv, summarize
 from spiral.deploy.verdict import Question, Verdict, round_statistic
@@ -215,7 +216,7 @@ class Target:
             schema_version=SCHEMA_VERSION,
             backend=self.backend,
             model_path=str(model_path),
-            model_sha256=file_sha256(model_path),
+            model_sha256=sha256_file(model_path),
             fingerprint=target_fingerprint(self.backend, threads=runner.settings.get("threads", self.threads),
                                            precision=self.precision),
             runner_settings=runner.settings,

@@ -16,7 +16,8 @@ from spiral.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_nam
 from spiral.deploy.backends.engine_cache import EngineSpec
 from spiral.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
 from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import file_sha256, gpu_info
+from spiral.deploy.device_runner.manifest import sha256_file
+from spiral.deploy.fingerprint import gpu_info
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 
@@ -38,7 +39,7 @@ class TensorrtBackend(Backend):
 
     def spec(self, trt_version: str, gpu: str) -> EngineSpec:
         return EngineSpec(
-            onnx_sha256=file_sha256(self.model_path),
+            onnx_sha256=sha256_file(self.model_path),
             trt_version=trt_version,
             gpu=gpu,
             builder_flags=builder_flags(trt_version, self.precision, bool(self.options.get("sparse_weights"))),

@@ -23,7 +23,8 @@ from spiral.deploy.backends.engine_cache import EngineSpec
 from spiral.deploy.backends.onnx_io import read_onnx_io
 from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import file_sha256, gpu_info
+from spiral.deploy.device_runner.manifest import sha256_file
+from spiral.deploy.fingerprint import gpu_info
 from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
@@ -133,7 +134,7 @@ class TrtexecBackend(Backend):
             raise InputError(problem)
         gpu = gpu_info()
         spec = EngineSpec(
-            onnx_sha256=file_sha256(self.model_path),
+            onnx_sha256=sha256_file(self.model_path),
             trt_version=version_text,
             gpu=gpu["name"] if gpu else "unknown",
             builder_flags=builder_flags(version_text, self.precision, bool(self.options.get("sparse_weights"))),

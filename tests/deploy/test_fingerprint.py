@@ -1,7 +1,8 @@
 import hashlib
 import os
 
-from spiral.deploy.fingerprint import file_sha256, physical_cores, target_fingerprint
+from spiral.deploy.device_runner.manifest import sha256_file
+from spiral.deploy.fingerprint import physical_cores, target_fingerprint
 
 
 def test_fingerprint_records_machine_libraries_and_settings():
@@ -22,7 +23,7 @@ def test_physical_cores_respects_affinity():
     assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
 
 
-def test_file_sha256(tmp_path):
+def test_sha256_file(tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"spiral" * 100_000)
-    assert file_sha256(p) == hashlib.sha256(b"spiral" * 100_000).hexdigest()
+    assert sha256_file(p) == hashlib.sha256(b"spiral" * 100_000).hexdigest()

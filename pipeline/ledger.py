@@ -128,20 +128,20 @@ def read_ledger(path: Path) -> list[LedgerEntry]:
                 data = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InputError(f"{path}: line {number} is not JSON ({exc})") from None
-            if not isinstance(data, dict):
-                raise InputError(f"{path}: line {number} is not a ledger entry (not a JSON object)")
+            if not isinstance(data, dict) or not isinstance(data.get("dir", ""), str):
+                raise InputError(f"{path}: line {number} is not a ledger entry (a JSON object with a string 'dir')")
             version = data.get("version", 1)
             if type(version) is not int or not 1 <= version <= VERSION:
                 raise InputError(f"{path}: line {number} is of ledger version {version!r}; this spiral reads "
                                  f"versions 1 to {VERSION}: resume or report it with the spiral that wrote it")
+            # Where the line points is checked before what it says: a hostile path is named as one.
+            contained(path.parent, data.get("dir", ""), f"{path}: line {number}: step folder")
             try:
-                entry = LedgerEntry.model_validate(data)
+                entries.append(LedgerEntry.model_validate(data))
             except ValidationError as exc:
                 error = exc.errors()[0]
                 where = ".".join(str(part) for part in error["loc"]) or "the line"
                 raise InputError(f"{path}: line {number} is not a ledger entry ({where}: {error['msg']})") from None
-            contained(path.parent, entry.dir, f"{path}: line {number}: step folder")
-            entries.append(entry)
     return entries
 
 

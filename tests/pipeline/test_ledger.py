@@ -64,7 +64,7 @@ def test_a_line_that_is_not_a_ledger_entry_is_refused_naming_the_field(tmp_path:
     with pytest.raises(InputError, match=rf"line 1 is not a ledger entry \({field}: "):
         read_ledger(path)
     path.write_text("[1, 2]\n")
-    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(not a JSON object\)"):
+    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(a JSON object with a string 'dir'\)"):
         read_ledger(path)
 
 

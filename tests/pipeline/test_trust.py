@@ -26,6 +26,7 @@ from spiral.pipeline.distill import ddp
 from spiral.pipeline.ledger import MAX_LINE_BYTES
 from spiral.pipeline.models import build_model
 from spiral.pipeline.report.run import REPORT_SCHEMA_VERSION
+from tests.ledger_entries import ledger_entry
 
 SHAPE = [1, 1, 16, 16]
 SHAPE_ARG = "1,1,16,16"
@@ -322,7 +323,7 @@ def _run_folder(tmp: Path) -> Path:
     run = tmp / "run"
     (run / "steps" / "step-1").mkdir(parents=True)
     (run / "report.json").write_text(json.dumps({"schema_version": REPORT_SCHEMA_VERSION}))
-    (run / "ledger.jsonl").write_bytes(json.dumps({"dir": "steps/step-1", "accepted": True}).encode() + b"\n")
+    (run / "ledger.jsonl").write_bytes(ledger_entry(dir="steps/step-1").model_dump_json().encode() + b"\n")
     return run
 
 
@@ -393,8 +394,7 @@ def _step_model_linked_out(run: Path, tmp: Path) -> None:
     checkpoint(tmp / "elsewhere")
     (run / "steps" / "step-01-try-1").mkdir(parents=True)
     (run / "steps" / "step-01-try-1" / "model").symlink_to(tmp / "elsewhere")
-    line = {"dir": "steps/step-01-try-1", "accepted": True, "step": 1, "attempt": 1, "statistic_ms": 1.0}
-    (run / "ledger.jsonl").write_text(json.dumps(line) + "\n")
+    (run / "ledger.jsonl").write_text(ledger_entry(1).model_dump_json() + "\n")
 
 
 RESUMED: dict[str, tuple[Callable[[Path, Path], None], str]] = {

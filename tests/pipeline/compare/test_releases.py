@@ -7,6 +7,7 @@ from spiral.deploy.errors import InputError
 from spiral.pipeline.compare.history import build_history
 from spiral.pipeline.compare.releases import load_history, load_release
 from spiral.pipeline.report.run import build_report
+from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
 
@@ -14,8 +15,7 @@ def write_run(run_dir: Path, accepted: bool = True) -> Path:
     step_dir = run_dir / "steps" / "step-01-try-1"
     step_dir.mkdir(parents=True)
     profile_from_samples(latencies(1.5)).save(step_dir / "profile.json")
-    entry = {"step": 1, "attempt": 1, "dir": "steps/step-01-try-1", "accepted": accepted, "accuracy": 0.97,
-             "statistic_ms": 1.5, "meets_final": True}
+    entry = ledger_entry(1, accepted=accepted, accuracy=0.97, ms=1.5, meets_final=True)
     report = build_report({}, {"final_ms": 2.0}, {}, [entry], "done")
     (run_dir / "report.json").write_text(json.dumps(report))
     return run_dir / "report.json"

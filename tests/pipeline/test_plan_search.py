@@ -32,14 +32,14 @@ def model() -> nn.Module:
     return digits_resnet(width=16, blocks=[1, 1, 1, 1]).eval()
 
 
-def true_latency(table: LatencyTable, slower: float, target: float = math.inf):
-    """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus 0.01 ms;
-    ``measure`` returns it and the verdict of an exact judge on ``target``."""
+def true_latency(table: LatencyTable, slower: float, target: float = math.inf, overhead_ms: float = 0.01):
+    """A target whose real latency is ``slower`` times what an uncalibrated table sum says, plus
+    ``overhead_ms``; ``measure`` returns it and the verdict of an exact judge on ``target``."""
     truth = LatencyPredictor(table)
     prunable = PrunableModel(model(), X)
 
     def ms(plan: PruningPlan) -> float:
-        return slower * truth.predict(prunable.layers(plan)) + 0.01
+        return slower * truth.predict(prunable.layers(plan)) + overhead_ms
 
     def measure(plan: PruningPlan) -> PlanVerdict:
         return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
@@ -49,10 +49,10 @@ def true_latency(table: LatencyTable, slower: float, target: float = math.inf):
 
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
 def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: LatencyTable, allocation: str) -> None:
-    ms, _ = true_latency(table, 1.3)
+    ms, _ = true_latency(table, 1.3, overhead_ms=0.0)
     current = ms(PruningPlan("l1", 0.0, ()))
     target = 0.7 * current
-    ms, measure = true_latency(table, 1.3, target)
+    ms, measure = true_latency(table, 1.3, target, overhead_ms=0.0)
     choice = choose_plan(
         PrunableModel(model(), X), target, current, prune=PruneConfig(round_to=4),
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
@@ -66,8 +66,10 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
     met = [c for c in measured if c["meets"]]
     assert met == [c for c in measured if c["ms"] <= target]
     assert round(choice.plan.ratio, 4) == min(c["ratio"] for c in met)
-    # Calibrated on measurements, the predictor agrees with this synthetic target (linear in the table sum).
-    assert choice.predicted_ms == pytest.approx(ms(choice.plan), rel=0.02)
+    # Calibrated on measurements, the predictor agrees with this synthetic target, proportional to the
+    # table sum (with a per-graph overhead a scale-only fit, used when the samples' sums are close,
+    # is off by a few percent depending on which plans were measured: this machine's table decides).
+    assert choice.predicted_ms == pytest.approx(ms(choice.plan), rel=1e-6)
     assert choice.calibration["samples"] == 1 + len(measured)
     if allocation == "uniform":
         assert {c["ratio"] for c in choice.candidates} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}

@@ -256,8 +256,8 @@ class Spiral:
                 recovery_epochs = left - epochs
             reduction = schedule.initial_reduction * schedule.decay ** (step - 1) * schedule.backoff ** (attempt - 1)
             try:
-                entry, student, plan = self.tries.attempt(step, attempt, reduction, epochs, recovery_epochs, current,
-                                                     teacher, budget, progress)
+                entry, student, plan = self.tries.attempt(step, attempt, reduction, epochs, recovery_epochs,
+                                                          current, teacher, budget, progress)
             except NothingLeftToPrune as stop:
                 return f"step {step}: {stop}"
             verdict = "accepted" if entry.accepted else "rejected"

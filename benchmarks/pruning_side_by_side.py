@@ -60,7 +60,6 @@ from spiral.kernels.layers import torch_layers
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
 from spiral.pipeline.casestudies.images import build_image_folder
-from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import ScheduleConfig, load_config
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
@@ -72,7 +71,7 @@ from spiral.pipeline.plan_search import PlanVerdict, choose_plan
 from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
 from spiral.pipeline.prune.latency_aware import plans_for_latency
 from spiral.pipeline.report.plots import ParetoPoint, pareto_front
-from spiral.pipeline.run_folder import config_digest
+from spiral.pipeline.teacher import trained_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "pipeline" / "configs" / "demo.yaml"
@@ -240,24 +239,16 @@ def load_data(arch: Architecture, quick: bool) -> tuple[Dataset, Dataset]:
 def trained_teacher(name: str, arch: Architecture, train: Dataset, val: Dataset, cfg: DistillConfig, cache: Path,
                     device: str, progress: Progress) -> tuple[nn.Module, dict]:
     """The teacher from ``cache`` when one was trained with the same settings, else trained and saved there."""
-    key = config_digest({
-        "model": arch.model, "input_shape": list(arch.input_shape), "data": arch.data_name,
-        "train_samples": len(train), "training": cfg.model_dump(mode="json"),
-    })
-    directory = cache / "teachers" / f"{name}-{key}"
-    if directory.is_dir():
-        progress.console.print(f"{name}: reusing the teacher in {directory}")
-        model, manifest = load_checkpoint(directory)
-        return model, manifest["metadata"] | {"cached": True}
-    progress.console.print(f"{name}: training the teacher ({cfg.epochs} epochs, lr {cfg.lr})")
-    torch.manual_seed(0)
-    model = build_model(arch.model)
-    result = distill(model, None, train, val, cfg, progress=progress, device=device)
-    model.cpu()
-    record = {"val_accuracy": result.best_val_accuracy, "epoch_seconds": [h["seconds"] for h in result.history]}
-    save_checkpoint(directory, base_spec=arch.model, plans=[], model=model, input_shape=list(arch.input_shape),
-                    metadata=record)
-    return model, record | {"cached": False}
+    key = {"model": arch.model, "input_shape": list(arch.input_shape), "data": arch.data_name,
+           "train_samples": len(train), "training": cfg.model_dump(mode="json")}
+
+    def build() -> tuple[nn.Module, str, list]:
+        torch.manual_seed(0)
+        return build_model(arch.model), arch.model, []
+
+    teacher = trained_model(cache / "teachers" / name, key, build, train, val, cfg, input_shape=list(arch.input_shape),
+                            console=progress.console, progress=progress, device=device)
+    return teacher.module, teacher.metadata | {"cached": not teacher.trained_now}
 
 
 def run_architecture(name: str, args: argparse.Namespace, progress: Progress) -> dict:

@@ -74,7 +74,7 @@ from spiral.deploy.fingerprint import cpu_model  # noqa: E402
 from spiral.deploy.profiler import profile_paired  # noqa: E402
 from spiral.deploy.verdict import Question  # noqa: E402
 from spiral.pipeline.casestudies.images import build_image_folder  # noqa: E402
-from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from spiral.pipeline.checkpoint import load_checkpoint  # noqa: E402
 from spiral.pipeline.config import RunConfig, parse_config  # noqa: E402
 from spiral.pipeline.data import load_datasets  # noqa: E402
 from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
@@ -84,9 +84,9 @@ from spiral.pipeline.export import export_onnx  # noqa: E402
 from spiral.pipeline.measure import target_of  # noqa: E402
 from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from spiral.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
-from spiral.pipeline.run_folder import config_digest  # noqa: E402
 from spiral.pipeline.source import load_source  # noqa: E402
 from spiral.pipeline.spiral import Spiral  # noqa: E402
+from spiral.pipeline.teacher import trained_model  # noqa: E402
 
 ARCHITECTURES = {
     "resnet": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
@@ -136,16 +136,14 @@ def train_teacher(arch: str, data: Path, cache: Path, args: argparse.Namespace, 
     spec, shape = ARCHITECTURES[arch]
     directory = cache / arch / "teacher"
     training = {**TEACHER_TRAINING, "epochs": args.teacher_epochs}
-    key = config_digest({"spec": spec, "data": str(data), "shape": shape, "training": training})
-    if directory.is_dir() and load_checkpoint(directory)[1].get("metadata", {}).get("key") == key:
-        return directory
-    console.print(f"{arch}: training the teacher ({training['epochs']} epochs)")
-    source = load_source(spec)
-    model, base_spec, plans = source.module, source.base_spec, source.plans
     train, val = load_datasets(str(data), shape)
-    result = distill(model, None, train, val, DistillConfig(**training), checkpoint_dir=cache / arch / "teacher-training")
-    save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=shape,
-                    metadata={"key": key, "val_accuracy": result.best_val_accuracy})
+
+    def build() -> tuple:
+        source = load_source(spec)
+        return source.module, source.base_spec, source.plans
+
+    trained_model(directory, {"spec": spec, "data": str(data), "shape": shape, "training": training}, build, train,
+                  val, DistillConfig(**training), input_shape=shape, console=console)
     return directory
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from spiral.deploy.atomic import write_json
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig
+from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
@@ -77,33 +79,64 @@ def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -
         )
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model trained once and cached: its module, base spec, pruning plans, the checkpoint's
+    metadata (training key, validation accuracy, seconds per epoch) and whether it was trained now."""
+
+    module: nn.Module
+    base_spec: str
+    plans: list
+    metadata: dict
+    trained_now: bool
+
+
+def trained_model(
+    directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
+    val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
+    console: Console, progress: Progress | None = None, device: str = "cpu",
+) -> TrainedModel:
+    """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
+    dict of what decides the training: spec, data, shape, settings), else ``build()`` (module, base
+    spec, plans) trained there with ``training`` and saved. A killed training resumes from
+    ``directory``'s sibling ``<name>-training``."""
+    digest = config_digest(key)
+    if directory.is_dir():
+        model, meta = load_checkpoint(directory)
+        if meta.get("metadata", {}).get("training_key") == digest:
+            console.print(f"teacher: reusing the trained teacher in {directory}")
+            return TrainedModel(model, meta["base_spec"], meta["plans"], meta["metadata"], False)
+    model, base_spec, plans = build()
+    console.print(f"teacher: training {base_spec} ({training.epochs} epochs, lr {training.lr})")
+    work = directory.with_name(f"{directory.name}-training")
+    result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device)
+    model.cpu()
+    metadata = {"training_key": digest, "val_accuracy": result.best_val_accuracy,
+                "epoch_seconds": [h["seconds"] for h in result.history]}
+    save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=input_shape,
+                    input_dtype=input_dtype, metadata=metadata)
+    shutil.rmtree(work, ignore_errors=True)
+    return TrainedModel(model, base_spec, plans, metadata, True)
+
+
 def load_teacher(
     config: RunConfig, folder: RunFolder, data: RunData, console: Console, progress: Progress,
 ) -> tuple[nn.Module, str, list]:
     """The teacher module, its base spec and its pruning plans (a checkpoint's, when it is one)."""
-    if config.teacher_training is None:
+    def build() -> tuple[nn.Module, str, list]:
         source = load_source(config.model)
         check_model(source.module, config.model, config, data)
         return source.module, source.base_spec, source.plans
-    key = config_digest({"model": config.model, "data": config.data.model_dump(), "input_shape": config.input_shape,
-                         "training": config.teacher_training.model_dump(mode="json")})
-    directory = folder.teacher_checkpoint()
-    if directory.exists():
-        model, meta = load_checkpoint(directory)
-        if meta.get("metadata", {}).get("training_key") == key:
-            console.print(f"teacher: reusing the trained teacher in {directory}")
-            return model, meta["base_spec"], meta["plans"]
-    source = load_source(config.model)
-    model, base_spec, plans = source.module, source.base_spec, source.plans
-    check_model(model, config.model, config, data)
-    console.print(f"teacher: training {config.model} on {config.data.source} ({config.teacher_training.epochs} epochs)")
-    result = distill(model, None, data.train_set, data.val_set, config.teacher_training,
-                     checkpoint_dir=folder.teacher / "training", progress=progress)
-    save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=config.input_shape,
-                    input_dtype=data.input_dtype,
-                    metadata={"training_key": key, "val_accuracy": result.best_val_accuracy})
-    shutil.rmtree(folder.teacher / "training", ignore_errors=True)
-    return model, base_spec, plans
+
+    if config.teacher_training is None:
+        return build()
+    key = {"model": config.model, "data": config.data.model_dump(), "input_shape": config.input_shape,
+           "training": config.teacher_training.model_dump(mode="json")}
+    teacher = trained_model(
+        folder.teacher_checkpoint(), key, build, data.train_set, data.val_set, config.teacher_training,
+        input_shape=config.input_shape, input_dtype=data.input_dtype, console=console, progress=progress,
+    )
+    return teacher.module, teacher.base_spec, teacher.plans
 
 
 def measure_teacher(teacher: nn.Module, config: RunConfig, folder: RunFolder, data: RunData) -> dict:

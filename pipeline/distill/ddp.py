@@ -106,6 +106,8 @@ def run_job(job: DistillJob) -> DistillResult:
             weights = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
             write_bytes(job.output_dir / STUDENT_WEIGHTS, save(weights))
             write_json(job.output_dir / RESULT, dataclasses.asdict(result))
+        if dist.is_initialized():  # every rank done before any tears the group down: a gloo rank torn down
+            dist.barrier()  # while rank 0 still wrote its result aborted once (SIGABRT, clean clone, 2026-12-06)
         return result
     finally:
         if launched:

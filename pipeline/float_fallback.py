@@ -21,8 +21,7 @@ from torch.utils.data import Dataset
 
 from spiral.deploy.backends import get_backend
 from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.quantize import FLOAT, INT8, Calibrated, drawn_samples, input_batches
+from spiral.pipeline.quantize import FLOAT, INT8, Calibrated, drawn_samples, input_batches, validation_accuracy
 
 # The operators the fallback may keep in float: those whose INT8 kernels (QLinearConv, QGemm, QLinearMatMul)
 # carry the model's arithmetic, so the ones whose weights and inputs INT8 can ruin.
@@ -137,12 +136,15 @@ class Fallback:
 def float_fallback(
     float_path: Path, int8_path: Path, calibration: list[np.ndarray], train_set: Dataset, val_set: Dataset,
     num_classes: int, cfg: QuantizeConfig,
-) -> Fallback | None:
+) -> tuple[Fallback | None, dict[str, float]]:
     """When the fully quantized ``int8_path`` loses more than ``cfg.max_drop`` validation points, keep its
     most quantization-sensitive Conv / Gemm / MatMul nodes in float and rewrite ``int8_path`` with them.
 
-    None when the validation drop is within the limit (the judge accepts the whole model on accuracy:
-    a float node would only cost speed, so there is no flag to run it always) or ``max_float_nodes`` is 0.
+    Returns what it did and the validation accuracy (%) of the float model and of the INT8 model it
+    leaves at ``int8_path``, which ``judge_quantized`` takes, so neither is evaluated twice. What it did
+    is None when the validation drop is within the limit (the judge accepts the whole model on
+    accuracy: a float node would only cost speed, so there is no flag to run it always) or
+    ``max_float_nodes`` is 0.
     The validation split only triggers it; everything it chooses is measured on
     ``cfg.sensitivity_batches`` training batches held apart from the calibration ones.
 
@@ -162,21 +164,20 @@ def float_fallback(
     ``max_float_nodes`` and never every node. That model is written to ``int8_path`` even when the
     cap stops it short of the limit: the judge decides, on the validation split, as for any model.
     """
-    if cfg.max_float_nodes == 0:
-        return None
-    accuracy = {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"]
-                for name, path in ((FLOAT, float_path), (INT8, int8_path))}
-    if accuracy[FLOAT] - accuracy[INT8] <= cfg.max_drop:
-        return None
+    accuracy = validation_accuracy({FLOAT: float_path, INT8: int8_path}, val_set, num_classes)
+    if cfg.max_float_nodes == 0 or accuracy[FLOAT] - accuracy[INT8] <= cfg.max_drop:
+        return None, accuracy
     start = time.perf_counter()
     held_out = sensitivity_batches(train_set, float_path, cfg)
 
     def ended(reason: str, nodes: tuple[FloatNode, ...] = (), measured: int = 0, samples: int = 0,
-              disagreement: float | None = None) -> Fallback:
+              disagreement: float | None = None) -> tuple[Fallback, dict[str, float]]:
+        """What it did, and the accuracies: the INT8 model's evaluated again where nodes were kept float."""
         trigger = (f"all nodes INT8: {accuracy[INT8]:.2f}%, {accuracy[FLOAT] - accuracy[INT8]:.2f} points below "
                    f"float (max_drop {cfg.max_drop:g}); ")
+        left = {**accuracy, **validation_accuracy({INT8: int8_path}, val_set, num_classes)} if nodes else accuracy
         return Fallback(accuracy[INT8], measured, samples, disagreement, nodes, time.perf_counter() - start,
-                        trigger + reason)
+                        trigger + reason), left
 
     if not held_out:
         return ended(f"float fallback could not run: the {cfg.calibration_batches} calibration batches of "

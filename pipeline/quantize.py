@@ -142,12 +142,18 @@ class QuantizeResult:
         }
 
 
+def validation_accuracy(models: dict[str, Path], val_set: Dataset, num_classes: int) -> dict[str, float]:
+    """Each ONNX model's accuracy (%) on the validation split."""
+    return {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"] for name, path in models.items()}
+
+
 def judge_quantized(
-    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, val_set: Dataset,
-    num_classes: int, cfg: QuantizeConfig, calibration_s: float, *, cache_dir: Path | None = None,
+    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, accuracy: dict[str, float],
+    cfg: QuantizeConfig, calibration_s: float, *, cache_dir: Path | None = None,
     others: dict[str, Path] | None = None, questions: tuple[Question, ...] = (), fallback: dict | None = None,
 ) -> QuantizeResult:
-    """The INT8 model beside its float model in rounds, both evaluated: accepted or not, and why.
+    """The INT8 model beside its float model in rounds: accepted or not, and why. ``accuracy``: both
+    models' validation accuracy (%), as ``spiral.pipeline.float_fallback.float_fallback`` returns it.
 
     ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
     the INT8 model (its final budget); they do not decide acceptance here. ``fallback`` (the
@@ -158,8 +164,6 @@ def judge_quantized(
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
                             [question, *questions], cache_dir=cache_dir)
-    accuracy = {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"]
-                for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     verdict = paired.verdict(question.name)
     drop = accuracy[FLOAT] - accuracy[INT8]
     failures = [] if verdict.meets else [verdict.message()]

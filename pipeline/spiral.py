@@ -115,14 +115,13 @@ class Spiral:
         progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {last.name}")
         batches = calibration_batches(self.data.train_set, float_onnx, q)
         seconds = quantize_onnx(float_onnx, work / "model.onnx", batches, q)
-        fallback = float_fallback(float_onnx, work / "model.onnx", batches, self.data.train_set, self.data.val_set,
-                                  cfg.num_classes, q)
+        fallback, accuracy = float_fallback(float_onnx, work / "model.onnx", batches, self.data.train_set,
+                                            self.data.val_set, cfg.num_classes, q)
         if fallback is not None:
             progress.console.print(f"quantize: {fallback.reason}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
         result = judge_quantized(
-            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, self.data.val_set, cfg.num_classes, q,
-            seconds, cache_dir=work / "compiled", others={"teacher": self.folder.teacher_onnx},
+            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, accuracy, q, seconds, cache_dir=work / "compiled", others={"teacher": self.folder.teacher_onnx},
             questions=finals, fallback=None if fallback is None else fallback.to_dict(),
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)

@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         int8 = Path(work) / "int8" / "model.int8.onnx"
         seconds = quantize_onnx(candidate.onnx_path, int8, batches, cfg)
         num_classes = onnx_num_classes(candidate.onnx_path)
-        fallback = float_fallback(candidate.onnx_path, int8, batches, train_set, val_set, num_classes, cfg)
+        fallback, accuracy = float_fallback(candidate.onnx_path, int8, batches, train_set, val_set, num_classes, cfg)
         target = Target(args.target, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, val_set, num_classes, cfg, seconds,
+        result = judge_quantized(candidate.onnx_path, int8, target, settings, accuracy, cfg, seconds,
                                  cache_dir=Path(work) / "compiled",
                                  fallback=None if fallback is None else fallback.to_dict())
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")

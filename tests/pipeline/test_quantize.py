@@ -20,7 +20,7 @@ from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.models import build_model
-from spiral.pipeline.quantize import METHODS, calibration_batches, quantize_onnx
+from spiral.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx
 from spiral.pipeline.data import load_datasets
 
 pytestmark = pytest.mark.slow
@@ -204,10 +204,12 @@ def test_the_fallback_keeps_the_outlier_convolution_float_and_comes_back_to_the_
     int8, all_int8 = tmp_path / "model.int8.onnx", tmp_path / "all.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     all_int8.write_bytes(int8.read_bytes())
-    fallback = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
 
     assert fallback is not None and [n.name for n in fallback.nodes] == [OUTLIER_CONV]
     assert fallback.all_int8_accuracy < 30 and fallback.measured == 4 and fallback.samples == 8 * 32
+    # the accuracies the judge is handed: the float model's, and the rewritten INT8 model's, evaluated again
+    assert accuracy[INT8] > 80 > fallback.all_int8_accuracy and accuracy[FLOAT] > 80
     assert fallback.nodes[0].sensitivity > 1 and fallback.all_int8_disagreement_pct > 50
     assert f"kept 1 of 4 Conv / Gemm / MatMul nodes float ({OUTLIER_CONV})" in fallback.reason
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.int8.onnx", "model.int8.onnx"]
@@ -234,7 +236,7 @@ def test_the_fallback_runs_only_when_int8_loses_more_than_max_drop_and_is_allowe
         batches = calibration_batches(train, outlier_onnx, cfg)
         quantize_onnx(outlier_onnx, int8, batches, cfg)
         written = int8.read_bytes()
-        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg) is None
+        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)[0] is None
         assert int8.read_bytes() == written
 
 
@@ -245,7 +247,7 @@ def test_a_fallback_without_training_batches_left_says_so_and_leaves_the_model(o
     int8 = tmp_path / "model.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     written = int8.read_bytes()
-    fallback = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+    fallback, _ = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
     assert fallback is not None and fallback.nodes == () and int8.read_bytes() == written
     assert "float fallback could not run: the 100 calibration batches of 32 use the whole train split" in fallback.reason
 

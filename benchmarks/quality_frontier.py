@@ -22,7 +22,9 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   difference between (e) and (a) comes from.
 
 The spirals prune with ``--criterion`` (the spiral's default) and cap each group's removal at
-``--max-ratio`` (``schedule.max_ratio``), each pair in its own folder of a cell; the one-shot
+``--max-ratio`` (``schedule.max_ratio``); their knapsack may remove residual blocks whole
+(``schedule.remove_blocks``, the default; ``--no-blocks`` turns it off, as every run before
+2026-12-06 was), each combination in its own folder of a cell; the one-shot
 methods prune with ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
 
 The spirals get ``total_epochs: --epochs`` with ``final_epochs: --final-epochs`` kept for the final
@@ -38,7 +40,7 @@ architecture to ``--plot-dir`` and every number to ``--json``.
 
     .venv/bin/python benchmarks/quality_frontier.py [--architecture resnet mobilenet_v2]
         [--speedup 3 4] [--seeds 0 1 2] [--methods oneshot-ce oneshot-kd spiral-uniform spiral]
-        [--epochs 8] [--step-epochs 1] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300]
+        [--epochs 8] [--step-epochs 1] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300] [--no-blocks]
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
 
 The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
@@ -125,7 +127,8 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
         "schedule": {**steps, "decay": 0.9, "patience": 1,
                      "max_ratio": args.max_ratio,
-                     "allocation": allocation, "total_epochs": args.epochs, "final_epochs": args.final_epochs},
+                     "allocation": allocation, "remove_blocks": not args.no_blocks,
+                     "total_epochs": args.epochs, "final_epochs": args.final_epochs},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
         "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed},
         "seed": seed,
@@ -297,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--max-ratio", type=float, default=RunConfig.model_fields["schedule"].default.max_ratio,
                         help="the spirals' schedule.max_ratio (default: the spiral's default)")
+    parser.add_argument("--no-blocks", action="store_true",
+                        help="the spirals remove channels only (schedule.remove_blocks: false), as before 2026-12-06")
     parser.add_argument("--criterion", default=RunConfig.model_fields["prune"].default.criterion,
                         help="the spirals' pruning criterion (default: the spiral's default)")
     parser.add_argument("--oneshot-criterion", default="l1", help="the one-shot methods' criterion (NNI's L1 norm)")
@@ -349,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 for m in args.methods:
                     if m in spirals:  # a folder per method, criterion and cap: a rerun with another runs only that
                         spiral_cfg = run_config(arch, data, speedup, seed, args, teacher_dir, **spirals[m])
-                        folder = f"{m}-{spiral_cfg.prune.criterion}-cap{spiral_cfg.schedule.max_ratio:g}"
+                        folder = f"{m}-{spiral_cfg.prune.criterion}-cap{spiral_cfg.schedule.max_ratio:g}" + (
+                            "-blocks" if spiral_cfg.schedule.remove_blocks else "")
                         finalists.append(spiral_finalist(m, spiral_cfg, cell / folder))
                 if {"oneshot-ce", "oneshot-kd"} & set(args.methods):  # one structure, both trainings
                     finalists += oneshot_finalists(cfg, teacher_dir, teacher_onnx, cell / "oneshot",

@@ -128,6 +128,10 @@ class ScheduleConfig(_Strict):
     # allocation, the largest ratio one step asks for.
     max_ratio: float = Field(0.8, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
+    # With ``latency`` allocation, residual blocks may be removed whole (layer-wise pruning,
+    # ``spiral.pipeline.prune.blocks``), weighed in the same knapsack as channels by their measured
+    # loss rise per millisecond saved; needs a criterion comparable across layers (the default).
+    remove_blocks: bool = True
     # Epochs of final recovery: the try whose plan meets the final budget (judged before it is
     # trained) trains them after its own epochs in one schedule; a run that ends short of the final
     # budget gives them to its last accepted model (its structure, hence its latency, stays as

@@ -58,6 +58,7 @@ class LedgerEntry(BaseModel):
     target_ms: float
     reference: str
     ratio: float
+    blocks: list[str] = []  # residual blocks the plan removed whole
     allocation: str
     predicted_ms: float | None = None
     candidates: list[dict[str, Any]] = []

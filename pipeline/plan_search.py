@@ -83,7 +83,8 @@ class ScreenedPlan:
     meets: bool | None = None
 
     def record(self) -> dict:
-        return {"ratio": round(self.plan.ratio, 4), "predicted_ms": self.predicted_ms, "ms": self.ms, "meets": self.meets}
+        return {"ratio": round(self.plan.ratio, 4), "blocks": len(self.plan.blocks), "predicted_ms": self.predicted_ms,
+                "ms": self.ms, "meets": self.meets}
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def candidate_plans(
         allocations = plans_for_latency(
             prunable, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
             calibration=calibration, max_group_ratio=schedule.max_ratio, original=original,
+            blocks=schedule.remove_blocks,
         )
         plans = [a.plan for a in allocations]
     else:
@@ -122,8 +124,8 @@ def candidate_plans(
         plans = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), calibration) for r in ratios]
     distinct: dict[tuple, PruningPlan] = {}
     for plan in plans:
-        if plan.groups:
-            distinct.setdefault(plan.groups, plan)
+        if plan.groups or plan.blocks:
+            distinct.setdefault((plan.blocks, plan.groups), plan)
     if not distinct:
         if original:  # earlier steps cut this model: its groups are at their floor, not misconfigured
             raise NothingLeftToPrune(

@@ -39,6 +39,7 @@ from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
 from spiral.pipeline.plan_search import NothingLeftToPrune
 from spiral.pipeline.prune import PruningPlan
+from spiral.pipeline.prune.latency_aware import weighs_blocks
 from spiral.pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
 from spiral.pipeline.report import write_reports
 from spiral.pipeline.report.run import met_budget
@@ -152,7 +153,8 @@ class Spiral:
         """Why no step is taken, when the final budget is below what pruning can reach here.
 
         The floor is the predicted latency of the teacher with every group the config lets shrink
-        cut to its fewest channels (``PrunableModel.floor_plan``), calibrated on the teacher's
+        cut to its fewest channels (and, when the knapsack may remove them, every residual block
+        gone; ``PrunableModel.floor_plan``), calibrated on the teacher's
         measured latency: what is left is the per-operator cost of the backend at this batch. A
         budget under ``FLOOR_MARGIN`` times it cannot be met by removing channels, so the run stops
         before spending steps (exit 1). A model the operator table cannot time is not checked."""
@@ -163,7 +165,8 @@ class Spiral:
         full = prunable.layers(PruningPlan(cfg.prune.criterion, 0.0, ()))
         predictor = LatencyPredictor(self.tries.predictor.table)
         predictor.calibrate([(full, budget.teacher_ms)])
-        floor_ms = predictor.predict(prunable.layers(prunable.floor_plan(cfg.prune)))
+        blocks = cfg.schedule.allocation == "latency" and weighs_blocks(cfg.prune, cfg.schedule.remove_blocks)
+        floor_ms = predictor.predict(prunable.layers(prunable.floor_plan(cfg.prune, blocks=blocks)))
         if budget.final_ms >= FLOOR_MARGIN * floor_ms:
             return None
         helps = "a larger batch, lower precision (a quantize: stage, or fp16/bf16)"

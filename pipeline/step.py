@@ -128,7 +128,8 @@ class Tries:
         measured_count = sum(c["ms"] is not None for c in choice.candidates)
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {choice.plan.ratio:.0%} "
-            f"of the channels (predicted {choice.predicted_ms:.3f} ms); "
+            f"of the channels" + (f" and {len(choice.plan.blocks)} residual blocks" if choice.plan.blocks else "")
+            + f" (predicted {choice.predicted_ms:.3f} ms); "
             + (f"distilling {epochs} epochs"
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
@@ -154,7 +155,7 @@ class Tries:
                                            + f"; accuracy {100 * measurement.metrics['accuracy']:.2f}% "
                                            f">= {budget.accuracy_floor:.2f}%"),
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
-            allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
+            blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
             candidates=choice.candidates, predictor=choice.calibration, distill=trained,
             verdicts=[paired.verdict(q.name).to_dict() for q in questions],
             meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.prune.attention import SplitAttention, split_attention
+from spiral.pipeline.prune.blocks import remove_blocks, residual_blocks
 from spiral.pipeline.prune.config import PruneConfig
 from spiral.pipeline.prune.graph import (
     ROOT_TYPES,
@@ -30,7 +31,14 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> n
     """
     split_attention(model)
     check_supported(model)
+    if plan.blocks:
+        missing = [b for b in plan.blocks if b not in residual_blocks(model)]
+        if missing:
+            raise InputError(f"pruning plan does not fit this model: '{missing[0]}' is not a residual block here")
+        remove_blocks(model, plan.blocks)
     if not plan.groups:
+        if plan.blocks:
+            _check_runs(model, example_inputs)
         return model
     flags = {name: param.requires_grad for name, param in model.named_parameters()}
     graph = build_graph(model, example_inputs)

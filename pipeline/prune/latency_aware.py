@@ -43,7 +43,8 @@ from spiral.deploy.errors import InputError
 from spiral.kernels.ops import OpSignature
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.criteria import get_criterion
+from spiral.pipeline.prune.blocks import inside
+from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
 from spiral.pipeline.prune.group import PrunableGroup
 from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
 from spiral.pipeline.prune.policy import uniform_kept
@@ -108,6 +109,7 @@ def plans_for_latency(
     calibration: Iterable[tuple[Tensor, Tensor]] | None = None,
     max_group_ratio: float = 0.9,
     original: Mapping[str, int] | None = None,
+    blocks: bool = False,
 ) -> list[Allocation]:
     """For each of ``targets`` (in their order), the plan whose predicted cost meets it (ms, or MACs
     for ``cost="macs"``) at the least importance lost, scored and allocated once.
@@ -116,6 +118,10 @@ def plans_for_latency(
     ``original[root]`` (the group's channels before any step; default: its channels now), so a
     group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no
     allowed move reaches a target, the cheapest plan found is returned for it with ``met`` false.
+    ``blocks``: the model's residual blocks (``PrunableModel.blocks``) are moves too, priced as
+    their measured loss rise (``PrunableModel.block_rises``) over every millisecond their operators
+    still cost; only with a criterion whose scores compare across layers (the same units), so a
+    per-layer normalised criterion never removes a block.
     """
     if cost not in COSTS:
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
@@ -146,20 +152,32 @@ def plans_for_latency(
             return [float(op.macs()) for op in ops]
 
     tolerance = STAIR_TOLERANCE if cost == "latency" else 0.0
+    whole = []
+    if weighs_blocks(cfg, blocks) and prunable.blocks:
+        rises = prunable.block_rises(calibration_batches(cfg.criterion, calibration))
+        whole = [
+            _Block(name, [i for i, layer in enumerate(shapes.layers) if inside(layer.name, [name])],
+                   rise / unit_scale if unit_scale > 0 else 0.0)
+            for name, rise in zip(prunable.blocks, rises)
+        ]
     sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
-    start, snapshots = _greedy(groups, shapes, len(prunable.groups), costs, sums, tolerance)
+    start, snapshots = _greedy(groups, whole, shapes, len(prunable.groups), costs, sums, tolerance)
     candidates = [g.candidate for g in groups]
     allocations = []
     for target in targets:
-        levels, total = snapshots[(target - overhead) / scale]
+        levels, gone, total = snapshots[(target - overhead) / scale]
         removed = [_removed_indices(g, level) for g, level in zip(groups, levels)]
-        plan = PruningPlan(
-            criterion=cfg.criterion,
-            ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
-            groups=tuple(
-                PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit) for c, r in zip(candidates, removed) if r
-            ),
-        )
+        if gone:
+            plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(candidates, removed) if r})
+        else:
+            plan = PruningPlan(
+                criterion=cfg.criterion,
+                ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
+                groups=tuple(
+                    PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit)
+                    for c, r in zip(candidates, removed) if r
+                ),
+            )
         allocations.append(Allocation(
             plan=plan,
             kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
@@ -169,6 +187,12 @@ def plans_for_latency(
             cost=cost,
         ))
     return allocations
+
+
+def weighs_blocks(cfg: PruneConfig, blocks: bool) -> bool:
+    """Whether the knapsack removes residual blocks: asked for, and ``cfg``'s criterion measures
+    importance in the units of a block's loss rise."""
+    return blocks and get_criterion(cfg.criterion).comparable_across_layers
 
 
 def _per_unit(candidate: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
@@ -210,31 +234,34 @@ def _group(
 
 
 def _greedy(
-    groups: list[_Group], shapes: OperatorShapes, every: int, costs, targets: Sequence[float], tolerance: float
-) -> tuple[float, dict[float, tuple[list[int], float]]]:
-    """Move groups down their rungs until the operator-cost sum meets each of ``targets`` (descending).
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, every: int, costs, targets: Sequence[float],
+    tolerance: float,
+) -> tuple[float, dict[float, tuple[list[int], tuple[str, ...], float]]]:
+    """Move groups down their rungs and remove blocks until the operator-cost sum meets each of
+    ``targets`` (descending).
 
     ``every`` is the number of the model's groups (``removed`` counts channels per group of the model,
     ``groups`` are those the config lets shrink). Returns the starting sum and, per target, the
-    groups' levels and the sum where it was met (or where no move was left).
+    groups' levels, the blocks removed and the sum where it was met (or where no move was left).
     """
     removed = [0] * every
     current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
     start = total = float(sum(current))
-    snapshots: dict[float, tuple[list[int], float]] = {}
+    snapshots: dict[float, tuple[list[int], tuple[str, ...], float]] = {}
     for target in targets:
-        total = _descend(groups, shapes, costs, target, tolerance, removed, current, total)
-        snapshots[target] = ([g.level for g in groups], total)
+        total = _descend(groups, blocks, shapes, costs, target, tolerance, removed, current, total)
+        snapshots[target] = ([g.level for g in groups], tuple(b.name for b in blocks if b.removed), total)
     return start, snapshots
 
 
 def _descend(
-    groups: list[_Group], shapes: OperatorShapes, costs, target: float, tolerance: float,
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, tolerance: float,
     removed: list[int], current: list[float], total: float,
 ) -> float:
     """Take the cheapest moves until ``total`` meets ``target`` or none is left; updates the state in place."""
+    dead = {i for b in blocks if b.removed for i in b.ops}  # operators of removed blocks cost nothing
     while total > target:
-        moves = {}
+        moves: dict[int, tuple[float, int, dict[int, float]]] = {}
         window = dict.fromkeys(range(len(groups)), LOOKAHEAD)
         pending = [g for g, group in enumerate(groups) if group.level + 1 < len(group.rungs)]
         while pending:
@@ -246,7 +273,7 @@ def _descend(
                     proposals.append((g, level, {i: shapes.op(i, trial) for i in shapes.touching[group.index]}))
             prices = iter(costs([op for _, _, ops in proposals for op in ops.values()]))
             for g, level, ops in proposals:
-                new = {i: next(prices) for i in ops}
+                new = {i: 0.0 if i in dead else price for i, price in zip(ops, prices)}
                 before = sum(current[i] for i in ops)
                 saved = before - sum(new.values())
                 if saved <= 0 or saved <= tolerance * before:
@@ -258,15 +285,35 @@ def _descend(
             pending = [g for g in pending if g not in moves and groups[g].level + window[g] + 1 < len(groups[g].rungs)]
             for g in pending:
                 window[g] *= 4
-        if not moves:
+        cuts = {}
+        for k, block in enumerate(blocks):
+            saved = sum(current[i] for i in block.ops)
+            if not block.removed and saved > 0:
+                cuts[k] = (block.importance / saved, {i: 0.0 for i in block.ops})
+        if not moves and not cuts:
             break
-        g, (_, level, new) = min(moves.items(), key=lambda item: item[1][0])
-        groups[g].level = level
-        removed[groups[g].index] = groups[g].removed_channels(level)
+        cut = min(cuts.items(), key=lambda item: item[1][0], default=None)
+        move = min(moves.items(), key=lambda item: item[1][0], default=None)
+        if move is None or (cut is not None and cut[1][0] < move[1][0]):
+            k, (_, new) = cut
+            blocks[k].removed = True
+            dead.update(blocks[k].ops)
+        else:
+            g, (_, level, new) = move
+            groups[g].level = level
+            removed[groups[g].index] = groups[g].removed_channels(level)
         for i, value in new.items():
             total += value - current[i]
             current[i] = value
     return total
+
+
+@dataclass
+class _Block:
+    name: str
+    ops: list[int]  # indices of its operators in ``OperatorShapes.layers``
+    importance: float  # measured loss rise of removing it, on the groups' importance scale
+    removed: bool = False
 
 
 def _removed_indices(group: _Group, level: int) -> list[int]:

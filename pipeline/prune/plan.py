@@ -14,7 +14,7 @@ from torch import Tensor
 
 from spiral.deploy.errors import InputError
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2 added ``blocks``; a version-1 plan removes none
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,14 @@ class PrunedGroup:
 
 @dataclass(frozen=True)
 class PruningPlan:
-    """What one pruning step removed: the criterion and ratio that chose it, and the channels per group."""
+    """What one pruning step removed: the criterion and ratio that chose it, the residual blocks
+    removed whole (``spiral.pipeline.prune.blocks``; replaced by the identity before any channel
+    goes) and the channels per group (groups of the model without those blocks)."""
 
     criterion: str
     ratio: float
     groups: tuple[PrunedGroup, ...]
+    blocks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,12 +59,13 @@ class PruningPlan:
             "criterion": self.criterion,
             "ratio": self.ratio,
             "groups": [group.to_dict() for group in self.groups],
+            "blocks": list(self.blocks),
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> PruningPlan:
         try:
-            if data["version"] != PLAN_VERSION:
+            if data["version"] not in (1, PLAN_VERSION):
                 raise InputError(f"pruning plan version {data['version']} is not supported (expected {PLAN_VERSION})")
             groups = tuple(
                 PrunedGroup(
@@ -73,7 +77,8 @@ class PruningPlan:
                 )
                 for g in data["groups"]
             )
-            return cls(criterion=str(data["criterion"]), ratio=float(data["ratio"]), groups=groups)
+            blocks = tuple(str(b) for b in data.get("blocks", ()))
+            return cls(criterion=str(data["criterion"]), ratio=float(data["ratio"]), groups=groups, blocks=blocks)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed pruning plan: {type(exc).__name__}: {exc}") from None
 

@@ -23,6 +23,7 @@ from spiral.deploy.errors import InputError
 from spiral.kernels.layers import Layer, torch_layers
 from spiral.kernels.ops import Attention, OpSignature
 from spiral.pipeline.prune.attention import split_attention
+from spiral.pipeline.prune.blocks import block_rises, inside, remove_blocks, residual_blocks
 from spiral.pipeline.prune.config import PruneConfig
 from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
 from spiral.pipeline.prune.graph import build_graph, candidate_groups, check_supported
@@ -89,9 +90,16 @@ class PrunableModel:
         # Every group, stem and output included: a plan of any config (or a recorded one) is listed
         # against these; a config's own groups are a subset, found by their root.
         self.groups = candidate_groups(self.graph, self.work, PruneConfig(protect_first_last=False))
-        self.index = {group.root: g for g, group in enumerate(self.groups)}
+        # A group is found by its root or, in a plan made with blocks removed (where a removed
+        # block's layer may have been the root), by any of its members.
+        self.index = {member: g for g, group in enumerate(self.groups) for member in group.members}
+        self.index.update({group.root: g for g, group in enumerate(self.groups)})
         self.shapes = OperatorShapes(torch_layers(self.work, example_inputs), self.groups, self.graph, self.work)
+        self.blocks = residual_blocks(self.work)
+        self.example_inputs = example_inputs
         self._scores: dict[tuple, list[tuple[PrunableGroup, Tensor | None]]] = {}
+        self._rises: list[float] | None = None
+        self._members: dict[tuple[str, ...], dict[str, tuple[str, tuple[str, ...]]]] = {}
 
     def scored(
         self, cfg: PruneConfig, calibration: Iterable[tuple[Tensor, Tensor]] | None
@@ -110,6 +118,40 @@ class PrunableModel:
             self._scores[key] = list(zip(groups, scores))
         return self._scores[key]
 
+    def block_rises(self, calibration: Sequence[tuple[Tensor, Tensor]] | None) -> list[float]:
+        """Per residual block (``self.blocks``), the measured loss rise of removing it alone; kept."""
+        if self._rises is None:
+            self._rises = block_rises(self.work, self.blocks, list(calibration or []))
+        return self._rises
+
+    def depth_plan(self, criterion: str, blocks: Sequence[str], removed: dict[str, tuple[int, ...]]) -> PruningPlan:
+        """The plan that removes ``blocks`` whole and ``removed[root]`` channels of each group of this
+        model (groups inside a removed block go with it). The channel groups are those of the model
+        with the blocks removed (traced once per block set), whose coupled members the plan must
+        list to replay: a removed block's layers no longer share the channels of its stage."""
+        blocks = tuple(sorted(blocks, key=self.blocks.index))
+        if blocks not in self._members:
+            work = remove_blocks(copy.deepcopy(self.work), blocks)
+            graph = build_graph(work, self.example_inputs)
+            traced = candidate_groups(graph, work, PruneConfig(protect_first_last=False))
+            self._members[blocks] = {
+                old.root: (new.root, new.members)
+                for old in self.groups for new in traced if new.root in old.members and new.channels == old.channels
+            }
+        members = self._members[blocks]
+        groups, total = [], 0
+        for g in self.groups:
+            if g.root not in members:
+                if inside(g.root, blocks):
+                    continue
+                raise InputError(f"group '{g.root}' has no counterpart once blocks {list(blocks)} are removed")
+            total += g.channels
+            if removed.get(g.root):
+                root, coupled = members[g.root]
+                groups.append(PrunedGroup(root, coupled, g.channels, removed[g.root], g.unit))
+        ratio = sum(len(g.removed) for g in groups) / total if total else 0.0  # of the channels left in the model
+        return PruningPlan(criterion=criterion, ratio=ratio, groups=tuple(groups), blocks=blocks)
+
     def groups_of(self, cfg: PruneConfig) -> list[PrunableGroup]:
         """The groups ``cfg`` lets shrink (its ignored layers and stem protection applied)."""
         groups = candidate_groups(self.graph, self.work, cfg)
@@ -120,14 +162,17 @@ class PrunableModel:
             )
         return groups
 
-    def floor_plan(self, cfg: PruneConfig) -> PruningPlan:
-        """Every group ``cfg`` lets shrink cut to its fewest channels (one unit, or ``round_to``): the
-        cheapest model pruning can reach, however many steps it takes (which channels go is moot)."""
+    def floor_plan(self, cfg: PruneConfig, *, blocks: bool = False) -> PruningPlan:
+        """Every group ``cfg`` lets shrink cut to its fewest channels (one unit, or ``round_to``) and,
+        with ``blocks``, every residual block removed: the cheapest model pruning can reach, however
+        many steps it takes (which channels go is moot)."""
         groups = []
         for g in self.groups_of(cfg):
             fewest = cfg.round_to if g.unit == 1 and cfg.round_to else g.unit
             if g.channels > fewest:
                 groups.append(PrunedGroup(g.root, g.members, g.channels, tuple(range(g.channels - fewest)), g.unit))
+        if blocks and self.blocks:
+            return self.depth_plan(cfg.criterion, self.blocks, {g.root: g.removed for g in groups})
         return PruningPlan(criterion=cfg.criterion, ratio=1.0, groups=tuple(groups))
 
     def uniform_plan(self, cfg: PruneConfig, calibration: Iterable[tuple[Tensor, Tensor]] | None = None) -> PruningPlan:
@@ -157,7 +202,10 @@ class PrunableModel:
         """The model's operators as ``plan`` would leave them, without pruning, exporting or compiling
         (an empty plan: the model's own operators), for a latency predictor to screen."""
         removed = self.removed_channels(plan)
-        return [Layer(layer.name, self.shapes.op(i, removed)) for i, layer in enumerate(self.shapes.layers)]
+        return [
+            Layer(layer.name, self.shapes.op(i, removed)) for i, layer in enumerate(self.shapes.layers)
+            if not inside(layer.name, plan.blocks)
+        ]
 
 
 def plan_pruning(

@@ -42,7 +42,7 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
     scores: list[Tensor | None] = []
     batches = calibration[:SENSITIVITY_BATCHES]
     with gradients(model), torch.no_grad():
-        full = _mean_loss(model, batches)
+        full = mean_loss(model, batches)
         for candidate, base in zip(candidates, order_scores):
             items = out_slices(candidate)
             if base is None or items is None:
@@ -60,7 +60,7 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
                     for module, idxs, root in items:
                         _zero_out(module, idxs[torch.isin(root, channels)])
                     removed = count
-                    rises.append(max(0.0, _mean_loss(model, batches) - full))
+                    rises.append(max(0.0, mean_loss(model, batches) - full))
             finally:
                 for param, value in saved:
                     param.copy_(value)
@@ -77,7 +77,7 @@ def sensitivity_counts(units: int) -> list[int]:
     return sorted({max(1, round(units * f)) for f in SENSITIVITY_FRACTIONS})
 
 
-def _mean_loss(model: nn.Module, calibration: list[Batch]) -> float:
+def mean_loss(model: nn.Module, calibration: list[Batch]) -> float:
     return sum(float(F.cross_entropy(model(x), y)) for x, y in calibration) / len(calibration)
 
 

@@ -109,13 +109,15 @@ def render_html(report: dict, run_dir: Path) -> str:
     for e in screened:
         candidates = e["candidates"]
         cells = [
-            [f"{c['ratio']:.1%}", f"{c['predicted_ms']:.3f}", "" if c["ms"] is None else f"{c['ms']:.3f}"]
+            [f"{c['ratio']:.1%}", str(c.get("blocks", 0)), f"{c['predicted_ms']:.3f}",
+             "" if c["ms"] is None else f"{c['ms']:.3f}"]
             for c in candidates
         ]
+        removed = f" and {len(e['blocks'])} residual blocks ({', '.join(e['blocks'])})" if e.get("blocks") else ""
         sections += [
             f"<h3>Step {e['step']} try {e['attempt']}: {len(candidates)} {esc(e.get('allocation', ''))} candidates "
-            f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}</h3>",
-            html_table(("channels removed", "predicted ms", "measured ms"), cells, numeric=range(3)),
+            f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}{esc(removed)}</h3>",
+            html_table(("channels removed", "blocks removed", "predicted ms", "measured ms"), cells, numeric=range(4)),
         ]
     profiles = _step_profiles(report, run_dir)
     if profiles:

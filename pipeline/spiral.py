@@ -1,6 +1,7 @@
 """The spiral controller: prune → distill → export → profile → evaluate → accept or back off.
 
-The loop asks each step for a latency reduction that decays (NetAdapt), backs off a rejected try
+The loop asks each step for the final budget (``schedule.initial_reduction: final``, the default) or
+for a latency reduction that decays (NetAdapt), backs off a rejected try
 and stops at the final budget, ``max_steps``, ``patience`` or the training budget; each try is
 ``spiral.pipeline.step.Tries.attempt``. Then the last accepted model gets the final recovery (when the
 try that ended the loop did not already train it) and, with ``quantize:``, the INT8 stage.
@@ -33,7 +34,7 @@ from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from spiral.pipeline.config import RunConfig
+from spiral.pipeline.config import RunConfig, ScheduleConfig
 from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
@@ -256,7 +257,7 @@ class Spiral:
                     return (f"the tries spent the training budget (total_epochs={schedule.total_epochs}, "
                             f"{schedule.final_epochs} kept for the final recovery)")
                 recovery_epochs = left - epochs
-            reduction = schedule.initial_reduction * schedule.decay ** (step - 1) * schedule.backoff ** (attempt - 1)
+            reduction = step_reduction(schedule, step, attempt, current.ms, budget.final_ms)
             try:
                 entry, student, plan = self.tries.attempt(step, attempt, reduction, epochs, recovery_epochs,
                                                           current, teacher, budget, progress)
@@ -273,6 +274,16 @@ class Spiral:
                 progress.advance(task)
             else:
                 attempt += 1
+
+
+def step_reduction(schedule: ScheduleConfig, step: int, attempt: int, current_ms: float, final_ms: float) -> float:
+    """The fraction of ``current_ms`` try ``attempt`` of ``step`` asks to remove: NetAdapt's decaying
+    ``initial_reduction``, or with ``final`` what the final budget needs; backed off per rejected try."""
+    if schedule.initial_reduction == "final":
+        wanted = max(1 - final_ms / current_ms, 0.0)
+    else:
+        wanted = schedule.initial_reduction * schedule.decay ** (step - 1)
+    return wanted * schedule.backoff ** (attempt - 1)
 
 
 def epochs_spent(entries: list[LedgerEntry]) -> int:

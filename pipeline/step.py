@@ -128,7 +128,7 @@ class Tries:
         measured_count = sum(c["ms"] is not None for c in choice.candidates)
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {choice.plan.ratio:.0%} "
-            f"of the channels" + (f" and {len(choice.plan.blocks)} residual blocks" if choice.plan.blocks else "")
+            f"of the channels" + (f" and residual blocks {', '.join(choice.plan.blocks)}" if choice.plan.blocks else "")
             + f" (predicted {choice.predicted_ms:.3f} ms); "
             + (f"distilling {epochs} epochs"
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")

@@ -21,7 +21,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiral.deploy.atomic import write_json
+from spiral.deploy.atomic import write_bytes, write_json
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig
@@ -109,6 +109,10 @@ def trained_model(
     model, base_spec, plans = build()
     console.print(f"teacher: training {base_spec} ({training.epochs} epochs, lr {training.lr})")
     work = directory.with_name(f"{directory.name}-training")
+    stamp = work / "training_key"
+    if work.is_dir() and not (stamp.is_file() and stamp.read_text() == digest):
+        shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
+    write_bytes(stamp, digest.encode())
     result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device)
     model.cpu()
     metadata = {"training_key": digest, "val_accuracy": result.best_val_accuracy,

@@ -113,7 +113,7 @@ def render_html(report: dict, run_dir: Path) -> str:
              "" if c["ms"] is None else f"{c['ms']:.3f}"]
             for c in candidates
         ]
-        removed = f" and {len(e['blocks'])} residual blocks ({', '.join(e['blocks'])})" if e.get("blocks") else ""
+        removed = f" and residual blocks {', '.join(e['blocks'])}" if e.get("blocks") else ""
         sections += [
             f"<h3>Step {e['step']} try {e['attempt']}: {len(candidates)} {esc(e.get('allocation', ''))} candidates "
             f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}{esc(removed)}</h3>",

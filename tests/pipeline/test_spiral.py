@@ -17,6 +17,7 @@ from spiral.pipeline.config import ScheduleConfig
 from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiral.pipeline.ledger import read_ledger
 from spiral.pipeline.plan_search import MAX_MEASURED
+from spiral.pipeline.spiral import step_reduction
 
 pytestmark = pytest.mark.slow
 
@@ -266,3 +267,17 @@ def test_the_int8_stage_needs_an_onnx_runtime_target(write_config, tmp_path: Pat
     config = write_config(target={"backend": "torch"}, quantize={})
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "quantize: INT8 QDQ models run on ort-cpu, ort-cuda, ort-trt, not 'torch'" in capsys.readouterr().err
+
+
+def test_a_step_aims_at_the_final_budget_by_default_and_backs_off_from_it() -> None:
+    final = ScheduleConfig()
+    assert final.initial_reduction == "final"
+    assert step_reduction(final, 1, 1, current_ms=4.0, final_ms=1.0) == pytest.approx(0.75)  # straight to 1 ms
+    assert step_reduction(final, 2, 1, current_ms=2.0, final_ms=1.0) == pytest.approx(0.5)  # again, from where it is
+    assert step_reduction(final, 1, 2, current_ms=4.0, final_ms=1.0) == pytest.approx(0.75 * final.backoff)
+    netadapt = ScheduleConfig(initial_reduction=0.2, decay=0.5, backoff=0.5)
+    assert step_reduction(netadapt, 3, 2, current_ms=4.0, final_ms=1.0) == pytest.approx(0.2 * 0.25 * 0.5)
+    with pytest.raises(ValueError):
+        ScheduleConfig(initial_reduction="half")
+    with pytest.raises(ValueError):
+        ScheduleConfig(initial_reduction=1.0)

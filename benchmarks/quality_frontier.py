@@ -17,7 +17,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack;
 - (g) ``spiral-uniform-ce``: (c) with cross-entropy: which allocation the default spiral should use;
 - (h) ``direct-ce``: (e) in one step aimed straight at the final budget (``initial_reduction``
-  ``final``, a run's default since 2026-12-06, and ``max_steps`` 1), all its epochs on that one
+  1 - 1/speedup, which is what ``final``, a run's default since 2026-12-06, asks of a one-step run;
+  ``max_steps`` 1), all its epochs on that one
   structure: the spiral's allocation and measured plan search without the gradual
   prune-and-recover (before 2026-12-06 the default was a spiral of decaying steps: (e)).
 
@@ -118,7 +119,9 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
                direct: bool = False) -> RunConfig:
     """The spiral's config; ``direct``: one step aimed at the final budget instead of a spiral of them."""
     _, shape = ARCHITECTURES[arch]
-    steps = {"initial_reduction": "final", "max_steps": 1} if direct else \
+    # 1 - 1/speedup from the teacher is what ``initial_reduction: final`` asks of a one-step run (the
+    # number keeps the direct spirals cached by runs 11-12 resumable: their config says it)
+    steps = {"initial_reduction": 1 - 1 / speedup, "max_steps": 1} if direct else \
         {"initial_reduction": 0.5, "max_steps": args.max_steps}
     return parse_config({
         "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,

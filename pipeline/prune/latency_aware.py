@@ -9,7 +9,9 @@ group has at most about 32 rungs (heads for attention groups), down to what a un
 model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
-cost it saves, until the predicted cost meets the target.
+cost it saves, until the predicted cost meets the target. Removing a residual block whole is a
+move too (``blocks``; its measured loss rise over what its operators still cost), with a criterion
+whose scores are a loss change in the same units.
 
 Importance is what the criterion says, per unit (channel or head). Criteria normalised per layer
 (NNI's and Torch-Pruning's) are divided by each group's mean, so every group's average unit weighs

@@ -6,7 +6,9 @@ operators the latency table knows (``spiral.kernels.layers``) and how their chan
 Per pruning config (criterion, ignored layers, stem protection) it scores the config's groups once
 on the step's calibration batches and keeps the scores, so the uniform grid, the latency-aware
 ladder (``spiral.pipeline.prune.latency_aware``) and the operator lists the predictor screens them by all
-come from one trace. The caller's model is never modified; one object serves one step (its scores
+come from one trace. It also lists the model's residual blocks (``spiral.pipeline.prune.blocks``) and
+measures, once, what removing each alone costs; a plan that removes blocks is traced once more per
+block set, for the couplings of the shallower model its channel groups must replay on. The caller's model is never modified; one object serves one step (its scores
 are of that step's weights and calibration batches).
 """
 

@@ -110,7 +110,7 @@ class BudgetConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    """NetAdapt-style schedule: each step asks for a latency reduction that decays.
+    """How much each step asks for: by default the final budget; with a number, NetAdapt's reduction that decays.
 
     ``initial_reduction``: what step 1 asks for, a fraction of the current model's latency, or
     ``final`` (the default): the final budget in one step, every later step too, a rejected try

@@ -20,7 +20,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   1 - 1/speedup, which is what ``final``, a run's default since 2026-12-06, asks of a one-step run;
   ``max_steps`` 1), all its epochs on that one
   structure: the spiral's allocation and measured plan search without the gradual
-  prune-and-recover (before 2026-12-06 the default was a spiral of decaying steps: (e)).
+  prune-and-recover (before 2026-12-06 the default was a spiral of decaying steps: (e));
+- (i) ``direct``: (h) with the spiral's KD in place of cross-entropy.
 
 The spirals prune with ``--criterion`` (the spiral's default) and cap each group's removal at
 ``--max-ratio`` (``schedule.max_ratio``); their knapsack may remove residual blocks whole
@@ -96,7 +97,7 @@ ARCHITECTURES = {
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
 }
 METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",
-           "direct-ce")
+           "direct-ce", "direct")
 DEFAULT_METHODS = METHODS[:4]
 CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
@@ -342,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             "spiral-l1": {"allocation": "latency", "criterion": args.oneshot_criterion},
             "spiral-uniform-ce": {"allocation": "uniform", "weights": CE},
             "direct-ce": {"allocation": "latency", "weights": CE, "direct": True},
+            "direct": {"allocation": "latency", "direct": True},
         }
         rows = []
         for speedup in args.speedup:

@@ -88,12 +88,12 @@ class Tries:
         """The step's plan, and each measured plan's pruned module with its paired session (the
         chosen one is distilled as it is, not pruned again). A plan meets when the judge says it
         meets the step budget and, on the step that aims at the final budget, the final budget too."""
-        measured: dict[tuple, tuple[nn.Module, Paired]] = {}
+        measured: dict[PruningPlan, tuple[nn.Module, Paired]] = {}
 
         def measure(plan: PruningPlan) -> PlanVerdict:
             candidate = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input)
             paired = self._measure_latency(candidate, work, questions, current, teacher)
-            measured[plan.groups] = (candidate, paired)
+            measured[plan] = (candidate, paired)
             judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
             return PlanVerdict(paired.verdict(step.name).estimate * current.ms, all(v.meets for v in judged),
                                min(v.question.limit / v.estimate for v in judged))
@@ -186,7 +186,7 @@ class Tries:
             shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
             raise
         write_json(plan_path, choice.to_dict())
-        student, paired = measured[choice.plan.groups]
+        student, paired = measured[choice.plan]
         return choice, student, paired
 
     def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:

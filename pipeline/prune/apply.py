@@ -32,7 +32,8 @@ def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> n
     split_attention(model)
     check_supported(model)
     if plan.blocks:
-        missing = [b for b in plan.blocks if b not in residual_blocks(model)]
+        found = residual_blocks(model)
+        missing = [b for b in plan.blocks if b not in found]
         if missing:
             raise InputError(f"pruning plan does not fit this model: '{missing[0]}' is not a residual block here")
         remove_blocks(model, plan.blocks)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from functools import cached_property
 from collections.abc import Iterable, Sequence
 
 import torch_pruning as tp
@@ -97,7 +98,6 @@ class PrunableModel:
         self.index = {member: g for g, group in enumerate(self.groups) for member in group.members}
         self.index.update({group.root: g for g, group in enumerate(self.groups)})
         self.shapes = OperatorShapes(torch_layers(self.work, example_inputs), self.groups, self.graph, self.work)
-        self.blocks = residual_blocks(self.work)
         self.example_inputs = example_inputs
         self._scores: dict[tuple, list[tuple[PrunableGroup, Tensor | None]]] = {}
         self._rises: list[float] | None = None
@@ -119,6 +119,11 @@ class PrunableModel:
                 )
             self._scores[key] = list(zip(groups, scores))
         return self._scores[key]
+
+    @cached_property
+    def blocks(self) -> list[str]:
+        """The model's residual blocks (traced on first use: only the latency knapsack weighs them)."""
+        return residual_blocks(self.work)
 
     def block_rises(self, calibration: Sequence[tuple[Tensor, Tensor]] | None) -> list[float]:
         """Per residual block (``self.blocks``), the measured loss rise of removing it alone; kept."""

@@ -9,9 +9,10 @@ is within the limit (``QuantizeConfig``). A rejected quantization leaves the flo
 result, and the reason says why.
 
 When the fully quantized model loses more than ``max_drop`` points on the validation split,
-``spiral.pipeline.float_fallback`` keeps its most quantization-sensitive operators in float, using
-the pieces here (``Calibrated``, ``drawn_samples``, ``input_batches``); that model is judged instead,
-by the same rule, with the fallback's ``to_dict()`` reported beside it.
+``spiral.pipeline.int8`` tries quantization-aware recovery and then the float fallback
+(``spiral.pipeline.float_fallback``, which uses the pieces here: ``Calibrated``, ``drawn_samples``,
+``input_batches``); the model they leave is judged instead, by the same rule, with their records
+reported beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -34,6 +36,9 @@ from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import Question
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.evaluate import evaluate_onnx
+
+if TYPE_CHECKING:
+    from spiral.pipeline.int8 import Int8Model
 
 FLOAT, INT8 = "float", "int8"
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -129,7 +134,8 @@ class QuantizeResult:
     accuracy: dict[str, float]
     size_mb: dict[str, float]
     calibration_s: float
-    fallback: dict | None = None  # the float fallback's to_dict(): the judged INT8 model keeps these nodes float
+    recovery: dict | None  # quantization-aware recovery's record: the judged INT8 model is of the recovered model
+    fallback: dict | None  # the float fallback's to_dict(): the judged INT8 model keeps these nodes float
 
     def to_dict(self) -> dict:
         verdict = self.paired.verdict("int8 vs float")
@@ -138,7 +144,7 @@ class QuantizeResult:
             "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
             "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
             "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
-            "fallback": self.fallback,
+            "recovery": self.recovery, "fallback": self.fallback,
         }
 
 
@@ -148,32 +154,31 @@ def validation_accuracy(models: dict[str, Path], val_set: Dataset, num_classes: 
 
 
 def judge_quantized(
-    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, accuracy: dict[str, float],
-    cfg: QuantizeConfig, calibration_s: float, *, cache_dir: Path | None = None,
-    others: dict[str, Path] | None = None, questions: tuple[Question, ...] = (), fallback: dict | None = None,
+    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
+    cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
+    questions: tuple[Question, ...] = (),
 ) -> QuantizeResult:
-    """The INT8 model beside its float model in rounds: accepted or not, and why. ``accuracy``: both
-    models' validation accuracy (%), as ``spiral.pipeline.float_fallback.float_fallback`` returns it.
+    """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
+    ``spiral.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
+    remedies it ran: their reasons are appended to the result's, their records reported with it).
 
     ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
-    the INT8 model (its final budget); they do not decide acceptance here. ``fallback`` (the
-    ``to_dict()`` of what ``spiral.pipeline.float_fallback`` did to ``int8_path``) is reported with the
-    result, its reason appended to the result's, and the model is judged like any model."""
+    the INT8 model (its final budget); they do not decide acceptance here."""
     if target.backend not in QUANTIZED_BACKENDS:
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
                             [question, *questions], cache_dir=cache_dir)
     verdict = paired.verdict(question.name)
+    accuracy = made.accuracy
     drop = accuracy[FLOAT] - accuracy[INT8]
     failures = [] if verdict.meets else [verdict.message()]
     if drop > cfg.max_drop:
         failures.append(f"accuracy {accuracy[INT8]:.2f}% is {drop:.2f} points below the float model's "
                         f"{accuracy[FLOAT]:.2f}% (max_drop {cfg.max_drop:g})")
-    reason = "; ".join(failures) or (
-        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})"
-    )
-    if fallback is not None:
-        reason += f"; {fallback['reason']}"
+    reason = "; ".join(failures + made.reasons) if failures else "; ".join([
+        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})",
+        *made.reasons])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
-    return QuantizeResult(not failures, reason, paired, accuracy, size, calibration_s, fallback)
+    return QuantizeResult(not failures, reason, paired, accuracy, size, made.calibration_s, made.recovery,
+                          None if made.fallback is None else made.fallback.to_dict())

@@ -35,13 +35,13 @@ from spiral.kernels.table import LatencyTable
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
-from spiral.pipeline.float_fallback import float_fallback
+from spiral.pipeline.int8 import Trainable, int8_model
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
 from spiral.pipeline.plan_search import NothingLeftToPrune
 from spiral.pipeline.prune import PruningPlan
 from spiral.pipeline.prune.latency_aware import weighs_blocks
-from spiral.pipeline.quantize import INT8, calibration_batches, judge_quantized, quantize_onnx
+from spiral.pipeline.quantize import INT8, judge_quantized
 from spiral.pipeline.report import write_reports
 from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted
@@ -104,27 +104,29 @@ class Spiral:
         append_entry(self.folder.ledger, entry)
         progress.console.print(f"final recovery: {'accepted' if accepted else 'rejected'}: {reason}")
 
-    def _quantize(self, last: LedgerEntry, budget: Budget, message: str, progress: Progress) -> None:
-        """The final INT8 stage: the result's ONNX model quantized on training batches, measured
-        beside it and the teacher, and accepted only when the judge grants the speedup over the
-        float model, the accuracy drop is within ``quantize.max_drop`` and the floor holds. A
-        rejected one leaves the float model as the result (the ledger line says why)."""
+    def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: Budget, message: str, progress: Progress) -> None:
+        """The final INT8 stage: the result's ONNX model quantized on training batches (recovered
+        from the teacher through simulated INT8, or some operators kept float, when that loses too
+        much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
+        the judge grants the speedup over the float model, the accuracy drop is within
+        ``quantize.max_drop`` and the floor holds. A rejected one leaves the float model as the
+        result (the ledger line says why). A killed stage starts again from the float model."""
         cfg, q = self.config, self.config.quantize
         work = self.folder.steps / ".quantize"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         float_onnx = self.folder.of(last, "model.onnx")
         progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {last.name}")
-        batches = calibration_batches(self.data.train_set, float_onnx, q)
-        seconds = quantize_onnx(float_onnx, work / "model.onnx", batches, q)
-        fallback, accuracy = float_fallback(float_onnx, work / "model.onnx", batches, self.data.train_set,
-                                            self.data.val_set, cfg.num_classes, q)
-        if fallback is not None:
-            progress.console.print(f"quantize: {fallback.reason}")
+        trainable = Trainable(load_checkpoint(self.folder.of(last, "model"))[0], teacher, self.data.example_input,
+                              cfg.distill, progress)
+        made = int8_model(float_onnx, work / "model.onnx", self.data.train_set, self.data.val_set, cfg.num_classes,
+                          q, trainable)
+        for reason in made.reasons:
+            progress.console.print(f"quantize: {reason}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
         result = judge_quantized(
-            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, accuracy, q, seconds, cache_dir=work / "compiled", others={"teacher": self.folder.teacher_onnx},
-            questions=finals, fallback=None if fallback is None else fallback.to_dict(),
+            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
+            others={"teacher": self.folder.teacher_onnx}, questions=finals,
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")
@@ -222,7 +224,7 @@ class Spiral:
                 entries = self.folder.entries()
             last = last_accepted(entries)
             if cfg.quantize is not None and last is not None and not any(e.kind == "quantize" for e in entries):
-                self._quantize(last, budget, message, progress)
+                self._quantize(last, teacher, budget, message, progress)
         entries = self.folder.entries()
         for e in entries:
             if e.kind in ("recovery", "quantize"):

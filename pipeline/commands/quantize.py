@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 from pathlib import Path
@@ -17,9 +18,11 @@ from spiral.deploy.profiler import Target
 from spiral.deploy.sampling import ProfileSettings
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
-from spiral.pipeline.float_fallback import float_fallback
+from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, judge_quantized, quantize_onnx
+from spiral.pipeline.int8 import Trainable, int8_model
+from spiral.pipeline.prune.plan import example_input
+from spiral.pipeline.quantize import FLOAT, INT8, judge_quantized
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"
@@ -47,9 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accuracy points the INT8 model may lose against the float model (default %(default)g)")
     parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
                         help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
+    parser.add_argument("--recovery-epochs", type=int, default=defaults.recovery_epochs,
+                        help="when INT8 loses more than --max-drop, epochs of quantization-aware training through "
+                             "simulated INT8, the float model teaching (needs a model spec or checkpoint; 0: none; "
+                             "default %(default)d)")
+    parser.add_argument("--recovery-lr", type=float, default=defaults.recovery_lr,
+                        help="learning rate of that training (default %(default)g)")
     parser.add_argument("--max-float-nodes", type=int, default=defaults.max_float_nodes,
-                        help="when INT8 loses more than --max-drop, keep up to this many of its most sensitive "
-                             "Conv/Gemm/MatMul nodes float and judge that model instead (0: no fallback; default %(default)d)")
+                        help="when INT8 (recovered or not) still loses more than --max-drop, keep up to this many of "
+                             "its most sensitive Conv/Gemm/MatMul nodes float and judge that model instead (0: no "
+                             "fallback; default %(default)d)")
     parser.add_argument("--sensitivity-batches", type=int, default=defaults.sensitivity_batches,
                         help="training batches, apart from the calibration ones, the fallback measures "
                              "sensitivity on (default %(default)d)")
@@ -63,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
                              batch_size=args.batch_size, per_channel=not args.per_tensor, max_drop=args.max_drop,
                              min_speedup=args.min_speedup, max_float_nodes=args.max_float_nodes,
-                             sensitivity_batches=args.sensitivity_batches)
+                             sensitivity_batches=args.sensitivity_batches, recovery_epochs=args.recovery_epochs,
+                             recovery_lr=args.recovery_lr)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
@@ -77,22 +88,21 @@ def run(args: argparse.Namespace) -> int:
         train_set, val_set = load_datasets(args.data, candidate.input_shape)
         if len(val_set) == 0:
             raise InputError(f"data '{args.data}' has an empty validation split")
-        batches = calibration_batches(train_set, candidate.onnx_path, cfg)
         int8 = Path(work) / "int8" / "model.int8.onnx"
-        seconds = quantize_onnx(candidate.onnx_path, int8, batches, cfg)
-        num_classes = onnx_num_classes(candidate.onnx_path)
-        fallback, accuracy = float_fallback(candidate.onnx_path, int8, batches, train_set, val_set, num_classes, cfg)
+        trainable = None if candidate.source is None else Trainable(  # the float model teaches its INT8 self
+            candidate.source, copy.deepcopy(candidate.source), example_input(candidate.input_shape, candidate.input_dtype),
+            DistillConfig())
+        made = int8_model(candidate.onnx_path, int8, train_set, val_set, onnx_num_classes(candidate.onnx_path), cfg,
+                          trainable)
         target = Target(args.target, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, accuracy, cfg, seconds,
-                                 cache_dir=Path(work) / "compiled",
-                                 fallback=None if fallback is None else fallback.to_dict())
+        result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled")
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp")
             tmp.write_bytes(int8.read_bytes())
             tmp.replace(out)
-    print_result(result.to_dict(), len(batches), cfg, Console(width=140))
+    print_result(result.to_dict(), made.batches, cfg, Console(width=140))
     print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
     print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
     if args.json is not None:
@@ -114,6 +124,10 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
     console.print(table)
     low, high = result["speedup_ci"]
     console.print(f"speedup {result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x); calibration {result['calibration_s']:.1f} s")
+    recovery = result["recovery"]
+    if recovery is not None and recovery["kept"]:
+        console.print(f"quantization-aware recovery: {recovery['epochs']} epochs at lr {recovery['lr']:g}, INT8 "
+                      f"{recovery['all_int8_accuracy']:.2f}% -> {recovery['accuracy']:.2f}% ({recovery['seconds']:.0f} s)")
     if kept:
         nodes = Table(title=f"kept float, most sensitive of {fallback['measured_nodes']} first (sensitivity: the "
                             f"KL(float || INT8) it removes alone, on {fallback['held_out_samples']} held-apart "

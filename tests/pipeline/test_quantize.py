@@ -20,7 +20,7 @@ from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.models import build_model
-from spiral.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx
+from spiral.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
 from spiral.pipeline.data import load_datasets
 
 pytestmark = pytest.mark.slow
@@ -141,6 +141,8 @@ def test_bad_calibration_data_is_one_line_and_exit_2(factory, message, data_modu
     ("--min-speedup", "0", "--min-speedup: Input should be greater than 0"),
     ("--max-float-nodes", "-1", "--max-float-nodes: Input should be greater than or equal to 0"),
     ("--sensitivity-batches", "0", "--sensitivity-batches: Input should be greater than or equal to 1"),
+    ("--recovery-epochs", "-1", "--recovery-epochs: Input should be greater than or equal to 0"),
+    ("--recovery-lr", "0", "--recovery-lr: Input should be greater than 0"),
 ])
 def test_bad_settings_are_one_line(flag, value, message, capsys):
     assert main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, flag, value]) == 2
@@ -204,7 +206,8 @@ def test_the_fallback_keeps_the_outlier_convolution_float_and_comes_back_to_the_
     int8, all_int8 = tmp_path / "model.int8.onnx", tmp_path / "all.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     all_int8.write_bytes(int8.read_bytes())
-    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
+    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy)
 
     assert fallback is not None and [n.name for n in fallback.nodes] == [OUTLIER_CONV]
     assert fallback.all_int8_accuracy < 30 and fallback.measured == 4 and fallback.samples == 8 * 32
@@ -236,7 +239,8 @@ def test_the_fallback_runs_only_when_int8_loses_more_than_max_drop_and_is_allowe
         batches = calibration_batches(train, outlier_onnx, cfg)
         quantize_onnx(outlier_onnx, int8, batches, cfg)
         written = int8.read_bytes()
-        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)[0] is None
+        accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
+        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy) == (None, accuracy)
         assert int8.read_bytes() == written
 
 
@@ -247,7 +251,8 @@ def test_a_fallback_without_training_batches_left_says_so_and_leaves_the_model(o
     int8 = tmp_path / "model.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     written = int8.read_bytes()
-    fallback, _ = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg)
+    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
+    fallback, _ = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy)
     assert fallback is not None and fallback.nodes == () and int8.read_bytes() == written
     assert "float fallback could not run: the 100 calibration batches of 32 use the whole train split" in fallback.reason
 
@@ -275,3 +280,36 @@ def test_fallback_settings_are_validated():
     for bad in ({"max_float_nodes": -1}, {"sensitivity_batches": 0}, {"max_float_nodes": 1.5}, {"float_nodes": 2}):
         with pytest.raises(ValidationError):
             QuantizeConfig(**bad)
+
+
+# ---- quantization-aware recovery ------------------------------------------------------------------
+def test_the_command_recovers_a_model_per_tensor_int8_ruins_and_judges_the_recovered_model(tmp_path, capsys):
+    """``depthwise_net:hostile`` loses tens of points to per-tensor INT8 (as MobileNetV2 does); given as
+    a model spec, its PyTorch model is at hand, recovery trains it with the float model teaching, and
+    the recovered INT8 model is judged against the float model given."""
+    out, report = tmp_path / "m.int8.onnx", tmp_path / "q.json"
+    code = main(["quantize", "depthwise_net:hostile", "--data", "digits", "--input-shape", "1,1,16,16", "--per-tensor",
+                 "--max-duration", "1.0", "--threads", "1", "--min-speedup", "0.01", "--out", str(out),
+                 "--json", str(report)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    data = json.loads(report.read_text())
+    recovery = data["recovery"]
+    assert recovery["kept"] and recovery["epochs"] == 5 and data["settings"]["recovery_epochs"] == 5
+    assert recovery["all_int8_accuracy"] < data["accuracy"]["float"] - 5 <= data["accuracy"]["int8"] - 4
+    assert data["accuracy"]["int8"] == recovery["accuracy"] and data["fallback"] is None and out.is_file()
+    assert (f"quantization-aware recovery: 5 epochs at lr 0.001, INT8 {recovery['all_int8_accuracy']:.2f}% -> "
+            f"{recovery['accuracy']:.2f}%") in printed
+    assert "accepted: int8 vs float: meets" in printed and "quantization-aware recovery (5 epochs" in printed
+
+
+def test_an_onnx_file_gets_no_recovery_and_the_reason_says_why(tmp_path, capsys):
+    import torch
+    from depthwise_net import hostile
+
+    model = export_onnx(hostile(), torch.zeros(1, 1, 16, 16), tmp_path / "hostile.onnx")
+    code = main(["quantize", str(model), "--data", "digits", "--per-tensor", *QUICK, "--min-speedup", "0.01",
+                 "--max-float-nodes", "0", "--json", str(tmp_path / "q.json")])
+    data = json.loads((tmp_path / "q.json").read_text())
+    assert code == 1 and not data["accepted"] and not data["recovery"]["kept"]
+    assert "quantization-aware recovery needs the PyTorch model (a model spec or spiral checkpoint)" in data["reason"]

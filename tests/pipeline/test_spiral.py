@@ -281,3 +281,26 @@ def test_a_step_aims_at_the_final_budget_by_default_and_backs_off_from_it() -> N
         ScheduleConfig(initial_reduction="half")
     with pytest.raises(ValueError):
         ScheduleConfig(initial_reduction=1.0)
+
+
+def test_an_int8_stage_that_loses_too_much_recovers_from_the_teacher(write_config, tmp_path: Path):
+    """The hostile depthwise network (tests/depthwise_net.py) as the teacher: its pruned, distilled result
+    loses tens of points to per-tensor INT8, so the stage trains it through simulated INT8 from the
+    teacher. The recovered INT8 model is judged when it is more accurate, the post-training one otherwise
+    (which one depends on the plan the step measured best on this machine today); either way the drop is
+    counted against the float result's accuracy."""
+    out = tmp_path / "run"
+    config = write_config(model="depthwise_net:hostile", teacher_training=None, trust_model_code=True,
+                          distill={"epochs": 2, "lr": 0.005},
+                          quantize={"per_channel": False, "min_speedup": 0.01, "max_float_nodes": 0})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    step, quantized = read_ledger(out / "ledger.jsonl")
+    recovery = quantized.quantize["recovery"]
+    assert recovery["epochs"] == 5 and recovery["all_int8_accuracy"] < 100 * step.accuracy - 1  # the trigger
+    assert quantized.quantize["accuracy"]["float"] == pytest.approx(100 * step.accuracy)
+    judged = recovery["accuracy"] if recovery["kept"] else recovery["all_int8_accuracy"]
+    assert quantized.accuracy == pytest.approx(judged / 100)
+    assert quantized.accepted == (100 * step.accuracy - judged <= 1.0)
+    assert "quantization-aware recovery (5 epochs at lr 0.001)" in quantized.reason
+    assert sorted(p.name for p in (out / "steps" / "quantize").iterdir()) == sorted(
+        ["model.onnx", "profile.json", *(["recovered.onnx"] if recovery["kept"] else [])])

@@ -1,0 +1,125 @@
+"""The INT8 model of a float model: post-training quantization, then the remedies when it loses too much.
+
+1. Post-training static INT8 (``spiral.pipeline.quantize``), calibrated on training batches.
+2. When it loses more than ``max_drop`` validation points and the PyTorch model is at hand:
+   quantization-aware recovery (``spiral.pipeline.fake_quant``), the trained model exported and
+   quantized again on the same calibration samples. It keeps every operator INT8, so it comes first.
+3. When that still loses too much: the float fallback (``spiral.pipeline.float_fallback``).
+
+The model left at ``out`` is the one ``judge_quantized`` then measures beside the float model; its
+accuracy drop is always counted against the float model given, not against the recovered one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from spiral.pipeline.config import QuantizeConfig
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.export import export_onnx
+from spiral.pipeline.fake_quant import recover
+from spiral.pipeline.float_fallback import Fallback, float_fallback
+from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# Beside the INT8 model: the float model quantization-aware recovery trained (kept when its INT8 model
+# is the one left), and that INT8 model until it is compared.
+RECOVERED, RECOVERED_INT8 = "recovered.onnx", "recovered.int8.onnx"
+
+
+@dataclass
+class Trainable:
+    """What quantization-aware recovery trains: the PyTorch model the float ONNX model was exported
+    from, the teacher that teaches it (the run's, or the float model itself), an example input to
+    export it with, and the distillation settings it borrows (batch size, optimizer, temperature, seed)."""
+
+    model: nn.Module
+    teacher: nn.Module
+    example_input: Tensor
+    distill: DistillConfig
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """What ``int8_model`` left at its ``out`` path and how: both models' validation accuracy (%), the
+    calibration batches and the seconds quantization took, and the remedies' records (None: not run)."""
+
+    accuracy: dict[str, float]
+    batches: int
+    calibration_s: float
+    recovery: dict | None
+    fallback: Fallback | None
+
+    @property
+    def reasons(self) -> list[str]:
+        return [r["reason"] for r in (self.recovery, self.fallback and self.fallback.to_dict()) if r]
+
+
+def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_set: Dataset, val_set: Dataset,
+             num_classes: int, cfg: QuantizeConfig, all_int8: float) -> tuple[dict, float]:
+    """Quantization-aware recovery of ``trainable``, its model exported beside ``out`` and quantized
+    there; kept (``out`` replaced) only when its INT8 model is more accurate than ``all_int8`` (%), the
+    post-training model's. Its record, and the seconds its quantization took."""
+    start = time.perf_counter()
+    model, trained = recover(trainable.model, trainable.teacher, train_set, val_set,
+                             [torch.from_numpy(b).to(trainable.example_input.dtype) for b in batches], cfg,
+                             trainable.distill, trainable.progress)
+    record = {"epochs": trained.epochs_run, "lr": cfg.recovery_lr, "all_int8_accuracy": all_int8, "accuracy": None,
+              "float_accuracy": None, "kept": False}
+    seconds = 0.0
+    if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+        outcome = "diverged (weights not finite)"
+    else:
+        recovered, recovered_int8 = out.parent / RECOVERED, out.parent / RECOVERED_INT8
+        export_onnx(model, trainable.example_input, recovered)
+        seconds = quantize_onnx(recovered, recovered_int8, batches, cfg)
+        after = validation_accuracy({FLOAT: recovered, INT8: recovered_int8}, val_set, num_classes)
+        record.update(accuracy=after[INT8], float_accuracy=after[FLOAT], kept=after[INT8] > all_int8)
+        outcome = f"INT8 {after[INT8]:.2f}%"
+        if record["kept"]:
+            recovered_int8.replace(out)
+        else:
+            recovered_int8.unlink()
+            recovered.unlink()
+    record["seconds"] = time.perf_counter() - start
+    record["reason"] = (f"quantization-aware recovery ({trained.epochs_run} epochs at lr {cfg.recovery_lr:g}): {outcome}"
+                        + ("" if record["kept"] else ", no better: the post-training model stays"))
+    return record, seconds
+
+
+def int8_model(
+    float_onnx: Path, out: Path, train_set: Dataset, val_set: Dataset, num_classes: int, cfg: QuantizeConfig,
+    trainable: Trainable | None,
+) -> Int8Model:
+    """The INT8 model of ``float_onnx`` written to ``out``, through as many of the three steps as it takes.
+
+    ``trainable`` None (an ``.onnx`` file given as is) skips recovery and says so when it was needed."""
+    batches = calibration_batches(train_set, float_onnx, cfg)
+    seconds = quantize_onnx(float_onnx, out, batches, cfg)
+    accuracy = validation_accuracy({FLOAT: float_onnx, INT8: out}, val_set, num_classes)
+    source, recovery = float_onnx, None
+    drop = accuracy[FLOAT] - accuracy[INT8]
+    if drop > cfg.max_drop and cfg.recovery_epochs > 0:
+        trigger = f"all-INT8 {accuracy[INT8]:.2f}%, {drop:.2f} points below float (max_drop {cfg.max_drop:g}); "
+        if trainable is None:
+            recovery = {"kept": False, "reason": "quantization-aware recovery needs the PyTorch model (a model spec "
+                                                 "or spiral checkpoint), not an .onnx file; not run"}
+        else:
+            recovery, spent = _recover(out, trainable, batches, train_set, val_set, num_classes, cfg, accuracy[INT8])
+            seconds += spent
+            if recovery["kept"]:
+                source, accuracy = out.parent / RECOVERED, {FLOAT: accuracy[FLOAT], INT8: recovery["accuracy"]}
+        recovery["reason"] = trigger + recovery["reason"]
+    fallback, accuracy = float_fallback(source, out, batches, train_set, val_set, num_classes, cfg, accuracy)
+    return Int8Model(accuracy, len(batches), seconds, recovery, fallback)

@@ -1,0 +1,80 @@
+"""A small depthwise-separable CNN trained on the digits, and one whose per-tensor INT8 loses points the
+way MobileNetV2's does, for the quantization tests.
+
+MobileNetV2 loses its accuracy to per-tensor INT8 weights (Fashion-MNIST: 83.1 % float, 18.5 % INT8)
+because its batch norms, folded into the depthwise convolutions, give some channels weights many
+times larger than others, and one scale per tensor then rounds the small channels away.
+``hostile`` makes that happen on purpose: channels of a trained model are rescaled (a channel's
+pointwise output divided by ``c`` through its batch norm, the depthwise batch norm's statistics
+scaled to match, so that the depthwise convolution's folded weight is ``c`` times larger; other
+channels the other way round). The float model computes what it computed; per-tensor INT8 does not.
+Trained on the CPU with a fixed seed: the same weights on every run.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+from torch import nn
+
+from spiral.pipeline.data import load_datasets
+
+SHAPE = [1, 1, 16, 16]
+SCALE = 10.0
+
+
+def _unit(cin: int, cout: int, stride: int = 1, groups: int = 1, kernel: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DepthwiseNet(nn.Module):
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *_unit(1, w), *_unit(w, w, groups=w), *_unit(w, 2 * w, kernel=1),
+            *_unit(2 * w, 2 * w, 2, groups=2 * w), *_unit(2 * w, 2 * w, kernel=1),
+            *_unit(2 * w, 2 * w, 2, groups=2 * w), *_unit(2 * w, 4 * w, kernel=1),
+        )
+        self.fc = nn.Linear(4 * w, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+@cache
+def _trained_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = DepthwiseNet()
+    train, _ = load_datasets("digits", SHAPE)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(10):
+        model.train()
+        for x, y in torch.utils.data.DataLoader(train, batch_size=64, shuffle=True):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def trained() -> nn.Module:
+    """The network trained on the digits (about 90 % validation accuracy), in eval mode."""
+    model = DepthwiseNet()
+    model.load_state_dict(_trained_state())
+    return model.eval()
+
+
+def hostile() -> nn.Module:
+    """``trained`` with every other channel of its second depthwise convolution rescaled by ``SCALE``
+    or ``1 / SCALE`` as folded: the same function in float, per-tensor INT8 rounds it apart."""
+    model = trained()
+    pointwise_norm, depthwise_norm = model.features[7], model.features[10]
+    with torch.no_grad():
+        for k in range(0, 16, 2):
+            c = SCALE if k % 4 == 0 else 1 / SCALE
+            pointwise_norm.weight[k] /= c
+            pointwise_norm.bias[k] /= c
+            depthwise_norm.running_mean[k] /= c
+            depthwise_norm.running_var[k] /= c * c
+    return model

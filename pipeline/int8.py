@@ -1,4 +1,6 @@
-"""The INT8 model of a float model: post-training quantization, then the remedies when it loses too much.
+"""The INT8 model of a float model, made and judged like any step.
+
+``int8_model`` makes it, through as many of three steps as it takes:
 
 1. Post-training static INT8 (``spiral.pipeline.quantize``), calibrated on training batches.
 2. When it loses more than ``max_drop`` validation points and the PyTorch model is at hand:
@@ -6,8 +8,10 @@
    quantized again on the same calibration samples. It keeps every operator INT8, so it comes first.
 3. When that still loses too much: the float fallback (``spiral.pipeline.float_fallback``).
 
-The model left at ``out`` is the one ``judge_quantized`` then measures beside the float model; its
-accuracy drop is always counted against the float model given, not against the recovered one.
+``judge_quantized`` then measures the model left beside the float model in rounds on the target: it
+is accepted only when the judge says it meets the speedup over the float model and its accuracy
+drop, always counted against the float model given (not a recovered one), is within ``max_drop``.
+A rejected quantization leaves the float model as the result, and the reason says why.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from spiral.pipeline.config import QuantizeConfig
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Paired, Target, profile_paired
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.verdict import Question
+from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.fake_quant import recover
@@ -123,3 +131,56 @@ def int8_model(
         recovery["reason"] = trigger + recovery["reason"]
     fallback, accuracy = float_fallback(source, out, batches, train_set, val_set, num_classes, cfg, accuracy)
     return Int8Model(accuracy, len(batches), seconds, recovery, fallback)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    accepted: bool
+    reason: str
+    paired: Paired
+    accuracy: dict[str, float]
+    size_mb: dict[str, float]
+    calibration_s: float
+    recovery: dict | None  # quantization-aware recovery's record: the judged INT8 model is of the recovered model
+    fallback: dict | None  # the float fallback's to_dict(): the judged INT8 model keeps these nodes float
+
+    def to_dict(self) -> dict:
+        verdict = self.paired.verdict("int8 vs float")
+        return {
+            "accepted": self.accepted, "reason": self.reason, "verdict": verdict.to_dict(),
+            "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
+            "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
+            "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
+            "recovery": self.recovery, "fallback": self.fallback,
+        }
+
+
+def judge_quantized(
+    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
+    cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
+    questions: tuple[Question, ...] = (),
+) -> QuantizeResult:
+    """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
+    ``spiral.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
+    remedies it ran: their reasons are appended to the result's, their records reported with it).
+
+    ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
+    the INT8 model (its final budget); they do not decide acceptance here."""
+    if target.backend not in QUANTIZED_BACKENDS:
+        raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
+    question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
+    paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
+                            [question, *questions], cache_dir=cache_dir)
+    verdict = paired.verdict(question.name)
+    accuracy = made.accuracy
+    drop = accuracy[FLOAT] - accuracy[INT8]
+    failures = [] if verdict.meets else [verdict.message()]
+    if drop > cfg.max_drop:
+        failures.append(f"accuracy {accuracy[INT8]:.2f}% is {drop:.2f} points below the float model's "
+                        f"{accuracy[FLOAT]:.2f}% (max_drop {cfg.max_drop:g})")
+    reason = "; ".join(failures + made.reasons) if failures else "; ".join([
+        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})",
+        *made.reasons])
+    size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
+    return QuantizeResult(not failures, reason, paired, accuracy, size, made.calibration_s, made.recovery,
+                          None if made.fallback is None else made.fallback.to_dict())

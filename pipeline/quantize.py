@@ -1,18 +1,10 @@
-"""Post-training static INT8 quantization of an ONNX model, measured and accepted like any step.
+"""Post-training static INT8 quantization of an ONNX model.
 
 ONNX Runtime's ``quantize_static`` in QDQ format (per-channel weights by default) after its
 ``quant_pre_process`` (shape inference and graph optimization), calibrated on real training
-batches with min-max, entropy or percentile ranges. The quantized model is then measured in
-rounds beside its float model on the target and evaluated on the validation split; it is
-accepted only when the judge says it meets the speedup over the float model and its accuracy drop
-is within the limit (``QuantizeConfig``). A rejected quantization leaves the float model as the
-result, and the reason says why.
-
-When the fully quantized model loses more than ``max_drop`` points on the validation split,
-``spiral.pipeline.int8`` tries quantization-aware recovery and then the float fallback
-(``spiral.pipeline.float_fallback``, which uses the pieces here: ``Calibrated``, ``drawn_samples``,
-``input_batches``); the model they leave is judged instead, by the same rule, with their records
-reported beside it.
+batches with min-max, entropy or percentile ranges. ``spiral.pipeline.int8`` makes the INT8 model
+with these pieces (and, when it loses too much, quantization-aware recovery and the float
+fallback, which uses ``Calibrated``, ``drawn_samples`` and ``input_batches``) and judges it.
 """
 
 from __future__ import annotations
@@ -20,9 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -31,14 +21,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import Paired, Target, profile_paired
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.verdict import Question
-from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.evaluate import evaluate_onnx
-
-if TYPE_CHECKING:
-    from spiral.pipeline.int8 import Int8Model
 
 FLOAT, INT8 = "float", "int8"
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -126,59 +110,6 @@ def quantize_onnx(float_path: Path, out_path: Path, batches: list[np.ndarray], c
     return time.perf_counter() - start
 
 
-@dataclass(frozen=True)
-class QuantizeResult:
-    accepted: bool
-    reason: str
-    paired: Paired
-    accuracy: dict[str, float]
-    size_mb: dict[str, float]
-    calibration_s: float
-    recovery: dict | None  # quantization-aware recovery's record: the judged INT8 model is of the recovered model
-    fallback: dict | None  # the float fallback's to_dict(): the judged INT8 model keeps these nodes float
-
-    def to_dict(self) -> dict:
-        verdict = self.paired.verdict("int8 vs float")
-        return {
-            "accepted": self.accepted, "reason": self.reason, "verdict": verdict.to_dict(),
-            "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
-            "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
-            "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
-            "recovery": self.recovery, "fallback": self.fallback,
-        }
-
-
 def validation_accuracy(models: dict[str, Path], val_set: Dataset, num_classes: int) -> dict[str, float]:
     """Each ONNX model's accuracy (%) on the validation split."""
     return {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"] for name, path in models.items()}
-
-
-def judge_quantized(
-    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
-    cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
-    questions: tuple[Question, ...] = (),
-) -> QuantizeResult:
-    """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
-    ``spiral.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
-    remedies it ran: their reasons are appended to the result's, their records reported with it).
-
-    ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
-    the INT8 model (its final budget); they do not decide acceptance here."""
-    if target.backend not in QUANTIZED_BACKENDS:
-        raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
-    question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
-    paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
-                            [question, *questions], cache_dir=cache_dir)
-    verdict = paired.verdict(question.name)
-    accuracy = made.accuracy
-    drop = accuracy[FLOAT] - accuracy[INT8]
-    failures = [] if verdict.meets else [verdict.message()]
-    if drop > cfg.max_drop:
-        failures.append(f"accuracy {accuracy[INT8]:.2f}% is {drop:.2f} points below the float model's "
-                        f"{accuracy[FLOAT]:.2f}% (max_drop {cfg.max_drop:g})")
-    reason = "; ".join(failures + made.reasons) if failures else "; ".join([
-        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})",
-        *made.reasons])
-    size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
-    return QuantizeResult(not failures, reason, paired, accuracy, size, made.calibration_s, made.recovery,
-                          None if made.fallback is None else made.fallback.to_dict())

@@ -35,13 +35,13 @@ from spiral.kernels.table import LatencyTable
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
-from spiral.pipeline.int8 import Trainable, int8_model
+from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
 from spiral.pipeline.plan_search import NothingLeftToPrune
 from spiral.pipeline.prune import PruningPlan
 from spiral.pipeline.prune.latency_aware import weighs_blocks
-from spiral.pipeline.quantize import INT8, judge_quantized
+from spiral.pipeline.quantize import INT8
 from spiral.pipeline.report import write_reports
 from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted

@@ -20,9 +20,9 @@ from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
-from spiral.pipeline.int8 import Trainable, int8_model
+from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.prune.plan import example_input
-from spiral.pipeline.quantize import FLOAT, INT8, judge_quantized
+from spiral.pipeline.quantize import FLOAT, INT8
 
 NAME = "quantize"
 HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"

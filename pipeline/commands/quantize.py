@@ -126,8 +126,9 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
     console.print(f"speedup {result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x); calibration {result['calibration_s']:.1f} s")
     recovery = result["recovery"]
     if recovery is not None and recovery["kept"]:
+        after = recovery["with_fallback"] if recovery["with_fallback"] is not None else recovery["accuracy"]
         console.print(f"quantization-aware recovery: {recovery['epochs']} epochs at lr {recovery['lr']:g}, INT8 "
-                      f"{recovery['all_int8_accuracy']:.2f}% -> {recovery['accuracy']:.2f}% ({recovery['seconds']:.0f} s)")
+                      f"{recovery['before']:.2f}% -> {after:.2f}% ({recovery['seconds']:.0f} s)")
     if kept:
         nodes = Table(title=f"kept float, most sensitive of {fallback['measured_nodes']} first (sensitivity: the "
                             f"KL(float || INT8) it removes alone, on {fallback['held_out_samples']} held-apart "

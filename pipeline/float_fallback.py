@@ -1,7 +1,7 @@
 """The float fallback of INT8 quantization: the most quantization-sensitive operators kept in float.
 
-When the fully quantized model (``spiral.pipeline.quantize``, after quantization-aware recovery where
-that ran) loses more than ``max_drop`` points on the validation split, ``float_fallback`` keeps its
+When the fully quantized model (``spiral.pipeline.quantize``, or that of a model quantization-aware
+recovery trained) loses more than ``max_drop`` points on the validation split, ``float_fallback`` keeps its
 most quantization-sensitive operators in float (measured on training batches held apart from
 calibration; the validation split only triggers it and confirms its choice) and rewrites the INT8
 model with them; ``spiral.pipeline.int8`` then judges that model instead, by the same rule, the

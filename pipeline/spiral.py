@@ -105,9 +105,9 @@ class Spiral:
         progress.console.print(f"final recovery: {'accepted' if accepted else 'rejected'}: {reason}")
 
     def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: Budget, message: str, progress: Progress) -> None:
-        """The final INT8 stage: the result's ONNX model quantized on training batches (recovered
-        from the teacher through simulated INT8, or some operators kept float, when that loses too
-        much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
+        """The final INT8 stage: the result's ONNX model quantized on training batches (some
+        operators kept float, or the model recovered from the teacher through simulated INT8, when
+        that loses too much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
         the judge grants the speedup over the float model, the accuracy drop is within
         ``quantize.max_drop`` and the floor holds. A rejected one leaves the float model as the
         result (the ledger line says why). A killed stage starts again from the float model."""

@@ -50,19 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="accuracy points the INT8 model may lose against the float model (default %(default)g)")
     parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
                         help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
-    parser.add_argument("--recovery-epochs", type=int, default=defaults.recovery_epochs,
-                        help="when INT8 loses more than --max-drop, epochs of quantization-aware training through "
-                             "simulated INT8, the float model teaching (needs a model spec or checkpoint; 0: none; "
-                             "default %(default)d)")
-    parser.add_argument("--recovery-lr", type=float, default=defaults.recovery_lr,
-                        help="learning rate of that training (default %(default)g)")
     parser.add_argument("--max-float-nodes", type=int, default=defaults.max_float_nodes,
-                        help="when INT8 (recovered or not) still loses more than --max-drop, keep up to this many of "
-                             "its most sensitive Conv/Gemm/MatMul nodes float and judge that model instead (0: no "
-                             "fallback; default %(default)d)")
+                        help="when INT8 loses more than --max-drop, keep up to this many of its most sensitive "
+                             "Conv/Gemm/MatMul nodes float and judge that model instead (0: no fallback, every "
+                             "operator INT8; default %(default)d)")
     parser.add_argument("--sensitivity-batches", type=int, default=defaults.sensitivity_batches,
                         help="training batches, apart from the calibration ones, the fallback measures "
                              "sensitivity on (default %(default)d)")
+    parser.add_argument("--recovery-epochs", type=int, default=defaults.recovery_epochs,
+                        help="when INT8 still loses more than --max-drop after the fallback, epochs of "
+                             "quantization-aware training through simulated INT8, the float model teaching (needs a "
+                             "model spec or checkpoint; 0: none; default %(default)d)")
+    parser.add_argument("--recovery-lr", type=float, default=defaults.recovery_lr,
+                        help="learning rate of that training (default %(default)g)")
     parser.add_argument("--max-duration", type=float, default=ProfileSettings().max_duration_s,
                         help="seconds of paired rounds at most (default %(default)g)")
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")

@@ -1,8 +1,9 @@
 """A run's final budget and how the judge's paired verdicts answer it.
 
 The budget comes from the teacher measured when the run started: a speedup over it and/or an
-absolute latency, both asked of every candidate measured in rounds beside the teacher
-(``spiral.deploy.verdict``), and an accuracy floor.
+absolute latency (``max_ms``, or ``min_throughput`` items per second at the run's batch), each asked
+of every candidate measured in rounds beside the teacher (``spiral.deploy.verdict``), and an
+accuracy floor.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from spiral.pipeline.ledger import LedgerEntry
 
 @dataclass(frozen=True)
 class Budget:
-    """The final budget: a speedup over the teacher and/or an absolute latency, and an accuracy floor.
+    """The final budget: a speedup over the teacher and/or an absolute latency (or throughput), and an
+    accuracy floor.
 
-    Both latency parts are questions to the judge (``spiral.deploy.verdict``), asked of every candidate
+    Every latency part is a question to the judge (``spiral.deploy.verdict``), asked of every candidate
     measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
     and the predictor aim at, from the teacher measured alone when the run started.
     """
@@ -28,20 +30,30 @@ class Budget:
     teacher_ms: float
     min_speedup: float | None
     max_ms: float | None
+    min_throughput: float | None
+    batch: int
     teacher_accuracy: float
     accuracy_floor: float
 
     @classmethod
-    def of_teacher(cls, config: BudgetConfig, teacher: dict) -> Budget:
-        """``config`` (the run's ``budget:``) made concrete by the teacher's measured summary."""
+    def of_teacher(cls, config: BudgetConfig, teacher: dict, batch: int) -> Budget:
+        """``config`` (the run's ``budget:``) made concrete by the teacher's measured summary; ``batch``
+        is the run's (``input_shape[0]``), what a throughput budget counts items of."""
         accuracy = 100 * teacher["accuracy"]
         drop = config.accuracy.max_drop
         floors = [v for v in (config.accuracy.min, accuracy - drop if drop is not None else None) if v is not None]
-        return cls(config.statistic, teacher["statistic_ms"], config.min_speedup, config.max_ms, accuracy, max(floors))
+        return cls(config.statistic, teacher["statistic_ms"], config.min_speedup, config.max_ms, config.min_throughput,
+                   batch, accuracy, max(floors))
+
+    @property
+    def throughput_ms(self) -> float | None:
+        """The latency limit ``min_throughput`` sets on one call of the run's batch."""
+        return None if self.min_throughput is None else 1000 * self.batch / self.min_throughput
 
     @property
     def final_ms(self) -> float:
-        return min(v for v in (self.max_ms, self.teacher_ms / self.min_speedup if self.min_speedup else None) if v)
+        speedup_ms = self.teacher_ms / self.min_speedup if self.min_speedup else None
+        return min(v for v in (self.max_ms, speedup_ms, self.throughput_ms) if v)
 
     def final_questions(self) -> list[Question]:
         questions = []
@@ -49,6 +61,8 @@ class Budget:
             questions.append(Question("final speedup", "candidate", 1 / self.min_speedup, "teacher", self.statistic))
         if self.max_ms is not None:
             questions.append(Question("final max_ms", "candidate", self.max_ms, None, self.statistic))
+        if self.throughput_ms is not None:
+            questions.append(Question("final min_throughput", "candidate", self.throughput_ms, None, self.statistic))
         return questions
 
     def describe(self) -> str:
@@ -57,6 +71,9 @@ class Budget:
             parts.append(f"{self.statistic} speedup >= {self.min_speedup:.2f}x over the teacher, measured paired")
         if self.max_ms is not None:
             parts.append(f"{self.statistic} <= {self.max_ms:.3f} ms (upper confidence bound)")
+        if self.throughput_ms is not None:
+            parts.append(f"throughput >= {self.min_throughput:g} items/s at batch {self.batch}: {self.statistic} <= "
+                         f"{self.throughput_ms:.3f} ms (upper confidence bound)")
         return " and ".join(parts) + f", accuracy >= {self.accuracy_floor:.2f}% (teacher {self.teacher_accuracy:.2f}%)"
 
     def to_dict(self) -> dict:

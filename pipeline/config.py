@@ -89,23 +89,28 @@ class AccuracyBudget(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """The final budget the spiral works toward, derived from the measured teacher."""
+    """The final budget the spiral works toward, derived from the measured teacher.
+
+    ``min_throughput`` (items per second, for serving) is a latency limit at the run's batch
+    (``input_shape[0]``): one call of that batch within ``1000 * batch / min_throughput`` ms on
+    ``statistic``, judged like ``max_ms``."""
 
     statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
     max_ms: float | None = None
     min_speedup: float | None = 2.0
+    min_throughput: float | None = None
     accuracy: AccuracyBudget = AccuracyBudget(max_drop=1.0)
     max_size_mb: float | None = None
 
-    @field_validator("max_ms", "min_speedup", "max_size_mb")
+    @field_validator("max_ms", "min_speedup", "min_throughput", "max_size_mb")
     @classmethod
     def _positive(cls, value: float | None) -> float | None:
         return _finite_positive(value, "budget value")
 
     @model_validator(mode="after")
     def _check(self) -> "BudgetConfig":
-        if self.max_ms is None and self.min_speedup is None:
-            raise ValueError("budget needs max_ms or min_speedup")
+        if self.max_ms is None and self.min_speedup is None and self.min_throughput is None:
+            raise ValueError("budget needs max_ms, min_speedup or min_throughput")
         return self
 
 

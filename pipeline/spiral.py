@@ -195,7 +195,7 @@ class Spiral:
             teacher, base_spec, plans = load_teacher(cfg, self.folder, self.data, self.console, progress)
             progress.console.print("teacher: exporting and profiling on", cfg.target.backend)
             teacher_summary = measure_teacher(teacher, cfg, self.folder, self.data)
-            budget = Budget.of_teacher(cfg.budget, teacher_summary)
+            budget = Budget.of_teacher(cfg.budget, teacher_summary, cfg.input_shape[0])
             progress.console.print(
                 f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, accuracy {budget.teacher_accuracy:.2f}%; "
                 f"final budget: {budget.describe()}"

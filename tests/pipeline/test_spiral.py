@@ -304,3 +304,16 @@ def test_an_int8_stage_that_loses_too_much_recovers_from_the_teacher(write_confi
     assert "quantization-aware recovery (5 epochs at lr 0.001)" in quantized.reason
     assert sorted(p.name for p in (out / "steps" / "quantize").iterdir()) == sorted(
         ["model.onnx", "profile.json", *(["recovered.onnx"] if recovery["kept"] else [])])
+
+
+def test_a_throughput_budget_is_judged_on_the_run_batch(write_config, tmp_path: Path):
+    """``budget.min_throughput``: 2 items/s at batch 1 is a call within 500 ms, met by any candidate here."""
+    out = tmp_path / "run"
+    config = write_config(budget={"max_ms": None, "min_speedup": None, "min_throughput": 2.0})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    [entry] = read_ledger(out / "ledger.jsonl")
+    final = [v for v in entry.verdicts if v["question"]["name"] == "final min_throughput"]
+    assert entry.accepted and entry.meets_final and len(final) == 1
+    assert final[0]["question"]["limit"] == pytest.approx(500.0) and final[0]["outcome"] == "meets"
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget"]["final"].startswith("throughput >= 2 items/s at batch 1: p50 <= 500.000 ms")

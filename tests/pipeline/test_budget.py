@@ -1,0 +1,35 @@
+"""``spiral.pipeline.budget``: the run's final budget made concrete by the measured teacher."""
+
+from __future__ import annotations
+
+import pytest
+
+from spiral.pipeline.budget import Budget
+from spiral.pipeline.config import BudgetConfig
+
+TEACHER = {"statistic_ms": 8.0, "accuracy": 0.9}
+
+
+@pytest.mark.parametrize(("config", "final_ms", "questions"), [
+    ({"min_speedup": 2.0}, 4.0, {"final speedup": 0.5}),
+    ({"min_speedup": None, "max_ms": 3.0}, 3.0, {"final max_ms": 3.0}),
+    # 64 items per call, at least 32,000 items/s: a call within 2 ms
+    ({"min_speedup": None, "min_throughput": 32000.0}, 2.0, {"final min_throughput": 2.0}),
+    ({"min_speedup": 2.0, "max_ms": 3.0, "min_throughput": 12800.0}, 3.0,
+     {"final speedup": 0.5, "final max_ms": 3.0, "final min_throughput": 5.0}),
+])
+def test_every_latency_budget_is_a_question_and_the_tightest_is_the_planning_figure(config, final_ms, questions):
+    budget = Budget.of_teacher(BudgetConfig(**config), TEACHER, batch=64)
+    assert budget.final_ms == pytest.approx(final_ms)
+    asked = {q.name: q for q in budget.final_questions()}
+    assert {name: q.limit for name, q in asked.items()} == pytest.approx(questions)
+    assert all(q.subject == "candidate" and q.statistic == "p50" for q in asked.values())
+    assert all((q.reference == "teacher") == (name == "final speedup") for name, q in asked.items())
+
+
+def test_a_throughput_budget_says_its_items_per_second_and_the_latency_it_means():
+    budget = Budget.of_teacher(BudgetConfig(min_speedup=None, min_throughput=500.0), TEACHER, batch=8)
+    assert budget.throughput_ms == pytest.approx(16.0)
+    assert budget.describe() == ("throughput >= 500 items/s at batch 8: p50 <= 16.000 ms (upper confidence bound), "
+                                 "accuracy >= 89.00% (teacher 90.00%)")
+    assert budget.to_dict()["min_throughput"] == 500.0 and budget.to_dict()["batch"] == 8

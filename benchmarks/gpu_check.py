@@ -1,7 +1,7 @@
 """Does spiral's profiler agree with a plain timing loop on a GPU, eager and torch.compile?
 
     python benchmarks/gpu_check.py [--models resnet18 resnet50] [--batch 1 64]
-        [--modes eager default reduce-overhead] [--calls 200] [--json OUT]
+        [--modes eager default reduce-overhead] [--calls 200] [--spin-wait] [--json OUT]
 
 For each model (torchvision ResNet-18 at 32x32 and ResNet-50 at 224x224, random weights, 10
 classes), batch and mode (``eager``: the ``torch`` backend; a ``torch.compile`` mode: the
@@ -10,7 +10,9 @@ classes), batch and mode (``eager``: the ``torch`` backend; a ``torch.compile`` 
 timed warm-up, then ``--calls`` calls each between a pair of CUDA events, synchronised after each
 call. The table gives both and their disagreement; the GPU issue's goal is within 5 % at batch 1 and
 at batch 64. On a machine without CUDA both run on the CPU (the loop timed with ``perf_counter``),
-so the script's path runs anywhere, but the numbers are only meaningful on a GPU.
+so the script's path runs anywhere, but the numbers are only meaningful on a GPU. ``--spin-wait``
+profiles with the torch targets' ``spin_wait`` (the host polls each call's end event, as trtexec's
+``--useSpinWait``; CUDA only), to see whether it removes batch-1 bimodality.
 
 Prints a Markdown table with the date, the GPU, its driver, the clocks ``nvidia-smi`` reports
 before and after, torch's version and the load average; ``--json`` writes every number.
@@ -77,7 +79,7 @@ def plain_p50(forward, x: torch.Tensor, calls: int, device: str) -> float:
     return statistics.median(samples)
 
 
-def check(name: str, batch: int, mode: str, calls: int, device: str, work: Path) -> dict:
+def check(name: str, batch: int, mode: str, calls: int, device: str, work: Path, spin_wait: bool) -> dict:
     factory, size = MODELS[name]
     torch.manual_seed(0)
     module = factory(num_classes=10).eval().to(device)
@@ -89,6 +91,8 @@ def check(name: str, batch: int, mode: str, calls: int, device: str, work: Path)
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         module.to(device)
     backend, options = ("torch", {}) if mode == "eager" else ("torch-compile", {"mode": mode})
+    if spin_wait and device == "cuda":
+        options["spin_wait"] = True
     started = time.perf_counter()
     profile = profile_model(onnx_path, backend, batch_sizes=[batch], settings=ProfileSettings(),
                             cache_dir=work / "cache", backend_options={"module": module, "device": device, **options})
@@ -106,19 +110,20 @@ def main() -> int:
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=["eager", "default", "reduce-overhead"])
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--spin-wait", action="store_true", help="profile with spin_wait (CUDA only)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = gpu_info()
     header = {"date": dt.datetime.now().isoformat(timespec="minutes"), "device": device, "gpu": gpu,
               "torch": torch.__version__, "cuda": torch.version.cuda, "clocks_before": clocks(),
-              "load_start": os.getloadavg()[0]}
+              "load_start": os.getloadavg()[0], "spin_wait": args.spin_wait and device == "cuda"}
     rows = []
     with tempfile.TemporaryDirectory(prefix="spiral-gpu-check-") as tmp:
         for name in args.models:
             for batch in args.batch:
                 for mode in args.modes:
-                    row = check(name, batch, mode, args.calls, device, Path(tmp))
+                    row = check(name, batch, mode, args.calls, device, Path(tmp), args.spin_wait)
                     rows.append(row)
                     print(f"{name} batch {batch} {mode}: profiler {row['profiler_p50_ms']:.3f} ms, plain "
                           f"{row['plain_p50_ms']:.3f} ms ({row['disagreement_pct']:+.1f} %)", file=sys.stderr)
@@ -126,7 +131,7 @@ def main() -> int:
     where = (f"{gpu['name']}, driver {gpu.get('driver')}" if gpu else f"no GPU: {device}")
     print(f"{header['date']}, {where}, torch {header['torch']} (CUDA {header['cuda']}); clocks before "
           f"{header['clocks_before']}, after {header['clocks_after']}; load average {header['load_start']:.2f} "
-          f"-> {header['load_end']:.2f}\n")
+          f"-> {header['load_end']:.2f}; profiler wait: {'spin' if header['spin_wait'] else 'synchronize'}\n")
     print("| model | batch | mode | profiler p50 ms (cv) | plain loop p50 ms | disagreement | stable |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

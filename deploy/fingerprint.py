@@ -57,6 +57,26 @@ def gpu_info() -> dict[str, Any] | None:
         pynvml.nvmlShutdown()
 
 
+def gpu_clocks() -> dict[str, int] | None:
+    """GPU 0's SM and memory clocks now (MHz) via NVML, or None where NVML does not work. Recorded
+    with a profile, not in the fingerprint: clocks move with load and temperature, and a profile
+    taken at other clocks is what they explain."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no clocks"
+        return None
+    try:
+        if pynvml.nvmlDeviceGetCount() == 0:
+            return None
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        return {"sm": int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)),
+                "memory": int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))}
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the runtime libraries that are importable; torch only if already imported."""
     versions = {}

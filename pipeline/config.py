@@ -29,14 +29,17 @@ def _finite_positive(value: float | None, name: str) -> float | None:
 
 
 class TargetConfig(_Strict):
-    """Where the spiral measures. ``device`` and ``compile_mode`` belong to the torch targets
-    (``torch``, ``torch-compile``), which run the live module; every other backend runs the ONNX export."""
+    """Where the spiral measures. ``device``, ``compile_mode`` and ``spin_wait`` belong to the torch
+    targets (``torch``, ``torch-compile``), which run the live module; every other backend runs the
+    ONNX export. ``spin_wait`` (CUDA only): the host polls each call's end event instead of sleeping
+    in CUDA's synchronize (trtexec's ``--useSpinWait``)."""
 
     backend: str = "ort-cpu"
     threads: int | None = Field(None, ge=1)
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     device: Literal["cpu", "cuda"] = "cpu"
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    spin_wait: bool = False
     profile: ProfileSettings = ProfileSettings()
 
     @field_validator("backend")
@@ -55,13 +58,19 @@ class TargetConfig(_Strict):
             raise ValueError(f"target.device is for the torch targets; backend '{self.backend}' picks its own device")
         if self.compile_mode != "default" and "mode" not in names:
             raise ValueError(f"target.compile_mode is for backend 'torch-compile', not '{self.backend}'")
+        if self.spin_wait and "spin_wait" not in names:
+            raise ValueError(f"target.spin_wait is for the torch targets, not '{self.backend}'")
+        if self.spin_wait and self.device != "cuda":
+            raise ValueError("target.spin_wait waits on a CUDA event: it needs target.device: cuda")
         return self
 
     def backend_options(self) -> dict[str, Any]:
-        """The options the backend takes from this config: a torch target's device and compile mode."""
+        """The options the backend takes from this config: a torch target's device, compile mode and
+        spin wait (only when on: the operator tables keyed by these options stay as they were)."""
         names = get_backend(self.backend).option_names
         return {**({"device": self.device} if "device" in names else {}),
-                **({"mode": self.compile_mode} if "mode" in names else {})}
+                **({"mode": self.compile_mode} if "mode" in names else {}),
+                **({"spin_wait": True} if self.spin_wait else {})}
 
     @property
     def runs_live_module(self) -> bool:

@@ -17,7 +17,7 @@ RECOMPILE_LIMIT = 256
 class TorchCompileBackend(Backend):
     name = "torch-compile"
     precisions = ("fp32", "fp16", "bf16")
-    option_names = ("module", "device", "mode", "dynamic")
+    option_names = ("module", "device", "mode", "dynamic", "spin_wait")
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

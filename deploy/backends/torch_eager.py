@@ -9,7 +9,7 @@ from spiral.deploy.backends.torch_runner import TorchRunner, prepare_module, tor
 class TorchEagerBackend(Backend):
     name = "torch"
     precisions = ("fp32", "fp16", "bf16")
-    option_names = ("module", "device")
+    option_names = ("module", "device", "spin_wait")
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

@@ -17,7 +17,7 @@ import numpy as np
 from spiral.deploy.backends.base import Backend, InputMetadata, Runner
 from spiral.deploy.backends.onnx_io import read_onnx_io
 from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import physical_cores
+from spiral.deploy.fingerprint import gpu_clocks, physical_cores
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -41,6 +41,8 @@ def prepare_module(backend: Backend) -> tuple[Any, str, Any]:
     device = backend.options.get("device", "cpu")
     if device not in ("cpu", "cuda"):
         raise InputError(f"backend '{backend.name}' device must be 'cpu' or 'cuda', got '{device}'")
+    if backend.options.get("spin_wait") and device != "cuda":
+        raise InputError(f"backend '{backend.name}' option spin_wait waits on a CUDA event: it needs device 'cuda'")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError(f"backend '{backend.name}' was asked for device 'cuda' but torch sees no CUDA GPU")
     dtype = getattr(torch, _DTYPES[backend.precision])
@@ -49,7 +51,11 @@ def prepare_module(backend: Backend) -> tuple[Any, str, Any]:
 
 class TorchRunner(Runner):
     """Inputs are moved to the device before the clock starts and outputs back after it stops;
-    on CUDA the clock is a pair of CUDA events around the forward pass."""
+    on CUDA the clock is a pair of CUDA events around the forward pass, and the host waits for the
+    end event either in CUDA's synchronize or, with the option ``spin_wait``, by polling it (as
+    trtexec's ``--useSpinWait``: a host thread that never sleeps launches the next call at once, where
+    a woken one can add its wake-up to a launch-bound model's time). The GPU's clocks when the
+    runner was made are recorded in its settings (None without NVML)."""
 
     def __init__(self, forward: Any, backend: Backend, device: str, dtype: Any, settings: dict[str, Any]) -> None:
         import torch
@@ -62,13 +68,16 @@ class TorchRunner(Runner):
         self._threads = backend.threads or physical_cores()
         self._saved_threads = torch.get_num_threads()
         self._last_s = float("nan")
+        self._spin = bool(backend.options.get("spin_wait", False))
+        cuda = device == "cuda"
         self.settings = {
             "threads": self._threads,
             "device": device,
             "precision": backend.precision,
             "inference_mode": True,
             "copies_included": False,
-            "timer": "cuda-events" if device == "cuda" else "perf_counter",
+            "timer": "cuda-events" if cuda else "perf_counter",
+            **({"wait": "spin" if self._spin else "synchronize", "gpu_clocks_mhz": gpu_clocks()} if cuda else {}),
             "torch": torch.__version__,
             **settings,
         }
@@ -100,7 +109,11 @@ class TorchRunner(Runner):
                 start.record()
                 result = self._forward(*args)
                 end.record()
-                end.synchronize()
+                if self._spin:
+                    while not end.query():
+                        pass
+                else:
+                    end.synchronize()
                 self._last_s = start.elapsed_time(end) / 1e3
             else:
                 begin = time.perf_counter()

@@ -2,7 +2,7 @@ import hashlib
 import os
 
 from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import physical_cores, target_fingerprint
+from spiral.deploy.fingerprint import gpu_clocks, physical_cores, target_fingerprint
 
 
 def test_fingerprint_records_machine_libraries_and_settings():
@@ -17,6 +17,13 @@ def test_fingerprint_records_machine_libraries_and_settings():
     assert fp["libraries"]["numpy"] == numpy.__version__
     # NVML answers on a GPU host; elsewhere there is no GPU entry rather than a made-up one.
     assert fp["gpu"] is None or {"name", "driver"} <= set(fp["gpu"])
+
+
+def test_gpu_clocks_are_read_from_nvml_or_not_at_all():
+    """The clocks go with a profile, never into the fingerprint (they move with load and heat)."""
+    clocks = gpu_clocks()
+    assert clocks is None or (set(clocks) == {"sm", "memory"} and all(v > 0 for v in clocks.values()))
+    assert "clocks" not in str(target_fingerprint("ort-cpu", threads=1, precision="fp32"))
 
 
 def test_physical_cores_respects_affinity():

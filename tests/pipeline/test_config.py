@@ -36,6 +36,8 @@ def test_tiny_config_is_valid():
         ({"target": {"device": "cuda"}}, "target.device is for the torch targets; backend 'ort-cpu'"),
         ({"target": {"backend": "torch", "compile_mode": "max-autotune"}}, "target.compile_mode is for backend 'torch-compile'"),
         ({"target": {"device": "tpu"}}, "target.device"),
+        ({"target": {"spin_wait": True}}, "target.spin_wait is for the torch targets, not 'ort-cpu'"),
+        ({"target": {"backend": "torch", "spin_wait": True}}, "target.spin_wait waits on a CUDA event: it needs target.device: cuda"),
     ],
 )
 def test_bad_configs_name_the_key(data, expected):
@@ -52,6 +54,8 @@ def test_torch_targets_take_their_device_and_compile_mode():
     assert parse_config(tiny_config(target={"backend": "torch"})).target.backend_options() == {"device": "cpu"}
     onnx = parse_config(tiny_config()).target
     assert onnx.backend_options() == {} and not onnx.runs_live_module
+    spinning = parse_config(tiny_config(target={"backend": "torch", "device": "cuda", "spin_wait": True})).target
+    assert spinning.backend_options() == {"device": "cuda", "spin_wait": True}
 
 
 def test_load_config_errors(tmp_path: Path):

@@ -48,3 +48,20 @@ def test_output_count_must_match_the_onnx(tiny_onnx):
     runner = TorchEagerBackend(tiny_onnx, module=Two()).load()
     with runner, pytest.raises(InputError, match="returned 2 outputs but its ONNX export has 1"):
         runner.infer({"input": np.zeros((1, 3, 16, 16), np.float32)})
+
+
+def test_spin_wait_needs_cuda_and_on_cuda_polls_the_end_event(tiny_onnx, tiny_module):
+    """trtexec's --useSpinWait: the host polls each call's end event instead of sleeping in synchronize."""
+    with pytest.raises(InputError, match="option spin_wait waits on a CUDA event: it needs device 'cuda'"):
+        TorchEagerBackend(tiny_onnx, module=tiny_module, spin_wait=True).load()
+    runner = TorchEagerBackend(tiny_onnx, module=tiny_module).load()
+    assert "wait" not in runner.settings and "gpu_clocks_mhz" not in runner.settings  # CPU: perf_counter
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch: the CUDA half of this test runs on a GPU host")
+    for spin, wait in ((True, "spin"), (False, "synchronize")):
+        runner = TorchEagerBackend(tiny_onnx, module=tiny_module, device="cuda", spin_wait=spin).load()
+        assert runner.settings["wait"] == wait and runner.settings["timer"] == "cuda-events"
+        assert "gpu_clocks_mhz" in runner.settings
+        with runner:
+            out = runner.infer({"input": np.zeros((2, 3, 16, 16), np.float32)})
+        assert out["output"].shape == (2, 10) and runner.last_inference_time() > 0

@@ -4,8 +4,8 @@
 
 1. Post-training static INT8 (``spiral.pipeline.quantize``), calibrated on training batches.
 2. When it loses more than ``max_drop`` validation points: the float fallback
-   (``spiral.pipeline.float_fallback``), a few of the most sensitive operators kept float. It costs
-   seconds and, on MobileNetV2 with per-tensor weights, gave back more than recovery did (README).
+   (``spiral.pipeline.float_fallback``), a few of the most sensitive operators kept float. It trains
+   nothing and, on MobileNetV2 with per-tensor weights, gave back more than recovery did (README).
 3. When that still loses too much and the PyTorch model is at hand: quantization-aware recovery
    (``spiral.pipeline.fake_quant``), the trained model exported, quantized again on the same
    calibration samples (with the fallback again when it needs it) and kept when more accurate.
@@ -153,8 +153,8 @@ class QuantizeResult:
     accuracy: dict[str, float]
     size_mb: dict[str, float]
     calibration_s: float
-    recovery: dict | None  # quantization-aware recovery's record: the judged INT8 model is of the recovered model
-    fallback: dict | None  # the float fallback's to_dict(): the judged INT8 model keeps these nodes float
+    recovery: dict | None  # quantization-aware recovery's record; "kept": the judged INT8 model is the recovered one's
+    fallback: dict | None  # the float fallback's to_dict() for the judged model: it keeps these nodes float
 
     def to_dict(self) -> dict:
         verdict = self.paired.verdict("int8 vs float")

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,49 +33,44 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def gpu_info() -> dict[str, Any] | None:
-    """Name, driver and memory of GPU 0 via NVML, or None where NVML does not work."""
+def _on_gpu0(read: Callable[[Any, Any], dict[str, Any]]) -> dict[str, Any] | None:
+    """``read(pynvml, handle)`` of GPU 0 within an NVML session, or None where NVML does not work
+    (no driver, no library, no GPU)."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no GPU info"
+    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no answer"
         return None
     try:
         if pynvml.nvmlDeviceGetCount() == 0:
             return None
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(handle)
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        return read(pynvml, pynvml.nvmlDeviceGetHandleByIndex(0))
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name, driver and memory of GPU 0 via NVML, or None where NVML does not work."""
+
+    def read(nvml: Any, handle: Any) -> dict[str, Any]:
+        name, driver = nvml.nvmlDeviceGetName(handle), nvml.nvmlSystemGetDriverVersion()
         return {
             "name": name.decode() if isinstance(name, bytes) else name,
             "driver": driver.decode() if isinstance(driver, bytes) else driver,
-            "memory_mib": int(memory) // 2**20,
-            "count": int(pynvml.nvmlDeviceGetCount()),
+            "memory_mib": int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // 2**20,
+            "count": int(nvml.nvmlDeviceGetCount()),
         }
-    finally:
-        pynvml.nvmlShutdown()
+
+    return _on_gpu0(read)
 
 
 def gpu_clocks() -> dict[str, int] | None:
     """GPU 0's SM and memory clocks now (MHz) via NVML, or None where NVML does not work. Recorded
     with a profile, not in the fingerprint: clocks move with load and temperature, and a profile
     taken at other clocks is what they explain."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no clocks"
-        return None
-    try:
-        if pynvml.nvmlDeviceGetCount() == 0:
-            return None
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        return {"sm": int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)),
-                "memory": int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))}
-    finally:
-        pynvml.nvmlShutdown()
+    return _on_gpu0(lambda nvml, handle: {"sm": int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+                                          "memory": int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM))})
 
 
 def library_versions() -> dict[str, str]:

@@ -89,12 +89,16 @@ def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
+def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module holding submodule ``name`` of ``model``, and the attribute it is held by."""
+    parent_name, _, child = name.rpartition(".")
+    return (model.get_submodule(parent_name) if parent_name else model), child
+
+
 def remove_blocks(model: nn.Module, names: Sequence[str]) -> nn.Module:
     """Replace each named block of ``model`` by ``nn.Identity``, in place."""
     for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, nn.Identity())
+        setattr(*_parent(model, name), nn.Identity())
     return model
 
 
@@ -113,8 +117,7 @@ def block_rises(model: nn.Module, blocks: Sequence[str], calibration: Sequence[B
     with gradients(model), torch.no_grad():
         full = mean_loss(model, batches)
         for name in blocks:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
+            parent, child = _parent(model, name)
             block = getattr(parent, child)
             setattr(parent, child, nn.Identity())
             try:

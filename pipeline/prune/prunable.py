@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from functools import cached_property
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 
 import torch_pruning as tp
 from torch import Tensor, nn

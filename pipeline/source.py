@@ -1,6 +1,7 @@
 """A model as a command is given it: a spec, a spiral checkpoint or a spiral run folder.
 
-One loader for every command and the spiral itself. It sits above ``spiral.pipeline.models`` (specs to
+One loader for every command and the spiral itself; a spec may come with the user's trained weights
+(``spiral.pipeline.weights``). It sits above ``spiral.pipeline.models`` (specs to
 fresh modules) and ``spiral.pipeline.checkpoint`` (which rebuilds its module from a spec), so neither
 imports the other's caller. A run folder stands for its result (``RunFolder.result_checkpoint``:
 the last accepted step that has a checkpoint, else its trained teacher).
@@ -19,6 +20,7 @@ from spiral.pipeline.checkpoint import load_checkpoint
 from spiral.pipeline.models import build_model
 from spiral.pipeline.prune import example_input
 from spiral.pipeline.run_folder import RunFolder
+from spiral.pipeline.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,12 @@ class Source:
         return example
 
 
-def load_source(spec: str) -> Source:
+def load_source(spec: str, weights: Path | None = None) -> Source:
+    """``spec`` built (with ``weights`` loaded into it), or the checkpoint or run result it names."""
     path = Path(spec)
     if path.is_dir():
+        if weights is not None:
+            raise InputError(f"weights apply to a model spec; '{spec}' is a spiral checkpoint or run, which has its own")
         checkpoint = RunFolder(path).result_checkpoint() if RunFolder.holds_run(path) else path
         model, meta = load_checkpoint(checkpoint)
         return Source(model, meta["base_spec"], meta["plans"], meta["input_shape"],
@@ -60,4 +65,7 @@ def load_source(spec: str) -> Source:
             f"model '{spec}' is neither an existing checkpoint or run directory "
             "nor a 'torchvision:NAME' or 'package.module:factory' spec"
         )
-    return Source(build_model(spec), spec, [], None, "float32", spec)
+    model = build_model(spec)
+    if weights is not None:
+        load_weights(model, weights, spec)
+    return Source(model, spec, [], None, "float32", spec)

@@ -1,7 +1,7 @@
 """Resolve ``package.module:attribute`` specs: what the user typed is imported, what a file names is data.
 
 A spec the user typed (on the command line, in their own run config) is imported as running Python
-would. A spec read from a file (a checkpoint's ``base_spec``) may name a model of spiral's own zoo
+would, with the working directory first on the path as ``python -m`` has it. A spec read from a file (a checkpoint's ``base_spec``) may name a model of spiral's own zoo
 (``spiral.pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
 in this same command (a run's own checkpoints); any other module is imported only inside
 ``trusting_model_code(True)``, which ``--trust-model-code`` or ``trust_model_code: true`` in the run
@@ -13,6 +13,8 @@ package of that name that another distribution may have installed.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,6 +56,7 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
             "a file it reads unless you allow it: if you trust this folder (your own checkpoints record the spec "
             "you gave), pass --trust-model-code or set trust_model_code: true in your run config"
         )
+    _current_directory_first()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -62,6 +65,15 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
     if not callable(target):
         raise InputError(f"{what} '{spec}': {module_name} has no callable '{attribute}'")
     return target
+
+
+def _current_directory_first() -> None:
+    """The working directory first on the import path, as ``python -m`` puts it: a factory in the folder
+    the command runs from is found without ``PYTHONPATH`` (the ``spiral`` script's own path starts at its
+    ``bin/``). It stays there, so that the modules imported from it stay importable (DataLoader workers)."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
 
 
 def _within(module_name: str, package: str) -> bool:

@@ -179,7 +179,6 @@ def test_code_named_in_a_checkpoint_is_refused(
         ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=!!binary%20AAAA",
          "keyword arguments must be plain JSON values"),
         ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=[", "malformed keyword arguments after '?'"),
-        ("torchvision:resnet18?weights=DEFAULT", "spiral builds torchvision models without downloading weights"),
     ],
 )
 def test_keyword_arguments_from_a_file_are_plain_json(
@@ -421,3 +420,15 @@ def test_a_resumed_run_folder_is_read_as_data(kind: str, tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == "spiral: error: " + message.format(run=run)
     assert err.count("spiral: error:") == 1
+
+
+def test_a_checkpoints_pretrained_weights_keyword_is_not_fetched(tmp_path: Path, monkeypatch) -> None:
+    """A spec read from a checkpoint rebuilds without its weights keywords: the checkpoint holds the weights,
+    and a file cannot make spiral reach for the network (TORCH_HOME empty, no route to the download host)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    spec, folder = "torchvision:resnet18?num_classes=10", tmp_path / "tv"
+    save_checkpoint(folder, base_spec=spec, plans=[], model=build_model(spec), input_shape=[1, 3, 32, 32])
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "base_spec": f"{spec}&weights=DEFAULT"}))
+    assert main(["prune", str(folder), "--input-shape", "1,3,32,32", "--out", str(tmp_path / "pruned")]) == 0
+    assert not (tmp_path / "torch").exists()

@@ -184,11 +184,33 @@ class ParityConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``."""
+    """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``
+    (returning training and validation data sets, or two DataLoaders: ``spiral.pipeline.data.splits_of``).
+
+    An ImageFolder's images are resized to the input and made [0, 1] tensors, then normalized by ``mean``
+    and ``std`` (one value per input channel) when given. With ``augment`` its training split is
+    augmented as torchvision's reference training does (a random resized crop to the input, a random
+    horizontal flip); validation, the pruning criteria's ``batch_size`` calibration batches and the
+    INT8 calibration read the training images un-augmented. ``num_workers`` and ``pin_memory`` are
+    those of every training DataLoader."""
 
     source: str = "digits"
     batch_size: int = Field(64, ge=1)
     seed: int = 0
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(None, min_length=1)
+    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = Field(None, min_length=1)
+    augment: bool = True
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = False
+
+    @model_validator(mode="after")
+    def _normalization(self) -> "DataConfig":
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together: give both (one value per input channel) or neither")
+        if self.mean is not None and len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std differ in length ({len(self.mean)} and {len(self.std)}): one value per "
+                             "input channel each")
+        return self
 
 
 QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
@@ -233,6 +255,9 @@ class QuantizeConfig(_Strict):
 class RunConfig(_Strict):
     version: int = CONFIG_VERSION
     model: str
+    # Your trained weights for ``model`` (a spec): a .safetensors file or a state dict saved by torch.save
+    # (read with weights_only=True; DDP's/Lightning's key prefixes removed; see spiral.pipeline.weights).
+    weights: Path | None = None
     data: DataConfig = DataConfig()
     input_shape: list[int]
     num_classes: int = Field(10, ge=2)

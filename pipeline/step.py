@@ -195,7 +195,7 @@ class Tries:
             return Training(best_val_accuracy=None, epochs=0)
         result = distill(student, teacher, self.data.train_set, self.data.val_set,
                          self.config.distill.model_copy(update={"epochs": epochs}),
-                         checkpoint_dir=work / "distill", progress=progress)
+                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.loading)
         return Training(best_val_accuracy=result.best_val_accuracy, epochs=result.epochs_run)
 
     def _failures(

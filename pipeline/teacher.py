@@ -1,10 +1,12 @@
 """What a spiral run starts from: its data, and its teacher (loaded or trained, then measured once).
 
-``RunData`` is what every stage of a run reads: the two splits, the example input its models are
-exported and timed with, the inputs of the ONNX parity check, and the calibration batches of the
-pruning criteria. The teacher is the run's model spec, or with ``teacher_training`` that spec trained
-on the run's data and cached in the run folder (a resumed run, or another config with the same
-training, reuses it). It is measured once per run: a resumed run keeps the same budgets.
+``RunData`` is what every stage of a run reads: the splits (training as training sees it, validation,
+and the training images un-augmented, which the pruning criteria and INT8 calibrate on), the training
+DataLoaders' settings, the example input its models are exported and timed with, the inputs of the ONNX
+parity check, and the calibration batches of the pruning criteria. The teacher is the run's model
+spec, or with ``teacher_training`` that spec trained on the run's data and cached in the run folder (a
+resumed run, or another config with the same training, reuses it). It is measured once per run: a
+resumed run keeps the same budgets.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spiral.deploy.atomic import write_bytes, write_json
+from spiral.deploy.device_runner.manifest import sha256_file
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.data import load_datasets
+from spiral.pipeline.data import DataSplits, LoaderSettings, load_data
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiral.pipeline.prune import dtype_name
@@ -40,26 +43,31 @@ CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels 
 class RunData:
     train_set: Dataset
     val_set: Dataset
+    calibration_set: Dataset
+    loading: LoaderSettings
     example_input: torch.Tensor
     input_dtype: str
     parity_inputs: torch.Tensor
     calibration: list[torch.Tensor]
 
     @classmethod
-    def load(cls, config: RunConfig) -> RunData:
-        train_set, val_set = load_datasets(config.data.source, config.input_shape, seed=config.data.seed)
-        if len(val_set) == 0 or len(train_set) == 0:
-            raise InputError(f"data '{config.data.source}' has an empty train or validation split")
+    def load(cls, config: RunConfig, given: DataSplits | None = None) -> RunData:
+        """The run's data: ``given`` (the Python API's, from ``spiral.pipeline.data.splits_of``), else what
+        ``config.data`` names."""
+        data = load_data(config.data, config.input_shape) if given is None else given
+        if len(data.val) == 0 or len(data.train) == 0:
+            what = f"data '{config.data.source}'" if given is None else "the given data"
+            raise InputError(f"{what} has an empty train or validation split")
         batch = config.input_shape[0]
-        loader = DataLoader(val_set, batch_size=max(batch, config.parity.samples), shuffle=False)
+        loader = DataLoader(data.val, batch_size=max(batch, config.parity.samples), shuffle=False)
         inputs = next(iter(loader))[0]
         if list(inputs.shape[1:]) != config.input_shape[1:]:
             raise InputError(
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
-        calibration = DataLoader(train_set, batch_size=config.data.batch_size)
-        return cls(train_set, val_set, inputs[:batch], dtype_name(inputs), inputs[: config.parity.samples],
-                   [b for _, b in zip(range(CALIBRATION_BATCHES), calibration)])
+        calibration = DataLoader(data.calibration, batch_size=config.data.batch_size)
+        return cls(data.train, data.val, data.calibration, data.loading, inputs[:batch], dtype_name(inputs),
+                   inputs[: config.parity.samples], [b for _, b in zip(range(CALIBRATION_BATCHES), calibration)])
 
     def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
         """``model`` exported into ``directory``, its parity checked and its accuracy evaluated."""
@@ -94,7 +102,7 @@ class TrainedModel:
 def trained_model(
     directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
     val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
-    console: Console, progress: Progress | None = None, device: str = "cpu",
+    console: Console, progress: Progress | None = None, device: str = "cpu", loading: LoaderSettings = LoaderSettings(),
 ) -> TrainedModel:
     """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
     dict of what decides the training: spec, data, shape, settings), else ``build()`` (module, base
@@ -113,7 +121,8 @@ def trained_model(
     if work.is_dir() and not (stamp.is_file() and stamp.read_text() == digest):
         shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
     write_bytes(stamp, digest.encode())
-    result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device)
+    result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device,
+                     loading=loading)
     model.cpu()
     metadata = {"training_key": digest, "val_accuracy": result.best_val_accuracy,
                 "epoch_seconds": [h["seconds"] for h in result.history]}
@@ -128,17 +137,19 @@ def load_teacher(
 ) -> tuple[nn.Module, str, list]:
     """The teacher module, its base spec and its pruning plans (a checkpoint's, when it is one)."""
     def build() -> tuple[nn.Module, str, list]:
-        source = load_source(config.model)
+        source = load_source(config.model, config.weights)
         check_model(source.module, config.model, config, data)
         return source.module, source.base_spec, source.plans
 
     if config.teacher_training is None:
         return build()
     key = {"model": config.model, "data": config.data.model_dump(), "input_shape": config.input_shape,
+           **({"weights": sha256_file(config.weights)} if config.weights else {}),
            "training": config.teacher_training.model_dump(mode="json")}
     teacher = trained_model(
         folder.teacher_checkpoint(), key, build, data.train_set, data.val_set, config.teacher_training,
         input_shape=config.input_shape, input_dtype=data.input_dtype, console=console, progress=progress,
+        loading=data.loading,
     )
     return teacher.module, teacher.base_spec, teacher.plans
 

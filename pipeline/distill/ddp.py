@@ -2,9 +2,10 @@
 
 The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
 ``spiral.pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
-``spiral.pipeline.data.load_datasets`` source) and the distillation config. Every process builds the same
-objects from it and calls ``distill`` inside a process group (gloo on CPU, NCCL on GPU); rank 0
-writes ``student.safetensors`` and ``result.json`` to the job's output directory.
+run config's ``data`` block and the input shape, as ``spiral.pipeline.data.load_data`` reads them) and the
+distillation config. Every process builds the same objects from it and calls ``distill`` inside a process
+group (gloo on CPU, NCCL on GPU); rank 0 writes ``student.safetensors`` and ``result.json`` to the job's
+output directory.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, ValidationError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import nn
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.atomic import write_json
-from spiral.pipeline.data import load_datasets
+from spiral.pipeline.config import DataConfig
+from spiral.pipeline.data import load_data
 from spiral.deploy.atomic import write_bytes
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.train import DistillResult, distill
@@ -47,10 +49,10 @@ class ModelRef(_Strict):
     weights: Path | None = None
 
 
-class DataRef(_Strict):
-    source: str = "digits"
+class DataRef(DataConfig):
+    """A run config's ``data`` block (its loader settings too) and the input shape the data is made for."""
+
     input_shape: list[int]
-    seed: int = 0
 
 
 class DistillJob(_Strict):
@@ -76,16 +78,7 @@ def read_job(path: Path) -> DistillJob:
 
 
 def model_from_ref(ref: ModelRef) -> nn.Module:
-    model = load_source(ref.spec).module
-    if ref.weights is not None:
-        if not ref.weights.is_file():
-            raise InputError(f"weights file {ref.weights} does not exist")
-        try:
-            model.load_state_dict(load_file(str(ref.weights)))
-        except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1].strip()
-            raise InputError(f"weights {ref.weights} do not fit model '{ref.spec}': {reason}") from None
-    return model
+    return load_source(ref.spec, ref.weights).module
 
 
 def run_job(job: DistillJob) -> DistillResult:
@@ -98,10 +91,9 @@ def run_job(job: DistillJob) -> DistillResult:
         with trusting_model_code(job.trust_model_code):
             student = model_from_ref(job.student)
             teacher = model_from_ref(job.teacher) if job.teacher is not None else None
-        train_set, val_set = load_datasets(job.data.source, job.data.input_shape, seed=job.data.seed)
-        result = distill(
-            student, teacher, train_set, val_set, job.config, checkpoint_dir=job.checkpoint_dir, device=device
-        )
+        data = load_data(job.data, job.data.input_shape)
+        result = distill(student, teacher, data.train, data.val, job.config, checkpoint_dir=job.checkpoint_dir,
+                         device=device, loading=data.loading)
         if not dist.is_initialized() or dist.get_rank() == 0:
             weights = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
             write_bytes(job.output_dir / STUDENT_WEIGHTS, save(weights))

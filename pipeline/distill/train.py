@@ -20,9 +20,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from spiral.deploy.errors import InputError
+from spiral.pipeline.data import LoaderSettings
 from spiral.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.objective import build_objective
@@ -88,6 +89,7 @@ def distill(
     checkpoint_dir: Path | None = None,
     progress: Progress | None = None,
     device: str = "cpu",
+    loading: LoaderSettings = LoaderSettings(),
 ) -> DistillResult:
     """Train ``student`` in place and leave it, in eval mode, at its best validation accuracy.
 
@@ -95,7 +97,8 @@ def distill(
     also across a kill and resume; on CUDA, cuDNN's default kernels add run-to-run noise. With
     ``checkpoint_dir``, a checkpoint is written after every epoch and an existing one is resumed from
     (same config required). Batch-norm statistics are recalibrated before the first epoch (not on
-    resume: the checkpoint holds them). ``cfg.precision`` bf16/fp16 applies on CUDA only.
+    resume: the checkpoint holds them). ``cfg.precision`` bf16/fp16 applies on CUDA only. ``loading``: the
+    training DataLoaders' workers, pinned memory and collate function (``spiral.pipeline.data``).
     """
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
@@ -114,13 +117,13 @@ def distill(
             f"the training set has {len(train_set)} samples, fewer than one batch of {cfg.batch_size}; "
             "lower distill.batch_size"
         )
-    loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, drop_last=True, num_workers=0)
+    loader = loading.loader(train_set, torch_device, batch_size=local_batch, sampler=sampler, drop_last=True)
     val_shard = Subset(val_set, range(rank, len(val_set), world))
 
     student.to(torch_device)
     if teacher is not None:
         teacher.to(torch_device)
-    sample = default_collate([train_set[i] for i in range(min(2, len(train_set)))])[0].to(torch_device)
+    sample = loading.collate_fn([train_set[i] for i in range(min(2, len(train_set)))])[0].to(torch_device)
     objective, teacher_runner = build_objective(student, teacher, cfg, sample)
     objective.to(torch_device)
 
@@ -138,8 +141,9 @@ def distill(
         state = load_checkpoint(checkpoint_dir, cfg, objective, optimizer, scheduler, scaler)
     if state is None:
         state = TrainingState()
-        recalibration = DataLoader(
-            train_set, batch_size=local_batch, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed)
+        recalibration = loading.loader(
+            train_set, torch_device, batch_size=local_batch, shuffle=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         recalibrate_batchnorm(student, recalibration, cfg.bn_recalibration_batches)
 
@@ -163,7 +167,8 @@ def distill(
             sums: dict[str, float] = {}
             correct = seen = 0
             for images, labels in loader:
-                images, labels = images.to(torch_device), labels.to(torch_device)
+                images = images.to(torch_device, non_blocking=True)
+                labels = labels.to(torch_device, non_blocking=True)
                 with torch.autocast(torch_device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     teacher_out = teacher_runner(images) if teacher_runner is not None else None
                     loss, parts, logits = model(images, labels, teacher_out)

@@ -60,8 +60,8 @@ def test_mean_and_std_normalize_every_split(tmp_path: Path):
 
 def test_augmentation_is_for_training_only(tmp_path: Path):
     source = str(write_image_folder(tmp_path))
-    splits = load_data(DataConfig(source=source), SHAPE)
-    plain = load_data(DataConfig(source=source, augment=False), SHAPE)
+    splits = load_data(DataConfig(source=source, augment=True), SHAPE)
+    plain = load_data(DataConfig(source=source), SHAPE)
     assert plain.train is plain.calibration
     assert splits.calibration is not splits.train and len(splits.calibration) == len(splits.train) == 4
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def test_mean_and_std_need_one_value_per_channel(tmp_path: Path):
 
 def test_config_json_records_the_data_settings():
     dumped = parse_config({"model": "torchvision:resnet18", "input_shape": SHAPE}).model_dump(mode="json")["data"]
-    assert dumped == {"source": "digits", "batch_size": 64, "seed": 0, "mean": None, "std": None, "augment": True,
+    assert dumped == {"source": "digits", "batch_size": 64, "seed": 0, "mean": None, "std": None, "augment": False,
                       "num_workers": 0, "pin_memory": False}
 
 
@@ -186,7 +186,7 @@ def test_folder_without_splits(tmp_path: Path):
 
 def test_run_data_calibrates_on_unaugmented_training_images(tmp_path: Path):
     config = parse_config({"model": "torchvision:resnet18", "input_shape": SHAPE,
-                           "data": {"source": str(write_image_folder(tmp_path)), "batch_size": 2}})
+                           "data": {"source": str(write_image_folder(tmp_path)), "batch_size": 2, "augment": True}})
     first, second = RunData.load(config), RunData.load(config)
     assert first.train_set is not first.calibration_set and first.loading == LoaderSettings()
     plain = load_data(config.data.model_copy(update={"augment": False}), SHAPE).train

@@ -3,7 +3,8 @@
 ``spiral.pipeline.quantize`` quantizes the exported model with ONNX Runtime's ``quantize_static``:
 batch norms folded into the convolutions before them (its ``quant_pre_process``), weights signed and
 symmetric (``[-127, 127]``, scale ``absmax / 127``, one per output channel or one per tensor),
-activations unsigned on the min-max range of the calibration batches (with zero in it). While
+activations unsigned on the min-max range of the calibration batches (with zero in it); the weights on
+7 bits (``[-64, 64]``) where this CPU's U8S8 kernels saturate (``quantize.int8_ranges``). While
 ``simulated_int8`` is open, every convolution and linear layer of the PyTorch model computes with
 its weights rounded as ONNX Runtime will round them and its input rounded to the calibrated (then
 trained, moving-average) range, and a linear layer's output is rounded too (ONNX Runtime's QGemm
@@ -38,6 +39,7 @@ from torch.utils.data import Dataset
 from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.distill.config import DistillConfig, LossWeights
 from spiral.pipeline.distill.train import DistillResult, distill
+from spiral.pipeline.quantize import Int8Ranges, int8_ranges
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -68,13 +70,13 @@ def folded_pairs(model: nn.Module) -> dict[nn.Module, nn.Module]:
 
 
 class _WeightRounding(nn.Module):
-    """A weight as ONNX Runtime's INT8 stores it: signed, symmetric, ``absmax / 127`` per output
-    channel (axis 0 of Conv and Linear weights, ONNX Runtime's per-channel axis) or per tensor, of the
-    weight folded with ``norm`` when a batch norm follows."""
+    """A weight as ONNX Runtime's INT8 stores it: signed, symmetric, ``absmax / q`` (``q`` = 127, or 64
+    on 7 bits) per output channel (axis 0 of Conv and Linear weights, ONNX Runtime's per-channel axis)
+    or per tensor, of the weight folded with ``norm`` when a batch norm follows."""
 
-    def __init__(self, per_channel: bool, norm: nn.Module | None) -> None:
+    def __init__(self, per_channel: bool, norm: nn.Module | None, q: int) -> None:
         super().__init__()
-        self.per_channel, self.norm = per_channel, [norm]  # a list: not a submodule of the weight
+        self.per_channel, self.norm, self.q = per_channel, [norm], q  # norm in a list: not a submodule
 
     def forward(self, weight: Tensor) -> Tensor:
         shape = (-1,) + (1,) * (weight.dim() - 1)
@@ -89,21 +91,23 @@ class _WeightRounding(nn.Module):
         w = weight.detach()
         tiny = torch.finfo(w.dtype).tiny
         if self.per_channel:
-            scale = (w.abs().amax(dim=tuple(range(1, w.dim()))) / 127).clamp_min(tiny)
+            scale = (w.abs().amax(dim=tuple(range(1, w.dim()))) / self.q).clamp_min(tiny)
             zero = torch.zeros(scale.shape, dtype=torch.int32, device=w.device)
-            rounded = torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+            rounded = torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -self.q, self.q)
         else:
-            scale = (w.abs().max() / 127).clamp_min(tiny)
-            rounded = torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros((), dtype=torch.int32), -127, 127)
+            scale = (w.abs().max() / self.q).clamp_min(tiny)
+            zero = torch.zeros((), dtype=torch.int32)
+            rounded = torch.fake_quantize_per_tensor_affine(weight, scale, zero, -self.q, self.q)
         return rounded if fold is None else rounded / fold
 
 
 class _Rounding(nn.Module):
-    """An activation as ONNX Runtime's INT8 stores it: unsigned, on a range with zero in it. The range
-    starts at the calibration batches' min / max and follows the training batches' by ``MOMENTUM``."""
+    """An activation as ONNX Runtime's INT8 stores it: unsigned (``[0, q]``), on a range with zero in it.
+    The range starts at the calibration batches' min / max and follows the training batches' by ``MOMENTUM``."""
 
-    def __init__(self) -> None:
+    def __init__(self, q: int) -> None:
         super().__init__()
+        self.q = q
         self.register_buffer("low", torch.tensor(float("inf")))
         self.register_buffer("high", torch.tensor(float("-inf")))
         self.calibrating = True
@@ -118,20 +122,24 @@ class _Rounding(nn.Module):
             self.low.lerp_(low, MOMENTUM)
             self.high.lerp_(high, MOMENTUM)
         low, high = self.low.clamp(max=0), self.high.clamp(min=0)
-        scale = ((high - low) / 255).clamp_min(torch.finfo(x.dtype).tiny)
-        zero = (-low / scale).round().clamp(0, 255).to(torch.int32)
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 255)
+        scale = ((high - low) / self.q).clamp_min(torch.finfo(x.dtype).tiny)
+        zero = (-low / scale).round().clamp(0, self.q).to(torch.int32)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, self.q)
 
 
 @contextmanager
-def simulated_int8(model: nn.Module, calibration: Sequence[Tensor], *, per_channel: bool) -> Iterator[nn.Module]:
+def simulated_int8(model: nn.Module, calibration: Sequence[Tensor], *, per_channel: bool,
+                   ranges: Int8Ranges | None = None) -> Iterator[nn.Module]:
     """``model`` computing as its ONNX Runtime INT8 model will while the context is open; the input
-    ranges are calibrated first on ``calibration`` (the batches ``quantize_static`` calibrates on).
+    ranges are calibrated first on ``calibration`` (the batches ``quantize_static`` calibrates on), the
+    integers those of ``ranges`` (default: this machine's, as ``quantize`` makes its INT8 models).
     On exit the model computes in float again, with the weights it was trained to."""
+    ranges = ranges or int8_ranges()
     layers = [m for m in model.modules() if isinstance(m, (*_CONVOLUTIONS, nn.Linear))]
     pairs = folded_pairs(model)
-    inputs = {layer: _Rounding().to(layer.weight.device) for layer in layers}
-    outputs = {layer: _Rounding().to(layer.weight.device) for layer in layers if isinstance(layer, nn.Linear)}
+    inputs = {layer: _Rounding(ranges.activation).to(layer.weight.device) for layer in layers}
+    outputs = {layer: _Rounding(ranges.activation).to(layer.weight.device)
+               for layer in layers if isinstance(layer, nn.Linear)}
     hooks = [layer.register_forward_pre_hook(lambda _m, args, q=q: (q(args[0]), *args[1:])) for layer, q in inputs.items()]
     hooks += [layer.register_forward_hook(lambda _m, _args, out, q=q: q(out)) for layer, q in outputs.items()]
     try:
@@ -143,7 +151,8 @@ def simulated_int8(model: nn.Module, calibration: Sequence[Tensor], *, per_chann
         for q in (*inputs.values(), *outputs.values()):
             q.calibrating = False
         for layer in layers:
-            parametrize.register_parametrization(layer, "weight", _WeightRounding(per_channel, pairs.get(layer)))
+            parametrize.register_parametrization(layer, "weight",
+                                                 _WeightRounding(per_channel, pairs.get(layer), ranges.weight))
         model.train(was_training)
         yield model
     finally:

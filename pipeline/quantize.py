@@ -2,7 +2,8 @@
 
 ONNX Runtime's ``quantize_static`` in QDQ format (per-channel weights by default) after its
 ``quant_pre_process`` (shape inference and graph optimization), calibrated on real training
-batches with min-max, entropy or percentile ranges. ``spiral.pipeline.int8`` makes the INT8 model
+batches with min-max, entropy or percentile ranges, with 7-bit weights on CPUs whose U8S8 kernels
+saturate (``int8_ranges``). ``spiral.pipeline.int8`` makes the INT8 model
 with these pieces (and, when it loses too much, quantization-aware recovery and the float
 fallback, which uses ``Calibrated``, ``drawn_samples`` and ``input_batches``) and judges it.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import u8s8_saturates
 from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.evaluate import evaluate_onnx
 
@@ -91,12 +94,32 @@ class Calibrated:
             # teacher's 20 convolutions stayed float between DQ / Q nodes and INT8 ran 1.4x slower
             # than float, where U8S8 runs 2.6x faster (2.40 -> 0.91 ms, 2 threads, 2026-12-03).
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=self._cfg.per_channel, calibrate_method=METHODS[self._cfg.method],
+            reduce_range=int8_ranges().reduced, per_channel=self._cfg.per_channel, calibrate_method=METHODS[self._cfg.method],
             nodes_to_exclude=list(keep_float), calibration_cache_path=self._ranges,
             # A Relu / Clip before an unsigned Q is dropped by default (the Q clips alike); with nodes
             # kept float it stays, so that the tensor before a Q is what its float readers expect.
             extra_options={"QDQKeepRemovableActivations": bool(keep_float)},
         )
+
+
+@dataclass(frozen=True)
+class Int8Ranges:
+    """The integers ONNX Runtime's INT8 model uses here: weights in ``[-weight, weight]`` (symmetric),
+    activations in ``[0, activation]``; 7-bit weights (``reduced``; activations keep 8 bits, as
+    ``quantize_static``'s ``reduce_range`` does) where its U8S8 kernels saturate on this CPU
+    (``spiral.deploy.fingerprint.u8s8_saturates``)."""
+
+    weight: int
+    activation: int
+
+    @property
+    def reduced(self) -> bool:
+        return self.weight < 127
+
+
+def int8_ranges() -> Int8Ranges:
+    """This machine's: 7-bit weights where U8S8 saturates, else the full ranges."""
+    return Int8Ranges(64, 255) if u8s8_saturates() else Int8Ranges(127, 255)
 
 
 def quantize_onnx(float_path: Path, out_path: Path, batches: list[np.ndarray], cfg: QuantizeConfig) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from depthwise_net import SHAPE, hostile, trained
+from depthwise_net import SHAPE, SIMULATED_AGREEMENT, hostile, trained
 from torch import nn
 
 from spiral.pipeline.config import QuantizeConfig
@@ -44,7 +44,8 @@ def _onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
 def test_the_simulation_computes_what_onnx_runtime_int8_computes(build, per_channel, digits, tmp_path):
     """On the validation split the simulated model's logits sit nearer the INT8 model's than the float
     model's do (five times nearer where INT8 is far from float: the hostile model), and its top-1
-    agrees with INT8's on 98 % of the digits or more, and at least as often as float's does. What is
+    agrees with INT8's on 98 % of the digits or more (97 % with 7-bit weights: ``depthwise_net``), and at
+    least as often as float's does. What is
     left (measured: 0.05-0.08 mean absolute logit) is rounding the simulation does not repeat: ONNX Runtime also rounds the last
     convolution's output before the mean pool, and its INT8 kernels requantize in fixed point."""
     train, val = digits
@@ -60,7 +61,7 @@ def test_the_simulation_computes_what_onnx_runtime_int8_computes(build, per_chan
     off = {"simulated": np.abs(sim - int8).mean(), "float": np.abs(reference - int8).mean()}
     assert off["simulated"] < off["float"] / (5 if build is hostile else 1.5), off
     agree = {"simulated": (sim.argmax(1) == int8.argmax(1)).mean(), "float": (reference.argmax(1) == int8.argmax(1)).mean()}
-    assert agree["simulated"] >= max(0.98, agree["float"]), agree
+    assert agree["simulated"] >= max(SIMULATED_AGREEMENT, agree["float"]), agree
 
 
 def test_per_tensor_int8_loses_what_the_hostile_model_is_built_to_lose(digits, tmp_path):

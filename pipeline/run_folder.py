@@ -7,6 +7,8 @@
     steps/NAME/           a published attempt: model/ (checkpoint), model.onnx, profile.json, eval.json,
                           plan.json; steps/.NAME/ is one in progress
     report.*, junit.xml   written at the end of every run (``spiral.pipeline.report``)
+    model.onnx, model/    the run's result where a user looks for it, copied at the end of every run:
+                          the result's ONNX file (INT8 when that stage was accepted) and its checkpoint
 
 Every path a ledger line names is checked to stay inside the folder. The run's result is its last
 accepted line; an INT8 stage has an ONNX file but no checkpoint, so what a step goes on from (and
@@ -48,6 +50,8 @@ class RunFolder:
         self.teacher_onnx = self.teacher / "model.onnx"
         self.steps = self.root / "steps"
         self.report = self.root / "report.json"
+        self.model_onnx = self.root / "model.onnx"
+        self.model = self.root / "model"
 
     def start(self, config: dict, *, resume: bool) -> None:
         """Write ``config`` into a new run folder, or (``resume``) check it is the config the run

@@ -28,13 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from spiral.deploy.atomic import publish_dir
+from spiral.deploy.atomic import publish_dir, write_bytes
 from spiral.kernels.layers import untimed_layers
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
+from spiral.pipeline.data import DataSplits
 from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import latency_summary, target_of
@@ -56,16 +57,28 @@ FLOOR_MARGIN = 0.8
 
 @dataclass
 class SpiralOutcome:
+    """What a finished run says: whether its result met the budget and why, the teacher's summary, the
+    ledger's lines, the reports, and the result (``model.onnx`` and its checkpoint ``model/`` at the
+    run folder's root) with the line that says what it is."""
+
     met_budget: bool
     message: str
     teacher: dict
     entries: list[LedgerEntry] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
+    onnx: Path | None = None
+    checkpoint: Path | None = None
+    result: str = ""
 
 
 class Spiral:
-    def __init__(self, config: RunConfig, out_dir: Path, *, resume: bool = False, console: Console | None = None):
+    """A run of ``config`` in ``out_dir``; ``data``, when given (``spiral.shrink``), replaces what
+    ``config.data`` names."""
+
+    def __init__(self, config: RunConfig, out_dir: Path, *, resume: bool = False, console: Console | None = None,
+                 data: DataSplits | None = None):
         self.config = config
+        self.given_data = data
         self.out = out_dir
         self.resume = resume
         self.console = console or Console(stderr=True)
@@ -119,7 +132,7 @@ class Spiral:
         progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {last.name}")
         trainable = Trainable(load_checkpoint(self.folder.of(last, "model"))[0], teacher, self.data.example_input,
                               cfg.distill, progress)
-        made = int8_model(float_onnx, work / "model.onnx", self.data.train_set, self.data.val_set, cfg.num_classes,
+        made = int8_model(float_onnx, work / "model.onnx", self.data.calibration_set, self.data.val_set, cfg.num_classes,
                           q, trainable)
         for reason in made.reasons:
             progress.console.print(f"quantize: {reason}")
@@ -187,7 +200,7 @@ class Spiral:
         cfg = self.config
         self.folder.start(self.config.model_dump(mode="json"), resume=self.resume)
         torch.manual_seed(cfg.seed)
-        self.data = RunData.load(cfg)
+        self.data = RunData.load(cfg, self.given_data)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), console=self.console, transient=False,
@@ -230,8 +243,27 @@ class Spiral:
             if e.kind in ("recovery", "quantize"):
                 message = f"{message}; {e.name} {'accepted' if e.accepted else 'rejected'}: {e.reason}"
         report_paths = write_reports(self.out, cfg, budget.to_dict(), teacher_summary, entries, message)
-        met = met_budget(last_accepted(entries))
-        return SpiralOutcome(met, message, teacher_summary, entries, report_paths)
+        last = last_accepted(entries)
+        self._publish_result(teacher, base_spec, plans)
+        return SpiralOutcome(met_budget(last), message, teacher_summary, entries, report_paths,
+                             self.folder.model_onnx, self.folder.model, result_line(self.folder, last))
+
+    def _publish_result(self, teacher: nn.Module, base_spec: str, plans: list) -> None:
+        """The result's ONNX file and checkpoint copied to the run folder's root, each whole or not at all:
+        the last accepted line's (its INT8 model, with the float checkpoint it was quantized from), else
+        the teacher's (a teacher the run did not train is saved from its module)."""
+        onnx = self.folder.result_onnx()
+        write_bytes(self.folder.model_onnx, onnx.read_bytes())
+        last = last_accepted(self.folder.entries(), with_checkpoint=True)
+        source = self.folder.of(last, "model") if last else self.folder.teacher_checkpoint()
+        if not source.is_dir():
+            save_checkpoint(self.folder.model, base_spec=base_spec, plans=plans, model=teacher,
+                            input_shape=self.config.input_shape, input_dtype=self.data.input_dtype)
+            return
+        work = self.folder.root / ".model"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(source, work)
+        publish_dir(work, self.folder.model)
 
     def _loop(
         self, entries: list[LedgerEntry], current: Reference, teacher: nn.Module, budget: Budget, progress: Progress, task: int,
@@ -276,6 +308,13 @@ class Spiral:
                 progress.advance(task)
             else:
                 attempt += 1
+
+
+def result_line(folder: RunFolder, last: LedgerEntry | None) -> str:
+    """``result: runs/x/model.onnx (...), checkpoint runs/x/model/``: the last thing a run prints."""
+    what = (f"{last.name}, {last.speedup:.2f}x the teacher at accuracy {100 * last.accuracy:.2f}%"
+            if last is not None else "the teacher, unchanged: no step was accepted")
+    return f"result: {folder.model_onnx} ({what}); checkpoint {folder.model}/"
 
 
 def step_reduction(schedule: ScheduleConfig, step: int, attempt: int, current_ms: float, final_ms: float) -> float:

@@ -8,6 +8,7 @@ repository root joins the package's path, and only there, so an installed spiral
 its own folder (site-packages, where another ``kernels`` may live).
 """
 
+import importlib
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -16,17 +17,15 @@ if not any((_HERE / name).is_dir() for name in ("pipeline", "kernels", "deploy")
 
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it
 
-# The Python API (``spiral.pipeline.api``), imported on first use: ``import spiral`` stays light.
-__all__ = ["InputError", "Result", "compare", "export", "load", "profile", "shrink", "__version__"]
+from spiral.deploy.errors import InputError  # noqa: E402  (after the path above; shipped to devices too)
+
+# The Python API, ``spiral.pipeline.api``: imported on first use, so ``import spiral`` stays light and the
+# device runner (which ships this file and ``spiral.deploy``, not ``spiral.pipeline``) never imports it.
+_API = ("Exported", "Result", "compare", "export", "load", "profile", "shrink")
+__all__ = ["InputError", *_API, "__version__"]
 
 
-def __getattr__(name: str):
-    if name == "InputError":
-        from spiral.deploy.errors import InputError
-
-        return InputError
-    if name in __all__:
-        from spiral.pipeline import api
-
-        return getattr(api, name)
+def __getattr__(name: str) -> object:
+    if name in _API:
+        return getattr(importlib.import_module("spiral.pipeline.api"), name)
     raise AttributeError(f"module 'spiral' has no attribute {name!r}")

@@ -13,7 +13,9 @@ from spiral.deploy.profiler import Target, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import STATISTICS
 from spiral.pipeline.compare.history import build_history
-from spiral.pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison
+from spiral.pipeline.compare.profiles import (
+    BETWEEN_RUN_TOLERANCE, ProfileComparison, RegressionRule, compare_runs, paired_comparison,
+)
 from spiral.pipeline.compare.releases import Release, load_history, load_release
 from spiral.pipeline.compare.report import (
     comparison_html,
@@ -24,11 +26,12 @@ from spiral.pipeline.compare.report import (
     history_json,
     history_markdown,
 )
+from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.report.outputs import write_outputs
 
 NAME = "compare"
 HELP = "is the new model slower? measure two ONNX models paired, compare two profiles, or draw a release trend"
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Three ways to call it:
 
   spiral compare BASE.onnx NEW.onnx   (recommended) loads both models once on this machine and
@@ -40,13 +43,13 @@ Three ways to call it:
                                       inconclusive: re-measure both paired to settle them.
   spiral compare HISTORY_DIR          the trend of past releases, and the newest against the one before.
 
-Exit status: 0 no regression (or an improvement), 1 a regression or inconclusive, 2 bad input
-(including profiles measured on different targets)."""
+A regression exits {ExitCode.AGAINST:d}; an inconclusive comparison exits {ExitCode.UNDECIDED:d} (undecided), and so
+does a history whose newest two releases were measured on different targets; two profiles
+measured on different targets are bad input ({ExitCode.BAD_INPUT:d})."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults, rule = ProfileSettings(), RegressionRule()
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="BASE.onnx NEW.onnx, BASE.json NEW.json (profiles, gate reports or run reports), "

@@ -7,6 +7,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from spiral.deploy.errors import InputError
 from spiral.pipeline.commands.run import execute
 
 NAME = "demo"
@@ -21,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Every demo is a fresh spiral; only the trained teacher checkpoint is kept between demos."""
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file: give the demo's run directory")
     if out.exists():
         for child in out.iterdir():
             if child.name == "teacher":

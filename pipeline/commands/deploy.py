@@ -17,8 +17,9 @@ from spiral.deploy.bundle import build_bundle
 from spiral.deploy.profiler import Profile
 from spiral.deploy.remote import deploy_bundle
 from spiral.deploy.target_profiles import ALIASES, list_targets, load_target
+from spiral.pipeline.commands.gate import summary
 from spiral.pipeline.gate.budget import parse_budget
-from spiral.pipeline.gate.candidate import parse_shape, prepare_candidate
+from spiral.pipeline.gate.candidate import add_weights_argument, parse_shape, prepare_candidate
 from spiral.pipeline.gate.checks import run_gate
 from spiral.pipeline.gate.report import GateContext, gate_json
 from spiral.pipeline.report.outputs import write_outputs
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an .onnx file, a spiral run directory (its last accepted step, else its teacher), "
              "or a model spec / checkpoint with --input-shape",
     )
+    add_weights_argument(parser)
     parser.add_argument("--target", required=True,
                         help=f"a target name ({', '.join(list_targets())}; {aliases}) or a target YAML file")
     parser.add_argument("--host", help="the device to deploy to, replacing the target's ssh.host")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
         shape = parse_shape(args.input_shape) if args.input_shape else None
-        onnx_path = prepare_candidate(args.model, Path(work), shape).onnx_path
+        onnx_path = prepare_candidate(args.model, Path(work), shape, weights=args.weights).onnx_path
         bundle = build_bundle(onnx_path, target, out / "bundle")
     print(f"bundle: {bundle.root} ({onnx_path}, sha256 {bundle.manifest['model']['sha256'][:16]}, "
           f"engine key {bundle.engine_key})")
@@ -81,6 +83,5 @@ def run(args: argparse.Namespace) -> int:
     }
     for path in write_outputs([(out / "deploy.json", lambda: report), (args.json, lambda: report)]):
         print(f"wrote {path}")
-    verdict = "passed" if gate.passed else f"failed: {len(gate.problems)} of {len(gate.checks)} checks did not pass"
-    print(f"spiral deploy to {target.name} ({result.host}) {verdict}")
+    print(f"spiral deploy to {target.name} ({result.host}) {summary(gate)}")
     return gate.exit_code

@@ -17,7 +17,10 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile, profile_model
 from spiral.deploy.sampling import ProfileSettings
 from spiral.kernels.report import print_layer_tables
-from spiral.pipeline.gate.candidate import add_torch_arguments, measured_options, parse_shape, prepare_candidate, target_config
+from spiral.pipeline.exit_codes import ExitCode
+from spiral.pipeline.gate.candidate import (
+    add_torch_arguments, add_weights_argument, measured_options, parse_shape, prepare_candidate, target_config,
+)
 
 NAME = "profile"
 HELP = "measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"
@@ -36,6 +39,7 @@ def _batch_sizes(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProfileSettings()
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
+    add_weights_argument(parser)
     parser.add_argument("--input-shape", help="input shape to export a model spec with, batch first, e.g. 1,3,224,224 "
                         "(default: the checkpoint's)")
     parser.add_argument("--backend", default="ort-cpu", help="backend name (see 'spiral targets'); default ort-cpu")
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                            compile_mode=args.compile_mode)
     shape = parse_shape(args.input_shape) if args.input_shape else None
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
-        candidate = prepare_candidate(args.model, Path(work), shape)
+        candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)
         profile = profile_model(
             candidate.onnx_path,
             args.backend,
@@ -114,4 +118,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         profile.save(args.json)
         Console().print(f"profile: {args.json}")
-    return 0
+    return ExitCode.OK

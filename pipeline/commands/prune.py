@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.measure import count_macs_params
+from spiral.pipeline.gate.candidate import add_weights_argument
 from spiral.pipeline.source import load_source
 from spiral.pipeline.prune import CRITERIA, PruneConfig, prune
 from spiral.pipeline.prune.attention import SplitAttention
@@ -25,6 +27,7 @@ CALIBRATION_BATCHES = 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="torchvision:NAME, package.module:factory or a spiral checkpoint directory")
+    add_weights_argument(parser)
     parser.add_argument("--input-shape", required=True, help="example input shape with the batch first, e.g. 1,3,32,32")
     parser.add_argument("--input-dtype", default="float32", help="example input dtype (int64 for token ids)")
     parser.add_argument("--criterion", default="l1", choices=list(CRITERIA), help="how channels are scored")
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise InputError("; ".join(error["msg"] for error in exc.errors())) from None
-    source = load_source(args.model)
+    source = load_source(args.model, args.weights)
     model, base_spec, plans = source.module, source.base_spec, source.plans
     example = source.example(shape, args.input_dtype)
     calibration = _calibration(args.data, shape) if CRITERIA[cfg.criterion].needs_calibration else None
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             layers.add_row(name, widths_before.get(name, "-"), after)
     console.print(layers)
     console.print(f"checkpoint: {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def layer_widths(model: nn.Module) -> dict[str, str]:

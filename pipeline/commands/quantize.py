@@ -19,7 +19,8 @@ from spiral.deploy.sampling import ProfileSettings
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.gate.candidate import onnx_num_classes, parse_shape, prepare_candidate
+from spiral.pipeline.exit_codes import ExitCode, judged
+from spiral.pipeline.gate.candidate import add_weights_argument, onnx_num_classes, parse_shape, prepare_candidate
 from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.prune.plan import example_input
 from spiral.pipeline.quantize import FLOAT, INT8
@@ -31,6 +32,7 @@ HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, me
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = QuantizeConfig()
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
+    add_weights_argument(parser)
     parser.add_argument("--data", required=True,
                         help="calibration (train split) and evaluation (validation split) data: digits, an "
                              "ImageFolder directory or package.module:factory")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     settings = ProfileSettings(max_duration_s=args.max_duration, min_duration_s=min(ProfileSettings().min_duration_s,
                                                                                      args.max_duration))
     with tempfile.TemporaryDirectory(prefix="spiral-quantize-") as work:
-        candidate = prepare_candidate(args.model, Path(work) / "float", shape)
+        candidate = prepare_candidate(args.model, Path(work) / "float", shape, weights=args.weights)
         train_set, val_set = load_datasets(args.data, candidate.input_shape)
         if len(val_set) == 0:
             raise InputError(f"data '{args.data}' has an empty validation split")
@@ -102,13 +104,22 @@ def run(args: argparse.Namespace) -> int:
             tmp = out.with_name(f".{out.name}.tmp")
             tmp.write_bytes(int8.read_bytes())
             tmp.replace(out)
-    print_result(result.to_dict(), made.batches, cfg, Console(width=140))
+    record = result.to_dict()
+    print_result(record, made.batches, cfg, Console(width=140))
     print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
     print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
     if args.json is not None:
-        write_json(args.json, {**result.to_dict(), "model": args.model, "out": str(out) if result.accepted else None,
+        write_json(args.json, {**record, "model": args.model, "out": str(out) if result.accepted else None,
                                "settings": json.loads(cfg.model_dump_json())})
-    return 0 if result.accepted else 1
+    return exit_code(record, cfg.max_drop)
+
+
+def exit_code(result: dict, max_drop: float) -> ExitCode:
+    """``result`` (``QuantizeResult.to_dict``) rejected only because the judge could not decide the speedup is
+    undecided; a speedup the judge refuses or an accuracy drop past ``max_drop`` is a verdict against INT8."""
+    outcome, accuracy = result["verdict"]["outcome"], result["accuracy"]
+    return judged(against=outcome == "misses" or accuracy[FLOAT] - accuracy[INT8] > max_drop,
+                  undecided=outcome == "undecided")
 
 
 def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console) -> None:

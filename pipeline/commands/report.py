@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.outputs import write_outputs
 from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Writes the outputs asked for, or all three into the run directory when none is."""
+    """Writes the outputs asked for, or all three into the run directory when none is; exits with the run's verdict."""
     report = load_run(args.run_dir)
     paths = [args.markdown, args.html, args.junit]
     if not any(paths):
@@ -33,4 +34,4 @@ def run(args: argparse.Namespace) -> int:
     print(render_markdown(report), end="")
     for path in written:
         print(f"wrote {path}")
-    return 0 if report["met_budget"] else 1
+    return of_run(report["met_budget"], report["steps"])

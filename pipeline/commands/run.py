@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spiral.pipeline.config import load_config
+from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
 from spiral.pipeline.specs import trusting_model_code
 from spiral.pipeline.spiral import Spiral, SpiralOutcome
@@ -36,9 +37,10 @@ def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
         console.print(f"report: {path}")
     if outcome.met_budget:
         console.print(f"[green]{outcome.message}[/]")
-        return 0
-    console.print(f"[red]no step met the budget[/]: {outcome.message}")
-    return 1
+    else:
+        console.print(f"[red]no step met the budget[/]: {outcome.message}")
+    console.print(outcome.result, highlight=False)
+    return of_run(outcome.met_budget, [e.to_json() for e in outcome.entries])
 
 
 def execute(config_path: Path, out: Path, resume: bool) -> int:

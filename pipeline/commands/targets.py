@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spiral.deploy.backends import list_backends
+from spiral.pipeline.exit_codes import ExitCode
 
 NAME = "targets"
 HELP = "list the compile/profile backends and whether each is available on this machine"
@@ -24,4 +25,4 @@ def run(args: argparse.Namespace) -> int:
     for name, ok, reason in list_backends():
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", reason)
     Console(width=140).print(table)
-    return 0
+    return ExitCode.OK

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.verdict import STATISTICS
+from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
 from spiral.pipeline.compare.releases import Release
 
@@ -27,11 +28,11 @@ class History:
         return [100 * r.metrics["accuracy"] if r.metrics and "accuracy" in r.metrics else None for r in self.releases]
 
     @property
-    def exit_code(self) -> int:
-        """The newest comparison's; 1 when the newest two could not be compared (never a pass)."""
+    def exit_code(self) -> ExitCode:
+        """The newest comparison's; undecided when the newest two could not be compared (never a pass)."""
         if self.not_compared:
-            return 1
-        return self.latest.exit_code if self.latest else 0
+            return ExitCode.UNDECIDED
+        return self.latest.exit_code if self.latest else ExitCode.OK
 
     def to_dict(self) -> dict:
         return {

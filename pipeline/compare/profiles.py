@@ -25,6 +25,7 @@ from typing import Literal
 from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Measurement, Profile
 from spiral.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
+from spiral.pipeline.exit_codes import ExitCode, judged
 
 # How far two runs of the same model on the same machine may differ (relative), see the docstring.
 BETWEEN_RUN_TOLERANCE = 0.10
@@ -100,9 +101,9 @@ class ProfileComparison:
         return max((b.call for b in self.batches.values()), key=_SEVERITY.__getitem__)
 
     @property
-    def exit_code(self) -> int:
-        """0 when no regression was found; 1 for a regression or an inconclusive (never a pass)."""
-        return 1 if self.verdict in ("regression", "inconclusive") else 0
+    def exit_code(self) -> ExitCode:
+        """A regression is a verdict against the new model; an inconclusive comparison is undecided."""
+        return judged(against=self.verdict == "regression", undecided=self.verdict == "inconclusive")
 
     @property
     def kind_label(self) -> str:

@@ -92,24 +92,48 @@ def onnx_params(path: Path) -> int:
     return sum(math.prod(t.dims) for t in _load_onnx(path).graph.initializer)
 
 
-def prepare_candidate(model: str, work_dir: Path, input_shape: list[int] | None) -> Candidate:
+def prepare_candidate(model: str | nn.Module, work_dir: Path, input_shape: list[int] | None, *,
+                      weights: Path | None = None, example: torch.Tensor | None = None) -> Candidate:
     """``model`` is an ``.onnx`` file, a spiral run folder (its result's ONNX file, as ``spiral deploy``
-    ships it), or a model spec / spiral checkpoint exported to ``work_dir``.
+    ships it), or a module, model spec (with its ``weights``) or spiral checkpoint exported to ``work_dir``.
 
     The input shape defaults to the ONNX input's (a dynamic batch taken as 1) or the checkpoint's;
     a checkpoint's input dtype is its own (token ids for a text model).
     """
-    path = Path(model)
-    if path.is_dir() and RunFolder.holds_run(path):
-        path = RunFolder(path).result_onnx()
-    if path.suffix == ".onnx":
-        if not path.is_file():
-            raise InputError(f"model file not found: {path}")
-        return Candidate(path, None, onnx_input_shape(path, input_shape))
-    source = load_source(model)
-    example = source.example(input_shape)
-    return Candidate(export_onnx(source.module, example, work_dir / "model.onnx"), source.module, list(example.shape),
+    if not isinstance(model, nn.Module):
+        path = Path(model)
+        if path.is_dir() and RunFolder.holds_run(path):
+            path = RunFolder(path).result_onnx()
+        if path.suffix == ".onnx":
+            if not path.is_file():
+                raise InputError(f"model file not found: {path}")
+            if weights is not None:
+                raise InputError(f"weights apply to a model spec; {path} is an ONNX file, which holds its own")
+            return Candidate(path, None, onnx_input_shape(path, input_shape))
+    module, example, _ = module_and_example(model, example, input_shape, weights)
+    return Candidate(export_onnx(module, example, work_dir / "model.onnx"), module, list(example.shape),
                      dtype_name(example))
+
+
+def module_and_example(model: str | nn.Module, example: torch.Tensor | None, input_shape: list[int] | None,
+                       weights: Path | None = None, input_dtype: str | None = None
+                       ) -> tuple[nn.Module, torch.Tensor, str]:
+    """The module (in eval mode) a module, spec or checkpoint stands for, the input it is exported with
+    (``example``, else zeros of ``input_shape`` and ``input_dtype``: by default a checkpoint's recorded
+    ones) and what was loaded (a run folder's result checkpoint, say)."""
+    if isinstance(model, nn.Module):
+        if example is None:
+            raise InputError("a module needs an example input: one batch as the deployed model is called")
+        return model.eval(), example, f"the given {type(model).__name__}"
+    source = load_source(str(model), weights)
+    example = example if example is not None else source.example(input_shape, input_dtype)
+    return source.module.eval(), example, source.name
+
+
+def add_weights_argument(parser) -> None:
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="your trained weights for a model spec: a .safetensors file or a state dict saved by "
+                             "torch.save (read with weights_only=True; DDP/Lightning key prefixes removed)")
 
 
 def measured_options(candidate: Candidate, target: TargetConfig) -> dict:

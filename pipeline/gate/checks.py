@@ -18,6 +18,7 @@ from spiral.deploy.profiler import Profile
 from spiral.deploy.stats import robust_cv
 from spiral.deploy.verdict import Question, Verdict, judge
 from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
+from spiral.pipeline.exit_codes import ExitCode, judged
 from spiral.pipeline.export import ParityResult
 from spiral.pipeline.config import ParityConfig
 from spiral.pipeline.gate.budget import GateBudget
@@ -81,8 +82,10 @@ class GateResult:
         return all(c.status == "pass" for c in self.checks)
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.passed else 1
+    def exit_code(self) -> ExitCode:
+        """A failed check is a verdict against the release; an inconclusive one, with none failed, is undecided."""
+        statuses = {check.status for check in self.checks}
+        return judged(against="fail" in statuses, undecided="inconclusive" in statuses)
 
     @property
     def problems(self) -> list[CheckResult]:

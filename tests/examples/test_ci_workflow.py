@@ -23,7 +23,7 @@ from tests.pipeline.gate.digits_model import digits_net
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
-# The latency verdicts may be undecided on a busy machine (a failed job, never a false pass);
+# The latency verdicts may be undecided on a busy machine (exit 4: a failed job, never a false pass);
 # everything else the example gates on must pass.
 LATENCY_CHECKS = {"latency.p50.max_ms", "latency.p50.regression"}
 
@@ -73,7 +73,7 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
     for step in steps:
         done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
-        assert done.returncode in (0, 1), f"{step['name']}: {done.stderr}"
+        assert done.returncode in (0, 1, 4), f"{step['name']}: {done.stderr}"
         codes.append(done.returncode)
     assert codes[0] == 0
 
@@ -86,7 +86,8 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
     assert names == ["latency.p50.max_ms", "latency.p50.regression", "accuracy.max_drop", "size.mb"]
     not_passed = {c["name"] for c in report["checks"] if c["status"] != "pass"}
     assert not_passed <= LATENCY_CHECKS, report["checks"]
-    assert codes[1] == (1 if not_passed else 0)
+    statuses = {c["status"] for c in report["checks"]}
+    assert codes[1] == (1 if "fail" in statuses else 4 if "inconclusive" in statuses else 0)
     accuracy = next(c for c in report["checks"] if c["name"] == "accuracy.max_drop")
     assert accuracy["measured"] == 0.0  # the released model evaluated on the same data
 

@@ -41,7 +41,7 @@ def test_a_speedup_beyond_tolerance_and_minimum_effect_is_an_improvement():
 def test_a_change_within_the_tolerance_is_inconclusive_and_says_so():
     c = runs(1.10)
     b = c.batches[1]
-    assert c.verdict == "inconclusive" and c.exit_code == 1
+    assert c.verdict == "inconclusive" and c.exit_code == 4
     assert b.verdict.outcome == "undecided" and b.verdict.low < 1.05 < b.verdict.high
     # Without the between-run tolerance the same data would have been called a regression.
     assert runs(1.10, rule=RegressionRule(tolerance=0.0)).verdict == "regression"

@@ -90,7 +90,7 @@ def test_a_history_whose_newest_two_were_measured_on_different_targets_draws_the
     profile_from_samples(latencies(2.0, seed=1)).save(tmp_path / "v1.json")
     profile_from_samples(latencies(2.0, seed=2), cpu="another runner").save(tmp_path / "v2.json")
     history = build_history(load_history(tmp_path))
-    assert history.latest is None and history.exit_code == 1
+    assert history.latest is None and history.exit_code == 4
     assert "not compared" in history.not_compared and "spiral compare BASE.onnx NEW.onnx" in history.not_compared
     assert len(history.series()["p50"]) == 2
 

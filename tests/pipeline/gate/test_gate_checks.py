@@ -101,7 +101,7 @@ def test_a_model_far_under_its_absolute_budget_passes_however_noisy():
 def test_a_noisy_model_near_its_budget_is_inconclusive_never_a_pass():
     result = run_gate(budget(latency={"max_ms": UNSTABLE.stat("p50")}), profile=UNSTABLE)
     check = by_name(result)["latency.p50.max_ms"]
-    assert check.status == "inconclusive" and result.exit_code == 1
+    assert check.status == "inconclusive" and result.exit_code == 4
     assert "undecided" in check.message and "straddles the limit" in check.message
     (case,) = ET.fromstring(gate_junit(result)).iter("testcase")
     assert case.find("failure").get("type") == "inconclusive"

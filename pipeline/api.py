@@ -1,0 +1,296 @@
+"""spiral from Python: the operations of the command line on modules, DataLoaders and paths.
+
+``spiral.shrink`` is ``spiral run`` on a module you hold; ``spiral.export``, ``spiral.profile``,
+``spiral.compare`` and ``spiral.gate`` take a module (with an example input), a model spec, a spiral
+checkpoint or run folder, or (all but ``export``) an ``.onnx`` file; ``spiral export`` and ``spiral gate``
+are built on them, ``spiral profile`` and ``spiral compare`` on the same pieces. Every function raises ``spiral.InputError`` (a one-line message) for bad input.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spiral.deploy.backends import BACKENDS
+from spiral.deploy.errors import InputError
+from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
+from spiral.deploy.sampling import ProfileSettings
+from spiral.deploy.target_profiles import ALIASES, list_targets
+from spiral.deploy.validation import validate
+from spiral.deploy.verdict import Verdict
+from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_comparison
+from spiral.pipeline.compare.releases import Release
+from spiral.pipeline.config import ParityConfig, TargetConfig, parse_config
+from spiral.pipeline.data import LoaderSettings, load_datasets, splits_of
+from spiral.pipeline.evaluate import evaluate_onnx
+from spiral.pipeline.export import OPSET, ParityResult, check_parity, export_onnx
+from spiral.pipeline.gate.budget import GateBudget, load_budget, parse_budget
+from spiral.pipeline.gate.candidate import (
+    measured_options, module_and_example, onnx_num_classes, onnx_params, parity_inputs, prepare_candidate,
+)
+from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
+from spiral.pipeline.gate.report import GateContext
+from spiral.pipeline.ledger import LedgerEntry
+from spiral.pipeline.models import given_modules
+from spiral.pipeline.prune import dtype_name
+from spiral.pipeline.run_folder import RunFolder
+from spiral.pipeline.source import load_source
+from spiral.pipeline.spiral import Spiral
+
+Model = nn.Module | str | Path  # a module, a model spec, a spiral checkpoint or run folder (or an .onnx file)
+GIVEN_DATA = "python:given"  # config.json's data.source when shrink was given the data sets
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished ``shrink``: did its result meet the budget, the result's ONNX file and checkpoint
+    (``onnx``, ``checkpoint``: at the run folder's root), the reports, and the ledger's lines (``steps``)."""
+
+    met_budget: bool
+    message: str
+    onnx: Path
+    checkpoint: Path
+    report: Path
+    steps: list[LedgerEntry]
+    teacher: dict
+    _base: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> nn.Module:
+        """The result as a PyTorch module (the float model an accepted INT8 stage was quantized from)."""
+        return load(self.checkpoint, base=self._base)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """An ``export``: what was exported (a run folder's result checkpoint, say), the ONNX file (removed
+    when parity failed), the input it was exported with, and the parity check."""
+
+    source: str
+    onnx: Path
+    input_shape: list[int]
+    input_dtype: str
+    parity: ParityResult
+
+
+def shrink(
+    model: nn.Module | str, train: Dataset | DataLoader, val: Dataset | DataLoader, example_input: torch.Tensor, *,
+    out: str | Path, target: str | dict | TargetConfig = "ort-cpu", budget: dict | None = None,
+    num_classes: int | None = None, weights: str | Path | None = None, resume: bool = False,
+    console: Console | None = None, **settings: Any,
+) -> Result:
+    """Prune, distill, export and measure ``model`` on ``target`` until it meets ``budget``: ``spiral run``.
+
+    ``model`` is your module (its checkpoints rebuild from a copy of it; see ``load``) or a model spec
+    with optional ``weights``; ``train`` and ``val`` are datasets or DataLoaders of (input, label);
+    ``example_input`` is one batch as the deployed model is called (its shape is the run's
+    ``input_shape``). ``target``, ``budget`` and ``settings`` are the run config's keys (``schedule``,
+    ``prune``, ``distill``, ``quantize``, ``teacher_training``, ``parity``, ``seed``, ``data``), as
+    dicts (``data`` for its loader settings: the data are ``train`` and ``val``); ``num_classes``
+    defaults to the width of the model's output on ``example_input``. The result is also in ``out``
+    as ``model.onnx`` and ``model/``.
+    """
+    spec, base = _spec_of(model)
+    with given_modules({spec.removeprefix("python:"): base} if base is not None else {}):
+        if num_classes is None:
+            num_classes = _output_width(base if base is not None else load_source(spec, _path(weights)).module,
+                                        example_input)
+        config = parse_config({
+            "model": spec, "input_shape": list(example_input.shape), "num_classes": num_classes,
+            "target": _target(target).model_dump(mode="json"),
+            **({"weights": str(weights)} if weights is not None else {}),
+            **({"budget": budget} if budget is not None else {}), **settings,
+            "data": {**settings.get("data", {}), "source": GIVEN_DATA},
+        }, "spiral.shrink")
+        data = splits_of(train, val, "spiral.shrink", LoaderSettings.of(config.data))
+        outcome = Spiral(config, Path(out), resume=resume, console=console, data=data).run()
+    return Result(outcome.met_budget, outcome.message, outcome.onnx, outcome.checkpoint, RunFolder(out).report,
+                  outcome.entries, outcome.teacher, base)
+
+
+def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
+    """A spiral checkpoint or run folder (its result) as a module in eval mode. A run that ``shrink``
+    made from your module rebuilds from ``base``: that module (trained or not; its weights are replaced)."""
+    with given_modules({type(base).__name__: base} if base is not None else {}):
+        return load_source(str(path)).module
+
+
+def export(
+    model: Model, out: str | Path, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
+    input_dtype: str | None = None, weights: str | Path | None = None, dynamic_batch: bool = True,
+    opset: int = OPSET, atol: float = 1e-3,
+) -> Exported:
+    """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiral export``); a
+    file that does not compute what the torch model computes is removed (``parity.passed`` is False).
+    A spec or checkpoint is exported with zeros of ``input_shape`` and ``input_dtype`` (a checkpoint's own
+    by default), a module with ``example_input``."""
+    module, example, name = module_and_example(model, example_input, input_shape, _path(weights), input_dtype)
+    shape, dtype = list(example.shape), dtype_name(example)
+    out = export_onnx(module, example, Path(out), dynamic_batch=dynamic_batch, opset=opset)
+    batch_size = 64 if dynamic_batch else shape[0]  # a fixed batch takes whole batches only
+    inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=module)
+    parity = check_parity(module, out, inputs, atol=atol, min_top1_agreement=0.99, batch_size=batch_size)
+    if not parity.passed:
+        out.unlink()
+    return Exported(name, out, shape, dtype, parity)
+
+
+def profile(
+    model: Model, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
+    target: str | dict | TargetConfig = "ort-cpu", batch_sizes: tuple[int, ...] = (1,),
+    settings: ProfileSettings = ProfileSettings(), weights: str | Path | None = None,
+) -> Profile:
+    """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiral profile``)."""
+    target = _target(target)
+    with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
+        candidate = prepare_candidate(model, Path(work), input_shape, weights=_path(weights), example=example_input)
+        return profile_model(
+            candidate.onnx_path, target.backend, batch_sizes=batch_sizes, threads=target.threads,
+            precision=target.precision, settings=settings,
+            backend_options={**target.backend_options(), **measured_options(candidate, target)},
+        )
+
+
+def compare(
+    base: Model, new: Model, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
+    target: str | dict | TargetConfig = "ort-cpu", rule: RegressionRule = RegressionRule(),
+    settings: ProfileSettings | None = None,
+) -> ProfileComparison:
+    """Is ``new`` slower than ``base``? Both loaded once on ``target`` and measured in alternating rounds,
+    the question "new <= (1 + min_effect) x base" judged on the per-round ratios (``spiral compare``):
+    ``verdict`` is regression / no regression / improvement / inconclusive."""
+    target = _target(target)
+    settings = settings or ProfileSettings(confidence=rule.confidence)
+    question = rule.question()
+    with tempfile.TemporaryDirectory(prefix="spiral-compare-") as work:
+        candidates = {name: prepare_candidate(model, Path(work) / name, input_shape, example=example_input)
+                      for name, model in (("base", base), ("new", new))}
+        paired = profile_paired(
+            {name: c.onnx_path for name, c in candidates.items()},
+            Target(target.backend, candidates["base"].input_shape[0], target.threads, target.precision,
+                   target.backend_options()),
+            settings, [question], cache_dir=Path(work) / "compiled",
+            model_options={name: measured_options(c, target) for name, c in candidates.items()},
+        )
+    return paired_comparison(paired.profiles["base"], paired.profiles["new"], paired.verdict(question.name), rule)
+
+
+def gate(
+    model: Model, budget: GateBudget | dict | str | Path, *, target: str | dict | TargetConfig = "ort-cpu",
+    baseline: Model | Release | None = None, data: str | Dataset | DataLoader | None = None,
+    example_input: torch.Tensor | None = None, input_shape: list[int] | None = None, weights: str | Path | None = None,
+) -> tuple[GateResult, GateContext]:
+    """``model`` gated on ``budget`` (a gate budget file, or its keys as a dict) measured on ``target`` here
+    (``spiral gate``): latency (judged on rounds paired with ``baseline`` when that is a model: the
+    released one, measured beside it; or against a stored ``Release`` measured on the same target),
+    accuracy on ``data``'s validation split (a data spec or a dataset), size and ONNX parity. The result's
+    ``exit_code`` is the command's; the context is what the reports show."""
+    budget = budget if isinstance(budget, GateBudget) else (
+        parse_budget(budget, "budget") if isinstance(budget, dict) else load_budget(Path(budget)))
+    backend = target if isinstance(target, str) else getattr(target, "backend", None) or target.get("backend")
+    if backend in ALIASES or backend in list_targets():
+        raise InputError(f"'{backend}' is a device target: spiral gate measures on this machine with a backend "
+                         f"({', '.join(BACKENDS)}); to measure on the device and gate there, run "
+                         f"spiral deploy MODEL --target {backend}")
+    target = _target(target)
+    stored = baseline if isinstance(baseline, Release) else None
+    if stored is None and baseline is None and budget.needs_baseline:
+        raise InputError(f"the budget's {', '.join(budget.needs_baseline)} compares against a baseline; "
+                         "pass --baseline-model (the released model, measured here) or --baseline (a stored JSON)")
+    if budget.accuracy is not None and data is None:
+        raise InputError("the budget has an accuracy check; pass --data with the evaluation data")
+    with tempfile.TemporaryDirectory(prefix="spiral-gate-") as work:
+        candidate = prepare_candidate(model, Path(work) / CANDIDATE, input_shape, weights=_path(weights),
+                                      example=example_input)
+        onnx_path, shape = candidate.onnx_path, candidate.input_shape
+        options = {CANDIDATE: measured_options(candidate, target)}
+        released = None
+        if baseline is not None and stored is None:
+            release = prepare_candidate(baseline, Path(work) / BASELINE, shape, example=example_input)
+            released, options[BASELINE] = release.onnx_path, measured_options(release, target)
+        val_set = _validation_set(data, shape)
+        parity = None
+        if candidate.source is not None:
+            limits = budget.parity or ParityConfig()
+            parity = check_parity(
+                candidate.source, onnx_path,
+                parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
+                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement,
+            )
+        compiled = Path(work) / "compiled"
+        verdicts: dict[str, Verdict] = {}
+        if released is None:  # alone, as spiral profile measures (self-timing backends such as trtexec too)
+            measured_profile = profile_model(
+                onnx_path, target.backend, batch_sizes=(shape[0],), threads=target.threads,
+                precision=target.precision, settings=budget.profile, cache_dir=compiled,
+                backend_options={**target.backend_options(), **options[CANDIDATE]})
+        else:  # the released model beside the candidate, in the same rounds, until the questions are decided
+            measured = profile_paired(
+                {CANDIDATE: onnx_path, BASELINE: released},
+                Target(target.backend, shape[0], target.threads, target.precision, target.backend_options()),
+                budget.profile, latency_questions(budget, baseline_measured=True), cache_dir=compiled,
+                model_options=options)
+            measured_profile = measured.profiles[CANDIDATE]
+            verdicts = {v.question.name: v for v in measured.verdicts}
+            released_metrics = (evaluate_onnx(released, val_set, onnx_num_classes(released))
+                                if val_set is not None else None)
+            source = Path(baseline) if isinstance(baseline, (str, Path)) else Path(f"<{type(baseline).__name__}>")
+            stored = Release(source.stem, source, measured.profiles[BASELINE], released_metrics, None)
+        metrics = evaluate_onnx(onnx_path, val_set, onnx_num_classes(onnx_path)) if val_set is not None else None
+        size_mb, params = onnx_path.stat().st_size / 1e6, onnx_params(onnx_path)
+    result = run_gate(
+        budget, profile=measured_profile, baseline=stored.profile if stored else None, paired=released is not None,
+        verdicts=verdicts, metrics=metrics, baseline_metrics=stored.metrics if stored else None,
+        model_size_mb=size_mb, params=params, parity=parity,
+    )
+    name = str(model) if not isinstance(model, nn.Module) else f"the given {type(model).__name__}"
+    return result, GateContext(name, target.backend, measured_profile, stored, metrics, size_mb, params, parity)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _spec_of(model: nn.Module | str) -> tuple[str, nn.Module | None]:
+    if isinstance(model, nn.Module):
+        return f"python:{type(model).__name__}", model
+    if isinstance(model, (str, Path)):
+        return str(model), None
+    raise InputError(f"model must be a torch.nn.Module or a model spec, not {type(model).__name__}")
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _target(target: str | dict | TargetConfig) -> TargetConfig:
+    """A backend's name, the run config's ``target`` keys, or a ``TargetConfig``, checked."""
+    if isinstance(target, TargetConfig):
+        return target
+    return validate(TargetConfig, {"backend": target} if isinstance(target, str) else target, "target")
+
+
+def _output_width(module: nn.Module, example: torch.Tensor) -> int:
+    with torch.no_grad():
+        output = module.eval()(example)
+    if not isinstance(output, torch.Tensor) or output.ndim != 2:
+        raise InputError("spiral.shrink: the model's output on example_input is not [batch, classes]; "
+                         "pass num_classes")
+    return int(output.shape[1])
+
+
+def _validation_set(data: str | Dataset | DataLoader | None, shape: list[int]) -> Dataset | None:
+    """The validation split the gate evaluates on: a data spec's (as ``--data`` names it), or the given one."""
+    if data is None:
+        return None
+    val_set = load_datasets(data, shape)[1] if isinstance(data, str) else splits_of(data, data, "data").val
+    if len(val_set) == 0:
+        raise InputError(f"data '{data}' has an empty validation split")
+    sample_shape = list(val_set[0][0].shape)
+    if sample_shape != shape[1:]:
+        raise InputError(f"the data's samples have shape {sample_shape}; the model takes {shape[1:]}")
+    return val_set

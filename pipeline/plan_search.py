@@ -5,7 +5,8 @@ Candidates come from the schedule's ``allocation``:
 - ``latency``: the latency-aware knapsack of ``spiral.pipeline.prune.latency_aware`` at a ladder of
   predicted targets around the step's target (``LADDER``; around the current latency when the
   target asks for no reduction), least pruned first, so there is a less and a more pruned plan to
-  go to when a measurement disagrees with the prediction;
+  go to when a measurement disagrees with the prediction; each rung's plan is refilled up to its
+  target (a residual block is one large move, and the greedy alone left rungs far below theirs);
 - ``uniform``: ``plan_pruning`` with the configured criterion and policy at a grid of ratios up to
   ``schedule.max_ratio`` (the ratio NNI and Torch-Pruning ask for), least pruned first.
 

@@ -278,7 +278,8 @@ class Spiral:
         last = last_accepted(entries)
         while True:
             if last is not None and last.meets_final:
-                return f"final budget met: {final_summary(last)}"
+                return (f"final budget met: {final_summary(last)}; the budget asked for "
+                        f"{budget.teacher_ms / budget.final_ms:.2f}x")
             if step > schedule.max_steps:
                 return f"stopped after max_steps={schedule.max_steps}"
             if attempt > schedule.patience + 1:

@@ -129,7 +129,7 @@ class Tries:
         progress.console.print(
             f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {choice.plan.ratio:.0%} "
             f"of the channels" + (f" and residual blocks {', '.join(choice.plan.blocks)}" if choice.plan.blocks else "")
-            + f" (predicted {choice.predicted_ms:.3f} ms); "
+            + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / target_ms:.0%} of the target); "
             + (f"distilling {epochs} epochs"
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")

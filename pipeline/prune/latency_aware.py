@@ -28,7 +28,9 @@ pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the
 this allocation replaces and are not used.
 
 ``plans_for_latency`` serves a ladder of targets in one greedy pass (the knapsack only moves down,
-so each target's plan is a snapshot on the way to the lowest); ``PrunableModel.layers`` lists the
+so each target's plan is a snapshot on the way to the lowest), each snapshot then refilled: moves
+given back, the most importance per millisecond first, while the plan stays within its target (one
+large move, such as a block, can leave the greedy far below it); ``PrunableModel.layers`` lists the
 operators each would leave, so a predictor can screen them before only the promising ones are measured.
 """
 
@@ -252,8 +254,56 @@ def _greedy(
     snapshots: dict[float, tuple[list[int], tuple[str, ...], float]] = {}
     for target in targets:
         total = _descend(groups, blocks, shapes, costs, target, tolerance, removed, current, total)
-        snapshots[target] = ([g.level for g in groups], tuple(b.name for b in blocks if b.removed), total)
+        snapshots[target] = _refill(groups, blocks, shapes, costs, target, list(removed), list(current), total)
     return start, snapshots
+
+
+def _refill(
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, removed: list[int],
+    current: list[float], total: float,
+) -> tuple[list[int], tuple[str, ...], float]:
+    """The greedy's state for ``target`` with moves given back while the sum stays within it: the most
+    importance per cost added first (a rung up on the same stair costs nothing), a removed block restored
+    as a move too. The greedy takes whole moves, and one large move (a block) can leave the sum far under
+    the target; this fills that room, so that every target gets a plan near it. Returns the groups'
+    levels, the blocks still removed and the sum; the greedy's own state (``groups``' levels, ``blocks``'
+    flags, ``removed``/``current`` as the caller passes copies) is left as it was."""
+    levels = [g.level for g in groups]
+    gone = {k for k, b in enumerate(blocks) if b.removed}
+    while True:
+        dead = {i for k in gone for i in blocks[k].ops}
+        proposals = []  # (group index, or -1 - block index; level; the operators it changes)
+        for g, group in enumerate(groups):
+            for level in range(max(0, levels[g] - LOOKAHEAD), levels[g]):
+                trial = [*removed[: group.index], group.removed_channels(level), *removed[group.index + 1 :]]
+                proposals.append((g, level, {i: shapes.op(i, trial) for i in shapes.touching[group.index]}))
+        for k in gone:
+            others = {i for j in gone - {k} for i in blocks[j].ops}
+            proposals.append((-1 - k, 0, {i: shapes.op(i, removed) for i in blocks[k].ops if i not in others}))
+        prices = iter(costs([op for _, _, ops in proposals for op in ops.values()]))
+        best: tuple[float, float] | None = None
+        for g, level, ops in proposals:
+            if g >= 0:
+                new = {i: 0.0 if i in dead else price for i, price in zip(ops, prices)}
+                regained = groups[g].lost(level, levels[g])
+            else:
+                new = dict(zip(ops, prices))
+                regained = blocks[-1 - g].importance
+            added = sum(new.values()) - sum(current[i] for i in new)
+            rank = (regained / added if added > 0 else math.inf, regained)
+            if total + added <= target and (best is None or rank > best):
+                best, move = rank, (g, level, new)
+        if best is None:
+            return levels, tuple(b.name for k, b in enumerate(blocks) if k in gone), total
+        g, level, new = move
+        if g >= 0:
+            levels[g] = level
+            removed[groups[g].index] = groups[g].removed_channels(level)
+        else:
+            gone.discard(-1 - g)
+        for i, value in new.items():
+            total += value - current[i]
+            current[i] = value
 
 
 def _descend(

@@ -180,3 +180,28 @@ def test_the_floor_with_blocks_is_below_the_floor_of_channels_alone(predictor: L
     deep, wide = prunable.floor_plan(cfg, blocks=True), prunable.floor_plan(cfg)
     assert deep.blocks == ("stage.0", "stage.1", "stage.4") and wide.blocks == ()
     assert predictor.predict(prunable.layers(deep)) < predictor.predict(prunable.layers(wide))
+
+
+def test_every_rung_gets_a_plan_near_its_target_however_large_a_block_move_is(tmp_path) -> None:
+    """A free block (its output zeroed: no loss rise) is the greedy's first move and takes 18 % of the
+    cost at once; the refill then gives channels, or the block, back while each rung's target allows, so
+    a rung between "that block gone" and "more gone" gets its own plan (here 0.8: the block kept, a
+    quarter of the channels cut). An operator table of known costs (a staircase of 4 channels): what
+    the knapsack decides must not depend on how this machine times operators today."""
+    from tests.pipeline.test_plan_search import StaircaseTable
+
+    predictor = LatencyPredictor(StaircaseTable("ort-cpu", threads=1, cache_dir=tmp_path), Calibration(1.0, 0.0))
+    model = net()
+    model.stage[4].body[1].weight.data.zero_()
+    model.stage[4].body[1].bias.data.zero_()
+    prunable = PrunableModel(model, X)
+    start = predictor.predict(prunable.layers(PruningPlan("sensitivity", 0.0, ())))
+    cfg, rungs = PruneConfig(criterion="sensitivity", round_to=4), (0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
+    ladder = plans_for_latency(prunable, cfg, [f * start for f in rungs], predictor=predictor,
+                               calibration=CALIBRATION, max_group_ratio=0.9, blocks=True)
+    assert all(a.met and a.predicted >= 0.86 * a.target for a in ladder), [a.predicted / a.target for a in ladder]
+    assert ladder[0].plan.blocks == ("stage.4",) and ladder[2].plan.blocks == ()
+    assert ladder[2].predicted >= 0.95 * ladder[2].target
+    for allocation in ladder:
+        replayed = apply_plan(copy.deepcopy(model), allocation.plan, X)
+        assert predictor.predict_model(replayed, X) == pytest.approx(allocation.predicted, rel=1e-9)

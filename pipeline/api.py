@@ -3,7 +3,8 @@
 ``spiral.shrink`` is ``spiral run`` on a module you hold; ``spiral.export``, ``spiral.profile``,
 ``spiral.compare`` and ``spiral.gate`` take a module (with an example input), a model spec, a spiral
 checkpoint or run folder, or (all but ``export``) an ``.onnx`` file; ``spiral export`` and ``spiral gate``
-are built on them, ``spiral profile`` and ``spiral compare`` on the same pieces. Every function raises ``spiral.InputError`` (a one-line message) for bad input.
+are built on them, ``spiral profile`` and ``spiral compare`` on the same pieces. Every function raises
+``spiral.InputError`` (a one-line message) for bad input.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.target_profiles import ALIASES, list_targets
-from spiral.deploy.validation import validate
 from spiral.deploy.verdict import Verdict
 from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_comparison
 from spiral.pipeline.compare.releases import Release
@@ -34,6 +34,7 @@ from spiral.pipeline.export import OPSET, ParityResult, check_parity, export_onn
 from spiral.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiral.pipeline.gate.candidate import (
     measured_options, module_and_example, onnx_num_classes, onnx_params, parity_inputs, prepare_candidate,
+    target_config,
 )
 from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiral.pipeline.gate.report import GateContext
@@ -104,7 +105,7 @@ def shrink(
                                         example_input)
         config = parse_config({
             "model": spec, "input_shape": list(example_input.shape), "num_classes": num_classes,
-            "target": _target(target).model_dump(mode="json"),
+            "target": target_config(target).model_dump(mode="json"),
             **({"weights": str(weights)} if weights is not None else {}),
             **({"budget": budget} if budget is not None else {}), **settings,
             "data": {**settings.get("data", {}), "source": GIVEN_DATA},
@@ -148,7 +149,7 @@ def profile(
     settings: ProfileSettings = ProfileSettings(), weights: str | Path | None = None,
 ) -> Profile:
     """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiral profile``)."""
-    target = _target(target)
+    target = target_config(target)
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
         candidate = prepare_candidate(model, Path(work), input_shape, weights=_path(weights), example=example_input)
         return profile_model(
@@ -166,7 +167,7 @@ def compare(
     """Is ``new`` slower than ``base``? Both loaded once on ``target`` and measured in alternating rounds,
     the question "new <= (1 + min_effect) x base" judged on the per-round ratios (``spiral compare``):
     ``verdict`` is regression / no regression / improvement / inconclusive."""
-    target = _target(target)
+    target = target_config(target)
     settings = settings or ProfileSettings(confidence=rule.confidence)
     question = rule.question()
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as work:
@@ -194,12 +195,13 @@ def gate(
     ``exit_code`` is the command's; the context is what the reports show."""
     budget = budget if isinstance(budget, GateBudget) else (
         parse_budget(budget, "budget") if isinstance(budget, dict) else load_budget(Path(budget)))
-    backend = target if isinstance(target, str) else getattr(target, "backend", None) or target.get("backend")
+    backend = target if isinstance(target, str) else target.backend if isinstance(target, TargetConfig) else (
+        target.get("backend"))
     if backend in ALIASES or backend in list_targets():
         raise InputError(f"'{backend}' is a device target: spiral gate measures on this machine with a backend "
                          f"({', '.join(BACKENDS)}); to measure on the device and gate there, run "
                          f"spiral deploy MODEL --target {backend}")
-    target = _target(target)
+    target = target_config(target)
     stored = baseline if isinstance(baseline, Release) else None
     if stored is None and baseline is None and budget.needs_baseline:
         raise InputError(f"the budget's {', '.join(budget.needs_baseline)} compares against a baseline; "
@@ -265,13 +267,6 @@ def _spec_of(model: nn.Module | str) -> tuple[str, nn.Module | None]:
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
-
-
-def _target(target: str | dict | TargetConfig) -> TargetConfig:
-    """A backend's name, the run config's ``target`` keys, or a ``TargetConfig``, checked."""
-    if isinstance(target, TargetConfig):
-        return target
-    return validate(TargetConfig, {"backend": target} if isinstance(target, str) else target, "target")
 
 
 def _output_width(module: nn.Module, example: torch.Tensor) -> int:

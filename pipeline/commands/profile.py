@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         max_duration_s=args.max_duration,
         throughput=args.throughput,
     )
-    target = target_config(args.backend, threads=args.threads, precision=args.precision, device=args.device,
-                           compile_mode=args.compile_mode)
+    target = target_config({"backend": args.backend, "threads": args.threads, "precision": args.precision,
+                            "device": args.device, "compile_mode": args.compile_mode})
     shape = parse_shape(args.input_shape) if args.input_shape else None
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
         candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)

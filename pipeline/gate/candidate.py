@@ -149,11 +149,13 @@ def measured_options(candidate: Candidate, target: TargetConfig) -> dict:
     return {"module": candidate.source}
 
 
-def target_config(backend: str, *, threads: int | None, precision: str, device: str, compile_mode: str) -> TargetConfig:
-    """The command line's target, checked as a run config's ``target`` is (one line when it is not)."""
+def target_config(target: str | dict | TargetConfig) -> TargetConfig:
+    """A backend's name, a run config's ``target`` keys (the command line's options, the Python API's
+    dict) or a ``TargetConfig``, checked as a run config's ``target`` is (one line when it is not)."""
+    if isinstance(target, TargetConfig):
+        return target
     try:
-        return TargetConfig(backend=backend, threads=threads, precision=precision, device=device,
-                            compile_mode=compile_mode)
+        return TargetConfig(**({"backend": target} if isinstance(target, str) else target))
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(error["msg"].removeprefix("Value error, ")) from None

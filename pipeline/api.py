@@ -112,7 +112,8 @@ def shrink(
         }, "spiral.shrink")
         data = splits_of(train, val, "spiral.shrink", LoaderSettings.of(config.data))
         outcome = Spiral(config, Path(out), resume=resume, console=console, data=data).run()
-    return Result(outcome.met_budget, outcome.message, outcome.onnx, outcome.checkpoint, RunFolder(out).report,
+    folder = RunFolder(Path(out))
+    return Result(outcome.met_budget, outcome.message, folder.model_onnx, folder.model, folder.report,
                   outcome.entries, outcome.teacher, base)
 
 

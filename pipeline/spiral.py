@@ -58,16 +58,14 @@ FLOOR_MARGIN = 0.8
 @dataclass
 class SpiralOutcome:
     """What a finished run says: whether its result met the budget and why, the teacher's summary, the
-    ledger's lines, the reports, and the result (``model.onnx`` and its checkpoint ``model/`` at the
-    run folder's root) with the line that says what it is."""
+    ledger's lines, the reports, and the line that names the result (``RunFolder.model_onnx`` and its
+    checkpoint ``RunFolder.model``)."""
 
     met_budget: bool
     message: str
     teacher: dict
     entries: list[LedgerEntry] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
-    onnx: Path | None = None
-    checkpoint: Path | None = None
     result: str = ""
 
 
@@ -132,8 +130,8 @@ class Spiral:
         progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {last.name}")
         trainable = Trainable(load_checkpoint(self.folder.of(last, "model"))[0], teacher, self.data.example_input,
                               cfg.distill, progress)
-        made = int8_model(float_onnx, work / "model.onnx", self.data.calibration_set, self.data.val_set, cfg.num_classes,
-                          q, trainable)
+        made = int8_model(float_onnx, work / "model.onnx", self.data.calibration_set, self.data.val_set,
+                          cfg.num_classes, q, trainable)
         for reason in made.reasons:
             progress.console.print(f"quantize: {reason}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
@@ -244,17 +242,17 @@ class Spiral:
                 message = f"{message}; {e.name} {'accepted' if e.accepted else 'rejected'}: {e.reason}"
         report_paths = write_reports(self.out, cfg, budget.to_dict(), teacher_summary, entries, message)
         last = last_accepted(entries)
-        self._publish_result(teacher, base_spec, plans)
+        self._publish_result(entries, teacher, base_spec, plans)
         return SpiralOutcome(met_budget(last), message, teacher_summary, entries, report_paths,
-                             self.folder.model_onnx, self.folder.model, result_line(self.folder, last))
+                             result_line(self.folder, last))
 
-    def _publish_result(self, teacher: nn.Module, base_spec: str, plans: list) -> None:
+    def _publish_result(self, entries: list[LedgerEntry], teacher: nn.Module, base_spec: str, plans: list) -> None:
         """The result's ONNX file and checkpoint copied to the run folder's root, each whole or not at all:
         the last accepted line's (its INT8 model, with the float checkpoint it was quantized from), else
         the teacher's (a teacher the run did not train is saved from its module)."""
         onnx = self.folder.result_onnx()
         write_bytes(self.folder.model_onnx, onnx.read_bytes())
-        last = last_accepted(self.folder.entries(), with_checkpoint=True)
+        last = last_accepted(entries, with_checkpoint=True)
         source = self.folder.of(last, "model") if last else self.folder.teacher_checkpoint()
         if not source.is_dir():
             save_checkpoint(self.folder.model, base_spec=base_spec, plans=plans, model=teacher,

@@ -130,7 +130,7 @@ class Spiral:
         progress.console.print(f"quantize: INT8 ({q.method}, {q.calibration_batches} calibration batches) of {last.name}")
         trainable = Trainable(load_checkpoint(self.folder.of(last, "model"))[0], teacher, self.data.example_input,
                               cfg.distill, progress)
-        made = int8_model(float_onnx, work / "model.onnx", self.data.calibration_set, self.data.val_set,
+        made = int8_model(float_onnx, work / "model.onnx", self.data.splits.calibration, self.data.splits.val,
                           cfg.num_classes, q, trainable)
         for reason in made.reasons:
             progress.console.print(f"quantize: {reason}")

@@ -193,9 +193,9 @@ class Tries:
         """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
         if not epochs:
             return Training(best_val_accuracy=None, epochs=0)
-        result = distill(student, teacher, self.data.train_set, self.data.val_set,
+        result = distill(student, teacher, self.data.splits.train, self.data.splits.val,
                          self.config.distill.model_copy(update={"epochs": epochs}),
-                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.loading)
+                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.splits.loading)
         return Training(best_val_accuracy=result.best_val_accuracy, epochs=result.epochs_run)
 
     def _failures(

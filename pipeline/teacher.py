@@ -41,10 +41,7 @@ CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels 
 
 @dataclass(frozen=True)
 class RunData:
-    train_set: Dataset
-    val_set: Dataset
-    calibration_set: Dataset
-    loading: LoaderSettings
+    splits: DataSplits
     example_input: torch.Tensor
     input_dtype: str
     parity_inputs: torch.Tensor
@@ -66,13 +63,13 @@ class RunData:
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
         calibration = DataLoader(data.calibration, batch_size=config.data.batch_size)
-        return cls(data.train, data.val, data.calibration, data.loading, inputs[:batch], dtype_name(inputs),
+        return cls(data, inputs[:batch], dtype_name(inputs),
                    inputs[: config.parity.samples], [b for _, b in zip(range(CALIBRATION_BATCHES), calibration)])
 
     def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
         """``model`` exported into ``directory``, its parity checked and its accuracy evaluated."""
         return measure_candidate(model, directory, config=config, example_input=self.example_input,
-                                 parity_inputs=self.parity_inputs, val_set=self.val_set)
+                                 parity_inputs=self.parity_inputs, val_set=self.splits.val)
 
 
 def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -> None:
@@ -147,9 +144,9 @@ def load_teacher(
            **({"weights": sha256_file(config.weights)} if config.weights else {}),
            "training": config.teacher_training.model_dump(mode="json")}
     teacher = trained_model(
-        folder.teacher_checkpoint(), key, build, data.train_set, data.val_set, config.teacher_training,
+        folder.teacher_checkpoint(), key, build, data.splits.train, data.splits.val, config.teacher_training,
         input_shape=config.input_shape, input_dtype=data.input_dtype, console=console, progress=progress,
-        loading=data.loading,
+        loading=data.splits.loading,
     )
     return teacher.module, teacher.base_spec, teacher.plans
 

@@ -188,7 +188,7 @@ def test_run_data_calibrates_on_unaugmented_training_images(tmp_path: Path):
     config = parse_config({"model": "torchvision:resnet18", "input_shape": SHAPE,
                            "data": {"source": str(write_image_folder(tmp_path)), "batch_size": 2, "augment": True}})
     first, second = RunData.load(config), RunData.load(config)
-    assert first.train_set is not first.calibration_set and first.loading == LoaderSettings()
+    assert first.splits.train is not first.splits.calibration and first.splits.loading == LoaderSettings()
     plain = load_data(config.data.model_copy(update={"augment": False}), SHAPE).train
     assert len(first.calibration) == 2  # the 4 training images in batches of 2, (images, labels) each
     for (images, labels), again, start in zip(first.calibration, second.calibration, range(0, 4, 2)):
@@ -202,7 +202,8 @@ def test_run_data_takes_given_splits():
     train = TensorDataset(torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long))
     val = TensorDataset(torch.rand(3, 1, 4, 4), torch.zeros(3, dtype=torch.long))
     data = RunData.load(config, splits_of(DataLoader(train, num_workers=2), val, "test data"))
-    assert (data.train_set, data.val_set, data.calibration_set, data.loading.num_workers) == (train, val, train, 2)
+    splits = data.splits
+    assert (splits.train, splits.val, splits.calibration, splits.loading.num_workers) == (train, val, train, 2)
     torch.testing.assert_close(data.calibration[0][0], train.tensors[0][:2], atol=0, rtol=0)
     with pytest.raises(InputError, match="the given data has an empty train or validation split"):
         RunData.load(config, splits_of(train, TensorDataset(torch.zeros(0, 1, 4, 4)), "test data"))

@@ -23,14 +23,19 @@ def physical_cores() -> int:
     return max(1, min(physical, usable))
 
 
-def cpu_model() -> str:
+def _cpuinfo(keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value of one of ``keys`` in Linux's ``/proc/cpuinfo`` (None elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+            if key.strip() in keys and value.strip():
                 return value.strip()
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo(("model name", "Model", "Hardware")) or platform.processor() or platform.machine()
 
 
 def _on_gpu0(read: Callable[[Any, Any], dict[str, Any]]) -> dict[str, Any] | None:
@@ -91,13 +96,7 @@ def library_versions() -> dict[str, str]:
 
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux lists them (``/proc/cpuinfo``); empty elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return frozenset(value.split())
-    return frozenset()
+    return frozenset((_cpuinfo(("flags", "Features")) or "").split())
 
 
 def u8s8_saturates() -> bool:

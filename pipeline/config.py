@@ -162,6 +162,11 @@ class ScheduleConfig(_Strict):
     # eat the recovery.
     final_epochs: int = Field(0, ge=0)
     total_epochs: int | None = Field(None, ge=1)
+    # When a step's chosen plan removes residual blocks and a block-free plan also meets the budget,
+    # each is trained for this fraction of an epoch (the same batches, the same seed) and the more
+    # accurate one goes on (``spiral.pipeline.step``); 0 = choose by predicted loss alone. The probes'
+    # epochs, rounded up per try, are spent from ``total_epochs``.
+    probe_epochs: float = Field(0.25, ge=0, le=1)
     # Stop before step 1 when the final budget is below the floor pruning can reach (every group at
     # its fewest channels, predicted from the operator table; see ``Spiral._below_floor``).
     stop_at_floor: bool = True

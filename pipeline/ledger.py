@@ -62,6 +62,7 @@ class LedgerEntry(BaseModel):
     allocation: str
     predicted_ms: float | None = None
     candidates: list[dict[str, Any]] = []
+    probes: list[dict[str, Any]] = []  # the training probes that chose between plans of different structure
     predictor: dict[str, Any] | None = None
     distill: Training
     # the verdicts

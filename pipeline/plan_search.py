@@ -31,6 +31,12 @@ measured candidate met the target and none left is predicted to, the fastest can
 measured is measured too if it is predicted faster than every measured one (a step whose target
 sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every candidate is recorded with its predicted latency and, when it
 was compiled, its measured one.
+
+A residual block's loss rise before training says little about its cost after training (the
+README's runs 13-14; ``docs/landing/2026-12-06.md``: block-free plans chosen by prediction were
+less accurate after training, block-removing ones elsewhere), so when the chosen plan removes
+blocks the same search runs on the block-free ladder too, and its plan judged to meet becomes a
+*contender*: ``spiral.pipeline.step`` trains both for a short probe and keeps the more accurate.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from spiral.pipeline.prune.latency_aware import plans_for_latency
 LADDER = (1.1, 1.05, 1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.8, 0.7)
 RATIO_STEP = 0.05
 MAX_MEASURED = 6
+# Measurements spent on the block-free ladder when the chosen plan removes residual blocks.
+MAX_CONTENDER_MEASURED = 2
 
 
 @dataclass(frozen=True)
@@ -90,33 +98,45 @@ class ScreenedPlan:
 
 @dataclass(frozen=True)
 class PlanChoice:
+    """A step's plan with its predicted latency, every candidate's record and the predictor's
+    calibration; ``contenders``: plans of another structure also judged to meet, with their predicted
+    latency, for a training probe to decide between (``spiral.pipeline.step``); ``probes``: the
+    probes' records once run (empty when there was nothing to decide)."""
+
     plan: PruningPlan
     predicted_ms: float
     candidates: list[dict]
     calibration: dict
+    contenders: tuple[tuple[PruningPlan, float], ...] = ()
+    probes: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "plan": self.plan.to_dict(), "predicted_ms": self.predicted_ms,
             "candidates": self.candidates, "calibration": self.calibration,
+            "contenders": [{"plan": p.to_dict(), "predicted_ms": ms} for p, ms in self.contenders],
+            "probes": list(self.probes),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> PlanChoice:
-        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data["candidates"], data["calibration"])
+        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data["candidates"], data["calibration"],
+                   tuple((PruningPlan.from_dict(c["plan"]), c["predicted_ms"]) for c in data.get("contenders", [])),
+                   tuple(data.get("probes", [])))
 
 
 def candidate_plans(
     prunable: PrunableModel, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
     predictor: LatencyPredictor, calibration: Iterable[tuple[Tensor, Tensor]] | None,
-    original: Mapping[str, int] | None = None,
+    original: Mapping[str, int] | None = None, blocks: bool | None = None,
 ) -> list[PruningPlan]:
-    """Distinct non-empty plans for one step, least pruned first (see the module docstring)."""
+    """Distinct non-empty plans for one step, least pruned first (see the module docstring);
+    ``blocks``: whether the latency knapsack may remove residual blocks (default: ``schedule.remove_blocks``)."""
     if schedule.allocation == "latency":
         allocations = plans_for_latency(
             prunable, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
             calibration=calibration, max_group_ratio=schedule.max_ratio, original=original,
-            blocks=schedule.remove_blocks,
+            blocks=schedule.remove_blocks if blocks is None else blocks,
         )
         plans = [a.plan for a in allocations]
     else:
@@ -151,6 +171,11 @@ def choose_plan(
     ``measure``: plan -> the judge's ``PlanVerdict`` on it;
     ``original``: channels per group root before the run's first step (``schedule.max_ratio`` of
     the latency allocation counts from them; default: the model's channels now).
+
+    When the chosen plan removes residual blocks and ``schedule.probe_epochs`` is set, the
+    block-free ladder is searched too (at most ``MAX_CONTENDER_MEASURED`` measurements, against the
+    limit the first search left): its least pruned plan judged to meet is returned in
+    ``contenders``, for ``Tries`` to decide between the two structures by a short training probe.
     """
     untimed = untimed_layers(prunable.work)
     if untimed:
@@ -162,47 +187,74 @@ def choose_plan(
         )
     samples: list[tuple[list[Layer], float]] = [(prunable.layers(PruningPlan(prune.criterion, 0.0, ())), current_ms)]
     predictor.calibrate(samples)
-    plans = candidate_plans(
-        prunable, min(target_ms, current_ms), prune=prune, schedule=schedule, predictor=predictor,
-        calibration=calibration, original=original,
-    )
-    candidates = [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
-    best: int | None = None
-    measured = 0
-    limit_ms = target_ms  # the predicted latency of a plan on the judge's limit, as last measured
-    while measured < MAX_MEASURED:
-        for c in candidates:
-            c.predicted_ms = predictor.predict(c.layers)
-        pool = [
-            i for i, c in enumerate(candidates)
-            if c.ms is None and c.predicted_ms <= limit_ms and (best is None or i < best)
-        ]
-        if not pool and best is None:
-            # Nothing measured met the target and nothing left is predicted to: before settling for
-            # the fastest measured, try the fastest one not measured yet if it is predicted faster.
-            fastest_measured = min((c.predicted_ms for c in candidates if c.ms is not None), default=math.inf)
-            rest = [i for i, c in enumerate(candidates) if c.ms is None and c.predicted_ms < fastest_measured]
-            pool = [min(rest, key=lambda i: candidates[i].predicted_ms)] if rest else []
-        if not pool:
-            break
-        pick = candidates[pool[0]]
-        verdict = measure(pick.plan)
-        pick.ms, pick.meets = verdict.ms, verdict.meets
-        measured += 1
-        if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
-            samples.append((pick.layers, pick.ms))
-            predictor.calibrate(samples)
-        if math.isfinite(verdict.headroom):  # room left moves the limit up only on a plan that meets
-            at_limit = predictor.predict(pick.layers) * verdict.headroom
-            limit_ms = max(limit_ms, at_limit) if pick.meets else min(limit_ms, at_limit)
-        if pick.meets:
-            best = pool[0]
+    anchor = min(target_ms, current_ms)
+
+    def screened(blocks: bool | None) -> list[ScreenedPlan]:
+        plans = candidate_plans(prunable, anchor, prune=prune, schedule=schedule, predictor=predictor,
+                                calibration=calibration, original=original, blocks=blocks)
+        return [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
+
+    search = _Search(predictor, samples, measure, target_ms)
+    candidates = screened(None)
+    best = search.run(candidates, MAX_MEASURED, settle=True)
+    chosen = candidates[best]
+    contenders: list[ScreenedPlan] = []
+    if chosen.meets and chosen.plan.blocks and schedule.probe_epochs > 0:
+        channels_only = screened(False)
+        found = search.run(channels_only, MAX_CONTENDER_MEASURED, settle=False)
+        if found is not None:
+            contenders.append(channels_only[found])
+        candidates += [c for c in channels_only if c.ms is not None]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
-    if best is None:
-        measured_ms = {i: c.ms for i, c in enumerate(candidates) if c.ms is not None}
-        best = min(measured_ms, key=lambda i: measured_ms[i] if math.isfinite(measured_ms[i]) else math.inf)
-    chosen = candidates[best]
     return PlanChoice(
-        chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict()
+        chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict(),
+        contenders=tuple((c.plan, c.predicted_ms) for c in contenders),
     )
+
+
+class _Search:
+    """The measured search of the module docstring over one list of candidates; the predictor's
+    calibration samples and the judge's limit carry over from one list to the next."""
+
+    def __init__(self, predictor: LatencyPredictor, samples: list[tuple[list[Layer], float]],
+                 measure: Callable[[PruningPlan], PlanVerdict], target_ms: float):
+        self.predictor, self.samples, self.measure = predictor, samples, measure
+        self.limit_ms = target_ms  # the predicted latency of a plan on the judge's limit, as last measured
+
+    def run(self, candidates: list[ScreenedPlan], budget: int, *, settle: bool) -> int | None:
+        """The index of the least pruned candidate judged to meet, after at most ``budget``
+        measurements; with ``settle``, when none met, the fastest measured (trying the fastest one
+        not measured first if it is predicted faster than every measured one); else None."""
+        predictor, best, measured = self.predictor, None, 0
+        while measured < budget:
+            for c in candidates:
+                c.predicted_ms = predictor.predict(c.layers)
+            pool = [
+                i for i, c in enumerate(candidates)
+                if c.ms is None and c.predicted_ms <= self.limit_ms and (best is None or i < best)
+            ]
+            if not pool and best is None and settle:
+                # Nothing measured met the target and nothing left is predicted to: before settling for
+                # the fastest measured, try the fastest one not measured yet if it is predicted faster.
+                fastest_measured = min((c.predicted_ms for c in candidates if c.ms is not None), default=math.inf)
+                rest = [i for i, c in enumerate(candidates) if c.ms is None and c.predicted_ms < fastest_measured]
+                pool = [min(rest, key=lambda i: candidates[i].predicted_ms)] if rest else []
+            if not pool:
+                break
+            pick = candidates[pool[0]]
+            verdict = self.measure(pick.plan)
+            pick.ms, pick.meets = verdict.ms, verdict.meets
+            measured += 1
+            if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
+                self.samples.append((pick.layers, pick.ms))
+                predictor.calibrate(self.samples)
+            if math.isfinite(verdict.headroom):  # room left moves the limit up only on a plan that meets
+                at_limit = predictor.predict(pick.layers) * verdict.headroom
+                self.limit_ms = max(self.limit_ms, at_limit) if pick.meets else min(self.limit_ms, at_limit)
+            if pick.meets:
+                best = pool[0]
+        if best is None and settle:
+            measured_ms = {i: c.ms for i, c in enumerate(candidates) if c.ms is not None}
+            best = min(measured_ms, key=lambda i: measured_ms[i] if math.isfinite(measured_ms[i]) else math.inf)
+        return best

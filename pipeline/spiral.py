@@ -46,7 +46,7 @@ from spiral.pipeline.quantize import INT8
 from spiral.pipeline.report import write_reports
 from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted
-from spiral.pipeline.step import Reference, Tries
+from spiral.pipeline.step import Reference, Tries, probe_cost
 from spiral.pipeline.teacher import RunData, load_teacher, measure_teacher
 
 # A final budget under this fraction of the predicted floor is out of pruning's reach: the floor is a
@@ -110,7 +110,7 @@ class Spiral:
         entry = last.model_copy(update={  # the structure and its latency verdicts are the last step's
             "kind": "recovery", "dir": str(final.relative_to(self.out)), "distill": trained, "accepted": accepted,
             "reason": reason, "message": message, "reduction": None, "predicted_ms": None, "candidates": [],
-            "predictor": None, **measurement.summary(),
+            "probes": [], "predictor": None, **measurement.summary(),
         })
         append_entry(self.folder.ledger, entry)
         progress.console.print(f"final recovery: {'accepted' if accepted else 'rejected'}: {reason}")
@@ -155,7 +155,7 @@ class Spiral:
             "distill": Training(best_val_accuracy=None, epochs=0), "accepted": not failures,
             "reason": "; ".join(failures) or result.reason, "quantize": result.to_dict(), "message": message,
             "accuracy": accuracy / 100, "size_mb": result.size_mb[INT8], "f1_macro": None, "parity": None,
-            "reduction": None, "predicted_ms": None, "candidates": [], "predictor": None,
+            "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
             **paired_speedup(result.paired, budget.statistic, subject=INT8),
             **latency_summary(result.paired.profiles[INT8], budget.statistic),
         })
@@ -276,8 +276,9 @@ class Spiral:
         last = last_accepted(entries)
         while True:
             if last is not None and last.meets_final:
-                return (f"final budget met: {final_summary(last)}; the budget asked for "
-                        f"{budget.teacher_ms / budget.final_ms:.2f}x")
+                asked = budget.teacher_ms / budget.final_ms
+                return (f"final budget met: {final_summary(last)}; the budget asked for {asked:.2f}x "
+                        f"({last.speedup / asked - 1:+.0%} past it)")
             if step > schedule.max_steps:
                 return f"stopped after max_steps={schedule.max_steps}"
             if attempt > schedule.patience + 1:
@@ -327,5 +328,5 @@ def step_reduction(schedule: ScheduleConfig, step: int, attempt: int, current_ms
 
 
 def epochs_spent(entries: list[LedgerEntry]) -> int:
-    """The training epochs the ledger's lines spent (every try and the recovery)."""
-    return sum(e.distill.epochs for e in entries)
+    """The training epochs the ledger's lines spent (every try, its probes and the recovery)."""
+    return sum(e.distill.epochs + probe_cost(e.probes) for e in entries)

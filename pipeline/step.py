@@ -4,19 +4,31 @@ A candidate is measured when its plan is screened, before it is trained (its gra
 latency, does not change with training), so a try the judge rejects spends no training epochs. The
 try works in ``steps/.NAME/`` (its chosen plan and its distillation checkpoints, so a killed try
 resumes) and is published as ``steps/NAME/`` with its ledger line.
+
+When the search returns a contender (a block-free plan that meets the budget beside a chosen plan
+that removes residual blocks, ``spiral.pipeline.plan_search``), each is trained for
+``schedule.probe_epochs`` of an epoch, on the same batches from the same seed, and the one more
+accurate on the validation split goes on (the search's choice on a tie); the probes are recorded in
+the plan and the ledger line. The winner is then trained from its pruned weights, as it would have
+been without the probe, so a resumed try trains exactly what the killed one did. With
+``total_epochs``, a try's probes cost their epochs rounded up: taken from its final recovery's
+share when its plan meets the final budget, else from what later tries and the recovery have left.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import Progress
 from torch import nn
+from torch.utils.data import Subset
 
 from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
@@ -84,19 +96,21 @@ class Tries:
     def _choose_plan(
         self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
         work: Path,
-    ) -> tuple[PlanChoice, dict[tuple, tuple[nn.Module, Paired]]]:
-        """The step's plan, and each measured plan's pruned module with its paired session (the
-        chosen one is distilled as it is, not pruned again). A plan meets when the judge says it
-        meets the step budget and, on the step that aims at the final budget, the final budget too."""
-        measured: dict[PruningPlan, tuple[nn.Module, Paired]] = {}
+    ) -> tuple[PlanChoice, dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
+        """The step's plan, and each measured plan's pruned module with its paired session and the
+        judge's verdict (the chosen one is distilled as it is, not pruned again). A plan meets when the
+        judge says it meets the step budget and, on the step that aims at the final budget, the final
+        budget too."""
+        measured: dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]] = {}
 
         def measure(plan: PruningPlan) -> PlanVerdict:
             candidate = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input)
             paired = self._measure_latency(candidate, work, questions, current, teacher)
-            measured[plan] = (candidate, paired)
             judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
-            return PlanVerdict(paired.verdict(step.name).estimate * current.ms, all(v.meets for v in judged),
-                               min(v.question.limit / v.estimate for v in judged))
+            verdict = PlanVerdict(paired.verdict(step.name).estimate * current.ms, all(v.meets for v in judged),
+                                  min(v.question.limit / v.estimate for v in judged))
+            measured[plan] = (candidate, paired, verdict)
+            return verdict
 
         cfg = self.config
         choice = choose_plan(
@@ -121,9 +135,13 @@ class Tries:
         final_step = target_ms <= budget.final_ms
         step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
         questions = [step_question, *budget.final_questions()]
-        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current, teacher)
+        kd_teacher = current.model if self.config.distill.teacher == "previous" else teacher
+        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current, teacher,
+                                             kd_teacher, progress)
         latency_ok = latency_met(paired, step_question, questions, final_step)
         finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
+        if self.config.schedule.total_epochs is not None and finishes:
+            recovery_epochs = max(recovery_epochs - probe_cost(choice.probes), 0)
         epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
         measured_count = sum(c["ms"] is not None for c in choice.candidates)
         progress.console.print(
@@ -134,7 +152,6 @@ class Tries:
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
         )
-        kd_teacher = current.model if self.config.distill.teacher == "previous" else teacher
         trained = self.train(student, kd_teacher, epochs, work, progress)
         trained = trained.model_copy(update={"recovery_epochs": recovery_epochs if finishes else 0})
         save_checkpoint(
@@ -156,7 +173,7 @@ class Tries:
                                            f">= {budget.accuracy_floor:.2f}%"),
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
             blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
-            candidates=choice.candidates, predictor=choice.calibration, distill=trained,
+            candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
             verdicts=[paired.verdict(q.name).to_dict() for q in questions],
             meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
             measure_s=paired.rounds.wall_s, **paired_speedup(paired, budget.statistic),
@@ -167,10 +184,11 @@ class Tries:
 
     def _plan(
         self, name: str, work: Path, step: Question, questions: list[Question], final_step: bool,
-        current: Reference, teacher: nn.Module,
+        current: Reference, teacher: nn.Module, kd_teacher: nn.Module, progress: Progress,
     ) -> tuple[PlanChoice, nn.Module, Paired]:
-        """The try's plan, its pruned module and its paired session: chosen and measured now, or
-        (a resumed try) read from its ``plan.json``, pruned and measured again."""
+        """The try's plan, its pruned module and its paired session: chosen (probed when the search
+        found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and
+        measured again."""
         plan_path = work / "plan.json"
         if plan_path.exists():
             choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
@@ -185,9 +203,46 @@ class Tries:
         except NothingLeftToPrune:
             shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
             raise
+        if choice.contenders:
+            choice = self._probe(name, choice, {plan: (m, v) for plan, (m, _, v) in measured.items()}, kd_teacher,
+                                 progress)
         write_json(plan_path, choice.to_dict())
-        student, paired = measured[choice.plan]
+        student, paired, _ = measured[choice.plan]
         return choice, student, paired
+
+    def _probe(
+        self, name: str, choice: PlanChoice, measured: dict[PruningPlan, tuple[nn.Module, PlanVerdict]],
+        kd_teacher: nn.Module, progress: Progress,
+    ) -> PlanChoice:
+        """The chosen plan and its contenders each trained ``schedule.probe_epochs`` of an epoch (a
+        copy of its pruned module, one epoch of the run's distillation on the same random share of the
+        training set), the most accurate on the validation split chosen, the search's choice on a tie."""
+        cfg = self.config
+        train = self.data.splits.train
+        share = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+        size = max(cfg.distill.batch_size, round(cfg.schedule.probe_epochs * len(train)))
+        subset = Subset(train, share[:size].tolist())
+        settings = cfg.distill.model_copy(update={"epochs": 1})
+        probes = []
+        for plan, predicted_ms in ((choice.plan, choice.predicted_ms), *choice.contenders):
+            module, verdict = measured[plan]
+            trained = distill(copy.deepcopy(module), kd_teacher, subset, self.data.splits.val, settings,
+                              progress=progress, loading=self.data.splits.loading)
+            probes.append({
+                "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks), "predicted_ms": predicted_ms,
+                "ms": verdict.ms, "accuracy": trained.best_val_accuracy, "epochs": len(subset) / len(train),
+            })
+        won = max(range(len(probes)), key=lambda i: (probes[i]["accuracy"], -i))
+        for i, probe in enumerate(probes):
+            probe["chosen"] = i == won
+        progress.console.print(
+            f"{name}: probes of {probes[0]['epochs']:.2f} epoch each: " + "; ".join(
+                f"{p['ratio']:.0%} of the channels" + (f" and {len(p['blocks'])} blocks" if p["blocks"] else "")
+                + f" removed, {p['ms']:.3f} ms, accuracy {100 * p['accuracy']:.2f}%" + (" (chosen)" if p["chosen"] else "")
+                for p in probes)
+        )
+        plan, predicted_ms = ((choice.plan, choice.predicted_ms), *choice.contenders)[won]
+        return PlanChoice(plan, predicted_ms, choice.candidates, choice.calibration, probes=tuple(probes))
 
     def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:
         """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
@@ -218,3 +273,8 @@ class Tries:
         if size_limit is not None and measurement.size_mb > size_limit:
             failures.append(f"size {measurement.size_mb:.2f} MB > {size_limit} MB")
         return failures
+
+
+def probe_cost(probes: list[dict] | tuple[dict, ...]) -> int:
+    """The whole epochs a try's probes spend from ``schedule.total_epochs``: their shares, rounded up."""
+    return math.ceil(sum(p["epochs"] for p in probes) - 1e-9)

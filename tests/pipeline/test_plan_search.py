@@ -211,3 +211,43 @@ def test_a_limit_the_judge_finds_looser_than_the_planning_figure_lets_a_less_pru
     assert ms(exact.plan) <= target and ms(drifted.plan) <= looser and drifted.plan.ratio <= exact.plan.ratio
     if allocation == "latency":
         assert ms(drifted.plan) > target and drifted.plan.ratio < exact.plan.ratio
+
+
+@pytest.mark.parametrize("fraction", [0.95, 0.85, 0.7])
+def test_a_plan_that_removes_blocks_gets_a_block_free_contender_to_probe(tmp_path, fraction: float) -> None:
+    """A free residual block (its output zeroed) is what the knapsack removes first, but its loss rise
+    before training says little about after: the block-free ladder is searched too, and its least
+    pruned plan judged to meet comes back as a contender; ``probe_epochs: 0`` leaves the choice to
+    the prediction and measures nothing more."""
+    from tests.pipeline.prune.test_blocks import CALIBRATION, X as BLOCKS_X, net
+
+    table = StaircaseTable("ort-cpu", threads=1, cache_dir=tmp_path)
+    model = net()
+    model.stage[4].body[1].weight.data.zero_()
+    model.stage[4].body[1].bias.data.zero_()
+    prunable = PrunableModel(model, BLOCKS_X)
+    truth = LatencyPredictor(table)
+
+    def ms(plan: PruningPlan) -> float:
+        return truth.predict(prunable.layers(plan))
+
+    current = ms(PruningPlan("sensitivity", 0.0, ()))
+    target = fraction * current
+
+    def measure(plan: PruningPlan) -> PlanVerdict:
+        return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
+
+    probing, predicted = (
+        choose_plan(prunable, target, current, prune=PruneConfig(criterion="sensitivity", round_to=4),
+                    schedule=ScheduleConfig(probe_epochs=share), predictor=LatencyPredictor(table),
+                    calibration=CALIBRATION, measure=measure)
+        for share in (0.25, 0.0)
+    )
+    assert probing.plan == predicted.plan and "stage.4" in probing.plan.blocks
+    ((contender, contender_ms),) = probing.contenders
+    assert contender.blocks == () and ms(contender) <= target
+    assert contender_ms == pytest.approx(ms(contender), rel=1e-6)
+    # The contender was measured; the predicted choice measured no block-free plan and has no contender.
+    assert any(c["blocks"] == 0 and c["ms"] == pytest.approx(ms(contender)) for c in probing.candidates)
+    assert predicted.contenders == () and len(predicted.candidates) < len(probing.candidates)
+    assert PlanChoice.from_dict(probing.to_dict()) == probing

@@ -1,0 +1,79 @@
+"""One try's probes: plans of different structure each trained briefly, the more accurate kept."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+from spiral.pipeline.config import RunConfig
+from spiral.pipeline.plan_search import PlanChoice, PlanVerdict
+from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from spiral.pipeline.run_folder import RunFolder
+from spiral.pipeline.step import Tries, probe_cost
+from spiral.pipeline.teacher import RunData
+from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from tiny_spiral import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tries(tmp_path_factory: pytest.TempPathFactory) -> Tries:
+    config = RunConfig.model_validate(tiny_config(schedule={"probe_epochs": 0.25}))
+    console = Console(stderr=True)
+    return Tries(config, RunFolder(tmp_path_factory.mktemp("run")), RunData.load(config), None, console)
+
+
+def two_structures(tries: Tries):
+    """A teacher, and a plan that removes its first residual block against one that removes half its channels."""
+    torch.manual_seed(0)
+    teacher = digits_resnet(width=8, blocks=[1, 1, 1, 1]).eval()
+    example = tries.data.example_input
+    prunable = PrunableModel(teacher, example)
+    deep = prunable.depth_plan("l1", ("layer1",), {})
+    wide = prunable.uniform_plan(PruneConfig(criterion="l1", ratio=0.5))
+    return teacher, deep, wide, {plan: apply_plan(copy.deepcopy(teacher), plan, example) for plan in (deep, wide)}
+
+
+def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_path: Path) -> None:
+    teacher, deep, wide, modules = two_structures(tries)
+    before = {plan: copy.deepcopy(m.state_dict()) for plan, m in modules.items()}
+    measured = {deep: (modules[deep], PlanVerdict(0.10, True, 1.2)), wide: (modules[wide], PlanVerdict(0.11, True, 1.1))}
+    choice = PlanChoice(deep, 0.09, [], {}, contenders=((wide, 0.1),))
+    with Progress(console=tries.console) as progress:
+        probed = tries._probe("step-01-try-1", choice, measured, teacher, progress)
+    records = probed.probes
+    assert [r["blocks"] for r in records] == [["layer1"], []] and [r["ms"] for r in records] == [0.10, 0.11]
+    train = len(tries.data.splits.train)
+    assert all(r["epochs"] == pytest.approx(round(0.25 * train) / train) for r in records)
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in records)
+    (won,) = [i for i, r in enumerate(records) if r["chosen"]]
+    assert records[won]["accuracy"] == max(r["accuracy"] for r in records)
+    assert probed.plan == (deep, wide)[won] and probed.predicted_ms == (0.09, 0.1)[won]
+    assert probed.contenders == () and probed.candidates == choice.candidates
+    # The probes trained copies: the pruned modules go on from their untrained weights, as without a probe.
+    for plan, module in modules.items():
+        assert all(torch.equal(v, before[plan][k]) for k, v in module.state_dict().items())
+    assert PlanChoice.from_dict(probed.to_dict()) == probed
+    assert probe_cost(records) == 1
+
+
+def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
+    """Two plans whose pruned modules are the same train to the same accuracy (the same batches, the same
+    seed, bitwise on CPU): the plan the search chose stays."""
+    teacher, deep, wide, modules = two_structures(tries)
+    measured = {deep: (modules[deep], PlanVerdict(0.1, True, 1.0)),
+                wide: (copy.deepcopy(modules[deep]), PlanVerdict(0.1, True, 1.0))}
+    with Progress(console=tries.console) as progress:
+        probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=((wide, 0.1),)),
+                              measured, teacher, progress)
+    assert probed.probes[0]["accuracy"] == probed.probes[1]["accuracy"]
+    assert probed.plan == deep and [r["chosen"] for r in probed.probes] == [True, False]
+
+
+@pytest.mark.parametrize(("shares", "epochs"), [((), 0), ((0.25, 0.25), 1), ((0.5, 0.5, 0.5), 2), ((1.0,), 1)])
+def test_probes_cost_their_epochs_rounded_up(shares: tuple[float, ...], epochs: int) -> None:
+    assert probe_cost([{"epochs": s} for s in shares]) == epochs

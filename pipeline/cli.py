@@ -1,4 +1,5 @@
-"""The ``spiral`` command line: one module per subcommand under ``spiral.pipeline.commands``."""
+"""spiral: prune, distill, export, compile, profile and gate PyTorch models
+on the machine they will run on."""
 
 from __future__ import annotations
 
@@ -11,53 +12,121 @@ import sys
 import textwrap
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
+from spiral import __version__
 from spiral.deploy.atomic import write_text
 from spiral.deploy.errors import InputError
 from spiral.pipeline.exit_codes import EPILOG, HELP_WIDTH, ExitCode
 from spiral.pipeline.specs import trusting_model_code
 
-# Each module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMAND_MODULES = [
-    "spiral.pipeline.commands.demo",
-    "spiral.pipeline.commands.run",
-    "spiral.pipeline.commands.prune",
-    "spiral.pipeline.commands.export",
-    "spiral.pipeline.commands.quantize",
-    "spiral.pipeline.commands.gate",
-    "spiral.pipeline.commands.compare",
-    "spiral.pipeline.commands.report",
-    "spiral.pipeline.commands.profile",
-    "spiral.pipeline.commands.targets",
-    "spiral.pipeline.commands.deploy",
-]
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its module ``spiral.pipeline.commands.NAME`` defines ``add_arguments(parser)``, ``run(args)
+    -> int`` and optionally ``interrupted(args) -> str``. It is imported only when its command is run or its
+    ``--help`` asked for, so that ``spiral --help`` and ``spiral --version`` import no torch."""
+
+    help: str
+    loads_models: bool  # rebuilds models from checkpoints or run folders: takes --trust-model-code
+
+
+COMMANDS = {
+    "demo": Command("train a digits ResNet teacher (cached) and run the spiral on ONNX Runtime CPU", False),
+    "run": Command("run the prune/distill/compile/profile spiral described by a YAML config", True),
+    "prune": Command("remove channels from a model once (NNI or Torch-Pruning criterion) and save it as a checkpoint",
+                     True),
+    "export": Command("export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity "
+                      "check", True),
+    "quantize": Command("post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the "
+                        "float model, accept or not", True),
+    "gate": Command("gate a model release on its latency, accuracy, size and ONNX parity budget", True),
+    "compare": Command("is the new model slower? measure two ONNX models paired, compare two profiles, or draw a "
+                       "release trend", False),
+    "report": Command("render a finished spiral run as Markdown, HTML with plots and JUnit XML", False),
+    "profile": Command("measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)",
+                       True),
+    "targets": Command("list the compile/profile backends and whether each is available on this machine", False),
+    "deploy": Command("ship a model to a device over SSH, build and profile it there, and gate it against the "
+                      "target's budget", True),
+}
+
+
+# The optional dependencies (pyproject.toml's extras), by the module a missing one fails to import.
+EXTRAS = {
+    "onnxruntime": "pip install 'spiral[cpu]' (or 'spiral[gpu]' on an NVIDIA host)",
+    "nni": "pip install 'spiral[nni]'",
+    "timm": "pip install 'spiral[timm]'",
+    "librosa": "pip install 'spiral[examples]'",
+    "tensorrt": "pip install 'spiral[gpu]'",
+    "cuda": "pip install 'spiral[gpu]'",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> InputError | None:
+    """A missing optional dependency as bad input naming what to install; None for any other missing module."""
+    module = (exc.name or "").partition(".")[0]
+    return InputError(f"{module} is not installed: {EXTRAS[module]}") if module in EXTRAS else None
+
+
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"spiral.pipeline.commands.{name}")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's default shown, unless its help already says what it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, argparse.SUPPRESS, []) and action.default is not False
+        if not shown or "default" in text or not action.option_strings:
+            return text
+        default = ",".join(map(str, action.default)) if isinstance(action.default, list) else "%(default)s"
+        return f"{text} (default: {default})"
 
 
 class Parser(argparse.ArgumentParser):
     """Every parser lists the exit codes; a usage error is one line and exit 2, as any bad input."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter, **kwargs})
+        super().__init__(**{"epilog": EPILOG, "formatter_class": HelpFormatter, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class Commands(argparse._SubParsersAction):
+    """The subcommands, each given its options when argparse reaches it (its module imported then)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values and values[0] in COMMANDS:
+            add_command_arguments(self.choices[values[0]], values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    module = command_module(name)
+    if COMMANDS[name].loads_models:
+        parser.add_argument("--trust-model-code", action="store_true",
+                            help="import the package.module:factory a checkpoint or run folder names (spiral's zoo "
+                                 "and torchvision load without it): only for folders you trust, such as your own")
+    module.add_arguments(parser)
+    parser.set_defaults(handler=module.run, interrupted=getattr(module, "interrupted", None),
+                        trust_model_code=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="spiral", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(module.NAME, help=module.HELP, description=textwrap.fill(module.HELP, HELP_WIDTH))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=Commands)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=textwrap.fill(command.help, HELP_WIDTH))
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
-        p.add_argument("--trust-model-code", action="store_true",
-                       help="import the package.module:factory a checkpoint or run folder names (spiral's zoo and "
-                            "torchvision load without it): only for folders you trust, such as your own")
-        module.add_arguments(p)
-        p.set_defaults(handler=module.run, interrupted=getattr(module, "interrupted", None))
     return parser
 
 
@@ -97,11 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     line: what is kept and how to go on (the command's ``interrupted(args)``); every file is written
     whole or not at all, and a second signal while that line is printed is ignored."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # imports the command's module
+    except ModuleNotFoundError as exc:
+        if (error := missing_extra(exc)) is None:
+            raise
+        print(f"spiral: error: {error}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with trusting_model_code(args.trust_model_code):
-            return int(args.handler(args))
+        try:
+            with trusting_model_code(args.trust_model_code):
+                return int(args.handler(args))
+        except ModuleNotFoundError as exc:
+            raise missing_extra(exc) or exc
     except InputError as exc:
         if args.debug:
             traceback.print_exc()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import onnx
 import torch
 from torch import nn
 
+from spiral.deploy.atomic import temp_file_beside
 from spiral.deploy.backends import get_backend
 from spiral.deploy.errors import InputError
 
@@ -26,10 +26,7 @@ def export_onnx(
     """Write ``path`` atomically, inputs named ``input`` and outputs ``output``, with a dynamic batch
     axis (or the example's batch, fixed)."""
     model = model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_file_beside(path)
     try:
         with warnings.catch_warnings(), torch.enable_grad():  # no_grad traces a fused attention kernel ONNX lacks
             warnings.simplefilter("ignore")

@@ -1,0 +1,34 @@
+"""The subcommands of ``spiral``, one module each (the list and their one-line help are in ``spiral.pipeline.cli``).
+
+Options that several commands take are defined here once, so that they mean the same and accept the
+same values everywhere: ``--backend`` names what measures on this machine (``--target`` is kept for the
+device targets of ``spiral deploy``), ``--precision`` takes one set of values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+LOG_WIDTH = 160  # where no terminal is (a CI log, a file) and COLUMNS is not set: tables at this width
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the union of the backends' own; a backend refuses what it cannot build
+INPUT_DTYPES = ("float32", "int64")  # int64: token ids
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, **kwargs) -> None:
+    parser.add_argument("--backend", help="the backend that measures on this machine (see 'spiral targets')", **kwargs)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="precision the backend builds the model in, as the backend allows")
+
+
+def console(stderr: bool = False):
+    """A console for a command's output at the terminal's width, else ``COLUMNS`` when set, else
+    ``LOG_WIDTH``: a CI log has no width to follow, and rich's 80 columns would squeeze the tables."""
+    from rich.console import Console  # imported when a command prints, not for --help
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() or os.environ.get("COLUMNS") else LOG_WIDTH)

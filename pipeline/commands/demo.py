@@ -10,13 +10,11 @@ from pathlib import Path
 from spiral.deploy.errors import InputError
 from spiral.pipeline.commands.run import execute
 
-NAME = "demo"
-HELP = "train a digits ResNet teacher (cached) and run the spiral on ONNX Runtime CPU"
 DEMO_CONFIG = resources.files("spiral.pipeline") / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default: runs/demo)")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,8 +24,6 @@ from spiral.pipeline.gate.checks import run_gate
 from spiral.pipeline.gate.report import GateContext, gate_json
 from spiral.pipeline.report.outputs import write_outputs
 
-NAME = "deploy"
-HELP = "ship a model to a device over SSH, build and profile it there, and gate it against the target's budget"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,13 +6,12 @@ import argparse
 from pathlib import Path
 
 from spiral.deploy.errors import InputError
+from spiral.pipeline.commands import INPUT_DTYPES
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.api import export
 from spiral.pipeline.export import OPSET
 from spiral.pipeline.gate.candidate import add_weights_argument, parse_shape
 
-NAME = "export"
-HELP = "export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity check"
 MIN_OPSET = 13  # the oldest opset every operator spiral's models use exports to
 
 
@@ -23,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape, batch first, e.g. 1,3,224,224 (default: the checkpoint's)")
     parser.add_argument("--fixed-batch", action="store_true",
                         help="fix the batch axis at the input shape's batch (default: a dynamic batch axis)")
-    parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default %(default)d)")
-    parser.add_argument("--input-dtype", choices=("float32", "int64"), default=None,
-                        help="input dtype (int64 for token ids; default: the checkpoint's, else float32)")
+    parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
+    parser.add_argument("--input-dtype", choices=INPUT_DTYPES,
+                        help="input dtype (default: the checkpoint's, else float32)")
     parser.add_argument("--atol", type=float, default=1e-3, help="parity tolerance, times max |output| above 1")
 
 

@@ -1,4 +1,4 @@
-"""``spiral gate MODEL --target T --budget BUDGET.yaml [--baseline-model RELEASED]``: the CI gate for a model release.
+"""``spiral gate MODEL --backend B --budget BUDGET.yaml [--baseline-model RELEASED]``: the CI gate for a model release.
 
 With ``--baseline-model`` the released model is measured beside the candidate, in alternating
 rounds in this process, and the regression limit is judged on the per-round ratios. A stored
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spiral.deploy.backends import BACKENDS
 from spiral.deploy.errors import InputError
 from spiral.pipeline.api import gate
+from spiral.pipeline.commands import add_backend_argument, add_precision_argument
 from spiral.pipeline.compare.releases import load_release
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.gate.budget import load_budget
@@ -22,28 +22,24 @@ from spiral.pipeline.gate.checks import GateResult
 from spiral.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
 from spiral.pipeline.report.outputs import write_outputs
 
-NAME = "gate"
-HELP = "gate a model release on its latency, accuracy, size and ONNX parity budget"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
     add_weights_argument(parser)
-    parser.add_argument("--target", required=True,
-                        help=f"the backend that measures on this machine: {', '.join(BACKENDS)}")
+    add_backend_argument(parser, required=True)
     parser.add_argument("--budget", required=True, type=Path, help="the release budget (YAML)")
     parser.add_argument("--baseline-model",
                         help="the last release as a model (.onnx, model spec or checkpoint), measured beside the "
                              "candidate in this job: the recommended baseline")
     parser.add_argument("--baseline", type=Path,
                         help="the last release as a stored profile, gate report or run report (JSON) measured on "
-                             "this same target; its latency is compared with a between-run tolerance")
+                             "this same backend and machine; its latency is compared with a between-run tolerance")
     parser.add_argument("--data", help="evaluation data for accuracy: digits, an ImageFolder directory or package.module:factory")
     parser.add_argument("--input-shape", help="input shape with the batch first, e.g. 1,3,224,224 "
                         "(default: the ONNX input's or the checkpoint's; a model spec needs it)")
     parser.add_argument("--threads", type=int, help="CPU threads for the target (default: the backend's)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
-                        help="precision the backend builds the model in (default fp32)")
+    add_precision_argument(parser)
     add_torch_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the gate report as JSON (a later gate's --baseline)")
     parser.add_argument("--markdown", type=Path, help="write a Markdown summary for a pull-request comment")
@@ -62,7 +58,7 @@ def summary(result: GateResult) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.baseline and args.baseline_model:
         raise InputError("give one baseline: --baseline-model (measured here, recommended) or --baseline (stored JSON)")
-    target = {"backend": args.target, "threads": args.threads, "precision": args.precision, "device": args.device,
+    target = {"backend": args.backend, "threads": args.threads, "precision": args.precision, "device": args.device,
               "compile_mode": args.compile_mode}
     result, context = gate(
         args.model, load_budget(args.budget), target=target, weights=args.weights,

@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import save_checkpoint
+from spiral.pipeline.commands import INPUT_DTYPES, console
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.measure import count_macs_params
 from spiral.pipeline.gate.candidate import add_weights_argument
@@ -20,8 +20,6 @@ from spiral.pipeline.source import load_source
 from spiral.pipeline.prune import CRITERIA, PruneConfig, prune
 from spiral.pipeline.prune.attention import SplitAttention
 
-NAME = "prune"
-HELP = "remove channels from a model once (NNI or Torch-Pruning criterion) and save it as a checkpoint"
 CALIBRATION_BATCHES = 4
 
 
@@ -29,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="torchvision:NAME, package.module:factory or a spiral checkpoint directory")
     add_weights_argument(parser)
     parser.add_argument("--input-shape", required=True, help="example input shape with the batch first, e.g. 1,3,32,32")
-    parser.add_argument("--input-dtype", default="float32", help="example input dtype (int64 for token ids)")
+    parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32", help="example input dtype")
     parser.add_argument("--criterion", default="l1", choices=list(CRITERIA), help="how channels are scored")
     parser.add_argument("--ratio", type=float, default=0.3, help="fraction of channels (heads) removed")
     parser.add_argument("--round-to", type=int, default=None, help="round kept channel counts to this multiple")
@@ -66,21 +64,21 @@ def run(args: argparse.Namespace) -> int:
         args.out, base_spec=base_spec, plans=[*plans, plan], model=model, input_shape=shape,
         input_dtype=args.input_dtype, metadata={"pruned_by": "spiral prune", "config": cfg.model_dump()},
     )
-    console = Console(width=120)
+    out = console()
     totals = Table(title=f"{args.model}: {cfg.criterion} at ratio {cfg.ratio}")
     for column in ("", "before", "after", "kept"):
         totals.add_column(column, justify="right")
     for label, before, after in (("parameters", params_before, params_after), ("MACs", macs_before, macs_after)):
         totals.add_row(label, f"{before:,}", f"{after:,}", f"{after / before:.1%}")
-    console.print(totals)
+    out.print(totals)
     layers = Table(title="pruned layers")
     for column in ("layer", "before", "after"):
         layers.add_column(column, justify="right" if column != "layer" else "left")
     for name, after in layer_widths(model).items():
         if widths_before.get(name) != after:
             layers.add_row(name, widths_before.get(name, "-"), after)
-    console.print(layers)
-    console.print(f"checkpoint: {args.out}")
+    out.print(layers)
+    out.print(f"checkpoint: {args.out}")
     return ExitCode.OK
 
 

@@ -16,6 +16,7 @@ from spiral.deploy.atomic import write_json
 from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Target
 from spiral.deploy.sampling import ProfileSettings
+from spiral.pipeline.commands import add_backend_argument, console
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
@@ -25,8 +26,6 @@ from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.prune.plan import example_input
 from spiral.pipeline.quantize import FLOAT, INT8
 
-NAME = "quantize"
-HELP = "post-training static INT8 (ONNX Runtime QDQ): calibrate on real data, measure beside the float model, accept or not"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,18 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ImageFolder directory or package.module:factory")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the accepted INT8 model is written (default: MODEL's name + .int8.onnx here)")
-    parser.add_argument("--target", choices=QUANTIZED_BACKENDS, default="ort-cpu", help="backend that measures (default ort-cpu)")
+    add_backend_argument(parser, choices=QUANTIZED_BACKENDS, default="ort-cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,32,32")
     parser.add_argument("--method", choices=("minmax", "entropy", "percentile"), default=defaults.method,
-                        help="calibration method (default %(default)s)")
+                        help="calibration method")
     parser.add_argument("--calibration-batches", type=int, default=defaults.calibration_batches,
-                        help="training batches the ranges are calibrated on (default %(default)d)")
+                        help="training batches the ranges are calibrated on")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help="calibration batch size (default %(default)d)")
+                        help="calibration batch size")
     parser.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
     parser.add_argument("--max-drop", type=float, default=defaults.max_drop,
-                        help="accuracy points the INT8 model may lose against the float model (default %(default)g)")
+                        help="accuracy points the INT8 model may lose against the float model")
     parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
                         help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
     parser.add_argument("--max-float-nodes", type=int, default=defaults.max_float_nodes,
@@ -58,15 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "operator INT8; default %(default)d)")
     parser.add_argument("--sensitivity-batches", type=int, default=defaults.sensitivity_batches,
                         help="training batches, apart from the calibration ones, the fallback measures "
-                             "sensitivity on (default %(default)d)")
+                             "sensitivity on")
     parser.add_argument("--recovery-epochs", type=int, default=defaults.recovery_epochs,
                         help="when INT8 still loses more than --max-drop after the fallback, epochs of "
                              "quantization-aware training through simulated INT8, the float model teaching (needs a "
                              "model spec or checkpoint; 0: none; default %(default)d)")
     parser.add_argument("--recovery-lr", type=float, default=defaults.recovery_lr,
-                        help="learning rate of that training (default %(default)g)")
+                        help="learning rate of that training")
     parser.add_argument("--max-duration", type=float, default=ProfileSettings().max_duration_s,
-                        help="seconds of paired rounds at most (default %(default)g)")
+                        help="seconds of paired rounds at most")
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
 
 
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             DistillConfig())
         made = int8_model(candidate.onnx_path, int8, train_set, val_set, onnx_num_classes(candidate.onnx_path), cfg,
                           trainable)
-        target = Target(args.target, candidate.input_shape[0], args.threads)
+        target = Target(args.backend, candidate.input_shape[0], args.threads)
         result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled")
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
@@ -105,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_bytes(int8.read_bytes())
             tmp.replace(out)
     record = result.to_dict()
-    print_result(record, made.batches, cfg, Console(width=140))
+    print_result(record, made.batches, cfg, console())
     print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
     print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
     if args.json is not None:

@@ -9,8 +9,6 @@ from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.outputs import write_outputs
 from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
 
-NAME = "report"
-HELP = "render a finished spiral run as Markdown, HTML with plots and JUnit XML"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

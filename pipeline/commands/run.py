@@ -8,14 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from spiral.pipeline.commands import console
 from spiral.pipeline.config import load_config
 from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
 from spiral.pipeline.specs import trusting_model_code
 from spiral.pipeline.spiral import Spiral, SpiralOutcome
 
-NAME = "run"
-HELP = "run the prune/distill/compile/profile spiral described by a YAML config"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +46,7 @@ def execute(config_path: Path, out: Path, resume: bool) -> int:
     config = load_config(config_path)
     with trusting_model_code(config.trust_model_code, typed=[config.model]):
         outcome = Spiral(config, out, resume=resume).run()
-    return print_outcome(outcome, Console(width=160))
+    return print_outcome(outcome, console())
 
 
 def run_dir(args: argparse.Namespace) -> Path:

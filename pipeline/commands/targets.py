@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
+from spiral.pipeline.commands import console
 from spiral.deploy.backends import list_backends
 from spiral.pipeline.exit_codes import ExitCode
 
-NAME = "targets"
-HELP = "list the compile/profile backends and whether each is available on this machine"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for name, ok, reason in list_backends():
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", reason)
-    Console(width=140).print(table)
+    console().print(table)
     return ExitCode.OK

@@ -54,7 +54,7 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
     released = export_onnx(digits_net(), torch.zeros(1, 1, 16, 16), model)
     released_bytes = released.read_bytes()
     budget = tmp_path / job["env"]["BUDGET"]
-    budget.parent.mkdir(parents=True)
+    budget.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "examples" / "ci" / "budget.yaml", budget)
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", ".")

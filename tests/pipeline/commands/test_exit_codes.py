@@ -7,7 +7,6 @@ whatever this machine measures), never by luck."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import re
 import subprocess
@@ -33,13 +32,13 @@ from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import ROUND, latencies, profile_from_samples
 from tiny_spiral import tiny_config
 
-COMMANDS = {module.NAME: module for module in map(importlib.import_module, cli.COMMAND_MODULES)}
+COMMANDS = {name: cli.command_module(name) for name in cli.COMMANDS}
 INTERNAL = re.compile(r"spiral: internal error: (\w+): (.*) \(traceback in (.+)\)")
 # Arguments each command parses (its handler is replaced where it must crash), and input each refuses.
 ARGUMENTS = {
     "demo": [], "run": ["config.yaml"], "prune": ["model", "--input-shape", "1,3,8,8", "--out", "pruned"],
     "export": ["model", "--out", "model.onnx"], "quantize": ["model.onnx", "--data", "digits"],
-    "gate": ["model.onnx", "--target", "ort-cpu", "--budget", "budget.yaml"], "compare": ["a.json", "b.json"],
+    "gate": ["model.onnx", "--backend", "ort-cpu", "--budget", "budget.yaml"], "compare": ["a.json", "b.json"],
     "report": ["run"], "profile": ["model.onnx"], "targets": [], "deploy": ["model.onnx", "--target", "jetson"],
 }
 BAD_INPUT = {
@@ -48,7 +47,7 @@ BAD_INPUT = {
     "prune": (["torchvision:resnet18", "--input-shape", "1,one", "--out", "pruned"], "comma-separated"),
     "export": (["torchvision:resnet18", "--out", "model.onnx", "--opset", "5"], "--opset 5"),
     "quantize": (["model.onnx", "--data", "digits", "--threads", "0"], "--threads must be positive"),
-    "gate": (["model.onnx", "--target", "ort-cpu", "--budget", "missing.yaml"], "missing.yaml"),
+    "gate": (["model.onnx", "--backend", "ort-cpu", "--budget", "missing.yaml"], "missing.yaml"),
     "compare": (["a.json", "b.json", "c.json"], "give two ONNX models"),
     "report": (["."], "no report.json"),
     "profile": (["model.onnx", "--threads", "0"], "--threads must be positive"),
@@ -214,7 +213,7 @@ def test_a_gate_whose_regression_check_cannot_be_decided_exits_4_unless_a_check_
               "profile": {"warmup_s": 0.01, "block_s": 0.002, "min_rounds": 4, "min_duration_s": 0.02,
                           "max_duration_s": 2.0}}
     (tmp_path / "budget.yaml").write_text(yaml.safe_dump(budget))
-    assert code_of(["gate", str(tiny_onnx), "--target", "ort-cpu", "--threads", "1", "--budget",
+    assert code_of(["gate", str(tiny_onnx), "--backend", "ort-cpu", "--threads", "1", "--budget",
                     str(tmp_path / "budget.yaml"), "--baseline", str(tmp_path / "released.json")]) == code
     out = capsys.readouterr().out
     assert "INCONCLUSIVE latency.p50.regression" in out and out.rstrip().endswith(summary)

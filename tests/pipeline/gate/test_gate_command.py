@@ -33,7 +33,7 @@ def gate(*args) -> int:
 def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_budget, tmp_path, capsys):
     budget = write_budget(latency={"max_ms": 1000.0}, size={"max_mb": 10, "max_params": 100_000}, profile=QUICK)
     out = tmp_path / "out"
-    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--json", out / "gate.json",
+    code = gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--json", out / "gate.json",
                 "--markdown", out / "gate.md", "--junit", out / "junit.xml", "--html", out / "gate.html")
     stdout = capsys.readouterr().out
     assert code == 0, stdout
@@ -58,7 +58,7 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
 
 def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_onnx, write_budget, tmp_path, capsys):
     budget = write_budget(size={"max_params": 1000}, profile=QUICK)
-    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml")
+    code = gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml")
     stdout = capsys.readouterr().out
     assert code == 1
     assert "FAIL size.params: measured 2,650 params, budget 1,000 params, margin -1,650 params" in stdout
@@ -70,7 +70,7 @@ def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_
 def test_a_model_spec_is_exported_checked_for_parity_and_evaluated_against_a_baseline(write_budget, tmp_path, capsys):
     first = tmp_path / "release-1.json"
     budget = write_budget("first.yaml", accuracy={"min": 0.0}, parity={"atol": 1e-3}, profile=QUICK)
-    args = [TINY_SPEC, "--target", "ort-cpu", "--input-shape", "1,1,16,16", "--data", "digits"]
+    args = [TINY_SPEC, "--backend", "ort-cpu", "--input-shape", "1,1,16,16", "--data", "digits"]
     assert gate(*args, "--budget", budget, "--json", first) == 0
     release = load_release(first)
     assert 0 <= release.metrics["accuracy"] <= 1
@@ -93,7 +93,7 @@ def test_the_released_model_is_measured_beside_the_candidate_and_evaluated_on_th
 ):
     budget = write_budget(latency={"max_ms": 1000.0, "max_regression_pct": 1000}, accuracy={"max_drop": 0.0},
                           profile=QUICK)
-    code = gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--data", "digits",
+    code = gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--data", "digits",
                 "--baseline-model", digits_onnx, "--json", tmp_path / "g.json", "--markdown", tmp_path / "g.md")
     stdout = capsys.readouterr().out
     assert code == 0, stdout
@@ -112,7 +112,7 @@ def test_a_stored_baseline_from_another_target_exits_2_naming_baseline_model(dig
     profile.fingerprint["backend"] = "ort-cpu"
     profile.save(stored)
     budget = write_budget(latency={"max_regression_pct": 5}, profile=QUICK)
-    assert gate(digits_onnx, "--target", "ort-cpu", "--budget", budget, "--baseline", stored) == 2
+    assert gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--baseline", stored) == 2
     err = capsys.readouterr().err
     assert "measured on another target" in err and "--baseline-model" in err and err.count("\n") == 1
 
@@ -121,7 +121,7 @@ def test_a_checkpoint_is_gated_at_its_recorded_input_shape(write_budget, tmp_pat
     save_checkpoint(tmp_path / "ckpt", base_spec=TINY_SPEC, plans=[], model=build_model(TINY_SPEC).eval(),
                     input_shape=[1, 1, 16, 16])
     budget = write_budget(size={"max_mb": 10}, parity={"atol": 1e-3}, profile=QUICK)
-    assert gate(tmp_path / "ckpt", "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    assert gate(tmp_path / "ckpt", "--backend", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
     report = json.loads((tmp_path / "g.json").read_text())
     assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 1, 16, 16]}
     assert report["parity"]["passed"] and "PASS parity.top1_agreement" in capsys.readouterr().out
@@ -132,7 +132,7 @@ def test_a_token_checkpoint_is_exported_with_its_int64_input(write_budget, tmp_p
     save_checkpoint(tmp_path / "text", base_spec=TEXT_SPEC, plans=[], model=build_model(TEXT_SPEC).eval(),
                     input_shape=[1, 8], input_dtype="int64")
     budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
-    assert gate(tmp_path / "text", "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    assert gate(tmp_path / "text", "--backend", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
     report = json.loads((tmp_path / "g.json").read_text())
     assert report["profile"]["measurements"][0]["input_shapes"] == {"input": [1, 8]}
 
@@ -143,7 +143,7 @@ def test_a_run_folder_is_gated_on_the_onnx_file_it_ships(digits_onnx, write_budg
     shutil.copyfile(digits_onnx, run / "steps" / "step-01-try-1" / "model.onnx")
     append_entry(run / "ledger.jsonl", ledger_entry(1))
     budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
-    assert gate(run, "--target", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
+    assert gate(run, "--backend", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 0
     assert json.loads((tmp_path / "g.json").read_text())["params"] == 2650  # digits_net's, as shipped
 
 
@@ -193,16 +193,16 @@ def test_bad_input_exits_2_with_one_line(case, message, digits_onnx, write_budge
     elif case == "shape mismatch":
         extra = ["--data", "digits", "--input-shape", "1,1,8,8"]
     target = {"unknown target": "tpu", "device target": "jetson"}.get(case, "ort-cpu")
-    code = main(["gate", model, "--target", target, "--budget", str(budget), *extra])
+    code = main(["gate", model, "--backend", target, "--budget", str(budget), *extra])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("spiral: error: ") and message in err and err.count("\n") == 1
 
 
 def test_a_torch_target_gates_the_live_modules_of_specs(write_budget, tmp_path, capsys):
-    """``--target torch``: candidate and released model are run as modules in the same rounds."""
+    """``--backend torch``: candidate and released model are run as modules in the same rounds."""
     budget = write_budget(latency={"max_ms": 1000.0, "max_regression_pct": 1000}, profile=QUICK)
-    code = gate(TINY_SPEC, "--target", "torch", "--input-shape", "1,1,16,16", "--budget", budget,
+    code = gate(TINY_SPEC, "--backend", "torch", "--input-shape", "1,1,16,16", "--budget", budget,
                 "--baseline-model", TINY_SPEC, "--json", tmp_path / "g.json")
     assert code == 0, capsys.readouterr().out
     report = json.loads((tmp_path / "g.json").read_text())
@@ -212,6 +212,6 @@ def test_a_torch_target_gates_the_live_modules_of_specs(write_budget, tmp_path, 
 
 def test_a_torch_target_refuses_an_onnx_file_with_one_line(digits_onnx, write_budget, capsys):
     budget = write_budget(latency={"max_ms": 1000.0}, profile=QUICK)
-    assert gate(digits_onnx, "--target", "torch", "--budget", budget) == 2
+    assert gate(digits_onnx, "--backend", "torch", "--budget", budget) == 2
     err = capsys.readouterr().err.strip()
     assert "backend 'torch' runs the live torch module" in err and "\n" not in err

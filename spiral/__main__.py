@@ -1,0 +1,7 @@
+"""``python -m spiral``: the ``spiral`` command."""
+
+import sys
+
+from spiral.pipeline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""What spiral writes gets the mode the process umask gives, as ``open`` and ``mkdir`` do (not tempfile's 0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs under a real umask in a fresh process: every way spiral writes an output file or folder.
+WRITER = """
+import os, sys, tempfile
+from pathlib import Path
+import torch
+from spiral.deploy.atomic import publish_dir, write_json, write_text
+from spiral.pipeline.export import export_onnx
+
+os.umask(int(sys.argv[2], 8))
+out = Path(sys.argv[1])
+write_text(out / "new" / "report.md", "# report\\n")
+write_json(out / "profile.json", {"p50": 1.0})
+work = Path(tempfile.mkdtemp(dir=out, prefix=".step."))
+write_text(work / "eval.json", "{}")
+publish_dir(work, out / "step")
+export_onnx(torch.nn.Linear(3, 2), torch.zeros(1, 3), out / "model.onnx", simplify=False)
+"""
+
+
+def modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_follow_the_process_umask(tmp_path: Path, mask: int):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), f"{mask:o}"], check=True, env=env, cwd=ROOT)
+    files, folders = 0o666 & ~mask, 0o777 & ~mask
+    assert modes(tmp_path) == {
+        "model.onnx": files, "new": folders, "new/report.md": files, "profile.json": files,
+        "step": folders, "step/eval.json": files,
+    }
+    assert json.loads((tmp_path / "profile.json").read_text()) == {"p50": 1.0}
+
+
+def test_reading_the_umask_leaves_it_as_it_was():
+    from spiral.deploy.atomic import umask
+
+    before = os.umask(0o027)
+    try:
+        assert umask() == 0o027
+        assert umask() == 0o027
+    finally:
+        os.umask(before)

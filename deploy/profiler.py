@@ -27,6 +27,7 @@ from spiral.deploy.backends.inputs import make_inputs
 from spiral.deploy.errors import InputError
 from spiral.deploy.device_runner.manifest import sha256_file
 from spiral.deploy.fingerprint import target_fingerprint
+from spiral.deploy.layer_profile import LayerProfile, LayerSampler, layer_sampler
 from spiral.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
 from spiral.deploy.stats import robust_cv, summarize
 from spiral.deploy.verdict import Question, Verdict, round_statistic
@@ -53,6 +54,12 @@ class Measurement:
     # Per round, the share of the measuring threads' time spent waiting for a CPU (None: unknown);
     # rounds past ``max_cpu_wait`` were left out of the verdicts (``spiral.deploy.sampling``).
     cpu_wait: list[float | None] = field(default_factory=list)
+    # Where the time goes, per layer (``spiral.deploy.layer_profile.LayerProfile.record``: the per-round
+    # times, lined up with the rounds of ``round_sizes``, and their explanation), when asked for.
+    layers: dict[str, Any] | None = None
+
+    def layer_profile(self) -> LayerProfile | None:
+        return LayerProfile.from_dict(self.layers) if self.layers is not None else None
 
     def rounds(self, statistic: str = "p50") -> list[float]:
         """The per-round values of ``statistic`` (one round of all samples for a profile without rounds)."""
@@ -135,8 +142,10 @@ def timed(runner: Runner, feed: dict[str, np.ndarray], throughput: bool) -> Time
     return call
 
 
-def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings) -> Measurement:
-    """One model alone, sampled in rounds (``spiral.deploy.sampling``) until its round median is tight.
+def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings,
+            layers: LayerSampler | None = None) -> Measurement:
+    """One model alone, sampled in rounds (``spiral.deploy.sampling``) until its round median is tight;
+    with ``layers``, its profiling twin runs after every round and the measurement carries the layer profile.
 
     A ``TraceRunner`` (trtexec) times itself: it gets the warm-up, the minimum duration and count,
     and its per-query times, in consecutive rounds of ``block_calls``, are summarized the same way.
@@ -152,8 +161,14 @@ def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: P
         sizes = [size] * (n // size) + ([n % size] if n % size else [])
         return _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms, sizes,
                             "external_trace", settings)
-    rounds = sample_rounds({"model": timed(runner, feed, settings.throughput)}, settings)
-    return measurement_of(rounds, "model", batch, feed, settings)
+    if layers is not None:
+        layers.start(feed)
+    rounds = sample_rounds({"model": timed(runner, feed, settings.throughput)}, settings,
+                           between=None if layers is None else lambda blocks: layers.after_round(blocks["model"]))
+    measurement = measurement_of(rounds, "model", batch, feed, settings)
+    if layers is not None:
+        measurement.layers = layers.finish().record(measurement.rounds(), settings.confidence)
+    return measurement
 
 
 def measurement_of(rounds: Rounds, name: str, batch: int, feed: dict[str, np.ndarray],
@@ -236,8 +251,10 @@ def profile_model(
     inputs: dict[str, np.ndarray] | None = None,
     cache_dir: Path | None = None,
     backend_options: dict[str, Any] | None = None,
+    layers: bool = False,
 ) -> Profile:
-    """Load ``model_path`` on ``backend`` and measure its latency alone at each batch size."""
+    """Load ``model_path`` on ``backend`` and measure its latency alone at each batch size;
+    ``layers`` adds a per-layer profile to each (``spiral.deploy.layer_profile``)."""
     model_path = Path(model_path)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
@@ -248,7 +265,8 @@ def profile_model(
         metadata = runner.input_metadata()
         for batch in batch_sizes:
             feed = make_inputs(metadata, batch, seed=settings.seed, given=inputs)
-            measurements.append(measure(runner, feed, batch, settings))
+            sampler = layer_sampler(runner, backend, model_path, settings.block_calls) if layers else None
+            measurements.append(measure(runner, feed, batch, settings, sampler))
     return target.profile(model_path, runner, settings, "given" if inputs is not None else "random", measurements)
 
 
@@ -275,15 +293,18 @@ def profile_paired(
     *,
     cache_dir: Path | None = None,
     model_options: dict[str, dict[str, Any]] | None = None,
+    layers: bool = False,
 ) -> Paired:
     """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
 
     Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
     rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
     ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
+    ``layers`` adds each model's per-layer profile, from calls between the rounds that are not judged.
     """
     runners: dict[str, Runner] = {}
     feeds: dict[str, dict[str, np.ndarray]] = {}
+    samplers: dict[str, LayerSampler] = {}
     try:
         for name, path in models.items():
             runner = target.load(Path(path), None if cache_dir is None else Path(cache_dir) / name,
@@ -294,17 +315,25 @@ def profile_paired(
                 raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
                                  "it cannot interleave models in rounds: compare it with profiles instead")
             feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
+            if layers:
+                samplers[name] = layer_sampler(runner, target.backend, Path(path), settings.block_calls)
+                samplers[name].start(feeds[name])
+
+        def between(blocks: dict[str, list[float]]) -> None:
+            for name, block in blocks.items():
+                samplers[name].after_round(block)
+
         rounds = sample_rounds(
-            {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions
+            {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions,
+            between=between if layers else None,
         )
     finally:
         for runner in runners.values():
             runner.deactivate()
-    profiles = {
-        name: target.profile(
-            Path(path), runners[name], settings, "random",
-            [measurement_of(rounds, name, target.batch, feeds[name], settings)],
-        )
-        for name, path in models.items()
-    }
+    profiles = {}
+    for name, path in models.items():
+        measurement = measurement_of(rounds, name, target.batch, feeds[name], settings)
+        if name in samplers:
+            measurement.layers = samplers[name].finish().record(measurement.rounds(), settings.confidence)
+        profiles[name] = target.profile(Path(path), runners[name], settings, "random", [measurement])
     return Paired(profiles, rounds)

@@ -37,6 +37,10 @@ session's threads waited 50 % of every round for a CPU (Linux ``schedstat``), th
 no round is left the verdict is ``undecided`` and says the machine is oversubscribed. Where the
 kernel does not report it (not Linux) every round counts.
 
+A layer profile (``spiral.deploy.layer_profile``) runs its profiled calls between rounds
+(``between``); that time is left out of the stop rule's clock, so the judged rounds are the same
+with or without it.
+
 One model alone is sampled the same way (its blocks are its rounds), so ``spiral profile``, the
 spiral's steps, ``spiral gate``, ``spiral compare`` and the device runner share this loop.
 Numpy and the standard library only: this module ships to devices with the bundle.
@@ -191,10 +195,12 @@ def evidence(series: Mapping[str, Series], question: Question) -> np.ndarray:
 def sample_rounds(
     models: Mapping[str, Timed], settings: ProfileSettings, questions: Sequence[Question] = (),
     clock: Callable[[], float] = time.perf_counter, cpu: CpuTimes = cpu_times,
+    between: Callable[[dict[str, list[float]]], None] | None = None,
 ) -> Rounds:
     """Warm every model up, then run rounds until the stop rule of the module docstring holds.
 
-    ``cpu`` reads the threads' run and wait times around every round (see the module docstring)."""
+    ``cpu`` reads the threads' run and wait times around every round (see the module docstring);
+    ``between`` gets each round's blocks (model -> ms) after the round, off the stop rule's clock."""
     if not models:
         raise InputError("nothing to measure")
     for q in questions:
@@ -214,15 +220,21 @@ def sample_rounds(
         series[name].warmup_iterations, series[name].warmup_s = calls, clock() - start
 
     start = clock()
+    paused = 0.0
     rounds = Rounds(series, "", 0.0, [], [], settings.max_cpu_wait)
     looks, next_look = 0, settings.min_rounds
     while True:
         order = names if len(series[names[0]].blocks) % 2 == 0 else names[::-1]
         before = cpu()
-        for name, block in _round(models, order, settings, clock).items():
+        blocks = _round(models, order, settings, clock)
+        for name, block in blocks.items():
             series[name].blocks.append(block)
         rounds.cpu_wait.append(wait_fraction(before, cpu()))
-        elapsed = clock() - start
+        if between is not None:
+            pause = clock()
+            between(blocks)
+            paused += clock() - pause
+        elapsed = clock() - start - paused
         done = len(series[names[0]].blocks)
         capped = elapsed >= settings.max_duration_s
         if not capped and (done < next_look or elapsed < settings.min_duration_s):

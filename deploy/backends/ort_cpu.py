@@ -25,12 +25,21 @@ class OrtCpuBackend(Backend):
         import onnxruntime as ort
 
         threads = self.threads or physical_cores()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = create_session(self.model_path, options, ["CPUExecutionProvider"])
+
+        def options(profile_prefix: str | None = None) -> ort.SessionOptions:
+            """The session's options; with ``profile_prefix``, a profiling twin's (``layer_profile``)."""
+            made = ort.SessionOptions()
+            made.intra_op_num_threads = threads
+            made.inter_op_num_threads = 1
+            made.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            made.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if profile_prefix is not None:  # its threads must not spin into the judged block that follows
+                made.enable_profiling = True
+                made.profile_file_prefix = profile_prefix
+                made.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return made
+
+        session = create_session(self.model_path, options(), ["CPUExecutionProvider"])
         settings = {
             "threads": threads,
             "inter_op_threads": 1,
@@ -42,4 +51,5 @@ class OrtCpuBackend(Backend):
             "precision": self.precision,
             "onnxruntime": ort.__version__,
         }
-        return OrtRunner(session, settings)
+        return OrtRunner(session, settings, lambda prefix: create_session(
+            self.model_path, options(prefix), ["CPUExecutionProvider"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,18 @@ def session_input_metadata(session: Any) -> InputMetadata:
 
 
 class OrtRunner(Runner):
-    """Times ``session.run`` on host arrays with a monotonic clock."""
+    """Times ``session.run`` on host arrays with a monotonic clock.
 
-    def __init__(self, session: Any, settings: dict[str, Any]) -> None:
+    ``profiling_session(prefix)``, where given, opens a second session of the same model with the
+    same options and ONNX Runtime's node profiling on (trace files under ``prefix``), for
+    ``spiral.deploy.layer_profile``; the timed session itself is never profiled."""
+
+    def __init__(self, session: Any, settings: dict[str, Any],
+                 profiling_session: Callable[[str], Any] | None = None) -> None:
         super().__init__()
         self.session = session
         self.settings = settings
+        self.profiling_session = profiling_session
         self._output_names = [o.name for o in session.get_outputs()]
         self._last_s = float("nan")
 

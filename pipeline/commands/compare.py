@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spiral.deploy.backends import BACKENDS
 from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import LAYER_BACKENDS
 from spiral.deploy.profiler import Target, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import STATISTICS
@@ -26,11 +27,10 @@ from spiral.pipeline.compare.report import (
     history_json,
     history_markdown,
 )
+from spiral.pipeline.commands import add_backend_argument, add_precision_argument
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.report.outputs import write_outputs
 
-NAME = "compare"
-HELP = "is the new model slower? measure two ONNX models paired, compare two profiles, or draw a release trend"
 DESCRIPTION = f"""\
 Three ways to call it:
 
@@ -67,9 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help="the batch size to measure (two ONNX models; default 1) "
                                                   "or to compare (profiles; default: every shared one)")
     paired = parser.add_argument_group("two ONNX models, measured paired on this machine")
-    paired.add_argument("--backend", default="ort-cpu", help=f"backend: {', '.join(BACKENDS)} (default ort-cpu)")
+    add_backend_argument(paired, default="ort-cpu", choices=BACKENDS)
     paired.add_argument("--threads", type=int, help="CPU threads (default: the backend's)")
-    paired.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default fp32")
+    add_precision_argument(paired)
+    paired.add_argument("--no-layers", action="store_true",
+                        help="skip the per-layer profile that attributes the change to layers "
+                             f"(taken between the judged rounds on {', '.join(LAYER_BACKENDS)})")
     paired.add_argument("--max-duration", type=float, default=defaults.max_duration_s,
                         help="seconds of rounds at most; sampling stops earlier once the verdict is decided "
                              "(default %(default)g)")
@@ -94,7 +97,7 @@ def _measure_paired(args: argparse.Namespace, rule: RegressionRule) -> tuple:
     question = rule.question()
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
         paired = profile_paired({"base": base_path, "new": new_path}, target, settings, [question],
-                                cache_dir=Path(cache))
+                                cache_dir=Path(cache), layers=args.backend in LAYER_BACKENDS and not args.no_layers)
     labels = (str(base_path), str(new_path)) if base_path.stem == new_path.stem else (base_path.stem, new_path.stem)
     base = Release(labels[0], base_path, paired.profiles["base"], None, None)
     new = Release(labels[1], new_path, paired.profiles["new"], None, None)

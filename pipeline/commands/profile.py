@@ -14,17 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import require_layer_backend
 from spiral.deploy.profiler import Profile, profile_model
 from spiral.deploy.sampling import ProfileSettings
 from spiral.kernels.report import print_layer_tables
+from spiral.pipeline.report.attribution import (
+    EXPLAIN_HEADERS, OP_HEADERS, explain_rows, explain_summary, op_rows,
+)
+from spiral.pipeline.commands import add_backend_argument, add_precision_argument, console
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.gate.candidate import (
     add_torch_arguments, add_weights_argument, measured_options, parse_shape, prepare_candidate, target_config,
 )
-
-NAME = "profile"
-HELP = "measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)"
-
 
 def _batch_sizes(text: str) -> list[int]:
     try:
@@ -42,15 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_weights_argument(parser)
     parser.add_argument("--input-shape", help="input shape to export a model spec with, batch first, e.g. 1,3,224,224 "
                         "(default: the checkpoint's)")
-    parser.add_argument("--backend", default="ort-cpu", help="backend name (see 'spiral targets'); default ort-cpu")
+    add_backend_argument(parser, default="ort-cpu")
     parser.add_argument("--batch", type=_batch_sizes, default=[1], help="batch sizes, e.g. 1,8 (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    parser.add_argument("--precision", default="fp32", help="fp32, fp16, bf16 or int8, as the backend allows")
+    add_precision_argument(parser)
     add_torch_arguments(parser)
     parser.add_argument("--throughput", action="store_true", help="time whole calls by wall clock; show items/s")
     parser.add_argument("--json", type=Path, default=None, help="write the profile JSON here")
     parser.add_argument(
         "--per-layer", action="store_true", help="also time each prunable layer alone across channel counts"
+    )
+    parser.add_argument(
+        "--explain", action="store_true",
+        help="also profile every layer (ONNX Runtime's node profiling, between the rounds) and say where the time "
+             "goes: by layer and operator type, share of the end-to-end median, coverage, what dominates (ort-cpu)",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where compiled engines are kept")
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s,
@@ -84,9 +90,32 @@ def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
     console.print(f"cpu: {profile.fingerprint['cpu']}" + (f" · gpu: {gpu['name']} (driver {gpu['driver']})" if gpu else ""))
 
 
+def print_explanation(profile: Profile, console: Console) -> None:
+    """Where the time goes, per batch: the slowest layers, the operator types, and what dominates."""
+    for m in profile.measurements:
+        if m.layers is None:
+            continue
+        explanation = m.layers["explanation"]
+        for title, headers, rows in (
+            (f"where the time goes · batch {m.batch} · slowest layers", EXPLAIN_HEADERS, explain_rows(explanation)),
+            (f"by operator type · batch {m.batch}", OP_HEADERS, op_rows(explanation)),
+        ):
+            table = Table(title=title)
+            for i, header in enumerate(headers):
+                table.add_column(header, justify="right" if i >= 3 or header == "layers" else "left")
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
+        console.print(explain_summary(explanation))
+        for line in explanation["findings"]:
+            console.print(f"- {line}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
+    if args.explain:
+        require_layer_backend(args.backend)
     settings = ProfileSettings(
         warmup_s=args.warmup,
         min_rounds=args.min_rounds,
@@ -108,14 +137,17 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
             cache_dir=args.cache_dir,
             backend_options={**target.backend_options(), **measured_options(candidate, target)},
+            layers=args.explain,
         )
-        print_profile(profile, Console(width=140), args.throughput)
+        print_profile(profile, console(), args.throughput)
+        if args.explain:
+            print_explanation(profile, console())
         if args.per_layer:
             print_layer_tables(
                 candidate.onnx_path, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
-                console=Console(width=140), options=target.backend_options(),
+                console=console(), options=target.backend_options(),
             )
     if args.json is not None:
         profile.save(args.json)
-        Console().print(f"profile: {args.json}")
+        console().print(f"profile: {args.json}")
     return ExitCode.OK

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import attribute_change
 from spiral.deploy.profiler import Measurement, Profile
 from spiral.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
 from spiral.pipeline.exit_codes import ExitCode, judged
@@ -95,6 +96,9 @@ class ProfileComparison:
     rule: RegressionRule
     kind: Kind
     batches: dict[int, BatchComparison]
+    # Which layers account for the change (``spiral.deploy.layer_profile.attribute_change``): paired
+    # measurements with a layer profile of both models only.
+    attribution: dict | None = None
 
     @property
     def verdict(self) -> Call:
@@ -117,6 +121,7 @@ class ProfileComparison:
             "min_effect_pct": self.rule.min_effect_pct,
             "tolerance": self.rule.tolerance if self.kind == "runs" else 0.0,
             "batches": {str(batch): c.to_dict() for batch, c in self.batches.items()},
+            **({"attribution": self.attribution} if self.attribution is not None else {}),
         }
 
 
@@ -178,9 +183,15 @@ def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionR
 
 
 def paired_comparison(base: Profile, new: Profile, verdict: Verdict, rule: RegressionRule) -> ProfileComparison:
-    """The comparison of two models measured in the same rounds (``spiral.deploy.profiler.profile_paired``)."""
-    m = new.measurement()
+    """The comparison of two models measured in the same rounds (``spiral.deploy.profiler.profile_paired``),
+    with the change attributed to layers where both were measured with a layer profile."""
+    m, b = new.measurement(), base.measurement()
+    layers = (b.layer_profile(), m.layer_profile())
+    attribution = None
+    if layers[0] is not None and layers[1] is not None:
+        attribution = attribute_change(layers[0], layers[1], b.rounds(rule.statistic), m.rounds(rule.statistic),
+                                       rule.confidence)
     return ProfileComparison(rule, "paired", {
         m.batch: BatchComparison(m.batch, base.stat(rule.statistic, m.batch), new.stat(rule.statistic, m.batch),
                                  verdict, rule.min_effect_pct),
-    })
+    }, attribution)

@@ -139,3 +139,20 @@ def trend(labels: Sequence[str], series: dict[str, Sequence[float]], accuracy: S
         other.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     return _data_uri(figure)
+
+
+def layer_contributions(names: Sequence[str], deltas_ms: Sequence[float], lows: Sequence[float],
+                        highs: Sequence[float], title: str) -> str:
+    """One horizontal bar per layer: its change in ms (red slower, green faster) with its interval, largest on top."""
+    figure = _figure(8, 1.2 + 0.35 * len(names))
+    ax = figure.add_subplot()
+    y = list(range(len(names), 0, -1))
+    colours = [RED if d > 0 else GREEN for d in deltas_ms]
+    errors = [[max(0.0, d - lo) for d, lo in zip(deltas_ms, lows)], [max(0.0, hi - d) for d, hi in zip(deltas_ms, highs)]]
+    ax.barh(y, list(deltas_ms), color=colours, xerr=errors, ecolor=GREY, capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, list(names), fontsize=8)
+    ax.set_xlabel("change per call (ms, new - base), median over rounds with its interval")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _data_uri(figure)

@@ -84,3 +84,19 @@ def test_torch_options_belong_to_the_torch_targets(tiny_onnx):
         command.run(parse([str(tiny_onnx), "--device", "cuda", *FAST]))
     with pytest.raises(InputError, match="runs the live torch module, which tiny.onnx does not hold"):
         command.run(parse([str(tiny_onnx), "--backend", "torch", *FAST]))
+
+
+def test_explain_prints_where_the_time_goes_and_keeps_it_in_the_json(tiny_onnx, tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert command.run(parse([str(tiny_onnx), "--threads", "1", "--explain", "--json", str(out), *FAST])) == 0
+    text = capsys.readouterr().out
+    assert "where the time goes" in text and "by operator type" in text and "of the end-to-end median" in text
+    layers = json.loads(out.read_text())["measurements"][0]["layers"]
+    assert layers["source"] == "onnxruntime" and {"MatMul", "Relu"} <= {r["op_type"] for r in layers["layers"]}
+    explanation = layers["explanation"]
+    assert explanation["coverage"]["value"] > 0 and explanation["findings"]
+
+
+def test_explain_on_a_backend_without_a_layer_profile_is_an_input_error(tiny_onnx):
+    with pytest.raises(InputError, match="per-layer profiles come from"):
+        command.run(parse([str(tiny_onnx), "--backend", "torch", "--explain", *FAST]))

@@ -100,3 +100,32 @@ def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, args, message):
     assert main(["compare", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_paired_compare_attributes_the_change_to_the_widened_layer(tmp_path, capsys):
+    """A last convolution 16x wider: the change is named there in the terminal, Markdown, HTML and JSON."""
+    from tests.chain_net import WIDENED, chain_net
+
+    torch.manual_seed(0)
+    base = export_onnx(chain_net(8), torch.zeros(1, 3, 16, 16), tmp_path / "base.onnx")
+    torch.manual_seed(0)
+    new = export_onnx(chain_net(8, wide=16), torch.zeros(1, 3, 16, 16), tmp_path / "new.onnx")
+    out = {kind: tmp_path / f"c.{kind}" for kind in ("json", "md", "html")}
+    main(["compare", str(base), str(new), "--threads", "1", "--max-duration", "1", "--json", str(out["json"]),
+          "--markdown", str(out["md"]), "--html", str(out["html"])])
+    stdout = capsys.readouterr().out
+    attribution = json.loads(out["json"].read_text())["attribution"]
+    assert attribution["layers"][0]["name"] == WIDENED and attribution["layers"][0]["delta_ms"] > 0
+    for text in (stdout, out["md"].read_text()):
+        assert "### Which layers account for the change" in text
+        assert f"the largest contributor is {WIDENED} (changed" in text
+    html = out["html"].read_text()
+    assert "Which layers account for the change" in html and len(inline_images(html)) == 2  # distribution + bars
+
+
+def test_no_layers_leaves_the_attribution_out(tmp_path, capsys):
+    base = export_onnx(_model(8), torch.zeros(1, 3, 16, 16), tmp_path / "base.onnx")
+    main(["compare", str(base), str(base), "--threads", "1", "--max-duration", "0.5", "--no-layers",
+          "--json", str(tmp_path / "c.json")])
+    assert "Which layers" not in capsys.readouterr().out
+    assert "attribution" not in json.loads((tmp_path / "c.json").read_text())

@@ -1,0 +1,500 @@
+"""Where the time goes: per-layer latency from ONNX Runtime's node profiling, named by PyTorch module.
+
+**Measured beside the judged rounds, never inside them.** A second ONNX Runtime session of the same
+model, with the same options plus ``enable_profiling``, runs a few calls after every round of
+``spiral.deploy.sampling`` (``LayerSampler.after_round``); the judged session is never profiled, so a
+verdict is the same with or without a layer profile. Each round's profiled calls give every layer a
+per-round value (the median over those calls), aligned with the judged rounds: a layer's share of
+the end-to-end median, and a layer's change between two models measured paired, get an interval
+over the same rounds as the verdict (``explain``, ``attribute_change``). The profiled calls take at
+most ``PROFILE_SHARE`` of a round's judged time (at least one call, at most ``block_calls``). The
+twin's threads do not spin after a call: ONNX Runtime's intra-op threads otherwise spin on for a
+while and slow the judged block after them. Measured on the 2-core development machine, ResNet-18
+layout at width 48, loaded by another process: with spinning the twin's operators summed to 1.19x
+the judged median; without, 0.95x.
+
+**Names.** The torch exporter names a node by its module scope (``/layer3/layer3.1/conv2/Conv``), so
+the module path (``layer3.1.conv2``) is recoverable (``module_path``). ONNX Runtime's graph
+optimizations fuse nodes and rename them after a tensor (``/layer1/layer1.0/relu/Relu_output_0_nchwc``,
+a convolution fused with the ReLU after it); such a name is traced back through the original graph
+to the operator that computes it and the modules it fuses (``NodeNames``). What cannot be traced
+(``ReorderOutput``) keeps ONNX Runtime's name and is marked fused.
+
+**MACs** of a node are computed from the shapes ONNX Runtime recorded (output elements x the weight's
+reduction size), enough to say whether time tracks arithmetic or is a fixed cost per call.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spiral.deploy.errors import InputError
+from spiral.deploy.stats import median_ci
+
+# The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
+PROFILE_SHARE = 0.1
+LAYER_BACKENDS = ("ort-cpu",)
+
+ARITHMETIC = frozenset({
+    "Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "LSTM", "GRU", "RNN",
+    "Attention", "MultiHeadAttention", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLSTM", "NhwcFusedConv",
+})
+LAYOUT = frozenset({
+    "Transpose", "Reshape", "ReorderInput", "ReorderOutput", "Cast", "Concat", "Slice", "Split", "Squeeze",
+    "Unsqueeze", "Flatten", "Expand", "Gather", "Pad", "Tile", "Identity", "DepthToSpace", "SpaceToDepth",
+    "Reformat",  # TensorRT's reformatting copies between layouts or precisions
+})
+QUANTIZE = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+TRANSFER = frozenset({"MemcpyToHost", "MemcpyFromHost"})
+# Arithmetic operators that compute in integers: an INT8 model's quantized nodes.
+QUANTIZED = frozenset({
+    "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLSTM",
+})
+KINDS = ("arithmetic", "layout", "quantize", "transfer", "other")
+
+
+def op_kind(op_type: str) -> str:
+    """``arithmetic`` (time should track MACs), ``layout`` (memory and layout conversions),
+    ``quantize`` (quantize / dequantize), ``transfer`` (copies between devices) or ``other``."""
+    for kind, ops in (("arithmetic", ARITHMETIC), ("layout", LAYOUT), ("quantize", QUANTIZE), ("transfer", TRANSFER)):
+        if op_type in ops:
+            return kind
+    return "other"
+
+
+def module_path(node_name: str) -> str | None:
+    """``layer3.1.conv2`` from the torch exporter's ``/layer3/layer3.1/conv2/Conv``; ``""`` for a node of
+    the root module (``/Flatten``); None for a name that is not a module scope."""
+    if not node_name.startswith("/"):
+        return None
+    path = ""
+    for part in node_name.split("/")[1:-1]:
+        # A child of a Sequential or ModuleList is scoped by its full name (``layer3.1`` under ``layer3``).
+        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+    return path
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a node of the optimized graph came from: its layer's name, the modules it fuses, and
+    whether it is fused (renamed by an optimization, or not traced to one module)."""
+
+    name: str
+    fuses: tuple[str, ...]
+    fused: bool
+
+
+class NodeNames:
+    """Maps ONNX Runtime's node names back to the original graph's modules (see the module docstring)."""
+
+    def __init__(self, model_path: Path) -> None:
+        import onnx
+
+        try:
+            graph = onnx.load(str(model_path), load_external_data=False).graph
+        except Exception as exc:  # a DecodeError or OSError: the file is not an ONNX model
+            raise InputError(f"cannot read ONNX model {model_path}: {exc}") from exc
+        self.nodes = {node.name: node for node in graph.node if node.name}
+        self.producers = {out: node for node in graph.node for out in node.output}
+        self.initializers = {t.name for t in graph.initializer}
+
+    def locate(self, ort_name: str, op_type: str) -> Located:
+        node, renamed = self._original(ort_name)
+        if node is None:
+            return Located(ort_name, (), True)
+        chain = [node]
+        if op_type in ARITHMETIC and node.op_type not in ARITHMETIC:
+            chain = self._up_to_arithmetic(node)
+        modules = [m for m in (module_path(n.name) for n in reversed(chain)) if m is not None]
+        name = modules[0] if modules and modules[0] else node.name
+        fuses = tuple(dict.fromkeys(m for m in modules if m))
+        return Located(name, fuses, renamed or len(chain) > 1)
+
+    def _original(self, ort_name: str) -> tuple[Any, bool]:
+        """The original node ``ort_name`` stands for, and whether ONNX Runtime renamed it."""
+        if ort_name in self.nodes:
+            return self.nodes[ort_name], False
+        candidate = ort_name
+        for _ in range(3):  # optimizers append suffixes such as ``_nchwc`` to a tensor or node name
+            if candidate in self.producers:
+                return self.producers[candidate], True
+            if candidate in self.nodes:
+                return self.nodes[candidate], True
+            if "_" not in candidate:
+                break
+            candidate = candidate.rsplit("_", 1)[0]
+        return None, True
+
+    def _up_to_arithmetic(self, node: Any) -> list[Any]:
+        """``node`` and the nodes above it up to the arithmetic operator it was fused into (at most 4)."""
+        chain = [node]
+        for _ in range(4):
+            inputs = [self.producers[i] for i in chain[-1].input if i in self.producers and i not in self.initializers]
+            if not inputs:
+                break
+            chain.append(inputs[0])
+            if inputs[0].op_type in ARITHMETIC:
+                return chain
+        return [node]
+
+
+@dataclass
+class LayerTiming:
+    """One layer: the nodes ONNX Runtime (or TensorRT) ran for it and their time per round, in ms."""
+
+    name: str
+    op_type: str
+    kind: str
+    provider: str
+    rounds_ms: list[float]
+    nodes: list[str] = field(default_factory=list)
+    fuses: list[str] = field(default_factory=list)
+    fused: bool = False
+    macs: int | None = None
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.rounds_ms)) if self.rounds_ms else float("nan")
+
+
+@dataclass
+class LayerProfile:
+    """Every layer of one model; ``rounds_ms`` of each layer line up with the judged rounds."""
+
+    source: str
+    calls_per_round: list[int]
+    layers: list[LayerTiming]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerProfile:
+        try:
+            return cls(d["source"], list(d["calls_per_round"]), [LayerTiming(**layer) for layer in d["layers"]])
+        except (TypeError, KeyError) as exc:
+            raise InputError(f"malformed layer profile: {exc}") from exc
+
+    def by_name(self) -> dict[str, LayerTiming]:
+        return {layer.name: layer for layer in self.layers}
+
+    def record(self, e2e_rounds: Sequence[float], confidence: float) -> dict[str, Any]:
+        """What a profile JSON keeps: the per-round times and their ``explain``-ation against ``e2e_rounds``."""
+        return {**self.to_dict(), "explanation": explain(self, e2e_rounds, confidence)}
+
+
+def _dims(shapes: Sequence[dict[str, list[int]]]) -> list[list[int]]:
+    return [next(iter(s.values()), []) for s in shapes]
+
+
+def node_macs(op_type: str, inputs: list[list[int]], outputs: list[list[int]]) -> int | None:
+    """Multiply-accumulates of one arithmetic node from its recorded shapes (None when unknown)."""
+    if op_type not in ARITHMETIC or not outputs or not inputs or not inputs[0]:
+        return None
+    out = math.prod(outputs[0])
+    if "Conv" in op_type:
+        weight = inputs[3] if op_type == "QLinearConv" and len(inputs) > 3 else inputs[1] if len(inputs) > 1 else []
+        return out * math.prod(weight[1:]) if len(weight) > 2 else None
+    return out * inputs[0][-1]
+
+
+def _runs(events: list[dict[str, Any]]) -> tuple[list[float], list[dict[str, Any]]]:
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+    return [r["ts"] for r in runs], nodes
+
+
+def parse_ort_profile(events: list[dict[str, Any]], names: NodeNames, run_rounds: Sequence[int],
+                      rounds: int) -> LayerProfile:
+    """Per-layer, per-round times from ONNX Runtime's profiling events (Chrome trace format:
+    ``cat`` ``Node`` events named ``<node>_kernel_time``, ``dur`` in µs, ``args`` with ``op_name``,
+    ``provider`` and shapes; a ``Session`` ``model_run`` event per call).
+
+    ``run_rounds`` is the round of each profiled call in order (-1: a warm-up call, left out)."""
+    starts, nodes = _runs(events)
+    if len(starts) != len(run_rounds):
+        raise InputError(f"ONNX Runtime's profile has {len(starts)} runs, {len(run_rounds)} were made")
+    per_run: dict[str, list[float]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    for event in nodes:
+        run = bisect_right(starts, event["ts"]) - 1
+        if run < 0 or run_rounds[run] < 0:
+            continue
+        args = event.get("args", {})
+        op_type = args.get("op_name", "?")
+        where = names.locate(event["name"][: -len("_kernel_time")], op_type)
+        key = where.name
+        times = per_run.setdefault(key, [0.0] * len(starts))
+        times[run] += event["dur"] / 1e3
+        fact = facts.setdefault(key, {"ops": {}, "providers": set(), "nodes": [], "fuses": [], "fused": False,
+                                      "macs": {}})
+        fact["ops"][op_type] = fact["ops"].get(op_type, 0.0) + event["dur"]
+        fact["providers"].add(args.get("provider", ""))
+        node = event["name"][: -len("_kernel_time")]
+        if node not in fact["nodes"]:
+            fact["nodes"].append(node)
+            fact["macs"][node] = node_macs(op_type, _dims(args.get("input_type_shape", [])),
+                                           _dims(args.get("output_type_shape", [])))
+        fact["fuses"] = list(dict.fromkeys([*fact["fuses"], *where.fuses]))
+        fact["fused"] = fact["fused"] or where.fused
+    calls = [sum(1 for r in run_rounds if r == i) for i in range(rounds)]
+    layers = []
+    for key, times in per_run.items():
+        fact = facts[key]
+        by_round = [[t for t, r in zip(times, run_rounds) if r == i] for i in range(rounds)]
+        op_type = max(fact["ops"], key=fact["ops"].__getitem__)
+        macs = [m for m in fact["macs"].values() if m is not None]
+        layers.append(LayerTiming(
+            name=key, op_type=op_type, kind=op_kind(op_type), provider="/".join(sorted(fact["providers"])),
+            rounds_ms=[float(np.median(b)) if b else float("nan") for b in by_round],
+            nodes=fact["nodes"], fuses=fact["fuses"], fused=fact["fused"], macs=sum(macs) if macs else None,
+        ))
+    layers.sort(key=lambda layer: -layer.median_ms)
+    return LayerProfile("onnxruntime", calls, layers)
+
+
+class LayerSampler:
+    """A profiling twin of one model's session, run for a few calls after every judged round."""
+
+    def __init__(self, make_session: Callable[[str], Any], model_path: Path, block_calls: int) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="spiral-layers-")
+        self._session = make_session(str(Path(self._dir.name) / "layers"))
+        self._names = NodeNames(model_path)
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        self._cap = block_calls
+        self._feed: dict[str, np.ndarray] = {}
+        self._run_rounds: list[int] = []
+        self._rounds = 0
+        self.wall_s = 0.0
+
+    def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
+        """Warm the twin up (its calls are left out) on the judged session's inputs."""
+        self._feed = feed
+        for _ in range(warmup_calls):
+            self._call(-1)
+
+    def _call(self, round_index: int) -> None:
+        start = time.perf_counter()
+        self._session.run(self._outputs, self._feed)
+        self.wall_s += time.perf_counter() - start
+        self._run_rounds.append(round_index)
+
+    def after_round(self, judged_ms: Sequence[float]) -> None:
+        """Profile ``PROFILE_SHARE`` of the judged block's time, at least one call, at most ``block_calls``."""
+        per_call = statistics.median(judged_ms) if judged_ms else 0.0
+        budget = PROFILE_SHARE * sum(judged_ms)
+        calls = max(1, min(self._cap, int(budget / per_call) if per_call > 0 else 1))
+        for _ in range(calls):
+            self._call(self._rounds)
+        self._rounds += 1
+
+    def finish(self) -> LayerProfile:
+        """Stop profiling and read the events back (the trace file is removed)."""
+        try:
+            path = self._session.end_profiling()
+            events = json.loads(Path(path).read_text())
+        finally:
+            self._dir.cleanup()
+        return parse_ort_profile(events, self._names, self._run_rounds, self._rounds)
+
+
+def require_layer_backend(backend: str) -> None:
+    if backend not in LAYER_BACKENDS:
+        raise InputError(f"backend '{backend}' gives no per-layer profile here; "
+                         f"per-layer profiles come from: {', '.join(LAYER_BACKENDS)}")
+
+
+def layer_sampler(runner: Any, backend: str, model_path: Path, block_calls: int) -> LayerSampler:
+    """A ``LayerSampler`` for ``runner``, or an InputError naming the backends that give a layer profile."""
+    require_layer_backend(backend)
+    return LayerSampler(runner.profiling_session, model_path, block_calls)
+
+
+# ---- attribution ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A median over rounds and its distribution-free confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float], z: float) -> Estimate:
+        x = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+        if x.size == 0:
+            nan = float("nan")
+            return cls(nan, nan, nan)
+        low, high = median_ci(x, z)
+        return cls(float(np.median(x)), low, high)
+
+
+def _z(confidence: float) -> float:
+    return statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def _aligned(layers: LayerProfile, e2e_rounds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-round (layers x rounds) times and end-to-end values over the rounds both have."""
+    n = min(len(e2e_rounds), len(layers.calls_per_round))
+    times = np.array([layer.rounds_ms[:n] for layer in layers.layers], dtype=np.float64).reshape(len(layers.layers), n)
+    return np.nan_to_num(times), np.asarray(e2e_rounds[:n], dtype=np.float64)
+
+
+def explain(layers: LayerProfile, e2e_rounds: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Where the end-to-end time goes: each layer's and operator type's share of the end-to-end median
+    (with an interval over the rounds), the attribution's coverage, and what dominates.
+
+    A layer's share is the median over rounds of its time / the round's end-to-end median. Sums (an
+    operator type, the coverage) add the layers' medians and take each end of their interval as the
+    sum of the layers' ends: a round's single profiled call can be preempted in any one layer, and
+    the sum of medians is robust to that where the median of the sums is not."""
+    z = _z(confidence)
+    times, e2e = _aligned(layers, e2e_rounds)
+    if e2e.size == 0:
+        raise InputError("a layer profile needs at least one round")
+    e2e_ms = float(np.median(e2e))
+    rows = []
+    for layer, row in zip(layers.layers, times):
+        share = Estimate.of(row / e2e, z)
+        rows.append({"name": layer.name, "op_type": layer.op_type, "kind": layer.kind, "provider": layer.provider,
+                     "ms": float(np.median(row)), "share": share.value, "share_low": share.low,
+                     "share_high": share.high, "macs": layer.macs, "fused": layer.fused, "fuses": layer.fuses})
+    rows.sort(key=lambda r: -r["share"])
+    by_op: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_op.setdefault(r["op_type"], []).append(r)
+    op_rows = sorted(({"op_type": op, "kind": group[0]["kind"], **_summed(group)} for op, group in by_op.items()),
+                     key=lambda r: -r["share"])
+    coverage = _summed(rows)
+    result = {
+        "source": layers.source,
+        "end_to_end_ms": e2e_ms,
+        "rounds": int(e2e.size),
+        "confidence": confidence,
+        "coverage": {"value": coverage["share"], "low": coverage["share_low"], "high": coverage["share_high"]},
+        "layers": rows,
+        "op_types": op_rows,
+        "kinds": {kind: sum(r["share"] for r in rows if r["kind"] == kind) for kind in KINDS},
+        "regime": _regime(rows, e2e_ms),
+    }
+    quantized = [r for r in rows if r["op_type"] in QUANTIZED]
+    if quantized or result["kinds"]["quantize"] > 0:
+        result["int8"] = {
+            "quantized": [r["name"] for r in quantized],
+            "float": [r["name"] for r in rows if r["kind"] == "arithmetic" and r["op_type"] not in QUANTIZED],
+            "quantize_nodes": sum(1 for r in rows if r["kind"] == "quantize"),
+            "quantize_share": result["kinds"]["quantize"],
+        }
+    result["findings"] = findings(result)
+    return result
+
+
+def _summed(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """ms, share and its interval ends summed over ``rows`` (``layers`` counts them)."""
+    return {"layers": len(rows), **{key: sum(r[key] for r in rows) for key in ("ms", "share", "share_low", "share_high")}}
+
+
+def _regime(rows: list[dict[str, Any]], e2e_ms: float) -> dict[str, Any]:
+    """Split the time into a part proportional to MACs and a fixed part per call.
+
+    A line ``ms = per_call + ms_per_mac x MACs`` is fitted over the arithmetic layers (slope and
+    intercept kept non-negative); the MACs-proportional part is the slope times all MACs, the rest
+    of the operators' time (intercepts and every non-arithmetic operator) is the per-call part.
+    """
+    arithmetic = [r for r in rows if r["kind"] == "arithmetic" and r["macs"]]
+    operators_ms = sum(r["ms"] for r in rows)
+    slope = 0.0
+    correlation = None
+    if len(arithmetic) >= 3:
+        macs = np.array([r["macs"] for r in arithmetic], dtype=np.float64)
+        ms = np.array([r["ms"] for r in arithmetic], dtype=np.float64)
+        if np.ptp(macs) > 0 and np.ptp(ms) > 0:
+            slope = max(0.0, float(np.polyfit(macs, ms, 1)[0]))
+            correlation = float(np.corrcoef(macs, ms)[0, 1])
+        else:
+            slope = float(ms.sum() / macs.sum()) if np.ptp(macs) == 0 else 0.0
+        slope = min(slope, float(ms.sum() / macs.sum()))  # the fitted line explains at most all of it
+    mac_ms = slope * sum(r["macs"] for r in arithmetic)
+    per_call_ms = max(0.0, operators_ms - mac_ms)
+    dominant = "arithmetic" if mac_ms >= per_call_ms else "per-call"
+    return {"dominant": dominant, "mac_share": mac_ms / e2e_ms, "per_call_share": per_call_ms / e2e_ms,
+            "operators": len(rows), "correlation": correlation}
+
+
+def findings(result: dict[str, Any]) -> list[str]:
+    """The explanation in a few lines, most important first."""
+    lines = []
+    regime, kinds, coverage = result["regime"], result["kinds"], result["coverage"]["value"]
+    corr = f" (time vs MACs r = {regime['correlation']:.2f})" if regime["correlation"] is not None else ""
+    if regime["dominant"] == "arithmetic":
+        lines.append(f"arithmetic dominates: {regime['mac_share']:.0%} of the end-to-end time tracks MACs{corr}; "
+                     "removing channels or layers where the MACs are pays")
+    else:
+        per_op = 1e3 * result["end_to_end_ms"] * regime["per_call_share"] / max(1, regime["operators"])
+        lines.append(f"fixed per-call cost dominates: {regime['per_call_share']:.0%} of the end-to-end time is flat "
+                     f"in MACs{corr}, {regime['operators']} operators at {per_op:.0f} µs each on average; fewer, "
+                     "larger operators (fusion, fewer layers, a larger batch) pay more than fewer channels")
+    if kinds["layout"] >= 0.05:
+        ops = ", ".join(r["op_type"] for r in result["op_types"] if r["kind"] == "layout")
+        lines.append(f"memory and layout conversions take {kinds['layout']:.0%} ({ops})")
+    if kinds["transfer"] >= 0.01:
+        lines.append(f"data transfers between devices take {kinds['transfer']:.0%}")
+    if "int8" in result:
+        q = result["int8"]
+        stayed = f": {', '.join(q['float'][:8])}{' …' if len(q['float']) > 8 else ''}" if q["float"] else ""
+        lines.append(f"INT8: {len(q['quantized'])} arithmetic layers run quantized, {len(q['float'])} stayed "
+                     f"float{stayed}; {q['quantize_nodes']} quantize/dequantize nodes take {q['quantize_share']:.0%}")
+    outside = 1 - coverage
+    if abs(outside) >= 0.15:
+        where = ("outside the operators (session overhead, input and output copies)" if outside > 0
+                 else "less than the operators' sum (profiled calls ran slower than judged ones)")
+        lines.append(f"{abs(outside):.0%} of the end-to-end median is {where}")
+    return lines
+
+
+def attribute_change(base: LayerProfile, new: LayerProfile, base_rounds: Sequence[float],
+                     new_rounds: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Which layers account for the change from ``base`` to ``new``, measured in the same rounds:
+    per layer the median per-round difference (ms, with an interval) and ratio, and its share of
+    the end-to-end change; layers only in ``new`` are ``new``, only in ``base`` ``removed``.
+    Largest contributors (by absolute difference) first."""
+    z = _z(confidence)
+    n = min(len(base_rounds), len(new_rounds), len(base.calls_per_round), len(new.calls_per_round))
+    if n == 0:
+        raise InputError("a change attribution needs at least one round of both models")
+    total = Estimate.of(np.asarray(new_rounds[:n]) - np.asarray(base_rounds[:n]), z)
+    zero = [0.0] * n
+    old_layers, new_layers = base.by_name(), new.by_name()
+    rows = []
+    for name in dict.fromkeys([*new_layers, *old_layers]):
+        a, b = old_layers.get(name), new_layers.get(name)
+        before = np.nan_to_num(np.asarray(a.rounds_ms[:n] if a else zero, dtype=np.float64))
+        after = np.nan_to_num(np.asarray(b.rounds_ms[:n] if b else zero, dtype=np.float64))
+        delta = Estimate.of(after - before, z)
+        ratio = Estimate.of(after / before, z).value if a and b and before.min() > 0 else None
+        layer = b or a
+        rows.append({
+            "name": name, "op_type": layer.op_type, "status": "changed" if a and b else ("new" if b else "removed"),
+            "base_ms": float(np.median(before)), "new_ms": float(np.median(after)), "delta_ms": delta.value,
+            "delta_low": delta.low, "delta_high": delta.high, "ratio": ratio,
+            "share_of_change": delta.value / total.value if total.value else None,
+        })
+    rows.sort(key=lambda r: -abs(r["delta_ms"]))
+    return {"change_ms": asdict(total), "base_ms": float(np.median(base_rounds[:n])),
+            "new_ms": float(np.median(new_rounds[:n])), "rounds": n, "confidence": confidence, "layers": rows}

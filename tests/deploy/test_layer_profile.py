@@ -1,0 +1,150 @@
+"""Per-layer profiles from real ONNX Runtime sessions on small exported models, and the attribution maths.
+
+Timing-dependent assertions use changes far larger than any noise (a convolution 16x wider); the
+10-of-10 check at 4x is benchmarks/attribution_check.py's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import (
+    LayerProfile, LayerTiming, NodeNames, attribute_change, explain, module_path, node_macs, op_kind,
+)
+from spiral.deploy.profiler import Target, profile_model, profile_paired
+from spiral.deploy.sampling import ProfileSettings, sample_rounds
+from spiral.deploy.verdict import Question
+from spiral.pipeline.export import export_onnx
+from tests.chain_net import CONVS, WIDENED, chain_net
+from tests.deploy.synthetic import Machine
+
+FAST = ProfileSettings(warmup_s=0.02, block_s=0.02, min_rounds=6, min_duration_s=0.1, max_duration_s=0.6)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chain")
+    torch.manual_seed(0)
+    base = export_onnx(chain_net(8), torch.zeros(1, 3, 16, 16), folder / "base.onnx")
+    torch.manual_seed(0)
+    wide = export_onnx(chain_net(8, wide=16), torch.zeros(1, 3, 16, 16), folder / "wide.onnx")
+    return base, wide
+
+
+def test_module_paths_from_the_torch_exporters_scopes():
+    assert module_path("/layer3/layer3.1/conv2/Conv") == "layer3.1.conv2"
+    assert module_path("/stem/stem.0/Conv") == "stem.0"
+    assert module_path("/16/Conv") == "16"
+    assert module_path("/Flatten") == ""
+    assert module_path("ReorderOutput") is None
+
+
+def test_operator_kinds_and_macs():
+    assert [op_kind(o) for o in ("Conv", "QLinearConv", "Transpose", "ReorderInput", "DequantizeLinear", "Relu",
+                                 "MemcpyToHost")] == ["arithmetic", "arithmetic", "layout", "layout", "quantize",
+                                                      "other", "transfer"]
+    assert node_macs("Conv", [[1, 8, 16, 16], [16, 8, 3, 3], [16]], [[1, 16, 16, 16]]) == 16 * 16 * 16 * 8 * 9
+    assert node_macs("Gemm", [[1, 64], [10, 64]], [[1, 10]]) == 640
+    assert node_macs("Relu", [[1, 8]], [[1, 8]]) is None
+
+
+def test_ort_layer_profile_names_every_convolution_by_its_module(chain):
+    profile = profile_model(chain[0], threads=1, settings=FAST, layers=True)
+    m = profile.measurement()
+    layers = m.layer_profile()
+    names = {layer.name for layer in layers.layers}
+    convs = {str(2 * i) for i in range(CONVS)}
+    assert convs <= names  # ONNX Runtime fused each Conv with its ReLU and renamed it; traced back
+    assert len(layers.calls_per_round) == len(m.round_sizes) and min(layers.calls_per_round) >= 1
+    assert all(len(layer.rounds_ms) == len(m.round_sizes) for layer in layers.layers)
+    fused = layers.by_name()["2"]
+    assert fused.kind == "arithmetic" and fused.provider == "CPUExecutionProvider" and fused.macs == 16 * 16 * 8 * 8 * 9
+    explanation = m.layers["explanation"]
+    assert 0 < explanation["coverage"]["value"] < 3 and explanation["findings"]
+    assert sum(r["layers"] for r in explanation["op_types"]) == len(layers.layers)
+
+
+def test_profiling_between_rounds_is_off_the_stop_rules_clock():
+    """The judged rounds are the same with or without a layer profile taking time between them."""
+    settings = ProfileSettings(warmup_s=0.0, block_s=0.0095, min_rounds=4, min_duration_s=0.505, max_duration_s=0.505,
+                               ci_rel=0)
+    counts = []
+    for pause in (0.0, 0.05):
+        m = Machine(0, cv=0.0)
+        seen = []
+
+        def between(blocks, m=m, seen=seen, pause=pause):
+            seen.append(sorted(blocks))
+            m.now += pause
+
+        rounds = sample_rounds({"a": m.model(1.0)}, settings, between=between, clock=m.clock, cpu=m.cpu)
+        counts.append(len(rounds.series["a"].blocks))
+        assert len(seen) == counts[-1] and seen[0] == ["a"]
+    assert counts[0] == counts[1]
+
+
+def test_a_16x_wider_layer_is_the_top_contributor_measured_paired(chain):
+    paired = profile_paired({"base": chain[0], "new": chain[1]}, Target(threads=1), FAST,
+                            [Question("q", "new", 1.05, reference="base")], layers=True)
+    base, new = (paired.profiles[n].measurement() for n in ("base", "new"))
+    attribution = attribute_change(base.layer_profile(), new.layer_profile(), base.rounds(), new.rounds())
+    top = attribution["layers"][0]
+    assert top["name"] == WIDENED and top["status"] == "changed" and top["delta_ms"] > 0
+    assert attribution["rounds"] == len(base.round_sizes)
+
+
+def timing(name, op_type, ms, macs=None):
+    return LayerTiming(name, op_type, op_kind(op_type), "CPUExecutionProvider", list(ms), [name], [name], False, macs)
+
+
+def test_change_attribution_names_new_and_removed_layers_largest_first():
+    base = LayerProfile("onnxruntime", [1] * 4, [timing("a", "Conv", [1.0] * 4), timing("b", "Conv", [2.0] * 4)])
+    new = LayerProfile("onnxruntime", [1] * 4, [timing("a", "Conv", [1.1] * 4), timing("c", "Gemm", [0.5] * 4)])
+    result = attribute_change(base, new, [3.2] * 4, [1.8] * 4)
+    assert [(r["name"], r["status"]) for r in result["layers"]] == [("b", "removed"), ("c", "new"), ("a", "changed")]
+    assert result["layers"][0]["delta_ms"] == pytest.approx(-2.0)
+    assert result["layers"][2]["ratio"] == pytest.approx(1.1)
+    assert result["change_ms"]["value"] == pytest.approx(-1.4)
+    with pytest.raises(InputError):
+        attribute_change(base, LayerProfile("onnxruntime", [], []), [], [])
+
+
+def test_int8_explanation_lists_the_float_fallbacks_and_the_qdq_cost():
+    layers = LayerProfile("onnxruntime", [1] * 5, [
+        timing("conv1", "QLinearConv", [1.0] * 5, 1_000_000), timing("conv2", "QLinearConv", [1.0] * 5, 1_000_000),
+        timing("fc", "Gemm", [0.4] * 5, 10_000), timing("q", "QuantizeLinear", [0.3] * 5),
+        timing("dq", "DequantizeLinear", [0.3] * 5),
+    ])
+    result = explain(layers, [3.2] * 5)
+    assert result["int8"]["quantized"] == ["conv1", "conv2"] and result["int8"]["float"] == ["fc"]
+    assert result["int8"]["quantize_nodes"] == 2 and result["int8"]["quantize_share"] == pytest.approx(0.6 / 3.2)
+    assert result["coverage"]["value"] == pytest.approx(3.0 / 3.2)
+    assert any(line.startswith("INT8: 2 arithmetic layers run quantized, 1 stayed float: fc") for line in result["findings"])
+
+
+def test_time_flat_in_macs_is_called_a_fixed_per_call_cost():
+    flat = LayerProfile("onnxruntime", [1] * 3, [timing(f"c{i}", "Conv", [0.1] * 3, 10**i) for i in range(3, 9)])
+    assert explain(flat, [0.7] * 3)["regime"]["dominant"] == "per-call"
+    tracking = LayerProfile("onnxruntime", [1] * 3, [timing(f"c{i}", "Conv", [i * 0.5] * 3, i * 10**6)
+                                                     for i in range(1, 6)])
+    regime = explain(tracking, [7.6] * 3)["regime"]
+    assert regime["dominant"] == "arithmetic" and regime["correlation"] == pytest.approx(1.0)
+    assert math.isclose(regime["mac_share"], 7.5 / 7.6)
+
+
+def test_names_that_are_not_traced_stay_onnx_runtimes_and_are_fused(chain):
+    names = NodeNames(chain[0])
+    assert names.locate("ReorderOutput", "ReorderOutput").fused
+    located = names.locate("/1/Relu_output_0_nchwc", "Conv")
+    assert located.name == "0" and located.fuses == ("0", "1") and located.fused
+    assert names.locate("/2/Conv", "Conv") == type(located)("2", ("2",), False)
+
+
+def test_a_backend_without_a_layer_profile_says_so(chain):
+    from spiral.deploy.layer_profile import layer_sampler
+
+    with pytest.raises(InputError, match="per-layer profiles come from: ort-cpu"):
+        layer_sampler(object(), "torch", chain[0], 5)

@@ -1,8 +1,11 @@
 """The most accurate model under a measured budget: the spiral against one-shot pruning, same epochs.
 
 Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``spiral.pipeline.casestudies.images``)
-with two architectures: the demo's ResNet-18 layout (``digits_resnet``, 1x1x32x32) and torchvision's
-MobileNetV2 (1x3x32x32). Each teacher is trained once and cached under ``--cache``. For each budget
+with four architectures: the demo's ResNet-18 layout (``resnet``: ``digits_resnet``, 1x1x32x32, five
+removable residual blocks), torchvision's MobileNetV2 (``mobilenet_v2``, 1x3x32x32, ten), a plain
+VGG-style net with no residual block (``vgg``: ``plain_net``, channels are all a step can cut) and a
+ResNet whose removable blocks are few and large (``fewblocks``: ``digits_resnet`` at width 48 with
+stages of 1, 2, 2, 1 blocks: three). Each teacher is trained once and cached under ``--cache``. For each budget
 of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each seed:
 
 - (a) ``oneshot-ce``: one uniform ratio (NNI's L1 criterion, ``round_to`` 8), the least ratio the
@@ -22,6 +25,11 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   structure: the spiral's allocation and measured plan search without the gradual
   prune-and-recover (before 2026-12-06 the default was a spiral of decaying steps: (e));
 - (i) ``direct``: (h) with the spiral's KD in place of cross-entropy.
+
+(h) is what a run's defaults do (one step aimed at the budget, cross-entropy, the latency knapsack
+with residual blocks and the training probes between structures), so the second table of each
+architecture compares it with (a), the one-shot *at the budget*, seed by seed, and says how far past
+the asked speedup each landed (measured / asked; the issue's goal is at most 1.15).
 
 The spirals prune with ``--criterion`` (the spiral's default) and cap each group's removal at
 ``--max-ratio`` (``schedule.max_ratio``); their knapsack may remove residual blocks whole
@@ -95,10 +103,14 @@ from spiral.pipeline.teacher import trained_model  # noqa: E402
 ARCHITECTURES = {
     "resnet": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
+    "vgg": ("spiral.pipeline.zoo.plain_net:plain_net?width=32&in_channels=1", [1, 1, 32, 32]),
+    "fewblocks": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=48&blocks=[1,2,2,1]&in_channels=1",
+                  [1, 1, 32, 32]),
 }
 METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",
            "direct-ce", "direct")
 DEFAULT_METHODS = METHODS[:4]
+DEFAULT = "direct-ce"  # what a run's defaults do (see the docstring)
 CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
 TEACHER_TRAINING = {"epochs": 30, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
@@ -276,8 +288,8 @@ def mean_std(values: list[float]) -> str:
 
 def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
     lines = [f"### {arch} (teacher {teacher_accuracy:.2f} %)", "",
-             "| budget | method | accuracy % (mean ± std) | paired speedup | meets (seeds) | epochs | wall s |",
-             "|---|---|---|---|---|---|---|"]
+             "| budget | method | accuracy % (mean ± std) | paired speedup | measured / asked | meets (seeds) | epochs | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
     for speedup in sorted({r["budget"] for r in rows}):
         for method in METHODS:  # in the order (a) .. (g)
             sel = [r for r in rows if r["budget"] == speedup and r["method"] == method]
@@ -285,10 +297,33 @@ def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
                 continue
             lines.append(
                 f"| {speedup:g}x | {method} | {mean_std([r['accuracy'] for r in sel])} | "
-                f"{mean_std([r['speedup'] for r in sel])}x | {sum(r['verdict'] == 'meets' for r in sel)}/{len(sel)} | "
+                f"{mean_std([r['speedup'] for r in sel])}x | {mean_std([r['speedup'] / speedup for r in sel])} | "
+                f"{sum(r['verdict'] == 'meets' for r in sel)}/{len(sel)} | "
                 f"{mean_std([r['epochs'] for r in sel])} | {statistics.mean(r['wall_s'] for r in sel):.0f} |"
             )
-    return lines
+    return lines + ["", *against_oneshot(rows, teacher_accuracy)]
+
+
+def against_oneshot(rows: list[dict], teacher_accuracy: float) -> list[str]:
+    """The default (h) against the one-shot at the budget (a), per budget: the per-seed accuracy
+    difference and where each landed; empty when either was not run."""
+    lines = []
+    for speedup in sorted({r["budget"] for r in rows}):
+        pairs = [(d, o) for d in rows for o in rows if d["budget"] == o["budget"] == speedup
+                 and d["seed"] == o["seed"] and d["method"] == DEFAULT and o["method"] == "oneshot-ce"]
+        if not pairs:
+            continue
+        lines.append(
+            f"| {speedup:g}x | {mean_std([d['accuracy'] - o['accuracy'] for d, o in pairs])} | "
+            f"{mean_std([teacher_accuracy - o['accuracy'] for _, o in pairs])} | "
+            f"{mean_std([d['speedup'] / speedup for d, _ in pairs])} | {mean_std([o['speedup'] / speedup for _, o in pairs])} | "
+            f"{' '.join(o['note'] for _, o in pairs[:1])} | {len(pairs)} |"
+        )
+    if not lines:
+        return []
+    return [f"{DEFAULT} (the defaults) against oneshot-ce at the budget, seed by seed:", "",
+            "| budget | accuracy difference, points | one-shot's loss to the teacher | default measured / asked "
+            "| one-shot measured / asked | one-shot structure | seeds |", "|---|---|---|---|---|---|---|", *lines]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,10 +10,11 @@
    (``spiral.pipeline.fake_quant``), the trained model exported, quantized again on the same
    calibration samples (with the fallback again when it needs it) and kept when more accurate.
 
-``judge_quantized`` then measures the model left beside the float model in rounds on the target: it
-is accepted only when the judge says it meets the speedup over the float model and its accuracy
-drop, always counted against the float model given (not a recovered one), is within ``max_drop``.
-A rejected quantization leaves the float model as the result, and the reason says why.
+``judge_quantized`` then measures the model left beside the float model in rounds on the target and
+decides (``spiral.pipeline.acceptance``): it is accepted only when the judge says it meets the speedup
+over the float model and its accuracy drop, always counted against the float model given (not a
+recovered one), is within ``max_drop`` (and any rule of the caller's holds: the run's floor). A
+rejected quantization leaves the float model as the result, and the reason says why.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Paired, Target, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import Question
+from spiral.pipeline.acceptance import Check, Evidence, Latency, QualityDrop, Rule, decide, passed, reason
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
@@ -149,6 +151,7 @@ def int8_model(
 class QuantizeResult:
     accepted: bool
     reason: str
+    checks: list[Check]
     paired: Paired
     accuracy: dict[str, float]
     size_mb: dict[str, float]
@@ -159,7 +162,8 @@ class QuantizeResult:
     def to_dict(self) -> dict:
         verdict = self.paired.verdict("int8 vs float")
         return {
-            "accepted": self.accepted, "reason": self.reason, "verdict": verdict.to_dict(),
+            "accepted": self.accepted, "reason": self.reason, "checks": [c.to_dict() for c in self.checks],
+            "verdict": verdict.to_dict(),
             "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
             "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
             "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
@@ -170,29 +174,24 @@ class QuantizeResult:
 def judge_quantized(
     float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
     cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
-    questions: tuple[Question, ...] = (),
+    questions: tuple[Question, ...] = (), rules: tuple[Rule, ...] = (),
 ) -> QuantizeResult:
     """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
     ``spiral.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
     remedies it ran: their reasons are appended to the result's, their records reported with it).
 
     ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
-    the INT8 model (its final budget); they do not decide acceptance here."""
+    the INT8 model (its final budget); they do not decide acceptance here. ``rules`` are decided with
+    the speedup and the drop (on the INT8 model's accuracy)."""
     if target.backend not in QUANTIZED_BACKENDS:
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
                             [question, *questions], cache_dir=cache_dir)
-    verdict = paired.verdict(question.name)
     accuracy = made.accuracy
-    drop = accuracy[FLOAT] - accuracy[INT8]
-    failures = [] if verdict.meets else [verdict.message()]
-    if drop > cfg.max_drop:
-        failures.append(f"accuracy {accuracy[INT8]:.2f}% is {drop:.2f} points below the float model's "
-                        f"{accuracy[FLOAT]:.2f}% (max_drop {cfg.max_drop:g})")
-    verdicts = failures or [
-        f"{verdict.message()}; accuracy {accuracy[INT8]:.2f}% vs {accuracy[FLOAT]:.2f}% float (max_drop {cfg.max_drop:g})"]
-    reason = "; ".join([*verdicts, *made.reasons])
+    evidence = Evidence({question.name: paired.verdict(question.name)}, {"accuracy": accuracy[INT8] / 100},
+                        {"accuracy": accuracy[FLOAT] / 100})
+    checks = decide(evidence, [Latency(question), QualityDrop(cfg.max_drop, reference="float model"), *rules])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
-    return QuantizeResult(not failures, reason, paired, accuracy, size, made.calibration_s, made.recovery,
-                          None if made.fallback is None else made.fallback.to_dict())
+    return QuantizeResult(passed(checks), "; ".join([reason(checks), *made.reasons]), checks, paired, accuracy, size,
+                          made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict())

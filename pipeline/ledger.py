@@ -65,8 +65,9 @@ class LedgerEntry(BaseModel):
     probes: list[dict[str, Any]] = []  # the training probes that chose between plans of different structure
     predictor: dict[str, Any] | None = None
     distill: Training
-    # the verdicts
+    # the verdicts, and every check of the acceptance rules (``spiral.pipeline.acceptance.Check.to_dict``)
     verdicts: list[dict[str, Any]]
+    checks: list[dict[str, Any]] = []
     meets_final: bool
     measure_s: float
     speedup: float

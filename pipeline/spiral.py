@@ -32,6 +32,7 @@ from spiral.deploy.atomic import publish_dir, write_bytes
 from spiral.kernels.layers import untimed_layers
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
+from spiral.pipeline.acceptance import Evidence, Parity, QualityMin, decide, passed, reason
 from spiral.pipeline.budget import Budget, final_summary, paired_speedup
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
@@ -98,22 +99,19 @@ class Spiral:
         )
         measurement = self.data.measure(student, work, self.config)
         shutil.copy2(self.folder.of(last, "profile.json"), work / "profile.json")
-        accuracy = 100 * measurement.metrics["accuracy"]
-        accepted = measurement.parity.passed and accuracy >= 100 * last.accuracy
-        reason = (
-            f"accuracy {accuracy:.2f}% after {trained.epochs} more epochs (was {100 * last.accuracy:.2f}%)"
-            + ("" if measurement.parity.passed else "; ONNX parity failed")
-        )
+        checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
+                        [QualityMin(100 * last.accuracy, label=f"{last.name}'s"), Parity()])
+        why = f"after {trained.epochs} more epochs: {reason(checks)}"
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / "recovery"
         publish_dir(work, final)
         entry = last.model_copy(update={  # the structure and its latency verdicts are the last step's
-            "kind": "recovery", "dir": str(final.relative_to(self.out)), "distill": trained, "accepted": accepted,
-            "reason": reason, "message": message, "reduction": None, "predicted_ms": None, "candidates": [],
+            "kind": "recovery", "dir": str(final.relative_to(self.out)), "distill": trained, "accepted": passed(checks),
+            "reason": why, "checks": [c.to_dict() for c in checks], "message": message, "reduction": None, "predicted_ms": None, "candidates": [],
             "probes": [], "predictor": None, **measurement.summary(),
         })
         append_entry(self.folder.ledger, entry)
-        progress.console.print(f"final recovery: {'accepted' if accepted else 'rejected'}: {reason}")
+        progress.console.print(f"final recovery: {'accepted' if entry.accepted else 'rejected'}: {why}")
 
     def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: Budget, message: str, progress: Progress) -> None:
         """The final INT8 stage: the result's ONNX model quantized on training batches (some
@@ -138,13 +136,10 @@ class Spiral:
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
             others={"teacher": self.folder.teacher_onnx}, questions=finals,
+            rules=(QualityMin(budget.accuracy_floor, name="accuracy.floor", label="floor"),),
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")
-        accuracy = result.accuracy[INT8]
-        failures = [] if result.accepted else [result.reason]
-        if accuracy < budget.accuracy_floor:
-            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%")
         final = self.folder.steps / "quantize"
         publish_dir(work, final)
         verdicts = [result.paired.verdict(question.name) for question in finals]
@@ -152,9 +147,9 @@ class Spiral:
             "kind": "quantize", "dir": str(final.relative_to(self.out)), "quantize_of": last.dir,
             "verdicts": [result.paired.verdict("int8 vs float").to_dict(), *(v.to_dict() for v in verdicts)],
             "meets_final": all(v.meets for v in verdicts), "measure_s": result.paired.rounds.wall_s,
-            "distill": Training(best_val_accuracy=None, epochs=0), "accepted": not failures,
-            "reason": "; ".join(failures) or result.reason, "quantize": result.to_dict(), "message": message,
-            "accuracy": accuracy / 100, "size_mb": result.size_mb[INT8], "f1_macro": None, "parity": None,
+            "distill": Training(best_val_accuracy=None, epochs=0), "accepted": result.accepted,
+            "reason": result.reason, "checks": [c.to_dict() for c in result.checks], "quantize": result.to_dict(),
+            "message": message, "accuracy": result.accuracy[INT8] / 100, "size_mb": result.size_mb[INT8], "f1_macro": None, "parity": None,
             "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
             **paired_speedup(result.paired, budget.statistic, subject=INT8),
             **latency_summary(result.paired.profiles[INT8], budget.statistic),

@@ -32,8 +32,9 @@ from torch.utils.data import Subset
 
 from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
-from spiral.deploy.verdict import Question, Verdict
+from spiral.deploy.verdict import Question
 from spiral.kernels.predictor import LatencyPredictor
+from spiral.pipeline.acceptance import Check, Evidence, Latency, MaxSize, Parity, QualityMin, decide, passed, reason
 from spiral.pipeline.budget import Budget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
@@ -161,16 +162,13 @@ class Tries:
         )
         measurement = self.data.measure(student, work, self.config)
         paired.profiles["candidate"].save(work / "profile.json")
-        judged = [paired.verdict(q.name) for q in judged_questions(step_question, questions, final_step)]
-        failures = self._failures(measurement, judged, latency_ok, budget)
+        checks = self.decide(measurement, paired, judged_questions(step_question, questions, final_step), budget)
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
         entry = LedgerEntry(
-            step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=not failures,
-            reason="; ".join(failures) or ("; ".join(v.message() for v in judged)
-                                           + f"; accuracy {100 * measurement.metrics['accuracy']:.2f}% "
-                                           f">= {budget.accuracy_floor:.2f}%"),
+            step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
+            reason=reason(checks), checks=[c.to_dict() for c in checks],
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
             blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
             candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
@@ -253,26 +251,19 @@ class Tries:
                          checkpoint_dir=work / "distill", progress=progress, loading=self.data.splits.loading)
         return Training(best_val_accuracy=result.best_val_accuracy, epochs=result.epochs_run)
 
-    def _failures(
-        self, measurement: CandidateMeasurement, judged: list[Verdict], latency_ok: bool, budget: Budget,
-    ) -> list[str]:
-        """Why a try is rejected: parity, the judge's latency verdicts, the accuracy floor, the size limit."""
-        failures = []
-        if not measurement.parity.passed:
-            failures.append(
-                f"ONNX parity failed: max |diff| {measurement.parity.max_abs_diff:.2e}, "
-                f"top-1 agreement {measurement.parity.top1_agreement:.1%}"
-            )
-        if not latency_ok:
-            failures.extend(v.message() for v in judged if not v.meets)
-        accuracy = 100 * measurement.metrics["accuracy"]
-        if accuracy < budget.accuracy_floor:
-            failures.append(f"accuracy {accuracy:.2f}% < floor {budget.accuracy_floor:.2f}%"
-                            + ("" if latency_ok else " (not distilled)"))
-        size_limit = self.config.budget.max_size_mb
-        if size_limit is not None and measurement.size_mb > size_limit:
-            failures.append(f"size {measurement.size_mb:.2f} MB > {size_limit} MB")
-        return failures
+    def decide(
+        self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: Budget,
+    ) -> list[Check]:
+        """A model's checks (``spiral.pipeline.acceptance``): the judge's verdicts on ``latency`` (a try's
+        deciding questions; none for a recovered model, whose structure the last try measured), the
+        run's accuracy floor, ONNX parity and the size limit."""
+        rules = [*(Latency(q) for q in latency), QualityMin(budget.accuracy_floor, name="accuracy.floor", label="floor"),
+                 Parity()]
+        if self.config.budget.max_size_mb is not None:
+            rules.append(MaxSize(self.config.budget.max_size_mb))
+        evidence = Evidence({q.name: paired.verdict(q.name) for q in latency}, measurement.metrics,
+                            parity=measurement.parity, size_mb=measurement.size_mb, params=measurement.params)
+        return decide(evidence, rules)
 
 
 def probe_cost(probes: list[dict] | tuple[dict, ...]) -> int:

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from spiral.deploy.profiler import Profile
 from spiral.pipeline.compare.releases import GATE_REPORT_KIND, Release
 from spiral.pipeline.export import ParityResult
-from spiral.pipeline.gate.checks import CheckResult, GateResult, format_value
+from spiral.pipeline.acceptance import Check, format_value
+from spiral.pipeline.gate.checks import GateResult
 from spiral.pipeline.report import plots
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.junit import TestCase, junit_xml
 from spiral.pipeline.report.markdown import md_table
 
-GATE_SCHEMA_VERSION = 2
-_HEADERS = ("check", "status", "measured", "budget", "margin", "details")
+GATE_SCHEMA_VERSION = 3  # 3: a check's limit is 'limit' (was 'budget'), its message a whole sentence
+_HEADERS = ("check", "status", "measured", "limit", "margin", "details")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def _summary(result: GateResult) -> str:
     return f"{failed} failed and {inconclusive} inconclusive of {len(result.checks)} checks."
 
 
-def _row(c: CheckResult) -> list[str]:
-    return [c.name, c.status, format_value(c.measured, c.unit), format_value(c.budget, c.unit),
+def _row(c: Check) -> list[str]:
+    return [c.name, c.status, format_value(c.measured, c.unit), format_value(c.limit, c.unit),
             format_value(c.margin, c.unit, signed=True), c.message]
 
 

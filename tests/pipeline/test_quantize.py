@@ -100,7 +100,10 @@ def test_an_accuracy_drop_over_the_limit_is_a_rejection(tmp_path, capsys):
     data = json.loads((tmp_path / "q.json").read_text())
     drop = data["accuracy"]["float"] - data["accuracy"]["int8"]
     assert code == (1 if drop > 0 else 0)
-    assert ("points below the float model's" in data["reason"]) == (drop > 0)
+    assert ("a drop of" in data["reason"] and ("> max_drop" in data["reason"]) == (drop > 0))
+    (check,) = [c for c in data["checks"] if c["name"] == "accuracy.max_drop"]
+    assert check["status"] == ("fail" if drop > 0 else "pass") and check["measured"] == pytest.approx(drop)
+    assert check["limit"] == 0 and check["kind"] == "quality"
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def test_a_release_within_every_budget_passes_with_positive_margins():
     assert checks["latency.p50.regression"].message.startswith("stored baseline from another run: ")
     assert checks["accuracy.min"].measured == pytest.approx(95.0) and checks["accuracy.min"].margin == pytest.approx(5.0)
     assert checks["accuracy.max_drop"].measured == pytest.approx(0.5)
-    assert checks["parity.max_abs_diff"].budget == 1e-4
+    assert checks["parity.max_abs_diff"].limit == 1e-4
     data = result.to_dict()
     assert data["passed"] is True and data["comparison"] == "stored baseline from another run"
     assert [v["outcome"] for v in data["latency_verdicts"]] == ["meets", "meets"]
@@ -84,12 +84,12 @@ def test_each_failing_check_names_measured_budget_and_margin(sections, kwargs, f
     assert not result.passed and result.exit_code == 1
     (check,) = result.problems
     assert check.name == failing and check.status == "fail"
-    assert check.budget == pytest.approx(limit)
+    assert check.limit == pytest.approx(limit)
     if measured is not None:
         assert check.measured == pytest.approx(measured) and check.margin == pytest.approx(margin)
     assert check.margin < 0
     line = check.line()
-    assert line.startswith(f"FAIL {failing}: measured ") and ", budget " in line and ", margin -" in line
+    assert line.startswith(f"FAIL {failing}: measured ") and ", limit " in line and ", margin -" in line
 
 
 def test_a_model_far_under_its_absolute_budget_passes_however_noisy():

@@ -40,7 +40,7 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
     assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiral gate passed")
 
     report = json.loads((out / "gate.json").read_text())
-    assert report["schema_version"] == 2 and report["kind"] == "spiral-gate" and report["passed"] is True
+    assert report["schema_version"] == 3 and report["kind"] == "spiral-gate" and report["passed"] is True
     assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params"]
     assert report["comparison"] is None and report["latency_verdicts"][0]["outcome"] == "meets"
     assert len(report["profile"]["measurements"][0]["round_sizes"]) >= 10
@@ -61,7 +61,7 @@ def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_
     code = gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--junit", tmp_path / "junit.xml")
     stdout = capsys.readouterr().out
     assert code == 1
-    assert "FAIL size.params: measured 2,650 params, budget 1,000 params, margin -1,650 params" in stdout
+    assert "FAIL size.params: measured 2,650 params, limit 1,000 params, margin -1,650 params" in stdout
     failures = [c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failures] == ["size.params"]
     assert failures[0].find("failure").get("type") == "fail"

@@ -1,0 +1,234 @@
+"""Acceptance: what was measured of a model under judgement, the rules it is judged by, and ``decide``.
+
+Every caller that accepts or rejects a model builds its ``Evidence`` and its rules and calls
+``decide``: a spiral try (``spiral.pipeline.step``), the final recovery and the INT8 stage
+(``spiral.pipeline.spiral``), and ``spiral gate`` (``spiral.pipeline.gate.checks``, which ``spiral deploy``
+runs on the device's profile). The ``Check``s it returns are what the ledger stores and what every
+report renders; a try's reason is their messages.
+
+A check's margin is signed so that a positive value is headroom and a negative one the amount by
+which the limit was missed, whichever way the limit points (a maximum or a minimum). Latency rules
+read the judge's verdicts (``spiral.deploy.verdict``): the margin runs from the far end of the confidence
+interval, and an ``undecided`` verdict is ``inconclusive``, which never passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol
+
+from spiral.deploy.errors import InputError
+from spiral.deploy.verdict import Question, Verdict
+from spiral.pipeline.config import ParityConfig
+from spiral.pipeline.export import ParityResult
+
+Status = Literal["pass", "fail", "inconclusive"]
+Kind = Literal["latency", "quality", "parity", "size"]
+_STATUS: dict[str, Status] = {"meets": "pass", "misses": "fail", "undecided": "inconclusive"}
+
+_FORMATS = {
+    "ms": "{:.3f} ms",
+    "x": "{:.4g}x",
+    "%": "{:.2f}%",
+    "points": "{:.2f} points",
+    "MB": "{:.3f} MB",
+    "params": "{:,.0f} params",
+    "": "{:.3g}",
+}
+
+
+def format_value(value: float | None, unit: str, *, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    text = _FORMATS[unit].format(abs(value) if signed else value)
+    return (("+" if value >= 0 else "-") + text) if signed else text
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule's outcome: the value measured, the limit, the signed margin, and one sentence."""
+
+    name: str
+    status: Status
+    measured: float | None
+    limit: float | None
+    margin: float | None
+    unit: str
+    message: str
+    kind: Kind
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def line(self) -> str:
+        """``FAIL latency.p50.max_ms: measured 5.412 ms, limit 5.000 ms, margin -0.412 ms (why)``."""
+        return (
+            f"{self.status.upper()} {self.name}: measured {format_value(self.measured, self.unit)}, "
+            f"limit {format_value(self.limit, self.unit)}, "
+            f"margin {format_value(self.margin, self.unit, signed=True)} ({self.message})"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Check:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What was measured of a model under judgement: the judge's verdicts by question name, its
+    metrics (fractions, as ``spiral.pipeline.evaluate`` gives them) and those of the model it is compared
+    with, its ONNX parity, its file size and its parameters. A rule whose evidence is missing says
+    so in one line (an ``InputError``)."""
+
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    metrics: Mapping[str, float] | None = None
+    reference_metrics: Mapping[str, float] | None = None
+    parity: ParityResult | None = None
+    size_mb: float | None = None
+    params: int | None = None
+
+
+class Rule(Protocol):
+    """One limit of a budget: the checks it makes of the evidence (most rules make one)."""
+
+    def checks(self, evidence: Evidence) -> list[Check]: ...
+
+
+def _at_most(kind: Kind, name: str, measured: float, limit: float, unit: str, what: str, label: str = "max") -> Check:
+    ok = measured <= limit
+    return Check(name, "pass" if ok else "fail", measured, limit, limit - measured, unit,
+                 f"{what} {format_value(measured, unit)} {'<=' if ok else '>'} {label} {format_value(limit, unit)}",
+                 kind)
+
+
+def _at_least(kind: Kind, name: str, measured: float, limit: float, unit: str, what: str, label: str = "min") -> Check:
+    ok = measured >= limit
+    return Check(name, "pass" if ok else "fail", measured, limit, measured - limit, unit,
+                 f"{what} {format_value(measured, unit)} {'>=' if ok else '<'} {label} {format_value(limit, unit)}",
+                 kind)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A question the judge answered (``Evidence.verdicts[question.name]``); ``percent`` shows a ratio
+    as a regression in percent; ``note`` prefixes its message (how the reference was measured)."""
+
+    question: Question
+    percent: bool = False
+    note: str = ""
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        v = evidence.verdicts.get(self.question.name)
+        if v is None:
+            raise InputError(f"no latency verdict answers '{self.question.name}'")
+        if self.percent:
+            measured, limit, high, unit = 100 * (v.estimate - 1), 100 * (v.question.limit - 1), 100 * (v.high - 1), "%"
+        else:
+            measured, limit, high = v.estimate, v.question.limit, v.high
+            unit = "x" if v.question.is_ratio else "ms"
+        message = f"{self.note}: {v.message()}" if self.note else v.message()
+        return [Check(v.question.name, _STATUS[v.outcome], measured, limit, limit - high, unit, message, "latency")]
+
+
+@dataclass(frozen=True)
+class QualityMin:
+    """The model's ``metric`` (percent) at least ``minimum``; ``label`` names the limit in messages."""
+
+    minimum: float
+    metric: str = "accuracy"
+    name: str = "accuracy.min"
+    label: str = "min"
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        if evidence.metrics is None or self.metric not in evidence.metrics:
+            raise InputError(f"{self.name} needs the model's {self.metric}, which was not measured; pass --data")
+        return [_at_least("quality", self.name, 100 * evidence.metrics[self.metric], self.minimum, "%", self.metric, self.label)]
+
+
+@dataclass(frozen=True)
+class QualityDrop:
+    """The model's ``metric`` at most ``max_drop`` points below the reference model's
+    (``Evidence.reference_metrics``: a gate's baseline, the INT8 stage's float model)."""
+
+    max_drop: float
+    reference: str = "baseline"
+    metric: str = "accuracy"
+    name: str = "accuracy.max_drop"
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        if evidence.metrics is None or self.metric not in evidence.metrics:
+            raise InputError(f"{self.name} needs the model's {self.metric}, which was not measured; pass --data")
+        if evidence.reference_metrics is None or self.metric not in evidence.reference_metrics:
+            raise InputError(f"{self.name} limits the drop against the {self.reference}, but the {self.reference} "
+                             f"records no {self.metric}; pass --baseline-model with --data, or a gate or run report "
+                             "as --baseline")
+        measured, base = 100 * evidence.metrics[self.metric], 100 * evidence.reference_metrics[self.metric]
+        return [_at_most("quality", self.name, base - measured, self.max_drop, "points",
+                         f"{self.metric} {measured:.2f}% vs the {self.reference}'s {base:.2f}%: a drop of", "max_drop")]
+
+
+@dataclass(frozen=True)
+class Parity:
+    """ONNX Runtime against the source torch model: max |diff| within ``atol`` (scaled by the largest
+    |output| above 1) and top-1 agreement; ``limits`` None: the tolerances the parity was run with."""
+
+    limits: ParityConfig | None = None
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        parity = evidence.parity
+        if parity is None:
+            raise InputError("the budget checks ONNX parity but there is no source model to compare with; "
+                             "gate a model spec or checkpoint, or drop 'parity'")
+        limits = self.limits or ParityConfig(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
+        on = f"ONNX Runtime vs torch on {parity.samples} inputs:"
+        return [
+            _at_most("parity", "parity.max_abs_diff", parity.max_abs_diff, parity.tolerance_for(limits.atol), "",
+                     f"{on} max |diff|", "tolerance"),
+            _at_least("parity", "parity.top1_agreement", 100 * parity.top1_agreement, 100 * limits.min_top1_agreement, "%",
+                      f"{on} top-1 agreement"),
+        ]
+
+
+@dataclass(frozen=True)
+class MaxSize:
+    """The ONNX file at most ``max_mb`` MB (10^6 bytes)."""
+
+    max_mb: float
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        if evidence.size_mb is None:
+            raise InputError("the budget limits size.mb but the model's size was not measured")
+        return [_at_most("size", "size.mb", evidence.size_mb, self.max_mb, "MB", "the ONNX model")]
+
+
+@dataclass(frozen=True)
+class MaxParams:
+    """At most ``max_params`` parameters stored in the ONNX model."""
+
+    max_params: int
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        if evidence.params is None:
+            raise InputError("the budget limits size.params but the model's parameters were not counted")
+        return [_at_most("size", "size.params", float(evidence.params), float(self.max_params), "params", "the ONNX model")]
+
+
+def decide(evidence: Evidence, rules: Sequence[Rule]) -> list[Check]:
+    """Every rule's checks on ``evidence``, in the rules' order."""
+    return [check for rule in rules for check in rule.checks(evidence)]
+
+
+def reason(checks: Sequence[Check]) -> str:
+    """A verdict in one line: the messages of the checks that did not pass, else those of the latency
+    and quality checks (parity and size, passed, go without saying)."""
+    problems = [c for c in checks if not c.passed]
+    return "; ".join(c.message for c in problems or [c for c in checks if c.kind in ("latency", "quality")])
+
+
+def passed(checks: Sequence[Check]) -> bool:
+    return all(c.passed for c in checks)

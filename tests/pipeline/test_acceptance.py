@@ -1,0 +1,109 @@
+"""``spiral.pipeline.acceptance``: every rule's check, its margin's sign, missing evidence, and ``decide``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from spiral.deploy.errors import InputError
+from spiral.deploy.verdict import Question, judge
+from spiral.pipeline.acceptance import (
+    Check, Evidence, Latency, MaxParams, MaxSize, Parity, QualityDrop, QualityMin, decide, passed, reason,
+)
+from spiral.pipeline.config import ParityConfig
+from spiral.pipeline.export import ParityResult
+
+RNG = np.random.default_rng(0)
+
+
+def verdict(question: Question, centre: float, spread: float = 0.01):
+    """The judge on 30 synthetic rounds around ``centre`` (a known distribution: no machine timed)."""
+    return judge(question, list(centre * (1 + spread * RNG.standard_normal(30))), 0.95)
+
+
+MS = Question("latency.p50.max_ms", "candidate", 2.0)
+SPEEDUP = Question("final speedup", "candidate", 1 / 3, "teacher")
+PARITY = ParityResult(max_abs_diff=2e-4, top1_agreement=1.0, samples=64, atol=1e-3, min_top1_agreement=0.99)
+EVIDENCE = Evidence(
+    {MS.name: verdict(MS, 1.5), SPEEDUP.name: verdict(SPEEDUP, 0.4)},
+    metrics={"accuracy": 0.95}, reference_metrics={"accuracy": 0.97}, parity=PARITY, size_mb=1.5, params=120_000,
+)
+
+# Every rule kind, with what it makes of EVIDENCE: (checks' names, statuses, measured, limit, margin of the first).
+CASES = {
+    "latency ms": (Latency(MS), ["latency.p50.max_ms"], ["pass"], 1.5, 2.0, None),
+    "latency ratio": (Latency(SPEEDUP), ["final speedup"], ["fail"], 0.4, 1 / 3, None),
+    "quality floor": (QualityMin(96.0, name="accuracy.floor", label="floor"), ["accuracy.floor"], ["fail"], 95.0, 96.0, -1.0),
+    "quality drop": (QualityDrop(3.0), ["accuracy.max_drop"], ["pass"], 2.0, 3.0, 1.0),
+    "parity": (Parity(), ["parity.max_abs_diff", "parity.top1_agreement"], ["pass", "pass"], 2e-4, 1e-3, 8e-4),
+    "parity, stricter limits": (Parity(ParityConfig(atol=1e-4)), ["parity.max_abs_diff", "parity.top1_agreement"],
+                                ["fail", "pass"], 2e-4, 1e-4, -1e-4),
+    "size": (MaxSize(1.0), ["size.mb"], ["fail"], 1.5, 1.0, -0.5),
+    "params": (MaxParams(200_000), ["size.params"], ["pass"], 120_000, 200_000, 80_000),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_rule_checks_its_evidence_with_a_margin_that_is_headroom_when_positive(case: str) -> None:
+    rule, names, statuses, measured, limit, margin = CASES[case]
+    checks = decide(EVIDENCE, [rule])
+    assert [c.name for c in checks] == names and [c.status for c in checks] == statuses
+    first = checks[0]
+    assert first.measured == pytest.approx(measured, rel=0.05) and first.limit == pytest.approx(limit)
+    if margin is not None:
+        assert first.margin == pytest.approx(margin)
+    assert (first.margin >= 0) == first.passed  # headroom when it passes, the miss when it fails
+    assert first.line().startswith(f"{first.status.upper()} {first.name}: measured ")
+    assert Check.from_dict(first.to_dict()) == first
+
+
+def test_a_latency_rule_reads_the_judge_and_undecided_never_passes() -> None:
+    regression = Question("regression", "candidate", 1.05, "base")
+    straddling = verdict(regression, 1.05, spread=0.2)
+    assert straddling.outcome == "undecided"
+    (check,) = decide(Evidence({regression.name: straddling}), [Latency(regression, percent=True, note="paired")])
+    assert check.status == "inconclusive" and not check.passed and check.unit == "%"
+    assert check.limit == pytest.approx(5.0) and check.message.startswith("paired: regression: undecided")
+    (ratio,) = decide(EVIDENCE, [Latency(SPEEDUP)])
+    assert ratio.unit == "x" and ratio.message == EVIDENCE.verdicts[SPEEDUP.name].message()
+
+
+@pytest.mark.parametrize(("rule", "evidence", "message"), [
+    (Latency(MS), Evidence(), "no latency verdict answers 'latency.p50.max_ms'"),
+    (QualityMin(90.0), Evidence(), "pass --data"),
+    (QualityDrop(1.0), Evidence(metrics={"accuracy": 0.9}), "the baseline records no accuracy"),
+    (Parity(), Evidence(), "no source model"),
+    (MaxSize(1.0), Evidence(), "size was not measured"),
+    (MaxParams(10), Evidence(), "parameters were not counted"),
+])
+def test_missing_evidence_is_one_clear_line(rule, evidence: Evidence, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        decide(evidence, [rule])
+
+
+def test_the_reason_names_what_failed_or_else_what_decided() -> None:
+    checks = decide(EVIDENCE, [Latency(MS), QualityMin(90.0), Parity(), MaxSize(2.0)])
+    assert passed(checks)
+    assert reason(checks) == "; ".join(c.message for c in checks if c.kind in ("latency", "quality"))
+    failing = decide(EVIDENCE, [Latency(MS), QualityMin(96.0, label="floor"), MaxSize(1.0)])
+    assert not passed(failing)
+    assert reason(failing) == "accuracy 95.00% < floor 96.00%; the ONNX model 1.500 MB > max 1.000 MB"
+
+
+def test_a_new_limit_is_one_rule_class() -> None:
+    """A rule is anything with ``checks(evidence)``: a peak-memory limit needs no change to ``decide``."""
+
+    @dataclass(frozen=True)
+    class PeakMemory:
+        max_mb: float
+
+        def checks(self, evidence: Evidence) -> list[Check]:
+            peak = 80.0  # what a memory profile of the model would record
+            ok = peak <= self.max_mb
+            return [Check("memory.peak_mb", "pass" if ok else "fail", peak, self.max_mb, self.max_mb - peak, "MB",
+                          f"peak memory {peak:.1f} MB", "size")]
+
+    checks = decide(EVIDENCE, [Latency(MS), PeakMemory(64.0)])
+    assert [c.status for c in checks] == ["pass", "fail"] and reason(checks) == "peak memory 80.0 MB"

@@ -97,7 +97,7 @@ from spiral.pipeline.measure import target_of  # noqa: E402
 from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from spiral.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
 from spiral.pipeline.source import load_source  # noqa: E402
-from spiral.pipeline.spiral import Spiral  # noqa: E402
+from spiral.pipeline.spiral import Spiral, epochs_spent  # noqa: E402
 from spiral.pipeline.teacher import trained_model  # noqa: E402
 
 ARCHITECTURES = {
@@ -182,7 +182,7 @@ def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
     # end), so a resumed, already finished spiral reports the time it took, not the resume's.
     wall_s = (out / "ledger.jsonl").stat().st_mtime - (out / "teacher" / "model.onnx").stat().st_mtime
     accepted = [e for e in outcome.entries if e.accepted]
-    epochs = sum(e.distill.epochs for e in outcome.entries)
+    epochs = epochs_spent(outcome.entries)  # the probes' epochs too
     if not accepted:
         return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, wall_s, "no step accepted")
     best = accepted[-1]

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spiral import __version__
+
 _LIBRARIES = ("onnxruntime", "numpy", "tensorrt", "torch")
 
 
@@ -123,6 +125,7 @@ def target_fingerprint(backend: str, *, threads: int | None, precision: str) -> 
         "libraries": library_versions(),
         "gpu": gpu_info(),
         "precision": precision,
+        "spiral": __version__,  # what measured it (not part of a kernel table's key, which picks its own facts)
     }
 
 

@@ -27,6 +27,7 @@ reduction size), enough to say whether time tracks arithmetic or is a fixed cost
 from __future__ import annotations
 
 import json
+import re
 import math
 import statistics
 import tempfile
@@ -498,3 +499,42 @@ def attribute_change(base: LayerProfile, new: LayerProfile, base_rounds: Sequenc
     rows.sort(key=lambda r: -abs(r["delta_ms"]))
     return {"change_ms": asdict(total), "base_ms": float(np.median(base_rounds[:n])),
             "new_ms": float(np.median(new_rounds[:n])), "rounds": n, "confidence": confidence, "layers": rows}
+
+
+# trtexec's --exportProfile JSON (``--dumpProfile --separateProfileRun``): a list whose first element is
+# ``{"count": N}`` (the profiled iterations) followed by one record per fused layer, ``{"name", "timeMs",
+# "averageMs", "medianMs", "percentage"}``; a layer's name joins the ONNX nodes it fuses
+# (``/layer1/layer1.0/conv1/Conv + /layer1/layer1.0/relu/Relu``, ``PWN(/a/Add, /a/Relu)``) or says what
+# TensorRT inserted (``Reformatting CopyNode for Input Tensor 0 to …``). Read on the host: the device
+# runner ships ``spiral.deploy.trtexec_parse`` without this module (it needs onnx).
+_ONNX_NODE = re.compile(r"/[^\s,+()\[\]]+")
+_PROFILE_KEYS = ("name", "averageMs")
+
+
+def parse_trtexec_profile(text: str) -> LayerProfile:
+    """Per-layer times of an ``--exportProfile`` file (one round: trtexec's average over its count),
+    each layer named after the first module it fuses."""
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the trtexec --exportProfile file is not JSON: {exc}") from exc
+    if not isinstance(records, list) or not records or not isinstance(records[0], dict) or "count" not in records[0]:
+        raise InputError("the trtexec --exportProfile file is not a list starting with {\"count\": N}")
+    layers = []
+    for record in records[1:]:
+        if not isinstance(record, dict) or any(k not in record for k in _PROFILE_KEYS):
+            raise InputError(f"the trtexec --exportProfile file has a record without {' or '.join(_PROFILE_KEYS)}: "
+                             f"{str(record)[:80]}")
+        layers.append(_trt_layer(str(record["name"]), float(record["averageMs"])))
+    return LayerProfile("trtexec", [int(records[0]["count"])], layers)
+
+
+def _trt_layer(name: str, average_ms: float) -> LayerTiming:
+    nodes = _ONNX_NODE.findall(name)
+    if name.startswith("Reformatting") or not nodes:
+        op_type = "Reformat" if name.startswith("Reformatting") else name.split()[0]
+        return LayerTiming(name, op_type, op_kind(op_type), "TensorRT", [average_ms], [name], [], True)
+    modules = [m for m in (module_path(n) for n in nodes) if m]
+    op_type = re.sub(r"_\d+$", "", nodes[0].rsplit("/", 1)[-1])
+    return LayerTiming(modules[0] if modules else nodes[0], op_type, op_kind(op_type), "TensorRT", [average_ms],
+                       nodes, list(dict.fromkeys(modules)), len(nodes) > 1)

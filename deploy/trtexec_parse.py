@@ -5,12 +5,9 @@ Formats as written by TensorRT's ``samples/common/sampleReporting.cpp``: the sum
 (8.x prints one percentile, 10.x several), the warning
 ``GPU compute time is unstable, with coefficient of variance = X%.`` and the ``--exportTimes``
 JSON, a list of per-query records (``startEnqMs`` … ``computeMs``, ``latencyMs``, ``endToEndMs``;
-before 10.x ``inMs`` / ``outMs`` for the copies) that includes the warm-up queries, and the
-``--exportProfile`` JSON (``--dumpProfile --separateProfileRun``): a list whose first element is
-``{"count": N}`` (the profiled iterations) followed by one record per fused layer, ``{"name",
-"timeMs", "averageMs", "medianMs", "percentage"}``; a layer's name joins the ONNX nodes it fuses
-(``/layer1/layer1.0/conv1/Conv + /layer1/layer1.0/relu/Relu``, ``PWN(/a/Add, /a/Relu)``) or says what
-TensorRT inserted (``Reformatting CopyNode for Input Tensor 0 to …``).
+before 10.x ``inMs`` / ``outMs`` for the copies) that includes the warm-up queries. The device runner
+ships this module; the per-layer ``--exportProfile`` JSON is read on the host
+(``spiral.deploy.layer_profile.parse_trtexec_profile``).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 
 from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import LayerProfile, LayerTiming, module_path, op_kind
 
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _METRIC = re.compile(r"\] \[I\] (?P<name>[A-Za-z0-9 \-]+?): (?P<body>min = .*)$")
@@ -30,8 +26,6 @@ _UNSTABLE = re.compile(r"GPU compute time is unstable, with coefficient of varia
 _WARMUP = re.compile(r"Warmup completed (?P<n>\d+) queries over (?P<ms>[\d.]+) ms")
 _TRACE = re.compile(r"Timing trace has (?P<n>\d+) queries over (?P<s>[\d.]+) s")
 _WALLTIME = re.compile(r"Total Host Walltime: (?P<s>[\d.e+]+) s")
-_ONNX_NODE = re.compile(r"/[^\s,+()\[\]]+")
-_PROFILE_KEYS = ("name", "averageMs")
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -105,32 +99,3 @@ def parse_export_times(text: str, *, skip: int = 0) -> list[dict[str, float]]:
     if len(records) <= skip:
         raise InputError(f"the trtexec --exportTimes file has {len(records)} queries, none after {skip} warm-ups")
     return records[skip:]
-
-
-def parse_export_profile(text: str) -> LayerProfile:
-    """Per-layer times of an ``--exportProfile`` file (one round: trtexec's average over its count),
-    each layer named after the first module it fuses."""
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"the trtexec --exportProfile file is not JSON: {exc}") from exc
-    if not isinstance(records, list) or not records or not isinstance(records[0], dict) or "count" not in records[0]:
-        raise InputError("the trtexec --exportProfile file is not a list starting with {\"count\": N}")
-    layers = []
-    for record in records[1:]:
-        if not isinstance(record, dict) or any(k not in record for k in _PROFILE_KEYS):
-            raise InputError(f"the trtexec --exportProfile file has a record without {' or '.join(_PROFILE_KEYS)}: "
-                             f"{str(record)[:80]}")
-        layers.append(_trt_layer(str(record["name"]), float(record["averageMs"])))
-    return LayerProfile("trtexec", [int(records[0]["count"])], layers)
-
-
-def _trt_layer(name: str, average_ms: float) -> LayerTiming:
-    nodes = _ONNX_NODE.findall(name)
-    if name.startswith("Reformatting") or not nodes:
-        op_type = "Reformat" if name.startswith("Reformatting") else name.split()[0]
-        return LayerTiming(name, op_type, op_kind(op_type), "TensorRT", [average_ms], [name], [], True)
-    modules = [m for m in (module_path(n) for n in nodes) if m]
-    op_type = re.sub(r"_\d+$", "", nodes[0].rsplit("/", 1)[-1])
-    return LayerTiming(modules[0] if modules else nodes[0], op_type, op_kind(op_type), "TensorRT", [average_ms],
-                       nodes, list(dict.fromkeys(modules)), len(nodes) > 1)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from spiral import __version__
 from spiral.deploy.errors import InputError
 from spiral.deploy.validation import contained
 
@@ -46,6 +47,7 @@ class LedgerEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: int = VERSION
+    spiral: str | None = None  # the spiral that wrote the line (stamped by ``append_entry``)
     kind: Literal["step", "recovery", "quantize"] = "step"
     step: int
     attempt: int
@@ -102,7 +104,8 @@ class LedgerEntry(BaseModel):
 
 
 def append_entry(path: Path, entry: LedgerEntry) -> None:
-    line = (json.dumps(entry.model_dump(mode="json"), sort_keys=True) + "\n").encode()
+    stamped = entry.model_copy(update={"spiral": __version__})
+    line = (json.dumps(stamped.model_dump(mode="json"), sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

@@ -32,6 +32,7 @@ def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> d
         "throughput_per_s": batch * 1e3 / stats["mean"] if stats["mean"] > 0 else float("inf"),
         "round_sizes": [int(n) for n in trace["round_sizes"]],
         "cpu_wait": [None if w is None else float(w) for w in trace.get("cpu_wait", [])],
+        "layers": None,  # the device does not profile layers yet (issue 35, item 4)
     }
 
 

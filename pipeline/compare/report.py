@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from spiral import __version__
 from spiral.pipeline.compare.history import History
 from spiral.pipeline.compare.profiles import BatchComparison, ProfileComparison
 from spiral.pipeline.compare.releases import Release
@@ -133,6 +134,7 @@ def _stamp(kind: str) -> dict:
     return {
         "schema_version": COMPARE_SCHEMA_VERSION,
         "kind": kind,
+        "spiral": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from spiral import __version__
 from spiral.deploy.profiler import Profile
 from spiral.pipeline.compare.releases import GATE_REPORT_KIND, Release
 from spiral.pipeline.export import ParityResult
@@ -100,6 +101,7 @@ def gate_json(result: GateResult, context: GateContext) -> dict:
     return {
         "schema_version": GATE_SCHEMA_VERSION,
         "kind": GATE_REPORT_KIND,
+        "spiral": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": context.model,
         "target": context.target,

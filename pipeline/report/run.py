@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spiral import __version__
 from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile
 from spiral.deploy.atomic import write_json, write_text
@@ -43,6 +44,7 @@ def build_report(config: dict, budget: dict, teacher: dict, entries: list[Ledger
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": RUN_REPORT_KIND,
+        "spiral": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "budget": budget,

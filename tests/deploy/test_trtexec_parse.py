@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from spiral.deploy.errors import InputError
-from spiral.deploy.trtexec_parse import parse_export_profile, parse_export_times, parse_summary, parse_version
+from spiral.deploy.layer_profile import parse_trtexec_profile
+from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "trtexec"
 
@@ -86,7 +87,7 @@ def test_export_times_errors(text, message):
 
 
 def test_export_profile_of_a_real_one_layer_engine():
-    layers = parse_export_profile(read("cbr-export-profile.json"))
+    layers = parse_trtexec_profile(read("cbr-export-profile.json"))
     assert layers.source == "trtexec" and layers.calls_per_round == [41400]
     (layer,) = layers.layers
     assert layer.name == "conv1" and layer.fuses == ["conv1", "act1"] and layer.fused
@@ -95,7 +96,7 @@ def test_export_profile_of_a_real_one_layer_engine():
 
 def test_export_profile_maps_fused_layers_to_their_modules():
     """A file written here in trtexec's format (see tests/fixtures/trtexec/README.md)."""
-    layers = parse_export_profile(read("resnet-export-profile.json")).by_name()
+    layers = parse_trtexec_profile(read("resnet-export-profile.json")).by_name()
     assert layers["layer1.0.conv2"].fuses == ["layer1.0.conv2", "layer1.0", "layer1.0.relu_1"]
     assert layers["layer3.1.conv2"].rounds_ms == [0.36] and not layers["layer3.1.conv2"].fused
     assert layers["layer3.1"].op_type == "Add" and layers["layer3.1"].fuses == ["layer3.1", "layer3.1.relu_1"]
@@ -111,4 +112,4 @@ def test_export_profile_maps_fused_layers_to_their_modules():
 ])
 def test_malformed_export_profiles_are_input_errors(text, message):
     with pytest.raises(InputError, match=message):
-        parse_export_profile(text)
+        parse_trtexec_profile(text)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from spiral import __version__
 from spiral.deploy.errors import InputError
 from spiral.pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
 from tests.ledger_entries import ledger_entry
@@ -13,7 +14,7 @@ def test_append_and_read(tmp_path: Path):
     written = [ledger_entry(1), ledger_entry(2, accepted=False, kind="recovery", message="stopped")]
     for entry in written:
         append_entry(path, entry)
-    assert read_ledger(path) == written
+    assert read_ledger(path) == [e.model_copy(update={"spiral": __version__}) for e in written]  # who wrote it
     assert all(json.loads(line)["version"] == VERSION for line in path.read_text().splitlines())
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from spiral import __version__ as spiral_version
 from spiral.pipeline.cli import main
 from spiral.pipeline.config import ScheduleConfig
 from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
@@ -61,7 +62,8 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     for name in ("model/model.safetensors", "model/spiral.json", "model.onnx", "profile.json", "eval.json", "plan.json"):
         assert (step / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["met_budget"]
+    assert report["schema_version"] == 1 and report["met_budget"] and report["spiral"] == spiral_version
+    assert entries[0].spiral == spiral_version and json.loads((step / "profile.json").read_text())["fingerprint"]["spiral"] == spiral_version
     assert report["steps"][0]["parity"]["passed"]
     assert entries[0].params < report["teacher"]["params"]
     assert "| step 1 try 1 |" in (out / "report.md").read_text()

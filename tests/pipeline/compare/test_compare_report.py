@@ -1,6 +1,7 @@
 import json
 import re
 
+import spiral
 from spiral.pipeline.compare.history import build_history
 from spiral.pipeline.compare.profiles import compare_runs
 from spiral.pipeline.compare.releases import Release, load_history
@@ -34,6 +35,7 @@ def test_a_regression_report_names_the_change_its_interval_the_rule_and_the_kind
     assert len(md) < 5000  # sized for a pull-request comment
     data = comparison_json(comparison, base, new)
     assert data["schema_version"] == COMPARE_SCHEMA_VERSION and data["kind"] == "spiral-compare"
+    assert data["spiral"] == spiral.__version__
     assert data["verdict"] == "regression" and data["comparison"] == "stored baseline from another run"
     assert json.loads(json.dumps(data)) == data
 

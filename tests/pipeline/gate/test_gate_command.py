@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+import spiral
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.cli import main
 from spiral.pipeline.ledger import append_entry
@@ -40,7 +41,7 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
     assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiral gate passed")
 
     report = json.loads((out / "gate.json").read_text())
-    assert report["schema_version"] == 3 and report["kind"] == "spiral-gate" and report["passed"] is True
+    assert report["schema_version"] == 3 and report["spiral"] == spiral.__version__ and report["kind"] == "spiral-gate" and report["passed"] is True
     assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params"]
     assert report["comparison"] is None and report["latency_verdicts"][0]["outcome"] == "meets"
     assert len(report["profile"]["measurements"][0]["round_sizes"]) >= 10

@@ -38,7 +38,7 @@ from typing import Any
 import spiral
 from spiral.deploy import device_runner
 from spiral.deploy.backends.base import InputMetadata
-from spiral.deploy.atomic import write_bytes
+from spiral.deploy.atomic import publish_dir, write_bytes
 from spiral.deploy.backends.onnx_io import read_onnx_io
 from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from spiral.deploy.backends.trtexec import build_command, shape_arg, trace_command
@@ -212,9 +212,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         }
         data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         write_bytes(staging / device_runner.MANIFEST, data)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        publish_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from spiral.deploy.atomic import publish_dir
 from spiral.deploy.bundle import Bundle, runner_command
 from spiral.deploy.device_runner import ERROR_MARK
 from spiral.deploy.errors import InputError
@@ -232,9 +233,7 @@ def _extract_results(tar_file: IO[bytes], results_dir: Path) -> None:
             raise InputError(f"the device sent results spiral does not unpack: {exc}") from None
         if not (staging / "results" / "profile.json").is_file():
             raise InputError("the device sent results without a profile.json")
-        if results_dir.exists():
-            shutil.rmtree(results_dir)
-        os.replace(staging / "results", results_dir)
+        publish_dir(staging / "results", results_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -17,7 +17,7 @@ class OrtCpuBackend(Backend):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("onnxruntime") is None:
-            return False, "onnxruntime is not installed (pip install onnxruntime)"
+            return False, "onnxruntime is not installed (pip install 'spiral[cpu]')"
         return True, ""
 
     def load(self) -> Runner:

@@ -16,7 +16,7 @@ class OrtCudaBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        return gpu_provider_availability(PROVIDER, "pip install onnxruntime-gpu")
+        return gpu_provider_availability(PROVIDER, "pip install 'spiral[gpu]'")
 
     def load(self) -> Runner:
         self.require_available()

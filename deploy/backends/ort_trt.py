@@ -40,9 +40,9 @@ class OrtTrtBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        ok, reason = gpu_provider_availability(PROVIDER, "pip install onnxruntime-gpu tensorrt")
+        ok, reason = gpu_provider_availability(PROVIDER, "pip install 'spiral[gpu]'")
         if ok and importlib.util.find_spec("tensorrt_libs") is None and ctypes.util.find_library("nvinfer") is None:
-            return False, "the TensorRT libraries (libnvinfer) are not installed (pip install tensorrt)"
+            return False, "the TensorRT libraries (libnvinfer) are not installed (pip install 'spiral[gpu]')"
         return ok, reason
 
     def load(self) -> Runner:

@@ -30,9 +30,9 @@ class TensorrtBackend(Backend):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorrt") is None:
-            return False, "the tensorrt Python package is not installed (pip install tensorrt)"
+            return False, "the tensorrt Python package is not installed (pip install 'spiral[gpu]')"
         if importlib.util.find_spec("cuda") is None:
-            return False, "cuda-python is not installed (pip install cuda-python)"
+            return False, "cuda-python is not installed (pip install 'spiral[gpu]')"
         if gpu_info() is None:
             return False, "no NVIDIA GPU is visible (NVML found no driver or device)"
         return True, ""

@@ -189,7 +189,7 @@ def build_keywords(
     try:
         import librosa  # noqa: F401
     except ImportError:
-        raise InputError("librosa is not installed: reinstall the project (pip install -e .)") from None
+        raise InputError("librosa is not installed: pip install 'spiral[examples]'") from None
 
     def build(work: Path) -> dict:
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import stat
 from pathlib import Path
 
 import onnx
@@ -12,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from spiral.deploy import device_runner
+from spiral.deploy.atomic import umask
 from spiral.deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
 from spiral.deploy.device_runner import MANIFEST
 from spiral.deploy.errors import InputError
@@ -134,6 +136,8 @@ def test_rebuilding_replaces_the_bundle(tiny_onnx: Path, tmp_path: Path) -> None
     build_bundle(tiny_onnx, target, tmp_path / "b")
     assert not (tmp_path / "b" / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging directory left behind
+    # The bundle folder gets the mode mkdir would give it (a mkdtemp staging folder is 0700).
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o777 & ~umask()
 
 
 def test_bad_models_fail_locally(tiny_onnx: Path, tmp_path: Path) -> None:

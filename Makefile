@@ -19,9 +19,11 @@ demo: $(STAMP)
 test: $(STAMP) system-deps case-deps
 	$(BIN)/python -m pytest -q
 
-# Debian packages the tests need: OpenSSH's server (the deploy tests run a real sshd on 127.0.0.1)
-# and Chromium (the HTML report is rendered headless). Installed once, when missing.
-SYSTEM_PACKAGES := $(if $(wildcard /usr/sbin/sshd),,openssh-server) $(if $(wildcard /usr/bin/chromium),,chromium)
+# Debian packages the tests need: OpenSSH's server (the deploy tests run a real sshd on 127.0.0.1),
+# Chromium (the HTML report is rendered headless) and Git LFS (the CI example takes a released model
+# kept in LFS). Installed once, when missing.
+SYSTEM_PACKAGES := $(if $(wildcard /usr/sbin/sshd),,openssh-server) $(if $(wildcard /usr/bin/chromium),,chromium) \
+	$(if $(wildcard /usr/bin/git-lfs),,git-lfs)
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \
 		echo "installing Debian packages for the tests: $(strip $(SYSTEM_PACKAGES))"; \

@@ -1,6 +1,6 @@
 """The CI example runs: every ``run:`` step of examples/ci/github-actions.yml after the install is
-executed by bash, as the runner would, in a git repository made here whose last release tag holds
-the released model and whose working tree holds the candidate."""
+executed by bash, as the runner would, in a git repository made here with two tagged model releases
+kept in Git LFS, the last of which is the released model, and the candidate in its working tree."""
 
 from __future__ import annotations
 
@@ -39,33 +39,39 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True)
 
 
+@pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed ('make' installs it)")
 def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in_the_same_job(tmp_path):
     workflow = yaml.safe_load(WORKFLOW.read_text())
     job = workflow["jobs"]["gate"]
-    assert job["steps"][0]["with"]["fetch-depth"] == 0  # the release tags are fetched
+    assert job["steps"][0]["with"] == {"fetch-depth": 0, "lfs": True}  # the release tags, and LFS files
     steps = run_steps(workflow)
     assert [s["name"] for s in steps] == [
         "Take the released model from the last release tag",
         "Gate the release candidate against the released model, measured here",
     ]
 
-    # The repository the workflow runs in: a tagged release, then a candidate committed after it.
+    # The repository the workflow runs in: models in Git LFS, releases 1.0 and 1.1 tagged, then a candidate.
     model = tmp_path / job["env"]["MODEL"]
-    released = export_onnx(digits_net(), torch.zeros(1, 1, 16, 16), model)
-    released_bytes = released.read_bytes()
     budget = tmp_path / job["env"]["BUDGET"]
     budget.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "examples" / "ci" / "budget.yaml", budget)
     git(tmp_path, "init", "-q")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-q", "-m", "release 1.0")
-    git(tmp_path, "tag", job["env"]["RELEASE_TAGS"].replace("*", "1.0"))
-    candidate = digits_net()
-    with torch.no_grad():
-        candidate[-1].bias += 0.01  # a different file with the same predictions
-    export_onnx(candidate, torch.zeros(1, 1, 16, 16), model)
-    assert model.read_bytes() != released_bytes
-    git(tmp_path, "commit", "-q", "-am", "candidate")
+    git(tmp_path, "lfs", "install", "--local")
+    git(tmp_path, "lfs", "track", "*.onnx")
+    versions = []
+    for release, shift in (("1.0", 0.0), ("1.1", 0.01), (None, 0.02)):
+        net = digits_net()
+        with torch.no_grad():
+            net[-1].bias += shift  # a different file with the same predictions
+        versions.append(export_onnx(net, torch.zeros(1, 1, 16, 16), model).read_bytes())
+        git(tmp_path, "add", ".")
+        git(tmp_path, "commit", "-q", "-m", f"release {release}" if release else "candidate")
+        if release:
+            git(tmp_path, "tag", job["env"]["RELEASE_TAGS"].replace("*", release))
+    released_bytes = versions[1]  # the last release tag's
+    assert len(set(versions)) == 3
+    pointer = subprocess.run(["git", "show", "HEAD:" + job["env"]["MODEL"]], cwd=tmp_path, capture_output=True).stdout
+    assert pointer.startswith(b"version https://git-lfs")  # what git show gives of an LFS file
 
     env = {**os.environ, **{k: str(v) for k, v in job["env"].items()},
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -21,11 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from spiral.deploy.backends import BACKENDS
 from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import LAYER_BACKENDS
 from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.target_profiles import ALIASES, list_targets
 from spiral.deploy.verdict import Verdict
-from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_comparison
+from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
 from spiral.pipeline.compare.releases import Release
 from spiral.pipeline.config import ParityConfig, TargetConfig, parse_config
 from spiral.pipeline.data import LoaderSettings, load_datasets, splits_of
@@ -229,6 +230,7 @@ def gate(
             )
         compiled = Path(work) / "compiled"
         verdicts: dict[str, Verdict] = {}
+        attribution = None
         if released is None:  # alone, as spiral profile measures (self-timing backends such as trtexec too)
             measured_profile = profile_model(
                 onnx_path, target.backend, batch_sizes=(shape[0],), threads=target.threads,
@@ -239,8 +241,11 @@ def gate(
                 {CANDIDATE: onnx_path, BASELINE: released},
                 Target(target.backend, shape[0], target.threads, target.precision, target.backend_options()),
                 budget.profile, latency_questions(budget, baseline_measured=True), cache_dir=compiled,
-                model_options=options)
+                model_options=options, layers=target.backend in LAYER_BACKENDS)
             measured_profile = measured.profiles[CANDIDATE]
+            attribution = paired_attribution(measured.profiles[BASELINE], measured_profile,
+                                             budget.latency.statistic if budget.latency else "p50",
+                                             budget.profile.confidence)
             verdicts = {v.question.name: v for v in measured.verdicts}
             released_metrics = (evaluate_onnx(released, val_set, onnx_num_classes(released))
                                 if val_set is not None else None)
@@ -251,7 +256,7 @@ def gate(
     result = run_gate(
         budget, profile=measured_profile, baseline=stored.profile if stored else None, paired=released is not None,
         verdicts=verdicts, metrics=metrics, baseline_metrics=stored.metrics if stored else None,
-        model_size_mb=size_mb, params=params, parity=parity,
+        model_size_mb=size_mb, params=params, parity=parity, attribution=attribution,
     )
     name = str(model) if not isinstance(model, nn.Module) else f"the given {type(model).__name__}"
     return result, GateContext(name, target.backend, measured_profile, stored, metrics, size_mb, params, parity)

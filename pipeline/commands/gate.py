@@ -20,6 +20,7 @@ from spiral.pipeline.gate.budget import load_budget
 from spiral.pipeline.gate.candidate import add_torch_arguments, add_weights_argument, parse_shape
 from spiral.pipeline.gate.checks import GateResult
 from spiral.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
+from spiral.pipeline.report.attribution import change_summary
 from spiral.pipeline.report.outputs import write_outputs
 
 
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(check.line())
     for note in result.notes:
         print(note)
+    if result.attribution is not None:
+        print(f"which layers account for the change: {change_summary(result.attribution)}")
     written = write_outputs([
         (args.json, lambda: gate_json(result, context)),
         (args.markdown, lambda: gate_markdown(result, context)),

@@ -182,16 +182,21 @@ def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionR
     return ProfileComparison(rule, "runs", batches)
 
 
+def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: float) -> dict | None:
+    """The change from ``base`` to ``new``, measured in the same rounds, attributed to layers
+    (``spiral.deploy.layer_profile.attribute_change``); None unless both carry a layer profile."""
+    b, m = base.measurement(), new.measurement()
+    layers = (b.layer_profile(), m.layer_profile())
+    if layers[0] is None or layers[1] is None:
+        return None
+    return attribute_change(layers[0], layers[1], b.rounds(statistic), m.rounds(statistic), confidence)
+
+
 def paired_comparison(base: Profile, new: Profile, verdict: Verdict, rule: RegressionRule) -> ProfileComparison:
     """The comparison of two models measured in the same rounds (``spiral.deploy.profiler.profile_paired``),
     with the change attributed to layers where both were measured with a layer profile."""
-    m, b = new.measurement(), base.measurement()
-    layers = (b.layer_profile(), m.layer_profile())
-    attribution = None
-    if layers[0] is not None and layers[1] is not None:
-        attribution = attribute_change(layers[0], layers[1], b.rounds(rule.statistic), m.rounds(rule.statistic),
-                                       rule.confidence)
+    m = new.measurement()
     return ProfileComparison(rule, "paired", {
         m.batch: BatchComparison(m.batch, base.stat(rule.statistic, m.batch), new.stat(rule.statistic, m.batch),
                                  verdict, rule.min_effect_pct),
-    }, attribution)
+    }, paired_attribution(base, new, rule.statistic, rule.confidence))

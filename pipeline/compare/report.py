@@ -9,7 +9,7 @@ from spiral.pipeline.compare.history import History
 from spiral.pipeline.compare.profiles import BatchComparison, ProfileComparison
 from spiral.pipeline.compare.releases import Release
 from spiral.pipeline.report import plots
-from spiral.pipeline.report.attribution import CHANGE_HEADERS, change_rows, change_summary
+from spiral.pipeline.report.attribution import change_html, change_markdown
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.markdown import md_table
 
@@ -78,29 +78,9 @@ def comparison_markdown(comparison: ProfileComparison, base: Release, new: Relea
         *md_table(_HEADERS, _rows(comparison), "rlrrrrl"),
         "",
         *(f"- {n}" for n in _notes(comparison)),
-        *_attribution_markdown(comparison),
+        *change_markdown(comparison.attribution),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _attribution_markdown(comparison: ProfileComparison) -> list[str]:
-    if comparison.attribution is None:
-        return []
-    return ["", "### Which layers account for the change", "", change_summary(comparison.attribution), "",
-            *md_table(CHANGE_HEADERS, change_rows(comparison.attribution), "lllrrrrrr")]
-
-
-def _attribution_html(comparison: ProfileComparison) -> list[str]:
-    attribution = comparison.attribution
-    if attribution is None:
-        return []
-    rows = change_rows(attribution)
-    shown = attribution["layers"][: len(rows)]
-    chart = plots.layer_contributions([r["name"] for r in shown], [r["delta_ms"] for r in shown],
-                                      [r["delta_low"] for r in shown], [r["delta_high"] for r in shown],
-                                      "which layers account for the change")
-    return ["<h2>Which layers account for the change</h2>", f"<p>{esc(change_summary(attribution))}</p>",
-            html_plot(chart, "per-layer change"), html_table(CHANGE_HEADERS, rows, numeric=range(3, 9))]
 
 
 def _verdict_class(verdict: str) -> str:
@@ -114,7 +94,7 @@ def _comparison_sections(comparison: ProfileComparison, base: Release, new: Rele
         f"<p>{esc(base.label)} (baseline) vs {esc(new.label)} (new)</p>",
         html_table(_HEADERS, rows, numeric=(0, 2, 3, 4, 5), row_classes=[_verdict_class(r[-1]) for r in rows]),
         *(f'<p class="note">{esc(n)}</p>' for n in _notes(comparison)),
-        *_attribution_html(comparison),
+        *change_html(comparison.attribution),
     ]
     for batch in comparison.batches:
         series = [

@@ -21,6 +21,7 @@ from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_sa
 from spiral.pipeline.exit_codes import ExitCode, judged
 from spiral.pipeline.export import ParityResult
 from spiral.pipeline.gate.budget import GateBudget
+from spiral.pipeline.report.attribution import change_headline
 
 # The names the paired session gives the two models.
 CANDIDATE, BASELINE = "candidate", "baseline"
@@ -34,6 +35,9 @@ class GateResult:
     verdicts: list[Verdict] = field(default_factory=list)
     # What was measured, for information: rounds and robust cv (noise fails nothing by itself).
     notes: list[str] = field(default_factory=list)
+    # Which layers account for the change against the baseline measured beside the candidate, where the
+    # backend profiles layers (``spiral.deploy.layer_profile.attribute_change``).
+    attribution: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -57,6 +61,7 @@ class GateResult:
             "comparison": self.comparison,
             "latency_verdicts": [v.to_dict() for v in self.verdicts],
             "notes": self.notes,
+            "attribution": self.attribution,
         }
 
 
@@ -89,10 +94,11 @@ def _regression_question(budget: GateBudget) -> Question:
 
 def _latency(
     budget: GateBudget, profile: Profile, baseline: Profile | None, paired: bool, verdicts: Mapping[str, Verdict],
-    batch: int | None,
+    batch: int | None, attribution: dict | None,
 ) -> tuple[list[Latency], list[Verdict], str | None]:
     """The budget's latency rules with the verdicts that answer them (a question the paired session
-    did not answer judged here on the profile's rounds, or against a stored baseline's)."""
+    did not answer judged here on the profile's rounds, or against a stored baseline's); a regression
+    measured paired names the layer that accounts for most of the change, when layers were profiled."""
     latency = budget.latency
     if latency is None:
         return [], [], None
@@ -123,6 +129,8 @@ def _latency(
                            latency.between_run_tolerance)
             comparison = KIND_LABELS["runs"]
         note = comparison
+        if attribution is not None and not v.meets:  # a regression names the layer that made most of it
+            note += f"; {change_headline(attribution)}"
         if v.outcome == "undecided" and not paired:
             note += (f" (interval widened by ±{latency.between_run_tolerance:.0%}; re-measure the released model "
                      "beside the candidate with --baseline-model to settle it)")
@@ -173,6 +181,7 @@ def run_gate(
     params: int | None = None,
     parity: ParityResult | None = None,
     batch: int | None = None,
+    attribution: dict | None = None,
 ) -> GateResult:
     """Every check the budget asks for (``spiral.pipeline.acceptance.decide``), in a fixed order.
     Missing inputs a check needs are an InputError.
@@ -181,11 +190,12 @@ def run_gate(
     latency question without one is judged here on the profile's rounds. ``paired`` says that
     ``baseline`` was measured in the same rounds as ``profile``; otherwise it is a stored profile
     from another run. ``batch`` picks the measurement to judge (default: the profile's first).
+    ``attribution``: the change against the paired baseline by layer, reported and named in the regression check.
     """
-    latency, judged, comparison = _latency(budget, profile, baseline, paired, verdicts or {}, batch)
+    latency, judged, comparison = _latency(budget, profile, baseline, paired, verdicts or {}, batch, attribution)
     evidence = Evidence({v.question.name: v for v in judged}, metrics, baseline_metrics, parity, model_size_mb, params)
     checks = decide(evidence, gate_rules(budget, latency, parity is not None))
     notes = [measurement_note(CANDIDATE, profile, batch)]
     if baseline is not None and comparison is not None:
         notes.append(measurement_note(BASELINE, baseline, profile.measurement(batch).batch))
-    return GateResult(checks, comparison, judged, notes)
+    return GateResult(checks, comparison, judged, notes, attribution)

@@ -13,6 +13,7 @@ from spiral.pipeline.export import ParityResult
 from spiral.pipeline.acceptance import Check, format_value
 from spiral.pipeline.gate.checks import GateResult
 from spiral.pipeline.report import plots
+from spiral.pipeline.report.attribution import change_html, change_markdown
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.junit import TestCase, junit_xml
 from spiral.pipeline.report.markdown import md_table
@@ -59,7 +60,7 @@ def gate_markdown(result: GateResult, context: GateContext) -> str:
              *md_table(_HEADERS, [_row(c) for c in result.checks], "llrrrl")]
     if context.baseline:
         lines += ["", f"Baseline: `{context.baseline.source}`{_comparison(result)}"]
-    lines += ["", *(f"- {note}" for note in result.notes)]
+    lines += [*change_markdown(result.attribution), "", *(f"- {note}" for note in result.notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -81,6 +82,7 @@ def gate_html(result: GateResult, context: GateContext) -> str:
     if context.baseline:
         sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}{esc(_comparison(result))}</p>')
     sections += [f'<p class="note">{esc(note)}</p>' for note in result.notes]
+    sections += change_html(result.attribution)
     m = context.profile.measurements[0]
     baseline = context.baseline
     base = next((b for b in baseline.profile.measurements if b.batch == m.batch), None) if baseline else None

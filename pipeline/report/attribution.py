@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from spiral.pipeline.report import plots
+from spiral.pipeline.report.html import esc, html_plot, html_table
+from spiral.pipeline.report.markdown import md_table
+
 # Rows shown in a terminal or a pull-request comment; the JSON keeps every layer.
 TOP = 12
 EXPLAIN_HEADERS = ("layer", "operator", "kind", "ms", "share", "interval", "MACs")
@@ -59,3 +63,33 @@ def change_summary(attribution: dict[str, Any]) -> str:
     if top is not None:
         text += f"; the largest contributor is {top['name']} ({top['status']}, {top['delta_ms']:+.3f} ms)"
     return text
+
+
+def change_headline(attribution: dict[str, Any]) -> str:
+    """``layer3.1.conv2 +0.412 ms of +0.650 ms``: the largest contributor, for a check's message."""
+    top = attribution["layers"][0] if attribution["layers"] else None
+    change = attribution["change_ms"]["value"]
+    if top is None:
+        return f"no layer measured; end-to-end {change:+.3f} ms"
+    return f"the largest part is {top['name']} ({top['status']}, {top['delta_ms']:+.3f} ms of {change:+.3f} ms)"
+
+
+def change_markdown(attribution: dict[str, Any] | None) -> list[str]:
+    """The Markdown section of a change's attribution (``spiral compare``, ``spiral gate --baseline-model``)."""
+    if attribution is None:
+        return []
+    return ["", "### Which layers account for the change", "", change_summary(attribution), "",
+            *md_table(CHANGE_HEADERS, change_rows(attribution), "lllrrrrrr")]
+
+
+def change_html(attribution: dict[str, Any] | None) -> list[str]:
+    """The HTML section: the summary, a bar chart of the layers' changes with their intervals, the table."""
+    if attribution is None:
+        return []
+    rows = change_rows(attribution)
+    shown = attribution["layers"][: len(rows)]
+    chart = plots.layer_contributions([r["name"] for r in shown], [r["delta_ms"] for r in shown],
+                                      [r["delta_low"] for r in shown], [r["delta_high"] for r in shown],
+                                      "which layers account for the change")
+    return ["<h2>Which layers account for the change</h2>", f"<p>{esc(change_summary(attribution))}</p>",
+            html_plot(chart, "per-layer change"), html_table(CHANGE_HEADERS, rows, numeric=range(3, 9))]

@@ -107,6 +107,35 @@ def test_the_released_model_is_measured_beside_the_candidate_and_evaluated_on_th
     assert "(paired in this job)" in (tmp_path / "g.md").read_text()
 
 
+def test_a_regression_against_the_released_model_names_the_layer_that_made_it(write_budget, tmp_path, capsys):
+    """A last convolution 16x wider than the released model's: the regression check fails and its
+    message, the terminal, the Markdown, the HTML (a bar chart) and the JUnit message name that layer."""
+    import torch
+
+    from spiral.pipeline.export import export_onnx
+    from tests.chain_net import WIDENED, chain_net
+
+    torch.manual_seed(0)
+    released = export_onnx(chain_net(8), torch.zeros(1, 3, 16, 16), tmp_path / "released.onnx")
+    torch.manual_seed(0)
+    candidate = export_onnx(chain_net(8, wide=16), torch.zeros(1, 3, 16, 16), tmp_path / "candidate.onnx")
+    budget = write_budget(latency={"max_regression_pct": 5}, profile=QUICK)
+    out = {kind: tmp_path / f"g.{kind}" for kind in ("json", "md", "html", "xml")}
+    code = gate(candidate, "--backend", "ort-cpu", "--threads", "1", "--budget", budget, "--baseline-model", released,
+                "--json", out["json"], "--markdown", out["md"], "--html", out["html"], "--junit", out["xml"])
+    stdout = capsys.readouterr().out
+    assert code in (1, 4), stdout  # 4: a machine too busy to decide, never a pass
+    report = json.loads(out["json"].read_text())
+    assert report["attribution"]["layers"][0]["name"] == WIDENED
+    (check,) = report["checks"]
+    assert f"the largest part is {WIDENED} (changed, +" in check["message"]
+    assert f"the largest contributor is {WIDENED} (changed" in stdout
+    assert "### Which layers account for the change" in out["md"].read_text()
+    html = out["html"].read_text()
+    assert "Which layers account for the change" in html and len(inline_images(html)) == 2  # distribution + bars
+    assert WIDENED in ET.parse(out["xml"]).getroot().find("testsuite").find("testcase")[0].get("message")
+
+
 def test_a_stored_baseline_from_another_target_exits_2_naming_baseline_model(digits_onnx, write_budget, tmp_path, capsys):
     stored = tmp_path / "other.json"
     profile = profile_from_samples(latencies(0.1), cpu="another runner's CPU")

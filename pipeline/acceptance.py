@@ -196,26 +196,21 @@ class Parity:
 
 @dataclass(frozen=True)
 class MaxSize:
-    """The ONNX file at most ``max_mb`` MB (10^6 bytes)."""
+    """The ONNX file at most ``max_mb`` MB (10^6 bytes) and/or at most ``max_params`` parameters stored in it."""
 
-    max_mb: float
-
-    def checks(self, evidence: Evidence) -> list[Check]:
-        if evidence.size_mb is None:
-            raise InputError("the budget limits size.mb but the model's size was not measured")
-        return [_at_most("size", "size.mb", evidence.size_mb, self.max_mb, "MB", "the ONNX model")]
-
-
-@dataclass(frozen=True)
-class MaxParams:
-    """At most ``max_params`` parameters stored in the ONNX model."""
-
-    max_params: int
+    max_mb: float | None = None
+    max_params: int | None = None
 
     def checks(self, evidence: Evidence) -> list[Check]:
-        if evidence.params is None:
-            raise InputError("the budget limits size.params but the model's parameters were not counted")
-        return [_at_most("size", "size.params", float(evidence.params), float(self.max_params), "params", "the ONNX model")]
+        checks = []
+        for name, value, limit, unit in (("size.mb", evidence.size_mb, self.max_mb, "MB"),
+                                         ("size.params", evidence.params, self.max_params, "params")):
+            if limit is None:
+                continue
+            if value is None:
+                raise InputError(f"the budget limits {name}, which was not measured for this model")
+            checks.append(_at_most("size", name, float(value), float(limit), unit, "the ONNX model"))
+        return checks
 
 
 def decide(evidence: Evidence, rules: Sequence[Rule]) -> list[Check]:

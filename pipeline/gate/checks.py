@@ -15,7 +15,7 @@ from spiral.deploy.profiler import Profile
 from spiral.deploy.stats import robust_cv
 from spiral.deploy.verdict import Question, Verdict, judge
 from spiral.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxParams, MaxSize, Parity, QualityDrop, QualityMin, Rule, decide,
+    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityMin, Rule, decide,
 )
 from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
 from spiral.pipeline.exit_codes import ExitCode, judged
@@ -159,10 +159,7 @@ def gate_rules(budget: GateBudget, latency: list[Latency], parity_measured: bool
         if budget.accuracy.max_drop is not None:
             rules.append(QualityDrop(budget.accuracy.max_drop))
     if budget.size is not None:
-        if budget.size.max_mb is not None:
-            rules.append(MaxSize(budget.size.max_mb))
-        if budget.size.max_params is not None:
-            rules.append(MaxParams(budget.size.max_params))
+        rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
     if budget.parity is not None or parity_measured:
         rules.append(Parity(budget.parity))
     return rules

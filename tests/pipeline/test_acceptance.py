@@ -10,7 +10,7 @@ import pytest
 from spiral.deploy.errors import InputError
 from spiral.deploy.verdict import Question, judge
 from spiral.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxParams, MaxSize, Parity, QualityDrop, QualityMin, decide, passed, reason,
+    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityMin, decide, passed, reason,
 )
 from spiral.pipeline.config import ParityConfig
 from spiral.pipeline.export import ParityResult
@@ -41,7 +41,8 @@ CASES = {
     "parity, stricter limits": (Parity(ParityConfig(atol=1e-4)), ["parity.max_abs_diff", "parity.top1_agreement"],
                                 ["fail", "pass"], 2e-4, 1e-4, -1e-4),
     "size": (MaxSize(1.0), ["size.mb"], ["fail"], 1.5, 1.0, -0.5),
-    "params": (MaxParams(200_000), ["size.params"], ["pass"], 120_000, 200_000, 80_000),
+    "params": (MaxSize(max_params=200_000), ["size.params"], ["pass"], 120_000, 200_000, 80_000),
+    "size and params": (MaxSize(1.0, 200_000), ["size.mb", "size.params"], ["fail", "pass"], 1.5, 1.0, -0.5),
 }
 
 
@@ -75,8 +76,8 @@ def test_a_latency_rule_reads_the_judge_and_undecided_never_passes() -> None:
     (QualityMin(90.0), Evidence(), "pass --data"),
     (QualityDrop(1.0), Evidence(metrics={"accuracy": 0.9}), "the baseline records no accuracy"),
     (Parity(), Evidence(), "no source model"),
-    (MaxSize(1.0), Evidence(), "size was not measured"),
-    (MaxParams(10), Evidence(), "parameters were not counted"),
+    (MaxSize(1.0), Evidence(), "limits size.mb, which was not measured"),
+    (MaxSize(max_params=10), Evidence(), "limits size.params, which was not measured"),
 ])
 def test_missing_evidence_is_one_clear_line(rule, evidence: Evidence, message: str) -> None:
     with pytest.raises(InputError, match=message):

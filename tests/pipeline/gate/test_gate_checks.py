@@ -155,7 +155,7 @@ def test_without_a_parity_budget_the_parity_result_is_judged_by_its_own_threshol
         ({"latency": {"max_regression_pct": 5}}, {"baseline": STABLE, "paired": True}, "verdict is missing"),
         ({"accuracy": {"min": 90}}, {}, "pass --data"),
         ({"accuracy": {"max_drop": 1}}, {"metrics": {"accuracy": 0.9}}, "baseline records no accuracy"),
-        ({"size": {"max_mb": 1}}, {}, "size was not measured"),
+        ({"size": {"max_mb": 1}}, {}, "size.mb, which was not measured"),
         ({"parity": {"atol": 1e-3}}, {}, "no source model"),
     ],
 )

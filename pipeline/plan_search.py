@@ -34,9 +34,10 @@ was compiled, its measured one.
 
 A residual block's loss rise before training says little about its cost after training (the
 README's runs 13-14; ``docs/landing/2026-12-06.md``: block-free plans chosen by prediction were
-less accurate after training, block-removing ones elsewhere), so when the chosen plan removes
-blocks the same search runs on the block-free ladder too, and its plan judged to meet becomes a
-*contender*: ``spiral.pipeline.step`` trains both for a short probe and keeps the more accurate.
+less accurate after training, block-removing ones elsewhere), so with ``schedule.probe_epochs`` set,
+when the chosen plan removes blocks the same search runs on the block-free ladder too, and its plan
+judged to meet becomes a *contender*: ``spiral.pipeline.step`` trains both for a short probe and
+keeps the more accurate.
 """
 
 from __future__ import annotations

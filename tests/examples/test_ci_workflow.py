@@ -101,4 +101,7 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
     assert [c.get("name") for c in cases] == names
     assert (gate / "report.md").read_text().startswith("## spiral gate ")
     assert "(paired in this job)" in (gate / "report.md").read_text()
-    assert len(inline_images((gate / "report.html").read_text())) == 2
+    html = (gate / "report.html").read_text()
+    # the latency distributions, accuracy vs latency, and the change by layer (measured beside the release)
+    assert len(inline_images(html)) == 3 and "Which layers account for the change" in html
+    assert report["attribution"]["layers"]

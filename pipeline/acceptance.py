@@ -135,6 +135,13 @@ class Latency:
         return [Check(v.question.name, _STATUS[v.outcome], measured, limit, limit - high, unit, message, "latency")]
 
 
+def _percent(metrics: Mapping[str, float] | None, metric: str, rule: str) -> float:
+    """The model's ``metric`` in percent, or one line saying it was not measured."""
+    if metrics is None or metric not in metrics:
+        raise InputError(f"{rule} needs the model's {metric}, which was not measured; pass --data")
+    return 100 * metrics[metric]
+
+
 @dataclass(frozen=True)
 class QualityMin:
     """The model's ``metric`` (percent) at least ``minimum``; ``label`` names the limit in messages."""
@@ -145,9 +152,8 @@ class QualityMin:
     label: str = "min"
 
     def checks(self, evidence: Evidence) -> list[Check]:
-        if evidence.metrics is None or self.metric not in evidence.metrics:
-            raise InputError(f"{self.name} needs the model's {self.metric}, which was not measured; pass --data")
-        return [_at_least("quality", self.name, 100 * evidence.metrics[self.metric], self.minimum, "%", self.metric, self.label)]
+        measured = _percent(evidence.metrics, self.metric, self.name)
+        return [_at_least("quality", self.name, measured, self.minimum, "%", self.metric, self.label)]
 
 
 @dataclass(frozen=True)
@@ -161,13 +167,12 @@ class QualityDrop:
     name: str = "accuracy.max_drop"
 
     def checks(self, evidence: Evidence) -> list[Check]:
-        if evidence.metrics is None or self.metric not in evidence.metrics:
-            raise InputError(f"{self.name} needs the model's {self.metric}, which was not measured; pass --data")
+        measured = _percent(evidence.metrics, self.metric, self.name)
         if evidence.reference_metrics is None or self.metric not in evidence.reference_metrics:
             raise InputError(f"{self.name} limits the drop against the {self.reference}, but the {self.reference} "
                              f"records no {self.metric}; pass --baseline-model with --data, or a gate or run report "
                              "as --baseline")
-        measured, base = 100 * evidence.metrics[self.metric], 100 * evidence.reference_metrics[self.metric]
+        base = 100 * evidence.reference_metrics[self.metric]
         return [_at_most("quality", self.name, base - measured, self.max_drop, "points",
                          f"{self.metric} {measured:.2f}% vs the {self.reference}'s {base:.2f}%: a drop of", "max_drop")]
 

@@ -15,7 +15,7 @@ from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import STATISTICS
 from spiral.pipeline.compare.history import build_history
 from spiral.pipeline.compare.profiles import (
-    BETWEEN_RUN_TOLERANCE, ProfileComparison, RegressionRule, compare_runs, paired_comparison,
+    BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison,
 )
 from spiral.pipeline.compare.releases import Release, load_history, load_release
 from spiral.pipeline.compare.report import (

@@ -35,7 +35,8 @@ from spiral.pipeline.config import load_config
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig, LossWeights
 from spiral.pipeline.distill.train import distill, recalibrate_batchnorm
-from spiral.pipeline.metrics import evaluate
+from spiral.pipeline.evaluate import evaluate_model
+from spiral.pipeline.tasks import build_task
 from spiral.pipeline.models import build_model
 from spiral.pipeline.prune import example_input, prune
 
@@ -68,10 +69,10 @@ def fine_tune_all(
             result = distill(student, kd_teacher, *data, cfg.model_copy(update=update), device=device)
             seconds = time.perf_counter() - started
             runs[name].append(
-                {"seed": seed, "val_accuracy": result.best_val_accuracy, "epochs_run": result.epochs_run,
+                {"seed": seed, "val_accuracy": result.best_val_quality, "epochs_run": result.epochs_run,
                  "seconds": seconds, "history": result.history}
             )  # fmt: skip
-            print(f"{name}, seed {seed}: {result.best_val_accuracy:.4f} ({seconds:.1f} s)", flush=True)
+            print(f"{name}, seed {seed}: {result.best_val_quality:.4f} ({seconds:.1f} s)", flush=True)
     return runs
 
 
@@ -105,16 +106,16 @@ def main() -> None:
     teacher_cfg = cfg.teacher_training or DistillConfig()
     teacher_result = distill(teacher, None, train_set, val_set, teacher_cfg, device=args.device)
     teacher_seconds = time.perf_counter() - started
-    teacher_accuracy = evaluate(teacher.cpu(), val_set)["accuracy"]
+    teacher_accuracy = evaluate_model(teacher.cpu(), val_set, build_task())["accuracy"]
 
     calibration = [batch for _, batch in zip(range(4), DataLoader(train_set, batch_size=cfg.data.batch_size))]
     pruned, plan = prune(copy.deepcopy(teacher), example_input(cfg.input_shape), prune_cfg, calibration=calibration)
-    pruned_accuracy = evaluate(pruned, val_set)["accuracy"]
+    pruned_accuracy = evaluate_model(pruned, val_set, build_task())["accuracy"]
     recalibrated = copy.deepcopy(pruned)
     generator = torch.Generator().manual_seed(0)
     loader = DataLoader(train_set, batch_size=cfg.distill.batch_size, shuffle=True, generator=generator)
     recalibrate_batchnorm(recalibrated, loader, cfg.distill.bn_recalibration_batches)
-    recalibrated_accuracy = evaluate(recalibrated, val_set)["accuracy"]
+    recalibrated_accuracy = evaluate_model(recalibrated, val_set, build_task())["accuracy"]
 
     runs = fine_tune_all(pruned, teacher, (train_set, val_set), cfg.distill, args.seeds, args.device)
 

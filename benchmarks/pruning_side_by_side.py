@@ -65,6 +65,7 @@ from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.evaluate import evaluate_onnx
+from spiral.pipeline.tasks import TaskConfig, build_task
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.models import build_model
 from spiral.pipeline.plan_search import PlanVerdict, choose_plan
@@ -279,7 +280,7 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
         methods, finals = [], []
         for method, (plan, knob, probes, search_s) in found.items():
             pruned = bench.pruned(plan)
-            pruned_accuracy = evaluate_onnx(bench.export(pruned, "pruned"), val, NUM_CLASSES)["accuracy"]
+            pruned_accuracy = evaluate_onnx(bench.export(pruned, "pruned"), val, build_task(TaskConfig(), NUM_CLASSES))["accuracy"]
             runs = []
             for seed in range(args.seeds):
                 progress.console.print(
@@ -293,8 +294,8 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
                 teacher.cpu()
                 path = bench.export(student, f"distilled-{seed}")
                 runs.append({
-                    "seed": seed, "accuracy": evaluate_onnx(path, val, NUM_CLASSES)["accuracy"],
-                    "best_val_accuracy_torch": result.best_val_accuracy, "seconds": time.perf_counter() - mark,
+                    "seed": seed, "accuracy": evaluate_onnx(path, val, build_task(TaskConfig(), NUM_CLASSES))["accuracy"],
+                    "best_val_accuracy_torch": result.best_val_quality, "seconds": time.perf_counter() - mark,
                     "epoch_seconds": [h["seconds"] for h in result.history],
                 })
                 if seed == 0:
@@ -311,7 +312,7 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
         mark = time.perf_counter()
         measured = bench.rounds([teacher_path, *finals], rounds)
         timings["final_measurement_s"] = time.perf_counter() - mark
-        teacher_accuracy = evaluate_onnx(teacher_path, val, NUM_CLASSES)["accuracy"]
+        teacher_accuracy = evaluate_onnx(teacher_path, val, build_task(TaskConfig(), NUM_CLASSES))["accuracy"]
     macs, params = macs_and_params(teacher, x)
     for row, values in zip(methods, measured[1:]):
         # Judged on the speedup over the teacher measured in the same passes, so that a machine that got

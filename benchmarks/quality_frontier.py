@@ -92,6 +92,7 @@ from spiral.pipeline.data import load_datasets  # noqa: E402
 from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
 from spiral.pipeline.distill.train import distill  # noqa: E402
 from spiral.pipeline.evaluate import evaluate_onnx  # noqa: E402
+from spiral.pipeline.tasks import TaskConfig, build_task  # noqa: E402
 from spiral.pipeline.export import export_onnx  # noqa: E402
 from spiral.pipeline.measure import target_of  # noqa: E402
 from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
@@ -253,7 +254,7 @@ def oneshot_finalists(
         result = distill(student, teacher if weights["logits"] else None, train, val, training,
                          checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training")
         path = export_onnx(student, x, out / f"{method}.onnx")
-        accuracy = 100 * evaluate_onnx(path, val, cfg.num_classes)["accuracy"]
+        accuracy = 100 * evaluate_onnx(path, val, cfg.task_model())["accuracy"]
         cached[method] = Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
                                   f"ratio {ratio:.2f}")
         write_json(done, [{**asdict(f), "onnx": str(f.onnx)} for f in cached.values()])
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.architecture:
         teacher_dir = train_teacher(arch, data, args.cache, args, console)
         teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
-        teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], 10)["accuracy"]
+        teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], build_task(TaskConfig(), 10))["accuracy"]
         spirals = {  # method -> how its run_config differs
             "spiral": {"allocation": "latency"}, "spiral-uniform": {"allocation": "uniform"},
             "spiral-ce": {"allocation": "latency", "weights": CE},

@@ -22,6 +22,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.verdict import Question, Verdict
 from spiral.pipeline.config import ParityConfig
 from spiral.pipeline.export import ParityResult
+from spiral.pipeline.tasks import Metric
 
 Status = Literal["pass", "fail", "inconclusive"]
 Kind = Literal["latency", "quality", "parity", "size"]
@@ -135,52 +136,50 @@ class Latency:
         return [Check(v.question.name, _STATUS[v.outcome], measured, limit, limit - high, unit, message, "latency")]
 
 
-def _percent(metrics: Mapping[str, float] | None, metric: str, rule: str) -> float:
-    """The model's ``metric`` in percent, or one line saying it was not measured."""
-    if metrics is None or metric not in metrics:
-        raise InputError(f"{rule} needs the model's {metric}, which was not measured; pass --data")
-    return 100 * metrics[metric]
-
-
 @dataclass(frozen=True)
-class QualityMin:
-    """The model's ``metric`` (percent) at least ``minimum``; ``label`` names the limit in messages."""
+class QualityLimit:
+    """The model's metric at least ``limit`` (at most, for a lower-is-better metric), in shown units;
+    ``label`` names the limit in messages."""
 
-    minimum: float
-    metric: str = "accuracy"
+    limit: float
+    metric: Metric = Metric()
     name: str = "accuracy.min"
     label: str = "min"
 
     def checks(self, evidence: Evidence) -> list[Check]:
-        measured = _percent(evidence.metrics, self.metric, self.name)
-        return [_at_least("quality", self.name, measured, self.minimum, "%", self.metric, self.label)]
+        measured = self.metric.shown(evidence.metrics, self.name)
+        bound = _at_least if self.metric.higher_is_better else _at_most
+        return [bound("quality", self.name, measured, self.limit, self.metric.unit, self.metric.name, self.label)]
 
 
 @dataclass(frozen=True)
 class QualityDrop:
-    """The model's ``metric`` at most ``max_drop`` points below the reference model's
-    (``Evidence.reference_metrics``: a gate's baseline, the INT8 stage's float model)."""
+    """The model's metric at most ``max_drop`` (shown units: points of a percentage) worse than the
+    reference model's (``Evidence.reference_metrics``: a gate's baseline, the INT8 stage's float model)."""
 
     max_drop: float
     reference: str = "baseline"
-    metric: str = "accuracy"
+    metric: Metric = Metric()
     name: str = "accuracy.max_drop"
 
     def checks(self, evidence: Evidence) -> list[Check]:
-        measured = _percent(evidence.metrics, self.metric, self.name)
-        if evidence.reference_metrics is None or self.metric not in evidence.reference_metrics:
+        m = self.metric
+        measured = m.shown(evidence.metrics, self.name)
+        if evidence.reference_metrics is None or m.name not in evidence.reference_metrics:
             raise InputError(f"{self.name} limits the drop against the {self.reference}, but the {self.reference} "
-                             f"records no {self.metric}; pass --baseline-model with --data, or a gate or run report "
+                             f"records no {m.name}; pass --baseline-model with --data, or a gate or run report "
                              "as --baseline")
-        base = 100 * evidence.reference_metrics[self.metric]
-        return [_at_most("quality", self.name, base - measured, self.max_drop, "points",
-                         f"{self.metric} {measured:.2f}% vs the {self.reference}'s {base:.2f}%: a drop of", "max_drop")]
+        base = m.shown(evidence.reference_metrics, self.name, self.reference)
+        shown = format_value(measured, m.unit), format_value(base, m.unit)
+        return [_at_most("quality", self.name, m.worse_by(measured, base), self.max_drop, m.drop_unit,
+                         f"{m.name} {shown[0]} vs the {self.reference}'s {shown[1]}: "
+                         + ("a drop of" if m.higher_is_better else "a rise of"), "max_drop")]
 
 
 @dataclass(frozen=True)
 class Parity:
     """ONNX Runtime against the source torch model: max |diff| within ``atol`` (scaled by the largest
-    |output| above 1) and top-1 agreement; ``limits`` None: the tolerances the parity was run with."""
+    |output| above 1) and the task's agreement (top-1, per pixel, reproduced detections) where it has one; ``limits`` None: the tolerances the parity was run with."""
 
     limits: ParityConfig | None = None
 
@@ -191,12 +190,12 @@ class Parity:
                              "gate a model spec or checkpoint, or drop 'parity'")
         limits = self.limits or ParityConfig(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
         on = f"ONNX Runtime vs torch on {parity.samples} inputs:"
-        return [
-            _at_most("parity", "parity.max_abs_diff", parity.max_abs_diff, parity.tolerance_for(limits.atol), "",
-                     f"{on} max |diff|", "tolerance"),
-            _at_least("parity", "parity.top1_agreement", 100 * parity.top1_agreement, 100 * limits.min_top1_agreement, "%",
-                      f"{on} top-1 agreement"),
-        ]
+        checks = [_at_most("parity", "parity.max_abs_diff", parity.max_abs_diff, parity.tolerance_for(limits.atol), "",
+                           f"{on} max |diff|", "tolerance")]
+        if parity.top1_agreement is not None:  # a task without class logits or detections compares values only
+            checks.append(_at_least("parity", "parity.top1_agreement", 100 * parity.top1_agreement,
+                                    100 * limits.min_top1_agreement, "%", f"{on} agreement"))
+        return checks
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from spiral.pipeline.evaluate import evaluate_onnx
 from spiral.pipeline.export import OPSET, ParityResult, check_parity, export_onnx
 from spiral.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiral.pipeline.gate.candidate import (
-    measured_options, module_and_example, onnx_num_classes, onnx_params, parity_inputs, prepare_candidate,
+    measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,
     target_config,
 )
 from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
@@ -208,8 +208,8 @@ def gate(
     if stored is None and baseline is None and budget.needs_baseline:
         raise InputError(f"the budget's {', '.join(budget.needs_baseline)} compares against a baseline; "
                          "pass --baseline-model (the released model, measured here) or --baseline (a stored JSON)")
-    if budget.accuracy is not None and data is None:
-        raise InputError("the budget has an accuracy check; pass --data with the evaluation data")
+    if budget.quality is not None and data is None:
+        raise InputError(f"the budget has a {budget.quality_metric().name} check; pass --data with the evaluation data")
     with tempfile.TemporaryDirectory(prefix="spiral-gate-") as work:
         candidate = prepare_candidate(model, Path(work) / CANDIDATE, input_shape, weights=_path(weights),
                                       example=example_input)
@@ -220,13 +220,14 @@ def gate(
             release = prepare_candidate(baseline, Path(work) / BASELINE, shape, example=example_input)
             released, options[BASELINE] = release.onnx_path, measured_options(release, target)
         val_set = _validation_set(data, shape)
+        task = onnx_task(budget.task, onnx_path)
         parity = None
         if candidate.source is not None:
             limits = budget.parity or ParityConfig()
             parity = check_parity(
                 candidate.source, onnx_path,
                 parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
-                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement,
+                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement, task=task,
             )
         compiled = Path(work) / "compiled"
         verdicts: dict[str, Verdict] = {}
@@ -247,11 +248,11 @@ def gate(
                                              budget.latency.statistic if budget.latency else "p50",
                                              budget.profile.confidence)
             verdicts = {v.question.name: v for v in measured.verdicts}
-            released_metrics = (evaluate_onnx(released, val_set, onnx_num_classes(released))
+            released_metrics = (evaluate_onnx(released, val_set, onnx_task(budget.task, released))
                                 if val_set is not None else None)
             source = Path(baseline) if isinstance(baseline, (str, Path)) else Path(f"<{type(baseline).__name__}>")
             stored = Release(source.stem, source, measured.profiles[BASELINE], released_metrics, None)
-        metrics = evaluate_onnx(onnx_path, val_set, onnx_num_classes(onnx_path)) if val_set is not None else None
+        metrics = evaluate_onnx(onnx_path, val_set, task) if val_set is not None else None
         size_mb, params = onnx_path.stat().st_size / 1e6, onnx_params(onnx_path)
     result = run_gate(
         budget, profile=measured_profile, baseline=stored.profile if stored else None, paired=released is not None,

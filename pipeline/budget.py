@@ -2,24 +2,27 @@
 
 The budget comes from the teacher measured when the run started: a speedup over it and/or an
 absolute latency (``max_ms``, or ``min_throughput`` items per second at the run's batch), each asked
-of every candidate measured in rounds beside the teacher (``spiral.deploy.verdict``), and an
-accuracy floor.
+of every candidate measured in rounds beside the teacher (``spiral.deploy.verdict``), and a limit on
+the task's quality metric (a floor, or a ceiling for a lower-is-better metric).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question, interval, percent
+from spiral.pipeline.acceptance import QualityLimit, format_value
 from spiral.pipeline.config import BudgetConfig
 from spiral.pipeline.ledger import LedgerEntry
+from spiral.pipeline.tasks import Metric, Task
 
 
 @dataclass(frozen=True)
 class Budget:
-    """The final budget: a speedup over the teacher and/or an absolute latency (or throughput), and an
-    accuracy floor.
+    """The final budget: a speedup over the teacher and/or an absolute latency (or throughput), and a
+    quality limit: ``metric`` at least ``quality_limit`` (at most, lower-is-better), in shown units.
 
     Every latency part is a question to the judge (``spiral.deploy.verdict``), asked of every candidate
     measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
@@ -32,18 +35,29 @@ class Budget:
     max_ms: float | None
     min_throughput: float | None
     batch: int
-    teacher_accuracy: float
-    accuracy_floor: float
+    metric: Metric
+    teacher_quality: float
+    quality_limit: float
 
     @classmethod
-    def of_teacher(cls, config: BudgetConfig, teacher: dict, batch: int) -> Budget:
+    def of_teacher(cls, config: BudgetConfig, teacher: dict, batch: int, task: Task) -> Budget:
         """``config`` (the run's ``budget:``) made concrete by the teacher's measured summary; ``batch``
         is the run's (``input_shape[0]``), what a throughput budget counts items of."""
-        accuracy = 100 * teacher["accuracy"]
-        drop = config.accuracy.max_drop
-        floors = [v for v in (config.accuracy.min, accuracy - drop if drop is not None else None) if v is not None]
+        quality = config.quality
+        metric = task.quality(quality.name)
+        measured = metric.shown(teacher["metrics"], "the budget", "teacher")
+        drop = quality.max_drop
+        sign = 1 if metric.higher_is_better else -1
+        limits = [v for v in (quality.min if metric.higher_is_better else quality.max,
+                              measured - sign * drop if drop is not None else None) if v is not None]
+        limit = max(limits) if metric.higher_is_better else min(limits)
         return cls(config.statistic, teacher["statistic_ms"], config.min_speedup, config.max_ms, config.min_throughput,
-                   batch, accuracy, max(floors))
+                   batch, metric, measured, limit)
+
+    def quality_rule(self) -> QualityLimit:
+        """The run's quality limit as an acceptance rule (``spiral.pipeline.acceptance``)."""
+        bound = "floor" if self.metric.higher_is_better else "ceiling"
+        return QualityLimit(self.quality_limit, self.metric, name=f"{self.metric.name}.{bound}", label=bound)
 
     @property
     def throughput_ms(self) -> float | None:
@@ -74,10 +88,14 @@ class Budget:
         if self.throughput_ms is not None:
             parts.append(f"throughput >= {self.min_throughput:g} items/s at batch {self.batch}: {self.statistic} <= "
                          f"{self.throughput_ms:.3f} ms (upper confidence bound)")
-        return " and ".join(parts) + f", accuracy >= {self.accuracy_floor:.2f}% (teacher {self.teacher_accuracy:.2f}%)"
+        m = self.metric
+        return " and ".join(parts) + (f", {m.name} {'>=' if m.higher_is_better else '<='} "
+                                      f"{format_value(self.quality_limit, m.unit)} (teacher "
+                                      f"{format_value(self.teacher_quality, m.unit)})")
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "final_ms": self.final_ms, "final": self.describe()}
+        return {**self.__dict__, "metric": dataclasses.asdict(self.metric), "final_ms": self.final_ms,
+                "final": self.describe()}
 
 
 def judged_questions(step: Question, questions: list[Question], final_step: bool) -> list[Question]:
@@ -106,11 +124,16 @@ def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -
     return {"speedup": 1 / estimate, "speedup_ci": [1 / high, 1 / low]}
 
 
-def final_summary(entry: LedgerEntry) -> str:
+def final_summary(entry: LedgerEntry, metric: Metric) -> str:
     """``speedup 4.12x (95% CI 4.01x .. 4.20x) over the teacher, p50 0.934 ms`` of an accepted step."""
     low, high = entry.speedup_ci
     confidence = entry.verdicts[0]["confidence"]
     return (
         f"speedup {entry.speedup:.2f}x ({percent(confidence)} CI {low:.2f}x .. {high:.2f}x) over the teacher, "
-        f"measured paired; {entry.statistic_ms:.3f} ms, accuracy {100 * entry.accuracy:.2f}%"
+        f"measured paired; {entry.statistic_ms:.3f} ms, {quality_text(entry, metric)}"
     )
+
+
+def quality_text(entry: LedgerEntry, metric: Metric) -> str:
+    """``accuracy 97.12%`` / ``miou 61.30%`` of a ledger line, its task's metric as shown."""
+    return f"{metric.name} {format_value(metric.scale * entry.metrics.get(metric.name, entry.quality), metric.unit)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,6 +14,10 @@ from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.validation import read_yaml, validate
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.tasks.config import TaskConfig
+
+if TYPE_CHECKING:
+    from spiral.pipeline.tasks import Task
 
 CONFIG_VERSION = 1
 
@@ -78,23 +82,57 @@ class TargetConfig(_Strict):
         return "module" in get_backend(self.backend).option_names
 
 
-class AccuracyBudget(_Strict):
-    """Top-1 accuracy in percent: at least ``min``, and/or at most ``max_drop`` points below the
-    reference (the teacher in a run config, the released model in a ``spiral gate`` budget); when both
-    are given, the higher floor wins."""
+class QualityBudget(_Strict):
+    """The task's quality metric (``name``; by default the task's own: accuracy, mIoU, mAP, a custom
+    metric), in the units it is shown in (percent for the built-in tasks' fractions): at least ``min``
+    (at most ``max`` for a lower-is-better metric), and/or at most ``max_drop`` worse than the reference
+    (the teacher in a run config, the released model in a ``spiral gate`` budget, the float model in
+    ``quantize``); when both are given, the stricter limit wins. ``accuracy:`` is classification's
+    spelling of ``metric:`` (its name is accuracy)."""
 
-    min: float | None = None
-    max_drop: float | None = None
+    name: str | None = None
+    min: float | None = Field(None, allow_inf_nan=False)
+    max: float | None = Field(None, allow_inf_nan=False)
+    max_drop: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _check(self) -> "AccuracyBudget":
-        for name in ("max_drop", "min"):
-            value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value < 0 or value > 100):
-                raise ValueError(f"accuracy.{name} must be between 0 and 100, got {value}")
-        if self.max_drop is None and self.min is None:
-            raise ValueError("accuracy needs min or max_drop")
+    def _check(self) -> "QualityBudget":
+        if self.max_drop is None and self.min is None and self.max is None:
+            raise ValueError("a quality budget needs min (max, for a lower-is-better metric) or max_drop")
+        if self.min is not None and self.max is not None:
+            raise ValueError("give min (a higher-is-better metric) or max (a lower-is-better one), not both")
         return self
+
+
+def quality_budget(accuracy: QualityBudget | None, metric: QualityBudget | None, where: str) -> QualityBudget | None:
+    """The one quality budget of ``accuracy:`` (classification's spelling) or ``metric:``; not both."""
+    if accuracy is not None and metric is not None:
+        raise ValueError(f"{where} gives both accuracy and metric: accuracy is classification's spelling of metric, "
+                         "give one")
+    if accuracy is not None and accuracy.name not in (None, "accuracy"):
+        raise ValueError(f"{where}.accuracy names '{accuracy.name}'; name another metric under metric:")
+    return accuracy.model_copy(update={"name": "accuracy"}) if accuracy is not None else metric
+
+
+def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
+    """``budget`` fits ``task``: a metric it measures, a bound in the metric's direction, percentages
+    within 0..100."""
+    from spiral.deploy.errors import InputError
+
+    try:
+        metric = task.quality(budget.name)
+    except InputError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    wrong = "max" if metric.higher_is_better else "min"
+    if getattr(budget, wrong) is not None:
+        better = "higher" if metric.higher_is_better else "lower"
+        raise ValueError(f"{where}.{wrong}: {metric.name} is {better}-is-better; its limit is "
+                         f"{'min' if wrong == 'max' else 'max'}")
+    if metric.unit == "%":
+        for key in ("min", "max", "max_drop"):
+            value = getattr(budget, key)
+            if value is not None and not 0 <= value <= 100:
+                raise ValueError(f"{where}.{key}: {metric.name} is in percent; {value} is not between 0 and 100")
 
 
 class BudgetConfig(_Strict):
@@ -108,7 +146,8 @@ class BudgetConfig(_Strict):
     max_ms: float | None = None
     min_speedup: float | None = 2.0
     min_throughput: float | None = None
-    accuracy: AccuracyBudget = AccuracyBudget(max_drop=1.0)
+    accuracy: QualityBudget | None = None
+    metric: QualityBudget | None = None
     max_size_mb: float | None = None
 
     @field_validator("max_ms", "min_speedup", "min_throughput", "max_size_mb")
@@ -120,7 +159,13 @@ class BudgetConfig(_Strict):
     def _check(self) -> "BudgetConfig":
         if self.max_ms is None and self.min_speedup is None and self.min_throughput is None:
             raise ValueError("budget needs max_ms, min_speedup or min_throughput")
+        quality_budget(self.accuracy, self.metric, "budget")
         return self
+
+    @property
+    def quality(self) -> QualityBudget:
+        """``accuracy:`` or ``metric:``; by default the task's own metric at most 1 point below the teacher's."""
+        return quality_budget(self.accuracy, self.metric, "budget") or QualityBudget(max_drop=1.0)
 
 
 class ScheduleConfig(_Strict):
@@ -270,6 +315,9 @@ class RunConfig(_Strict):
     data: DataConfig = DataConfig()
     input_shape: list[int]
     num_classes: int = Field(10, ge=2)
+    # What the model does and how it is judged (spiral.pipeline.tasks); num_classes is its classes
+    # (segmentation: with the background; detection: without it).
+    task: TaskConfig = TaskConfig()
     teacher_training: DistillConfig | None = None
     target: TargetConfig = TargetConfig()
     budget: BudgetConfig = BudgetConfig()
@@ -288,6 +336,24 @@ class RunConfig(_Strict):
     # config's own specs are the user's and need no permission. A permission, not part of the run:
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)
+
+    @model_validator(mode="after")
+    def _task_budgets(self) -> "RunConfig":
+        task = self.task_model()
+        check_quality(self.budget.quality, task, "budget.metric" if self.budget.accuracy is None else "budget.accuracy")
+        if self.quantize is not None and self.task.kind != "classification":
+            raise ValueError(f"quantize: the INT8 stage judges a classifier's top-1 so far (its float fallback "
+                             f"ranks nodes by top-1 disagreement); task {self.task.kind} cannot use it yet")
+        if self.quantize is not None:
+            check_quality(QualityBudget(name=self.budget.quality.name, max_drop=self.quantize.max_drop), task,
+                          "quantize")
+        return self
+
+    def task_model(self) -> "Task":
+        """The run's task (``spiral.pipeline.tasks``), for ``num_classes`` classes."""
+        from spiral.pipeline.tasks import build_task
+
+        return build_task(self.task, self.num_classes)
 
     @model_validator(mode="after")
     def _quantized_target(self) -> "RunConfig":

@@ -9,6 +9,7 @@ makes it from a run's ``data`` config; ``splits_of`` from the user's own data se
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +22,25 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from spiral.deploy.errors import InputError
 from spiral.pipeline.config import DataConfig
 from spiral.pipeline.specs import resolve_callable
+from spiral.pipeline.tasks import Task
 
 
 @dataclass(frozen=True)
 class LoaderSettings:
     """How the training DataLoaders load: worker processes, page-locked memory (for copies to CUDA), and
-    the function that collates samples into a batch."""
+    the function that collates samples into a batch (None: the task's, ``spiral.pipeline.tasks.Task.collate``)."""
 
     num_workers: int = 0
     pin_memory: bool = False
-    collate_fn: Callable[[list], Any] = default_collate
+    collate_fn: Callable[[list], Any] | None = None
 
     @classmethod
     def of(cls, config: DataConfig) -> LoaderSettings:
         return cls(config.num_workers, config.pin_memory)
+
+    def for_task(self, task: Task) -> LoaderSettings:
+        """These settings, collating as ``task`` does where they name no function of their own."""
+        return self if self.collate_fn is not None else dataclasses.replace(self, collate_fn=task.collate)
 
     def loader(self, dataset: Dataset, device: torch.device, **options: Any) -> DataLoader:
         """A DataLoader of ``dataset`` with these settings (memory pinned only when ``device`` is CUDA).

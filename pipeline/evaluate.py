@@ -1,21 +1,43 @@
-"""Accuracy of the compiled model: the ONNX file run by the target's runtime on the validation set."""
+"""A model's quality on a data set, as its task measures it: the compiled model (the ONNX file run by
+ONNX Runtime) or the torch module (validation during training)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+import torch
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from spiral.deploy.backends import get_backend
-from spiral.pipeline.metrics import classification_metrics
+from spiral.pipeline.tasks import Outputs, Task, outputs_of
 
 
-def evaluate_onnx(onnx_path: Path, dataset: Dataset, num_classes: int, *, batch_size: int = 64) -> dict:
-    predictions, labels = [], []
+def _evaluate(run: Callable[[Tensor], Outputs], dataset: Dataset, task: Task, batch_size: int) -> dict:
+    meter = task.meter()
+    for inputs, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate):
+        meter.update(run(inputs), targets)
+    return meter.compute()
+
+
+def evaluate_onnx(onnx_path: Path, dataset: Dataset, task: Task, *, batch_size: int = 64) -> dict:
+    """``task``'s metrics of the ONNX model on ``dataset`` (ONNX Runtime, CPU)."""
     with get_backend("ort-cpu")(onnx_path).load() as runner:
-        for inputs, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            logits = next(iter(runner.infer({"input": inputs.numpy()}).values()))
-            predictions.append(logits.argmax(-1))
-            labels.append(targets.numpy())
-    return classification_metrics(np.concatenate(labels), np.concatenate(predictions), num_classes)
+        def run(inputs: Tensor) -> Outputs:
+            return {name: torch.from_numpy(value) for name, value in runner.infer({"input": inputs.numpy()}).items()}
+
+        return _evaluate(run, dataset, task, batch_size)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, dataset: Dataset, task: Task, *, batch_size: int = 256) -> dict:
+    """``task``'s metrics of the torch model on ``dataset``, in eval mode (its mode is restored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return _evaluate(lambda x: {k: v.cpu() for k, v in outputs_of(model(x.to(device))).items()}, dataset, task,
+                         batch_size)
+    finally:
+        model.train(was_training)

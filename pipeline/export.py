@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -15,6 +14,7 @@ from torch import nn
 from spiral.deploy.atomic import temp_file_beside
 from spiral.deploy.backends import get_backend
 from spiral.deploy.errors import InputError
+from spiral.pipeline.tasks import Task, build_task, output_names, outputs_of
 
 OPSET = 17
 
@@ -23,9 +23,11 @@ def export_onnx(
     model: nn.Module, example_input: torch.Tensor, path: Path, *, simplify: bool = True, dynamic_batch: bool = True,
     opset: int = OPSET,
 ) -> Path:
-    """Write ``path`` atomically, inputs named ``input`` and outputs ``output``, with a dynamic batch
-    axis (or the example's batch, fixed)."""
+    """Write ``path`` atomically: the input named ``input``, the outputs as ``spiral.pipeline.tasks.output_names``
+    names them (``output`` for one tensor), with a dynamic batch axis (or the example's batch, fixed)."""
     model = model.eval()
+    with torch.no_grad():
+        names = output_names(model(example_input))
     tmp = temp_file_beside(path)
     try:
         with warnings.catch_warnings(), torch.enable_grad():  # no_grad traces a fused attention kernel ONNX lacks
@@ -35,8 +37,8 @@ def export_onnx(
                 (example_input,),
                 str(tmp),
                 input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None,
+                output_names=names,
+                dynamic_axes={name: {0: "batch"} for name in ["input", *names]} if dynamic_batch else None,
                 opset_version=opset,
                 dynamo=False,
             )
@@ -58,14 +60,18 @@ def export_onnx(
 
 @dataclass(frozen=True)
 class ParityResult:
-    """ONNX Runtime against torch. ``output_scale`` is the largest |torch output|."""
+    """ONNX Runtime against torch, every output compared. ``max_abs_diff`` and ``output_scale`` (the
+    largest |torch output|) are those of the output farthest from its tolerance; ``outputs`` has each
+    output's; ``top1_agreement`` is the task's agreement (``spiral.pipeline.tasks.Task.agreement``: top-1
+    per sample or per pixel, reproduced detections), None where the task has none."""
 
     max_abs_diff: float
-    top1_agreement: float
+    top1_agreement: float | None
     samples: int
     atol: float
     min_top1_agreement: float
     output_scale: float = 1.0
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def tolerance_for(self, atol: float) -> float:
         """``atol`` for outputs up to 1 in magnitude, relative to the largest one above that.
@@ -81,7 +87,8 @@ class ParityResult:
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance and self.top1_agreement >= self.min_top1_agreement
+        agrees = self.top1_agreement is None or self.top1_agreement >= self.min_top1_agreement
+        return self.max_abs_diff <= self.tolerance and agrees
 
     def to_dict(self) -> dict:
         return asdict(self) | {"tolerance": self.tolerance, "passed": self.passed}
@@ -94,20 +101,35 @@ def check_parity(
     *,
     atol: float,
     min_top1_agreement: float,
+    task: Task | None = None,
     batch_size: int = 64,
 ) -> ParityResult:
-    """Run the same real inputs through torch and ONNX Runtime and compare the outputs."""
+    """Run the same real inputs through torch and ONNX Runtime and compare every output, and the
+    task's agreement (``task`` None: a classifier's top-1)."""
+    task = task or build_task()
     model = model.eval()
-    max_diff, agree, scale = 0.0, 0, 0.0
+    diffs: dict[str, float] = {}
+    scales: dict[str, float] = {}
+    agreement, agreed = 0.0, True
     with get_backend("ort-cpu")(onnx_path).load() as runner, torch.no_grad():
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start : start + batch_size]
-            expected = model(batch).numpy()
-            got = next(iter(runner.infer({"input": batch.numpy()}).values()))
-            if got.shape != expected.shape:
-                raise InputError(f"{onnx_path}: ONNX output shape {got.shape} differs from torch {expected.shape}")
-            diff = np.abs(got.astype(np.float64) - expected)
-            scale = max(scale, float(np.abs(expected).max()))
-            max_diff = max(max_diff, float(np.nanmax(diff)) if np.isfinite(diff).all() else float("inf"))
-            agree += int((got.argmax(-1) == expected.argmax(-1)).sum())
-    return ParityResult(max_diff, agree / len(inputs), len(inputs), atol, min_top1_agreement, scale)
+            expected = outputs_of(model(batch))
+            got = {name: torch.from_numpy(value) for name, value in runner.infer({"input": batch.numpy()}).items()}
+            if list(got) != list(expected):
+                raise InputError(f"{onnx_path}: ONNX outputs {list(got)} differ from torch's {list(expected)}")
+            for name, want in expected.items():
+                if got[name].shape != want.shape:
+                    raise InputError(f"{onnx_path}: ONNX output '{name}' shape {tuple(got[name].shape)} differs from "
+                                     f"torch {tuple(want.shape)}")
+                diff = (got[name].double() - want.double()).abs()
+                scales[name] = max(scales.get(name, 0.0), float(want.abs().max()) if want.numel() else 0.0)
+                worst = float(diff.max()) if diff.numel() and bool(diff.isfinite().all()) else float("inf")
+                diffs[name] = max(diffs.get(name, 0.0), worst if diff.numel() else 0.0)
+            share = task.agreement(expected, got)
+            agreed = agreed and share is not None
+            agreement += (share or 0.0) * len(batch)
+    worst = max(diffs, key=lambda name: diffs[name] / max(1.0, scales[name]))
+    return ParityResult(diffs[worst], agreement / len(inputs) if agreed else None, len(inputs), atol,
+                        min_top1_agreement, scales[worst],
+                        {name: {"max_abs_diff": diffs[name], "output_scale": scales[name]} for name in diffs})

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from spiral.deploy.backends import get_backend
 from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.quantize import FLOAT, INT8, Calibrated, drawn_samples, input_batches, validation_accuracy
+from spiral.pipeline.tasks import Task
 
 # The operators the fallback may keep in float: those whose INT8 kernels (QLinearConv, QGemm, QLinearMatMul)
 # carry the model's arithmetic, so the ones whose weights and inputs INT8 can ruin.
@@ -136,7 +137,7 @@ class Fallback:
 
 def float_fallback(
     float_path: Path, int8_path: Path, calibration: list[np.ndarray], train_set: Dataset, val_set: Dataset,
-    num_classes: int, cfg: QuantizeConfig, accuracy: dict[str, float],
+    task: Task, cfg: QuantizeConfig, accuracy: dict[str, float],
 ) -> tuple[Fallback | None, dict[str, float]]:
     """When the fully quantized ``int8_path`` loses more than ``cfg.max_drop`` validation points, keep its
     most quantization-sensitive Conv / Gemm / MatMul nodes in float and rewrite ``int8_path`` with them.
@@ -217,7 +218,7 @@ def float_fallback(
             if disagreement <= cfg.max_drop:
                 break
         chosen = scored[tuple(n.name for n in kept)][0]
-        after = validation_accuracy({INT8: chosen}, val_set, num_classes)[INT8]
+        after = validation_accuracy({INT8: chosen}, val_set, task)[INT8]
         if after > accuracy[INT8]:
             chosen.replace(int8_path)
     last = kept[-1].disagreement_pct

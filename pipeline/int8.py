@@ -39,6 +39,7 @@ from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.fake_quant import recover
 from spiral.pipeline.float_fallback import Fallback, float_fallback
+from spiral.pipeline.tasks import Task
 from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Int8Model:
 
 
 def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_set: Dataset, val_set: Dataset,
-             num_classes: int, cfg: QuantizeConfig, before: dict[str, float],
+             task: Task, cfg: QuantizeConfig, before: dict[str, float],
              ) -> tuple[dict, Fallback | None, dict[str, float], float]:
     """Quantization-aware recovery of ``trainable``: its model exported beside ``out``, quantized there
     (with the float fallback when that loses too much), and kept (``out`` replaced) only when that
@@ -96,8 +97,8 @@ def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_s
         recovered, recovered_int8 = out.parent / RECOVERED, out.parent / RECOVERED_INT8
         export_onnx(model, trainable.example_input, recovered)
         seconds = quantize_onnx(recovered, recovered_int8, batches, cfg)
-        after = validation_accuracy({FLOAT: recovered, INT8: recovered_int8}, val_set, num_classes)
-        fallback, accuracy = float_fallback(recovered, recovered_int8, batches, train_set, val_set, num_classes, cfg,
+        after = validation_accuracy({FLOAT: recovered, INT8: recovered_int8}, val_set, task)
+        fallback, accuracy = float_fallback(recovered, recovered_int8, batches, train_set, val_set, task, cfg,
                                             {FLOAT: before[FLOAT], INT8: after[INT8]})
         record.update(accuracy=after[INT8], float_accuracy=after[FLOAT], kept=accuracy[INT8] > before[INT8],
                       with_fallback=accuracy[INT8] if fallback is not None and fallback.nodes else None)
@@ -115,7 +116,7 @@ def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_s
 
 
 def int8_model(
-    float_onnx: Path, out: Path, train_set: Dataset, val_set: Dataset, num_classes: int, cfg: QuantizeConfig,
+    float_onnx: Path, out: Path, train_set: Dataset, val_set: Dataset, task: Task, cfg: QuantizeConfig,
     trainable: Trainable | None,
 ) -> Int8Model:
     """The INT8 model of ``float_onnx`` written to ``out``, through as many of the three steps as it takes.
@@ -123,8 +124,8 @@ def int8_model(
     ``trainable`` None (an ``.onnx`` file given as is) skips recovery and says so when it was needed."""
     batches = calibration_batches(train_set, float_onnx, cfg)
     seconds = quantize_onnx(float_onnx, out, batches, cfg)
-    accuracy = validation_accuracy({FLOAT: float_onnx, INT8: out}, val_set, num_classes)
-    fallback, accuracy = float_fallback(float_onnx, out, batches, train_set, val_set, num_classes, cfg, accuracy)
+    accuracy = validation_accuracy({FLOAT: float_onnx, INT8: out}, val_set, task)
+    fallback, accuracy = float_fallback(float_onnx, out, batches, train_set, val_set, task, cfg, accuracy)
     reasons = [] if fallback is None else [fallback.reason]
     recovery = None
     drop = accuracy[FLOAT] - accuracy[INT8]
@@ -136,7 +137,7 @@ def int8_model(
                                                  "or spiral checkpoint), not an .onnx file; not run"}
         else:
             recovery, recovered_fallback, recovered_accuracy, spent = _recover(
-                out, trainable, batches, train_set, val_set, num_classes, cfg, accuracy)
+                out, trainable, batches, train_set, val_set, task, cfg, accuracy)
             seconds += spent
             if recovery["kept"]:
                 fallback, accuracy = recovered_fallback, recovered_accuracy

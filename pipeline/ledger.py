@@ -17,21 +17,21 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from spiral import __version__
 from spiral.deploy.errors import InputError
 from spiral.deploy.validation import contained
 
 MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
-VERSION = 1
+VERSION = 2  # 2: the task's metric (``metric``, ``quality``, ``metrics``) in place of ``accuracy`` and ``f1_macro``
 
 
 class Training(BaseModel):
     """What a line's model was trained: ``epochs`` in all, ``recovery_epochs`` of them the final recovery's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    best_val_accuracy: float | None
+    best_val_quality: float | None  # the task's metric on the validation split, as training picked its best epoch
     epochs: int
     recovery_epochs: int = 0
 
@@ -80,8 +80,9 @@ class LedgerEntry(BaseModel):
     cv: float
     robust_cv: float
     stable: bool
-    accuracy: float
-    f1_macro: float | None = None
+    metric: str = "accuracy"  # the task's metric, which ``quality`` is the value of (a fraction for the built-in tasks)
+    quality: float
+    metrics: dict[str, float] = {}  # every number the task measured
     params: int | None = None
     macs: int | None = None
     size_mb: float
@@ -89,6 +90,21 @@ class LedgerEntry(BaseModel):
     # the INT8 stage
     quantize_of: str | None = None
     quantize: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A version 1 line (classification only) read as version 2: its accuracy is the quality."""
+        if isinstance(data, dict) and data.get("version", 1) == 1 and "accuracy" in data:
+            data = dict(data)
+            accuracy, f1 = data.pop("accuracy"), data.pop("f1_macro", None)
+            numbers = {"accuracy": accuracy, **({"f1_macro": f1} if f1 is not None else {})}
+            data.update(version=VERSION, metric="accuracy", quality=accuracy, metrics=numbers)
+            if isinstance(data.get("distill"), dict) and "best_val_accuracy" in data["distill"]:
+                training = dict(data["distill"])
+                training["best_val_quality"] = training.pop("best_val_accuracy")
+                data["distill"] = training
+        return data
 
     @property
     def name(self) -> str:

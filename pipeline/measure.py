@@ -1,4 +1,5 @@
-"""Measure candidates: export, parity, accuracy and size; latency alone or paired with other models on the target."""
+"""Measure candidates: export, parity, quality (the task's metrics) and size; latency alone or paired with other
+models on the target."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from spiral.deploy.verdict import Question
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.evaluate import evaluate_onnx
 from spiral.pipeline.export import ParityResult, check_parity, export_onnx
+from spiral.pipeline.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -28,15 +30,19 @@ class CandidateMeasurement:
     onnx_path: Path
     parity: ParityResult
     metrics: dict
+    metric: str  # the task's metric, the one budgets judge
     params: int
     macs: int
     size_mb: float
 
     def summary(self) -> dict:
+        """What the ledger and the teacher's summary keep: ``quality`` is the task's ``metric``, ``metrics``
+        every number the task measured (a confusion matrix stays in ``eval.json``)."""
         return {
             "parity": self.parity.to_dict(),
-            "accuracy": self.metrics["accuracy"],
-            "f1_macro": self.metrics["f1_macro"],
+            "metric": self.metric,
+            "quality": self.metrics[self.metric],
+            "metrics": {k: float(v) for k, v in self.metrics.items() if isinstance(v, (int, float))},
             "params": self.params,
             "macs": self.macs,
             "size_mb": self.size_mb,
@@ -100,8 +106,9 @@ def measure_candidate(
     example_input: torch.Tensor,
     parity_inputs: torch.Tensor,
     val_set: Dataset,
+    task: Task,
 ) -> CandidateMeasurement:
-    """Write ``model.onnx`` and ``eval.json`` under ``directory``: parity with torch, accuracy, size."""
+    """Write ``model.onnx`` and ``eval.json`` under ``directory``: parity with torch, the task's metrics, size."""
     onnx_path = export_onnx(model, example_input, directory / "model.onnx")
     parity = check_parity(
         model,
@@ -109,8 +116,9 @@ def measure_candidate(
         parity_inputs,
         atol=config.parity.atol,
         min_top1_agreement=config.parity.min_top1_agreement,
+        task=task,
     )
-    metrics = evaluate_onnx(onnx_path, val_set, config.num_classes)
+    metrics = evaluate_onnx(onnx_path, val_set, task)
     macs, params = count_macs_params(model, example_input)
     write_json(directory / "eval.json", {"metrics": metrics, "parity": parity.to_dict(), "macs": macs, "params": params})
-    return CandidateMeasurement(onnx_path, parity, metrics, params, macs, onnx_path.stat().st_size / 1e6)
+    return CandidateMeasurement(onnx_path, parity, metrics, task.metric, params, macs, onnx_path.stat().st_size / 1e6)

@@ -1,11 +1,9 @@
-"""Classification metrics the step report shows: top-1 accuracy, macro precision / recall / F1, confusion matrix."""
+"""Classification metrics the step report shows: top-1 accuracy, macro precision / recall / F1, confusion matrix
+(``spiral.pipeline.tasks.classification`` feeds them)."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from spiral.deploy.errors import InputError
 
@@ -43,28 +41,3 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         "confusion_matrix": confusion.tolist(),
     }
 
-
-@torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels, top-1 predictions, number of classes) of the torch model over ``dataset``, in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    labels, predictions, num_classes = [], [], 0
-    try:
-        for inputs, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            logits = model(inputs.to(device))
-            num_classes = logits.shape[-1]
-            predictions.append(logits.argmax(-1).cpu().numpy())
-            labels.append(torch.as_tensor(targets).numpy())
-    finally:
-        model.train(was_training)
-    if not labels:
-        raise InputError("cannot evaluate on an empty validation set")
-    return np.concatenate(labels), np.concatenate(predictions), num_classes
-
-
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict:
-    """``classification_metrics`` of the torch model on ``dataset`` (classes = width of its output)."""
-    y_true, y_pred, num_classes = predict(model, dataset, batch_size)
-    return classification_metrics(y_true, y_pred, num_classes)

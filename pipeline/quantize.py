@@ -26,6 +26,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.fingerprint import u8s8_saturates
 from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.evaluate import evaluate_onnx
+from spiral.pipeline.tasks import Task
 
 FLOAT, INT8 = "float", "int8"
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -133,6 +134,7 @@ def quantize_onnx(float_path: Path, out_path: Path, batches: list[np.ndarray], c
     return time.perf_counter() - start
 
 
-def validation_accuracy(models: dict[str, Path], val_set: Dataset, num_classes: int) -> dict[str, float]:
-    """Each ONNX model's accuracy (%) on the validation split."""
-    return {name: 100 * evaluate_onnx(path, val_set, num_classes)["accuracy"] for name, path in models.items()}
+def validation_accuracy(models: dict[str, Path], val_set: Dataset, task: Task) -> dict[str, float]:
+    """Each ONNX model's quality on the validation split: the task's metric as shown (accuracy in %)."""
+    metric = task.quality()
+    return {name: metric.shown(evaluate_onnx(path, val_set, task), "INT8") for name, path in models.items()}

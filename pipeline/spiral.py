@@ -32,8 +32,9 @@ from spiral.deploy.atomic import publish_dir, write_bytes
 from spiral.kernels.layers import untimed_layers
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
-from spiral.pipeline.acceptance import Evidence, Parity, QualityMin, decide, passed, reason
-from spiral.pipeline.budget import Budget, final_summary, paired_speedup
+from spiral.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, format_value, passed, reason
+from spiral.pipeline.budget import Budget, final_summary, paired_speedup, quality_text
+from spiral.pipeline.tasks import Metric
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
 from spiral.pipeline.data import DataSplits
@@ -60,11 +61,12 @@ FLOOR_MARGIN = 0.8
 class SpiralOutcome:
     """What a finished run says: whether its result met the budget and why, the teacher's summary, the
     ledger's lines, the reports, and the line that names the result (``RunFolder.model_onnx`` and its
-    checkpoint ``RunFolder.model``)."""
+    checkpoint ``RunFolder.model``); ``budget`` is ``Budget.to_dict``."""
 
     met_budget: bool
     message: str
     teacher: dict
+    budget: dict
     entries: list[LedgerEntry] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
     result: str = ""
@@ -99,8 +101,11 @@ class Spiral:
         )
         measurement = self.data.measure(student, work, self.config)
         shutil.copy2(self.folder.of(last, "profile.json"), work / "profile.json")
+        metric = self.data.task.quality(self.config.budget.quality.name)
+        bound = "min" if metric.higher_is_better else "max"
         checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
-                        [QualityMin(100 * last.accuracy, label=f"{last.name}'s"), Parity()])
+                        [QualityLimit(metric.shown(last.metrics, "the final recovery", last.name), metric,
+                                      name=f"{metric.name}.{bound}", label=f"{last.name}'s"), Parity()])
         why = f"after {trained.epochs} more epochs: {reason(checks)}"
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / "recovery"
@@ -129,14 +134,14 @@ class Spiral:
         trainable = Trainable(load_checkpoint(self.folder.of(last, "model"))[0], teacher, self.data.example_input,
                               cfg.distill, progress)
         made = int8_model(float_onnx, work / "model.onnx", self.data.splits.calibration, self.data.splits.val,
-                          cfg.num_classes, q, trainable)
+                          self.data.task, q, trainable)
         for reason in made.reasons:
             progress.console.print(f"quantize: {reason}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
             others={"teacher": self.folder.teacher_onnx}, questions=finals,
-            rules=(QualityMin(budget.accuracy_floor, name="accuracy.floor", label="floor"),),
+            rules=(budget.quality_rule(),),
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")
@@ -147,9 +152,10 @@ class Spiral:
             "kind": "quantize", "dir": str(final.relative_to(self.out)), "quantize_of": last.dir,
             "verdicts": [result.paired.verdict("int8 vs float").to_dict(), *(v.to_dict() for v in verdicts)],
             "meets_final": all(v.meets for v in verdicts), "measure_s": result.paired.rounds.wall_s,
-            "distill": Training(best_val_accuracy=None, epochs=0), "accepted": result.accepted,
+            "distill": Training(best_val_quality=None, epochs=0), "accepted": result.accepted,
             "reason": result.reason, "checks": [c.to_dict() for c in result.checks], "quantize": result.to_dict(),
-            "message": message, "accuracy": result.accuracy[INT8] / 100, "size_mb": result.size_mb[INT8], "f1_macro": None, "parity": None,
+            "message": message, "quality": result.accuracy[INT8] / 100, "metrics": {"accuracy": result.accuracy[INT8] / 100},
+            "size_mb": result.size_mb[INT8], "parity": None,
             "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
             **paired_speedup(result.paired, budget.statistic, subject=INT8),
             **latency_summary(result.paired.profiles[INT8], budget.statistic),
@@ -201,10 +207,10 @@ class Spiral:
             teacher, base_spec, plans = load_teacher(cfg, self.folder, self.data, self.console, progress)
             progress.console.print("teacher: exporting and profiling on", cfg.target.backend)
             teacher_summary = measure_teacher(teacher, cfg, self.folder, self.data)
-            budget = Budget.of_teacher(cfg.budget, teacher_summary, cfg.input_shape[0])
+            budget = Budget.of_teacher(cfg.budget, teacher_summary, cfg.input_shape[0], self.data.task)
             progress.console.print(
-                f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, accuracy {budget.teacher_accuracy:.2f}%; "
-                f"final budget: {budget.describe()}"
+                f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
+                f"{format_value(budget.teacher_quality, budget.metric.unit)}; final budget: {budget.describe()}"
             )
             table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision,
                                  options=cfg.target.backend_options())
@@ -238,8 +244,8 @@ class Spiral:
         report_paths = write_reports(self.out, cfg, budget.to_dict(), teacher_summary, entries, message)
         last = last_accepted(entries)
         self._publish_result(entries, teacher, base_spec, plans)
-        return SpiralOutcome(met_budget(last), message, teacher_summary, entries, report_paths,
-                             result_line(self.folder, last))
+        return SpiralOutcome(met_budget(last), message, teacher_summary, budget.to_dict(), entries, report_paths,
+                             result_line(self.folder, last, budget.metric))
 
     def _publish_result(self, entries: list[LedgerEntry], teacher: nn.Module, base_spec: str, plans: list) -> None:
         """The result's ONNX file and checkpoint copied to the run folder's root, each whole or not at all:
@@ -272,7 +278,7 @@ class Spiral:
         while True:
             if last is not None and last.meets_final:
                 asked = budget.teacher_ms / budget.final_ms
-                return (f"final budget met: {final_summary(last)}; the budget asked for {asked:.2f}x "
+                return (f"final budget met: {final_summary(last, budget.metric)}; the budget asked for {asked:.2f}x "
                         f"({last.speedup / asked - 1:+.0%} past it)")
             if step > schedule.max_steps:
                 return f"stopped after max_steps={schedule.max_steps}"
@@ -305,9 +311,9 @@ class Spiral:
                 attempt += 1
 
 
-def result_line(folder: RunFolder, last: LedgerEntry | None) -> str:
+def result_line(folder: RunFolder, last: LedgerEntry | None, metric: Metric) -> str:
     """``result: runs/x/model.onnx (...), checkpoint runs/x/model/``: the last thing a run prints."""
-    what = (f"{last.name}, {last.speedup:.2f}x the teacher at accuracy {100 * last.accuracy:.2f}%"
+    what = (f"{last.name}, {last.speedup:.2f}x the teacher at {quality_text(last, metric)}"
             if last is not None else "the teacher, unchanged: no step was accepted")
     return f"result: {folder.model_onnx} ({what}); checkpoint {folder.model}/"
 

@@ -34,7 +34,7 @@ from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question
 from spiral.kernels.predictor import LatencyPredictor
-from spiral.pipeline.acceptance import Check, Evidence, Latency, MaxSize, Parity, QualityMin, decide, passed, reason
+from spiral.pipeline.acceptance import Check, Evidence, Latency, MaxSize, Parity, decide, passed, reason
 from spiral.pipeline.budget import Budget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
@@ -225,18 +225,19 @@ class Tries:
         for plan, predicted_ms in ((choice.plan, choice.predicted_ms), *choice.contenders):
             module, verdict = measured[plan]
             trained = distill(copy.deepcopy(module), kd_teacher, subset, self.data.splits.val, settings,
-                              progress=progress, loading=self.data.splits.loading)
+                              progress=progress, loading=self.data.splits.loading, task=self.data.task)
             probes.append({
                 "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks), "predicted_ms": predicted_ms,
-                "ms": verdict.ms, "accuracy": trained.best_val_accuracy, "epochs": len(subset) / len(train),
+                "ms": verdict.ms, "quality": trained.best_val_quality, "epochs": len(subset) / len(train),
             })
-        won = max(range(len(probes)), key=lambda i: (probes[i]["accuracy"], -i))
+        worse = self.data.task.quality().worse_by
+        won = min(range(len(probes)), key=lambda i: (worse(probes[i]["quality"], probes[0]["quality"]), i))
         for i, probe in enumerate(probes):
             probe["chosen"] = i == won
         progress.console.print(
             f"{name}: probes of {probes[0]['epochs']:.2f} epoch each: " + "; ".join(
                 f"{p['ratio']:.0%} of the channels" + (f" and {len(p['blocks'])} blocks" if p["blocks"] else "")
-                + f" removed, {p['ms']:.3f} ms, accuracy {100 * p['accuracy']:.2f}%" + (" (chosen)" if p["chosen"] else "")
+                + f" removed, {p['ms']:.3f} ms, {self.data.task.metric} {p['quality']:.4g}" + (" (chosen)" if p["chosen"] else "")
                 for p in probes)
         )
         plan, predicted_ms = ((choice.plan, choice.predicted_ms), *choice.contenders)[won]
@@ -245,20 +246,20 @@ class Tries:
     def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:
         """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
         if not epochs:
-            return Training(best_val_accuracy=None, epochs=0)
+            return Training(best_val_quality=None, epochs=0)
         result = distill(student, teacher, self.data.splits.train, self.data.splits.val,
                          self.config.distill.model_copy(update={"epochs": epochs}),
-                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.splits.loading)
-        return Training(best_val_accuracy=result.best_val_accuracy, epochs=result.epochs_run)
+                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.splits.loading,
+                         task=self.data.task)
+        return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
 
     def decide(
         self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: Budget,
     ) -> list[Check]:
         """A model's checks (``spiral.pipeline.acceptance``): the judge's verdicts on ``latency`` (a try's
         deciding questions; none for a recovered model, whose structure the last try measured), the
-        run's accuracy floor, ONNX parity and the size limit."""
-        rules = [*(Latency(q) for q in latency), QualityMin(budget.accuracy_floor, name="accuracy.floor", label="floor"),
-                 Parity()]
+        run's quality limit, ONNX parity and the size limit."""
+        rules = [*(Latency(q) for q in latency), budget.quality_rule(), Parity()]
         if self.config.budget.max_size_mb is not None:
             rules.append(MaxSize(self.config.budget.max_size_mb))
         evidence = Evidence({q.name: paired.verdict(q.name) for q in latency}, measurement.metrics,

@@ -11,6 +11,7 @@ resumed run keeps the same budgets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -34,7 +35,9 @@ from spiral.pipeline.distill.train import distill
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiral.pipeline.prune import dtype_name
 from spiral.pipeline.run_folder import RunFolder, config_digest
+from spiral.pipeline.prune.group import Calibration
 from spiral.pipeline.source import load_source
+from spiral.pipeline.tasks import Task, outputs_of
 
 CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
 
@@ -45,43 +48,45 @@ class RunData:
     example_input: torch.Tensor
     input_dtype: str
     parity_inputs: torch.Tensor
-    calibration: list[torch.Tensor]
+    calibration: Calibration
+    task: Task
 
     @classmethod
     def load(cls, config: RunConfig, given: DataSplits | None = None) -> RunData:
         """The run's data: ``given`` (the Python API's, from ``spiral.pipeline.data.splits_of``), else what
         ``config.data`` names."""
         data = load_data(config.data, config.input_shape) if given is None else given
+        task = config.task_model()
+        data = dataclasses.replace(data, loading=data.loading.for_task(task))
         if len(data.val) == 0 or len(data.train) == 0:
             what = f"data '{config.data.source}'" if given is None else "the given data"
             raise InputError(f"{what} has an empty train or validation split")
         batch = config.input_shape[0]
-        loader = DataLoader(data.val, batch_size=max(batch, config.parity.samples), shuffle=False)
+        loader = DataLoader(data.val, batch_size=max(batch, config.parity.samples), shuffle=False,
+                            collate_fn=data.loading.collate_fn)
         inputs = next(iter(loader))[0]
         if list(inputs.shape[1:]) != config.input_shape[1:]:
             raise InputError(
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
-        calibration = DataLoader(data.calibration, batch_size=config.data.batch_size)
-        return cls(data, inputs[:batch], dtype_name(inputs),
-                   inputs[: config.parity.samples], [b for _, b in zip(range(CALIBRATION_BATCHES), calibration)])
+        calibration = DataLoader(data.calibration, batch_size=config.data.batch_size, collate_fn=data.loading.collate_fn)
+        return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.parity.samples],
+                   Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), calibration)], task.batch_loss), task)
 
     def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
-        """``model`` exported into ``directory``, its parity checked and its accuracy evaluated."""
+        """``model`` exported into ``directory``, its parity checked and its quality evaluated."""
         return measure_candidate(model, directory, config=config, example_input=self.example_input,
-                                 parity_inputs=self.parity_inputs, val_set=self.splits.val)
+                                 parity_inputs=self.parity_inputs, val_set=self.splits.val, task=self.task)
 
 
 def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -> None:
+    """One line when ``model`` does not take the run's input or its outputs are not the task's."""
     try:
         with torch.no_grad():
             out = model.eval()(data.example_input)
     except Exception as exc:  # any failure here means the input shape or model is wrong
         raise InputError(f"model '{spec}' does not accept input_shape {config.input_shape}: {exc}") from None
-    if out.ndim != 2 or out.shape[1] != config.num_classes:
-        raise InputError(
-            f"model '{spec}' outputs shape {list(out.shape)}; expected [batch, num_classes={config.num_classes}]"
-        )
+    data.task.check(outputs_of(out), f"model '{spec}'")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ def trained_model(
     directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
     val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
     console: Console, progress: Progress | None = None, device: str = "cpu", loading: LoaderSettings = LoaderSettings(),
+    task: Task | None = None,
 ) -> TrainedModel:
     """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
     dict of what decides the training: spec, data, shape, settings), else ``build()`` (module, base
@@ -119,9 +125,9 @@ def trained_model(
         shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
     write_bytes(stamp, digest.encode())
     result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device,
-                     loading=loading)
+                     loading=loading, task=task)
     model.cpu()
-    metadata = {"training_key": digest, "val_accuracy": result.best_val_accuracy,
+    metadata = {"training_key": digest, "val_quality": result.best_val_quality,
                 "epoch_seconds": [h["seconds"] for h in result.history]}
     save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=input_shape,
                     input_dtype=input_dtype, metadata=metadata)
@@ -146,7 +152,7 @@ def load_teacher(
     teacher = trained_model(
         folder.teacher_checkpoint(), key, build, data.splits.train, data.splits.val, config.teacher_training,
         input_shape=config.input_shape, input_dtype=data.input_dtype, console=console, progress=progress,
-        loading=data.splits.loading,
+        loading=data.splits.loading, task=data.task,
     )
     return teacher.module, teacher.base_spec, teacher.plans
 

@@ -13,10 +13,10 @@ def ledger_entry(step: int = 1, attempt: int = 1, *, accepted: bool = True, ms: 
     line: dict[str, Any] = {
         "step": step, "attempt": attempt, "dir": f"steps/step-{step:02d}-try-{attempt}", "accepted": accepted,
         "reason": "within budget" if accepted else "rejected", "target_ms": ms, "reference": "teacher",
-        "ratio": 0.25, "allocation": "latency", "distill": Training(best_val_accuracy=accuracy, epochs=1),
+        "ratio": 0.25, "allocation": "latency", "distill": Training(best_val_quality=accuracy, epochs=1),
         "verdicts": [], "meets_final": accepted, "measure_s": 1.0, "speedup": 2.0, "speedup_ci": [1.9, 2.1],
         "latency_ms": {"p50": ms, "p90": 1.1 * ms, "p95": 1.15 * ms, "p99": 1.2 * ms, "mean": 1.05 * ms},
-        "statistic_ms": ms, "cv": 0.03, "robust_cv": 0.02, "stable": True, "accuracy": accuracy,
-        "f1_macro": accuracy, "params": 1000, "macs": 100_000, "size_mb": 0.1, "parity": {"passed": True},
+        "statistic_ms": ms, "cv": 0.03, "robust_cv": 0.02, "stable": True, "quality": accuracy,
+        "metrics": {"accuracy": accuracy, "f1_macro": accuracy}, "params": 1000, "macs": 100_000, "size_mb": 0.1, "parity": {"passed": True},
     }
     return LedgerEntry(**{**line, **fields})

@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     parity, shape = exported.parity, exported.input_shape
     batch = f"batch fixed at {shape[0]}" if args.fixed_batch else "dynamic batch"
     print(f"exported {exported.source} to {args.out} (opset {args.opset}, {batch}, input {shape[1:]})")
-    print(f"parity vs torch on {parity.samples} inputs: max |diff| {parity.max_abs_diff:.2e} "
-          f"(tolerance {parity.tolerance:.2e}), top-1 agreement {parity.top1_agreement:.1%}: "
+    agreement = "" if parity.top1_agreement is None else f", agreement {parity.top1_agreement:.1%}"
+    print(f"parity vs torch on {parity.samples} inputs ({len(parity.outputs)} outputs): max |diff| "
+          f"{parity.max_abs_diff:.2e} (tolerance {parity.tolerance:.2e}){agreement}: "
           f"{'passed' if parity.passed else 'FAILED'}")
     if not parity.passed:
         print("the ONNX file was removed: it does not compute what the torch model computes")

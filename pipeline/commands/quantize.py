@@ -21,7 +21,8 @@ from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.exit_codes import ExitCode, judged
-from spiral.pipeline.gate.candidate import add_weights_argument, onnx_num_classes, parse_shape, prepare_candidate
+from spiral.pipeline.gate.candidate import add_weights_argument, onnx_task, parse_shape, prepare_candidate
+from spiral.pipeline.tasks import TaskConfig
 from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.prune.plan import example_input
 from spiral.pipeline.quantize import FLOAT, INT8
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         trainable = None if candidate.source is None else Trainable(  # the float model teaches its INT8 self
             candidate.source, copy.deepcopy(candidate.source), example_input(candidate.input_shape, candidate.input_dtype),
             DistillConfig())
-        made = int8_model(candidate.onnx_path, int8, train_set, val_set, onnx_num_classes(candidate.onnx_path), cfg,
+        made = int8_model(candidate.onnx_path, int8, train_set, val_set, onnx_task(TaskConfig(), candidate.onnx_path), cfg,
                           trainable)
         target = Target(args.backend, candidate.input_shape[0], args.threads)
         result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled")

@@ -11,7 +11,7 @@ from rich.table import Table
 from spiral.pipeline.commands import console
 from spiral.pipeline.config import load_config
 from spiral.pipeline.exit_codes import of_run
-from spiral.pipeline.report.run import STEP_COLUMNS, step_cells, step_rows
+from spiral.pipeline.report.run import step_cells, step_columns, step_rows
 from spiral.pipeline.specs import trusting_model_code
 from spiral.pipeline.spiral import Spiral, SpiralOutcome
 
@@ -25,11 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
     table = Table(title="spiral steps")
-    for column in STEP_COLUMNS:
+    for column in step_columns(outcome.budget):
         table.add_column(column, overflow="fold")
     for row in step_rows(outcome.teacher, [e.to_json() for e in outcome.entries]):
         style = {"accepted": "green", "rejected": "red"}.get(row["verdict"], "")
-        *cells, verdict, reason = step_cells(row)
+        *cells, verdict, reason = step_cells(row, outcome.budget)
         table.add_row(*cells, f"[{style}]{verdict}[/]" if style else verdict, reason)
     console.print(table)
     for path in outcome.report_paths:

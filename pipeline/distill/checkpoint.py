@@ -32,7 +32,7 @@ FORMAT_VERSION = 1
 class TrainingState:
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
-    best_val_accuracy: float = -1.0
+    best_val_quality: float = -1.0
     best_epoch: int = 0
     stale_epochs: int = 0
     stopped_early: bool = False
@@ -67,7 +67,7 @@ def save_checkpoint(
         "config": cfg.model_dump(mode="json"),
         "epoch": state.epoch,
         "history": state.history,
-        "best_val_accuracy": state.best_val_accuracy,
+        "best_val_quality": state.best_val_quality,
         "best_epoch": state.best_epoch,
         "stale_epochs": state.stale_epochs,
         "stopped_early": state.stopped_early,
@@ -138,7 +138,7 @@ def load_checkpoint(
     return TrainingState(
         epoch=meta["epoch"],
         history=meta["history"],
-        best_val_accuracy=meta["best_val_accuracy"],
+        best_val_quality=meta["best_val_quality"],
         best_epoch=meta["best_epoch"],
         stale_epochs=meta["stale_epochs"],
         stopped_early=meta["stopped_early"],

@@ -8,20 +8,21 @@ checkpoint and one DistributedDataParallel wrapper cover all trained parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
 from spiral.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
+from spiral.pipeline.tasks import Outputs, Task, outputs_of
 
 
 @dataclass(frozen=True)
 class TeacherOutputs:
-    logits: Tensor
+    outputs: Outputs
     features: dict[str, Tensor]
     embedding: Tensor | None
 
@@ -33,24 +34,27 @@ class TeacherRunner:
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> TeacherOutputs:
-        logits = self.teacher(images)
-        return TeacherOutputs(logits, dict(self.tap.features), self.tap.embedding)
+        outputs = outputs_of(self.teacher(images))
+        return TeacherOutputs(outputs, dict(self.tap.features), self.tap.embedding)
 
     def close(self) -> None:
         self.tap.remove()
 
 
 class DistillationObjective(nn.Module):
-    """``forward(images, labels, teacher_outputs)`` returns (weighted loss, its unweighted parts, student logits).
+    """``forward(images, targets, teacher_outputs)`` returns (weighted loss, its unweighted parts, student outputs).
 
-    The feature loss is the mean over layer pairs, so its weight does not depend on how many stages match.
-    Without a teacher the loss is plain cross-entropy.
+    ``ce`` weighs the task's loss (``spiral.pipeline.tasks``: cross-entropy for a classifier, per pixel for a
+    segmenter, the detector's own); ``logits`` the KD on the task's class logits (per sample, or per
+    pixel). The feature loss is the mean over layer pairs, so its weight does not depend on how many
+    stages match. Without a teacher the loss is the task's alone.
     """
 
     def __init__(
         self,
         student: nn.Module,
         cfg: DistillConfig,
+        task: Task,
         pairs: list[tuple[str, str]],
         student_probe: Probe | None,
         teacher_probe: Probe | None,
@@ -59,6 +63,7 @@ class DistillationObjective(nn.Module):
         super().__init__()
         self.student = student
         self.cfg = cfg
+        self.task = task
         self.distilling = distilling
         self.pairs = pairs
         self.adapters = nn.ModuleList(
@@ -76,18 +81,19 @@ class DistillationObjective(nn.Module):
         self.tap = OutputTap(student, [s for s, _ in pairs], embedding_module)
 
     def forward(
-        self, images: Tensor, labels: Tensor, teacher: TeacherOutputs | None
-    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        logits = self.student(images)
+        self, images: Tensor, targets: Any, teacher: TeacherOutputs | None
+    ) -> tuple[Tensor, dict[str, Tensor], Outputs]:
+        outputs = outputs_of(self.student(images))
         if not self.distilling or teacher is None:
-            ce = F.cross_entropy(logits.float(), labels)
-            return ce, {"ce": ce.detach()}, logits
+            loss = self.task.loss(outputs, targets)
+            return loss, {"ce": loss.detach()}, outputs
         weights = self.cfg.weights
         parts: dict[str, Tensor] = {}
         if weights.ce > 0:
-            parts["ce"] = F.cross_entropy(logits.float(), labels)
+            parts["ce"] = self.task.loss(outputs, targets)
         if weights.logits > 0:
-            parts["logits"] = logits_kd_loss(logits, teacher.logits, self.cfg.temperature)
+            parts["logits"] = logits_kd_loss(self.task.logits(outputs), self.task.logits(teacher.outputs),
+                                             self.cfg.temperature)
         if self.pairs:
             hints = [
                 feature_kd_loss(self.tap.features[s], teacher.features[t], adapter)
@@ -99,21 +105,26 @@ class DistillationObjective(nn.Module):
                 self.tap.embedding, teacher.embedding, self.heads[0], self.heads[1], self.cfg.contrastive_temperature
             )
         total = sum(getattr(weights, name) * value for name, value in parts.items())
-        return total, {name: value.detach() for name, value in parts.items()}, logits  # type: ignore[return-value]
+        return total, {name: value.detach() for name, value in parts.items()}, outputs  # type: ignore[return-value]
 
     def close(self) -> None:
         self.tap.remove()
 
 
 def build_objective(
-    student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor
+    student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor, task: Task
 ) -> tuple[DistillationObjective, TeacherRunner | None]:
     """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads.
 
-    A teacher none of whose losses is weighted is not run at all: the training is cross-entropy.
+    A teacher none of whose losses is weighted is not run at all: the training is the task's loss.
     """
     if teacher is None or not cfg.weights.uses_teacher:
-        return DistillationObjective(student, cfg, [], None, None, distilling=False), None
+        return DistillationObjective(student, cfg, task, [], None, None, distilling=False), None
+    if cfg.weights.logits > 0:
+        with torch.no_grad():
+            if task.logits(outputs_of(student.eval()(sample))) is None:
+                raise InputError(f"distill.weights.logits: task {task.name} has no class logits to distil; "
+                                 "weigh feature (the neck's levels) instead")
     explicit = cfg.feature_pairs if cfg.feature_pairs != "auto" else []
     student_probe = probe(student, sample, [s for s, _ in explicit])
     teacher_probe = probe(teacher, sample, [t for _, t in explicit])
@@ -123,6 +134,6 @@ def build_objective(
         for name, side in [(s, student_probe) for s, _ in pairs] + [(t, teacher_probe) for _, t in pairs]:
             if name not in side.shapes:
                 raise InputError(f"distill.feature_pairs: module '{name}' does not run exactly once per forward")
-    objective = DistillationObjective(student, cfg, pairs, student_probe, teacher_probe, distilling=True)
+    objective = DistillationObjective(student, cfg, task, pairs, student_probe, teacher_probe, distilling=True)
     embedding_module = teacher_probe.embedding_module if len(objective.heads) else None
     return objective, TeacherRunner(teacher, [t for _, t in pairs], embedding_module)

@@ -1,9 +1,9 @@
-"""The distillation loop: student from teacher (or plain cross-entropy without one), one or many processes.
+"""The distillation loop: student from teacher (or the task's loss alone without one), one or many processes.
 
 Under ``torchrun`` (a process group already initialised) the same function trains with
 DistributedDataParallel: ``cfg.batch_size`` is the global batch, split evenly across processes, and
-validation accuracy is summed over the processes' shards so that every process takes the same
-early-stopping decision.
+every process evaluates the whole validation split (a task's metric, mIoU or mAP, does not add up
+over shards), so that every process takes the same early-stopping decision.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.data import LoaderSettings
 from spiral.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.objective import build_objective
-from spiral.pipeline.metrics import predict
+from spiral.pipeline.evaluate import evaluate_model
+from spiral.pipeline.tasks import Task, build_task
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -40,7 +41,7 @@ _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class DistillResult:
-    best_val_accuracy: float
+    best_val_quality: float
     epochs_run: int
     history: list[dict]
     stopped_early: bool
@@ -90,8 +91,10 @@ def distill(
     progress: Progress | None = None,
     device: str = "cpu",
     loading: LoaderSettings = LoaderSettings(),
+    task: Task | None = None,
 ) -> DistillResult:
-    """Train ``student`` in place and leave it, in eval mode, at its best validation accuracy.
+    """Train ``student`` in place and leave it, in eval mode, at its best validation quality: ``task``'s
+    metric (None: a classifier's top-1 accuracy).
 
     Seeds the global torch RNG with ``cfg.seed``: on CPU, the same inputs give bitwise the same weights,
     also across a kill and resume; on CUDA, cuDNN's default kernels add run-to-run noise. With
@@ -110,6 +113,8 @@ def distill(
     if cfg.precision != "fp32" and amp_dtype is None:
         log.warning("distill.precision %s needs CUDA; training in fp32 on %s", cfg.precision, device)
     torch.manual_seed(cfg.seed)
+    task = task or build_task()
+    loading = loading.for_task(task)
 
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     if len(sampler) < local_batch:
@@ -118,13 +123,12 @@ def distill(
             "lower distill.batch_size"
         )
     loader = loading.loader(train_set, torch_device, batch_size=local_batch, sampler=sampler, drop_last=True)
-    val_shard = Subset(val_set, range(rank, len(val_set), world))
 
     student.to(torch_device)
     if teacher is not None:
         teacher.to(torch_device)
     sample = loading.collate_fn([train_set[i] for i in range(min(2, len(train_set)))])[0].to(torch_device)
-    objective, teacher_runner = build_objective(student, teacher, cfg, sample)
+    objective, teacher_runner = build_objective(student, teacher, cfg, sample, task)
     objective.to(torch_device)
 
     steps_per_epoch = len(loader)
@@ -165,13 +169,14 @@ def distill(
             sampler.set_epoch(state.epoch)
             model.train()
             sums: dict[str, float] = {}
-            correct = seen = 0
-            for images, labels in loader:
+            seen = 0
+            for images, targets in loader:
                 images = images.to(torch_device, non_blocking=True)
-                labels = labels.to(torch_device, non_blocking=True)
+                targets = task.to_device(targets, torch_device)
+                count = task.count(targets)
                 with torch.autocast(torch_device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     teacher_out = teacher_runner(images) if teacher_runner is not None else None
-                    loss, parts, logits = model(images, labels, teacher_out)
+                    loss, parts, _ = model(images, targets, teacher_out)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -180,26 +185,24 @@ def distill(
                 if scale is None or scaler.get_scale() >= scale:  # fp16 skipped an overflowing step: keep the lr
                     scheduler.step()
                 for name, value in {"loss": loss.detach(), **parts}.items():
-                    sums[name] = sums.get(name, 0.0) + float(value) * len(labels)
-                correct += int((logits.argmax(-1) == labels).sum())
-                seen += len(labels)
+                    sums[name] = sums.get(name, 0.0) + float(value) * count
+                seen += count
                 if task is not None:
                     progress.update(  # type: ignore[union-attr]
                         task,
                         advance=1,
                         description=f"{verb} epoch {state.epoch + 1}/{cfg.epochs} · loss {sums['loss'] / seen:.3f}"
-                        f" · acc {correct / seen:.1%}"
-                        + (f" · val {state.history[-1]['val_accuracy']:.1%}" if state.history else ""),
+                        + (f" · val {task.metric} {state.history[-1]['val_quality']:.3g}" if state.history else ""),
                     )
-            totals = _sum_over_processes([*sums.values(), correct, seen], collective_device)
-            epoch_stats = dict(zip(sums, totals[:-2]))
+            totals = _sum_over_processes([*sums.values(), seen], collective_device)
+            epoch_stats = dict(zip(sums, totals[:-1]))
             if distributed:
                 for buffer in objective.buffers():  # batch-norm statistics differ per process: use rank 0's
                     dist.broadcast(buffer, 0)
-            val_accuracy = _val_accuracy(student, val_shard, collective_device)
+            quality = evaluate_model(student, val_set, task)[task.metric]
             state.epoch += 1
-            if val_accuracy > state.best_val_accuracy:
-                state.best_val_accuracy, state.best_epoch, state.stale_epochs = val_accuracy, state.epoch, 0
+            if state.best_epoch == 0 or task.quality().worse_by(quality, state.best_val_quality) < 0:
+                state.best_val_quality, state.best_epoch, state.stale_epochs = quality, state.epoch, 0
                 state.best_weights = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
             else:
                 state.stale_epochs += 1
@@ -210,8 +213,7 @@ def distill(
                     "epoch": state.epoch,
                     "lr": scheduler.get_last_lr()[0],
                     **{_history_key(name): value / totals[-1] for name, value in epoch_stats.items()},
-                    "train_accuracy": totals[-2] / totals[-1],
-                    "val_accuracy": val_accuracy,
+                    "val_quality": quality,
                     "precision": cfg.precision if amp_dtype is not None else "fp32",
                     "processes": world,
                     "seconds": time.perf_counter() - started,
@@ -221,7 +223,7 @@ def distill(
                 # A log file gets no live bar: one line per epoch keeps CI output readable.
                 progress.console.print(  # type: ignore[union-attr]
                     f"{verb} epoch {state.epoch}/{cfg.epochs}: loss {state.history[-1]['loss']:.3f}, "
-                    f"val accuracy {val_accuracy:.1%}"
+                    f"val {task.metric} {quality:.4g}"
                 )
             if checkpoint_dir is not None and rank == 0:
                 save_checkpoint(checkpoint_dir, cfg, state, objective, optimizer, scheduler, scaler)
@@ -233,7 +235,7 @@ def distill(
     if state.best_weights is not None:
         student.load_state_dict(state.best_weights)
     student.eval()
-    return DistillResult(state.best_val_accuracy, state.epoch, state.history, state.stopped_early)
+    return DistillResult(state.best_val_quality, state.epoch, state.history, state.stopped_early)
 
 
 def _history_key(name: str) -> str:
@@ -255,8 +257,3 @@ def _sum_over_processes(values: list[float], device: torch.device | None) -> lis
     dist.all_reduce(tensor)
     return tensor.tolist()
 
-
-def _val_accuracy(student: nn.Module, shard: Dataset, device: torch.device | None) -> float:
-    labels, predictions, _ = predict(student, shard)
-    correct, count = _sum_over_processes([float((labels == predictions).sum()), float(len(labels))], device)
-    return correct / count

@@ -3,6 +3,7 @@
 ```yaml
 latency:   {statistic: p50, max_ms: 5.0, max_regression_pct: 5, between_run_tolerance: 0.10}
 accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below the baseline
+# or, for another task: task: {kind: segmentation}   metric: {name: miou, max_drop: 1.0}
 size:      {max_mb: 20, max_params: 5000000}
 parity:    {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
 profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (spiral.deploy.sampling.ProfileSettings)
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.validation import read_yaml, validate
 from spiral.pipeline.compare.profiles import BETWEEN_RUN_TOLERANCE
-from spiral.pipeline.config import AccuracyBudget, ParityConfig
+from spiral.pipeline.config import ParityConfig, QualityBudget, check_quality, quality_budget
+from spiral.pipeline.tasks import Metric, TaskConfig, build_task
 
 
 class _Strict(BaseModel):
@@ -62,8 +64,13 @@ class SizeBudget(_Strict):
 
 
 class GateBudget(_Strict):
+    """A release budget. ``accuracy`` (a classifier's) or ``metric`` (the ``task``'s: mIoU, mAP, a custom
+    metric) is the quality part (``spiral.pipeline.config.QualityBudget``)."""
+
     latency: LatencyBudget | None = None
-    accuracy: AccuracyBudget | None = None
+    accuracy: QualityBudget | None = None
+    metric: QualityBudget | None = None
+    task: TaskConfig = TaskConfig()
     size: SizeBudget | None = None
     parity: ParityConfig | None = None
     # How latency is measured; its confidence is the confidence of the latency verdicts.
@@ -71,9 +78,20 @@ class GateBudget(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> GateBudget:
-        if not any((self.latency, self.accuracy, self.size, self.parity)):
-            raise ValueError("the budget checks nothing: give at least one of latency, accuracy, size, parity")
+        if not any((self.latency, self.quality, self.size, self.parity)):
+            raise ValueError("the budget checks nothing: give at least one of latency, accuracy (or metric), size, "
+                             "parity")
+        if self.quality is not None:
+            check_quality(self.quality, build_task(self.task), "metric" if self.accuracy is None else "accuracy")
         return self
+
+    @property
+    def quality(self) -> QualityBudget | None:
+        return quality_budget(self.accuracy, self.metric, "the budget")
+
+    def quality_metric(self) -> Metric:
+        """The metric the quality part judges, as its task measures it."""
+        return build_task(self.task).quality(self.quality.name if self.quality else None)
 
     @property
     def needs_baseline(self) -> list[str]:
@@ -81,8 +99,8 @@ class GateBudget(_Strict):
         needs = []
         if self.latency and self.latency.max_regression_pct is not None:
             needs.append("latency.max_regression_pct")
-        if self.accuracy and self.accuracy.max_drop is not None:
-            needs.append("accuracy.max_drop")
+        if self.quality and self.quality.max_drop is not None:
+            needs.append(f"{self.quality.name or self.quality_metric().name}.max_drop")
         return needs
 
 

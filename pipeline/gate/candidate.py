@@ -22,6 +22,7 @@ from spiral.pipeline.export import export_onnx
 from spiral.pipeline.prune import dtype_name
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.source import load_source
+from spiral.pipeline.tasks import Task, TaskConfig, build_task
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,21 @@ def onnx_input_shape(path: Path, given: list[int] | None) -> list[int]:
     return given
 
 
-def onnx_num_classes(path: Path) -> int:
-    """Width of the first output, the class count of a classifier's logits."""
-    outputs = _load_onnx(path).graph.output
-    dims = outputs[0].type.tensor_type.shape.dim if outputs else []
-    if not dims or not dims[-1].HasField("dim_value") or dims[-1].dim_value < 2:
-        raise InputError(f"{path}: cannot tell the number of classes from its output shape; accuracy needs [batch, classes] logits")
-    return dims[-1].dim_value
+def onnx_task(config: TaskConfig, path: Path) -> Task:
+    """``config``'s task for the ONNX model at ``path``, its classes read from the output the task reads:
+    a classifier's logits ``[batch, classes]``, a segmenter's ``[batch, classes, H, W]`` (``out`` when
+    there is one); detection and custom tasks need no count."""
+    if config.kind not in ("classification", "segmentation"):
+        return build_task(config)
+    outputs = {o.name: o for o in _load_onnx(path).graph.output}
+    name = config.output or ("out" if "out" in outputs else next(iter(outputs), None))
+    dims = outputs[name].type.tensor_type.shape.dim if name in outputs else []
+    axis = -1 if config.kind == "classification" else 1
+    expected = "[batch, classes] logits" if axis == -1 else "[batch, classes, height, width] logits"
+    if len(dims) < 2 or not dims[axis].HasField("dim_value") or dims[axis].dim_value < 2:
+        raise InputError(f"{path}: cannot tell the number of classes from its output shape; {config.kind} needs "
+                         f"{expected}")
+    return build_task(config, dims[axis].dim_value)
 
 
 def onnx_params(path: Path) -> int:
@@ -175,8 +184,8 @@ def parity_inputs(
 ) -> torch.Tensor:
     """Real validation inputs when there are any, else seeded ones: standard-normal, or for int64
     (token ids) uniform below the smallest vocabulary of ``model``'s embeddings."""
-    if val_set is not None:
-        return next(iter(DataLoader(val_set, batch_size=samples, shuffle=False)))[0]
+    if val_set is not None:  # the inputs alone: targets (a detector's boxes) need not batch
+        return torch.stack([val_set[i][0] for i in range(min(samples, len(val_set)))])
     generator = torch.Generator().manual_seed(0)
     shape = [samples, *input_shape[1:]]
     if dtype != "int64":

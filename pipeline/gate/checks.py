@@ -15,7 +15,7 @@ from spiral.deploy.profiler import Profile
 from spiral.deploy.stats import robust_cv
 from spiral.deploy.verdict import Question, Verdict, judge
 from spiral.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityMin, Rule, decide,
+    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, Rule, decide,
 )
 from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
 from spiral.pipeline.exit_codes import ExitCode, judged
@@ -153,11 +153,14 @@ def gate_rules(budget: GateBudget, latency: list[Latency], parity_measured: bool
     """The budget's rules in the gate's fixed order: latency, accuracy, size, parity (checked whenever
     parity was measured, against the budget's tolerances or those it was run with)."""
     rules: list[Rule] = list(latency)
-    if budget.accuracy is not None:
-        if budget.accuracy.min is not None:
-            rules.append(QualityMin(budget.accuracy.min))
-        if budget.accuracy.max_drop is not None:
-            rules.append(QualityDrop(budget.accuracy.max_drop))
+    quality = budget.quality
+    if quality is not None:
+        metric = budget.quality_metric()
+        bound = "min" if metric.higher_is_better else "max"
+        if getattr(quality, bound) is not None:
+            rules.append(QualityLimit(getattr(quality, bound), metric, name=f"{metric.name}.{bound}", label=bound))
+        if quality.max_drop is not None:
+            rules.append(QualityDrop(quality.max_drop, metric=metric, name=f"{metric.name}.max_drop"))
     if budget.size is not None:
         rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
     if budget.parity is not None or parity_measured:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spiral.pipeline.prune.group import Batch
+from spiral.pipeline.prune.group import Batch, Calibration, loss_of
 from spiral.pipeline.prune.sensitivity import mean_loss
 from spiral.pipeline.prune.taylor import gradients
 
@@ -108,9 +108,9 @@ def inside(layer: str, blocks: Sequence[str]) -> bool:
 
 
 def block_rises(model: nn.Module, blocks: Sequence[str], calibration: Sequence[Batch]) -> list[float]:
-    """Per block, the rise of the mean cross-entropy over the first ``BLOCK_BATCHES`` calibration
+    """Per block, the rise of the mean loss (the task's) over the first ``BLOCK_BATCHES`` calibration
     batches when that block alone is replaced by the identity (clamped at 0); ``model`` is restored."""
-    batches = list(calibration)[:BLOCK_BATCHES]
+    batches = Calibration(list(calibration)[:BLOCK_BATCHES], loss_of(calibration))
     if not batches:
         return [0.0] * len(blocks)
     rises = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.group import Batch, PrunableGroup
+from spiral.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
 from spiral.pipeline.prune.nni_criteria import nni_scorer
 from spiral.pipeline.prune.sensitivity import sensitivity
 from spiral.pipeline.prune.taylor import taylor_group
@@ -98,7 +98,7 @@ def get_criterion(name: str) -> Criterion:
 
 def calibration_batches(name: str, calibration: Sequence[Batch] | None) -> list[Batch]:
     """The calibration batches as a list; data-driven criteria refuse to run without them."""
-    batches = list(calibration) if calibration is not None else []
+    batches = Calibration(calibration if calibration is not None else [], loss_of(calibration))
     if get_criterion(name).needs_calibration and not batches:
         raise InputError(f"pruning criterion '{name}' needs calibration data (batches of inputs and labels)")
     return batches

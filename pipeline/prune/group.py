@@ -7,13 +7,35 @@ type and which items of a group shrink their module's output channels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import torch.nn.functional as F
 import torch_pruning as tp
-from torch import Tensor
+from torch import Tensor, nn
 
-Batch = tuple[Tensor, Tensor]  # one calibration batch: inputs, labels
+Batch = tuple[Tensor, Any]  # one calibration batch: inputs, targets
+BatchLoss = Callable[[nn.Module, Batch], Tensor]
+
+
+def cross_entropy(model: nn.Module, batch: Batch) -> Tensor:
+    """A classifier's loss on a batch, the criteria's loss unless the batches bring the task's."""
+    inputs, labels = batch
+    return F.cross_entropy(model(inputs), labels)
+
+
+class Calibration(list):
+    """Calibration batches with the loss the data-driven criteria compute on them (the task's,
+    ``spiral.pipeline.tasks.Task.batch_loss``); a plain list of batches is a classifier's."""
+
+    def __init__(self, batches: Iterable[Batch] = (), loss: BatchLoss = cross_entropy) -> None:
+        super().__init__(batches)
+        self.loss = loss
+
+
+def loss_of(calibration: Iterable[Batch] | None) -> BatchLoss:
+    return getattr(calibration, "loss", cross_entropy)
 
 
 @dataclass(frozen=True)

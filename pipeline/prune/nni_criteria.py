@@ -13,11 +13,10 @@ import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out
+from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
 
 # NNI wants some sparsity to build masks; only the metrics behind them are read.
 _NNI_MASK_RATIO = 0.5
@@ -91,9 +90,10 @@ def _nni_evaluator(model: nn.Module, calibration: list[Batch]):
     import nni
     from nni.compression import TorchEvaluator
 
+    loss = loss_of(calibration)
+
     def training_step(batch: Batch, model: nn.Module) -> Tensor:
-        inputs, labels = batch
-        return F.cross_entropy(model(inputs), labels)
+        return loss(model, batch)
 
     def training_func(model, optimizers, training_step, lr_schedulers=None, max_steps=None, max_epochs=None):
         model.eval()  # batch statistics of a few calibration batches would blur BatchNorm

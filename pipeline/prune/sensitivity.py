@@ -7,10 +7,9 @@ The registry is ``spiral.pipeline.prune.criteria``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, PrunableGroup
+from spiral.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
 from spiral.pipeline.prune.lstm import gate_rows
 from spiral.pipeline.prune.taylor import gradients, out_slices, taylor_group
 
@@ -40,7 +39,7 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
     """
     order_scores = taylor_group(model, candidates, calibration)
     scores: list[Tensor | None] = []
-    batches = calibration[:SENSITIVITY_BATCHES]
+    batches = Calibration(calibration[:SENSITIVITY_BATCHES], loss_of(calibration))
     with gradients(model), torch.no_grad():
         full = mean_loss(model, batches)
         for candidate, base in zip(candidates, order_scores):
@@ -78,7 +77,9 @@ def sensitivity_counts(units: int) -> list[int]:
 
 
 def mean_loss(model: nn.Module, calibration: list[Batch]) -> float:
-    return sum(float(F.cross_entropy(model(x), y)) for x, y in calibration) / len(calibration)
+    """The mean of the batches' loss (``spiral.pipeline.prune.group.loss_of``)."""
+    loss = loss_of(calibration)
+    return sum(float(loss(model, batch)) for batch in calibration) / len(calibration)
 
 
 def _zero_out(module: nn.Module, idxs: Tensor) -> None:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out
+from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
 
 
 def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
@@ -32,10 +31,11 @@ def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration:
     slices = [out_slices(candidate) for candidate in candidates]
     modules = list({id(m): m for items in slices if items for m, _, _ in items}.values())
     totals = [torch.zeros(c.channels, dtype=torch.float64) for c in candidates]
+    loss = loss_of(calibration)
     with gradients(model):
-        for inputs, labels in calibration:
+        for batch in calibration:
             model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(inputs), labels).backward()
+            loss(model, batch).backward()
             with torch.no_grad():
                 change = {id(m): _weight_times_grad(m) for m in modules}
                 for total, items in zip(totals, slices):

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, PrunableGroup
+from spiral.pipeline.prune.group import Batch, PrunableGroup, loss_of
 
 
 def tp_scorer(
@@ -36,8 +35,9 @@ def _accumulate_gradients(model: nn.Module, calibration: list[Batch]) -> None:
     model.eval()
     model.zero_grad(set_to_none=False)
     with torch.enable_grad():
-        for inputs, labels in calibration:
-            F.cross_entropy(model(inputs), labels).backward()
+        loss = loss_of(calibration)
+        for batch in calibration:
+            loss(model, batch).backward()
     for param in model.parameters():  # layers the loss never reaches score zero
         if param.grad is None:
             param.grad = torch.zeros_like(param)

@@ -21,7 +21,7 @@ SERIES_COLOURS = (BLUE, ORANGE, GREEN, RED, "#9467bd")
 class ParetoPoint:
     label: str
     latency_ms: float
-    accuracy_pct: float
+    quality: float
     kind: str  # "baseline", "accepted", "rejected" or "candidate"
 
 
@@ -84,13 +84,15 @@ def latency_distributions(series: Sequence[tuple[str, Sequence[float]]], title: 
     return _data_uri(figure)
 
 
-def pareto_indices(points: Sequence[ParetoPoint]) -> list[int]:
-    """Indices of the points no other point beats on both latency (lower) and accuracy (higher), fastest first."""
+def pareto_indices(points: Sequence[ParetoPoint], higher_is_better: bool = True) -> list[int]:
+    """Indices of the points no other point beats on both latency (lower) and quality (higher, or lower
+    for a lower-is-better metric), fastest first."""
+    sign = 1 if higher_is_better else -1
     front = []
     for i, p in enumerate(points):
         dominated = any(
-            q.latency_ms <= p.latency_ms and q.accuracy_pct >= p.accuracy_pct
-            and (q.latency_ms < p.latency_ms or q.accuracy_pct > p.accuracy_pct)
+            q.latency_ms <= p.latency_ms and sign * q.quality >= sign * p.quality
+            and (q.latency_ms < p.latency_ms or sign * q.quality > sign * p.quality)
             for q in points
         )
         if not dominated:
@@ -98,23 +100,25 @@ def pareto_indices(points: Sequence[ParetoPoint]) -> list[int]:
     return sorted(front, key=lambda i: points[i].latency_ms)
 
 
-def pareto_front(points: Sequence[ParetoPoint], statistic: str) -> str:
+def pareto_front(points: Sequence[ParetoPoint], statistic: str, metric: str = "accuracy (%)",
+                 higher_is_better: bool = True) -> str:
+    """Quality (``metric`` labels its axis) against latency, the Pareto front drawn."""
     figure = _figure(8, 4.5)
     ax = figure.add_subplot()
-    front = pareto_indices(points)
+    front = pareto_indices(points, higher_is_better)
     ax.step(
-        [points[i].latency_ms for i in front], [points[i].accuracy_pct for i in front],
+        [points[i].latency_ms for i in front], [points[i].quality for i in front],
         where="post", color=BLUE, lw=2, alpha=0.7, label="Pareto front",
     )
     for kind, colour in _KIND_COLOURS.items():
         chosen = [p for p in points if p.kind == kind]
         if chosen:
-            ax.scatter([p.latency_ms for p in chosen], [p.accuracy_pct for p in chosen], s=70, color=colour, label=kind, zorder=3)
+            ax.scatter([p.latency_ms for p in chosen], [p.quality for p in chosen], s=70, color=colour, label=kind, zorder=3)
     for p in points:
-        ax.annotate(p.label, (p.latency_ms, p.accuracy_pct), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(p.label, (p.latency_ms, p.quality), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(f"{statistic} latency (ms)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy vs latency")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs latency")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _data_uri(figure)

@@ -25,7 +25,19 @@ if TYPE_CHECKING:
     from spiral.pipeline.config import RunConfig
 
 REPORT_SCHEMA_VERSION = 1
-STEP_COLUMNS = ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", "accuracy %", "params", "MACs", "verdict", "why")
+
+
+def step_columns(budget: dict) -> tuple[str, ...]:
+    """The step table's columns; the quality column names the budget's metric (``accuracy %``, ``miou %``)."""
+    metric = budget["metric"]
+    return ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", f"{metric['name']} {metric['unit']}".strip(),
+            "params", "MACs", "verdict", "why")
+
+
+def shown_quality(row: dict, budget: dict) -> float:
+    """A row's (the teacher's, a ledger line's) value of the budget's metric, as shown."""
+    metric = budget["metric"]
+    return metric["scale"] * row["metrics"].get(metric["name"], row["quality"])
 
 
 def step_rows(teacher: dict, steps: list[dict]) -> list[dict]:
@@ -61,12 +73,12 @@ def _steps(entries: list[LedgerEntry]) -> dict:
             "met_budget": met_budget(best)}
 
 
-def step_cells(row: dict) -> list[str]:
-    """One row of ``STEP_COLUMNS``, as text."""
+def step_cells(row: dict, budget: dict) -> list[str]:
+    """One row of ``step_columns``, as text."""
     return [
         row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
         f"{row['predicted_ms']:.3f}" if row.get("predicted_ms") is not None else "", f"{row['speedup']:.2f}x",
-        f"{100 * row['accuracy']:.2f}", f"{row['params']:,}", f"{row['macs']:,}", row["verdict"], row["reason"],
+        f"{shown_quality(row, budget):.4g}", f"{row['params']:,}", f"{row['macs']:,}", row["verdict"], row["reason"],
     ]
 
 
@@ -79,8 +91,8 @@ def _headline(report: dict) -> tuple[str, str, str]:
 
 def render_markdown(report: dict) -> str:
     title, target, outcome = _headline(report)
-    rows = [step_cells(r) for r in step_rows(report["teacher"], report["steps"])]
-    lines = [f"## {title}", "", target, outcome, "", *md_table(STEP_COLUMNS, rows, "lrrrrrrrll")]
+    rows = [step_cells(r, report["budget"]) for r in step_rows(report["teacher"], report["steps"])]
+    lines = [f"## {title}", "", target, outcome, "", *md_table(step_columns(report["budget"]), rows, "lrrrrrrrll")]
     return "\n".join(lines) + "\n"
 
 
@@ -103,7 +115,8 @@ def render_html(report: dict, run_dir: Path) -> str:
         f"<p>{esc(target)}</p>",
         f'<p class="verdict {"pass" if report["met_budget"] else "fail"}">{esc(outcome)}</p>',
         "<h2>Steps</h2>",
-        html_table(STEP_COLUMNS, [step_cells(r) for r in rows], numeric=range(1, 8), row_classes=classes),
+        html_table(step_columns(report["budget"]), [step_cells(r, report["budget"]) for r in rows], numeric=range(1, 8),
+                   row_classes=classes),
     ]
     screened = [e for e in report["steps"] if e.get("candidates")]
     if screened:
@@ -128,14 +141,16 @@ def render_html(report: dict, run_dir: Path) -> str:
                      html_plot(plots.latency_distributions(series, "measured latency"), "latency distributions")]
     points = [
         plots.ParetoPoint(
-            r["name"], r["statistic_ms"], 100 * r["accuracy"],
+            r["name"], r["statistic_ms"], shown_quality(r, report["budget"]),
             "baseline" if r["verdict"] == "baseline" else r["verdict"],
         )
         for r in rows
     ]
-    statistic = report["budget"]["statistic"]
-    sections += ["<h2>Accuracy vs latency</h2>",
-                 html_plot(plots.pareto_front(points, statistic), "accuracy vs latency Pareto front")]
+    statistic, metric = report["budget"]["statistic"], report["budget"]["metric"]
+    label = f"{metric['name']} ({metric['unit']})" if metric["unit"] else metric["name"]
+    sections += [f"<h2>{esc(metric['name'])} vs latency</h2>",
+                 html_plot(plots.pareto_front(points, statistic, label, metric["higher_is_better"]),
+                           f"{metric['name']} vs latency Pareto front")]
     return html_page(title, sections)
 
 

@@ -10,7 +10,7 @@ import pytest
 from spiral.deploy.errors import InputError
 from spiral.deploy.verdict import Question, judge
 from spiral.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityMin, decide, passed, reason,
+    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
 )
 from spiral.pipeline.config import ParityConfig
 from spiral.pipeline.export import ParityResult
@@ -35,7 +35,7 @@ EVIDENCE = Evidence(
 CASES = {
     "latency ms": (Latency(MS), ["latency.p50.max_ms"], ["pass"], 1.5, 2.0, None),
     "latency ratio": (Latency(SPEEDUP), ["final speedup"], ["fail"], 0.4, 1 / 3, None),
-    "quality floor": (QualityMin(96.0, name="accuracy.floor", label="floor"), ["accuracy.floor"], ["fail"], 95.0, 96.0, -1.0),
+    "quality floor": (QualityLimit(96.0, name="accuracy.floor", label="floor"), ["accuracy.floor"], ["fail"], 95.0, 96.0, -1.0),
     "quality drop": (QualityDrop(3.0), ["accuracy.max_drop"], ["pass"], 2.0, 3.0, 1.0),
     "parity": (Parity(), ["parity.max_abs_diff", "parity.top1_agreement"], ["pass", "pass"], 2e-4, 1e-3, 8e-4),
     "parity, stricter limits": (Parity(ParityConfig(atol=1e-4)), ["parity.max_abs_diff", "parity.top1_agreement"],
@@ -73,7 +73,7 @@ def test_a_latency_rule_reads_the_judge_and_undecided_never_passes() -> None:
 
 @pytest.mark.parametrize(("rule", "evidence", "message"), [
     (Latency(MS), Evidence(), "no latency verdict answers 'latency.p50.max_ms'"),
-    (QualityMin(90.0), Evidence(), "pass --data"),
+    (QualityLimit(90.0), Evidence(), "pass --data"),
     (QualityDrop(1.0), Evidence(metrics={"accuracy": 0.9}), "the baseline records no accuracy"),
     (Parity(), Evidence(), "no source model"),
     (MaxSize(1.0), Evidence(), "limits size.mb, which was not measured"),
@@ -85,10 +85,10 @@ def test_missing_evidence_is_one_clear_line(rule, evidence: Evidence, message: s
 
 
 def test_the_reason_names_what_failed_or_else_what_decided() -> None:
-    checks = decide(EVIDENCE, [Latency(MS), QualityMin(90.0), Parity(), MaxSize(2.0)])
+    checks = decide(EVIDENCE, [Latency(MS), QualityLimit(90.0), Parity(), MaxSize(2.0)])
     assert passed(checks)
     assert reason(checks) == "; ".join(c.message for c in checks if c.kind in ("latency", "quality"))
-    failing = decide(EVIDENCE, [Latency(MS), QualityMin(96.0, label="floor"), MaxSize(1.0)])
+    failing = decide(EVIDENCE, [Latency(MS), QualityLimit(96.0, label="floor"), MaxSize(1.0)])
     assert not passed(failing)
     assert reason(failing) == "accuracy 95.00% < floor 96.00%; the ONNX model 1.500 MB > max 1.000 MB"
 

@@ -6,8 +6,9 @@ import pytest
 
 from spiral.pipeline.budget import Budget
 from spiral.pipeline.config import BudgetConfig
+from spiral.pipeline.tasks import build_task
 
-TEACHER = {"statistic_ms": 8.0, "accuracy": 0.9}
+TEACHER = {"statistic_ms": 8.0, "metrics": {"accuracy": 0.9}}
 
 
 @pytest.mark.parametrize(("config", "final_ms", "questions"), [
@@ -19,7 +20,7 @@ TEACHER = {"statistic_ms": 8.0, "accuracy": 0.9}
      {"final speedup": 0.5, "final max_ms": 3.0, "final min_throughput": 5.0}),
 ])
 def test_every_latency_budget_is_a_question_and_the_tightest_is_the_planning_figure(config, final_ms, questions):
-    budget = Budget.of_teacher(BudgetConfig(**config), TEACHER, batch=64)
+    budget = Budget.of_teacher(BudgetConfig(**config), TEACHER, batch=64, task=build_task())
     assert budget.final_ms == pytest.approx(final_ms)
     asked = {q.name: q for q in budget.final_questions()}
     assert {name: q.limit for name, q in asked.items()} == pytest.approx(questions)
@@ -28,7 +29,7 @@ def test_every_latency_budget_is_a_question_and_the_tightest_is_the_planning_fig
 
 
 def test_a_throughput_budget_says_its_items_per_second_and_the_latency_it_means():
-    budget = Budget.of_teacher(BudgetConfig(min_speedup=None, min_throughput=500.0), TEACHER, batch=8)
+    budget = Budget.of_teacher(BudgetConfig(min_speedup=None, min_throughput=500.0), TEACHER, batch=8, task=build_task())
     assert budget.throughput_ms == pytest.approx(16.0)
     assert budget.describe() == ("throughput >= 500 items/s at batch 8: p50 <= 16.000 ms (upper confidence bound), "
                                  "accuracy >= 89.00% (teacher 90.00%)")

@@ -34,13 +34,16 @@ def test_missing_ledger_is_empty(tmp_path: Path):
     assert read_ledger(tmp_path / "none.jsonl") == []
 
 
-def test_a_line_without_a_version_or_kind_is_a_version_1_step(tmp_path: Path):
+def test_a_line_without_a_version_or_kind_is_a_version_1_step_read_as_version_2(tmp_path: Path):
     path = tmp_path / "ledger.jsonl"
     line = ledger_entry(1).model_dump(mode="json")
-    del line["version"], line["kind"]
+    del line["version"], line["kind"], line["metric"], line["quality"], line["metrics"]
+    line.update(accuracy=0.875, f1_macro=0.5, distill={"best_val_accuracy": 0.86, "epochs": 1})
     path.write_text(json.dumps(line) + "\n")
     (entry,) = read_ledger(path)
-    assert (entry.version, entry.kind, entry.name) == (1, "step", "step 1 try 1")
+    assert (entry.version, entry.kind, entry.name) == (2, "step", "step 1 try 1")
+    assert (entry.metric, entry.quality, entry.metrics) == ("accuracy", 0.875, {"accuracy": 0.875, "f1_macro": 0.5})
+    assert entry.distill.best_val_quality == 0.86
 
 
 @pytest.mark.parametrize("version", [VERSION + 1, 0, "2", True])
@@ -57,7 +60,7 @@ def test_a_line_of_an_unknown_version_is_refused_with_one_line(tmp_path: Path, v
     ({"accepted": "perhaps"}, "accepted"),
     ({"kind": "prune"}, "kind"),
     ({"unknown": 1}, "unknown"),
-    ({"distill": {"epochs": "two", "best_val_accuracy": None}}, "distill.epochs"),
+    ({"distill": {"epochs": "two", "best_val_quality": None}}, "distill.epochs"),
 ])
 def test_a_line_that_is_not_a_ledger_entry_is_refused_naming_the_field(tmp_path: Path, change, field):
     path = tmp_path / "ledger.jsonl"
@@ -72,9 +75,9 @@ def test_a_line_that_is_not_a_ledger_entry_is_refused_naming_the_field(tmp_path:
 def test_a_required_field_missing_is_refused(tmp_path: Path):
     path = tmp_path / "ledger.jsonl"
     line = ledger_entry(1).model_dump(mode="json")
-    del line["accuracy"]
+    del line["quality"]
     path.write_text(json.dumps(line) + "\n")
-    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(accuracy: Field required\)"):
+    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(quality: Field required\)"):
         read_ledger(path)
 
 

@@ -6,7 +6,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.metrics import classification_metrics, evaluate
+from spiral.pipeline.evaluate import evaluate_model
+from spiral.pipeline.metrics import classification_metrics
+from spiral.pipeline.tasks import build_task
 
 CASES = {
     "random 10 classes": (10, range(10), range(10)),
@@ -56,7 +58,7 @@ def test_evaluate_runs_the_model_in_eval_mode_and_restores_its_mode() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
     inputs, labels = torch.randn(50, 4), torch.randint(0, 3, (50,))
 
-    metrics = evaluate(model, TensorDataset(inputs, labels), batch_size=16)
+    metrics = evaluate_model(model, TensorDataset(inputs, labels), build_task(), batch_size=16)
 
     assert model.training
     model.eval()

@@ -129,7 +129,7 @@ def test_a_try_the_judge_rejects_spends_no_epochs(write_config, tmp_path: Path, 
     assert [(e.step, e.attempt) for e in entries] == [(1, 1), (1, 2)]
     for entry in entries:
         assert not entry.accepted and entry.verdicts[0]["outcome"] != "meets"
-        assert entry.distill.model_dump() == {"best_val_accuracy": None, "epochs": 0, "recovery_epochs": 0}
+        assert entry.distill.model_dump() == {"best_val_quality": None, "epochs": 0, "recovery_epochs": 0}
         assert entry.reason.startswith("step budget:")
         assert (out / entry.dir / "model.onnx").is_file()  # the untrained candidate, evaluated
     assert "not distilled: the judge rejects its latency" in capsys.readouterr().err

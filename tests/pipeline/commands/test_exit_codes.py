@@ -238,7 +238,7 @@ def rejected_try(limit: float = 0.5, epochs: int = 0, parity: bool = True, step:
     """A try the judge measured at a speedup ratio of 0.4 .. 0.6 to the teacher against ``limit``."""
     verdict = judge(Question("final speedup", "candidate", limit, "teacher"), STRADDLING, 0.95)
     return ledger_entry(step, accepted=False, verdicts=[verdict.to_dict()], meets_final=False,
-                        distill=Training(best_val_accuracy=None, epochs=epochs), parity={"passed": parity}).to_json()
+                        distill=Training(best_val_quality=None, epochs=epochs), parity={"passed": parity}).to_json()
 
 
 @pytest.mark.parametrize(("steps", "met", "code"), [
@@ -263,7 +263,7 @@ def test_spiral_report_exits_with_the_run_verdict(tmp_path: Path, capsys: pytest
                "size_mb": 0.1, "parity": {"passed": True}}
     profile_from_samples(latencies(4.0)).save(tmp_path / "teacher" / "profile.json")
     entry = ledger_entry(1, accepted=False, verdicts=rejected_try()["verdicts"], meets_final=False,
-                         distill=Training(best_val_accuracy=None, epochs=0))
+                         distill=Training(best_val_quality=None, epochs=0))
     profile_from_samples(latencies(2.0)).save(tmp_path / entry.dir / "profile.json")
     append_entry(tmp_path / "ledger.jsonl", entry)
     budget = {"statistic": "p50", "teacher_ms": 4.0, "min_speedup": 2.0, "max_ms": None, "final_ms": 2.0,

@@ -31,7 +31,7 @@ def test_round_trip_restores_weights_optimizer_scheduler_and_random_state(tmp_pa
         scheduler.step()
     best = {k: v.clone() + 1 for k, v in model.state_dict().items()}
     history = [{"epoch": 1}, {"epoch": 2}]
-    state = TrainingState(2, history, best_val_accuracy=0.5, best_epoch=1, stale_epochs=1, best_weights=best)
+    state = TrainingState(2, history, best_val_quality=0.5, best_epoch=1, stale_epochs=1, best_weights=best)
     save_checkpoint(tmp_path, CFG, state, model, optimizer, scheduler, scaler)
     expected_draws = (torch.rand(3), np.random.rand(), random.random())
 

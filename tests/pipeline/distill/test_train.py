@@ -22,7 +22,8 @@ from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiral.pipeline.distill.config import DistillConfig, LossWeights
 from spiral.pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS
 from spiral.pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
-from spiral.pipeline.metrics import evaluate
+from spiral.pipeline.evaluate import evaluate_model
+from spiral.pipeline.tasks import build_task
 
 KINDS = {
     "logits": LossWeights(logits=1.0),
@@ -59,7 +60,7 @@ def test_batchnorm_recalibration_averages_the_statistics_of_the_given_batches() 
 def test_distillation_recovers_a_random_student(weights, digits8, trained_teacher, make_student) -> None:
     train_set, val_set = digits8
     student = make_student()
-    before = evaluate(student, val_set)["accuracy"]
+    before = evaluate_model(student, val_set, build_task())["accuracy"]
     teacher_state = {k: v.clone() for k, v in trained_teacher.state_dict().items()}
     console = Console(file=io.StringIO())
     cfg = DistillConfig(epochs=2, batch_size=32, weights=weights)
@@ -68,8 +69,8 @@ def test_distillation_recovers_a_random_student(weights, digits8, trained_teache
         result = distill(student, trained_teacher, train_set, val_set, cfg, progress=progress)
         description = progress.tasks[0].description
 
-    assert before < 0.3 < 0.85 < result.best_val_accuracy
-    assert evaluate(student, val_set)["accuracy"] == result.best_val_accuracy  # best weights restored
+    assert before < 0.3 < 0.85 < result.best_val_quality
+    assert evaluate_model(student, val_set, build_task())["accuracy"] == result.best_val_quality  # best weights restored
     assert not student.training and not trained_teacher.training
     assert all(torch.equal(v, teacher_state[k]) for k, v in trained_teacher.state_dict().items())
     assert result.epochs_run == 2 and not result.stopped_early
@@ -87,7 +88,7 @@ def test_early_stopping_after_patience_epochs_without_improvement(digits8) -> No
     result = distill(student, None, train_set, val_set, cfg)
 
     assert result.stopped_early and result.epochs_run == 3
-    assert [h["val_accuracy"] for h in result.history] == [result.best_val_accuracy] * 3
+    assert [h["val_quality"] for h in result.history] == [result.best_val_quality] * 3
 
 
 def test_mixed_precision_on_cpu_trains_in_fp32_and_says_so(digits8, caplog) -> None:

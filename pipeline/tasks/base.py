@@ -1,0 +1,175 @@
+"""The task interface, and a model's outputs as tasks, the export and parity see them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from spiral.deploy.errors import InputError
+from spiral.pipeline.tasks.config import TaskConfig
+
+Outputs = dict[str, Tensor]  # a model's outputs by name, in the order it returns them
+
+
+def output_names(out: Any) -> list[str]:
+    """The names the ONNX export gives a model's outputs: ``output`` for one tensor, ``output_0`` .. for
+    a tuple or list, the keys of a dict."""
+    if isinstance(out, Tensor):
+        return ["output"]
+    if isinstance(out, Mapping):
+        return [str(k) for k in out]
+    if isinstance(out, Sequence) and out and all(isinstance(t, Tensor) for t in out):
+        return [f"output_{i}" for i in range(len(out))]
+    raise InputError(f"the model returns {type(out).__name__}; expected a tensor, a tuple of tensors or a dict of them")
+
+
+def outputs_of(out: Any) -> Outputs:
+    """A model's return value (a tensor, a tuple of tensors or a dict of them) as named outputs."""
+    values = list(out.values()) if isinstance(out, Mapping) else [out] if isinstance(out, Tensor) else list(out)
+    if not all(isinstance(v, Tensor) for v in values):
+        raise InputError("the model returns something other than tensors; expected a tensor, a tuple or a dict of them")
+    return dict(zip(output_names(out), values))
+
+
+def as_returned(outputs: Outputs) -> Any:
+    """``outputs`` in the structure the model returns them (the inverse of ``outputs_of``): what a
+    user's loss or post-processing function is called with, from torch or from ONNX Runtime alike."""
+    names = list(outputs)
+    if names == ["output"]:
+        return outputs["output"]
+    if names == [f"output_{i}" for i in range(len(names))]:
+        return tuple(outputs.values())
+    return dict(outputs)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A quality metric as rules judge it: its key in the metrics dicts, the factor that shows it (100:
+    a fraction shown and budgeted in percent, the units ``max_drop`` points count), its unit and its
+    direction (``spiral.pipeline.tasks.Task.quality`` gives a task's)."""
+
+    name: str = "accuracy"
+    scale: float = 100.0
+    unit: str = "%"
+    higher_is_better: bool = True
+
+    def shown(self, metrics: Mapping[str, float] | None, rule: str, whose: str = "model") -> float:
+        """The ``metrics``' value of this metric as shown, or one line saying it was not measured."""
+        if metrics is None or self.name not in metrics:
+            raise InputError(f"{rule} needs the {whose}'s {self.name}, which was not measured; pass --data")
+        return self.scale * metrics[self.name]
+
+    def worse_by(self, value: float, reference: float) -> float:
+        """How much worse ``value`` is than ``reference`` (negative: better), in shown units."""
+        return reference - value if self.higher_is_better else value - reference
+
+    @property
+    def drop_unit(self) -> str:
+        return "points" if self.unit == "%" else self.unit
+
+
+class Meter(Protocol):
+    """A task's metrics over a data set, fed batch by batch (outputs on the CPU)."""
+
+    def update(self, outputs: Outputs, targets: Any) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+class Task:
+    """A task: its loss, its metric (``metric`` names the value budgets judge; ``scale`` and ``unit``
+    say how it is shown and in which units budgets give it: fractions as percent, 100 and ``%``),
+    the class logits KD and parity compare, and how its targets are batched and moved."""
+
+    name: ClassVar[str]
+    metric: str
+    metrics: tuple[str, ...]  # what a budget's metric may name; ``metric`` first
+    higher_is_better: bool = True
+    scale: float = 100.0
+    unit: str = "%"
+
+    def __init__(self, config: TaskConfig, num_classes: int | None) -> None:
+        self.config = config
+        self.num_classes = num_classes
+        self._functions: dict[str, Callable] = {}
+
+    @classmethod
+    def of(cls, config: TaskConfig, num_classes: int | None) -> Task:
+        return cls(config, num_classes)
+
+    def quality(self, name: str | None = None) -> Metric:
+        """The metric ``name`` (None: the task's own) as budgets and checks judge it."""
+        name = name or self.metric
+        if name not in self.metrics:
+            raise InputError(f"task {self.name} measures {', '.join(self.metrics)}, not '{name}'")
+        return Metric(name, self.scale, self.unit, self.higher_is_better)
+
+    # -- training
+    def loss(self, outputs: Outputs, targets: Any) -> Tensor:
+        """The training loss of one batch: the user's ``task.loss`` when given, else the task's own."""
+        if self.config.loss is None:
+            return self.own_loss(outputs, targets)
+        value = self.user_function("loss")(as_returned(outputs), targets)
+        if not (isinstance(value, Tensor) and value.ndim == 0):
+            shape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise InputError(f"task.loss '{self.config.loss}' returned {shape}; it must return a scalar tensor")
+        return value
+
+    def user_function(self, key: str) -> Callable:
+        """The callable ``task.<key>`` names, imported when first used (a config is validated, and a
+        run folder's read, without importing code)."""
+        if key not in self._functions:
+            from spiral.pipeline.specs import resolve_callable
+
+            self._functions[key] = resolve_callable(getattr(self.config, key), f"task.{key}")
+        return self._functions[key]
+
+    def own_loss(self, outputs: Outputs, targets: Any) -> Tensor:
+        raise InputError(f"task {self.name} has no loss of its own; give task.loss")
+
+    def batch_loss(self, model: torch.nn.Module, batch: tuple[Tensor, Any]) -> Tensor:
+        """``model``'s loss on one calibration batch (the loss-aware pruning criteria)."""
+        inputs, targets = batch
+        return self.loss(outputs_of(model(inputs)), targets)
+
+    def logits(self, outputs: Outputs) -> Tensor | None:
+        """Class logits as ``[positions, classes]`` (per sample, or per pixel, ...) for logits KD and
+        parity's agreement; None when the task has none."""
+        return None
+
+    # -- judging
+    def meter(self) -> Meter:
+        raise NotImplementedError
+
+    def check(self, outputs: Outputs, what: str) -> None:
+        """One line (an InputError) when ``outputs`` (of an example batch) cannot be this task's."""
+
+    def agreement(self, expected: Outputs, got: Outputs) -> float | None:
+        """The share of positions where ``got`` (ONNX Runtime) picks ``expected``'s (torch's) class; None
+        when the task has no class logits (parity then compares values only)."""
+        a, b = self.logits(expected), self.logits(got)
+        if a is None or b is None:
+            return None
+        return float((a.argmax(-1) == b.argmax(-1)).double().mean())
+
+    # -- batching
+    def collate(self, samples: list) -> Any:
+        return default_collate(samples)
+
+    def to_device(self, targets: Any, device: torch.device) -> Any:
+        return targets.to(device, non_blocking=True)
+
+    def count(self, targets: Any) -> int:
+        return len(targets)
+
+    def pick(self, outputs: Outputs) -> Tensor:
+        """The output this task reads: ``task.output``, else ``out`` when there is one, else the first."""
+        name = self.config.output or ("out" if "out" in outputs else next(iter(outputs)))
+        if name not in outputs:
+            raise InputError(f"task.output '{name}' is not an output of the model ({', '.join(outputs)})")
+        return outputs[name]

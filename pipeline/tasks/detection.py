@@ -1,0 +1,98 @@
+"""Object detection: raw head outputs in the graph, decoded on the host by the user's ``task.postprocess``
+(as deployments with TensorRT often do), trained with ``task.loss``; COCO mAP through torchmetrics'
+``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiral[detection]'``).
+
+Targets are torchvision's: one dict per image, ``boxes`` ``[K, 4]`` xyxy in input pixels and ``labels``
+``[K]`` int64; detections add ``scores``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spiral.deploy.errors import InputError
+from spiral.pipeline.tasks.base import Outputs, Task, as_returned
+
+# torchvision's detection reference counts a detection as reproduced at this IoU; parity asks more.
+PARITY_IOU = 0.9
+
+
+class _MeanAveragePrecision:
+    def __init__(self, task: Detection) -> None:
+        try:
+            from torchmetrics.detection import MeanAveragePrecision
+
+            self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        except ModuleNotFoundError as exc:  # torchmetrics says which backend is missing
+            raise InputError(f"task detection needs pycocotools: pip install 'spiral[detection]' ({exc})") from None
+        self.task, self.samples = task, 0
+
+    def update(self, outputs: Outputs, targets: list[dict[str, Tensor]]) -> None:
+        self.map.update(self.task.detections(outputs), targets)
+        self.samples += len(targets)
+
+    def compute(self) -> dict[str, float]:
+        if not self.samples:
+            raise InputError("cannot evaluate on an empty validation set")
+        result = self.map.compute()
+        return {"map": float(result["map"]), "map_50": float(result["map_50"]), "map_75": float(result["map_75"]),
+                "num_samples": self.samples}
+
+
+class Detection(Task):
+    name = "detection"
+    metric = "map"
+    metrics = ("map", "map_50", "map_75")
+
+    def detections(self, outputs: Outputs) -> list[dict[str, Tensor]]:
+        """The post-processed detections of a batch: one dict of boxes, scores and labels per image."""
+        with torch.no_grad():
+            found = self.user_function("postprocess")(as_returned(outputs))
+        if not (isinstance(found, list) and all(isinstance(d, dict) and {"boxes", "scores", "labels"} <= set(d)
+                                                for d in found)):
+            raise InputError(f"task.postprocess '{self.config.postprocess}' must return a list with one dict of "
+                             "boxes, scores and labels per image")
+        return [{k: d[k].detach().cpu() for k in ("boxes", "scores", "labels")} for d in found]
+
+    def meter(self) -> _MeanAveragePrecision:
+        return _MeanAveragePrecision(self)
+
+    def check(self, outputs: Outputs, what: str) -> None:
+        batch = len(next(iter(outputs.values())))
+        try:
+            found = self.detections(outputs)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"task.postprocess '{self.config.postprocess}' fails on the outputs of {what} "
+                             f"({', '.join(f'{k} {list(v.shape)}' for k, v in outputs.items())}): {exc}") from None
+        if len(found) != batch:
+            raise InputError(f"task.postprocess '{self.config.postprocess}' returned {len(found)} images' detections "
+                             f"for a batch of {batch}")
+
+    def agreement(self, expected: Outputs, got: Outputs) -> float | None:
+        """The share of torch's detections that ONNX Runtime's reproduce (same label, IoU >= 0.9); 1.0
+        when torch detects nothing."""
+        from torchvision.ops import box_iou
+
+        matched = total = 0
+        for a, b in zip(self.detections(expected), self.detections(got)):
+            total += len(a["boxes"])
+            if len(a["boxes"]) and len(b["boxes"]):
+                same = (box_iou(a["boxes"], b["boxes"]) >= PARITY_IOU) & (a["labels"][:, None] == b["labels"][None])
+                matched += int(same.any(1).sum())
+        return matched / total if total else 1.0
+
+    def collate(self, samples: list) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """Images stacked, targets a list (their box counts differ), as torchvision's detection references do."""
+        images, targets = zip(*samples)
+        return torch.stack(list(images)), [{k: torch.as_tensor(v) for k, v in t.items()} for t in targets]
+
+    def to_device(self, targets: list[dict[str, Tensor]], device: torch.device) -> list[dict[str, Tensor]]:
+        return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+    def count(self, targets: Any) -> int:
+        return len(targets)

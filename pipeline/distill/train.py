@@ -158,10 +158,10 @@ def distill(
         # With neither label nor logit loss, layers after the last hinted stage get no gradient.
         unused = teacher is not None and cfg.weights.ce == 0 and cfg.weights.logits == 0
         model = DistributedDataParallel(objective, device_ids=device_ids, find_unused_parameters=unused)
-    task = None
+    bar = None
     if progress is not None and rank == 0:
         verb = "distill" if teacher is not None else "train"
-        task = progress.add_task(verb, total=total_steps, completed=state.epoch * steps_per_epoch)
+        bar = progress.add_task(verb, total=total_steps, completed=state.epoch * steps_per_epoch)
 
     try:
         while state.epoch < cfg.epochs and not state.stopped_early:
@@ -187,9 +187,9 @@ def distill(
                 for name, value in {"loss": loss.detach(), **parts}.items():
                     sums[name] = sums.get(name, 0.0) + float(value) * count
                 seen += count
-                if task is not None:
+                if bar is not None:
                     progress.update(  # type: ignore[union-attr]
-                        task,
+                        bar,
                         advance=1,
                         description=f"{verb} epoch {state.epoch + 1}/{cfg.epochs} · loss {sums['loss'] / seen:.3f}"
                         + (f" · val {task.metric} {state.history[-1]['val_quality']:.3g}" if state.history else ""),
@@ -219,7 +219,7 @@ def distill(
                     "seconds": time.perf_counter() - started,
                 }
             )
-            if task is not None and not progress.console.is_terminal:  # type: ignore[union-attr]
+            if bar is not None and not progress.console.is_terminal:  # type: ignore[union-attr]
                 # A log file gets no live bar: one line per epoch keeps CI output readable.
                 progress.console.print(  # type: ignore[union-attr]
                     f"{verb} epoch {state.epoch}/{cfg.epochs}: loss {state.history[-1]['loss']:.3f}, "

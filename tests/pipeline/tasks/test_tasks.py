@@ -22,6 +22,7 @@ from spiral.pipeline.prune.config import PruneConfig
 from spiral.pipeline.prune.criteria import CRITERIA
 from spiral.pipeline.prune.group import Calibration
 from spiral.pipeline.tasks import TASKS, TaskConfig, build_task, output_names, outputs_of
+from spiral.pipeline.zoo.segmenter import lraspp_grey
 from spiral.pipeline.zoo.yolo import yolo_detector
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
@@ -33,12 +34,8 @@ CUSTOM = {"kind": "custom", "loss": "tests.pipeline.tasks.custom_task:mse", "met
 
 
 def _segmenter() -> nn.Module:
-    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
-
     torch.manual_seed(0)
-    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=SEGMENTATION_CLASSES)
-    model.backbone["0"][0] = nn.Conv2d(1, 16, 3, 2, 1, bias=False)  # one grey channel in
-    return model
+    return lraspp_grey(SEGMENTATION_CLASSES)
 
 
 class _Regressor(nn.Module):

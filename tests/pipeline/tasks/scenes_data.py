@@ -1,0 +1,13 @@
+"""Small scene data sets for the run tests (``data: tests.pipeline.tasks.scenes_data:segmentation``)."""
+
+from __future__ import annotations
+
+from spiral.pipeline.casestudies.scenes import DetectionScenes, SegmentationScenes, load_scenes
+
+
+def segmentation():
+    return SegmentationScenes(load_scenes("train", 96, size=32)), SegmentationScenes(load_scenes("val", 32, size=32))
+
+
+def detection():
+    return DetectionScenes(load_scenes("train", 96, size=64)), DetectionScenes(load_scenes("val", 32, size=64))

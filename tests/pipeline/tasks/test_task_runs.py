@@ -1,0 +1,63 @@
+"""A segmenter and a detector through ``spiral run`` (a real spiral: prune, train, export, measure, judge) with
+a ``metric:`` budget, and through ``spiral gate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spiral.pipeline.casestudies.scenes import FASHION_MNIST
+from spiral.pipeline.cli import main
+from spiral.pipeline.ledger import read_ledger
+from tests.tiny_spiral import tiny_config
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+
+CASES = {
+    "segmentation": {
+        "model": "spiral.pipeline.zoo.segmenter:tiny_segmenter?width=8", "input_shape": [1, 1, 32, 32],
+        "num_classes": 11, "task": {"kind": "segmentation"}, "data": {"source": "tests.pipeline.tasks.scenes_data:segmentation"},
+        "budget": {"accuracy": None, "metric": {"name": "miou", "min": 0.0}},
+    },
+    "detection": {
+        "model": "spiral.pipeline.zoo.yolo:yolo_detector?width=4", "input_shape": [1, 1, 64, 64], "num_classes": 10,
+        "task": {"kind": "detection", "loss": "spiral.pipeline.zoo.yolo:yolo_loss",
+                 "postprocess": "spiral.pipeline.zoo.yolo:yolo_decode"},
+        "data": {"source": "tests.pipeline.tasks.scenes_data:detection"},
+        "budget": {"accuracy": None, "metric": {"name": "map_50", "min": 0.0}},
+    },
+}
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_a_task_runs_through_the_spiral_and_the_gate(kind: str, tmp_path: Path, monkeypatch, capsys):
+    import yaml
+
+    monkeypatch.chdir(Path(__file__).parents[3])  # the data factory is found from the working directory
+    config = tiny_config(**CASES[kind], distill={"epochs": 1, "lr": 0.002, "optimizer": "adamw"},
+                         teacher_training={"epochs": 1, "lr": 0.002, "optimizer": "adamw", "weights": {"ce": 1.0}},
+                         parity={"samples": 8})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code = main(["run", str(path), "--out", str(tmp_path / "run")])
+    out = capsys.readouterr()
+    assert code in (0, 1), out.err
+    entries = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    metric = CASES[kind]["budget"]["metric"]["name"]
+    assert entries and all(e.metric == {"segmentation": "miou", "detection": "map"}[kind] for e in entries)
+    assert all(metric in e.metrics for e in entries)
+    assert any(c["name"] == f"{metric}.floor" for c in entries[0].checks)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["budget"]["metric"]["name"] == metric
+    assert f"{metric} %" in (tmp_path / "run" / "report.md").read_text()
+
+    budget = tmp_path / "budget.yaml"
+    budget.write_text(yaml.safe_dump({"task": CASES[kind]["task"], "metric": {"name": metric, "min": 0.0},
+                                      "size": {"max_mb": 100}, "profile": config["target"]["profile"]}))
+    code = main(["gate", str(tmp_path / "run" / "model.onnx"), "--backend", "ort-cpu", "--budget", str(budget), "--data",
+                 CASES[kind]["data"]["source"], "--json", str(tmp_path / "gate.json")])
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    assert code == 0, capsys.readouterr().err
+    assert {c["name"] for c in gate["checks"]} >= {f"{metric}.min", "size.mb"}

@@ -44,9 +44,9 @@ deploy: $(STAMP)
 	fi
 	$(BIN)/spiral deploy $(MODEL) --target $(TARGET) $(if $(HOST),--host $(HOST))
 
-# The case studies of examples/ (images, text, speech): their data comes from Debian packages.
+# The case studies of examples/ (images, text, speech, segmentation, detection): their data comes from Debian packages.
 # `--resume` makes a second `make example-<case>` reuse the finished run instead of refusing its folder.
-.PHONY: example-image example-text example-speech case-deps
+.PHONY: example-image example-text example-speech example-segmentation example-detection case-deps
 CASE_PACKAGES := dataset-fashion-mnist fortunes espeak-ng
 case-deps:
 	@missing=$$(for p in $(CASE_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -66,6 +66,12 @@ example-text: $(STAMP) case-deps
 
 example-speech: $(STAMP) case-deps
 	$(BIN)/spiral run examples/speech/config.yaml --out runs/example-speech --resume
+
+example-segmentation: $(STAMP) case-deps
+	$(BIN)/spiral run examples/segmentation/config.yaml --out runs/example-segmentation --resume
+
+example-detection: $(STAMP) case-deps
+	$(BIN)/spiral run examples/detection/config.yaml --out runs/example-detection --resume
 
 clean:
 	rm -rf runs .pytest_cache

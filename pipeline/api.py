@@ -25,6 +25,7 @@ from spiral.deploy.layer_profile import LAYER_BACKENDS
 from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.target_profiles import ALIASES, list_targets
+from spiral.deploy.validation import validate
 from spiral.deploy.verdict import Verdict
 from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
 from spiral.pipeline.compare.releases import Release
@@ -45,6 +46,7 @@ from spiral.pipeline.prune import dtype_name
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.source import load_source
 from spiral.pipeline.spiral import Spiral
+from spiral.pipeline.tasks import TaskConfig, build_task
 
 Model = nn.Module | str | Path  # a module, a model spec, a spiral checkpoint or run folder (or an .onnx file)
 GIVEN_DATA = "python:given"  # config.json's data.source when shrink was given the data sets
@@ -128,10 +130,12 @@ def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
 def export(
     model: Model, out: str | Path, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
     input_dtype: str | None = None, weights: str | Path | None = None, dynamic_batch: bool = True,
-    opset: int = OPSET, atol: float = 1e-3,
+    opset: int = OPSET, atol: float = 1e-3, task: TaskConfig | dict | None = None,
 ) -> Exported:
     """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiral export``); a
     file that does not compute what the torch model computes is removed (``parity.passed`` is False).
+    Every output is compared, and ``task``'s agreement (a classifier's top-1 by default; per pixel for a
+    segmenter; reproduced detections through a detector's post-processing).
     A spec or checkpoint is exported with zeros of ``input_shape`` and ``input_dtype`` (a checkpoint's own
     by default), a module with ``example_input``."""
     module, example, name = module_and_example(model, example_input, input_shape, _path(weights), input_dtype)
@@ -139,7 +143,8 @@ def export(
     out = export_onnx(module, example, Path(out), dynamic_batch=dynamic_batch, opset=opset)
     batch_size = 64 if dynamic_batch else shape[0]  # a fixed batch takes whole batches only
     inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=module)
-    parity = check_parity(module, out, inputs, atol=atol, min_top1_agreement=0.99, batch_size=batch_size)
+    task = build_task(task if isinstance(task, TaskConfig) else validate(TaskConfig, task or {}, "task"))
+    parity = check_parity(module, out, inputs, atol=atol, min_top1_agreement=0.99, batch_size=batch_size, task=task)
     if not parity.passed:
         out.unlink()
     return Exported(name, out, shape, dtype, parity)
@@ -260,7 +265,8 @@ def gate(
         model_size_mb=size_mb, params=params, parity=parity, attribution=attribution,
     )
     name = str(model) if not isinstance(model, nn.Module) else f"the given {type(model).__name__}"
-    return result, GateContext(name, target.backend, measured_profile, stored, metrics, size_mb, params, parity)
+    metric = budget.quality_metric() if budget.quality is not None else build_task(budget.task).quality()
+    return result, GateContext(name, target.backend, measured_profile, stored, metrics, size_mb, params, parity, metric)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

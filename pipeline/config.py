@@ -341,9 +341,11 @@ class RunConfig(_Strict):
     def _task_budgets(self) -> "RunConfig":
         task = self.task_model()
         check_quality(self.budget.quality, task, "budget.metric" if self.budget.accuracy is None else "budget.accuracy")
-        if self.quantize is not None and self.task.kind != "classification":
-            raise ValueError(f"quantize: the INT8 stage judges a classifier's top-1 so far (its float fallback "
-                             f"ranks nodes by top-1 disagreement); task {self.task.kind} cannot use it yet")
+        if self.quantize is not None and self.task.kind == "custom":
+            raise ValueError("quantize: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
+        if self.quantize is not None and self.budget.quality.name not in (None, task.metric):
+            raise ValueError(f"quantize: the INT8 stage judges the task's own metric ({task.metric}); budget.metric "
+                             f"names {self.budget.quality.name}")
         if self.quantize is not None:
             check_quality(QualityBudget(name=self.budget.quality.name, max_drop=self.quantize.max_drop), task,
                           "quantize")

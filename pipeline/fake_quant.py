@@ -40,6 +40,7 @@ from spiral.pipeline.config import QuantizeConfig
 from spiral.pipeline.distill.config import DistillConfig, LossWeights
 from spiral.pipeline.distill.train import DistillResult, distill
 from spiral.pipeline.quantize import Int8Ranges, int8_ranges
+from spiral.pipeline.tasks import Task
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -165,7 +166,7 @@ def simulated_int8(model: nn.Module, calibration: Sequence[Tensor], *, per_chann
 
 def recover(
     model: nn.Module, teacher: nn.Module, train_set: Dataset, val_set: Dataset, calibration: Sequence[Tensor],
-    cfg: QuantizeConfig, distill_cfg: DistillConfig, progress: Progress | None = None,
+    cfg: QuantizeConfig, distill_cfg: DistillConfig, progress: Progress | None = None, task: Task | None = None,
 ) -> tuple[nn.Module, DistillResult]:
     """Quantization-aware recovery: a copy of ``model`` trained ``cfg.recovery_epochs`` epochs by
     distillation from ``teacher`` (logits only: the float model's function is what INT8 has to keep)
@@ -179,5 +180,5 @@ def recover(
         "weights": LossWeights(ce=0.0, logits=1.0), "early_stopping_patience": None, "bn_recalibration_batches": 0,
     })
     with simulated_int8(student, calibration, per_channel=cfg.per_channel) as simulated:
-        result = distill(simulated, teacher, train_set, val_set, settings, progress=progress)
+        result = distill(simulated, teacher, train_set, val_set, settings, progress=progress, task=task)
     return student.eval(), result

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import onnx
 from torch.utils.data import Dataset
 
@@ -77,19 +78,21 @@ def _read_float_inputs(path: Path, keep_float: set[str]) -> None:
 
 class _Reference:
     """The float model's class probabilities on the held-apart training batches, and how far a
-    quantized model's are from them: mean KL(float || quantized) in nats per sample, and the percent
-    of samples whose top-1 class differs."""
+    quantized model's are from them: mean KL(float || quantized) in nats per position (a sample, or a
+    pixel: the task's class logits), and the percent of positions whose top-1 class differs."""
 
-    def __init__(self, float_path: Path, batches: list[np.ndarray]) -> None:
-        self._batches = batches
+    def __init__(self, float_path: Path, batches: list[np.ndarray], task: Task) -> None:
+        self._batches, self._task = batches, task
         self.log_p = self._log_probabilities(float_path)
-        self.samples = len(self.log_p)
+        self.samples = sum(len(b) for b in batches)
 
     def _log_probabilities(self, path: Path) -> np.ndarray:
         with get_backend("ort-cpu")(path).load() as runner:
             name = next(iter(runner.input_metadata()))
-            logits = np.concatenate([next(iter(runner.infer({name: b}).values())) for b in self._batches])
-        logits = logits.reshape(len(logits), -1).astype(np.float64)
+            logits = np.concatenate([
+                self._task.logits({k: torch.from_numpy(v) for k, v in runner.infer({name: b}).items()}).numpy()
+                for b in self._batches])
+        logits = logits.astype(np.float64)
         shifted = logits - logits.max(axis=1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
@@ -174,6 +177,10 @@ def float_fallback(
     """
     if cfg.max_float_nodes == 0 or accuracy[FLOAT] - accuracy[INT8] <= cfg.max_drop:
         return None, accuracy
+    if not task.has_logits:
+        return Fallback(accuracy[INT8], 0, 0, None, (), 0.0,
+                        f"float fallback not run: it ranks nodes by the change of class probabilities, and task "
+                        f"{task.name}'s outputs are not class logits"), accuracy
     start = time.perf_counter()
     held_out = sensitivity_batches(train_set, float_path, cfg)
 
@@ -198,7 +205,7 @@ def float_fallback(
         if cap < 1:
             return ended(f"float fallback could not run: the model has {len(ops)} Conv / Gemm / MatMul "
                          "node(s), and keeping every one float is not an INT8 model")
-        reference = _Reference(float_path, held_out)
+        reference = _Reference(float_path, held_out, task)
         scored: dict[tuple[str, ...], tuple[Path, float, float]] = {}
 
         def score(keep: tuple[str, ...]) -> tuple[Path, float, float]:

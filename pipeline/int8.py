@@ -39,7 +39,7 @@ from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.fake_quant import recover
 from spiral.pipeline.float_fallback import Fallback, float_fallback
-from spiral.pipeline.tasks import Task
+from spiral.pipeline.tasks import Metric, Task
 from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_s
     start = time.perf_counter()
     model, trained = recover(trainable.model, trainable.teacher, train_set, val_set,
                              [torch.from_numpy(b).to(trainable.example_input.dtype) for b in batches], cfg,
-                             trainable.distill, trainable.progress)
+                             trainable.distill, trainable.progress, task)
     record = {"epochs": trained.epochs_run, "lr": cfg.recovery_lr, "before": before[INT8], "accuracy": None,
               "with_fallback": None, "float_accuracy": None, "kept": False}
     fallback, accuracy, seconds = None, before, 0.0
@@ -129,7 +129,7 @@ def int8_model(
     reasons = [] if fallback is None else [fallback.reason]
     recovery = None
     drop = accuracy[FLOAT] - accuracy[INT8]
-    if drop > cfg.max_drop and cfg.recovery_epochs > 0:
+    if drop > cfg.max_drop and cfg.recovery_epochs > 0 and task.has_logits:
         trigger = (f"INT8 {accuracy[INT8]:.2f}%{' with the float fallback' if fallback and fallback.nodes else ''}, "
                    f"{drop:.2f} points below float (max_drop {cfg.max_drop:g}); ")
         if trainable is None:
@@ -175,7 +175,7 @@ class QuantizeResult:
 def judge_quantized(
     float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
     cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
-    questions: tuple[Question, ...] = (), rules: tuple[Rule, ...] = (),
+    questions: tuple[Question, ...] = (), rules: tuple[Rule, ...] = (), metric: Metric = Metric(),
 ) -> QuantizeResult:
     """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
     ``spiral.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
@@ -190,9 +190,10 @@ def judge_quantized(
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
                             [question, *questions], cache_dir=cache_dir)
     accuracy = made.accuracy
-    evidence = Evidence({question.name: paired.verdict(question.name)}, {"accuracy": accuracy[INT8] / 100},
-                        {"accuracy": accuracy[FLOAT] / 100})
-    checks = decide(evidence, [Latency(question), QualityDrop(cfg.max_drop, reference="float model"), *rules])
+    evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
+                        {metric.name: accuracy[FLOAT] / metric.scale})
+    drop = QualityDrop(cfg.max_drop, reference="float model", metric=metric, name=f"{metric.name}.max_drop")
+    checks = decide(evidence, [Latency(question), drop, *rules])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     return QuantizeResult(passed(checks), "; ".join([reason(checks), *made.reasons]), checks, paired, accuracy, size,
                           made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict())

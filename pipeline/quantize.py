@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.fingerprint import u8s8_saturates
@@ -38,7 +39,8 @@ def input_batches(train_set: Dataset, onnx_path: Path, batch_size: int) -> list[
     graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
     dims = [d.dim_value or None for d in graph_input.type.tensor_type.shape.dim]
     batches = []
-    for inputs, _ in DataLoader(train_set, batch_size=batch_size, shuffle=False):
+    for start in range(0, len(train_set), batch_size):  # the inputs alone: a detector's targets need not batch
+        inputs = torch.stack([train_set[i][0] for i in range(start, min(start + batch_size, len(train_set)))])
         sample = list(inputs.shape[1:])
         if len(sample) != len(dims) - 1 or any(d is not None and d != s for d, s in zip(dims[1:], sample)):
             raise InputError(f"the calibration data's samples have shape {sample}; the model takes {dims[1:]}")

@@ -141,7 +141,7 @@ class Spiral:
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
             others={"teacher": self.folder.teacher_onnx}, questions=finals,
-            rules=(budget.quality_rule(),),
+            rules=(budget.quality_rule(),), metric=budget.metric,
         )
         shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")
@@ -154,7 +154,8 @@ class Spiral:
             "meets_final": all(v.meets for v in verdicts), "measure_s": result.paired.rounds.wall_s,
             "distill": Training(best_val_quality=None, epochs=0), "accepted": result.accepted,
             "reason": result.reason, "checks": [c.to_dict() for c in result.checks], "quantize": result.to_dict(),
-            "message": message, "quality": result.accuracy[INT8] / 100, "metrics": {"accuracy": result.accuracy[INT8] / 100},
+            "message": message, "quality": result.accuracy[INT8] / budget.metric.scale,
+            "metrics": {budget.metric.name: result.accuracy[INT8] / budget.metric.scale},
             "size_mb": result.size_mb[INT8], "parity": None,
             "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
             **paired_speedup(result.paired, budget.statistic, subject=INT8),

@@ -32,3 +32,24 @@ def console(stderr: bool = False):
 
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() or os.environ.get("COLUMNS") else LOG_WIDTH)
+
+
+def add_task_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="classification", metavar="KIND|FILE",
+                        help="what the model does: classification (default) or segmentation, or a YAML file with a run "
+                             "config's task: block (detection and custom name their loss and post-processing there)")
+
+
+def task_config(value: str):
+    """``--task``: a task kind, or a YAML file holding a ``task:`` block (its keys, or ``task:`` and them)."""
+    from pathlib import Path
+
+    from spiral.deploy.validation import read_yaml, validate
+    from spiral.pipeline.tasks import TaskConfig
+
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        data = read_yaml(path, "task")
+        data = data.get("task", data) if isinstance(data, dict) else data
+        return validate(TaskConfig, data, str(path))
+    return validate(TaskConfig, {"kind": value}, "--task")

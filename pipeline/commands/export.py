@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.commands import INPUT_DTYPES
+from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, task_config
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.api import export
 from spiral.pipeline.export import OPSET
@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-dtype", choices=INPUT_DTYPES,
                         help="input dtype (default: the checkpoint's, else float32)")
     parser.add_argument("--atol", type=float, default=1e-3, help="parity tolerance, times max |output| above 1")
+    add_task_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")
     shape = parse_shape(args.input_shape) if args.input_shape else None
     exported = export(args.model, args.out, input_shape=shape, input_dtype=args.input_dtype, weights=args.weights,
-                      dynamic_batch=not args.fixed_batch, opset=args.opset, atol=args.atol)
+                      dynamic_batch=not args.fixed_batch, opset=args.opset, atol=args.atol, task=task_config(args.task))
     parity, shape = exported.parity, exported.input_shape
     batch = f"batch fixed at {shape[0]}" if args.fixed_batch else "dynamic batch"
     print(f"exported {exported.source} to {args.out} (opset {args.opset}, {batch}, input {shape[1:]})")

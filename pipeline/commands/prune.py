@@ -12,13 +12,15 @@ from torch.utils.data import DataLoader
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.commands import INPUT_DTYPES, console
+from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, console, task_config
 from spiral.pipeline.exit_codes import ExitCode
 from spiral.pipeline.measure import count_macs_params
 from spiral.pipeline.gate.candidate import add_weights_argument
 from spiral.pipeline.source import load_source
 from spiral.pipeline.prune import CRITERIA, PruneConfig, prune
 from spiral.pipeline.prune.attention import SplitAttention
+from spiral.pipeline.prune.group import Calibration
+from spiral.pipeline.tasks import Task, build_task
 
 CALIBRATION_BATCHES = 4
 
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=None, help="calibration data for the taylor criteria (digits, an image folder, a factory)"
     )
+    add_task_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
 
 
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     source = load_source(args.model, args.weights)
     model, base_spec, plans = source.module, source.base_spec, source.plans
     example = source.example(shape, args.input_dtype)
-    calibration = _calibration(args.data, shape) if CRITERIA[cfg.criterion].needs_calibration else None
+    task = build_task(task_config(args.task))
+    calibration = _calibration(args.data, shape, task) if CRITERIA[cfg.criterion].needs_calibration else None
     macs_before, params_before = count_macs_params(model, example)
     widths_before = layer_widths(model)
     model, plan = prune(model, example, cfg, calibration=calibration)
@@ -110,11 +114,12 @@ def _parse_shape(text: str) -> list[int]:
     return shape
 
 
-def _calibration(source: str | None, shape: list[int]) -> list:
+def _calibration(source: str | None, shape: list[int], task: Task) -> Calibration:
+    """The first training batches of ``source``, scored with ``task``'s loss."""
     if source is None:
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
     from spiral.pipeline.data import load_datasets
 
     train, _ = load_datasets(source, shape)
-    loader = DataLoader(train, batch_size=32, shuffle=False)
-    return [batch for _, batch in zip(range(CALIBRATION_BATCHES), loader)]
+    loader = DataLoader(train, batch_size=32, shuffle=False, collate_fn=task.collate)
+    return Calibration([batch for _, batch in zip(range(CALIBRATION_BATCHES), loader)], task.batch_loss)

@@ -16,13 +16,12 @@ from spiral.deploy.atomic import write_json
 from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Target
 from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.commands import add_backend_argument, console
+from spiral.pipeline.commands import add_backend_argument, add_task_argument, console, task_config
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.data import load_datasets
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.exit_codes import ExitCode, judged
 from spiral.pipeline.gate.candidate import add_weights_argument, onnx_task, parse_shape, prepare_candidate
-from spiral.pipeline.tasks import TaskConfig
 from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
 from spiral.pipeline.prune.plan import example_input
 from spiral.pipeline.quantize import FLOAT, INT8
@@ -67,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning rate of that training")
     parser.add_argument("--max-duration", type=float, default=ProfileSettings().max_duration_s,
                         help="seconds of paired rounds at most")
+    add_task_argument(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
 
 
@@ -94,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
         trainable = None if candidate.source is None else Trainable(  # the float model teaches its INT8 self
             candidate.source, copy.deepcopy(candidate.source), example_input(candidate.input_shape, candidate.input_dtype),
             DistillConfig())
-        made = int8_model(candidate.onnx_path, int8, train_set, val_set, onnx_task(TaskConfig(), candidate.onnx_path), cfg,
-                          trainable)
+        task = onnx_task(task_config(args.task), candidate.onnx_path)
+        if task.name == "custom":
+            raise InputError("--task: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
+        made = int8_model(candidate.onnx_path, int8, train_set, val_set, task, cfg, trainable)
         target = Target(args.backend, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled")
+        result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled",
+                                 metric=task.quality())
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_bytes(int8.read_bytes())
             tmp.replace(out)
     record = result.to_dict()
-    print_result(record, made.batches, cfg, console())
+    print_result(record, made.batches, cfg, console(), task.metric)
     print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
     print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
     if args.json is not None:
@@ -122,10 +125,12 @@ def exit_code(result: dict, max_drop: float) -> ExitCode:
                   undecided=outcome == "undecided")
 
 
-def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console) -> None:
+def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console, metric: str = "accuracy") -> None:
+    """The float and INT8 models side by side (``metric``: the task's, in percent), the speedup, what the
+    remedies did."""
     table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")
-    for column in ("model", "p50 ms", "accuracy %", "size MB"):
+    for column in ("model", "p50 ms", f"{metric} %", "size MB"):
         table.add_column(column, justify="right")
     fallback = result["fallback"]
     kept = len(fallback["float_nodes"]) if fallback else 0

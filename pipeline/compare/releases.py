@@ -49,7 +49,7 @@ def _from_run_report(path: Path, data: dict) -> Release:
         label=f"{path.parent.name}/{best['dir']}",
         source=path,
         profile=Profile.load(profile_path),
-        metrics={"accuracy": best["accuracy"]},
+        metrics=dict(best["metrics"]),
         created=data.get("created"),
     )
 

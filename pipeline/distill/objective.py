@@ -17,7 +17,7 @@ from spiral.deploy.errors import InputError
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
 from spiral.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
-from spiral.pipeline.tasks import Outputs, Task, outputs_of
+from spiral.pipeline.tasks import Outputs, Task, build_task, outputs_of
 
 
 @dataclass(frozen=True)
@@ -112,19 +112,19 @@ class DistillationObjective(nn.Module):
 
 
 def build_objective(
-    student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor, task: Task
+    student: nn.Module, teacher: nn.Module | None, cfg: DistillConfig, sample: Tensor, task: Task | None = None
 ) -> tuple[DistillationObjective, TeacherRunner | None]:
-    """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads.
+    """Probe student and teacher with ``sample``, pair their layers and create the adapters and heads
+    (``task`` None: a classifier's).
 
     A teacher none of whose losses is weighted is not run at all: the training is the task's loss.
     """
+    task = task or build_task()
     if teacher is None or not cfg.weights.uses_teacher:
         return DistillationObjective(student, cfg, task, [], None, None, distilling=False), None
-    if cfg.weights.logits > 0:
-        with torch.no_grad():
-            if task.logits(outputs_of(student.eval()(sample))) is None:
-                raise InputError(f"distill.weights.logits: task {task.name} has no class logits to distil; "
-                                 "weigh feature (the neck's levels) instead")
+    if cfg.weights.logits > 0 and not task.has_logits:
+        raise InputError(f"distill.weights.logits: task {task.name} has no class logits to distil; "
+                         "weigh feature (the neck's levels) instead")
     explicit = cfg.feature_pairs if cfg.feature_pairs != "auto" else []
     student_probe = probe(student, sample, [s for s, _ in explicit])
     teacher_probe = probe(teacher, sample, [t for _, t in explicit])

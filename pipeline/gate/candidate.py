@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pydantic import ValidationError
 

@@ -16,6 +16,7 @@ from spiral.pipeline.report import plots
 from spiral.pipeline.report.attribution import change_html, change_markdown
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.junit import TestCase, junit_xml
+from spiral.pipeline.tasks import Metric
 from spiral.pipeline.report.markdown import md_table
 
 GATE_SCHEMA_VERSION = 3  # 3: a check's limit is 'limit' (was 'budget'), its message a whole sentence
@@ -34,6 +35,7 @@ class GateContext:
     model_size_mb: float | None = None
     params: int | None = None
     parity: ParityResult | None = None
+    metric: Metric = Metric()  # the quality metric the plot shows (the budget's, else the task's own)
 
 
 def _title(result: GateResult, context: GateContext) -> str:
@@ -91,11 +93,14 @@ def gate_html(result: GateResult, context: GateContext) -> str:
         series.insert(0, (f"{baseline.label} (baseline)", base.samples_ms))
     sections += [f"<h2>Latency distribution, batch {m.batch}</h2>",
                  html_plot(plots.latency_distributions(series, context.target), "latency distribution")]
-    if context.metrics:
-        points = [plots.ParetoPoint("candidate", m.stats["p50"], 100 * context.metrics["accuracy"], "candidate")]
-        if base is not None and baseline.metrics and "accuracy" in baseline.metrics:
-            points.append(plots.ParetoPoint("baseline", base.stats["p50"], 100 * baseline.metrics["accuracy"], "baseline"))
-        sections += ["<h2>Accuracy vs latency</h2>", html_plot(plots.pareto_front(points, "p50"), "accuracy vs latency")]
+    q = context.metric
+    if context.metrics and q.name in context.metrics:
+        points = [plots.ParetoPoint("candidate", m.stats["p50"], q.scale * context.metrics[q.name], "candidate")]
+        if base is not None and baseline.metrics and q.name in baseline.metrics:
+            points.append(plots.ParetoPoint("baseline", base.stats["p50"], q.scale * baseline.metrics[q.name], "baseline"))
+        label = f"{q.name} ({q.unit})" if q.unit else q.name
+        sections += [f"<h2>{esc(q.name)} vs latency</h2>",
+                     html_plot(plots.pareto_front(points, "p50", label, q.higher_is_better), f"{q.name} vs latency")]
     return html_page(_title(result, context), sections)
 
 

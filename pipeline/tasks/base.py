@@ -16,24 +16,31 @@ from spiral.pipeline.tasks.config import TaskConfig
 Outputs = dict[str, Tensor]  # a model's outputs by name, in the order it returns them
 
 
+def _tensors(out: Any) -> list[Tensor]:
+    """The tensors of ``out`` in the order torch's ONNX export flattens them (nested tuples too: an LSTM's
+    ``(output, (h, c))``)."""
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, Mapping):
+        out = list(out.values())
+    if isinstance(out, Sequence) and not isinstance(out, str) and out:
+        return [t for item in out for t in _tensors(item)]
+    raise InputError(f"the model returns {type(out).__name__}; expected a tensor, a tuple of tensors or a dict of them")
+
+
 def output_names(out: Any) -> list[str]:
-    """The names the ONNX export gives a model's outputs: ``output`` for one tensor, ``output_0`` .. for
-    a tuple or list, the keys of a dict."""
+    """The names the ONNX export gives a model's outputs: ``output`` for one tensor, the keys of a dict of
+    tensors, ``output_0`` .. otherwise (a tuple, nested ones flattened)."""
     if isinstance(out, Tensor):
         return ["output"]
-    if isinstance(out, Mapping):
+    if isinstance(out, Mapping) and all(isinstance(v, Tensor) for v in out.values()):
         return [str(k) for k in out]
-    if isinstance(out, Sequence) and out and all(isinstance(t, Tensor) for t in out):
-        return [f"output_{i}" for i in range(len(out))]
-    raise InputError(f"the model returns {type(out).__name__}; expected a tensor, a tuple of tensors or a dict of them")
+    return [f"output_{i}" for i in range(len(_tensors(out)))]
 
 
 def outputs_of(out: Any) -> Outputs:
     """A model's return value (a tensor, a tuple of tensors or a dict of them) as named outputs."""
-    values = list(out.values()) if isinstance(out, Mapping) else [out] if isinstance(out, Tensor) else list(out)
-    if not all(isinstance(v, Tensor) for v in values):
-        raise InputError("the model returns something other than tensors; expected a tensor, a tuple or a dict of them")
-    return dict(zip(output_names(out), values))
+    return dict(zip(output_names(out), _tensors(out)))
 
 
 def as_returned(outputs: Outputs) -> Any:
@@ -92,6 +99,7 @@ class Task:
     higher_is_better: bool = True
     scale: float = 100.0
     unit: str = "%"
+    has_logits: bool = False  # ``logits`` gives class logits (logits KD, per-position agreement, INT8's fallback)
 
     def __init__(self, config: TaskConfig, num_classes: int | None) -> None:
         self.config = config

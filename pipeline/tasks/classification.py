@@ -36,6 +36,7 @@ class Classification(Task):
     name = "classification"
     metric = "accuracy"
     metrics = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+    has_logits = True
 
     def own_loss(self, outputs: Outputs, targets: Tensor) -> Tensor:
         return F.cross_entropy(self.pick(outputs).float(), targets)

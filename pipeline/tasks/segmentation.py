@@ -39,6 +39,7 @@ class Segmentation(Task):
     name = "segmentation"
     metric = "miou"
     metrics = ("miou", "pixel_accuracy")
+    has_logits = True
 
     def resized(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Logits at the label map's size (bilinear), as torchvision's segmenters upsample their own."""

@@ -88,7 +88,7 @@ def run_shortened(config: dict, tmp_path: Path) -> tuple[dict, dict]:
     report = json.loads((out / "report.json").read_text())
     assert entry.accepted and entry.parity["passed"]
     assert entry.params < report["teacher"]["params"]
-    assert 0 <= entry.f1_macro <= 1
+    assert 0 <= entry.metrics["f1_macro"] <= 1
     plan = json.loads((out / entry.dir / "plan.json").read_text())["plan"]
     return entry, plan
 
@@ -126,3 +126,15 @@ def test_shortened_speech_run_prunes_the_lstm(tmp_path: Path, monkeypatch) -> No
     config = shortened("speech", model, "tests.examples.tiny_cases:tiny_keywords", [1, FRAMES, N_MELS], {"lstm": 0.5})
     _, plan = run_shortened(config, tmp_path)
     assert "lstm" in {group["root"] for group in plan["groups"]}
+
+
+@pytest.mark.parametrize("case", ["segmentation", "detection"])
+def test_task_case_config_is_valid_and_its_model_gives_the_task_s_outputs(case: str) -> None:
+    from spiral.pipeline.tasks import outputs_of
+
+    config = load_config(config_path(case))
+    assert config.task.kind == case and config.data.source == f"spiral.pipeline.casestudies.scenes:{case}"
+    model = build_model(config.model).eval()
+    with torch.no_grad():
+        config.task_model().check(outputs_of(model(torch.zeros(config.input_shape))), config.model)
+    assert (ROOT / "examples" / case / "README.md").is_file()

@@ -188,7 +188,8 @@ def test_run_data_calibrates_on_unaugmented_training_images(tmp_path: Path):
     config = parse_config({"model": "torchvision:resnet18", "input_shape": SHAPE,
                            "data": {"source": str(write_image_folder(tmp_path)), "batch_size": 2, "augment": True}})
     first, second = RunData.load(config), RunData.load(config)
-    assert first.splits.train is not first.splits.calibration and first.splits.loading == LoaderSettings()
+    assert first.splits.train is not first.splits.calibration
+    assert first.splits.loading == LoaderSettings(collate_fn=first.task.collate)  # the task's, as none is given
     plain = load_data(config.data.model_copy(update={"augment": False}), SHAPE).train
     assert len(first.calibration) == 2  # the 4 training images in batches of 2, (images, labels) each
     for (images, labels), again, start in zip(first.calibration, second.calibration, range(0, 4, 2)):

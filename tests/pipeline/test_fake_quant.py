@@ -19,6 +19,9 @@ from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.fake_quant import folded_pairs, recover, simulated_int8
 from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+from spiral.pipeline.tasks import build_task
+
+CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +74,7 @@ def test_per_tensor_int8_loses_what_the_hostile_model_is_built_to_lose(digits, t
         for per_channel in (True, False):
             directory = tmp_path / f"{name}-{per_channel}"
             float_onnx, int8_onnx, _ = _quantized(build(), directory, QuantizeConfig(per_channel=per_channel), train)
-            accuracy[name, per_channel] = validation_accuracy({FLOAT: float_onnx, INT8: int8_onnx}, val, 10)
+            accuracy[name, per_channel] = validation_accuracy({FLOAT: float_onnx, INT8: int8_onnx}, val, CLASSIFIER)
     assert abs(accuracy["trained", True][FLOAT] - accuracy["hostile", True][FLOAT]) < 0.3  # the same function
     assert accuracy["trained", False][FLOAT] - accuracy["trained", False][INT8] < 1.5
     assert accuracy["hostile", False][FLOAT] - accuracy["hostile", False][INT8] > 5
@@ -134,10 +137,10 @@ def test_recovery_brings_back_most_of_what_per_tensor_int8_lost(digits, tmp_path
     model = hostile()
     cfg = QuantizeConfig(per_channel=False)
     float_onnx, int8_onnx, batches = _quantized(model, tmp_path / "before", cfg, train)
-    before = validation_accuracy({FLOAT: float_onnx, INT8: int8_onnx}, val, 10)
+    before = validation_accuracy({FLOAT: float_onnx, INT8: int8_onnx}, val, CLASSIFIER)
     recovered, _ = recover(model, copy.deepcopy(model), train, val, [torch.from_numpy(b) for b in batches], cfg,
                            DistillConfig())
     _, recovered_int8, _ = _quantized(recovered, tmp_path / "after", cfg, train)
-    after = validation_accuracy({INT8: recovered_int8}, val, 10)[INT8]
+    after = validation_accuracy({INT8: recovered_int8}, val, CLASSIFIER)[INT8]
     lost = before[FLOAT] - before[INT8]
     assert lost > 5 and before[FLOAT] - after < lost / 3, (before, after)

@@ -16,6 +16,9 @@ from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.int8 import RECOVERED, Trainable, int8_model
 from spiral.pipeline.quantize import FLOAT, INT8, validation_accuracy
+from spiral.pipeline.tasks import build_task
+
+CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +34,7 @@ def _made(build, cfg: QuantizeConfig, directory: Path, digits, *, with_model: bo
     float_onnx = export_onnx(model, torch.zeros(SHAPE), directory / "float" / "model.onnx")
     out = directory / "int8" / "model.int8.onnx"
     trainable = Trainable(model, copy.deepcopy(model), torch.zeros(SHAPE), DistillConfig()) if with_model else None
-    return float_onnx, out, int8_model(float_onnx, out, train, val, 10, cfg, trainable)
+    return float_onnx, out, int8_model(float_onnx, out, train, val, CLASSIFIER, cfg, trainable)
 
 
 def test_int8_within_max_drop_runs_no_remedy(digits, tmp_path):
@@ -59,8 +62,8 @@ def test_recovery_follows_a_fallback_that_is_not_enough_and_answers_to_the_float
     # recovered: no fallback needed
     assert made.fallback is None and made.accuracy[FLOAT] - made.accuracy[INT8] <= RECOVERED_DROP
     # the drop is counted on the float model given, and the judged model at out is the recovered INT8 one
-    assert made.accuracy[FLOAT] == validation_accuracy({FLOAT: float_onnx}, digits[1], 10)[FLOAT]
-    assert made.accuracy[INT8] == recovery["accuracy"] == validation_accuracy({INT8: out}, digits[1], 10)[INT8]
+    assert made.accuracy[FLOAT] == validation_accuracy({FLOAT: float_onnx}, digits[1], CLASSIFIER)[FLOAT]
+    assert made.accuracy[INT8] == recovery["accuracy"] == validation_accuracy({INT8: out}, digits[1], CLASSIFIER)[INT8]
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, RECOVERED])
     assert made.reasons[0].startswith("all nodes INT8: ") and "float fallback kept 1 of 8" in made.reasons[0]
     assert made.reasons[1].startswith(f"INT8 {recovery['before']:.2f}% with the float fallback, ")
@@ -82,7 +85,7 @@ def test_a_recovery_no_better_than_the_model_before_it_leaves_that_model(lr, out
     _, out, made = _made(hostile, cfg, tmp_path, digits)
     assert made.recovery is not None and not made.recovery["kept"]
     assert made.recovery["reason"].endswith(f"{outcome}, no better: the model before it stays")
-    assert made.accuracy[INT8] == made.recovery["before"] == validation_accuracy({INT8: out}, digits[1], 10)[INT8]
+    assert made.accuracy[INT8] == made.recovery["before"] == validation_accuracy({INT8: out}, digits[1], CLASSIFIER)[INT8]
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 

@@ -23,6 +23,9 @@ from spiral.pipeline.float_fallback import float_fallback
 from spiral.pipeline.models import build_model
 from spiral.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
 from spiral.pipeline.data import load_datasets
+from spiral.pipeline.tasks import build_task
+
+CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 
 pytestmark = pytest.mark.slow
 SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
@@ -210,8 +213,8 @@ def test_the_fallback_keeps_the_outlier_convolution_float_and_comes_back_to_the_
     int8, all_int8 = tmp_path / "model.int8.onnx", tmp_path / "all.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     all_int8.write_bytes(int8.read_bytes())
-    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
-    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy)
+    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, CLASSIFIER)
+    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, CLASSIFIER, cfg, accuracy)
 
     assert fallback is not None and [n.name for n in fallback.nodes] == [OUTLIER_CONV]
     assert fallback.all_int8_accuracy < 30 and fallback.measured == 4 and fallback.samples == 8 * 32
@@ -243,8 +246,8 @@ def test_the_fallback_runs_only_when_int8_loses_more_than_max_drop_and_is_allowe
         batches = calibration_batches(train, outlier_onnx, cfg)
         quantize_onnx(outlier_onnx, int8, batches, cfg)
         written = int8.read_bytes()
-        accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
-        assert float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy) == (None, accuracy)
+        accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, CLASSIFIER)
+        assert float_fallback(outlier_onnx, int8, batches, train, val, CLASSIFIER, cfg, accuracy) == (None, accuracy)
         assert int8.read_bytes() == written
 
 
@@ -260,7 +263,7 @@ def test_a_fallback_the_validation_split_does_not_confirm_leaves_the_all_int8_mo
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     written = int8.read_bytes()
     said = {FLOAT: 100.0, INT8: 99.0 - cfg.max_drop}
-    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, said)
+    fallback, accuracy = float_fallback(outlier_onnx, int8, batches, train, val, CLASSIFIER, cfg, said)
     assert fallback is not None and fallback.nodes == () and accuracy == said and int8.read_bytes() == written
     assert f"float fallback would keep 1 of 4 Conv / Gemm / MatMul nodes float ({OUTLIER_CONV})" in fallback.reason
     assert "that model is no more accurate on the validation split" in fallback.reason
@@ -274,8 +277,8 @@ def test_a_fallback_without_training_batches_left_says_so_and_leaves_the_model(o
     int8 = tmp_path / "model.int8.onnx"
     quantize_onnx(outlier_onnx, int8, batches, cfg)
     written = int8.read_bytes()
-    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, 10)
-    fallback, _ = float_fallback(outlier_onnx, int8, batches, train, val, 10, cfg, accuracy)
+    accuracy = validation_accuracy({FLOAT: outlier_onnx, INT8: int8}, val, CLASSIFIER)
+    fallback, _ = float_fallback(outlier_onnx, int8, batches, train, val, CLASSIFIER, cfg, accuracy)
     assert fallback is not None and fallback.nodes == () and int8.read_bytes() == written
     assert "float fallback could not run: the 100 calibration batches of 32 use the whole train split" in fallback.reason
 

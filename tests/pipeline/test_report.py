@@ -17,14 +17,16 @@ from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
 BUDGET = {"statistic": "p50", "teacher_ms": 4.0, "min_speedup": 1.6, "max_ms": None, "final_ms": 2.5,
-          "teacher_accuracy": 97.0, "accuracy_floor": 96.0,
+          "metric": {"name": "accuracy", "scale": 100.0, "unit": "%", "higher_is_better": True},
+          "teacher_quality": 97.0, "quality_limit": 96.0,
           "final": "p50 speedup >= 1.60x over the teacher, measured paired, accuracy >= 96.00% (teacher 97.00%)"}
 
 
 def summary(ms: float, accuracy: float) -> dict:
     return {
         "latency_ms": {"p50": ms, "p90": 1.1 * ms, "p95": 1.15 * ms, "p99": 1.2 * ms, "mean": 1.05 * ms},
-        "statistic_ms": ms, "cv": 0.03, "stable": True, "accuracy": accuracy, "f1_macro": accuracy,
+        "statistic_ms": ms, "cv": 0.03, "stable": True, "metric": "accuracy", "quality": accuracy,
+        "metrics": {"accuracy": accuracy, "f1_macro": accuracy},
         "params": 1000, "macs": 100_000, "size_mb": 0.1, "parity": {"passed": True},
     }
 

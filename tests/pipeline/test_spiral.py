@@ -199,7 +199,7 @@ def test_a_run_short_of_its_final_budget_recovers_its_last_model(write_config, t
     assert sum(e.distill.epochs for e in entries) == 4
     # The recovered model keeps the step's structure, so its latency verdicts are the step's.
     assert recovery.verdicts == step.verdicts and recovery.params == step.params
-    assert recovery.accepted == (recovery.accuracy >= step.accuracy)
+    assert recovery.accepted == (recovery.quality >= step.quality)
     report = json.loads((out / "report.json").read_text())
     assert "final recovery" in report["message"] and "| final recovery |" in (out / "report.md").read_text()
     before = (out / "ledger.jsonl").read_bytes()
@@ -298,11 +298,11 @@ def test_an_int8_stage_that_loses_too_much_recovers_from_the_teacher(write_confi
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
     recovery = quantized.quantize["recovery"]
-    assert recovery["epochs"] == 5 and recovery["before"] < 100 * step.accuracy - 1  # the trigger
-    assert quantized.quantize["accuracy"]["float"] == pytest.approx(100 * step.accuracy)
+    assert recovery["epochs"] == 5 and recovery["before"] < 100 * step.quality - 1  # the trigger
+    assert quantized.quantize["accuracy"]["float"] == pytest.approx(100 * step.quality)
     judged = recovery["accuracy"] if recovery["kept"] else recovery["before"]
-    assert quantized.accuracy == pytest.approx(judged / 100)
-    assert quantized.accepted == (100 * step.accuracy - judged <= 1.0)
+    assert quantized.quality == pytest.approx(judged / 100)
+    assert quantized.accepted == (100 * step.quality - judged <= 1.0)
     assert "quantization-aware recovery (5 epochs at lr 0.001)" in quantized.reason
     assert sorted(p.name for p in (out / "steps" / "quantize").iterdir()) == sorted(
         ["model.onnx", "profile.json", *(["recovered.onnx"] if recovery["kept"] else [])])

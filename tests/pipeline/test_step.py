@@ -49,9 +49,9 @@ def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_p
     assert [r["blocks"] for r in records] == [["layer1"], []] and [r["ms"] for r in records] == [0.10, 0.11]
     train = len(tries.data.splits.train)
     assert all(r["epochs"] == pytest.approx(round(0.25 * train) / train) for r in records)
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in records)
+    assert all(0.0 <= r["quality"] <= 1.0 for r in records)
     (won,) = [i for i, r in enumerate(records) if r["chosen"]]
-    assert records[won]["accuracy"] == max(r["accuracy"] for r in records)
+    assert records[won]["quality"] == max(r["quality"] for r in records)
     assert probed.plan == (deep, wide)[won] and probed.predicted_ms == (0.09, 0.1)[won]
     assert probed.contenders == () and probed.candidates == choice.candidates
     # The probes trained copies: the pruned modules go on from their untrained weights, as without a probe.
@@ -70,7 +70,7 @@ def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
     with Progress(console=tries.console) as progress:
         probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=((wide, 0.1),)),
                               measured, teacher, progress)
-    assert probed.probes[0]["accuracy"] == probed.probes[1]["accuracy"]
+    assert probed.probes[0]["quality"] == probed.probes[1]["quality"]
     assert probed.plan == deep and [r["chosen"] for r in probed.probes] == [True, False]
 
 

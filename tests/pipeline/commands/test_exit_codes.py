@@ -259,7 +259,8 @@ def test_a_run_is_undecided_when_its_last_try_was_rejected_only_on_an_undecided_
 
 def test_spiral_report_exits_with_the_run_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     teacher = {"latency_ms": {"p50": 4.0, "p90": 4.4, "p95": 4.6, "p99": 4.8, "mean": 4.2}, "statistic_ms": 4.0,
-               "cv": 0.03, "stable": True, "accuracy": 0.97, "f1_macro": 0.97, "params": 1000, "macs": 100_000,
+               "cv": 0.03, "stable": True, "metric": "accuracy", "quality": 0.97,
+               "metrics": {"accuracy": 0.97, "f1_macro": 0.97}, "params": 1000, "macs": 100_000,
                "size_mb": 0.1, "parity": {"passed": True}}
     profile_from_samples(latencies(4.0)).save(tmp_path / "teacher" / "profile.json")
     entry = ledger_entry(1, accepted=False, verdicts=rejected_try()["verdicts"], meets_final=False,
@@ -267,7 +268,8 @@ def test_spiral_report_exits_with_the_run_verdict(tmp_path: Path, capsys: pytest
     profile_from_samples(latencies(2.0)).save(tmp_path / entry.dir / "profile.json")
     append_entry(tmp_path / "ledger.jsonl", entry)
     budget = {"statistic": "p50", "teacher_ms": 4.0, "min_speedup": 2.0, "max_ms": None, "final_ms": 2.0,
-              "teacher_accuracy": 97.0, "accuracy_floor": 96.0, "final": "p50 speedup >= 2.00x"}
+              "metric": {"name": "accuracy", "scale": 100.0, "unit": "%", "higher_is_better": True},
+              "teacher_quality": 97.0, "quality_limit": 96.0, "final": "p50 speedup >= 2.00x"}
     write_reports(tmp_path, parse_config(tiny_config()), budget, teacher, [entry], "step 1 rejected")
     assert code_of(["report", str(tmp_path)]) == ExitCode.UNDECIDED
     assert "| step 1 try 1 |" in capsys.readouterr().out

@@ -31,7 +31,7 @@ def test_a_profile_a_gate_report_and_a_run_report_are_releases(tmp_path):
     assert gate.metrics == {"accuracy": 0.95} and gate.created and gate.profile.stat() == pytest.approx(3.0, rel=0.02)
 
     run = load_release(write_run(tmp_path / "run"))
-    assert run.metrics == {"accuracy": 0.97} and run.label == "run/steps/step-01-try-1"
+    assert run.metrics["accuracy"] == 0.97 and run.label == "run/steps/step-01-try-1"
     assert run.profile.stat() == pytest.approx(1.5, rel=0.02)
 
 

@@ -1,5 +1,5 @@
 """A segmenter and a detector through ``spiral run`` (a real spiral: prune, train, export, measure, judge) with
-a ``metric:`` budget, and through ``spiral gate``."""
+a ``metric:`` budget, and through ``spiral gate``, ``spiral export`` and ``spiral quantize`` with their task."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def test_a_task_runs_through_the_spiral_and_the_gate(kind: str, tmp_path: Path, 
     gate = json.loads((tmp_path / "gate.json").read_text())
     assert code == 0, capsys.readouterr().err
     assert {c["name"] for c in gate["checks"]} >= {f"{metric}.min", "size.mb"}
+
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({"task": CASES[kind]["task"]}))
+    code = main(["export", str(tmp_path / "run" / "model"), "--out", str(tmp_path / "exported.onnx"), "--task", str(task)])
+    assert code == 0 and "agreement" in capsys.readouterr().out
+    code = main(["quantize", str(tmp_path / "run" / "model"), "--data", CASES[kind]["data"]["source"], "--task",
+                 str(task), "--max-duration", "1", "--recovery-epochs", "0", "--calibration-batches", "2",
+                 "--json", str(tmp_path / "int8.json")])
+    int8 = json.loads((tmp_path / "int8.json").read_text())
+    assert code in (0, 1, 4)
+    own = {"segmentation": "miou", "detection": "map"}[kind]
+    assert any(c["name"] == f"{own}.max_drop" for c in int8["checks"])
+    assert f"{own} %" in capsys.readouterr().out

@@ -5,7 +5,10 @@ with four architectures: the demo's ResNet-18 layout (``resnet``: ``digits_resne
 removable residual blocks), torchvision's MobileNetV2 (``mobilenet_v2``, 1x3x32x32, ten), a plain
 VGG-style net with no residual block (``vgg``: ``plain_net``, channels are all a step can cut) and a
 ResNet whose removable blocks are few and large (``fewblocks``: ``digits_resnet`` at width 48 with
-stages of 1, 2, 2, 1 blocks: three). Each teacher is trained once and cached under ``--cache``. For each budget
+stages of 1, 2, 2, 1 blocks: three); and a detector (``yolo``: ``spiral.pipeline.zoo.yolo`` at width 16,
+1x1x64x64, on scenes composed from Fashion-MNIST items, judged on COCO mAP@0.5:0.95 in points where the
+classifiers are judged on top-1; its methods are the cross-entropy ones, ``oneshot-ce`` and ``direct-ce``:
+logits KD needs class logits, which a detector's raw head does not give). Each teacher is trained once and cached under ``--cache``. For each budget
 of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each seed:
 
 - (a) ``oneshot-ce``: one uniform ratio (NNI's L1 criterion, ``round_to`` 8), the least ratio the
@@ -92,7 +95,7 @@ from spiral.pipeline.data import load_datasets  # noqa: E402
 from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
 from spiral.pipeline.distill.train import distill  # noqa: E402
 from spiral.pipeline.evaluate import evaluate_onnx  # noqa: E402
-from spiral.pipeline.tasks import TaskConfig, build_task  # noqa: E402
+from spiral.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
 from spiral.pipeline.export import export_onnx  # noqa: E402
 from spiral.pipeline.measure import target_of  # noqa: E402
 from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
@@ -107,6 +110,16 @@ ARCHITECTURES = {
     "vgg": ("spiral.pipeline.zoo.plain_net:plain_net?width=32&in_channels=1", [1, 1, 32, 32]),
     "fewblocks": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=48&blocks=[1,2,2,1]&in_channels=1",
                   [1, 1, 32, 32]),
+    # a YOLO-style detector on scenes composed from Fashion-MNIST items (spiral.pipeline.casestudies.scenes)
+    "yolo": ("spiral.pipeline.zoo.yolo:yolo_detector?width=16", [1, 1, 64, 64]),
+}
+# What an architecture that is not a Fashion-MNIST classifier is: its task, classes, data, metric and
+# optimizer (the detector trains with AdamW; logits KD does not apply, so its methods are the CE ones).
+NOT_CLASSIFIERS = {
+    "yolo": {"task": {"kind": "detection", "loss": "spiral.pipeline.zoo.yolo:yolo_loss",
+                      "postprocess": "spiral.pipeline.zoo.yolo:yolo_decode"},
+             "num_classes": 10, "data": "spiral.pipeline.casestudies.scenes:detection", "metric": "map",
+             "training": {"optimizer": "adamw", "lr": 0.002, "batch_size": 32}},
 }
 METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",
            "direct-ce", "direct")
@@ -133,37 +146,56 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
                direct: bool = False) -> RunConfig:
     """The spiral's config; ``direct``: one step aimed at the final budget instead of a spiral of them."""
     _, shape = ARCHITECTURES[arch]
+    other = NOT_CLASSIFIERS.get(arch, {})
     # 1 - 1/speedup from the teacher is what ``initial_reduction: final`` asks of a one-step run (the
     # number keeps the direct spirals cached by runs 11-12 resumable: their config says it)
     steps = {"initial_reduction": 1 - 1 / speedup, "max_steps": 1} if direct else \
         {"initial_reduction": 0.5, "max_steps": args.max_steps}
+    quality = {"metric": {"name": other["metric"], "min": 0.0}} if other else {"accuracy": {"max_drop": None, "min": 0.0}}
     return parse_config({
-        "model": str(teacher), "data": {"source": str(data), "batch_size": 64}, "input_shape": shape,
-        "num_classes": 10,
+        "model": str(teacher), "data": {"source": data_source(arch, data), "batch_size": 64}, "input_shape": shape,
+        "num_classes": other.get("num_classes", 10), "task": other.get("task", {}),
         "target": {"backend": "ort-cpu", "threads": args.threads},
-        "budget": {"statistic": "p50", "min_speedup": speedup, "accuracy": {"max_drop": None, "min": 0.0}},
+        "budget": {"statistic": "p50", "min_speedup": speedup, **quality},
         "schedule": {**steps, "decay": 0.9, "patience": 1,
                      "max_ratio": args.max_ratio,
                      "allocation": allocation, "remove_blocks": not args.no_blocks,
                      "total_epochs": args.epochs, "final_epochs": args.final_epochs},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
-        "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed},
+        "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed, **other.get("training", {})},
         "seed": seed,
     })
+
+
+def data_source(arch: str, data: Path) -> str:
+    """The architecture's data: the Fashion-MNIST image folder, or a not-classifier's own."""
+    return NOT_CLASSIFIERS[arch]["data"] if arch in NOT_CLASSIFIERS else str(data)
+
+
+def task_of(arch: str) -> Task:
+    other = NOT_CLASSIFIERS.get(arch)
+    return build_task(TaskConfig(**other["task"]), other["num_classes"]) if other else build_task(TaskConfig(), 10)
+
+
+def quality(arch: str, onnx: Path, val) -> float:
+    """The ONNX model's quality on ``val`` as shown: accuracy in %, or the task's metric (mAP points)."""
+    task = task_of(arch)
+    metric = task.quality(NOT_CLASSIFIERS.get(arch, {}).get("metric"))
+    return metric.shown(evaluate_onnx(onnx, val, task), "the benchmark")
 
 
 def train_teacher(arch: str, data: Path, cache: Path, args: argparse.Namespace, console: Console) -> Path:
     spec, shape = ARCHITECTURES[arch]
     directory = cache / arch / "teacher"
-    training = {**TEACHER_TRAINING, "epochs": args.teacher_epochs}
-    train, val = load_datasets(str(data), shape)
+    training = {**TEACHER_TRAINING, "epochs": args.teacher_epochs, **NOT_CLASSIFIERS.get(arch, {}).get("training", {})}
+    train, val = load_datasets(data_source(arch, data), shape)
 
     def build() -> tuple:
         source = load_source(spec)
         return source.module, source.base_spec, source.plans
 
-    trained_model(directory, {"spec": spec, "data": str(data), "shape": shape, "training": training}, build, train,
-                  val, DistillConfig(**training), input_shape=shape, console=console)
+    trained_model(directory, {"spec": spec, "data": data_source(arch, data), "shape": shape, "training": training},
+                  build, train, val, DistillConfig(**training), input_shape=shape, console=console, task=task_of(arch))
     return directory
 
 
@@ -172,7 +204,7 @@ def teacher_export(arch: str, data: Path, teacher_dir: Path, cache: Path) -> Pat
     path = cache / arch / "teacher.onnx"
     if not path.is_file():
         teacher, _ = load_checkpoint(teacher_dir)
-        train, _ = load_datasets(str(data), ARCHITECTURES[arch][1])
+        train, _ = load_datasets(data_source(arch, data), ARCHITECTURES[arch][1])
         export_onnx(teacher, train[0][0].unsqueeze(0), path)
     return path
 
@@ -187,7 +219,7 @@ def spiral_finalist(method: str, cfg: RunConfig, out: Path) -> Finalist:
     if not accepted:
         return Finalist(method, out / "teacher" / "model.onnx", float("nan"), epochs, wall_s, "no step accepted")
     best = accepted[-1]
-    return Finalist(method, out / best.dir / "model.onnx", 100 * best.accuracy, epochs, wall_s,
+    return Finalist(method, out / best.dir / "model.onnx", 100 * best.quality, epochs, wall_s,
                     "" if outcome.met_budget else "final budget not met")
 
 
@@ -252,9 +284,10 @@ def oneshot_finalists(
         student = apply_plan(copy.deepcopy(teacher), plan, x)
         training = cfg.distill.model_copy(update={"epochs": epochs, "weights": cfg.distill.weights.model_copy(update=weights)})
         result = distill(student, teacher if weights["logits"] else None, train, val, training,
-                         checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training")
+                         checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training", task=cfg.task_model())
         path = export_onnx(student, x, out / f"{method}.onnx")
-        accuracy = 100 * evaluate_onnx(path, val, cfg.task_model())["accuracy"]
+        task = cfg.task_model()
+        accuracy = task.quality(cfg.budget.quality.name).shown(evaluate_onnx(path, val, task), "the benchmark")
         cached[method] = Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
                                   f"ratio {ratio:.2f}")
         write_json(done, [{**asdict(f), "onnx": str(f.onnx)} for f in cached.values()])
@@ -288,8 +321,9 @@ def mean_std(values: list[float]) -> str:
 
 
 def table(arch: str, rows: list[dict], teacher_accuracy: float) -> list[str]:
-    lines = [f"### {arch} (teacher {teacher_accuracy:.2f} %)", "",
-             "| budget | method | accuracy % (mean ± std) | paired speedup | measured / asked | meets (seeds) | epochs | wall s |",
+    metric = NOT_CLASSIFIERS.get(arch, {}).get("metric", "accuracy")
+    lines = [f"### {arch} (teacher {metric} {teacher_accuracy:.2f} %)", "",
+             f"| budget | method | {metric} % (mean ± std) | paired speedup | measured / asked | meets (seeds) | epochs | wall s |",
              "|---|---|---|---|---|---|---|---|"]
     for speedup in sorted({r["budget"] for r in rows}):
         for method in METHODS:  # in the order (a) .. (g)
@@ -372,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.architecture:
         teacher_dir = train_teacher(arch, data, args.cache, args, console)
         teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
-        teacher_accuracy = 100 * evaluate_onnx(teacher_onnx, load_datasets(str(data), ARCHITECTURES[arch][1])[1], build_task(TaskConfig(), 10))["accuracy"]
+        teacher_accuracy = quality(arch, teacher_onnx, load_datasets(data_source(arch, data), ARCHITECTURES[arch][1])[1])
         spirals = {  # method -> how its run_config differs
             "spiral": {"allocation": "latency"}, "spiral-uniform": {"allocation": "uniform"},
             "spiral-ce": {"allocation": "latency", "weights": CE},

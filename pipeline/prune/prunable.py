@@ -30,7 +30,7 @@ from spiral.pipeline.prune.blocks import block_rises, inside, remove_blocks, res
 from spiral.pipeline.prune.config import PruneConfig
 from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
 from spiral.pipeline.prune.graph import build_graph, candidate_groups, check_supported
-from spiral.pipeline.prune.group import PrunableGroup
+from spiral.pipeline.prune.group import Calibration, PrunableGroup, loss_of
 from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
 from spiral.pipeline.prune.policy import choose_removals
 
@@ -128,7 +128,7 @@ class PrunableModel:
     def block_rises(self, calibration: Sequence[tuple[Tensor, Tensor]] | None) -> list[float]:
         """Per residual block (``self.blocks``), the measured loss rise of removing it alone; kept."""
         if self._rises is None:
-            self._rises = block_rises(self.work, self.blocks, list(calibration or []))
+            self._rises = block_rises(self.work, self.blocks, Calibration(calibration or [], loss_of(calibration)))
         return self._rises
 
     def depth_plan(self, criterion: str, blocks: Sequence[str], removed: dict[str, tuple[int, ...]]) -> PruningPlan:

@@ -93,8 +93,12 @@ def test_loss_aware_criteria_score_with_the_task_loss(kind: str):
     task, model, data = _case(kind)
     batch = task.collate([data[i] for i in range(4)])
     prunable = PrunableModel(model.eval(), batch[0][:1])
-    scores = prunable.scored(PruneConfig(criterion="taylor-group"), Calibration([batch], task.batch_loss))
+    calibration = Calibration([batch], task.batch_loss)
+    scores = prunable.scored(PruneConfig(criterion="taylor-group"), calibration)
     assert any(s is not None and bool((s > 0).any()) for _, s in scores)
+    rises = prunable.block_rises(calibration)  # residual blocks removed whole, judged by the task's loss
+    assert len(rises) == len(prunable.blocks) and all(r >= 0 for r in rises)
+    assert kind != "detection" or prunable.blocks  # the detector's bottlenecks were weighed
     assert CRITERIA["taylor-group"].needs_calibration
 
 

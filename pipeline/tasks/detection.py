@@ -1,6 +1,8 @@
 """Object detection: raw head outputs in the graph, decoded on the host by the user's ``task.postprocess``
 (as deployments with TensorRT often do), trained with ``task.loss``; COCO mAP through torchmetrics'
-``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiral[detection]'``).
+``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiral[detection]'``). The host's
+post-processing is not in the measured latency: its median per image (batch 1, ``postprocess_ms``) is
+reported with the metrics, as the speech case reports its features.
 
 Targets are torchvision's: one dict per image, ``boxes`` ``[K, 4]`` xyxy in input pixels and ``labels``
 ``[K]`` int64; detections add ``scores``.
@@ -8,6 +10,8 @@ Targets are torchvision's: one dict per image, ``boxes`` ``[K, 4]`` xyxy in inpu
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import torch
@@ -18,6 +22,9 @@ from spiral.pipeline.tasks.base import Outputs, Task, as_returned
 
 # torchvision's detection reference counts a detection as reproduced at this IoU; parity asks more.
 PARITY_IOU = 0.9
+# Images whose post-processing is timed alone (batch 1, as a deployment decodes each frame): its median
+# is reported beside the network's latency, which does not include it.
+TIMED_IMAGES = 32
 
 
 class _MeanAveragePrecision:
@@ -28,10 +35,15 @@ class _MeanAveragePrecision:
             self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
         except ModuleNotFoundError as exc:  # torchmetrics says which backend is missing
             raise InputError(f"task detection needs pycocotools: pip install 'spiral[detection]' ({exc})") from None
-        self.task, self.samples = task, 0
+        self.task, self.samples, self.seconds = task, 0, []
 
     def update(self, outputs: Outputs, targets: list[dict[str, Tensor]]) -> None:
         self.map.update(self.task.detections(outputs), targets)
+        for i in range(min(len(targets), TIMED_IMAGES - len(self.seconds))):
+            one = {name: value[i : i + 1] for name, value in outputs.items()}
+            start = time.perf_counter()
+            self.task.detections(one)
+            self.seconds.append(time.perf_counter() - start)
         self.samples += len(targets)
 
     def compute(self) -> dict[str, float]:
@@ -39,7 +51,7 @@ class _MeanAveragePrecision:
             raise InputError("cannot evaluate on an empty validation set")
         result = self.map.compute()
         return {"map": float(result["map"]), "map_50": float(result["map_50"]), "map_75": float(result["map_75"]),
-                "num_samples": self.samples}
+                "num_samples": self.samples, "postprocess_ms": 1000 * statistics.median(self.seconds)}
 
 
 class Detection(Task):

@@ -86,6 +86,7 @@ def test_every_task_trains_measures_exports_and_checks_parity(kind: str, tmp_pat
     assert (parity.top1_agreement is None) == (kind == "custom")
     onnx_metrics = evaluate_onnx(path, data, task)
     assert onnx_metrics[task.metric] == pytest.approx(torch_metrics[task.metric], abs=0.02)
+    assert (kind == "detection") == ("postprocess_ms" in onnx_metrics)  # the host's decode + NMS, timed apart
 
 
 @pytest.mark.parametrize("kind", ["segmentation", "detection"])

@@ -30,7 +30,7 @@ TASKS: dict[str, type[Task]] = {
 def build_task(config: TaskConfig = TaskConfig(), num_classes: int | None = None) -> Task:
     """The task ``config`` names, for a model of ``num_classes`` classes (the run's ``num_classes``; None:
     a classifier's, as wide as its logits). Without arguments: classification, today's default."""
-    return TASKS[config.kind].of(config, num_classes)
+    return TASKS[config.kind](config, num_classes)
 
 
 __all__ = ["TASKS", "Meter", "Metric", "Outputs", "Task", "TaskConfig", "build_task", "output_names", "outputs_of"]

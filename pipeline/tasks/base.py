@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -88,7 +89,7 @@ class Meter(Protocol):
     def compute(self) -> dict[str, float]: ...
 
 
-class Task:
+class Task(ABC):
     """A task: its loss, its metric (``metric`` names the value budgets judge; ``scale`` and ``unit``
     say how it is shown and in which units budgets give it: fractions as percent, 100 and ``%``),
     the class logits KD and parity compare, and how its targets are batched and moved."""
@@ -105,10 +106,6 @@ class Task:
         self.config = config
         self.num_classes = num_classes
         self._functions: dict[str, Callable] = {}
-
-    @classmethod
-    def of(cls, config: TaskConfig, num_classes: int | None) -> Task:
-        return cls(config, num_classes)
 
     def quality(self, name: str | None = None) -> Metric:
         """The metric ``name`` (None: the task's own) as budgets and checks judge it."""
@@ -151,8 +148,9 @@ class Task:
         return None
 
     # -- judging
+    @abstractmethod
     def meter(self) -> Meter:
-        raise NotImplementedError
+        """A fresh ``Meter`` of this task's metrics."""
 
     def check(self, outputs: Outputs, what: str) -> None:
         """One line (an InputError) when ``outputs`` (of an example batch) cannot be this task's."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -105,6 +104,3 @@ class Detection(Task):
 
     def to_device(self, targets: list[dict[str, Tensor]], device: torch.device) -> list[dict[str, Tensor]]:
         return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-
-    def count(self, targets: Any) -> int:
-        return len(targets)

@@ -123,11 +123,10 @@ def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
         metric = task.quality(budget.name)
     except InputError as exc:
         raise ValueError(f"{where}: {exc}") from None
-    wrong = "max" if metric.higher_is_better else "min"
+    wrong = "max" if metric.bound == "min" else "min"
     if getattr(budget, wrong) is not None:
         better = "higher" if metric.higher_is_better else "lower"
-        raise ValueError(f"{where}.{wrong}: {metric.name} is {better}-is-better; its limit is "
-                         f"{'min' if wrong == 'max' else 'max'}")
+        raise ValueError(f"{where}.{wrong}: {metric.name} is {better}-is-better; its limit is {metric.bound}")
     if metric.unit == "%":
         for key in ("min", "max", "max_drop"):
             value = getattr(budget, key)

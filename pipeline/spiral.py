@@ -102,10 +102,9 @@ class Spiral:
         measurement = self.data.measure(student, work, self.config)
         shutil.copy2(self.folder.of(last, "profile.json"), work / "profile.json")
         metric = self.data.task.quality(self.config.budget.quality.name)
-        bound = "min" if metric.higher_is_better else "max"
         checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
                         [QualityLimit(metric.shown(last.metrics, "the final recovery", last.name), metric,
-                                      name=f"{metric.name}.{bound}", label=f"{last.name}'s"), Parity()])
+                                      name=f"{metric.name}.{metric.bound}", label=f"{last.name}'s"), Parity()])
         why = f"after {trained.epochs} more epochs: {reason(checks)}"
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / "recovery"

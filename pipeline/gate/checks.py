@@ -156,7 +156,7 @@ def gate_rules(budget: GateBudget, latency: list[Latency], parity_measured: bool
     quality = budget.quality
     if quality is not None:
         metric = budget.quality_metric()
-        bound = "min" if metric.higher_is_better else "max"
+        bound = metric.bound
         if getattr(quality, bound) is not None:
             rules.append(QualityLimit(getattr(quality, bound), metric, name=f"{metric.name}.{bound}", label=bound))
         if quality.max_drop is not None:

@@ -77,6 +77,11 @@ class Metric:
         return reference - value if self.higher_is_better else value - reference
 
     @property
+    def bound(self) -> str:
+        """The budget key that limits this metric's value: ``min``, or ``max`` when lower is better."""
+        return "min" if self.higher_is_better else "max"
+
+    @property
     def drop_unit(self) -> str:
         return "points" if self.unit == "%" else self.unit
 

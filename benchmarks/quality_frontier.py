@@ -53,7 +53,7 @@ architecture to ``--plot-dir`` and every number to ``--json``.
 
     .venv/bin/python benchmarks/quality_frontier.py [--architecture resnet mobilenet_v2]
         [--speedup 3 4] [--seeds 0 1 2] [--methods oneshot-ce oneshot-kd spiral-uniform spiral]
-        [--epochs 8] [--step-epochs 1] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300] [--no-blocks]
+        [--epochs 8] [--step-epochs 1] [--final-epochs 3] [--train-per-class 300] [--val-per-class 300] [--no-blocks] [--probe-epochs 0.25]
         [--cache runs/quality] [--plot-dir docs] [--json runs/quality/results.json] [--quick]
 
 The defaults (two architectures, 3x and 4x, three seeds, (a) to (d)) took two hours on this
@@ -156,11 +156,12 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "model": str(teacher), "data": {"source": data_source(arch, data), "batch_size": 64}, "input_shape": shape,
         "num_classes": other.get("num_classes", 10), "task": other.get("task", {}),
         "target": {"backend": "ort-cpu", "threads": args.threads},
-        "budget": {"statistic": "p50", "min_speedup": speedup, **quality},
+        "budget": {"latency": {"statistic": "p50", "min_speedup": speedup}, **quality},
         "schedule": {**steps, "decay": 0.9, "patience": 1,
                      "max_ratio": args.max_ratio,
                      "allocation": allocation, "remove_blocks": not args.no_blocks,
-                     "total_epochs": args.epochs, "final_epochs": args.final_epochs},
+                     "total_epochs": args.epochs, "final_epochs": args.final_epochs,
+                     **({} if args.probe_epochs is None else {"probe_epochs": args.probe_epochs})},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
         "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed, **other.get("training", {})},
         "seed": seed,
@@ -250,7 +251,7 @@ def oneshot_finalists(
         ratio, search_s = search["ratio"], search["search_s"]
     else:
         start = time.perf_counter()
-        question = Question("budget", "candidate", 1 / cfg.budget.min_speedup, "teacher")
+        question = Question("budget", "candidate", 1 / cfg.budget.latency.min_speedup, "teacher")
 
         def meets(ratio: float) -> bool:
             """The judge's verdict; an undecided one is measured again (up to three sessions), so a
@@ -287,7 +288,7 @@ def oneshot_finalists(
                          checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training", task=cfg.task_model())
         path = export_onnx(student, x, out / f"{method}.onnx")
         task = cfg.task_model()
-        accuracy = task.quality(cfg.budget.quality.name).shown(evaluate_onnx(path, val, task), "the benchmark")
+        accuracy = task.quality(cfg.quality.name).shown(evaluate_onnx(path, val, task), "the benchmark")
         cached[method] = Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
                                   f"ratio {ratio:.2f}")
         write_json(done, [{**asdict(f), "onnx": str(f.onnx)} for f in cached.values()])
@@ -299,7 +300,7 @@ def measure_finalists(finalists: list[Finalist], cfg: RunConfig, teacher_onnx: P
     # (b) is (a)'s structure: measured once, under (a)'s name when both are there
     models = {"teacher": teacher_onnx, **{f.method: f.onnx for f in finalists
                                           if f.method != "oneshot-kd" or all(g.method != "oneshot-ce" for g in finalists)}}
-    questions = [Question(m, m, 1 / cfg.budget.min_speedup, "teacher") for m in models if m != "teacher"]
+    questions = [Question(m, m, 1 / cfg.budget.latency.min_speedup, "teacher") for m in models if m != "teacher"]
     paired = profile_paired(models, target_of(cfg), cfg.target.profile, questions)
     out = {}
     for f in finalists:
@@ -374,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--max-ratio", type=float, default=RunConfig.model_fields["schedule"].default.max_ratio,
                         help="the spirals' schedule.max_ratio (default: the spiral's default)")
+    parser.add_argument("--probe-epochs", type=float, default=None,
+                        help="the spirals' schedule.probe_epochs (default: the run's default)")
     parser.add_argument("--no-blocks", action="store_true",
                         help="the spirals remove channels only (schedule.remove_blocks: false), as before 2026-12-06")
     parser.add_argument("--criterion", default=RunConfig.model_fields["prune"].default.criterion,
@@ -430,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                     if m in spirals:  # a folder per method, criterion and cap: a rerun with another runs only that
                         spiral_cfg = run_config(arch, data, speedup, seed, args, teacher_dir, **spirals[m])
                         folder = f"{m}-{spiral_cfg.prune.criterion}-cap{spiral_cfg.schedule.max_ratio:g}" + (
-                            "-blocks" if spiral_cfg.schedule.remove_blocks else "")
+                            "-blocks" if spiral_cfg.schedule.remove_blocks else "") + (
+                            f"-probe{spiral_cfg.schedule.probe_epochs:g}" if spiral_cfg.schedule.probe_epochs else "")
                         finalists.append(spiral_finalist(m, spiral_cfg, cell / folder))
                 if {"oneshot-ce", "oneshot-kd"} & set(args.methods):  # one structure, both trainings
                     finalists += oneshot_finalists(cfg, teacher_dir, teacher_onnx, cell / "oneshot",

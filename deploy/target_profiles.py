@@ -8,13 +8,13 @@ commands are written for, and the latency budget the result is gated against.
 from __future__ import annotations
 
 import difflib
-import math
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spiral.deploy.budget import Budget
 from spiral.deploy.errors import InputError
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.validation import parse_yaml, validate
@@ -128,25 +128,6 @@ class DeviceMeasure(_Strict):
     profile: ProfileSettings = ProfileSettings()
 
 
-class LatencyLimit(_Strict):
-    statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
-    max_ms: float
-
-    @field_validator("max_ms")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"max_ms must be a finite number > 0, got {value}")
-        return value
-
-
-class DeployBudget(_Strict):
-    """What the device's measurement must meet: the ``latency`` entry of a ``spiral gate`` budget,
-    in the same shape, judged by the same gate on the device's rounds."""
-
-    latency: LatencyLimit
-
-
 class TargetProfile(_Strict):
     version: int = TARGET_VERSION
     name: str
@@ -158,7 +139,9 @@ class TargetProfile(_Strict):
     trtexec: TrtexecSettings | None = None
     power: PowerMode | None = None
     measure: DeviceMeasure = DeviceMeasure()
-    budget: DeployBudget
+    # What the device's measurement must meet (``spiral.deploy.budget.Budget``, the keys of a run's or a
+    # gate's budget), judged by spiral gate's rules on the device's rounds: latency alone.
+    budget: Budget
 
     @field_validator("version")
     @classmethod
@@ -166,6 +149,13 @@ class TargetProfile(_Strict):
         if value != TARGET_VERSION:
             raise ValueError(f"target version {value} is not supported (this spiral reads version {TARGET_VERSION})")
         return value
+
+    @model_validator(mode="after")
+    def _device_budget(self) -> TargetProfile:
+        self.budget.refuse("budget", {"latency": ("max_ms", "min_throughput")},
+                           "a device is measured alone, without data: its budget limits latency.max_ms or "
+                           "latency.min_throughput; gate accuracy, size and speedups with spiral gate on the host")
+        return self
 
     @model_validator(mode="after")
     def _backend(self) -> TargetProfile:

@@ -1,9 +1,10 @@
 """Acceptance: what was measured of a model under judgement, the rules it is judged by, and ``decide``.
 
-Every caller that accepts or rejects a model builds its ``Evidence`` and its rules and calls
-``decide``: a spiral try (``spiral.pipeline.step``), the final recovery and the INT8 stage
-(``spiral.pipeline.spiral``), and ``spiral gate`` (``spiral.pipeline.gate.checks``, which ``spiral deploy``
-runs on the device's profile). The ``Check``s it returns are what the ledger stores and what every
+Every caller that accepts or rejects a model compiles its budget (``spiral.deploy.budget.Budget``, one
+type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
+(``spiral.pipeline.step``), the final recovery and the INT8 stage (``spiral.pipeline.spiral``), and
+``spiral gate`` (``spiral.pipeline.gate.checks``, which ``spiral deploy`` runs on the device's profile).
+A new limit is one rule class and one budget key, compiled here. The ``Check``s it returns are what the ledger stores and what every
 report renders; a try's reason is their messages.
 
 A check's margin is signed so that a positive value is headroom and a negative one the amount by
@@ -20,7 +21,7 @@ from typing import Literal, Protocol
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.verdict import Question, Verdict
-from spiral.pipeline.config import ParityConfig
+from spiral.deploy.budget import Budget, ParityBudget
 from spiral.pipeline.export import ParityResult
 from spiral.pipeline.tasks import Metric
 
@@ -181,14 +182,14 @@ class Parity:
     """ONNX Runtime against the source torch model: max |diff| within ``atol`` (scaled by the largest
     |output| above 1) and the task's agreement (top-1, per pixel, reproduced detections) where it has one; ``limits`` None: the tolerances the parity was run with."""
 
-    limits: ParityConfig | None = None
+    limits: ParityBudget | None = None
 
     def checks(self, evidence: Evidence) -> list[Check]:
         parity = evidence.parity
         if parity is None:
             raise InputError("the budget checks ONNX parity but there is no source model to compare with; "
                              "gate a model spec or checkpoint, or drop 'parity'")
-        limits = self.limits or ParityConfig(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
+        limits = self.limits or ParityBudget(atol=parity.atol, min_top1_agreement=parity.min_top1_agreement)
         on = f"ONNX Runtime vs torch on {parity.samples} inputs:"
         checks = [_at_most("parity", "parity.max_abs_diff", parity.max_abs_diff, parity.tolerance_for(limits.atol), "",
                            f"{on} max |diff|", "tolerance")]
@@ -215,6 +216,32 @@ class MaxSize:
                 raise InputError(f"the budget limits {name}, which was not measured for this model")
             checks.append(_at_most("size", name, float(value), float(limit), unit, "the ONNX model"))
         return checks
+
+
+def budget_rules(
+    budget: Budget, metric: Metric | None, *, latency: Sequence[Latency] = (), reference: str = "baseline",
+    parity_measured: bool = False,
+) -> list[Rule]:
+    """``budget``'s rules in a fixed order: latency, quality, size, parity.
+
+    ``latency``: the budget's latency questions as the caller asked them (what is measured beside what
+    differs: the teacher in a run's rounds, the released model in the gate's, the float model in the
+    INT8 stage's); ``metric``: the quality budget's metric as the task measures it; ``reference``: what
+    ``max_drop`` compares with (``Evidence.reference_metrics``); parity is checked when the budget
+    limits it or, with its own tolerances, whenever it was measured (``parity_measured``)."""
+    rules: list[Rule] = list(latency)
+    quality = budget.quality
+    if quality is not None:
+        if getattr(quality, metric.bound) is not None:
+            rules.append(QualityLimit(getattr(quality, metric.bound), metric, name=f"{metric.name}.{metric.bound}",
+                                      label=metric.bound))
+        if quality.max_drop is not None:
+            rules.append(QualityDrop(quality.max_drop, reference, metric, name=f"{metric.name}.max_drop"))
+    if budget.size is not None:
+        rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
+    if budget.parity is not None or parity_measured:
+        rules.append(Parity(budget.parity))
+    return rules
 
 
 def decide(evidence: Evidence, rules: Sequence[Rule]) -> list[Check]:

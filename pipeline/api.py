@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spiral.deploy.backends import BACKENDS
+from spiral.deploy.budget import ParityBudget
 from spiral.deploy.errors import InputError
 from spiral.deploy.layer_profile import LAYER_BACKENDS
 from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
@@ -29,7 +30,7 @@ from spiral.deploy.validation import validate
 from spiral.deploy.verdict import Verdict
 from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
 from spiral.pipeline.compare.releases import Release
-from spiral.pipeline.config import ParityConfig, TargetConfig, parse_config
+from spiral.pipeline.config import TargetConfig, parse_config
 from spiral.pipeline.data import LoaderSettings, load_datasets, splits_of
 from spiral.pipeline.evaluate import evaluate_onnx
 from spiral.pipeline.export import OPSET, ParityResult, check_parity, export_onnx
@@ -228,7 +229,7 @@ def gate(
         task = onnx_task(budget.task, onnx_path)
         parity = None
         if candidate.source is not None:
-            limits = budget.parity or ParityConfig()
+            limits = budget.parity or ParityBudget()
             parity = check_parity(
                 candidate.source, onnx_path,
                 parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
@@ -246,7 +247,7 @@ def gate(
             measured = profile_paired(
                 {CANDIDATE: onnx_path, BASELINE: released},
                 Target(target.backend, shape[0], target.threads, target.precision, target.backend_options()),
-                budget.profile, latency_questions(budget, baseline_measured=True), cache_dir=compiled,
+                budget.profile, latency_questions(budget, baseline_measured=True, batch=shape[0]), cache_dir=compiled,
                 model_options=options, layers=target.backend in LAYER_BACKENDS)
             measured_profile = measured.profiles[CANDIDATE]
             attribution = paired_attribution(measured.profiles[BASELINE], measured_profile,

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question, interval, percent
 from spiral.pipeline.acceptance import QualityLimit, format_value
-from spiral.pipeline.config import BudgetConfig
+from spiral.pipeline.config import RunConfig
 from spiral.pipeline.ledger import LedgerEntry
 from spiral.pipeline.tasks import Metric, Task
 
 
 @dataclass(frozen=True)
-class Budget:
-    """The final budget: a speedup over the teacher and/or an absolute latency (or throughput), and a
-    quality limit: ``metric`` at least ``quality_limit`` (at most, lower-is-better), in shown units.
+class FinalBudget:
+    """The run's ``budget:`` (``spiral.deploy.budget.Budget``) made concrete by its teacher: a speedup over
+    the teacher and/or an absolute latency (or throughput), and a quality limit: ``metric`` at least
+    ``quality_limit`` (at most, lower-is-better), in shown units.
 
     Every latency part is a question to the judge (``spiral.deploy.verdict``), asked of every candidate
     measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
@@ -38,12 +39,13 @@ class Budget:
     metric: Metric
     teacher_quality: float
     quality_limit: float
+    teacher_metrics: dict  # every metric of the teacher, as measured: what the quality rules' max_drop compares with
 
     @classmethod
-    def of_teacher(cls, config: BudgetConfig, teacher: dict, batch: int, task: Task) -> Budget:
-        """``config`` (the run's ``budget:``) made concrete by the teacher's measured summary; ``batch``
-        is the run's (``input_shape[0]``), what a throughput budget counts items of."""
-        quality = config.quality
+    def of_teacher(cls, config: RunConfig, teacher: dict, task: Task) -> FinalBudget:
+        """``config``'s ``budget:`` made concrete by the teacher's measured summary; a throughput budget
+        counts the items of the run's batch (``input_shape[0]``)."""
+        quality, latency = config.quality, config.budget.latency
         metric = task.quality(quality.name)
         measured = metric.shown(teacher["metrics"], "the budget", "teacher")
         drop = quality.max_drop
@@ -51,8 +53,8 @@ class Budget:
         limits = [v for v in (quality.min if metric.higher_is_better else quality.max,
                               measured - sign * drop if drop is not None else None) if v is not None]
         limit = max(limits) if metric.higher_is_better else min(limits)
-        return cls(config.statistic, teacher["statistic_ms"], config.min_speedup, config.max_ms, config.min_throughput,
-                   batch, metric, measured, limit)
+        return cls(latency.statistic, teacher["statistic_ms"], latency.min_speedup, latency.max_ms,
+                   latency.min_throughput, config.input_shape[0], metric, measured, limit, teacher["metrics"])
 
     def quality_rule(self) -> QualityLimit:
         """The run's quality limit as an acceptance rule (``spiral.pipeline.acceptance``)."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from spiral.deploy.backends import get_backend
+from spiral.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget
 from spiral.deploy.errors import InputError
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.validation import read_yaml, validate
@@ -19,7 +20,7 @@ from spiral.pipeline.tasks.config import TaskConfig
 if TYPE_CHECKING:
     from spiral.pipeline.tasks import Task
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 
 class _Strict(BaseModel):
@@ -82,38 +83,6 @@ class TargetConfig(_Strict):
         return "module" in get_backend(self.backend).option_names
 
 
-class QualityBudget(_Strict):
-    """The task's quality metric (``name``; by default the task's own: accuracy, mIoU, mAP, a custom
-    metric), in the units it is shown in (percent for the built-in tasks' fractions): at least ``min``
-    (at most ``max`` for a lower-is-better metric), and/or at most ``max_drop`` worse than the reference
-    (the teacher in a run config, the released model in a ``spiral gate`` budget, the float model in
-    ``quantize``); when both are given, the stricter limit wins. ``accuracy:`` is classification's
-    spelling of ``metric:`` (its name is accuracy)."""
-
-    name: str | None = None
-    min: float | None = Field(None, allow_inf_nan=False)
-    max: float | None = Field(None, allow_inf_nan=False)
-    max_drop: float | None = Field(None, ge=0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _check(self) -> "QualityBudget":
-        if self.max_drop is None and self.min is None and self.max is None:
-            raise ValueError("a quality budget needs min (max, for a lower-is-better metric) or max_drop")
-        if self.min is not None and self.max is not None:
-            raise ValueError("give min (a higher-is-better metric) or max (a lower-is-better one), not both")
-        return self
-
-
-def quality_budget(accuracy: QualityBudget | None, metric: QualityBudget | None, where: str) -> QualityBudget | None:
-    """The one quality budget of ``accuracy:`` (classification's spelling) or ``metric:``; not both."""
-    if accuracy is not None and metric is not None:
-        raise ValueError(f"{where} gives both accuracy and metric: accuracy is classification's spelling of metric, "
-                         "give one")
-    if accuracy is not None and accuracy.name not in (None, "accuracy"):
-        raise ValueError(f"{where}.accuracy names '{accuracy.name}'; name another metric under metric:")
-    return accuracy.model_copy(update={"name": "accuracy"}) if accuracy is not None else metric
-
-
 def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
     """``budget`` fits ``task``: a metric it measures, a bound in the metric's direction, percentages
     within 0..100."""
@@ -134,37 +103,37 @@ def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
                 raise ValueError(f"{where}.{key}: {metric.name} is in percent; {value} is not between 0 and 100")
 
 
-class BudgetConfig(_Strict):
-    """The final budget the spiral works toward, derived from the measured teacher.
+def migrate(data: Any) -> Any:
+    """A version 1 run config (``version: 1``, or no version: every config before version 2) in version
+    2's keys: the budget's latency keys under ``budget.latency`` (version 1's default ``min_speedup: 2``
+    made explicit), ``budget.max_size_mb`` as ``budget.size.max_mb``, the top-level ``parity`` as
+    ``budget.parity``, and ``quantize.max_drop`` / ``min_speedup`` under ``quantize.budget``
+    (``spiral.deploy.budget``: one budget type for the run, the gate, a deploy target and the INT8 stage).
+    Keys already in version 2's places are left as they are; run folders written before resume through it."""
+    if not isinstance(data, dict) or data.get("version", 1) != 1:
+        return data
+    data = {**data, "version": CONFIG_VERSION}
+    old = data.get("budget")
+    if isinstance(old, dict) and "latency" not in old:
+        budget = {k: v for k, v in old.items() if k not in (*_V1_LATENCY, "max_size_mb")}
+        budget["latency"] = {k: old[k] for k in _V1_LATENCY if old.get(k) is not None}
+        if "min_speedup" not in old:
+            budget["latency"]["min_speedup"] = 2.0
+        if old.get("max_size_mb") is not None:
+            budget["size"] = {"max_mb": old["max_size_mb"]}
+        data["budget"] = budget
+    if "parity" in data:
+        data["budget"] = {**data.get("budget", {"latency": {"min_speedup": 2.0}}), "parity": data.pop("parity")}
+    quantize = data.get("quantize")
+    if isinstance(quantize, dict) and "budget" not in quantize:
+        quantize = {k: v for k, v in quantize.items() if k not in ("max_drop", "min_speedup")}
+        quantize["budget"] = {"latency": {"min_speedup": data["quantize"].get("min_speedup", 1.0)},
+                              "metric": {"max_drop": data["quantize"].get("max_drop", 1.0)}}
+        data["quantize"] = quantize
+    return data
 
-    ``min_throughput`` (items per second, for serving) is a latency limit at the run's batch
-    (``input_shape[0]``): one call of that batch within ``1000 * batch / min_throughput`` ms on
-    ``statistic``, judged like ``max_ms``."""
 
-    statistic: Literal["p50", "p90", "p95", "p99", "mean"] = "p50"
-    max_ms: float | None = None
-    min_speedup: float | None = 2.0
-    min_throughput: float | None = None
-    accuracy: QualityBudget | None = None
-    metric: QualityBudget | None = None
-    max_size_mb: float | None = None
-
-    @field_validator("max_ms", "min_speedup", "min_throughput", "max_size_mb")
-    @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        return _finite_positive(value, "budget value")
-
-    @model_validator(mode="after")
-    def _check(self) -> "BudgetConfig":
-        if self.max_ms is None and self.min_speedup is None and self.min_throughput is None:
-            raise ValueError("budget needs max_ms, min_speedup or min_throughput")
-        quality_budget(self.accuracy, self.metric, "budget")
-        return self
-
-    @property
-    def quality(self) -> QualityBudget:
-        """``accuracy:`` or ``metric:``; by default the task's own metric at most 1 point below the teacher's."""
-        return quality_budget(self.accuracy, self.metric, "budget") or QualityBudget(max_drop=1.0)
+_V1_LATENCY = ("statistic", "max_ms", "min_speedup", "min_throughput")
 
 
 class ScheduleConfig(_Strict):
@@ -226,15 +195,6 @@ class ScheduleConfig(_Strict):
         return self
 
 
-class ParityConfig(_Strict):
-    """ONNX Runtime against the source torch model on ``samples`` inputs (validation data when there is
-    some): max |diff| within ``atol`` (scaled by the largest |output| above 1) and top-1 agreement."""
-
-    atol: float = Field(1e-3, ge=0, allow_inf_nan=False)
-    min_top1_agreement: float = Field(0.99, ge=0, le=1)
-    samples: int = Field(256, ge=1)
-
-
 class DataConfig(_Strict):
     """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``
     (returning training and validation data sets, or two DataLoaders: ``spiral.pipeline.data.splits_of``).
@@ -274,8 +234,9 @@ class QuantizeConfig(_Strict):
 
     Calibration runs ``calibration_batches`` training batches of ``batch_size`` through the float
     model; ``method`` picks the activation ranges from them. The quantized model is accepted only
-    when the judge says it is at least ``min_speedup`` times faster than its float model (paired
-    rounds) and its accuracy is at most ``max_drop`` points below the float model's.
+    when it meets ``budget`` (``spiral.deploy.budget.Budget``) against its float model: the judge says it
+    is at least ``latency.min_speedup`` times faster (paired rounds; default 1, not slower) and its
+    metric (``accuracy:`` or ``metric:``) is at most ``max_drop`` worse (default 1 point).
 
     When the fully quantized model loses more than ``max_drop`` points, two remedies follow
     (``spiral.pipeline.int8``), the cheap one first. The float fallback keeps up to
@@ -291,8 +252,7 @@ class QuantizeConfig(_Strict):
     calibration_batches: int = Field(32, ge=1)
     batch_size: int = Field(32, ge=1)
     per_channel: bool = True
-    max_drop: float = Field(1.0, ge=0, le=100)
-    min_speedup: float = Field(1.0, gt=0)
+    budget: Budget = Budget(latency=LatencyBudget(min_speedup=1.0), metric=QualityBudget(max_drop=1.0))
     # A few float nodes usually hold the whole loss (an input or output layer, one with outlier
     # weights); each costs a float kernel between Q / DQ nodes, so past a handful INT8's speedup goes.
     max_float_nodes: int = Field(4, ge=0)
@@ -303,6 +263,29 @@ class QuantizeConfig(_Strict):
     # and 0.005 diverged on a pruned test network (0.001 did not, though it gained nothing there).
     recovery_epochs: int = Field(5, ge=0)
     recovery_lr: float = Field(0.001, gt=0)
+
+    @model_validator(mode="after")
+    def _budget(self) -> "QuantizeConfig":
+        self.budget.refuse("quantize.budget", {"latency": ("min_speedup",), "accuracy": ("max_drop",),
+                                               "metric": ("max_drop",)},
+                           "the INT8 stage judges its model against the float model: latency.min_speedup and "
+                           "the metric's max_drop")
+        # What is not given is the default's (both keys allowed above are then always set).
+        defaults = QuantizeConfig.model_fields["budget"].default
+        filled = self.budget.model_copy(update={
+            "latency": self.budget.latency or defaults.latency,
+            "metric": self.budget.metric or (None if self.budget.accuracy else defaults.metric)})
+        return self if filled == self.budget else self.model_copy(update={"budget": filled})
+
+    @property
+    def max_drop(self) -> float:
+        """The most the INT8 model's metric may be worse than the float model's, in shown units."""
+        return self.budget.quality.max_drop
+
+    @property
+    def min_speedup(self) -> float:
+        """How many times faster than the float model the INT8 model must be judged."""
+        return self.budget.latency.min_speedup
 
 
 class RunConfig(_Strict):
@@ -319,7 +302,10 @@ class RunConfig(_Strict):
     task: TaskConfig = TaskConfig()
     teacher_training: DistillConfig | None = None
     target: TargetConfig = TargetConfig()
-    budget: BudgetConfig = BudgetConfig()
+    # The final budget (``spiral.deploy.budget.Budget``), its relative limits against the teacher
+    # measured when the run starts: latency (min_speedup, max_ms, min_throughput at the run's batch),
+    # the task's metric (default: at most 1 point below the teacher), size, parity (default tolerances).
+    budget: Budget = Budget(latency=LatencyBudget(min_speedup=2.0))
     schedule: ScheduleConfig = ScheduleConfig()
     # A run always has labelled data, so its default criterion is a loss-aware one whose scores
     # compare across layers (what latency-aware allocation needs): ``sensitivity``, the measured loss
@@ -327,7 +313,6 @@ class RunConfig(_Strict):
     # (2026-12-04, ResNet, 3 seeds: +0.59 point at 3x, equal at 4x; README). ``PruneConfig`` alone keeps l1.
     prune: PruneConfig = PruneConfig(criterion="sensitivity")
     distill: DistillConfig = DistillConfig()
-    parity: ParityConfig = ParityConfig()
     seed: int = 0
     # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiral.pipeline.quantize.
     quantize: QuantizeConfig | None = None
@@ -336,19 +321,47 @@ class RunConfig(_Strict):
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        return migrate(data)
+
     @model_validator(mode="after")
     def _task_budgets(self) -> "RunConfig":
+        budget = self.budget
+        if budget.latency is None or not set(budget.latency.limits()) & {"max_ms", "min_speedup", "min_throughput"}:
+            raise ValueError("budget.latency: a run works toward min_speedup, max_ms or min_throughput")
+        budget.refuse("budget", {"latency": ("max_ms", "min_speedup", "min_throughput"), "accuracy": None,
+                                 "metric": None, "size": None, "parity": None},
+                      "a run's reference is its teacher: its latency limits are min_speedup over it, max_ms and "
+                      "min_throughput")
         task = self.task_model()
-        check_quality(self.budget.quality, task, "budget.metric" if self.budget.accuracy is None else "budget.accuracy")
+        quality = budget.quality or QualityBudget(max_drop=1.0)
+        check_quality(quality, task, "budget.metric" if budget.accuracy is None else "budget.accuracy")
         if self.quantize is not None and self.task.kind == "custom":
             raise ValueError("quantize: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
-        if self.quantize is not None and self.budget.quality.name not in (None, task.metric):
-            raise ValueError(f"quantize: the INT8 stage judges the task's own metric ({task.metric}); budget.metric "
-                             f"names {self.budget.quality.name}")
         if self.quantize is not None:
-            check_quality(QualityBudget(name=self.budget.quality.name, max_drop=self.quantize.max_drop), task,
-                          "quantize")
-        return self
+            for where, judged in (("budget", quality), ("quantize.budget", self.quantize.budget.quality)):
+                if judged.name not in (None, task.metric):
+                    raise ValueError(f"{where}: the INT8 stage judges the task's own metric ({task.metric}); "
+                                     f"its metric names {judged.name}")
+            check_quality(self.quantize.budget.quality, task, "quantize.budget")
+        # What a run always judges, by default: the task's own metric at most 1 point below the teacher's,
+        # and every candidate's ONNX parity with its torch model at the default tolerances.
+        filled = budget.model_copy(update={
+            "metric": budget.metric or (None if budget.accuracy else QualityBudget(max_drop=1.0)),
+            "parity": budget.parity or ParityBudget()})
+        return self if filled == budget else self.model_copy(update={"budget": filled})
+
+    @property
+    def quality(self) -> QualityBudget:
+        """The budget's quality part (``budget.accuracy`` or ``budget.metric``, filled by default)."""
+        return self.budget.quality
+
+    @property
+    def parity(self) -> ParityBudget:
+        """The budget's parity tolerances (filled by default)."""
+        return self.budget.parity
 
     def task_model(self) -> "Task":
         """The run's task (``spiral.pipeline.tasks``), for ``num_classes`` classes."""

@@ -33,7 +33,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Paired, Target, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import Question
-from spiral.pipeline.acceptance import Check, Evidence, Latency, QualityDrop, Rule, decide, passed, reason
+from spiral.pipeline.acceptance import Check, Evidence, Latency, Rule, budget_rules, decide, passed, reason
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.export import export_onnx
@@ -186,14 +186,14 @@ def judge_quantized(
     the speedup and the drop (on the INT8 model's accuracy)."""
     if target.backend not in QUANTIZED_BACKENDS:
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
-    question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, "p50")
+    question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, cfg.budget.latency.statistic)
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
                             [question, *questions], cache_dir=cache_dir)
     accuracy = made.accuracy
     evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
                         {metric.name: accuracy[FLOAT] / metric.scale})
-    drop = QualityDrop(cfg.max_drop, reference="float model", metric=metric, name=f"{metric.name}.max_drop")
-    checks = decide(evidence, [Latency(question), drop, *rules])
+    own = budget_rules(cfg.budget, metric, latency=[Latency(question)], reference="float model")
+    checks = decide(evidence, [*own, *rules])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     return QuantizeResult(passed(checks), "; ".join([reason(checks), *made.reasons]), checks, paired, accuracy, size,
                           made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict())

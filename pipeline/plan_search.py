@@ -32,12 +32,15 @@ measured is measured too if it is predicted faster than every measured one (a st
 sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every candidate is recorded with its predicted latency and, when it
 was compiled, its measured one.
 
-A residual block's loss rise before training says little about its cost after training (the
+Loss before training says little about accuracy after it: a residual block's loss rise (the
 README's runs 13-14; ``docs/landing/2026-12-06.md``: block-free plans chosen by prediction were
-less accurate after training, block-removing ones elsewhere), so with ``schedule.probe_epochs`` set,
-when the chosen plan removes blocks the same search runs on the block-free ladder too, and its plan
-judged to meet becomes a *contender*: ``spiral.pipeline.step`` trains both for a short probe and
-keeps the more accurate.
+less accurate after training, block-removing ones elsewhere), and a channel's too (the plain net of
+``docs/landing/2026-12-06.md``: the knapsack cut the last convolution to its cap, 2-5 points less
+accurate after training than one uniform ratio at the same budget). So with ``schedule.probe_epochs``
+set the same search runs on other structures' ladders too (``CONTENDER_LADDERS``: block-free when the
+chosen plan removes blocks, and one uniform ratio when the allocation is ``latency``), and each one's
+least pruned plan judged to meet becomes a *contender*: ``spiral.pipeline.step`` trains every
+contender and the chosen plan for a short probe and keeps the most accurate.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from spiral.pipeline.prune.latency_aware import plans_for_latency
 LADDER = (1.1, 1.05, 1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.8, 0.7)
 RATIO_STEP = 0.05
 MAX_MEASURED = 6
-# Measurements spent on the block-free ladder when the chosen plan removes residual blocks.
+# Measurements spent on each contender ladder.
 MAX_CONTENDER_MEASURED = 2
 
 
@@ -98,42 +101,58 @@ class ScreenedPlan:
 
 
 @dataclass(frozen=True)
+class Contender:
+    """A plan of another structure than the chosen one, also judged to meet: its predicted latency and
+    its ladder's name (``CONTENDER_LADDERS``)."""
+
+    plan: PruningPlan
+    predicted_ms: float
+    structure: str
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan.to_dict(), "predicted_ms": self.predicted_ms, "structure": self.structure}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Contender:
+        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data.get("structure", "block-free"))
+
+
+@dataclass(frozen=True)
 class PlanChoice:
     """A step's plan with its predicted latency, every candidate's record and the predictor's
-    calibration; ``contenders``: plans of another structure also judged to meet, with their predicted
-    latency, for a training probe to decide between (``spiral.pipeline.step``); ``probes``: the
-    probes' records once run (empty when there was nothing to decide)."""
+    calibration; ``contenders``: plans of other structures also judged to meet, for a training probe
+    to decide between (``spiral.pipeline.step``); ``probes``: the probes' records once run (empty when
+    there was nothing to decide)."""
 
     plan: PruningPlan
     predicted_ms: float
     candidates: list[dict]
     calibration: dict
-    contenders: tuple[tuple[PruningPlan, float], ...] = ()
+    contenders: tuple[Contender, ...] = ()
     probes: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "plan": self.plan.to_dict(), "predicted_ms": self.predicted_ms,
             "candidates": self.candidates, "calibration": self.calibration,
-            "contenders": [{"plan": p.to_dict(), "predicted_ms": ms} for p, ms in self.contenders],
-            "probes": list(self.probes),
+            "contenders": [c.to_dict() for c in self.contenders], "probes": list(self.probes),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> PlanChoice:
         return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data["candidates"], data["calibration"],
-                   tuple((PruningPlan.from_dict(c["plan"]), c["predicted_ms"]) for c in data.get("contenders", [])),
-                   tuple(data.get("probes", [])))
+                   tuple(Contender.from_dict(c) for c in data.get("contenders", [])), tuple(data.get("probes", [])))
 
 
 def candidate_plans(
     prunable: PrunableModel, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
     predictor: LatencyPredictor, calibration: Iterable[tuple[Tensor, Tensor]] | None,
-    original: Mapping[str, int] | None = None, blocks: bool | None = None,
+    original: Mapping[str, int] | None = None, blocks: bool | None = None, allocation: str | None = None,
 ) -> list[PruningPlan]:
     """Distinct non-empty plans for one step, least pruned first (see the module docstring);
-    ``blocks``: whether the latency knapsack may remove residual blocks (default: ``schedule.remove_blocks``)."""
-    if schedule.allocation == "latency":
+    ``blocks``: whether the latency knapsack may remove residual blocks (default: ``schedule.remove_blocks``);
+    ``allocation``: ``latency`` or ``uniform`` (default: ``schedule.allocation``)."""
+    if (allocation or schedule.allocation) == "latency":
         allocations = plans_for_latency(
             prunable, prune, [f * anchor_ms for f in LADDER], predictor=predictor,
             calibration=calibration, max_group_ratio=schedule.max_ratio, original=original,
@@ -173,10 +192,11 @@ def choose_plan(
     ``original``: channels per group root before the run's first step (``schedule.max_ratio`` of
     the latency allocation counts from them; default: the model's channels now).
 
-    When the chosen plan removes residual blocks and ``schedule.probe_epochs`` is set, the
-    block-free ladder is searched too (at most ``MAX_CONTENDER_MEASURED`` measurements, against the
-    limit the first search left): its least pruned plan judged to meet is returned in
-    ``contenders``, for ``Tries`` to decide between the two structures by a short training probe.
+    When the chosen plan meets and ``schedule.probe_epochs`` is set, the ladders of
+    ``CONTENDER_LADDERS`` that apply are searched too (at most ``MAX_CONTENDER_MEASURED``
+    measurements each, against the limit the searches before left): each one's least pruned plan
+    judged to meet, unless it is the chosen plan, is returned in ``contenders``, for ``Tries`` to
+    decide between the structures by a short training probe.
     """
     untimed = untimed_layers(prunable.work)
     if untimed:
@@ -190,28 +210,39 @@ def choose_plan(
     predictor.calibrate(samples)
     anchor = min(target_ms, current_ms)
 
-    def screened(blocks: bool | None) -> list[ScreenedPlan]:
+    def screened(**ladder: object) -> list[ScreenedPlan]:
         plans = candidate_plans(prunable, anchor, prune=prune, schedule=schedule, predictor=predictor,
-                                calibration=calibration, original=original, blocks=blocks)
+                                calibration=calibration, original=original, **ladder)
         return [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
 
     search = _Search(predictor, samples, measure, target_ms)
-    candidates = screened(None)
+    candidates = screened()
     best = search.run(candidates, MAX_MEASURED, settle=True)
     chosen = candidates[best]
-    contenders: list[ScreenedPlan] = []
-    if chosen.meets and chosen.plan.blocks and schedule.probe_epochs > 0:
-        channels_only = screened(False)
-        found = search.run(channels_only, MAX_CONTENDER_MEASURED, settle=False)
-        if found is not None:
-            contenders.append(channels_only[found])
-        candidates += [c for c in channels_only if c.ms is not None]
+    found: list[tuple[ScreenedPlan, str]] = []
+    if chosen.meets and schedule.probe_epochs > 0:
+        for structure, (applies, ladder) in CONTENDER_LADDERS.items():
+            if not applies(chosen.plan, schedule):
+                continue
+            others = screened(**ladder)
+            best = search.run(others, MAX_CONTENDER_MEASURED, settle=False)
+            if best is not None and others[best].plan != chosen.plan:
+                found.append((others[best], structure))
+            candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     return PlanChoice(
         chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict(),
-        contenders=tuple((c.plan, c.predicted_ms) for c in contenders),
+        contenders=tuple(Contender(c.plan, c.predicted_ms, structure) for c, structure in found),
     )
+
+
+# The other structures a chosen plan is probed against: name -> (whether the ladder applies to the
+# chosen plan and the schedule, the ladder's ``candidate_plans`` arguments).
+CONTENDER_LADDERS: dict[str, tuple[Callable[[PruningPlan, ScheduleConfig], bool], dict]] = {
+    "block-free": (lambda plan, schedule: bool(plan.blocks), {"blocks": False}),
+    "uniform": (lambda plan, schedule: schedule.allocation == "latency", {"allocation": "uniform"}),
+}
 
 
 class _Search:

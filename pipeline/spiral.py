@@ -33,7 +33,7 @@ from spiral.kernels.layers import untimed_layers
 from spiral.kernels.predictor import LatencyPredictor
 from spiral.kernels.table import LatencyTable
 from spiral.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, format_value, passed, reason
-from spiral.pipeline.budget import Budget, final_summary, paired_speedup, quality_text
+from spiral.pipeline.budget import FinalBudget, final_summary, paired_speedup, quality_text
 from spiral.pipeline.tasks import Metric
 from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig, ScheduleConfig
@@ -61,7 +61,7 @@ FLOOR_MARGIN = 0.8
 class SpiralOutcome:
     """What a finished run says: whether its result met the budget and why, the teacher's summary, the
     ledger's lines, the reports, and the line that names the result (``RunFolder.model_onnx`` and its
-    checkpoint ``RunFolder.model``); ``budget`` is ``Budget.to_dict``."""
+    checkpoint ``RunFolder.model``); ``budget`` is ``FinalBudget.to_dict``."""
 
     met_budget: bool
     message: str
@@ -101,7 +101,7 @@ class Spiral:
         )
         measurement = self.data.measure(student, work, self.config)
         shutil.copy2(self.folder.of(last, "profile.json"), work / "profile.json")
-        metric = self.data.task.quality(self.config.budget.quality.name)
+        metric = self.data.task.quality(self.config.quality.name)
         checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
                         [QualityLimit(metric.shown(last.metrics, "the final recovery", last.name), metric,
                                       name=f"{metric.name}.{metric.bound}", label=f"{last.name}'s"), Parity()])
@@ -117,7 +117,7 @@ class Spiral:
         append_entry(self.folder.ledger, entry)
         progress.console.print(f"final recovery: {'accepted' if entry.accepted else 'rejected'}: {why}")
 
-    def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: Budget, message: str, progress: Progress) -> None:
+    def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: FinalBudget, message: str, progress: Progress) -> None:
         """The final INT8 stage: the result's ONNX model quantized on training batches (some
         operators kept float, or the model recovered from the teacher through simulated INT8, when
         that loses too much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
@@ -164,7 +164,7 @@ class Spiral:
         verdict = "accepted" if entry.accepted else "rejected: the float model stays the result"
         progress.console.print(f"quantize: {verdict}: {entry.reason}")
 
-    def _below_floor(self, teacher: nn.Module, budget: Budget) -> str | None:
+    def _below_floor(self, teacher: nn.Module, budget: FinalBudget) -> str | None:
         """Why no step is taken, when the final budget is below what pruning can reach here.
 
         The floor is the predicted latency of the teacher with every group the config lets shrink
@@ -207,7 +207,7 @@ class Spiral:
             teacher, base_spec, plans = load_teacher(cfg, self.folder, self.data, self.console, progress)
             progress.console.print("teacher: exporting and profiling on", cfg.target.backend)
             teacher_summary = measure_teacher(teacher, cfg, self.folder, self.data)
-            budget = Budget.of_teacher(cfg.budget, teacher_summary, cfg.input_shape[0], self.data.task)
+            budget = FinalBudget.of_teacher(cfg, teacher_summary, self.data.task)
             progress.console.print(
                 f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
                 f"{format_value(budget.teacher_quality, budget.metric.unit)}; final budget: {budget.describe()}"
@@ -265,7 +265,7 @@ class Spiral:
         publish_dir(work, self.folder.model)
 
     def _loop(
-        self, entries: list[LedgerEntry], current: Reference, teacher: nn.Module, budget: Budget, progress: Progress, task: int,
+        self, entries: list[LedgerEntry], current: Reference, teacher: nn.Module, budget: FinalBudget, progress: Progress, task: int,
     ) -> str:
         schedule = self.config.schedule
         entries = list(entries)

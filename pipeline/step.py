@@ -34,15 +34,15 @@ from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question
 from spiral.kernels.predictor import LatencyPredictor
-from spiral.pipeline.acceptance import Check, Evidence, Latency, MaxSize, Parity, decide, passed, reason
-from spiral.pipeline.budget import Budget, judged_questions, latency_met, paired_speedup
+from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
+from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
-from spiral.pipeline.plan_search import NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan
+from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan
 from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.teacher import RunData
@@ -123,7 +123,7 @@ class Tries:
 
     def attempt(
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
-        teacher: nn.Module, budget: Budget, progress: Progress,
+        teacher: nn.Module, budget: FinalBudget, progress: Progress,
     ) -> tuple[LedgerEntry, nn.Module, PruningPlan]:
         """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
 
@@ -221,13 +221,16 @@ class Tries:
         size = max(cfg.distill.batch_size, round(cfg.schedule.probe_epochs * len(train)))
         subset = Subset(train, share[:size].tolist())
         settings = cfg.distill.model_copy(update={"epochs": 1})
+        entrants = (Contender(choice.plan, choice.predicted_ms, cfg.schedule.allocation), *choice.contenders)
         probes = []
-        for plan, predicted_ms in ((choice.plan, choice.predicted_ms), *choice.contenders):
+        for entrant in entrants:
+            plan = entrant.plan
             module, verdict = measured[plan]
             trained = distill(copy.deepcopy(module), kd_teacher, subset, self.data.splits.val, settings,
                               progress=progress, loading=self.data.splits.loading, task=self.data.task)
             probes.append({
-                "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks), "predicted_ms": predicted_ms,
+                "structure": entrant.structure, "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks),
+                "predicted_ms": entrant.predicted_ms,
                 "ms": verdict.ms, "quality": trained.best_val_quality, "epochs": len(subset) / len(train),
             })
         worse = self.data.task.quality().worse_by
@@ -236,12 +239,12 @@ class Tries:
             probe["chosen"] = i == won
         progress.console.print(
             f"{name}: probes of {probes[0]['epochs']:.2f} epoch each: " + "; ".join(
-                f"{p['ratio']:.0%} of the channels" + (f" and {len(p['blocks'])} blocks" if p["blocks"] else "")
+                f"{p['structure']}: {p['ratio']:.0%} of the channels" + (f" and {len(p['blocks'])} blocks" if p["blocks"] else "")
                 + f" removed, {p['ms']:.3f} ms, {self.data.task.metric} {p['quality']:.4g}" + (" (chosen)" if p["chosen"] else "")
                 for p in probes)
         )
-        plan, predicted_ms = ((choice.plan, choice.predicted_ms), *choice.contenders)[won]
-        return PlanChoice(plan, predicted_ms, choice.candidates, choice.calibration, probes=tuple(probes))
+        return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
+                          probes=tuple(probes))
 
     def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:
         """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
@@ -254,16 +257,15 @@ class Tries:
         return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
 
     def decide(
-        self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: Budget,
+        self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: FinalBudget,
     ) -> list[Check]:
-        """A model's checks (``spiral.pipeline.acceptance``): the judge's verdicts on ``latency`` (a try's
-        deciding questions; none for a recovered model, whose structure the last try measured), the
-        run's quality limit, ONNX parity and the size limit."""
-        rules = [*(Latency(q) for q in latency), budget.quality_rule(), Parity()]
-        if self.config.budget.max_size_mb is not None:
-            rules.append(MaxSize(self.config.budget.max_size_mb))
+        """A try's checks (``spiral.pipeline.acceptance``): the run's budget, its latency limits as the
+        judge's verdicts on ``latency`` (the try's deciding questions), its quality limits against the
+        teacher, ONNX parity and size."""
+        rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in latency],
+                             reference="teacher")
         evidence = Evidence({q.name: paired.verdict(q.name) for q in latency}, measurement.metrics,
-                            parity=measurement.parity, size_mb=measurement.size_mb, params=measurement.params)
+                            budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
         return decide(evidence, rules)
 
 

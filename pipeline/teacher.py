@@ -167,7 +167,7 @@ def measure_teacher(teacher: nn.Module, config: RunConfig, folder: RunFolder, da
     measurement = data.measure(teacher, work, config)
     profile = profile_on_target(measurement.onnx_path, teacher, config, work / "compiled")
     profile.save(work / "profile.json")
-    summary = {**latency_summary(profile, config.budget.statistic), **measurement.summary()}
+    summary = {**latency_summary(profile, config.budget.latency.statistic), **measurement.summary()}
     for name in ("model.onnx", "profile.json", "eval.json"):
         (work / name).replace(folder.teacher / name)
     shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,7 @@ TINY_MODEL = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,
 
 def tiny_config(**overrides: object) -> dict:
     config = {
-        "version": 1,
+        "version": 2,
         "model": TINY_MODEL,
         "data": {"source": "digits", "batch_size": 64},
         "input_shape": [1, 1, 16, 16],
@@ -18,15 +18,19 @@ def tiny_config(**overrides: object) -> dict:
             "threads": 1,
             "profile": {"warmup_s": 0.05, "block_s": 0.005, "min_rounds": 6, "min_duration_s": 0.05, "max_duration_s": 0.5},
         },
-        "budget": {"statistic": "p50", "max_ms": 1000.0, "min_speedup": None, "accuracy": {"max_drop": None, "min": 0.0}},
+        "budget": {"latency": {"statistic": "p50", "max_ms": 1000.0}, "accuracy": {"min": 0.0},
+                   "parity": {"samples": 64}},
         "schedule": {"initial_reduction": 0.3, "max_steps": 1, "patience": 0},
         "prune": {"criterion": "l1"},
         "distill": {"epochs": 1, "lr": 0.02},
-        "parity": {"samples": 64},
     }
+    return merged(config, overrides)
+
+
+def merged(config: dict, overrides: dict) -> dict:
+    """``config`` with ``overrides``, nested blocks merged key by key (``budget={"latency": {"max_ms": 1}}``
+    changes that one limit)."""
+    out = dict(config)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -18,7 +18,7 @@ from spiral.deploy.profiler import Profile
 from spiral.deploy.remote import deploy_bundle
 from spiral.deploy.target_profiles import ALIASES, list_targets, load_target
 from spiral.pipeline.commands.gate import summary
-from spiral.pipeline.gate.budget import parse_budget
+from spiral.pipeline.gate.budget import GateBudget
 from spiral.pipeline.gate.candidate import add_weights_argument, parse_shape, prepare_candidate
 from spiral.pipeline.gate.checks import run_gate
 from spiral.pipeline.gate.report import GateContext, gate_json
@@ -46,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target, host_override=args.host)
     print(f"deploying to {target.name} at {target.host}")
     # The device's rounds are judged at the confidence the target measures with.
-    budget = parse_budget(target.budget.model_dump(mode="json"), f"target '{target.name}' budget").model_copy(
-        update={"profile": target.measure.profile})
+    budget = GateBudget(**dict(target.budget), profile=target.measure.profile)
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
         shape = parse_shape(args.input_shape) if args.input_shape else None

@@ -73,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
-                             batch_size=args.batch_size, per_channel=not args.per_tensor, max_drop=args.max_drop,
-                             min_speedup=args.min_speedup, max_float_nodes=args.max_float_nodes,
+                             batch_size=args.batch_size, per_channel=not args.per_tensor,
+                             budget={"latency": {"min_speedup": args.min_speedup}, "metric": {"max_drop": args.max_drop}},
+                             max_float_nodes=args.max_float_nodes,
                              sensitivity_batches=args.sensitivity_batches, recovery_epochs=args.recovery_epochs,
                              recovery_lr=args.recovery_lr)
     except ValidationError as exc:

@@ -22,14 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from spiral.deploy.budget import BETWEEN_RUN_TOLERANCE
 from spiral.deploy.errors import InputError
 from spiral.deploy.layer_profile import attribute_change
 from spiral.deploy.profiler import Measurement, Profile
 from spiral.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
 from spiral.pipeline.exit_codes import ExitCode, judged
 
-# How far two runs of the same model on the same machine may differ (relative), see the docstring.
-BETWEEN_RUN_TOLERANCE = 0.10
 Kind = Literal["paired", "runs"]
 KIND_LABELS = {"paired": "paired in this job", "runs": "stored baseline from another run"}
 Call = Literal["regression", "improvement", "no regression", "inconclusive"]

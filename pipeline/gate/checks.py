@@ -14,9 +14,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile
 from spiral.deploy.stats import robust_cv
 from spiral.deploy.verdict import Question, Verdict, judge
-from spiral.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, Rule, decide,
-)
+from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide
 from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
 from spiral.pipeline.exit_codes import ExitCode, judged
 from spiral.pipeline.export import ParityResult
@@ -65,31 +63,28 @@ class GateResult:
         }
 
 
-def latency_questions(budget: GateBudget, baseline_measured: bool) -> list[Question]:
+def latency_questions(budget: GateBudget, baseline_measured: bool, batch: int) -> list[Question]:
     """The latency questions of the budget, named by their check, about the models ``candidate`` and
-    (when the baseline model is measured beside it) ``baseline``."""
+    (when the baseline model is measured beside it) ``baseline``; ``batch``: the measured batch, what a
+    throughput limit counts items of."""
+    return [q for q, relative in _questions(budget, batch) if baseline_measured or not relative]
+
+
+def _questions(budget: GateBudget, batch: int) -> list[tuple[Question, bool]]:
+    """Every latency limit of the budget as a question, and whether it compares with the baseline."""
     latency = budget.latency
     if latency is None:
         return []
-    questions = []
-    if latency.max_ms is not None:
-        questions.append(_max_ms_question(budget))
-    if latency.max_regression_pct is not None and baseline_measured:
-        questions.append(_regression_question(budget))
-    return questions
-
-
-def _max_ms_question(budget: GateBudget) -> Question:
-    latency = budget.latency
-    assert latency is not None and latency.max_ms is not None
-    return Question(f"latency.{latency.statistic}.max_ms", CANDIDATE, latency.max_ms, statistic=latency.statistic)
-
-
-def _regression_question(budget: GateBudget) -> Question:
-    latency = budget.latency
-    assert latency is not None and latency.max_regression_pct is not None
-    return Question(f"latency.{latency.statistic}.regression", CANDIDATE, 1 + latency.max_regression_pct / 100,
-                    reference=BASELINE, statistic=latency.statistic)
+    stat = latency.statistic
+    limits = [
+        ("max_ms", latency.max_ms, None),
+        ("min_throughput", 1000 * batch / latency.min_throughput if latency.min_throughput else None, None),
+        ("regression", 1 + latency.max_regression_pct / 100 if latency.max_regression_pct is not None else None,
+         BASELINE),
+        ("min_speedup", 1 / latency.min_speedup if latency.min_speedup else None, BASELINE),
+    ]
+    return [(Question(f"latency.{stat}.{name}", CANDIDATE, limit, reference=reference, statistic=stat),
+             reference is not None) for name, limit, reference in limits if limit is not None]
 
 
 def _latency(
@@ -97,8 +92,9 @@ def _latency(
     batch: int | None, attribution: dict | None,
 ) -> tuple[list[Latency], list[Verdict], str | None]:
     """The budget's latency rules with the verdicts that answer them (a question the paired session
-    did not answer judged here on the profile's rounds, or against a stored baseline's); a regression
-    measured paired names the layer that accounts for most of the change, when layers were profiled."""
+    did not answer judged here on the profile's rounds, or against a stored baseline's); a relative
+    limit missed, measured paired, names the layer that accounts for most of the change, when layers
+    were profiled."""
     latency = budget.latency
     if latency is None:
         return [], [], None
@@ -106,16 +102,15 @@ def _latency(
     statistic = latency.statistic
     m = profile.measurement(batch)
     rules, judged, comparison = [], [], None
-    if latency.max_ms is not None:
-        question = _max_ms_question(budget)
-        v = verdicts.get(question.name) or judge(question, rounds_of(m, statistic, "the candidate's profile"),
-                                                 confidence)
-        rules.append(Latency(question))
-        judged.append(v)
-    if latency.max_regression_pct is not None:
-        question = _regression_question(budget)
+    for question, relative in _questions(budget, m.batch):
+        if not relative:
+            v = verdicts.get(question.name) or judge(question, rounds_of(m, statistic, "the candidate's profile"),
+                                                     confidence)
+            rules.append(Latency(question))
+            judged.append(v)
+            continue
         if baseline is None:
-            raise InputError("the budget limits the regression against a baseline (latency.max_regression_pct); "
+            raise InputError(f"the budget limits the latency against a baseline ({question.name}); "
                              "pass --baseline-model (or a stored --baseline)")
         if paired:
             if question.name not in verdicts:
@@ -134,7 +129,7 @@ def _latency(
         if v.outcome == "undecided" and not paired:
             note += (f" (interval widened by ±{latency.between_run_tolerance:.0%}; re-measure the released model "
                      "beside the candidate with --baseline-model to settle it)")
-        rules.append(Latency(question, percent=True, note=note))
+        rules.append(Latency(question, percent=question.name.endswith(".regression"), note=note))
         judged.append(v)
     return rules, judged, comparison
 
@@ -147,25 +142,6 @@ def measurement_note(name: str, profile: Profile, batch: int | None = None) -> s
     return (f"{name}: p50 {m.stats['p50']:.3f} ms at batch {m.batch}, {rounds}{len(m.samples_ms)} calls, "
             f"robust cv {cv:.1%} ({'stable' if m.stable else 'unstable'}; noise fails nothing by itself), "
             f"stopped by {m.stop_reason}")
-
-
-def gate_rules(budget: GateBudget, latency: list[Latency], parity_measured: bool) -> list[Rule]:
-    """The budget's rules in the gate's fixed order: latency, accuracy, size, parity (checked whenever
-    parity was measured, against the budget's tolerances or those it was run with)."""
-    rules: list[Rule] = list(latency)
-    quality = budget.quality
-    if quality is not None:
-        metric = budget.quality_metric()
-        bound = metric.bound
-        if getattr(quality, bound) is not None:
-            rules.append(QualityLimit(getattr(quality, bound), metric, name=f"{metric.name}.{bound}", label=bound))
-        if quality.max_drop is not None:
-            rules.append(QualityDrop(quality.max_drop, metric=metric, name=f"{metric.name}.max_drop"))
-    if budget.size is not None:
-        rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
-    if budget.parity is not None or parity_measured:
-        rules.append(Parity(budget.parity))
-    return rules
 
 
 def run_gate(
@@ -194,7 +170,8 @@ def run_gate(
     """
     latency, judged, comparison = _latency(budget, profile, baseline, paired, verdicts or {}, batch, attribution)
     evidence = Evidence({v.question.name: v for v in judged}, metrics, baseline_metrics, parity, model_size_mb, params)
-    checks = decide(evidence, gate_rules(budget, latency, parity is not None))
+    metric = budget.quality_metric() if budget.quality is not None else None
+    checks = decide(evidence, budget_rules(budget, metric, latency=latency, parity_measured=parity is not None))
     notes = [measurement_note(CANDIDATE, profile, batch)]
     if baseline is not None and comparison is not None:
         notes.append(measurement_note(BASELINE, baseline, profile.measurement(batch).batch))

@@ -68,13 +68,11 @@ def shortened(case: str, model: str, source: str, input_shape: list[int], per_la
         "threads": 1,
         "profile": {"warmup_s": 0.05, "block_s": 0.005, "min_rounds": 6, "min_duration_s": 0.05, "max_duration_s": 0.5},
     }
-    config["budget"] = {
-        "statistic": "p50", "max_ms": 1000.0, "min_speedup": None, "accuracy": {"max_drop": None, "min": 0.0}
-    }
+    config["budget"] = {"latency": {"statistic": "p50", "max_ms": 1000.0}, "accuracy": {"min": 0.0},
+                        "parity": {"samples": 32}}
     # per_layer ratios (to check the layers a test is about) belong to the uniform allocation.
     allocation = "uniform" if per_layer else config["schedule"].get("allocation", "latency")
     config["schedule"] = {**config["schedule"], "max_steps": 1, "patience": 0, "allocation": allocation}
-    config["parity"] = {"samples": 32}
     config["prune"] = {**config["prune"], "per_layer": per_layer or {}}
     return config
 

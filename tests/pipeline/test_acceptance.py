@@ -12,7 +12,7 @@ from spiral.deploy.verdict import Question, judge
 from spiral.pipeline.acceptance import (
     Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
 )
-from spiral.pipeline.config import ParityConfig
+from spiral.deploy.budget import ParityBudget
 from spiral.pipeline.export import ParityResult
 
 RNG = np.random.default_rng(0)
@@ -38,7 +38,7 @@ CASES = {
     "quality floor": (QualityLimit(96.0, name="accuracy.floor", label="floor"), ["accuracy.floor"], ["fail"], 95.0, 96.0, -1.0),
     "quality drop": (QualityDrop(3.0), ["accuracy.max_drop"], ["pass"], 2.0, 3.0, 1.0),
     "parity": (Parity(), ["parity.max_abs_diff", "parity.top1_agreement"], ["pass", "pass"], 2e-4, 1e-3, 8e-4),
-    "parity, stricter limits": (Parity(ParityConfig(atol=1e-4)), ["parity.max_abs_diff", "parity.top1_agreement"],
+    "parity, stricter limits": (Parity(ParityBudget(atol=1e-4)), ["parity.max_abs_diff", "parity.top1_agreement"],
                                 ["fail", "pass"], 2e-4, 1e-4, -1e-4),
     "size": (MaxSize(1.0), ["size.mb"], ["fail"], 1.5, 1.0, -0.5),
     "params": (MaxSize(max_params=200_000), ["size.params"], ["pass"], 120_000, 200_000, 80_000),

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.pipeline.budget import Budget
-from spiral.pipeline.config import BudgetConfig
+from spiral.pipeline.budget import FinalBudget
+from spiral.pipeline.config import parse_config
 from spiral.pipeline.tasks import build_task
+from tiny_spiral import tiny_config
 
 TEACHER = {"statistic_ms": 8.0, "metrics": {"accuracy": 0.9}}
 
 
+def run_config(latency: dict, batch: int):
+    """A run config whose budget gives these latency limits and the default quality budget."""
+    config = {**tiny_config(), "input_shape": [batch, 1, 16, 16]}
+    return parse_config({**config, "budget": {"latency": latency}})
+
+
 @pytest.mark.parametrize(("config", "final_ms", "questions"), [
     ({"min_speedup": 2.0}, 4.0, {"final speedup": 0.5}),
-    ({"min_speedup": None, "max_ms": 3.0}, 3.0, {"final max_ms": 3.0}),
+    ({"max_ms": 3.0}, 3.0, {"final max_ms": 3.0}),
     # 64 items per call, at least 32,000 items/s: a call within 2 ms
-    ({"min_speedup": None, "min_throughput": 32000.0}, 2.0, {"final min_throughput": 2.0}),
+    ({"min_throughput": 32000.0}, 2.0, {"final min_throughput": 2.0}),
     ({"min_speedup": 2.0, "max_ms": 3.0, "min_throughput": 12800.0}, 3.0,
      {"final speedup": 0.5, "final max_ms": 3.0, "final min_throughput": 5.0}),
 ])
 def test_every_latency_budget_is_a_question_and_the_tightest_is_the_planning_figure(config, final_ms, questions):
-    budget = Budget.of_teacher(BudgetConfig(**config), TEACHER, batch=64, task=build_task())
+    budget = FinalBudget.of_teacher(run_config(config, batch=64), TEACHER, task=build_task())
     assert budget.final_ms == pytest.approx(final_ms)
     asked = {q.name: q for q in budget.final_questions()}
     assert {name: q.limit for name, q in asked.items()} == pytest.approx(questions)
@@ -29,7 +36,7 @@ def test_every_latency_budget_is_a_question_and_the_tightest_is_the_planning_fig
 
 
 def test_a_throughput_budget_says_its_items_per_second_and_the_latency_it_means():
-    budget = Budget.of_teacher(BudgetConfig(min_speedup=None, min_throughput=500.0), TEACHER, batch=8, task=build_task())
+    budget = FinalBudget.of_teacher(run_config({"min_throughput": 500.0}, batch=8), TEACHER, task=build_task())
     assert budget.throughput_ms == pytest.approx(16.0)
     assert budget.describe() == ("throughput >= 500 items/s at batch 8: p50 <= 16.000 ms (upper confidence bound), "
                                  "accuracy >= 89.00% (teacher 90.00%)")

@@ -11,20 +11,26 @@ from spiral.pipeline.config import load_config, parse_config
 def test_tiny_config_is_valid():
     config = parse_config(tiny_config())
     assert config.target.backend == "ort-cpu"
-    assert config.budget.max_ms == 1000.0
+    assert config.budget.latency.max_ms == 1000.0 and config.version == 2
 
 
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
         ({"budgett": {}}, "unknown key 'budgett'; did you mean 'budget'?"),
-        ({"budget": {"max_mss": 3}}, "unknown key 'budget.max_mss'; did you mean 'max_ms'?"),
+        ({"budget": {"latency": {"max_mss": 3}}}, "unknown key 'budget.latency.max_mss'; did you mean 'max_ms'?"),
+        ({"budget": {"max_ms": 3}}, "unknown key 'budget.max_ms'"),
         ({"schedule": {"patiense": 1}}, "did you mean 'patience'?"),
         ({"distill": {"temprature": 2}}, "did you mean 'temperature'?"),
-        ({"budget": {"max_ms": float("inf")}}, "budget.max_ms: budget value must be a finite number > 0"),
-        ({"budget": {"max_ms": -1.0}}, "must be a finite number > 0, got -1.0"),
-        ({"budget": {"min_speedup": float("nan")}}, "budget.min_speedup"),
-        ({"budget": {"min_throughput": 0}}, "budget.min_throughput: budget value must be a finite number > 0"),
+        ({"budget": {"latency": {"max_ms": float("inf")}}}, "budget.latency.max_ms: Input should be a finite number"),
+        ({"budget": {"latency": {"max_ms": -1.0}}}, "budget.latency.max_ms: Input should be greater than 0"),
+        ({"budget": {"latency": {"min_speedup": float("nan")}}}, "budget.latency.min_speedup"),
+        ({"budget": {"latency": {"min_throughput": 0}}}, "budget.latency.min_throughput: Input should be greater than 0"),
+        ({"budget": {"latency": {"max_ms": None, "max_regression_pct": 5}}}, "a run works toward min_speedup, max_ms or min_throughput"),
+        ({"budget": {"latency": {"max_regression_pct": 5}}}, "budget.latency.max_regression_pct: a run's reference is its teacher"),
+        ({"budget": {"latency": None}}, "budget.latency: a run works toward min_speedup, max_ms or min_throughput"),
+        ({"quantize": {"budget": {"latency": {"max_ms": 1}}}}, "quantize.budget.latency.max_ms: the INT8 stage judges"),
+        ({"quantize": {"budget": {"size": {"max_mb": 1}}}}, "quantize.budget.size: the INT8 stage judges"),
         ({"budget": {"accuracy": {"max_drop": -2}}}, "budget.accuracy.max_drop: Input should be greater than or equal to 0"),
         ({"budget": {"accuracy": {"max_drop": 120}}}, "budget.accuracy.max_drop: accuracy is in percent; 120.0 is not between"),
         ({"budget": {"accuracy": {"min": 90}, "metric": {"max_drop": 1}}}, "accuracy is classification's spelling of metric"),
@@ -32,7 +38,7 @@ def test_tiny_config_is_valid():
         ({"task": {"kind": "segmentation"}, "budget": {"accuracy": None, "metric": {"max": 60}}}, "miou is higher-is-better; its limit is min"),
         ({"task": {"kind": "custom", "loss": "a:b"}}, "task custom needs metric"),
         ({"task": {"kind": "segmentation", "postprocess": "a:b"}}, "task.postprocess is for task detection"),
-        ({"budget": {"max_ms": None, "min_speedup": None}}, "budget needs max_ms, min_speedup or min_throughput"),
+        ({"budget": {"latency": {"max_ms": None}}}, "latency needs max_ms, min_throughput, min_speedup or max_regression_pct"),
         ({"input_shape": [1, 0, 16]}, "input_shape must be positive dimensions"),
         ({"version": 7}, "config version 7 is not supported"),
         ({"schedule": {"allocation": "flops"}}, "schedule.allocation"),
@@ -89,3 +95,25 @@ def test_round_trip(tmp_path: Path):
     path.write_text(yaml.safe_dump(tiny_config()))
     config = load_config(path)
     assert parse_config(config.model_dump(mode="json")) == config
+
+
+def test_a_version_1_config_is_read_in_version_2_s_keys():
+    """Version 1 wrote the latency limits flat in ``budget:``, the size as ``max_size_mb``, ``parity:`` at
+    the top and the INT8 stage's limits flat in ``quantize:``; the one budget type
+    (``spiral.deploy.budget.Budget``) holds them all, and old configs and run folders still read."""
+    old = {key: value for key, value in tiny_config().items() if key not in ("budget", "version")}
+    v1 = parse_config({**old, "version": 1, "parity": {"samples": 8},
+                       "budget": {"statistic": "p90", "max_ms": 5.0, "max_size_mb": 2.0, "accuracy": {"max_drop": 0.5}},
+                       "quantize": {"max_drop": 2.0, "method": "entropy"}})
+    v2 = parse_config({**old, "version": 2, "quantize": {"method": "entropy", "budget": {
+                           "latency": {"min_speedup": 1.0}, "metric": {"max_drop": 2.0}}},
+                       "budget": {"latency": {"statistic": "p90", "max_ms": 5.0, "min_speedup": 2.0},
+                                  "size": {"max_mb": 2.0}, "accuracy": {"max_drop": 0.5}, "parity": {"samples": 8}}})
+    assert v1 == v2 and v1.version == 2
+    # Version 1's default min_speedup (2.0) is made explicit; one set to null stays off.
+    assert parse_config({**old, "budget": {"max_ms": 5.0, "min_speedup": None}}).budget.latency.min_speedup is None
+    # What a run always judges, filled: the metric at most 1 point below the teacher, parity at default tolerances.
+    default = parse_config(old)
+    assert default.quality.max_drop == 1.0 and default.parity.samples == 256
+    assert parse_config(default.model_dump(mode="json")) == default
+    assert (default.quantize, v1.quantize.max_drop, v1.quantize.min_speedup) == (None, 2.0, 1.0)

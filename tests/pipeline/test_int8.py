@@ -53,7 +53,7 @@ def test_the_fallback_comes_first_and_recovery_does_not_run_when_it_is_enough(di
 
 
 def test_recovery_follows_a_fallback_that_is_not_enough_and_answers_to_the_float_model_given(digits, tmp_path):
-    cfg = QuantizeConfig(per_channel=False, max_float_nodes=1, max_drop=RECOVERED_DROP)
+    cfg = QuantizeConfig(per_channel=False, max_float_nodes=1, budget={"metric": {"max_drop": RECOVERED_DROP}})
     float_onnx, out, made = _made(hostile, cfg, tmp_path, digits)
     recovery = made.recovery
     assert recovery is not None and recovery["kept"] and recovery["epochs"] == QuantizeConfig().recovery_epochs
@@ -72,7 +72,7 @@ def test_recovery_follows_a_fallback_that_is_not_enough_and_answers_to_the_float
 
 
 def test_with_the_fallback_off_recovery_keeps_every_operator_int8(digits, tmp_path):
-    cfg = QuantizeConfig(per_channel=False, max_float_nodes=0, max_drop=RECOVERED_DROP)
+    cfg = QuantizeConfig(per_channel=False, max_float_nodes=0, budget={"metric": {"max_drop": RECOVERED_DROP}})
     _, out, made = _made(hostile, cfg, tmp_path, digits)
     assert made.recovery["kept"] and made.fallback is None
     assert made.accuracy[FLOAT] - made.accuracy[INT8] <= RECOVERED_DROP

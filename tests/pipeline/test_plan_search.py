@@ -244,10 +244,44 @@ def test_a_plan_that_removes_blocks_gets_a_block_free_contender_to_probe(tmp_pat
         for share in (0.25, 0.0)
     )
     assert probing.plan == predicted.plan and "stage.4" in probing.plan.blocks
-    ((contender, contender_ms),) = probing.contenders
-    assert contender.blocks == () and ms(contender) <= target
-    assert contender_ms == pytest.approx(ms(contender), rel=1e-6)
+    contenders = {c.structure: c for c in probing.contenders}
+    contender = contenders["block-free"]
+    assert contender.plan.blocks == () and ms(contender.plan) <= target
+    assert contender.predicted_ms == pytest.approx(ms(contender.plan), rel=1e-6)
     # The contender was measured; the predicted choice measured no block-free plan and has no contender.
-    assert any(c["blocks"] == 0 and c["ms"] == pytest.approx(ms(contender)) for c in probing.candidates)
+    assert any(c["blocks"] == 0 and c["ms"] == pytest.approx(ms(contender.plan)) for c in probing.candidates)
     assert predicted.contenders == () and len(predicted.candidates) < len(probing.candidates)
     assert PlanChoice.from_dict(probing.to_dict()) == probing
+
+
+@pytest.mark.parametrize("fraction", [0.8, 0.6, 0.45])
+def test_a_knapsack_plan_gets_the_least_uniform_ratio_that_meets_as_a_contender(table, fraction: float) -> None:
+    """Channels priced by their loss before training can be the wrong ones after it (the plain net of
+    ``docs/landing/2026-12-06.md``: the knapsack cut the last convolution to its cap, 2-5 points less
+    accurate than one uniform ratio at the same budget), so a latency-allocated plan is probed against
+    the least uniform ratio judged to meet; a uniform allocation has nothing of that kind to probe."""
+    prunable = PrunableModel(model(), X)
+    truth = LatencyPredictor(table)
+
+    def ms(plan: PruningPlan) -> float:
+        return truth.predict(prunable.layers(plan))
+
+    current = ms(PruningPlan("l1", 0.0, ()))
+    target = fraction * current
+
+    def measure(plan: PruningPlan) -> PlanVerdict:
+        return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
+
+    def choice(allocation: str) -> PlanChoice:
+        return choose_plan(prunable, target, current, prune=PruneConfig(round_to=4),
+                           schedule=ScheduleConfig(allocation=allocation, probe_epochs=0.25, remove_blocks=False),
+                           predictor=LatencyPredictor(table), calibration=None, measure=measure)
+
+    knapsack, uniform = choice("latency"), choice("uniform")
+    (contender,) = knapsack.contenders
+    assert contender.structure == "uniform" and contender.plan != knapsack.plan and ms(contender.plan) <= target
+    # The one uniform ratio a step of uniform allocation would choose, with no contender of its own.
+    assert contender.plan == uniform.plan and uniform.contenders == ()
+    less = prunable.uniform_plan(PruneConfig(round_to=4, ratio=round(contender.plan.ratio - RATIO_STEP, 4)))
+    assert ms(less) > target
+    assert PlanChoice.from_dict(knapsack.to_dict()) == knapsack

@@ -242,7 +242,7 @@ def test_the_fallback_keeps_the_outlier_convolution_float_and_comes_back_to_the_
 def test_the_fallback_runs_only_when_int8_loses_more_than_max_drop_and_is_allowed_to(outlier_onnx, tmp_path):
     train, val = load_datasets("digits", [1, 1, 16, 16])
     int8 = tmp_path / "model.int8.onnx"
-    for cfg in (QuantizeConfig(max_drop=100), QuantizeConfig(max_float_nodes=0)):
+    for cfg in (QuantizeConfig(budget={"metric": {"max_drop": 100}}), QuantizeConfig(max_float_nodes=0)):
         batches = calibration_batches(train, outlier_onnx, cfg)
         quantize_onnx(outlier_onnx, int8, batches, cfg)
         written = int8.read_bytes()

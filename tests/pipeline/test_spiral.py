@@ -94,7 +94,7 @@ def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
 
 def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"max_steps": 1, "patience": 0, "stop_at_floor": False})
+    config = write_config(budget={"latency": {"max_ms": 1e-6}}, schedule={"max_steps": 1, "patience": 0, "stop_at_floor": False})
     assert main(["run", str(config), "--out", str(out)]) == 1
     captured = capsys.readouterr().out
     assert "no step met the budget" in captured
@@ -108,7 +108,7 @@ def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Pat
 
 def test_a_budget_below_the_pruning_floor_stops_before_step_1_saying_what_would_help(write_config, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6})
+    config = write_config(budget={"latency": {"max_ms": 1e-6}})
     assert main(["run", str(config), "--out", str(out)]) == 1
     assert read_ledger(out / "ledger.jsonl") == []
     message = json.loads((out / "report.json").read_text())["message"]
@@ -121,7 +121,7 @@ def test_a_budget_below_the_pruning_floor_stops_before_step_1_saying_what_would_
 def test_a_try_the_judge_rejects_spends_no_epochs(write_config, tmp_path: Path, capsys):
     """A plan's latency is judged before it is distilled: a step budget no plan can reach trains nothing."""
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.99, "max_steps": 1, "patience": 1,
+    config = write_config(budget={"latency": {"max_ms": 1e-6}}, schedule={"initial_reduction": 0.99, "max_steps": 1, "patience": 1,
                                                              "stop_at_floor": False},
                           distill={"epochs": 2})
     assert main(["run", str(config), "--out", str(out)]) == 1
@@ -186,7 +186,7 @@ def test_a_run_short_of_its_final_budget_recovers_its_last_model(write_config, t
     accepted model gets the recovery. Whether a step is accepted at all depends on how much faster
     this machine runs the pruned model, so a run that accepted none must end without a recovery."""
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": 1e-6}, schedule={"initial_reduction": 0.5, "patience": 3, "total_epochs": 4,
+    config = write_config(budget={"latency": {"max_ms": 1e-6}}, schedule={"initial_reduction": 0.5, "patience": 3, "total_epochs": 4,
                                                              "stop_at_floor": False})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
@@ -311,7 +311,7 @@ def test_an_int8_stage_that_loses_too_much_recovers_from_the_teacher(write_confi
 def test_a_throughput_budget_is_judged_on_the_run_batch(write_config, tmp_path: Path):
     """``budget.min_throughput``: 2 items/s at batch 1 is a call within 500 ms, met by any candidate here."""
     out = tmp_path / "run"
-    config = write_config(budget={"max_ms": None, "min_speedup": None, "min_throughput": 2.0})
+    config = write_config(budget={"latency": {"max_ms": None, "min_throughput": 2.0}})
     assert main(["run", str(config), "--out", str(out)]) == 0
     [entry] = read_ledger(out / "ledger.jsonl")
     final = [v for v in entry.verdicts if v["question"]["name"] == "final min_throughput"]

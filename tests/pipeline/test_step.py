@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from spiral.pipeline.config import RunConfig
-from spiral.pipeline.plan_search import PlanChoice, PlanVerdict
+from spiral.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
 from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.step import Tries, probe_cost
@@ -42,11 +42,12 @@ def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_p
     teacher, deep, wide, modules = two_structures(tries)
     before = {plan: copy.deepcopy(m.state_dict()) for plan, m in modules.items()}
     measured = {deep: (modules[deep], PlanVerdict(0.10, True, 1.2)), wide: (modules[wide], PlanVerdict(0.11, True, 1.1))}
-    choice = PlanChoice(deep, 0.09, [], {}, contenders=((wide, 0.1),))
+    choice = PlanChoice(deep, 0.09, [], {}, contenders=(Contender(wide, 0.1, "uniform"),))
     with Progress(console=tries.console) as progress:
         probed = tries._probe("step-01-try-1", choice, measured, teacher, progress)
     records = probed.probes
     assert [r["blocks"] for r in records] == [["layer1"], []] and [r["ms"] for r in records] == [0.10, 0.11]
+    assert [r["structure"] for r in records] == [tries.config.schedule.allocation, "uniform"]
     train = len(tries.data.splits.train)
     assert all(r["epochs"] == pytest.approx(round(0.25 * train) / train) for r in records)
     assert all(0.0 <= r["quality"] <= 1.0 for r in records)
@@ -68,7 +69,7 @@ def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
     measured = {deep: (modules[deep], PlanVerdict(0.1, True, 1.0)),
                 wide: (copy.deepcopy(modules[deep]), PlanVerdict(0.1, True, 1.0))}
     with Progress(console=tries.console) as progress:
-        probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=((wide, 0.1),)),
+        probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=(Contender(wide, 0.1, "uniform"),)),
                               measured, teacher, progress)
     assert probed.probes[0]["quality"] == probed.probes[1]["quality"]
     assert probed.plan == deep and [r["chosen"] for r in probed.probes] == [True, False]

@@ -43,7 +43,7 @@ profile: {max_duration_s: 20, confidence: 0.99}
         ("latency: {max_ms: 5, alpha: 0.01}", "unknown key 'latency.alpha'"),
         ("stability: {max_cv: 0.1}\nsize: {max_mb: 1}", "unknown key 'stability'"),
         ("profile: {min_samples: 10}\nsize: {max_mb: 1}", "profile.min_samples: Unexpected keyword argument"),
-        ("latency: {statistic: p50}", "latency: latency needs max_ms or max_regression_pct"),
+        ("latency: {statistic: p50}", "latency: latency needs max_ms, min_throughput, min_speedup or max_regression_pct"),
         ("accuracy: {min: 101}", "accuracy.min: accuracy is in percent; 101.0 is not between 0 and 100"),
         ("accuracy: {}", "accuracy: a quality budget needs min (max, for a lower-is-better metric) or max_drop"),
         ("metric: {name: miou, min: 50}", "metric: task classification measures accuracy"),

@@ -32,7 +32,7 @@ def paired_gate(gate: GateBudget, base_ms: float, new_ms: float, seed: int = 0):
     """The candidate and the released model measured in rounds on a busy simulated machine, then gated."""
     m = Machine(seed, cv=0.08, drift=0.3, step=1.0, outlier_p=0.01)
     rounds = sample_rounds({CANDIDATE: m.model(new_ms), BASELINE: m.model(base_ms)}, SETTINGS,
-                           latency_questions(gate, baseline_measured=True), clock=m.clock, cpu=m.cpu)
+                           latency_questions(gate, baseline_measured=True, batch=1), clock=m.clock, cpu=m.cpu)
     return run_gate(gate, profile=profile_from_series(rounds.series[CANDIDATE]),
                     baseline=profile_from_series(rounds.series[BASELINE]), paired=True,
                     verdicts={v.question.name: v for v in rounds.verdicts})
@@ -118,6 +118,25 @@ def test_paired_in_this_job_a_10_percent_regression_fails_and_the_same_model_pas
     assert slower.comparison == "paired in this job" and slower.notes[1].startswith("baseline: p50 ")
     same = paired_gate(gate, 1.0, 1.0, seed)
     assert same.passed, [c.line() for c in same.checks]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_speedup_over_the_released_model_is_judged_paired_on_a_busy_machine(seed):
+    """``latency.min_speedup``, a run's key, means the same in a gate budget: times faster than the
+    reference, here the released model measured beside the candidate."""
+    gate = budget(latency={"min_speedup": 1.5})
+    faster = paired_gate(gate, 1.0, 0.5, seed)
+    assert faster.passed and [c.name for c in faster.checks] == ["latency.p50.min_speedup"]
+    (check,) = paired_gate(gate, 1.0, 0.9, seed).problems
+    assert check.status == "fail" and check.unit == "x" and check.limit == pytest.approx(1 / 1.5)
+
+
+def test_a_throughput_limit_is_a_latency_limit_at_the_measured_batch():
+    """``latency.min_throughput``: items per second at the profile's batch (here 1 item per 2 ms call)."""
+    profile = profile_from_samples(latencies(2.0, seed=1))
+    met, missed = (by_name(run_gate(budget(latency={"min_throughput": items}), profile=profile))
+                   ["latency.p50.min_throughput"] for items in (400.0, 600.0))
+    assert (met.status, missed.status) == ("pass", "fail") and met.limit == pytest.approx(2.5)
 
 
 def test_a_stored_baseline_is_judged_with_the_between_run_tolerance():

@@ -99,4 +99,4 @@ def test_explain_prints_where_the_time_goes_and_keeps_it_in_the_json(tiny_onnx, 
 
 def test_explain_on_a_backend_without_a_layer_profile_is_an_input_error(tiny_onnx):
     with pytest.raises(InputError, match="per-layer profiles come from"):
-        command.run(parse([str(tiny_onnx), "--backend", "torch", "--explain", *FAST]))
+        command.run(parse([str(tiny_onnx), "--backend", "ort-cuda", "--explain", *FAST]))

@@ -115,11 +115,14 @@ class TorchLayerSampler(LayerSampler):
         self._compiled = runner.forward is not runner.module
         self._device = runner.settings["device"]
         self._arithmetic: list[ArithmeticModule] = []
+        self._macs: dict[str, int] = {}  # per module name, over its calls
         self._calls_ms: list[dict[str, float]] = []  # per profiled call: layer -> ms
         self._facts: dict[str, dict[str, Any]] = {}
 
     def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
         self._arithmetic = arithmetic_modules(self._runner.module, self._runner.arguments(feed))
+        for m in self._arithmetic:
+            self._macs[m.name] = self._macs.get(m.name, 0) + m.macs
         super().start(feed, warmup_calls)
 
     def _run(self, count: int, profiled: bool) -> None:
@@ -156,9 +159,6 @@ class TorchLayerSampler(LayerSampler):
         fact["ops"][op] = fact["ops"].get(op, 0.0) + ms
 
     def _eager_layers(self, call: Any) -> dict[str, float]:
-        macs: dict[str, int] = {}
-        for m in self._arithmetic:
-            macs[m.name] = macs.get(m.name, 0) + m.macs
         times: dict[str, float] = {}
 
         def visit(event: Any, owner: str | None) -> None:
@@ -170,7 +170,7 @@ class TorchLayerSampler(LayerSampler):
                 else:
                     op = _op(child.name)
                     self._add(times, owner or op, op, self._ms(child), [owner] if owner else [], False,
-                              macs.get(owner))
+                              self._macs.get(owner))
 
         visit(call, None)
         return times

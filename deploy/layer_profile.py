@@ -22,6 +22,10 @@ to the operator that computes it and the modules it fuses (``NodeNames``). What 
 
 **MACs** of a node are computed from the shapes ONNX Runtime recorded (output elements x the weight's
 reduction size), enough to say whether time tracks arithmetic or is a fixed cost per call.
+
+``LayerSampler`` is the one interface of every backend's sampler (``spiral.deploy.profiler.layer_sampler``
+picks it): ONNX Runtime's twin here, ``torch.profiler`` on the torch targets in
+``spiral.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
 """
 
 from __future__ import annotations

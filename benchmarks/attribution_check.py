@@ -77,7 +77,7 @@ def widened(folder: Path, threads: int, repeats: int) -> tuple[int, list[float],
     settings = ProfileSettings(max_duration_s=3.0)
     for _ in range(repeats):
         paired = profile_paired({"base": base, "new": wide}, Target(threads=threads), settings,
-                                [Question("regression", "new", 1.05, reference="base")], layers=True)
+                                [Question("regression", "new", 1.05, reference="base")], layers=("base", "new"))
         b, n = (paired.profiles[k].measurement() for k in ("base", "new"))
         top = attribute_change(b.layer_profile(), n.layer_profile(), b.rounds(), n.rounds())["layers"][0]
         hits += top["name"] == WIDENED

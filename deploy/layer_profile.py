@@ -22,6 +22,10 @@ to the operator that computes it and the modules it fuses (``NodeNames``). What 
 
 **MACs** of a node are computed from the shapes ONNX Runtime recorded (output elements x the weight's
 reduction size), enough to say whether time tracks arithmetic or is a fixed cost per call.
+
+``LayerSampler`` is the one interface of every backend's sampler (``spiral.deploy.profiler.layer_sampler``
+picks it): ONNX Runtime's twin here, ``torch.profiler`` on the torch targets in
+``spiral.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import math
 import statistics
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,17 +50,23 @@ from spiral.deploy.stats import median_ci
 
 # The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
 PROFILE_SHARE = 0.1
-LAYER_BACKENDS = ("ort-cpu",)
+LAYER_BACKENDS = ("ort-cpu", "torch", "torch-compile")
 
 ARITHMETIC = frozenset({
     "Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "LSTM", "GRU", "RNN",
     "Attention", "MultiHeadAttention", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
     "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLSTM", "NhwcFusedConv",
+    # torch's operators (``spiral.deploy.torch_layers`` names a layer by its aten op, namespace dropped)
+    "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "linear", "addmm", "mm", "bmm", "matmul", "lstm", "gru", "scaled_dot_product_attention",
+    "_native_multi_head_attention", "mkldnn_convolution", "_convolution_pointwise",
 })
 LAYOUT = frozenset({
     "Transpose", "Reshape", "ReorderInput", "ReorderOutput", "Cast", "Concat", "Slice", "Split", "Squeeze",
     "Unsqueeze", "Flatten", "Expand", "Gather", "Pad", "Tile", "Identity", "DepthToSpace", "SpaceToDepth",
     "Reformat",  # TensorRT's reformatting copies between layouts or precisions
+    "flatten", "view", "reshape", "permute", "transpose", "contiguous", "cat", "clone", "copy_", "_to_copy",
+    "expand", "slice", "split", "chunk", "squeeze", "unsqueeze", "constant_pad_nd", "pixel_shuffle",
 })
 QUANTIZE = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 TRANSFER = frozenset({"MemcpyToHost", "MemcpyFromHost"})
@@ -268,43 +279,59 @@ def parse_ort_profile(events: list[dict[str, Any]], names: NodeNames, run_rounds
     return LayerProfile("onnxruntime", calls, layers)
 
 
-class LayerSampler:
-    """A profiling twin of one model's session, run for a few calls after every judged round."""
+class LayerSampler(ABC):
+    """A few profiled calls of one model after every judged round (see the module docstring); a
+    backend's sampler says how a call is profiled (``_run``) and reads the layers back (``finish``)."""
 
-    def __init__(self, make_session: Callable[[str], Any], model_path: Path, block_calls: int) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="spiral-layers-")
-        self._session = make_session(str(Path(self._dir.name) / "layers"))
-        self._names = NodeNames(model_path)
-        self._outputs = [o.name for o in self._session.get_outputs()]
+    def __init__(self, block_calls: int) -> None:
         self._cap = block_calls
-        self._feed: dict[str, np.ndarray] = {}
         self._run_rounds: list[int] = []
         self._rounds = 0
         self.wall_s = 0.0
 
     def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
-        """Warm the twin up (its calls are left out) on the judged session's inputs."""
+        """Warm up (these calls are left out) on the judged session's inputs."""
         self._feed = feed
-        for _ in range(warmup_calls):
-            self._call(-1)
+        self._calls(-1, warmup_calls)
 
-    def _call(self, round_index: int) -> None:
+    def _calls(self, round_index: int, count: int) -> None:
         start = time.perf_counter()
-        self._session.run(self._outputs, self._feed)
+        self._run(count, round_index >= 0)
         self.wall_s += time.perf_counter() - start
-        self._run_rounds.append(round_index)
+        self._run_rounds += [round_index] * count
+
+    @abstractmethod
+    def _run(self, count: int, profiled: bool) -> None:
+        """``count`` calls on ``self._feed``; ``profiled`` is False for warm-up calls."""
 
     def after_round(self, judged_ms: Sequence[float]) -> None:
         """Profile ``PROFILE_SHARE`` of the judged block's time, at least one call, at most ``block_calls``."""
         per_call = statistics.median(judged_ms) if judged_ms else 0.0
         budget = PROFILE_SHARE * sum(judged_ms)
-        calls = max(1, min(self._cap, int(budget / per_call) if per_call > 0 else 1))
-        for _ in range(calls):
-            self._call(self._rounds)
+        self._calls(self._rounds, max(1, min(self._cap, int(budget / per_call) if per_call > 0 else 1)))
         self._rounds += 1
 
+    @abstractmethod
     def finish(self) -> LayerProfile:
-        """Stop profiling and read the events back (the trace file is removed)."""
+        """Stop profiling and the per-layer, per-round times."""
+
+
+class OrtLayerSampler(LayerSampler):
+    """A profiling twin of one model's ONNX Runtime session (its warm-up calls are profiled and left out)."""
+
+    def __init__(self, make_session: Callable[[str], Any], model_path: Path, block_calls: int) -> None:
+        super().__init__(block_calls)
+        self._dir = tempfile.TemporaryDirectory(prefix="spiral-layers-")
+        self._session = make_session(str(Path(self._dir.name) / "layers"))
+        self._names = NodeNames(model_path)
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def _run(self, count: int, profiled: bool) -> None:
+        for _ in range(count):
+            self._session.run(self._outputs, self._feed)
+
+    def finish(self) -> LayerProfile:
+        """Read ONNX Runtime's events back (the trace file is removed)."""
         try:
             path = self._session.end_profiling()
             events = json.loads(Path(path).read_text())
@@ -317,12 +344,6 @@ def require_layer_backend(backend: str) -> None:
     if backend not in LAYER_BACKENDS:
         raise InputError(f"backend '{backend}' gives no per-layer profile here; "
                          f"per-layer profiles come from: {', '.join(LAYER_BACKENDS)}")
-
-
-def layer_sampler(runner: Any, backend: str, model_path: Path, block_calls: int) -> LayerSampler:
-    """A ``LayerSampler`` for ``runner``, or an InputError naming the backends that give a layer profile."""
-    require_layer_backend(backend)
-    return LayerSampler(runner.profiling_session, model_path, block_calls)
 
 
 # ---- attribution ------------------------------------------------------------------------------
@@ -461,6 +482,12 @@ def findings(result: dict[str, Any]) -> list[str]:
         stayed = f": {', '.join(q['float'][:8])}{' …' if len(q['float']) > 8 else ''}" if q["float"] else ""
         lines.append(f"INT8: {len(q['quantized'])} arithmetic layers run quantized, {len(q['float'])} stayed "
                      f"float{stayed}; {q['quantize_nodes']} quantize/dequantize nodes take {q['quantize_share']:.0%}")
+    unnamed = [r for r in result["layers"] if r["fused"] and not r["fuses"]]
+    unnamed_share = sum(r["share"] for r in unnamed)
+    if unnamed_share >= 0.05:
+        names = ", ".join(r["name"] for r in unnamed[:4]) + (" …" if len(unnamed) > 4 else "")
+        lines.append(f"{unnamed_share:.0%} of the end-to-end time is in {len(unnamed)} fused layers the profiler "
+                     f"does not name after a module ({names})")
     outside = 1 - coverage
     if abs(outside) >= 0.15:
         where = ("outside the operators (session overhead, input and output copies)" if outside > 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from spiral.deploy.backends.inputs import make_inputs
 from spiral.deploy.errors import InputError
 from spiral.deploy.device_runner.manifest import sha256_file
 from spiral.deploy.fingerprint import target_fingerprint
-from spiral.deploy.layer_profile import LayerProfile, LayerSampler, layer_sampler
+from spiral.deploy.layer_profile import LayerProfile, LayerSampler, OrtLayerSampler, require_layer_backend
 from spiral.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
 from spiral.deploy.stats import robust_cv, summarize
+from spiral.deploy.torch_layers import TorchLayerSampler
 from spiral.deploy.verdict import Question, Verdict, round_statistic
 
 SCHEMA_VERSION = 1
@@ -140,6 +141,15 @@ def timed(runner: Runner, feed: dict[str, np.ndarray], throughput: bool) -> Time
         return time.perf_counter() - start if throughput else runner.last_inference_time()
 
     return call
+
+
+def layer_sampler(runner: Runner, backend: str, model_path: Path, block_calls: int) -> LayerSampler:
+    """The ``LayerSampler`` of ``backend`` for ``runner``, or an InputError naming the backends that give a
+    layer profile: ONNX Runtime's profiling twin, or ``torch.profiler`` on a torch target's module."""
+    require_layer_backend(backend)
+    if backend == "ort-cpu":
+        return OrtLayerSampler(runner.profiling_session, model_path, block_calls)
+    return TorchLayerSampler(runner, block_calls)
 
 
 def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings,
@@ -293,14 +303,15 @@ def profile_paired(
     *,
     cache_dir: Path | None = None,
     model_options: dict[str, dict[str, Any]] | None = None,
-    layers: bool = False,
+    layers: Collection[str] = (),
 ) -> Paired:
     """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
 
     Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
     rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
     ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
-    ``layers`` adds each model's per-layer profile, from calls between the rounds that are not judged.
+    ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
+    not judged (a run profiles only its candidate, a comparison both sides).
     """
     runners: dict[str, Runner] = {}
     feeds: dict[str, dict[str, np.ndarray]] = {}
@@ -315,17 +326,17 @@ def profile_paired(
                 raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
                                  "it cannot interleave models in rounds: compare it with profiles instead")
             feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
-            if layers:
+            if name in layers:
                 samplers[name] = layer_sampler(runner, target.backend, Path(path), settings.block_calls)
                 samplers[name].start(feeds[name])
 
         def between(blocks: dict[str, list[float]]) -> None:
-            for name, block in blocks.items():
-                samplers[name].after_round(block)
+            for name, sampler in samplers.items():
+                sampler.after_round(blocks[name])
 
         rounds = sample_rounds(
             {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions,
-            between=between if layers else None,
+            between=between if samplers else None,
         )
     finally:
         for runner in runners.values():

@@ -49,6 +49,14 @@ class LatencyPredictor:
         c = self.calibration
         return c.scale * self.operator_sum(layers) + c.overhead_ms
 
+    def per_layer(self, layers: Sequence[Layer]) -> dict[str, float]:
+        """Each layer's calibrated table latency in ms, by name (a layer timed as several operators
+        sums them); the per-graph overhead belongs to no layer, so these add up to ``predict`` less it."""
+        predicted: dict[str, float] = {}
+        for layer, ms in zip(layers, self.table.latencies(layer.op for layer in layers)):
+            predicted[layer.name] = predicted.get(layer.name, 0.0) + self.calibration.scale * ms
+        return predicted
+
     def predict_model(self, model, example_input) -> float:
         """Predicted ms of a torch model at ``example_input``'s shape."""
         return self.predict(torch_layers(model, example_input))

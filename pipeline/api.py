@@ -248,7 +248,7 @@ def gate(
                 {CANDIDATE: onnx_path, BASELINE: released},
                 Target(target.backend, shape[0], target.threads, target.precision, target.backend_options()),
                 budget.profile, latency_questions(budget, baseline_measured=True, batch=shape[0]), cache_dir=compiled,
-                model_options=options, layers=target.backend in LAYER_BACKENDS)
+                model_options=options, layers=(CANDIDATE, BASELINE) if target.backend in LAYER_BACKENDS else ())
             measured_profile = measured.profiles[CANDIDATE]
             attribution = paired_attribution(measured.profiles[BASELINE], measured_profile,
                                              budget.latency.statistic if budget.latency else "p50",

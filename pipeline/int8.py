@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from spiral.deploy.errors import InputError
+from spiral.deploy.layer_profile import LAYER_BACKENDS
 from spiral.deploy.profiler import Paired, Target, profile_paired
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.verdict import Question
@@ -188,7 +189,8 @@ def judge_quantized(
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, cfg.budget.latency.statistic)
     paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
-                            [question, *questions], cache_dir=cache_dir)
+                            [question, *questions], cache_dir=cache_dir,
+                            layers=(INT8,) if target.backend in LAYER_BACKENDS else ())
     accuracy = made.accuracy
     evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
                         {metric.name: accuracy[FLOAT] / metric.scale})

@@ -66,6 +66,8 @@ class LedgerEntry(BaseModel):
     candidates: list[dict[str, Any]] = []
     probes: list[dict[str, Any]] = []  # the training probes that chose between plans of different structure
     predictor: dict[str, Any] | None = None
+    # the chosen plan's calibrated table latency per layer (ms, by module name), beside its measured profile
+    predicted_layers: dict[str, float] = {}
     distill: Training
     # the verdicts, and every check of the acceptance rules (``spiral.pipeline.acceptance.Check.to_dict``)
     verdicts: list[dict[str, Any]]

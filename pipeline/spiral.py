@@ -112,7 +112,7 @@ class Spiral:
         entry = last.model_copy(update={  # the structure and its latency verdicts are the last step's
             "kind": "recovery", "dir": str(final.relative_to(self.out)), "distill": trained, "accepted": passed(checks),
             "reason": why, "checks": [c.to_dict() for c in checks], "message": message, "reduction": None, "predicted_ms": None, "candidates": [],
-            "probes": [], "predictor": None, **measurement.summary(),
+            "probes": [], "predictor": None, "predicted_layers": {}, **measurement.summary(),
         })
         append_entry(self.folder.ledger, entry)
         progress.console.print(f"final recovery: {'accepted' if entry.accepted else 'rejected'}: {why}")
@@ -157,7 +157,7 @@ class Spiral:
             "metrics": {budget.metric.name: result.accuracy[INT8] / budget.metric.scale},
             "size_mb": result.size_mb[INT8], "parity": None,
             "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
-            **paired_speedup(result.paired, budget.statistic, subject=INT8),
+            "predicted_layers": {}, **paired_speedup(result.paired, budget.statistic, subject=INT8),
             **latency_summary(result.paired.profiles[INT8], budget.statistic),
         })
         append_entry(self.folder.ledger, entry)

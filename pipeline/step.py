@@ -33,7 +33,7 @@ from torch.utils.data import Subset
 from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
 from spiral.deploy.verdict import Question
-from spiral.kernels.predictor import LatencyPredictor
+from spiral.kernels.predictor import Calibration, LatencyPredictor
 from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
 from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
@@ -85,11 +85,12 @@ class Tries:
 
         A candidate is measured before it is distilled: training changes its weights, not its
         graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
-        the judge rejects."""
+        the judge rejects. The candidate alone is profiled by layer, off the judged rounds: its
+        ``profile.json`` says where the time of the run's result goes (the run report's explanation)."""
         path = export_onnx(candidate, self.data.example_input, work / "candidate.onnx")
         models = {"candidate": (path, candidate), "teacher": (self.folder.teacher_onnx, teacher),
                   current.name: (current.onnx, current.model)}
-        paired = measure_paired(models, self.config, questions, work / "compiled")
+        paired = measure_paired(models, self.config, questions, work / "compiled", layers=("candidate",))
         shutil.rmtree(work / "compiled", ignore_errors=True)
         path.unlink()
         return paired
@@ -172,6 +173,8 @@ class Tries:
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
             blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
             candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
+            predicted_layers=LatencyPredictor(self.predictor.table, Calibration(**choice.calibration)).per_layer(
+                self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions],
             meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
             measure_s=paired.rounds.wall_s, **paired_speedup(paired, budget.statistic),

@@ -45,7 +45,7 @@ class TorchCompileBackend(Backend):
         except RuntimeError as exc:  # an unknown mode is reported as RuntimeError
             raise InputError(f"torch.compile rejected mode '{mode}': {exc}") from exc
         settings: dict[str, Any] = {"mode": mode, "dynamic": dynamic, "compiler": "inductor"}
-        runner = TorchRunner(compiled, self, device, dtype, settings)
+        runner = TorchRunner(module, self, device, dtype, settings, forward=compiled)
         with runner:  # compile now, so that load() does the expensive part
             runner.infer(example_feed(runner.input_metadata()))
         return runner

@@ -55,13 +55,19 @@ class TorchRunner(Runner):
     end event either in CUDA's synchronize or, with the option ``spin_wait``, by polling it (as
     trtexec's ``--useSpinWait``: a host thread that never sleeps launches the next call at once, where
     a woken one can add its wake-up to a launch-bound model's time). The GPU's clocks when the
-    runner was made are recorded in its settings (None without NVML)."""
+    runner was made are recorded in its settings (None without NVML).
 
-    def __init__(self, forward: Any, backend: Backend, device: str, dtype: Any, settings: dict[str, Any]) -> None:
+    ``module`` is the eager module and ``forward`` what is timed (the module, or its compiled form);
+    ``spiral.deploy.torch_layers`` profiles calls of ``forward`` and names what it finds after ``module``'s
+    submodules."""
+
+    def __init__(self, module: Any, backend: Backend, device: str, dtype: Any, settings: dict[str, Any],
+                 forward: Any = None) -> None:
         import torch
 
         super().__init__()
-        self._forward = forward
+        self.module = module
+        self.forward = module if forward is None else forward
         self._device = device
         self._dtype = dtype
         self._inputs, self._outputs = read_onnx_io(backend.model_path)
@@ -95,19 +101,26 @@ class TorchRunner(Runner):
         torch.set_num_threads(self._saved_threads)
         super().deactivate()
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def arguments(self, feed: dict[str, np.ndarray]) -> list[Any]:
+        """``feed`` as the module's positional tensors, on its device and in its precision."""
         import torch
 
         args = []
         for name in self._inputs:
             tensor = torch.from_numpy(np.ascontiguousarray(feed[name])).to(self._device)
             args.append(tensor.to(self._dtype) if tensor.is_floating_point() else tensor)
+        return args
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = self.arguments(feed)
         with torch.inference_mode():
             if self._device == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 torch.cuda.synchronize()
                 start.record()
-                result = self._forward(*args)
+                result = self.forward(*args)
                 end.record()
                 if self._spin:
                     while not end.query():
@@ -117,7 +130,7 @@ class TorchRunner(Runner):
                 self._last_s = start.elapsed_time(end) / 1e3
             else:
                 begin = time.perf_counter()
-                result = self._forward(*args)
+                result = self.forward(*args)
                 self._last_s = time.perf_counter() - begin
         return self._name_outputs(result)
 

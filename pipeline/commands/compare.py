@@ -97,7 +97,8 @@ def _measure_paired(args: argparse.Namespace, rule: RegressionRule) -> tuple:
     question = rule.question()
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
         paired = profile_paired({"base": base_path, "new": new_path}, target, settings, [question],
-                                cache_dir=Path(cache), layers=args.backend in LAYER_BACKENDS and not args.no_layers)
+                                cache_dir=Path(cache),
+                                layers=("base", "new") if args.backend in LAYER_BACKENDS and not args.no_layers else ())
     labels = (str(base_path), str(new_path)) if base_path.stem == new_path.stem else (base_path.stem, new_path.stem)
     base = Release(labels[0], base_path, paired.profiles["base"], None, None)
     new = Release(labels[1], new_path, paired.profiles["new"], None, None)

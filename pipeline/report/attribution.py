@@ -1,5 +1,6 @@
-"""Where the time goes, as tables: a model's explanation (``spiral profile --explain``) and a change's
-attribution to layers (``spiral compare``), from ``spiral.deploy.layer_profile``'s numbers."""
+"""Where the time goes, as tables: a model's explanation (``spiral profile --explain``, the run report's
+result) and a change's attribution to layers (``spiral compare``, ``spiral gate``), from
+``spiral.deploy.layer_profile``'s numbers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from spiral.pipeline.report.markdown import md_table
 TOP = 12
 EXPLAIN_HEADERS = ("layer", "operator", "kind", "ms", "share", "interval", "MACs")
 OP_HEADERS = ("operator", "kind", "layers", "ms", "share", "interval")
+PREDICTED_HEADERS = ("layer", "predicted ms", "measured ms", "measured / predicted")
 CHANGE_HEADERS = ("layer", "operator", "status", "base ms", "new ms", "change ms", "interval", "ratio",
                   "of the change")
 
@@ -93,3 +95,46 @@ def change_html(attribution: dict[str, Any] | None) -> list[str]:
                                       "which layers account for the change")
     return ["<h2>Which layers account for the change</h2>", f"<p>{esc(change_summary(attribution))}</p>",
             html_plot(chart, "per-layer change"), html_table(CHANGE_HEADERS, rows, numeric=range(3, 9))]
+
+
+def predicted_rows(predicted: list[dict[str, Any]], top: int = TOP) -> list[list[str]]:
+    return [[r["name"], f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
+             "" if r["ratio"] is None else f"{r['ratio']:.2f}x"]
+            for r in predicted[:top]]
+
+
+def explain_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The Markdown section of a model's explanation (``section``: its ``explanation``, the ``model`` it is
+    of, and ``predicted``: the latency table's prediction beside the measured time, per layer)."""
+    if section is None:
+        return []
+    explanation = section["explanation"]
+    lines = ["", f"### Where the time of {section['model']} goes", "", explain_summary(explanation), "",
+             *(f"- {line}" for line in explanation["findings"]), "",
+             *md_table(EXPLAIN_HEADERS, explain_rows(explanation), "lllrrrr"), "",
+             *md_table(OP_HEADERS, op_rows(explanation), "llrrrr")]
+    if section["predicted"]:
+        lines += ["", "Predicted (the operator latency table, calibrated) vs measured, per layer, largest "
+                  "difference first:", "", *md_table(PREDICTED_HEADERS, predicted_rows(section["predicted"]), "lrrr")]
+    return lines
+
+
+def explain_html(section: dict[str, Any] | None) -> list[str]:
+    """The HTML section: the summary and findings, a bar chart of the layers' shares with their intervals,
+    the tables."""
+    if section is None:
+        return []
+    explanation = section["explanation"]
+    rows = explain_rows(explanation)
+    shown = explanation["layers"][: len(rows)]
+    chart = plots.layer_contributions([r["name"] for r in shown], [100 * r["share"] for r in shown],
+                                      [100 * r["share_low"] for r in shown], [100 * r["share_high"] for r in shown],
+                                      "where the time goes", "share of the end-to-end median (%), with its interval")
+    parts = [f"<h2>Where the time of {esc(section['model'])} goes</h2>", f"<p>{esc(explain_summary(explanation))}</p>",
+             "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in explanation["findings"]) + "</ul>",
+             html_plot(chart, "per-layer share of the time"), html_table(EXPLAIN_HEADERS, rows, numeric=range(3, 7)),
+             html_table(OP_HEADERS, op_rows(explanation), numeric=range(2, 6))]
+    if section["predicted"]:
+        parts += ["<h3>Predicted (the operator latency table, calibrated) vs measured, per layer</h3>",
+                  html_table(PREDICTED_HEADERS, predicted_rows(section["predicted"]), numeric=range(1, 4))]
+    return parts

@@ -146,8 +146,10 @@ def trend(labels: Sequence[str], series: dict[str, Sequence[float]], accuracy: S
 
 
 def layer_contributions(names: Sequence[str], deltas_ms: Sequence[float], lows: Sequence[float],
-                        highs: Sequence[float], title: str) -> str:
-    """One horizontal bar per layer: its change in ms (red slower, green faster) with its interval, largest on top."""
+                        highs: Sequence[float], title: str,
+                        xlabel: str = "change per call (ms, new - base), median over rounds with its interval") -> str:
+    """One horizontal bar per layer: its value (a change in ms: red slower, green faster; a share of the
+    time: red) with its interval, largest on top."""
     figure = _figure(8, 1.2 + 0.35 * len(names))
     ax = figure.add_subplot()
     y = list(range(len(names), 0, -1))
@@ -156,7 +158,7 @@ def layer_contributions(names: Sequence[str], deltas_ms: Sequence[float], lows: 
     ax.barh(y, list(deltas_ms), color=colours, xerr=errors, ecolor=GREY, capsize=3)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, list(names), fontsize=8)
-    ax.set_xlabel("change per call (ms, new - base), median over rounds with its interval")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return _data_uri(figure)

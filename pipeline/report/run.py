@@ -15,6 +15,7 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile
 from spiral.deploy.atomic import write_json, write_text
 from spiral.pipeline.report import plots
+from spiral.pipeline.report.attribution import explain_html, explain_markdown
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.junit import TestCase, junit_xml
 from spiral.pipeline.report.markdown import md_table
@@ -52,7 +53,8 @@ def met_budget(best: LedgerEntry | None) -> bool:
     return best is not None and best.meets_final
 
 
-def build_report(config: dict, budget: dict, teacher: dict, entries: list[LedgerEntry], message: str) -> dict:
+def build_report(config: dict, budget: dict, teacher: dict, entries: list[LedgerEntry], message: str,
+                 run_dir: Path) -> dict:
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": RUN_REPORT_KIND,
@@ -63,14 +65,39 @@ def build_report(config: dict, budget: dict, teacher: dict, entries: list[Ledger
         "teacher": teacher,
         "message": message,
     }
-    return {**report, **_steps(entries)}
+    return {**report, **_steps(entries, run_dir)}
 
 
-def _steps(entries: list[LedgerEntry]) -> dict:
-    """A report's steps, its best (last accepted) step and whether that met the final budget."""
+def _steps(entries: list[LedgerEntry], run_dir: Path) -> dict:
+    """A report's steps, its best (last accepted) step, whether that met the final budget, and where
+    the best step's time goes."""
     best = last_accepted(entries)
     return {"steps": [e.to_json() for e in entries], "best": best.to_json() if best else None,
-            "met_budget": met_budget(best)}
+            "met_budget": met_budget(best), "layers": result_layers(entries, run_dir)}
+
+
+def result_layers(entries: list[LedgerEntry], run_dir: Path) -> dict | None:
+    """Where the time of the run's result goes: the explanation of its measured per-layer profile (its
+    step folder's ``profile.json``; ``spiral.pipeline.report.attribution`` renders it) and, for the plan
+    that made its structure, each layer's predicted time (the latency table's, as the search calibrated
+    it) beside the measured one where both exist, largest difference first (no ratio where the table
+    left nothing once its per-call overhead is taken off). An INT8 result has no prediction (the table
+    times float operators); None when the result was not profiled by layer (a teacher, an older run)."""
+    best = last_accepted(entries)
+    path = RunFolder(run_dir).of(best, "profile.json") if best is not None else None
+    if path is None or not path.is_file():
+        return None
+    layers = Profile.load(path).measurement().layers
+    if layers is None:
+        return None
+    explanation = layers["explanation"]
+    plan = next((e for e in reversed(entries) if e.accepted and e.kind == "step"), None)
+    predicted_ms = plan.predicted_layers if plan is not None and best.kind != "quantize" else {}
+    predicted = [{"name": r["name"], "predicted_ms": predicted_ms[r["name"]], "measured_ms": r["ms"],
+                  "ratio": r["ms"] / predicted_ms[r["name"]] if predicted_ms[r["name"]] > 0 else None}
+                 for r in explanation["layers"] if r["name"] in predicted_ms]
+    predicted.sort(key=lambda r: -abs(r["measured_ms"] - r["predicted_ms"]))
+    return {"model": best.name, "explanation": explanation, "predicted": predicted}
 
 
 def step_cells(row: dict, budget: dict) -> list[str]:
@@ -92,7 +119,8 @@ def _headline(report: dict) -> tuple[str, str, str]:
 def render_markdown(report: dict) -> str:
     title, target, outcome = _headline(report)
     rows = [step_cells(r, report["budget"]) for r in step_rows(report["teacher"], report["steps"])]
-    lines = [f"## {title}", "", target, outcome, "", *md_table(step_columns(report["budget"]), rows, "lrrrrrrrll")]
+    lines = [f"## {title}", "", target, outcome, "", *md_table(step_columns(report["budget"]), rows, "lrrrrrrrll"),
+             *explain_markdown(report.get("layers"))]
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +162,7 @@ def render_html(report: dict, run_dir: Path) -> str:
             f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}{esc(removed)}</h3>",
             html_table(("channels removed", "blocks removed", "predicted ms", "measured ms"), cells, numeric=range(4)),
         ]
+    sections += explain_html(report.get("layers"))  # none in a report.json from before it
     profiles = _step_profiles(report, run_dir)
     if profiles:
         series = [(name, p.measurements[0].samples_ms) for name, p in profiles]
@@ -171,7 +200,7 @@ def render_junit(report: dict) -> str:
 def write_reports(
     out: Path, config: RunConfig, budget: dict, teacher: dict, entries: list[LedgerEntry], message: str
 ) -> list[Path]:
-    report = build_report(config.model_dump(mode="json"), budget, teacher, entries, message)
+    report = build_report(config.model_dump(mode="json"), budget, teacher, entries, message, out)
     paths = [RunFolder(out).report, out / "report.md", out / "report.html"]
     write_json(paths[0], report)
     write_text(paths[1], render_markdown(report))
@@ -192,5 +221,5 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION:
         raise InputError(f"{path}: not a spiral run report of schema version {REPORT_SCHEMA_VERSION}")
     if folder.ledger.is_file():
-        report.update(_steps(folder.entries()))
+        report.update(_steps(folder.entries(), run_dir))
     return report

@@ -1,14 +1,17 @@
-"""Per-layer profiles from real ONNX Runtime sessions on small exported models, and the attribution maths.
+"""Per-layer profiles from real ONNX Runtime sessions and real ``torch.profiler`` runs (eager and
+compiled) on small models, and the attribution maths.
 
 Timing-dependent assertions use changes far larger than any noise (a convolution 16x wider); the
 10-of-10 check at 4x is benchmarks/attribution_check.py's."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.layer_profile import (
@@ -22,16 +25,26 @@ from tests.chain_net import CONVS, WIDENED, chain_net
 from tests.deploy.synthetic import Machine
 
 FAST = ProfileSettings(warmup_s=0.02, block_s=0.02, min_rounds=6, min_duration_s=0.1, max_duration_s=0.6)
+# Every backend that gives a per-layer profile on this machine's CPU (torch.compile compiles each model: slow).
+LAYER_BACKENDS = ["ort-cpu", "torch", pytest.param("torch-compile", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
+    """The base chain and its last convolution 16x wider: ONNX files, and the modules they export."""
     folder = tmp_path_factory.mktemp("chain")
     torch.manual_seed(0)
-    base = export_onnx(chain_net(8), torch.zeros(1, 3, 16, 16), folder / "base.onnx")
+    base_module = chain_net(16)  # wide enough that the widened convolution outweighs its fused ReLU's growth
+    base = export_onnx(base_module, torch.zeros(1, 3, 16, 16), folder / "base.onnx")
     torch.manual_seed(0)
-    wide = export_onnx(chain_net(8, wide=16), torch.zeros(1, 3, 16, 16), folder / "wide.onnx")
-    return base, wide
+    wide_module = chain_net(16, wide=16)
+    wide = export_onnx(wide_module, torch.zeros(1, 3, 16, 16), folder / "wide.onnx")
+    return base, wide, base_module, wide_module
+
+
+def live(backend, module):
+    """A torch target's backend options: its own copy of the module (ONNX Runtime runs the file)."""
+    return {} if backend == "ort-cpu" else {"module": copy.deepcopy(module)}
 
 
 def test_module_paths_from_the_torch_exporters_scopes():
@@ -51,8 +64,10 @@ def test_operator_kinds_and_macs():
     assert node_macs("Relu", [[1, 8]], [[1, 8]]) is None
 
 
-def test_ort_layer_profile_names_every_convolution_by_its_module(chain):
-    profile = profile_model(chain[0], threads=1, settings=FAST, layers=True)
+@pytest.mark.parametrize("backend", LAYER_BACKENDS)
+def test_a_layer_profile_names_every_convolution_by_its_module(chain, backend):
+    profile = profile_model(chain[0], backend, threads=1, settings=FAST, layers=True,
+                            backend_options=live(backend, chain[2]))
     m = profile.measurement()
     layers = m.layer_profile()
     names = {layer.name for layer in layers.layers}
@@ -60,8 +75,12 @@ def test_ort_layer_profile_names_every_convolution_by_its_module(chain):
     assert convs <= names  # ONNX Runtime fused each Conv with its ReLU and renamed it; traced back
     assert len(layers.calls_per_round) == len(m.round_sizes) and min(layers.calls_per_round) >= 1
     assert all(len(layer.rounds_ms) == len(m.round_sizes) for layer in layers.layers)
-    fused = layers.by_name()["2"]
-    assert fused.kind == "arithmetic" and fused.provider == "CPUExecutionProvider" and fused.macs == 16 * 16 * 8 * 8 * 9
+    conv = layers.by_name()["2"]
+    assert conv.kind == "arithmetic" and conv.macs == 16 * 16 * 16 * 16 * 9 and conv.fuses[0] == "2"
+    assert conv.provider == ("CPUExecutionProvider" if backend == "ort-cpu" else "cpu")
+    if backend == "torch-compile":  # the fused kernels inside the graph are named after no module, and say so
+        fused = layers.by_name()["inductor kernels"]
+        assert fused.fused and fused.fuses == [] and layers.source == "torch.profiler (torch.compile)"
     explanation = m.layers["explanation"]
     assert 0 < explanation["coverage"]["value"] < 3 and explanation["findings"]
     assert sum(r["layers"] for r in explanation["op_types"]) == len(layers.layers)
@@ -86,9 +105,12 @@ def test_profiling_between_rounds_is_off_the_stop_rules_clock():
     assert counts[0] == counts[1]
 
 
-def test_a_16x_wider_layer_is_the_top_contributor_measured_paired(chain):
-    paired = profile_paired({"base": chain[0], "new": chain[1]}, Target(threads=1), FAST,
-                            [Question("q", "new", 1.05, reference="base")], layers=True)
+@pytest.mark.parametrize("backend", LAYER_BACKENDS)
+def test_a_16x_wider_layer_is_the_top_contributor_measured_paired(chain, backend):
+    paired = profile_paired({"base": chain[0], "new": chain[1]}, Target(backend, threads=1), FAST,
+                            [Question("q", "new", 1.05, reference="base")],
+                            model_options={"base": live(backend, chain[2]), "new": live(backend, chain[3])},
+                            layers=("base", "new"))
     base, new = (paired.profiles[n].measurement() for n in ("base", "new"))
     attribution = attribute_change(base.layer_profile(), new.layer_profile(), base.rounds(), new.rounds())
     top = attribution["layers"][0]
@@ -144,7 +166,36 @@ def test_names_that_are_not_traced_stay_onnx_runtimes_and_are_fused(chain):
 
 
 def test_a_backend_without_a_layer_profile_says_so(chain):
-    from spiral.deploy.layer_profile import layer_sampler
+    from spiral.deploy.profiler import layer_sampler
 
-    with pytest.raises(InputError, match="per-layer profiles come from: ort-cpu"):
-        layer_sampler(object(), "torch", chain[0], 5)
+    with pytest.raises(InputError, match="per-layer profiles come from: ort-cpu, torch, torch-compile"):
+        layer_sampler(object(), "ort-cuda", chain[0], 5)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return x + torch.relu(self.conv(x))
+
+
+def test_eager_modules_keep_the_operators_they_run_themselves_and_no_hooks_stay(tmp_path):
+    """A residual block's add and ReLU (functional, in its forward) are the block's, not its convolution's;
+    the hooks that name modules are there only during the profiled calls."""
+    model = nn.Sequential(Residual(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    path = export_onnx(model, torch.zeros(1, 4, 8, 8), tmp_path / "residual.onnx")
+    m = profile_model(path, "torch", threads=1, settings=FAST, layers=True, backend_options={"module": model})
+    layers = m.measurement().layer_profile().by_name()
+    assert set(layers) == {"0", "0.conv", "1", "2"}
+    assert set(layers["0"].nodes) == {"add", "relu"} and layers["0.conv"].op_type == "conv2d"
+    assert layers["1"].kind == "layout" and layers["2"].macs == 4 * 8 * 8 * 3
+    assert all(not (child._forward_hooks or child._forward_pre_hooks) for child in model.modules())
+
+
+def test_time_no_module_is_named_for_is_a_finding():
+    unnamed = LayerTiming("inductor kernels", "inductor", "other", "cpu", [0.5] * 3, [], [], True)
+    layers = LayerProfile("torch.profiler (torch.compile)", [1] * 3, [timing("0", "convolution", [1.0] * 3), unnamed])
+    assert ("33% of the end-to-end time is in 1 fused layers the profiler does not name after a module "
+            "(inductor kernels)") in explain(layers, [1.5] * 3)["findings"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from spiral.deploy.layer_profile import LayerProfile, LayerTiming
 from spiral.pipeline.cli import main
 from spiral.pipeline.config import parse_config
 from spiral.pipeline.ledger import LedgerEntry, append_entry
@@ -114,3 +115,29 @@ def test_the_pareto_front_keeps_the_points_nothing_beats():
               ParetoPoint("b", 3.5, 96.0, "rejected"), ParetoPoint("c", 2.0, 90.0, "rejected"),
               ParetoPoint("d", 3.0, 96.8, "accepted")]
     assert [points[i].label for i in pareto_indices(points)] == ["c", "a", "d", "teacher"]
+
+
+def test_the_report_explains_the_result_with_its_plans_prediction_beside_each_layer(tmp_path):
+    """The best step's layer profile (its try's) beside its plan's per-layer prediction, largest difference
+    first; a layer the table priced at nothing has no ratio; an INT8 result is explained without one."""
+    profile = profile_from_samples(latencies(2.0, seed=0))
+    layers = LayerProfile("onnxruntime", [1], [
+        LayerTiming("conv1", "Conv", "arithmetic", "CPUExecutionProvider", [1.5], macs=10**6),
+        LayerTiming("fc", "Gemm", "arithmetic", "CPUExecutionProvider", [0.2], macs=10**3)])
+    profile.measurements[0].layers = layers.record(profile.measurements[0].rounds(), 0.95)
+    for directory in ("steps/step-01-try-1", "steps/quantize"):
+        profile.save(tmp_path / directory / "profile.json")
+    step = ledger_entry(1, predicted_layers={"conv1": 1.0, "fc": 0.0})
+    paths = write_reports(tmp_path, parse_config(tiny_config()), BUDGET, summary(4.0, 0.97), [step], "done")
+    section = json.loads(paths[0].read_text())["layers"]
+    assert section["model"] == "step 1 try 1"
+    assert [r["name"] for r in section["explanation"]["layers"]] == ["conv1", "fc"]
+    assert section["predicted"] == [{"name": "conv1", "predicted_ms": 1.0, "measured_ms": 1.5, "ratio": 1.5},
+                                    {"name": "fc", "predicted_ms": 0.0, "measured_ms": 0.2, "ratio": None}]
+    md = paths[1].read_text()
+    assert "### Where the time of step 1 try 1 goes" in md and "| conv1 | 1.000 | 1.500 | 1.50x |" in md
+    assert len(inline_images(paths[2].read_text())) == 3  # the layers' shares beside the distribution and the front
+    int8 = ledger_entry(1, kind="quantize", dir="steps/quantize")
+    paths = write_reports(tmp_path, parse_config(tiny_config()), BUDGET, summary(4.0, 0.97), [step, int8], "done")
+    section = json.loads(paths[0].read_text())["layers"]
+    assert section["model"] == "INT8 quantization" and section["predicted"] == []

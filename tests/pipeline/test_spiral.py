@@ -19,6 +19,7 @@ from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiral.pipeline.ledger import read_ledger
 from spiral.pipeline.plan_search import MAX_MEASURED
 from spiral.pipeline.spiral import step_reduction
+from tests.pipeline.compare.html_checks import inline_images
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,31 @@ def spiral(*args: str) -> subprocess.Popen:
 
 def report_teacher_ms(out: Path) -> float:
     return json.loads((out / "teacher" / "summary.json").read_text())["statistic_ms"]
+
+
+def assert_result_explained(out: Path, capsys) -> None:
+    """The result's step measured its candidate by layer between the judged rounds, and the run report
+    shows that explanation (the section ``spiral compare`` and the gate share) with the chosen plan's
+    per-layer prediction beside the measured times; ``spiral report`` renders it again."""
+    report = json.loads((out / "report.json").read_text())
+    (step,) = report["steps"]
+    section = report["layers"]
+    assert section["model"] == "step 1 try 1" and section["explanation"]["rounds"] >= 6
+    measured = {r["name"] for r in section["explanation"]["layers"]}
+    assert {"stem.0", "layer4.0.conv2", "fc"} <= measured  # named by module on every backend
+    predicted = {r["name"]: r for r in section["predicted"]}
+    assert {"stem.0", "layer4.0.conv2", "fc"} <= set(predicted) <= set(step["predicted_layers"])
+    assert all(r["ratio"] == pytest.approx(r["measured_ms"] / r["predicted_ms"]) for r in predicted.values()
+               if r["predicted_ms"] > 0)
+    assert predicted["layer4.0.conv2"]["predicted_ms"] > 0
+    md = (out / "report.md").read_text()
+    assert "### Where the time of step 1 try 1 goes" in md and "| layer | predicted ms | measured ms |" in md
+    html = (out / "report.html").read_text()
+    assert "<h2>Where the time of step 1 try 1 goes</h2>" in html
+    assert len(inline_images(html)) == 3  # the layers' shares beside the latency distributions and the front
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "### Where the time of step 1 try 1 goes" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("allocation", ScheduleConfig.model_fields["allocation"].annotation.__args__)
@@ -69,13 +95,14 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     assert "| step 1 try 1 |" in (out / "report.md").read_text()
     printed = capsys.readouterr().out
     assert "spiral steps" in printed and "accepted" in printed
+    assert_result_explained(out, capsys)
     # A finished run resumed does nothing again.
     before = (out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns
     assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
     assert ((out / "ledger.jsonl").read_bytes(), (step / "model.onnx").stat().st_mtime_ns) == before
 
 
-def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
+def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path, capsys):
     """``target.backend: torch``: the teacher, the current model and every candidate are timed as
     modules (the ONNX export still gives their inputs and is what parity checks and ships)."""
     out = tmp_path / "run"
@@ -90,6 +117,7 @@ def test_a_torch_target_measures_the_live_modules(write_config, tmp_path: Path):
         assert data["backend"] == "torch" and data["runner_settings"]["mode"] == "eager"
         assert data["runner_settings"]["device"] == "cpu"
     assert (out / entry.dir / "model.onnx").is_file()
+    assert_result_explained(out, capsys)
 
 
 def test_impossible_budget_exits_1_with_best_attempt(write_config, tmp_path: Path, capsys):

@@ -71,12 +71,16 @@ TINY_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1
 
 
 def test_a_spec_is_exported_and_profiled_as_its_live_module_on_torch(tmp_path, capsys):
+    """``--explain`` on a torch target: torch.profiler's layers, named by the spec's modules."""
     out = tmp_path / "p.json"
     assert command.run(parse([TINY_SPEC, "--backend", "torch", "--input-shape", "1,1,16,16", "--threads", "1",
-                              "--json", str(out), *FAST])) == 0
+                              "--explain", "--json", str(out), *FAST])) == 0
     saved = json.loads(out.read_text())
     assert saved["backend"] == "torch" and saved["runner_settings"]["device"] == "cpu"
-    assert "torch" in capsys.readouterr().out
+    layers = saved["measurements"][0]["layers"]
+    assert layers["source"] == "torch.profiler" and "layer4.0.conv2" in {r["name"] for r in layers["layers"]}
+    text = capsys.readouterr().out
+    assert "torch" in text and "where the time goes" in text
 
 
 def test_torch_options_belong_to_the_torch_targets(tiny_onnx):
@@ -99,4 +103,4 @@ def test_explain_prints_where_the_time_goes_and_keeps_it_in_the_json(tiny_onnx, 
 
 def test_explain_on_a_backend_without_a_layer_profile_is_an_input_error(tiny_onnx):
     with pytest.raises(InputError, match="per-layer profiles come from"):
-        command.run(parse([str(tiny_onnx), "--backend", "torch", "--explain", *FAST]))
+        command.run(parse([str(tiny_onnx), "--backend", "ort-cuda", "--explain", *FAST]))

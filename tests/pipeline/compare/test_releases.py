@@ -16,7 +16,7 @@ def write_run(run_dir: Path, accepted: bool = True) -> Path:
     step_dir.mkdir(parents=True)
     profile_from_samples(latencies(1.5)).save(step_dir / "profile.json")
     entry = ledger_entry(1, accepted=accepted, accuracy=0.97, ms=1.5, meets_final=True)
-    report = build_report({}, {"final_ms": 2.0}, {}, [entry], "done")
+    report = build_report({}, {"final_ms": 2.0}, {}, [entry], "done", run_dir)
     (run_dir / "report.json").write_text(json.dumps(report))
     return run_dir / "report.json"
 

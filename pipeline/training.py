@@ -30,7 +30,7 @@ from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import DistributedConfig, RunConfig
 from spiral.pipeline.data import LoaderSettings
 from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.ddp import STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
+from spiral.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
 from spiral.pipeline.distill.train import DistillResult, distill
 from spiral.pipeline.specs import trusted
 from spiral.pipeline.tasks import Task, TaskConfig
@@ -63,12 +63,16 @@ class Processes:
 
     @classmethod
     def of_run(cls, config: RunConfig, input_dtype: str, given_data: bool) -> Processes:
-        """The run's; data given as Python objects (``spiral.shrink``) cannot cross to other processes:
-        one line, before any work, when the run asks for more than one."""
+        """The run's; one line, before any work, for what cannot train across processes here: data given as
+        Python objects (``spiral.shrink``), which cannot cross to other processes, and more than one node."""
+        if config.distributed.nnodes > 1:  # the other nodes would each run a spiral of their own
+            raise InputError(
+                f"distributed.nnodes {config.distributed.nnodes}: a run trains on one node so far (spiral run on "
+                "node_rank > 0 does not yet join node 0's trainings); set nnodes 1 and processes per node"
+            )
         if given_data and not config.distributed.in_process:
             raise InputError(
-                f"distributed training on {config.distributed.processes} processes x {config.distributed.nnodes} "
-                "nodes reads the data in every process: data given as Python objects cannot cross to them; name it "
+                f"distributed training on {config.distributed.processes} processes reads the data in every process: data given as Python objects cannot cross to them; name it "
                 "in a run config's data: block (an ImageFolder, a package.module:factory) or train on 1 process"
             )
         data = None if given_data else DataRef(**config.data.model_dump(), input_shape=config.input_shape)
@@ -104,12 +108,10 @@ def train(
         checkpoint_dir=checkpoint_dir, device="cpu" if device == "cpu" else "cuda", trust_model_code=everything,
         typed_specs=sorted(typed),
     )
-    distributed = processes.distributed
-    where = f"{distributed.processes} processes" + (f" on each of {distributed.nnodes} nodes" if distributed.nnodes > 1 else "")
     if progress is not None:
-        progress.console.print(f"{'distill' if teacher else 'train'}: {cfg.epochs} epochs on {where} (torchrun; "
-                               f"its output in {job_dir / 'torchrun.log'})")
-    result = launch(job, job_dir / "job.json", distributed)
+        progress.console.print(f"{'distill' if teacher else 'train'}: {cfg.epochs} epochs on "
+                               f"{processes.distributed.processes} processes (torchrun; its output in {job_dir / LOG})")
+    result = launch(job, job_dir / "job.json", processes.distributed)
     student.module.load_state_dict(load_file(str(job.output_dir / STUDENT_WEIGHTS)))
     student.module.eval()
     if progress is not None:

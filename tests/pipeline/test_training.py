@@ -41,8 +41,19 @@ def test_data_given_as_python_objects_is_refused_with_more_than_one_process(tmp_
         spiral.shrink(digits_resnet(width=8, blocks=(1, 1, 1, 1)), train, val, torch.zeros(1, 1, 16, 16),
                       out=tmp_path / "run", distributed={"processes": 2})
     assert str(info.value) == (
-        "distributed training on 2 processes x 1 nodes reads the data in every process: data given as Python objects "
+        "distributed training on 2 processes reads the data in every process: data given as Python objects "
         "cannot cross to them; name it in a run config's data: block (an ImageFolder, a package.module:factory) or "
         "train on 1 process"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_more_than_one_node_is_refused_before_any_work(write_config, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["--nnodes", "2", "--rdzv-endpoint", "localhost:29500"]
+    assert main(["run", str(write_config()), "--out", str(out), *args]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spiral: error: distributed.nnodes 2: a run trains on one node so far (spiral run on node_rank > 0 does not "
+        "yet join node 0's trainings); set nnodes 1 and processes per node"
+    )
+    assert not out.exists()

@@ -95,7 +95,8 @@ class Spiral:
         work = self.folder.steps / ".recovery"
         student, meta = load_checkpoint(self.folder.of(last, "model"))
         progress.console.print(f"final recovery: {epochs} epochs of {last.name}")
-        trained = self.tries.train(Trainee(student, (meta["base_spec"], meta["plans"])), teacher, epochs, work, progress)
+        trained = self.tries.train(Trainee(student, (meta["base_spec"], meta["plans"])), teacher, epochs, work,
+                                   progress)
         save_checkpoint(
             work / "model", base_spec=meta["base_spec"], plans=meta["plans"], model=student,
             input_shape=self.config.input_shape, input_dtype=self.data.input_dtype, metadata={"recovery_of": last.dir},

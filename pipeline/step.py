@@ -234,7 +234,8 @@ class Tries:
                             progress=progress, loading=self.data.splits.loading, task=self.data.task)
             probes.append({
                 "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks), "predicted_ms": predicted_ms,
-                "ms": verdict.ms, "quality": trained.best_val_quality, "epochs": min(size, len(train_set)) / len(train_set),
+                "ms": verdict.ms, "quality": trained.best_val_quality,
+                "epochs": min(size, len(train_set)) / len(train_set),
             })
         worse = self.data.task.quality().worse_by
         won = min(range(len(probes)), key=lambda i: (worse(probes[i]["quality"], probes[0]["quality"]), i))

@@ -127,7 +127,8 @@ def trained_model(
         shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
     write_bytes(stamp, digest.encode())
     result = train(Trainee(model, (base_spec, plans)), None, train_set, val_set, training, job_dir=work / "job",
-                   processes=processes, checkpoint_dir=work, progress=progress, device=device, loading=loading, task=task)
+                   processes=processes, checkpoint_dir=work, progress=progress, device=device, loading=loading,
+                   task=task)
     model.cpu()
     metadata = {"training_key": digest, "val_quality": result.best_val_quality,
                 "epoch_seconds": [h["seconds"] for h in result.history]}

@@ -72,8 +72,9 @@ class Processes:
             )
         if given_data and not config.distributed.in_process:
             raise InputError(
-                f"distributed training on {config.distributed.processes} processes reads the data in every process: data given as Python objects cannot cross to them; name it "
-                "in a run config's data: block (an ImageFolder, a package.module:factory) or train on 1 process"
+                f"distributed training on {config.distributed.processes} processes reads the data in every process: "
+                "data given as Python objects cannot cross to them; name it in a run config's data: block (an "
+                "ImageFolder, a package.module:factory) or train on 1 process"
             )
         data = None if given_data else DataRef(**config.data.model_dump(), input_shape=config.input_shape)
         return cls(config.distributed, data, config.task, config.num_classes, config.input_shape, input_dtype)
@@ -89,8 +90,8 @@ def train(
     this process when ``processes`` is None or one process, else as a torchrun job in ``job_dir`` (removed
     when it succeeds; its ``torchrun.log`` kept when not). ``student.module`` is trained in place and
     left in eval mode at its best validation quality either way; ``checkpoint_dir`` resumes either way."""
-    train_subset = train_set if share is None else Subset(train_set, list(share))
     if processes is None or processes.distributed.in_process:
+        train_subset = train_set if share is None else Subset(train_set, list(share))
         return distill(student.module, teacher.module if teacher else None, train_subset, val_set, cfg,
                        checkpoint_dir=checkpoint_dir, progress=progress, device=device, loading=loading, task=task)
     assert processes.data is not None  # Processes.of_run refused given data with more than one process

@@ -175,10 +175,12 @@ def _failure(text: str, returncode: int, log: Path, resumable: bool) -> Exceptio
     code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", cause, re.MULTILINE)
     who = f"rank {rank.group(1)}" if rank else "torchrun"
     exitcode = int(code.group(1)) if code else returncode
-    then = "; run it again to resume from its last finished epoch" if resumable else ""
+    then = "; its checkpoint is kept: resumed (spiral run --resume), it goes on from its last finished epoch"
+    then = then if resumable else ""
     if exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
-        return InputError(f"distributed training failed: {who} was killed by {name}; torchrun's output is in {log}{then}")
+        return InputError(f"distributed training failed: {who} was killed by {name}; torchrun's output is in "
+                          f"{log}{then}")
     return RuntimeError(f"distributed training failed: {who} exited with {exitcode}; torchrun's output and its "
                         f"traceback are in {log}{then}")
 

@@ -7,13 +7,55 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 import spiral
 from spiral.deploy.errors import InputError
 from spiral.pipeline.cli import main
+from spiral.pipeline.config import DistributedConfig
 from spiral.pipeline.data import digits_datasets
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.distill.ddp import DataRef
+from spiral.pipeline.evaluate import evaluate_model
 from spiral.pipeline.ledger import read_ledger
+from spiral.pipeline.tasks import TaskConfig, build_task
+from spiral.pipeline.training import Processes, Trainee, train
 from spiral.pipeline.zoo.digits_resnet import digits_resnet
+
+HERE = "tests.pipeline.test_training"  # as the job's processes import it, from the working directory
+SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
+
+
+def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
+    return F.cross_entropy(outputs, targets)
+
+
+def error(outputs: Tensor, targets: Tensor) -> float:
+    return float((outputs.argmax(1) != targets).float().mean())
+
+
+@pytest.mark.slow
+def test_a_job_trains_the_callers_module_with_the_run_s_task_on_its_share(tmp_path: Path) -> None:
+    """A custom task (lower-is-better error) crosses to the processes: the best epoch is the one with the
+    least error, not the most; the share's indices cross too, and the weights come back in place."""
+    task = TaskConfig(kind="custom", loss=f"{HERE}:cross_entropy", metric=f"{HERE}:error",
+                      metric_name="error", higher_is_better=False)
+    processes = Processes(DistributedConfig(processes=2), DataRef(source="digits", input_shape=[1, 1, 8, 8]),
+                          task, 10, [1, 1, 8, 8], "float32")
+    torch.manual_seed(1)
+    student = digits_resnet(width=4, blocks=(1, 1, 1, 1))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    train_set, val_set = digits_datasets(size=8)
+    result = train(Trainee(student, (SPEC, [])), None, train_set, val_set,
+                   DistillConfig(epochs=2, batch_size=64, lr=0.1, early_stopping_patience=None),
+                   job_dir=tmp_path / "job", processes=processes, share=range(640))
+    assert [h["processes"] for h in result.history] == [2, 2]
+    assert result.best_val_quality == min(h["val_quality"] for h in result.history)
+    accuracy = evaluate_model(student, val_set, build_task())["accuracy"]
+    assert result.best_val_quality == pytest.approx(1 - accuracy)  # the returned weights are the job's best
+    assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
+    assert not (tmp_path / "job").exists()
 
 
 @pytest.mark.slow

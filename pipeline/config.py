@@ -270,8 +270,10 @@ class DistributedConfig(_Strict):
     """Where a run trains: ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``,
     ``--nnodes``, ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own
     process; more run every training of the run (the teacher's, the tries', the probes', the final
-    recovery) as a torchrun job (``spiral.pipeline.training``), DistributedDataParallel over gloo on CPU
-    and NCCL on GPUs. Measurement never joins the process group: it stays one process on the target."""
+    recovery) as a torchrun job (``spiral.pipeline.training``), DistributedDataParallel over gloo on the
+    CPU, where the run trains in one process too. A run trains on one node so far (``nnodes`` above 1 is
+    refused when it starts); the keys are validated here as torchrun needs them. Measurement never joins
+    the process group: it stays one process on the target."""
 
     processes: int = Field(1, ge=1)
     nnodes: int = Field(1, ge=1)

@@ -226,6 +226,34 @@ class DataConfig(_Strict):
         return self
 
 
+class DistributedConfig(_Strict):
+    """Where a run trains: ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``,
+    ``--nnodes``, ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own
+    process; more run every training of the run (the teacher's, the tries', the probes', the final
+    recovery) as a torchrun job (``spiral.pipeline.training``), DistributedDataParallel over gloo on the
+    CPU, where the run trains in one process too. A run trains on one node so far (``nnodes`` above 1 is
+    refused when it starts); the keys are validated here as torchrun needs them. Measurement never joins
+    the process group: it stays one process on the target."""
+
+    processes: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str | None = Field(None, min_length=1)  # host:port of node 0's rendezvous
+
+    @model_validator(mode="after")
+    def _nodes(self) -> "DistributedConfig":
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError(f"nnodes {self.nnodes} needs rdzv_endpoint (host:port every node reaches)")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}")
+        return self
+
+    @property
+    def in_process(self) -> bool:
+        """One process on one node: the run trains in its own process, as without this block."""
+        return self.processes * self.nnodes == 1
+
+
 QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
 
 
@@ -320,6 +348,8 @@ class RunConfig(_Strict):
     # config's own specs are the user's and need no permission. A permission, not part of the run:
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)
+    # Where the run trains (processes, nodes), not what: left out of dumps, so a run may resume on other hardware.
+    distributed: DistributedConfig = Field(DistributedConfig(), exclude=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -173,7 +173,9 @@ def recover(
     under ``simulated_int8``, at ``cfg.recovery_lr`` from the start (no warm-up: the weights are
     trained already). ``distill_cfg`` gives the rest (batch size, optimizer, temperature, seed).
     Returns the trained copy, computing in float again, and the training's record; its best epoch
-    is chosen on the validation split as computed under the simulation."""
+    is chosen on the validation split as computed under the simulation. It trains in this process even
+    when the run trains across processes (``spiral.pipeline.training``): the simulation is parametrizations
+    and hooks on the live module, which a job's processes, rebuilding the model from a checkpoint, lack."""
     student = copy.deepcopy(model)
     settings = distill_cfg.model_copy(update={
         "epochs": cfg.recovery_epochs, "lr": cfg.recovery_lr, "warmup_epochs": 0.0,

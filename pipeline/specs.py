@@ -41,6 +41,12 @@ def trusting_model_code(allowed: bool, typed: Iterable[str] = ()) -> Iterator[No
         _trust.reset(token)
 
 
+def trusted() -> tuple[bool, frozenset[str]]:
+    """What ``trusting_model_code`` allows here: any module, and the factories typed in this command; a
+    torchrun job this command writes grants its processes the same."""
+    return _trust.get()
+
+
 def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
     """The callable ``spec`` names; ``named_in`` is the file the spec was read from, None when the user typed it."""
     module_name, _, attribute = spec.partition(":")

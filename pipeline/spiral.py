@@ -50,6 +50,7 @@ from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted
 from spiral.pipeline.step import Reference, Tries, probe_cost
 from spiral.pipeline.teacher import RunData, load_teacher, measure_teacher
+from spiral.pipeline.training import Trainee
 
 # A final budget under this fraction of the predicted floor is out of pruning's reach: the floor is a
 # prediction (the table's single operators, calibrated on the full teacher), so a budget near it is
@@ -85,7 +86,7 @@ class Spiral:
         self.console = console or Console(stderr=True)
         self.folder = RunFolder(out_dir)
 
-    def _recover(self, last: LedgerEntry, teacher: nn.Module, epochs: int, message: str, progress: Progress) -> None:
+    def _recover(self, last: LedgerEntry, teacher: Trainee, epochs: int, message: str, progress: Progress) -> None:
         """Train the last accepted model ``epochs`` more epochs from the teacher (its
         structure, hence its latency, stays as measured) and record it as the run's result when its
         accuracy is at least the step's; a killed recovery starts again from its checkpoint. Only a
@@ -94,7 +95,8 @@ class Spiral:
         work = self.folder.steps / ".recovery"
         student, meta = load_checkpoint(self.folder.of(last, "model"))
         progress.console.print(f"final recovery: {epochs} epochs of {last.name}")
-        trained = self.tries.train(student, teacher, epochs, work, progress)
+        trained = self.tries.train(Trainee(student, (meta["base_spec"], meta["plans"])), teacher, epochs, work,
+                                   progress)
         save_checkpoint(
             work / "model", base_spec=meta["base_spec"], plans=meta["plans"], model=student,
             input_shape=self.config.input_shape, input_dtype=self.data.input_dtype, metadata={"recovery_of": last.dir},
@@ -123,7 +125,10 @@ class Spiral:
         that loses too much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
         the judge grants the speedup over the float model, the accuracy drop is within
         ``quantize.max_drop`` and the floor holds. A rejected one leaves the float model as the
-        result (the ledger line says why). A killed stage starts again from the float model."""
+        result (the ledger line says why). A killed stage starts again from the float model. Its
+        quantization-aware recovery trains in this process whatever ``distributed:`` says: the module it
+        trains carries simulated-INT8 parametrizations and hooks, which no job file can carry
+        (``spiral.pipeline.training``)."""
         cfg, q = self.config, self.config.quantize
         work = self.folder.steps / ".quantize"
         shutil.rmtree(work, ignore_errors=True)
@@ -134,8 +139,8 @@ class Spiral:
                               cfg.distill, progress)
         made = int8_model(float_onnx, work / "model.onnx", self.data.splits.calibration, self.data.splits.val,
                           self.data.task, q, trainable)
-        for reason in made.reasons:
-            progress.console.print(f"quantize: {reason}")
+        for remedy in made.reasons:
+            progress.console.print(f"quantize: {remedy}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
@@ -197,9 +202,9 @@ class Spiral:
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> SpiralOutcome:
         cfg = self.config
-        self.folder.start(self.config.model_dump(mode="json"), resume=self.resume)
         torch.manual_seed(cfg.seed)
-        self.data = RunData.load(cfg, self.given_data)
+        self.data = RunData.load(cfg, self.given_data)  # before the folder is written: bad data writes nothing
+        self.folder.start(self.config.model_dump(mode="json"), resume=self.resume)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), console=self.console, transient=False,
@@ -224,15 +229,16 @@ class Spiral:
                 current = Reference("current", model, self.folder.of(last, "model.onnx"), last.statistic_ms,
                                     (meta["base_spec"], meta["plans"]))
             task = progress.add_task("spiral steps", total=cfg.schedule.max_steps, completed=sum(e.accepted for e in entries))
+            trainee = Trainee(teacher, (base_spec, plans))
             message = (None if entries else self._below_floor(teacher, budget)) or self._loop(
-                entries, current, teacher, budget, progress, task)
+                entries, current, trainee, budget, progress, task)
             entries = self.folder.entries()
             last = last_accepted(entries)
             total = cfg.schedule.total_epochs
             epochs = cfg.schedule.final_epochs if total is None else total - epochs_spent(entries)
             if (epochs > 0 and last is not None and not last.meets_final
                     and not any(e.kind in ("recovery", "quantize") for e in entries)):
-                self._recover(last, teacher, epochs, message, progress)
+                self._recover(last, trainee, epochs, message, progress)
                 entries = self.folder.entries()
             last = last_accepted(entries)
             if cfg.quantize is not None and last is not None and not any(e.kind == "quantize" for e in entries):
@@ -265,7 +271,7 @@ class Spiral:
         publish_dir(work, self.folder.model)
 
     def _loop(
-        self, entries: list[LedgerEntry], current: Reference, teacher: nn.Module, budget: FinalBudget, progress: Progress, task: int,
+        self, entries: list[LedgerEntry], current: Reference, teacher: Trainee, budget: FinalBudget, progress: Progress, task: int,
     ) -> str:
         schedule = self.config.schedule
         entries = list(entries)

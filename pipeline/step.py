@@ -28,7 +28,6 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 from torch import nn
-from torch.utils.data import Subset
 
 from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
@@ -38,7 +37,6 @@ from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, d
 from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
-from spiral.pipeline.distill.train import distill
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
@@ -46,6 +44,7 @@ from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoic
 from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.teacher import RunData
+from spiral.pipeline.training import Lineage, Trainee, train
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,11 @@ class Reference:
     model: nn.Module
     onnx: Path
     ms: float
-    lineage: tuple[str, list]
+    lineage: Lineage
+
+    @property
+    def trainee(self) -> Trainee:
+        return Trainee(self.model, self.lineage)
 
 
 class Tries:
@@ -124,7 +127,7 @@ class Tries:
 
     def attempt(
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
-        teacher: nn.Module, budget: FinalBudget, progress: Progress,
+        teacher: Trainee, budget: FinalBudget, progress: Progress,
     ) -> tuple[LedgerEntry, nn.Module, PruningPlan]:
         """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
 
@@ -137,9 +140,9 @@ class Tries:
         final_step = target_ms <= budget.final_ms
         step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
         questions = [step_question, *budget.final_questions()]
-        kd_teacher = current.model if self.config.distill.teacher == "previous" else teacher
-        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current, teacher,
-                                             kd_teacher, progress)
+        kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
+        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current,
+                                             teacher.module, kd_teacher, progress)
         latency_ok = latency_met(paired, step_question, questions, final_step)
         finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
         if self.config.schedule.total_epochs is not None and finishes:
@@ -154,7 +157,8 @@ class Tries:
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
         )
-        trained = self.train(student, kd_teacher, epochs, work, progress)
+        trained = self.train(Trainee(student, (current.lineage[0], [*current.lineage[1], choice.plan])), kd_teacher,
+                             epochs, work, progress)
         trained = trained.model_copy(update={"recovery_epochs": recovery_epochs if finishes else 0})
         save_checkpoint(
             work / "model", base_spec=current.lineage[0], plans=[*current.lineage[1], choice.plan], model=student,
@@ -185,7 +189,7 @@ class Tries:
 
     def _plan(
         self, name: str, work: Path, step: Question, questions: list[Question], final_step: bool,
-        current: Reference, teacher: nn.Module, kd_teacher: nn.Module, progress: Progress,
+        current: Reference, teacher: nn.Module, kd_teacher: Trainee, progress: Progress,
     ) -> tuple[PlanChoice, nn.Module, Paired]:
         """The try's plan, its pruned module and its paired session: chosen (probed when the search
         found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and
@@ -205,36 +209,38 @@ class Tries:
             shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
             raise
         if choice.contenders:
-            choice = self._probe(name, choice, {plan: (m, v) for plan, (m, _, v) in measured.items()}, kd_teacher,
-                                 progress)
+            choice = self._probe(name, choice, {plan: (m, v) for plan, (m, _, v) in measured.items()}, current.lineage,
+                                 kd_teacher, progress)
         write_json(plan_path, choice.to_dict())
         student, paired, _ = measured[choice.plan]
         return choice, student, paired
 
     def _probe(
         self, name: str, choice: PlanChoice, measured: dict[PruningPlan, tuple[nn.Module, PlanVerdict]],
-        kd_teacher: nn.Module, progress: Progress,
+        lineage: Lineage, kd_teacher: Trainee, progress: Progress,
     ) -> PlanChoice:
         """The chosen plan and its contenders each trained ``schedule.probe_epochs`` of an epoch (a
-        copy of its pruned module, one epoch of the run's distillation on the same random share of the
-        training set), the most accurate on the validation split chosen, the search's choice on a tie."""
+        copy of its pruned module, pruned from the model of ``lineage``; one epoch of the run's
+        distillation on the same random share of the training set), the most accurate on the validation
+        split chosen, the search's choice on a tie."""
         cfg = self.config
-        train = self.data.splits.train
-        share = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
-        size = max(cfg.distill.batch_size, round(cfg.schedule.probe_epochs * len(train)))
-        subset = Subset(train, share[:size].tolist())
+        train_set = self.data.splits.train
+        share = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))
+        size = max(cfg.distill.batch_size, round(cfg.schedule.probe_epochs * len(train_set)))
         settings = cfg.distill.model_copy(update={"epochs": 1})
         entrants = (Contender(choice.plan, choice.predicted_ms, cfg.schedule.allocation), *choice.contenders)
         probes = []
-        for entrant in entrants:
+        for index, entrant in enumerate(entrants):
             plan = entrant.plan
             module, verdict = measured[plan]
-            trained = distill(copy.deepcopy(module), kd_teacher, subset, self.data.splits.val, settings,
-                              progress=progress, loading=self.data.splits.loading, task=self.data.task)
+            trained = train(Trainee(copy.deepcopy(module), (lineage[0], [*lineage[1], plan])), kd_teacher, train_set,
+                            self.data.splits.val, settings, share=share[:size].tolist(),
+                            job_dir=self.folder.steps / f".{name}" / f"probe-{index}", processes=self.data.processes,
+                            progress=progress, loading=self.data.splits.loading, task=self.data.task)
             probes.append({
                 "structure": entrant.structure, "ratio": round(plan.ratio, 4), "blocks": list(plan.blocks),
-                "predicted_ms": entrant.predicted_ms,
-                "ms": verdict.ms, "quality": trained.best_val_quality, "epochs": len(subset) / len(train),
+                "predicted_ms": entrant.predicted_ms, "ms": verdict.ms, "quality": trained.best_val_quality,
+                "epochs": min(size, len(train_set)) / len(train_set),
             })
         worse = self.data.task.quality().worse_by
         won = min(range(len(probes)), key=lambda i: (worse(probes[i]["quality"], probes[0]["quality"]), i))
@@ -249,14 +255,15 @@ class Tries:
         return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
                           probes=tuple(probes))
 
-    def train(self, student: nn.Module, teacher: nn.Module, epochs: int, work: Path, progress: Progress) -> Training:
-        """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``."""
+    def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, progress: Progress) -> Training:
+        """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``,
+        across the run's processes (``spiral.pipeline.training``)."""
         if not epochs:
             return Training(best_val_quality=None, epochs=0)
-        result = distill(student, teacher, self.data.splits.train, self.data.splits.val,
-                         self.config.distill.model_copy(update={"epochs": epochs}),
-                         checkpoint_dir=work / "distill", progress=progress, loading=self.data.splits.loading,
-                         task=self.data.task)
+        result = train(student, teacher, self.data.splits.train, self.data.splits.val,
+                       self.config.distill.model_copy(update={"epochs": epochs}), job_dir=work / "job",
+                       processes=self.data.processes, checkpoint_dir=work / "distill", progress=progress,
+                       loading=self.data.splits.loading, task=self.data.task)
         return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
 
     def decide(

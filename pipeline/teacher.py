@@ -31,13 +31,13 @@ from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.data import DataSplits, LoaderSettings, load_data
-from spiral.pipeline.distill.train import distill
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiral.pipeline.prune import dtype_name
 from spiral.pipeline.run_folder import RunFolder, config_digest
 from spiral.pipeline.prune.group import Calibration
 from spiral.pipeline.source import load_source
 from spiral.pipeline.tasks import Task, outputs_of
+from spiral.pipeline.training import Processes, Trainee, train
 
 CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
 
@@ -50,11 +50,12 @@ class RunData:
     parity_inputs: torch.Tensor
     calibration: Calibration
     task: Task
+    processes: Processes  # where its trainings run: spiral.pipeline.training
 
     @classmethod
     def load(cls, config: RunConfig, given: DataSplits | None = None) -> RunData:
         """The run's data: ``given`` (the Python API's, from ``spiral.pipeline.data.splits_of``), else what
-        ``config.data`` names."""
+        ``config.data`` names. Data given with more than one training process is refused here, before any work."""
         data = load_data(config.data, config.input_shape) if given is None else given
         task = config.task_model()
         data = dataclasses.replace(data, loading=data.loading.for_task(task))
@@ -71,7 +72,8 @@ class RunData:
             )
         calibration = DataLoader(data.calibration, batch_size=config.data.batch_size, collate_fn=data.loading.collate_fn)
         return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.parity.samples],
-                   Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), calibration)], task.batch_loss), task)
+                   Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), calibration)], task.batch_loss), task,
+                   Processes.of_run(config, dtype_name(inputs), given is not None))
 
     def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
         """``model`` exported into ``directory``, its parity checked and its quality evaluated."""
@@ -105,12 +107,12 @@ def trained_model(
     directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
     val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
     console: Console, progress: Progress | None = None, device: str = "cpu", loading: LoaderSettings = LoaderSettings(),
-    task: Task | None = None,
+    task: Task | None = None, processes: Processes | None = None,
 ) -> TrainedModel:
     """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
     dict of what decides the training: spec, data, shape, settings), else ``build()`` (module, base
-    spec, plans) trained there with ``training`` and saved. A killed training resumes from
-    ``directory``'s sibling ``<name>-training``."""
+    spec, plans) trained there with ``training`` and saved (across ``processes``: ``spiral.pipeline.training``).
+    A killed training resumes from ``directory``'s sibling ``<name>-training``."""
     digest = config_digest(key)
     if directory.is_dir():
         model, meta = load_checkpoint(directory)
@@ -124,8 +126,9 @@ def trained_model(
     if work.is_dir() and not (stamp.is_file() and stamp.read_text() == digest):
         shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
     write_bytes(stamp, digest.encode())
-    result = distill(model, None, train_set, val_set, training, checkpoint_dir=work, progress=progress, device=device,
-                     loading=loading, task=task)
+    result = train(Trainee(model, (base_spec, plans)), None, train_set, val_set, training, job_dir=work / "job",
+                   processes=processes, checkpoint_dir=work, progress=progress, device=device, loading=loading,
+                   task=task)
     model.cpu()
     metadata = {"training_key": digest, "val_quality": result.best_val_quality,
                 "epoch_seconds": [h["seconds"] for h in result.history]}
@@ -152,7 +155,7 @@ def load_teacher(
     teacher = trained_model(
         folder.teacher_checkpoint(), key, build, data.splits.train, data.splits.val, config.teacher_training,
         input_shape=config.input_shape, input_dtype=data.input_dtype, console=console, progress=progress,
-        loading=data.splits.loading, task=data.task,
+        loading=data.splits.loading, task=data.task, processes=data.processes,
     )
     return teacher.module, teacher.base_spec, teacher.plans
 

@@ -5,22 +5,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
 
 from spiral.pipeline.commands import console
-from spiral.pipeline.config import load_config
+from spiral.deploy.validation import validate
+from spiral.pipeline.config import DistributedConfig, RunConfig, load_config
 from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.run import step_cells, step_columns, step_rows
 from spiral.pipeline.specs import trusting_model_code
 from spiral.pipeline.spiral import Spiral, SpiralOutcome
 
+# The flags that override the config's distributed: block, as torchrun spells them, by its keys.
+DISTRIBUTED_FLAGS = {"processes": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
+                     "rdzv_endpoint": "--rdzv-endpoint"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="run configuration (YAML)")
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
+    group = parser.add_argument_group("training processes (override the config's distributed: block)")
+    group.add_argument(DISTRIBUTED_FLAGS["processes"], dest="processes", type=int, metavar="N",
+                       help="train on N processes per node (torchrun, DistributedDataParallel); measurement stays "
+                            "one process")
+    group.add_argument(DISTRIBUTED_FLAGS["nnodes"], dest="nnodes", type=int, metavar="N", help="nodes that train")
+    group.add_argument(DISTRIBUTED_FLAGS["node_rank"], dest="node_rank", type=int, metavar="R",
+                       help="this node's rank among them")
+    group.add_argument(DISTRIBUTED_FLAGS["rdzv_endpoint"], dest="rdzv_endpoint", metavar="HOST:PORT",
+                       help="node 0's rendezvous (needed with more than one node)")
 
 
 def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
@@ -42,8 +56,26 @@ def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
     return of_run(outcome.met_budget, [e.to_json() for e in outcome.entries])
 
 
-def execute(config_path: Path, out: Path, resume: bool) -> int:
-    config = load_config(config_path)
+class _Flags(BaseModel):
+    """The flags' block as the config holds it, so that an error names its key as a config error does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    distributed: DistributedConfig
+
+
+def with_flags(config: RunConfig, flags: dict[str, object]) -> RunConfig:
+    """``config`` with its ``distributed:`` keys replaced by the flags given (None: not given), validated
+    as the config's own block is (a bad combination is one line naming the flags)."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return config
+    where = "spiral run " + " ".join(DISTRIBUTED_FLAGS[key] for key in given)
+    flagged = validate(_Flags, {"distributed": {**config.distributed.model_dump(), **given}}, where)
+    return config.model_copy(update={"distributed": flagged.distributed})
+
+
+def execute(config_path: Path, out: Path, resume: bool, distributed: dict[str, object] | None = None) -> int:
+    config = with_flags(load_config(config_path), distributed or {})
     with trusting_model_code(config.trust_model_code, typed=[config.model]):
         outcome = Spiral(config, out, resume=resume).run()
     return print_outcome(outcome, console())
@@ -54,7 +86,7 @@ def run_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    return execute(args.config, run_dir(args), args.resume)
+    return execute(args.config, run_dir(args), args.resume, {key: getattr(args, key) for key in DISTRIBUTED_FLAGS})
 
 
 def interrupted(args: argparse.Namespace) -> str:

@@ -3,9 +3,10 @@
 The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
 ``spiral.pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
 run config's ``data`` block and the input shape, as ``spiral.pipeline.data.load_data`` reads them) and the
-distillation config. Every process builds the same objects from it and calls ``distill`` inside a process
-group (gloo on CPU, NCCL on GPU); rank 0 writes ``student.safetensors`` and ``result.json`` to the job's
-output directory.
+distillation config, the task (so a segmenter or detector trains with its own loss and metric) and, for a
+share of the training set, its indices. Every process builds the same objects from it and calls ``distill``
+inside a process group (gloo on CPU, NCCL on GPU); rank 0 writes ``student.safetensors`` and ``result.json``
+to the job's output directory, and the distillation checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 import dataclasses
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,19 +27,21 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors.torch import save
 from torch import nn
+from torch.utils.data import Subset
 
+from spiral.deploy.atomic import write_bytes, write_json
 from spiral.deploy.errors import InputError
-from spiral.deploy.atomic import write_json
-from spiral.pipeline.config import DataConfig
+from spiral.pipeline.config import DataConfig, DistributedConfig
 from spiral.pipeline.data import load_data
-from spiral.deploy.atomic import write_bytes
 from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.distill.train import DistillResult, distill
 from spiral.pipeline.source import load_source
 from spiral.pipeline.specs import trusting_model_code
+from spiral.pipeline.tasks import TaskConfig, build_task
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
+LOG = "torchrun.log"  # beside the job file: torchrun's and every process's output
 _ERROR_PREFIX = "spiral distill: error: "
 
 
@@ -60,10 +65,16 @@ class DistillJob(_Strict):
     teacher: ModelRef | None = None
     data: DataRef
     config: DistillConfig = DistillConfig()
+    task: TaskConfig = TaskConfig()
+    num_classes: int | None = None  # the task's classes (a run config's num_classes); None: a classifier's logits
+    train_indices: list[int] | None = None  # train on this share of the training set (a run's probes)
     output_dir: Path
     checkpoint_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: one GPU per process when there are GPUs
     trust_model_code: bool = False  # import the factory a checkpoint named here records (spiral.pipeline.specs)
+    # Factories a checkpoint named here may import without trust_model_code: those the user typed in the
+    # command that wrote the job (a run's model spec, which its checkpoints record).
+    typed_specs: list[str] = []
 
 
 def read_job(path: Path) -> DistillJob:
@@ -88,12 +99,13 @@ def run_job(job: DistillJob) -> DistillResult:
     if launched:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
-        with trusting_model_code(job.trust_model_code):
+        with trusting_model_code(job.trust_model_code, typed=job.typed_specs):
             student = model_from_ref(job.student)
             teacher = model_from_ref(job.teacher) if job.teacher is not None else None
         data = load_data(job.data, job.data.input_shape)
-        result = distill(student, teacher, data.train, data.val, job.config, checkpoint_dir=job.checkpoint_dir,
-                         device=device, loading=data.loading)
+        train = data.train if job.train_indices is None else Subset(data.train, job.train_indices)
+        result = distill(student, teacher, train, data.val, job.config, checkpoint_dir=job.checkpoint_dir,
+                         device=device, loading=data.loading, task=build_task(job.task, job.num_classes))
         if not dist.is_initialized() or dist.get_rank() == 0:
             weights = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
             write_bytes(job.output_dir / STUDENT_WEIGHTS, save(weights))
@@ -118,20 +130,59 @@ def _process_device(choice: str) -> str:
     return f"cuda:{local_rank}"
 
 
-def launch(job: DistillJob, job_path: Path, processes: int) -> DistillResult:
-    """Write ``job`` to ``job_path``, run it under ``torchrun`` with ``processes`` local processes, read the result."""
+def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig) -> DistillResult:
+    """Write ``job`` to ``job_path``, run it under ``torchrun`` with ``distributed``'s processes, nodes and
+    rendezvous, read the result. torchrun's output goes to ``LOG`` beside the job; a failed job is one line
+    (the job's own bad input, or which process died and how) naming that log. Interrupted (Ctrl-C,
+    SIGTERM), torchrun is asked to stop its processes before this returns: none is left writing."""
     write_json(job_path, job.model_dump(mode="json"))
+    if distributed.nnodes == 1:
+        rendezvous = ["--standalone"]
+    else:  # static rendezvous: node 0 at rdzv_endpoint, every node told its rank
+        rendezvous = [f"--nnodes={distributed.nnodes}", f"--node-rank={distributed.node_rank}",
+                      f"--rdzv-endpoint={distributed.rdzv_endpoint}"]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+        sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={distributed.processes}",
         "-m", "spiral.pipeline.distill.ddp", str(job_path),
     ]  # fmt: skip
-    completed = subprocess.run(command, capture_output=True, text=True)
-    user_errors = [line.split(_ERROR_PREFIX, 1)[1] for line in completed.stderr.splitlines() if _ERROR_PREFIX in line]
+    log = job_path.with_name(LOG)
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+        try:
+            returncode = process.wait()
+        except BaseException:
+            process.send_signal(signal.SIGTERM)  # torchrun stops its workers (SIGKILL would orphan them)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    text = log.read_text(errors="replace")
+    user_errors = [line.split(_ERROR_PREFIX, 1)[1] for line in text.splitlines() if _ERROR_PREFIX in line]
     if user_errors:
         raise InputError(user_errors[0])
-    if completed.returncode != 0:
-        raise RuntimeError(f"torchrun distillation failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    if returncode != 0:
+        raise _failure(text, returncode, log, job.checkpoint_dir is not None)
     return DistillResult(**json.loads((job.output_dir / RESULT).read_text()))
+
+
+def _failure(text: str, returncode: int, log: Path, resumable: bool) -> Exception:
+    """One line for a failed torchrun: the first process that failed (torchrun's "Root Cause") and how.
+    A process killed by a signal (the kernel's OOM killer, an operator) is the environment's doing, bad
+    input (exit 2); one that exited with an error is an internal error, its traceback in ``log``."""
+    cause = text.rpartition("Root Cause")[2]
+    rank = re.search(r"^\s*rank\s*:\s*(\d+)", cause, re.MULTILINE)
+    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", cause, re.MULTILINE)
+    who = f"rank {rank.group(1)}" if rank else "torchrun"
+    exitcode = int(code.group(1)) if code else returncode
+    then = "; its checkpoint is kept: resumed (spiral run --resume), it goes on from its last finished epoch"
+    then = then if resumable else ""
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
+        return InputError(f"distributed training failed: {who} was killed by {name}; torchrun's output is in "
+                          f"{log}{then}")
+    return RuntimeError(f"distributed training failed: {who} exited with {exitcode}; torchrun's output and its "
+                        f"traceback are in {log}{then}")
 
 
 def main(argv: list[str] | None = None) -> int:

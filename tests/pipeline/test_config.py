@@ -50,6 +50,11 @@ def test_tiny_config_is_valid():
         ({"target": {"device": "tpu"}}, "target.device"),
         ({"target": {"spin_wait": True}}, "target.spin_wait is for the torch targets, not 'ort-cpu'"),
         ({"target": {"backend": "torch", "spin_wait": True}}, "target.spin_wait waits on a CUDA event: it needs target.device: cuda"),
+        ({"distributed": {"processes": 0}}, "distributed.processes: Input should be greater than or equal to 1"),
+        ({"distributed": {"nnodes": 2}}, "distributed: nnodes 2 needs rdzv_endpoint (host:port every node reaches)"),
+        ({"distributed": {"node_rank": 1}}, "distributed: node_rank 1 is not below nnodes 1"),
+        ({"distributed": {"nnodes": 2, "node_rank": -1, "rdzv_endpoint": "n0:29500"}}, "distributed.node_rank: Input should be greater"),
+        ({"distributed": {"procs": 2}}, "unknown key 'distributed.procs'; did you mean 'processes'?"),
     ],
 )
 def test_bad_configs_name_the_key(data, expected):
@@ -57,6 +62,13 @@ def test_bad_configs_name_the_key(data, expected):
         parse_config(tiny_config(**data), "c.yaml")
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_where_a_run_trains_is_not_part_of_it():
+    """``distributed:`` is left out of config.json: a run resumes on other processes or nodes."""
+    config = parse_config(tiny_config(distributed={"processes": 2, "nnodes": 2, "rdzv_endpoint": "n0:29500"}))
+    assert not config.distributed.in_process and parse_config(tiny_config()).distributed.in_process
+    assert "distributed" not in config.model_dump(mode="json")
 
 
 def test_torch_targets_take_their_device_and_compile_mode():

@@ -16,8 +16,12 @@ from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.step import Tries, probe_cost
 from spiral.pipeline.teacher import RunData
+from spiral.pipeline.training import Trainee
 from spiral.pipeline.zoo.digits_resnet import digits_resnet
 from tiny_spiral import tiny_config
+
+
+LINEAGE = ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]", [])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_p
     measured = {deep: (modules[deep], PlanVerdict(0.10, True, 1.2)), wide: (modules[wide], PlanVerdict(0.11, True, 1.1))}
     choice = PlanChoice(deep, 0.09, [], {}, contenders=(Contender(wide, 0.1, "uniform"),))
     with Progress(console=tries.console) as progress:
-        probed = tries._probe("step-01-try-1", choice, measured, teacher, progress)
+        probed = tries._probe("step-01-try-1", choice, measured, LINEAGE, Trainee(teacher, LINEAGE), progress)
     records = probed.probes
     assert [r["blocks"] for r in records] == [["layer1"], []] and [r["ms"] for r in records] == [0.10, 0.11]
     assert [r["structure"] for r in records] == [tries.config.schedule.allocation, "uniform"]
@@ -70,7 +74,7 @@ def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
                 wide: (copy.deepcopy(modules[deep]), PlanVerdict(0.1, True, 1.0))}
     with Progress(console=tries.console) as progress:
         probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=(Contender(wide, 0.1, "uniform"),)),
-                              measured, teacher, progress)
+                              measured, LINEAGE, Trainee(teacher, LINEAGE), progress)
     assert probed.probes[0]["quality"] == probed.probes[1]["quality"]
     assert probed.plan == deep and [r["chosen"] for r in probed.probes] == [True, False]
 

@@ -1,22 +1,33 @@
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from spiral.deploy.errors import InputError
+from spiral.pipeline.config import DistributedConfig
 from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.ddp import STUDENT_WEIGHTS, launch, model_from_ref, read_job
+from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiral.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, launch, model_from_ref, read_job
 from spiral.pipeline.distill.train import distill
 from spiral.pipeline.evaluate import evaluate_model
 from spiral.pipeline.tasks import build_task
 
 CFG = DistillConfig(epochs=3, batch_size=32, weights=LossWeights(feature=1.0))
+TWO = DistributedConfig(processes=2)
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_reach_the_accuracy_of_one(tmp_path, make_job, make_student, digits8, trained_teacher):
     job = make_job("ddp", CFG)
 
-    two = launch(job, tmp_path / "job.json", processes=2)
+    two = launch(job, tmp_path / "job.json", TWO)
 
     one = distill(make_student(), trained_teacher, *digits8, CFG)
     assert {h["processes"] for h in two.history} == {2}
@@ -45,4 +56,59 @@ def test_a_missing_job_file_is_an_input_error(tmp_path) -> None:
 def test_a_bad_job_under_torchrun_is_one_input_error(tmp_path, make_job) -> None:
     job = make_job("bad", CFG.model_copy(update={"batch_size": 33}))
     with pytest.raises(InputError, match="batch_size 33 does not split evenly across 2 processes"):
-        launch(job, tmp_path / "job.json", processes=2)
+        launch(job, tmp_path / "job.json", TWO)
+
+
+def _worker(job_path, local_rank: int) -> int | None:
+    """The pid of the torchrun worker of ``local_rank`` running ``job_path`` (found in /proc), None before it starts."""
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if str(job_path).encode() in command and b"torch.distributed.run" not in command \
+                and f"LOCAL_RANK={local_rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_one_line_and_the_job_resumes_from_its_checkpoint(tmp_path, make_job) -> None:
+    job = make_job("killed", DistillConfig(epochs=4, batch_size=64, early_stopping_patience=None))
+    job_path = tmp_path / "killed" / "job.json"
+    failure: list[BaseException] = []
+    thread = threading.Thread(target=lambda: failure.extend(_raised(lambda: launch(job, job_path, TWO))))
+    thread.start()
+    deadline = time.time() + 120
+    while not (job.checkpoint_dir / CHECKPOINT_NAME).exists():  # rank 0 finished an epoch
+        assert thread.is_alive() and time.time() < deadline
+        time.sleep(0.05)
+    os.kill(_worker(job_path, 1), signal.SIGKILL)
+    thread.join(120)
+
+    (error,) = failure
+    assert isinstance(error, InputError), error
+    message = str(error)
+    assert message.startswith("distributed training failed: rank 1 was killed by SIGKILL; torchrun's output is in ")
+    assert "\n" not in message and len(message) < 300
+    assert (job_path.parent / LOG).read_text().count("SIGKILL")
+    done = len(json.loads(safe_open_meta(job.checkpoint_dir))["history"])
+    assert 1 <= done < 4
+
+    resumed = launch(job, job_path, TWO)
+    assert resumed.epochs_run == 4 and [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert {h["processes"] for h in resumed.history} == {2}
+
+
+def _raised(call) -> list[BaseException]:
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        return [exc]
+    return []
+
+
+def safe_open_meta(directory: Path) -> str:
+    with safe_open(str(directory / CHECKPOINT_NAME), framework="pt") as handle:
+        return handle.metadata()["spiral"]

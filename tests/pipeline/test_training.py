@@ -1,0 +1,101 @@
+"""A run's trainings across processes: real torchrun, real gloo, the run's own ledger written once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import spiral
+from spiral.deploy.errors import InputError
+from spiral.pipeline.cli import main
+from spiral.pipeline.config import DistributedConfig
+from spiral.pipeline.data import digits_datasets
+from spiral.pipeline.distill.config import DistillConfig
+from spiral.pipeline.distill.ddp import DataRef
+from spiral.pipeline.evaluate import evaluate_model
+from spiral.pipeline.ledger import read_ledger
+from spiral.pipeline.tasks import TaskConfig, build_task
+from spiral.pipeline.training import Processes, Trainee, train
+from spiral.pipeline.zoo.digits_resnet import digits_resnet
+
+HERE = "tests.pipeline.test_training"  # as the job's processes import it, from the working directory
+SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
+
+
+def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
+    return F.cross_entropy(outputs, targets)
+
+
+def error(outputs: Tensor, targets: Tensor) -> float:
+    return float((outputs.argmax(1) != targets).float().mean())
+
+
+@pytest.mark.slow
+def test_a_job_trains_the_callers_module_with_the_run_s_task_on_its_share(tmp_path: Path) -> None:
+    """A custom task (lower-is-better error) crosses to the processes: the best epoch is the one with the
+    least error, not the most; the share's indices cross too, and the weights come back in place."""
+    task = TaskConfig(kind="custom", loss=f"{HERE}:cross_entropy", metric=f"{HERE}:error",
+                      metric_name="error", higher_is_better=False)
+    processes = Processes(DistributedConfig(processes=2), DataRef(source="digits", input_shape=[1, 1, 8, 8]),
+                          task, 10, [1, 1, 8, 8], "float32")
+    torch.manual_seed(1)
+    student = digits_resnet(width=4, blocks=(1, 1, 1, 1))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    train_set, val_set = digits_datasets(size=8)
+    result = train(Trainee(student, (SPEC, [])), None, train_set, val_set,
+                   DistillConfig(epochs=2, batch_size=64, lr=0.1, early_stopping_patience=None),
+                   job_dir=tmp_path / "job", processes=processes, share=range(640))
+    assert [h["processes"] for h in result.history] == [2, 2]
+    assert result.best_val_quality == min(h["val_quality"] for h in result.history)
+    accuracy = evaluate_model(student, val_set, build_task())["accuracy"]
+    assert result.best_val_quality == pytest.approx(1 - accuracy)  # the returned weights are the job's best
+    assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
+    assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.slow
+def test_a_run_on_two_processes_trains_its_teacher_and_its_try_there(write_config, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    config = write_config(teacher_training={"epochs": 1, "lr": 0.1}, distill={"epochs": 1, "lr": 0.02, "batch_size": 64})
+    assert main(["run", str(config), "--out", str(out), "--nproc-per-node", "2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("epoch 1/1 on 2 processes") == 2  # the teacher's training and the try's distillation
+    assert "train: 1 epochs on 2 processes (torchrun" in err and "distill: 1 epochs on 2 processes (torchrun" in err
+    lines = (out / "ledger.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # written once, by the run: not by every rank
+    (entry,) = read_ledger(out / "ledger.jsonl")
+    assert entry.accepted and entry.distill.epochs == 1 and 0.3 < entry.distill.best_val_quality <= 1
+    teacher = json.loads((out / "teacher" / "model" / "spiral.json").read_text())["metadata"]
+    assert 0.3 < teacher["val_quality"] <= 1
+    assert not list(out.rglob("job.json")) and not list(out.rglob("torchrun.log"))  # the jobs went with their success
+    assert "distributed" not in json.loads((out / "config.json").read_text())
+
+
+def test_data_given_as_python_objects_is_refused_with_more_than_one_process(tmp_path: Path) -> None:
+    train, val = digits_datasets(size=16)
+    torch.manual_seed(0)
+    with pytest.raises(InputError) as info:
+        spiral.shrink(digits_resnet(width=8, blocks=(1, 1, 1, 1)), train, val, torch.zeros(1, 1, 16, 16),
+                      out=tmp_path / "run", distributed={"processes": 2})
+    assert str(info.value) == (
+        "distributed training on 2 processes reads the data in every process: data given as Python objects "
+        "cannot cross to them; name it in a run config's data: block (an ImageFolder, a package.module:factory) or "
+        "train on 1 process"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_than_one_node_is_refused_before_any_work(write_config, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["--nnodes", "2", "--rdzv-endpoint", "localhost:29500"]
+    assert main(["run", str(write_config()), "--out", str(out), *args]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spiral: error: distributed.nnodes 2: a run trains on one node so far (spiral run on node_rank > 0 does not "
+        "yet join node 0's trainings); set nnodes 1 and processes per node"
+    )
+    assert not out.exists()

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                              recovery_lr=args.recovery_lr)
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+        key = error["loc"][-1] if error["loc"][0] == "budget" else error["loc"][0]  # budget.latency.min_speedup
+        raise InputError(f"--{str(key).replace('_', '-')}: {error['msg']}") from None
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
     shape = parse_shape(args.input_shape) if args.input_shape else None

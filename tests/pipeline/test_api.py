@@ -40,7 +40,7 @@ def test_shrink_takes_a_module_and_dataloaders_and_its_result_reloads_from_the_m
     torch.manual_seed(0)
     model = Net()
     train, val = digits_datasets(size=16)
-    settings = {key: tiny_config()[key] for key in ("schedule", "prune", "parity")}
+    settings = {key: tiny_config()[key] for key in ("schedule", "prune")}
     result = spiral.shrink(
         model, DataLoader(train, batch_size=32), DataLoader(val, batch_size=32), EXAMPLE, out=tmp_path / "run",
         target=tiny_config()["target"], budget=tiny_config()["budget"], distill={"epochs": 1}, **settings,

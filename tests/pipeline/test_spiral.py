@@ -268,7 +268,8 @@ def test_the_int8_stage_is_judged_beside_the_float_result_and_the_teacher(write_
     """``quantize:`` after the steps: a limit of 0.01x over the float model is always granted, so the
     INT8 model becomes the result when its accuracy holds; the float model stays otherwise."""
     out = tmp_path / "run"
-    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 0.01, "max_drop": 100})
+    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "budget": {
+        "latency": {"min_speedup": 0.01}, "metric": {"max_drop": 100}}})
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
     assert quantized.kind == "quantize" and quantized.quantize_of == step.dir
@@ -285,7 +286,7 @@ def test_the_int8_stage_is_judged_beside_the_float_result_and_the_teacher(write_
 
 def test_a_rejected_int8_stage_leaves_the_float_model(write_config, tmp_path: Path):
     out = tmp_path / "run"
-    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "min_speedup": 100})
+    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "budget": {"latency": {"min_speedup": 100}}})
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
     assert not quantized.accepted and quantized.reason.startswith("int8 vs float: misses")
@@ -322,7 +323,7 @@ def test_an_int8_stage_that_loses_too_much_recovers_from_the_teacher(write_confi
     out = tmp_path / "run"
     config = write_config(model="depthwise_net:hostile", teacher_training=None, trust_model_code=True,
                           distill={"epochs": 2, "lr": 0.005},
-                          quantize={"per_channel": False, "min_speedup": 0.01, "max_float_nodes": 0})
+                          quantize={"per_channel": False, "budget": {"latency": {"min_speedup": 0.01}}, "max_float_nodes": 0})
     assert main(["run", str(config), "--out", str(out)]) == 0
     step, quantized = read_ledger(out / "ledger.jsonl")
     recovery = quantized.quantize["recovery"]

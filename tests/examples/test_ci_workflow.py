@@ -54,7 +54,10 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
     model = tmp_path / job["env"]["MODEL"]
     budget = tmp_path / job["env"]["BUDGET"]
     budget.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "examples" / "ci" / "budget.yaml", budget)
+    # The example's budget, its measurement capped at 5 s a session (the example's 30 s buys a runner's
+    # verdict; this test asserts the workflow's steps and reports, which an undecided verdict exercises too).
+    example = yaml.safe_load((ROOT / "examples" / "ci" / "budget.yaml").read_text())
+    budget.write_text(yaml.safe_dump({**example, "profile": {**example["profile"], "max_duration_s": 5}}))
     git(tmp_path, "init", "-q")
     git(tmp_path, "lfs", "install", "--local")
     git(tmp_path, "lfs", "track", "*.onnx")

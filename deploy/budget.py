@@ -66,20 +66,6 @@ class LatencyBudget(_Strict):
         """The limits given, by key."""
         return [k for k in ("max_ms", "min_throughput", "min_speedup", "max_regression_pct") if getattr(self, k) is not None]
 
-    @property
-    def reference_ratio(self) -> float | None:
-        """The most the model's statistic may be, as a ratio to the reference's: the stricter of
-        ``1 / min_speedup`` and ``1 + max_regression_pct / 100`` (None: no relative limit)."""
-        ratios = [r for r in (1 / self.min_speedup if self.min_speedup else None,
-                              1 + self.max_regression_pct / 100 if self.max_regression_pct is not None else None)
-                  if r is not None]
-        return min(ratios) if ratios else None
-
-    def limit_ms(self, batch: int) -> float | None:
-        """The absolute limit on one call of ``batch``: the stricter of ``max_ms`` and what ``min_throughput`` leaves."""
-        limits = [v for v in (self.max_ms, 1000 * batch / self.min_throughput if self.min_throughput else None) if v]
-        return min(limits) if limits else None
-
 
 class QualityBudget(_Strict):
     """The task's quality metric (``name``; by default the task's own: accuracy, mIoU, mAP, a custom

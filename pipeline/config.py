@@ -133,6 +133,23 @@ def migrate(data: Any) -> Any:
     return data
 
 
+def filled(budget: Any, *, latency: dict | None = None, quality: dict, parity: dict | None = None) -> Any:
+    """``budget`` (a mapping or a ``Budget``) with the parts it leaves out given: ``latency`` when it
+    has none, ``quality`` as ``metric:`` when it has neither ``accuracy:`` nor ``metric:``, ``parity``.
+    Anything but a mapping is left for validation to name."""
+    if isinstance(budget, Budget):
+        budget = budget.model_dump(exclude_none=True)
+    if not isinstance(budget, dict):
+        return budget
+    out = dict(budget)
+    for key, default in (("latency", latency), ("parity", parity)):
+        if default is not None and out.get(key) is None:
+            out[key] = default
+    if out.get("accuracy") is None and out.get("metric") is None:
+        out["metric"] = quality
+    return out
+
+
 _V1_LATENCY = ("statistic", "max_ms", "min_speedup", "min_throughput")
 
 
@@ -292,18 +309,21 @@ class QuantizeConfig(_Strict):
     recovery_epochs: int = Field(5, ge=0)
     recovery_lr: float = Field(0.001, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _budget_defaults(cls, data: Any) -> Any:
+        """What ``budget`` leaves out is the default's: both keys allowed below are then always set."""
+        if isinstance(data, dict) and "budget" in data:
+            data = {**data, "budget": filled(data["budget"], latency={"min_speedup": 1.0}, quality={"max_drop": 1.0})}
+        return data
+
     @model_validator(mode="after")
     def _budget(self) -> "QuantizeConfig":
         self.budget.refuse("quantize.budget", {"latency": ("min_speedup",), "accuracy": ("max_drop",),
                                                "metric": ("max_drop",)},
                            "the INT8 stage judges its model against the float model: latency.min_speedup and "
                            "the metric's max_drop")
-        # What is not given is the default's (both keys allowed above are then always set).
-        defaults = QuantizeConfig.model_fields["budget"].default
-        filled = self.budget.model_copy(update={
-            "latency": self.budget.latency or defaults.latency,
-            "metric": self.budget.metric or (None if self.budget.accuracy else defaults.metric)})
-        return self if filled == self.budget else self.model_copy(update={"budget": filled})
+        return self
 
     @property
     def max_drop(self) -> float:
@@ -333,7 +353,8 @@ class RunConfig(_Strict):
     # The final budget (``spiral.deploy.budget.Budget``), its relative limits against the teacher
     # measured when the run starts: latency (min_speedup, max_ms, min_throughput at the run's batch),
     # the task's metric (default: at most 1 point below the teacher), size, parity (default tolerances).
-    budget: Budget = Budget(latency=LatencyBudget(min_speedup=2.0))
+    budget: Budget = Budget(latency=LatencyBudget(min_speedup=2.0), metric=QualityBudget(max_drop=1.0),
+                            parity=ParityBudget())
     schedule: ScheduleConfig = ScheduleConfig()
     # A run always has labelled data, so its default criterion is a loss-aware one whose scores
     # compare across layers (what latency-aware allocation needs): ``sensitivity``, the measured loss
@@ -354,7 +375,12 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _migrate(cls, data: Any) -> Any:
-        return migrate(data)
+        """Version 1's keys in version 2's places; then what a run always judges, by default: the task's own
+        metric at most 1 point below the teacher's, and every candidate's ONNX parity at the default tolerances."""
+        data = migrate(data)
+        if isinstance(data, dict) and "budget" in data:
+            data = {**data, "budget": filled(data["budget"], quality={"max_drop": 1.0}, parity={})}
+        return data
 
     @model_validator(mode="after")
     def _task_budgets(self) -> "RunConfig":
@@ -366,7 +392,7 @@ class RunConfig(_Strict):
                       "a run's reference is its teacher: its latency limits are min_speedup over it, max_ms and "
                       "min_throughput")
         task = self.task_model()
-        quality = budget.quality or QualityBudget(max_drop=1.0)
+        quality = budget.quality
         check_quality(quality, task, "budget.metric" if budget.accuracy is None else "budget.accuracy")
         if self.quantize is not None and self.task.kind == "custom":
             raise ValueError("quantize: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
@@ -376,12 +402,7 @@ class RunConfig(_Strict):
                     raise ValueError(f"{where}: the INT8 stage judges the task's own metric ({task.metric}); "
                                      f"its metric names {judged.name}")
             check_quality(self.quantize.budget.quality, task, "quantize.budget")
-        # What a run always judges, by default: the task's own metric at most 1 point below the teacher's,
-        # and every candidate's ONNX parity with its torch model at the default tolerances.
-        filled = budget.model_copy(update={
-            "metric": budget.metric or (None if budget.accuracy else QualityBudget(max_drop=1.0)),
-            "parity": budget.parity or ParityBudget()})
-        return self if filled == budget else self.model_copy(update={"budget": filled})
+        return self
 
     @property
     def quality(self) -> QualityBudget:

@@ -4,8 +4,9 @@ Every caller that accepts or rejects a model compiles its budget (``spiral.deplo
 type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
 (``spiral.pipeline.step``), the final recovery and the INT8 stage (``spiral.pipeline.spiral``), and
 ``spiral gate`` (``spiral.pipeline.gate.checks``, which ``spiral deploy`` runs on the device's profile).
-A new limit is one rule class and one budget key, compiled here. The ``Check``s it returns are what the ledger stores and what every
-report renders; a try's reason is their messages.
+A new limit is one rule class and one budget key, compiled here. The ``Check``s ``decide`` returns are
+what the ledger stores and what every report renders; a try's reason is their messages. (The final
+recovery's rule, at least as good as the step it recovers, is its own: no budget says it.)
 
 A check's margin is signed so that a positive value is headroom and a negative one the amount by
 which the limit was missed, whichever way the limit points (a maximum or a minimum). Latency rules

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from spiral.deploy.errors import InputError
 from spiral.pipeline.acceptance import Evidence, QualityDrop, QualityLimit, decide

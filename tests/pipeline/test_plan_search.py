@@ -213,6 +213,23 @@ def test_a_limit_the_judge_finds_looser_than_the_planning_figure_lets_a_less_pru
         assert ms(drifted.plan) > target and drifted.plan.ratio < exact.plan.ratio
 
 
+def exact_judge(prunable: PrunableModel, table: LatencyTable, fraction: float):
+    """Latency as ``table`` sums it (``ms``), the model's, a target of ``fraction`` of it, and a judge
+    that measures exactly that and decides on the target."""
+    truth = LatencyPredictor(table)
+
+    def ms(plan: PruningPlan) -> float:
+        return truth.predict(prunable.layers(plan))
+
+    current = ms(PruningPlan("l1", 0.0, ()))
+    target = fraction * current
+
+    def measure(plan: PruningPlan) -> PlanVerdict:
+        return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
+
+    return ms, current, target, measure
+
+
 @pytest.mark.parametrize("fraction", [0.95, 0.85, 0.7])
 def test_a_plan_that_removes_blocks_gets_a_block_free_contender_to_probe(tmp_path, fraction: float) -> None:
     """A free residual block (its output zeroed) is what the knapsack removes first, but its loss rise
@@ -226,16 +243,7 @@ def test_a_plan_that_removes_blocks_gets_a_block_free_contender_to_probe(tmp_pat
     model.stage[4].body[1].weight.data.zero_()
     model.stage[4].body[1].bias.data.zero_()
     prunable = PrunableModel(model, BLOCKS_X)
-    truth = LatencyPredictor(table)
-
-    def ms(plan: PruningPlan) -> float:
-        return truth.predict(prunable.layers(plan))
-
-    current = ms(PruningPlan("sensitivity", 0.0, ()))
-    target = fraction * current
-
-    def measure(plan: PruningPlan) -> PlanVerdict:
-        return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
+    ms, current, target, measure = exact_judge(prunable, table, fraction)
 
     probing, predicted = (
         choose_plan(prunable, target, current, prune=PruneConfig(criterion="sensitivity", round_to=4),
@@ -261,16 +269,7 @@ def test_a_knapsack_plan_gets_the_least_uniform_ratio_that_meets_as_a_contender(
     accurate than one uniform ratio at the same budget), so a latency-allocated plan is probed against
     the least uniform ratio judged to meet; a uniform allocation has nothing of that kind to probe."""
     prunable = PrunableModel(model(), X)
-    truth = LatencyPredictor(table)
-
-    def ms(plan: PruningPlan) -> float:
-        return truth.predict(prunable.layers(plan))
-
-    current = ms(PruningPlan("l1", 0.0, ()))
-    target = fraction * current
-
-    def measure(plan: PruningPlan) -> PlanVerdict:
-        return PlanVerdict(ms(plan), ms(plan) <= target, target / ms(plan))
+    ms, current, target, measure = exact_judge(prunable, table, fraction)
 
     def choice(allocation: str) -> PlanChoice:
         return choose_plan(prunable, target, current, prune=PruneConfig(round_to=4),

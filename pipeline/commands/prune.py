@@ -30,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_weights_argument(parser)
     parser.add_argument("--input-shape", required=True, help="example input shape with the batch first, e.g. 1,3,32,32")
     parser.add_argument("--input-dtype", choices=INPUT_DTYPES, default="float32", help="example input dtype")
-    parser.add_argument("--criterion", default="l1", choices=list(CRITERIA), help="how channels are scored")
+    # Torch-Pruning's magnitude, not NNI's l1: NNI is an extra (pyproject's [nni]), and the command's
+    # default must run on spiral's base install.
+    parser.add_argument("--criterion", default="tp-magnitude", choices=list(CRITERIA),
+                        help="how channels are scored (l1, l2, fpgm, taylor need the nni extra)")
     parser.add_argument("--ratio", type=float, default=0.3, help="fraction of channels (heads) removed")
     parser.add_argument("--round-to", type=int, default=None, help="round kept channel counts to this multiple")
     parser.add_argument("--global", dest="global_pruning", action="store_true", help="rank channels across layers")

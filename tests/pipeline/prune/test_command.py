@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,17 @@ def test_prune_prints_the_counts_and_writes_a_checkpoint(tmp_path: Path, capsys:
     assert len(meta["plans"]) == 2 and again.layer1[0].conv1.out_channels == 4
     with torch.no_grad():
         assert again(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_the_default_criterion_runs_without_the_nni_extra(tmp_path: Path) -> None:
+    """NNI is an optional extra: ``spiral prune`` with its defaults runs in a process where ``nni`` cannot be
+    imported (an NNI criterion there is one line naming the extra: ``tests/pipeline/test_cli.py``)."""
+    blocked = ("import sys; sys.modules['nni'] = None; from spiral.pipeline.cli import main; "
+               "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", blocked, "prune", DEMO_SPEC, "--input-shape", "1,1,32,32", "--out",
+                           str(tmp_path / "p")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "p")[1]["plans"][0].criterion == "tp-magnitude"
 
 
 @pytest.mark.slow

@@ -10,17 +10,15 @@ from spiral import __version__
 from spiral.deploy.profiler import Profile
 from spiral.pipeline.compare.releases import GATE_REPORT_KIND, Release
 from spiral.pipeline.export import ParityResult
-from spiral.pipeline.acceptance import Check, format_value
 from spiral.pipeline.gate.checks import GateResult
 from spiral.pipeline.report import plots
 from spiral.pipeline.report.attribution import change_html, change_markdown
-from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiral.pipeline.report.checks import checks_html, checks_markdown
+from spiral.pipeline.report.html import esc, html_page, html_plot
 from spiral.pipeline.report.junit import TestCase, junit_xml
 from spiral.pipeline.tasks import Metric
-from spiral.pipeline.report.markdown import md_table
 
 GATE_SCHEMA_VERSION = 3  # 3: a check's limit is 'limit' (was 'budget'), its message a whole sentence
-_HEADERS = ("check", "status", "measured", "limit", "margin", "details")
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,9 @@ def _summary(result: GateResult) -> str:
     return f"{failed} failed and {inconclusive} inconclusive of {len(result.checks)} checks."
 
 
-def _row(c: Check) -> list[str]:
-    return [c.name, c.status, format_value(c.measured, c.unit), format_value(c.limit, c.unit),
-            format_value(c.margin, c.unit, signed=True), c.message]
-
-
 def gate_markdown(result: GateResult, context: GateContext) -> str:
     lines = [f"## {_title(result, context)}", "", _summary(result), "",
-             *md_table(_HEADERS, [_row(c) for c in result.checks], "llrrrl")]
+             *checks_markdown(result.checks)]
     if context.baseline:
         lines += ["", f"Baseline: `{context.baseline.source}`{_comparison(result)}"]
     lines += [*change_markdown(result.attribution), "", *(f"- {note}" for note in result.notes)]
@@ -78,8 +71,7 @@ def gate_junit(result: GateResult) -> str:
 def gate_html(result: GateResult, context: GateContext) -> str:
     sections = [
         f'<p class="verdict {"pass" if result.passed else "fail"}">{esc(_summary(result))}</p>',
-        html_table(_HEADERS, [_row(c) for c in result.checks], numeric=(2, 3, 4),
-                   row_classes=[c.status for c in result.checks]),
+        checks_html(result.checks),
     ]
     if context.baseline:
         sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}{esc(_comparison(result))}</p>')

@@ -15,7 +15,9 @@ from spiral.deploy.errors import InputError
 from spiral.deploy.profiler import Profile
 from spiral.deploy.atomic import write_json, write_text
 from spiral.pipeline.report import plots
+from spiral.pipeline.acceptance import Check
 from spiral.pipeline.report.attribution import explain_html, explain_markdown
+from spiral.pipeline.report.checks import checks_html, checks_markdown
 from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiral.pipeline.report.junit import TestCase, junit_xml
 from spiral.pipeline.report.markdown import md_table
@@ -119,9 +121,18 @@ def _headline(report: dict) -> tuple[str, str, str]:
 def render_markdown(report: dict) -> str:
     title, target, outcome = _headline(report)
     rows = [step_cells(r, report["budget"]) for r in step_rows(report["teacher"], report["steps"])]
-    lines = [f"## {title}", "", target, outcome, "", *md_table(step_columns(report["budget"]), rows, "lrrrrrrrll"),
-             *explain_markdown(report.get("layers"))]
+    lines = [f"## {title}", "", target, outcome, "", *md_table(step_columns(report["budget"]), rows, "lrrrrrrrll")]
+    for name, verdict, checks in step_checks(report["steps"]):
+        lines += ["", f"### {name}: {verdict}", "", *checks_markdown(checks)]
+    lines += explain_markdown(report.get("layers"))
     return "\n".join(lines) + "\n"
+
+
+def step_checks(steps: list[dict]) -> list[tuple[str, str, list[Check]]]:
+    """Each try's, the recovery's and the INT8 stage's checks (``spiral.pipeline.acceptance``) with its
+    verdict; a ledger line from before checks were kept has none to show."""
+    return [(e["name"], "accepted" if e["accepted"] else "rejected", [Check.from_dict(c) for c in e["checks"]])
+            for e in steps if e.get("checks")]
 
 
 def _step_profiles(report: dict, run_dir: Path) -> list[tuple[str, Profile]]:
@@ -146,6 +157,11 @@ def render_html(report: dict, run_dir: Path) -> str:
         html_table(step_columns(report["budget"]), [step_cells(r, report["budget"]) for r in rows], numeric=range(1, 8),
                    row_classes=classes),
     ]
+    checked = step_checks(report["steps"])
+    if checked:
+        sections.append("<h2>Checks of each model judged</h2>")
+    for name, verdict, checks in checked:
+        sections += [f"<h3>{esc(name)}: {verdict}</h3>", checks_html(checks)]
     screened = [e for e in report["steps"] if e.get("candidates")]
     if screened:
         sections.append("<h2>Candidate plans (predicted, and measured where compiled)</h2>")

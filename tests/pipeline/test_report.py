@@ -141,3 +141,23 @@ def test_the_report_explains_the_result_with_its_plans_prediction_beside_each_la
     paths = write_reports(tmp_path, parse_config(tiny_config()), BUDGET, summary(4.0, 0.97), [step, int8], "done")
     section = json.loads(paths[0].read_text())["layers"]
     assert section["model"] == "INT8 quantization" and section["predicted"] == []
+
+
+def test_the_report_shows_the_checks_each_model_was_judged_by(tmp_path):
+    """Every try's checks (``spiral.pipeline.acceptance``), rendered as the gate renders its own: name,
+    status, measured, limit, signed margin and the sentence; a line from before checks has none."""
+    from spiral.pipeline.acceptance import Evidence, MaxSize, QualityLimit, decide
+
+    def checks(accuracy: float) -> list[dict]:
+        evidence = Evidence(metrics={"accuracy": accuracy}, size_mb=0.1)
+        return [c.to_dict() for c in decide(evidence, [QualityLimit(96.0, label="min"), MaxSize(1.0)])]
+
+    entries = [ledger_entry(1, 1, accepted=False, accuracy=0.90, checks=checks(0.90)),
+               ledger_entry(1, 2, accuracy=0.97, checks=checks(0.97)), ledger_entry(2, 1, accuracy=0.97)]
+    paths = write_reports(tmp_path, parse_config(tiny_config()), BUDGET, summary(4.0, 0.97), entries, "done")
+    md = paths[1].read_text()
+    assert "### step 1 try 1: rejected" in md and "### step 1 try 2: accepted" in md and "### step 2 try 1" not in md
+    assert "| accuracy.min | fail | 90.00% | 96.00% | -6.00% | accuracy 90.00% < min 96.00% |" in md
+    assert "| size.mb | pass | 0.100 MB | 1.000 MB | +0.900 MB |" in md
+    html = paths[2].read_text()
+    assert "<h3>step 1 try 1: rejected</h3>" in html and '<tr class="fail"><td>accuracy.min</td>' in html

@@ -288,7 +288,7 @@ def oneshot_finalists(
                          checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training", task=cfg.task_model())
         path = export_onnx(student, x, out / f"{method}.onnx")
         task = cfg.task_model()
-        accuracy = task.quality(cfg.quality.name).shown(evaluate_onnx(path, val, task), "the benchmark")
+        accuracy = task.quality(cfg.budget.quality.name).shown(evaluate_onnx(path, val, task), "the benchmark")
         cached[method] = Finalist(method, path, accuracy, result.epochs_run, search_s + time.perf_counter() - begin,
                                   f"ratio {ratio:.2f}")
         write_json(done, [{**asdict(f), "onnx": str(f.onnx)} for f in cached.values()])

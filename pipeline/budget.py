@@ -45,7 +45,7 @@ class FinalBudget:
     def of_teacher(cls, config: RunConfig, teacher: dict, task: Task) -> FinalBudget:
         """``config``'s ``budget:`` made concrete by the teacher's measured summary; a throughput budget
         counts the items of the run's batch (``input_shape[0]``)."""
-        quality, latency = config.quality, config.budget.latency
+        quality, latency = config.budget.quality, config.budget.latency
         metric = task.quality(quality.name)
         measured = metric.shown(teacher["metrics"], "the budget", "teacher")
         drop = quality.max_drop

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -25,12 +24,6 @@ CONFIG_VERSION = 2
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _finite_positive(value: float | None, name: str) -> float | None:
-    if value is not None and (not math.isfinite(value) or value <= 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
 
 
 class TargetConfig(_Strict):
@@ -118,12 +111,13 @@ def migrate(data: Any) -> Any:
         budget = {k: v for k, v in old.items() if k not in (*_V1_LATENCY, "max_size_mb")}
         budget["latency"] = {k: old[k] for k in _V1_LATENCY if old.get(k) is not None}
         if "min_speedup" not in old:
-            budget["latency"]["min_speedup"] = 2.0
+            budget["latency"]["min_speedup"] = _V1_MIN_SPEEDUP
         if old.get("max_size_mb") is not None:
             budget["size"] = {"max_mb": old["max_size_mb"]}
         data["budget"] = budget
     if "parity" in data:
-        data["budget"] = {**data.get("budget", {"latency": {"min_speedup": 2.0}}), "parity": data.pop("parity")}
+        data["budget"] = {**data.get("budget", {"latency": {"min_speedup": _V1_MIN_SPEEDUP}}),
+                          "parity": data.pop("parity")}
     quantize = data.get("quantize")
     if isinstance(quantize, dict) and "budget" not in quantize:
         quantize = {k: v for k, v in quantize.items() if k not in ("max_drop", "min_speedup")}
@@ -151,6 +145,7 @@ def filled(budget: Any, *, latency: dict | None = None, quality: dict, parity: d
 
 
 _V1_LATENCY = ("statistic", "max_ms", "min_speedup", "min_throughput")
+_V1_MIN_SPEEDUP = 2.0  # version 1's default, the same as a run's default budget now
 
 
 class ScheduleConfig(_Strict):
@@ -403,16 +398,6 @@ class RunConfig(_Strict):
                                      f"its metric names {judged.name}")
             check_quality(self.quantize.budget.quality, task, "quantize.budget")
         return self
-
-    @property
-    def quality(self) -> QualityBudget:
-        """The budget's quality part (``budget.accuracy`` or ``budget.metric``, filled by default)."""
-        return self.budget.quality
-
-    @property
-    def parity(self) -> ParityBudget:
-        """The budget's parity tolerances (filled by default)."""
-        return self.budget.parity
 
     def task_model(self) -> "Task":
         """The run's task (``spiral.pipeline.tasks``), for ``num_classes`` classes."""

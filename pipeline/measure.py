@@ -118,8 +118,8 @@ def measure_candidate(
         model,
         onnx_path,
         parity_inputs,
-        atol=config.parity.atol,
-        min_top1_agreement=config.parity.min_top1_agreement,
+        atol=config.budget.parity.atol,
+        min_top1_agreement=config.budget.parity.min_top1_agreement,
         task=task,
     )
     metrics = evaluate_onnx(onnx_path, val_set, task)

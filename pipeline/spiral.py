@@ -103,7 +103,7 @@ class Spiral:
         )
         measurement = self.data.measure(student, work, self.config)
         shutil.copy2(self.folder.of(last, "profile.json"), work / "profile.json")
-        metric = self.data.task.quality(self.config.quality.name)
+        metric = self.data.task.quality(self.config.budget.quality.name)
         checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
                         [QualityLimit(metric.shown(last.metrics, "the final recovery", last.name), metric,
                                       name=f"{metric.name}.{metric.bound}", label=f"{last.name}'s"), Parity()])

@@ -63,7 +63,7 @@ class RunData:
             what = f"data '{config.data.source}'" if given is None else "the given data"
             raise InputError(f"{what} has an empty train or validation split")
         batch = config.input_shape[0]
-        loader = DataLoader(data.val, batch_size=max(batch, config.parity.samples), shuffle=False,
+        loader = DataLoader(data.val, batch_size=max(batch, config.budget.parity.samples), shuffle=False,
                             collate_fn=data.loading.collate_fn)
         inputs = next(iter(loader))[0]
         if list(inputs.shape[1:]) != config.input_shape[1:]:
@@ -71,7 +71,7 @@ class RunData:
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
         calibration = DataLoader(data.calibration, batch_size=config.data.batch_size, collate_fn=data.loading.collate_fn)
-        return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.parity.samples],
+        return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.budget.parity.samples],
                    Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), calibration)], task.batch_loss), task,
                    Processes.of_run(config, dtype_name(inputs), given is not None))
 

@@ -126,6 +126,6 @@ def test_a_version_1_config_is_read_in_version_2_s_keys():
     assert parse_config({**old, "budget": {"max_ms": 5.0, "min_speedup": None}}).budget.latency.min_speedup is None
     # What a run always judges, filled: the metric at most 1 point below the teacher, parity at default tolerances.
     default = parse_config(old)
-    assert default.quality.max_drop == 1.0 and default.parity.samples == 256
+    assert default.budget.quality.max_drop == 1.0 and default.budget.parity.samples == 256
     assert parse_config(default.model_dump(mode="json")) == default
     assert (default.quantize, v1.quantize.max_drop, v1.quantize.min_speedup) == (None, 2.0, 1.0)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
+from spiral.kernels import OPSET
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: dict[str, list[int]], output: list[int],

@@ -28,12 +28,13 @@ from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.target_profiles import ALIASES, list_targets
 from spiral.deploy.validation import validate
 from spiral.deploy.verdict import Verdict
+from spiral.kernels import OPSET
 from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
 from spiral.pipeline.compare.releases import Release
 from spiral.pipeline.config import TargetConfig, parse_config
 from spiral.pipeline.data import LoaderSettings, load_datasets, splits_of
 from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.export import OPSET, ParityResult, check_parity, export_onnx
+from spiral.pipeline.export import ParityResult, check_parity, export_onnx
 from spiral.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiral.pipeline.gate.candidate import (
     measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,

@@ -223,7 +223,7 @@ class DataConfig(_Strict):
     seed: int = 0
     mean: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(None, min_length=1)
     std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = Field(None, min_length=1)
-    # Off by default: every number in the README and docs/ was measured without it (not yet measured with).
+    # Off by default: every number in docs/ was measured without it (not yet measured with).
     augment: bool = False
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = False
@@ -298,7 +298,7 @@ class QuantizeConfig(_Strict):
     max_float_nodes: int = Field(4, ge=0)
     # 8 x 32 = 256 samples: a top-1 disagreement resolution of 0.4 %, finer than the default max_drop.
     sensitivity_batches: int = Field(8, ge=1)
-    # MobileNetV2 on Fashion-MNIST, per-tensor weights (README, benchmarks/quantize_recovery.py): 5 epochs at
+    # MobileNetV2 on Fashion-MNIST, per-tensor weights (docs/benchmarks.md, benchmarks/quantize_recovery.py): 5 epochs at
     # 0.001 recovered its 4x result to 80.4 +- 0.6 % (3 seeds); 0.002, 0.005 and 0.02 did no better (one seed),
     # and 0.005 diverged on a pruned test network (0.001 did not, though it gained nothing there).
     recovery_epochs: int = Field(5, ge=0)
@@ -354,7 +354,7 @@ class RunConfig(_Strict):
     # A run always has labelled data, so its default criterion is a loss-aware one whose scores
     # compare across layers (what latency-aware allocation needs): ``sensitivity``, the measured loss
     # rise, which benchmarks/quality_frontier.py favoured over taylor-group's first-order estimate
-    # (2026-12-04, ResNet, 3 seeds: +0.59 point at 3x, equal at 4x; README). ``PruneConfig`` alone keeps l1.
+    # (2026-12-04, ResNet, 3 seeds: +0.59 point at 3x, equal at 4x; docs/benchmarks.md). ``PruneConfig`` alone keeps l1.
     prune: PruneConfig = PruneConfig(criterion="sensitivity")
     distill: DistillConfig = DistillConfig()
     seed: int = 0

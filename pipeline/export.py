@@ -14,9 +14,8 @@ from torch import nn
 from spiral.deploy.atomic import temp_file_beside
 from spiral.deploy.backends import get_backend
 from spiral.deploy.errors import InputError
+from spiral.kernels import OPSET
 from spiral.pipeline.tasks import Task, build_task, output_names, outputs_of
-
-OPSET = 17
 
 
 def export_onnx(

@@ -5,7 +5,7 @@
 1. Post-training static INT8 (``spiral.pipeline.quantize``), calibrated on training batches.
 2. When it loses more than ``max_drop`` validation points: the float fallback
    (``spiral.pipeline.float_fallback``), a few of the most sensitive operators kept float. It trains
-   nothing and, on MobileNetV2 with per-tensor weights, gave back more than recovery did (README).
+   nothing and, on MobileNetV2 with per-tensor weights, gave back more than recovery did (docs/benchmarks.md).
 3. When that still loses too much and the PyTorch model is at hand: quantization-aware recovery
    (``spiral.pipeline.fake_quant``), the trained model exported, quantized again on the same
    calibration samples (with the fallback again when it needs it) and kept when more accurate.

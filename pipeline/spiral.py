@@ -45,7 +45,7 @@ from spiral.pipeline.plan_search import NothingLeftToPrune
 from spiral.pipeline.prune import PruningPlan
 from spiral.pipeline.prune.latency_aware import weighs_blocks
 from spiral.pipeline.quantize import INT8
-from spiral.pipeline.report import write_reports
+from spiral.pipeline.report.run import write_reports
 from spiral.pipeline.report.run import met_budget
 from spiral.pipeline.run_folder import RunFolder, last_accepted
 from spiral.pipeline.step import Reference, Tries, probe_cost

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+
+from spiral.deploy.errors import InputError
 
 LOG_WIDTH = 160  # where no terminal is (a CI log, a file) and COLUMNS is not set: tables at this width
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the union of the backends' own; a backend refuses what it cannot build
@@ -42,8 +45,6 @@ def add_task_argument(parser: argparse.ArgumentParser) -> None:
 
 def task_config(value: str):
     """``--task``: a task kind, or a YAML file holding a ``task:`` block (its keys, or ``task:`` and them)."""
-    from pathlib import Path
-
     from spiral.deploy.validation import read_yaml, validate
     from spiral.pipeline.tasks import TaskConfig
 
@@ -53,3 +54,27 @@ def task_config(value: str):
         data = data.get("task", data) if isinstance(data, dict) else data
         return validate(TaskConfig, data, str(path))
     return validate(TaskConfig, {"kind": value}, "--task")
+
+
+def parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise InputError(f"input shape '{text}' is not a comma-separated list of integers, e.g. 1,3,224,224") from None
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise InputError(f"input shape '{text}' needs positive dimensions with the batch first, e.g. 1,3,224,224")
+    return shape
+
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="your trained weights for a model spec: a .safetensors file or a state dict saved by "
+                             "torch.save (read with weights_only=True; DDP/Lightning key prefixes removed)")
+
+
+def add_torch_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--compile-mode``, the options of the torch targets."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the torch targets (torch, torch-compile) run the module (default cpu)")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default",
+                        help="torch.compile mode for torch-compile; reduce-overhead uses CUDA graphs (default default)")

@@ -13,18 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from spiral.deploy.bundle import build_bundle
-from spiral.deploy.profiler import Profile
-from spiral.deploy.remote import deploy_bundle
-from spiral.deploy.target_profiles import ALIASES, list_targets, load_target
+from spiral.deploy.target_profiles import ALIASES, list_targets
+from spiral.pipeline.commands import add_weights_argument, parse_shape
 from spiral.pipeline.commands.gate import summary
-from spiral.pipeline.gate.budget import GateBudget
-from spiral.pipeline.gate.candidate import add_weights_argument, parse_shape, prepare_candidate
-from spiral.pipeline.gate.checks import run_gate
-from spiral.pipeline.gate.report import GateContext, gate_json
-from spiral.pipeline.report.outputs import write_outputs
-
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     aliases = ", ".join(f"{a} = {t}" for a, t in ALIASES.items())
@@ -43,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spiral.deploy.bundle import build_bundle
+    from spiral.deploy.profiler import Profile
+    from spiral.deploy.remote import deploy_bundle
+    from spiral.deploy.target_profiles import load_target
+    from spiral.pipeline.gate.budget import GateBudget
+    from spiral.pipeline.gate.candidate import prepare_candidate
+    from spiral.pipeline.gate.checks import run_gate
+    from spiral.pipeline.gate.report import GateContext, gate_json
+    from spiral.pipeline.report.outputs import write_outputs
+
     target = load_target(args.target, host_override=args.host)
     print(f"deploying to {target.name} at {target.host}")
     # The device's rounds are judged at the confidence the target measures with.

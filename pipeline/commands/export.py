@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, task_config
+from spiral.kernels import OPSET
+from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, add_weights_argument, parse_shape, task_config
 from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.api import export
-from spiral.pipeline.export import OPSET
-from spiral.pipeline.gate.candidate import add_weights_argument, parse_shape
 
 MIN_OPSET = 13  # the oldest opset every operator spiral's models use exports to
 
@@ -30,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spiral.pipeline.api import export
+
     if not MIN_OPSET <= args.opset <= OPSET:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")
     shape = parse_shape(args.input_shape) if args.input_shape else None

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.api import gate
-from spiral.pipeline.commands import add_backend_argument, add_precision_argument
-from spiral.pipeline.compare.releases import load_release
+from spiral.pipeline.commands import (
+    add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, parse_shape,
+)
 from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.gate.budget import load_budget
-from spiral.pipeline.gate.candidate import add_torch_arguments, add_weights_argument, parse_shape
-from spiral.pipeline.gate.checks import GateResult
-from spiral.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
-from spiral.pipeline.report.attribution import change_summary
-from spiral.pipeline.report.outputs import write_outputs
 
-
+if TYPE_CHECKING:
+    from spiral.pipeline.gate.checks import GateResult
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
@@ -57,6 +53,13 @@ def summary(result: GateResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spiral.pipeline.api import gate
+    from spiral.pipeline.compare.releases import load_release
+    from spiral.pipeline.gate.budget import load_budget
+    from spiral.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
+    from spiral.pipeline.report.attribution import change_summary
+    from spiral.pipeline.report.outputs import write_outputs
+
     if args.baseline and args.baseline_model:
         raise InputError("give one baseline: --baseline-model (measured here, recommended) or --baseline (stored JSON)")
     target = {"backend": args.backend, "threads": args.threads, "precision": args.precision, "device": args.device,

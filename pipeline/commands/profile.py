@@ -9,23 +9,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from spiral.deploy.errors import InputError
 from spiral.deploy.layer_profile import require_layer_backend
-from spiral.deploy.profiler import Profile, profile_model
 from spiral.deploy.sampling import ProfileSettings
-from spiral.kernels.report import print_layer_tables
-from spiral.pipeline.report.attribution import (
-    EXPLAIN_HEADERS, OP_HEADERS, explain_rows, explain_summary, op_rows,
+from spiral.pipeline.commands import (
+    add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, console, parse_shape,
 )
-from spiral.pipeline.commands import add_backend_argument, add_precision_argument, console
 from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.gate.candidate import (
-    add_torch_arguments, add_weights_argument, measured_options, parse_shape, prepare_candidate, target_config,
-)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from spiral.deploy.profiler import Profile
 
 def _batch_sizes(text: str) -> list[int]:
     try:
@@ -70,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
+    from rich.table import Table
+
     title = f"{profile.backend} · {Path(profile.model_path).name} · {profile.runner_settings.get('threads', '-')} threads"
     table = Table(title=title)
     columns = ["batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ms", "robust CV %", "rounds", "samples", "stable",
@@ -93,6 +92,10 @@ def print_profile(profile: Profile, console: Console, throughput: bool) -> None:
 
 def print_explanation(profile: Profile, console: Console) -> None:
     """Where the time goes, per batch: the slowest layers, the operator types, and what dominates."""
+    from rich.table import Table
+
+    from spiral.pipeline.report.attribution import EXPLAIN_HEADERS, OP_HEADERS, explain_rows, explain_summary, op_rows
+
     for m in profile.measurements:
         if m.layers is None:
             continue
@@ -113,6 +116,10 @@ def print_explanation(profile: Profile, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spiral.deploy.profiler import profile_model
+    from spiral.kernels.report import print_layer_tables
+    from spiral.pipeline.gate.candidate import measured_options, prepare_candidate, target_config
+
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
     if args.explain:

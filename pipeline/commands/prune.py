@@ -5,22 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pydantic import ValidationError
-from rich.table import Table
-from torch import nn
-from torch.utils.data import DataLoader
+from typing import TYPE_CHECKING
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, console, task_config
+from spiral.pipeline.commands import (
+    INPUT_DTYPES, add_task_argument, add_weights_argument, console, parse_shape, task_config,
+)
 from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.measure import count_macs_params
-from spiral.pipeline.gate.candidate import add_weights_argument
-from spiral.pipeline.source import load_source
-from spiral.pipeline.prune import CRITERIA, PruneConfig, prune
-from spiral.pipeline.prune.attention import SplitAttention
-from spiral.pipeline.prune.group import Calibration
-from spiral.pipeline.tasks import Task, build_task
+from spiral.pipeline.prune.config import PruneConfig
+from spiral.pipeline.prune.criteria import CRITERIA
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from spiral.pipeline.prune.group import Calibration
+    from spiral.pipeline.tasks import Task
 
 CALIBRATION_BATCHES = 4
 
@@ -50,7 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    shape = _parse_shape(args.input_shape)
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from spiral.pipeline.checkpoint import save_checkpoint
+    from spiral.pipeline.measure import count_macs_params
+    from spiral.pipeline.prune import prune
+    from spiral.pipeline.source import load_source
+    from spiral.pipeline.tasks import build_task
+
+    shape = parse_shape(args.input_shape)
     try:
         cfg = PruneConfig(
             criterion=args.criterion, ratio=args.ratio, global_pruning=args.global_pruning,
@@ -91,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 def layer_widths(model: nn.Module) -> dict[str, str]:
     """Output channels (heads, for attention; hidden units, for LSTMs) of every prunable layer."""
+    from torch import nn
+
+    from spiral.pipeline.prune.attention import SplitAttention
+
     projections = {
         proj for m in model.modules() if isinstance(m, SplitAttention) for proj in (m.q_proj, m.k_proj, m.v_proj)
     }
@@ -107,21 +119,14 @@ def layer_widths(model: nn.Module) -> dict[str, str]:
     return widths
 
 
-def _parse_shape(text: str) -> list[int]:
-    try:
-        shape = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise InputError(f"--input-shape '{text}' is not a comma-separated list of integers, e.g. 1,3,32,32") from None
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise InputError(f"--input-shape {shape} must have a batch dimension and positive sizes")
-    return shape
-
-
 def _calibration(source: str | None, shape: list[int], task: Task) -> Calibration:
     """The first training batches of ``source``, scored with ``task``'s loss."""
     if source is None:
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
+    from torch.utils.data import DataLoader
+
     from spiral.pipeline.data import load_datasets
+    from spiral.pipeline.prune.group import Calibration
 
     train, _ = load_datasets(source, shape)
     loader = DataLoader(train, batch_size=32, shuffle=False, collate_fn=task.collate)

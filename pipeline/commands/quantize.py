@@ -7,24 +7,18 @@ import copy
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-
-from spiral.deploy.atomic import write_json
 from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import Target
 from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.commands import add_backend_argument, add_task_argument, console, task_config
+from spiral.pipeline.commands import (
+    add_backend_argument, add_task_argument, add_weights_argument, console, parse_shape, task_config,
+)
 from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.distill.config import DistillConfig
 from spiral.pipeline.exit_codes import ExitCode, judged
-from spiral.pipeline.gate.candidate import add_weights_argument, onnx_task, parse_shape, prepare_candidate
-from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
-from spiral.pipeline.prune.plan import example_input
-from spiral.pipeline.quantize import FLOAT, INT8
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 
@@ -71,6 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from spiral.deploy.atomic import write_json
+    from spiral.deploy.profiler import Target
+    from spiral.pipeline.data import load_datasets
+    from spiral.pipeline.distill.config import DistillConfig
+    from spiral.pipeline.gate.candidate import onnx_task, prepare_candidate
+    from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
+    from spiral.pipeline.prune.plan import example_input
+
     try:
         cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
                              batch_size=args.batch_size, per_channel=not args.per_tensor,
@@ -122,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
 def exit_code(result: dict, max_drop: float) -> ExitCode:
     """``result`` (``QuantizeResult.to_dict``) rejected only because the judge could not decide the speedup is
     undecided; a speedup the judge refuses or an accuracy drop past ``max_drop`` is a verdict against INT8."""
+    from spiral.pipeline.quantize import FLOAT, INT8
+
     outcome, accuracy = result["verdict"]["outcome"], result["accuracy"]
     return judged(against=outcome == "misses" or accuracy[FLOAT] - accuracy[INT8] > max_drop,
                   undecided=outcome == "undecided")
@@ -130,6 +136,10 @@ def exit_code(result: dict, max_drop: float) -> ExitCode:
 def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console, metric: str = "accuracy") -> None:
     """The float and INT8 models side by side (``metric``: the task's, in percent), the speedup, what the
     remedies did."""
+    from rich.table import Table
+
+    from spiral.pipeline.quantize import FLOAT, INT8
+
     table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")
     for column in ("model", "p50 ms", f"{metric} %", "size MB"):

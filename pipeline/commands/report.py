@@ -7,7 +7,6 @@ from pathlib import Path
 
 from spiral.pipeline.exit_codes import of_run
 from spiral.pipeline.report.outputs import write_outputs
-from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
 
 
 
@@ -20,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the outputs asked for, or all three into the run directory when none is; exits with the run's verdict."""
+    from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
+
     report = load_run(args.run_dir)
     paths = [args.markdown, args.html, args.junit]
     if not any(paths):

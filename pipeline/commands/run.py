@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
-from rich.table import Table
 
-from spiral.pipeline.commands import console
 from spiral.deploy.validation import validate
+from spiral.pipeline.commands import console
 from spiral.pipeline.config import DistributedConfig, RunConfig, load_config
 from spiral.pipeline.exit_codes import of_run
-from spiral.pipeline.report.run import step_cells, step_columns, step_rows
 from spiral.pipeline.specs import trusting_model_code
-from spiral.pipeline.spiral import Spiral, SpiralOutcome
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from spiral.pipeline.spiral import SpiralOutcome
 
 # The flags that override the config's distributed: block, as torchrun spells them, by its keys.
 DISTRIBUTED_FLAGS = {"processes": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
@@ -38,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
+    from rich.table import Table
+
+    from spiral.pipeline.report.run import step_cells, step_columns, step_rows
+
     table = Table(title="spiral steps")
     for column in step_columns(outcome.budget):
         table.add_column(column, overflow="fold")
@@ -75,6 +81,8 @@ def with_flags(config: RunConfig, flags: dict[str, object]) -> RunConfig:
 
 
 def execute(config_path: Path, out: Path, resume: bool, distributed: dict[str, object] | None = None) -> int:
+    from spiral.pipeline.spiral import Spiral
+
     config = with_flags(load_config(config_path), distributed or {})
     with trusting_model_code(config.trust_model_code, typed=[config.model]):
         outcome = Spiral(config, out, resume=resume).run()

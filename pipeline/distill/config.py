@@ -15,7 +15,7 @@ class LossWeights(_Strict):
     """Weights of the summed loss. With no teacher, training is plain cross-entropy and these are unused.
 
     The default is cross-entropy alone, as ``benchmarks/quality_frontier.py`` favoured on
-    Fashion-MNIST (2026-11-30, three seeds; README): on the same pruned structure and epochs, Hinton
+    Fashion-MNIST (2026-11-30, three seeds; docs/benchmarks.md): on the same pruned structure and epochs, Hinton
     KD (logits 1, T 4) was 1.5 (ResNet) and 2.2 (MobileNetV2) points below cross-entropy at 3x the
     teacher's speed and 1.0 below at 4x (ResNet), where a default must earn 0.5 above. Set
     ``logits`` (and ``feature``, ``contrastive``) to distill.

@@ -15,7 +15,7 @@ profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import model_validator
 
@@ -23,7 +23,10 @@ from spiral.deploy.budget import Budget
 from spiral.deploy.sampling import ProfileSettings
 from spiral.deploy.validation import read_yaml, validate
 from spiral.pipeline.config import check_quality
-from spiral.pipeline.tasks import Metric, TaskConfig, build_task
+from spiral.pipeline.tasks.config import TaskConfig
+
+if TYPE_CHECKING:
+    from spiral.pipeline.tasks import Metric
 
 
 class GateBudget(Budget):
@@ -37,12 +40,16 @@ class GateBudget(Budget):
 
     @model_validator(mode="after")
     def _task_quality(self) -> GateBudget:
+        from spiral.pipeline.tasks import build_task  # the tasks import torch; a budget's keys alone do not
+
         if self.quality is not None:
             check_quality(self.quality, build_task(self.task), "metric" if self.accuracy is None else "accuracy")
         return self
 
     def quality_metric(self) -> Metric:
         """The metric the quality part judges, as its task measures it."""
+        from spiral.pipeline.tasks import build_task
+
         return build_task(self.task).quality(self.quality.name if self.quality else None)
 
     @property

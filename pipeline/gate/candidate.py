@@ -33,16 +33,6 @@ class Candidate:
     input_dtype: str = "float32"  # an exported model's (int64: token ids); an ONNX file given as is is not checked
 
 
-def parse_shape(text: str) -> list[int]:
-    try:
-        shape = [int(part) for part in text.replace("x", ",").split(",")]
-    except ValueError:
-        raise InputError(f"input shape '{text}' is not a comma-separated list of integers, e.g. 1,3,224,224") from None
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise InputError(f"input shape '{text}' needs positive dimensions with the batch first, e.g. 1,3,224,224")
-    return shape
-
-
 def _load_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path), load_external_data=False)
@@ -139,12 +129,6 @@ def module_and_example(model: str | nn.Module, example: torch.Tensor | None, inp
     return source.module.eval(), example, source.name
 
 
-def add_weights_argument(parser) -> None:
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="your trained weights for a model spec: a .safetensors file or a state dict saved by "
-                             "torch.save (read with weights_only=True; DDP/Lightning key prefixes removed)")
-
-
 def measured_options(candidate: Candidate, target: TargetConfig) -> dict:
     """The backend options ``candidate`` is measured with: on a torch target its live module
     (the ONNX export gives its inputs), which an ONNX file given as is does not have."""
@@ -168,14 +152,6 @@ def target_config(target: str | dict | TargetConfig) -> TargetConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise InputError(error["msg"].removeprefix("Value error, ")) from None
-
-
-def add_torch_arguments(parser) -> None:
-    """``--device`` and ``--compile-mode``, the options of the torch targets."""
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where the torch targets (torch, torch-compile) run the module (default cpu)")
-    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default",
-                        help="torch.compile mode for torch-compile; reduce-overhead uses CUDA graphs (default default)")
 
 
 def parity_inputs(

@@ -3,26 +3,23 @@
 ``PrunableModel`` traces a model once and makes plans from it (``plan_pruning``: one uniform plan, on a
 copy), ``apply_plan`` removes in place and replays deterministically,
 ``zero_removed`` builds the reference the pruned model must match before fine-tuning.
+
+The names below are imported from their modules on first use (PEP 562), so that importing
+``spiral.pipeline.prune.config`` (a run config, a command's ``--help``) imports no torch.
 """
 
-from spiral.pipeline.prune.apply import apply_plan, prune
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.criteria import CRITERIA
-from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan, dtype_name, example_input, original_channels
-from spiral.pipeline.prune.prunable import PrunableModel, plan_pruning
-from spiral.pipeline.prune.zeroing import zero_removed
+import importlib
 
-__all__ = [
-    "CRITERIA",
-    "PrunableModel",
-    "PruneConfig",
-    "PrunedGroup",
-    "PruningPlan",
-    "apply_plan",
-    "dtype_name",
-    "example_input",
-    "original_channels",
-    "plan_pruning",
-    "prune",
-    "zero_removed",
-]
+_MODULES = {
+    "apply_plan": "apply", "prune": "apply", "PruneConfig": "config", "CRITERIA": "criteria",
+    "PrunedGroup": "plan", "PruningPlan": "plan", "dtype_name": "plan", "example_input": "plan",
+    "original_channels": "plan", "PrunableModel": "prunable", "plan_pruning": "prunable", "zero_removed": "zeroing",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> object:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

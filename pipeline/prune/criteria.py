@@ -15,24 +15,26 @@ measures that change instead, for removing a growing share of each group (one gr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-from torch import Tensor, nn
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
-from spiral.pipeline.prune.nni_criteria import nni_scorer
-from spiral.pipeline.prune.sensitivity import sensitivity
-from spiral.pipeline.prune.taylor import taylor_group
-from spiral.pipeline.prune.tp_criteria import tp_bn_scale, tp_magnitude, tp_scorer, tp_taylor
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from spiral.pipeline.prune.group import Batch, PrunableGroup
 
 
 @dataclass(frozen=True)
 class Criterion:
     summary: str
     needs_calibration: bool
-    scorer: Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]] = field(repr=False)
+    # "module:name" under spiral.pipeline.prune: the scorer ``(model, groups, batches) -> scores``, imported
+    # on first use, so that the registry (a command's --help, a run config's check) imports no torch.
+    scorer: str
     # True: scores of different groups are on one scale (an estimated loss change), so an allocator
     # may compare them directly; False: each group's scores are relative (normalised per layer).
     comparable_across_layers: bool = False
@@ -43,40 +45,42 @@ class Criterion:
         ``model`` keeps its structure and weights; ``taylor`` and ``tp-taylor`` leave gradients on it. NNI
         wraps the layers of a copy, never of ``model``.
         """
-        return self.scorer(model, candidates, calibration)
+        module, _, name = self.scorer.partition(":")
+        scorer = getattr(importlib.import_module(f"spiral.pipeline.prune.{module}"), name)
+        return scorer(model, candidates, calibration)
 
 
 CRITERIA: dict[str, Criterion] = {
-    "l1": Criterion("NNI L1NormPruner: L1 norm of each output filter", False, nni_scorer("L1NormPruner")),
-    "l2": Criterion("NNI L2NormPruner: L2 norm of each output filter", False, nni_scorer("L2NormPruner")),
+    "l1": Criterion("NNI L1NormPruner: L1 norm of each output filter", False, "nni_criteria:l1"),
+    "l2": Criterion("NNI L2NormPruner: L2 norm of each output filter", False, "nni_criteria:l2"),
     "fpgm": Criterion(
-        "NNI FPGMPruner: distance of each filter to the others (geometric median)", False, nni_scorer("FPGMPruner")
+        "NNI FPGMPruner: distance of each filter to the others (geometric median)", False, "nni_criteria:fpgm"
     ),
     "taylor": Criterion(
         "NNI TaylorPruner: first-order Taylor estimate (weight x gradient)^2 on calibration batches",
         True,
-        nni_scorer("TaylorPruner"),
+        "nni_criteria:taylor",
     ),
     "tp-magnitude": Criterion(
         "Torch-Pruning GroupMagnitudeImportance: L2 norm over every coupled slice of the group",
         False,
-        tp_scorer(tp_magnitude, gradients=False),
+        "tp_criteria:magnitude",
     ),
     "tp-taylor": Criterion(
         "Torch-Pruning GroupTaylorImportance: |weight x gradient| over the group on calibration batches",
         True,
-        tp_scorer(tp_taylor, gradients=True),
+        "tp_criteria:taylor",
     ),
     "tp-bn-scale": Criterion(
         "Torch-Pruning BNScaleImportance: |gamma| of the group's BatchNorm layers (groups without one are kept)",
         False,
-        tp_scorer(tp_bn_scale, gradients=False),
+        "tp_criteria:bn_scale",
     ),
     "taylor-group": Criterion(
         "Group first-order Taylor (Molchanov 2019, as in HALP): per calibration batch, (sum of weight x "
         "gradient over every coupled slice of a channel)^2, summed over batches; not normalised per layer",
         True,
-        taylor_group,
+        "taylor:taylor_group",
         comparable_across_layers=True,
     ),
     "sensitivity": Criterion(
@@ -84,7 +88,7 @@ CRITERIA: dict[str, Criterion] = {
         "calibration loss at 1/4, 1/2, 3/4, 7/8 and all of them (convex envelope), per channel; comparable "
         "across layers",
         True,
-        sensitivity,
+        "sensitivity:sensitivity",
         comparable_across_layers=True,
     ),
 }
@@ -98,6 +102,8 @@ def get_criterion(name: str) -> Criterion:
 
 def calibration_batches(name: str, calibration: Sequence[Batch] | None) -> list[Batch]:
     """The calibration batches as a list; data-driven criteria refuse to run without them."""
+    from spiral.pipeline.prune.group import Calibration, loss_of
+
     batches = Calibration(calibration if calibration is not None else [], loss_of(calibration))
     if get_criterion(name).needs_calibration and not batches:
         raise InputError(f"pruning criterion '{name}' needs calibration data (batches of inputs and labels)")

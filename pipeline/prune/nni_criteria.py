@@ -122,3 +122,10 @@ def _aggregate(candidate: PrunableGroup, metrics: dict[str, Tensor], names: dict
     if not bool((count > 0).all()):
         return None
     return total / count
+
+
+# The scorers ``spiral.pipeline.prune.criteria.CRITERIA`` names.
+l1 = nni_scorer("L1NormPruner")
+l2 = nni_scorer("L2NormPruner")
+fpgm = nni_scorer("FPGMPruner")
+taylor = nni_scorer("TaylorPruner")

@@ -59,3 +59,9 @@ def tp_bn_scale() -> Callable:
     import torch_pruning as tp
 
     return tp.importance.BNScaleImportance()
+
+
+# The scorers ``spiral.pipeline.prune.criteria.CRITERIA`` names.
+magnitude = tp_scorer(tp_magnitude, gradients=False)
+taylor = tp_scorer(tp_taylor, gradients=True)
+bn_scale = tp_scorer(tp_bn_scale, gradients=False)

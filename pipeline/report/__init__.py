@@ -1,6 +1,2 @@
 """Reports: a spiral run's (``run``) and the building blocks the gate and compare reports share
 (Markdown tables, self-contained HTML, matplotlib plots, JUnit XML)."""
-
-from spiral.pipeline.report.run import step_rows, write_reports
-
-__all__ = ["step_rows", "write_reports"]

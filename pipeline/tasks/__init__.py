@@ -8,29 +8,22 @@ how a batch's targets are collated and moved, and what ONNX parity compares beyo
 A model's outputs reach a task as ``Outputs``: a name per tensor, in the order the model returns them
 and the ONNX export names them (``output_names``): one tensor is ``output``, a tuple ``output_0`` ..,
 a dict (torchvision's segmenters return ``{"out": ...}``) its keys.
+
+The names below are imported from their modules on first use (PEP 562), so that importing
+``spiral.pipeline.tasks.config`` (a run config, a command's ``--help``) imports no torch.
 """
 
-from __future__ import annotations
+import importlib
 
-from spiral.pipeline.tasks.base import Meter, Metric, Outputs, Task, output_names, outputs_of
-from spiral.pipeline.tasks.classification import Classification
-from spiral.pipeline.tasks.config import TaskConfig
-from spiral.pipeline.tasks.custom import Custom
-from spiral.pipeline.tasks.detection import Detection
-from spiral.pipeline.tasks.segmentation import Segmentation
-
-TASKS: dict[str, type[Task]] = {
-    "classification": Classification,
-    "segmentation": Segmentation,
-    "detection": Detection,
-    "custom": Custom,
+_MODULES = {
+    "Meter": "base", "Metric": "base", "Outputs": "base", "Task": "base", "output_names": "base", "outputs_of": "base",
+    "TaskConfig": "config", "TASKS": "registry", "build_task": "registry",
 }
 
-
-def build_task(config: TaskConfig = TaskConfig(), num_classes: int | None = None) -> Task:
-    """The task ``config`` names, for a model of ``num_classes`` classes (the run's ``num_classes``; None:
-    a classifier's, as wide as its logits). Without arguments: classification, today's default."""
-    return TASKS[config.kind](config, num_classes)
+__all__ = sorted(_MODULES)
 
 
-__all__ = ["TASKS", "Meter", "Metric", "Outputs", "Task", "TaskConfig", "build_task", "output_names", "outputs_of"]
+def __getattr__(name: str) -> object:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from spiral.deploy.layer_profile import LayerProfile, LayerTiming
 from spiral.pipeline.cli import main
 from spiral.pipeline.config import parse_config
 from spiral.pipeline.ledger import LedgerEntry, append_entry
-from spiral.pipeline.report import step_rows, write_reports
+from spiral.pipeline.report.run import step_rows, write_reports
 from spiral.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
 from tests.ledger_entries import ledger_entry

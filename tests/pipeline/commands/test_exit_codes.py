@@ -27,7 +27,7 @@ from spiral.pipeline.config import parse_config
 from spiral.pipeline.exit_codes import MEANINGS, ExitCode, of_run
 from spiral.pipeline.ledger import Training, append_entry
 from spiral.pipeline.quantize import FLOAT, INT8
-from spiral.pipeline.report import write_reports
+from spiral.pipeline.report.run import write_reports
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import ROUND, latencies, profile_from_samples
 from tiny_spiral import tiny_config

@@ -151,7 +151,7 @@ class Bench:
 
 def judged(ms: float, budget: float) -> PlanVerdict:
     """A plan measured at ``ms`` against ``budget``, as the spiral step's search reads a verdict."""
-    return PlanVerdict(ms, ms <= budget, budget / ms)
+    return PlanVerdict(ms, "meets" if ms <= budget else "misses", budget / ms)
 
 
 def bisect(bench: Bench, make_plan: Callable[[float], PruningPlan], low: float, high: float, budget: float,

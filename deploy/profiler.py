@@ -304,6 +304,7 @@ def profile_paired(
     cache_dir: Path | None = None,
     model_options: dict[str, dict[str, Any]] | None = None,
     layers: Collection[str] = (),
+    prior: Rounds | None = None,
 ) -> Paired:
     """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
 
@@ -311,7 +312,9 @@ def profile_paired(
     rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
     ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
     ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
-    not judged (a run profiles only its candidate, a comparison both sides).
+    not judged (a run profiles only its candidate, a comparison both sides; a layer profile is this
+    session's). ``prior``: an earlier session of the same models, continued (``sample_rounds``): the
+    profiles and verdicts are of both sessions' rounds.
     """
     runners: dict[str, Runner] = {}
     feeds: dict[str, dict[str, np.ndarray]] = {}
@@ -336,7 +339,7 @@ def profile_paired(
 
         rounds = sample_rounds(
             {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions,
-            between=between if samplers else None,
+            between=between if samplers else None, prior=prior,
         )
     finally:
         for runner in runners.values():
@@ -344,7 +347,8 @@ def profile_paired(
     profiles = {}
     for name, path in models.items():
         measurement = measurement_of(rounds, name, target.batch, feeds[name], settings)
-        if name in samplers:
-            measurement.layers = samplers[name].finish().record(measurement.rounds(), settings.confidence)
+        if name in samplers:  # the layers were profiled between this session's rounds
+            ours = measurement.rounds()[0 if prior is None else len(prior.series[name].blocks):]
+            measurement.layers = samplers[name].finish().record(ours, settings.confidence)
         profiles[name] = target.profile(Path(path), runners[name], settings, "random", [measurement])
     return Paired(profiles, rounds)

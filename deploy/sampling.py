@@ -25,6 +25,15 @@ least ``min_rounds`` rounds and ``min_duration_s`` seconds:
   (``ci_converged``; ``ci_rel = 0`` never stops early);
 - in any case at ``max_duration_s`` (``max_duration``), when an undecided verdict stays undecided.
 
+**A session can be continued** (``prior``): the models are loaded and warmed up again, and the new
+rounds are added to the earlier session's, the looks counting on from its last one (look k + 1
+follows look k, at the confidence ``look_confidence`` gives it). The error of every look of both
+sessions together stays within ``1 - confidence``, so measuring longer a question the first session
+left undecided does not buy a verdict the evidence does not give. The new session has its own
+``max_duration_s``. The replicate is still the round: what changes between the two loads (the
+machine's state, where the models sit in memory) touches both sides of each round's ratio, as
+within one session.
+
 **Rounds on a busy CPU are set aside.** When the machine has more runnable threads than cores,
 a multi-threaded model's call waits for a CPU at every parallel section, and a larger model has
 more of them: the slowdown is not a common factor that a ratio cancels. Measured on the 2-core
@@ -161,6 +170,7 @@ class Rounds:
     verdicts: list[Verdict]
     cpu_wait: list[float | None] = field(default_factory=list)  # per round; None where unknown
     max_cpu_wait: float = 1.0
+    looks: int = 0  # how many times the evidence was looked at (the last look decided ``verdicts``)
 
     def verdict(self, name: str) -> Verdict:
         for v in self.verdicts:
@@ -195,20 +205,28 @@ def evidence(series: Mapping[str, Series], question: Question) -> np.ndarray:
 def sample_rounds(
     models: Mapping[str, Timed], settings: ProfileSettings, questions: Sequence[Question] = (),
     clock: Callable[[], float] = time.perf_counter, cpu: CpuTimes = cpu_times,
-    between: Callable[[dict[str, list[float]]], None] | None = None,
+    between: Callable[[dict[str, list[float]]], None] | None = None, prior: Rounds | None = None,
 ) -> Rounds:
     """Warm every model up, then run rounds until the stop rule of the module docstring holds.
 
     ``cpu`` reads the threads' run and wait times around every round (see the module docstring);
-    ``between`` gets each round's blocks (model -> ms) after the round, off the stop rule's clock."""
+    ``between`` gets each round's blocks (model -> ms) after the round, off the stop rule's clock;
+    ``prior``: an earlier session of the same models, continued (the module docstring): the result
+    holds its rounds and this session's, its ``wall_s`` both sessions' time."""
     if not models:
         raise InputError("nothing to measure")
+    if prior is not None and set(prior.series) != set(models):
+        raise InputError(f"a continued session measures the models of the first ({', '.join(prior.series)}), "
+                         f"not {', '.join(models)}")
     for q in questions:
         for name in (q.subject, q.reference):
             if name is not None and name not in models:
                 raise InputError(f"question '{q.name}' names model '{name}', which is not measured")
-    names = list(models)
-    series = {name: Series() for name in names}
+    if prior is None:
+        series = {name: Series() for name in models}
+    else:  # copies (the first session's record stays as it was), in its order, which goes on alternating
+        series = {name: Series(s.warmup_iterations, s.warmup_s, list(s.blocks)) for name, s in prior.series.items()}
+    names = list(series)
     for name in names:  # the first call may compile, allocate or autotune: the timed warm-up follows it
         start = clock()
         models[name]()
@@ -217,12 +235,16 @@ def sample_rounds(
         while clock() - steady < settings.warmup_s:
             models[name]()
             calls += 1
-        series[name].warmup_iterations, series[name].warmup_s = calls, clock() - start
+        series[name].warmup_iterations += calls
+        series[name].warmup_s += clock() - start
 
     start = clock()
     paused = 0.0
-    rounds = Rounds(series, "", 0.0, [], [], settings.max_cpu_wait)
+    rounds = Rounds(series, "", 0.0, [], [] if prior is None else list(prior.cpu_wait), settings.max_cpu_wait)
     looks, next_look = 0, settings.min_rounds
+    if prior is not None:
+        done = len(series[names[0]].blocks)
+        looks, next_look = prior.looks, max(done + 1, math.ceil(LOOK_GROWTH * done))
     while True:
         order = names if len(series[names[0]].blocks) % 2 == 0 else names[::-1]
         before = cpu()
@@ -254,7 +276,8 @@ def sample_rounds(
         ):
             reason = "ci_converged"
             break
-    rounds.stop_reason, rounds.wall_s, rounds.verdicts = reason, clock() - start, verdicts
+    rounds.stop_reason, rounds.verdicts, rounds.looks = reason, verdicts, looks
+    rounds.wall_s = clock() - start + (0.0 if prior is None else prior.wall_s)
     return rounds
 
 

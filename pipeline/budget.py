@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from spiral.deploy.profiler import Paired
-from spiral.deploy.verdict import Question, interval, percent
+from spiral.deploy.verdict import Outcome, Question, interval, percent
 from spiral.pipeline.acceptance import QualityLimit, format_value
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.ledger import LedgerEntry
@@ -112,9 +112,16 @@ def judged_questions(step: Question, questions: list[Question], final_step: bool
     return [q for q in questions if q.name != step.name] if final_step else [step]
 
 
+def latency_outcome(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> Outcome:
+    """The judge on the questions that decide (``judged_questions``) together: ``misses`` when one
+    misses, ``meets`` when all meet, else ``undecided``."""
+    outcomes = {paired.verdict(q.name).outcome for q in judged_questions(step, questions, final_step)}
+    return "misses" if "misses" in outcomes else "undecided" if "undecided" in outcomes else "meets"
+
+
 def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
     """The judge grants every question that decides (``judged_questions``)."""
-    return all(paired.verdict(q.name).meets for q in judged_questions(step, questions, final_step))
+    return latency_outcome(paired, step, questions, final_step) == "meets"
 
 
 def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:

@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +32,17 @@ from torch import nn
 
 from spiral.deploy.atomic import publish_dir, write_json
 from spiral.deploy.profiler import Paired
+from spiral.deploy.sampling import Rounds
 from spiral.deploy.verdict import Question
 from spiral.kernels.predictor import Calibration, LatencyPredictor
 from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
-from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, paired_speedup
+from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, latency_outcome, paired_speedup
 from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
-from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan
+from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiral.pipeline.run_folder import RunFolder
 from spiral.pipeline.teacher import RunData
@@ -82,9 +84,11 @@ class Tries:
         return self._traced[1]
 
     def _measure_latency(
-        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference, teacher: nn.Module
+        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference, teacher: nn.Module,
+        prior: Rounds | None = None,
     ) -> Paired:
-        """``candidate`` in rounds beside the current model and the teacher, every question judged.
+        """``candidate`` in rounds beside the current model and the teacher, every question judged
+        (``prior``: an earlier session of the same models, continued).
 
         A candidate is measured before it is distilled: training changes its weights, not its
         graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
@@ -93,30 +97,45 @@ class Tries:
         path = export_onnx(candidate, self.data.example_input, work / "candidate.onnx")
         models = {"candidate": (path, candidate), "teacher": (self.folder.teacher_onnx, teacher),
                   current.name: (current.onnx, current.model)}
-        paired = measure_paired(models, self.config, questions, work / "compiled", layers=("candidate",))
+        paired = measure_paired(models, self.config, questions, work / "compiled", layers=("candidate",), prior=prior)
         shutil.rmtree(work / "compiled", ignore_errors=True)
         path.unlink()
         return paired
+
+    def _measurer(
+        self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
+        work: Path,
+    ) -> tuple[Callable[[PruningPlan], PlanVerdict], dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
+        """The plan search's ``measure`` and what it fills: each measured plan's pruned module with its
+        paired session and the judge's verdict (the chosen one is distilled as it is, not pruned again).
+        A plan meets when the judge says it meets the step budget and, on the step that aims at the
+        final budget, the final budget too. A plan measured again (one left undecided is measured
+        longer) continues its session: its verdict and its paired record are of every round it ran."""
+        measured: dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]] = {}
+
+        def measure(plan: PruningPlan) -> PlanVerdict:
+            if plan in measured:
+                candidate, earlier, _ = measured[plan]
+                prior = earlier.rounds
+            else:
+                candidate, prior = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input), None
+            paired = self._measure_latency(candidate, work, questions, current, teacher, prior)
+            judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
+            verdict = PlanVerdict(paired.verdict(step.name).estimate * current.ms,
+                                  latency_outcome(paired, step, questions, final_step),
+                                  min(v.question.limit / v.estimate for v in judged),
+                                  paired.rounds.wall_s - (0.0 if prior is None else prior.wall_s))
+            measured[plan] = (candidate, paired, verdict)
+            return verdict
+
+        return measure, measured
 
     def _choose_plan(
         self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
         work: Path,
     ) -> tuple[PlanChoice, dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
-        """The step's plan, and each measured plan's pruned module with its paired session and the
-        judge's verdict (the chosen one is distilled as it is, not pruned again). A plan meets when the
-        judge says it meets the step budget and, on the step that aims at the final budget, the final
-        budget too."""
-        measured: dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]] = {}
-
-        def measure(plan: PruningPlan) -> PlanVerdict:
-            candidate = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input)
-            paired = self._measure_latency(candidate, work, questions, current, teacher)
-            judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
-            verdict = PlanVerdict(paired.verdict(step.name).estimate * current.ms, all(v.meets for v in judged),
-                                  min(v.question.limit / v.estimate for v in judged))
-            measured[plan] = (candidate, paired, verdict)
-            return verdict
-
+        """The step's plan, and each measured plan's pruned module, paired session and verdict (``_measurer``)."""
+        measure, measured = self._measurer(step, questions, final_step, current, teacher, work)
         cfg = self.config
         choice = choose_plan(
             self.prunable(current.model), step.limit * current.ms, current.ms, prune=cfg.prune,
@@ -149,8 +168,11 @@ class Tries:
             recovery_epochs = max(recovery_epochs - probe_cost(choice.probes), 0)
         epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
         measured_count = sum(c["ms"] is not None for c in choice.candidates)
+        longer = sum(len(c.get("sessions", ())) > 1 for c in choice.candidates)  # none in a plan.json written before sessions were recorded
         progress.console.print(
-            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured; removed {choice.plan.ratio:.0%} "
+            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured"
+            + (f" ({longer} measured longer: undecided after one session)" if longer else "")
+            + f"; removed {choice.plan.ratio:.0%} "
             f"of the channels" + (f" and residual blocks {', '.join(choice.plan.blocks)}" if choice.plan.blocks else "")
             + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / target_ms:.0%} of the target); "
             + (f"distilling {epochs} epochs"
@@ -193,12 +215,14 @@ class Tries:
     ) -> tuple[PlanChoice, nn.Module, Paired]:
         """The try's plan, its pruned module and its paired session: chosen (probed when the search
         found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and
-        measured again."""
+        measured again (``judge_plan``: longer when the judge leaves it undecided, as the search does)."""
         plan_path = work / "plan.json"
         if plan_path.exists():
             choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
-            student = apply_plan(copy.deepcopy(current.model), choice.plan, self.data.example_input)
-            return choice, student, self._measure_latency(student, work, questions, current, teacher)
+            measure, measured = self._measurer(step, questions, final_step, current, teacher, work)
+            judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
+            student, paired, _ = measured[choice.plan]
+            return choice, student, paired
         self.console.print(
             f"{name}: screening {self.config.schedule.allocation} pruning plans for "
             f"{step.limit * current.ms:.3f} ms by predicted latency"

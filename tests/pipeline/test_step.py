@@ -1,4 +1,5 @@
-"""One try's probes: plans of different structure each trained briefly, the more accurate kept."""
+"""One try: its plans measured (again, longer, continuing the session), and its probes: plans of different
+structure each trained briefly, the more accurate kept."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from spiral.deploy.verdict import Question
 from spiral.pipeline.config import RunConfig
+from spiral.pipeline.export import export_onnx
 from spiral.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
 from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
 from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.step import Tries, probe_cost
+from spiral.pipeline.step import Reference, Tries, probe_cost
 from spiral.pipeline.teacher import RunData
 from spiral.pipeline.training import Trainee
 from spiral.pipeline.zoo.digits_resnet import digits_resnet
@@ -45,7 +48,7 @@ def two_structures(tries: Tries):
 def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_path: Path) -> None:
     teacher, deep, wide, modules = two_structures(tries)
     before = {plan: copy.deepcopy(m.state_dict()) for plan, m in modules.items()}
-    measured = {deep: (modules[deep], PlanVerdict(0.10, True, 1.2)), wide: (modules[wide], PlanVerdict(0.11, True, 1.1))}
+    measured = {deep: (modules[deep], PlanVerdict(0.10, "meets", 1.2)), wide: (modules[wide], PlanVerdict(0.11, "meets", 1.1))}
     choice = PlanChoice(deep, 0.09, [], {}, contenders=(Contender(wide, 0.1, "uniform"),))
     with Progress(console=tries.console) as progress:
         probed = tries._probe("step-01-try-1", choice, measured, LINEAGE, Trainee(teacher, LINEAGE), progress)
@@ -70,8 +73,8 @@ def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
     """Two plans whose pruned modules are the same train to the same accuracy (the same batches, the same
     seed, bitwise on CPU): the plan the search chose stays."""
     teacher, deep, wide, modules = two_structures(tries)
-    measured = {deep: (modules[deep], PlanVerdict(0.1, True, 1.0)),
-                wide: (copy.deepcopy(modules[deep]), PlanVerdict(0.1, True, 1.0))}
+    measured = {deep: (modules[deep], PlanVerdict(0.1, "meets", 1.0)),
+                wide: (copy.deepcopy(modules[deep]), PlanVerdict(0.1, "meets", 1.0))}
     with Progress(console=tries.console) as progress:
         probed = tries._probe("step-01-try-1", PlanChoice(deep, 0.1, [], {}, contenders=(Contender(wide, 0.1, "uniform"),)),
                               measured, LINEAGE, Trainee(teacher, LINEAGE), progress)
@@ -82,3 +85,30 @@ def test_a_tie_keeps_the_search_s_choice(tries: Tries) -> None:
 @pytest.mark.parametrize(("shares", "epochs"), [((), 0), ((0.25, 0.25), 1), ((0.5, 0.5, 0.5), 2), ((1.0,), 1)])
 def test_probes_cost_their_epochs_rounded_up(shares: tuple[float, ...], epochs: int) -> None:
     assert probe_cost([{"epochs": s} for s in shares]) == epochs
+
+
+def test_a_plan_measured_again_continues_its_session(tries: Tries, tmp_path: Path) -> None:
+    """What the plan search's longer measurement gets from a try (on the run's real target; only the
+    structure of the evidence is checked, not what this machine measured): the second call loads the
+    models again and adds its rounds to the first's, the verdict rests on all of them at a later look,
+    and the verdict says how long that session took; the candidate's layer profile is the new session's."""
+    teacher, _, wide, _ = two_structures(tries)
+    export_onnx(teacher, tries.data.example_input, tries.folder.teacher_onnx)
+    current = Reference("current", teacher, tries.folder.teacher_onnx, 1.0, LINEAGE)
+    step = Question("step budget", "candidate", 0.5, "current")
+    measure, measured = tries._measurer(step, [step], False, current, teacher, tmp_path)
+    first = measure(wide)
+    module, once, _ = measured[wide]
+    rounds, looks = len(once.rounds.cpu_wait), once.rounds.looks
+    second = measure(wide)
+    again, twice, verdict = measured[wide]
+    assert again is module and verdict == second and first.seconds > 0 and second.seconds > 0
+    assert len(twice.rounds.cpu_wait) > rounds and twice.rounds.looks > looks
+    measurement = twice.profiles["candidate"].measurements[0]
+    assert len(measurement.round_sizes) == len(twice.rounds.cpu_wait)
+    # The layer profile is the second session's, explained against that session's rounds only.
+    layers = measurement.layer_profile()
+    assert len(layers.calls_per_round) <= len(twice.rounds.cpu_wait) - rounds
+    assert measurement.layers["explanation"]["rounds"] == len(layers.calls_per_round)
+    assert twice.rounds.wall_s == pytest.approx(first.seconds + second.seconds)
+    assert second.ms == pytest.approx(twice.verdict("step budget").estimate * current.ms)

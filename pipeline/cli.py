@@ -119,9 +119,28 @@ def add_command_arguments(parser: argparse.ArgumentParser, name: str) -> None:
                         trust_model_code=False)
 
 
+class PrintCompletion(argparse.Action):
+    """``--print-completion SHELL``: shtab's completion script for every command and option. The commands'
+    options are added first: ``--help`` of one command imports only its module, a completion script
+    names them all (their modules import no torch)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import shtab
+
+        commands = next(a for a in parser._actions if isinstance(a, Commands))
+        for name in COMMANDS:
+            add_command_arguments(commands.choices[name], name)
+        print(shtab.complete(parser, shell=values), end="")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="spiral", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--print-completion", choices=("bash", "zsh", "tcsh"), metavar="SHELL", action=PrintCompletion,
+                        help="print the completion script of SHELL (bash, zsh or tcsh), e.g. spiral --print-completion bash > "
+                             "~/.local/share/bash-completion/completions/spiral")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=Commands)
     for name, command in COMMANDS.items():

@@ -55,7 +55,7 @@ def test_version_is_the_package_version():
 def test_python_dash_m_spiral_is_the_command():
     done = python("-m", "spiral", "--help")
     assert done.returncode == 0
-    assert "usage: spiral [-h] [--version] [--debug] COMMAND" in done.stdout
+    assert done.stdout.startswith("usage: spiral [-h] [--version] [--print-completion SHELL] [--debug]")
     assert all(name in done.stdout for name in cli.COMMANDS)
 
 
@@ -132,3 +132,25 @@ def test_a_missing_required_module_stays_an_internal_error(monkeypatch, tmp_path
     monkeypatch.setattr(cli.command_module("targets"), "run", lambda args: __import__("no_such_module_of_spiral"))
     assert cli.main(["targets"]) == 3
     assert "internal error: ModuleNotFoundError" in capsys.readouterr().err
+
+
+PROG = cli.build_parser().prog
+
+
+def _completions(script: str, words: list[str]) -> list[str]:
+    """What bash offers after ``words`` (the last one being typed), from the script sourced in a real bash."""
+    words = [PROG, *words]
+    shell = (f"{script}\nCOMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; COMP_LINE='{' '.join(words)}'; "
+             f"COMP_POINT=${{#COMP_LINE}}; _shtab_{PROG}; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_bash_completes_commands_options_and_their_values():
+    done = python("-m", "spiral", "--print-completion", "bash")
+    assert done.returncode == 0, done.stderr
+    assert _completions(done.stdout, ["ga"]) == ["gate"]
+    assert "--baseline-model" in _completions(done.stdout, ["gate", "--base"])
+    assert _completions(done.stdout, ["prune", "--criterion", "tp-"]) == ["tp-magnitude", "tp-taylor", "tp-bn-scale"]
+    assert "torch" not in imported_after(["--print-completion", "zsh"])

@@ -76,6 +76,10 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     assert all(c["predicted_ms"] > 0 for c in candidates)
     measured = sum(c["ms"] is not None for c in candidates)
     assert 1 <= measured <= MAX_MEASURED and measured < len(candidates)
+    # One measuring session for the try: the teacher loaded once for every plan measured, from the compiled file
+    # its own profile left in the run's cache (steps 1's current model is the teacher); each candidate compiled.
+    assert entries[0].compiles == {"built": measured, "from_cache": 1, "kept": measured - 1}
+    assert len(list((out / "compiled").glob("*.onnx"))) == 1 + measured
     # The candidate was measured in rounds beside the teacher; the judge decided the step and final budgets.
     entry = entries[0]
     step_verdict, final_verdict = entry.verdicts

@@ -300,8 +300,8 @@ class MeasuringSession:
     """Models loaded on one ``Target`` for a series of paired measurements (``paired``).
 
     A model measured again under the same name from the same ONNX file (by content, sha256) keeps the
-    runner it was loaded with: a spiral step loads and compiles its teacher and its current model once
-    for every plan it measures, and only the candidate changes. Each measurement still activates every
+    runner it was loaded with: a try of a spiral step loads and compiles its teacher and its current model
+    once for every plan it measures, and only the candidate changes. Each measurement still activates every
     runner, warms every model up and alternates them in rounds of its own, as one loaded afresh would be
     (``spiral.deploy.sampling``); a model's backend options (a torch target's ``module=``) are taken when
     it is loaded. ``cache_dir`` is where the backends keep compiled files by content

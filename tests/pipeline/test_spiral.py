@@ -199,6 +199,8 @@ def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
     entries = read_ledger(out / "ledger.jsonl")
     assert [(e.step, e.attempt) for e in entries] == [(1, 1)]
     assert (out / "steps" / "step-01-try-1" / "plan.json").read_text() == plan_before
+    # The resumed try measured its plan again from the compiled files the killed one left in the run's cache.
+    assert entries[0].compiles == {"built": 0, "from_cache": 2, "kept": 0}
     assert (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns == teacher_mtime
     assert not work.exists()
 

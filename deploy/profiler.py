@@ -3,7 +3,8 @@
 Sampling is ``spiral.deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
 verdicts are ``spiral.deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
 (``spiral profile``); ``profile_paired`` loads several models once on one ``Target`` and
-alternates them in rounds, so that their comparison rests on per-round ratios. A measurement is
+alternates them in rounds, so that their comparison rests on per-round ratios; a ``MeasuringSession``
+keeps them loaded across measurements, so that only the model that changed is loaded again. A measurement is
 ``stable`` when its robust coefficient of variation is at most ``cv_threshold``; that is reported,
 and fails nothing by itself.
 """
@@ -295,6 +296,102 @@ class Paired:
         return self.rounds.verdict(name)
 
 
+class MeasuringSession:
+    """Models loaded on one ``Target`` for a series of paired measurements (``paired``).
+
+    A model measured again under the same name from the same ONNX file (by content, sha256) keeps the
+    runner it was loaded with: a try of a spiral step loads and compiles its teacher and its current model
+    once for every plan it measures, and only the candidate changes. Each measurement still activates every
+    runner, warms every model up and alternates them in rounds of its own, as one loaded afresh would be
+    (``spiral.deploy.sampling``); a model's backend options (a torch target's ``module=``) are taken when
+    it is loaded. ``cache_dir`` is where the backends keep compiled files by content
+    (``spiral.deploy.backends.engine_cache``), so a later session reuses them.
+
+    ``compiles`` counts the loads: ``built`` (compiled now), ``from_cache`` (a compiled file reused),
+    ``kept`` (still loaded from an earlier measurement of this session)."""
+
+    def __init__(self, target: Target, cache_dir: Path | None = None) -> None:
+        self.target = target
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.compiles = {"built": 0, "from_cache": 0, "kept": 0}
+        self._loaded: dict[str, tuple[str, Runner]] = {}
+
+    def __enter__(self) -> MeasuringSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loaded.clear()
+
+    def runner(self, name: str, path: Path, options: dict[str, Any] | None = None) -> Runner:
+        """The runner of model ``name`` loaded from ``path``: the one loaded before, when the file is the same."""
+        digest = sha256_file(path) if path.is_file() else ""
+        held = self._loaded.get(name)
+        if held is not None and digest and held[0] == digest:
+            self.compiles["kept"] += 1
+            return held[1]
+        runner = self.target.load(path, self.cache_dir, extra_options=options)
+        self.compiles["from_cache" if runner.settings.get("engine_from_cache") else "built"] += 1
+        self._loaded[name] = (digest, runner)
+        return runner
+
+    def paired(
+        self,
+        models: dict[str, Path],
+        settings: ProfileSettings,
+        questions: Sequence[Question] = (),
+        *,
+        model_options: dict[str, dict[str, Any]] | None = None,
+        layers: Collection[str] = (),
+        prior: Rounds | None = None,
+    ) -> Paired:
+        """Measure every model of ``models`` (name -> ONNX path) in rounds on the session's target.
+
+        Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
+        rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
+        ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
+        ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
+        not judged (a run profiles only its candidate, a comparison both sides; a layer profile is this
+        measurement's). ``prior``: an earlier measurement of the same models, continued (``sample_rounds``):
+        the profiles and verdicts are of both measurements' rounds.
+        """
+        target = self.target
+        runners: dict[str, Runner] = {}
+        feeds: dict[str, dict[str, np.ndarray]] = {}
+        samplers: dict[str, LayerSampler] = {}
+        try:
+            for name, path in models.items():
+                runner = self.runner(name, Path(path), (model_options or {}).get(name))
+                runner.activate()
+                runners[name] = runner
+                if isinstance(runner, TraceRunner):
+                    raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
+                                     "it cannot interleave models in rounds: compare it with profiles instead")
+                feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
+                if name in layers:
+                    samplers[name] = layer_sampler(runner, target.backend, Path(path), settings.block_calls)
+                    samplers[name].start(feeds[name])
+
+            def between(blocks: dict[str, list[float]]) -> None:
+                for name, sampler in samplers.items():
+                    sampler.after_round(blocks[name])
+
+            rounds = sample_rounds(
+                {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings,
+                questions, between=between if samplers else None, prior=prior,
+            )
+        finally:
+            for runner in runners.values():
+                runner.deactivate()
+        profiles = {}
+        for name, path in models.items():
+            measurement = measurement_of(rounds, name, target.batch, feeds[name], settings)
+            if name in samplers:  # the layers were profiled between this measurement's rounds
+                ours = measurement.rounds()[0 if prior is None else len(prior.series[name].blocks):]
+                measurement.layers = samplers[name].finish().record(ours, settings.confidence)
+            profiles[name] = target.profile(Path(path), runners[name], settings, "random", [measurement])
+        return Paired(profiles, rounds)
+
+
 def profile_paired(
     models: dict[str, Path],
     target: Target,
@@ -306,49 +403,6 @@ def profile_paired(
     layers: Collection[str] = (),
     prior: Rounds | None = None,
 ) -> Paired:
-    """Load every model of ``models`` (name -> ONNX path) once on ``target`` and measure them in rounds.
-
-    Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
-    rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
-    ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
-    ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
-    not judged (a run profiles only its candidate, a comparison both sides; a layer profile is this
-    session's). ``prior``: an earlier session of the same models, continued (``sample_rounds``): the
-    profiles and verdicts are of both sessions' rounds.
-    """
-    runners: dict[str, Runner] = {}
-    feeds: dict[str, dict[str, np.ndarray]] = {}
-    samplers: dict[str, LayerSampler] = {}
-    try:
-        for name, path in models.items():
-            runner = target.load(Path(path), None if cache_dir is None else Path(cache_dir) / name,
-                                 extra_options=(model_options or {}).get(name))
-            runner.activate()
-            runners[name] = runner
-            if isinstance(runner, TraceRunner):
-                raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
-                                 "it cannot interleave models in rounds: compare it with profiles instead")
-            feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
-            if name in layers:
-                samplers[name] = layer_sampler(runner, target.backend, Path(path), settings.block_calls)
-                samplers[name].start(feeds[name])
-
-        def between(blocks: dict[str, list[float]]) -> None:
-            for name, sampler in samplers.items():
-                sampler.after_round(blocks[name])
-
-        rounds = sample_rounds(
-            {name: timed(runners[name], feeds[name], settings.throughput) for name in models}, settings, questions,
-            between=between if samplers else None, prior=prior,
-        )
-    finally:
-        for runner in runners.values():
-            runner.deactivate()
-    profiles = {}
-    for name, path in models.items():
-        measurement = measurement_of(rounds, name, target.batch, feeds[name], settings)
-        if name in samplers:  # the layers were profiled between this session's rounds
-            ours = measurement.rounds()[0 if prior is None else len(prior.series[name].blocks):]
-            measurement.layers = samplers[name].finish().record(ours, settings.confidence)
-        profiles[name] = target.profile(Path(path), runners[name], settings, "random", [measurement])
-    return Paired(profiles, rounds)
+    """One paired measurement in a session of its own (``MeasuringSession.paired``)."""
+    with MeasuringSession(target, cache_dir) as session:
+        return session.paired(models, settings, questions, model_options=model_options, layers=layers, prior=prior)

@@ -74,6 +74,9 @@ class LedgerEntry(BaseModel):
     checks: list[dict[str, Any]] = []
     meets_final: bool
     measure_s: float
+    # a try's measuring session (``spiral.deploy.profiler.MeasuringSession.compiles``): models compiled now,
+    # compiled files reused from the run's cache, models kept loaded across its plans; None on other lines
+    compiles: dict[str, int] | None = None
     speedup: float
     speedup_ci: list[float]
     # the measured model

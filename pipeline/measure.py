@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from spiral.deploy.atomic import write_json
 from spiral.deploy.layer_profile import LAYER_BACKENDS
-from spiral.deploy.profiler import Paired, Profile, Target, profile_model, profile_paired
+from spiral.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
 from spiral.deploy.sampling import Rounds
 from spiral.deploy.verdict import Question
 from spiral.pipeline.config import RunConfig
@@ -84,17 +84,22 @@ def profile_on_target(onnx_path: Path, module: nn.Module, config: RunConfig, cac
     )
 
 
+def measuring_session(config: RunConfig, cache_dir: Path) -> MeasuringSession:
+    """A session on the run's target whose compiled files live in ``cache_dir`` (the run folder's ``compiled/``)."""
+    return MeasuringSession(target_of(config), cache_dir)
+
+
 def measure_paired(
-    models: dict[str, tuple[Path, nn.Module]], config: RunConfig, questions: Sequence[Question], cache_dir: Path,
-    layers: Collection[str] = (), prior: Rounds | None = None,
+    session: MeasuringSession, models: dict[str, tuple[Path, nn.Module]], config: RunConfig,
+    questions: Sequence[Question], layers: Collection[str] = (), prior: Rounds | None = None,
 ) -> Paired:
-    """``models`` (name -> (ONNX export, module)) measured together in rounds on the run's target
-    (the ONNX files, or on a torch target the modules); the questions judged. The models named in
-    ``layers`` get a per-layer profile where the target gives one (``spiral.deploy.layer_profile``);
-    ``prior``: an earlier session of the same models, continued (``spiral.deploy.sampling``)."""
-    return profile_paired(
-        {name: path for name, (path, _) in models.items()}, target_of(config), config.target.profile, questions,
-        cache_dir=cache_dir, model_options={name: live_module(config, m) for name, (_, m) in models.items()},
+    """``models`` (name -> (ONNX export, module)) measured together in rounds in ``session`` (the ONNX files,
+    or on a torch target the modules); the questions judged. The models named in ``layers`` get a per-layer
+    profile where the target gives one (``spiral.deploy.layer_profile``); ``prior``: an earlier session of
+    the same models, continued (``spiral.deploy.sampling``)."""
+    return session.paired(
+        {name: path for name, (path, _) in models.items()}, config.target.profile, questions,
+        model_options={name: live_module(config, m) for name, (_, m) in models.items()},
         layers=layers if config.target.backend in LAYER_BACKENDS else (), prior=prior,
     )
 

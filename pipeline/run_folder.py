@@ -4,6 +4,9 @@
     ledger.jsonl          one line per finished attempt, recovery or quantization (``spiral.pipeline.ledger``)
     teacher/model/        the teacher's checkpoint, when the run trained it
     teacher/model.onnx    the teacher as measured; summary.json its latency and accuracy (the budgets)
+    compiled/             the target's compiled files (ONNX Runtime's optimized graphs, TensorRT engines),
+                          keyed by the ONNX file's sha256 and the build's facts: reused by later steps, the
+                          INT8 stage and a resumed run; deleting it costs only the builds again
     steps/NAME/           a published attempt: model/ (checkpoint), model.onnx, profile.json, eval.json,
                           plan.json; steps/.NAME/ is one in progress
     report.*, junit.xml   written at the end of every run (``spiral.pipeline.report``)
@@ -48,6 +51,7 @@ class RunFolder:
         self.ledger = self.root / LEDGER
         self.teacher = self.root / "teacher"
         self.teacher_onnx = self.teacher / "model.onnx"
+        self.compiled = self.root / "compiled"
         self.steps = self.root / "steps"
         self.report = self.root / "report.json"
         self.model_onnx = self.root / "model.onnx"

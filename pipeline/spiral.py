@@ -114,7 +114,7 @@ class Spiral:
         entry = last.model_copy(update={  # the structure and its latency verdicts are the last step's
             "kind": "recovery", "dir": str(final.relative_to(self.out)), "distill": trained, "accepted": passed(checks),
             "reason": why, "checks": [c.to_dict() for c in checks], "message": message, "reduction": None, "predicted_ms": None, "candidates": [],
-            "probes": [], "predictor": None, "predicted_layers": {}, **measurement.summary(),
+            "probes": [], "predictor": None, "predicted_layers": {}, "compiles": None, **measurement.summary(),
         })
         append_entry(self.folder.ledger, entry)
         progress.console.print(f"final recovery: {'accepted' if entry.accepted else 'rejected'}: {why}")
@@ -143,11 +143,10 @@ class Spiral:
             progress.console.print(f"quantize: {remedy}")
         finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
         result = judge_quantized(
-            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=work / "compiled",
+            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=self.folder.compiled,
             others={"teacher": self.folder.teacher_onnx}, questions=finals,
             rules=(budget.quality_rule(),), metric=budget.metric,
         )
-        shutil.rmtree(work / "compiled", ignore_errors=True)
         result.paired.profiles[INT8].save(work / "profile.json")
         final = self.folder.steps / "quantize"
         publish_dir(work, final)
@@ -162,7 +161,7 @@ class Spiral:
             "metrics": {budget.metric.name: result.accuracy[INT8] / budget.metric.scale},
             "size_mb": result.size_mb[INT8], "parity": None,
             "reduction": None, "predicted_ms": None, "candidates": [], "probes": [], "predictor": None,
-            "predicted_layers": {}, **paired_speedup(result.paired, budget.statistic, subject=INT8),
+            "predicted_layers": {}, "compiles": None, **paired_speedup(result.paired, budget.statistic, subject=INT8),
             **latency_summary(result.paired.profiles[INT8], budget.statistic),
         })
         append_entry(self.folder.ledger, entry)

@@ -31,7 +31,7 @@ from rich.progress import Progress
 from torch import nn
 
 from spiral.deploy.atomic import publish_dir, write_json
-from spiral.deploy.profiler import Paired
+from spiral.deploy.profiler import MeasuringSession, Paired
 from spiral.deploy.sampling import Rounds
 from spiral.deploy.verdict import Question
 from spiral.kernels.predictor import Calibration, LatencyPredictor
@@ -41,7 +41,7 @@ from spiral.pipeline.checkpoint import save_checkpoint
 from spiral.pipeline.config import RunConfig
 from spiral.pipeline.export import export_onnx
 from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
-from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired
+from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
 from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiral.pipeline.run_folder import RunFolder
@@ -84,11 +84,12 @@ class Tries:
         return self._traced[1]
 
     def _measure_latency(
-        self, candidate: nn.Module, work: Path, questions: list[Question], current: Reference, teacher: nn.Module,
-        prior: Rounds | None = None,
+        self, session: MeasuringSession, candidate: nn.Module, work: Path, questions: list[Question],
+        current: Reference, teacher: nn.Module, prior: Rounds | None = None,
     ) -> Paired:
-        """``candidate`` in rounds beside the current model and the teacher, every question judged
-        (``prior``: an earlier session of the same models, continued).
+        """``candidate`` in rounds beside the current model and the teacher (kept loaded by ``session`` across
+        the plans of the try), every question judged (``prior``: an earlier session of the same models,
+        continued).
 
         A candidate is measured before it is distilled: training changes its weights, not its
         graph, so the verdicts hold for the distilled model and no epoch is spent on a structure
@@ -97,14 +98,13 @@ class Tries:
         path = export_onnx(candidate, self.data.example_input, work / "candidate.onnx")
         models = {"candidate": (path, candidate), "teacher": (self.folder.teacher_onnx, teacher),
                   current.name: (current.onnx, current.model)}
-        paired = measure_paired(models, self.config, questions, work / "compiled", layers=("candidate",), prior=prior)
-        shutil.rmtree(work / "compiled", ignore_errors=True)
+        paired = measure_paired(session, models, self.config, questions, layers=("candidate",), prior=prior)
         path.unlink()
         return paired
 
     def _measurer(
         self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
-        work: Path,
+        work: Path, session: MeasuringSession,
     ) -> tuple[Callable[[PruningPlan], PlanVerdict], dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
         """The plan search's ``measure`` and what it fills: each measured plan's pruned module with its
         paired session and the judge's verdict (the chosen one is distilled as it is, not pruned again).
@@ -119,7 +119,7 @@ class Tries:
                 prior = earlier.rounds
             else:
                 candidate, prior = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input), None
-            paired = self._measure_latency(candidate, work, questions, current, teacher, prior)
+            paired = self._measure_latency(session, candidate, work, questions, current, teacher, prior)
             judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
             verdict = PlanVerdict(paired.verdict(step.name).estimate * current.ms,
                                   latency_outcome(paired, step, questions, final_step),
@@ -132,10 +132,10 @@ class Tries:
 
     def _choose_plan(
         self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
-        work: Path,
+        work: Path, session: MeasuringSession,
     ) -> tuple[PlanChoice, dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
         """The step's plan, and each measured plan's pruned module, paired session and verdict (``_measurer``)."""
-        measure, measured = self._measurer(step, questions, final_step, current, teacher, work)
+        measure, measured = self._measurer(step, questions, final_step, current, teacher, work, session)
         cfg = self.config
         choice = choose_plan(
             self.prunable(current.model), step.limit * current.ms, current.ms, prune=cfg.prune,
@@ -160,8 +160,8 @@ class Tries:
         step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
         questions = [step_question, *budget.final_questions()]
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
-        choice, student, paired = self._plan(name, work, step_question, questions, final_step, current,
-                                             teacher.module, kd_teacher, progress)
+        choice, student, paired, compiles = self._plan(name, work, step_question, questions, final_step, current,
+                                                       teacher.module, kd_teacher, progress)
         latency_ok = latency_met(paired, step_question, questions, final_step)
         finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
         if self.config.schedule.total_epochs is not None and finishes:
@@ -203,7 +203,7 @@ class Tries:
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions],
             meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
-            measure_s=paired.rounds.wall_s, **paired_speedup(paired, budget.statistic),
+            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.statistic),
             **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
         )
         append_entry(self.folder.ledger, entry)
@@ -212,32 +212,35 @@ class Tries:
     def _plan(
         self, name: str, work: Path, step: Question, questions: list[Question], final_step: bool,
         current: Reference, teacher: nn.Module, kd_teacher: Trainee, progress: Progress,
-    ) -> tuple[PlanChoice, nn.Module, Paired]:
-        """The try's plan, its pruned module and its paired session: chosen (probed when the search
-        found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and
-        measured again (``judge_plan``: longer when the judge leaves it undecided, as the search does)."""
+    ) -> tuple[PlanChoice, nn.Module, Paired, dict[str, int]]:
+        """The try's plan, its pruned module, its paired session and the loads of the try's measuring
+        session (``MeasuringSession.compiles``): chosen (probed when the search found a contender) and
+        measured now, or (a resumed try) read from its ``plan.json``, pruned and measured again
+        (``judge_plan``: longer when the judge leaves it undecided, as the search does). The session keeps
+        the teacher and the current model loaded across the plans and is closed before any training."""
         plan_path = work / "plan.json"
-        if plan_path.exists():
-            choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
-            measure, measured = self._measurer(step, questions, final_step, current, teacher, work)
-            judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
-            student, paired, _ = measured[choice.plan]
-            return choice, student, paired
-        self.console.print(
-            f"{name}: screening {self.config.schedule.allocation} pruning plans for "
-            f"{step.limit * current.ms:.3f} ms by predicted latency"
-        )
-        try:
-            choice, measured = self._choose_plan(step, questions, final_step, current, teacher, work)
-        except NothingLeftToPrune:
-            shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
-            raise
+        with measuring_session(self.config, self.folder.compiled) as session:
+            if plan_path.exists():
+                choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
+                measure, measured = self._measurer(step, questions, final_step, current, teacher, work, session)
+                judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
+                student, paired, _ = measured[choice.plan]
+                return choice, student, paired, session.compiles
+            self.console.print(
+                f"{name}: screening {self.config.schedule.allocation} pruning plans for "
+                f"{step.limit * current.ms:.3f} ms by predicted latency"
+            )
+            try:
+                choice, measured = self._choose_plan(step, questions, final_step, current, teacher, work, session)
+            except NothingLeftToPrune:
+                shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
+                raise
         if choice.contenders:
             choice = self._probe(name, choice, {plan: (m, v) for plan, (m, _, v) in measured.items()}, current.lineage,
                                  kd_teacher, progress)
         write_json(plan_path, choice.to_dict())
         student, paired, _ = measured[choice.plan]
-        return choice, student, paired
+        return choice, student, paired, session.compiles
 
     def _probe(
         self, name: str, choice: PlanChoice, measured: dict[PruningPlan, tuple[nn.Module, PlanVerdict]],

@@ -168,7 +168,7 @@ def measure_teacher(teacher: nn.Module, config: RunConfig, folder: RunFolder, da
     work = folder.teacher / ".measure"
     shutil.rmtree(work, ignore_errors=True)
     measurement = data.measure(teacher, work, config)
-    profile = profile_on_target(measurement.onnx_path, teacher, config, work / "compiled")
+    profile = profile_on_target(measurement.onnx_path, teacher, config, folder.compiled)
     profile.save(work / "profile.json")
     summary = {**latency_summary(profile, config.budget.latency.statistic), **measurement.summary()}
     for name in ("model.onnx", "profile.json", "eval.json"):

@@ -1,4 +1,5 @@
-"""Compiled engines on disk, keyed by everything that makes one engine differ from another."""
+"""Compiled files on disk (TensorRT engines, ONNX Runtime's optimized models), keyed by everything that makes
+one differ from another: the ONNX file's content (sha256) and every fact its build depends on."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spiral.deploy.atomic import write_bytes
+
+
+def build_key(facts: dict[str, Any]) -> str:
+    """The cache key of a compiled file built from ``facts`` (JSON values, the ONNX file's sha256 among them)."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -25,8 +32,7 @@ class EngineSpec:
     batch_sizes: tuple[int, ...]
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:24]
+        return build_key(dataclasses.asdict(self))
 
     def engine_path(self, cache_dir: Path) -> Path:
         return Path(cache_dir) / f"{self.key()}.engine"

@@ -1,4 +1,11 @@
-"""``ort-trt``: ONNX Runtime's TensorRT execution provider, with its engine and timing caches."""
+"""``ort-trt``: ONNX Runtime's TensorRT execution provider, with its engine and timing caches.
+
+ONNX Runtime names a cached engine after the model's graph and leaves it to the user to clear the cache when
+the model changes (its TensorRT EP documentation), so under ``cache_dir`` each model's engines get a folder
+of their own, keyed by the ONNX file's sha256 and the provider's options (``build_key``): two candidates
+of one structure written to one path never share an engine. The timing cache (per layer, shared by every
+build on a GPU) stays in ``cache_dir`` itself.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from spiral.deploy.backends.base import Backend, InputMetadata, Runner
+from spiral.deploy.backends.engine_cache import build_key
 from spiral.deploy.backends.onnx_io import read_onnx_io
 from spiral.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
+from spiral.deploy.device_runner.manifest import sha256_file
 from spiral.deploy.errors import InputError
+from spiral.deploy.fingerprint import gpu_info
 
 PROVIDER = "TensorrtExecutionProvider"
 DEFAULT_WORKSPACE_BYTES = 2 << 30
@@ -58,15 +68,22 @@ class OrtTrtBackend(Backend):
             "trt_int8_enable": self.precision == "int8",  # explicit (QDQ) quantization in the ONNX
             "trt_sparsity_enable": bool(self.options.get("sparse_weights", False)),
         }
+        trt_options.update(shape_profiles(read_onnx_io(self.model_path)[0], batch_sizes) or {})
+        from_cache = False
         if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            gpu = gpu_info() or {}
+            engines = self.cache_dir / build_key({
+                "backend": self.name, "onnx_sha256": sha256_file(self.model_path), "onnxruntime": ort.__version__,
+                "gpu": gpu.get("name"), "driver": gpu.get("driver"), **trt_options,
+            })
+            from_cache = any(engines.glob("*.engine"))
+            engines.mkdir(parents=True, exist_ok=True)
             trt_options.update(
                 trt_engine_cache_enable=True,
-                trt_engine_cache_path=str(self.cache_dir),
+                trt_engine_cache_path=str(engines),
                 trt_timing_cache_enable=True,
                 trt_timing_cache_path=str(self.cache_dir),
             )
-        trt_options.update(shape_profiles(read_onnx_io(self.model_path)[0], batch_sizes) or {})
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = [(PROVIDER, trt_options), ("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
@@ -77,5 +94,6 @@ class OrtTrtBackend(Backend):
             "provider_options": trt_options,
             "precision": self.precision,
             "onnxruntime": ort.__version__,
+            "engine_from_cache": from_cache,
         }
         return OrtDeviceRunner(session, settings, device_id)

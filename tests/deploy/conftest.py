@@ -24,10 +24,10 @@ def tiny_net(channels: int = 8):
     ).eval()
 
 
-def _export(path: Path, *, dynamic_batch: bool) -> Path:
+def _export(path: Path, *, dynamic_batch: bool, channels: int = 8) -> Path:
     import torch
 
-    model = tiny_net()
+    model = tiny_net(channels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is what the exporter uses
         torch.onnx.export(
@@ -58,3 +58,9 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def static_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same net exported with a static batch of 1."""
     return _export(tmp_path_factory.mktemp("models") / "static.onnx", dynamic_batch=False)
+
+
+@pytest.fixture(scope="session")
+def export_tiny():
+    """``export_tiny(path, channels)``: the tiny net at another width (another file content) exported to ``path``."""
+    return lambda path, channels: _export(path, dynamic_batch=True, channels=channels)

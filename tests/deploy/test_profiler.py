@@ -10,7 +10,9 @@ import pytest
 
 from spiral.deploy.backends.inputs import make_inputs
 from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import SCHEMA_VERSION, Profile, ProfileSettings, Target, profile_model, profile_paired
+from spiral.deploy.profiler import (
+    SCHEMA_VERSION, MeasuringSession, Profile, ProfileSettings, Target, profile_model, profile_paired,
+)
 from spiral.deploy.verdict import Question
 
 FAST = ProfileSettings(warmup_s=0.05, block_s=0.01, min_rounds=5, min_duration_s=0.1, max_duration_s=1.0)
@@ -139,3 +141,30 @@ def test_bad_batch_sizes_and_unknown_backend(tiny_onnx):
         profile_model(tiny_onnx, batch_sizes=(0,))
     with pytest.raises(InputError, match="unknown backend"):
         profile_model(tiny_onnx, "nope")
+
+
+
+def test_a_session_loads_the_reference_once_across_measurements(tiny_onnx, export_tiny, tmp_path):
+    """A step's pattern: candidates of different content written in turn to one path, each measured beside
+    the same reference. The reference is loaded (and compiled) once; every measurement still warms it up
+    and rounds it with the candidate. A later session reuses the compiled files from the cache."""
+    cache, path = tmp_path / "compiled", tmp_path / "candidate.onnx"
+    question = Question("ratio", "candidate", 100.0, reference="reference")
+    with MeasuringSession(Target(threads=1), cache) as session:
+        for channels in (4, 6, 12):
+            export_tiny(path, channels)
+            paired = session.paired({"candidate": path, "reference": tiny_onnx}, FAST, [question])
+            reference = paired.profiles["reference"].measurement()
+            assert reference.warmup_iterations >= 1 and len(reference.round_sizes) >= FAST.min_rounds
+            assert len(paired.profiles["candidate"].measurement().round_sizes) == len(reference.round_sizes)
+            assert paired.verdict("ratio").rounds + paired.verdict("ratio").set_aside == len(reference.round_sizes)
+        assert session.compiles == {"built": 4, "from_cache": 0, "kept": 2}
+    with MeasuringSession(Target(threads=1), cache) as later:  # a later step, or a resumed run
+        later.paired({"candidate": path, "reference": tiny_onnx}, FAST)
+        assert later.compiles == {"built": 0, "from_cache": 2, "kept": 0}
+        export_tiny(path, 5)  # a changed file under the same name is another model
+        later.paired({"candidate": path, "reference": tiny_onnx}, FAST)
+        assert later.compiles == {"built": 1, "from_cache": 2, "kept": 1}
+    with MeasuringSession(Target(threads=2), cache) as other:  # other settings build their own
+        other.paired({"reference": tiny_onnx}, FAST)
+        assert other.compiles == {"built": 1, "from_cache": 0, "kept": 0}

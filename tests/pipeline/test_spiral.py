@@ -76,6 +76,10 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     assert all(c["predicted_ms"] > 0 for c in candidates)
     measured = sum(c["ms"] is not None for c in candidates)
     assert 1 <= measured <= MAX_MEASURED and measured < len(candidates)
+    # One measuring session for the try: the teacher loaded once for every plan measured, from the compiled file
+    # its own profile left in the run's cache (steps 1's current model is the teacher); each candidate compiled.
+    assert entries[0].compiles == {"built": measured, "from_cache": 1, "kept": measured - 1}
+    assert len(list((out / "compiled").glob("*.onnx"))) == 1 + measured
     # The candidate was measured in rounds beside the teacher; the judge decided the step and final budgets.
     entry = entries[0]
     step_verdict, final_verdict = entry.verdicts
@@ -195,6 +199,8 @@ def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
     entries = read_ledger(out / "ledger.jsonl")
     assert [(e.step, e.attempt) for e in entries] == [(1, 1)]
     assert (out / "steps" / "step-01-try-1" / "plan.json").read_text() == plan_before
+    # The resumed try measured its plan again from the compiled files the killed one left in the run's cache.
+    assert entries[0].compiles == {"built": 0, "from_cache": 2, "kept": 0}
     assert (out / "teacher" / "model" / "model.safetensors").stat().st_mtime_ns == teacher_mtime
     assert not work.exists()
 

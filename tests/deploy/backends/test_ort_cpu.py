@@ -44,3 +44,30 @@ def test_rejects_unknown_precision_and_options(tiny_onnx):
         OrtCpuBackend(tiny_onnx, precision="int4")
     with pytest.raises(InputError, match="no option workspace"):
         OrtCpuBackend(tiny_onnx, workspace=1)
+
+
+def test_a_cache_dir_keeps_the_optimized_graph_by_content_and_settings(tiny_onnx, static_onnx, tmp_path):
+    """The first load with a ``cache_dir`` optimizes and saves the graph; a second load of the same file with
+    the same settings runs the saved graph (and computes the same outputs); another file or other settings
+    (threads) build their own."""
+    cache = tmp_path / "compiled"
+    first = OrtCpuBackend(tiny_onnx, threads=1, cache_dir=cache).load()
+    again = OrtCpuBackend(tiny_onnx, threads=1, cache_dir=cache).load()
+    assert (first.settings["engine_from_cache"], again.settings["engine_from_cache"]) == (False, True)
+    saved = sorted(p.name for p in cache.iterdir())
+    assert len(saved) == 2 and {p.rsplit(".", 1)[1] for p in saved} == {"onnx", "json"}  # the graph and its facts
+    assert OrtCpuBackend(static_onnx, threads=1, cache_dir=cache).load().settings["engine_from_cache"] is False
+    assert OrtCpuBackend(tiny_onnx, threads=2, cache_dir=cache).load().settings["engine_from_cache"] is False
+    assert len(list(cache.glob("*.onnx"))) == 3
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    uncached = OrtCpuBackend(tiny_onnx, threads=1).load()
+    assert uncached.settings["engine_from_cache"] is False
+    outputs = []
+    for runner in (uncached, first, again):
+        with runner:
+            outputs.append(runner.infer({"input": x})["output"])
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(outputs[2], outputs[1])
+    # The layer profile's twin runs the same saved graph (same options, profiling on).
+    twin = again.profiling_session(str(tmp_path / "trace"))
+    np.testing.assert_array_equal(twin.run(None, {"input": x})[0], outputs[2])

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/spiral demo
+	$(BIN)/spiralprune demo
 
 test: $(STAMP) system-deps case-deps
 	$(BIN)/python -m pytest -q
@@ -42,7 +42,7 @@ deploy: $(STAMP)
 		echo "make deploy: runs/demo holds no demo run: run 'make demo' first, or pass MODEL=path/to/model.onnx" >&2; \
 		exit 2; \
 	fi
-	$(BIN)/spiral deploy $(MODEL) --target $(TARGET) $(if $(HOST),--host $(HOST))
+	$(BIN)/spiralprune deploy $(MODEL) --target $(TARGET) $(if $(HOST),--host $(HOST))
 
 # The case studies of examples/ (images, text, speech, segmentation, detection): their data comes from Debian packages.
 # `--resume` makes a second `make example-<case>` reuse the finished run instead of refusing its folder.
@@ -58,20 +58,20 @@ case-deps:
 	fi
 
 example-image: $(STAMP) case-deps
-	$(BIN)/python -m spiral.pipeline.casestudies.images
-	$(BIN)/spiral run examples/image/config.yaml --out runs/example-image --resume
+	$(BIN)/python -m spiralprune.pipeline.casestudies.images
+	$(BIN)/spiralprune run examples/image/config.yaml --out runs/example-image --resume
 
 example-text: $(STAMP) case-deps
-	$(BIN)/spiral run examples/text/config.yaml --out runs/example-text --resume
+	$(BIN)/spiralprune run examples/text/config.yaml --out runs/example-text --resume
 
 example-speech: $(STAMP) case-deps
-	$(BIN)/spiral run examples/speech/config.yaml --out runs/example-speech --resume
+	$(BIN)/spiralprune run examples/speech/config.yaml --out runs/example-speech --resume
 
 example-segmentation: $(STAMP) case-deps
-	$(BIN)/spiral run examples/segmentation/config.yaml --out runs/example-segmentation --resume
+	$(BIN)/spiralprune run examples/segmentation/config.yaml --out runs/example-segmentation --resume
 
 example-detection: $(STAMP) case-deps
-	$(BIN)/spiral run examples/detection/config.yaml --out runs/example-detection --resume
+	$(BIN)/spiralprune run examples/detection/config.yaml --out runs/example-detection --resume
 
 clean:
 	rm -rf runs .pytest_cache

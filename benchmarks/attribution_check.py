@@ -7,7 +7,7 @@ On ONNX Runtime CPU, with models of known structure:
    width 24 (about 4x fewer MACs; the demo's pruned student has uneven widths, this one is its
    stand-in). Weights are random: latency does not depend on them.
 2. **the widened layer**: ``tests/chain_net.py``'s ten layers against the same with its last
-   convolution 4x wider, ``profile_paired`` with layers as ``spiral compare`` runs it; the widened
+   convolution 4x wider, ``profile_paired`` with layers as ``spiralprune compare`` runs it; the widened
    layer must come first (goal: 10 of 10 repeats).
 3. **INT8 float fallbacks**: the chain quantized to QDQ INT8 with two convolutions kept float (as
    the float fallback keeps them); the explanation must list exactly those as float.
@@ -34,15 +34,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spiral.deploy.layer_profile import attribute_change  # noqa: E402
-from spiral.deploy.profiler import Target, profile_model, profile_paired  # noqa: E402
-from spiral.deploy.sampling import ProfileSettings  # noqa: E402
-from spiral.deploy.verdict import Question  # noqa: E402
-from spiral.pipeline.config import QuantizeConfig  # noqa: E402
-from spiral.pipeline.export import export_onnx  # noqa: E402
-from spiral.pipeline.float_fallback import _quantize_keeping  # noqa: E402
-from spiral.pipeline.quantize import Calibrated  # noqa: E402
-from spiral.pipeline.zoo.digits_resnet import digits_resnet  # noqa: E402
+from spiralprune.deploy.layer_profile import attribute_change  # noqa: E402
+from spiralprune.deploy.profiler import Target, profile_model, profile_paired  # noqa: E402
+from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
+from spiralprune.deploy.verdict import Question  # noqa: E402
+from spiralprune.pipeline.config import QuantizeConfig  # noqa: E402
+from spiralprune.pipeline.export import export_onnx  # noqa: E402
+from spiralprune.pipeline.float_fallback import _quantize_keeping  # noqa: E402
+from spiralprune.pipeline.quantize import Calibrated  # noqa: E402
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet  # noqa: E402
 from tests.chain_net import WIDENED, chain_net  # noqa: E402
 
 

@@ -31,14 +31,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spiral.pipeline.config import load_config
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.train import distill, recalibrate_batchnorm
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.tasks import build_task
-from spiral.pipeline.models import build_model
-from spiral.pipeline.prune import example_input, prune
+from spiralprune.pipeline.config import load_config
+from spiralprune.pipeline.data import load_datasets
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
+from spiralprune.pipeline.distill.train import distill, recalibrate_batchnorm
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.tasks import build_task
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.prune import example_input, prune
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "demo.yaml"
 RATIO = 0.5
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, default=None, help="write every number here")
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="a spiral run config (default: the demo's)")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="a spiralprune run config (default: the demo's)")
     parser.add_argument("--criterion", default=None, help="pruning criterion instead of the config's")
     args = parser.parse_args()
 

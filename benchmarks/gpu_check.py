@@ -6,7 +6,7 @@
 For each model (torchvision ResNet-18 at 32x32 and ResNet-50 at 224x224, random weights, 10
 classes), batch and mode (``eager``: the ``torch`` backend; a ``torch.compile`` mode: the
 ``torch-compile`` backend with that mode), the p50 the project's profiler measures
-(``spiral.deploy.profiler.profile_model``, default settings) beside the p50 of a plain loop: a
+(``spiralprune.deploy.profiler.profile_model``, default settings) beside the p50 of a plain loop: a
 timed warm-up, then ``--calls`` calls each between a pair of CUDA events, synchronised after each
 call. The table gives both and their disagreement; the GPU issue's goal is within 5 % at batch 1 and
 at batch 64. On a machine without CUDA both run on the CPU (the loop timed with ``perf_counter``),
@@ -37,9 +37,9 @@ import torchvision
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spiral.deploy.atomic import write_json  # noqa: E402
-from spiral.deploy.fingerprint import gpu_info  # noqa: E402
-from spiral.deploy.profiler import ProfileSettings, profile_model  # noqa: E402
+from spiralprune.deploy.atomic import write_json  # noqa: E402
+from spiralprune.deploy.fingerprint import gpu_info  # noqa: E402
+from spiralprune.deploy.profiler import ProfileSettings, profile_model  # noqa: E402
 
 MODELS = {"resnet18": (torchvision.models.resnet18, 32), "resnet50": (torchvision.models.resnet50, 224)}
 MODES = ("eager", "default", "reduce-overhead", "max-autotune")

@@ -2,10 +2,10 @@
 
 For each architecture (the demo's ``digits_resnet`` at 1x1x32x32, torchvision ``mobilenet_v2`` at
 1x3x64x64), builds randomly pruned variants (each channel group keeps a uniformly random fraction
-of its channels, chosen at random, removed through ``spiral.pipeline.prune.apply_plan``), exports each to
+of its channels, chosen at random, removed through ``spiralprune.pipeline.prune.apply_plan``), exports each to
 ONNX and measures its ONNX Runtime CPU p50 and fastest run (each the lowest of ``--rounds``
 round-robin passes, so that a pass slowed by other processes on a shared machine does not count;
-the fastest run is the statistic such processes disturb least). The predictor (``spiral.kernels.predictor``) sums the
+the fastest run is the statistic such processes disturb least). The predictor (``spiralprune.kernels.predictor``) sums the
 operators' table latencies from the torch model alone, as screening does before export; it is
 calibrated on the unpruned model and ``--calibrate`` random variants, and judged on the others:
 median absolute percentage error and Spearman rank correlation, per architecture and pooled, for
@@ -31,14 +31,14 @@ import torchvision
 from scipy.stats import spearmanr
 from torch import nn
 
-from spiral.deploy.fingerprint import cpu_model
-from spiral.deploy.profiler import ProfileSettings, profile_model
-from spiral.kernels.layers import torch_layers
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.kernels.table import LatencyTable, default_cache_dir
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.prune import PruneConfig, PrunedGroup, PruningPlan, apply_plan, plan_pruning
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.deploy.fingerprint import cpu_model
+from spiralprune.deploy.profiler import ProfileSettings, profile_model
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.kernels.table import LatencyTable, default_cache_dir
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.prune import PruneConfig, PrunedGroup, PruningPlan, apply_plan, plan_pruning
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
 MODEL_SETTINGS = ProfileSettings(
     warmup_s=0.1, block_s=0.0, block_calls=3, min_rounds=10, min_duration_s=0.3, max_duration_s=2.0,

@@ -13,10 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from spiral.deploy.backends import get_backend, list_backends
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import target_fingerprint
-from spiral.deploy.profiler import ProfileSettings, profile_model
+from spiralprune.deploy.backends import get_backend, list_backends
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import target_fingerprint
+from spiralprune.deploy.profiler import ProfileSettings, profile_model
 
 
 def main() -> None:

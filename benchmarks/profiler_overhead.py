@@ -21,9 +21,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from spiral.deploy.backends.inputs import make_inputs
-from spiral.deploy.profiler import ProfileSettings, profile_model
-from spiral.pipeline.export import export_onnx
+from spiralprune.deploy.backends.inputs import make_inputs
+from spiralprune.deploy.profiler import ProfileSettings, profile_model
+from spiralprune.pipeline.export import export_onnx
 
 SETTINGS = ProfileSettings(warmup_s=0.1, block_s=0.0, block_calls=5, min_rounds=40, min_duration_s=0.2,
                            max_duration_s=1.5, ci_rel=0.01)

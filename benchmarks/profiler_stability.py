@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from spiral.deploy.profiler import ProfileSettings, profile_model
+from spiralprune.deploy.profiler import ProfileSettings, profile_model
 
 
 def export_resnet18(directory: Path) -> Path:

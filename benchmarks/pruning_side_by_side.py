@@ -5,7 +5,7 @@ For each architecture a teacher is trained on real data and cached under ``--cac
 - ``digits_resnet``: the demo's model (width 48) on scikit-learn's digits at 1x1x32x32, trained as
   ``pipeline/configs/demo.yaml``'s ``teacher_training``;
 - ``mobilenet_v2``: torchvision's, 10 classes, on Fashion-MNIST at 1x3x32x32 (Debian's
-  ``dataset-fashion-mnist`` written out by ``spiral.pipeline.casestudies.images``: 5,000 train and 1,000
+  ``dataset-fashion-mnist`` written out by ``spiralprune.pipeline.casestudies.images``: 5,000 train and 1,000
   validation images), trained as ``examples/image/config.yaml``'s ``teacher_training``.
 
 The budget is ``--budget`` times the teacher's latency on ``--statistic`` (ONNX Runtime CPU, ``--threads``,
@@ -13,8 +13,8 @@ batch 1). Each method searches its own knob for the least pruning whose *measure
 budget, all with the L1 criterion and the same ``--round-to``:
 
 (a) uniform: one L1 ratio removed from every group (NNI's and Torch-Pruning's default), ratio bisected;
-(b) FLOPs-driven: the knapsack of ``spiral.pipeline.prune.latency_aware`` priced in MACs, MACs target bisected;
-(c) latency-aware: the spiral step's own search, ``spiral.pipeline.plan_search.choose_plan`` (latency-knapsack
+(b) FLOPs-driven: the knapsack of ``spiralprune.pipeline.prune.latency_aware`` priced in MACs, MACs target bisected;
+(c) latency-aware: the spiral step's own search, ``spiralprune.pipeline.plan_search.choose_plan`` (latency-knapsack
     candidates screened by the calibrated operator-table predictor, only the promising ones measured).
 
 Every finalist is then distilled from the teacher with ``demo.yaml``'s ``distill`` settings (one run
@@ -52,27 +52,27 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
-from spiral.deploy.atomic import write_bytes, write_json
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import cpu_model
-from spiral.deploy.profiler import ProfileSettings, profile_model
-from spiral.kernels.layers import torch_layers
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline.casestudies.images import build_image_folder
-from spiral.pipeline.config import ScheduleConfig, load_config
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import distill
-from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.tasks import TaskConfig, build_task
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.models import build_model
-from spiral.pipeline.plan_search import PlanVerdict, choose_plan
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
-from spiral.pipeline.prune.latency_aware import plans_for_latency
-from spiral.pipeline.report.plots import ParetoPoint, pareto_front
-from spiral.pipeline.teacher import trained_model
+from spiralprune.deploy.atomic import write_bytes, write_json
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import cpu_model
+from spiralprune.deploy.profiler import ProfileSettings, profile_model
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline.casestudies.images import build_image_folder
+from spiralprune.pipeline.config import ScheduleConfig, load_config
+from spiralprune.pipeline.data import load_datasets
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import distill
+from spiralprune.pipeline.evaluate import evaluate_onnx
+from spiralprune.pipeline.tasks import TaskConfig, build_task
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.plan_search import PlanVerdict, choose_plan
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front
+from spiralprune.pipeline.teacher import trained_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "pipeline" / "configs" / "demo.yaml"
@@ -100,7 +100,7 @@ class Architecture:
 
 ARCHITECTURES = {
     "digits_resnet": Architecture(
-        "spiral.pipeline.zoo.digits_resnet:digits_resnet", (1, 1, 32, 32), lambda: "digits", "scikit-learn digits", DEMO_CONFIG
+        "spiralprune.pipeline.zoo.digits_resnet:digits_resnet", (1, 1, 32, 32), lambda: "digits", "scikit-learn digits", DEMO_CONFIG
     ),
     "mobilenet_v2": Architecture(
         "torchvision:mobilenet_v2?num_classes=10", (1, 3, 32, 32), lambda: str(build_image_folder()), "Fashion-MNIST",

@@ -1,11 +1,11 @@
 """The most accurate model under a measured budget: the spiral against one-shot pruning, same epochs.
 
-Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``spiral.pipeline.casestudies.images``)
+Fashion-MNIST (Debian's ``dataset-fashion-mnist``, written out by ``spiralprune.pipeline.casestudies.images``)
 with four architectures: the demo's ResNet-18 layout (``resnet``: ``digits_resnet``, 1x1x32x32, five
 removable residual blocks), torchvision's MobileNetV2 (``mobilenet_v2``, 1x3x32x32, ten), a plain
 VGG-style net with no residual block (``vgg``: ``plain_net``, channels are all a step can cut) and a
 ResNet whose removable blocks are few and large (``fewblocks``: ``digits_resnet`` at width 48 with
-stages of 1, 2, 2, 1 blocks: three); and a detector (``yolo``: ``spiral.pipeline.zoo.yolo`` at width 16,
+stages of 1, 2, 2, 1 blocks: three); and a detector (``yolo``: ``spiralprune.pipeline.zoo.yolo`` at width 16,
 1x1x64x64, on scenes composed from Fashion-MNIST items, judged on COCO mAP@0.5:0.95 in points where the
 classifiers are judged on top-1; its methods are the cross-entropy ones, ``oneshot-ce`` and ``direct-ce``:
 logits KD needs class logits, which a detector's raw head does not give). Each teacher is trained once and cached under ``--cache``. For each budget
@@ -16,8 +16,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   verdict measured again), then ``--epochs`` of cross-entropy fine-tuning (what a user does with
   Torch-Pruning alone);
 - (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD);
-- (c) ``spiral-uniform``: ``spiral run`` with ``schedule.allocation: uniform``;
-- (d) ``spiral``: ``spiral run`` with latency-aware allocation and KD;
+- (c) ``spiral-uniform``: ``spiralprune run`` with ``schedule.allocation: uniform``;
+- (d) ``spiral``: ``spiralprune run`` with latency-aware allocation and KD;
 - (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery;
 - (f) ``spiral-l1``: (d) pruning with ``--oneshot-criterion`` (L1, normalised per layer) in place of
   ``--criterion``: what the loss-aware, cross-layer-comparable criterion buys the knapsack;
@@ -45,7 +45,7 @@ recovery: each try spends at most ``--step-epochs`` of what the recovery's share
 plan the judge rejects spends none), and the try whose plan meets the final budget trains the rest
 in its own schedule, so every method trains the same number of epochs (the table says how many each
 really spent). Every finalist is then measured in rounds
-beside the teacher in one paired session per budget and seed (``spiral.deploy.profiler.profile_paired``):
+beside the teacher in one paired session per budget and seed (``spiralprune.deploy.profiler.profile_paired``):
 the speedup is the median of the per-round ratios, and ``meets`` is the judge's verdict on the
 budget. Accuracy is the ONNX model's on the validation split. Prints a Markdown table per
 architecture (mean ± std over seeds, wall time per method), writes an accuracy-vs-speedup plot per
@@ -84,41 +84,41 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spiral.deploy.atomic import write_bytes, write_json  # noqa: E402
-from spiral.deploy.fingerprint import cpu_model  # noqa: E402
-from spiral.deploy.profiler import profile_paired  # noqa: E402
-from spiral.deploy.verdict import Question  # noqa: E402
-from spiral.pipeline.casestudies.images import build_image_folder  # noqa: E402
-from spiral.pipeline.checkpoint import load_checkpoint  # noqa: E402
-from spiral.pipeline.config import RunConfig, parse_config  # noqa: E402
-from spiral.pipeline.data import load_datasets  # noqa: E402
-from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
-from spiral.pipeline.distill.train import distill  # noqa: E402
-from spiral.pipeline.evaluate import evaluate_onnx  # noqa: E402
-from spiral.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
-from spiral.pipeline.export import export_onnx  # noqa: E402
-from spiral.pipeline.measure import target_of  # noqa: E402
-from spiral.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
-from spiral.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
-from spiral.pipeline.source import load_source  # noqa: E402
-from spiral.pipeline.spiral import Spiral, epochs_spent  # noqa: E402
-from spiral.pipeline.teacher import trained_model  # noqa: E402
+from spiralprune.deploy.atomic import write_bytes, write_json  # noqa: E402
+from spiralprune.deploy.fingerprint import cpu_model  # noqa: E402
+from spiralprune.deploy.profiler import profile_paired  # noqa: E402
+from spiralprune.deploy.verdict import Question  # noqa: E402
+from spiralprune.pipeline.casestudies.images import build_image_folder  # noqa: E402
+from spiralprune.pipeline.checkpoint import load_checkpoint  # noqa: E402
+from spiralprune.pipeline.config import RunConfig, parse_config  # noqa: E402
+from spiralprune.pipeline.data import load_datasets  # noqa: E402
+from spiralprune.pipeline.distill.config import DistillConfig  # noqa: E402
+from spiralprune.pipeline.distill.train import distill  # noqa: E402
+from spiralprune.pipeline.evaluate import evaluate_onnx  # noqa: E402
+from spiralprune.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
+from spiralprune.pipeline.export import export_onnx  # noqa: E402
+from spiralprune.pipeline.measure import target_of  # noqa: E402
+from spiralprune.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
+from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
+from spiralprune.pipeline.source import load_source  # noqa: E402
+from spiralprune.pipeline.spiral import Spiral, epochs_spent  # noqa: E402
+from spiralprune.pipeline.teacher import trained_model  # noqa: E402
 
 ARCHITECTURES = {
-    "resnet": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
+    "resnet": ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
     "mobilenet_v2": ("torchvision:mobilenet_v2?num_classes=10", [1, 3, 32, 32]),
-    "vgg": ("spiral.pipeline.zoo.plain_net:plain_net?width=32&in_channels=1", [1, 1, 32, 32]),
-    "fewblocks": ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=48&blocks=[1,2,2,1]&in_channels=1",
+    "vgg": ("spiralprune.pipeline.zoo.plain_net:plain_net?width=32&in_channels=1", [1, 1, 32, 32]),
+    "fewblocks": ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=48&blocks=[1,2,2,1]&in_channels=1",
                   [1, 1, 32, 32]),
-    # a YOLO-style detector on scenes composed from Fashion-MNIST items (spiral.pipeline.casestudies.scenes)
-    "yolo": ("spiral.pipeline.zoo.yolo:yolo_detector?width=16", [1, 1, 64, 64]),
+    # a YOLO-style detector on scenes composed from Fashion-MNIST items (spiralprune.pipeline.casestudies.scenes)
+    "yolo": ("spiralprune.pipeline.zoo.yolo:yolo_detector?width=16", [1, 1, 64, 64]),
 }
 # What an architecture that is not a Fashion-MNIST classifier is: its task, classes, data, metric and
 # optimizer (the detector trains with AdamW; logits KD does not apply, so its methods are the CE ones).
 NOT_CLASSIFIERS = {
-    "yolo": {"task": {"kind": "detection", "loss": "spiral.pipeline.zoo.yolo:yolo_loss",
-                      "postprocess": "spiral.pipeline.zoo.yolo:yolo_decode"},
-             "num_classes": 10, "data": "spiral.pipeline.casestudies.scenes:detection", "metric": "map",
+    "yolo": {"task": {"kind": "detection", "loss": "spiralprune.pipeline.zoo.yolo:yolo_loss",
+                      "postprocess": "spiralprune.pipeline.zoo.yolo:yolo_decode"},
+             "num_classes": 10, "data": "spiralprune.pipeline.casestudies.scenes:detection", "metric": "map",
              "training": {"optimizer": "adamw", "lr": 0.002, "batch_size": 32}},
 }
 METHODS = ("oneshot-ce", "oneshot-kd", "spiral-uniform", "spiral", "spiral-ce", "spiral-l1", "spiral-uniform-ce",

@@ -4,7 +4,7 @@ MobileNetV2 on Fashion-MNIST (``benchmarks/quality_frontier.py``'s data and 30-e
 under ``--cache``; trained here when absent) and, with ``--student``, spiral checkpoints of it (the
 quality benchmark's pruned results). For each model and each weight scheme (per-channel, the
 default, and per-tensor, which targets without per-channel INT8 need), through
-``spiral.pipeline.int8.int8_model`` exactly as ``spiral quantize`` and the run's stage call it:
+``spiralprune.pipeline.int8.int8_model`` exactly as ``spiralprune quantize`` and the run's stage call it:
 
 - ``post-training``: ONNX Runtime's static QDQ INT8 alone (``recovery_epochs`` 0, ``max_float_nodes`` 0);
 - ``fallback``: post-training, then the float fallback (``recovery_epochs`` 0);
@@ -43,18 +43,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from quality_frontier import ARCHITECTURES, TEACHER_TRAINING, teacher_export, train_teacher  # noqa: E402
 
-from spiral.deploy.atomic import write_json  # noqa: E402
-from spiral.deploy.fingerprint import cpu_model  # noqa: E402
-from spiral.deploy.profiler import Target  # noqa: E402
-from spiral.deploy.sampling import ProfileSettings  # noqa: E402
-from spiral.pipeline.casestudies.images import build_image_folder  # noqa: E402
-from spiral.pipeline.checkpoint import load_checkpoint  # noqa: E402
-from spiral.pipeline.config import QuantizeConfig  # noqa: E402
-from spiral.pipeline.data import load_datasets  # noqa: E402
-from spiral.pipeline.distill.config import DistillConfig  # noqa: E402
-from spiral.pipeline.export import export_onnx  # noqa: E402
-from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized  # noqa: E402
-from spiral.pipeline.quantize import FLOAT, INT8  # noqa: E402
+from spiralprune.deploy.atomic import write_json  # noqa: E402
+from spiralprune.deploy.fingerprint import cpu_model  # noqa: E402
+from spiralprune.deploy.profiler import Target  # noqa: E402
+from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
+from spiralprune.pipeline.casestudies.images import build_image_folder  # noqa: E402
+from spiralprune.pipeline.checkpoint import load_checkpoint  # noqa: E402
+from spiralprune.pipeline.config import QuantizeConfig  # noqa: E402
+from spiralprune.pipeline.data import load_datasets  # noqa: E402
+from spiralprune.pipeline.distill.config import DistillConfig  # noqa: E402
+from spiralprune.pipeline.export import export_onnx  # noqa: E402
+from spiralprune.pipeline.int8 import Trainable, int8_model, judge_quantized  # noqa: E402
+from spiralprune.pipeline.quantize import FLOAT, INT8  # noqa: E402
 
 ARCH = "mobilenet_v2"
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher, _ = load_checkpoint(teacher_dir)
     rows = []
     with tempfile.TemporaryDirectory(prefix="spiral-quantize-recovery-") as work:
-        # the teacher is taught by itself (the float model, as `spiral quantize` does), a student by the teacher
+        # the teacher is taught by itself (the float model, as `spiralprune quantize` does), a student by the teacher
         rows += measure_model("teacher", teacher, copy.deepcopy(teacher), train, val, args, Path(work), console)
         for index, path in enumerate(args.student):
             student, _ = load_checkpoint(path)

@@ -4,7 +4,7 @@ Two ONNX models of known relative cost: A, a small conv net (stem, ten 3x3 conv 
 B, the same net with an eleventh block (~10 % more MACs). Their true ratio is measured once per run,
 before any load, with one long paired session (printed with its interval); the limits below are
 placed from it. Then each question is asked ``--repeats`` times, each time in a fresh
-``spiral.deploy.profiler.profile_paired`` session on ONNX Runtime CPU with the default ``ProfileSettings``
+``spiralprune.deploy.profiler.profile_paired`` session on ONNX Runtime CPU with the default ``ProfileSettings``
 (rounds until the judge decides, or its time cap); the questions take turns within a repetition.
 A verdict's wall time is the whole ``profile_paired`` call (loading, warm-up and rounds).
 
@@ -51,11 +51,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from spiral.deploy.fingerprint import cpu_model
-from spiral.deploy.profiler import Target, profile_model, profile_paired
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.verdict import Question, Verdict, interval
-from spiral.pipeline.export import export_onnx
+from spiralprune.deploy.fingerprint import cpu_model
+from spiralprune.deploy.profiler import Target, profile_model, profile_paired
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.verdict import Question, Verdict, interval
+from spiralprune.pipeline.export import export_onnx
 
 BLOCKS = 10
 CHANNELS = 32

@@ -1,6 +1,6 @@
 """The one budget type: what a model must meet, in the same keys wherever a budget is written.
 
-A run config's ``budget:``, a ``spiral gate`` budget file, a deploy target's ``budget:`` and the INT8
+A run config's ``budget:``, a ``spiralprune gate`` budget file, a deploy target's ``budget:`` and the INT8
 stage's ``quantize.budget:`` are all a ``Budget``:
 
 ```yaml
@@ -13,11 +13,11 @@ parity:   {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
 Each key means one thing everywhere; what differs between callers is the *reference* a relative
 limit compares with (``min_speedup``, ``max_regression_pct``, ``max_drop``): the teacher in a run, the
 released model in the gate, the float model in the INT8 stage. A caller that cannot judge a key says
-so in one line (``Budget.refuse``) rather than ignoring it. ``spiral.pipeline.acceptance.budget_rules``
+so in one line (``Budget.refuse``) rather than ignoring it. ``spiralprune.pipeline.acceptance.budget_rules``
 compiles a budget to the rules every caller decides with.
 
-It lives in ``spiral.deploy`` because a deploy target (``spiral.deploy.target_profiles``) holds one and
-the device side imports nothing of ``spiral.pipeline``.
+It lives in ``spiralprune.deploy`` because a deploy target (``spiralprune.deploy.target_profiles``) holds one and
+the device side imports nothing of ``spiralprune.pipeline``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # How much two runs of the same model on the same machine may differ (a stored baseline against a
-# new measurement): the interval of their ratio is widened by it (``spiral compare``, ``spiral gate --baseline``).
+# new measurement): the interval of their ratio is widened by it (``spiralprune compare``, ``spiralprune gate --baseline``).
 BETWEEN_RUN_TOLERANCE = 0.10
 Statistic = Literal["p50", "p90", "p95", "p99", "mean"]
 
@@ -37,7 +37,7 @@ class _Strict(BaseModel):
 
 
 class LatencyBudget(_Strict):
-    """Latency limits on ``statistic``, each a question for the judge (``spiral.deploy.verdict``).
+    """Latency limits on ``statistic``, each a question for the judge (``spiralprune.deploy.verdict``).
 
     - ``max_ms``: met when the upper confidence bound of the per-round statistic is within it.
     - ``min_throughput``: items per second at the measured batch, i.e. one call within

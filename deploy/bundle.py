@@ -1,20 +1,20 @@
-"""The bundle ``spiral deploy`` ships to a device: everything the device needs, and nothing else.
+"""The bundle ``spiralprune deploy`` ships to a device: everything the device needs, and nothing else.
 
 ```
 bundle/
   manifest.json               target, model facts, the exact build and profile commands per runtime
                               version, versions, and the sha256 of every other file
   model.onnx
-  runner/spiral/__init__.py   the ``spiral`` package's own (with ``deploy/`` beside it, it adds nothing
+  runner/spiralprune/__init__.py   the ``spiral`` package's own (with ``deploy/`` beside it, it adds nothing
                               to its path)
-  runner/spiral/deploy/device_runner/*.py
+  runner/spiralprune/deploy/device_runner/*.py
                               the package that runs on the device (python3 + numpy; onnxruntime
                               for CPU targets), every module of it
-  runner/spiral/deploy/...    the few deploy modules it imports: errors, stats, sampling, verdict,
+  runner/spiralprune/deploy/...    the few deploy modules it imports: errors, stats, sampling, verdict,
                               trtexec_parse
 ```
 
-The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m spiral.deploy.device_runner`` (see
+The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m spiralprune.deploy.device_runner`` (see
 ``runner_command``). Commands hold placeholders the device fills in: ``{python}`` (the runner's
 interpreter), ``{cores}``, ``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache
 and results).
@@ -35,31 +35,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import spiral
-from spiral.deploy import device_runner
-from spiral.deploy.backends.base import InputMetadata
-from spiral.deploy.atomic import publish_dir, write_bytes
-from spiral.deploy.backends.onnx_io import read_onnx_io
-from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from spiral.deploy.backends.trtexec import build_command, shape_arg, trace_command
-from spiral.deploy.errors import InputError
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import library_versions
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.target_profiles import Dla, TargetProfile
+import spiralprune
+from spiralprune.deploy import device_runner
+from spiralprune.deploy.backends.base import InputMetadata
+from spiralprune.deploy.atomic import publish_dir, write_bytes
+from spiralprune.deploy.backends.onnx_io import read_onnx_io
+from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
+from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import library_versions
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.target_profiles import Dla, TargetProfile
 
 BUNDLE_VERSION = 1
 MODEL_FILE = "model.onnx"
 RUNNER_DIR = "runner"  # the bundle's folder that the device puts on PYTHONPATH
-RUNNER = "spiral.deploy.device_runner"  # the module the device runs: python3 -m spiral.deploy.device_runner
+RUNNER = "spiralprune.deploy.device_runner"  # the module the device runs: python3 -m spiralprune.deploy.device_runner
 _DEPLOY_DIR = Path(__file__).parent
 _PACKAGE_DIR = Path(device_runner.__file__).parent
-# The runner's package, every module of it, and what it imports from ``spiral.deploy``, under
-# ``runner/spiral/deploy/``, with the ``spiral`` package's own ``__init__``.
+# The runner's package, every module of it, and what it imports from ``spiralprune.deploy``, under
+# ``runner/spiralprune/deploy/``, with the ``spiral`` package's own ``__init__``.
 RUNNER_FILES = {
-    f"{RUNNER_DIR}/spiral/__init__.py": Path(spiral.__file__),
-    **{f"{RUNNER_DIR}/spiral/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
-    **{f"{RUNNER_DIR}/spiral/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
+    f"{RUNNER_DIR}/spiralprune/__init__.py": Path(spiralprune.__file__),
+    **{f"{RUNNER_DIR}/spiralprune/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
+    **{f"{RUNNER_DIR}/spiralprune/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
        for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse")},
 }
 
@@ -144,7 +144,7 @@ def _versions(model_path: Path) -> dict[str, Any]:
 
     proto = onnx.load(str(model_path), load_external_data=False)
     try:
-        spiral = importlib.metadata.version("spiral")
+        spiral = importlib.metadata.version("spiralprune")
     except importlib.metadata.PackageNotFoundError:
         spiral = "unknown"
     return {

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spiral import __version__
+from spiralprune import __version__
 
 _LIBRARIES = ("onnxruntime", "numpy", "tensorrt", "torch")
 

@@ -2,7 +2,7 @@
 
 **Measured beside the judged rounds, never inside them.** A second ONNX Runtime session of the same
 model, with the same options plus ``enable_profiling``, runs a few calls after every round of
-``spiral.deploy.sampling`` (``LayerSampler.after_round``); the judged session is never profiled, so a
+``spiralprune.deploy.sampling`` (``LayerSampler.after_round``); the judged session is never profiled, so a
 verdict is the same with or without a layer profile. Each round's profiled calls give every layer a
 per-round value (the median over those calls), aligned with the judged rounds: a layer's share of
 the end-to-end median, and a layer's change between two models measured paired, get an interval
@@ -23,9 +23,9 @@ to the operator that computes it and the modules it fuses (``NodeNames``). What 
 **MACs** of a node are computed from the shapes ONNX Runtime recorded (output elements x the weight's
 reduction size), enough to say whether time tracks arithmetic or is a fixed cost per call.
 
-``LayerSampler`` is the one interface of every backend's sampler (``spiral.deploy.profiler.layer_sampler``
+``LayerSampler`` is the one interface of every backend's sampler (``spiralprune.deploy.profiler.layer_sampler``
 picks it): ONNX Runtime's twin here, ``torch.profiler`` on the torch targets in
-``spiral.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
+``spiralprune.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.stats import median_ci
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.stats import median_ci
 
 # The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
 PROFILE_SHARE = 0.1
@@ -56,7 +56,7 @@ ARITHMETIC = frozenset({
     "Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "LSTM", "GRU", "RNN",
     "Attention", "MultiHeadAttention", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
     "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLSTM", "NhwcFusedConv",
-    # torch's operators (``spiral.deploy.torch_layers`` names a layer by its aten op, namespace dropped)
+    # torch's operators (``spiralprune.deploy.torch_layers`` names a layer by its aten op, namespace dropped)
     "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "linear", "addmm", "mm", "bmm", "matmul", "lstm", "gru", "scaled_dot_product_attention",
     "_native_multi_head_attention", "mkldnn_convolution", "_convolution_pointwise",
@@ -533,7 +533,7 @@ def attribute_change(base: LayerProfile, new: LayerProfile, base_rounds: Sequenc
 # "averageMs", "medianMs", "percentage"}``; a layer's name joins the ONNX nodes it fuses
 # (``/layer1/layer1.0/conv1/Conv + /layer1/layer1.0/relu/Relu``, ``PWN(/a/Add, /a/Relu)``) or says what
 # TensorRT inserted (``Reformatting CopyNode for Input Tensor 0 to …``). Read on the host: the device
-# runner ships ``spiral.deploy.trtexec_parse`` without this module (it needs onnx).
+# runner ships ``spiralprune.deploy.trtexec_parse`` without this module (it needs onnx).
 _ONNX_NODE = re.compile(r"/[^\s,+()\[\]]+")
 _PROFILE_KEYS = ("name", "averageMs")
 

@@ -1,8 +1,8 @@
 """The latency profiler: profiles of one model, or of several measured together in rounds.
 
-Sampling is ``spiral.deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
-verdicts are ``spiral.deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
-(``spiral profile``); ``profile_paired`` loads several models once on one ``Target`` and
+Sampling is ``spiralprune.deploy.sampling``'s (time-based warm-up, rounds of timed blocks, adaptive stop);
+verdicts are ``spiralprune.deploy.verdict``'s. ``profile_model`` measures one model alone at each batch size
+(``spiralprune profile``); ``profile_paired`` loads several models once on one ``Target`` and
 alternates them in rounds, so that their comparison rests on per-round ratios; a ``MeasuringSession``
 keeps them loaded across measurements, so that only the model that changed is loaded again. A measurement is
 ``stable`` when its robust coefficient of variation is at most ``cv_threshold``; that is reported,
@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.backends import Runner, get_backend
-from spiral.deploy.backends.base import TraceRunner
-from spiral.deploy.atomic import write_bytes
-from spiral.deploy.backends.inputs import make_inputs
-from spiral.deploy.errors import InputError
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import target_fingerprint
-from spiral.deploy.layer_profile import LayerProfile, LayerSampler, OrtLayerSampler, require_layer_backend
-from spiral.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
-from spiral.deploy.stats import robust_cv, summarize
-from spiral.deploy.torch_layers import TorchLayerSampler
-from spiral.deploy.verdict import Question, Verdict, round_statistic
+from spiralprune.deploy.backends import Runner, get_backend
+from spiralprune.deploy.backends.base import TraceRunner
+from spiralprune.deploy.atomic import write_bytes
+from spiralprune.deploy.backends.inputs import make_inputs
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import target_fingerprint
+from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, OrtLayerSampler, require_layer_backend
+from spiralprune.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
+from spiralprune.deploy.stats import robust_cv, summarize
+from spiralprune.deploy.torch_layers import TorchLayerSampler
+from spiralprune.deploy.verdict import Question, Verdict, round_statistic
 
 SCHEMA_VERSION = 1
 STAT_NAMES = ("p50", "p90", "p95", "p99", "mean", "stdev", "cv", "robust_cv", "min", "max")
@@ -54,9 +54,9 @@ class Measurement:
     # Samples per round, in order: ``samples_ms`` split by these sizes gives the rounds back.
     round_sizes: list[int] = field(default_factory=list)
     # Per round, the share of the measuring threads' time spent waiting for a CPU (None: unknown);
-    # rounds past ``max_cpu_wait`` were left out of the verdicts (``spiral.deploy.sampling``).
+    # rounds past ``max_cpu_wait`` were left out of the verdicts (``spiralprune.deploy.sampling``).
     cpu_wait: list[float | None] = field(default_factory=list)
-    # Where the time goes, per layer (``spiral.deploy.layer_profile.LayerProfile.record``: the per-round
+    # Where the time goes, per layer (``spiralprune.deploy.layer_profile.LayerProfile.record``: the per-round
     # times, lined up with the rounds of ``round_sizes``, and their explanation), when asked for.
     layers: dict[str, Any] | None = None
 
@@ -107,7 +107,7 @@ class Profile:
     @classmethod
     def from_dict(cls, d: Any) -> Profile:
         if not isinstance(d, dict) or "schema_version" not in d:
-            raise InputError("not a spiral profile: no schema_version")
+            raise InputError("not a spiralprune profile: no schema_version")
         if d["schema_version"] != SCHEMA_VERSION:
             raise InputError(
                 f"profile schema_version {d['schema_version']} is not supported; this spiral reads {SCHEMA_VERSION}"
@@ -155,7 +155,7 @@ def layer_sampler(runner: Runner, backend: str, model_path: Path, block_calls: i
 
 def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings,
             layers: LayerSampler | None = None) -> Measurement:
-    """One model alone, sampled in rounds (``spiral.deploy.sampling``) until its round median is tight;
+    """One model alone, sampled in rounds (``spiralprune.deploy.sampling``) until its round median is tight;
     with ``layers``, its profiling twin runs after every round and the measurement carries the layer profile.
 
     A ``TraceRunner`` (trtexec) times itself: it gets the warm-up, the minimum duration and count,
@@ -265,7 +265,7 @@ def profile_model(
     layers: bool = False,
 ) -> Profile:
     """Load ``model_path`` on ``backend`` and measure its latency alone at each batch size;
-    ``layers`` adds a per-layer profile to each (``spiral.deploy.layer_profile``)."""
+    ``layers`` adds a per-layer profile to each (``spiralprune.deploy.layer_profile``)."""
     model_path = Path(model_path)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
@@ -303,9 +303,9 @@ class MeasuringSession:
     runner it was loaded with: a try of a spiral step loads and compiles its teacher and its current model
     once for every plan it measures, and only the candidate changes. Each measurement still activates every
     runner, warms every model up and alternates them in rounds of its own, as one loaded afresh would be
-    (``spiral.deploy.sampling``); a model's backend options (a torch target's ``module=``) are taken when
+    (``spiralprune.deploy.sampling``); a model's backend options (a torch target's ``module=``) are taken when
     it is loaded. ``cache_dir`` is where the backends keep compiled files by content
-    (``spiral.deploy.backends.engine_cache``), so a later session reuses them.
+    (``spiralprune.deploy.backends.engine_cache``), so a later session reuses them.
 
     ``compiles`` counts the loads: ``built`` (compiled now), ``from_cache`` (a compiled file reused),
     ``kept`` (still loaded from an earlier measurement of this session)."""
@@ -347,7 +347,7 @@ class MeasuringSession:
         """Measure every model of ``models`` (name -> ONNX path) in rounds on the session's target.
 
         Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
-        rounds go on until every question is decided or the time cap (see ``spiral.deploy.sampling``).
+        rounds go on until every question is decided or the time cap (see ``spiralprune.deploy.sampling``).
         ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
         ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
         not judged (a run profiles only its candidate, a comparison both sides; a layer profile is this

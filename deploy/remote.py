@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from spiral.deploy.atomic import publish_dir
-from spiral.deploy.bundle import Bundle, runner_command
-from spiral.deploy.device_runner import ERROR_MARK
-from spiral.deploy.errors import InputError
-from spiral.deploy.target_profiles import TargetProfile
+from spiralprune.deploy.atomic import publish_dir
+from spiralprune.deploy.bundle import Bundle, runner_command
+from spiralprune.deploy.device_runner import ERROR_MARK
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.target_profiles import TargetProfile
 
 # Added after the target's own options, which therefore win (ssh keeps the first value it gets).
 _DEFAULT_OPTIONS = ("ServerAliveInterval=15", "ServerAliveCountMax=4")

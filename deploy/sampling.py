@@ -7,7 +7,7 @@ A B, … so neither model always runs first after the other). Samples inside a b
 machine's state; what changes between profiles taken minutes apart (other processes, clocks,
 caches) is what fools a verdict, and a round puts both models under nearly the same state. A ratio
 question is judged on the per-round ratios of the blocks' statistics, an absolute one on the
-per-round values (``spiral.deploy.verdict``).
+per-round values (``spiralprune.deploy.verdict``).
 
 Why blocks and not single calls in turn: ONNX Runtime's intra-op threads spin for a while after a
 call, so a second session called right after the first competes with the first one's spinning
@@ -46,12 +46,12 @@ session's threads waited 50 % of every round for a CPU (Linux ``schedstat``), th
 no round is left the verdict is ``undecided`` and says the machine is oversubscribed. Where the
 kernel does not report it (not Linux) every round counts.
 
-A layer profile (``spiral.deploy.layer_profile``) runs its profiled calls between rounds
+A layer profile (``spiralprune.deploy.layer_profile``) runs its profiled calls between rounds
 (``between``); that time is left out of the stop rule's clock, so the judged rounds are the same
 with or without it.
 
-One model alone is sampled the same way (its blocks are its rounds), so ``spiral profile``, the
-spiral's steps, ``spiral gate``, ``spiral compare`` and the device runner share this loop.
+One model alone is sampled the same way (its blocks are its rounds), so ``spiralprune profile``, the
+spiral's steps, ``spiralprune gate``, ``spiralprune compare`` and the device runner share this loop.
 Numpy and the standard library only: this module ships to devices with the bundle.
 """
 
@@ -66,9 +66,9 @@ from typing import Callable  # not collections.abc: the alias below is evaluated
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.stats import median_ci_rel
-from spiral.deploy.verdict import Question, Verdict, judge, round_statistic
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.stats import median_ci_rel
+from spiralprune.deploy.verdict import Question, Verdict, judge, round_statistic
 
 
 LOOK_GROWTH = 1.5

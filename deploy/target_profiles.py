@@ -14,14 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spiral.deploy.budget import Budget
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.validation import parse_yaml, validate
+from spiralprune.deploy.budget import Budget
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.validation import parse_yaml, validate
 
 TARGET_VERSION = 1
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
-# `make deploy TARGET=jetson` and `spiral deploy --target jetson` mean the Orin Nano developer kit.
+# `make deploy TARGET=jetson` and `spiralprune deploy --target jetson` mean the Orin Nano developer kit.
 ALIASES = {"jetson": "jetson-orin-nano"}
 # ssh options a target may set. Host, user and port have their own keys; everything else goes in `-o`.
 _SSH_FLAGS_WITH_VALUE = ("-F", "-i", "-J", "-o")
@@ -119,7 +119,7 @@ class PowerMode(_Strict):
 
 class DeviceMeasure(_Strict):
     """What to measure on the device (batch size, CPU threads) and how (``profile``, the settings of
-    ``spiral.deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
+    ``spiralprune.deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
     warm-up, ``min_duration_s`` and ``min_rounds x block_calls`` iterations, and its samples are
     summarized in rounds of ``block_calls``."""
 
@@ -139,8 +139,8 @@ class TargetProfile(_Strict):
     trtexec: TrtexecSettings | None = None
     power: PowerMode | None = None
     measure: DeviceMeasure = DeviceMeasure()
-    # What the device's measurement must meet (``spiral.deploy.budget.Budget``, the keys of a run's or a
-    # gate's budget), judged by spiral gate's rules on the device's rounds: latency alone.
+    # What the device's measurement must meet (``spiralprune.deploy.budget.Budget``, the keys of a run's or a
+    # gate's budget), judged by spiralprune gate's rules on the device's rounds: latency alone.
     budget: Budget
 
     @field_validator("version")
@@ -154,7 +154,7 @@ class TargetProfile(_Strict):
     def _device_budget(self) -> TargetProfile:
         self.budget.refuse("budget", {"latency": ("max_ms", "min_throughput")},
                            "a device is measured alone, without data: its budget limits latency.max_ms or "
-                           "latency.min_throughput; gate accuracy, size and speedups with spiral gate on the host")
+                           "latency.min_throughput; gate accuracy, size and speedups with spiralprune gate on the host")
         return self
 
     @model_validator(mode="after")
@@ -189,7 +189,7 @@ def parse_target(data: Any, source: str) -> TargetProfile:
 
 
 def _packaged() -> dict[str, Any]:
-    folder = resources.files("spiral.deploy") / "targets"
+    folder = resources.files("spiralprune.deploy") / "targets"
     return {entry.name.removesuffix(".yaml"): entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
 
 

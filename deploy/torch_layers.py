@@ -1,7 +1,7 @@
 """Where the time goes on the torch targets: ``torch.profiler`` over a few calls after every judged round,
 named by module.
 
-As with ONNX Runtime's profiling twin (``spiral.deploy.layer_profile``), the profiled calls run between
+As with ONNX Runtime's profiling twin (``spiralprune.deploy.layer_profile``), the profiled calls run between
 the judged rounds, never inside them: the profiler (and, eagerly, the hooks that name modules) is on
 only around those calls, so a judged call runs exactly as it does without a layer profile. Each
 profiled call is one ``record_function`` (``spiral.call``); a layer's time in a call is the sum of the
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.layer_profile import LayerProfile, LayerSampler, LayerTiming, op_kind
+from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, LayerTiming, op_kind
 
 CALL = "spiral.call"
 MODULE = "spiral.module:"

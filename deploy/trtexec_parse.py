@@ -7,7 +7,7 @@ Formats as written by TensorRT's ``samples/common/sampleReporting.cpp``: the sum
 JSON, a list of per-query records (``startEnqMs`` … ``computeMs``, ``latencyMs``, ``endToEndMs``;
 before 10.x ``inMs`` / ``outMs`` for the copies) that includes the warm-up queries. The device runner
 ships this module; the per-layer ``--exportProfile`` JSON is read on the host
-(``spiral.deploy.layer_profile.parse_trtexec_profile``).
+(``spiralprune.deploy.layer_profile.parse_trtexec_profile``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _METRIC = re.compile(r"\] \[I\] (?P<name>[A-Za-z0-9 \-]+?): (?P<body>min = .*)$")

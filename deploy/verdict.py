@@ -6,13 +6,13 @@ A question asks whether a model's latency statistic is at most a limit:
   most ``limit``? The step budget (candidate vs current model), the final speedup (candidate vs
   teacher, ``limit = 1 / min_speedup``) and a release regression (``limit = 1 + max_regression``)
   are ratio questions. The evidence is the per-round ratios of a paired, interleaved measurement
-  (``spiral.deploy.sampling``): both models ran in the same round, so whatever the machine did in that
+  (``spiralprune.deploy.sampling``): both models ran in the same round, so whatever the machine did in that
   round (another process, a clock change) touches both sides.
 - an **absolute question** (no reference): is ``statistic(subject)`` at most ``limit`` ms? The
   evidence is the per-round values of the subject.
 
 The estimate is the median of the per-round values; its confidence interval is distribution-free
-(order statistics of the median, ``spiral.deploy.stats.median_ci``), so rare 10x outliers move it by a
+(order statistics of the median, ``spiralprune.deploy.stats.median_ci``), so rare 10x outliers move it by a
 rank, not by their size. The judge compares the *interval* with the limit: entirely at or below
 is ``meets``, entirely above is ``misses``, straddling is ``undecided``. Noise matters only when it
 makes the decision uncertain: a model 100x under its budget meets it however noisy the machine.
@@ -30,8 +30,8 @@ from typing import Literal
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.stats import median_ci
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.stats import median_ci
 
 Outcome = Literal["meets", "misses", "undecided"]
 STATISTICS = ("p50", "p90", "p95", "p99", "mean")
@@ -81,7 +81,7 @@ class Verdict:
     high: float
     rounds: int
     confidence: float
-    # Rounds left out of the evidence because the measuring threads waited for a CPU (``spiral.deploy.sampling``).
+    # Rounds left out of the evidence because the measuring threads waited for a CPU (``spiralprune.deploy.sampling``).
     set_aside: int = 0
 
     @property

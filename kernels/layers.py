@@ -20,8 +20,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.kernels import OPSET
+from spiralprune.kernels import OPSET
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: dict[str, list[int]], output: list[int],
@@ -28,7 +28,7 @@ def _model(nodes: list[onnx.NodeProto], inputs: dict[str, list[int]], output: li
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, output)],
         initializer=[numpy_helper.from_array(a, n) for n, a in initializers.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spiral.kernels")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spiralprune.kernels")
     model.ir_version = 8
     return model
 

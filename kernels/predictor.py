@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import Layer, onnx_layers, torch_layers
-from spiral.kernels.table import LatencyTable
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import Layer, onnx_layers, torch_layers
+from spiralprune.kernels.table import LatencyTable
 
 SPREAD_FOR_OVERHEAD = 1.5
 

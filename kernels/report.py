@@ -1,4 +1,4 @@
-"""``spiral profile --per-layer``: each layer's latency staircase across output channel counts."""
+"""``spiralprune profile --per-layer``: each layer's latency staircase across output channel counts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from spiral.kernels.layers import onnx_layers
-from spiral.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
-from spiral.kernels.table import LatencyTable
+from spiralprune.kernels.layers import onnx_layers
+from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
+from spiralprune.kernels.table import LatencyTable
 
 
 def staircase_counts(channels: int) -> list[int]:

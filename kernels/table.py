@@ -19,13 +19,13 @@ from typing import Any
 
 import onnx
 
-from spiral.deploy.backends import get_backend
-from spiral.deploy.atomic import write_bytes
-from spiral.deploy.backends.inputs import example_feed
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import physical_cores, target_fingerprint
-from spiral.deploy.profiler import ProfileSettings, measure
-from spiral.kernels.ops import OpSignature, empty_graph
+from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.atomic import write_bytes
+from spiralprune.deploy.backends.inputs import example_feed
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import physical_cores, target_fingerprint
+from spiralprune.deploy.profiler import ProfileSettings, measure
+from spiralprune.kernels.ops import OpSignature, empty_graph
 
 TABLE_VERSION = 1
 # Operators are timed briefly (a table has hundreds of entries) and by their fastest sample: a run
@@ -157,7 +157,7 @@ class LatencyTable:
         torch module (the graph names its inputs)."""
         options = dict(self.options)
         if self.live_module:
-            from spiral.kernels.torch_ops import torch_module
+            from spiralprune.kernels.torch_ops import torch_module
 
             options["module"] = torch_module(op)
         with tempfile.TemporaryDirectory(prefix="spiral-op-") as tmp:

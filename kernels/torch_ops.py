@@ -1,4 +1,4 @@
-"""The operators of ``spiral.kernels.ops`` as torch modules, for the tables of the torch targets.
+"""The operators of ``spiralprune.kernels.ops`` as torch modules, for the tables of the torch targets.
 
 ``torch`` and ``torch-compile`` run a live ``nn.Module`` (no torch file format is safe to load), so
 an operator is timed there as the module below, fed the inputs of the signature's ONNX graph (the
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spiral.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
+from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
 
 
 class _Conv(nn.Module):

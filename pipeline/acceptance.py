@@ -1,16 +1,16 @@
 """Acceptance: what was measured of a model under judgement, the rules it is judged by, and ``decide``.
 
-Every caller that accepts or rejects a model compiles its budget (``spiral.deploy.budget.Budget``, one
+Every caller that accepts or rejects a model compiles its budget (``spiralprune.deploy.budget.Budget``, one
 type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
-(``spiral.pipeline.step``), the final recovery and the INT8 stage (``spiral.pipeline.spiral``), and
-``spiral gate`` (``spiral.pipeline.gate.checks``, which ``spiral deploy`` runs on the device's profile).
+(``spiralprune.pipeline.step``), the final recovery and the INT8 stage (``spiralprune.pipeline.spiral``), and
+``spiralprune gate`` (``spiralprune.pipeline.gate.checks``, which ``spiralprune deploy`` runs on the device's profile).
 A new limit is one rule class and one budget key, compiled here. The ``Check``s ``decide`` returns are
 what the ledger stores and what every report renders; a try's reason is their messages. (The final
 recovery's rule, at least as good as the step it recovers, is its own: no budget says it.)
 
 A check's margin is signed so that a positive value is headroom and a negative one the amount by
 which the limit was missed, whichever way the limit points (a maximum or a minimum). Latency rules
-read the judge's verdicts (``spiral.deploy.verdict``): the margin runs from the far end of the confidence
+read the judge's verdicts (``spiralprune.deploy.verdict``): the margin runs from the far end of the confidence
 interval, and an ``undecided`` verdict is ``inconclusive``, which never passes.
 """
 
@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.verdict import Question, Verdict
-from spiral.deploy.budget import Budget, ParityBudget
-from spiral.pipeline.export import ParityResult
-from spiral.pipeline.tasks import Metric
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.verdict import Question, Verdict
+from spiralprune.deploy.budget import Budget, ParityBudget
+from spiralprune.pipeline.export import ParityResult
+from spiralprune.pipeline.tasks import Metric
 
 Status = Literal["pass", "fail", "inconclusive"]
 Kind = Literal["latency", "quality", "parity", "size"]
@@ -84,7 +84,7 @@ class Check:
 @dataclass(frozen=True)
 class Evidence:
     """What was measured of a model under judgement: the judge's verdicts by question name, its
-    metrics (fractions, as ``spiral.pipeline.evaluate`` gives them) and those of the model it is compared
+    metrics (fractions, as ``spiralprune.pipeline.evaluate`` gives them) and those of the model it is compared
     with, its ONNX parity, its file size and its parameters. A rule whose evidence is missing says
     so in one line (an ``InputError``)."""
 

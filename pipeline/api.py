@@ -1,10 +1,10 @@
 """spiral from Python: the operations of the command line on modules, DataLoaders and paths.
 
-``spiral.shrink`` is ``spiral run`` on a module you hold; ``spiral.export``, ``spiral.profile``,
-``spiral.compare`` and ``spiral.gate`` take a module (with an example input), a model spec, a spiral
-checkpoint or run folder, or (all but ``export``) an ``.onnx`` file; ``spiral export`` and ``spiral gate``
-are built on them, ``spiral profile`` and ``spiral compare`` on the same pieces. Every function raises
-``spiral.InputError`` (a one-line message) for bad input.
+``spiralprune.shrink`` is ``spiralprune run`` on a module you hold; ``spiralprune.export``, ``spiralprune.profile``,
+``spiralprune.compare`` and ``spiral.gate`` take a module (with an example input), a model spec, a spiral
+checkpoint or run folder, or (all but ``export``) an ``.onnx`` file; ``spiralprune export`` and ``spiralprune gate``
+are built on them, ``spiralprune profile`` and ``spiralprune compare`` on the same pieces. Every function raises
+``spiralprune.InputError`` (a one-line message) for bad input.
 """
 
 from __future__ import annotations
@@ -19,36 +19,36 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiral.deploy.backends import BACKENDS
-from spiral.deploy.budget import ParityBudget
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import LAYER_BACKENDS
-from spiral.deploy.profiler import Profile, Target, profile_model, profile_paired
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.target_profiles import ALIASES, list_targets
-from spiral.deploy.validation import validate
-from spiral.deploy.verdict import Verdict
-from spiral.kernels import OPSET
-from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
-from spiral.pipeline.compare.releases import Release
-from spiral.pipeline.config import TargetConfig, parse_config
-from spiral.pipeline.data import LoaderSettings, load_datasets, splits_of
-from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.export import ParityResult, check_parity, export_onnx
-from spiral.pipeline.gate.budget import GateBudget, load_budget, parse_budget
-from spiral.pipeline.gate.candidate import (
+from spiralprune.deploy.backends import BACKENDS
+from spiralprune.deploy.budget import ParityBudget
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import LAYER_BACKENDS
+from spiralprune.deploy.profiler import Profile, Target, profile_model, profile_paired
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.target_profiles import ALIASES, list_targets
+from spiralprune.deploy.validation import validate
+from spiralprune.deploy.verdict import Verdict
+from spiralprune.kernels import OPSET
+from spiralprune.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
+from spiralprune.pipeline.compare.releases import Release
+from spiralprune.pipeline.config import TargetConfig, parse_config
+from spiralprune.pipeline.data import LoaderSettings, load_datasets, splits_of
+from spiralprune.pipeline.evaluate import evaluate_onnx
+from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
+from spiralprune.pipeline.gate.budget import GateBudget, load_budget, parse_budget
+from spiralprune.pipeline.gate.candidate import (
     measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,
     target_config,
 )
-from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
-from spiral.pipeline.gate.report import GateContext
-from spiral.pipeline.ledger import LedgerEntry
-from spiral.pipeline.models import given_modules
-from spiral.pipeline.prune import dtype_name
-from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.source import load_source
-from spiral.pipeline.spiral import Spiral
-from spiral.pipeline.tasks import TaskConfig, build_task
+from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
+from spiralprune.pipeline.gate.report import GateContext
+from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.models import given_modules
+from spiralprune.pipeline.prune import dtype_name
+from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.spiral import Spiral
+from spiralprune.pipeline.tasks import TaskConfig, build_task
 
 Model = nn.Module | str | Path  # a module, a model spec, a spiral checkpoint or run folder (or an .onnx file)
 GIVEN_DATA = "python:given"  # config.json's data.source when shrink was given the data sets
@@ -92,7 +92,7 @@ def shrink(
     num_classes: int | None = None, weights: str | Path | None = None, resume: bool = False,
     console: Console | None = None, **settings: Any,
 ) -> Result:
-    """Prune, distill, export and measure ``model`` on ``target`` until it meets ``budget``: ``spiral run``.
+    """Prune, distill, export and measure ``model`` on ``target`` until it meets ``budget``: ``spiralprune run``.
 
     ``model`` is your module (its checkpoints rebuild from a copy of it; see ``load``) or a model spec
     with optional ``weights``; ``train`` and ``val`` are datasets or DataLoaders of (input, label);
@@ -114,8 +114,8 @@ def shrink(
             **({"weights": str(weights)} if weights is not None else {}),
             **({"budget": budget} if budget is not None else {}), **settings,
             "data": {**settings.get("data", {}), "source": GIVEN_DATA},
-        }, "spiral.shrink")
-        data = splits_of(train, val, "spiral.shrink", LoaderSettings.of(config.data))
+        }, "spiralprune.shrink")
+        data = splits_of(train, val, "spiralprune.shrink", LoaderSettings.of(config.data))
         outcome = Spiral(config, Path(out), resume=resume, console=console, data=data).run()
     folder = RunFolder(Path(out))
     return Result(outcome.met_budget, outcome.message, folder.model_onnx, folder.model, folder.report,
@@ -134,7 +134,7 @@ def export(
     input_dtype: str | None = None, weights: str | Path | None = None, dynamic_batch: bool = True,
     opset: int = OPSET, atol: float = 1e-3, task: TaskConfig | dict | None = None,
 ) -> Exported:
-    """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiral export``); a
+    """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiralprune export``); a
     file that does not compute what the torch model computes is removed (``parity.passed`` is False).
     Every output is compared, and ``task``'s agreement (a classifier's top-1 by default; per pixel for a
     segmenter; reproduced detections through a detector's post-processing).
@@ -157,7 +157,7 @@ def profile(
     target: str | dict | TargetConfig = "ort-cpu", batch_sizes: tuple[int, ...] = (1,),
     settings: ProfileSettings = ProfileSettings(), weights: str | Path | None = None,
 ) -> Profile:
-    """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiral profile``)."""
+    """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiralprune profile``)."""
     target = target_config(target)
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
         candidate = prepare_candidate(model, Path(work), input_shape, weights=_path(weights), example=example_input)
@@ -174,7 +174,7 @@ def compare(
     settings: ProfileSettings | None = None,
 ) -> ProfileComparison:
     """Is ``new`` slower than ``base``? Both loaded once on ``target`` and measured in alternating rounds,
-    the question "new <= (1 + min_effect) x base" judged on the per-round ratios (``spiral compare``):
+    the question "new <= (1 + min_effect) x base" judged on the per-round ratios (``spiralprune compare``):
     ``verdict`` is regression / no regression / improvement / inconclusive."""
     target = target_config(target)
     settings = settings or ProfileSettings(confidence=rule.confidence)
@@ -198,7 +198,7 @@ def gate(
     example_input: torch.Tensor | None = None, input_shape: list[int] | None = None, weights: str | Path | None = None,
 ) -> tuple[GateResult, GateContext]:
     """``model`` gated on ``budget`` (a gate budget file, or its keys as a dict) measured on ``target`` here
-    (``spiral gate``): latency (judged on rounds paired with ``baseline`` when that is a model: the
+    (``spiralprune gate``): latency (judged on rounds paired with ``baseline`` when that is a model: the
     released one, measured beside it; or against a stored ``Release`` measured on the same target),
     accuracy on ``data``'s validation split (a data spec or a dataset), size and ONNX parity. The result's
     ``exit_code`` is the command's; the context is what the reports show."""
@@ -207,9 +207,9 @@ def gate(
     backend = target if isinstance(target, str) else target.backend if isinstance(target, TargetConfig) else (
         target.get("backend"))
     if backend in ALIASES or backend in list_targets():
-        raise InputError(f"'{backend}' is a device target: spiral gate measures on this machine with a backend "
+        raise InputError(f"'{backend}' is a device target: spiralprune gate measures on this machine with a backend "
                          f"({', '.join(BACKENDS)}); to measure on the device and gate there, run "
-                         f"spiral deploy MODEL --target {backend}")
+                         f"spiralprune deploy MODEL --target {backend}")
     target = target_config(target)
     stored = baseline if isinstance(baseline, Release) else None
     if stored is None and baseline is None and budget.needs_baseline:
@@ -239,7 +239,7 @@ def gate(
         compiled = Path(work) / "compiled"
         verdicts: dict[str, Verdict] = {}
         attribution = None
-        if released is None:  # alone, as spiral profile measures (self-timing backends such as trtexec too)
+        if released is None:  # alone, as spiralprune profile measures (self-timing backends such as trtexec too)
             measured_profile = profile_model(
                 onnx_path, target.backend, batch_sizes=(shape[0],), threads=target.threads,
                 precision=target.precision, settings=budget.profile, cache_dir=compiled,
@@ -288,7 +288,7 @@ def _output_width(module: nn.Module, example: torch.Tensor) -> int:
     with torch.no_grad():
         output = module.eval()(example)
     if not isinstance(output, torch.Tensor) or output.ndim != 2:
-        raise InputError("spiral.shrink: the model's output on example_input is not [batch, classes]; "
+        raise InputError("spiralprune.shrink: the model's output on example_input is not [batch, classes]; "
                          "pass num_classes")
     return int(output.shape[1])
 

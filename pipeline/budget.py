@@ -2,7 +2,7 @@
 
 The budget comes from the teacher measured when the run started: a speedup over it and/or an
 absolute latency (``max_ms``, or ``min_throughput`` items per second at the run's batch), each asked
-of every candidate measured in rounds beside the teacher (``spiral.deploy.verdict``), and a limit on
+of every candidate measured in rounds beside the teacher (``spiralprune.deploy.verdict``), and a limit on
 the task's quality metric (a floor, or a ceiling for a lower-is-better metric).
 """
 
@@ -11,21 +11,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from spiral.deploy.profiler import Paired
-from spiral.deploy.verdict import Outcome, Question, interval, percent
-from spiral.pipeline.acceptance import QualityLimit, format_value
-from spiral.pipeline.config import RunConfig
-from spiral.pipeline.ledger import LedgerEntry
-from spiral.pipeline.tasks import Metric, Task
+from spiralprune.deploy.profiler import Paired
+from spiralprune.deploy.verdict import Outcome, Question, interval, percent
+from spiralprune.pipeline.acceptance import QualityLimit, format_value
+from spiralprune.pipeline.config import RunConfig
+from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.tasks import Metric, Task
 
 
 @dataclass(frozen=True)
 class FinalBudget:
-    """The run's ``budget:`` (``spiral.deploy.budget.Budget``) made concrete by its teacher: a speedup over
+    """The run's ``budget:`` (``spiralprune.deploy.budget.Budget``) made concrete by its teacher: a speedup over
     the teacher and/or an absolute latency (or throughput), and a quality limit: ``metric`` at least
     ``quality_limit`` (at most, lower-is-better), in shown units.
 
-    Every latency part is a question to the judge (``spiral.deploy.verdict``), asked of every candidate
+    Every latency part is a question to the judge (``spiralprune.deploy.verdict``), asked of every candidate
     measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
     and the predictor aim at, from the teacher measured alone when the run started.
     """
@@ -57,7 +57,7 @@ class FinalBudget:
                    latency.min_throughput, config.input_shape[0], metric, measured, limit, teacher["metrics"])
 
     def quality_rule(self) -> QualityLimit:
-        """The run's quality limit as an acceptance rule (``spiral.pipeline.acceptance``)."""
+        """The run's quality limit as an acceptance rule (``spiralprune.pipeline.acceptance``)."""
         bound = "floor" if self.metric.higher_is_better else "ceiling"
         return QualityLimit(self.quality_limit, self.metric, name=f"{self.metric.name}.{bound}", label=bound)
 

@@ -17,11 +17,11 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.atomic import publish_dir, write_json
-from spiral.deploy.validation import contained
-from spiral.pipeline.models import build_model
-from spiral.pipeline.prune import PruningPlan, apply_plan, example_input
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.deploy.validation import contained
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.prune import PruningPlan, apply_plan, example_input
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"

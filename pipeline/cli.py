@@ -1,4 +1,4 @@
-"""spiral: prune, distill, export, compile, profile and gate PyTorch models
+"""spiralprune (spiral): prune, distill, export, compile, profile and gate PyTorch models
 on the machine they will run on."""
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from spiral import __version__
-from spiral.deploy.atomic import write_text
-from spiral.deploy.errors import InputError
-from spiral.pipeline.exit_codes import EPILOG, HELP_WIDTH, ExitCode
-from spiral.pipeline.specs import trusting_model_code
+from spiralprune import __version__
+from spiralprune.deploy.atomic import write_text
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.exit_codes import EPILOG, HELP_WIDTH, ExitCode
+from spiralprune.pipeline.specs import trusting_model_code
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its module ``spiral.pipeline.commands.NAME`` defines ``add_arguments(parser)``, ``run(args)
+    """A subcommand: its module ``spiralprune.pipeline.commands.NAME`` defines ``add_arguments(parser)``, ``run(args)
     -> int`` and optionally ``interrupted(args) -> str``. It is imported only when its command is run or its
-    ``--help`` asked for, so that ``spiral --help`` and ``spiral --version`` import no torch."""
+    ``--help`` asked for, so that ``spiralprune --help`` and ``spiralprune --version`` import no torch."""
 
     help: str
     loads_models: bool  # rebuilds models from checkpoints or run folders: takes --trust-model-code
@@ -46,7 +46,7 @@ COMMANDS = {
     "gate": Command("gate a model release on its latency, accuracy, size and ONNX parity budget", True),
     "compare": Command("is the new model slower? measure two ONNX models paired, compare two profiles, or draw a "
                        "release trend", False),
-    "report": Command("render a finished spiral run as Markdown, HTML with plots and JUnit XML", False),
+    "report": Command("render a finished spiralprune run as Markdown, HTML with plots and JUnit XML", False),
     "profile": Command("measure a model's latency on a backend in rounds (p50/p90/p95/p99, robust CV, stable flag)",
                        True),
     "targets": Command("list the compile/profile backends and whether each is available on this machine", False),
@@ -57,12 +57,12 @@ COMMANDS = {
 
 # The optional dependencies (pyproject.toml's extras), by the module a missing one fails to import.
 EXTRAS = {
-    "onnxruntime": "pip install 'spiral[cpu]' (or 'spiral[gpu]' on an NVIDIA host)",
-    "nni": "pip install 'spiral[nni]'",
-    "timm": "pip install 'spiral[timm]'",
-    "librosa": "pip install 'spiral[examples]'",
-    "tensorrt": "pip install 'spiral[gpu]'",
-    "cuda": "pip install 'spiral[gpu]'",
+    "onnxruntime": "pip install 'spiralprune[cpu]' (or 'spiralprune[gpu]' on an NVIDIA host)",
+    "nni": "pip install 'spiralprune[nni]'",
+    "timm": "pip install 'spiralprune[timm]'",
+    "librosa": "pip install 'spiralprune[examples]'",
+    "tensorrt": "pip install 'spiralprune[gpu]'",
+    "cuda": "pip install 'spiralprune[gpu]'",
 }
 
 
@@ -73,7 +73,7 @@ def missing_extra(exc: ModuleNotFoundError) -> InputError | None:
 
 
 def command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"spiral.pipeline.commands.{name}")
+    return importlib.import_module(f"spiralprune.pipeline.commands.{name}")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -136,11 +136,11 @@ class PrintCompletion(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="spiral", description=__doc__)
+    parser = Parser(prog="spiralprune", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--print-completion", choices=("bash", "zsh", "tcsh"), metavar="SHELL", action=PrintCompletion,
-                        help="print the completion script of SHELL (bash, zsh or tcsh), e.g. spiral --print-completion bash > "
-                             "~/.local/share/bash-completion/completions/spiral")
+                        help="print the completion script of SHELL (bash, zsh or tcsh), e.g. spiralprune "
+                             "--print-completion bash > ~/.local/share/bash-completion/completions/spiralprune")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=Commands)
     for name, command in COMMANDS.items():
@@ -167,18 +167,18 @@ def internal_error(exc: Exception, argv: list[str], debug: bool) -> None:
     trace = "".join(traceback.format_exception(exc))
     try:
         path = log_dir() / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        write_text(path, f"{shlex.join(['spiral', *argv])}\n{trace}")
+        write_text(path, f"{shlex.join(['spiralprune', *argv])}\n{trace}")
         where = f"traceback in {path}"
     except (OSError, RuntimeError) as error:  # RuntimeError: no home directory to find the cache in
         where, debug = f"traceback above; it could not be saved: {error}", True
     if debug:
         print(trace, end="", file=sys.stderr)
     message = " ".join(str(exc).split())
-    print(f"spiral: internal error: {type(exc).__name__}: {message} ({where})", file=sys.stderr)
+    print(f"spiralprune: internal error: {type(exc).__name__}: {message} ({where})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit code says how it ended (``spiral.pipeline.exit_codes``).
+    """Run one command; the exit code says how it ended (``spiralprune.pipeline.exit_codes``).
 
     Bad input is one line (exit 2); any other exception is an internal error: one line naming the
     log file that holds its traceback (exit 3). Ctrl-C (exit 130) and SIGTERM (exit 143) print one
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if (error := missing_extra(exc)) is None:
             raise
-        print(f"spiral: error: {error}", file=sys.stderr)
+        print(f"spiralprune: error: {error}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -202,14 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"spiral: error: {exc}", file=sys.stderr)
+        print(f"spiralprune: error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         terminated = isinstance(exc, Terminated)
         kept = args.interrupted(args) if args.interrupted else "nothing was written"
-        print(f"spiral: {'terminated' if terminated else 'interrupted'}: {kept}", file=sys.stderr)
+        print(f"spiralprune: {'terminated' if terminated else 'interrupted'}: {kept}", file=sys.stderr)
         return ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
     except Exception as exc:
         internal_error(exc, argv, args.debug)

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from spiral.deploy.backends import get_backend
-from spiral.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.validation import read_yaml, validate
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.tasks.config import TaskConfig
+from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.validation import read_yaml, validate
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.tasks.config import TaskConfig
 
 if TYPE_CHECKING:
-    from spiral.pipeline.tasks import Task
+    from spiralprune.pipeline.tasks import Task
 
 CONFIG_VERSION = 2
 
@@ -79,7 +79,7 @@ class TargetConfig(_Strict):
 def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
     """``budget`` fits ``task``: a metric it measures, a bound in the metric's direction, percentages
     within 0..100."""
-    from spiral.deploy.errors import InputError
+    from spiralprune.deploy.errors import InputError
 
     try:
         metric = task.quality(budget.name)
@@ -101,7 +101,7 @@ def migrate(data: Any) -> Any:
     2's keys: the budget's latency keys under ``budget.latency`` (version 1's default ``min_speedup: 2``
     made explicit), ``budget.max_size_mb`` as ``budget.size.max_mb``, the top-level ``parity`` as
     ``budget.parity``, and ``quantize.max_drop`` / ``min_speedup`` under ``quantize.budget``
-    (``spiral.deploy.budget``: one budget type for the run, the gate, a deploy target and the INT8 stage).
+    (``spiralprune.deploy.budget``: one budget type for the run, the gate, a deploy target and the INT8 stage).
     Keys already in version 2's places are left as they are; run folders written before resume through it."""
     if not isinstance(data, dict) or data.get("version", 1) != 1:
         return data
@@ -158,7 +158,7 @@ class ScheduleConfig(_Strict):
     that structure was as accurate as a spiral of halving steps at 3x and more accurate at 4x, at
     more speed, on both architectures.
 
-    ``allocation`` is how a step's candidate plans are made (see ``spiral.pipeline.plan_search``): ``latency``
+    ``allocation`` is how a step's candidate plans are made (see ``spiralprune.pipeline.plan_search``): ``latency``
     keeps the most importance per predicted millisecond saved; ``uniform`` removes one ratio from
     every group. Either way candidates are screened by predicted latency before any is measured.
     """
@@ -175,7 +175,7 @@ class ScheduleConfig(_Strict):
     max_ratio: float = Field(0.8, gt=0, lt=1)
     allocation: Literal["latency", "uniform"] = "latency"
     # With ``latency`` allocation, residual blocks may be removed whole (layer-wise pruning,
-    # ``spiral.pipeline.prune.blocks``), weighed in the same knapsack as channels by their measured
+    # ``spiralprune.pipeline.prune.blocks``), weighed in the same knapsack as channels by their measured
     # loss rise per millisecond saved; needs a criterion comparable across layers (the default).
     remove_blocks: bool = True
     # Epochs of final recovery: the try whose plan meets the final budget (judged before it is
@@ -189,7 +189,7 @@ class ScheduleConfig(_Strict):
     total_epochs: int | None = Field(None, ge=1)
     # When a step's chosen plan removes residual blocks and a block-free plan also meets the budget,
     # each is trained for this fraction of an epoch (the same batches, the same seed) and the more
-    # accurate one goes on (``spiral.pipeline.step``); 0 (the default) = choose by predicted loss alone.
+    # accurate one goes on (``spiralprune.pipeline.step``); 0 (the default) = choose by predicted loss alone.
     # The probes' epochs, rounded up per try, are spent from ``total_epochs``. Off by default: on the
     # digits ResNet at 3x (docs/landing/2026-12-06.md, 3 seeds) they agreed with the prediction in every
     # step they ran (87.8 % vs 20.6 %, 94.2 % vs 28.3 % after a quarter epoch), changed no result and
@@ -209,7 +209,7 @@ class ScheduleConfig(_Strict):
 
 class DataConfig(_Strict):
     """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``
-    (returning training and validation data sets, or two DataLoaders: ``spiral.pipeline.data.splits_of``).
+    (returning training and validation data sets, or two DataLoaders: ``spiralprune.pipeline.data.splits_of``).
 
     An ImageFolder's images are resized to the input and made [0, 1] tensors, then normalized by ``mean``
     and ``std`` (one value per input channel) when given. With ``augment`` its training split is
@@ -242,7 +242,7 @@ class DistributedConfig(_Strict):
     """Where a run trains: ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``,
     ``--nnodes``, ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own
     process; more run every training of the run (the teacher's, the tries', the probes', the final
-    recovery) as a torchrun job (``spiral.pipeline.training``), DistributedDataParallel over gloo on the
+    recovery) as a torchrun job (``spiralprune.pipeline.training``), DistributedDataParallel over gloo on the
     CPU, where the run trains in one process too. A run trains on one node so far (``nnodes`` above 1 is
     refused when it starts); the keys are validated here as torchrun needs them. Measurement never joins
     the process group: it stays one process on the target."""
@@ -274,16 +274,16 @@ class QuantizeConfig(_Strict):
 
     Calibration runs ``calibration_batches`` training batches of ``batch_size`` through the float
     model; ``method`` picks the activation ranges from them. The quantized model is accepted only
-    when it meets ``budget`` (``spiral.deploy.budget.Budget``) against its float model: the judge says it
+    when it meets ``budget`` (``spiralprune.deploy.budget.Budget``) against its float model: the judge says it
     is at least ``latency.min_speedup`` times faster (paired rounds; default 1, not slower) and its
     metric (``accuracy:`` or ``metric:``) is at most ``max_drop`` worse (default 1 point).
 
     When the fully quantized model loses more than ``max_drop`` points, two remedies follow
-    (``spiral.pipeline.int8``), the cheap one first. The float fallback keeps up to
+    (``spiralprune.pipeline.int8``), the cheap one first. The float fallback keeps up to
     ``max_float_nodes`` of its most sensitive Conv / Gemm / MatMul nodes float (0: no fallback, every
     operator INT8), measured on ``sensitivity_batches`` training batches held apart from the
-    calibration ones (``spiral.pipeline.float_fallback``). If that still loses too much,
-    quantization-aware recovery (``spiral.pipeline.fake_quant``): ``recovery_epochs`` of
+    calibration ones (``spiralprune.pipeline.float_fallback``). If that still loses too much,
+    quantization-aware recovery (``spiralprune.pipeline.fake_quant``): ``recovery_epochs`` of
     distillation from the teacher at ``recovery_lr`` through simulated INT8 (0: none; it needs the
     PyTorch model), the trained model quantized again. The model left is judged.
     """
@@ -335,17 +335,17 @@ class RunConfig(_Strict):
     version: int = CONFIG_VERSION
     model: str
     # Your trained weights for ``model`` (a spec): a .safetensors file or a state dict saved by torch.save
-    # (read with weights_only=True; DDP's/Lightning's key prefixes removed; see spiral.pipeline.weights).
+    # (read with weights_only=True; DDP's/Lightning's key prefixes removed; see spiralprune.pipeline.weights).
     weights: Path | None = None
     data: DataConfig = DataConfig()
     input_shape: list[int]
     num_classes: int = Field(10, ge=2)
-    # What the model does and how it is judged (spiral.pipeline.tasks); num_classes is its classes
+    # What the model does and how it is judged (spiralprune.pipeline.tasks); num_classes is its classes
     # (segmentation: with the background; detection: without it).
     task: TaskConfig = TaskConfig()
     teacher_training: DistillConfig | None = None
     target: TargetConfig = TargetConfig()
-    # The final budget (``spiral.deploy.budget.Budget``), its relative limits against the teacher
+    # The final budget (``spiralprune.deploy.budget.Budget``), its relative limits against the teacher
     # measured when the run starts: latency (min_speedup, max_ms, min_throughput at the run's batch),
     # the task's metric (default: at most 1 point below the teacher), size, parity (default tolerances).
     budget: Budget = Budget(latency=LatencyBudget(min_speedup=2.0), metric=QualityBudget(max_drop=1.0),
@@ -358,9 +358,9 @@ class RunConfig(_Strict):
     prune: PruneConfig = PruneConfig(criterion="sensitivity")
     distill: DistillConfig = DistillConfig()
     seed: int = 0
-    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiral.pipeline.quantize.
+    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiralprune.pipeline.quantize.
     quantize: QuantizeConfig | None = None
-    # Import the package.module:factory a checkpoint or run folder names (see spiral.pipeline.specs); the
+    # Import the package.module:factory a checkpoint or run folder names (see spiralprune.pipeline.specs); the
     # config's own specs are the user's and need no permission. A permission, not part of the run:
     # left out of dumps, so a resumed run may grant it.
     trust_model_code: bool = Field(False, exclude=True)
@@ -400,8 +400,8 @@ class RunConfig(_Strict):
         return self
 
     def task_model(self) -> "Task":
-        """The run's task (``spiral.pipeline.tasks``), for ``num_classes`` classes."""
-        from spiral.pipeline.tasks import build_task
+        """The run's task (``spiralprune.pipeline.tasks``), for ``num_classes`` classes."""
+        from spiralprune.pipeline.tasks import build_task
 
         return build_task(self.task, self.num_classes)
 

@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate, default_convert
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import DataConfig
-from spiral.pipeline.specs import resolve_callable
-from spiral.pipeline.tasks import Task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import DataConfig
+from spiralprune.pipeline.specs import resolve_callable
+from spiralprune.pipeline.tasks import Task
 
 
 @dataclass(frozen=True)
 class LoaderSettings:
     """How the training DataLoaders load: worker processes, page-locked memory (for copies to CUDA), and
-    the function that collates samples into a batch (None: the task's, ``spiral.pipeline.tasks.Task.collate``)."""
+    the function that collates samples into a batch (None: the task's, ``spiralprune.pipeline.tasks.Task.collate``)."""
 
     num_workers: int = 0
     pin_memory: bool = False

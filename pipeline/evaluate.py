@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiral.deploy.backends import get_backend
-from spiral.pipeline.tasks import Outputs, Task, outputs_of
+from spiralprune.deploy.backends import get_backend
+from spiralprune.pipeline.tasks import Outputs, Task, outputs_of
 
 
 def _evaluate(run: Callable[[Tensor], Outputs], dataset: Dataset, task: Task, batch_size: int) -> dict:

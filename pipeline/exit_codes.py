@@ -47,7 +47,7 @@ def judged(*, against: bool, undecided: bool) -> ExitCode:
 
 
 def of_run(met_budget: bool, steps: list[dict]) -> ExitCode:
-    """A spiral run's verdict from its ledger lines (``LedgerEntry.to_json``): met; undecided when its last try
+    """A spiralprune run's verdict from its ledger lines (``LedgerEntry.to_json``): met; undecided when its last try
     was rejected because the judge could not decide its latency: a verdict of it undecided, none missed, ONNX
     parity held, and not distilled (a try the judge does not grant is not trained, so its accuracy is no
     verdict); otherwise against."""

@@ -11,18 +11,18 @@ import onnx
 import torch
 from torch import nn
 
-from spiral.deploy.atomic import temp_file_beside
-from spiral.deploy.backends import get_backend
-from spiral.deploy.errors import InputError
-from spiral.kernels import OPSET
-from spiral.pipeline.tasks import Task, build_task, output_names, outputs_of
+from spiralprune.deploy.atomic import temp_file_beside
+from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels import OPSET
+from spiralprune.pipeline.tasks import Task, build_task, output_names, outputs_of
 
 
 def export_onnx(
     model: nn.Module, example_input: torch.Tensor, path: Path, *, simplify: bool = True, dynamic_batch: bool = True,
     opset: int = OPSET,
 ) -> Path:
-    """Write ``path`` atomically: the input named ``input``, the outputs as ``spiral.pipeline.tasks.output_names``
+    """Write ``path`` atomically: the input named ``input``, the outputs as ``spiralprune.pipeline.tasks.output_names``
     names them (``output`` for one tensor), with a dynamic batch axis (or the example's batch, fixed)."""
     model = model.eval()
     with torch.no_grad():
@@ -61,7 +61,7 @@ def export_onnx(
 class ParityResult:
     """ONNX Runtime against torch, every output compared. ``max_abs_diff`` and ``output_scale`` (the
     largest |torch output|) are those of the output farthest from its tolerance; ``outputs`` has each
-    output's; ``top1_agreement`` is the task's agreement (``spiral.pipeline.tasks.Task.agreement``: top-1
+    output's; ``top1_agreement`` is the task's agreement (``spiralprune.pipeline.tasks.Task.agreement``: top-1
     per sample or per pixel, reproduced detections), None where the task has none."""
 
     max_abs_diff: float

@@ -1,6 +1,6 @@
 """ONNX Runtime's INT8 simulated in PyTorch, so that a model can be trained through its quantization.
 
-``spiral.pipeline.quantize`` quantizes the exported model with ONNX Runtime's ``quantize_static``:
+``spiralprune.pipeline.quantize`` quantizes the exported model with ONNX Runtime's ``quantize_static``:
 batch norms folded into the convolutions before them (its ``quant_pre_process``), weights signed and
 symmetric (``[-127, 127]``, scale ``absmax / 127``, one per output channel or one per tensor),
 activations unsigned on the min-max range of the calibration batches (with zero in it); the weights on
@@ -36,11 +36,11 @@ from torch import Tensor, fx, nn
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 
-from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.train import DistillResult, distill
-from spiral.pipeline.quantize import Int8Ranges, int8_ranges
-from spiral.pipeline.tasks import Task
+from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
+from spiralprune.pipeline.distill.train import DistillResult, distill
+from spiralprune.pipeline.quantize import Int8Ranges, int8_ranges
+from spiralprune.pipeline.tasks import Task
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -174,7 +174,7 @@ def recover(
     trained already). ``distill_cfg`` gives the rest (batch size, optimizer, temperature, seed).
     Returns the trained copy, computing in float again, and the training's record; its best epoch
     is chosen on the validation split as computed under the simulation. It trains in this process even
-    when the run trains across processes (``spiral.pipeline.training``): the simulation is parametrizations
+    when the run trains across processes (``spiralprune.pipeline.training``): the simulation is parametrizations
     and hooks on the live module, which a job's processes, rebuilding the model from a checkpoint, lack."""
     student = copy.deepcopy(model)
     settings = distill_cfg.model_copy(update={

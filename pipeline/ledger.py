@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from spiral import __version__
-from spiral.deploy.errors import InputError
-from spiral.deploy.validation import contained
+from spiralprune import __version__
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.validation import contained
 
 MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
 VERSION = 2  # 2: the task's metric (``metric``, ``quality``, ``metrics``) in place of ``accuracy`` and ``f1_macro``
@@ -42,7 +42,7 @@ class LedgerEntry(BaseModel):
     The plan fields say what the try aimed at and removed (a recovery or a quantization carries its
     model's); the verdict fields are the judge's paired verdicts (the step budget first on a try,
     then the final questions) and the speedup over the teacher with its interval; the measured
-    fields are the model's latency summary and ``spiral.pipeline.measure.CandidateMeasurement.summary``.
+    fields are the model's latency summary and ``spiralprune.pipeline.measure.CandidateMeasurement.summary``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,12 +69,12 @@ class LedgerEntry(BaseModel):
     # the chosen plan's calibrated table latency per layer (ms, by module name), beside its measured profile
     predicted_layers: dict[str, float] = {}
     distill: Training
-    # the verdicts, and every check of the acceptance rules (``spiral.pipeline.acceptance.Check.to_dict``)
+    # the verdicts, and every check of the acceptance rules (``spiralprune.pipeline.acceptance.Check.to_dict``)
     verdicts: list[dict[str, Any]]
     checks: list[dict[str, Any]] = []
     meets_final: bool
     measure_s: float
-    # a try's measuring session (``spiral.deploy.profiler.MeasuringSession.compiles``): models compiled now,
+    # a try's measuring session (``spiralprune.deploy.profiler.MeasuringSession.compiles``): models compiled now,
     # compiled files reused from the run's cache, models kept loaded across its plans; None on other lines
     compiles: dict[str, int] | None = None
     speedup: float

@@ -14,15 +14,15 @@ import torch_pruning as tp
 from torch import nn
 from torch.utils.data import Dataset
 
-from spiral.deploy.atomic import write_json
-from spiral.deploy.layer_profile import LAYER_BACKENDS
-from spiral.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
-from spiral.deploy.sampling import Rounds
-from spiral.deploy.verdict import Question
-from spiral.pipeline.config import RunConfig
-from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.export import ParityResult, check_parity, export_onnx
-from spiral.pipeline.tasks import Task
+from spiralprune.deploy.atomic import write_json
+from spiralprune.deploy.layer_profile import LAYER_BACKENDS
+from spiralprune.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
+from spiralprune.deploy.sampling import Rounds
+from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.config import RunConfig
+from spiralprune.pipeline.evaluate import evaluate_onnx
+from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
+from spiralprune.pipeline.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ def measure_paired(
 ) -> Paired:
     """``models`` (name -> (ONNX export, module)) measured together in rounds in ``session`` (the ONNX files,
     or on a torch target the modules); the questions judged. The models named in ``layers`` get a per-layer
-    profile where the target gives one (``spiral.deploy.layer_profile``); ``prior``: an earlier session of
-    the same models, continued (``spiral.deploy.sampling``)."""
+    profile where the target gives one (``spiralprune.deploy.layer_profile``); ``prior``: an earlier session of
+    the same models, continued (``spiralprune.deploy.sampling``)."""
     return session.paired(
         {name: path for name, (path, _) in models.items()}, config.target.profile, questions,
         model_options={name: live_module(config, m) for name, (_, m) in models.items()},

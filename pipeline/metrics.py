@@ -1,11 +1,11 @@
 """Classification metrics the step report shows: top-1 accuracy, macro precision / recall / F1, confusion matrix
-(``spiral.pipeline.tasks.classification`` feeds them)."""
+(``spiralprune.pipeline.tasks.classification`` feeds them)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:

@@ -2,7 +2,7 @@
 
 A base spec may carry factory keyword arguments as a query, ``torchvision:resnet18?num_classes=10``,
 so that the spec alone rebuilds the architecture a checkpoint was pruned from
-(``spiral.pipeline.source`` also takes checkpoints and run folders).
+(``spiralprune.pipeline.source`` also takes checkpoints and run folders).
 
 Pretrained weights are fetched only when the user types them (``torchvision:resnet18?weights=DEFAULT``,
 ``timm:resnet18?pretrained=true``): spiral passes ``None`` for every weights keyword a builder takes
@@ -10,7 +10,7 @@ Pretrained weights are fetched only when the user types them (``torchvision:resn
 unasked. A spec read from a file (a checkpoint's) never downloads: its weights keywords are dropped,
 because the checkpoint holds the weights.
 
-``python:NAME`` names a module handed to spiral in this process (``spiral.shrink(model, ...)``): the
+``python:NAME`` names a module handed to spiral in this process (``spiralprune.shrink(model, ...)``): the
 checkpoints of that run record it, and rebuild from a copy of it while it is given (``given_modules``).
 """
 
@@ -29,8 +29,8 @@ from urllib.parse import parse_qsl
 import yaml
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.specs import resolve_callable
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.specs import resolve_callable
 
 # The keywords that make a builder fetch pretrained weights: torchvision's two, timm's one.
 WEIGHTS_KEYWORDS = {"torchvision": ("weights", "weights_backbone"), "timm": ("pretrained",)}
@@ -70,7 +70,7 @@ def with_kwargs(spec: str, **kwargs: Any) -> str:
 def build_model(spec: str, named_in: Path | None = None) -> nn.Module:
     """The base model a spec names, with pretrained weights only when a spec the user typed asks for them.
 
-    ``named_in`` is the file the spec was read from (None: the user typed it); see ``spiral.pipeline.specs``.
+    ``named_in`` is the file the spec was read from (None: the user typed it); see ``spiralprune.pipeline.specs``.
     Keyword arguments are plain JSON values whoever wrote them.
     """
     try:
@@ -113,7 +113,7 @@ def _library_factory(library: str, name: str, spec: str) -> Callable[..., Any]:
     try:
         import timm
     except ImportError:
-        raise InputError(f"model '{spec}': timm is not installed (pip install 'spiral[timm]')") from None
+        raise InputError(f"model '{spec}': timm is not installed (pip install 'spiralprune[timm]')") from None
     if not timm.is_model(name):
         raise InputError(f"unknown timm model '{name}'")
     return lambda **kw: timm.create_model(name, **kw)
@@ -144,6 +144,6 @@ def _given_factory(name: str, spec: str) -> Callable[[], nn.Module]:
     if given is None:
         raise InputError(
             f"model '{spec}' is a module that was given to spiral in Python, not a spec it can rebuild: "
-            "load it with spiral.load(PATH, base=<the same untrained or trained module>), or use its model.onnx"
+            "load it with spiralprune.load(PATH, base=<the same untrained or trained module>), or use its model.onnx"
         )
     return lambda: copy.deepcopy(given)

@@ -2,7 +2,7 @@
 
 Candidates come from the schedule's ``allocation``:
 
-- ``latency``: the latency-aware knapsack of ``spiral.pipeline.prune.latency_aware`` at a ladder of
+- ``latency``: the latency-aware knapsack of ``spiralprune.pipeline.prune.latency_aware`` at a ladder of
   predicted targets around the step's target (``LADDER``; around the current latency when the
   target asks for no reduction), least pruned first, so there is a less and a more pruned plan to
   go to when a measurement disagrees with the prediction; each rung's plan is refilled up to its
@@ -13,7 +13,7 @@ Candidates come from the schedule's ``allocation``:
 Every candidate's latency is predicted from the operator table: nothing is exported or compiled to
 rank it. The predictor is calibrated on the current model's measured latency and again after each
 measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). A
-measurement is the step's own verdict (``spiral.deploy.verdict``: the candidate in rounds beside the
+measurement is the step's own verdict (``spiralprune.deploy.verdict``: the candidate in rounds beside the
 current model and the teacher, judged on the per-round ratios), and the chosen plan's measurement is
 the one its step is accepted or rejected on: training changes weights, not the graph, so a plan the
 judge rejects is never distilled. Measured next is the candidate predicted closest under the limit
@@ -24,7 +24,7 @@ be predicted faster than the next one); the search ends when none is left or aft
 plans. A plan the judge leaves ``undecided`` while its estimate is under the limit (near the limit
 on a noisy machine the interval straddles it when a session runs out of time) is measured again,
 up to ``LONGER_SESSIONS`` more sessions of the same length, each continuing the evidence of the
-ones before at stricter confidence (``spiral.deploy.sampling``: the error of all looks together
+ones before at stricter confidence (``spiralprune.deploy.sampling``: the error of all looks together
 stays the judge's); only a verdict that is still undecided, or misses, sends the search to a more
 pruned plan (the plain net of ``docs/landing/2026-12-06.md`` at 3x: plans at the limit left
 undecided sent it from 73 % of the channels to 75 %, 4.47x, 4 points less accurate). Every session's
@@ -49,7 +49,7 @@ less accurate after training, block-removing ones elsewhere), and a channel's to
 accurate after training than one uniform ratio at the same budget). So with ``schedule.probe_epochs``
 set the same search runs on other structures' ladders too (``CONTENDER_LADDERS``: block-free when the
 chosen plan removes blocks, and one uniform ratio when the allocation is ``latency``), and each one's
-plan judged to meet that is predicted slowest becomes a *contender*: ``spiral.pipeline.step`` trains every
+plan judged to meet that is predicted slowest becomes a *contender*: ``spiralprune.pipeline.step`` trains every
 contender and the chosen plan for a short probe and keeps the most accurate.
 """
 
@@ -61,13 +61,13 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.verdict import Outcome
-from spiral.kernels.layers import Layer, untimed_layers
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.pipeline.config import ScheduleConfig
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
-from spiral.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.verdict import Outcome
+from spiralprune.kernels.layers import Layer, untimed_layers
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.pipeline.config import ScheduleConfig
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
 # Predicted targets of the latency candidates, as fractions of the step's target: dense just under
 # 1, because near the latency floor a few percent of milliseconds can be many channels (ResNet at 4x,
@@ -143,7 +143,7 @@ class Contender:
 class PlanChoice:
     """A step's plan with its predicted latency, every candidate's record and the predictor's
     calibration; ``contenders``: plans of other structures also judged to meet, for a training probe
-    to decide between (``spiral.pipeline.step``); ``probes``: the probes' records once run (empty when
+    to decide between (``spiralprune.pipeline.step``); ``probes``: the probes' records once run (empty when
     there was nothing to decide)."""
 
     plan: PruningPlan
@@ -227,7 +227,7 @@ def choose_plan(
         raise InputError(
             f"layer '{name}' ({kind}) has no entry in the operator latency table (Conv2d, Linear, single-layer LSTM, attention), "
             "so candidate plans cannot be screened by predicted latency; "
-            "prune this model with 'spiral prune' at a fixed ratio instead"
+            "prune this model with 'spiralprune prune' at a fixed ratio instead"
         )
     samples: list[tuple[list[Layer], float]] = [(prunable.layers(PruningPlan(prune.criterion, 0.0, ())), current_ms)]
     predictor.calibrate(samples)

@@ -3,7 +3,7 @@
 ONNX Runtime's ``quantize_static`` in QDQ format (per-channel weights by default) after its
 ``quant_pre_process`` (shape inference and graph optimization), calibrated on real training
 batches with min-max, entropy or percentile ranges, with 7-bit weights on CPUs whose U8S8 kernels
-saturate (``int8_ranges``). ``spiral.pipeline.int8`` makes the INT8 model
+saturate (``int8_ranges``). ``spiralprune.pipeline.int8`` makes the INT8 model
 with these pieces (and, when it loses too much, quantization-aware recovery and the float
 fallback, which uses ``Calibrated``, ``drawn_samples`` and ``input_batches``) and judges it.
 """
@@ -23,11 +23,11 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import Dataset, Subset
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import u8s8_saturates
-from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.evaluate import evaluate_onnx
-from spiral.pipeline.tasks import Task
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import u8s8_saturates
+from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.evaluate import evaluate_onnx
+from spiralprune.pipeline.tasks import Task
 
 FLOAT, INT8 = "float", "int8"
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -89,7 +89,7 @@ class Calibrated:
         """The QDQ INT8 model, written to ``out``; the nodes ``keep_float`` are left out of quantization.
 
         Left out is not yet float: such a node still reads a DequantizeLinear, and ONNX Runtime then
-        quantizes its weights anyway; ``spiral.pipeline.float_fallback`` rewires it to read float."""
+        quantizes its weights anyway; ``spiralprune.pipeline.float_fallback`` rewires it to read float."""
         quantize_static(
             str(self.prepared), str(out), _Reader(self._input, self._batches), quant_format=QuantFormat.QDQ,
             # Unsigned activations, signed weights (U8S8): ONNX Runtime's CPU kernels fuse every
@@ -110,7 +110,7 @@ class Int8Ranges:
     """The integers ONNX Runtime's INT8 model uses here: weights in ``[-weight, weight]`` (symmetric),
     activations in ``[0, activation]``; 7-bit weights (``reduced``; activations keep 8 bits, as
     ``quantize_static``'s ``reduce_range`` does) where its U8S8 kernels saturate on this CPU
-    (``spiral.deploy.fingerprint.u8s8_saturates``)."""
+    (``spiralprune.deploy.fingerprint.u8s8_saturates``)."""
 
     weight: int
     activation: int

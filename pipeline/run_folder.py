@@ -1,7 +1,7 @@
-"""A spiral run folder: the one place that knows its layout and which model it holds.
+"""A spiralprune run folder: the one place that knows its layout and which model it holds.
 
     config.json           the run's config; a resume must bring the same one
-    ledger.jsonl          one line per finished attempt, recovery or quantization (``spiral.pipeline.ledger``)
+    ledger.jsonl          one line per finished attempt, recovery or quantization (``spiralprune.pipeline.ledger``)
     teacher/model/        the teacher's checkpoint, when the run trained it
     teacher/model.onnx    the teacher as measured; summary.json its latency and accuracy (the budgets)
     compiled/             the target's compiled files (ONNX Runtime's optimized graphs, TensorRT engines),
@@ -9,13 +9,13 @@
                           INT8 stage and a resumed run; deleting it costs only the builds again
     steps/NAME/           a published attempt: model/ (checkpoint), model.onnx, profile.json, eval.json,
                           plan.json; steps/.NAME/ is one in progress
-    report.*, junit.xml   written at the end of every run (``spiral.pipeline.report``)
+    report.*, junit.xml   written at the end of every run (``spiralprune.pipeline.report``)
     model.onnx, model/    the run's result where a user looks for it, copied at the end of every run:
                           the result's ONNX file (INT8 when that stage was accepted) and its checkpoint
 
 Every path a ledger line names is checked to stay inside the folder. The run's result is its last
 accepted line; an INT8 stage has an ONNX file but no checkpoint, so what a step goes on from (and
-what ``spiral export`` exports) is the last accepted line with one.
+what ``spiralprune export`` exports) is the last accepted line with one.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from spiral.deploy.atomic import write_json
-from spiral.deploy.errors import InputError
-from spiral.deploy.validation import contained
-from spiral.pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
+from spiralprune.deploy.atomic import write_json
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.validation import contained
+from spiralprune.pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
 
 LEDGER = "ledger.jsonl"
-RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiral compare`` recognises
+RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiralprune compare`` recognises
 MAX_CONFIG_BYTES = 1 << 20  # a run's config.json takes a few kB
 
 
@@ -69,13 +69,13 @@ class RunFolder:
                     raise ValueError(f"larger than {MAX_CONFIG_BYTES >> 10} KiB")
                 stored = json.loads(self.config.read_text())
             except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-                raise InputError(f"{self.config} is not a spiral run config ({exc})") from None
+                raise InputError(f"{self.config} is not a spiralprune run config ({exc})") from None
             if not isinstance(stored, dict):
-                raise InputError(f"{self.config} is not a spiral run config (not a JSON object)")
+                raise InputError(f"{self.config} is not a spiralprune run config (not a JSON object)")
             if config_digest(stored) != config_digest(config):
                 raise InputError(f"{self.root} was started with a different config; --resume needs the same one")
         elif resume and self.root.exists() and any(self.root.iterdir()):
-            raise InputError(f"{self.root} holds no spiral run to resume")
+            raise InputError(f"{self.root} holds no spiralprune run to resume")
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.config, config)
         repair_ledger(self.ledger)

@@ -1,8 +1,8 @@
-"""A model as a command is given it: a spec, a spiral checkpoint or a spiral run folder.
+"""A model as a command is given it: a spec, a spiral checkpoint or a spiralprune run folder.
 
 One loader for every command and the spiral itself; a spec may come with the user's trained weights
-(``spiral.pipeline.weights``). It sits above ``spiral.pipeline.models`` (specs to
-fresh modules) and ``spiral.pipeline.checkpoint`` (which rebuilds its module from a spec), so neither
+(``spiralprune.pipeline.weights``). It sits above ``spiralprune.pipeline.models`` (specs to
+fresh modules) and ``spiralprune.pipeline.checkpoint`` (which rebuilds its module from a spec), so neither
 imports the other's caller. A run folder stands for its result (``RunFolder.result_checkpoint``:
 the last accepted step that has a checkpoint, else its trained teacher).
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import load_checkpoint
-from spiral.pipeline.models import build_model
-from spiral.pipeline.prune import example_input
-from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.weights import load_weights
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import load_checkpoint
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.prune import example_input
+from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.weights import load_weights
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 A spec the user typed (on the command line, in their own run config) is imported as running Python
 would, with the working directory first on the path as ``python -m`` has it. A spec read from a file (a checkpoint's ``base_spec``) may name a model of spiral's own zoo
-(``spiral.pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
+(``spiralprune.pipeline.zoo``; torchvision architectures never reach this function) or a factory the user typed
 in this same command (a run's own checkpoints); any other module is imported only inside
 ``trusting_model_code(True)``, which ``--trust-model-code`` or ``trust_model_code: true`` in the run
 config turns on. Checkpoints and configs written before spiral's packages were ``spiral.*`` name the
-zoo without the ``spiral.`` prefix (``LEGACY_ZOO``): that is spiral's zoo still, never a top-level
-package of that name that another distribution may have installed.
+zoo without a prefix, and those written before the import name ``spiralprune`` with ``spiral.``
+(``LEGACY_ZOOS``): that is spiral's zoo still, never a package of that name that another
+distribution may have installed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
-ZOO = "spiral.pipeline.zoo"
-LEGACY_ZOO = ZOO.removeprefix("spiral.")  # the zoo's name in checkpoints of spiral before its ``spiral.*`` names
+ZOO = "spiralprune.pipeline.zoo"
+# The zoo's names in older checkpoints (the docstring): bare, and under the import name ``spiral``.
+LEGACY_ZOOS = tuple(ZOO.replace("spiralprune.", prefix, 1) for prefix in ("", "spiral."))
 # (any module allowed, the package.module:factory targets the user typed)
 _trust: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("trust_model_code", default=(False, frozenset()))
 
@@ -52,8 +54,9 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise InputError(f"{what} '{spec}' is not of the form package.module:factory")
-    if _within(module_name, LEGACY_ZOO):
-        module_name = f"spiral.{module_name}"
+    legacy = next((name for name in LEGACY_ZOOS if _within(module_name, name)), None)
+    if legacy is not None:
+        module_name = ZOO + module_name.removeprefix(legacy)
     everything, typed = _trust.get()
     zoo = _within(module_name, ZOO)
     if named_in is not None and not (everything or zoo or spec in typed):

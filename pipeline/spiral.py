@@ -3,10 +3,10 @@
 The loop asks each step for the final budget (``schedule.initial_reduction: final``, the default) or
 for a latency reduction that decays (NetAdapt), backs off a rejected try
 and stops at the final budget, ``max_steps``, ``patience`` or the training budget; each try is
-``spiral.pipeline.step.Tries.attempt``. Then the last accepted model gets the final recovery (when the
+``spiralprune.pipeline.step.Tries.attempt``. Then the last accepted model gets the final recovery (when the
 try that ended the loop did not already train it) and, with ``quantize:``, the INT8 stage.
 
-Every latency verdict is the judge's (``spiral.deploy.verdict``): the candidate, the current model and
+Every latency verdict is the judge's (``spiralprune.deploy.verdict``): the candidate, the current model and
 the teacher are loaded once and measured in alternating rounds; the step budget is a question on
 the per-round ratio to the current model, the final budget on the ratio to the teacher (and on the
 candidate's own rounds for ``max_ms``). ``undecided`` after the time cap rejects the step.
@@ -28,29 +28,29 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from spiral.deploy.atomic import publish_dir, write_bytes
-from spiral.kernels.layers import untimed_layers
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, format_value, passed, reason
-from spiral.pipeline.budget import FinalBudget, final_summary, paired_speedup, quality_text
-from spiral.pipeline.tasks import Metric
-from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from spiral.pipeline.config import RunConfig, ScheduleConfig
-from spiral.pipeline.data import DataSplits
-from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
-from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
-from spiral.pipeline.measure import latency_summary, target_of
-from spiral.pipeline.plan_search import NothingLeftToPrune
-from spiral.pipeline.prune import PruningPlan
-from spiral.pipeline.prune.latency_aware import weighs_blocks
-from spiral.pipeline.quantize import INT8
-from spiral.pipeline.report.run import write_reports
-from spiral.pipeline.report.run import met_budget
-from spiral.pipeline.run_folder import RunFolder, last_accepted
-from spiral.pipeline.step import Reference, Tries, probe_cost
-from spiral.pipeline.teacher import RunData, load_teacher, measure_teacher
-from spiral.pipeline.training import Trainee
+from spiralprune.deploy.atomic import publish_dir, write_bytes
+from spiralprune.kernels.layers import untimed_layers
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, format_value, passed, reason
+from spiralprune.pipeline.budget import FinalBudget, final_summary, paired_speedup, quality_text
+from spiralprune.pipeline.tasks import Metric
+from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiralprune.pipeline.config import RunConfig, ScheduleConfig
+from spiralprune.pipeline.data import DataSplits
+from spiralprune.pipeline.int8 import Trainable, int8_model, judge_quantized
+from spiralprune.pipeline.ledger import LedgerEntry, Training, append_entry
+from spiralprune.pipeline.measure import latency_summary, target_of
+from spiralprune.pipeline.plan_search import NothingLeftToPrune
+from spiralprune.pipeline.prune import PruningPlan
+from spiralprune.pipeline.prune.latency_aware import weighs_blocks
+from spiralprune.pipeline.quantize import INT8
+from spiralprune.pipeline.report.run import write_reports
+from spiralprune.pipeline.report.run import met_budget
+from spiralprune.pipeline.run_folder import RunFolder, last_accepted
+from spiralprune.pipeline.step import Reference, Tries, probe_cost
+from spiralprune.pipeline.teacher import RunData, load_teacher, measure_teacher
+from spiralprune.pipeline.training import Trainee
 
 # A final budget under this fraction of the predicted floor is out of pruning's reach: the floor is a
 # prediction (the table's single operators, calibrated on the full teacher), so a budget near it is
@@ -74,7 +74,7 @@ class SpiralOutcome:
 
 
 class Spiral:
-    """A run of ``config`` in ``out_dir``; ``data``, when given (``spiral.shrink``), replaces what
+    """A run of ``config`` in ``out_dir``; ``data``, when given (``spiralprune.shrink``), replaces what
     ``config.data`` names."""
 
     def __init__(self, config: RunConfig, out_dir: Path, *, resume: bool = False, console: Console | None = None,
@@ -122,13 +122,13 @@ class Spiral:
     def _quantize(self, last: LedgerEntry, teacher: nn.Module, budget: FinalBudget, message: str, progress: Progress) -> None:
         """The final INT8 stage: the result's ONNX model quantized on training batches (some
         operators kept float, or the model recovered from the teacher through simulated INT8, when
-        that loses too much: ``spiral.pipeline.int8``), measured beside it and the teacher, and accepted only when
+        that loses too much: ``spiralprune.pipeline.int8``), measured beside it and the teacher, and accepted only when
         the judge grants the speedup over the float model, the accuracy drop is within
         ``quantize.max_drop`` and the floor holds. A rejected one leaves the float model as the
         result (the ledger line says why). A killed stage starts again from the float model. Its
         quantization-aware recovery trains in this process whatever ``distributed:`` says: the module it
         trains carries simulated-INT8 parametrizations and hooks, which no job file can carry
-        (``spiral.pipeline.training``)."""
+        (``spiralprune.pipeline.training``)."""
         cfg, q = self.config, self.config.quantize
         work = self.folder.steps / ".quantize"
         shutil.rmtree(work, ignore_errors=True)

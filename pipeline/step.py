@@ -6,7 +6,7 @@ try works in ``steps/.NAME/`` (its chosen plan and its distillation checkpoints,
 resumes) and is published as ``steps/NAME/`` with its ledger line.
 
 When the search returns a contender (a block-free plan that meets the budget beside a chosen plan
-that removes residual blocks, ``spiral.pipeline.plan_search``), each is trained for
+that removes residual blocks, ``spiralprune.pipeline.plan_search``), each is trained for
 ``schedule.probe_epochs`` of an epoch, on the same batches from the same seed, and the one more
 accurate on the validation split goes on (the search's choice on a tie); the probes are recorded in
 the plan and the ledger line. The winner is then trained from its pruned weights, as it would have
@@ -30,23 +30,23 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
-from spiral.deploy.atomic import publish_dir, write_json
-from spiral.deploy.profiler import MeasuringSession, Paired
-from spiral.deploy.sampling import Rounds
-from spiral.deploy.verdict import Question
-from spiral.kernels.predictor import Calibration, LatencyPredictor
-from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
-from spiral.pipeline.budget import FinalBudget, judged_questions, latency_met, latency_outcome, paired_speedup
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.config import RunConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.ledger import LedgerEntry, Training, append_entry
-from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
-from spiral.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
-from spiral.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
-from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.teacher import RunData
-from spiral.pipeline.training import Lineage, Trainee, train
+from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.deploy.profiler import MeasuringSession, Paired
+from spiralprune.deploy.sampling import Rounds
+from spiralprune.deploy.verdict import Question
+from spiralprune.kernels.predictor import Calibration, LatencyPredictor
+from spiralprune.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
+from spiralprune.pipeline.budget import FinalBudget, judged_questions, latency_met, latency_outcome, paired_speedup
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.config import RunConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.ledger import LedgerEntry, Training, append_entry
+from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
+from spiralprune.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
+from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
+from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.teacher import RunData
+from spiralprune.pipeline.training import Lineage, Trainee, train
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ class Tries:
 
     def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, progress: Progress) -> Training:
         """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``,
-        across the run's processes (``spiral.pipeline.training``)."""
+        across the run's processes (``spiralprune.pipeline.training``)."""
         if not epochs:
             return Training(best_val_quality=None, epochs=0)
         result = train(student, teacher, self.data.splits.train, self.data.splits.val,
@@ -296,7 +296,7 @@ class Tries:
     def decide(
         self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: FinalBudget,
     ) -> list[Check]:
-        """A try's checks (``spiral.pipeline.acceptance``): the run's budget, its latency limits as the
+        """A try's checks (``spiralprune.pipeline.acceptance``): the run's budget, its latency limits as the
         judge's verdicts on ``latency`` (the try's deciding questions), its quality limits against the
         teacher, ONNX parity and size."""
         rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in latency],

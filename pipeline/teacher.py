@@ -1,4 +1,4 @@
-"""What a spiral run starts from: its data, and its teacher (loaded or trained, then measured once).
+"""What a spiralprune run starts from: its data, and its teacher (loaded or trained, then measured once).
 
 ``RunData`` is what every stage of a run reads: the splits (training as training sees it, validation,
 and the training images un-augmented, which the pruning criteria and INT8 calibrate on), the training
@@ -24,20 +24,20 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiral.deploy.atomic import write_bytes, write_json
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from spiral.pipeline.config import RunConfig
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.data import DataSplits, LoaderSettings, load_data
-from spiral.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
-from spiral.pipeline.prune import dtype_name
-from spiral.pipeline.run_folder import RunFolder, config_digest
-from spiral.pipeline.prune.group import Calibration
-from spiral.pipeline.source import load_source
-from spiral.pipeline.tasks import Task, outputs_of
-from spiral.pipeline.training import Processes, Trainee, train
+from spiralprune.deploy.atomic import write_bytes, write_json
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiralprune.pipeline.config import RunConfig
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.data import DataSplits, LoaderSettings, load_data
+from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
+from spiralprune.pipeline.prune import dtype_name
+from spiralprune.pipeline.run_folder import RunFolder, config_digest
+from spiralprune.pipeline.prune.group import Calibration
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.tasks import Task, outputs_of
+from spiralprune.pipeline.training import Processes, Trainee, train
 
 CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
 
@@ -50,11 +50,11 @@ class RunData:
     parity_inputs: torch.Tensor
     calibration: Calibration
     task: Task
-    processes: Processes  # where its trainings run: spiral.pipeline.training
+    processes: Processes  # where its trainings run: spiralprune.pipeline.training
 
     @classmethod
     def load(cls, config: RunConfig, given: DataSplits | None = None) -> RunData:
-        """The run's data: ``given`` (the Python API's, from ``spiral.pipeline.data.splits_of``), else what
+        """The run's data: ``given`` (the Python API's, from ``spiralprune.pipeline.data.splits_of``), else what
         ``config.data`` names. Data given with more than one training process is refused here, before any work."""
         data = load_data(config.data, config.input_shape) if given is None else given
         task = config.task_model()
@@ -111,7 +111,7 @@ def trained_model(
 ) -> TrainedModel:
     """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
     dict of what decides the training: spec, data, shape, settings), else ``build()`` (module, base
-    spec, plans) trained there with ``training`` and saved (across ``processes``: ``spiral.pipeline.training``).
+    spec, plans) trained there with ``training`` and saved (across ``processes``: ``spiralprune.pipeline.training``).
     A killed training resumes from ``directory``'s sibling ``<name>-training``."""
     digest = config_digest(key)
     if directory.is_dir():

@@ -4,12 +4,12 @@
 probes and the final recovery call it. With one process (``distributed:`` left out) it is ``distill``
 in this process, as before. With more, the student and teacher are saved as spiral checkpoints (their
 base spec and pruning plans, safetensors weights: nothing pickled), a JSON job names them, the data as
-the run config names it, the task and the training's settings (``spiral.pipeline.distill.ddp``), torchrun
+the run config names it, the task and the training's settings (``spiralprune.pipeline.distill.ddp``), torchrun
 runs it with the run's rendezvous settings, and the trained weights are loaded back into the caller's
 module: the caller cannot tell the two apart but by the result's ``processes``. The job's rank 0 writes
 every file (checkpoints, weights, result); the run's ledger and step folders stay the run's own.
 
-The quantization-aware recovery (``spiral.pipeline.fake_quant``) is not among them: it trains a module
+The quantization-aware recovery (``spiralprune.pipeline.fake_quant``) is not among them: it trains a module
 whose convolutions carry simulated-INT8 parametrizations and hooks, which no checkpoint records.
 """
 
@@ -25,15 +25,15 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.config import DistributedConfig, RunConfig
-from spiral.pipeline.data import LoaderSettings
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
-from spiral.pipeline.distill.train import DistillResult, distill
-from spiral.pipeline.specs import trusted
-from spiral.pipeline.tasks import Task, TaskConfig
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.config import DistributedConfig, RunConfig
+from spiralprune.pipeline.data import LoaderSettings
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
+from spiralprune.pipeline.distill.train import DistillResult, distill
+from spiralprune.pipeline.specs import trusted
+from spiralprune.pipeline.tasks import Task, TaskConfig
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -64,10 +64,10 @@ class Processes:
     @classmethod
     def of_run(cls, config: RunConfig, input_dtype: str, given_data: bool) -> Processes:
         """The run's; one line, before any work, for what cannot train across processes here: data given as
-        Python objects (``spiral.shrink``), which cannot cross to other processes, and more than one node."""
+        Python objects (``spiralprune.shrink``), which cannot cross to other processes, and more than one node."""
         if config.distributed.nnodes > 1:  # the other nodes would each run a spiral of their own
             raise InputError(
-                f"distributed.nnodes {config.distributed.nnodes}: a run trains on one node so far (spiral run on "
+                f"distributed.nnodes {config.distributed.nnodes}: a run trains on one node so far (spiralprune run on "
                 "node_rank > 0 does not yet join node 0's trainings); set nnodes 1 and processes per node"
             )
         if given_data and not config.distributed.in_process:

@@ -15,13 +15,13 @@ from functools import cache
 import torch
 from torch import Tensor, nn
 
-from spiral.pipeline.models import build_model
+from spiralprune.pipeline.models import build_model
 
 VIT_SPEC = (
     "torchvision.models.vision_transformer:VisionTransformer"
     "?image_size=32&patch_size=8&num_layers=2&num_heads=4&hidden_dim=64&mlp_dim=128&num_classes=10"
 )
-DEMO_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=16&blocks=[1,1,1,1]"
+DEMO_SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=16&blocks=[1,1,1,1]"
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,14 @@ ARCHITECTURES = {
     "efficientnet_b0": Architecture("torchvision:efficientnet_b0?num_classes=10", (1, 3, 32, 32)),
     "vit": Architecture(VIT_SPEC, (1, 3, 32, 32)),
     "text_transformer": Architecture(
-        "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=100&seq_len=16&d_model=32&nhead=4"
+        "spiralprune.pipeline.zoo.text_transformer:text_transformer?vocab_size=100&seq_len=16&d_model=32&nhead=4"
         "&dim_feedforward=64&num_classes=4",
         (1, 16),
         input_dtype="int64",
         vocab=100,
         num_classes=4,
     ),
-    "lstm": Architecture("spiral.pipeline.zoo.lstm:lstm_classifier?n_features=8&hidden=32", (1, 10, 8)),
+    "lstm": Architecture("spiralprune.pipeline.zoo.lstm:lstm_classifier?n_features=8&hidden=32", (1, 10, 8)),
     "demo": Architecture(DEMO_SPEC, (1, 1, 32, 32)),
 }
 HEAVY = {"resnet50", "efficientnet_b0", "mobilenet_v2"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spiral.pipeline.ledger import LedgerEntry, Training
+from spiralprune.pipeline.ledger import LedgerEntry, Training
 
 
 def ledger_entry(step: int = 1, attempt: int = 1, *, accepted: bool = True, ms: float = 1.0, accuracy: float = 0.9,

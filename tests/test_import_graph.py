@@ -1,7 +1,7 @@
 """The import graph of the three packages: no cycle, and the arrows one way (pipeline -> kernels -> deploy).
 
-The packages are the repository's top-level folders, imported as ``spiral.pipeline``, ``spiral.kernels``
-and ``spiral.deploy`` (spiral/__init__.py); nothing of ours names them by the bare folder name, which
+The packages are the repository's top-level folders, imported as ``spiralprune.pipeline``, ``spiralprune.kernels``
+and ``spiralprune.deploy`` (spiral/__init__.py); nothing of ours names them by the bare folder name, which
 in an installed environment is another distribution's package, if any.
 
 Every import counts: module level, inside functions and under ``TYPE_CHECKING``, since each one is
@@ -36,7 +36,7 @@ def _modules() -> dict[str, Path]:
 
 
 def _layer(module: str) -> str:
-    """``spiral.kernels.table`` -> ``kernels``."""
+    """``spiralprune.kernels.table`` -> ``kernels``."""
     return module.split(".")[1]
 
 
@@ -122,7 +122,7 @@ def test_the_arrows_point_one_way() -> None:
 
 def bare_names(source: str) -> list[str]:
     """Names of our modules that ``source`` imports or spells (a spec, a ``-m`` target, a patch target, a
-    docstring) by the bare folder name: ``pipeline.cli`` where ``spiral.pipeline.cli`` is meant.
+    docstring) by the bare folder name: ``pipeline.cli`` where ``spiralprune.pipeline.cli`` is meant.
     ``deploy.json`` or ``tests.pipeline.gate`` are not ours and do not count."""
     found = []
     for node in ast.walk(ast.parse(source)):
@@ -147,8 +147,8 @@ def test_the_bare_name_finder_finds_imports_and_names() -> None:
     assert bare_names(source) == ["kernels", "deploy.errors", "pipeline.cli", "pipeline",
                                   "pipeline.zoo", "pipeline.cli"]
     ours = (
-        "import spiral.kernels\nfrom spiral.pipeline.cli import main\nfrom .errors import InputError\n"
-        "SPEC = 'spiral.pipeline.zoo.digits_resnet:digits_resnet'\nOUT = 'deploy.json'\n"
+        "import spiralprune.kernels\nfrom spiralprune.pipeline.cli import main\nfrom .errors import InputError\n"
+        "SPEC = 'spiralprune.pipeline.zoo.digits_resnet:digits_resnet'\nOUT = 'deploy.json'\n"
         "from tests.pipeline.gate.digits_model import digits_net\n"
     )
     assert bare_names(ours) == []

@@ -1,5 +1,5 @@
 """Installed, spiral owns one top-level import name, ``spiral``: the repository's ``pipeline/``, ``kernels/``
-and ``deploy/`` install as ``spiral.pipeline``, ``spiral.kernels`` and ``spiral.deploy``, so that spiral
+and ``deploy/`` install as ``spiralprune.pipeline``, ``spiralprune.kernels`` and ``spiralprune.deploy``, so that spiral
 installs beside other distributions that own ``pipeline``, ``kernels`` (Hugging Face's) or ``deploy``
 without breaking them or being broken by them.
 
@@ -22,14 +22,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "spiral"
+NAME = "spiralprune"
 LAYERS = ("pipeline", "kernels", "deploy")
+# Top-level names other distributions install: the layers' (Hugging Face's ``kernels``, say) and ``spiral``
+# (spiral-sdk's and pyspiral's import name; the distribution ``spiral`` on PyPI is a third project).
+OTHERS = (*LAYERS, "spiral")
 # The folders of data files the packages read through importlib.resources, and what they hold.
 DATA = {"deploy/targets": "*.yaml", "pipeline/configs": "*.yaml"}
 
 
 def _installed_name(folder: Path) -> str:
-    """``ROOT/deploy/backends`` -> ``spiral.deploy.backends``."""
+    """``ROOT/deploy/backends`` -> ``spiralprune.deploy.backends``."""
     return ".".join((NAME, *folder.relative_to(ROOT).parts))
 
 
@@ -52,21 +55,22 @@ def _pip(*args: str | Path) -> None:
 
 
 def _other_distribution(folder: Path) -> Path:
-    """A distribution of someone else's that owns the top-level packages ``pipeline``, ``kernels`` and ``deploy``."""
+    """A distribution of someone else's that owns the top-level packages ``pipeline``, ``kernels``, ``deploy``
+    and ``spiral``."""
     folder.mkdir()
     (folder / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
         '[project]\nname = "others"\nversion = "1.0"\n\n'
-        f"[tool.setuptools]\npackages = {json.dumps(list(LAYERS))}\n"
+        f"[tool.setuptools]\npackages = {json.dumps(list(OTHERS))}\n"
     )
-    for layer in LAYERS:
+    for layer in OTHERS:
         (folder / layer).mkdir()
         (folder / layer / "__init__.py").write_text('OWNER = "other"\n')
     return folder
 
 
 @pytest.mark.slow
-def test_the_wheel_installs_beside_other_pipeline_kernels_and_deploy(tmp_path: Path) -> None:
+def test_the_wheel_installs_beside_other_pipeline_kernels_deploy_and_spiral(tmp_path: Path) -> None:
     pytest.importorskip("setuptools", minversion="70.1", reason="the wheel is built offline with setuptools>=70.1")
     source = tmp_path / "source"
     source.mkdir()
@@ -80,7 +84,7 @@ def test_the_wheel_installs_beside_other_pipeline_kernels_and_deploy(tmp_path: P
 
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {NAME, wheel.name.split("-py")[0] + ".dist-info"}
-    # Every module and data file of the source, under spiral/.
+    # Every module and data file of the source, under spiralprune/.
     files = [p for layer in LAYERS for p in (ROOT / layer).rglob("*.py") if "__pycache__" not in p.parts]
     files += [p for folder, pattern in DATA.items() for p in (ROOT / folder).glob(pattern)]
     assert {f"{NAME}/{p.relative_to(ROOT).as_posix()}" for p in files} <= set(names)
@@ -92,16 +96,16 @@ def test_the_wheel_installs_beside_other_pipeline_kernels_and_deploy(tmp_path: P
     _pip("--python", python, "install", "--no-deps", "--no-index", "--no-cache-dir", *sorted(wheels.glob("*.whl")))
     check = f"""
 import importlib.metadata, importlib.resources, json, sys
-import deploy, kernels, pipeline
-import spiral, spiral.deploy.errors, spiral.deploy.fingerprint, spiral.deploy.trtexec_parse
-from spiral.deploy.device_runner.steps import RUNNER_ROOT
+import deploy, kernels, pipeline, spiral
+import spiralprune, spiralprune.deploy.errors, spiralprune.deploy.fingerprint, spiralprune.deploy.trtexec_parse
+from spiralprune.deploy.device_runner.steps import RUNNER_ROOT
 (script,) = importlib.metadata.entry_points(group="console_scripts", name="{NAME}")
 print(json.dumps({{
-    "owners": [deploy.OWNER, kernels.OWNER, pipeline.OWNER],
-    "spiral_path": list(spiral.__path__),
-    "errors": spiral.deploy.errors.__file__,
+    "owners": [deploy.OWNER, kernels.OWNER, pipeline.OWNER, spiral.OWNER],
+    "spiral_path": list(spiralprune.__path__),
+    "errors": spiralprune.deploy.errors.__file__,
     "runner_root": str(RUNNER_ROOT),
-    "targets": sorted(e.name for e in (importlib.resources.files("spiral.deploy") / "targets").iterdir()),
+    "targets": sorted(e.name for e in (importlib.resources.files("spiralprune.deploy") / "targets").iterdir()),
     "script": script.value,
     "site": [p for p in sys.path if p.endswith("site-packages")],
 }}))
@@ -109,12 +113,12 @@ print(json.dumps({{
     done = subprocess.run([python, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, check=True)
     found = json.loads(done.stdout)
     (site,) = [Path(p).resolve() for p in found["site"]]
-    assert found["owners"] == ["other", "other", "other"]  # theirs, untouched by spiral
+    assert found["owners"] == ["other"] * 4  # theirs, untouched by spiralprune
     assert [Path(p).resolve() for p in found["spiral_path"]] == [site / NAME]  # nothing beside it joins the package
     assert Path(found["errors"]).resolve() == site / NAME / "deploy" / "errors.py"
     assert Path(found["runner_root"]) == site
     assert found["targets"] == sorted(p.name for p in (ROOT / "deploy" / "targets").glob("*.yaml"))
-    assert found["script"] == "spiral.pipeline.cli:main"
-    runner = subprocess.run([python, "-I", "-m", "spiral.deploy.device_runner", "--help"], cwd=tmp_path,
+    assert found["script"] == "spiralprune.pipeline.cli:main"
+    runner = subprocess.run([python, "-I", "-m", "spiralprune.deploy.device_runner", "--help"], cwd=tmp_path,
                             capture_output=True, text=True, check=False)
-    assert runner.returncode == 0 and "python3 -m spiral.deploy.device_runner" in runner.stdout, runner.stderr
+    assert runner.returncode == 0 and "python3 -m spiralprune.deploy.device_runner" in runner.stdout, runner.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-import spiral
+import spiralprune
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -22,7 +22,7 @@ def names(requirements: list[str]) -> set[str]:
 
 def test_metadata_is_complete_and_the_version_written_once():
     assert PROJECT["dynamic"] == ["version"] and "version" not in PROJECT
-    assert re.fullmatch(r"\d+\.\d+\.\d+", spiral.__version__)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", spiralprune.__version__)
     assert PROJECT["license"] == "Apache-2.0" and PROJECT["license-files"] == ["LICENSE"]
     assert (ROOT / "LICENSE").read_text().startswith("\n                                 Apache License")
     assert PROJECT["readme"] == "README.md" and PROJECT["authors"] and PROJECT["classifiers"]
@@ -59,9 +59,9 @@ def test_the_gpu_image_installs_dependencies_before_the_code_and_runs_as_a_user(
     lines = dockerfile_lines()
     index = {key: next(i for i, line in enumerate(lines) if re.match(key, line)) for key in (
         r"COPY pyproject.toml constraints.txt", r"RUN .*pip install -r .* -c constraints.txt",
-        r"COPY spiral ", r"RUN python -m pip install --no-deps \.", r"USER ", r"ENTRYPOINT")}
+        r"COPY spiralprune ", r"RUN python -m pip install --no-deps \.", r"USER ", r"ENTRYPOINT")}
     assert list(index.values()) == sorted(index.values())
-    assert not any(re.match(r"COPY (pipeline|kernels|deploy|spiral)\b", line)
+    assert not any(re.match(r"COPY (pipeline|kernels|deploy|spiralprune)\b", line)
                    for line in lines[:index[r"RUN .*pip install -r .* -c constraints.txt"]])
     user = lines[index[r"USER "]].split()[1]
     assert user not in ("root", "0")

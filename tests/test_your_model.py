@@ -1,5 +1,5 @@
 """The README's "Your own model": a model trained elsewhere, its factory in the working directory, an
-ImageFolder of PNGs, through ``spiral run`` with the README's config and through its Python block, with
+ImageFolder of PNGs, through ``spiralprune run`` with the README's config and through its Python block, with
 no environment variables set (no ``PYTHONPATH``: the factory must be found in the working directory)."""
 
 from __future__ import annotations

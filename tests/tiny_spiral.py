@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-TINY_MODEL = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TINY_MODEL = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 def tiny_config(**overrides: object) -> dict:

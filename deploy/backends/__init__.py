@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from spiral.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
-from spiral.deploy.backends.ort_cpu import OrtCpuBackend
-from spiral.deploy.backends.ort_cuda import OrtCudaBackend
-from spiral.deploy.backends.ort_trt import OrtTrtBackend
-from spiral.deploy.backends.tensorrt_native import TensorrtBackend
-from spiral.deploy.backends.torch_compile import TorchCompileBackend
-from spiral.deploy.backends.torch_eager import TorchEagerBackend
-from spiral.deploy.backends.trtexec import TrtexecBackend
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
+from spiralprune.deploy.backends.ort_cpu import OrtCpuBackend
+from spiralprune.deploy.backends.ort_cuda import OrtCudaBackend
+from spiralprune.deploy.backends.ort_trt import OrtTrtBackend
+from spiralprune.deploy.backends.tensorrt_native import TensorrtBackend
+from spiralprune.deploy.backends.torch_compile import TorchCompileBackend
+from spiralprune.deploy.backends.torch_eager import TorchEagerBackend
+from spiralprune.deploy.backends.trtexec import TrtexecBackend
+from spiralprune.deploy.errors import InputError
 
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls

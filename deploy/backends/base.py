@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 InputMetadata = dict[str, tuple[list[int | str | None], np.dtype]]
 

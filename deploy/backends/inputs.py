@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spiral.deploy.backends.base import InputMetadata
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.backends.base import InputMetadata
+from spiralprune.deploy.errors import InputError
 
 
 def make_inputs(

@@ -14,12 +14,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from spiral.deploy.atomic import temp_file_beside, write_json
-from spiral.deploy.backends.base import Backend, Runner
-from spiral.deploy.backends.engine_cache import build_key
-from spiral.deploy.backends.ort_session import OrtRunner, create_session
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import cpu_flags, cpu_model, physical_cores
+from spiralprune.deploy.atomic import temp_file_beside, write_json
+from spiralprune.deploy.backends.base import Backend, Runner
+from spiralprune.deploy.backends.engine_cache import build_key
+from spiralprune.deploy.backends.ort_session import OrtRunner, create_session
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import cpu_flags, cpu_model, physical_cores
 
 ERROR_ONLY = 3  # ONNX Runtime's log severity: saving an NCHWc graph warns that it fits this CPU only (the key says so)
 
@@ -32,7 +32,7 @@ class OrtCpuBackend(Backend):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("onnxruntime") is None:
-            return False, "onnxruntime is not installed (pip install 'spiral[cpu]')"
+            return False, "onnxruntime is not installed (pip install 'spiralprune[cpu]')"
         return True, ""
 
     def optimized_facts(self, threads: int) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spiral.deploy.backends.base import Backend, Runner
-from spiral.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
+from spiralprune.deploy.backends.base import Backend, Runner
+from spiralprune.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
 
 PROVIDER = "CUDAExecutionProvider"
 
@@ -16,7 +16,7 @@ class OrtCudaBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        return gpu_provider_availability(PROVIDER, "pip install 'spiral[gpu]'")
+        return gpu_provider_availability(PROVIDER, "pip install 'spiralprune[gpu]'")
 
     def load(self) -> Runner:
         self.require_available()

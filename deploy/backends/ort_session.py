@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.backends.base import InputMetadata, Runner
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.backends.base import InputMetadata, Runner
+from spiralprune.deploy.errors import InputError
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -63,7 +63,7 @@ class OrtRunner(Runner):
 
     ``profiling_session(prefix)``, where given, opens a second session of the same model with the
     same options and ONNX Runtime's node profiling on (trace files under ``prefix``), for
-    ``spiral.deploy.layer_profile``; the timed session itself is never profiled."""
+    ``spiralprune.deploy.layer_profile``; the timed session itself is never profiled."""
 
     def __init__(self, session: Any, settings: dict[str, Any],
                  profiling_session: Callable[[str], Any] | None = None) -> None:
@@ -149,7 +149,7 @@ def gpu_provider_availability(provider: str, install_hint: str) -> tuple[bool, s
 
     if provider not in ort.get_available_providers():
         return False, f"onnxruntime {ort.__version__} has no {provider} on this machine ({install_hint})"
-    from spiral.deploy.fingerprint import gpu_info
+    from spiralprune.deploy.fingerprint import gpu_info
 
     if gpu_info() is None:
         return False, "no NVIDIA GPU is visible (NVML found no driver or device)"

@@ -14,13 +14,13 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from spiral.deploy.backends.base import Backend, InputMetadata, Runner
-from spiral.deploy.backends.engine_cache import build_key
-from spiral.deploy.backends.onnx_io import read_onnx_io
-from spiral.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import gpu_info
+from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
+from spiralprune.deploy.backends.engine_cache import build_key
+from spiralprune.deploy.backends.onnx_io import read_onnx_io
+from spiralprune.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import gpu_info
 
 PROVIDER = "TensorrtExecutionProvider"
 DEFAULT_WORKSPACE_BYTES = 2 << 30
@@ -50,9 +50,9 @@ class OrtTrtBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        ok, reason = gpu_provider_availability(PROVIDER, "pip install 'spiral[gpu]'")
+        ok, reason = gpu_provider_availability(PROVIDER, "pip install 'spiralprune[gpu]'")
         if ok and importlib.util.find_spec("tensorrt_libs") is None and ctypes.util.find_library("nvinfer") is None:
-            return False, "the TensorRT libraries (libnvinfer) are not installed (pip install 'spiral[gpu]')"
+            return False, "the TensorRT libraries (libnvinfer) are not installed (pip install 'spiralprune[gpu]')"
         return ok, reason
 
     def load(self) -> Runner:

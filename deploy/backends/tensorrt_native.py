@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.backends.base import Backend, InputMetadata, Runner
-from spiral.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
-from spiral.deploy.backends.engine_cache import EngineSpec
-from spiral.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
-from spiral.deploy.errors import InputError
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import gpu_info
+from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
+from spiralprune.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
+from spiralprune.deploy.backends.engine_cache import EngineSpec
+from spiralprune.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import gpu_info
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 
@@ -30,9 +30,9 @@ class TensorrtBackend(Backend):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorrt") is None:
-            return False, "the tensorrt Python package is not installed (pip install 'spiral[gpu]')"
+            return False, "the tensorrt Python package is not installed (pip install 'spiralprune[gpu]')"
         if importlib.util.find_spec("cuda") is None:
-            return False, "cuda-python is not installed (pip install 'spiral[gpu]')"
+            return False, "cuda-python is not installed (pip install 'spiralprune[gpu]')"
         if gpu_info() is None:
             return False, "no NVIDIA GPU is visible (NVML found no driver or device)"
         return True, ""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spiral.deploy.backends.base import Backend, Runner
-from spiral.deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
+from spiralprune.deploy.backends.base import Backend, Runner
+from spiralprune.deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
 
 
 class TorchEagerBackend(Backend):

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.backends.base import Backend, InputMetadata, Runner
-from spiral.deploy.backends.onnx_io import read_onnx_io
-from spiral.deploy.errors import InputError
-from spiral.deploy.fingerprint import gpu_clocks, physical_cores
+from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
+from spiralprune.deploy.backends.onnx_io import read_onnx_io
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.fingerprint import gpu_clocks, physical_cores
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -58,7 +58,7 @@ class TorchRunner(Runner):
     runner was made are recorded in its settings (None without NVML).
 
     ``module`` is the eager module and ``forward`` what is timed (the module, or its compiled form);
-    ``spiral.deploy.torch_layers`` profiles calls of ``forward`` and names what it finds after ``module``'s
+    ``spiralprune.deploy.torch_layers`` profiles calls of ``forward`` and names what it finds after ``module``'s
     submodules."""
 
     def __init__(self, module: Any, backend: Backend, device: str, dtype: Any, settings: dict[str, Any],

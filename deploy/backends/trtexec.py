@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from spiral.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
-from spiral.deploy.backends.engine_cache import EngineSpec
-from spiral.deploy.backends.onnx_io import read_onnx_io
-from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from spiral.deploy.errors import InputError
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import gpu_info
-from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
+from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
+from spiralprune.deploy.backends.engine_cache import EngineSpec
+from spiralprune.deploy.backends.onnx_io import read_onnx_io
+from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import gpu_info
+from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 _FLAG_ARGS = {"FP16": "--fp16", "INT8": "--int8", "SPARSE_WEIGHTS": "--sparsity=enable"}

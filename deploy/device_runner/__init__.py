@@ -1,16 +1,16 @@
-"""The half of ``spiral deploy`` that runs on the device, shipped inside the bundle.
+"""The half of ``spiralprune deploy`` that runs on the device, shipped inside the bundle.
 
-The bundle carries this package as ``runner/spiral/deploy/device_runner/`` beside the few ``deploy``
+The bundle carries this package as ``runner/spiralprune/deploy/device_runner/`` beside the few ``deploy``
 modules it imports; in the bundle folder the device runs
 
-    PYTHONPATH=runner python3 -m spiral.deploy.device_runner run --bundle . --manifest-sha256 HEX --cache DIR
+    PYTHONPATH=runner python3 -m spiralprune.deploy.device_runner run --bundle . --manifest-sha256 HEX --cache DIR
 
-(``spiral.deploy.bundle.runner_command``): verify every file of the bundle against its manifest (whose own hash
+(``spiralprune.deploy.bundle.runner_command``): verify every file of the bundle against its manifest (whose own hash
 comes from the command line), record the device's facts (L4T/JetPack, power mode, clocks, cores,
 TensorRT), refuse a power mode other than the target's, build the engine with the manifest's exact
 command (or reuse the one cached under ``--cache`` for the same ONNX, flags and runtime version),
 profile it with the manifest's exact command while ``tegrastats`` runs where it exists, and write
-``results/``: ``profile.json`` (the schema of ``spiral.deploy.profiler.Profile``), ``device.json`` and
+``results/``: ``profile.json`` (the schema of ``spiralprune.deploy.profiler.Profile``), ``device.json`` and
 ``run.json``. The same package is the build and profile commands of CPU targets (``ort-build``,
 ``ort-profile``).
 
@@ -18,7 +18,7 @@ It needs Python 3.8 and the standard library, numpy to summarize, and onnxruntim
 imports only the modules shipped with it (``deploy/errors.py``, ``deploy/stats.py``,
 ``deploy/sampling.py`` and ``deploy/verdict.py``, whose rounds every spiral measurement uses, and
 ``deploy/trtexec_parse.py``). A failure is one line ``SPIRAL-DEVICE-ERROR <kind>: <message>`` on
-stderr and exit status 3; ``spiral deploy`` turns it into its own one-line error.
+stderr and exit status 3; ``spiralprune deploy`` turns it into its own one-line error.
 
 One concern per module: ``errors`` (the error line), ``manifest`` (checksums), ``facts`` (the device's
 facts), ``tegrastats``, ``power`` (the power state the target expects), ``steps`` (running commands),

@@ -1,4 +1,4 @@
-"""``python3 -m spiral.deploy.device_runner ...`` with the bundle's ``runner/`` folder on ``PYTHONPATH``."""
+"""``python3 -m spiralprune.deploy.device_runner ...`` with the bundle's ``runner/`` folder on ``PYTHONPATH``."""
 
 import sys
 

@@ -13,12 +13,12 @@ from .bundle_run import run
 from .errors import ERROR_MARK, EXIT_ERROR, DeviceError
 from .ort_steps import ort_build, ort_profile
 
-PROG = "python3 -m spiral.deploy.device_runner"
+PROG = "python3 -m spiralprune.deploy.device_runner"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="The half of ``spiral deploy`` that runs on the device, shipped inside the bundle.")
+        prog=PROG, description="The half of ``spiralprune deploy`` that runs on the device, shipped inside the bundle.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="verify, build (or reuse), profile and write results/")
     p.add_argument("--bundle", type=Path, required=True)

@@ -1,5 +1,5 @@
 """The ONNX Runtime build and profile of CPU targets: ``ort-build`` saves the optimized graph (their
-engine), ``ort-profile`` times it in rounds with ``spiral.deploy.sampling``, as ``spiral.deploy.profiler.measure`` does."""
+engine), ``ort-profile`` times it in rounds with ``spiralprune.deploy.sampling``, as ``spiralprune.deploy.profiler.measure`` does."""
 
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ def ort_build(model: Path, engine: Path, threads: int) -> None:
 
 
 def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: dict) -> None:
-    """Time ``session.run`` on seeded random inputs in rounds, as ``spiral.deploy.profiler.measure`` does
-    (``spiral.deploy.sampling``, shipped with the bundle)."""
+    """Time ``session.run`` on seeded random inputs in rounds, as ``spiralprune.deploy.profiler.measure`` does
+    (``spiralprune.deploy.sampling``, shipped with the bundle)."""
     import numpy as np
 
-    from spiral.deploy.sampling import ProfileSettings, sample_rounds
+    from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 
     session = _session(engine, threads, optimize=False)
     rng = np.random.default_rng(settings["seed"])

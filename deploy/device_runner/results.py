@@ -1,5 +1,5 @@
 """What the device sends back: the measurement read from the profile step's trace, ``profile.json`` in
-the schema of ``spiral.deploy.profiler.Profile``, written whole or not at all."""
+the schema of ``spiralprune.deploy.profiler.Profile``, written whole or not at all."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 
 from .errors import DeviceError
 
-SCHEMA_VERSION = 1  # spiral.deploy.profiler.SCHEMA_VERSION
+SCHEMA_VERSION = 1  # spiralprune.deploy.profiler.SCHEMA_VERSION
 
 
 def measurement(batch: int, shapes: dict, trace: dict, cv_threshold: float) -> dict:
-    """A ``spiral.deploy.profiler.Measurement`` as JSON, with the rounds the gate judges."""
-    from spiral.deploy.stats import robust_cv, summarize
+    """A ``spiralprune.deploy.profiler.Measurement`` as JSON, with the rounds the gate judges."""
+    from spiralprune.deploy.stats import robust_cv, summarize
 
     samples = [float(s) for s in trace["samples_ms"]]
     stats = summarize(samples)
@@ -46,8 +46,8 @@ def read_trace(manifest: dict, output: str, times: Path) -> dict:
     """Warm-up, per-query samples and their rounds from the profile command's output and times file."""
     if manifest["backend"] == "ort-cpu":
         return json.loads(times.read_text())
-    from spiral.deploy.errors import InputError
-    from spiral.deploy.trtexec_parse import parse_export_times, parse_summary
+    from spiralprune.deploy.errors import InputError
+    from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary
 
     try:
         summary = parse_summary(output)
@@ -68,7 +68,7 @@ def read_trace(manifest: dict, output: str, times: Path) -> dict:
 def profile_json(manifest: dict, facts: dict, runner_settings: dict, m: dict) -> dict:
     """``profile.json``: one measurement, the device's facts as its fingerprint, and how it was run.
 
-    ``physical_cores`` is what the device says about its cores (``spiral.deploy.device_runner.facts``), null
+    ``physical_cores`` is what the device says about its cores (``spiralprune.deploy.device_runner.facts``), null
     where it says nothing, never the logical count.
     """
     backend, target = manifest["backend"], manifest["target"]

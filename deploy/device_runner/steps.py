@@ -6,12 +6,12 @@ import os
 import subprocess
 from pathlib import Path
 
-import spiral
+import spiralprune
 
 from .errors import ERROR_MARK, NO_SPACE, DeviceError
 
 # The folder that holds this runner's ``spiral`` package: the bundle's ``runner/`` on a device.
-RUNNER_ROOT = Path(spiral.__file__).resolve().parents[1]
+RUNNER_ROOT = Path(spiralprune.__file__).resolve().parents[1]
 
 
 def fill(argv: list[str], values: dict[str, str]) -> list[str]:
@@ -26,7 +26,7 @@ def fill(argv: list[str], values: dict[str, str]) -> list[str]:
 
 def step_env() -> dict[str, str]:
     """The environment of a command: this runner's own folder first on ``PYTHONPATH``, so that the
-    ONNX Runtime steps (``{python} -m spiral.deploy.device_runner ort-build``) run the shipped modules."""
+    ONNX Runtime steps (``{python} -m spiralprune.deploy.device_runner ort-build``) run the shipped modules."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(RUNNER_ROOT), env.get("PYTHONPATH")) if p)
     return env

@@ -1,4 +1,4 @@
-"""``python -m spiral.pipeline.casestudies.<builder>``: build a case study's data, print where it is."""
+"""``python -m spiralprune.pipeline.casestudies.<builder>``: build a case study's data, print where it is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 
 def run_builder(

@@ -2,7 +2,7 @@
 
 The package ships Zalando's 70,000 28x28 grayscale product photos in IDX files. The builder writes a
 class-balanced subset as ``train/<class>/*.png`` (from the official training split) and
-``val/<class>/*.png`` (from the official test split), the layout ``spiral run`` reads from any folder.
+``val/<class>/*.png`` (from the official test split), the layout ``spiralprune run`` reads from any folder.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
-from spiral.pipeline.casestudies.cli import run_builder
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
+from spiralprune.pipeline.casestudies.cli import run_builder
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("tshirt-top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
@@ -75,7 +75,7 @@ def build_image_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.casestudies.images", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spiralprune.pipeline.casestudies.images", description=__doc__)
     parser.add_argument("--out", type=Path, default=IMAGE_DIR, help=f"ImageFolder root (default {IMAGE_DIR})")
     parser.add_argument("--source", type=Path, default=FASHION_MNIST, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--train-per-class", type=int, default=500)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies.cache import require_source
-from spiral.pipeline.casestudies.images import CLASSES, FASHION_MNIST, read_idx
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies.cache import require_source
+from spiralprune.pipeline.casestudies.images import CLASSES, FASHION_MNIST, read_idx
 
 NUM_CLASSES = len(CLASSES)  # detection: the ten products, without the background
 SEGMENTATION_CLASSES = NUM_CLASSES + 1  # segmentation: background (0) and the ten products
@@ -181,10 +181,10 @@ def detection_collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Ten
 
 
 def segmentation() -> tuple[SegmentationScenes, SegmentationScenes]:
-    """Data factory ``spiral.pipeline.casestudies.scenes:segmentation``: (train, val) scene masks."""
+    """Data factory ``spiralprune.pipeline.casestudies.scenes:segmentation``: (train, val) scene masks."""
     return (SegmentationScenes(load_scenes("train", TRAIN_SCENES)), SegmentationScenes(load_scenes("val", VAL_SCENES)))
 
 
 def detection() -> tuple[DetectionScenes, DetectionScenes]:
-    """Data factory ``spiral.pipeline.casestudies.scenes:detection``: (train, val) scene boxes."""
+    """Data factory ``spiralprune.pipeline.casestudies.scenes:detection``: (train, val) scene boxes."""
     return (DetectionScenes(load_scenes("train", TRAIN_SCENES)), DetectionScenes(load_scenes("val", VAL_SCENES)))

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays
-from spiral.pipeline.casestudies.cli import run_builder
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays
+from spiralprune.pipeline.casestudies.cli import run_builder
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
@@ -189,7 +189,7 @@ def build_keywords(
     try:
         import librosa  # noqa: F401
     except ImportError:
-        raise InputError("librosa is not installed: pip install 'spiral[examples]'") from None
+        raise InputError("librosa is not installed: pip install 'spiralprune[examples]'") from None
 
     def build(work: Path) -> dict:
         started = time.perf_counter()
@@ -230,7 +230,7 @@ def keyword_datasets() -> tuple[TensorDataset, TensorDataset]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.casestudies.speech", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spiralprune.pipeline.casestudies.speech", description=__doc__)
     parser.add_argument("--out", type=Path, default=SPEECH_DIR, help=f"output folder (default {SPEECH_DIR})")
     parser.add_argument("--espeak", default="espeak-ng", help="espeak-ng binary")
     parser.add_argument("--train-per-class", type=int, default=250)

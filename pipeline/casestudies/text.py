@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays, require_source
-from spiral.pipeline.casestudies.cli import run_builder
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays, require_source
+from spiralprune.pipeline.casestudies.cli import run_builder
 
 FORTUNES = Path("/usr/share/games/fortunes")
 TOPICS = ("computers", "definitions", "politics", "science", "songs-poems", "startrek", "zippy")
@@ -143,7 +143,7 @@ def fortunes_datasets() -> tuple[TensorDataset, TensorDataset]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.casestudies.text", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spiralprune.pipeline.casestudies.text", description=__doc__)
     parser.add_argument("--out", type=Path, default=TEXT_DIR, help=f"output folder (default {TEXT_DIR})")
     parser.add_argument("--source", type=Path, default=FORTUNES, help="folder of fortune files")
     parser.add_argument("--topics", nargs="+", default=list(TOPICS), help="fortune files used as classes")

@@ -1,8 +1,8 @@
-"""The subcommands of ``spiral``, one module each (the list and their one-line help are in ``spiral.pipeline.cli``).
+"""The subcommands of ``spiral``, one module each (the list and their one-line help are in ``spiralprune.pipeline.cli``).
 
 Options that several commands take are defined here once, so that they mean the same and accept the
 same values everywhere: ``--backend`` names what measures on this machine (``--target`` is kept for the
-device targets of ``spiral deploy``), ``--precision`` takes one set of values.
+device targets of ``spiralprune deploy``), ``--precision`` takes one set of values.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 LOG_WIDTH = 160  # where no terminal is (a CI log, a file) and COLUMNS is not set: tables at this width
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the union of the backends' own; a backend refuses what it cannot build
@@ -20,7 +20,7 @@ INPUT_DTYPES = ("float32", "int64")  # int64: token ids
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, **kwargs) -> None:
-    parser.add_argument("--backend", help="the backend that measures on this machine (see 'spiral targets')", **kwargs)
+    parser.add_argument("--backend", help="the backend that measures on this machine (see 'spiralprune targets')", **kwargs)
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +45,8 @@ def add_task_argument(parser: argparse.ArgumentParser) -> None:
 
 def task_config(value: str):
     """``--task``: a task kind, or a YAML file holding a ``task:`` block (its keys, or ``task:`` and them)."""
-    from spiral.deploy.validation import read_yaml, validate
-    from spiral.pipeline.tasks import TaskConfig
+    from spiralprune.deploy.validation import read_yaml, validate
+    from spiralprune.pipeline.tasks import TaskConfig
 
     path = Path(value)
     if path.suffix in (".yaml", ".yml") or path.is_file():

@@ -1,4 +1,4 @@
-"""``spiral compare BASE.onnx NEW.onnx``, ``spiral compare BASE.json NEW.json`` or ``spiral compare HISTORY_DIR``:
+"""``spiralprune compare BASE.onnx NEW.onnx``, ``spiralprune compare BASE.json NEW.json`` or ``spiralprune compare HISTORY_DIR``:
 latency regression detection."""
 
 from __future__ import annotations
@@ -7,18 +7,18 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from spiral.deploy.backends import BACKENDS
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import LAYER_BACKENDS
-from spiral.deploy.profiler import Target, profile_paired
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.verdict import STATISTICS
-from spiral.pipeline.compare.history import build_history
-from spiral.pipeline.compare.profiles import (
+from spiralprune.deploy.backends import BACKENDS
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import LAYER_BACKENDS
+from spiralprune.deploy.profiler import Target, profile_paired
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.verdict import STATISTICS
+from spiralprune.pipeline.compare.history import build_history
+from spiralprune.pipeline.compare.profiles import (
     BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison,
 )
-from spiral.pipeline.compare.releases import Release, load_history, load_release
-from spiral.pipeline.compare.report import (
+from spiralprune.pipeline.compare.releases import Release, load_history, load_release
+from spiralprune.pipeline.compare.report import (
     comparison_html,
     comparison_json,
     comparison_markdown,
@@ -27,21 +27,21 @@ from spiral.pipeline.compare.report import (
     history_json,
     history_markdown,
 )
-from spiral.pipeline.commands import add_backend_argument, add_precision_argument
-from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.report.outputs import write_outputs
+from spiralprune.pipeline.commands import add_backend_argument, add_precision_argument
+from spiralprune.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.report.outputs import write_outputs
 
 DESCRIPTION = f"""\
 Three ways to call it:
 
-  spiral compare BASE.onnx NEW.onnx   (recommended) loads both models once on this machine and
+  spiralprune compare BASE.onnx NEW.onnx   (recommended) loads both models once on this machine and
                                       alternates them in rounds; the verdict rests on the per-round
                                       ratios, so whatever the machine does touches both alike.
-  spiral compare BASE.json NEW.json   two profiles (or gate / run reports) from separate runs on the
+  spiralprune compare BASE.json NEW.json   two profiles (or gate / run reports) from separate runs on the
                                       same target; what moves between runs (about +-7 % here) widens
                                       the interval by --tolerance, so small changes come out
                                       inconclusive: re-measure both paired to settle them.
-  spiral compare HISTORY_DIR          the trend of past releases, and the newest against the one before.
+  spiralprune compare HISTORY_DIR          the trend of past releases, and the newest against the one before.
 
 A regression exits {ExitCode.AGAINST:d}; an inconclusive comparison exits {ExitCode.UNDECIDED:d} (undecided), and so
 does a history whose newest two releases were measured on different targets; two profiles
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             (args.html, lambda: comparison_html(comparison, base, new)),
         ]
         code = comparison.exit_code
-        print(f"spiral compare ({comparison.kind_label}): {headline(comparison)}")
+        print(f"spiralprune compare ({comparison.kind_label}): {headline(comparison)}")
     else:
         raise InputError("give two ONNX models, two profiles or reports (BASE.json NEW.json), "
                          "or one directory of past releases")

@@ -1,4 +1,4 @@
-"""``spiral demo``: the embedded default on this machine's CPU with ONNX Runtime."""
+"""``spiralprune demo``: the embedded default on this machine's CPU with ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.commands.run import execute
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.commands.run import execute
 
-DEMO_CONFIG = resources.files("spiral.pipeline") / "configs" / "demo.yaml"
+DEMO_CONFIG = resources.files("spiralprune.pipeline") / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def interrupted(args: argparse.Namespace) -> str:
-    return (f"a trained teacher is kept in {args.out}/teacher/model; the next 'spiral demo' reuses it and runs "
+    return (f"a trained teacher is kept in {args.out}/teacher/model; the next 'spiralprune demo' reuses it and runs "
             "a fresh spiral")

@@ -1,9 +1,9 @@
-"""``spiral deploy MODEL --target NAME``: build and measure on the device itself, then gate.
+"""``spiralprune deploy MODEL --target NAME``: build and measure on the device itself, then gate.
 
 TensorRT engines are not portable across GPUs or TensorRT versions, so a device's number has to be
 measured on the device: bundle the ONNX, copy it over SSH, verify it there, build the engine there
 (or reuse the one cached for the same ONNX and flags), profile it there, fetch the profile and the
-device's facts, and gate them against the target's budget with the rules of ``spiral gate``.
+device's facts, and gate them against the target's budget with the rules of ``spiralprune gate``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from spiral.deploy.target_profiles import ALIASES, list_targets
-from spiral.pipeline.commands import add_weights_argument, parse_shape
-from spiral.pipeline.commands.gate import summary
+from spiralprune.deploy.target_profiles import ALIASES, list_targets
+from spiralprune.pipeline.commands import add_weights_argument, parse_shape
+from spiralprune.pipeline.commands.gate import summary
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     aliases = ", ".join(f"{a} = {t}" for a, t in ALIASES.items())
     parser.add_argument(
         "model",
-        help="an .onnx file, a spiral run directory (its last accepted step, else its teacher), "
+        help="an .onnx file, a spiralprune run directory (its last accepted step, else its teacher), "
              "or a model spec / checkpoint with --input-shape",
     )
     add_weights_argument(parser)
@@ -34,15 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spiral.deploy.bundle import build_bundle
-    from spiral.deploy.profiler import Profile
-    from spiral.deploy.remote import deploy_bundle
-    from spiral.deploy.target_profiles import load_target
-    from spiral.pipeline.gate.budget import GateBudget
-    from spiral.pipeline.gate.candidate import prepare_candidate
-    from spiral.pipeline.gate.checks import run_gate
-    from spiral.pipeline.gate.report import GateContext, gate_json
-    from spiral.pipeline.report.outputs import write_outputs
+    from spiralprune.deploy.bundle import build_bundle
+    from spiralprune.deploy.profiler import Profile
+    from spiralprune.deploy.remote import deploy_bundle
+    from spiralprune.deploy.target_profiles import load_target
+    from spiralprune.pipeline.gate.budget import GateBudget
+    from spiralprune.pipeline.gate.candidate import prepare_candidate
+    from spiralprune.pipeline.gate.checks import run_gate
+    from spiralprune.pipeline.gate.report import GateContext, gate_json
+    from spiralprune.pipeline.report.outputs import write_outputs
 
     target = load_target(args.target, host_override=args.host)
     print(f"deploying to {target.name} at {target.host}")
@@ -81,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     }
     for path in write_outputs([(out / "deploy.json", lambda: report), (args.json, lambda: report)]):
         print(f"wrote {path}")
-    print(f"spiral deploy to {target.name} ({result.host}) {summary(gate)}")
+    print(f"spiralprune deploy to {target.name} ({result.host}) {summary(gate)}")
     return gate.exit_code

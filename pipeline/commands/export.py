@@ -1,20 +1,20 @@
-"""``spiral export MODEL --out model.onnx``: the ONNX file a user ships, from a spec, a checkpoint or a run."""
+"""``spiralprune export MODEL --out model.onnx``: the ONNX file a user ships, from a spec, a checkpoint or a run."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from spiral.deploy.errors import InputError
-from spiral.kernels import OPSET
-from spiral.pipeline.commands import INPUT_DTYPES, add_task_argument, add_weights_argument, parse_shape, task_config
-from spiral.pipeline.exit_codes import ExitCode
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels import OPSET
+from spiralprune.pipeline.commands import INPUT_DTYPES, add_task_argument, add_weights_argument, parse_shape, task_config
+from spiralprune.pipeline.exit_codes import ExitCode
 
 MIN_OPSET = 13  # the oldest opset every operator spiral's models use exports to
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a model spec, a spiral checkpoint directory or a spiral run folder")
+    parser.add_argument("model", help="a model spec, a spiral checkpoint directory or a spiralprune run folder")
     parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
     add_weights_argument(parser)
     parser.add_argument("--input-shape", help="input shape, batch first, e.g. 1,3,224,224 (default: the checkpoint's)")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spiral.pipeline.api import export
+    from spiralprune.pipeline.api import export
 
     if not MIN_OPSET <= args.opset <= OPSET:
         raise InputError(f"--opset {args.opset} is outside {MIN_OPSET}..{OPSET}")

@@ -1,4 +1,4 @@
-"""``spiral gate MODEL --backend B --budget BUDGET.yaml [--baseline-model RELEASED]``: the CI gate for a model release.
+"""``spiralprune gate MODEL --backend B --budget BUDGET.yaml [--baseline-model RELEASED]``: the CI gate for a model release.
 
 With ``--baseline-model`` the released model is measured beside the candidate, in alternating
 rounds in this process, and the regression limit is judged on the per-round ratios. A stored
@@ -12,14 +12,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.commands import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.commands import (
     add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, parse_shape,
 )
-from spiral.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from spiral.pipeline.gate.checks import GateResult
+    from spiralprune.pipeline.gate.checks import GateResult
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
@@ -53,12 +53,12 @@ def summary(result: GateResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spiral.pipeline.api import gate
-    from spiral.pipeline.compare.releases import load_release
-    from spiral.pipeline.gate.budget import load_budget
-    from spiral.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
-    from spiral.pipeline.report.attribution import change_summary
-    from spiral.pipeline.report.outputs import write_outputs
+    from spiralprune.pipeline.api import gate
+    from spiralprune.pipeline.compare.releases import load_release
+    from spiralprune.pipeline.gate.budget import load_budget
+    from spiralprune.pipeline.gate.report import gate_html, gate_json, gate_junit, gate_markdown
+    from spiralprune.pipeline.report.attribution import change_summary
+    from spiralprune.pipeline.report.outputs import write_outputs
 
     if args.baseline and args.baseline_model:
         raise InputError("give one baseline: --baseline-model (measured here, recommended) or --baseline (stored JSON)")
@@ -83,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
     ])
     for path in written:
         print(f"wrote {path}")
-    print(f"spiral gate {summary(result)}")
+    print(f"spiralprune gate {summary(result)}")
     return result.exit_code

@@ -1,4 +1,4 @@
-"""``spiral profile MODEL --backend NAME``: measure a model's latency on this machine.
+"""``spiralprune profile MODEL --backend NAME``: measure a model's latency on this machine.
 
 MODEL is an ONNX file, or a model spec / spiral checkpoint, exported here (the torch targets,
 ``torch`` and ``torch-compile``, run the module itself and need one of those).
@@ -11,18 +11,18 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import require_layer_backend
-from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.commands import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import require_layer_backend
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.pipeline.commands import (
     add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, console, parse_shape,
 )
-from spiral.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from spiral.deploy.profiler import Profile
+    from spiralprune.deploy.profiler import Profile
 
 def _batch_sizes(text: str) -> list[int]:
     try:
@@ -94,7 +94,7 @@ def print_explanation(profile: Profile, console: Console) -> None:
     """Where the time goes, per batch: the slowest layers, the operator types, and what dominates."""
     from rich.table import Table
 
-    from spiral.pipeline.report.attribution import EXPLAIN_HEADERS, OP_HEADERS, explain_rows, explain_summary, op_rows
+    from spiralprune.pipeline.report.attribution import EXPLAIN_HEADERS, OP_HEADERS, explain_rows, explain_summary, op_rows
 
     for m in profile.measurements:
         if m.layers is None:
@@ -116,9 +116,9 @@ def print_explanation(profile: Profile, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spiral.deploy.profiler import profile_model
-    from spiral.kernels.report import print_layer_tables
-    from spiral.pipeline.gate.candidate import measured_options, prepare_candidate, target_config
+    from spiralprune.deploy.profiler import profile_model
+    from spiralprune.kernels.report import print_layer_tables
+    from spiralprune.pipeline.gate.candidate import measured_options, prepare_candidate, target_config
 
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")

@@ -1,4 +1,4 @@
-"""``spiral prune MODEL``: one structural pruning step, saved as a spiral checkpoint."""
+"""``spiralprune prune MODEL``: one structural pruning step, saved as a spiral checkpoint."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.commands import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.commands import (
     INPUT_DTYPES, add_task_argument, add_weights_argument, console, parse_shape, task_config,
 )
-from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.criteria import CRITERIA
+from spiralprune.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.criteria import CRITERIA
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from spiral.pipeline.prune.group import Calibration
-    from spiral.pipeline.tasks import Task
+    from spiralprune.pipeline.prune.group import Calibration
+    from spiralprune.pipeline.tasks import Task
 
 CALIBRATION_BATCHES = 4
 
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from rich.table import Table
 
-    from spiral.pipeline.checkpoint import save_checkpoint
-    from spiral.pipeline.measure import count_macs_params
-    from spiral.pipeline.prune import prune
-    from spiral.pipeline.source import load_source
-    from spiral.pipeline.tasks import build_task
+    from spiralprune.pipeline.checkpoint import save_checkpoint
+    from spiralprune.pipeline.measure import count_macs_params
+    from spiralprune.pipeline.prune import prune
+    from spiralprune.pipeline.source import load_source
+    from spiralprune.pipeline.tasks import build_task
 
     shape = parse_shape(args.input_shape)
     try:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     macs_after, params_after = count_macs_params(model, example)
     save_checkpoint(
         args.out, base_spec=base_spec, plans=[*plans, plan], model=model, input_shape=shape,
-        input_dtype=args.input_dtype, metadata={"pruned_by": "spiral prune", "config": cfg.model_dump()},
+        input_dtype=args.input_dtype, metadata={"pruned_by": "spiralprune prune", "config": cfg.model_dump()},
     )
     out = console()
     totals = Table(title=f"{args.model}: {cfg.criterion} at ratio {cfg.ratio}")
@@ -101,7 +101,7 @@ def layer_widths(model: nn.Module) -> dict[str, str]:
     """Output channels (heads, for attention; hidden units, for LSTMs) of every prunable layer."""
     from torch import nn
 
-    from spiral.pipeline.prune.attention import SplitAttention
+    from spiralprune.pipeline.prune.attention import SplitAttention
 
     projections = {
         proj for m in model.modules() if isinstance(m, SplitAttention) for proj in (m.q_proj, m.k_proj, m.v_proj)
@@ -125,8 +125,8 @@ def _calibration(source: str | None, shape: list[int], task: Task) -> Calibratio
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
     from torch.utils.data import DataLoader
 
-    from spiral.pipeline.data import load_datasets
-    from spiral.pipeline.prune.group import Calibration
+    from spiralprune.pipeline.data import load_datasets
+    from spiralprune.pipeline.prune.group import Calibration
 
     train, _ = load_datasets(source, shape)
     loader = DataLoader(train, batch_size=32, shuffle=False, collate_fn=task.collate)

@@ -1,4 +1,4 @@
-"""``spiral quantize MODEL --data SPEC``: post-training static INT8, measured beside the float model and accepted or not."""
+"""``spiralprune quantize MODEL --data SPEC``: post-training static INT8, measured beside the float model and accepted or not."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.commands import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.pipeline.commands import (
     add_backend_argument, add_task_argument, add_weights_argument, console, parse_shape, task_config,
 )
-from spiral.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
-from spiral.pipeline.exit_codes import ExitCode, judged
+from spiralprune.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiralprune.pipeline.exit_codes import ExitCode, judged
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,13 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from spiral.deploy.atomic import write_json
-    from spiral.deploy.profiler import Target
-    from spiral.pipeline.data import load_datasets
-    from spiral.pipeline.distill.config import DistillConfig
-    from spiral.pipeline.gate.candidate import onnx_task, prepare_candidate
-    from spiral.pipeline.int8 import Trainable, int8_model, judge_quantized
-    from spiral.pipeline.prune.plan import example_input
+    from spiralprune.deploy.atomic import write_json
+    from spiralprune.deploy.profiler import Target
+    from spiralprune.pipeline.data import load_datasets
+    from spiralprune.pipeline.distill.config import DistillConfig
+    from spiralprune.pipeline.gate.candidate import onnx_task, prepare_candidate
+    from spiralprune.pipeline.int8 import Trainable, int8_model, judge_quantized
+    from spiralprune.pipeline.prune.plan import example_input
 
     try:
         cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def exit_code(result: dict, max_drop: float) -> ExitCode:
     """``result`` (``QuantizeResult.to_dict``) rejected only because the judge could not decide the speedup is
     undecided; a speedup the judge refuses or an accuracy drop past ``max_drop`` is a verdict against INT8."""
-    from spiral.pipeline.quantize import FLOAT, INT8
+    from spiralprune.pipeline.quantize import FLOAT, INT8
 
     outcome, accuracy = result["verdict"]["outcome"], result["accuracy"]
     return judged(against=outcome == "misses" or accuracy[FLOAT] - accuracy[INT8] > max_drop,
@@ -138,7 +138,7 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
     remedies did."""
     from rich.table import Table
 
-    from spiral.pipeline.quantize import FLOAT, INT8
+    from spiralprune.pipeline.quantize import FLOAT, INT8
 
     table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")

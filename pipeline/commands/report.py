@@ -1,17 +1,17 @@
-"""``spiral report RUN_DIR``: render a finished spiral run (report.json + ledger) as Markdown, HTML and JUnit XML."""
+"""``spiralprune report RUN_DIR``: render a finished spiralprune run (report.json + ledger) as Markdown, HTML and JUnit XML."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from spiral.pipeline.exit_codes import of_run
-from spiral.pipeline.report.outputs import write_outputs
+from spiralprune.pipeline.exit_codes import of_run
+from spiralprune.pipeline.report.outputs import write_outputs
 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="a spiral run directory (holding report.json and ledger.jsonl)")
+    parser.add_argument("run_dir", type=Path, help="a spiralprune run directory (holding report.json and ledger.jsonl)")
     parser.add_argument("--markdown", type=Path, help="Markdown output (default: RUN_DIR/report.md)")
     parser.add_argument("--html", type=Path, help="HTML output (default: RUN_DIR/report.html)")
     parser.add_argument("--junit", type=Path, help="JUnit XML output (default: RUN_DIR/report.junit.xml)")
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the outputs asked for, or all three into the run directory when none is; exits with the run's verdict."""
-    from spiral.pipeline.report.run import load_run, render_html, render_junit, render_markdown
+    from spiralprune.pipeline.report.run import load_run, render_html, render_junit, render_markdown
 
     report = load_run(args.run_dir)
     paths = [args.markdown, args.html, args.junit]

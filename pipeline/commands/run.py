@@ -1,4 +1,4 @@
-"""``spiral run CONFIG.yaml``: the spiral on a user's model and data."""
+"""``spiralprune run CONFIG.yaml``: the spiral on a user's model and data."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from spiral.deploy.validation import validate
-from spiral.pipeline.commands import console
-from spiral.pipeline.config import DistributedConfig, RunConfig, load_config
-from spiral.pipeline.exit_codes import of_run
-from spiral.pipeline.specs import trusting_model_code
+from spiralprune.deploy.validation import validate
+from spiralprune.pipeline.commands import console
+from spiralprune.pipeline.config import DistributedConfig, RunConfig, load_config
+from spiralprune.pipeline.exit_codes import of_run
+from spiralprune.pipeline.specs import trusting_model_code
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from spiral.pipeline.spiral import SpiralOutcome
+    from spiralprune.pipeline.spiral import SpiralOutcome
 
 # The flags that override the config's distributed: block, as torchrun spells them, by its keys.
 DISTRIBUTED_FLAGS = {"processes": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_outcome(outcome: SpiralOutcome, console: Console) -> int:
     from rich.table import Table
 
-    from spiral.pipeline.report.run import step_cells, step_columns, step_rows
+    from spiralprune.pipeline.report.run import step_cells, step_columns, step_rows
 
     table = Table(title="spiral steps")
     for column in step_columns(outcome.budget):
@@ -75,13 +75,13 @@ def with_flags(config: RunConfig, flags: dict[str, object]) -> RunConfig:
     given = {key: value for key, value in flags.items() if value is not None}
     if not given:
         return config
-    where = "spiral run " + " ".join(DISTRIBUTED_FLAGS[key] for key in given)
+    where = "spiralprune run " + " ".join(DISTRIBUTED_FLAGS[key] for key in given)
     flagged = validate(_Flags, {"distributed": {**config.distributed.model_dump(), **given}}, where)
     return config.model_copy(update={"distributed": flagged.distributed})
 
 
 def execute(config_path: Path, out: Path, resume: bool, distributed: dict[str, object] | None = None) -> int:
-    from spiral.pipeline.spiral import Spiral
+    from spiralprune.pipeline.spiral import Spiral
 
     config = with_flags(load_config(config_path), distributed or {})
     with trusting_model_code(config.trust_model_code, typed=[config.model]):
@@ -100,4 +100,4 @@ def run(args: argparse.Namespace) -> int:
 def interrupted(args: argparse.Namespace) -> str:
     out = run_dir(args)
     return (f"finished attempts are kept in {out}/ledger.jsonl; continue with: "
-            f"spiral run {args.config} --out {out} --resume")
+            f"spiralprune run {args.config} --out {out} --resume")

@@ -1,4 +1,4 @@
-"""``spiral targets``: every backend, whether it can run here, and why not."""
+"""``spiralprune targets``: every backend, whether it can run here, and why not."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 
 from rich.table import Table
 
-from spiral.pipeline.commands import console
-from spiral.deploy.backends import list_backends
-from spiral.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.commands import console
+from spiralprune.deploy.backends import list_backends
+from spiralprune.pipeline.exit_codes import ExitCode
 
 
 

@@ -1,8 +1,8 @@
-"""Latency regression detection: a regression question judged by ``spiral.deploy.verdict`` on two models
+"""Latency regression detection: a regression question judged by ``spiralprune.deploy.verdict`` on two models
 measured paired, or on two profiles from separate runs, and the trend of a history of releases."""
 
-from spiral.pipeline.compare.history import History, build_history
-from spiral.pipeline.compare.profiles import (
+from spiralprune.pipeline.compare.history import History, build_history
+from spiralprune.pipeline.compare.profiles import (
     BETWEEN_RUN_TOLERANCE,
     BatchComparison,
     ProfileComparison,
@@ -11,7 +11,7 @@ from spiral.pipeline.compare.profiles import (
     judge_runs,
     paired_comparison,
 )
-from spiral.pipeline.compare.releases import Release, load_history, load_release
+from spiralprune.pipeline.compare.releases import Release, load_history, load_release
 
 __all__ = [
     "BETWEEN_RUN_TOLERANCE", "BatchComparison", "History", "ProfileComparison", "RegressionRule", "Release",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.verdict import STATISTICS
-from spiral.pipeline.exit_codes import ExitCode
-from spiral.pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
-from spiral.pipeline.compare.releases import Release
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.verdict import STATISTICS
+from spiralprune.pipeline.exit_codes import ExitCode
+from spiralprune.pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
+from spiralprune.pipeline.compare.releases import Release
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def build_history(releases: list[Release], rule: RegressionRule = RegressionRule
     """``batch`` defaults to the newest release's first batch size; every release must have it.
 
     The trend is drawn whatever measured each release; the newest release is judged against the one
-    before only when both were measured on the same target (see ``spiral.pipeline.compare.profiles``).
+    before only when both were measured on the same target (see ``spiralprune.pipeline.compare.profiles``).
     """
     newest = releases[-1]
     batch = newest.profile.measurement(batch).batch
@@ -65,6 +65,6 @@ def build_history(releases: list[Release], rule: RegressionRule = RegressionRule
     differences = fingerprint_differences(previous.profile, newest.profile)
     if differences:
         why = (f"not compared: {previous.label} and {newest.label} were measured on different targets "
-               f"({'; '.join(differences)}); re-measure both paired with spiral compare BASE.onnx NEW.onnx")
+               f"({'; '.join(differences)}); re-measure both paired with spiralprune compare BASE.onnx NEW.onnx")
         return History(releases, batch, None, why)
     return History(releases, batch, compare_runs(previous.profile, newest.profile, rule, batch=batch))

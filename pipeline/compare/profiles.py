@@ -1,4 +1,4 @@
-"""Is the new model slower than the baseline? One regression question, judged by ``spiral.deploy.verdict``.
+"""Is the new model slower than the baseline? One regression question, judged by ``spiralprune.deploy.verdict``.
 
 The question is "is ``statistic(new)`` at most ``1 + min_effect`` times ``statistic(base)``":
 ``meets`` is no regression, ``misses`` a regression, ``undecided`` inconclusive (never a pass).
@@ -6,7 +6,7 @@ A ``meets`` whose whole interval lies below ``1 - min_effect`` is called an impr
 
 Two kinds of evidence answer it:
 
-- **paired in one process** (``spiral compare BASE.onnx NEW.onnx``, ``spiral gate --baseline-model``):
+- **paired in one process** (``spiralprune compare BASE.onnx NEW.onnx``, ``spiralprune gate --baseline-model``):
   both models measured in alternating rounds; the verdict rests on the per-round ratios.
 - **two runs** (two profile JSONs, a stored gate baseline): profiles taken apart do not share the
   machine's state. Each side's per-round median gets its own interval (at ``1 - (1 - c) / 2``, so
@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from spiral.deploy.budget import BETWEEN_RUN_TOLERANCE
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import attribute_change
-from spiral.deploy.profiler import Measurement, Profile
-from spiral.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
-from spiral.pipeline.exit_codes import ExitCode, judged
+from spiralprune.deploy.budget import BETWEEN_RUN_TOLERANCE
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import attribute_change
+from spiralprune.deploy.profiler import Measurement, Profile
+from spiralprune.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
+from spiralprune.pipeline.exit_codes import ExitCode, judged
 
 Kind = Literal["paired", "runs"]
 KIND_LABELS = {"paired": "paired in this job", "runs": "stored baseline from another run"}
@@ -95,7 +95,7 @@ class ProfileComparison:
     rule: RegressionRule
     kind: Kind
     batches: dict[int, BatchComparison]
-    # Which layers account for the change (``spiral.deploy.layer_profile.attribute_change``): paired
+    # Which layers account for the change (``spiralprune.deploy.layer_profile.attribute_change``): paired
     # measurements with a layer profile of both models only.
     attribution: dict | None = None
 
@@ -142,7 +142,7 @@ def fingerprint_differences(base: Profile, new: Profile) -> list[str]:
 
 
 def require_same_target(base: Profile, new: Profile, base_name: str = "the baseline",
-                        hint: str = "re-measure both paired with spiral compare BASE.onnx NEW.onnx") -> None:
+                        hint: str = "re-measure both paired with spiralprune compare BASE.onnx NEW.onnx") -> None:
     differences = fingerprint_differences(base, new)
     if differences:
         raise InputError(f"{base_name} was measured on another target ({'; '.join(differences)}): "
@@ -183,7 +183,7 @@ def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionR
 
 def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: float) -> dict | None:
     """The change from ``base`` to ``new``, measured in the same rounds, attributed to layers
-    (``spiral.deploy.layer_profile.attribute_change``); None unless both carry a layer profile."""
+    (``spiralprune.deploy.layer_profile.attribute_change``); None unless both carry a layer profile."""
     b, m = base.measurement(), new.measurement()
     layers = (b.layer_profile(), m.layer_profile())
     if layers[0] is None or layers[1] is None:
@@ -192,7 +192,7 @@ def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: 
 
 
 def paired_comparison(base: Profile, new: Profile, verdict: Verdict, rule: RegressionRule) -> ProfileComparison:
-    """The comparison of two models measured in the same rounds (``spiral.deploy.profiler.profile_paired``),
+    """The comparison of two models measured in the same rounds (``spiralprune.deploy.profiler.profile_paired``),
     with the change attributed to layers where both were measured with a layer profile."""
     m = new.measurement()
     return ProfileComparison(rule, "paired", {

@@ -1,4 +1,4 @@
-"""What a baseline or a history entry can be: a profile, a ``spiral gate`` report or a spiral run's report.
+"""What a baseline or a history entry can be: a profile, a ``spiralprune gate`` report or a spiralprune run's report.
 
 All three become a ``Release``: the latency profile of the model that shipped, its accuracy when
 known, and its date when the file records one.
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import Profile
-from spiral.pipeline.run_folder import RUN_REPORT_KIND
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.profiler import Profile
+from spiralprune.pipeline.run_folder import RUN_REPORT_KIND
 
 GATE_REPORT_KIND = "spiral-gate"
 
@@ -38,10 +38,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _from_run_report(path: Path, data: dict) -> Release:
-    """The run's best accepted step: the model a spiral run ships."""
+    """The run's best accepted step: the model a spiralprune run ships."""
     best = data.get("best")
     if not best:
-        raise InputError(f"{path}: the spiral run accepted no step, so it has no model to compare against")
+        raise InputError(f"{path}: the spiralprune run accepted no step, so it has no model to compare against")
     profile_path = path.parent / best["dir"] / "profile.json"
     if not profile_path.is_file():
         raise InputError(f"{path}: the best step's profile {profile_path} is missing")
@@ -58,7 +58,7 @@ def load_release(path: Path) -> Release:
     path = Path(path)
     data = _read_json(path)
     if not isinstance(data, dict):
-        raise InputError(f"{path} is neither a spiral profile nor a gate or run report")
+        raise InputError(f"{path} is neither a spiralprune profile nor a gate or run report")
     kind = data.get("kind")
     try:
         if kind == GATE_REPORT_KIND:
@@ -72,7 +72,7 @@ def load_release(path: Path) -> Release:
         raise InputError(f"{path}: {exc}") from None
     except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: malformed {kind or 'profile'}: {exc}") from None
-    raise InputError(f"{path} is neither a spiral profile nor a gate or run report (no 'kind' or 'measurements')")
+    raise InputError(f"{path} is neither a spiralprune profile nor a gate or run report (no 'kind' or 'measurements')")
 
 
 def load_history(directory: Path) -> list[Release]:

@@ -1,23 +1,23 @@
-"""``spiral compare`` reports: Markdown, self-contained HTML and versioned JSON, for a pair and a history."""
+"""``spiralprune compare`` reports: Markdown, self-contained HTML and versioned JSON, for a pair and a history."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from spiral import __version__
-from spiral.pipeline.compare.history import History
-from spiral.pipeline.compare.profiles import BatchComparison, ProfileComparison
-from spiral.pipeline.compare.releases import Release
-from spiral.pipeline.report import plots
-from spiral.pipeline.report.attribution import change_html, change_markdown
-from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
-from spiral.pipeline.report.markdown import md_table
+from spiralprune import __version__
+from spiralprune.pipeline.compare.history import History
+from spiralprune.pipeline.compare.profiles import BatchComparison, ProfileComparison
+from spiralprune.pipeline.compare.releases import Release
+from spiralprune.pipeline.report import plots
+from spiralprune.pipeline.report.attribution import change_html, change_markdown
+from spiralprune.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiralprune.pipeline.report.markdown import md_table
 
 COMPARE_SCHEMA_VERSION = 2
 COMPARE_REPORT_KIND = "spiral-compare"
 HISTORY_REPORT_KIND = "spiral-history"
 _HEADERS = ("batch", "statistic", "base ms", "new ms", "change", "confidence interval", "verdict")
-PAIRED_ADVICE = "re-measure both paired in one process: spiral compare BASE.onnx NEW.onnx"
+PAIRED_ADVICE = "re-measure both paired in one process: spiralprune compare BASE.onnx NEW.onnx"
 
 
 def _pct(value: float) -> str:
@@ -71,7 +71,7 @@ def _notes(comparison: ProfileComparison) -> list[str]:
 
 def comparison_markdown(comparison: ProfileComparison, base: Release, new: Release) -> str:
     lines = [
-        f"## spiral compare: {headline(comparison)}",
+        f"## spiralprune compare: {headline(comparison)}",
         "",
         f"`{base.label}` (baseline) vs `{new.label}` (new)",
         "",
@@ -107,7 +107,7 @@ def _comparison_sections(comparison: ProfileComparison, base: Release, new: Rele
 
 
 def comparison_html(comparison: ProfileComparison, base: Release, new: Release) -> str:
-    return html_page("spiral compare", _comparison_sections(comparison, base, new))
+    return html_page("spiralprune compare", _comparison_sections(comparison, base, new))
 
 
 def _stamp(kind: str) -> dict:

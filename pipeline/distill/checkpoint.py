@@ -20,9 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
-from spiral.deploy.atomic import write_bytes
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.config import DistillConfig
+from spiralprune.deploy.atomic import write_bytes
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.config import DistillConfig
 
 CHECKPOINT_NAME = "distill.safetensors"
 FORMAT_VERSION = 1

@@ -1,8 +1,8 @@
-"""Distillation in several processes: ``torchrun --nproc_per_node N -m spiral.pipeline.distill.ddp JOB.json``.
+"""Distillation in several processes: ``torchrun --nproc_per_node N -m spiralprune.pipeline.distill.ddp JOB.json``.
 
 The processes receive nothing pickled. A JSON job file names the student and teacher (model specs as
-``spiral.pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
-run config's ``data`` block and the input shape, as ``spiral.pipeline.data.load_data`` reads them) and the
+``spiralprune.pipeline.source.load_source`` reads them, plus optional safetensors weights), the data (a
+run config's ``data`` block and the input shape, as ``spiralprune.pipeline.data.load_data`` reads them) and the
 distillation config, the task (so a segmenter or detector trains with its own loss and metric) and, for a
 share of the training set, its indices. Every process builds the same objects from it and calls ``distill``
 inside a process group (gloo on CPU, NCCL on GPU); rank 0 writes ``student.safetensors`` and ``result.json``
@@ -29,20 +29,20 @@ from safetensors.torch import save
 from torch import nn
 from torch.utils.data import Subset
 
-from spiral.deploy.atomic import write_bytes, write_json
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import DataConfig, DistributedConfig
-from spiral.pipeline.data import load_data
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import DistillResult, distill
-from spiral.pipeline.source import load_source
-from spiral.pipeline.specs import trusting_model_code
-from spiral.pipeline.tasks import TaskConfig, build_task
+from spiralprune.deploy.atomic import write_bytes, write_json
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import DataConfig, DistributedConfig
+from spiralprune.pipeline.data import load_data
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import DistillResult, distill
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.specs import trusting_model_code
+from spiralprune.pipeline.tasks import TaskConfig, build_task
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
 LOG = "torchrun.log"  # beside the job file: torchrun's and every process's output
-_ERROR_PREFIX = "spiral distill: error: "
+_ERROR_PREFIX = "spiralprune distill: error: "
 
 
 class _Strict(BaseModel):
@@ -71,7 +71,7 @@ class DistillJob(_Strict):
     output_dir: Path
     checkpoint_dir: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: one GPU per process when there are GPUs
-    trust_model_code: bool = False  # import the factory a checkpoint named here records (spiral.pipeline.specs)
+    trust_model_code: bool = False  # import the factory a checkpoint named here records (spiralprune.pipeline.specs)
     # Factories a checkpoint named here may import without trust_model_code: those the user typed in the
     # command that wrote the job (a run's model spec, which its checkpoints record).
     typed_specs: list[str] = []
@@ -143,7 +143,7 @@ def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig) -> D
                       f"--rdzv-endpoint={distributed.rdzv_endpoint}"]
     command = [
         sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={distributed.processes}",
-        "-m", "spiral.pipeline.distill.ddp", str(job_path),
+        "-m", "spiralprune.pipeline.distill.ddp", str(job_path),
     ]  # fmt: skip
     log = job_path.with_name(LOG)
     with log.open("w") as output:
@@ -175,7 +175,7 @@ def _failure(text: str, returncode: int, log: Path, resumable: bool) -> Exceptio
     code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", cause, re.MULTILINE)
     who = f"rank {rank.group(1)}" if rank else "torchrun"
     exitcode = int(code.group(1)) if code else returncode
-    then = "; its checkpoint is kept: resumed (spiral run --resume), it goes on from its last finished epoch"
+    then = "; its checkpoint is kept: resumed (spiralprune run --resume), it goes on from its last finished epoch"
     then = then if resumable else ""
     if exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
@@ -186,7 +186,7 @@ def _failure(text: str, returncode: int, log: Path, resumable: bool) -> Exceptio
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiral.pipeline.distill.ddp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m spiralprune.pipeline.distill.ddp", description=__doc__.splitlines()[0])
     parser.add_argument("job", type=Path, help="JSON distillation job file")
     args = parser.parse_args(argv)
     try:

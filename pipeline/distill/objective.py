@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
-from spiral.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
-from spiral.pipeline.tasks import Outputs, Task, build_task, outputs_of
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
+from spiralprune.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
+from spiralprune.pipeline.tasks import Outputs, Task, build_task, outputs_of
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class TeacherRunner:
 class DistillationObjective(nn.Module):
     """``forward(images, targets, teacher_outputs)`` returns (weighted loss, its unweighted parts, student outputs).
 
-    ``ce`` weighs the task's loss (``spiral.pipeline.tasks``: cross-entropy for a classifier, per pixel for a
+    ``ce`` weighs the task's loss (``spiralprune.pipeline.tasks``: cross-entropy for a classifier, per pixel for a
     segmenter, the detector's own); ``logits`` the KD on the task's class logits (per sample, or per
     pixel). The feature loss is the mean over layer pairs, so its weight does not depend on how many
     stages match. Without a teacher the loss is the task's alone.

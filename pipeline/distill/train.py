@@ -22,13 +22,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.data import LoaderSettings
-from spiral.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.objective import build_objective
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.tasks import Task, build_task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.data import LoaderSettings
+from spiralprune.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.objective import build_objective
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.tasks import Task, build_task
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -101,7 +101,7 @@ def distill(
     ``checkpoint_dir``, a checkpoint is written after every epoch and an existing one is resumed from
     (same config required). Batch-norm statistics are recalibrated before the first epoch (not on
     resume: the checkpoint holds them). ``cfg.precision`` bf16/fp16 applies on CUDA only. ``loading``: the
-    training DataLoaders' workers, pinned memory and collate function (``spiral.pipeline.data``).
+    training DataLoaders' workers, pinned memory and collate function (``spiralprune.pipeline.data``).
     """
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)

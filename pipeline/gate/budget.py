@@ -1,4 +1,4 @@
-"""The release budget of ``spiral gate``: one YAML file (``spiral.deploy.budget.Budget``'s keys, the same as a
+"""The release budget of ``spiralprune gate``: one YAML file (``spiralprune.deploy.budget.Budget``'s keys, the same as a
 run's ``budget:``), validated whole before anything is measured.
 
 ```yaml
@@ -8,7 +8,7 @@ accuracy:  {min: 95.0, max_drop: 0.5}      # percent; max_drop in points below t
 # or, for another task: task: {kind: segmentation}   metric: {name: miou, max_drop: 1.0}
 size:      {max_mb: 20, max_params: 5000000}
 parity:    {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
-profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (spiral.deploy.sampling.ProfileSettings)
+profile:   {max_duration_s: 10, confidence: 0.95}   # how latency is measured (spiralprune.deploy.sampling.ProfileSettings)
 ```
 """
 
@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import model_validator
 
-from spiral.deploy.budget import Budget
-from spiral.deploy.sampling import ProfileSettings
-from spiral.deploy.validation import read_yaml, validate
-from spiral.pipeline.config import check_quality
-from spiral.pipeline.tasks.config import TaskConfig
+from spiralprune.deploy.budget import Budget
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.validation import read_yaml, validate
+from spiralprune.pipeline.config import check_quality
+from spiralprune.pipeline.tasks.config import TaskConfig
 
 if TYPE_CHECKING:
-    from spiral.pipeline.tasks import Metric
+    from spiralprune.pipeline.tasks import Metric
 
 
 class GateBudget(Budget):
-    """A release budget: a ``spiral.deploy.budget.Budget`` whose relative limits (``min_speedup``,
+    """A release budget: a ``spiralprune.deploy.budget.Budget`` whose relative limits (``min_speedup``,
     ``max_regression_pct``, ``max_drop``) compare with the released model, plus the ``task`` whose
     metric the quality part judges and how latency is measured (``profile``: its confidence is the
     latency verdicts')."""
@@ -40,7 +40,7 @@ class GateBudget(Budget):
 
     @model_validator(mode="after")
     def _task_quality(self) -> GateBudget:
-        from spiral.pipeline.tasks import build_task  # the tasks import torch; a budget's keys alone do not
+        from spiralprune.pipeline.tasks import build_task  # the tasks import torch; a budget's keys alone do not
 
         if self.quality is not None:
             check_quality(self.quality, build_task(self.task), "metric" if self.accuracy is None else "accuracy")
@@ -48,7 +48,7 @@ class GateBudget(Budget):
 
     def quality_metric(self) -> Metric:
         """The metric the quality part judges, as its task measures it."""
-        from spiral.pipeline.tasks import build_task
+        from spiralprune.pipeline.tasks import build_task
 
         return build_task(self.task).quality(self.quality.name if self.quality else None)
 

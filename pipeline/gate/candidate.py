@@ -16,13 +16,13 @@ from torch.utils.data import Dataset
 
 from pydantic import ValidationError
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import TargetConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.prune import dtype_name
-from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.source import load_source
-from spiral.pipeline.tasks import Task, TaskConfig, build_task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import TargetConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.prune import dtype_name
+from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.tasks import Task, TaskConfig, build_task
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def onnx_params(path: Path) -> int:
 
 def prepare_candidate(model: str | nn.Module, work_dir: Path, input_shape: list[int] | None, *,
                       weights: Path | None = None, example: torch.Tensor | None = None) -> Candidate:
-    """``model`` is an ``.onnx`` file, a spiral run folder (its result's ONNX file, as ``spiral deploy``
+    """``model`` is an ``.onnx`` file, a spiralprune run folder (its result's ONNX file, as ``spiralprune deploy``
     ships it), or a module, model spec (with its ``weights``) or spiral checkpoint exported to ``work_dir``.
 
     The input shape defaults to the ONNX input's (a dynamic batch taken as 1) or the checkpoint's;

@@ -1,4 +1,4 @@
-"""The gate's checks: a release budget compiled to rules and decided by ``spiral.pipeline.acceptance``.
+"""The gate's checks: a release budget compiled to rules and decided by ``spiralprune.pipeline.acceptance``.
 
 Latency verdicts come from the paired session, or are judged here on the candidate's rounds or
 against a stored baseline's. How noisy the measurement was is reported (robust cv); it fails
@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import Profile
-from spiral.deploy.stats import robust_cv
-from spiral.deploy.verdict import Question, Verdict, judge
-from spiral.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide
-from spiral.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
-from spiral.pipeline.exit_codes import ExitCode, judged
-from spiral.pipeline.export import ParityResult
-from spiral.pipeline.gate.budget import GateBudget
-from spiral.pipeline.report.attribution import change_headline
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.profiler import Profile
+from spiralprune.deploy.stats import robust_cv
+from spiralprune.deploy.verdict import Question, Verdict, judge
+from spiralprune.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide
+from spiralprune.pipeline.compare.profiles import KIND_LABELS, judge_runs, require_same_target, rounds_of
+from spiralprune.pipeline.exit_codes import ExitCode, judged
+from spiralprune.pipeline.export import ParityResult
+from spiralprune.pipeline.gate.budget import GateBudget
+from spiralprune.pipeline.report.attribution import change_headline
 
 # The names the paired session gives the two models.
 CANDIDATE, BASELINE = "candidate", "baseline"
@@ -34,7 +34,7 @@ class GateResult:
     # What was measured, for information: rounds and robust cv (noise fails nothing by itself).
     notes: list[str] = field(default_factory=list)
     # Which layers account for the change against the baseline measured beside the candidate, where the
-    # backend profiles layers (``spiral.deploy.layer_profile.attribute_change``).
+    # backend profiles layers (``spiralprune.deploy.layer_profile.attribute_change``).
     attribution: dict | None = None
 
     @property
@@ -159,7 +159,7 @@ def run_gate(
     batch: int | None = None,
     attribution: dict | None = None,
 ) -> GateResult:
-    """Every check the budget asks for (``spiral.pipeline.acceptance.decide``), in a fixed order.
+    """Every check the budget asks for (``spiralprune.pipeline.acceptance.decide``), in a fixed order.
     Missing inputs a check needs are an InputError.
 
     ``verdicts`` are those the paired session reached while sampling (``latency_questions``); a

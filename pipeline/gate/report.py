@@ -1,4 +1,4 @@
-"""``spiral gate`` reports: versioned JSON (which later gates take as ``--baseline``), Markdown for a
+"""``spiralprune gate`` reports: versioned JSON (which later gates take as ``--baseline``), Markdown for a
 pull-request comment, JUnit XML (one test case per check) and a self-contained HTML page."""
 
 from __future__ import annotations
@@ -6,17 +6,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from spiral import __version__
-from spiral.deploy.profiler import Profile
-from spiral.pipeline.compare.releases import GATE_REPORT_KIND, Release
-from spiral.pipeline.export import ParityResult
-from spiral.pipeline.gate.checks import GateResult
-from spiral.pipeline.report import plots
-from spiral.pipeline.report.attribution import change_html, change_markdown
-from spiral.pipeline.report.checks import checks_html, checks_markdown
-from spiral.pipeline.report.html import esc, html_page, html_plot
-from spiral.pipeline.report.junit import TestCase, junit_xml
-from spiral.pipeline.tasks import Metric
+from spiralprune import __version__
+from spiralprune.deploy.profiler import Profile
+from spiralprune.pipeline.compare.releases import GATE_REPORT_KIND, Release
+from spiralprune.pipeline.export import ParityResult
+from spiralprune.pipeline.gate.checks import GateResult
+from spiralprune.pipeline.report import plots
+from spiralprune.pipeline.report.attribution import change_html, change_markdown
+from spiralprune.pipeline.report.checks import checks_html, checks_markdown
+from spiralprune.pipeline.report.html import esc, html_page, html_plot
+from spiralprune.pipeline.report.junit import TestCase, junit_xml
+from spiralprune.pipeline.tasks import Metric
 
 GATE_SCHEMA_VERSION = 3  # 3: a check's limit is 'limit' (was 'budget'), its message a whole sentence
 
@@ -38,7 +38,7 @@ class GateContext:
 
 def _title(result: GateResult, context: GateContext) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
-    return f"spiral gate {verdict}: {context.model} on {context.target}"
+    return f"spiralprune gate {verdict}: {context.model} on {context.target}"
 
 
 def _summary(result: GateResult) -> str:
@@ -65,7 +65,7 @@ def _comparison(result: GateResult) -> str:
 
 def gate_junit(result: GateResult) -> str:
     cases = [TestCase(c.name, "spiral.gate", c.status, c.line(), c.line()) for c in result.checks]
-    return junit_xml("spiral gate", cases)
+    return junit_xml("spiralprune gate", cases)
 
 
 def gate_html(result: GateResult, context: GateContext) -> str:

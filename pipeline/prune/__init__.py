@@ -5,7 +5,7 @@ copy), ``apply_plan`` removes in place and replays deterministically,
 ``zero_removed`` builds the reference the pruned model must match before fine-tuning.
 
 The names below are imported from their modules on first use (PEP 562), so that importing
-``spiral.pipeline.prune.config`` (a run config, a command's ``--help``) imports no torch.
+``spiralprune.pipeline.prune.config`` (a run config, a command's ``--help``) imports no torch.
 """
 
 import importlib

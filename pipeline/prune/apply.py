@@ -7,11 +7,11 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.attention import SplitAttention, split_attention
-from spiral.pipeline.prune.blocks import remove_blocks, residual_blocks
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.graph import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune.attention import SplitAttention, split_attention
+from spiralprune.pipeline.prune.blocks import remove_blocks, residual_blocks
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.graph import (
     ROOT_TYPES,
     build_graph,
     check_supported,
@@ -19,8 +19,8 @@ from spiral.pipeline.prune.graph import (
     out_members,
     out_pruning_fn,
 )
-from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
-from spiral.pipeline.prune.prunable import plan_pruning
+from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiralprune.pipeline.prune.prunable import plan_pruning
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> nn.Module:

@@ -14,7 +14,7 @@ Blocks are the outermost such modules (a block inside a block is removed with it
 fx cannot trace is not a candidate. How much removing each costs is measured, not estimated: the
 rise of the mean cross-entropy over the calibration batches with that block alone replaced
 (``block_rises``), in the units of the comparable channel criteria (``sensitivity``,
-``taylor-group``), so one knapsack (``spiral.pipeline.prune.latency_aware``) weighs blocks and
+``taylor-group``), so one knapsack (``spiralprune.pipeline.prune.latency_aware``) weighs blocks and
 channels against the milliseconds they save.
 """
 
@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spiral.pipeline.prune.group import Batch, Calibration, loss_of
-from spiral.pipeline.prune.sensitivity import mean_loss
-from spiral.pipeline.prune.taylor import gradients
+from spiralprune.pipeline.prune.group import Batch, Calibration, loss_of
+from spiralprune.pipeline.prune.sensitivity import mean_loss
+from spiralprune.pipeline.prune.taylor import gradients
 
 ACTIVATION_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.LeakyReLU)
 ACTIVATION_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.leaky_relu}

@@ -6,13 +6,13 @@ import math
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from spiral.pipeline.prune.criteria import CRITERIA
+from spiralprune.pipeline.prune.criteria import CRITERIA
 
 
 class PruneConfig(BaseModel):
     """One pruning step.
 
-    - ``criterion``: a name from ``spiral.pipeline.prune.criteria.CRITERIA`` (``l1``, ``l2``, ``fpgm``, ``taylor``
+    - ``criterion``: a name from ``spiralprune.pipeline.prune.criteria.CRITERIA`` (``l1``, ``l2``, ``fpgm``, ``taylor``
       from NNI; ``tp-magnitude``, ``tp-taylor``, ``tp-bn-scale`` from Torch-Pruning, all normalised per
       layer; ``taylor-group``, the estimated loss change per channel, and ``sensitivity``, the loss
       change measured for removing each eighth of a group in that order, both comparable across layers).

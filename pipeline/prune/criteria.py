@@ -1,11 +1,11 @@
 """Pruning criteria: one registry entry per criterion, each scoring every channel of every candidate group.
 
 The scorers live with their kind: NNI criteria (``l1``, ``l2``, ``fpgm``, ``taylor``) in
-``spiral.pipeline.prune.nni_criteria``, which takes the per-channel metrics NNI's pruners compute and
-averages them over each group; Torch-Pruning criteria (``tp-*``) in ``spiral.pipeline.prune.tp_criteria``,
+``spiralprune.pipeline.prune.nni_criteria``, which takes the per-channel metrics NNI's pruners compute and
+averages them over each group; Torch-Pruning criteria (``tp-*``) in ``spiralprune.pipeline.prune.tp_criteria``,
 its group importances, which aggregate over the group themselves and divide by the group's mean
-(Torch-Pruning's default ``normalizer="mean"``); ``taylor-group`` in ``spiral.pipeline.prune.taylor``;
-``sensitivity`` in ``spiral.pipeline.prune.sensitivity``.
+(Torch-Pruning's default ``normalizer="mean"``); ``taylor-group`` in ``spiralprune.pipeline.prune.taylor``;
+``sensitivity`` in ``spiralprune.pipeline.prune.sensitivity``.
 
 All of these scores are comparable within a group only: every layer's average channel scores 1.
 ``taylor-group`` is not normalised: it estimates the change of the loss when a channel is removed,
@@ -20,19 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from spiral.pipeline.prune.group import Batch, PrunableGroup
+    from spiralprune.pipeline.prune.group import Batch, PrunableGroup
 
 
 @dataclass(frozen=True)
 class Criterion:
     summary: str
     needs_calibration: bool
-    # "module:name" under spiral.pipeline.prune: the scorer ``(model, groups, batches) -> scores``, imported
+    # "module:name" under spiralprune.pipeline.prune: the scorer ``(model, groups, batches) -> scores``, imported
     # on first use, so that the registry (a command's --help, a run config's check) imports no torch.
     scorer: str
     # True: scores of different groups are on one scale (an estimated loss change), so an allocator
@@ -46,7 +46,7 @@ class Criterion:
         wraps the layers of a copy, never of ``model``.
         """
         module, _, name = self.scorer.partition(":")
-        scorer = getattr(importlib.import_module(f"spiral.pipeline.prune.{module}"), name)
+        scorer = getattr(importlib.import_module(f"spiralprune.pipeline.prune.{module}"), name)
         return scorer(model, candidates, calibration)
 
 
@@ -102,7 +102,7 @@ def get_criterion(name: str) -> Criterion:
 
 def calibration_batches(name: str, calibration: Sequence[Batch] | None) -> list[Batch]:
     """The calibration batches as a list; data-driven criteria refuse to run without them."""
-    from spiral.pipeline.prune.group import Calibration, loss_of
+    from spiralprune.pipeline.prune.group import Calibration, loss_of
 
     batches = Calibration(calibration if calibration is not None else [], loss_of(calibration))
     if get_criterion(name).needs_calibration and not batches:

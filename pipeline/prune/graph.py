@@ -17,13 +17,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.attention import SplitAttention
-from spiral.pipeline.prune.group import PrunableGroup
-from spiral.pipeline.prune.lstm import LSTMHiddenPruner
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune.attention import SplitAttention
+from spiralprune.pipeline.prune.group import PrunableGroup
+from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner
 
 if TYPE_CHECKING:
-    from spiral.pipeline.prune.config import PruneConfig
+    from spiralprune.pipeline.prune.config import PruneConfig
 
 ROOT_TYPES = (nn.modules.conv._ConvNd, nn.Linear, nn.LSTM)
 SUPPORTED_LAYERS = (

@@ -27,7 +27,7 @@ def cross_entropy(model: nn.Module, batch: Batch) -> Tensor:
 
 class Calibration(list):
     """Calibration batches with the loss the data-driven criteria compute on them (the task's,
-    ``spiral.pipeline.tasks.Task.batch_loss``); a plain list of batches is a classifier's."""
+    ``spiralprune.pipeline.tasks.Task.batch_loss``); a plain list of batches is a classifier's."""
 
     def __init__(self, batches: Iterable[Batch] = (), loss: BatchLoss = cross_entropy) -> None:
         super().__init__(batches)

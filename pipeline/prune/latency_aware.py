@@ -43,16 +43,16 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.ops import OpSignature
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.blocks import inside
-from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
-from spiral.pipeline.prune.group import PrunableGroup
-from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
-from spiral.pipeline.prune.policy import uniform_kept
-from spiral.pipeline.prune.prunable import OperatorShapes, PrunableModel
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.ops import OpSignature
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.blocks import inside
+from spiralprune.pipeline.prune.criteria import calibration_batches, get_criterion
+from spiralprune.pipeline.prune.group import PrunableGroup
+from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiralprune.pipeline.prune.policy import uniform_kept
+from spiralprune.pipeline.prune.prunable import OperatorShapes, PrunableModel
 
 COSTS = ("latency", "macs")
 MAX_RUNGS = 32

@@ -3,8 +3,8 @@
 NNI's pruner runs on a copy of the model, and the per-channel metrics it computes to decide its masks
 are taken; each member layer's metrics are divided by their mean and averaged over the group, so
 coupled layers get one score per channel. NNI's masks and its ``ModelSpeedup`` are not used: removal
-is Torch-Pruning's (see ``spiral.pipeline.prune.graph``). The registry is
-``spiral.pipeline.prune.criteria``.
+is Torch-Pruning's (see ``spiralprune.pipeline.prune.graph``). The registry is
+``spiralprune.pipeline.prune.criteria``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
 
 # NNI wants some sparsity to build masks; only the metrics behind them are read.
 _NNI_MASK_RATIO = 0.5
@@ -124,7 +124,7 @@ def _aggregate(candidate: PrunableGroup, metrics: dict[str, Tensor], names: dict
     return total / count
 
 
-# The scorers ``spiral.pipeline.prune.criteria.CRITERIA`` names.
+# The scorers ``spiralprune.pipeline.prune.criteria.CRITERIA`` names.
 l1 = nni_scorer("L1NormPruner")
 l2 = nni_scorer("L2NormPruner")
 fpgm = nni_scorer("FPGMPruner")

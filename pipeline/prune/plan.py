@@ -1,7 +1,7 @@
 """What one pruning step removes, as a JSON-serializable plan that replays exactly.
 
-Plans are made by ``spiral.pipeline.prune.prunable`` (on a copy of the model, never the caller's) and
-replayed by ``spiral.pipeline.prune.apply``.
+Plans are made by ``spiralprune.pipeline.prune.prunable`` (on a copy of the model, never the caller's) and
+replayed by ``spiralprune.pipeline.prune.apply``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.errors import InputError
 
 PLAN_VERSION = 2  # 2 added ``blocks``; a version-1 plan removes none
 
@@ -45,7 +45,7 @@ class PrunedGroup:
 @dataclass(frozen=True)
 class PruningPlan:
     """What one pruning step removed: the criterion and ratio that chose it, the residual blocks
-    removed whole (``spiral.pipeline.prune.blocks``; replaced by the identity before any channel
+    removed whole (``spiralprune.pipeline.prune.blocks``; replaced by the identity before any channel
     goes) and the channels per group (groups of the model without those blocks)."""
 
     criterion: str

@@ -11,9 +11,9 @@ import math
 import torch
 from torch import Tensor
 
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.graph import matches
-from spiral.pipeline.prune.group import PrunableGroup
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.graph import matches
+from spiralprune.pipeline.prune.group import PrunableGroup
 
 
 def choose_removals(candidates: list[PrunableGroup], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:

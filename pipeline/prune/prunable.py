@@ -1,12 +1,12 @@
 """A model traced once: what a spiral step plans from, without tracing, copying or scoring it again.
 
 ``PrunableModel`` holds a working copy of the model (attention split into q/k/v projections, see
-``spiral.pipeline.prune.attention``), Torch-Pruning's dependency graph over it, every prunable group, the
-operators the latency table knows (``spiral.kernels.layers``) and how their channels follow each group.
+``spiralprune.pipeline.prune.attention``), Torch-Pruning's dependency graph over it, every prunable group, the
+operators the latency table knows (``spiralprune.kernels.layers``) and how their channels follow each group.
 Per pruning config (criterion, ignored layers, stem protection) it scores the config's groups once
 on the step's calibration batches and keeps the scores, so the uniform grid, the latency-aware
-ladder (``spiral.pipeline.prune.latency_aware``) and the operator lists the predictor screens them by all
-come from one trace. It also lists the model's residual blocks (``spiral.pipeline.prune.blocks``) and
+ladder (``spiralprune.pipeline.prune.latency_aware``) and the operator lists the predictor screens them by all
+come from one trace. It also lists the model's residual blocks (``spiralprune.pipeline.prune.blocks``) and
 measures, once, what removing each alone costs; a plan that removes blocks is traced once more per
 block set, for the couplings of the shallower model its channel groups must replay on. The caller's model is never modified; one object serves one step (its scores
 are of that step's weights and calibration batches).
@@ -22,17 +22,17 @@ from functools import cached_property
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import Layer, torch_layers
-from spiral.kernels.ops import Attention, OpSignature
-from spiral.pipeline.prune.attention import split_attention
-from spiral.pipeline.prune.blocks import block_rises, inside, remove_blocks, residual_blocks
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.criteria import calibration_batches, get_criterion
-from spiral.pipeline.prune.graph import build_graph, candidate_groups, check_supported
-from spiral.pipeline.prune.group import Calibration, PrunableGroup, loss_of
-from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
-from spiral.pipeline.prune.policy import choose_removals
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import Layer, torch_layers
+from spiralprune.kernels.ops import Attention, OpSignature
+from spiralprune.pipeline.prune.attention import split_attention
+from spiralprune.pipeline.prune.blocks import block_rises, inside, remove_blocks, residual_blocks
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.criteria import calibration_batches, get_criterion
+from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiralprune.pipeline.prune.group import Calibration, PrunableGroup, loss_of
+from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiralprune.pipeline.prune.policy import choose_removals
 
 
 class OperatorShapes:

@@ -1,7 +1,7 @@
 """The ``sensitivity`` criterion: the measured rise of the calibration loss when each group alone
-loses a growing share of its units, in ``taylor-group`` order (``spiral.pipeline.prune.taylor``).
+loses a growing share of its units, in ``taylor-group`` order (``spiralprune.pipeline.prune.taylor``).
 
-The registry is ``spiral.pipeline.prune.criteria``.
+The registry is ``spiralprune.pipeline.prune.criteria``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
-from spiral.pipeline.prune.lstm import gate_rows
-from spiral.pipeline.prune.taylor import gradients, out_slices, taylor_group
+from spiralprune.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
+from spiralprune.pipeline.prune.lstm import gate_rows
+from spiralprune.pipeline.prune.taylor import gradients, out_slices, taylor_group
 
 # Shares of a group's units removed at which its loss is measured (denser where deep prunes choose),
 # on at most this many of the calibration batches: each point costs one forward pass per batch.
@@ -77,7 +77,7 @@ def sensitivity_counts(units: int) -> list[int]:
 
 
 def mean_loss(model: nn.Module, calibration: list[Batch]) -> float:
-    """The mean of the batches' loss (``spiral.pipeline.prune.group.loss_of``)."""
+    """The mean of the batches' loss (``spiralprune.pipeline.prune.group.loss_of``)."""
     loss = loss_of(calibration)
     return sum(float(loss(model, batch)) for batch in calibration) / len(calibration)
 

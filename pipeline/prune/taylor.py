@@ -2,7 +2,7 @@
 
 Its scores estimate the change of the loss when a channel is removed, so they compare across layers.
 Also the out-channel slices a group's removal zeroes and the gradient context it is measured in,
-which ``spiral.pipeline.prune.sensitivity`` reuses. The registry is ``spiral.pipeline.prune.criteria``.
+which ``spiralprune.pipeline.prune.sensitivity`` reuses. The registry is ``spiralprune.pipeline.prune.criteria``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
+from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
 
 
 def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:

@@ -1,7 +1,7 @@
 """Torch-Pruning criteria (``tp-magnitude``, ``tp-taylor``, ``tp-bn-scale``): its group importances.
 
 They aggregate over every coupled slice of the group themselves and divide by the group's mean
-(Torch-Pruning's default ``normalizer="mean"``). The registry is ``spiral.pipeline.prune.criteria``.
+(Torch-Pruning's default ``normalizer="mean"``). The registry is ``spiralprune.pipeline.prune.criteria``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from spiral.pipeline.prune.group import Batch, PrunableGroup, loss_of
+from spiralprune.pipeline.prune.group import Batch, PrunableGroup, loss_of
 
 
 def tp_scorer(
@@ -61,7 +61,7 @@ def tp_bn_scale() -> Callable:
     return tp.importance.BNScaleImportance()
 
 
-# The scorers ``spiral.pipeline.prune.criteria.CRITERIA`` names.
+# The scorers ``spiralprune.pipeline.prune.criteria.CRITERIA`` names.
 magnitude = tp_scorer(tp_magnitude, gradients=False)
 taylor = tp_scorer(tp_taylor, gradients=True)
 bn_scale = tp_scorer(tp_bn_scale, gradients=False)

@@ -15,10 +15,10 @@ import torch_pruning as tp
 from torch import Tensor, nn
 from torch_pruning.pruner import function
 
-from spiral.pipeline.prune.attention import split_attention
-from spiral.pipeline.prune.graph import build_graph, out_pruning_fn
-from spiral.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
-from spiral.pipeline.prune.plan import PruningPlan
+from spiralprune.pipeline.prune.attention import split_attention
+from spiralprune.pipeline.prune.graph import build_graph, out_pruning_fn
+from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
+from spiralprune.pipeline.prune.plan import PruningPlan
 
 
 def zero_removed(model: nn.Module, plan: PruningPlan, example_inputs: Tensor) -> nn.Module:

@@ -1,14 +1,14 @@
-"""Where the time goes, as tables: a model's explanation (``spiral profile --explain``, the run report's
-result) and a change's attribution to layers (``spiral compare``, ``spiral gate``), from
-``spiral.deploy.layer_profile``'s numbers."""
+"""Where the time goes, as tables: a model's explanation (``spiralprune profile --explain``, the run report's
+result) and a change's attribution to layers (``spiralprune compare``, ``spiralprune gate``), from
+``spiralprune.deploy.layer_profile``'s numbers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from spiral.pipeline.report import plots
-from spiral.pipeline.report.html import esc, html_plot, html_table
-from spiral.pipeline.report.markdown import md_table
+from spiralprune.pipeline.report import plots
+from spiralprune.pipeline.report.html import esc, html_plot, html_table
+from spiralprune.pipeline.report.markdown import md_table
 
 # Rows shown in a terminal or a pull-request comment; the JSON keeps every layer.
 TOP = 12
@@ -77,7 +77,7 @@ def change_headline(attribution: dict[str, Any]) -> str:
 
 
 def change_markdown(attribution: dict[str, Any] | None) -> list[str]:
-    """The Markdown section of a change's attribution (``spiral compare``, ``spiral gate --baseline-model``)."""
+    """The Markdown section of a change's attribution (``spiralprune compare``, ``spiralprune gate --baseline-model``)."""
     if attribution is None:
         return []
     return ["", "### Which layers account for the change", "", change_summary(attribution), "",

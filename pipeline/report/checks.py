@@ -1,13 +1,13 @@
-"""Checks (``spiral.pipeline.acceptance.Check``) rendered one way, in every report that shows them: the
+"""Checks (``spiralprune.pipeline.acceptance.Check``) rendered one way, in every report that shows them: the
 gate's, and the run's for each try, the recovery and the INT8 stage."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spiral.pipeline.acceptance import Check, format_value
-from spiral.pipeline.report.html import html_table
-from spiral.pipeline.report.markdown import md_table
+from spiralprune.pipeline.acceptance import Check, format_value
+from spiralprune.pipeline.report.html import html_table
+from spiralprune.pipeline.report.markdown import md_table
 
 CHECK_COLUMNS = ("check", "status", "measured", "limit", "margin", "details")
 

@@ -1,5 +1,5 @@
-"""A spiral run's reports: ``report.json`` (versioned), ``report.md`` (a pull-request comment) and
-``report.html`` (plots), all rendered from the one report dictionary, so ``spiral report`` can
+"""A spiralprune run's reports: ``report.json`` (versioned), ``report.md`` (a pull-request comment) and
+``report.html`` (plots), all rendered from the one report dictionary, so ``spiralprune report`` can
 render any finished run again from its ``report.json`` and ledger.
 """
 
@@ -10,22 +10,22 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spiral import __version__
-from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import Profile
-from spiral.deploy.atomic import write_json, write_text
-from spiral.pipeline.report import plots
-from spiral.pipeline.acceptance import Check
-from spiral.pipeline.report.attribution import explain_html, explain_markdown
-from spiral.pipeline.report.checks import checks_html, checks_markdown
-from spiral.pipeline.report.html import esc, html_page, html_plot, html_table
-from spiral.pipeline.report.junit import TestCase, junit_xml
-from spiral.pipeline.report.markdown import md_table
-from spiral.pipeline.ledger import LedgerEntry
-from spiral.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
+from spiralprune import __version__
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.profiler import Profile
+from spiralprune.deploy.atomic import write_json, write_text
+from spiralprune.pipeline.report import plots
+from spiralprune.pipeline.acceptance import Check
+from spiralprune.pipeline.report.attribution import explain_html, explain_markdown
+from spiralprune.pipeline.report.checks import checks_html, checks_markdown
+from spiralprune.pipeline.report.html import esc, html_page, html_plot, html_table
+from spiralprune.pipeline.report.junit import TestCase, junit_xml
+from spiralprune.pipeline.report.markdown import md_table
+from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:
-    from spiral.pipeline.config import RunConfig
+    from spiralprune.pipeline.config import RunConfig
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -80,7 +80,7 @@ def _steps(entries: list[LedgerEntry], run_dir: Path) -> dict:
 
 def result_layers(entries: list[LedgerEntry], run_dir: Path) -> dict | None:
     """Where the time of the run's result goes: the explanation of its measured per-layer profile (its
-    step folder's ``profile.json``; ``spiral.pipeline.report.attribution`` renders it) and, for the plan
+    step folder's ``profile.json``; ``spiralprune.pipeline.report.attribution`` renders it) and, for the plan
     that made its structure, each layer's predicted time (the latency table's, as the search calibrated
     it) beside the measured one where both exist, largest difference first (no ratio where the table
     left nothing once its per-call overhead is taken off). An INT8 result has no prediction (the table
@@ -113,7 +113,7 @@ def step_cells(row: dict, budget: dict) -> list[str]:
 
 def _headline(report: dict) -> tuple[str, str, str]:
     config, budget = report["config"], report["budget"]
-    title = f"spiral: {config['model']} on {config['target']['backend']}"
+    title = f"spiralprune: {config['model']} on {config['target']['backend']}"
     target = f"Final budget: {budget['final']} (teacher {budget['statistic']} {budget['teacher_ms']:.3f} ms)."
     return title, target, f"Outcome: {report['message']}."
 
@@ -129,7 +129,7 @@ def render_markdown(report: dict) -> str:
 
 
 def step_checks(steps: list[dict]) -> list[tuple[str, str, list[Check]]]:
-    """Each try's, the recovery's and the INT8 stage's checks (``spiral.pipeline.acceptance``) with its
+    """Each try's, the recovery's and the INT8 stage's checks (``spiralprune.pipeline.acceptance``) with its
     verdict; a ledger line from before checks were kept has none to show."""
     return [(e["name"], "accepted" if e["accepted"] else "rejected", [Check.from_dict(c) for c in e["checks"]])
             for e in steps if e.get("checks")]
@@ -210,7 +210,7 @@ def render_junit(report: dict) -> str:
     cases.append(
         TestCase("final budget", "spiral.run", "pass" if report["met_budget"] else "fail", report["message"], report["message"])
     )
-    return junit_xml("spiral run", cases)
+    return junit_xml("spiralprune run", cases)
 
 
 def write_reports(
@@ -229,13 +229,13 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     folder = RunFolder(run_dir)
     path = folder.report
     if not path.is_file():
-        raise InputError(f"{run_dir} has no report.json: it is not a finished spiral run")
+        raise InputError(f"{run_dir} has no report.json: it is not a finished spiralprune run")
     try:
         report = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
     if not isinstance(report, dict) or report.get("schema_version") != REPORT_SCHEMA_VERSION:
-        raise InputError(f"{path}: not a spiral run report of schema version {REPORT_SCHEMA_VERSION}")
+        raise InputError(f"{path}: not a spiralprune run report of schema version {REPORT_SCHEMA_VERSION}")
     if folder.ledger.is_file():
         report.update(_steps(folder.entries(), run_dir))
     return report

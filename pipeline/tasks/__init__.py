@@ -10,7 +10,7 @@ and the ONNX export names them (``output_names``): one tensor is ``output``, a t
 a dict (torchvision's segmenters return ``{"out": ...}``) its keys.
 
 The names below are imported from their modules on first use (PEP 562), so that importing
-``spiral.pipeline.tasks.config`` (a run config, a command's ``--help``) imports no torch.
+``spiralprune.pipeline.tasks.config`` (a run config, a command's ``--help``) imports no torch.
 """
 
 import importlib

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.tasks.config import TaskConfig
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.tasks.config import TaskConfig
 
 Outputs = dict[str, Tensor]  # a model's outputs by name, in the order it returns them
 
@@ -59,7 +59,7 @@ def as_returned(outputs: Outputs) -> Any:
 class Metric:
     """A quality metric as rules judge it: its key in the metrics dicts, the factor that shows it (100:
     a fraction shown and budgeted in percent, the units ``max_drop`` points count), its unit and its
-    direction (``spiral.pipeline.tasks.Task.quality`` gives a task's)."""
+    direction (``spiralprune.pipeline.tasks.Task.quality`` gives a task's)."""
 
     name: str = "accuracy"
     scale: float = 100.0
@@ -134,7 +134,7 @@ class Task(ABC):
         """The callable ``task.<key>`` names, imported when first used (a config is validated, and a
         run folder's read, without importing code)."""
         if key not in self._functions:
-            from spiral.pipeline.specs import resolve_callable
+            from spiralprune.pipeline.specs import resolve_callable
 
             self._functions[key] = resolve_callable(getattr(self.config, key), f"task.{key}")
         return self._functions[key]

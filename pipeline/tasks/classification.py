@@ -8,9 +8,9 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.metrics import classification_metrics
-from spiral.pipeline.tasks.base import Outputs, Task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.metrics import classification_metrics
+from spiralprune.pipeline.tasks.base import Outputs, Task
 
 
 class _TopOne:

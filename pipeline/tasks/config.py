@@ -1,4 +1,4 @@
-"""The ``task:`` block of a run config, a gate's and ``spiral quantize``'s: which task, and its parts."""
+"""The ``task:`` block of a run config, a gate's and ``spiralprune quantize``'s: which task, and its parts."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class TaskConfig(BaseModel):
     ``metric`` (custom: ``fn(outputs, targets) -> float`` per batch, averaged over batches weighted by
     their size) with ``metric_name`` and ``higher_is_better``. ``ignore_index``: segmentation's label
     that neither the loss nor the metric counts. ``output``: the output the task reads (a name of
-    ``spiral.pipeline.tasks.output_names``); by default ``out`` when the model returns one, else the first.
+    ``spiralprune.pipeline.tasks.output_names``); by default ``out`` when the model returns one, else the first.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

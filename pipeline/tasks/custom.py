@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.tasks.base import Outputs, Task, as_returned
-from spiral.pipeline.tasks.config import TaskConfig
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.tasks.base import Outputs, Task, as_returned
+from spiralprune.pipeline.tasks.config import TaskConfig
 
 
 class _Average:

@@ -1,6 +1,6 @@
 """Object detection: raw head outputs in the graph, decoded on the host by the user's ``task.postprocess``
 (as deployments with TensorRT often do), trained with ``task.loss``; COCO mAP through torchmetrics'
-``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiral[detection]'``). The host's
+``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiralprune[detection]'``). The host's
 post-processing is not in the measured latency: its median per image (batch 1, ``postprocess_ms``) is
 reported with the metrics, as the speech case reports its features.
 
@@ -16,8 +16,8 @@ import time
 import torch
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.tasks.base import Outputs, Task, as_returned
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.tasks.base import Outputs, Task, as_returned
 
 # torchvision's detection reference counts a detection as reproduced at this IoU; parity asks more.
 PARITY_IOU = 0.9
@@ -33,7 +33,7 @@ class _MeanAveragePrecision:
 
             self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
         except ModuleNotFoundError as exc:  # torchmetrics says which backend is missing
-            raise InputError(f"task detection needs pycocotools: pip install 'spiral[detection]' ({exc})") from None
+            raise InputError(f"task detection needs pycocotools: pip install 'spiralprune[detection]' ({exc})") from None
         self.task, self.samples, self.seconds = task, 0, []
 
     def update(self, outputs: Outputs, targets: list[dict[str, Tensor]]) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from spiral.pipeline.tasks.base import Task
-from spiral.pipeline.tasks.classification import Classification
-from spiral.pipeline.tasks.config import TaskConfig
-from spiral.pipeline.tasks.custom import Custom
-from spiral.pipeline.tasks.detection import Detection
-from spiral.pipeline.tasks.segmentation import Segmentation
+from spiralprune.pipeline.tasks.base import Task
+from spiralprune.pipeline.tasks.classification import Classification
+from spiralprune.pipeline.tasks.config import TaskConfig
+from spiralprune.pipeline.tasks.custom import Custom
+from spiralprune.pipeline.tasks.detection import Detection
+from spiralprune.pipeline.tasks.segmentation import Segmentation
 
 TASKS: dict[str, type[Task]] = {
     "classification": Classification,

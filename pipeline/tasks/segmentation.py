@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.tasks.base import Outputs, Task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.tasks.base import Outputs, Task
 
 
 class _Pixels:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.target_profiles import TargetProfile, parse_target
+from spiralprune.deploy.target_profiles import TargetProfile, parse_target
 
 SSHD = Path("/usr/sbin/sshd")
 HOST_ALIAS = "spiral-test-device"

@@ -42,7 +42,7 @@ class Machine:
         return self.now % cycle >= cycle * (1 - self.busy_share)
 
     def cpu(self) -> tuple[int, int]:
-        """The threads' run and run-queue wait nanoseconds so far, as ``spiral.deploy.sampling.cpu_times``."""
+        """The threads' run and run-queue wait nanoseconds so far, as ``spiralprune.deploy.sampling.cpu_times``."""
         return self.run_ns, self.wait_ns
 
     def slowdown(self) -> float:

@@ -18,8 +18,8 @@ WRITER = """
 import os, sys, tempfile
 from pathlib import Path
 import torch
-from spiral.deploy.atomic import publish_dir, write_json, write_text
-from spiral.pipeline.export import export_onnx
+from spiralprune.deploy.atomic import publish_dir, write_json, write_text
+from spiralprune.pipeline.export import export_onnx
 
 os.umask(int(sys.argv[2], 8))
 out = Path(sys.argv[1])
@@ -49,7 +49,7 @@ def test_outputs_follow_the_process_umask(tmp_path: Path, mask: int):
 
 
 def test_reading_the_umask_leaves_it_as_it_was():
-    from spiral.deploy.atomic import umask
+    from spiralprune.deploy.atomic import umask
 
     before = os.umask(0o027)
     try:

@@ -12,12 +12,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from spiral.deploy import device_runner
-from spiral.deploy.atomic import umask
-from spiral.deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
-from spiral.deploy.device_runner import MANIFEST
-from spiral.deploy.errors import InputError
-from spiral.deploy.target_profiles import list_targets, load_target, parse_target
+from spiralprune.deploy import device_runner
+from spiralprune.deploy.atomic import umask
+from spiralprune.deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
+from spiralprune.deploy.device_runner import MANIFEST
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.target_profiles import list_targets, load_target, parse_target
 
 TRTEXEC_TARGETS = [name for name in list_targets() if load_target(name).backend == "trtexec"]
 TRTEXEC_CASES = [(name, version) for name in TRTEXEC_TARGETS for version in load_target(name).trtexec.tensorrt]
@@ -51,7 +51,7 @@ def test_layout_checksums_and_manifest(tiny_onnx: Path, tmp_path: Path) -> None:
     assert manifest == bundle.manifest and sha(bundle.root / MANIFEST) == bundle.manifest_sha256
     assert manifest["files"] == {name: sha(bundle.root / name) for name in files - {MANIFEST}}
     package = Path(device_runner.__file__).parent  # the runner is shipped whole, each module with its sha256
-    assert {f"runner/spiral/deploy/device_runner/{p.name}" for p in package.glob("*.py")} <= set(manifest["files"])
+    assert {f"runner/spiralprune/deploy/device_runner/{p.name}" for p in package.glob("*.py")} <= set(manifest["files"])
     assert (bundle.root / MODEL_FILE).read_bytes() == tiny_onnx.read_bytes()
     assert manifest["model"]["sha256"] == sha(tiny_onnx) and manifest["model"]["input_shapes"] == {"input": [1, 3, 16, 16]}
     assert manifest["target"]["name"] == "local-cpu" and "ssh" not in manifest["target"]

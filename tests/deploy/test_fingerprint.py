@@ -1,16 +1,16 @@
 import hashlib
 import os
 
-import spiral
-from spiral.deploy.device_runner.manifest import sha256_file
-from spiral.deploy.fingerprint import gpu_clocks, physical_cores, target_fingerprint
+import spiralprune
+from spiralprune.deploy.device_runner.manifest import sha256_file
+from spiralprune.deploy.fingerprint import gpu_clocks, physical_cores, target_fingerprint
 
 
 def test_fingerprint_records_machine_libraries_and_settings():
     fp = target_fingerprint("ort-cpu", threads=2, precision="fp32")
     assert fp["backend"] == "ort-cpu" and fp["threads"] == 2 and fp["precision"] == "fp32"
     assert fp["cpu"] and fp["os"] and fp["python"].startswith("3.")
-    assert fp["spiral"] == spiral.__version__  # what measured it
+    assert fp["spiral"] == spiralprune.__version__  # what measured it
     assert 1 <= fp["physical_cores"] <= fp["logical_cores"] == os.cpu_count()
     import numpy
     import onnxruntime

@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import (
     LayerProfile, LayerTiming, NodeNames, attribute_change, explain, module_path, node_macs, op_kind,
 )
-from spiral.deploy.profiler import Target, profile_model, profile_paired
-from spiral.deploy.sampling import ProfileSettings, sample_rounds
-from spiral.deploy.verdict import Question
-from spiral.pipeline.export import export_onnx
+from spiralprune.deploy.profiler import Target, profile_model, profile_paired
+from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
+from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.export import export_onnx
 from tests.chain_net import CONVS, WIDENED, chain_net
 from tests.deploy.synthetic import Machine
 
@@ -166,7 +166,7 @@ def test_names_that_are_not_traced_stay_onnx_runtimes_and_are_fused(chain):
 
 
 def test_a_backend_without_a_layer_profile_says_so(chain):
-    from spiral.deploy.profiler import layer_sampler
+    from spiralprune.deploy.profiler import layer_sampler
 
     with pytest.raises(InputError, match="per-layer profiles come from: ort-cpu, torch, torch-compile"):
         layer_sampler(object(), "ort-cuda", chain[0], 5)

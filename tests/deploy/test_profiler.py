@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from spiral.deploy.backends.inputs import make_inputs
-from spiral.deploy.errors import InputError
-from spiral.deploy.profiler import (
+from spiralprune.deploy.backends.inputs import make_inputs
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.profiler import (
     SCHEMA_VERSION, MeasuringSession, Profile, ProfileSettings, Target, profile_model, profile_paired,
 )
-from spiral.deploy.verdict import Question
+from spiralprune.deploy.verdict import Question
 
 FAST = ProfileSettings(warmup_s=0.05, block_s=0.01, min_rounds=5, min_duration_s=0.1, max_duration_s=1.0)
 
@@ -74,7 +74,7 @@ def test_load_rejects_what_is_not_a_profile(profile, tmp_path):
     bad = tmp_path / "x.json"
     for content, message in [
         ("{not json", "cannot read profile"),
-        ("[1, 2]", "not a spiral profile"),
+        ("[1, 2]", "not a spiralprune profile"),
         (json.dumps({**profile.to_dict(), "schema_version": 99}), "schema_version 99 is not supported"),
         (json.dumps({**profile.to_dict(), "measurements": [{"batch": 1}]}), "malformed profile"),
     ]:

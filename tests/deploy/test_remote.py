@@ -19,10 +19,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.deploy.bundle import build_bundle
-from spiral.deploy.errors import InputError
-from spiral.deploy.remote import Ssh, deploy_bundle
-from spiral.deploy.target_profiles import TargetProfile
+from spiralprune.deploy.bundle import build_bundle
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.remote import Ssh, deploy_bundle
+from spiralprune.deploy.target_profiles import TargetProfile
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target, server  # noqa: F401 - server is a fixture
 
 

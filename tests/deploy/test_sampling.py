@@ -4,9 +4,9 @@ The goals mirror benchmarks/verdict_calibration.py, which measures the same on r
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings, sample_rounds
-from spiral.deploy.verdict import Question
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
+from spiralprune.deploy.verdict import Question
 from tests.deploy.synthetic import Machine
 
 SETTINGS = ProfileSettings(warmup_s=0.05, block_s=0.02, min_rounds=10, min_duration_s=0.2, max_duration_s=6.0)
@@ -208,7 +208,7 @@ def test_the_threads_wait_is_read_from_the_kernel_beside_real_competing_processe
     import sys
     import time
 
-    from spiral.deploy.sampling import cpu_times, wait_fraction
+    from spiralprune.deploy.sampling import cpu_times, wait_fraction
 
     if cpu_times() is None:
         pytest.skip("the kernel reports no per-thread schedstat here (not Linux)")

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from spiral.deploy.stats import PERCENTILES, median_ci, median_ci_rel, summarize
+from spiralprune.deploy.stats import PERCENTILES, median_ci, median_ci_rel, summarize
 
 
 def test_summarize_matches_numpy():

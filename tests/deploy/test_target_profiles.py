@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.target_profiles import ALIASES, DEFAULT_TRTEXEC, list_targets, load_target, parse_target
-from spiral.pipeline.gate.budget import parse_budget
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.target_profiles import ALIASES, DEFAULT_TRTEXEC, list_targets, load_target, parse_target
+from spiralprune.pipeline.gate.budget import parse_budget
 
 SHIPPED = ["jetson-agx-orin", "jetson-orin-nano", "local-cpu", "x86-gpu"]
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.layer_profile import parse_trtexec_profile
-from spiral.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import parse_trtexec_profile
+from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "trtexec"
 

@@ -1,6 +1,6 @@
 """What a device sends back, and what a bundle manifest names, is data: it lands only where spiral puts it.
 
-The device's ``results/`` tar is unpacked with ``spiral.deploy.remote._extract_results`` (what ``spiral
+The device's ``results/`` tar is unpacked with ``spiralprune.deploy.remote._extract_results`` (what ``spiral
 deploy`` calls after the device ran); whatever names it holds, only plain files under ``results/``
 reach the results folder, and anything else is one InputError line with nothing written outside.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy import device_runner
-from spiral.deploy.errors import InputError
-from spiral.deploy.remote import _extract_results
+from spiralprune.deploy import device_runner
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.remote import _extract_results
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.verdict import Question, Verdict, decide, interval, judge, round_statistic, widened
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.verdict import Question, Verdict, decide, interval, judge, round_statistic, widened
 
 
 def test_decide_compares_the_interval_not_the_estimate():
@@ -55,7 +55,7 @@ def test_bad_questions_are_refused():
 
 
 def test_two_separate_runs_decide_only_changes_beyond_what_moves_between_runs():
-    from spiral.deploy.verdict import judge_runs
+    from spiralprune.deploy.verdict import judge_runs
 
     rng = np.random.default_rng(2)
     base = rng.normal(1.0, 0.01, size=40)

@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from spiral.pipeline.casestudies.images import IMAGE_DIR, build_image_folder
-from spiral.pipeline.casestudies.speech import CLASSES as KEYWORD_CLASSES
-from spiral.pipeline.casestudies.speech import FRAMES, N_MELS
-from spiral.pipeline.casestudies.text import SEQ_LEN, TOPICS, VOCAB_SIZE
-from spiral.pipeline.cli import main
-from spiral.pipeline.config import load_config
-from spiral.pipeline.ledger import read_ledger
-from spiral.pipeline.models import build_model, split_spec
+from spiralprune.pipeline.casestudies.images import IMAGE_DIR, build_image_folder
+from spiralprune.pipeline.casestudies.speech import CLASSES as KEYWORD_CLASSES
+from spiralprune.pipeline.casestudies.speech import FRAMES, N_MELS
+from spiralprune.pipeline.casestudies.text import SEQ_LEN, TOPICS, VOCAB_SIZE
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.config import load_config
+from spiralprune.pipeline.ledger import read_ledger
+from spiralprune.pipeline.models import build_model, split_spec
 from tests.examples.tiny_cases import TINY_SEQ_LEN, TINY_VOCAB
 from tests.pipeline.casestudies.debian import needs_espeak, needs_fashion_mnist, needs_fortunes
 
@@ -45,11 +45,11 @@ def test_configs_match_what_their_builders_write() -> None:
     assert Path(image.data.source) == IMAGE_DIR and image.num_classes == 10
     text = load_config(config_path("text"))
     kwargs = split_spec(text.model)[1]
-    assert text.data.source == "spiral.pipeline.casestudies.text:fortunes_datasets"
+    assert text.data.source == "spiralprune.pipeline.casestudies.text:fortunes_datasets"
     assert (kwargs["vocab_size"], kwargs["seq_len"], kwargs["num_classes"]) == (VOCAB_SIZE, SEQ_LEN, len(TOPICS))
     assert text.input_shape == [1, SEQ_LEN] and text.num_classes == len(TOPICS)
     speech = load_config(config_path("speech"))
-    assert speech.data.source == "spiral.pipeline.casestudies.speech:keyword_datasets"
+    assert speech.data.source == "spiralprune.pipeline.casestudies.speech:keyword_datasets"
     assert speech.input_shape == [1, FRAMES, N_MELS] and speech.num_classes == len(KEYWORD_CLASSES)
 
 
@@ -104,7 +104,7 @@ def test_shortened_image_run(tmp_path: Path) -> None:
 def test_shortened_text_run_removes_heads_and_feed_forward_width(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     model = (
-        "spiral.pipeline.zoo.text_transformer:text_transformer"
+        "spiralprune.pipeline.zoo.text_transformer:text_transformer"
         f"?vocab_size={TINY_VOCAB}&seq_len={TINY_SEQ_LEN}&d_model=32&nhead=4&dim_feedforward=64"
         f"&num_layers=1&num_classes={len(TOPICS)}"
     )
@@ -120,7 +120,7 @@ def test_shortened_text_run_removes_heads_and_feed_forward_width(tmp_path: Path,
 @needs_espeak
 def test_shortened_speech_run_prunes_the_lstm(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    model = f"spiral.pipeline.zoo.lstm:lstm_classifier?n_features={N_MELS}&hidden=32&num_classes={len(KEYWORD_CLASSES)}"
+    model = f"spiralprune.pipeline.zoo.lstm:lstm_classifier?n_features={N_MELS}&hidden=32&num_classes={len(KEYWORD_CLASSES)}"
     config = shortened("speech", model, "tests.examples.tiny_cases:tiny_keywords", [1, FRAMES, N_MELS], {"lstm": 0.5})
     _, plan = run_shortened(config, tmp_path)
     assert "lstm" in {group["root"] for group in plan["groups"]}
@@ -128,10 +128,10 @@ def test_shortened_speech_run_prunes_the_lstm(tmp_path: Path, monkeypatch) -> No
 
 @pytest.mark.parametrize("case", ["segmentation", "detection"])
 def test_task_case_config_is_valid_and_its_model_gives_the_task_s_outputs(case: str) -> None:
-    from spiral.pipeline.tasks import outputs_of
+    from spiralprune.pipeline.tasks import outputs_of
 
     config = load_config(config_path(case))
-    assert config.task.kind == case and config.data.source == f"spiral.pipeline.casestudies.scenes:{case}"
+    assert config.task.kind == case and config.data.source == f"spiralprune.pipeline.casestudies.scenes:{case}"
     model = build_model(config.model).eval()
     with torch.no_grad():
         config.task_model().check(outputs_of(model(torch.zeros(config.input_shape))), config.model)

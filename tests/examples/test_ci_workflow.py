@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from spiral.pipeline.export import export_onnx
+from spiralprune.pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.gate.digits_model import digits_net
 
@@ -102,7 +102,7 @@ def test_the_workflow_gates_the_candidate_against_the_released_model_measured_in
 
     cases = ET.parse(gate / "junit.xml").getroot().find("testsuite").findall("testcase")
     assert [c.get("name") for c in cases] == names
-    assert (gate / "report.md").read_text().startswith("## spiral gate ")
+    assert (gate / "report.md").read_text().startswith("## spiralprune gate ")
     assert "(paired in this job)" in (gate / "report.md").read_text()
     html = (gate / "report.html").read_text()
     # the latency distributions, accuracy vs latency, and the change by layer (measured beside the release)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch.utils.data import TensorDataset
 
-from spiral.pipeline.casestudies.cache import DATA_DIR
-from spiral.pipeline.casestudies.speech import build_keywords, load_feature_datasets
-from spiral.pipeline.casestudies.text import build_fortunes, load_token_datasets
+from spiralprune.pipeline.casestudies.cache import DATA_DIR
+from spiralprune.pipeline.casestudies.speech import build_keywords, load_feature_datasets
+from spiralprune.pipeline.casestudies.text import build_fortunes, load_token_datasets
 
 TINY_SEQ_LEN = 16
 TINY_VOCAB = 400

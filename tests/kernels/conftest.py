@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spiral.kernels.table import LatencyTable
+from spiralprune.kernels.table import LatencyTable
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from spiral.kernels.ops import LSTM, Attention, Conv, Linear
-from spiral.kernels.report import describe, print_layer_tables, staircase_counts
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.zoo.lstm import lstm_classifier
+from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear
+from spiralprune.kernels.report import describe, print_layer_tables, staircase_counts
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.zoo.lstm import lstm_classifier
 
 
 def test_staircase_counts_start_at_the_layer_and_step_down() -> None:

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import onnx_layers, torch_layers, untimed_layers
-from spiral.kernels.ops import LSTM, Attention, Conv, Linear
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.zoo.lstm import lstm_classifier
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import onnx_layers, torch_layers, untimed_layers
+from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.zoo.lstm import lstm_classifier
 
 
 def small_cnn() -> nn.Module:
@@ -64,7 +64,7 @@ def test_multihead_attention_gives_projections_and_core() -> None:
 
 
 def test_head_split_attention_gives_its_core_and_its_linear_children() -> None:
-    from spiral.pipeline.prune.attention import split_attention
+    from spiralprune.pipeline.prune.attention import split_attention
 
     model = split_attention(nn.Sequential(nn.MultiheadAttention(16, 2, batch_first=True)))
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from spiral.deploy.backends import get_backend
-from spiral.deploy.backends.inputs import example_feed
-from spiral.kernels.ops import (
+from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.backends.inputs import example_feed
+from spiralprune.kernels.ops import (
     LSTM,
     OP_KINDS,
     Attention,
@@ -20,7 +20,7 @@ from spiral.kernels.ops import (
     OpSignature,
     empty_graph,
 )
-from spiral.pipeline.export import export_onnx
+from spiralprune.pipeline.export import export_onnx
 
 EXAMPLES: dict[str, OpSignature] = {
     "conv": Conv(1, 6, 10, 9, 11, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 1),

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import onnx_layers, torch_layers
-from spiral.kernels.predictor import Calibration, LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.zoo.lstm import lstm_classifier
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import onnx_layers, torch_layers
+from spiralprune.kernels.predictor import Calibration, LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.zoo.lstm import lstm_classifier
 
 X = torch.zeros(1, 3, 32, 32)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.ops import Conv, Linear
-from spiral.kernels.table import CALL_OVERHEAD_KEY, LatencyTable, fingerprint_digest, stable_fingerprint
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.ops import Conv, Linear
+from spiralprune.kernels.table import CALL_OVERHEAD_KEY, LatencyTable, fingerprint_digest, stable_fingerprint
 
 SMALL = Conv(1, 4, 8, 8, 8, padding=(1, 1, 1, 1))
 

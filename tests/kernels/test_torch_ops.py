@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from spiral.deploy.backends import BACKENDS
-from spiral.deploy.backends.inputs import example_feed
-from spiral.deploy.backends.onnx_io import read_onnx_io
-from spiral.kernels.ops import LSTM, OP_KINDS, Attention, Conv, Linear
-from spiral.kernels.table import CALL_OVERHEAD_KEY, LatencyTable
-from spiral.kernels.torch_ops import torch_module
+from spiralprune.deploy.backends import BACKENDS
+from spiralprune.deploy.backends.inputs import example_feed
+from spiralprune.deploy.backends.onnx_io import read_onnx_io
+from spiralprune.kernels.ops import LSTM, OP_KINDS, Attention, Conv, Linear
+from spiralprune.kernels.table import CALL_OVERHEAD_KEY, LatencyTable
+from spiralprune.kernels.torch_ops import torch_module
 
 EXAMPLES = {
     "conv": Conv(1, 4, 8, 9, 7, padding=(1, 0, 2, 1), stride=(2, 1)),

@@ -1,4 +1,4 @@
-"""``spiral.pipeline.acceptance``: every rule's check, its margin's sign, missing evidence, and ``decide``."""
+"""``spiralprune.pipeline.acceptance``: every rule's check, its margin's sign, missing evidence, and ``decide``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.verdict import Question, judge
-from spiral.pipeline.acceptance import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.verdict import Question, judge
+from spiralprune.pipeline.acceptance import (
     Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
 )
-from spiral.deploy.budget import ParityBudget
-from spiral.pipeline.export import ParityResult
+from spiralprune.deploy.budget import ParityBudget
+from spiralprune.pipeline.export import ParityResult
 
 RNG = np.random.default_rng(0)
 

@@ -1,4 +1,4 @@
-"""``spiral.shrink``, ``export``, ``profile``, ``compare`` and ``load`` on objects a Python user holds."""
+"""``spiralprune.shrink``, ``export``, ``profile``, ``compare`` and ``load`` on objects a Python user holds."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from tiny_spiral import tiny_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-import spiral
-from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.data import digits_datasets
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+import spiralprune
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.pipeline.data import digits_datasets
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
 FAST = ProfileSettings(warmup_s=0.05, block_s=0.005, min_rounds=6, min_duration_s=0.05, max_duration_s=0.5)
 EXAMPLE = torch.zeros(1, 1, 16, 16)
@@ -33,7 +33,7 @@ class Net(nn.Module):
 def test_the_version_is_the_packages() -> None:
     from importlib.metadata import version
 
-    assert spiral.__version__ == version("spiral")
+    assert spiralprune.__version__ == version("spiral")
 
 
 def test_shrink_takes_a_module_and_dataloaders_and_its_result_reloads_from_the_module(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_shrink_takes_a_module_and_dataloaders_and_its_result_reloads_from_the_m
     model = Net()
     train, val = digits_datasets(size=16)
     settings = {key: tiny_config()[key] for key in ("schedule", "prune")}
-    result = spiral.shrink(
+    result = spiralprune.shrink(
         model, DataLoader(train, batch_size=32), DataLoader(val, batch_size=32), EXAMPLE, out=tmp_path / "run",
         target=tiny_config()["target"], budget=tiny_config()["budget"], distill={"epochs": 1}, **settings,
     )
@@ -49,31 +49,31 @@ def test_shrink_takes_a_module_and_dataloaders_and_its_result_reloads_from_the_m
     assert [step.accepted for step in result.steps] == [True]
     pruned = result.model
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
-    reloaded = spiral.load(tmp_path / "run", base=Net())
+    reloaded = spiralprune.load(tmp_path / "run", base=Net())
     assert all(torch.equal(a, b) for a, b in zip(pruned.state_dict().values(), reloaded.state_dict().values()))
-    with pytest.raises(spiral.InputError, match="was given to spiral in Python"):
-        spiral.load(tmp_path / "run")  # the architecture is the user's class: it needs the module
+    with pytest.raises(spiralprune.InputError, match="was given to spiral in Python"):
+        spiralprune.load(tmp_path / "run")  # the architecture is the user's class: it needs the module
 
 
 def test_shrink_refuses_what_is_not_data(tmp_path: Path) -> None:
     train, _ = digits_datasets(size=16)
-    with pytest.raises(spiral.InputError, match="spiral.shrink: validation data is list"):
-        spiral.shrink(Net(), train, [1, 2], EXAMPLE, out=tmp_path / "run")
+    with pytest.raises(spiralprune.InputError, match="spiralprune.shrink: validation data is list"):
+        spiralprune.shrink(Net(), train, [1, 2], EXAMPLE, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_export_profile_and_compare_take_modules(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = Net()
-    exported = spiral.export(model, tmp_path / "m.onnx", example_input=EXAMPLE)
+    exported = spiralprune.export(model, tmp_path / "m.onnx", example_input=EXAMPLE)
     assert exported.parity.passed and exported.onnx.is_file() and exported.input_shape == [1, 1, 16, 16]
-    profile = spiral.profile(model, example_input=EXAMPLE, target={"backend": "ort-cpu", "threads": 1}, settings=FAST)
+    profile = spiralprune.profile(model, example_input=EXAMPLE, target={"backend": "ort-cpu", "threads": 1}, settings=FAST)
     assert profile.measurements[0].samples_ms
-    comparison = spiral.compare(tmp_path / "m.onnx", model, example_input=EXAMPLE,
+    comparison = spiralprune.compare(tmp_path / "m.onnx", model, example_input=EXAMPLE,
                                 target={"backend": "ort-cpu", "threads": 1}, settings=FAST)
     assert comparison.verdict in ("regression", "no regression", "improvement", "inconclusive")
 
 
 def test_a_module_needs_its_example_input(tmp_path: Path) -> None:
-    with pytest.raises(spiral.InputError, match="a module needs an example input"):
-        spiral.export(Net(), tmp_path / "m.onnx")
+    with pytest.raises(spiralprune.InputError, match="a module needs an example input"):
+        spiralprune.export(Net(), tmp_path / "m.onnx")

@@ -1,12 +1,12 @@
-"""``spiral.pipeline.budget``: the run's final budget made concrete by the measured teacher."""
+"""``spiralprune.pipeline.budget``: the run's final budget made concrete by the measured teacher."""
 
 from __future__ import annotations
 
 import pytest
 
-from spiral.pipeline.budget import FinalBudget
-from spiral.pipeline.config import parse_config
-from spiral.pipeline.tasks import build_task
+from spiralprune.pipeline.budget import FinalBudget
+from spiralprune.pipeline.config import parse_config
+from spiralprune.pipeline.tasks import build_task
 from tiny_spiral import tiny_config
 
 TEACHER = {"statistic_ms": 8.0, "metrics": {"accuracy": 0.9}}

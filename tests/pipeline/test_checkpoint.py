@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, save_checkpoint
-from spiral.pipeline.models import build_model
-from spiral.pipeline.prune import PruneConfig, prune
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, save_checkpoint
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.prune import PruneConfig, prune
 
-DEMO = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-TEXT = "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
+DEMO = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT = "spiralprune.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 SHAPE = [1, 1, 16, 16]
 
 

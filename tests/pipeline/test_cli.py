@@ -1,4 +1,4 @@
-"""The command line's conventions: --version, python -m spiral, lazy command imports, help with defaults,
+"""The command line's conventions: --version, python -m spiralprune, lazy command imports, help with defaults,
 options only on the commands where they act, tables as wide as the terminal."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spiral import __version__
-from spiral.pipeline import cli
+from spiralprune import __version__
+from spiralprune.pipeline import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,8 +27,8 @@ def imported_after(argv: list[str]) -> set[str]:
     """The top-level modules ``spiral ARGV`` has imported when it exits."""
     probe = ("import atexit, sys\n"
              "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr))\n"
-             f"sys.argv = ['spiral', *{argv!r}]\n"
-             "import runpy; runpy.run_module('spiral', run_name='__main__')\n")
+             f"sys.argv = ['spiralprune', *{argv!r}]\n"
+             "import runpy; runpy.run_module('spiralprune', run_name='__main__')\n")
     done = python("-c", probe)
     assert done.returncode == 0, done.stderr
     return set(done.stderr.split())
@@ -43,30 +43,30 @@ def test_help_and_version_import_no_command(argv: list[str]):
 @pytest.mark.parametrize("command", list(cli.COMMANDS))
 def test_a_commands_help_imports_no_torch(command: str):
     """Every command's options and defaults are known without the libraries its work needs (torch alone
-    takes seconds to import): ``spiral COMMAND --help`` answers in well under a second."""
+    takes seconds to import): ``spiralprune COMMAND --help`` answers in well under a second."""
     assert not imported_after([command, "--help"]) & {"torch", "onnxruntime", "onnx", "torch_pruning", "matplotlib"}
 
 
 def test_version_is_the_package_version():
-    done = python("-m", "spiral", "--version")
-    assert (done.returncode, done.stdout) == (0, f"spiral {__version__}\n")
+    done = python("-m", "spiralprune", "--version")
+    assert (done.returncode, done.stdout) == (0, f"spiralprune {__version__}\n")
 
 
-def test_python_dash_m_spiral_is_the_command():
-    done = python("-m", "spiral", "--help")
+def test_python_dash_m_spiralprune_is_the_command():
+    done = python("-m", "spiralprune", "--help")
     assert done.returncode == 0
-    assert done.stdout.startswith("usage: spiral [-h] [--version] [--print-completion SHELL] [--debug]")
+    assert done.stdout.startswith("usage: spiralprune [-h] [--version] [--print-completion SHELL] [--debug]")
     assert all(name in done.stdout for name in cli.COMMANDS)
 
 
 def test_an_unknown_command_is_one_line_and_exit_2():
-    done = python("-m", "spiral", "shrink")
+    done = python("-m", "spiralprune", "shrink")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "invalid choice: 'shrink'" in done.stderr
 
 
 def command_parser(command: str) -> argparse.ArgumentParser:
-    parser = cli.Parser(prog=f"spiral {command}")
+    parser = cli.Parser(prog=f"spiralprune {command}")
     cli.add_command_arguments(parser, command)
     return parser
 
@@ -112,7 +112,7 @@ def test_an_option_takes_one_set_of_values_in_every_command(capsys: pytest.Captu
 
 
 def test_tables_follow_the_terminal_width():
-    narrow, wide = (python("-m", "spiral", "targets", env={"COLUMNS": str(width)}) for width in (60, 200))
+    narrow, wide = (python("-m", "spiralprune", "targets", env={"COLUMNS": str(width)}) for width in (60, 200))
     assert narrow.returncode == wide.returncode == 0
     assert max(map(len, narrow.stdout.splitlines())) <= 60
     assert max(map(len, wide.stdout.splitlines())) > 60
@@ -124,7 +124,7 @@ def test_a_missing_optional_dependency_names_its_extra(monkeypatch, capsys: pyte
 
     monkeypatch.setattr(cli.command_module("targets"), "run", needs_nni)
     assert cli.main(["targets"]) == 2
-    assert capsys.readouterr().err == "spiral: error: nni is not installed: pip install 'spiral[nni]'\n"
+    assert capsys.readouterr().err == "spiralprune: error: nni is not installed: pip install 'spiralprune[nni]'\n"
 
 
 def test_a_missing_required_module_stays_an_internal_error(monkeypatch, tmp_path, capsys):

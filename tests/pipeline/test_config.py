@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tiny_spiral import tiny_config
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import load_config, parse_config
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import load_config, parse_config
 
 
 def test_tiny_config_is_valid():
@@ -112,7 +112,7 @@ def test_round_trip(tmp_path: Path):
 def test_a_version_1_config_is_read_in_version_2_s_keys():
     """Version 1 wrote the latency limits flat in ``budget:``, the size as ``max_size_mb``, ``parity:`` at
     the top and the INT8 stage's limits flat in ``quantize:``; the one budget type
-    (``spiral.deploy.budget.Budget``) holds them all, and old configs and run folders still read."""
+    (``spiralprune.deploy.budget.Budget``) holds them all, and old configs and run folders still read."""
     old = {key: value for key, value in tiny_config().items() if key not in ("budget", "version")}
     v1 = parse_config({**old, "version": 1, "parity": {"samples": 8},
                        "budget": {"statistic": "p90", "max_ms": 5.0, "max_size_mb": 2.0, "accuracy": {"max_drop": 0.5}},

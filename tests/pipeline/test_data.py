@@ -7,10 +7,10 @@ from PIL import Image
 from pydantic import ValidationError
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import DataConfig, parse_config
-from spiral.pipeline.data import LoaderSettings, digits_datasets, load_data, load_datasets, splits_of
-from spiral.pipeline.teacher import RunData
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import DataConfig, parse_config
+from spiralprune.pipeline.data import LoaderSettings, digits_datasets, load_data, load_datasets, splits_of
+from spiralprune.pipeline.teacher import RunData
 
 SHAPE = [1, 3, 16, 16]
 

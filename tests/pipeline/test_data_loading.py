@@ -8,10 +8,10 @@ from pathlib import Path
 from torch import nn
 from torch.utils.data import default_collate, get_worker_info
 
-from spiral.pipeline.config import DataConfig
-from spiral.pipeline.data import load_data
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import distill
+from spiralprune.pipeline.config import DataConfig
+from spiralprune.pipeline.data import load_data
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import distill
 from tests.pipeline.test_data import write_image_folder
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.export import check_parity, export_onnx
-from spiral.pipeline.models import build_model
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.export import check_parity, export_onnx
+from spiralprune.pipeline.models import build_model
 
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 @pytest.fixture(scope="module")

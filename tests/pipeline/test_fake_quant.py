@@ -1,4 +1,4 @@
-"""``spiral.pipeline.fake_quant``: the simulation is checked against real ONNX Runtime INT8 models, and
+"""``spiralprune.pipeline.fake_quant``: the simulation is checked against real ONNX Runtime INT8 models, and
 recovery against the real INT8 model of what it trained."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import torch
 from depthwise_net import SHAPE, SIMULATED_AGREEMENT, hostile, trained
 from torch import nn
 
-from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.fake_quant import folded_pairs, recover, simulated_int8
-from spiral.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
-from spiral.pipeline.tasks import build_task
+from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.data import load_datasets
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.fake_quant import folded_pairs, recover, simulated_int8
+from spiralprune.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.tasks import build_task
 
 CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 

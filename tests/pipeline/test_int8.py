@@ -1,4 +1,4 @@
-"""``spiral.pipeline.int8``: post-training INT8, then quantization-aware recovery, then the float fallback,
+"""``spiralprune.pipeline.int8``: post-training INT8, then quantization-aware recovery, then the float fallback,
 on real ONNX Runtime quantization of models trained on the digits."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 import torch
 from depthwise_net import RECOVERED_DROP, SHAPE, hostile, trained
 
-from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.int8 import RECOVERED, Trainable, int8_model
-from spiral.pipeline.quantize import FLOAT, INT8, validation_accuracy
-from spiral.pipeline.tasks import build_task
+from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.data import load_datasets
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.int8 import RECOVERED, Trainable, int8_model
+from spiralprune.pipeline.quantize import FLOAT, INT8, validation_accuracy
+from spiralprune.pipeline.tasks import build_task
 
 CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 

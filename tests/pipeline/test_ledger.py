@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral import __version__
-from spiral.deploy.errors import InputError
-from spiral.pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
+from spiralprune import __version__
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
 from tests.ledger_entries import ledger_entry
 
 

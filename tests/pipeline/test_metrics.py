@@ -5,10 +5,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.metrics import classification_metrics
-from spiral.pipeline.tasks import build_task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.metrics import classification_metrics
+from spiralprune.pipeline.tasks import build_task
 
 CASES = {
     "random 10 classes": (10, range(10), range(10)),

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.models import build_model, given_modules, split_spec, with_kwargs
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.models import build_model, given_modules, split_spec, with_kwargs
 
 
 def test_factory_spec_with_kwargs():
-    model = build_model("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]")
+    model = build_model("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]")
     assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
     assert model.stem[0].out_channels == 8
 

@@ -8,19 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings, Rounds, sample_rounds
-from spiral.deploy.verdict import Question
-from spiral.kernels.ops import OpSignature
-from spiral.kernels.predictor import LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline import plan_search
-from spiral.pipeline.config import ScheduleConfig
-from spiral.pipeline.plan_search import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings, Rounds, sample_rounds
+from spiralprune.deploy.verdict import Question
+from spiralprune.kernels.ops import OpSignature
+from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline import plan_search
+from spiralprune.pipeline.config import ScheduleConfig
+from spiralprune.pipeline.plan_search import (
     LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan,
 )
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 from tests.deploy.synthetic import Machine
 
 X = torch.zeros(1, 1, 16, 16)
@@ -105,7 +105,7 @@ def test_a_step_traces_and_scores_its_model_once(
     table: LatencyTable, allocation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every candidate plan and every operator list the predictor screens come from one trace and one scoring."""
-    import spiral.pipeline.prune.prunable as prunable
+    import spiralprune.pipeline.prune.prunable as prunable
 
     counts = {"traced": 0, "grouped": 0}
     build_graph, candidate_groups = prunable.build_graph, prunable.candidate_groups
@@ -306,7 +306,7 @@ SHORT = ProfileSettings(warmup_s=0.0, block_s=0.0, block_calls=5, min_rounds=10,
 def paired_judge(ms, current_ms: float, limit_ms: float, seed: int):
     """The step's ``measure`` on ``Machine(seed)``: the plan of true latency ``ms(plan)`` in rounds
     beside the current model, asked whether its p50 is at most ``limit_ms``; a plan measured again
-    continues its session, as ``spiral.pipeline.step`` does. Also returns each plan's rounds."""
+    continues its session, as ``spiralprune.pipeline.step`` does. Also returns each plan's rounds."""
     machine = Machine(seed, cv=0.1)
     question = Question("step budget", "candidate", limit_ms / current_ms, "current")
     sessions: dict[PruningPlan, Rounds] = {}

@@ -1,4 +1,4 @@
-"""``spiral quantize``, ``spiral.pipeline.quantize`` and ``spiral.pipeline.float_fallback`` on real ONNX Runtime
+"""``spiralprune quantize``, ``spiralprune.pipeline.quantize`` and ``spiralprune.pipeline.float_fallback`` on real ONNX Runtime
 quantization of a real model.
 
 Acceptance rules are tested with limits far from this machine's speed: a speedup of 0.01x over the
@@ -16,19 +16,19 @@ import onnxruntime as ort
 import pytest
 from depthwise_net import RECOVERED_DROP
 
-from spiral.pipeline.cli import main
-from spiral.pipeline.config import QuantizeConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.float_fallback import float_fallback
-from spiral.pipeline.models import build_model
-from spiral.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
-from spiral.pipeline.data import load_datasets
-from spiral.pipeline.tasks import build_task
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.float_fallback import float_fallback
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.data import load_datasets
+from spiralprune.pipeline.tasks import build_task
 
 CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 
 pytestmark = pytest.mark.slow
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 SHAPE = "1,1,16,16"
 QUICK = ["--max-duration", "1.0", "--threads", "1", "--calibration-batches", "4"]
 
@@ -140,7 +140,7 @@ def test_bad_calibration_data_is_one_line_and_exit_2(factory, message, data_modu
     code = main(["quantize", SPEC, "--data", f"{data_module}:{factory}", "--input-shape", SHAPE, *QUICK,
                  "--out", str(out)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == f"spiral: error: {message}" and not out.exists()
+    assert code == 2 and err == f"spiralprune: error: {message}" and not out.exists()
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
@@ -153,7 +153,7 @@ def test_bad_calibration_data_is_one_line_and_exit_2(factory, message, data_modu
 ])
 def test_bad_settings_are_one_line(flag, value, message, capsys):
     assert main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, flag, value]) == 2
-    assert capsys.readouterr().err.strip() == f"spiral: error: {message}"
+    assert capsys.readouterr().err.strip() == f"spiralprune: error: {message}"
 
 
 # ---- the float fallback ---------------------------------------------------------------------------

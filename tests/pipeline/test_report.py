@@ -1,4 +1,4 @@
-"""Run reports: written at the end of a spiral run, and rendered again by ``spiral report RUN_DIR``."""
+"""Run reports: written at the end of a spiralprune run, and rendered again by ``spiralprune report RUN_DIR``."""
 
 import json
 import xml.etree.ElementTree as ET
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.layer_profile import LayerProfile, LayerTiming
-from spiral.pipeline.cli import main
-from spiral.pipeline.config import parse_config
-from spiral.pipeline.ledger import LedgerEntry, append_entry
-from spiral.pipeline.report.run import step_rows, write_reports
-from spiral.pipeline.report.plots import ParetoPoint, pareto_indices
+from spiralprune.deploy.layer_profile import LayerProfile, LayerTiming
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.config import parse_config
+from spiralprune.pipeline.ledger import LedgerEntry, append_entry
+from spiralprune.pipeline.report.run import step_rows, write_reports
+from spiralprune.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images
@@ -144,9 +144,9 @@ def test_the_report_explains_the_result_with_its_plans_prediction_beside_each_la
 
 
 def test_the_report_shows_the_checks_each_model_was_judged_by(tmp_path):
-    """Every try's checks (``spiral.pipeline.acceptance``), rendered as the gate renders its own: name,
+    """Every try's checks (``spiralprune.pipeline.acceptance``), rendered as the gate renders its own: name,
     status, measured, limit, signed margin and the sentence; a line from before checks has none."""
-    from spiral.pipeline.acceptance import Evidence, MaxSize, QualityLimit, decide
+    from spiralprune.pipeline.acceptance import Evidence, MaxSize, QualityLimit, decide
 
     def checks(accuracy: float) -> list[dict]:
         evidence = Evidence(metrics={"accuracy": accuracy}, size_mb=0.1)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiral.pipeline.config import parse_config
-from spiral.pipeline.report import plots
-from spiral.pipeline.report.run import write_reports
+from spiralprune.pipeline.config import parse_config
+from spiralprune.pipeline.report import plots
+from spiralprune.pipeline.report.run import write_reports
 from tiny_spiral import tiny_config
 from tests.pipeline.test_report import BUDGET, make_run
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.ledger import append_entry
-from spiral.pipeline.models import build_model
-from spiral.pipeline.run_folder import RunFolder, last_accepted
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.run_folder import RunFolder, last_accepted
 from tests.ledger_entries import ledger_entry
 
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 def _run(root: Path, lines: list[tuple[bool, str | None]], *, teacher: bool = True) -> RunFolder:

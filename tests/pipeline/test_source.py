@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.ledger import append_entry
-from spiral.pipeline.models import build_model
-from spiral.pipeline.prune import PruneConfig, prune
-from spiral.pipeline.source import load_source
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.prune import PruneConfig, prune
+from spiralprune.pipeline.source import load_source
 from tests.ledger_entries import ledger_entry
 
-DEMO = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-TEXT = "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
+DEMO = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT = "spiralprune.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 
 
 def test_a_spec_has_no_recorded_input() -> None:
@@ -61,10 +61,10 @@ def test_a_run_folder_stands_for_its_last_accepted_step(tmp_path: Path) -> None:
     [
         ("torchvision:not_a_net", "unknown torchvision model"),
         ("no_such_pkg.mod:f", "cannot import no_such_pkg.mod"),
-        ("spiral.pipeline.zoo.digits_resnet:missing", "has no callable 'missing'"),
-        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?bogus=1", "unexpected keyword argument"),
+        ("spiralprune.pipeline.zoo.digits_resnet:missing", "has no callable 'missing'"),
+        ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?bogus=1", "unexpected keyword argument"),
         ("/does/not/exist", "neither an existing checkpoint or run directory"),
-        ("spiral.pipeline.specs:resolve_callable", "missing"),
+        ("spiralprune.pipeline.specs:resolve_callable", "missing"),
     ],
 )
 def test_bad_specs(spec, message):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from spiral import __version__ as spiral_version
-from spiral.pipeline.cli import main
-from spiral.pipeline.config import ScheduleConfig
-from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
-from spiral.pipeline.ledger import read_ledger
-from spiral.pipeline.plan_search import MAX_MEASURED
-from spiral.pipeline.spiral import step_reduction
+from spiralprune import __version__ as spiral_version
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.config import ScheduleConfig
+from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiralprune.pipeline.ledger import read_ledger
+from spiralprune.pipeline.plan_search import MAX_MEASURED
+from spiralprune.pipeline.spiral import step_reduction
 from tests.pipeline.compare.html_checks import inline_images
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def spiral(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "spiral.pipeline.cli", *args],
+        [sys.executable, "-m", "spiralprune.pipeline.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -40,8 +40,8 @@ def report_teacher_ms(out: Path) -> float:
 
 def assert_result_explained(out: Path, capsys) -> None:
     """The result's step measured its candidate by layer between the judged rounds, and the run report
-    shows that explanation (the section ``spiral compare`` and the gate share) with the chosen plan's
-    per-layer prediction beside the measured times; ``spiral report`` renders it again."""
+    shows that explanation (the section ``spiralprune compare`` and the gate share) with the chosen plan's
+    per-layer prediction beside the measured times; ``spiralprune report`` renders it again."""
     report = json.loads((out / "report.json").read_text())
     (step,) = report["steps"]
     section = report["layers"]

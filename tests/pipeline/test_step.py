@@ -11,20 +11,20 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from spiral.deploy.verdict import Question
-from spiral.pipeline.config import RunConfig
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
-from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
-from spiral.pipeline.run_folder import RunFolder
-from spiral.pipeline.step import Reference, Tries, probe_cost
-from spiral.pipeline.teacher import RunData
-from spiral.pipeline.training import Trainee
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.config import RunConfig
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.step import Reference, Tries, probe_cost
+from spiralprune.pipeline.teacher import RunData
+from spiralprune.pipeline.training import Trainee
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 from tiny_spiral import tiny_config
 
 
-LINEAGE = ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]", [])
+LINEAGE = ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]", [])
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import distill
-from spiral.pipeline.teacher import trained_model
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import distill
+from spiralprune.pipeline.teacher import trained_model
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&num_classes=3"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&num_classes=3"
 DATA = TensorDataset(torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3)
 TRAINING = DistillConfig(epochs=1, batch_size=8, early_stopping_patience=None, bn_recalibration_batches=0)
 

@@ -10,21 +10,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import spiral
-from spiral.deploy.errors import InputError
-from spiral.pipeline.cli import main
-from spiral.pipeline.config import DistributedConfig
-from spiral.pipeline.data import digits_datasets
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.ddp import DataRef
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.ledger import read_ledger
-from spiral.pipeline.tasks import TaskConfig, build_task
-from spiral.pipeline.training import Processes, Trainee, train
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+import spiralprune
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.config import DistributedConfig
+from spiralprune.pipeline.data import digits_datasets
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.ddp import DataRef
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.ledger import read_ledger
+from spiralprune.pipeline.tasks import TaskConfig, build_task
+from spiralprune.pipeline.training import Processes, Trainee, train
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
 HERE = "tests.pipeline.test_training"  # as the job's processes import it, from the working directory
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
 
 
 def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -80,7 +80,7 @@ def test_data_given_as_python_objects_is_refused_with_more_than_one_process(tmp_
     train, val = digits_datasets(size=16)
     torch.manual_seed(0)
     with pytest.raises(InputError) as info:
-        spiral.shrink(digits_resnet(width=8, blocks=(1, 1, 1, 1)), train, val, torch.zeros(1, 1, 16, 16),
+        spiralprune.shrink(digits_resnet(width=8, blocks=(1, 1, 1, 1)), train, val, torch.zeros(1, 1, 16, 16),
                       out=tmp_path / "run", distributed={"processes": 2})
     assert str(info.value) == (
         "distributed training on 2 processes reads the data in every process: data given as Python objects "
@@ -95,7 +95,7 @@ def test_more_than_one_node_is_refused_before_any_work(write_config, tmp_path: P
     args = ["--nnodes", "2", "--rdzv-endpoint", "localhost:29500"]
     assert main(["run", str(write_config()), "--out", str(out), *args]) == 2
     assert capsys.readouterr().err.strip() == (
-        "spiral: error: distributed.nnodes 2: a run trains on one node so far (spiral run on node_rank > 0 does not "
+        "spiralprune: error: distributed.nnodes 2: a run trains on one node so far (spiralprune run on node_rank > 0 does not "
         "yet join node 0's trainings); set nnodes 1 and processes per node"
     )
     assert not out.exists()

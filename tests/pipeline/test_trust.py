@@ -18,13 +18,13 @@ import pytest
 import yaml
 from tiny_spiral import TINY_MODEL, tiny_config
 
-from spiral.pipeline.checkpoint import MANIFEST, MAX_MANIFEST_BYTES, WEIGHTS, save_checkpoint
-from spiral.pipeline.cli import COMMANDS, main
-from spiral.pipeline.config import parse_config
-from spiral.pipeline.distill import ddp
-from spiral.pipeline.ledger import MAX_LINE_BYTES
-from spiral.pipeline.models import build_model
-from spiral.pipeline.report.run import REPORT_SCHEMA_VERSION
+from spiralprune.pipeline.checkpoint import MANIFEST, MAX_MANIFEST_BYTES, WEIGHTS, save_checkpoint
+from spiralprune.pipeline.cli import COMMANDS, main
+from spiralprune.pipeline.config import parse_config
+from spiralprune.pipeline.distill import ddp
+from spiralprune.pipeline.ledger import MAX_LINE_BYTES
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.report.run import REPORT_SCHEMA_VERSION
 from tests.ledger_entries import ledger_entry
 
 SHAPE = [1, 1, 16, 16]
@@ -74,7 +74,7 @@ def checkpoint(directory: Path, spec: str = TINY_MODEL) -> Path:
 
 def refusal(folder: Path, spec: str) -> str:
     module, target = spec.partition(":")[0], spec.partition("?")[0]
-    return (f"spiral: error: {folder / MANIFEST} names code from module {module!r} ({target!r}); spiral imports no "
+    return (f"spiralprune: error: {folder / MANIFEST} names code from module {module!r} ({target!r}); spiral imports no "
             "code named inside a file it reads unless you allow it: if you trust this folder (your own checkpoints "
             "record the spec you gave), pass --trust-model-code or set trust_model_code: true in your run config")
 
@@ -165,7 +165,7 @@ def test_code_named_in_a_checkpoint_is_refused(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == refusal(folder, spec)
-    assert err.count("spiral: error:") == 1
+    assert err.count("spiralprune: error:") == 1
     assert not (cwd / "PWNED").exists()
     assert LOCAL_MODULE not in sys.modules
 
@@ -173,18 +173,18 @@ def test_code_named_in_a_checkpoint_is_refused(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&stamp=2020-01-01",
+        ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]&stamp=2020-01-01",
          "keyword arguments must be plain JSON values"),
-        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=!!binary%20AAAA",
+        ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=!!binary%20AAAA",
          "keyword arguments must be plain JSON values"),
-        ("spiral.pipeline.zoo.digits_resnet:digits_resnet?width=[", "malformed keyword arguments after '?'"),
+        ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=[", "malformed keyword arguments after '?'"),
     ],
 )
 def test_keyword_arguments_from_a_file_are_plain_json(
     spec: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(_prune(checkpoint(tmp_path / "downloaded", spec), tmp_path)[0]) == 2
-    assert capsys.readouterr().err == f"spiral: error: model '{spec}': {message}\n"
+    assert capsys.readouterr().err == f"spiralprune: error: model '{spec}': {message}\n"
 
 
 def test_spiral_zoo_and_torchvision_load_without_asking(tmp_path: Path) -> None:
@@ -194,10 +194,12 @@ def test_spiral_zoo_and_torchvision_load_without_asking(tmp_path: Path) -> None:
     assert main(["prune", str(folder), "--input-shape", "1,3,32,32", "--out", str(tmp_path / "tv-pruned")]) == 0
 
 
-def test_specs_from_before_the_spiral_names_load_spirals_zoo(tmp_path: Path) -> None:
-    """Checkpoints and configs from before spiral's ``spiral.*`` names name the zoo without the ``spiral.``
-    prefix: that is spiral's zoo, not whatever top-level package of that name is installed."""
-    legacy = TINY_MODEL.removeprefix("spiral.")
+@pytest.mark.parametrize("prefix", ["", "spiral."])
+def test_specs_from_before_the_spiralprune_names_load_its_zoo(prefix: str, tmp_path: Path) -> None:
+    """Checkpoints and configs from before spiral's ``spiral.*`` names name the zoo without a prefix, and those
+    from before the import name ``spiralprune`` with ``spiral.``: that is spiralprune's zoo, not whatever package
+    of that name is installed (``spiral`` is another distribution's import name)."""
+    legacy = prefix + TINY_MODEL.removeprefix("spiralprune.")
     assert main(_prune(checkpoint(tmp_path / "old", legacy), tmp_path)[0]) == 0  # read from a checkpoint
     assert type(build_model(legacy)) is type(build_model(TINY_MODEL))  # typed
     assert legacy.partition(".")[0] not in sys.modules
@@ -231,7 +233,7 @@ def test_trust_model_code_in_the_run_config_allows_it(cwd: Path, tmp_path: Path,
                         tiny_config(model=str(folder), teacher_training=None, trust_model_code=True))
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"spiral: error: model '{folder}' outputs shape [1, 3]; expected [batch, num_classes=10]")
+        f"spiralprune: error: model '{folder}' outputs shape [1, 3]; expected [batch, num_classes=10]")
     assert (cwd / "PWNED").exists()
     assert "trust_model_code" not in json.loads((tmp_path / "run" / "config.json").read_text())
 
@@ -245,22 +247,22 @@ def test_a_run_reloads_its_own_checkpoints_of_the_factory_its_config_names(cwd: 
     (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"spiral: error: model '{spec}' outputs shape [1, 3]; expected [batch, num_classes=10]")
+        f"spiralprune: error: model '{spec}' outputs shape [1, 3]; expected [batch, num_classes=10]")
 
 
 @pytest.mark.parametrize("trusted", [False, True])
 def test_a_distillation_job_names_checkpoints_under_the_same_rule(
     trusted: bool, cwd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``python -m spiral.pipeline.distill.ddp JOB.json``: its ``trust_model_code`` key allows what the flag allows."""
+    """``python -m spiralprune.pipeline.distill.ddp JOB.json``: its ``trust_model_code`` key allows what the flag allows."""
     folder = _trusted_checkpoint(cwd)
     job = {"student": {"spec": str(folder)}, "data": {"source": "no-such-data", "input_shape": SHAPE},
            "output_dir": str(tmp_path / "out"), "trust_model_code": trusted}
     (tmp_path / "job.json").write_text(json.dumps(job))
     assert ddp.main([str(tmp_path / "job.json")]) == 2
     expected = ("data 'no-such-data' does not exist and is not a 'package.module:factory' spec" if trusted
-                else refusal(folder, f"{LOCAL_MODULE}:tiny").removeprefix("spiral: error: "))
-    assert capsys.readouterr().err == f"spiral distill: error: {expected}\n"
+                else refusal(folder, f"{LOCAL_MODULE}:tiny").removeprefix("spiralprune: error: "))
+    assert capsys.readouterr().err == f"spiralprune distill: error: {expected}\n"
     assert (cwd / "PWNED").exists() == trusted
 
 
@@ -311,7 +313,7 @@ def test_escaping_or_damaged_checkpoints_are_refused(
     damage(folder, tmp_path)
     assert main(_prune(folder, tmp_path)[0]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"spiral: error: {message.format(f=folder)}") and err.count("\n") == 1
+    assert err.startswith(f"spiralprune: error: {message.format(f=folder)}") and err.count("\n") == 1
 
 
 # ---- run folders: ledger lines are data, and their step folders stay inside the run ------------
@@ -366,8 +368,8 @@ def test_hostile_ledger_lines_are_refused(
         ledger.write(make(tmp_path))
     assert main(command(run, tmp_path)) == 2
     err = capsys.readouterr().err
-    assert err.splitlines()[-1] == "spiral: error: " + message.format(ledger=run / "ledger.jsonl", run=run)
-    assert err.count("spiral: error:") == 1
+    assert err.splitlines()[-1] == "spiralprune: error: " + message.format(ledger=run / "ledger.jsonl", run=run)
+    assert err.count("spiralprune: error:") == 1
     assert not (tmp_path / "report.md").exists()
 
 
@@ -399,11 +401,11 @@ RESUMED: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "teacher-symlink": (_teacher_linked_out, "run folder: 'teacher/model' points outside {run}"),
     "step-model-symlink": (_step_model_linked_out, "run folder: 'steps/step-01-try-1/model' points outside {run}"),
     "config-not-json": (lambda run, tmp: (run / "config.json").write_text("os:system"),
-                        "{run}/config.json is not a spiral run config (Expecting value: line 1 column 1 (char 0))"),
+                        "{run}/config.json is not a spiralprune run config (Expecting value: line 1 column 1 (char 0))"),
     "config-not-object": (lambda run, tmp: (run / "config.json").write_text("[1]"),
-                          "{run}/config.json is not a spiral run config (not a JSON object)"),
+                          "{run}/config.json is not a spiralprune run config (not a JSON object)"),
     "config-giant": (lambda run, tmp: (run / "config.json").write_bytes(b" " * (2 << 20)),
-                     "{run}/config.json is not a spiral run config (larger than 1024 KiB)"),
+                     "{run}/config.json is not a spiralprune run config (larger than 1024 KiB)"),
     "config-symlink": (lambda run, tmp: ((run / "config.json").unlink(), (tmp / "c.json").write_text("{}"),
                                          (run / "config.json").symlink_to(tmp / "c.json")),
                        "run folder: 'config.json' points outside {run}"),
@@ -417,8 +419,8 @@ def test_a_resumed_run_folder_is_read_as_data(kind: str, tmp_path: Path, capsys:
     damage(run, tmp_path)
     assert main(["run", str(config), "--out", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines()[-1] == "spiral: error: " + message.format(run=run)
-    assert err.count("spiral: error:") == 1
+    assert err.splitlines()[-1] == "spiralprune: error: " + message.format(run=run)
+    assert err.count("spiralprune: error:") == 1
 
 
 def test_a_checkpoints_pretrained_weights_keyword_is_not_fetched(tmp_path: Path, monkeypatch) -> None:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.models import build_model
-from spiral.pipeline.source import load_source
-from spiral.pipeline.weights import load_weights
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.weights import load_weights
 
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_unreadable_files_are_one_line(content: bytes, tmp_path: Path) -> None:
 
 
 def test_weights_for_a_checkpoint_are_refused(trained, tmp_path: Path) -> None:
-    from spiral.pipeline.checkpoint import save_checkpoint
+    from spiralprune.pipeline.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "ckpt", base_spec=SPEC, plans=[], model=trained, input_shape=[1, 1, 8, 8])
     with pytest.raises(InputError, match="weights apply to a model spec"):

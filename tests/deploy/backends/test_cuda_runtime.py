@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from spiral.deploy.fingerprint import gpu_info
+from spiralprune.deploy.fingerprint import gpu_info
 
 pytestmark = [
     pytest.mark.gpu,
@@ -15,7 +15,7 @@ pytestmark = [
 
 
 def test_round_trip_through_device_memory_and_event_timing():
-    from spiral.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
+    from spiralprune.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
 
     assert "(sm_" in device_name()
     host = np.arange(1 << 20, dtype=np.float32)

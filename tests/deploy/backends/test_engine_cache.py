@@ -1,7 +1,7 @@
 import dataclasses
 
-from spiral.deploy.atomic import write_bytes
-from spiral.deploy.backends.engine_cache import EngineSpec
+from spiralprune.deploy.atomic import write_bytes
+from spiralprune.deploy.backends.engine_cache import EngineSpec
 
 SPEC = EngineSpec(
     onnx_sha256="ab" * 32, trt_version="10.7.0", gpu="NVIDIA H100 80GB HBM3 (sm_90)",

@@ -2,8 +2,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from spiral.deploy.backends.ort_cpu import OrtCpuBackend
-from spiral.deploy.errors import InputError
+from spiralprune.deploy.backends.ort_cpu import OrtCpuBackend
+from spiralprune.deploy.errors import InputError
 
 
 def test_runs_with_fixed_threads_and_records_the_session_settings(tiny_onnx):
@@ -21,7 +21,7 @@ def test_runs_with_fixed_threads_and_records_the_session_settings(tiny_onnx):
 
 
 def test_default_threads_is_the_physical_core_count(tiny_onnx):
-    from spiral.deploy.fingerprint import physical_cores
+    from spiralprune.deploy.fingerprint import physical_cores
 
     assert OrtCpuBackend(tiny_onnx).load().settings["threads"] == physical_cores()
 

@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem, trt_major
+from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem, trt_major
 
 
 def _model(path, *, fp16_weight=False, qdq=False):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spiral.deploy.backends.trtexec import build_command, shape_arg, trace_command
+from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
 
 DYNAMIC = {"input": (["batch", 3, 16, 16], np.dtype(np.float32))}
 STATIC = {"input": ([1, 3, 16, 16], np.dtype(np.float32))}
@@ -39,7 +39,7 @@ def test_old_8x_build_uses_workspace_and_static_models_get_no_shapes():
 
 
 def test_11x_build_has_no_precision_flags_because_builder_flags_has_none():
-    from spiral.deploy.backends.tensorrt_build import builder_flags
+    from spiralprune.deploy.backends.tensorrt_build import builder_flags
 
     cmd = build((11, 0, 0), flags=builder_flags("11.0.0", "fp16", False))
     assert not {"--fp16", "--int8"} & set(cmd)

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spiral.deploy.bundle import RUNNER, RUNNER_DIR, Bundle
-from spiral.deploy.target_profiles import parse_target
+from spiralprune.deploy.bundle import RUNNER, RUNNER_DIR, Bundle
+from spiralprune.deploy.target_profiles import parse_target
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 JETSON = FIXTURES / "jetson"
@@ -26,7 +26,7 @@ def cpu_target(**overrides: object):
 
 
 def run_runner(bundle: Bundle, cache: Path, python: list[str] | None = None) -> subprocess.CompletedProcess:
-    """``python -m spiral.deploy.device_runner run`` in the bundle folder with only its ``runner/`` on PYTHONPATH."""
+    """``python -m spiralprune.deploy.device_runner run`` in the bundle folder with only its ``runner/`` on PYTHONPATH."""
     argv = [*(python or [sys.executable]), "-m", RUNNER, "run", "--bundle", str(bundle.root),
             "--manifest-sha256", bundle.manifest_sha256, "--cache", str(cache)]
     env = {**os.environ, "PYTHONPATH": str(bundle.root / RUNNER_DIR)}

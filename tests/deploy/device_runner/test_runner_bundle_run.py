@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.bundle import RUNNER_DIR, RUNNER_FILES, build_bundle, runner_command
-from spiral.deploy.device_runner.errors import ERROR_MARK, EXIT_ERROR
-from spiral.deploy.device_runner.facts import count_physical_cores
-from spiral.deploy.profiler import SCHEMA_VERSION, Measurement, Profile, ProfileSettings
+from spiralprune.deploy.bundle import RUNNER_DIR, RUNNER_FILES, build_bundle, runner_command
+from spiralprune.deploy.device_runner.errors import ERROR_MARK, EXIT_ERROR
+from spiralprune.deploy.device_runner.facts import count_physical_cores
+from spiralprune.deploy.profiler import SCHEMA_VERSION, Measurement, Profile, ProfileSettings
 from tests.deploy.device_runner.runner_bundles import cpu_target, run_runner
 
 
@@ -58,7 +58,7 @@ def test_run_writes_a_profile_and_reuses_the_engine(tiny_onnx: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_the_bundle_runs_with_nothing_of_spiral_but_the_bundle(tiny_onnx: Path, tmp_path: Path) -> None:
-    """``spiral deploy``'s own command line, in a copy of the bundle, by an interpreter without site (so without
+    """``spiralprune deploy``'s own command line, in a copy of the bundle, by an interpreter without site (so without
     spiral's editable install); numpy and onnxruntime come from a PYTHONPATH entry as on a device."""
     bundle = build_bundle(tiny_onnx, cpu_target(), tmp_path / "built")
     device = tmp_path / "device" / "runs" / "1"
@@ -78,11 +78,11 @@ def test_the_bundle_runs_with_nothing_of_spiral_but_the_bundle(tiny_onnx: Path, 
     # editable install of spiral comes after PYTHONPATH).
     for python in (str(bare), sys.executable):
         where = subprocess.run(
-            [python, "-c", "import spiral.deploy.device_runner.cli as c, spiral.deploy.sampling as s; print(c.__file__, s.__file__)"],
+            [python, "-c", "import spiralprune.deploy.device_runner.cli as c, spiralprune.deploy.sampling as s; print(c.__file__, s.__file__)"],
             cwd=device, env={**env, "PYTHONPATH": f"{device / RUNNER_DIR}{os.pathsep}{libraries}"},
             capture_output=True, text=True, check=True).stdout.split()
-        assert where == [str(device / RUNNER_DIR / "spiral" / "deploy" / "device_runner" / "cli.py"),
-                         str(device / RUNNER_DIR / "spiral" / "deploy" / "sampling.py")]
+        assert where == [str(device / RUNNER_DIR / "spiralprune" / "deploy" / "device_runner" / "cli.py"),
+                         str(device / RUNNER_DIR / "spiralprune" / "deploy" / "sampling.py")]
 
 
 def test_missing_trtexec_is_one_line(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_trtexec_target_on_this_machine(tiny_onnx: Path, tmp_path: Path) -> None
     if binary is None:
         pytest.skip("no trtexec here: building and profiling with trtexec needs TensorRT on an NVIDIA GPU "
                     "(a Jetson for the Jetson targets)")
-    from spiral.deploy.trtexec_parse import parse_version
+    from spiralprune.deploy.trtexec_parse import parse_version
 
     help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=False).stdout
     major, minor, _ = parse_version(help_text)

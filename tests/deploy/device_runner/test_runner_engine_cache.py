@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.device_runner.engine_cache import ENGINE_FILE, build_engine, cache_entry
-from spiral.deploy.device_runner.errors import DeviceError
+from spiralprune.deploy.device_runner.engine_cache import ENGINE_FILE, build_engine, cache_entry
+from spiralprune.deploy.device_runner.errors import DeviceError
 
 # A real build command: writes the engine file named by {engine}, or not.
 WRITES_ENGINE = [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('engine'); print('built')", "{engine}"]

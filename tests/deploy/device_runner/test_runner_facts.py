@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.device_runner.facts import (count_physical_cores, device_facts, parse_cpuinfo_cores,
+from spiralprune.deploy.device_runner.facts import (count_physical_cores, device_facts, parse_cpuinfo_cores,
                                         parse_nv_tegra_release, parse_nvpmodel, read_clocks, sysfs_cores)
 from tests.deploy.device_runner.runner_bundles import JETSON
 

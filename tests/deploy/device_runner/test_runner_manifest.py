@@ -1,4 +1,4 @@
-"""``deploy/device_runner/manifest.py``: checksum verification of bundles built by ``spiral.deploy.bundle``."""
+"""``deploy/device_runner/manifest.py``: checksum verification of bundles built by ``spiralprune.deploy.bundle``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.bundle import build_bundle
-from spiral.deploy.device_runner.errors import DeviceError
-from spiral.deploy.device_runner.manifest import verify_bundle
+from spiralprune.deploy.bundle import build_bundle
+from spiralprune.deploy.device_runner.errors import DeviceError
+from spiralprune.deploy.device_runner.manifest import verify_bundle
 from tests.deploy.device_runner.runner_bundles import cpu_target
 
 
@@ -30,13 +30,13 @@ def test_a_missing_file_or_other_manifest_fails_verification(tiny_onnx: Path, tm
     bundle = build_bundle(tiny_onnx, cpu_target(), tmp_path / "b")
     with pytest.raises(DeviceError, match="manifest.json is missing or differs"):
         verify_bundle(bundle.root, "0" * 64)
-    (bundle.root / "runner/spiral/deploy/stats.py").unlink()
-    with pytest.raises(DeviceError, match="runner/spiral/deploy/stats.py is missing"):
+    (bundle.root / "runner/spiralprune/deploy/stats.py").unlink()
+    with pytest.raises(DeviceError, match="runner/spiralprune/deploy/stats.py is missing"):
         verify_bundle(bundle.root, bundle.manifest_sha256)
 
 
 def test_a_missing_module_of_the_runner_fails_verification(tiny_onnx: Path, tmp_path: Path) -> None:
     bundle = build_bundle(tiny_onnx, cpu_target(), tmp_path / "b")
-    (bundle.root / "runner/spiral/deploy/device_runner/power.py").unlink()
-    with pytest.raises(DeviceError, match="runner/spiral/deploy/device_runner/power.py is missing"):
+    (bundle.root / "runner/spiralprune/deploy/device_runner/power.py").unlink()
+    with pytest.raises(DeviceError, match="runner/spiralprune/deploy/device_runner/power.py is missing"):
         verify_bundle(bundle.root, bundle.manifest_sha256)

@@ -9,8 +9,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from spiral.deploy import device_runner
-from spiral.deploy.bundle import RUNNER, RUNNER_DIR, RUNNER_FILES
+from spiralprune.deploy import device_runner
+from spiralprune.deploy.bundle import RUNNER, RUNNER_DIR, RUNNER_FILES
 
 
 def _shipped_modules() -> dict[str, str]:
@@ -27,7 +27,7 @@ def test_every_module_of_the_runner_package_is_shipped() -> None:
     modules = _shipped_modules()
     assert {f"{RUNNER}.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"} | {RUNNER} == {
         m for m in modules if m.startswith(RUNNER)}
-    assert f"{RUNNER}.__main__" in modules  # python3 -m spiral.deploy.device_runner
+    assert f"{RUNNER}.__main__" in modules  # python3 -m spiralprune.deploy.device_runner
 
 
 def test_shipped_runner_imports_only_the_standard_library_numpy_onnxruntime_and_its_modules() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.deploy.device_runner.errors import DeviceError
-from spiral.deploy.device_runner.facts import parse_nvpmodel
-from spiral.deploy.device_runner.power import check_power
+from spiralprune.deploy.device_runner.errors import DeviceError
+from spiralprune.deploy.device_runner.facts import parse_nvpmodel
+from spiralprune.deploy.device_runner.power import check_power
 from tests.deploy.device_runner.runner_bundles import JETSON
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.device_runner.errors import DeviceError
-from spiral.deploy.device_runner.results import profile_json, read_trace
+from spiralprune.deploy.device_runner.errors import DeviceError
+from spiralprune.deploy.device_runner.results import profile_json, read_trace
 from tests.deploy.device_runner.runner_bundles import FIXTURES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.deploy.device_runner.runtimes import version_matches
+from spiralprune.deploy.device_runner.runtimes import version_matches
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spiral.deploy import device_runner
-from spiral.deploy.device_runner.steps import RUNNER_ROOT, fill, step_env
+from spiralprune.deploy import device_runner
+from spiralprune.deploy.device_runner.steps import RUNNER_ROOT, fill, step_env
 
 
 def test_placeholders_are_filled() -> None:
@@ -18,9 +18,9 @@ def test_placeholders_are_filled() -> None:
 
 
 def test_steps_import_the_runner_they_run_under(tmp_path) -> None:
-    assert (RUNNER_ROOT / "spiral" / "__init__.py").is_file()
+    assert (RUNNER_ROOT / "spiralprune" / "__init__.py").is_file()
     env = step_env()
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(RUNNER_ROOT)
-    where = subprocess.run([sys.executable, "-c", "import spiral.deploy.device_runner as d; print(d.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import spiralprune.deploy.device_runner as d; print(d.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).resolve() == Path(device_runner.__file__).resolve()

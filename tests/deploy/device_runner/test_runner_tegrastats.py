@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.deploy.device_runner.tegrastats import parse_tegrastats
+from spiralprune.deploy.device_runner.tegrastats import parse_tegrastats
 from tests.deploy.device_runner.runner_bundles import JETSON
 
 

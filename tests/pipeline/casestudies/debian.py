@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from spiral.pipeline.casestudies.images import FASHION_MNIST
-from spiral.pipeline.casestudies.text import FORTUNES
+from spiralprune.pipeline.casestudies.images import FASHION_MNIST
+from spiralprune.pipeline.casestudies.text import FORTUNES
 
 
 def _needs(present: bool, package: str) -> pytest.MarkDecorator:

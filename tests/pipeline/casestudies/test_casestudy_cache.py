@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies.cache import BUILDERS_VERSION, cached_build, read_manifest, require_source
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies.cache import BUILDERS_VERSION, cached_build, read_manifest, require_source
 
 
 def test_built_once_per_key_and_rebuilt_for_another(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies import images
-from spiral.pipeline.casestudies.images import CLASSES, build_image_folder, read_idx
-from spiral.pipeline.data import load_datasets
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies import images
+from spiralprune.pipeline.casestudies.images import CLASSES, build_image_folder, read_idx
+from spiralprune.pipeline.data import load_datasets
 from tests.pipeline.casestudies.debian import needs_fashion_mnist
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies import speech
-from spiral.pipeline.casestudies.cache import read_manifest
-from spiral.pipeline.casestudies.speech import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies import speech
+from spiralprune.pipeline.casestudies.cache import read_manifest
+from spiralprune.pipeline.casestudies.speech import (
     CLASSES,
     FRAMES,
     N_MELS,

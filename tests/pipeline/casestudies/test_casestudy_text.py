@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies import text
-from spiral.pipeline.casestudies.cache import read_manifest
-from spiral.pipeline.casestudies.text import Tokenizer, build_fortunes, load_token_datasets, read_fortunes, tokenize
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies import text
+from spiralprune.pipeline.casestudies.cache import read_manifest
+from spiralprune.pipeline.casestudies.text import Tokenizer, build_fortunes, load_token_datasets, read_fortunes, tokenize
 from tests.pipeline.casestudies.debian import needs_fortunes
 
 TOPICS = ("startrek", "zippy", "definitions")

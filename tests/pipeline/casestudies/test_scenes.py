@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.casestudies import scenes
-from spiral.pipeline.casestudies.images import FASHION_MNIST, read_idx
-from spiral.pipeline.casestudies.scenes import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.casestudies import scenes
+from spiralprune.pipeline.casestudies.images import FASHION_MNIST, read_idx
+from spiralprune.pipeline.casestudies.scenes import (
     NUM_CLASSES, SEGMENTATION_CLASSES, DetectionScenes, Scenes, SegmentationScenes, compose, detection,
     detection_collate, segmentation,
 )

@@ -1,4 +1,4 @@
-"""``spiral deploy`` end to end against the loopback OpenSSH server (tests/deploy/sshd.py), gate included."""
+"""``spiralprune deploy`` end to end against the loopback OpenSSH server (tests/deploy/sshd.py), gate included."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.pipeline.cli import main
-from spiral.pipeline.compare.releases import load_release
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.compare.releases import load_release
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target_data, server  # noqa: F401 - server is a fixture
 
 
@@ -57,7 +57,7 @@ def test_deploy_gates_on_the_device_and_reuses_its_engine(
     assert f"deploying to loopback-cpu at {HOST_ALIAS}" in first
     assert "engine: built on the device" in first
     assert "PASS latency.p50.max_ms" in first and "candidate: p50 " in first and "robust cv" in first
-    assert first.rstrip().endswith(f"spiral deploy to loopback-cpu ({HOST_ALIAS}) passed")
+    assert first.rstrip().endswith(f"spiralprune deploy to loopback-cpu ({HOST_ALIAS}) passed")
     saved = json.loads(report.read_text())
     assert saved == json.loads((out / "deploy.json").read_text())
     assert saved["passed"] is True and saved["deploy"]["engine_from_cache"] is False
@@ -96,7 +96,7 @@ def test_a_fault_is_one_line_and_exit_2(
     (out / "deploy.json").write_text('{"passed": true}')  # an earlier deploy's outcome
     assert main(["deploy", str(tiny_onnx), "--target", str(target), "--out", str(out)]) == 2
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith("spiral: error: spiral-test-device refused the login")
+    assert captured.err.count("\n") == 1 and captured.err.startswith("spiralprune: error: spiral-test-device refused the login")
     assert "passed" not in captured.out and not (out / "results").exists() and not (out / "deploy.json").exists()
 
 

@@ -1,4 +1,4 @@
-"""Exit codes that mean one thing in every command (``spiral.pipeline.exit_codes``): 0 success, 1 a verdict
+"""Exit codes that mean one thing in every command (``spiralprune.pipeline.exit_codes``): 0 success, 1 a verdict
 against the change, 2 bad input, 3 an internal error (one line, the traceback in a log file), 4 undecided.
 
 Undecided verdicts here are undecided by construction (evidence whose interval contains the limit
@@ -19,21 +19,21 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.deploy.fingerprint import target_fingerprint
-from spiral.deploy.verdict import Question, judge
-from spiral.pipeline import cli
-from spiral.pipeline.commands.quantize import exit_code as quantize_exit_code
-from spiral.pipeline.config import parse_config
-from spiral.pipeline.exit_codes import MEANINGS, ExitCode, of_run
-from spiral.pipeline.ledger import Training, append_entry
-from spiral.pipeline.quantize import FLOAT, INT8
-from spiral.pipeline.report.run import write_reports
+from spiralprune.deploy.fingerprint import target_fingerprint
+from spiralprune.deploy.verdict import Question, judge
+from spiralprune.pipeline import cli
+from spiralprune.pipeline.commands.quantize import exit_code as quantize_exit_code
+from spiralprune.pipeline.config import parse_config
+from spiralprune.pipeline.exit_codes import MEANINGS, ExitCode, of_run
+from spiralprune.pipeline.ledger import Training, append_entry
+from spiralprune.pipeline.quantize import FLOAT, INT8
+from spiralprune.pipeline.report.run import write_reports
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import ROUND, latencies, profile_from_samples
 from tiny_spiral import tiny_config
 
 COMMANDS = {name: cli.command_module(name) for name in cli.COMMANDS}
-INTERNAL = re.compile(r"spiral: internal error: (\w+): (.*) \(traceback in (.+)\)")
+INTERNAL = re.compile(r"spiralprune: internal error: (\w+): (.*) \(traceback in (.+)\)")
 # Arguments each command parses (its handler is replaced where it must crash), and input each refuses.
 ARGUMENTS = {
     "demo": [], "run": ["config.yaml"], "prune": ["model", "--input-shape", "1,3,8,8", "--out", "pruned"],
@@ -65,7 +65,7 @@ def code_of(argv: list[str]) -> int:
 
 
 def spiral(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spiral.pipeline.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "spiralprune.pipeline.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "XDG_CACHE_HOME": str(cache)})
 
 
@@ -147,7 +147,7 @@ def test_a_traceback_that_cannot_be_saved_is_printed(tmp_path: Path, monkeypatch
     assert code_of(["targets"]) == ExitCode.INTERNAL_ERROR
     *trace, last = capsys.readouterr().err.splitlines()
     assert trace[0] == "Traceback (most recent call last):"
-    assert last.startswith("spiral: internal error: ZeroDivisionError: division by zero (traceback above; "
+    assert last.startswith("spiralprune: internal error: ZeroDivisionError: division by zero (traceback above; "
                            "it could not be saved: ")
 
 
@@ -171,7 +171,7 @@ def test_an_aa_comparison_of_two_stored_profiles_is_undecided_in_a_real_process(
         profile_from_samples(latencies(seed=1)).save(tmp_path / name)
     done = spiral("compare", "base.json", "new.json", cwd=tmp_path, cache=tmp_path / "cache")
     assert done.returncode == ExitCode.UNDECIDED, done.stderr
-    assert "spiral compare (stored baseline from another run): inconclusive" in done.stdout
+    assert "spiralprune compare (stored baseline from another run): inconclusive" in done.stdout
 
 
 def test_a_history_whose_newest_two_cannot_be_compared_is_undecided(tmp_path: Path,
@@ -198,8 +198,8 @@ def tiny_onnx(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("size", "code", "summary"), [
-    ({}, ExitCode.UNDECIDED, "spiral gate undecided: 1 of 1 checks did not pass"),
-    ({"size": {"max_mb": 1e-6}}, ExitCode.AGAINST, "spiral gate failed: 2 of 2 checks did not pass"),
+    ({}, ExitCode.UNDECIDED, "spiralprune gate undecided: 1 of 1 checks did not pass"),
+    ({"size": {"max_mb": 1e-6}}, ExitCode.AGAINST, "spiralprune gate failed: 2 of 2 checks did not pass"),
 ])
 def test_a_gate_whose_regression_check_cannot_be_decided_exits_4_unless_a_check_failed(
     size: dict, code: ExitCode, summary: str, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

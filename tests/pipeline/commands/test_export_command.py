@@ -1,4 +1,4 @@
-"""``spiral export``: specs, checkpoints and run folders to the ONNX file a user ships."""
+"""``spiralprune export``: specs, checkpoints and run folders to the ONNX file a user ships."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 from architectures import ARCHITECTURES, HEAVY
 
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.cli import main
-from spiral.pipeline.models import build_model
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.models import build_model
 
-SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 def batch_dim(path: Path):

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM during a real ``spiral run``: one line, exit 130 / 143, the run resumable."""
+"""Ctrl-C and SIGTERM during a real ``spiralprune run``: one line, exit 130 / 143, the run resumable."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from spiral.pipeline.cli import main
-from spiral.pipeline.ledger import read_ledger
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
 
 
 def start_run(config: Path, out: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "spiral.pipeline.cli", "run", str(config), "--out", str(out)],
+    process = subprocess.Popen([sys.executable, "-m", "spiralprune.pipeline.cli", "run", str(config), "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "COLUMNS": "200"})
     deadline = time.time() + 240
@@ -39,8 +39,8 @@ def test_a_signal_mid_step_is_one_line_and_the_run_resumes(sig, code, word, writ
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last == (f"spiral: {word}: finished attempts are kept in {out}/ledger.jsonl; continue with: "
-                    f"spiral run {config} --out {out} --resume")
+    assert last == (f"spiralprune: {word}: finished attempts are kept in {out}/ledger.jsonl; continue with: "
+                    f"spiralprune run {config} --out {out} --resume")
     assert "Traceback" not in stderr
     assert read_ledger(out / "ledger.jsonl") == []
     assert not [p for p in out.rglob("*.tmp")]  # nothing half-written

@@ -6,8 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.commands import profile as command
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.commands import profile as command
 
 FAST = ["--warmup", "0.02", "--min-rounds", "5", "--max-duration", "0.3"]
 
@@ -58,16 +58,16 @@ def test_bad_inputs_are_input_errors(tiny_onnx, tmp_path):
 
 
 def test_cli_exits_2_with_one_line_for_a_broken_model(tmp_path, capsys):
-    from spiral.pipeline.cli import main
+    from spiralprune.pipeline.cli import main
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")
     assert main(["profile", str(bad), *FAST]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("spiral: error:") and "bad.onnx" in err and "\n" not in err
+    assert err.startswith("spiralprune: error:") and "bad.onnx" in err and "\n" not in err
 
 
-TINY_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TINY_SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
 
 def test_a_spec_is_exported_and_profiled_as_its_live_module_on_torch(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``spiral run``'s training flags: they override the config's ``distributed:`` block, validated as it is."""
+"""``spiralprune run``'s training flags: they override the config's ``distributed:`` block, validated as it is."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.pipeline.cli import main
-from spiral.pipeline.commands.run import with_flags
-from spiral.pipeline.config import parse_config
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.commands.run import with_flags
+from spiralprune.pipeline.config import parse_config
 from tiny_spiral import tiny_config
 
 
@@ -21,10 +21,10 @@ def test_flags_override_the_distributed_block() -> None:
 
 
 @pytest.mark.parametrize(("flags", "line"), [
-    (["--nnodes", "2"], "spiral: error: spiral run --nnodes: distributed: nnodes 2 needs rdzv_endpoint (host:port every node reaches)"),
-    (["--nproc-per-node", "0"], "spiral: error: spiral run --nproc-per-node: distributed.processes: Input should be greater than or equal to 1"),
+    (["--nnodes", "2"], "spiralprune: error: spiralprune run --nnodes: distributed: nnodes 2 needs rdzv_endpoint (host:port every node reaches)"),
+    (["--nproc-per-node", "0"], "spiralprune: error: spiralprune run --nproc-per-node: distributed.processes: Input should be greater than or equal to 1"),
     (["--node-rank", "3", "--nnodes", "2", "--rdzv-endpoint", "n0:1"],
-     "spiral: error: spiral run --nnodes --node-rank --rdzv-endpoint: distributed: node_rank 3 is not below nnodes 2"),
+     "spiralprune: error: spiralprune run --nnodes --node-rank --rdzv-endpoint: distributed: node_rank 3 is not below nnodes 2"),
 ])
 def test_bad_flags_are_one_line_before_any_work(write_config, tmp_path: Path, capsys, flags: list[str], line: str) -> None:
     out = tmp_path / "run"

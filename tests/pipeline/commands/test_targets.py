@@ -1,7 +1,7 @@
 import argparse
 
-from spiral.deploy.backends import BACKENDS, list_backends
-from spiral.pipeline.commands import targets as command
+from spiralprune.deploy.backends import BACKENDS, list_backends
+from spiralprune.pipeline.commands import targets as command
 
 
 def test_lists_every_backend_with_its_availability_and_reason(capsys):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from spiral.deploy.profiler import SCHEMA_VERSION, Measurement, Profile
-from spiral.deploy.sampling import Series
-from spiral.deploy.stats import robust_cv, summarize
-from spiral.pipeline.gate.checks import GateResult
-from spiral.pipeline.gate.report import GateContext, gate_json
+from spiralprune.deploy.profiler import SCHEMA_VERSION, Measurement, Profile
+from spiralprune.deploy.sampling import Series
+from spiralprune.deploy.stats import robust_cv, summarize
+from spiralprune.pipeline.gate.checks import GateResult
+from spiralprune.pipeline.gate.report import GateContext, gate_json
 
 
 ROUND = 10
@@ -58,7 +58,7 @@ def latencies(median_ms: float = 2.0, n: int = 300, cv: float = 0.03, seed: int 
 
 
 def write_gate_report(path: Path, median_ms: float, accuracy: float, created: str | None = None, seed: int = 0) -> Path:
-    """A ``spiral gate`` JSON report of a model with this latency and accuracy, as a release to compare."""
+    """A ``spiralprune gate`` JSON report of a model with this latency and accuracy, as a release to compare."""
     profile = profile_from_samples(latencies(median_ms, seed=seed))
     report = gate_json(GateResult([]), GateContext("model.onnx", "ort-cpu", profile, metrics={"accuracy": accuracy}))
     if created:

@@ -1,4 +1,4 @@
-"""``spiral compare`` end to end: two profiles from separate runs (synthetic latencies of known
+"""``spiralprune compare`` end to end: two profiles from separate runs (synthetic latencies of known
 distributions), two real tiny ONNX models measured paired here (no assertion on this machine's
 speed), and a history directory."""
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.pipeline.cli import main
-from spiral.pipeline.export import export_onnx
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.export import export_onnx
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
@@ -31,10 +31,10 @@ def test_compare_two_profiles_from_separate_runs_exits_by_the_verdict(tmp_path, 
     assert main(["compare", base, new, "--json", str(out / "c.json"), "--markdown", str(out / "c.md"),
                  "--html", str(out / "c.html")]) == code
     stdout = capsys.readouterr().out
-    assert f"spiral compare (stored baseline from another run): {verdict}: p50 " in stdout
+    assert f"spiralprune compare (stored baseline from another run): {verdict}: p50 " in stdout
     data = json.loads((out / "c.json").read_text())
     assert data["verdict"] == verdict and data["tolerance"] == 0.10
-    assert (out / "c.md").read_text().startswith(f"## spiral compare: {verdict}")
+    assert (out / "c.md").read_text().startswith(f"## spiralprune compare: {verdict}")
     assert len(inline_images((out / "c.html").read_text())) == 1
 
 
@@ -63,7 +63,7 @@ def test_two_onnx_models_are_measured_paired_in_one_process(tmp_path, capsys):
     stdout = capsys.readouterr().out
     data = json.loads((tmp_path / "c.json").read_text())
     assert code == {"regression": 1, "inconclusive": 4}.get(data["verdict"], 0)
-    assert "spiral compare (paired in this job): " in stdout
+    assert "spiralprune compare (paired in this job): " in stdout
     assert data["comparison"] == "paired in this job" and data["tolerance"] == 0.0
     verdict = data["batches"]["1"]["verdict"]
     assert verdict["question"]["limit"] == pytest.approx(1.05) and verdict["rounds"] + verdict["set_aside"] >= 10

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings, sample_rounds
-from spiral.deploy.verdict import Question
-from spiral.pipeline.compare.profiles import RegressionRule, compare_runs, judge_runs, paired_comparison
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
+from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.compare.profiles import RegressionRule, compare_runs, judge_runs, paired_comparison
 from tests.deploy.synthetic import Machine
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 

@@ -1,11 +1,11 @@
 import json
 import re
 
-import spiral
-from spiral.pipeline.compare.history import build_history
-from spiral.pipeline.compare.profiles import compare_runs
-from spiral.pipeline.compare.releases import Release, load_history
-from spiral.pipeline.compare.report import (
+import spiralprune
+from spiralprune.pipeline.compare.history import build_history
+from spiralprune.pipeline.compare.profiles import compare_runs
+from spiralprune.pipeline.compare.releases import Release, load_history
+from spiralprune.pipeline.compare.report import (
     COMPARE_SCHEMA_VERSION,
     comparison_html,
     comparison_json,
@@ -29,13 +29,13 @@ def test_a_regression_report_names_the_change_its_interval_the_rule_and_the_kind
     base, new, comparison = releases(tmp_path, 1.30)
     assert headline(comparison).startswith("regression: p50 +")
     md = comparison_markdown(comparison, base, new)
-    assert md.startswith("## spiral compare: regression: p50 +") and "95% CI" in md
+    assert md.startswith("## spiralprune compare: regression: p50 +") and "95% CI" in md
     assert "| 1 | p50 |" in md and "Comparison: stored baseline from another run." in md
     assert "widened by ±10%" in md and "regression: misses" in md
     assert len(md) < 5000  # sized for a pull-request comment
     data = comparison_json(comparison, base, new)
     assert data["schema_version"] == COMPARE_SCHEMA_VERSION and data["kind"] == "spiral-compare"
-    assert data["spiral"] == spiral.__version__
+    assert data["spiral"] == spiralprune.__version__
     assert data["verdict"] == "regression" and data["comparison"] == "stored baseline from another run"
     assert json.loads(json.dumps(data)) == data
 
@@ -43,7 +43,7 @@ def test_a_regression_report_names_the_change_its_interval_the_rule_and_the_kind
 def test_an_inconclusive_report_says_to_measure_both_paired(tmp_path):
     base, new, comparison = releases(tmp_path, 1.08)
     md = comparison_markdown(comparison, base, new)
-    assert md.startswith("## spiral compare: inconclusive") and "spiral compare BASE.onnx NEW.onnx" in md
+    assert md.startswith("## spiralprune compare: inconclusive") and "spiralprune compare BASE.onnx NEW.onnx" in md
 
 
 def test_the_html_report_is_self_contained_with_a_distribution_plot(tmp_path):

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.compare.history import build_history
-from spiral.pipeline.compare.releases import load_history, load_release
-from spiral.pipeline.report.run import build_report
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.compare.history import build_history
+from spiralprune.pipeline.compare.releases import load_history, load_release
+from spiralprune.pipeline.report.run import build_report
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
@@ -39,8 +39,8 @@ def test_a_profile_a_gate_report_and_a_run_report_are_releases(tmp_path):
     ("content", "match"),
     [
         ("not json", "not valid JSON"),
-        ("[1, 2]", "neither a spiral profile"),
-        ('{"kind": "something"}', "neither a spiral profile"),
+        ("[1, 2]", "neither a spiralprune profile"),
+        ('{"kind": "something"}', "neither a spiralprune profile"),
         ('{"kind": "spiral-gate", "profile": {"schema_version": 99}}', "schema_version 99"),
         ('{"schema_version": 1, "measurements": [{"batch": 1}]}', "malformed profile"),
     ],
@@ -91,7 +91,7 @@ def test_a_history_whose_newest_two_were_measured_on_different_targets_draws_the
     profile_from_samples(latencies(2.0, seed=2), cpu="another runner").save(tmp_path / "v2.json")
     history = build_history(load_history(tmp_path))
     assert history.latest is None and history.exit_code == 4
-    assert "not compared" in history.not_compared and "spiral compare BASE.onnx NEW.onnx" in history.not_compared
+    assert "not compared" in history.not_compared and "spiralprune compare BASE.onnx NEW.onnx" in history.not_compared
     assert len(history.series()["p50"]) == 2
 
 

@@ -11,14 +11,14 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spiral.pipeline.data import digits_datasets
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.ddp import DataRef, DistillJob, ModelRef
-from spiral.pipeline.distill.train import distill
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.pipeline.data import digits_datasets
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.ddp import DataRef, DistillJob, ModelRef
+from spiralprune.pipeline.distill.train import distill
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
-TEACHER_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-STUDENT_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
+TEACHER_SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+STUDENT_SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=4&blocks=[1,1,1,1]"
 INPUT_SHAPE = [1, 1, 8, 8]
 
 

@@ -10,14 +10,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.config import DistributedConfig
-from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
-from spiral.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, launch, model_from_ref, read_job
-from spiral.pipeline.distill.train import distill
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.tasks import build_task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.config import DistributedConfig
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
+from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiralprune.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, launch, model_from_ref, read_job
+from spiralprune.pipeline.distill.train import distill
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.tasks import build_task
 
 CFG = DistillConfig(epochs=3, batch_size=32, weights=LossWeights(feature=1.0))
 TWO = DistributedConfig(processes=2)

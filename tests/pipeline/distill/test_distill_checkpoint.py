@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME, TrainingState, load_checkpoint, save_checkpoint
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import warmup_cosine
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME, TrainingState, load_checkpoint, save_checkpoint
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import warmup_cosine
 
 CFG = DistillConfig(optimizer="adamw", lr=0.01)
 

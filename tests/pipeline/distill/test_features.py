@@ -3,9 +3,9 @@ import torch
 import torchvision
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.features import OutputTap, auto_feature_pairs, make_adapter, probe
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.features import OutputTap, auto_feature_pairs, make_adapter, probe
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
 
 def test_stages_of_a_resnet_are_the_last_module_per_resolution() -> None:

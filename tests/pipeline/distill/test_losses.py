@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiral.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
+from spiralprune.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss
 
 
 def _softmax(values: list[float], temperature: float) -> list[float]:

@@ -4,11 +4,11 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.losses import logits_kd_loss
-from spiral.pipeline.distill.objective import build_objective
-from spiral.pipeline.zoo.digits_resnet import digits_resnet
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
+from spiralprune.pipeline.distill.losses import logits_kd_loss
+from spiralprune.pipeline.distill.objective import build_objective
+from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 
 WEIGHTS = {
     "logits": LossWeights(logits=1.0),

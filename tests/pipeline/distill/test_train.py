@@ -17,13 +17,13 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.distill.checkpoint import CHECKPOINT_NAME
-from spiral.pipeline.distill.config import DistillConfig, LossWeights
-from spiral.pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS
-from spiral.pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
-from spiral.pipeline.evaluate import evaluate_model
-from spiral.pipeline.tasks import build_task
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
+from spiralprune.pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS
+from spiralprune.pipeline.distill.train import distill, recalibrate_batchnorm, warmup_cosine
+from spiralprune.pipeline.evaluate import evaluate_model
+from spiralprune.pipeline.tasks import build_task
 
 KINDS = {
     "logits": LossWeights(logits=1.0),
@@ -119,7 +119,7 @@ def test_a_killed_distillation_resumes_to_the_same_weights(tmp_path, make_job) -
     for name in ("reference", "killed"):
         jobs[name] = tmp_path / f"{name}.json"
         jobs[name].write_text(make_job(name, cfg).model_dump_json())
-    command = [sys.executable, "-m", "spiral.pipeline.distill.ddp"]
+    command = [sys.executable, "-m", "spiralprune.pipeline.distill.ddp"]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
 
     subprocess.run([*command, str(jobs["reference"])], check=True, env=env)

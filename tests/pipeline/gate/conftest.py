@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from spiral.pipeline.export import export_onnx
+from spiralprune.pipeline.export import export_onnx
 from tests.pipeline.gate.digits_model import digits_net
 
 

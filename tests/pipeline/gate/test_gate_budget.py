@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings
-from spiral.pipeline.gate.budget import GateBudget, load_budget
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.pipeline.gate.budget import GateBudget, load_budget
 
 
 def write(tmp_path: Path, text: str) -> Path:

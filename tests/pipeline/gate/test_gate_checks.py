@@ -5,12 +5,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from spiral.deploy.errors import InputError
-from spiral.deploy.sampling import ProfileSettings, sample_rounds
-from spiral.pipeline.export import ParityResult
-from spiral.pipeline.gate.budget import GateBudget
-from spiral.pipeline.gate.checks import BASELINE, CANDIDATE, latency_questions, run_gate
-from spiral.pipeline.gate.report import gate_junit
+from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
+from spiralprune.pipeline.export import ParityResult
+from spiralprune.pipeline.gate.budget import GateBudget
+from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, latency_questions, run_gate
+from spiralprune.pipeline.gate.report import gate_junit
 from tests.deploy.synthetic import Machine
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, profile_from_series
 

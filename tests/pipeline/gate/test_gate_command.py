@@ -1,4 +1,4 @@
-"""``spiral gate`` end to end on a real exported ONNX model measured by ONNX Runtime.
+"""``spiralprune gate`` end to end on a real exported ONNX model measured by ONNX Runtime.
 
 Budgets that must pass are far from this machine's speed (the judge passes a model far under its
 budget however noisy the machine); the latency rules themselves are tested on synthetic data in
@@ -11,20 +11,20 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-import spiral
-from spiral.pipeline.checkpoint import save_checkpoint
-from spiral.pipeline.cli import main
-from spiral.pipeline.ledger import append_entry
-from spiral.pipeline.models import build_model
-from spiral.pipeline.compare.releases import load_release
+import spiralprune
+from spiralprune.pipeline.checkpoint import save_checkpoint
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.compare.releases import load_release
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.html_checks import inline_images
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples
 
 pytestmark = pytest.mark.slow
 QUICK = {"warmup_s": 0.05, "min_duration_s": 0.2, "max_duration_s": 3.0}
-TINY_SPEC = "spiral.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
-TEXT_SPEC = "spiral.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
+TINY_SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
+TEXT_SPEC = "spiralprune.pipeline.zoo.text_transformer:text_transformer?vocab_size=50&seq_len=8&d_model=16&nhead=4&dim_feedforward=32"
 
 
 def gate(*args) -> int:
@@ -38,10 +38,10 @@ def test_a_passing_release_exits_0_and_writes_every_report(digits_onnx, write_bu
                 "--markdown", out / "gate.md", "--junit", out / "junit.xml", "--html", out / "gate.html")
     stdout = capsys.readouterr().out
     assert code == 0, stdout
-    assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiral gate passed")
+    assert "PASS latency.p50.max_ms: measured " in stdout and stdout.rstrip().endswith("spiralprune gate passed")
 
     report = json.loads((out / "gate.json").read_text())
-    assert report["schema_version"] == 3 and report["spiral"] == spiral.__version__ and report["kind"] == "spiral-gate" and report["passed"] is True
+    assert report["schema_version"] == 3 and report["spiral"] == spiralprune.__version__ and report["kind"] == "spiral-gate" and report["passed"] is True
     assert [c["name"] for c in report["checks"]] == ["latency.p50.max_ms", "size.mb", "size.params"]
     assert report["comparison"] is None and report["latency_verdicts"][0]["outcome"] == "meets"
     assert len(report["profile"]["measurements"][0]["round_sizes"]) >= 10
@@ -112,7 +112,7 @@ def test_a_regression_against_the_released_model_names_the_layer_that_made_it(wr
     message, the terminal, the Markdown, the HTML (a bar chart) and the JUnit message name that layer."""
     import torch
 
-    from spiral.pipeline.export import export_onnx
+    from spiralprune.pipeline.export import export_onnx
     from tests.chain_net import WIDENED, chain_net
 
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_a_run_folder_is_gated_on_the_onnx_file_it_ships(digits_onnx, write_budg
         ("missing model", "model file not found"),
         ("corrupt onnx", "is not a readable ONNX model"),
         ("unknown target", "unknown backend 'tpu'"),
-        ("device target", "'jetson' is a device target: spiral gate measures on this machine"),
+        ("device target", "'jetson' is a device target: spiralprune gate measures on this machine"),
         ("accuracy without data", "pass --data"),
         ("regression without baseline", "pass --baseline-model"),
         ("both baselines", "give one baseline"),
@@ -226,7 +226,7 @@ def test_bad_input_exits_2_with_one_line(case, message, digits_onnx, write_budge
     code = main(["gate", model, "--backend", target, "--budget", str(budget), *extra])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("spiral: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("spiralprune: error: ") and message in err and err.count("\n") == 1
 
 
 def test_a_torch_target_gates_the_live_modules_of_specs(write_budget, tmp_path, capsys):

@@ -19,10 +19,10 @@ import torch
 from architectures import ARCHITECTURES, HEAVY, Architecture, built, output_tolerance
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from spiral.pipeline.export import export_onnx
-from spiral.pipeline.prune import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.prune import (
     PruneConfig,
     PruningPlan,
     apply_plan,
@@ -30,8 +30,8 @@ from spiral.pipeline.prune import (
     prune,
     zero_removed,
 )
-from spiral.pipeline.prune.attention import SplitAttention
-from spiral.pipeline.specs import trusting_model_code
+from spiralprune.pipeline.prune.attention import SplitAttention
+from spiralprune.pipeline.specs import trusting_model_code
 
 SETTINGS = {0.3: 8, 0.5: None}  # ratio -> round_to
 
@@ -140,7 +140,7 @@ def test_checkpoint_round_trip_is_exact(name: str, tmp_path: Path) -> None:
         tmp_path / "ckpt", base_spec=case.arch.spec, plans=[case.plan], model=case.pruned,
         input_shape=list(case.arch.input_shape), input_dtype=case.arch.input_dtype,
     )
-    with trusting_model_code(False, typed=[case.arch.spec]):  # the spec this test gave, as `spiral run` does
+    with trusting_model_code(False, typed=[case.arch.spec]):  # the spec this test gave, as `spiralprune run` does
         loaded, meta = load_checkpoint(tmp_path / "ckpt")
     assert meta["plans"] == [case.plan]
     with torch.no_grad():

@@ -9,8 +9,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune.attention import SplitAttention, split_attention
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune.attention import SplitAttention, split_attention
 
 
 def _pair(batch_first: bool, bias: bool = True) -> tuple[nn.MultiheadAttention, nn.Module]:

@@ -9,13 +9,13 @@ import torch
 from architectures import ARCHITECTURES, HEAVY, built
 from torch import Tensor, nn
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import torch_layers
-from spiral.kernels.predictor import Calibration, LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
-from spiral.pipeline.prune.blocks import block_rises, remove_blocks, residual_blocks
-from spiral.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.kernels.predictor import Calibration, LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
+from spiralprune.pipeline.prune.blocks import block_rises, remove_blocks, residual_blocks
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
 EXPECTED = {
     "mobilenet_v2": ["features.3", "features.5", "features.6", "features.8", "features.9", "features.10",

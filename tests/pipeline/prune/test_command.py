@@ -1,4 +1,4 @@
-"""``spiral prune``: prints parameters, MACs and every pruned layer, and writes a loadable checkpoint."""
+"""``spiralprune prune``: prints parameters, MACs and every pruned layer, and writes a loadable checkpoint."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from architectures import DEMO_SPEC
 
-from spiral.pipeline.checkpoint import load_checkpoint
-from spiral.pipeline.cli import main
+from spiralprune.pipeline.checkpoint import load_checkpoint
+from spiralprune.pipeline.cli import main
 
 
 def test_prune_prints_the_counts_and_writes_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -33,9 +33,9 @@ def test_prune_prints_the_counts_and_writes_a_checkpoint(tmp_path: Path, capsys:
 
 
 def test_the_default_criterion_runs_without_the_nni_extra(tmp_path: Path) -> None:
-    """NNI is an optional extra: ``spiral prune`` with its defaults runs in a process where ``nni`` cannot be
+    """NNI is an optional extra: ``spiralprune prune`` with its defaults runs in a process where ``nni`` cannot be
     imported (an NNI criterion there is one line naming the extra: ``tests/pipeline/test_cli.py``)."""
-    blocked = ("import sys; sys.modules['nni'] = None; from spiral.pipeline.cli import main; "
+    blocked = ("import sys; sys.modules['nni'] = None; from spiralprune.pipeline.cli import main; "
                "sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", blocked, "prune", DEMO_SPEC, "--input-shape", "1,1,32,32", "--out",
                            str(tmp_path / "p")], capture_output=True, text=True, timeout=300)

@@ -10,9 +10,9 @@ from architectures import ARCHITECTURES, built, output_tolerance
 from pydantic import ValidationError
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune import CRITERIA, PruneConfig, apply_plan, plan_pruning, zero_removed
-from spiral.pipeline.prune.criteria import get_criterion
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune import CRITERIA, PruneConfig, apply_plan, plan_pruning, zero_removed
+from spiralprune.pipeline.prune.criteria import get_criterion
 
 
 @pytest.mark.parametrize("criterion", list(CRITERIA))

@@ -9,10 +9,10 @@ import torch
 from architectures import ARCHITECTURES, built
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune import PruneConfig, prune
-from spiral.pipeline.prune.attention import split_attention
-from spiral.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune import PruneConfig, prune
+from spiralprune.pipeline.prune.attention import split_attention
+from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported
 
 
 def candidates_of(name: str, **config: object) -> list:

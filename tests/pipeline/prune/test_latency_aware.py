@@ -6,12 +6,12 @@ import pytest
 import torch
 from architectures import ARCHITECTURES, HEAVY, built
 
-from spiral.deploy.errors import InputError
-from spiral.kernels.layers import torch_layers
-from spiral.kernels.predictor import Calibration, LatencyPredictor
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning
-from spiral.pipeline.prune.latency_aware import plans_for_latency
-from spiral.pipeline.prune.policy import uniform_kept
+from spiralprune.deploy.errors import InputError
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.kernels.predictor import Calibration, LatencyPredictor
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.pipeline.prune.policy import uniform_kept
 
 DEMO = ARCHITECTURES["demo"]
 

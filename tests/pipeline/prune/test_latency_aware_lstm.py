@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiral.kernels.layers import torch_layers
-from spiral.kernels.ops import LSTM
-from spiral.kernels.predictor import Calibration, LatencyPredictor
-from spiral.kernels.table import LatencyTable
-from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
-from spiral.pipeline.prune.latency_aware import plans_for_latency
-from spiral.pipeline.zoo.lstm import lstm_classifier
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.kernels.ops import LSTM
+from spiralprune.kernels.predictor import Calibration, LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.pipeline.zoo.lstm import lstm_classifier
 
 X = torch.randn(1, 51, 40, generator=torch.Generator().manual_seed(0))
 

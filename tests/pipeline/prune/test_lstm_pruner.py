@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from spiral.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
+from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
 
 
 def _lstm() -> nn.LSTM:

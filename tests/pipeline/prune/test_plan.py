@@ -10,8 +10,8 @@ import torch
 from architectures import ARCHITECTURES, built, output_tolerance
 from torch import nn
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.prune import (
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.prune import (
     PruneConfig,
     PruningPlan,
     apply_plan,

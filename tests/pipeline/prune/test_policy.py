@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from spiral.pipeline.prune import PruneConfig
-from spiral.pipeline.prune.group import PrunableGroup
-from spiral.pipeline.prune.policy import choose_removals
+from spiralprune.pipeline.prune import PruneConfig
+from spiralprune.pipeline.prune.group import PrunableGroup
+from spiralprune.pipeline.prune.policy import choose_removals
 
 
 def candidate(root: str, channels: int, unit: int = 1) -> PrunableGroup:

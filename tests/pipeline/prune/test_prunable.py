@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 from architectures import ARCHITECTURES, HEAVY, built
 
-from spiral.kernels.layers import torch_layers
-from spiral.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, plan_pruning
-from spiral.pipeline.prune.criteria import CRITERIA
+from spiralprune.kernels.layers import torch_layers
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, plan_pruning
+from spiralprune.pipeline.prune.criteria import CRITERIA
 
 LIGHT = sorted(set(ARCHITECTURES) - HEAVY)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from spiral.pipeline.prune import PruneConfig
+from spiralprune.pipeline.prune import PruneConfig
 
 
 def test_defaults() -> None:

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from architectures import ARCHITECTURES, built
 
-from spiral.pipeline.prune import PrunableModel, PruneConfig, zero_removed
-from spiral.pipeline.prune.criteria import get_criterion
-from spiral.pipeline.prune.plan import PrunedGroup, PruningPlan
-from spiral.pipeline.prune.sensitivity import SENSITIVITY_BATCHES, _envelope_slopes, sensitivity_counts
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, zero_removed
+from spiralprune.pipeline.prune.criteria import get_criterion
+from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan
+from spiralprune.pipeline.prune.sensitivity import SENSITIVITY_BATCHES, _envelope_slopes, sensitivity_counts
 
 SENSITIVITY = get_criterion("sensitivity")
 

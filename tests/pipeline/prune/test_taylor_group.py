@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from architectures import ARCHITECTURES, built
 from torch import Tensor, nn
 
-from spiral.pipeline.prune import PrunableModel, PruneConfig, plan_pruning
-from spiral.pipeline.prune.attention import split_attention
-from spiral.pipeline.prune.criteria import CRITERIA, get_criterion
-from spiral.pipeline.prune.graph import build_graph, candidate_groups
-from spiral.pipeline.prune.group import PrunableGroup
-from spiral.pipeline.prune.latency_aware import plans_for_latency
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, plan_pruning
+from spiralprune.pipeline.prune.attention import split_attention
+from spiralprune.pipeline.prune.criteria import CRITERIA, get_criterion
+from spiralprune.pipeline.prune.graph import build_graph, candidate_groups
+from spiralprune.pipeline.prune.group import PrunableGroup
+from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
 TAYLOR = get_criterion("taylor-group")
 
@@ -167,7 +167,7 @@ def test_the_knapsack_and_global_pruning_cut_the_branch_that_matters_less() -> N
 
 
 def _macs(model: nn.Module, example: Tensor) -> int:
-    from spiral.kernels.layers import torch_layers
+    from spiralprune.kernels.layers import torch_layers
 
     return sum(layer.op.macs() for layer in torch_layers(model, example))
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 from architectures import ARCHITECTURES, built, output_tolerance
 
-from spiral.pipeline.prune import (
+from spiralprune.pipeline.prune import (
     PruneConfig,
     PruningPlan,
     apply_plan,

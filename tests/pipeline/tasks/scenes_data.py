@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spiral.pipeline.casestudies.scenes import DetectionScenes, SegmentationScenes, load_scenes
+from spiralprune.pipeline.casestudies.scenes import DetectionScenes, SegmentationScenes, load_scenes
 
 
 def segmentation():

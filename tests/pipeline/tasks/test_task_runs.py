@@ -1,5 +1,5 @@
-"""A segmenter and a detector through ``spiral run`` (a real spiral: prune, train, export, measure, judge) with
-a ``metric:`` budget, and through ``spiral gate``, ``spiral export`` and ``spiral quantize`` with their task."""
+"""A segmenter and a detector through ``spiralprune run`` (a real spiral: prune, train, export, measure, judge) with
+a ``metric:`` budget, and through ``spiralprune gate``, ``spiralprune export`` and ``spiralprune quantize`` with their task."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from spiral.pipeline.casestudies.scenes import FASHION_MNIST
-from spiral.pipeline.cli import main
-from spiral.pipeline.ledger import read_ledger
+from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.ledger import read_ledger
 from tests.tiny_spiral import tiny_config
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
 
 CASES = {
     "segmentation": {
-        "model": "spiral.pipeline.zoo.segmenter:tiny_segmenter?width=8", "input_shape": [1, 1, 32, 32],
+        "model": "spiralprune.pipeline.zoo.segmenter:tiny_segmenter?width=8", "input_shape": [1, 1, 32, 32],
         "num_classes": 11, "task": {"kind": "segmentation"}, "data": {"source": "tests.pipeline.tasks.scenes_data:segmentation"},
         "budget": {"accuracy": None, "metric": {"name": "miou", "min": 0.0}},
     },
     "detection": {
-        "model": "spiral.pipeline.zoo.yolo:yolo_detector?width=4", "input_shape": [1, 1, 64, 64], "num_classes": 10,
-        "task": {"kind": "detection", "loss": "spiral.pipeline.zoo.yolo:yolo_loss",
-                 "postprocess": "spiral.pipeline.zoo.yolo:yolo_decode"},
+        "model": "spiralprune.pipeline.zoo.yolo:yolo_detector?width=4", "input_shape": [1, 1, 64, 64], "num_classes": 10,
+        "task": {"kind": "detection", "loss": "spiralprune.pipeline.zoo.yolo:yolo_loss",
+                 "postprocess": "spiralprune.pipeline.zoo.yolo:yolo_decode"},
         "data": {"source": "tests.pipeline.tasks.scenes_data:detection"},
         "budget": {"accuracy": None, "metric": {"name": "map_50", "min": 0.0}},
     },

@@ -1,4 +1,4 @@
-"""``spiral.pipeline.tasks``: every task on a real small model, through training's loss, the metric, ONNX
+"""``spiralprune.pipeline.tasks``: every task on a real small model, through training's loss, the metric, ONNX
 export and parity; budgets in the task's terms; bad task settings one line."""
 
 from __future__ import annotations
@@ -10,25 +10,25 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spiral.deploy.errors import InputError
-from spiral.pipeline.acceptance import Evidence, QualityDrop, QualityLimit, decide
-from spiral.pipeline.casestudies.scenes import FASHION_MNIST, SEGMENTATION_CLASSES, DetectionScenes, SegmentationScenes, load_scenes
-from spiral.pipeline.distill.config import DistillConfig
-from spiral.pipeline.distill.train import distill
-from spiral.pipeline.evaluate import evaluate_model, evaluate_onnx
-from spiral.pipeline.export import check_parity, export_onnx
-from spiral.pipeline.prune import PrunableModel
-from spiral.pipeline.prune.config import PruneConfig
-from spiral.pipeline.prune.criteria import CRITERIA
-from spiral.pipeline.prune.group import Calibration
-from spiral.pipeline.tasks import TASKS, TaskConfig, build_task, output_names, outputs_of
-from spiral.pipeline.zoo.segmenter import lraspp_grey
-from spiral.pipeline.zoo.yolo import yolo_detector
+from spiralprune.deploy.errors import InputError
+from spiralprune.pipeline.acceptance import Evidence, QualityDrop, QualityLimit, decide
+from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST, SEGMENTATION_CLASSES, DetectionScenes, SegmentationScenes, load_scenes
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import distill
+from spiralprune.pipeline.evaluate import evaluate_model, evaluate_onnx
+from spiralprune.pipeline.export import check_parity, export_onnx
+from spiralprune.pipeline.prune import PrunableModel
+from spiralprune.pipeline.prune.config import PruneConfig
+from spiralprune.pipeline.prune.criteria import CRITERIA
+from spiralprune.pipeline.prune.group import Calibration
+from spiralprune.pipeline.tasks import TASKS, TaskConfig, build_task, output_names, outputs_of
+from spiralprune.pipeline.zoo.segmenter import lraspp_grey
+from spiralprune.pipeline.zoo.yolo import yolo_detector
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
 
-YOLO = {"kind": "detection", "loss": "spiral.pipeline.zoo.yolo:yolo_loss",
-        "postprocess": "spiral.pipeline.zoo.yolo:yolo_decode"}
+YOLO = {"kind": "detection", "loss": "spiralprune.pipeline.zoo.yolo:yolo_loss",
+        "postprocess": "spiralprune.pipeline.zoo.yolo:yolo_decode"}
 CUSTOM = {"kind": "custom", "loss": "tests.pipeline.tasks.custom_task:mse", "metric": "tests.pipeline.tasks.custom_task:mae",
           "metric_name": "mae", "higher_is_better": False}
 
@@ -151,5 +151,5 @@ def test_a_model_whose_outputs_are_not_the_task_s_is_one_line():
     with pytest.raises(InputError, match=r"outputs shape \[2, 10\]; a segmenter's is \[batch, num_classes=11"):
         task.check({"output": torch.zeros(2, 10)}, "model 'x'")
     detector = build_task(TaskConfig(**YOLO), 10)
-    with pytest.raises(InputError, match="task.postprocess 'spiral.pipeline.zoo.yolo:yolo_decode' fails on the outputs"):
+    with pytest.raises(InputError, match="task.postprocess 'spiralprune.pipeline.zoo.yolo:yolo_decode' fails on the outputs"):
         detector.check({"output": torch.zeros(2, 10)}, "model 'x'")

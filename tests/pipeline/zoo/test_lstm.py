@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from spiral.pipeline.zoo.lstm import lstm_classifier
+from spiralprune.pipeline.zoo.lstm import lstm_classifier
 
 
 def test_logits_shape_and_onnx_runtime_parity(tmp_path: Path) -> None:

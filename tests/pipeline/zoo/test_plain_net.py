@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiral.pipeline.prune import PrunableModel, PruneConfig, apply_plan
-from spiral.pipeline.source import load_source
-from spiral.pipeline.zoo.plain_net import plain_net
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.zoo.plain_net import plain_net
 
 
 def test_a_spec_builds_it_and_it_classifies_small_images() -> None:
-    model = load_source("spiral.pipeline.zoo.plain_net:plain_net?width=8&convs=[1,2]&in_channels=1").module.eval()
+    model = load_source("spiralprune.pipeline.zoo.plain_net:plain_net?width=8&convs=[1,2]&in_channels=1").module.eval()
     assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 3
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from spiral.pipeline.zoo.text_transformer import text_transformer
+from spiralprune.pipeline.zoo.text_transformer import text_transformer
 
 
 def test_logits_shape_and_onnx_runtime_parity(tmp_path: Path) -> None:

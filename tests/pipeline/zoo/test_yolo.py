@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from spiral.pipeline.source import load_source
-from spiral.pipeline.zoo.yolo import yolo_decode, yolo_detector, yolo_loss
+from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.zoo.yolo import yolo_decode, yolo_detector, yolo_loss
 
 NUM_CLASSES = 3
 
@@ -52,7 +52,7 @@ def test_it_returns_one_raw_map_per_stride(size: int) -> None:
 
 
 def test_a_spec_builds_it() -> None:
-    model = load_source("spiral.pipeline.zoo.yolo:yolo_detector?num_classes=3&width=8&in_channels=3").module.eval()
+    model = load_source("spiralprune.pipeline.zoo.yolo:yolo_detector?num_classes=3&width=8&in_channels=3").module.eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64))[0].shape == (1, 7, 8, 8)
     with pytest.raises(ValueError, match="at least 1"):
@@ -171,7 +171,7 @@ def _ort_outputs(path: Path, images: torch.Tensor) -> tuple[list[str], list[np.n
 
 
 def test_export_onnx_exports_its_three_outputs_and_onnx_runtime_matches_torch(tmp_path: Path) -> None:
-    from spiral.pipeline.export import export_onnx
+    from spiralprune.pipeline.export import export_onnx
 
     torch.manual_seed(0)
     model = yolo_detector(num_classes=NUM_CLASSES, width=8).eval()

@@ -1,4 +1,6 @@
-"""spiral's one import name: ``spiral.pipeline``, ``spiral.kernels`` and ``spiral.deploy``.
+"""spiral's one import name, ``spiralprune``: ``spiralprune.pipeline``, ``.kernels`` and ``.deploy``.
+
+``spiral`` is other distributions' import name (docs/install.md, "The name").
 
 Installed, they are folders inside this package (pyproject.toml maps the repository's ``pipeline/``,
 ``kernels/`` and ``deploy/`` there), so spiral owns no top-level name that another distribution
@@ -17,15 +19,15 @@ if not any((_HERE / name).is_dir() for name in ("pipeline", "kernels", "deploy")
 
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it
 
-from spiral.deploy.errors import InputError  # noqa: E402  (after the path above; shipped to devices too)
+from spiralprune.deploy.errors import InputError  # noqa: E402  (after the path above; shipped to devices too)
 
-# The Python API, ``spiral.pipeline.api``: imported on first use, so ``import spiral`` stays light and the
-# device runner (which ships this file and ``spiral.deploy``, not ``spiral.pipeline``) never imports it.
+# The Python API, ``spiralprune.pipeline.api``: imported on first use, so ``import spiral`` stays light and the
+# device runner (which ships this file and ``spiralprune.deploy``, not ``spiralprune.pipeline``) never imports it.
 _API = ("Exported", "Result", "compare", "export", "load", "profile", "shrink")
 __all__ = ["InputError", *_API, "__version__"]
 
 
 def __getattr__(name: str) -> object:
     if name in _API:
-        return getattr(importlib.import_module("spiral.pipeline.api"), name)
-    raise AttributeError(f"module 'spiral' has no attribute {name!r}")
+        return getattr(importlib.import_module("spiralprune.pipeline.api"), name)
+    raise AttributeError(f"module 'spiralprune' has no attribute {name!r}")

@@ -1,0 +1,7 @@
+"""``python -m spiralprune``: the ``spiral`` command."""
+
+import sys
+
+from spiralprune.pipeline.cli import main
+
+sys.exit(main())

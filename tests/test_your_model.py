@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
-SPIRAL = Path(sys.executable).parent / "spiral"  # the installed command, whose import path starts at its bin/
+SPIRAL = Path(sys.executable).parent / "spiralprune"  # the installed command, whose import path starts at its bin/
 FACTORY = '''\
 from torch import nn
 

@@ -33,7 +33,7 @@ class Net(nn.Module):
 def test_the_version_is_the_packages() -> None:
     from importlib.metadata import version
 
-    assert spiralprune.__version__ == version("spiral")
+    assert spiralprune.__version__ == version("spiralprune")
 
 
 def test_shrink_takes_a_module_and_dataloaders_and_its_result_reloads_from_the_module(tmp_path: Path) -> None:

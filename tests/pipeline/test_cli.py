@@ -148,7 +148,7 @@ def _completions(script: str, words: list[str]) -> list[str]:
 
 
 def test_bash_completes_commands_options_and_their_values():
-    done = python("-m", "spiral", "--print-completion", "bash")
+    done = python("-m", "spiralprune", "--print-completion", "bash")
     assert done.returncode == 0, done.stderr
     assert _completions(done.stdout, ["ga"]) == ["gate"]
     assert "--baseline-model" in _completions(done.stdout, ["gate", "--base"])

@@ -14,6 +14,7 @@ from rich.progress import Progress
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.measure import measuring_session
 from spiralprune.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan
 from spiralprune.pipeline.run_folder import RunFolder
@@ -89,19 +90,23 @@ def test_probes_cost_their_epochs_rounded_up(shares: tuple[float, ...], epochs: 
 
 def test_a_plan_measured_again_continues_its_session(tries: Tries, tmp_path: Path) -> None:
     """What the plan search's longer measurement gets from a try (on the run's real target; only the
-    structure of the evidence is checked, not what this machine measured): the second call loads the
-    models again and adds its rounds to the first's, the verdict rests on all of them at a later look,
+    structure of the evidence is checked, not what this machine measured): the second call measures the
+    models the try's session keeps loaded and adds its rounds to the first's, the verdict rests on all of them at a later look,
     and the verdict says how long that session took; the candidate's layer profile is the new session's."""
     teacher, _, wide, _ = two_structures(tries)
     export_onnx(teacher, tries.data.example_input, tries.folder.teacher_onnx)
     current = Reference("current", teacher, tries.folder.teacher_onnx, 1.0, LINEAGE)
     step = Question("step budget", "candidate", 0.5, "current")
-    measure, measured = tries._measurer(step, [step], False, current, teacher, tmp_path)
-    first = measure(wide)
-    module, once, _ = measured[wide]
-    rounds, looks = len(once.rounds.cpu_wait), once.rounds.looks
-    second = measure(wide)
-    again, twice, verdict = measured[wide]
+    with measuring_session(tries.config, tmp_path / "compiled") as session:
+        measure, measured = tries._measurer(step, [step], False, current, teacher, tmp_path, session)
+        first = measure(wide)
+        module, once, _ = measured[wide]
+        rounds, looks = len(once.rounds.cpu_wait), once.rounds.looks
+        loads = dict(session.compiles)
+        second = measure(wide)
+        again, twice, verdict = measured[wide]
+    # The second session measures the models the first loaded: none is loaded again.
+    assert session.compiles == {**loads, "kept": loads["kept"] + 3}
     assert again is module and verdict == second and first.seconds > 0 and second.seconds > 0
     assert len(twice.rounds.cpu_wait) > rounds and twice.rounds.looks > looks
     measurement = twice.profiles["candidate"].measurements[0]

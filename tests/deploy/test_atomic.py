@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Runs under a real umask in a fresh process: every way spiral writes an output file or folder.
+# Runs under real umasks in a fresh process (one process for all of them: torch's import is most of its time):
+# every way spiral writes an output file or folder, into one folder per umask.
 WRITER = """
 import os, sys, tempfile
 from pathlib import Path
@@ -21,31 +21,34 @@ import torch
 from spiralprune.deploy.atomic import publish_dir, write_json, write_text
 from spiralprune.pipeline.export import export_onnx
 
-os.umask(int(sys.argv[2], 8))
-out = Path(sys.argv[1])
-write_text(out / "new" / "report.md", "# report\\n")
-write_json(out / "profile.json", {"p50": 1.0})
-work = Path(tempfile.mkdtemp(dir=out, prefix=".step."))
-write_text(work / "eval.json", "{}")
-publish_dir(work, out / "step")
-export_onnx(torch.nn.Linear(3, 2), torch.zeros(1, 3), out / "model.onnx", simplify=False)
+for mask in sys.argv[2:]:
+    os.umask(int(mask, 8))
+    out = Path(sys.argv[1]) / mask
+    write_text(out / "new" / "report.md", "# report\\n")
+    write_json(out / "profile.json", {"p50": 1.0})
+    work = Path(tempfile.mkdtemp(dir=out, prefix=".step."))
+    write_text(work / "eval.json", "{}")
+    publish_dir(work, out / "step")
+    export_onnx(torch.nn.Linear(3, 2), torch.zeros(1, 3), out / "model.onnx", simplify=False)
 """
+MASKS = (0o022, 0o077, 0o002)
 
 
 def modes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
-def test_outputs_follow_the_process_umask(tmp_path: Path, mask: int):
+def test_outputs_follow_the_process_umask(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), f"{mask:o}"], check=True, env=env, cwd=ROOT)
-    files, folders = 0o666 & ~mask, 0o777 & ~mask
-    assert modes(tmp_path) == {
-        "model.onnx": files, "new": folders, "new/report.md": files, "profile.json": files,
-        "step": folders, "step/eval.json": files,
-    }
-    assert json.loads((tmp_path / "profile.json").read_text()) == {"p50": 1.0}
+    subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), *(f"{mask:o}" for mask in MASKS)], check=True,
+                   env=env, cwd=ROOT)
+    for mask in MASKS:
+        files, folders = 0o666 & ~mask, 0o777 & ~mask
+        assert modes(tmp_path / f"{mask:o}") == {
+            "model.onnx": files, "new": folders, "new/report.md": files, "profile.json": files,
+            "step": folders, "step/eval.json": files,
+        }, oct(mask)
+        assert json.loads((tmp_path / f"{mask:o}" / "profile.json").read_text()) == {"p50": 1.0}
 
 
 def test_reading_the_umask_leaves_it_as_it_was():

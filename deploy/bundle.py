@@ -5,7 +5,7 @@ bundle/
   manifest.json               target, model facts, the exact build and profile commands per runtime
                               version, versions, and the sha256 of every other file
   model.onnx
-  runner/spiralprune/__init__.py   the ``spiral`` package's own (with ``deploy/`` beside it, it adds nothing
+  runner/spiralprune/__init__.py   the ``spiralprune`` package's own (with ``deploy/`` beside it, it adds nothing
                               to its path)
   runner/spiralprune/deploy/device_runner/*.py
                               the package that runs on the device (python3 + numpy; onnxruntime
@@ -55,7 +55,7 @@ RUNNER = "spiralprune.deploy.device_runner"  # the module the device runs: pytho
 _DEPLOY_DIR = Path(__file__).parent
 _PACKAGE_DIR = Path(device_runner.__file__).parent
 # The runner's package, every module of it, and what it imports from ``spiralprune.deploy``, under
-# ``runner/spiralprune/deploy/``, with the ``spiral`` package's own ``__init__``.
+# ``runner/spiralprune/deploy/``, with the ``spiralprune`` package's own ``__init__``.
 RUNNER_FILES = {
     f"{RUNNER_DIR}/spiralprune/__init__.py": Path(spiralprune.__file__),
     **{f"{RUNNER_DIR}/spiralprune/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},

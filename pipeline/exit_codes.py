@@ -1,4 +1,4 @@
-"""What ``spiral`` exits with: one meaning per code, the same in every command and listed in every ``--help``.
+"""What ``spiralprune`` exits with: one meaning per code, the same in every command and listed in every ``--help``.
 
 CI reads the code: ``1`` blames the change, ``4`` says the machine could not settle the question (retry
 on another runner), ``3`` is spiral's own fault (a bug to report with the logged traceback).

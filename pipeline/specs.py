@@ -78,7 +78,7 @@ def resolve_callable(spec: str, what: str, named_in: Path | None = None) -> Any:
 
 def _current_directory_first() -> None:
     """The working directory first on the import path, as ``python -m`` puts it: a factory in the folder
-    the command runs from is found without ``PYTHONPATH`` (the ``spiral`` script's own path starts at its
+    the command runs from is found without ``PYTHONPATH`` (the ``spiralprune`` script's own path starts at its
     ``bin/``). It stays there, so that the modules imported from it stay importable (DataLoader workers)."""
     here = os.getcwd()
     if here not in sys.path and "" not in sys.path:

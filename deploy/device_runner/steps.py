@@ -10,7 +10,7 @@ import spiralprune
 
 from .errors import ERROR_MARK, NO_SPACE, DeviceError
 
-# The folder that holds this runner's ``spiral`` package: the bundle's ``runner/`` on a device.
+# The folder that holds this runner's ``spiralprune`` package: the bundle's ``runner/`` on a device.
 RUNNER_ROOT = Path(spiralprune.__file__).resolve().parents[1]
 
 

@@ -13,7 +13,7 @@ from spiralprune.deploy.errors import InputError
 def run_builder(
     parser: argparse.ArgumentParser, build: Callable[[argparse.Namespace], Path], argv: list[str] | None
 ) -> int:
-    """Exit codes as the ``spiral`` CLI: 0 built (or already cached), 2 bad input or environment."""
+    """Exit codes as the ``spiralprune`` CLI: 0 built (or already cached), 2 bad input or environment."""
     args = parser.parse_args(argv)
     try:
         print(build(args))

@@ -1,4 +1,5 @@
-"""The subcommands of ``spiral``, one module each (the list and their one-line help are in ``spiralprune.pipeline.cli``).
+"""The subcommands of ``spiralprune``, one module each (the list and their one-line help are in
+``spiralprune.pipeline.cli``).
 
 Options that several commands take are defined here once, so that they mean the same and accept the
 same values everywhere: ``--backend`` names what measures on this machine (``--target`` is kept for the

@@ -79,3 +79,18 @@ def add_torch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the torch targets (torch, torch-compile) run the module (default cpu)")
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default="default",
                         help="torch.compile mode for torch-compile; reduce-overhead uses CUDA graphs (default default)")
+
+
+def batch_sizes(text: str) -> list[int]:
+    """``--batch``: comma-separated positive batch sizes, the one syntax of every command that takes it."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch takes comma-separated integers, got '{text}'") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--batch sizes must be positive, got '{text}'")
+    return sizes
+
+
+def add_batch_argument(parser: argparse.ArgumentParser, **kwargs) -> None:
+    parser.add_argument("--batch", type=batch_sizes, metavar="N[,N...]", **kwargs)

@@ -27,7 +27,7 @@ from spiralprune.pipeline.compare.report import (
     history_json,
     history_markdown,
 )
-from spiralprune.pipeline.commands import add_backend_argument, add_precision_argument
+from spiralprune.pipeline.commands import add_backend_argument, add_batch_argument, add_precision_argument
 from spiralprune.pipeline.exit_codes import ExitCode
 from spiralprune.pipeline.report.outputs import write_outputs
 
@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=BETWEEN_RUN_TOLERANCE,
                         help="two JSON profiles only: relative widening for what moves between separate runs "
                              "(default %(default)g)")
-    parser.add_argument("--batch", type=int, help="the batch size to measure (two ONNX models; default 1) "
-                                                  "or to compare (profiles; default: every shared one)")
+    add_batch_argument(parser, help="the batch size to measure (two ONNX models; default 1) or to compare (profiles; "
+                                    "default: every shared one): one size, a verdict is judged at one batch")
     paired = parser.add_argument_group("two ONNX models, measured paired on this machine")
     add_backend_argument(paired, default="ort-cpu", choices=BACKENDS)
     paired.add_argument("--threads", type=int, help="CPU threads (default: the backend's)")
@@ -81,19 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report with plots")
 
 
-def _measure_paired(args: argparse.Namespace, rule: RegressionRule) -> tuple:
+def _measure_paired(args: argparse.Namespace, rule: RegressionRule, batch: int) -> tuple:
     base_path, new_path = args.paths
     for path in args.paths:
         if not path.is_file():
             raise InputError(f"model file not found: {path}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
-    if args.batch is not None and args.batch < 1:
-        raise InputError(f"--batch must be positive, got {args.batch}")
     defaults = ProfileSettings()
     settings = ProfileSettings(confidence=rule.confidence, max_duration_s=args.max_duration,
                                min_duration_s=min(defaults.min_duration_s, args.max_duration))
-    target = Target(args.backend, args.batch or 1, args.threads, args.precision)
+    target = Target(args.backend, batch, args.threads, args.precision)
     question = rule.question()
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
         paired = profile_paired({"base": base_path, "new": new_path}, target, settings, [question],
@@ -106,9 +104,12 @@ def _measure_paired(args: argparse.Namespace, rule: RegressionRule) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch is not None and len(args.batch) > 1:
+        raise InputError(f"--batch {','.join(map(str, args.batch))}: compare judges one batch size at a time; give one")
+    batch = args.batch[0] if args.batch else None
     rule = RegressionRule(args.statistic, args.min_effect, args.confidence, args.tolerance)
     if len(args.paths) == 1:
-        history = build_history(load_history(args.paths[0]), rule, batch=args.batch)
+        history = build_history(load_history(args.paths[0]), rule, batch=batch)
         print(history_markdown(history), end="")
         outputs = [
             (args.json, lambda: history_json(history)),
@@ -119,12 +120,12 @@ def run(args: argparse.Namespace) -> int:
     elif len(args.paths) == 2:
         onnx = [p.suffix == ".onnx" for p in args.paths]
         if all(onnx):
-            base, new, comparison = _measure_paired(args, rule)
+            base, new, comparison = _measure_paired(args, rule, batch or 1)
         elif any(onnx):
             raise InputError("give two ONNX models (measured paired here) or two JSON profiles, not one of each")
         else:
             base, new = (load_release(p) for p in args.paths)
-            comparison = compare_runs(base.profile, new.profile, rule, batch=args.batch)
+            comparison = compare_runs(base.profile, new.profile, rule, batch=batch)
         print(comparison_markdown(comparison, base, new), end="")
         outputs = [
             (args.json, lambda: comparison_json(comparison, base, new)),

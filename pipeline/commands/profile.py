@@ -15,7 +15,8 @@ from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import require_layer_backend
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.commands import (
-    add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, console, parse_shape,
+    add_backend_argument, add_batch_argument, add_precision_argument, add_torch_arguments, add_weights_argument,
+    console, parse_shape,
 )
 from spiralprune.pipeline.exit_codes import ExitCode
 
@@ -24,16 +25,6 @@ if TYPE_CHECKING:
 
     from spiralprune.deploy.profiler import Profile
 
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch takes comma-separated integers, got '{text}'") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--batch sizes must be positive, got '{text}'")
-    return sizes
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProfileSettings()
     parser.add_argument("model", help="an .onnx file, a model spec or a spiral checkpoint directory")
@@ -41,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape to export a model spec with, batch first, e.g. 1,3,224,224 "
                         "(default: the checkpoint's)")
     add_backend_argument(parser, default="ort-cpu")
-    parser.add_argument("--batch", type=_batch_sizes, default=[1], help="batch sizes, e.g. 1,8 (default 1)")
+    add_batch_argument(parser, default=[1], help="batch sizes, e.g. 1,8 (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     add_precision_argument(parser)
     add_torch_arguments(parser)

@@ -82,12 +82,13 @@ def test_trtexec_command_lines(tiny_onnx: Path, tmp_path: Path, name: str, versi
     m = target.measure.profile
     assert commands["build"] == [
         trtexec, f"--onnx={MODEL_FILE}", "--saveEngine={engine}", f"--memPoolSize=workspace:{mib}", "--skipInference",
-        "--fp16", f"--minShapes={SHAPE}", f"--optShapes={SHAPE}", f"--maxShapes={SHAPE}", "--timingCacheFile={timing_cache}",
+        "--profilingVerbosity=detailed", "--fp16", f"--minShapes={SHAPE}", f"--optShapes={SHAPE}", f"--maxShapes={SHAPE}", "--timingCacheFile={timing_cache}",
     ]
     assert commands["profile"] == [
         trtexec, "--loadEngine={engine}", f"--shapes={SHAPE}", f"--warmUp={round(m.warmup_s * 1000)}",
         f"--duration={round(m.min_duration_s)}", f"--iterations={m.min_rounds * m.block_calls}", "--useSpinWait",
         "--exportTimes={times}", *(["--percentile=90,95,99"] if major >= 10 else []),
+        "--dumpProfile", "--separateProfileRun", "--exportProfile={layers}", "--exportLayerInfo={layer_info}",
     ]
 
 

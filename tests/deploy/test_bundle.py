@@ -64,8 +64,8 @@ def test_cpu_target_commands(tiny_onnx: Path, tmp_path: Path) -> None:
     commands = build_bundle(tiny_onnx, load_target("local-cpu"), tmp_path / "b").manifest["commands"]
     assert commands["build"] == ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}",
                                  "--threads", "2"]
-    assert commands["profile"][:10] == ["{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--times",
-                                        "{times}", "--threads", "2"]
+    assert commands["profile"][:12] == ["{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--model",
+                                        MODEL_FILE, "--times", "{times}", "--threads", "2"]
     settings = json.loads(commands["profile"][commands["profile"].index("--settings") + 1])
     assert settings == dataclasses.asdict(load_target("local-cpu").measure.profile) and settings["min_rounds"] == 10
 

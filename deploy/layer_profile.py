@@ -25,7 +25,10 @@ reduction size), enough to say whether time tracks arithmetic or is a fixed cost
 
 ``LayerSampler`` is the one interface of every backend's sampler (``spiralprune.deploy.profiler.layer_sampler``
 picks it): ONNX Runtime's twin here, ``torch.profiler`` on the torch targets in
-``spiralprune.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
+``spiralprune.deploy.torch_layers``, TensorRT's ``IProfiler`` in ``spiralprune.deploy.backends.tensorrt_native``
+(trtexec profiles in its own run; ``spiralprune.deploy.tensorrt_layers`` names TensorRT's layers);
+``explain`` and ``attribute_change`` read any of their profiles. The device runner ships this module: onnx
+is imported only to name ONNX Runtime's nodes.
 """
 
 from __future__ import annotations

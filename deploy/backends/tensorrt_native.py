@@ -189,6 +189,7 @@ class TensorrtRunner(Runner):
         self._bind(feed)
         context = self._engine.create_execution_context()
         context.profiler = profiler
+        context.enqueue_emits_profile = True  # each execute_async_v3 reports its layers (TensorRT's default)
         for name in self._inputs:
             context.set_input_shape(name, feed[name].shape)
         for name, buffer in self._buffers.items():

@@ -3,7 +3,8 @@
 TensorRT reports a time per *engine* layer: ``trtexec --dumpProfile --separateProfileRun
 --exportProfile=FILE`` writes a JSON list whose first element is ``{"count": N}`` (the profiled
 iterations) followed by one ``{"name", "timeMs", "averageMs", "medianMs", "percentage"}`` per layer
-(``exportJSONProfile`` in NVIDIA/TensorRT ``samples/common/sampleReporting.cpp``), and
+(``exportJSONProfile`` in NVIDIA/TensorRT ``samples/common/sampleReporting.cpp``, which streams the values
+as C++ writes them, unescaped names and ``nan`` included; before 8.x's ``medianMs``, four keys), and
 ``tensorrt.IProfiler.report_layer_time(layer_name, ms)`` is called once per layer and call on a context
 with a profiler attached (``spiralprune.deploy.backends.tensorrt_native``).
 
@@ -40,6 +41,7 @@ _FOREIGN = re.compile(r"^\{ForeignNode\[(?P<first>.*?)\.\.\.(?P<last>.*)\]\}$")
 _PWN = re.compile(r"^PWN\((?P<body>.*)\)$")
 _METADATA = re.compile(r"\[ONNX Layer: (?P<node>[^|\]]+?)(?: \|[^\]]*)?\]")
 _PROFILE_KEYS = ("name", "averageMs")
+_NAN_PERCENTAGE = re.compile(r'(?P<key>"percentage" : )-?nan\b')
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,8 @@ def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapp
 def parse_trtexec_profile(text: str, layer_info: str | None = None) -> LayerProfile:
     """Per-layer times of an ``--exportProfile`` file (one round: trtexec's average over its count), named
     with the ``--exportLayerInfo`` file where there is one."""
-    try:
-        records = json.loads(text)
+    try:  # trtexec streams C++ doubles: a profile whose layers all took 0 ms has "percentage" : -nan
+        records = json.loads(_NAN_PERCENTAGE.sub(r"\g<key>NaN", text))
     except json.JSONDecodeError as exc:
         raise InputError(f"the trtexec --exportProfile file is not JSON: {exc}") from exc
     if not isinstance(records, list) or not records or not isinstance(records[0], dict) or "count" not in records[0]:

@@ -116,3 +116,20 @@ def test_explain_reads_a_trtexec_profile_against_the_median_of_the_judged_rounds
 def test_malformed_layer_information_is_an_input_error(text, message):
     with pytest.raises(InputError, match=message):
         parse_layer_info(text)
+
+
+def test_a_profile_of_layers_that_took_no_time_has_nan_percentages():
+    """``exportJSONProfile`` divides by the total time: 0 / 0 streams as ``-nan`` (C++), not JSON."""
+    text = '[\n  { "count" : 10 }\n, { "name" : "/a/Conv", "timeMs" : 0, "averageMs" : 0, "percentage" : -nan }\n]\n'
+    (layer,) = parse_trtexec_profile(text).layers
+    assert layer.name == "a" and layer.rounds_ms == [0.0]
+
+
+def test_reformat_copies_are_called_layout_conversions_in_the_findings():
+    profile = tensorrt_profile("tensorrt IProfiler", [3, 3], {
+        "Reformatting CopyNode for Input Tensor 0 to /conv/Conv": [0.2, 0.2],
+        "/conv/Conv + /relu/Relu": [0.7, 0.7], "{ForeignNode[/fc/MatMul.../fc/Add]}": [0.1, 0.1]})
+    result = explain(profile, [1.0, 1.0])
+    assert result["kinds"]["layout"] == pytest.approx(0.2) and result["coverage"]["value"] == pytest.approx(1.0)
+    assert "memory and layout conversions take 20% (Reformat)" in result["findings"]
+    assert [r["op_type"] for r in result["op_types"]] == ["Conv", "Reformat", "MatMul"]

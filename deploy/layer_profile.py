@@ -480,10 +480,15 @@ def _regime(rows: list[dict[str, Any]], e2e_ms: float) -> dict[str, Any]:
 
     A line ``ms = per_call + ms_per_mac x MACs`` is fitted over the arithmetic layers (slope and
     intercept kept non-negative); the MACs-proportional part is the slope times all MACs, the rest
-    of the operators' time (intercepts and every non-arithmetic operator) is the per-call part.
+    of the operators' time (intercepts and every non-arithmetic operator) is the per-call part. Where
+    no arithmetic layer's MACs are known (a TensorRT engine's layers without detailed layer
+    information, a myelin region), the split is ``unknown``: it is not judged.
     """
     arithmetic = [r for r in rows if r["kind"] == "arithmetic" and r["macs"]]
     operators_ms = sum(r["ms"] for r in rows)
+    if not arithmetic and any(r["kind"] == "arithmetic" for r in rows):
+        return {"dominant": "unknown", "mac_share": None, "per_call_share": None, "operators": len(rows),
+                "correlation": None}
     slope = 0.0
     correlation = None
     if len(arithmetic) >= 3:
@@ -507,7 +512,10 @@ def findings(result: dict[str, Any]) -> list[str]:
     lines = []
     regime, kinds, coverage = result["regime"], result["kinds"], result["coverage"]["value"]
     corr = f" (time vs MACs r = {regime['correlation']:.2f})" if regime["correlation"] is not None else ""
-    if regime["dominant"] == "arithmetic":
+    if regime["dominant"] == "unknown":
+        lines.append(f"the arithmetic layers' MACs are unknown ({result['source']}), so whether the time tracks "
+                     "MACs or is a fixed cost per call is not judged")
+    elif regime["dominant"] == "arithmetic":
         lines.append(f"arithmetic dominates: {regime['mac_share']:.0%} of the end-to-end time tracks MACs{corr}; "
                      "removing channels or layers where the MACs are pays")
     else:

@@ -27,6 +27,7 @@ The device runner ships this module (it needs no onnx): ``trtexec``'s profile is
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,10 +47,25 @@ _NAN_PERCENTAGE = re.compile(r'(?P<key>"percentage" : )-?nan\b')
 
 @dataclass(frozen=True)
 class EngineLayer:
-    """What the engine's layer information says of one layer: its type and the ONNX nodes it holds."""
+    """What the engine's layer information says of one layer: its type, the ONNX nodes it holds, and its
+    multiply-accumulates where it says enough to count them (a convolution: output elements x weights per
+    output channel)."""
 
     layer_type: str | None
     onnx_nodes: tuple[str, ...]
+    macs: int | None = None
+
+
+def _convolution_macs(layer: dict) -> int | None:
+    """MACs of a detailed ``Convolution`` record: ``Weights.Count / OutMaps`` per output element."""
+    weights, out_maps, outputs = layer.get("Weights"), layer.get("OutMaps"), layer.get("Outputs")
+    if layer.get("ParameterType") != "Convolution" or not isinstance(weights, dict) or not outputs:
+        return None
+    count, dims = weights.get("Count"), outputs[0].get("Dimensions") if isinstance(outputs[0], dict) else None
+    if not (isinstance(count, int) and isinstance(out_maps, int) and out_maps > 0 and isinstance(dims, list)
+            and all(isinstance(d, int) and d > 0 for d in dims)):
+        return None
+    return math.prod(dims) * count // out_maps
 
 
 def parse_layer_info(text: str) -> dict[str, EngineLayer]:
@@ -70,7 +86,7 @@ def parse_layer_info(text: str) -> dict[str, EngineLayer]:
             metadata = layer.get("Metadata")
             nodes = tuple(m["node"].strip() for m in _METADATA.finditer(metadata)) if isinstance(metadata, str) else ()
             kind = layer.get("LayerType")
-            engine[layer["Name"]] = EngineLayer(kind if isinstance(kind, str) else None, nodes)
+            engine[layer["Name"]] = EngineLayer(kind if isinstance(kind, str) else None, nodes, _convolution_macs(layer))
         else:
             raise InputError(f"the TensorRT layer information has a layer that is neither a name nor a record with "
                              f"a Name: {str(layer)[:80]}")
@@ -122,7 +138,8 @@ def tensorrt_layer(name: str, rounds_ms: list[float], engine: Mapping[str, Engin
     op_type = "ForeignNode" if foreign and not any(op in ARITHMETIC for op in ops) else ops[main]
     named = module_path(nodes[main])
     return LayerTiming(named or (modules[0] if modules else name), op_type, op_kind(op_type), "TensorRT", rounds_ms,
-                       nodes, list(dict.fromkeys(modules)), len(nodes) > 1 or bool(foreign) or not named)
+                       nodes, list(dict.fromkeys(modules)), len(nodes) > 1 or bool(foreign) or not named,
+                       info.macs if info is not None else None)
 
 
 def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapping[str, Sequence[float]],
@@ -139,6 +156,7 @@ def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapp
         held.nodes = list(dict.fromkeys([*held.nodes, *layer.nodes]))
         held.fuses = list(dict.fromkeys([*held.fuses, *layer.fuses]))
         held.fused = True
+        held.macs = None if held.macs is None and layer.macs is None else (held.macs or 0) + (layer.macs or 0)
         if held.kind != "arithmetic" and layer.kind == "arithmetic":
             held.op_type, held.kind = layer.op_type, layer.kind
     layers = sorted(merged.values(), key=lambda layer: -float(np.nanmedian(layer.rounds_ms)))

@@ -53,13 +53,15 @@ from spiralprune.deploy.stats import median_ci
 # The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
 PROFILE_SHARE = 0.1
 LAYER_BACKENDS = ("ort-cpu", "torch", "torch-compile", "tensorrt", "trtexec")
-# ONNX Runtime's profiler times a node on the host: on the GPU providers that is the launch of its kernels,
+# ONNX Runtime's profiler times a node on the host: on the CUDA provider that is the launch of its kernels,
 # not their run (microsoft/onnxruntime issues 7390 and 20398; the kernels' own times come only from a build
-# with --enable_cuda_profiling), and the TensorRT provider runs its whole subgraph as one node.
+# with --enable_cuda_profiling, pull request 8406), and the TensorRT provider runs its whole subgraph as one
+# node (``TensorrtExecutionProvider_TRTKernel_graph_…_kernel_time``, pull request 9567).
 NO_LAYERS = {
     "ort-cuda": "ONNX Runtime's node profiling times CUDA kernels' launches on the host, not their run on the GPU",
-    "ort-trt": "ONNX Runtime's node profiling times the TensorRT subgraph as one node, and only its launch on the "
-               "host; profile the model with 'tensorrt' or 'trtexec' for its layers",
+    "ort-trt": "ONNX Runtime's node profiling times the TensorRT subgraph as one node "
+               "(TensorrtExecutionProvider_TRTKernel_graph_…), which names no layer; profile the model with "
+               "'tensorrt' or 'trtexec' for its layers",
 }
 
 ARITHMETIC = frozenset({

@@ -190,8 +190,12 @@ class TensorrtRunner(Runner):
         context = self._engine.create_execution_context()
         context.profiler = profiler
         context.enqueue_emits_profile = True  # each execute_async_v3 reports its layers (TensorRT's default)
-        for name in self._inputs:
-            context.set_input_shape(name, feed[name].shape)
+        # An engine with dynamic shapes lets one context at a time use an optimization profile on some TensorRT
+        # versions (NVIDIA/TensorRT issue 1590): the second context's shapes are then refused.
+        if not all(context.set_input_shape(name, feed[name].shape) for name in self._inputs):
+            raise InputError(f"TensorRT {self._trt.__version__} gives a second execution context of this engine no "
+                             "input shapes (an engine with a dynamic batch shares its optimization profile with one "
+                             "context only on some versions): build it with a static batch to profile its layers")
         for name, buffer in self._buffers.items():
             context.set_tensor_address(name, buffer.ptr)
         return context

@@ -6,6 +6,7 @@ ONNX with the ``onnx`` package; a device without it gives no layer profile and s
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,6 @@ def ort_build(model: Path, engine: Path, threads: int) -> None:
 def layer_sampler(engine: Path, model: Path, threads: int, block_calls: int) -> tuple[Any, str]:
     """The ``OrtLayerSampler`` of the optimized graph, its nodes named from ``model``; None and why where the
     device has no ``onnx`` to read ``model`` with."""
-    import importlib.util
-
     if importlib.util.find_spec("onnx") is None:  # ``NodeNames`` reads the model's graph with it
         return None, "not profiled: the device's Python has no onnx package (pip install onnx) to name the layers"
     from spiralprune.deploy.layer_profile import OrtLayerSampler

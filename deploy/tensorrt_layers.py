@@ -131,7 +131,7 @@ def tensorrt_layer(name: str, rounds_ms: list[float], engine: Mapping[str, Engin
     elif foreign:
         nodes = [foreign["first"], foreign["last"]]
     else:
-        nodes = _split(name)
+        nodes = _split(name) or [name]
     modules = [m for m in (module_path(n) for n in nodes) if m]
     ops = [_op_type(n) for n in nodes]
     main = next((i for i, op in enumerate(ops) if op in ARITHMETIC), 0)

@@ -88,6 +88,13 @@ def test_layer_info_of_an_engine_built_with_layer_names_only():
     assert tensorrt_layer("/conv1/Conv + /act1/Relu", [1.0], engine).fuses == ["conv1", "act1"]
 
 
+def test_layers_of_an_engine_built_without_layer_names_are_their_indices():
+    """Profiling verbosity NONE: the IProfiler reports each layer by its decimal index."""
+    layer = tensorrt_layer("7", [0.1])
+    assert layer.name == "7" and layer.fused and not layer.fuses and layer.kind == "other"
+    assert tensorrt_layer("", [0.1]).name == ""
+
+
 def test_unscoped_names_of_older_exporters_keep_tensorrts_name():
     """``Conv_0 + Relu_1`` (trt-engine-explorer's ResNet example, exported without module scopes)."""
     layer = tensorrt_layer("Conv_0 + Relu_1", [0.52224])

@@ -90,6 +90,9 @@ def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
         (["a.json", "m.onnx"], "not one of each"),
         (["m.onnx", "missing.onnx"], "model file not found"),
         (["a.json", "a.json", "--confidence", "2"], "confidence must be in"),
+        (["a.json", "a.json", "--tolerance", "-0.1"], "--tolerance: between_run_tolerance): between_run_tolerance: "),
+        (["a.json", "a.json", "--min-effect", "-1"], "(--min-effect: max_regression_pct, "),
+        (["a.json", "a.json", "--min-effect", "100"], "must be a percentage in [0, 100), got 100"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, args, message):

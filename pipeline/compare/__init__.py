@@ -9,11 +9,13 @@ from spiralprune.pipeline.compare.profiles import (
     compare_runs,
     judge_runs,
     paired_comparison,
+    regression_budget,
     regression_question,
 )
 from spiralprune.pipeline.compare.releases import Release, load_history, load_release
 
 __all__ = [
     "REGRESSION_BUDGET", "BatchComparison", "History", "ProfileComparison", "Release", "build_history",
-    "compare_runs", "judge_runs", "load_history", "load_release", "paired_comparison", "regression_question",
+    "compare_runs", "judge_runs", "load_history", "load_release", "paired_comparison", "regression_budget",
+    "regression_question",
 ]

@@ -35,6 +35,7 @@ from spiralprune.deploy.profiler import Measurement, Profile
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.validation import validate
 from spiralprune.deploy.verdict import Question, Verdict, judge_runs
+from spiralprune.pipeline.acceptance import Check, Evidence, Latency, decide
 from spiralprune.pipeline.exit_codes import ExitCode, judged
 
 Kind = Literal["paired", "runs"]
@@ -88,16 +89,26 @@ class BatchComparison:
     max_regression_pct: float
 
     @property
+    def check(self) -> Check:
+        """The verdict as the gate's regression check (``spiralprune.pipeline.acceptance.Latency``): the
+        change in percent, the limit and the margin; passed, failed or inconclusive."""
+        [check] = decide(Evidence({self.verdict.question.name: self.verdict}),
+                         [Latency(self.verdict.question, percent=True)])
+        return check
+
+    @property
     def call(self) -> Call:
-        if self.verdict.outcome == "misses":
+        """The check's status, a pass whose whole interval lies below ``-max_regression_pct`` an improvement."""
+        status = self.check.status
+        if status == "fail":
             return "regression"
-        if self.verdict.outcome == "undecided":
+        if status == "inconclusive":
             return "inconclusive"
         return "improvement" if self.verdict.high < 1 - self.max_regression_pct / 100 else "no regression"
 
     @property
     def change_pct(self) -> float:
-        return 100 * (self.verdict.estimate - 1)
+        return self.check.measured
 
     def to_dict(self) -> dict:
         return {"batch": self.batch, "base_ms": self.base_ms, "new_ms": self.new_ms, "call": self.call,

@@ -36,6 +36,9 @@ def test_a_slowdown_beyond_the_between_run_tolerance_is_a_regression(seed):
     c = runs(1.30, seed)
     assert c.verdict == "regression" and c.exit_code == 1
     assert c.batches[1].change_pct == pytest.approx(30, abs=3)
+    check = c.batches[1].check  # the gate's regression check, in percent
+    assert (check.status, check.measured, check.unit) == ("fail", c.batches[1].change_pct, "%")
+    assert check.limit == pytest.approx(5.0)
 
 
 def test_a_speedup_beyond_tolerance_and_minimum_effect_is_an_improvement():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +39,10 @@ from spiralprune.pipeline.budget import FinalBudget, judged_questions, latency_m
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.ledger import LedgerEntry, Training, append_entry
+from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
+from spiralprune.pipeline.passes.record import Training
+from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
 from spiralprune.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiralprune.pipeline.run_folder import RunFolder
@@ -147,7 +148,7 @@ class Tries:
     def attempt(
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
         teacher: Trainee, budget: FinalBudget, progress: Progress,
-    ) -> tuple[LedgerEntry, nn.Module, PruningPlan]:
+    ) -> tuple[StepEntry, nn.Module, PruningPlan]:
         """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
 
         ``recovery_epochs`` are added to its training when its plan meets the final budget: the
@@ -193,7 +194,7 @@ class Tries:
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
-        entry = LedgerEntry(
+        entry = StepEntry(
             step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
             reason=reason(checks), checks=[c.to_dict() for c in checks],
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
@@ -305,7 +306,3 @@ class Tries:
                             budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
         return decide(evidence, rules)
 
-
-def probe_cost(probes: list[dict] | tuple[dict, ...]) -> int:
-    """The whole epochs a try's probes spend from ``schedule.total_epochs``: their shares, rounded up."""
-    return math.ceil(sum(p["epochs"] for p in probes) - 1e-9)

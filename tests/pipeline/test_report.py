@@ -9,7 +9,8 @@ import pytest
 from spiralprune.deploy.layer_profile import LayerProfile, LayerTiming
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.config import parse_config
-from spiralprune.pipeline.ledger import LedgerEntry, append_entry
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.report.run import step_rows, write_reports
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config

@@ -18,7 +18,7 @@ from spiralprune.pipeline.config import ScheduleConfig
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiralprune.pipeline.ledger import read_ledger
 from spiralprune.pipeline.plan_search import MAX_MEASURED
-from spiralprune.pipeline.spiral import step_reduction
+from spiralprune.pipeline.passes.steps.stage import step_reduction
 from tests.pipeline.compare.html_checks import inline_images
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 Every caller that accepts or rejects a model compiles its budget (``spiralprune.deploy.budget.Budget``, one
 type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
-(``spiralprune.pipeline.step``), the final recovery and the INT8 pass (``spiralprune.pipeline.passes``), and
+(``spiralprune.pipeline.passes.steps.tries``), the final recovery and the INT8 pass (``spiralprune.pipeline.passes``), and
 ``spiralprune gate`` (``spiralprune.pipeline.gate.checks``, which ``spiralprune deploy`` runs on the device's profile).
 A new limit is one rule class and one budget key, compiled here. The ``Check``s ``decide`` returns are
 what the ledger stores and what every report renders; a try's reason is their messages. (The final

@@ -27,8 +27,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from spiralprune.deploy.atomic import publish_dir, write_bytes
-from spiralprune.kernels.predictor import LatencyPredictor
-from spiralprune.kernels.table import LatencyTable
 from spiralprune.pipeline.acceptance import format_value
 from spiralprune.pipeline.budget import FinalBudget, quality_text
 from spiralprune.pipeline.checkpoint import save_checkpoint
@@ -39,7 +37,6 @@ from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.passes.run import Run
 from spiralprune.pipeline.report.run import met_budget, write_reports
 from spiralprune.pipeline.run_folder import RunFolder, last_accepted
-from spiralprune.pipeline.step import Tries
 from spiralprune.pipeline.tasks import Metric
 from spiralprune.pipeline.teacher import RunData, load_teacher, measure_teacher
 from spiralprune.pipeline.training import Trainee
@@ -90,10 +87,7 @@ class Spiral:
                 f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
                 f"{format_value(budget.teacher_quality, budget.metric.unit)}; final budget: {budget.describe()}"
             )
-            table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision,
-                                 options=cfg.target.backend_options())
-            tries = Tries(cfg, self.folder, self.data, LatencyPredictor(table), self.console)
-            run = Run(cfg, self.folder, self.data, Trainee(teacher, (base_spec, plans)), budget, tries, progress)
+            run = Run(cfg, self.folder, self.data, Trainee(teacher, (base_spec, plans)), budget, progress)
             for stage in build_passes(cfg):
                 stage.run(run)
         message = run.message

@@ -1,5 +1,5 @@
-"""What the passes of one run share: its config, folder, data, teacher, final budget and tries, and
-how the steps ended. A pass reads the ledger through it and adds its lines to it."""
+"""What the passes of one run share: its config, folder, data, teacher and final budget, and how the
+steps ended. A pass reads the ledger through it and adds its lines to it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.passes import later_kinds
 from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.run_folder import RunFolder
-from spiralprune.pipeline.step import Tries
 from spiralprune.pipeline.teacher import RunData
 from spiralprune.pipeline.training import Trainee
 
@@ -21,15 +20,13 @@ from spiralprune.pipeline.training import Trainee
 @dataclass
 class Run:
     """A run as its passes see it. ``teacher`` is the model the run started from (and distils from);
-    ``tries`` trains for every pass (``Tries.train``); ``message`` says how the steps ended, which every
-    line after theirs records."""
+    ``message`` says how the steps ended, which every line after theirs records."""
 
     config: RunConfig
     folder: RunFolder
     data: RunData
     teacher: Trainee
     budget: FinalBudget
-    tries: Tries
     progress: Progress
     message: str = ""
 

@@ -38,8 +38,8 @@ class Recovery:
         work = folder.steps / ".recovery"
         student, meta = load_checkpoint(folder.of(last, "model"))
         progress.console.print(f"final recovery: {epochs} epochs of {last.name}")
-        trained = run.tries.train(Trainee(student, (meta["base_spec"], meta["plans"])), run.teacher, epochs, work,
-                                  progress)
+        trained = run.data.train(Trainee(student, (meta["base_spec"], meta["plans"])), run.teacher, epochs, work, cfg,
+                                 progress)
         save_checkpoint(
             work / "model", base_spec=meta["base_spec"], plans=meta["plans"], model=student,
             input_shape=cfg.input_shape, input_dtype=run.data.input_dtype, metadata={"recovery_of": last.dir},

@@ -9,7 +9,7 @@ from spiralprune.pipeline.passes.record import LedgerEntry
 
 
 class StepEntry(LedgerEntry):
-    """A try of a spiral step (``spiralprune.pipeline.step.Tries.attempt``)."""
+    """A try of a spiral step (``spiralprune.pipeline.passes.steps.tries.Tries.attempt``)."""
 
     kind: Literal["step"] = "step"
     reduction: float | None = None

@@ -1,7 +1,7 @@
 """The spiral's steps: each asks for the final budget (``schedule.initial_reduction: final``, the default)
 or for a latency reduction that decays (NetAdapt), backs off a rejected try and stops at the final
 budget, ``max_steps``, ``patience`` or the training budget; each try is
-``spiralprune.pipeline.step.Tries.attempt``, one ledger line. A final budget out of pruning's reach
+``spiralprune.pipeline.passes.steps.tries.Tries.attempt``, one ledger line. A final budget out of pruning's reach
 stops the run before its first step."""
 
 from __future__ import annotations
@@ -10,16 +10,18 @@ from typing import ClassVar
 
 from spiralprune.kernels.layers import untimed_layers
 from spiralprune.kernels.predictor import LatencyPredictor
+from spiralprune.kernels.table import LatencyTable
 from spiralprune.pipeline.budget import final_summary
 from spiralprune.pipeline.checkpoint import load_checkpoint
-from spiralprune.pipeline.config import RunConfig, ScheduleConfig
+from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.passes.record import LedgerEntry, epochs_spent
 from spiralprune.pipeline.passes.run import Run
-from spiralprune.pipeline.plan_search import NothingLeftToPrune
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
+from spiralprune.pipeline.passes.steps.plan_search import NothingLeftToPrune
+from spiralprune.pipeline.passes.steps.tries import Reference, Tries
 from spiralprune.pipeline.prune import PruningPlan
 from spiralprune.pipeline.prune.latency_aware import weighs_blocks
 from spiralprune.pipeline.run_folder import last_accepted
-from spiralprune.pipeline.step import Reference
 
 # A final budget under this fraction of the predicted floor is out of pruning's reach: the floor is a
 # prediction (the table's single operators, calibrated on the full teacher), so a budget near it is
@@ -37,6 +39,10 @@ class Steps:
         return cls()
 
     def run(self, run: Run) -> None:
+        cfg = run.config
+        table = LatencyTable(cfg.target.backend, threads=cfg.target.threads, precision=cfg.target.precision,
+                             options=cfg.target.backend_options())
+        tries = Tries(cfg, run.folder, run.data, LatencyPredictor(table), run.progress.console)
         entries = run.entries()
         task = run.progress.add_task("spiral steps", total=run.config.schedule.max_steps,
                                      completed=sum(e.accepted for e in entries))
@@ -44,9 +50,9 @@ class Steps:
         if ended:  # the steps had ended before a later pass ran: its line says how
             run.message = ended[0].message
             return
-        run.message = (None if entries else below_floor(run)) or self._loop(run, entries, task)
+        run.message = (None if entries else below_floor(run, tries)) or self._loop(run, tries, entries, task)
 
-    def _loop(self, run: Run, entries: list[LedgerEntry], task: int) -> str:
+    def _loop(self, run: Run, tries: Tries, entries: list[LedgerEntry], task: int) -> str:
         schedule, budget, progress = run.config.schedule, run.budget, run.progress
         current = Reference("teacher", run.teacher.module, run.folder.teacher_onnx, budget.teacher_ms,
                             run.teacher.lineage)
@@ -78,8 +84,8 @@ class Steps:
                 recovery_epochs = left - epochs
             reduction = step_reduction(schedule, step, attempt, current.ms, budget.final_ms)
             try:
-                entry, student, plan = run.tries.attempt(step, attempt, reduction, epochs, recovery_epochs,
-                                                         current, run.teacher, budget, progress)
+                entry, student, plan = tries.attempt(step, attempt, reduction, epochs, recovery_epochs, current,
+                                                     run.teacher, budget, progress)
             except NothingLeftToPrune as stop:
                 return f"step {step}: {stop}"
             verdict = "accepted" if entry.accepted else "rejected"
@@ -95,7 +101,7 @@ class Steps:
                 attempt += 1
 
 
-def below_floor(run: Run) -> str | None:
+def below_floor(run: Run, tries: Tries) -> str | None:
     """Why no step is taken, when the final budget is below what pruning can reach here.
 
     The floor is the predicted latency of the teacher with every group the config lets shrink
@@ -107,9 +113,9 @@ def below_floor(run: Run) -> str | None:
     cfg, budget, teacher = run.config, run.budget, run.teacher.module
     if not cfg.schedule.stop_at_floor or untimed_layers(teacher):
         return None
-    prunable = run.tries.prunable(teacher)
+    prunable = tries.prunable(teacher)
     full = prunable.layers(PruningPlan(cfg.prune.criterion, 0.0, ()))
-    predictor = LatencyPredictor(run.tries.predictor.table)
+    predictor = LatencyPredictor(tries.predictor.table)
     predictor.calibrate([(full, budget.teacher_ms)])
     blocks = cfg.schedule.allocation == "latency" and weighs_blocks(cfg.prune, cfg.schedule.remove_blocks)
     floor_ms = predictor.predict(prunable.layers(prunable.floor_plan(cfg.prune, blocks=blocks)))

@@ -6,7 +6,7 @@ try works in ``steps/.NAME/`` (its chosen plan and its distillation checkpoints,
 resumes) and is published as ``steps/NAME/`` with its ledger line.
 
 When the search returns a contender (a block-free plan that meets the budget beside a chosen plan
-that removes residual blocks, ``spiralprune.pipeline.plan_search``), each is trained for
+that removes residual blocks, ``spiralprune.pipeline.passes.steps.plan_search``), each is trained for
 ``schedule.probe_epochs`` of an epoch, on the same batches from the same seed, and the one more
 accurate on the validation split goes on (the search's choice on a tie); the probes are recorded in
 the plan and the ledger line. The winner is then trained from its pruned weights, as it would have
@@ -41,9 +41,8 @@ from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
-from spiralprune.pipeline.passes.record import Training
+from spiralprune.pipeline.passes.steps.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
-from spiralprune.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiralprune.pipeline.run_folder import RunFolder
 from spiralprune.pipeline.teacher import RunData
@@ -180,8 +179,8 @@ class Tries:
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
         )
-        trained = self.train(Trainee(student, (current.lineage[0], [*current.lineage[1], choice.plan])), kd_teacher,
-                             epochs, work, progress)
+        trained = self.data.train(Trainee(student, (current.lineage[0], [*current.lineage[1], choice.plan])),
+                                  kd_teacher, epochs, work, self.config, progress)
         trained = trained.model_copy(update={"recovery_epochs": recovery_epochs if finishes else 0})
         save_checkpoint(
             work / "model", base_spec=current.lineage[0], plans=[*current.lineage[1], choice.plan], model=student,
@@ -282,17 +281,6 @@ class Tries:
         )
         return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
                           probes=tuple(probes))
-
-    def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, progress: Progress) -> Training:
-        """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``,
-        across the run's processes (``spiralprune.pipeline.training``)."""
-        if not epochs:
-            return Training(best_val_quality=None, epochs=0)
-        result = train(student, teacher, self.data.splits.train, self.data.splits.val,
-                       self.config.distill.model_copy(update={"epochs": epochs}), job_dir=work / "job",
-                       processes=self.data.processes, checkpoint_dir=work / "distill", progress=progress,
-                       loading=self.data.splits.loading, task=self.data.task)
-        return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
 
     def decide(
         self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: FinalBudget,

@@ -88,6 +88,7 @@ class Steps:
                                                      run.teacher, budget, progress)
             except NothingLeftToPrune as stop:
                 return f"step {step}: {stop}"
+            run.record(entry)
             verdict = "accepted" if entry.accepted else "rejected"
             progress.console.print(f"step {step} try {attempt}: {verdict}: {entry.reason}")
             entries.append(entry)

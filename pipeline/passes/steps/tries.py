@@ -39,7 +39,6 @@ from spiralprune.pipeline.budget import FinalBudget, judged_questions, latency_m
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
 from spiralprune.pipeline.passes.steps.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
@@ -148,7 +147,7 @@ class Tries:
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
         teacher: Trainee, budget: FinalBudget, progress: Progress,
     ) -> tuple[StepEntry, nn.Module, PruningPlan]:
-        """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
+        """One try: plan (chosen and measured), train, measure, judge, publish; its ledger line, for the pass to record.
 
         ``recovery_epochs`` are added to its training when its plan meets the final budget: the
         last step and the final recovery of its model are one schedule."""
@@ -206,7 +205,6 @@ class Tries:
             measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.statistic),
             **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
         )
-        append_entry(self.folder.ledger, entry)
         return entry, student, choice.plan
 
     def _plan(

@@ -1,4 +1,5 @@
-"""``ledger.jsonl``: one JSON line per attempted spiral step, appended atomically.
+"""``ledger.jsonl``: one JSON line per model a pass of the run proposed (a try, the final recovery, the
+INT8 model), appended atomically.
 
 A line is written with a single ``write`` on an ``O_APPEND`` descriptor and fsynced, so a run
 killed mid-write leaves at most one truncated last line; ``read_ledger`` drops it (and

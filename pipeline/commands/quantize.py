@@ -14,8 +14,8 @@ from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.commands import (
     add_backend_argument, add_task_argument, add_weights_argument, console, parse_shape, task_config,
 )
-from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiralprune.pipeline.exit_codes import ExitCode, judged
+from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 
 if TYPE_CHECKING:
     from rich.console import Console

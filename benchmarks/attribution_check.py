@@ -38,10 +38,10 @@ from spiralprune.deploy.layer_profile import attribute_change  # noqa: E402
 from spiralprune.deploy.profiler import Target, profile_model, profile_paired  # noqa: E402
 from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
 from spiralprune.deploy.verdict import Question  # noqa: E402
-from spiralprune.pipeline.config import QuantizeConfig  # noqa: E402
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig  # noqa: E402
 from spiralprune.pipeline.export import export_onnx  # noqa: E402
-from spiralprune.pipeline.float_fallback import _quantize_keeping  # noqa: E402
-from spiralprune.pipeline.quantize import Calibrated  # noqa: E402
+from spiralprune.pipeline.passes.int8.float_fallback import _quantize_keeping  # noqa: E402
+from spiralprune.pipeline.passes.int8.quantize import Calibrated  # noqa: E402
 from spiralprune.pipeline.zoo.digits_resnet import digits_resnet  # noqa: E402
 from tests.chain_net import WIDENED, chain_net  # noqa: E402
 

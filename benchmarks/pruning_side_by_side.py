@@ -14,7 +14,7 @@ budget, all with the L1 criterion and the same ``--round-to``:
 
 (a) uniform: one L1 ratio removed from every group (NNI's and Torch-Pruning's default), ratio bisected;
 (b) FLOPs-driven: the knapsack of ``spiralprune.pipeline.prune.latency_aware`` priced in MACs, MACs target bisected;
-(c) latency-aware: the spiral step's own search, ``spiralprune.pipeline.plan_search.choose_plan`` (latency-knapsack
+(c) latency-aware: the spiral step's own search, ``spiralprune.pipeline.passes.steps.plan_search.choose_plan`` (latency-knapsack
     candidates screened by the calibrated operator-table predictor, only the promising ones measured).
 
 Every finalist is then distilled from the teacher with ``demo.yaml``'s ``distill`` settings (one run
@@ -60,7 +60,7 @@ from spiralprune.kernels.layers import torch_layers
 from spiralprune.kernels.predictor import LatencyPredictor
 from spiralprune.kernels.table import LatencyTable
 from spiralprune.pipeline.casestudies.images import build_image_folder
-from spiralprune.pipeline.config import ScheduleConfig, load_config
+from spiralprune.pipeline.config import load_config
 from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.train import distill
@@ -68,7 +68,8 @@ from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.tasks import TaskConfig, build_task
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.models import build_model
-from spiralprune.pipeline.plan_search import PlanVerdict, choose_plan
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
+from spiralprune.pipeline.passes.steps.plan_search import PlanVerdict, choose_plan
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front

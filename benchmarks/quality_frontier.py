@@ -101,7 +101,8 @@ from spiralprune.pipeline.measure import target_of  # noqa: E402
 from spiralprune.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
 from spiralprune.pipeline.source import load_source  # noqa: E402
-from spiralprune.pipeline.spiral import Spiral, epochs_spent  # noqa: E402
+from spiralprune.pipeline.passes.record import epochs_spent  # noqa: E402
+from spiralprune.pipeline.spiral import Spiral  # noqa: E402
 from spiralprune.pipeline.teacher import trained_model  # noqa: E402
 
 ARCHITECTURES = {

@@ -4,7 +4,7 @@ MobileNetV2 on Fashion-MNIST (``benchmarks/quality_frontier.py``'s data and 30-e
 under ``--cache``; trained here when absent) and, with ``--student``, spiral checkpoints of it (the
 quality benchmark's pruned results). For each model and each weight scheme (per-channel, the
 default, and per-tensor, which targets without per-channel INT8 need), through
-``spiralprune.pipeline.int8.int8_model`` exactly as ``spiralprune quantize`` and the run's stage call it:
+``spiralprune.pipeline.passes.int8.model.int8_model`` exactly as ``spiralprune quantize`` and the run's stage call it:
 
 - ``post-training``: ONNX Runtime's static QDQ INT8 alone (``recovery_epochs`` 0, ``max_float_nodes`` 0);
 - ``fallback``: post-training, then the float fallback (``recovery_epochs`` 0);
@@ -49,12 +49,12 @@ from spiralprune.deploy.profiler import Target  # noqa: E402
 from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
 from spiralprune.pipeline.casestudies.images import build_image_folder  # noqa: E402
 from spiralprune.pipeline.checkpoint import load_checkpoint  # noqa: E402
-from spiralprune.pipeline.config import QuantizeConfig  # noqa: E402
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig  # noqa: E402
 from spiralprune.pipeline.data import load_datasets  # noqa: E402
 from spiralprune.pipeline.distill.config import DistillConfig  # noqa: E402
 from spiralprune.pipeline.export import export_onnx  # noqa: E402
-from spiralprune.pipeline.int8 import Trainable, int8_model, judge_quantized  # noqa: E402
-from spiralprune.pipeline.quantize import FLOAT, INT8  # noqa: E402
+from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized  # noqa: E402
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8  # noqa: E402
 
 ARCH = "mobilenet_v2"
 

@@ -22,7 +22,7 @@ the device side imports nothing of ``spiralprune.pipeline``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -169,3 +169,20 @@ class Budget(_Strict):
             extra = [k for k in given if keys is not None and k not in keys]
             if extra:
                 raise ValueError(f"{where}.{part}.{extra[0]}: {why}")
+
+
+def filled(budget: Any, *, latency: dict | None = None, quality: dict, parity: dict | None = None) -> Any:
+    """``budget`` (a mapping or a ``Budget``) with the parts it leaves out given: ``latency`` when it
+    has none, ``quality`` as ``metric:`` when it has neither ``accuracy:`` nor ``metric:``, ``parity``.
+    Anything but a mapping is left for validation to name."""
+    if isinstance(budget, Budget):
+        budget = budget.model_dump(exclude_none=True)
+    if not isinstance(budget, dict):
+        return budget
+    out = dict(budget)
+    for key, default in (("latency", latency), ("parity", parity)):
+        if default is not None and out.get(key) is None:
+            out[key] = default
+    if out.get("accuracy") is None and out.get("metric") is None:
+        out["metric"] = quality
+    return out

@@ -2,7 +2,7 @@
 
 Every caller that accepts or rejects a model compiles its budget (``spiralprune.deploy.budget.Budget``, one
 type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
-(``spiralprune.pipeline.step``), the final recovery and the INT8 stage (``spiralprune.pipeline.spiral``), and
+(``spiralprune.pipeline.passes.steps.tries``), the final recovery and the INT8 pass (``spiralprune.pipeline.passes``), and
 ``spiralprune gate`` (``spiralprune.pipeline.gate.checks``, which ``spiralprune deploy`` runs on the device's profile);
 ``spiralprune compare`` reads its regression verdict as the gate's check (``Latency``). No torch is imported
 here: a comparison of two stored profiles, and every command's ``--help``, judges without it.

@@ -45,7 +45,7 @@ from spiralprune.pipeline.gate.candidate import (
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiralprune.pipeline.gate.report import GateContext
-from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.models import given_modules
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder

@@ -15,7 +15,7 @@ from spiralprune.deploy.profiler import Paired
 from spiralprune.deploy.verdict import Outcome, Question, interval, percent
 from spiralprune.pipeline.acceptance import QualityLimit, format_value
 from spiralprune.pipeline.config import RunConfig
-from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.tasks import Metric, Task
 
 

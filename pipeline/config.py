@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from spiralprune.deploy.backends import get_backend
-from spiralprune.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget
+from spiralprune.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget, filled
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.validation import read_yaml, validate
 from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
 from spiralprune.pipeline.prune.config import PruneConfig
 from spiralprune.pipeline.tasks.config import TaskConfig
 
@@ -127,84 +129,8 @@ def migrate(data: Any) -> Any:
     return data
 
 
-def filled(budget: Any, *, latency: dict | None = None, quality: dict, parity: dict | None = None) -> Any:
-    """``budget`` (a mapping or a ``Budget``) with the parts it leaves out given: ``latency`` when it
-    has none, ``quality`` as ``metric:`` when it has neither ``accuracy:`` nor ``metric:``, ``parity``.
-    Anything but a mapping is left for validation to name."""
-    if isinstance(budget, Budget):
-        budget = budget.model_dump(exclude_none=True)
-    if not isinstance(budget, dict):
-        return budget
-    out = dict(budget)
-    for key, default in (("latency", latency), ("parity", parity)):
-        if default is not None and out.get(key) is None:
-            out[key] = default
-    if out.get("accuracy") is None and out.get("metric") is None:
-        out["metric"] = quality
-    return out
-
-
 _V1_LATENCY = ("statistic", "max_ms", "min_speedup", "min_throughput")
 _V1_MIN_SPEEDUP = 2.0  # version 1's default, the same as a run's default budget now
-
-
-class ScheduleConfig(_Strict):
-    """How much each step asks for: by default the final budget; with a number, NetAdapt's reduction that decays.
-
-    ``initial_reduction``: what step 1 asks for, a fraction of the current model's latency, or
-    ``final`` (the default): the final budget in one step, every later step too, a rejected try
-    asking for ``backoff`` times that reduction. ``benchmarks/quality_frontier.py`` favoured it
-    (2026-12-06, runs 11-12, with layer-wise pruning): one step to the budget with every epoch on
-    that structure was as accurate as a spiral of halving steps at 3x and more accurate at 4x, at
-    more speed, on both architectures.
-
-    ``allocation`` is how a step's candidate plans are made (see ``spiralprune.pipeline.plan_search``): ``latency``
-    keeps the most importance per predicted millisecond saved; ``uniform`` removes one ratio from
-    every group. Either way candidates are screened by predicted latency before any is measured.
-    """
-
-    initial_reduction: Annotated[float, Field(gt=0, lt=1)] | Literal["final"] = "final"
-    decay: float = Field(0.9, gt=0, le=1)
-    backoff: float = Field(0.5, gt=0, lt=1)
-    max_steps: int = Field(6, ge=1)
-    patience: int = Field(2, ge=0)
-    # The largest fraction of a group's channels removed: with latency allocation over the whole run,
-    # counted from the teacher (no group is cut below what the uniform ratio max_ratio leaves it,
-    # rounded as that ratio is: the run's floor is that uniform structure); with uniform
-    # allocation, the largest ratio one step asks for.
-    max_ratio: float = Field(0.8, gt=0, lt=1)
-    allocation: Literal["latency", "uniform"] = "latency"
-    # With ``latency`` allocation, residual blocks may be removed whole (layer-wise pruning,
-    # ``spiralprune.pipeline.prune.blocks``), weighed in the same knapsack as channels by their measured
-    # loss rise per millisecond saved; needs a criterion comparable across layers (the default).
-    remove_blocks: bool = True
-    # Epochs of final recovery: the try whose plan meets the final budget (judged before it is
-    # trained) trains them after its own epochs in one schedule; a run that ends short of the final
-    # budget gives them to its last accepted model (its structure, hence its latency, stays as
-    # measured); 0 = none. ``total_epochs`` is a training budget for the whole run: each try trains
-    # at most what is left of it after the ``final_epochs`` kept for the recovery (the loop stops
-    # when nothing is left), and the recovery gets whatever the tries left, so rejected tries cannot
-    # eat the recovery.
-    final_epochs: int = Field(0, ge=0)
-    total_epochs: int | None = Field(None, ge=1)
-    # When a step's chosen plan removes residual blocks and a block-free plan also meets the budget,
-    # each is trained for this fraction of an epoch (the same batches, the same seed) and the more
-    # accurate one goes on (``spiralprune.pipeline.step``); 0 (the default) = choose by predicted loss alone.
-    # The probes' epochs, rounded up per try, are spent from ``total_epochs``. Off by default: on the
-    # digits ResNet at 3x (docs/landing/2026-12-06.md, 3 seeds) they agreed with the prediction in every
-    # step they ran (87.8 % vs 20.6 %, 94.2 % vs 28.3 % after a quarter epoch), changed no result and
-    # added 10-15 % to the run's wall time.
-    probe_epochs: float = Field(0.0, ge=0, le=1)
-    # Stop before step 1 when the final budget is below the floor pruning can reach (every group at
-    # its fewest channels, predicted from the operator table; see ``Spiral._below_floor``).
-    stop_at_floor: bool = True
-
-    @model_validator(mode="after")
-    def _budget_leaves_steps(self) -> "ScheduleConfig":
-        if self.total_epochs is not None and self.final_epochs >= self.total_epochs:
-            raise ValueError(f"schedule.final_epochs ({self.final_epochs}) must be less than total_epochs "
-                             f"({self.total_epochs}): the steps need epochs too")
-        return self
 
 
 class DataConfig(_Strict):
@@ -266,71 +192,6 @@ class DistributedConfig(_Strict):
         return self.processes * self.nnodes == 1
 
 
-QUANTIZED_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")  # the ONNX Runtime targets run QDQ models
-
-
-class QuantizeConfig(_Strict):
-    """Post-training static INT8 quantization (ONNX Runtime, QDQ) and the rule that accepts it.
-
-    Calibration runs ``calibration_batches`` training batches of ``batch_size`` through the float
-    model; ``method`` picks the activation ranges from them. The quantized model is accepted only
-    when it meets ``budget`` (``spiralprune.deploy.budget.Budget``) against its float model: the judge says it
-    is at least ``latency.min_speedup`` times faster (paired rounds; default 1, not slower) and its
-    metric (``accuracy:`` or ``metric:``) is at most ``max_drop`` worse (default 1 point).
-
-    When the fully quantized model loses more than ``max_drop`` points, two remedies follow
-    (``spiralprune.pipeline.int8``), the cheap one first. The float fallback keeps up to
-    ``max_float_nodes`` of its most sensitive Conv / Gemm / MatMul nodes float (0: no fallback, every
-    operator INT8), measured on ``sensitivity_batches`` training batches held apart from the
-    calibration ones (``spiralprune.pipeline.float_fallback``). If that still loses too much,
-    quantization-aware recovery (``spiralprune.pipeline.fake_quant``): ``recovery_epochs`` of
-    distillation from the teacher at ``recovery_lr`` through simulated INT8 (0: none; it needs the
-    PyTorch model), the trained model quantized again. The model left is judged.
-    """
-
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    calibration_batches: int = Field(32, ge=1)
-    batch_size: int = Field(32, ge=1)
-    per_channel: bool = True
-    budget: Budget = Budget(latency=LatencyBudget(min_speedup=1.0), metric=QualityBudget(max_drop=1.0))
-    # A few float nodes usually hold the whole loss (an input or output layer, one with outlier
-    # weights); each costs a float kernel between Q / DQ nodes, so past a handful INT8's speedup goes.
-    max_float_nodes: int = Field(4, ge=0)
-    # 8 x 32 = 256 samples: a top-1 disagreement resolution of 0.4 %, finer than the default max_drop.
-    sensitivity_batches: int = Field(8, ge=1)
-    # MobileNetV2 on Fashion-MNIST, per-tensor weights (docs/benchmarks.md, benchmarks/quantize_recovery.py): 5 epochs at
-    # 0.001 recovered its 4x result to 80.4 +- 0.6 % (3 seeds); 0.002, 0.005 and 0.02 did no better (one seed),
-    # and 0.005 diverged on a pruned test network (0.001 did not, though it gained nothing there).
-    recovery_epochs: int = Field(5, ge=0)
-    recovery_lr: float = Field(0.001, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _budget_defaults(cls, data: Any) -> Any:
-        """What ``budget`` leaves out is the default's: both keys allowed below are then always set."""
-        if isinstance(data, dict) and "budget" in data:
-            data = {**data, "budget": filled(data["budget"], latency={"min_speedup": 1.0}, quality={"max_drop": 1.0})}
-        return data
-
-    @model_validator(mode="after")
-    def _budget(self) -> "QuantizeConfig":
-        self.budget.refuse("quantize.budget", {"latency": ("min_speedup",), "accuracy": ("max_drop",),
-                                               "metric": ("max_drop",)},
-                           "the INT8 stage judges its model against the float model: latency.min_speedup and "
-                           "the metric's max_drop")
-        return self
-
-    @property
-    def max_drop(self) -> float:
-        """The most the INT8 model's metric may be worse than the float model's, in shown units."""
-        return self.budget.quality.max_drop
-
-    @property
-    def min_speedup(self) -> float:
-        """How many times faster than the float model the INT8 model must be judged."""
-        return self.budget.latency.min_speedup
-
-
 class RunConfig(_Strict):
     version: int = CONFIG_VERSION
     model: str
@@ -358,7 +219,7 @@ class RunConfig(_Strict):
     prune: PruneConfig = PruneConfig(criterion="sensitivity")
     distill: DistillConfig = DistillConfig()
     seed: int = 0
-    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiralprune.pipeline.quantize.
+    # A final INT8 stage after the spiral (None: none), accepted by the same judge; see spiralprune.pipeline.passes.int8.
     quantize: QuantizeConfig | None = None
     # Import the package.module:factory a checkpoint or run folder names (see spiralprune.pipeline.specs); the
     # config's own specs are the user's and need no permission. A permission, not part of the run:

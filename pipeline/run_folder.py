@@ -27,7 +27,8 @@ from pathlib import Path
 from spiralprune.deploy.atomic import write_json
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.validation import contained
-from spiralprune.pipeline.ledger import LedgerEntry, read_ledger, repair_ledger
+from spiralprune.pipeline.ledger import read_ledger, repair_ledger
+from spiralprune.pipeline.passes.record import LedgerEntry
 
 LEDGER = "ledger.jsonl"
 RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiralprune compare`` recognises
@@ -40,7 +41,7 @@ def config_digest(data: dict) -> str:
 
 def last_accepted(entries: list[LedgerEntry], *, with_checkpoint: bool = False) -> LedgerEntry | None:
     """The run's result so far: its last accepted line (with ``with_checkpoint``, the last that has a model/)."""
-    accepted = [e for e in entries if e.accepted and not (with_checkpoint and e.kind == "quantize")]
+    accepted = [e for e in entries if e.accepted and (e.has_checkpoint or not with_checkpoint)]
     return accepted[-1] if accepted else None
 
 

@@ -32,6 +32,7 @@ from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.data import DataSplits, LoaderSettings, load_data
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
+from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.prune.group import Calibration
@@ -79,6 +80,19 @@ class RunData:
         """``model`` exported into ``directory``, its parity checked and its quality evaluated."""
         return measure_candidate(model, directory, config=config, example_input=self.example_input,
                                  parity_inputs=self.parity_inputs, val_set=self.splits.val, task=self.task)
+
+
+    def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, config: RunConfig,
+              progress: Progress) -> Training:
+        """``epochs`` of the run's distillation (none: the model as it is), resumable from ``work/distill``,
+        across the run's processes (``spiralprune.pipeline.training``)."""
+        if not epochs:
+            return Training(best_val_quality=None, epochs=0)
+        result = train(student, teacher, self.splits.train, self.splits.val,
+                       config.distill.model_copy(update={"epochs": epochs}), job_dir=work / "job",
+                       processes=self.processes, checkpoint_dir=work / "distill", progress=progress,
+                       loading=self.splits.loading, task=self.task)
+        return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
 
 
 def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -> None:

@@ -9,7 +9,7 @@ runs it with the run's rendezvous settings, and the trained weights are loaded b
 module: the caller cannot tell the two apart but by the result's ``processes``. The job's rank 0 writes
 every file (checkpoints, weights, result); the run's ledger and step folders stay the run's own.
 
-The quantization-aware recovery (``spiralprune.pipeline.fake_quant``) is not among them: it trains a module
+The quantization-aware recovery (``spiralprune.pipeline.passes.int8.fake_quant``) is not among them: it trains a module
 whose convolutions carry simulated-INT8 parametrizations and hooks, which no checkpoint records.
 """
 

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from spiralprune.pipeline.data import load_datasets
-from spiralprune.pipeline.quantize import int8_ranges
+from spiralprune.pipeline.passes.int8.quantize import int8_ranges
 
 SHAPE = [1, 1, 16, 16]
 SCALE = 10.0
 # What quantization-aware recovery gives back of ``hostile``'s per-tensor INT8 depends on the CPU, because
 # ONNX Runtime's weights are 8-bit where its U8S8 kernels are exact (VNNI) and 7-bit where they saturate
-# (``spiralprune.pipeline.quantize.int8_ranges``). Measured: within 1 point of float with 8 bits (Intel Xeon,
+# (``spiralprune.pipeline.passes.int8.quantize.int8_ranges``). Measured: within 1 point of float with 8 bits (Intel Xeon,
 # where these tests were written); on an AMD EPYC without VNNI (2026-12-06) per-tensor 7-bit INT8 fell to
 # 40.8 % and recovery (5 epochs at 0.001) brought it to 90.6 % against float's 94.7 %, and the
 # simulation's top-1 agreed with ONNX Runtime's on 97.8 % of the digits (98 % or more with 8 bits).

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from spiralprune.pipeline.ledger import LedgerEntry, Training
+from spiralprune.pipeline.passes import PASSES
+from spiralprune.pipeline.passes.record import LedgerEntry, Training
+
+# What each kind's record asks for beyond the fields every line has.
+OWN_FIELDS: dict[str, dict[str, Any]] = {
+    "step": {},
+    "recovery": {"message": "stopped after max_steps=1"},
+    "quantize": {"message": "stopped after max_steps=1", "quantize_of": "steps/step-01-try-1", "quantize": {}},
+}
 
 
 def ledger_entry(step: int = 1, attempt: int = 1, *, accepted: bool = True, ms: float = 1.0, accuracy: float = 0.9,
-                 **fields: Any) -> LedgerEntry:
-    """A try of ``step`` measured at ``ms`` (p50, the statistic) with ``accuracy``; ``fields`` override the rest."""
+                 kind: str = "step", **fields: Any) -> LedgerEntry:
+    """A line of ``kind`` (a try of ``step`` by default) measured at ``ms`` (p50, the statistic) with
+    ``accuracy``; ``fields`` override the rest."""
     line: dict[str, Any] = {
         "step": step, "attempt": attempt, "dir": f"steps/step-{step:02d}-try-{attempt}", "accepted": accepted,
         "reason": "within budget" if accepted else "rejected", "target_ms": ms, "reference": "teacher",
@@ -19,4 +28,4 @@ def ledger_entry(step: int = 1, attempt: int = 1, *, accepted: bool = True, ms: 
         "statistic_ms": ms, "cv": 0.03, "robust_cv": 0.02, "stable": True, "quality": accuracy,
         "metrics": {"accuracy": accuracy, "f1_macro": accuracy}, "params": 1000, "macs": 100_000, "size_mb": 0.1, "parity": {"passed": True},
     }
-    return LedgerEntry(**{**line, **fields})
+    return PASSES[kind].record(**{**line, **OWN_FIELDS[kind], **fields})

@@ -14,8 +14,8 @@ from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.commands import (
     add_backend_argument, add_task_argument, add_weights_argument, console, parse_shape, task_config,
 )
-from spiralprune.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiralprune.pipeline.exit_codes import ExitCode, judged
+from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from spiralprune.pipeline.data import load_datasets
     from spiralprune.pipeline.distill.config import DistillConfig
     from spiralprune.pipeline.gate.candidate import onnx_task, prepare_candidate
-    from spiralprune.pipeline.int8 import Trainable, int8_model, judge_quantized
+    from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized
     from spiralprune.pipeline.prune.plan import example_input
 
     try:
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 def exit_code(result: dict, max_drop: float) -> ExitCode:
     """``result`` (``QuantizeResult.to_dict``) rejected only because the judge could not decide the speedup is
     undecided; a speedup the judge refuses or an accuracy drop past ``max_drop`` is a verdict against INT8."""
-    from spiralprune.pipeline.quantize import FLOAT, INT8
+    from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
 
     outcome, accuracy = result["verdict"]["outcome"], result["accuracy"]
     return judged(against=outcome == "misses" or accuracy[FLOAT] - accuracy[INT8] > max_drop,
@@ -138,7 +138,7 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
     remedies did."""
     from rich.table import Table
 
-    from spiralprune.pipeline.quantize import FLOAT, INT8
+    from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
 
     table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")

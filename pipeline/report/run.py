@@ -21,7 +21,7 @@ from spiralprune.pipeline.report.checks import checks_html, checks_markdown
 from spiralprune.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiralprune.pipeline.report.junit import TestCase, junit_xml
 from spiralprune.pipeline.report.markdown import md_table
-from spiralprune.pipeline.ledger import LedgerEntry
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:

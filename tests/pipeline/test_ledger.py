@@ -5,8 +5,10 @@ import pytest
 
 from spiralprune import __version__
 from spiralprune.deploy.errors import InputError
-from spiralprune.pipeline.ledger import VERSION, LedgerEntry, append_entry, read_ledger, repair_ledger
-from tests.ledger_entries import ledger_entry
+from spiralprune.pipeline.ledger import append_entry, read_ledger, repair_ledger
+from spiralprune.pipeline.passes import PASSES
+from spiralprune.pipeline.passes.record import VERSION, LedgerEntry
+from tests.ledger_entries import OWN_FIELDS, ledger_entry
 
 
 def test_append_and_read(tmp_path: Path):
@@ -16,6 +18,45 @@ def test_append_and_read(tmp_path: Path):
         append_entry(path, entry)
     assert read_ledger(path) == [e.model_copy(update={"spiral": __version__}) for e in written]  # who wrote it
     assert all(json.loads(line)["version"] == VERSION for line in path.read_text().splitlines())
+
+
+@pytest.mark.parametrize("kind", PASSES)
+def test_every_pass_kind_reads_back_as_its_own_record(tmp_path: Path, kind: str):
+    path = tmp_path / "ledger.jsonl"
+    append_entry(path, ledger_entry(kind=kind))
+    (entry,) = read_ledger(path)
+    assert type(entry) is PASSES[kind].record and entry.kind == kind
+    assert set(json.loads(path.read_text())) == set(PASSES[kind].record.model_fields)  # no other kind's fields
+
+
+# A version 2 line of each kind as the spiral wrote it: one flat record, the other kinds' fields empty.
+_FLAT = {"kind": "step", "message": None, "reduction": None, "predicted_ms": None, "candidates": [], "probes": [],
+         "predictor": None, "predicted_layers": {}, "compiles": None, "quantize_of": None, "quantize": None}
+
+
+@pytest.mark.parametrize("kind, own", [
+    ("step", {"reduction": 0.3, "predicted_ms": 0.9, "candidates": [{"ratio": 0.3}], "compiles": {"compiled": 1}}),
+    ("recovery", {"message": "stopped after max_steps=1"}),
+    ("quantize", {"message": "stopped", "quantize_of": "steps/step-01-try-1", "quantize": {"accepted": True}}),
+])
+def test_a_version_2_line_is_read_as_its_kinds_record(tmp_path: Path, kind: str, own: dict):
+    """Run folders written before the ledger had one record per pass still report and resume."""
+    common = ledger_entry(1).model_dump(mode="json", include=set(LedgerEntry.model_fields))
+    line = {**common, **_FLAT, **own, "version": 2, "kind": kind}
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    (entry,) = read_ledger(path)
+    assert type(entry) is PASSES[kind].record and entry.version == VERSION
+    assert entry.model_dump(mode="json", exclude={"version"}) == {
+        k: v for k, v in line.items() if k in PASSES[kind].record.model_fields and k != "version"}
+
+
+def test_a_version_2_line_with_another_kinds_field_set_is_refused(tmp_path: Path):
+    path = tmp_path / "ledger.jsonl"
+    line = {**ledger_entry(1, kind="recovery").model_dump(mode="json"), "version": 2, "candidates": [{"ratio": 0.3}]}
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(candidates: Extra inputs"):
+        read_ledger(path)
 
 
 def test_truncated_last_line_is_dropped_and_repaired(tmp_path: Path):
@@ -34,14 +75,14 @@ def test_missing_ledger_is_empty(tmp_path: Path):
     assert read_ledger(tmp_path / "none.jsonl") == []
 
 
-def test_a_line_without_a_version_or_kind_is_a_version_1_step_read_as_version_2(tmp_path: Path):
+def test_a_line_without_a_version_or_kind_is_a_version_1_step_read_as_this_version(tmp_path: Path):
     path = tmp_path / "ledger.jsonl"
     line = ledger_entry(1).model_dump(mode="json")
     del line["version"], line["kind"], line["metric"], line["quality"], line["metrics"]
     line.update(accuracy=0.875, f1_macro=0.5, distill={"best_val_accuracy": 0.86, "epochs": 1})
     path.write_text(json.dumps(line) + "\n")
     (entry,) = read_ledger(path)
-    assert (entry.version, entry.kind, entry.name) == (2, "step", "step 1 try 1")
+    assert (entry.version, entry.kind, entry.name) == (VERSION, "step", "step 1 try 1")
     assert (entry.metric, entry.quality, entry.metrics) == ("accuracy", 0.875, {"accuracy": 0.875, "f1_macro": 0.5})
     assert entry.distill.best_val_quality == 0.86
 
@@ -59,6 +100,8 @@ def test_a_line_of_an_unknown_version_is_refused_with_one_line(tmp_path: Path, v
 @pytest.mark.parametrize("change, field", [
     ({"accepted": "perhaps"}, "accepted"),
     ({"kind": "prune"}, "kind"),
+    ({"kind": ["step"]}, "kind"),
+    ({"message": "a try's line has none"}, "message"),
     ({"unknown": 1}, "unknown"),
     ({"distill": {"epochs": "two", "best_val_quality": None}}, "distill.epochs"),
 ])
@@ -82,6 +125,7 @@ def test_a_required_field_missing_is_refused(tmp_path: Path):
 
 
 def test_every_kind_has_its_name():
-    names = {kind: ledger_entry(2, 3, kind=kind).name for kind in LedgerEntry.model_fields["kind"].annotation.__args__}
+    assert set(OWN_FIELDS) == set(PASSES)
+    names = {kind: ledger_entry(2, 3, kind=kind).name for kind in PASSES}
     assert names == {"step": "step 2 try 3", "recovery": "final recovery", "quantize": "INT8 quantization"}
     assert ledger_entry(kind="recovery").to_json()["name"] == "final recovery"

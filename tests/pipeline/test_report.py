@@ -9,7 +9,9 @@ import pytest
 from spiralprune.deploy.layer_profile import LayerProfile, LayerTiming
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.config import parse_config
-from spiralprune.pipeline.ledger import LedgerEntry, append_entry
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.passes import PASSES
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.report.run import step_rows, write_reports
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
@@ -161,3 +163,19 @@ def test_the_report_shows_the_checks_each_model_was_judged_by(tmp_path):
     assert "| size.mb | pass | 0.100 MB | 1.000 MB | +0.900 MB |" in md
     html = paths[2].read_text()
     assert "<h3>step 1 try 1: rejected</h3>" in html and '<tr class="fail"><td>accuracy.min</td>' in html
+
+
+@pytest.mark.parametrize("kind", PASSES)
+def test_a_line_of_every_pass_is_a_row_of_every_report(tmp_path, kind):
+    """Whichever pass wrote a line, its record renders by the fields every line has: a row of the
+    Markdown and HTML tables and a case of the JUnit XML, under the line's name."""
+    entries = [ledger_entry(1)] + ([] if kind == "step" else [ledger_entry(1, kind=kind, dir=f"steps/{kind}")])
+    name = entries[-1].name
+    paths = write_reports(tmp_path, parse_config(tiny_config()), BUDGET, summary(4.0, 0.97), entries, "done")
+    assert json.loads(paths[0].read_text())["best"]["name"] == name
+    assert f"| {name} |" in paths[1].read_text() and f"<td>{name}</td>" in paths[2].read_text()
+    for entry in entries:
+        append_entry(tmp_path / "ledger.jsonl", entry)
+    assert main(["report", str(tmp_path)]) == 0
+    cases = ET.parse(tmp_path / "report.junit.xml").getroot().iter("testcase")
+    assert name in {case.get("name") for case in cases}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +15,11 @@ import pytest
 
 from spiralprune import __version__ as spiral_version
 from spiralprune.pipeline.cli import main
-from spiralprune.pipeline.config import ScheduleConfig
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiralprune.pipeline.ledger import read_ledger
-from spiralprune.pipeline.plan_search import MAX_MEASURED
-from spiralprune.pipeline.spiral import step_reduction
+from spiralprune.pipeline.passes.steps.plan_search import MAX_MEASURED
+from spiralprune.pipeline.passes.steps.stage import step_reduction
 from tests.pipeline.compare.html_checks import inline_images
 
 pytestmark = pytest.mark.slow
@@ -354,3 +355,28 @@ def test_a_throughput_budget_is_judged_on_the_run_batch(write_config, tmp_path: 
     assert final[0]["question"]["limit"] == pytest.approx(500.0) and final[0]["outcome"] == "meets"
     report = json.loads((out / "report.json").read_text())
     assert report["budget"]["final"].startswith("throughput >= 2 items/s at batch 1: p50 <= 500.000 ms")
+
+
+def test_a_run_folder_of_ledger_version_2_reports_and_resumes(write_config, tmp_path: Path, capsys):
+    """A run killed before its INT8 pass by a spiral that wrote one flat record for every kind (ledger
+    version 2): its try is read as a try, the resumed run quantizes that model and leaves the old line
+    as it was, and ``spiralprune report`` renders the folder."""
+    out = tmp_path / "run"
+    config = write_config(quantize={"calibration_batches": 2, "batch_size": 16, "budget": {
+        "latency": {"min_speedup": 0.01}, "metric": {"max_drop": 100}}})
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    step = json.loads((out / "ledger.jsonl").read_text().splitlines()[0])
+    flat = {"message": None, "quantize_of": None, "quantize": None}  # what version 2 wrote on a try's line
+    old = json.dumps({**step, **flat, "version": 2}, sort_keys=True) + "\n"
+    (out / "ledger.jsonl").write_text(old)
+    shutil.rmtree(out / "steps" / "quantize")
+    assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
+    first, added = (out / "ledger.jsonl").read_text().splitlines(keepends=True)
+    assert first == old and json.loads(added)["version"] == 3
+    tried, quantized = read_ledger(out / "ledger.jsonl")
+    assert (tried.kind, tried.dir, tried.compiles) == ("step", step["dir"], step["compiles"])
+    assert quantized.kind == "quantize" and quantized.quantize_of == tried.dir and quantized.accepted
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "step 1 try 1" in printed and "INT8 quantization" in printed

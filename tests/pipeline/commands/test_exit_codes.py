@@ -25,8 +25,9 @@ from spiralprune.pipeline import cli
 from spiralprune.pipeline.commands.quantize import exit_code as quantize_exit_code
 from spiralprune.pipeline.config import parse_config
 from spiralprune.pipeline.exit_codes import MEANINGS, ExitCode, of_run
-from spiralprune.pipeline.ledger import Training, append_entry
-from spiralprune.pipeline.quantize import FLOAT, INT8
+from spiralprune.pipeline.ledger import append_entry
+from spiralprune.pipeline.passes.record import Training
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
 from spiralprune.pipeline.report.run import write_reports
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import ROUND, latencies, profile_from_samples

@@ -188,7 +188,7 @@ def test_every_rung_gets_a_plan_near_its_target_however_large_a_block_move_is(tm
     a rung between "that block gone" and "more gone" gets its own plan (here 0.8: the block kept, a
     quarter of the channels cut). An operator table of known costs (a staircase of 4 channels): what
     the knapsack decides must not depend on how this machine times operators today."""
-    from tests.pipeline.test_plan_search import StaircaseTable
+    from tests.pipeline.passes.steps.test_plan_search import StaircaseTable
 
     predictor = LatencyPredictor(StaircaseTable("ort-cpu", threads=1, cache_dir=tmp_path), Calibration(1.0, 0.0))
     model = net()

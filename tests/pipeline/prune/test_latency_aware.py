@@ -20,7 +20,7 @@ DEMO = ARCHITECTURES["demo"]
 def predictor(tmp_path_factory: pytest.TempPathFactory) -> LatencyPredictor:
     """A table of known costs (``StaircaseTable``): what the allocation decides is tested on it, not on how
     this machine timed every channel count today (the real table's timing is ``tests/kernels``'s)."""
-    from tests.pipeline.test_plan_search import StaircaseTable
+    from tests.pipeline.passes.steps.test_plan_search import StaircaseTable
 
     table = StaircaseTable("ort-cpu", threads=1, cache_dir=tmp_path_factory.mktemp("latency-table"))
     return LatencyPredictor(table, Calibration(1.1, 0.05))

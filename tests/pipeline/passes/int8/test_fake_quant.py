@@ -1,4 +1,4 @@
-"""``spiralprune.pipeline.fake_quant``: the simulation is checked against real ONNX Runtime INT8 models, and
+"""``spiralprune.pipeline.passes.int8.fake_quant``: the simulation is checked against real ONNX Runtime INT8 models, and
 recovery against the real INT8 model of what it trained."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from depthwise_net import SHAPE, SIMULATED_AGREEMENT, hostile, trained
 from torch import nn
 
-from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.fake_quant import folded_pairs, recover, simulated_int8
-from spiralprune.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.passes.int8.fake_quant import folded_pairs, recover, simulated_int8
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
 from spiralprune.pipeline.tasks import build_task
 
 CLASSIFIER = build_task(num_classes=10)  # digits' ten classes

@@ -14,9 +14,9 @@ from spiralprune.deploy.verdict import Question
 from spiralprune.kernels.ops import OpSignature
 from spiralprune.kernels.predictor import LatencyPredictor
 from spiralprune.kernels.table import LatencyTable
-from spiralprune.pipeline import plan_search
-from spiralprune.pipeline.config import ScheduleConfig
-from spiralprune.pipeline.plan_search import (
+from spiralprune.pipeline.passes.steps import plan_search
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
+from spiralprune.pipeline.passes.steps.plan_search import (
     LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan,
 )
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
@@ -306,7 +306,7 @@ SHORT = ProfileSettings(warmup_s=0.0, block_s=0.0, block_calls=5, min_rounds=10,
 def paired_judge(ms, current_ms: float, limit_ms: float, seed: int):
     """The step's ``measure`` on ``Machine(seed)``: the plan of true latency ``ms(plan)`` in rounds
     beside the current model, asked whether its p50 is at most ``limit_ms``; a plan measured again
-    continues its session, as ``spiralprune.pipeline.step`` does. Also returns each plan's rounds."""
+    continues its session, as ``spiralprune.pipeline.passes.steps.tries`` does. Also returns each plan's rounds."""
     machine = Machine(seed, cv=0.1)
     question = Question("step budget", "candidate", limit_ms / current_ms, "current")
     sessions: dict[PruningPlan, Rounds] = {}

@@ -49,7 +49,7 @@ less accurate after training, block-removing ones elsewhere), and a channel's to
 accurate after training than one uniform ratio at the same budget). So with ``schedule.probe_epochs``
 set the same search runs on other structures' ladders too (``CONTENDER_LADDERS``: block-free when the
 chosen plan removes blocks, and one uniform ratio when the allocation is ``latency``), and each one's
-plan judged to meet that is predicted slowest becomes a *contender*: ``spiralprune.pipeline.step`` trains every
+plan judged to meet that is predicted slowest becomes a *contender*: ``spiralprune.pipeline.passes.steps.tries`` trains every
 contender and the chosen plan for a short probe and keeps the most accurate.
 """
 
@@ -65,7 +65,7 @@ from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.verdict import Outcome
 from spiralprune.kernels.layers import Layer, untimed_layers
 from spiralprune.kernels.predictor import LatencyPredictor
-from spiralprune.pipeline.config import ScheduleConfig
+from spiralprune.pipeline.passes.steps.config import ScheduleConfig
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
@@ -143,7 +143,7 @@ class Contender:
 class PlanChoice:
     """A step's plan with its predicted latency, every candidate's record and the predictor's
     calibration; ``contenders``: plans of other structures also judged to meet, for a training probe
-    to decide between (``spiralprune.pipeline.step``); ``probes``: the probes' records once run (empty when
+    to decide between (``spiralprune.pipeline.passes.steps.tries``); ``probes``: the probes' records once run (empty when
     there was nothing to decide)."""
 
     plan: PruningPlan

@@ -1,4 +1,4 @@
-"""``spiralprune.pipeline.int8``: post-training INT8, then quantization-aware recovery, then the float fallback,
+"""``spiralprune.pipeline.passes.int8.model``: post-training INT8, then quantization-aware recovery, then the float fallback,
 on real ONNX Runtime quantization of models trained on the digits."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import pytest
 import torch
 from depthwise_net import RECOVERED_DROP, SHAPE, hostile, trained
 
-from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.int8 import RECOVERED, Trainable, int8_model
-from spiralprune.pipeline.quantize import FLOAT, INT8, validation_accuracy
+from spiralprune.pipeline.passes.int8.model import RECOVERED, Trainable, int8_model
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, validation_accuracy
 from spiralprune.pipeline.tasks import build_task
 
 CLASSIFIER = build_task(num_classes=10)  # digits' ten classes

@@ -6,7 +6,7 @@ try works in ``steps/.NAME/`` (its chosen plan and its distillation checkpoints,
 resumes) and is published as ``steps/NAME/`` with its ledger line.
 
 When the search returns a contender (a block-free plan that meets the budget beside a chosen plan
-that removes residual blocks, ``spiralprune.pipeline.plan_search``), each is trained for
+that removes residual blocks, ``spiralprune.pipeline.passes.steps.plan_search``), each is trained for
 ``schedule.probe_epochs`` of an epoch, on the same batches from the same seed, and the one more
 accurate on the validation split goes on (the search's choice on a tie); the probes are recorded in
 the plan and the ledger line. The winner is then trained from its pruned weights, as it would have
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +39,9 @@ from spiralprune.pipeline.budget import FinalBudget, judged_questions, latency_m
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.ledger import LedgerEntry, Training, append_entry
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
-from spiralprune.pipeline.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
+from spiralprune.pipeline.passes.steps.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
+from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
 from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiralprune.pipeline.run_folder import RunFolder
 from spiralprune.pipeline.teacher import RunData
@@ -147,8 +146,8 @@ class Tries:
     def attempt(
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
         teacher: Trainee, budget: FinalBudget, progress: Progress,
-    ) -> tuple[LedgerEntry, nn.Module, PruningPlan]:
-        """One try: plan (chosen and measured), train, measure, judge, publish with its ledger line.
+    ) -> tuple[StepEntry, nn.Module, PruningPlan]:
+        """One try: plan (chosen and measured), train, measure, judge, publish; its ledger line, for the pass to record.
 
         ``recovery_epochs`` are added to its training when its plan meets the final budget: the
         last step and the final recovery of its model are one schedule."""
@@ -179,8 +178,8 @@ class Tries:
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
         )
-        trained = self.train(Trainee(student, (current.lineage[0], [*current.lineage[1], choice.plan])), kd_teacher,
-                             epochs, work, progress)
+        trained = self.data.train(Trainee(student, (current.lineage[0], [*current.lineage[1], choice.plan])),
+                                  kd_teacher, epochs, work, self.config, progress)
         trained = trained.model_copy(update={"recovery_epochs": recovery_epochs if finishes else 0})
         save_checkpoint(
             work / "model", base_spec=current.lineage[0], plans=[*current.lineage[1], choice.plan], model=student,
@@ -193,7 +192,7 @@ class Tries:
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
-        entry = LedgerEntry(
+        entry = StepEntry(
             step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
             reason=reason(checks), checks=[c.to_dict() for c in checks],
             reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
@@ -206,7 +205,6 @@ class Tries:
             measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.statistic),
             **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
         )
-        append_entry(self.folder.ledger, entry)
         return entry, student, choice.plan
 
     def _plan(
@@ -282,17 +280,6 @@ class Tries:
         return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
                           probes=tuple(probes))
 
-    def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, progress: Progress) -> Training:
-        """``epochs`` of the run's distillation (none: the model as pruned), resumable from ``work/distill``,
-        across the run's processes (``spiralprune.pipeline.training``)."""
-        if not epochs:
-            return Training(best_val_quality=None, epochs=0)
-        result = train(student, teacher, self.data.splits.train, self.data.splits.val,
-                       self.config.distill.model_copy(update={"epochs": epochs}), job_dir=work / "job",
-                       processes=self.data.processes, checkpoint_dir=work / "distill", progress=progress,
-                       loading=self.data.splits.loading, task=self.data.task)
-        return Training(best_val_quality=result.best_val_quality, epochs=result.epochs_run)
-
     def decide(
         self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: FinalBudget,
     ) -> list[Check]:
@@ -305,7 +292,3 @@ class Tries:
                             budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
         return decide(evidence, rules)
 
-
-def probe_cost(probes: list[dict] | tuple[dict, ...]) -> int:
-    """The whole epochs a try's probes spend from ``schedule.total_epochs``: their shares, rounded up."""
-    return math.ceil(sum(p["epochs"] for p in probes) - 1e-9)

@@ -1,6 +1,6 @@
 """ONNX Runtime's INT8 simulated in PyTorch, so that a model can be trained through its quantization.
 
-``spiralprune.pipeline.quantize`` quantizes the exported model with ONNX Runtime's ``quantize_static``:
+``spiralprune.pipeline.passes.int8.quantize`` quantizes the exported model with ONNX Runtime's ``quantize_static``:
 batch norms folded into the convolutions before them (its ``quant_pre_process``), weights signed and
 symmetric (``[-127, 127]``, scale ``absmax / 127``, one per output channel or one per tensor),
 activations unsigned on the min-max range of the calibration batches (with zero in it); the weights on
@@ -36,10 +36,10 @@ from torch import Tensor, fx, nn
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 
-from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
 from spiralprune.pipeline.distill.train import DistillResult, distill
-from spiralprune.pipeline.quantize import Int8Ranges, int8_ranges
+from spiralprune.pipeline.passes.int8.quantize import Int8Ranges, int8_ranges
 from spiralprune.pipeline.tasks import Task
 
 if TYPE_CHECKING:

@@ -15,10 +15,11 @@ from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.measure import measuring_session
-from spiralprune.pipeline.plan_search import Contender, PlanChoice, PlanVerdict
+from spiralprune.pipeline.passes.steps.plan_search import Contender, PlanChoice, PlanVerdict
+from spiralprune.pipeline.passes.steps.record import probe_cost
+from spiralprune.pipeline.passes.steps.tries import Reference, Tries
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan
 from spiralprune.pipeline.run_folder import RunFolder
-from spiralprune.pipeline.step import Reference, Tries, probe_cost
 from spiralprune.pipeline.teacher import RunData
 from spiralprune.pipeline.training import Trainee
 from spiralprune.pipeline.zoo.digits_resnet import digits_resnet

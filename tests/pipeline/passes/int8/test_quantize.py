@@ -1,4 +1,4 @@
-"""``spiralprune quantize``, ``spiralprune.pipeline.quantize`` and ``spiralprune.pipeline.float_fallback`` on real ONNX Runtime
+"""``spiralprune quantize``, ``spiralprune.pipeline.passes.int8.quantize`` and ``spiralprune.pipeline.passes.int8.float_fallback`` on real ONNX Runtime
 quantization of a real model.
 
 Acceptance rules are tested with limits far from this machine's speed: a speedup of 0.01x over the
@@ -17,11 +17,11 @@ import pytest
 from depthwise_net import RECOVERED_DROP
 
 from spiralprune.pipeline.cli import main
-from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.float_fallback import float_fallback
+from spiralprune.pipeline.passes.int8.float_fallback import float_fallback
 from spiralprune.pipeline.models import build_model
-from spiralprune.pipeline.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, METHODS, calibration_batches, quantize_onnx, validation_accuracy
 from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.tasks import build_task
 

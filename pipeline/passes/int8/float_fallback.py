@@ -1,10 +1,10 @@
 """The float fallback of INT8 quantization: the most quantization-sensitive operators kept in float.
 
-When the fully quantized model (``spiralprune.pipeline.quantize``, or that of a model quantization-aware
+When the fully quantized model (``spiralprune.pipeline.passes.int8.quantize``, or that of a model quantization-aware
 recovery trained) loses more than ``max_drop`` points on the validation split, ``float_fallback`` keeps its
 most quantization-sensitive operators in float (measured on training batches held apart from
 calibration; the validation split only triggers it and confirms its choice) and rewrites the INT8
-model with them; ``spiralprune.pipeline.int8`` then judges that model instead, by the same rule, the
+model with them; ``spiralprune.pipeline.passes.int8.model`` then judges that model instead, by the same rule, the
 fallback's ``to_dict()`` reported beside it.
 """
 
@@ -22,8 +22,8 @@ import onnx
 from torch.utils.data import Dataset
 
 from spiralprune.deploy.backends import get_backend
-from spiralprune.pipeline.config import QuantizeConfig
-from spiralprune.pipeline.quantize import FLOAT, INT8, Calibrated, drawn_samples, input_batches, validation_accuracy
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, Calibrated, drawn_samples, input_batches, validation_accuracy
 from spiralprune.pipeline.tasks import Task
 
 # The operators the fallback may keep in float: those whose INT8 kernels (QLinearConv, QGemm, QLinearMatMul)

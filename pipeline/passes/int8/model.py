@@ -2,12 +2,12 @@
 
 ``int8_model`` makes it, through as many of three steps as it takes:
 
-1. Post-training static INT8 (``spiralprune.pipeline.quantize``), calibrated on training batches.
+1. Post-training static INT8 (``spiralprune.pipeline.passes.int8.quantize``), calibrated on training batches.
 2. When it loses more than ``max_drop`` validation points: the float fallback
-   (``spiralprune.pipeline.float_fallback``), a few of the most sensitive operators kept float. It trains
+   (``spiralprune.pipeline.passes.int8.float_fallback``), a few of the most sensitive operators kept float. It trains
    nothing and, on MobileNetV2 with per-tensor weights, gave back more than recovery did (docs/benchmarks.md).
 3. When that still loses too much and the PyTorch model is at hand: quantization-aware recovery
-   (``spiralprune.pipeline.fake_quant``), the trained model exported, quantized again on the same
+   (``spiralprune.pipeline.passes.int8.fake_quant``), the trained model exported, quantized again on the same
    calibration samples (with the fallback again when it needs it) and kept when more accurate.
 
 ``judge_quantized`` then measures the model left beside the float model in rounds on the target and
@@ -35,13 +35,13 @@ from spiralprune.deploy.profiler import Paired, Target, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.acceptance import Check, Evidence, Latency, Rule, budget_rules, decide, passed, reason
-from spiralprune.pipeline.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.fake_quant import recover
-from spiralprune.pipeline.float_fallback import Fallback, float_fallback
+from spiralprune.pipeline.passes.int8.fake_quant import recover
+from spiralprune.pipeline.passes.int8.float_fallback import Fallback, float_fallback
 from spiralprune.pipeline.tasks import Metric, Task
-from spiralprune.pipeline.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -179,7 +179,7 @@ def judge_quantized(
     questions: tuple[Question, ...] = (), rules: tuple[Rule, ...] = (), metric: Metric = Metric(),
 ) -> QuantizeResult:
     """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
-    ``spiralprune.pipeline.int8.int8_model`` made ``int8_path`` (both models' validation accuracy, the
+    ``spiralprune.pipeline.passes.int8.model.int8_model`` made ``int8_path`` (both models' validation accuracy, the
     remedies it ran: their reasons are appended to the result's, their records reported with it).
 
     ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of

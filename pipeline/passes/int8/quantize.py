@@ -3,7 +3,7 @@
 ONNX Runtime's ``quantize_static`` in QDQ format (per-channel weights by default) after its
 ``quant_pre_process`` (shape inference and graph optimization), calibrated on real training
 batches with min-max, entropy or percentile ranges, with 7-bit weights on CPUs whose U8S8 kernels
-saturate (``int8_ranges``). ``spiralprune.pipeline.int8`` makes the INT8 model
+saturate (``int8_ranges``). ``spiralprune.pipeline.passes.int8.model`` makes the INT8 model
 with these pieces (and, when it loses too much, quantization-aware recovery and the float
 fallback, which uses ``Calibrated``, ``drawn_samples`` and ``input_batches``) and judges it.
 """
@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Subset
 
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import u8s8_saturates
-from spiralprune.pipeline.config import QuantizeConfig
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.tasks import Task
 
@@ -89,7 +89,7 @@ class Calibrated:
         """The QDQ INT8 model, written to ``out``; the nodes ``keep_float`` are left out of quantization.
 
         Left out is not yet float: such a node still reads a DequantizeLinear, and ONNX Runtime then
-        quantizes its weights anyway; ``spiralprune.pipeline.float_fallback`` rewires it to read float."""
+        quantizes its weights anyway; ``spiralprune.pipeline.passes.int8.float_fallback`` rewires it to read float."""
         quantize_static(
             str(self.prepared), str(out), _Reader(self._input, self._batches), quant_format=QuantFormat.QDQ,
             # Unsigned activations, signed weights (U8S8): ONNX Runtime's CPU kernels fuse every

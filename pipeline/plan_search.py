@@ -50,7 +50,10 @@ accurate after training than one uniform ratio at the same budget). So with ``sc
 set the same search runs on other structures' ladders too (``CONTENDER_LADDERS``: block-free when the
 chosen plan removes blocks, and one uniform ratio when the allocation is ``latency``), and each one's
 plan judged to meet that is predicted slowest becomes a *contender*: ``spiralprune.pipeline.step`` trains every
-contender and the chosen plan for a short probe and keeps the most accurate.
+contender and the chosen plan for a short probe and keeps the most accurate. A short probe favours
+the knapsack's spread (it keeps the channels whose loss rises most before training, which is what a
+quarter epoch measures), so without probes a block-free step takes the uniform ladder's plan when one
+meets (``schedule.channel_spread``): the knapsack decides which blocks go, one ratio the channels.
 """
 
 from __future__ import annotations
@@ -219,7 +222,8 @@ def choose_plan(
     ``CONTENDER_LADDERS`` that apply are searched too (at most ``MAX_CONTENDER_MEASURED``
     plans measured each, against the limit the searches before left): each one's plan judged to
     meet that is predicted slowest, unless it is the chosen plan, is returned in ``contenders``, for ``Tries`` to
-    decide between the structures by a short training probe.
+    decide between the structures by a short training probe. Without probes, a chosen plan that
+    removes no block gives way to the uniform ladder's (``uniform_spread``), when one meets.
     """
     untimed = untimed_layers(prunable.work)
     if untimed:
@@ -243,7 +247,8 @@ def choose_plan(
     best = search.run(candidates, MAX_MEASURED, settle=True)
     chosen = candidates[best]
     found: list[tuple[ScreenedPlan, str]] = []
-    if chosen.meets and schedule.probe_epochs > 0:
+    spread = uniform_spread(chosen.plan, schedule)
+    if chosen.meets and (schedule.probe_epochs > 0 or spread):
         for structure, (applies, ladder) in CONTENDER_LADDERS.items():
             if not applies(chosen.plan, schedule):
                 continue
@@ -252,12 +257,21 @@ def choose_plan(
             if best is not None and others[best].plan != chosen.plan:
                 found.append((others[best], structure))
             candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
+    if spread and schedule.probe_epochs == 0:
+        uniform = [c for c, structure in found if structure == "uniform"]
+        chosen, found = (uniform[0] if uniform else chosen), []
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     return PlanChoice(
         chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict(),
         contenders=tuple(Contender(c.plan, c.predicted_ms, structure) for c, structure in found),
     )
+
+
+def uniform_spread(plan: PruningPlan, schedule: ScheduleConfig) -> bool:
+    """Whether a step's knapsack ``plan`` gives way to the least uniform ratio judged to meet
+    (``schedule.channel_spread``): it removes no residual block, from a latency allocation."""
+    return schedule.allocation == "latency" and schedule.channel_spread == "uniform" and not plan.blocks
 
 
 # The other structures a chosen plan is probed against: name -> (whether the ladder applies to the

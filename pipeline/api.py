@@ -132,12 +132,14 @@ def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
 def export(
     model: Model, out: str | Path, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
     input_dtype: str | None = None, weights: str | Path | None = None, dynamic_batch: bool = True,
-    opset: int = OPSET, atol: float = 1e-3, task: TaskConfig | dict | None = None,
+    opset: int = OPSET, parity: ParityBudget | dict | None = None, task: TaskConfig | dict | None = None,
 ) -> Exported:
     """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiralprune export``); a
     file that does not compute what the torch model computes is removed (``parity.passed`` is False).
-    Every output is compared, and ``task``'s agreement (a classifier's top-1 by default; per pixel for a
-    segmenter; reproduced detections through a detector's post-processing).
+    Every output is compared within ``parity``'s tolerances (a ``ParityBudget`` or its keys: ``atol``,
+    per-output ``outputs``, ``min_top1_agreement``; default 1e-3 and 0.99), and ``task``'s agreement (a
+    classifier's top-1 by default; per pixel for a segmenter; reproduced detections through a
+    detector's post-processing).
     A spec or checkpoint is exported with zeros of ``input_shape`` and ``input_dtype`` (a checkpoint's own
     by default), a module with ``example_input``."""
     module, example, name = module_and_example(model, example_input, input_shape, _path(weights), input_dtype)
@@ -146,10 +148,15 @@ def export(
     batch_size = 64 if dynamic_batch else shape[0]  # a fixed batch takes whole batches only
     inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=module)
     task = build_task(task if isinstance(task, TaskConfig) else validate(TaskConfig, task or {}, "task"))
-    parity = check_parity(module, out, inputs, atol=atol, min_top1_agreement=0.99, batch_size=batch_size, task=task)
-    if not parity.passed:
+    limits = parity if isinstance(parity, ParityBudget) else validate(ParityBudget, parity or {}, "parity")
+    try:
+        result = check_parity(module, out, inputs, limits, batch_size=batch_size, task=task)
+    except BaseException:  # a file parity could not judge is not shipped either
         out.unlink()
-    return Exported(name, out, shape, dtype, parity)
+        raise
+    if not result.passed:
+        out.unlink()
+    return Exported(name, out, shape, dtype, result)
 
 
 def profile(
@@ -234,7 +241,7 @@ def gate(
             parity = check_parity(
                 candidate.source, onnx_path,
                 parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
-                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement, task=task,
+                limits, task=task,
             )
         compiled = Path(work) / "compiled"
         verdicts: dict[str, Verdict] = {}

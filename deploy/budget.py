@@ -26,6 +26,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spiralprune.deploy.verdict import Question
+
 # How much two runs of the same model on the same machine may differ (a stored baseline against a
 # new measurement): the interval of their ratio is widened by it (``spiralprune compare``, ``spiralprune gate --baseline``).
 BETWEEN_RUN_TOLERANCE = 0.10
@@ -65,6 +67,22 @@ class LatencyBudget(_Strict):
     def limits(self) -> list[str]:
         """The limits given, by key."""
         return [k for k in ("max_ms", "min_throughput", "min_speedup", "max_regression_pct") if getattr(self, k) is not None]
+
+    def questions(self, batch: int, subject: str, reference: str, prefix: str = "") -> list[Question]:
+        """The limits as questions for the judge, named ``prefix`` + ``max_ms``, ``min_throughput``,
+        ``regression`` (``max_regression_pct``) or ``min_speedup``, in that order: about ``subject``, the
+        relative ones against ``reference``; ``batch``: the measured batch, what a throughput limit counts
+        items of. What the reference is and how it is measured is the caller's (the released model, beside
+        the candidate or stored, in ``spiralprune gate``; the baseline in ``spiralprune compare``)."""
+        limits = [
+            ("max_ms", self.max_ms, None),
+            ("min_throughput", 1000 * batch / self.min_throughput if self.min_throughput else None, None),
+            ("regression", 1 + self.max_regression_pct / 100 if self.max_regression_pct is not None else None,
+             reference),
+            ("min_speedup", 1 / self.min_speedup if self.min_speedup else None, reference),
+        ]
+        return [Question(f"{prefix}{name}", subject, limit, reference=ref, statistic=self.statistic)
+                for name, limit, ref in limits if limit is not None]
 
 
 class QualityBudget(_Strict):

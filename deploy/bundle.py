@@ -11,13 +11,13 @@ bundle/
                               the package that runs on the device (python3 + numpy; onnxruntime
                               for CPU targets), every module of it
   runner/spiralprune/deploy/...    the few deploy modules it imports: errors, stats, sampling, verdict,
-                              trtexec_parse
+                              trtexec_parse, layer_profile, tensorrt_layers
 ```
 
 The device runs it with ``runner/`` on ``PYTHONPATH``: ``python3 -m spiralprune.deploy.device_runner`` (see
 ``runner_command``). Commands hold placeholders the device fills in: ``{python}`` (the runner's
-interpreter), ``{cores}``, ``{engine}``, ``{timing_cache}`` and ``{times}`` (paths in the device's cache
-and results).
+interpreter), ``{cores}``, ``{engine}``, ``{timing_cache}``, ``{times}``, ``{layers}`` and ``{layer_info}``
+(paths in the device's cache and results).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ RUNNER_FILES = {
     f"{RUNNER_DIR}/spiralprune/__init__.py": Path(spiralprune.__file__),
     **{f"{RUNNER_DIR}/spiralprune/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
     **{f"{RUNNER_DIR}/spiralprune/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
-       for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse")},
+       for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse", "layer_profile",
+                    "tensorrt_layers")},
 }
 
 
@@ -121,6 +122,7 @@ def trtexec_commands(
             trt.path, version, Path("{engine}"), shape_arg(inputs, batch),
             warmup_ms=max(1, round(settings.warmup_s * 1e3)), duration_s=max(1, math.ceil(settings.min_duration_s)),
             iterations=settings.min_rounds * settings.block_calls, export_times=Path("{times}"),
+            export_layers=(Path("{layers}"), Path("{layer_info}")),
         )
         commands[text] = {"build": build + dla_args(trt.dla), "profile": profile + dla_args(trt.dla)}
     if all("unsupported" in c for c in commands.values()):
@@ -133,7 +135,8 @@ def ort_commands(target: TargetProfile, settings: ProfileSettings) -> dict[str, 
     return {
         "build": ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}", "--threads", threads],
         "profile": [
-            "{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--times", "{times}", "--threads", threads,
+            "{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--model", MODEL_FILE, "--times", "{times}",
+            "--threads", threads,
             "--batch", str(target.measure.batch), "--settings", json.dumps(dataclasses.asdict(settings), sort_keys=True),
         ],
     }

@@ -25,13 +25,15 @@ reduction size), enough to say whether time tracks arithmetic or is a fixed cost
 
 ``LayerSampler`` is the one interface of every backend's sampler (``spiralprune.deploy.profiler.layer_sampler``
 picks it): ONNX Runtime's twin here, ``torch.profiler`` on the torch targets in
-``spiralprune.deploy.torch_layers``; ``explain`` and ``attribute_change`` read any of their profiles.
+``spiralprune.deploy.torch_layers``, TensorRT's ``IProfiler`` in ``spiralprune.deploy.backends.tensorrt_native``
+(trtexec profiles in its own run; ``spiralprune.deploy.tensorrt_layers`` names TensorRT's layers);
+``explain`` and ``attribute_change`` read any of their profiles. The device runner ships this module: onnx
+is imported only to name ONNX Runtime's nodes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import math
 import statistics
 import tempfile
@@ -39,7 +41,7 @@ import time
 from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,17 @@ from spiralprune.deploy.stats import median_ci
 
 # The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
 PROFILE_SHARE = 0.1
-LAYER_BACKENDS = ("ort-cpu", "torch", "torch-compile")
+LAYER_BACKENDS = ("ort-cpu", "torch", "torch-compile", "tensorrt", "trtexec")
+# ONNX Runtime's profiler times a node on the host: on the CUDA provider that is the launch of its kernels,
+# not their run (microsoft/onnxruntime issues 7390 and 20398; the kernels' own times come only from a build
+# with --enable_cuda_profiling, pull request 8406), and the TensorRT provider runs its whole subgraph as one
+# node (``TensorrtExecutionProvider_TRTKernel_graph_…_kernel_time``, pull request 9567).
+NO_LAYERS = {
+    "ort-cuda": "ONNX Runtime's node profiling times CUDA kernels' launches on the host, not their run on the GPU",
+    "ort-trt": "ONNX Runtime's node profiling times the TensorRT subgraph as one node "
+               "(TensorrtExecutionProvider_TRTKernel_graph_…), which names no layer; profile the model with "
+               "'tensorrt' or 'trtexec' for its layers",
+}
 
 ARITHMETIC = frozenset({
     "Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "LSTM", "GRU", "RNN",
@@ -194,11 +206,13 @@ class LayerProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerProfile:
-        try:
-            return cls(d["source"], list(d["calls_per_round"]), [LayerTiming(**layer) for layer in d["layers"]])
-        except (TypeError, KeyError) as exc:
-            raise InputError(f"malformed layer profile: {exc}") from exc
+    def from_dict(cls, d: Any) -> LayerProfile:
+        """A layer profile read back, checked field by field (a device's results are untrusted input)."""
+        d = d if isinstance(d, dict) else {}
+        source, calls, layers = d.get("source"), d.get("calls_per_round"), d.get("layers")
+        if not isinstance(source, str) or not _ints(calls) or not isinstance(layers, list):
+            raise InputError("malformed layer profile: it needs a source, calls_per_round (counts) and layers")
+        return cls(source, list(calls), [_layer(layer, len(calls)) for layer in layers])
 
     def by_name(self) -> dict[str, LayerTiming]:
         return {layer.name: layer for layer in self.layers}
@@ -206,6 +220,32 @@ class LayerProfile:
     def record(self, e2e_rounds: Sequence[float], confidence: float) -> dict[str, Any]:
         """What a profile JSON keeps: the per-round times and their ``explain``-ation against ``e2e_rounds``."""
         return {**self.to_dict(), "explanation": explain(self, e2e_rounds, confidence)}
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _layer(d: Any, rounds: int) -> LayerTiming:
+    """One ``LayerTiming`` of a layer profile read back: every field of the right type, a time per round."""
+    names = [f.name for f in fields(LayerTiming)]
+    if not isinstance(d, dict) or sorted(d) != sorted(names):
+        raise InputError(f"malformed layer profile: a layer needs exactly the fields {', '.join(names)}")
+    times = d["rounds_ms"]
+    ok = (isinstance(d["name"], str) and isinstance(d["op_type"], str) and d["kind"] in KINDS
+          and isinstance(d["provider"], str) and isinstance(times, list) and len(times) == rounds
+          and all(isinstance(t, (int, float)) and not isinstance(t, bool) and (math.isnan(t) or 0 <= t < math.inf)
+                  for t in times)
+          and _strings(d["nodes"]) and _strings(d["fuses"]) and isinstance(d["fused"], bool)
+          and (d["macs"] is None or _ints([d["macs"]])))
+    if not ok:
+        raise InputError(f"malformed layer profile: layer {str(d['name'])[:60]!r} has a field of the wrong type "
+                         f"or not one time per round ({rounds})")
+    return LayerTiming(**{**d, "rounds_ms": [float(t) for t in times]})
 
 
 def _dims(shapes: Sequence[dict[str, list[int]]]) -> list[list[int]]:
@@ -342,7 +382,8 @@ class OrtLayerSampler(LayerSampler):
 
 def require_layer_backend(backend: str) -> None:
     if backend not in LAYER_BACKENDS:
-        raise InputError(f"backend '{backend}' gives no per-layer profile here; "
+        why = f" ({NO_LAYERS[backend]})" if backend in NO_LAYERS else ""
+        raise InputError(f"backend '{backend}' gives no per-layer profile{why}; "
                          f"per-layer profiles come from: {', '.join(LAYER_BACKENDS)}")
 
 
@@ -372,7 +413,11 @@ def _z(confidence: float) -> float:
 
 
 def _aligned(layers: LayerProfile, e2e_rounds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-round (layers x rounds) times and end-to-end values over the rounds both have."""
+    """Per-round (layers x rounds) times and end-to-end values over the rounds both have. A profile of one
+    round (trtexec's separate profiling run, its average over many calls) stands beside the median of
+    every end-to-end round."""
+    if len(layers.calls_per_round) == 1 and len(e2e_rounds) > 1:
+        e2e_rounds = [float(np.median(e2e_rounds))]
     n = min(len(e2e_rounds), len(layers.calls_per_round))
     times = np.array([layer.rounds_ms[:n] for layer in layers.layers], dtype=np.float64).reshape(len(layers.layers), n)
     return np.nan_to_num(times), np.asarray(e2e_rounds[:n], dtype=np.float64)
@@ -437,10 +482,15 @@ def _regime(rows: list[dict[str, Any]], e2e_ms: float) -> dict[str, Any]:
 
     A line ``ms = per_call + ms_per_mac x MACs`` is fitted over the arithmetic layers (slope and
     intercept kept non-negative); the MACs-proportional part is the slope times all MACs, the rest
-    of the operators' time (intercepts and every non-arithmetic operator) is the per-call part.
+    of the operators' time (intercepts and every non-arithmetic operator) is the per-call part. Where
+    no arithmetic layer's MACs are known (a TensorRT engine's layers without detailed layer
+    information, a myelin region), the split is ``unknown``: it is not judged.
     """
     arithmetic = [r for r in rows if r["kind"] == "arithmetic" and r["macs"]]
     operators_ms = sum(r["ms"] for r in rows)
+    if not arithmetic and any(r["kind"] == "arithmetic" for r in rows):
+        return {"dominant": "unknown", "mac_share": None, "per_call_share": None, "operators": len(rows),
+                "correlation": None}
     slope = 0.0
     correlation = None
     if len(arithmetic) >= 3:
@@ -464,7 +514,10 @@ def findings(result: dict[str, Any]) -> list[str]:
     lines = []
     regime, kinds, coverage = result["regime"], result["kinds"], result["coverage"]["value"]
     corr = f" (time vs MACs r = {regime['correlation']:.2f})" if regime["correlation"] is not None else ""
-    if regime["dominant"] == "arithmetic":
+    if regime["dominant"] == "unknown":
+        lines.append(f"the arithmetic layers' MACs are unknown ({result['source']}), so whether the time tracks "
+                     "MACs or is a fixed cost per call is not judged")
+    elif regime["dominant"] == "arithmetic":
         lines.append(f"arithmetic dominates: {regime['mac_share']:.0%} of the end-to-end time tracks MACs{corr}; "
                      "removing channels or layers where the MACs are pays")
     else:
@@ -526,42 +579,3 @@ def attribute_change(base: LayerProfile, new: LayerProfile, base_rounds: Sequenc
     rows.sort(key=lambda r: -abs(r["delta_ms"]))
     return {"change_ms": asdict(total), "base_ms": float(np.median(base_rounds[:n])),
             "new_ms": float(np.median(new_rounds[:n])), "rounds": n, "confidence": confidence, "layers": rows}
-
-
-# trtexec's --exportProfile JSON (``--dumpProfile --separateProfileRun``): a list whose first element is
-# ``{"count": N}`` (the profiled iterations) followed by one record per fused layer, ``{"name", "timeMs",
-# "averageMs", "medianMs", "percentage"}``; a layer's name joins the ONNX nodes it fuses
-# (``/layer1/layer1.0/conv1/Conv + /layer1/layer1.0/relu/Relu``, ``PWN(/a/Add, /a/Relu)``) or says what
-# TensorRT inserted (``Reformatting CopyNode for Input Tensor 0 to …``). Read on the host: the device
-# runner ships ``spiralprune.deploy.trtexec_parse`` without this module (it needs onnx).
-_ONNX_NODE = re.compile(r"/[^\s,+()\[\]]+")
-_PROFILE_KEYS = ("name", "averageMs")
-
-
-def parse_trtexec_profile(text: str) -> LayerProfile:
-    """Per-layer times of an ``--exportProfile`` file (one round: trtexec's average over its count),
-    each layer named after the first module it fuses."""
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"the trtexec --exportProfile file is not JSON: {exc}") from exc
-    if not isinstance(records, list) or not records or not isinstance(records[0], dict) or "count" not in records[0]:
-        raise InputError("the trtexec --exportProfile file is not a list starting with {\"count\": N}")
-    layers = []
-    for record in records[1:]:
-        if not isinstance(record, dict) or any(k not in record for k in _PROFILE_KEYS):
-            raise InputError(f"the trtexec --exportProfile file has a record without {' or '.join(_PROFILE_KEYS)}: "
-                             f"{str(record)[:80]}")
-        layers.append(_trt_layer(str(record["name"]), float(record["averageMs"])))
-    return LayerProfile("trtexec", [int(records[0]["count"])], layers)
-
-
-def _trt_layer(name: str, average_ms: float) -> LayerTiming:
-    nodes = _ONNX_NODE.findall(name)
-    if name.startswith("Reformatting") or not nodes:
-        op_type = "Reformat" if name.startswith("Reformatting") else name.split()[0]
-        return LayerTiming(name, op_type, op_kind(op_type), "TensorRT", [average_ms], [name], [], True)
-    modules = [m for m in (module_path(n) for n in nodes) if m]
-    op_type = re.sub(r"_\d+$", "", nodes[0].rsplit("/", 1)[-1])
-    return LayerTiming(modules[0] if modules else nodes[0], op_type, op_kind(op_type), "TensorRT", [average_ms],
-                       nodes, list(dict.fromkeys(modules)), len(nodes) > 1)

@@ -145,22 +145,30 @@ def timed(runner: Runner, feed: dict[str, np.ndarray], throughput: bool) -> Time
     return call
 
 
-def layer_sampler(runner: Runner, backend: str, model_path: Path, block_calls: int) -> LayerSampler:
+def layer_sampler(runner: Runner, backend: str, model_path: Path, block_calls: int) -> LayerSampler | None:
     """The ``LayerSampler`` of ``backend`` for ``runner``, or an InputError naming the backends that give a
-    layer profile: ONNX Runtime's profiling twin, or ``torch.profiler`` on a torch target's module."""
+    layer profile: ONNX Runtime's profiling twin, ``torch.profiler`` on a torch target's module, TensorRT's
+    ``IProfiler`` on a second context. None for a ``TraceRunner``: trtexec profiles the layers in its own run."""
     require_layer_backend(backend)
+    if isinstance(runner, TraceRunner):
+        return None
     if backend == "ort-cpu":
         return OrtLayerSampler(runner.profiling_session, model_path, block_calls)
+    if backend == "tensorrt":
+        from spiralprune.deploy.backends.tensorrt_native import TensorrtLayerSampler
+
+        return TensorrtLayerSampler(runner, block_calls)
     return TorchLayerSampler(runner, block_calls)
 
 
 def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: ProfileSettings,
-            layers: LayerSampler | None = None) -> Measurement:
+            layers: LayerSampler | None = None, trace_layers: bool = False) -> Measurement:
     """One model alone, sampled in rounds (``spiralprune.deploy.sampling``) until its round median is tight;
     with ``layers``, its profiling twin runs after every round and the measurement carries the layer profile.
 
     A ``TraceRunner`` (trtexec) times itself: it gets the warm-up, the minimum duration and count,
-    and its per-query times, in consecutive rounds of ``block_calls``, are summarized the same way.
+    and its per-query times, in consecutive rounds of ``block_calls``, are summarized the same way; with
+    ``trace_layers`` it profiles the layers in a run of its own after the timed one.
     """
     if isinstance(runner, TraceRunner):
         trace = runner.trace(
@@ -168,11 +176,15 @@ def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: P
             warmup_s=settings.warmup_s,
             duration_s=settings.min_duration_s,
             iterations=settings.min_rounds * settings.block_calls,
+            layers=trace_layers,
         )
         n, size = len(trace.samples_ms), settings.block_calls
         sizes = [size] * (n // size) + ([n % size] if n % size else [])
-        return _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms, sizes,
-                            "external_trace", settings)
+        measurement = _measurement(batch, feed, trace.warmup_iterations, trace.warmup_s, trace.samples_ms, sizes,
+                                   "external_trace", settings)
+        if trace.layers is not None:
+            measurement.layers = trace.layers.record(measurement.rounds(), settings.confidence)
+        return measurement
     if layers is not None:
         layers.start(feed)
     rounds = sample_rounds({"model": timed(runner, feed, settings.throughput)}, settings,
@@ -279,7 +291,7 @@ def profile_model(
         for batch in batch_sizes:
             feed = make_inputs(metadata, batch, seed=settings.seed, given=inputs)
             sampler = layer_sampler(runner, backend, model_path, settings.block_calls) if layers else None
-            measurements.append(measure(runner, feed, batch, settings, sampler))
+            measurements.append(measure(runner, feed, batch, settings, sampler, trace_layers=layers))
     return target.profile(model_path, runner, settings, "given" if inputs is not None else "random", measurements)
 
 

@@ -28,6 +28,7 @@ from spiralprune.deploy.atomic import publish_dir
 from spiralprune.deploy.bundle import Bundle, runner_command
 from spiralprune.deploy.device_runner import ERROR_MARK
 from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.profiler import Profile
 from spiralprune.deploy.target_profiles import TargetProfile
 
 # Added after the target's own options, which therefore win (ssh keeps the first value it gets).
@@ -197,6 +198,20 @@ def deploy_bundle(
     run_info = _device_json(results_dir / "run.json")
     return DeployResult(ssh.host, results_dir, results_dir / "profile.json", _device_json(results_dir / "device.json"),
                         bool(run_info.get("engine_from_cache")), run_dir)
+
+
+def read_device_profile(path: Path, confidence: float) -> Profile:
+    """The device's ``profile.json``, its layer profiles checked field by field and explained here again
+    against its measured rounds: the device's own explanation is not what the report shows."""
+    profile = Profile.load(path)
+    for m in profile.measurements:
+        try:
+            layers = m.layer_profile()
+        except InputError as exc:
+            raise InputError(f"the device sent a {path.name} with a {exc}") from None
+        if layers is not None:
+            m.layers = layers.record(m.rounds(), confidence)
+    return profile
 
 
 def _device_json(path: Path) -> dict:

@@ -3,7 +3,9 @@
 Every caller that accepts or rejects a model compiles its budget (``spiralprune.deploy.budget.Budget``, one
 type for all of them) with ``budget_rules``, builds its ``Evidence`` and calls ``decide``: a spiral try
 (``spiralprune.pipeline.step``), the final recovery and the INT8 stage (``spiralprune.pipeline.spiral``), and
-``spiralprune gate`` (``spiralprune.pipeline.gate.checks``, which ``spiralprune deploy`` runs on the device's profile).
+``spiralprune gate`` (``spiralprune.pipeline.gate.checks``, which ``spiralprune deploy`` runs on the device's profile);
+``spiralprune compare`` reads its regression verdict as the gate's check (``Latency``). No torch is imported
+here: a comparison of two stored profiles, and every command's ``--help``, judges without it.
 A new limit is one rule class and one budget key, compiled here. The ``Check``s ``decide`` returns are
 what the ledger stores and what every report renders; a try's reason is their messages. (The final
 recovery's rule, at least as good as the step it recovers, is its own: no budget says it.)
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.verdict import Question, Verdict
 from spiralprune.deploy.budget import Budget, ParityBudget
-from spiralprune.pipeline.export import ParityResult
 from spiralprune.pipeline.tasks import Metric
+
+if TYPE_CHECKING:  # the parity check runs torch; judging its result does not
+    from spiralprune.pipeline.export import ParityResult
 
 Status = Literal["pass", "fail", "inconclusive"]
 Kind = Literal["latency", "quality", "parity", "size"]

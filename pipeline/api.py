@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spiralprune.deploy.backends import BACKENDS
-from spiralprune.deploy.budget import ParityBudget
+from spiralprune.deploy.budget import LatencyBudget, ParityBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import Profile, Target, profile_model, profile_paired
@@ -29,7 +29,10 @@ from spiralprune.deploy.target_profiles import ALIASES, list_targets
 from spiralprune.deploy.validation import validate
 from spiralprune.deploy.verdict import Verdict
 from spiralprune.kernels import OPSET
-from spiralprune.pipeline.compare.profiles import ProfileComparison, RegressionRule, paired_attribution, paired_comparison
+from spiralprune.pipeline.compare.profiles import (
+    BASE, NEW, REGRESSION_BUDGET, ProfileComparison, paired_attribution, paired_comparison, regression_budget,
+    regression_question,
+)
 from spiralprune.pipeline.compare.releases import Release
 from spiralprune.pipeline.config import TargetConfig, parse_config
 from spiralprune.pipeline.data import LoaderSettings, splits_of
@@ -181,26 +184,28 @@ def profile(
 
 def compare(
     base: Model, new: Model, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
-    target: str | dict | TargetConfig = "ort-cpu", rule: RegressionRule = RegressionRule(),
-    settings: ProfileSettings | None = None,
+    target: str | dict | TargetConfig = "ort-cpu", budget: LatencyBudget | dict = REGRESSION_BUDGET,
+    settings: ProfileSettings = ProfileSettings(),
 ) -> ProfileComparison:
-    """Is ``new`` slower than ``base``? Both loaded once on ``target`` and measured in alternating rounds,
-    the question "new <= (1 + min_effect) x base" judged on the per-round ratios (``spiralprune compare``):
+    """Is ``new`` slower than ``base``? Both loaded once on ``target`` and measured in alternating rounds
+    with ``settings`` (its confidence is the verdict's), the latency ``budget``'s question
+    "new <= (1 + max_regression_pct / 100) x base" judged on the per-round ratios (``spiralprune compare``):
     ``verdict`` is regression / no regression / improvement / inconclusive."""
     target = target_config(target)
-    settings = settings or ProfileSettings(confidence=rule.confidence)
-    question = rule.question()
+    budget = regression_budget(budget)
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as work:
         candidates = {name: prepare_candidate(model, Path(work) / name, input_shape, example=example_input)
-                      for name, model in (("base", base), ("new", new))}
+                      for name, model in ((BASE, base), (NEW, new))}
+        batch = candidates[BASE].input_shape[0]
+        question = regression_question(budget, batch)
         paired = profile_paired(
             {name: c.onnx_path for name, c in candidates.items()},
-            Target(target.backend, candidates["base"].input_shape[0], target.threads, target.precision,
-                   target.backend_options()),
+            Target(target.backend, batch, target.threads, target.precision, target.backend_options()),
             settings, [question], cache_dir=Path(work) / "compiled",
             model_options={name: measured_options(c, target) for name, c in candidates.items()},
         )
-    return paired_comparison(paired.profiles["base"], paired.profiles["new"], paired.verdict(question.name), rule)
+    return paired_comparison(paired.profiles[BASE], paired.profiles[NEW], paired.verdict(question.name), budget,
+                             settings)
 
 
 def gate(

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.layer_profile import LayerProfile
 
 InputMetadata = dict[str, tuple[list[int | str | None], np.dtype]]
 
@@ -61,11 +62,12 @@ class Runner(ABC):
 
 @dataclass
 class Trace:
-    """Latencies that an external benchmark tool measured in one run."""
+    """Latencies that an external benchmark tool measured in one run, and its layers' profile when asked."""
 
     samples_ms: list[float]
     warmup_iterations: int
     warmup_s: float
+    layers: LayerProfile | None = None
 
 
 class TraceRunner(Runner):
@@ -73,8 +75,10 @@ class TraceRunner(Runner):
     trace instead of timing ``infer`` calls."""
 
     @abstractmethod
-    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int) -> Trace:
-        """Run the tool at these input shapes for at least ``duration_s`` and ``iterations``."""
+    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int,
+              layers: bool = False) -> Trace:
+        """Run the tool at these input shapes for at least ``duration_s`` and ``iterations``; with ``layers``,
+        profile its layers too, apart from the timed iterations."""
 
 
 class Backend(ABC):

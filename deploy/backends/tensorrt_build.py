@@ -72,6 +72,8 @@ def build_engine(trt: Any, model_path: Path, spec: EngineSpec, timing_cache: Pat
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_bytes)
+    # The engine's layer information then names the ONNX nodes of every layer (``spiralprune.deploy.tensorrt_layers``).
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     for flag in spec.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
 

@@ -2,6 +2,12 @@
 
 Engines are cached in ``cache_dir`` by (ONNX sha256, TensorRT version, GPU, builder flags, batch
 range, workspace), with a timing cache shared by every build on that TensorRT and GPU.
+
+Its per-layer profile (``TensorrtLayerSampler``) comes from a second execution context of the same engine
+with a ``tensorrt.IProfiler`` attached, run a few calls after each judged round on the judged context's
+buffers; the judged context has no profiler, so its calls and the verdicts are the same with or without it.
+A context with a profiler reports every layer's time once per call: ``execute_async_v3`` then runs
+synchronously (``IExecutionContext.enqueue_emits_profile``, True by default).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from spiralprune.deploy.backends.tensorrt_build import build_engine, builder_fla
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import gpu_info
+from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler
+from spiralprune.deploy.tensorrt_layers import parse_layer_info, tensorrt_profile
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 
@@ -175,3 +183,73 @@ class TensorrtRunner(Runner):
 
     def last_inference_time(self) -> float:
         return self._last_s
+
+    def profiling_context(self, feed: dict[str, np.ndarray], profiler: Any) -> Any:
+        """A second execution context of the engine on this runner's buffers (``feed`` bound), ``profiler`` attached."""
+        self._bind(feed)
+        context = self._engine.create_execution_context()
+        context.profiler = profiler
+        context.enqueue_emits_profile = True  # each execute_async_v3 reports its layers (TensorRT's default)
+        # An engine with dynamic shapes lets one context at a time use an optimization profile on some TensorRT
+        # versions (NVIDIA/TensorRT issue 1590): the second context's shapes are then refused.
+        if not all(context.set_input_shape(name, feed[name].shape) for name in self._inputs):
+            raise InputError(f"TensorRT {self._trt.__version__} gives a second execution context of this engine no "
+                             "input shapes (an engine with a dynamic batch shares its optimization profile with one "
+                             "context only on some versions): build it with a static batch to profile its layers")
+        for name, buffer in self._buffers.items():
+            context.set_tensor_address(name, buffer.ptr)
+        return context
+
+    def profiled_call(self, context: Any) -> None:
+        if not context.execute_async_v3(self._stream.handle):
+            raise RuntimeError("TensorRT execute_async_v3 failed on the profiling context")
+        self._stream.synchronize()
+
+    def engine_layers(self) -> str:
+        """The engine's layer information as JSON (``IEngineInspector``, the format of ``--exportLayerInfo``)."""
+        return self._engine.create_engine_inspector().get_engine_information(self._trt.LayerInformationFormat.JSON)
+
+
+class TensorrtLayerSampler(LayerSampler):
+    """``tensorrt.IProfiler`` on a second context of a ``TensorrtRunner``'s engine (see the module docstring)."""
+
+    def __init__(self, runner: TensorrtRunner, block_calls: int) -> None:
+        super().__init__(block_calls)
+        trt = runner._trt
+        sampler = self
+
+        class Profiler(trt.IProfiler):
+            def __init__(self) -> None:
+                trt.IProfiler.__init__(self)
+
+            def report_layer_time(self, layer_name: str, ms: float) -> None:
+                sampler._call[layer_name] = sampler._call.get(layer_name, 0.0) + ms
+
+        self._runner = runner
+        self._profiler = Profiler()
+        self._call: dict[str, float] = {}
+        self._calls_ms: list[dict[str, float]] = []
+        self._context: Any = None
+
+    def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
+        self._context = self._runner.profiling_context(feed, self._profiler)
+        super().start(feed, warmup_calls)
+
+    def _run(self, count: int, profiled: bool) -> None:
+        for _ in range(count):
+            self._call = {}
+            self._runner.profiled_call(self._context)
+            if profiled:
+                self._calls_ms.append(self._call)
+
+    def finish(self) -> LayerProfile:
+        runs = [r for r in self._run_rounds if r >= 0]
+        names = list(dict.fromkeys(name for call in self._calls_ms for name in call))
+        by_round: dict[str, list[list[float]]] = {name: [[] for _ in range(self._rounds)] for name in names}
+        for round_index, call in zip(runs, self._calls_ms):
+            for name in names:
+                by_round[name][round_index].append(call.get(name, 0.0))
+        rounds = {name: [float(np.median(b)) if b else float("nan") for b in per] for name, per in by_round.items()}
+        self._context = None
+        return tensorrt_profile("tensorrt IProfiler", [runs.count(i) for i in range(self._rounds)], rounds,
+                                parse_layer_info(self._runner.engine_layers()))

@@ -1,9 +1,12 @@
 """``trtexec``: TensorRT's own benchmark tool, run as a subprocess with the flags its version takes.
 
 The engine is built once (``--saveEngine``, cached in ``cache_dir`` by the same key as the native
-backend's engines, with a shared ``--timingCacheFile``); each measurement then loads it and reads
-the per-query GPU compute times (or whole latencies, with ``copies_included``) from
-``--exportTimes``.
+backend's engines, with a shared ``--timingCacheFile``, and ``--profilingVerbosity=detailed`` so that its
+layer information names every layer's ONNX nodes); each measurement then loads it and reads the per-query
+GPU compute times (or whole latencies, with ``copies_included``) from ``--exportTimes``. With a per-layer
+profile, the same trtexec run profiles the layers after the timed run, in a run of their own
+(``--dumpProfile --separateProfileRun --exportProfile``, with ``--exportLayerInfo``): the timed queries
+are not profiled (``spiralprune.deploy.tensorrt_layers`` reads both files).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_preci
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import gpu_info
+from spiralprune.deploy.tensorrt_layers import parse_trtexec_profile
 from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
@@ -55,7 +59,8 @@ def build_command(
     """The build-only command line for this trtexec version."""
     mib = max(1, workspace_bytes >> 20)
     workspace = f"--memPoolSize=workspace:{mib}" if version >= (8, 4, 0) else f"--workspace={mib}"
-    cmd = [binary, f"--onnx={onnx}", f"--saveEngine={engine}", workspace, "--skipInference"]
+    cmd = [binary, f"--onnx={onnx}", f"--saveEngine={engine}", workspace, "--skipInference",
+           "--profilingVerbosity=detailed"]
     cmd += [_FLAG_ARGS[f] for f in flags]
     if any(not isinstance(shape[0], int) for shape, _ in inputs.values() if shape):
         low, opt, high = min(batch_sizes), batch_sizes[0], max(batch_sizes)
@@ -79,8 +84,10 @@ def trace_command(
     duration_s: int,
     iterations: int,
     export_times: Path,
+    export_layers: tuple[Path, Path] | None = None,
 ) -> list[str]:
-    """The measurement command line: load the engine, time, export every query's times."""
+    """The measurement command line: load the engine, time, export every query's times; with
+    ``export_layers`` (profile file, layer information file), profile the layers in a separate run."""
     cmd = [
         binary,
         f"--loadEngine={engine}",
@@ -93,6 +100,9 @@ def trace_command(
     ]
     if version >= (10, 0, 0):  # several percentiles per metric; 8.x takes one
         cmd.append("--percentile=90,95,99")
+    if export_layers is not None:
+        profile, layer_info = export_layers
+        cmd += ["--dumpProfile", "--separateProfileRun", f"--exportProfile={profile}", f"--exportLayerInfo={layer_info}"]
     return cmd
 
 
@@ -188,18 +198,21 @@ class TrtexecRunner(TraceRunner):
     def last_inference_time(self) -> float:
         return self._last_s
 
-    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int) -> Trace:
+    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int,
+              layers: bool = False) -> Trace:
         shape_text = ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in shapes.items())
         with tempfile.TemporaryDirectory(prefix="spiral-trtexec-") as tmp:
             times = Path(tmp) / "times.json"
+            exports = (Path(tmp) / "profile.json", Path(tmp) / "layers.json") if layers else None
             command = trace_command(
                 self._binary, self._version, self._engine, shape_text,
                 warmup_ms=max(1, round(warmup_s * 1e3)), duration_s=max(1, math.ceil(duration_s)),
-                iterations=iterations, export_times=times,
+                iterations=iterations, export_times=times, export_layers=exports,
             )
             summary = parse_summary(run_trtexec(command, self._timeout_s))
             records = parse_export_times(times.read_text(), skip=summary.warmup_queries or 0)
+            profile = None if exports is None else parse_trtexec_profile(*(path.read_text() for path in exports))
         key = "latencyMs" if self.settings["copies_included"] else "computeMs"
         samples = [float(r[key]) for r in records]
         self._last_s = samples[-1] / 1e3
-        return Trace(samples, summary.warmup_queries or 0, (summary.warmup_ms or 0.0) / 1e3)
+        return Trace(samples, summary.warmup_queries or 0, (summary.warmup_ms or 0.0) / 1e3, profile)

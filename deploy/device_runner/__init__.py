@@ -9,15 +9,16 @@ modules it imports; in the bundle folder the device runs
 comes from the command line), record the device's facts (L4T/JetPack, power mode, clocks, cores,
 TensorRT), refuse a power mode other than the target's, build the engine with the manifest's exact
 command (or reuse the one cached under ``--cache`` for the same ONNX, flags and runtime version),
-profile it with the manifest's exact command while ``tegrastats`` runs where it exists, and write
+profile it (and its layers) with the manifest's exact command while ``tegrastats`` runs where it exists, and write
 ``results/``: ``profile.json`` (the schema of ``spiralprune.deploy.profiler.Profile``), ``device.json`` and
 ``run.json``. The same package is the build and profile commands of CPU targets (``ort-build``,
 ``ort-profile``).
 
-It needs Python 3.8 and the standard library, numpy to summarize, and onnxruntime for CPU targets. It
-imports only the modules shipped with it (``deploy/errors.py``, ``deploy/stats.py``,
-``deploy/sampling.py`` and ``deploy/verdict.py``, whose rounds every spiral measurement uses, and
-``deploy/trtexec_parse.py``). A failure is one line ``SPIRAL-DEVICE-ERROR <kind>: <message>`` on
+It needs Python 3.8 and the standard library, numpy to summarize, and onnxruntime for CPU targets (onnx
+too for their per-layer profile). It imports only the modules shipped with it (``deploy/errors.py``,
+``deploy/stats.py``, ``deploy/sampling.py`` and ``deploy/verdict.py``, whose rounds every spiral measurement
+uses, ``deploy/trtexec_parse.py``, and ``deploy/layer_profile.py`` with ``deploy/tensorrt_layers.py`` for the
+layers' profile). A failure is one line ``SPIRAL-DEVICE-ERROR <kind>: <message>`` on
 stderr and exit status 3; ``spiralprune deploy`` turns it into its own one-line error.
 
 One concern per module: ``errors`` (the error line), ``manifest`` (checksums), ``facts`` (the device's

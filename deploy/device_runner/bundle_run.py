@@ -28,13 +28,15 @@ def run(bundle: Path, manifest_sha256: str, cache: Path) -> None:
     tag, commands = trtexec_commands(manifest, facts) if backend == "trtexec" else ort_commands(manifest, facts)
     cache.mkdir(parents=True, exist_ok=True)
     engine_dir = cache_entry(cache, manifest["engine_key"], tag)
-    times = results / "times.json"
+    times, layers, layer_info = results / "times.json", results / "layers.json", results / "layer-info.json"
     values = {
         "python": sys.executable,
         "cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
         "engine": str(engine_dir / ENGINE_FILE),
         "timing_cache": str(cache / f"timing-{tag}.cache"),
         "times": str(times),
+        "layers": str(layers),
+        "layer_info": str(layer_info),
     }
     cached = build_engine(manifest, bundle, engine_dir, commands, values, results)
 
@@ -44,9 +46,11 @@ def run(bundle: Path, manifest_sha256: str, cache: Path) -> None:
         output = run_step("profile-failed", profile_argv, bundle, results / "profile.log",
                           settings["warmup_s"] + settings["max_duration_s"] + 600)
     facts["tegrastats"] = tegrastats.summary()
-    trace = read_trace(manifest, output, times)
-    times.unlink()  # its samples go into profile.json
-    m = measurement(manifest["batch"], manifest["model"]["input_shapes"], trace, settings["cv_threshold"])
+    trace = read_trace(manifest, output, times, layers, layer_info)
+    for consumed in (times, layers, layer_info):  # their samples and layers go into profile.json
+        if consumed.exists():
+            consumed.unlink()
+    m = measurement(manifest["batch"], manifest["model"]["input_shapes"], trace, settings)
     say(f"{len(m['samples_ms'])} samples in {len(m['round_sizes'])} rounds, p50 {m['stats']['p50']:.3f} ms, "
         f"robust cv {m['stats']['robust_cv']:.1%}")
 

@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--engine", type=Path, required=True)
     p.add_argument("--threads", type=int, required=True)
-    p = sub.add_parser("ort-profile", help="time the optimized graph with ONNX Runtime")
+    p = sub.add_parser("ort-profile", help="time the optimized graph with ONNX Runtime and profile its layers")
     p.add_argument("--engine", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True, help="the ONNX model, whose graph names the layers")
     p.add_argument("--times", type=Path, required=True)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ort-build":
             ort_build(args.model, args.engine, args.threads)
         else:
-            ort_profile(args.engine, args.times, args.threads, args.batch, json.loads(args.settings))
+            ort_profile(args.engine, args.model, args.times, args.threads, args.batch, json.loads(args.settings))
     except DeviceError as exc:
         print(f"{ERROR_MARK} {exc.kind}: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR

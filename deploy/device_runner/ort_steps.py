@@ -1,8 +1,12 @@
 """The ONNX Runtime build and profile of CPU targets: ``ort-build`` saves the optimized graph (their
-engine), ``ort-profile`` times it in rounds with ``spiralprune.deploy.sampling``, as ``spiralprune.deploy.profiler.measure`` does."""
+engine), ``ort-profile`` times it in rounds with ``spiralprune.deploy.sampling``, as ``spiralprune.deploy.profiler.measure`` does,
+and profiles its layers after every round with the host's ``OrtLayerSampler`` (a profiling twin session; the
+timed session is never profiled). Naming ONNX Runtime's nodes after the model's modules reads the bundle's
+ONNX with the ``onnx`` package; a device without it gives no layer profile and says so."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,9 @@ _ORT_TYPES = {
 }
 
 
-def _session(model: Path, threads: int, optimize: bool, save_to: Path | None = None) -> Any:
+def _session(model: Path, threads: int, optimize: bool, save_to: Path | None = None,
+             profile_prefix: str | None = None) -> Any:
+    """A session of ``model``; with ``profile_prefix``, a profiling twin's (the host's ``ort-cpu`` options)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -29,6 +35,10 @@ def _session(model: Path, threads: int, optimize: bool, save_to: Path | None = N
     )
     if save_to is not None:
         options.optimized_model_filepath = str(save_to)
+    if profile_prefix is not None:  # its threads must not spin into the timed block that follows
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for every load failure
@@ -45,9 +55,21 @@ def ort_build(model: Path, engine: Path, threads: int) -> None:
         raise DeviceError("build-failed", "ONNX Runtime wrote no optimized model")
 
 
-def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: dict) -> None:
+def layer_sampler(engine: Path, model: Path, threads: int, block_calls: int) -> tuple[Any, str]:
+    """The ``OrtLayerSampler`` of the optimized graph, its nodes named from ``model``; None and why where the
+    device has no ``onnx`` to read ``model`` with."""
+    if importlib.util.find_spec("onnx") is None:  # ``NodeNames`` reads the model's graph with it
+        return None, "not profiled: the device's Python has no onnx package (pip install onnx) to name the layers"
+    from spiralprune.deploy.layer_profile import OrtLayerSampler
+
+    sampler = OrtLayerSampler(lambda prefix: _session(engine, threads, False, profile_prefix=prefix), model,
+                              block_calls)
+    return sampler, "ONNX Runtime's node profiling on a twin session, after every timed round"
+
+
+def ort_profile(engine: Path, model: Path, times: Path, threads: int, batch: int, settings: dict) -> None:
     """Time ``session.run`` on seeded random inputs in rounds, as ``spiralprune.deploy.profiler.measure`` does
-    (``spiralprune.deploy.sampling``, shipped with the bundle)."""
+    (``spiralprune.deploy.sampling``, shipped with the bundle), and profile the layers between the rounds."""
     import numpy as np
 
     from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
@@ -73,7 +95,12 @@ def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: d
         session.run(outputs, feed)
         return time.perf_counter() - start
 
-    rounds = sample_rounds({"model": infer}, ProfileSettings(**settings))
+    profile_settings = ProfileSettings(**settings)
+    sampler, layers_how = layer_sampler(engine, model, threads, profile_settings.block_calls)
+    if sampler is not None:
+        sampler.start(feed)
+    rounds = sample_rounds({"model": infer}, profile_settings,
+                           between=None if sampler is None else lambda blocks: sampler.after_round(blocks["model"]))
     series = rounds.series["model"]
     write_json(times, {
         "samples_ms": series.samples_ms,
@@ -82,9 +109,10 @@ def ort_profile(engine: Path, times: Path, threads: int, batch: int, settings: d
         "warmup_iterations": series.warmup_iterations,
         "warmup_s": series.warmup_s,
         "stop_reason": rounds.stop_reason,
+        "layers": None if sampler is None else sampler.finish().to_dict(),
         "runner_settings": {
             "threads": threads, "inter_op_threads": 1, "execution_mode": "ORT_SEQUENTIAL",
             "graph_optimization_level": "ORT_ENABLE_ALL (at build)", "providers": session.get_providers(),
-            "copies_included": True,
+            "copies_included": True, "layers": layers_how,
         },
     })

@@ -4,10 +4,12 @@ latency regression detection."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
 from spiralprune.deploy.backends import BACKENDS
+from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import Target, profile_paired
@@ -15,7 +17,7 @@ from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import STATISTICS
 from spiralprune.pipeline.compare.history import build_history
 from spiralprune.pipeline.compare.profiles import (
-    BETWEEN_RUN_TOLERANCE, RegressionRule, compare_runs, paired_comparison,
+    BASE, NEW, REGRESSION_BUDGET, compare_runs, paired_comparison, regression_budget, regression_question,
 )
 from spiralprune.pipeline.compare.releases import Release, load_history, load_release
 from spiralprune.pipeline.compare.report import (
@@ -50,20 +52,20 @@ measured on different targets are bad input ({ExitCode.BAD_INPUT:d})."""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
-    defaults, rule = ProfileSettings(), RegressionRule()
+    defaults, budget = ProfileSettings(), REGRESSION_BUDGET
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="BASE.onnx NEW.onnx, BASE.json NEW.json (profiles, gate reports or run reports), "
                              "or HISTORY_DIR holding such JSON files")
-    parser.add_argument("--statistic", choices=STATISTICS, default=rule.statistic,
-                        help="the statistic that decides (default p50)")
-    parser.add_argument("--min-effect", type=float, default=rule.min_effect_pct,
-                        help="a regression is a change surely above +this %%, an improvement one surely below "
-                             "-this %% (default %(default)g)")
+    parser.add_argument("--statistic", choices=STATISTICS, default=budget.statistic,
+                        help="the statistic that decides (a latency budget's statistic; default p50)")
+    parser.add_argument("--min-effect", type=float, default=budget.max_regression_pct,
+                        help="a regression is a change surely above +this %% (a latency budget's max_regression_pct), "
+                             "an improvement one surely below -this %% (default %(default)g)")
     parser.add_argument("--confidence", type=float, default=defaults.confidence,
                         help="confidence of the interval (default %(default)g)")
-    parser.add_argument("--tolerance", type=float, default=BETWEEN_RUN_TOLERANCE,
+    parser.add_argument("--tolerance", type=float, default=budget.between_run_tolerance,
                         help="two JSON profiles only: relative widening for what moves between separate runs "
-                             "(default %(default)g)")
+                             "(a latency budget's between_run_tolerance; default %(default)g)")
     add_batch_argument(parser, help="the batch size to measure (two ONNX models; default 1) or to compare (profiles; "
                                     "default: every shared one): one size, a verdict is judged at one batch")
     paired = parser.add_argument_group("two ONNX models, measured paired on this machine")
@@ -81,35 +83,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report with plots")
 
 
-def _measure_paired(args: argparse.Namespace, rule: RegressionRule, batch: int) -> tuple:
+def _measure_paired(args: argparse.Namespace, budget: LatencyBudget, settings: ProfileSettings, batch: int) -> tuple:
     base_path, new_path = args.paths
     for path in args.paths:
         if not path.is_file():
             raise InputError(f"model file not found: {path}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
-    defaults = ProfileSettings()
-    settings = ProfileSettings(confidence=rule.confidence, max_duration_s=args.max_duration,
-                               min_duration_s=min(defaults.min_duration_s, args.max_duration))
+    settings = dataclasses.replace(settings, max_duration_s=args.max_duration,
+                                   min_duration_s=min(settings.min_duration_s, args.max_duration))
     target = Target(args.backend, batch, args.threads, args.precision)
-    question = rule.question()
+    question = regression_question(budget, batch)
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
-        paired = profile_paired({"base": base_path, "new": new_path}, target, settings, [question],
+        paired = profile_paired({BASE: base_path, NEW: new_path}, target, settings, [question],
                                 cache_dir=Path(cache),
-                                layers=("base", "new") if args.backend in LAYER_BACKENDS and not args.no_layers else ())
+                                layers=(BASE, NEW) if args.backend in LAYER_BACKENDS and not args.no_layers else ())
     labels = (str(base_path), str(new_path)) if base_path.stem == new_path.stem else (base_path.stem, new_path.stem)
-    base = Release(labels[0], base_path, paired.profiles["base"], None, None)
-    new = Release(labels[1], new_path, paired.profiles["new"], None, None)
-    return base, new, paired_comparison(base.profile, new.profile, paired.verdict(question.name), rule)
+    base = Release(labels[0], base_path, paired.profiles[BASE], None, None)
+    new = Release(labels[1], new_path, paired.profiles[NEW], None, None)
+    return base, new, paired_comparison(base.profile, new.profile, paired.verdict(question.name), budget, settings)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch is not None and len(args.batch) > 1:
         raise InputError(f"--batch {','.join(map(str, args.batch))}: compare judges one batch size at a time; give one")
     batch = args.batch[0] if args.batch else None
-    rule = RegressionRule(args.statistic, args.min_effect, args.confidence, args.tolerance)
+    budget = regression_budget(
+        {"statistic": args.statistic, "max_regression_pct": args.min_effect, "between_run_tolerance": args.tolerance},
+        "the latency budget (--min-effect: max_regression_pct, --tolerance: between_run_tolerance)")
+    settings = ProfileSettings(confidence=args.confidence)
     if len(args.paths) == 1:
-        history = build_history(load_history(args.paths[0]), rule, batch=batch)
+        history = build_history(load_history(args.paths[0]), budget, settings, batch=batch)
         print(history_markdown(history), end="")
         outputs = [
             (args.json, lambda: history_json(history)),
@@ -120,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
     elif len(args.paths) == 2:
         onnx = [p.suffix == ".onnx" for p in args.paths]
         if all(onnx):
-            base, new, comparison = _measure_paired(args, rule, batch or 1)
+            base, new, comparison = _measure_paired(args, budget, settings, batch or 1)
         elif any(onnx):
             raise InputError("give two ONNX models (measured paired here) or two JSON profiles, not one of each")
         else:
             base, new = (load_release(p) for p in args.paths)
-            comparison = compare_runs(base.profile, new.profile, rule, batch=batch)
+            comparison = compare_runs(base.profile, new.profile, budget, settings, batch=batch)
         print(comparison_markdown(comparison, base, new), end="")
         outputs = [
             (args.json, lambda: comparison_json(comparison, base, new)),

@@ -4,6 +4,9 @@ TensorRT engines are not portable across GPUs or TensorRT versions, so a device'
 measured on the device: bundle the ONNX, copy it over SSH, verify it there, build the engine there
 (or reuse the one cached for the same ONNX and flags), profile it there, fetch the profile and the
 device's facts, and gate them against the target's budget with the rules of ``spiralprune gate``.
+The device profiles the layers too (ONNX Runtime's or trtexec's, ``spiralprune.deploy.device_runner``): the
+report shows where the device's time goes, and with ``--explain`` the same layers measured on this host
+(ONNX Runtime on its CPU) beside them.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="where the bundle and results go (default: runs/deploy/<target>)")
     parser.add_argument("--json", type=Path, help="write the gate report with the device's facts as JSON")
     parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,224,224")
+    parser.add_argument("--explain", action="store_true",
+                        help="also profile the model's layers on this host (ort-cpu) and show them beside the device's")
 
 
 def run(args: argparse.Namespace) -> int:
-    from spiralprune.deploy.bundle import build_bundle
-    from spiralprune.deploy.profiler import Profile
-    from spiralprune.deploy.remote import deploy_bundle
+    from spiralprune.deploy.bundle import MODEL_FILE, build_bundle
+    from spiralprune.deploy.profiler import profile_model
+    from spiralprune.deploy.remote import deploy_bundle, read_device_profile
     from spiralprune.deploy.target_profiles import load_target
     from spiralprune.pipeline.gate.budget import GateBudget
     from spiralprune.pipeline.gate.candidate import prepare_candidate
@@ -61,10 +66,18 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(out / "results", ignore_errors=True)
     result = deploy_bundle(bundle, target, out / "results", echo=lambda line: print(f"  {line}"))
     print(f"engine: {'reused from the device cache' if result.engine_from_cache else 'built on the device'}")
-    profile = Profile.load(result.profile_path)
+    profile = read_device_profile(result.profile_path, target.measure.profile.confidence)
     gate = run_gate(budget, profile=profile)
     for line in [*(check.line() for check in gate.checks), *gate.notes]:
         print(line)
+    device_layers = profile.measurement().layers
+    host_layers = None
+    if args.explain and device_layers is not None:
+        print("profiling the layers on this host (ort-cpu) to compare")
+        host_layers = profile_model(bundle.root / MODEL_FILE, "ort-cpu", batch_sizes=[target.measure.batch],
+                                    threads=target.measure.threads,
+                                    settings=target.measure.profile, layers=True).measurement().layers
+    print_layers(device_layers, host_layers, profile.runner_settings.get("layers"))
     context = GateContext(args.model, f"{target.name} ({result.host})", profile)
     report = {
         **gate_json(gate, context),
@@ -78,8 +91,29 @@ def run(args: argparse.Namespace) -> int:
             "device": result.device,
             "results": str(result.results_dir),
         },
+        "layers": {"device": device_layers and device_layers["explanation"],
+                   "host": host_layers and host_layers["explanation"]},
     }
     for path in write_outputs([(out / "deploy.json", lambda: report), (args.json, lambda: report)]):
         print(f"wrote {path}")
     print(f"spiralprune deploy to {target.name} ({result.host}) {summary(gate)}")
     return gate.exit_code
+
+
+def print_layers(device: dict | None, host: dict | None, why_not: str | None) -> None:
+    """Where the device's time goes, its slowest layers beside this host's where measured."""
+    from spiralprune.pipeline.report.attribution import device_headers, device_rows, explain_summary
+
+    if device is None:
+        print(f"layers: the device gave no per-layer profile ({why_not or 'not profiled'})")
+        return
+    explanation = device["explanation"]
+    print(f"where the device's time goes: {explain_summary(explanation)}")
+    for line in explanation["findings"]:
+        print(f"- {line}")
+    if host is not None:
+        print(f"on this host: {explain_summary(host['explanation'])}")
+    rows = [list(device_headers(host is not None)), *device_rows(explanation, host and host["explanation"])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))

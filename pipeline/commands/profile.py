@@ -45,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--explain", action="store_true",
-        help="also profile every layer (ONNX Runtime's node profiling or torch.profiler, between the rounds) and say "
-             "where the time goes: by layer and operator type, share of the end-to-end median, coverage, what "
-             "dominates (ort-cpu, torch, torch-compile)",
+        help="also profile every layer (ONNX Runtime's node profiling, torch.profiler or TensorRT's IProfiler, between "
+             "the rounds; trtexec's own profiling run) and say where the time goes: by layer and operator type, share "
+             "of the end-to-end median, coverage, what dominates (ort-cpu, torch, torch-compile, tensorrt, trtexec)",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="where compiled engines are kept")
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.errors import InputError
+from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import STATISTICS
 from spiralprune.pipeline.exit_codes import ExitCode
-from spiralprune.pipeline.compare.profiles import ProfileComparison, RegressionRule, compare_runs, fingerprint_differences
+from spiralprune.pipeline.compare.profiles import (
+    REGRESSION_BUDGET, ProfileComparison, compare_runs, fingerprint_differences,
+)
 from spiralprune.pipeline.compare.releases import Release
 
 
@@ -47,8 +51,8 @@ class History:
         }
 
 
-def build_history(releases: list[Release], rule: RegressionRule = RegressionRule(), *,
-                  batch: int | None = None) -> History:
+def build_history(releases: list[Release], budget: LatencyBudget = REGRESSION_BUDGET,
+                  settings: ProfileSettings = ProfileSettings(), *, batch: int | None = None) -> History:
     """``batch`` defaults to the newest release's first batch size; every release must have it.
 
     The trend is drawn whatever measured each release; the newest release is judged against the one
@@ -67,4 +71,4 @@ def build_history(releases: list[Release], rule: RegressionRule = RegressionRule
         why = (f"not compared: {previous.label} and {newest.label} were measured on different targets "
                f"({'; '.join(differences)}); re-measure both paired with spiralprune compare BASE.onnx NEW.onnx")
         return History(releases, batch, None, why)
-    return History(releases, batch, compare_runs(previous.profile, newest.profile, rule, batch=batch))
+    return History(releases, batch, compare_runs(previous.profile, newest.profile, budget, settings, batch=batch))

@@ -1,8 +1,10 @@
 """Is the new model slower than the baseline? One regression question, judged by ``spiralprune.deploy.verdict``.
 
-The question is "is ``statistic(new)`` at most ``1 + min_effect`` times ``statistic(base)``":
-``meets`` is no regression, ``misses`` a regression, ``undecided`` inconclusive (never a pass).
-A ``meets`` whose whole interval lies below ``1 - min_effect`` is called an improvement.
+The question is a latency budget's (``spiralprune.deploy.budget.LatencyBudget``) ``max_regression_pct``, compiled
+as the gate compiles it (``LatencyBudget.questions``): "is ``statistic(new)`` at most
+``1 + max_regression_pct / 100`` times ``statistic(base)``" (``--min-effect``). ``meets`` is no regression,
+``misses`` a regression, ``undecided`` inconclusive (never a pass). A ``meets`` whose whole interval lies
+below ``1 - max_regression_pct / 100`` is called an improvement.
 
 Two kinds of evidence answer it:
 
@@ -11,22 +13,29 @@ Two kinds of evidence answer it:
 - **two runs** (two profile JSONs, a stored gate baseline): profiles taken apart do not share the
   machine's state. Each side's per-round median gets its own interval (at ``1 - (1 - c) / 2``, so
   both hold together with confidence at least ``c``); the ratio's interval runs from the low end of
-  one over the high end of the other, and is then widened by ``tolerance`` on each side for what
-  moves between runs, which no within-run interval contains. Measured on the 2-core development
-  machine: one model profiled twice back to back differed by up to ±7 %, hence the default 0.10.
-  Profiles measured on different targets (fingerprints) are not compared at all.
+  one over the high end of the other, and is then widened by the budget's ``between_run_tolerance``
+  on each side for what moves between runs, which no within-run interval contains. Measured on the
+  2-core development machine: one model profiled twice back to back differed by up to ±7 %, hence
+  the default 0.10. Profiles measured on different targets (fingerprints) are not compared at all.
+
+The confidence ``c`` is the measurement's (``spiralprune.deploy.sampling.ProfileSettings.confidence``), as for
+every other latency verdict.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from spiralprune.deploy.budget import BETWEEN_RUN_TOLERANCE
+from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import attribute_change
 from spiralprune.deploy.profiler import Measurement, Profile
-from spiralprune.deploy.verdict import STATISTICS, Question, Verdict, judge_runs
+from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.validation import validate
+from spiralprune.deploy.verdict import Question, Verdict, judge_runs
+from spiralprune.pipeline.acceptance import Check, Evidence, Latency, decide
 from spiralprune.pipeline.exit_codes import ExitCode, judged
 
 Kind = Literal["paired", "runs"]
@@ -39,28 +48,34 @@ _FINGERPRINT_KEYS = ("backend", "cpu", "machine", "threads", "precision")
 _RUNTIME_LIBRARIES = ("onnxruntime", "tensorrt")
 
 
-@dataclass(frozen=True)
-class RegressionRule:
-    """The regression question's statistic and minimum effect, and how two separate runs are judged."""
+# ``spiralprune compare``'s default budget: the new model at most 5 % slower than the baseline.
+REGRESSION_BUDGET = LatencyBudget(max_regression_pct=5.0)
+# The names the two models go by in the regression question.
+NEW, BASE = "new", "base"
 
-    statistic: str = "p50"
-    min_effect_pct: float = 5.0
-    confidence: float = 0.95
-    tolerance: float = BETWEEN_RUN_TOLERANCE
 
-    def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise InputError(f"unknown statistic '{self.statistic}'; choose one of {', '.join(STATISTICS)}")
-        if not 0 <= self.min_effect_pct < 100:
-            raise InputError(f"the minimum effect must be a percentage in [0, 100), got {self.min_effect_pct}")
-        if not 0.5 <= self.confidence < 1:
-            raise InputError(f"confidence must be in [0.5, 1), got {self.confidence}")
-        if not 0 <= self.tolerance < 1:
-            raise InputError(f"the between-run tolerance must be in [0, 1), got {self.tolerance}")
+def regression_budget(budget: LatencyBudget | Mapping[str, Any], source: str = "budget") -> LatencyBudget:
+    """``budget`` (a ``LatencyBudget`` or its keys) as a comparison judges it, or an ``InputError`` in one line.
 
-    def question(self, subject: str = "new", reference: str = "base") -> Question:
-        return Question("regression", subject, 1 + self.min_effect_pct / 100, reference=reference,
-                        statistic=self.statistic)
+    A comparison judges ``max_regression_pct`` only; it is also the threshold of an improvement (an
+    interval entirely below ``1 - max_regression_pct / 100``), so it is under 100 %."""
+    if not isinstance(budget, LatencyBudget):
+        budget = validate(LatencyBudget, budget, source)
+    others = [k for k in budget.limits() if k != "max_regression_pct"]
+    if others:
+        raise InputError(f"{source}: latency.{others[0]}: a comparison judges max_regression_pct against the "
+                         "baseline only")
+    if budget.max_regression_pct >= 100:
+        raise InputError(f"{source}: the minimum effect (max_regression_pct) must be a percentage in [0, 100), "
+                         f"got {budget.max_regression_pct:g}")
+    return budget
+
+
+def regression_question(budget: LatencyBudget, batch: int) -> Question:
+    """``budget``'s ``max_regression_pct`` (``regression_budget``) as the judge's question about ``new``
+    against ``base`` at ``batch``, compiled as the gate compiles it."""
+    [question] = regression_budget(budget).questions(batch, NEW, BASE)
+    return question
 
 
 @dataclass(frozen=True)
@@ -71,19 +86,29 @@ class BatchComparison:
     base_ms: float
     new_ms: float
     verdict: Verdict
-    min_effect_pct: float
+    max_regression_pct: float
+
+    @property
+    def check(self) -> Check:
+        """The verdict as the gate's regression check (``spiralprune.pipeline.acceptance.Latency``): the
+        change in percent, the limit and the margin; passed, failed or inconclusive."""
+        [check] = decide(Evidence({self.verdict.question.name: self.verdict}),
+                         [Latency(self.verdict.question, percent=True)])
+        return check
 
     @property
     def call(self) -> Call:
-        if self.verdict.outcome == "misses":
+        """The check's status, a pass whose whole interval lies below ``-max_regression_pct`` an improvement."""
+        status = self.check.status
+        if status == "fail":
             return "regression"
-        if self.verdict.outcome == "undecided":
+        if status == "inconclusive":
             return "inconclusive"
-        return "improvement" if self.verdict.high < 1 - self.min_effect_pct / 100 else "no regression"
+        return "improvement" if self.verdict.high < 1 - self.max_regression_pct / 100 else "no regression"
 
     @property
     def change_pct(self) -> float:
-        return 100 * (self.verdict.estimate - 1)
+        return self.check.measured
 
     def to_dict(self) -> dict:
         return {"batch": self.batch, "base_ms": self.base_ms, "new_ms": self.new_ms, "call": self.call,
@@ -92,7 +117,9 @@ class BatchComparison:
 
 @dataclass(frozen=True)
 class ProfileComparison:
-    rule: RegressionRule
+    """Every batch compared on ``budget``'s regression limit (``regression_question``)."""
+
+    budget: LatencyBudget
     kind: Kind
     batches: dict[int, BatchComparison]
     # Which layers account for the change (``spiralprune.deploy.layer_profile.attribute_change``): paired
@@ -114,11 +141,11 @@ class ProfileComparison:
 
     def to_dict(self) -> dict:
         return {
-            "statistic": self.rule.statistic,
+            "statistic": self.budget.statistic,
             "verdict": self.verdict,
             "comparison": self.kind_label,
-            "min_effect_pct": self.rule.min_effect_pct,
-            "tolerance": self.rule.tolerance if self.kind == "runs" else 0.0,
+            "min_effect_pct": self.budget.max_regression_pct,
+            "tolerance": self.budget.between_run_tolerance if self.kind == "runs" else 0.0,
             "batches": {str(batch): c.to_dict() for batch, c in self.batches.items()},
             **({"attribution": self.attribution} if self.attribution is not None else {}),
         }
@@ -156,9 +183,10 @@ def rounds_of(m: Measurement, statistic: str, what: str) -> list[float]:
     return m.rounds(statistic)
 
 
-def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionRule(), *,
-                 batch: int | None = None) -> ProfileComparison:
-    """Two profiles from separate runs, on the same target, at every batch size both measured (or ``batch``)."""
+def compare_runs(base: Profile, new: Profile, budget: LatencyBudget = REGRESSION_BUDGET,
+                 settings: ProfileSettings = ProfileSettings(), *, batch: int | None = None) -> ProfileComparison:
+    """Two profiles from separate runs, on the same target, at every batch size both measured (or ``batch``),
+    judged at ``settings.confidence``."""
     require_same_target(base, new)
     base_batches = {m.batch: m for m in base.measurements}
     new_batches = {m.batch: m for m in new.measurements}
@@ -170,15 +198,15 @@ def compare_runs(base: Profile, new: Profile, rule: RegressionRule = RegressionR
         raise InputError(
             f"the profiles share no {wanted}: baseline has batch {sorted(base_batches)}, new has {sorted(new_batches)}"
         )
-    question = rule.question()
+    statistic = budget.statistic
     batches = {}
     for b in common:
-        verdict = judge_runs(question, rounds_of(new_batches[b], rule.statistic, "the new profile"),
-                             rounds_of(base_batches[b], rule.statistic, "the baseline profile"),
-                             rule.confidence, rule.tolerance)
-        batches[b] = BatchComparison(b, base.stat(rule.statistic, b), new.stat(rule.statistic, b), verdict,
-                                     rule.min_effect_pct)
-    return ProfileComparison(rule, "runs", batches)
+        verdict = judge_runs(regression_question(budget, b), rounds_of(new_batches[b], statistic, "the new profile"),
+                             rounds_of(base_batches[b], statistic, "the baseline profile"),
+                             settings.confidence, budget.between_run_tolerance)
+        batches[b] = BatchComparison(b, base.stat(statistic, b), new.stat(statistic, b), verdict,
+                                     budget.max_regression_pct)
+    return ProfileComparison(budget, "runs", batches)
 
 
 def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: float) -> dict | None:
@@ -191,11 +219,13 @@ def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: 
     return attribute_change(layers[0], layers[1], b.rounds(statistic), m.rounds(statistic), confidence)
 
 
-def paired_comparison(base: Profile, new: Profile, verdict: Verdict, rule: RegressionRule) -> ProfileComparison:
-    """The comparison of two models measured in the same rounds (``spiralprune.deploy.profiler.profile_paired``),
-    with the change attributed to layers where both were measured with a layer profile."""
+def paired_comparison(base: Profile, new: Profile, verdict: Verdict, budget: LatencyBudget,
+                      settings: ProfileSettings) -> ProfileComparison:
+    """The comparison of two models measured in the same rounds with ``settings``
+    (``spiralprune.deploy.profiler.profile_paired``), with the change attributed to layers where both
+    were measured with a layer profile."""
     m = new.measurement()
-    return ProfileComparison(rule, "paired", {
-        m.batch: BatchComparison(m.batch, base.stat(rule.statistic, m.batch), new.stat(rule.statistic, m.batch),
-                                 verdict, rule.min_effect_pct),
-    }, paired_attribution(base, new, rule.statistic, rule.confidence))
+    return ProfileComparison(budget, "paired", {
+        m.batch: BatchComparison(m.batch, base.stat(budget.statistic, m.batch), new.stat(budget.statistic, m.batch),
+                                 verdict, budget.max_regression_pct),
+    }, paired_attribution(base, new, budget.statistic, settings.confidence))

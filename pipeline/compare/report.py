@@ -37,21 +37,21 @@ def headline(comparison: ProfileComparison) -> str:
     parts = []
     for batch, c in comparison.batches.items():
         where = f" at batch {batch}" if len(comparison.batches) > 1 else ""
-        parts.append(f"{comparison.rule.statistic}{where} {_pct(c.change_pct)} ({_ci(c)})")
+        parts.append(f"{comparison.budget.statistic}{where} {_pct(c.change_pct)} ({_ci(c)})")
     return f"{comparison.verdict}: " + "; ".join(parts)
 
 
 def _rows(comparison: ProfileComparison) -> list[list[str]]:
     return [
-        [str(batch), comparison.rule.statistic, f"{c.base_ms:.3f}", f"{c.new_ms:.3f}", _pct(c.change_pct),
+        [str(batch), comparison.budget.statistic, f"{c.base_ms:.3f}", f"{c.new_ms:.3f}", _pct(c.change_pct),
          _range(c), c.call]
         for batch, c in comparison.batches.items()
     ]
 
 
 def _notes(comparison: ProfileComparison) -> list[str]:
-    rule = comparison.rule
-    effect = rule.min_effect_pct
+    budget = comparison.budget
+    effect = budget.max_regression_pct
     notes = [f"Comparison: {comparison.kind_label}."]
     if comparison.kind == "paired":
         notes.append(f"Both models were measured in alternating rounds in one process; the interval is that of "
@@ -59,8 +59,8 @@ def _notes(comparison: ProfileComparison) -> list[str]:
                      f"an improvement one entirely below -{effect:g}%.")
     else:
         notes.append(f"Two separate runs: the interval combines both medians' intervals and is widened by "
-                     f"±{rule.tolerance:.0%} for what moves between runs. A regression is an interval entirely "
-                     f"above +{effect:g}%, an improvement one entirely below -{effect:g}%.")
+                     f"±{budget.between_run_tolerance:.0%} for what moves between runs. A regression is an interval "
+                     f"entirely above +{effect:g}%, an improvement one entirely below -{effect:g}%.")
     for batch, c in comparison.batches.items():
         message = c.verdict.message()
         if c.call == "inconclusive" and comparison.kind == "runs":

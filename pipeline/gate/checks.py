@@ -67,24 +67,15 @@ def latency_questions(budget: GateBudget, baseline_measured: bool, batch: int) -
     """The latency questions of the budget, named by their check, about the models ``candidate`` and
     (when the baseline model is measured beside it) ``baseline``; ``batch``: the measured batch, what a
     throughput limit counts items of."""
-    return [q for q, relative in _questions(budget, batch) if baseline_measured or not relative]
+    return [q for q in _questions(budget, batch) if baseline_measured or not q.is_ratio]
 
 
-def _questions(budget: GateBudget, batch: int) -> list[tuple[Question, bool]]:
-    """Every latency limit of the budget as a question, and whether it compares with the baseline."""
+def _questions(budget: GateBudget, batch: int) -> list[Question]:
+    """Every latency limit of the budget as a question; a ratio question compares with the baseline."""
     latency = budget.latency
     if latency is None:
         return []
-    stat = latency.statistic
-    limits = [
-        ("max_ms", latency.max_ms, None),
-        ("min_throughput", 1000 * batch / latency.min_throughput if latency.min_throughput else None, None),
-        ("regression", 1 + latency.max_regression_pct / 100 if latency.max_regression_pct is not None else None,
-         BASELINE),
-        ("min_speedup", 1 / latency.min_speedup if latency.min_speedup else None, BASELINE),
-    ]
-    return [(Question(f"latency.{stat}.{name}", CANDIDATE, limit, reference=reference, statistic=stat),
-             reference is not None) for name, limit, reference in limits if limit is not None]
+    return latency.questions(batch, CANDIDATE, BASELINE, prefix=f"latency.{latency.statistic}.")
 
 
 def _latency(
@@ -102,8 +93,8 @@ def _latency(
     statistic = latency.statistic
     m = profile.measurement(batch)
     rules, judged, comparison = [], [], None
-    for question, relative in _questions(budget, m.batch):
-        if not relative:
+    for question in _questions(budget, m.batch):
+        if not question.is_ratio:
             v = verdicts.get(question.name) or judge(question, rounds_of(m, statistic, "the candidate's profile"),
                                                      confidence)
             rules.append(Latency(question))

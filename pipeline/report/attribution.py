@@ -48,6 +48,24 @@ def explain_summary(explanation: dict[str, Any]) -> str:
             f"({explanation['confidence']:.0%} CI {_pct(c['low'])} .. {_pct(c['high'])})")
 
 
+def device_headers(host: bool) -> tuple[str, ...]:
+    return ("layer", "operator", "kind", "device ms", "device share", *(("host ms", "host share") if host else ()))
+
+
+def device_rows(device: dict[str, Any], host: dict[str, Any] | None, top: int = TOP) -> list[list[str]]:
+    """The device's slowest layers (``spiralprune deploy``), beside the same layers measured on this host when
+    there is a host explanation (blank where the host has no layer of that name: another fusion)."""
+    here = {r["name"]: r for r in host["layers"]} if host is not None else {}
+    rows = []
+    for r in device["layers"][:top]:
+        row = [r["name"], r["op_type"], r["kind"], f"{r['ms']:.3f}", _pct(r["share"])]
+        if host is not None:
+            h = here.get(r["name"])
+            row += ["", ""] if h is None else [f"{h['ms']:.3f}", _pct(h["share"])]
+        rows.append(row)
+    return rows
+
+
 def change_rows(attribution: dict[str, Any], top: int = TOP) -> list[list[str]]:
     rows = []
     for r in attribution["layers"][:top]:

@@ -16,7 +16,7 @@ The names below are imported from their modules on first use (PEP 562), so that 
 import importlib
 
 _MODULES = {
-    "Meter": "base", "Metric": "base", "Outputs": "base", "Task": "base", "output_names": "base", "outputs_of": "base",
+    "Meter": "base", "Metric": "metric", "Outputs": "base", "Task": "base", "output_names": "base", "outputs_of": "base",
     "TaskConfig": "config", "TASKS": "registry", "build_task": "registry",
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -13,6 +12,7 @@ from torch.utils.data import default_collate
 
 from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.tasks.config import TaskConfig
+from spiralprune.pipeline.tasks.metric import Metric
 
 Outputs = dict[str, Tensor]  # a model's outputs by name, in the order it returns them
 
@@ -53,37 +53,6 @@ def as_returned(outputs: Outputs) -> Any:
     if names == [f"output_{i}" for i in range(len(names))]:
         return tuple(outputs.values())
     return dict(outputs)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A quality metric as rules judge it: its key in the metrics dicts, the factor that shows it (100:
-    a fraction shown and budgeted in percent, the units ``max_drop`` points count), its unit and its
-    direction (``spiralprune.pipeline.tasks.Task.quality`` gives a task's)."""
-
-    name: str = "accuracy"
-    scale: float = 100.0
-    unit: str = "%"
-    higher_is_better: bool = True
-
-    def shown(self, metrics: Mapping[str, float] | None, rule: str, whose: str = "model") -> float:
-        """The ``metrics``' value of this metric as shown, or one line saying it was not measured."""
-        if metrics is None or self.name not in metrics:
-            raise InputError(f"{rule} needs the {whose}'s {self.name}, which was not measured; pass --data")
-        return self.scale * metrics[self.name]
-
-    def worse_by(self, value: float, reference: float) -> float:
-        """How much worse ``value`` is than ``reference`` (negative: better), in shown units."""
-        return reference - value if self.higher_is_better else value - reference
-
-    @property
-    def bound(self) -> str:
-        """The budget key that limits this metric's value: ``min``, or ``max`` when lower is better."""
-        return "min" if self.higher_is_better else "max"
-
-    @property
-    def drop_unit(self) -> str:
-        return "points" if self.unit == "%" else self.unit
 
 
 class Meter(Protocol):

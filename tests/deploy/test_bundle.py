@@ -64,8 +64,8 @@ def test_cpu_target_commands(tiny_onnx: Path, tmp_path: Path) -> None:
     commands = build_bundle(tiny_onnx, load_target("local-cpu"), tmp_path / "b").manifest["commands"]
     assert commands["build"] == ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}",
                                  "--threads", "2"]
-    assert commands["profile"][:10] == ["{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--times",
-                                        "{times}", "--threads", "2"]
+    assert commands["profile"][:12] == ["{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--model",
+                                        MODEL_FILE, "--times", "{times}", "--threads", "2"]
     settings = json.loads(commands["profile"][commands["profile"].index("--settings") + 1])
     assert settings == dataclasses.asdict(load_target("local-cpu").measure.profile) and settings["min_rounds"] == 10
 
@@ -82,12 +82,13 @@ def test_trtexec_command_lines(tiny_onnx: Path, tmp_path: Path, name: str, versi
     m = target.measure.profile
     assert commands["build"] == [
         trtexec, f"--onnx={MODEL_FILE}", "--saveEngine={engine}", f"--memPoolSize=workspace:{mib}", "--skipInference",
-        "--fp16", f"--minShapes={SHAPE}", f"--optShapes={SHAPE}", f"--maxShapes={SHAPE}", "--timingCacheFile={timing_cache}",
+        "--profilingVerbosity=detailed", "--fp16", f"--minShapes={SHAPE}", f"--optShapes={SHAPE}", f"--maxShapes={SHAPE}", "--timingCacheFile={timing_cache}",
     ]
     assert commands["profile"] == [
         trtexec, "--loadEngine={engine}", f"--shapes={SHAPE}", f"--warmUp={round(m.warmup_s * 1000)}",
         f"--duration={round(m.min_duration_s)}", f"--iterations={m.min_rounds * m.block_calls}", "--useSpinWait",
         "--exportTimes={times}", *(["--percentile=90,95,99"] if major >= 10 else []),
+        "--dumpProfile", "--separateProfileRun", "--exportProfile={layers}", "--exportLayerInfo={layer_info}",
     ]
 
 

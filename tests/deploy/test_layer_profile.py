@@ -168,8 +168,11 @@ def test_names_that_are_not_traced_stay_onnx_runtimes_and_are_fused(chain):
 def test_a_backend_without_a_layer_profile_says_so(chain):
     from spiralprune.deploy.profiler import layer_sampler
 
-    with pytest.raises(InputError, match="per-layer profiles come from: ort-cpu, torch, torch-compile"):
+    with pytest.raises(InputError, match="times CUDA kernels' launches on the host, not their run on the GPU.*"
+                                         "per-layer profiles come from: ort-cpu, torch, torch-compile, tensorrt, trtexec"):
         layer_sampler(object(), "ort-cuda", chain[0], 5)
+    with pytest.raises(InputError, match="times the TensorRT subgraph as one node"):
+        layer_sampler(object(), "ort-trt", chain[0], 5)
 
 
 class Residual(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from spiralprune.deploy.bundle import build_bundle
 from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.remote import Ssh, deploy_bundle
+from spiralprune.deploy.remote import Ssh, deploy_bundle, read_device_profile
 from spiralprune.deploy.target_profiles import TargetProfile
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target, server  # noqa: F401 - server is a fixture
 
@@ -178,6 +179,27 @@ def test_device_python_without_onnxruntime(server: SshServer, tiny_onnx: Path, t
     target = loopback_target(server, tmp_path / "device", remote={"dir": str(tmp_path / "device"), "python": str(bare)})
     bundle = build_bundle(tiny_onnx, target, tmp_path / "bundle")
     expect_fault(bundle, target, tmp_path, "cannot import numpy: pip install numpy onnxruntime on the device")
+
+
+@pytest.mark.slow
+def test_a_device_without_onnx_profiles_no_layers_and_says_why(server: SshServer, tiny_onnx: Path, tmp_path: Path) -> None:
+    """A virtual environment with every package of this one but onnx, which names ONNX Runtime's nodes after the
+    model's modules (its interpreter runs the device's build and profile steps too)."""
+    venv = tmp_path / "venv-without-onnx"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    for site_dir in map(Path, site.getsitepackages()):
+        for entry in site_dir.iterdir():
+            if entry.name != "onnx" and not (packages / entry.name).exists():
+                (packages / entry.name).symlink_to(entry)
+    target = loopback_target(server, tmp_path / "device", remote={"dir": str(tmp_path / "device"), "python": str(python)})
+    bundle = build_bundle(tiny_onnx, target, tmp_path / "bundle")
+    result = deploy_bundle(bundle, target, tmp_path / "results", echo=lambda line: None)
+    profile = read_device_profile(result.profile_path, 0.95)
+    assert profile.measurement().stats["p50"] > 0 and profile.measurement().layers is None
+    assert "no onnx package (pip install onnx)" in profile.runner_settings["layers"]
 
 
 def test_device_without_python(server: SshServer, tiny_onnx: Path, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.layer_profile import parse_trtexec_profile
 from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "trtexec"
@@ -84,32 +83,3 @@ def test_export_times_drops_the_warmups():
 def test_export_times_errors(text, message):
     with pytest.raises(InputError, match=message):
         parse_export_times(text)
-
-
-def test_export_profile_of_a_real_one_layer_engine():
-    layers = parse_trtexec_profile(read("cbr-export-profile.json"))
-    assert layers.source == "trtexec" and layers.calls_per_round == [41400]
-    (layer,) = layers.layers
-    assert layer.name == "conv1" and layer.fuses == ["conv1", "act1"] and layer.fused
-    assert layer.op_type == "Conv" and layer.kind == "arithmetic" and layer.rounds_ms == [0.0280382]
-
-
-def test_export_profile_maps_fused_layers_to_their_modules():
-    """A file written here in trtexec's format (see tests/fixtures/trtexec/README.md)."""
-    layers = parse_trtexec_profile(read("resnet-export-profile.json")).by_name()
-    assert layers["layer1.0.conv2"].fuses == ["layer1.0.conv2", "layer1.0", "layer1.0.relu_1"]
-    assert layers["layer3.1.conv2"].rounds_ms == [0.36] and not layers["layer3.1.conv2"].fused
-    assert layers["layer3.1"].op_type == "Add" and layers["layer3.1"].fuses == ["layer3.1", "layer3.1.relu_1"]
-    reformat = next(layer for name, layer in layers.items() if name.startswith("Reformatting"))
-    assert reformat.kind == "layout" and reformat.op_type == "Reformat"
-    assert layers["fc"].op_type == "Gemm"
-
-
-@pytest.mark.parametrize("text, message", [
-    ("not json", "not JSON"),
-    ('{"count": 3}', "not a list starting with"),
-    ('[{"count": 3}, {"name": "x"}]', "without name or averageMs"),
-])
-def test_malformed_export_profiles_are_input_errors(text, message):
-    with pytest.raises(InputError, match=message):
-        parse_trtexec_profile(text)

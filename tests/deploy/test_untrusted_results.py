@@ -1,5 +1,8 @@
 """What a device sends back, and what a bundle manifest names, is data: it lands only where spiral puts it.
 
+A ``profile.json``'s layer profile is checked field by field and explained again on the host
+(``spiralprune.deploy.remote.read_device_profile``): a malformed one is one line, a forged explanation is replaced.
+
 The device's ``results/`` tar is unpacked with ``spiralprune.deploy.remote._extract_results`` (what ``spiral
 deploy`` calls after the device ran); whatever names it holds, only plain files under ``results/``
 reach the results folder, and anything else is one InputError line with nothing written outside.
@@ -7,6 +10,7 @@ reach the results folder, and anything else is one InputError line with nothing 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -18,7 +22,9 @@ import pytest
 
 from spiralprune.deploy import device_runner
 from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.remote import _extract_results
+from spiralprune.deploy.profiler import profile_model
+from spiralprune.deploy.remote import _extract_results, read_device_profile
+from spiralprune.deploy.sampling import ProfileSettings
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
@@ -89,3 +95,43 @@ def test_a_bundle_manifest_cannot_name_a_file_outside_the_bundle(name: str, tmp_
     with pytest.raises(device_runner.DeviceError, match=f"^{name!r} points outside the bundle$") as info:
         device_runner.verify_bundle(bundle, hashlib.sha256(data).hexdigest())
     assert info.value.kind == "checksum"
+
+
+@pytest.fixture(scope="module")
+def device_profile(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real profile with ONNX Runtime's layers, as a device's ``profile.json`` carries it."""
+    settings = ProfileSettings(warmup_s=0.02, block_s=0.02, min_rounds=4, min_duration_s=0.1, max_duration_s=0.4)
+    return profile_model(tiny_onnx, "ort-cpu", settings=settings, layers=True).to_dict()
+
+
+def _sent(profile: dict, folder: Path) -> Path:
+    path = folder / "profile.json"
+    path.write_text(json.dumps(profile))
+    return path
+
+
+LAYER_FAULTS: dict[str, Callable[[dict], None]] = {
+    "not-a-mapping": lambda layers: layers.update(layers=["x"]),
+    "negative-time": lambda layers: layers["layers"][0].update(rounds_ms=[-1.0] * len(layers["calls_per_round"])),
+    "a-round-missing": lambda layers: layers["layers"][0]["rounds_ms"].pop(),
+    "unknown-kind": lambda layers: layers["layers"][0].update(kind="magic"),
+    "extra-field": lambda layers: layers["layers"][0].update(command="rm -rf /"),
+    "string-calls": lambda layers: layers.update(calls_per_round="many"),
+}
+
+
+@pytest.mark.parametrize("fault", LAYER_FAULTS)
+def test_a_malformed_layer_profile_from_the_device_is_one_line(fault: str, device_profile: dict, tmp_path: Path) -> None:
+    profile = copy.deepcopy(device_profile)
+    LAYER_FAULTS[fault](profile["measurements"][0]["layers"])
+    with pytest.raises(InputError, match="^the device sent a profile.json with a malformed layer profile: ") as info:
+        read_device_profile(_sent(profile, tmp_path), 0.95)
+    assert "\n" not in str(info.value)
+
+
+def test_the_devices_explanation_is_recomputed_from_its_layers(device_profile: dict, tmp_path: Path) -> None:
+    profile = copy.deepcopy(device_profile)
+    honest = profile["measurements"][0]["layers"]["explanation"]
+    profile["measurements"][0]["layers"]["explanation"] = {"coverage": {"value": 99.0}, "findings": ["all is well"]}
+    explanation = read_device_profile(_sent(profile, tmp_path), 0.95).measurement().layers["explanation"]
+    assert explanation["coverage"] == honest["coverage"] and explanation["findings"] == honest["findings"]

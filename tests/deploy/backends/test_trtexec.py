@@ -25,7 +25,7 @@ def test_10x_build_uses_mem_pool_size_precision_flags_profiles_and_timing_cache(
     cmd = build((10, 7, 0), flags=("FP16", "SPARSE_WEIGHTS"), timing_cache=Path("c/t.cache"))
     assert cmd == [
         "trtexec", "--onnx=m.onnx", "--saveEngine=c/e.engine", "--memPoolSize=workspace:1024", "--skipInference",
-        "--fp16", "--sparsity=enable",
+        "--profilingVerbosity=detailed", "--fp16", "--sparsity=enable",
         "--minShapes=input:1x3x16x16", "--optShapes=input:1x3x16x16", "--maxShapes=input:8x3x16x16",
         "--timingCacheFile=c/t.cache",
     ]
@@ -54,3 +54,13 @@ def test_trace_command_per_version():
     ]
     cmd8 = trace_command("trtexec", (8, 6, 1), Path("e.engine"), "input:4x3x16x16", **args)
     assert cmd8 == cmd10[:-1]
+
+
+def test_a_layer_profile_is_a_separate_profiling_run_of_the_same_trtexec_call():
+    """The timed queries are not profiled: trtexec profiles the layers in a run of its own after them."""
+    args = dict(warmup_ms=300, duration_s=1, iterations=30, export_times=Path("t.json"))
+    plain = trace_command("trtexec", (10, 16, 0), Path("e.engine"), "input:1x3x16x16", **args)
+    cmd = trace_command("trtexec", (10, 16, 0), Path("e.engine"), "input:1x3x16x16", **args,
+                        export_layers=(Path("p.json"), Path("l.json")))
+    assert cmd == [*plain, "--dumpProfile", "--separateProfileRun", "--exportProfile=p.json", "--exportLayerInfo=l.json"]
+

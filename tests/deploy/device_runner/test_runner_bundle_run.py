@@ -44,7 +44,12 @@ def test_run_writes_a_profile_and_reuses_the_engine(tiny_onnx: Path, tmp_path: P
     logical = os.cpu_count() or 1
     assert profile.fingerprint["logical_cores"] == logical
     assert profile.fingerprint["physical_cores"] == count_physical_cores(logical=logical)  # null where unknown
-    assert not (results / "times.json").exists()
+    assert not any((results / name).exists() for name in ("times.json", "layers.json", "layer-info.json"))
+    # ONNX Runtime's layers, profiled after every timed round on the device, named by the model's modules
+    layers = m.layer_profile()
+    assert layers.source == "onnxruntime" and len(layers.calls_per_round) == len(m.round_sizes)
+    assert {"0", "2"} <= set(layers.by_name()) and m.layers["explanation"]["layers"]
+    assert "twin session" in profile.runner_settings["layers"]
     engines = list(cache.iterdir())
     assert len(engines) == 1 and engines[0].name.startswith(bundle.engine_key)
 

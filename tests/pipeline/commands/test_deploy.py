@@ -66,10 +66,21 @@ def test_deploy_gates_on_the_device_and_reuses_its_engine(
     assert load_release(report).profile.stat("p50") == saved["profile"]["measurements"][0]["stats"]["p50"]
     assert (out / "bundle" / "manifest.json").is_file() and (out / "results" / "profile.json").is_file()
     assert not any((tmp_path / "device" / "runs").iterdir())
+    # the device profiled its layers (ONNX Runtime's twin session there): where its time goes
+    device = saved["layers"]["device"]
+    assert device["source"] == "onnxruntime" and device["layers"] and saved["layers"]["host"] is None
+    assert "where the device's time goes: onnxruntime per-layer profile over" in first
+    assert "device share" in first and "host share" not in first
 
-    assert main(argv) == 0
-    assert "engine: reused from the device cache" in capsys.readouterr().out
-    assert json.loads(report.read_text())["deploy"]["engine_from_cache"] is True
+    assert main([*argv, "--explain"]) == 0
+    second = capsys.readouterr().out
+    assert "engine: reused from the device cache" in second
+    saved = json.loads(report.read_text())
+    assert saved["deploy"]["engine_from_cache"] is True
+    # the same layers measured on this host, beside the device's
+    host = saved["layers"]["host"]
+    assert host["source"] == "onnxruntime" and {r["name"] for r in host["layers"]} == {r["name"] for r in device["layers"]}
+    assert "on this host: onnxruntime per-layer profile" in second and "host share" in second
 
 
 @pytest.mark.slow

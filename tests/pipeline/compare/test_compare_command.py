@@ -38,7 +38,7 @@ def test_compare_two_profiles_from_separate_runs_exits_by_the_verdict(tmp_path, 
     assert len(inline_images((out / "c.html").read_text())) == 1
 
 
-def test_the_minimum_effect_the_tolerance_and_the_statistic_are_options(tmp_path, capsys):
+def test_the_minimum_effect_the_tolerance_the_statistic_and_the_confidence_are_options(tmp_path, capsys):
     base = save(tmp_path, "base.json", latencies(seed=1))
     new = save(tmp_path, "new.json", 1.10 * latencies(seed=2))
     assert main(["compare", base, new]) == 4  # within what moves between runs: inconclusive, undecided
@@ -47,6 +47,8 @@ def test_the_minimum_effect_the_tolerance_and_the_statistic_are_options(tmp_path
     assert main(["compare", base, new, "--tolerance", "0", "--min-effect", "25"]) == 0
     assert main(["compare", base, new, "--tolerance", "0", "--statistic", "mean"]) == 1
     assert "regression: mean +" in capsys.readouterr().out
+    assert main(["compare", base, new, "--tolerance", "0", "--confidence", "0.9"]) == 1
+    assert "(90% CI +" in capsys.readouterr().out  # the measurement's confidence is the verdict's
 
 
 def _model(width: int) -> nn.Module:
@@ -90,6 +92,9 @@ def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
         (["a.json", "m.onnx"], "not one of each"),
         (["m.onnx", "missing.onnx"], "model file not found"),
         (["a.json", "a.json", "--confidence", "2"], "confidence must be in"),
+        (["a.json", "a.json", "--tolerance", "-0.1"], "--tolerance: between_run_tolerance): between_run_tolerance: "),
+        (["a.json", "a.json", "--min-effect", "-1"], "(--min-effect: max_regression_pct, "),
+        (["a.json", "a.json", "--min-effect", "100"], "must be a percentage in [0, 100), got 100"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, args, message):

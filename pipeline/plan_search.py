@@ -247,17 +247,18 @@ def choose_plan(
     best = search.run(candidates, MAX_MEASURED, settle=True)
     chosen = candidates[best]
     found: list[tuple[ScreenedPlan, str]] = []
-    spread = uniform_spread(chosen.plan, schedule)
+    spread = uniform_spread(chosen.plan, schedule) and schedule.probe_epochs == 0
     if chosen.meets and (schedule.probe_epochs > 0 or spread):
         for structure, (applies, ladder) in CONTENDER_LADDERS.items():
             if not applies(chosen.plan, schedule):
                 continue
             others = screened(**ladder)
-            best = search.run(others, MAX_CONTENDER_MEASURED, settle=False)
+            # the plan the step takes is searched as the step's own; a contender only needs to be found
+            best = search.run(others, MAX_MEASURED if spread else MAX_CONTENDER_MEASURED, settle=False)
             if best is not None and others[best].plan != chosen.plan:
                 found.append((others[best], structure))
             candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
-    if spread and schedule.probe_epochs == 0:
+    if spread:
         uniform = [c for c, structure in found if structure == "uniform"]
         chosen, found = (uniform[0] if uniform else chosen), []
     for c in candidates:

@@ -247,20 +247,26 @@ def choose_plan(
     best = search.run(candidates, MAX_MEASURED, settle=True)
     chosen = candidates[best]
     found: list[tuple[ScreenedPlan, str]] = []
-    spread = uniform_spread(chosen.plan, schedule) and schedule.probe_epochs == 0
-    if chosen.meets and (schedule.probe_epochs > 0 or spread):
+    if chosen.meets and schedule.probe_epochs > 0:
         for structure, (applies, ladder) in CONTENDER_LADDERS.items():
             if not applies(chosen.plan, schedule):
                 continue
             others = screened(**ladder)
-            # the plan the step takes is searched as the step's own; a contender only needs to be found
-            best = search.run(others, MAX_MEASURED if spread else MAX_CONTENDER_MEASURED, settle=False)
+            best = search.run(others, MAX_CONTENDER_MEASURED, settle=False)
             if best is not None and others[best].plan != chosen.plan:
                 found.append((others[best], structure))
             candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
-    if spread:
-        uniform = [c for c, structure in found if structure == "uniform"]
-        chosen, found = (uniform[0] if uniform else chosen), []
+    elif chosen.meets and uniform_spread(chosen.plan, schedule):
+        # The table prices a uniform structure differently from the knapsack's (the knapsack spends
+        # where the table says time is cheap): the uniform ratios get a calibration of their own, from
+        # the current model and their own measurements, and the fastest is measured when none is
+        # predicted to meet, as the step's own search does.
+        uniform = screened(allocation="uniform")
+        family = _Search(LatencyPredictor(predictor.table), samples[:1], measure, search.limit_ms)
+        best = family.run(uniform, MAX_MEASURED, settle=True)
+        if best is not None and uniform[best].meets:
+            chosen = uniform[best]
+        candidates += [c for c in uniform if c.ms is not None]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     return PlanChoice(

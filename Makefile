@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/spiralprune demo
 
 test: $(STAMP) system-deps case-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Debian packages the tests need: OpenSSH's server (the deploy tests run a real sshd on 127.0.0.1),
 # Chromium (the HTML report is rendered headless) and Git LFS (the CI example takes a released model

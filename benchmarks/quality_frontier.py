@@ -35,7 +35,8 @@ architecture compares it with (a), the one-shot *at the budget*, seed by seed, a
 the asked speedup each landed (measured / asked; the issue's goal is at most 1.15).
 
 The spirals prune with ``--criterion`` (the spiral's default) and cap each group's removal at
-``--max-ratio`` (``schedule.max_ratio``); their knapsack may remove residual blocks whole
+``--max-ratio`` (``schedule.max_ratio``) and spread a block-free step's cut as ``--channel-spread``
+(``schedule.channel_spread``; a folder suffix ``-spread`` when it is one uniform ratio); their knapsack may remove residual blocks whole
 (``schedule.remove_blocks``, the default; ``--no-blocks`` turns it off, as every run before
 2026-12-06 was), each combination in its own folder of a cell; the one-shot
 methods prune with ``--oneshot-criterion`` (L1, the default of NNI and Torch-Pruning users start from).
@@ -159,7 +160,7 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
         "target": {"backend": "ort-cpu", "threads": args.threads},
         "budget": {"latency": {"statistic": "p50", "min_speedup": speedup}, **quality},
         "schedule": {**steps, "decay": 0.9, "patience": 1,
-                     "max_ratio": args.max_ratio,
+                     "max_ratio": args.max_ratio, "channel_spread": args.channel_spread,
                      "allocation": allocation, "remove_blocks": not args.no_blocks,
                      "total_epochs": args.epochs, "final_epochs": args.final_epochs,
                      **({} if args.probe_epochs is None else {"probe_epochs": args.probe_epochs})},
@@ -376,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--max-ratio", type=float, default=RunConfig.model_fields["schedule"].default.max_ratio,
                         help="the spirals' schedule.max_ratio (default: the spiral's default)")
+    parser.add_argument("--channel-spread", choices=("uniform", "knapsack"),
+                        default=RunConfig.model_fields["schedule"].default.channel_spread,
+                        help="the spirals' schedule.channel_spread (default: the spiral's default)")
     parser.add_argument("--probe-epochs", type=float, default=None,
                         help="the spirals' schedule.probe_epochs (default: the run's default)")
     parser.add_argument("--no-blocks", action="store_true",
@@ -435,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                         spiral_cfg = run_config(arch, data, speedup, seed, args, teacher_dir, **spirals[m])
                         folder = f"{m}-{spiral_cfg.prune.criterion}-cap{spiral_cfg.schedule.max_ratio:g}" + (
                             "-blocks" if spiral_cfg.schedule.remove_blocks else "") + (
-                            f"-probe{spiral_cfg.schedule.probe_epochs:g}" if spiral_cfg.schedule.probe_epochs else "")
+                            f"-probe{spiral_cfg.schedule.probe_epochs:g}" if spiral_cfg.schedule.probe_epochs else "") + (
+                            "-spread" if (spiral_cfg.schedule.allocation, spiral_cfg.schedule.channel_spread) == ("latency", "uniform")
+                            else "")
                         finalists.append(spiral_finalist(m, spiral_cfg, cell / folder))
                 if {"oneshot-ce", "oneshot-kd"} & set(args.methods):  # one structure, both trainings
                     finalists += oneshot_finalists(cfg, teacher_dir, teacher_onnx, cell / "oneshot",

@@ -7,7 +7,7 @@ stage's ``quantize.budget:`` are all a ``Budget``:
 latency:  {statistic: p50, max_ms: 5.0, min_speedup: 3.0, min_throughput: 2000, max_regression_pct: 5}
 accuracy: {min: 95.0, max_drop: 0.5}        # or, for another task's metric: metric: {name: miou, max_drop: 1.0}
 size:     {max_mb: 20, max_params: 5000000}
-parity:   {atol: 1.0e-3, min_top1_agreement: 0.99, samples: 256}
+parity:   {atol: 1.0e-3, outputs: {boxes: 1.0e-2}, min_top1_agreement: 0.99, samples: 256}
 ```
 
 Each key means one thing everywhere; what differs between callers is the *reference* a relative
@@ -22,7 +22,7 @@ the device side imports nothing of ``spiralprune.pipeline``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -120,12 +120,19 @@ class SizeBudget(_Strict):
 
 class ParityBudget(_Strict):
     """ONNX Runtime against the source torch model on ``samples`` inputs (validation data when there is
-    some): max |diff| within ``atol`` (scaled by the largest |output| above 1) and the task's agreement
-    (top-1, per pixel, reproduced detections) at least ``min_top1_agreement``."""
+    some): every output's max |diff| within ``atol`` (scaled by that output's largest |value| above 1),
+    or within ``outputs[name]`` for an output named there (a detector's box regressions beside its class
+    logits), and the task's agreement (top-1, per pixel, reproduced detections) at least
+    ``min_top1_agreement``."""
 
     atol: float = Field(1e-3, ge=0)
+    outputs: dict[str, Annotated[float, Field(ge=0)]] = {}
     min_top1_agreement: float = Field(0.99, ge=0, le=1)
     samples: int = Field(256, ge=1)
+
+    def atol_of(self, output: str) -> float:
+        """The tolerance of one output, before it is scaled by the output's magnitude."""
+        return self.outputs.get(output, self.atol)
 
 
 class Budget(_Strict):

@@ -25,6 +25,7 @@ from spiralprune.deploy.backends import Runner, get_backend
 from spiralprune.deploy.backends.base import TraceRunner
 from spiralprune.deploy.atomic import write_bytes
 from spiralprune.deploy.backends.inputs import make_inputs
+from spiralprune.deploy.backends.onnx_io import data_dependent_ops
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import target_fingerprint
@@ -258,7 +259,8 @@ class Target:
             fingerprint=target_fingerprint(self.backend, threads=runner.settings.get("threads", self.threads),
                                            precision=self.precision),
             runner_settings=runner.settings,
-            settings={**dataclasses.asdict(settings), "inputs": inputs},
+            settings={**dataclasses.asdict(settings), "inputs": inputs,
+                      "data_dependent_ops": data_dependent_ops(model_path)},
             measurements=measurements,
         )
 
@@ -355,10 +357,12 @@ class MeasuringSession:
         model_options: dict[str, dict[str, Any]] | None = None,
         layers: Collection[str] = (),
         prior: Rounds | None = None,
+        inputs: dict[str, np.ndarray] | None = None,
     ) -> Paired:
         """Measure every model of ``models`` (name -> ONNX path) in rounds on the session's target.
 
-        Every model gets the same inputs (seeded by ``settings.seed``) when their inputs agree; the
+        Every model gets the same inputs, ``inputs`` (arrays by input name, cycled to the batch: real
+        samples, for a graph whose work depends on its data) or seeded random ones; the
         rounds go on until every question is decided or the time cap (see ``spiralprune.deploy.sampling``).
         ``model_options`` (name -> backend options) are a model's own: a torch target's ``module=``.
         ``layers`` names the models whose per-layer profile is taken, from calls between the rounds that are
@@ -378,7 +382,7 @@ class MeasuringSession:
                 if isinstance(runner, TraceRunner):
                     raise InputError(f"backend '{target.backend}' times itself in a separate tool run; "
                                      "it cannot interleave models in rounds: compare it with profiles instead")
-                feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed)
+                feeds[name] = make_inputs(runner.input_metadata(), target.batch, seed=settings.seed, given=inputs)
                 if name in layers:
                     samplers[name] = layer_sampler(runner, target.backend, Path(path), settings.block_calls)
                     samplers[name].start(feeds[name])
@@ -400,7 +404,8 @@ class MeasuringSession:
             if name in samplers:  # the layers were profiled between this measurement's rounds
                 ours = measurement.rounds()[0 if prior is None else len(prior.series[name].blocks):]
                 measurement.layers = samplers[name].finish().record(ours, settings.confidence)
-            profiles[name] = target.profile(Path(path), runners[name], settings, "random", [measurement])
+            profiles[name] = target.profile(Path(path), runners[name], settings, "given" if inputs is not None else "random",
+                                            [measurement])
         return Paired(profiles, rounds)
 
 
@@ -414,7 +419,9 @@ def profile_paired(
     model_options: dict[str, dict[str, Any]] | None = None,
     layers: Collection[str] = (),
     prior: Rounds | None = None,
+    inputs: dict[str, np.ndarray] | None = None,
 ) -> Paired:
     """One paired measurement in a session of its own (``MeasuringSession.paired``)."""
     with MeasuringSession(target, cache_dir) as session:
-        return session.paired(models, settings, questions, model_options=model_options, layers=layers, prior=prior)
+        return session.paired(models, settings, questions, model_options=model_options, layers=layers, prior=prior,
+                              inputs=inputs)

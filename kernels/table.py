@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from spiralprune.deploy.backends import get_backend
@@ -24,7 +25,8 @@ from spiralprune.deploy.atomic import write_bytes
 from spiralprune.deploy.backends.inputs import example_feed
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import physical_cores, target_fingerprint
-from spiralprune.deploy.profiler import ProfileSettings, measure
+from spiralprune.deploy.profiler import Measurement, ProfileSettings, measure
+from spiralprune.deploy.stats import summarize
 from spiralprune.kernels.ops import OpSignature, empty_graph
 
 # 2: ort-cpu's pool threads stop spinning when a run returns; operators timed before ran in the other
@@ -38,6 +40,11 @@ OP_SETTINGS = ProfileSettings(
     ci_rel=float("inf"),
 )
 OP_STATISTIC = "min"
+# Timings of an operator whose every round waited for a CPU past ``max_cpu_wait`` (the rounds the
+# judge sets aside) before one is kept: a busy machine inflates even the minimum of an operator that
+# needs every core, and a table keeps what it saved for every later run on that target (the plain
+# net's table timed at load 4 on 2 cores predicted its smallest plans slower than larger ones).
+OP_TRIES = 3
 # The per-call cost of an empty graph, subtracted from every operator (a whole model pays it once).
 CALL_OVERHEAD_KEY = "call-overhead"
 
@@ -77,6 +84,8 @@ class LatencyTable:
     """Latency in ms of single operators on one target, timed on first use and cached on disk.
 
     ``hits`` and ``misses`` count lookups served from the cache and operators timed by this object.
+    An operator is timed on the rounds its threads ran on a free CPU (``free_statistic``); one that
+    found no free round in ``OP_TRIES`` timings is used by this object and not saved.
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class LatencyTable:
         self.fingerprint = stable_fingerprint(backend, threads=threads, precision=precision, options=self.options)
         self.path = Path(cache_dir or default_cache_dir()) / f"{backend}-{fingerprint_digest(self.fingerprint)}.json"
         self.entries: dict[str, float] = self._read()
+        self.busy: set[str] = set()  # entries timed only on a busy CPU: used, never saved
         self.hits = 0
         self.misses = 0
 
@@ -117,16 +127,23 @@ class LatencyTable:
         return {str(k): float(v) for k, v in data["entries"].items()}
 
     def _save(self) -> None:
-        merged = {**self._read(), **self.entries}  # keep what a concurrent run added meanwhile
-        self.entries = merged
-        body = {"fingerprint": self.fingerprint, "entries": dict(sorted(merged.items()))}
+        """Merge with what is on disk (what a concurrent run added meanwhile) and write, leaving out
+        the entries timed only on a busy CPU (``busy``): they serve this object, and a later run times
+        them again; a value on disk replaces them here."""
+        disk = self._read()
+        kept = {k: v for k, v in self.entries.items() if k not in self.busy}
+        self.busy -= set(disk)
+        self.entries = {**self.entries, **disk, **kept}
+        body = {"fingerprint": self.fingerprint, "entries": dict(sorted({**disk, **kept}.items()))}
         write_bytes(self.path, (json.dumps(body, indent=1) + "\n").encode())
 
     @property
     def call_overhead_ms(self) -> float:
         """What running an empty graph costs on this target; timed once per table."""
         if CALL_OVERHEAD_KEY not in self.entries:
-            self.entries[CALL_OVERHEAD_KEY] = self._time(None)
+            self.entries[CALL_OVERHEAD_KEY], free = self._time(None)
+            if not free:
+                self.busy.add(CALL_OVERHEAD_KEY)
             self._save()
         return self.entries[CALL_OVERHEAD_KEY]
 
@@ -141,8 +158,9 @@ class LatencyTable:
         missing = {op.key(): op for op in ops if op.key() not in self.entries}
         self.hits += len(ops) - len(missing)
         self.misses += len(missing)
-        for key, op in missing.items():
-            self.entries[key] = self._time(op)
+        timed = {key: self._time(op) for key, op in missing.items()}
+        self.entries.update((key, ms) for key, (ms, _) in timed.items())
+        self.busy |= {key for key, (_, free) in timed.items() if not free}
         if missing:
             self._save()
         return [max(0.0, self.entries[op.key()] - overhead) for op in ops]
@@ -154,9 +172,10 @@ class LatencyTable:
         variants = [op.resized(**{f"{side}_channels": c}) for c in counts]
         return list(zip(counts, self.latencies(variants)))
 
-    def _time(self, op: OpSignature | None) -> float:
+    def _time(self, op: OpSignature | None) -> tuple[float, bool]:
         """``op`` (``None``: the empty graph) timed alone: its ONNX graph, or on a torch target its
-        torch module (the graph names its inputs)."""
+        torch module (the graph names its inputs), up to ``OP_TRIES`` times until a timing has rounds
+        on a free CPU (``free_statistic``); (ms, whether they were free: only then is it saved)."""
         options = dict(self.options)
         if self.live_module:
             from spiralprune.kernels.torch_ops import torch_module
@@ -168,4 +187,19 @@ class LatencyTable:
             runner = get_backend(self.backend)(path, threads=self.threads, precision=self.precision, **options).load()
             with runner:
                 feed = example_feed(runner.input_metadata())
-                return measure(runner, feed, 1, self.settings).stats[OP_STATISTIC]
+                for _ in range(OP_TRIES):
+                    measurement = measure(runner, feed, 1, self.settings)
+                    ms = free_statistic(measurement, self.settings.max_cpu_wait)
+                    if ms is not None:
+                        return ms, True
+                return measurement.stats[OP_STATISTIC], False
+
+
+def free_statistic(measurement: Measurement, max_cpu_wait: float) -> float | None:
+    """``OP_STATISTIC`` of the samples of the rounds whose threads waited for a CPU at most
+    ``max_cpu_wait`` of their time (where the wait is unknown, every round counts); None when no round was free."""
+    bounds = np.cumsum([0, *(measurement.round_sizes or [len(measurement.samples_ms)])])
+    waits = measurement.cpu_wait or [None] * (len(bounds) - 1)
+    free = [s for (start, end), wait in zip(zip(bounds[:-1], bounds[1:]), waits) if wait is None or wait <= max_cpu_wait
+            for s in measurement.samples_ms[start:end]]
+    return summarize(free)[OP_STATISTIC] if free else None

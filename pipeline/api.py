@@ -35,13 +35,13 @@ from spiralprune.pipeline.compare.profiles import (
 )
 from spiralprune.pipeline.compare.releases import Release
 from spiralprune.pipeline.config import TargetConfig, parse_config
-from spiralprune.pipeline.data import LoaderSettings, load_datasets, splits_of
+from spiralprune.pipeline.data import LoaderSettings, splits_of
 from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
 from spiralprune.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiralprune.pipeline.gate.candidate import (
-    measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,
-    target_config,
+    data_feed, measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,
+    target_config, validation_set,
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiralprune.pipeline.gate.report import GateContext
@@ -135,12 +135,14 @@ def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
 def export(
     model: Model, out: str | Path, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
     input_dtype: str | None = None, weights: str | Path | None = None, dynamic_batch: bool = True,
-    opset: int = OPSET, atol: float = 1e-3, task: TaskConfig | dict | None = None,
+    opset: int = OPSET, parity: ParityBudget | dict | None = None, task: TaskConfig | dict | None = None,
 ) -> Exported:
     """``model`` exported to ``out`` (ONNX) and checked against torch on 64 inputs (``spiralprune export``); a
     file that does not compute what the torch model computes is removed (``parity.passed`` is False).
-    Every output is compared, and ``task``'s agreement (a classifier's top-1 by default; per pixel for a
-    segmenter; reproduced detections through a detector's post-processing).
+    Every output is compared within ``parity``'s tolerances (a ``ParityBudget`` or its keys: ``atol``,
+    per-output ``outputs``, ``min_top1_agreement``; default 1e-3 and 0.99), and ``task``'s agreement (a
+    classifier's top-1 by default; per pixel for a segmenter; reproduced detections through a
+    detector's post-processing).
     A spec or checkpoint is exported with zeros of ``input_shape`` and ``input_dtype`` (a checkpoint's own
     by default), a module with ``example_input``."""
     module, example, name = module_and_example(model, example_input, input_shape, _path(weights), input_dtype)
@@ -149,24 +151,33 @@ def export(
     batch_size = 64 if dynamic_batch else shape[0]  # a fixed batch takes whole batches only
     inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=module)
     task = build_task(task if isinstance(task, TaskConfig) else validate(TaskConfig, task or {}, "task"))
-    parity = check_parity(module, out, inputs, atol=atol, min_top1_agreement=0.99, batch_size=batch_size, task=task)
-    if not parity.passed:
+    limits = parity if isinstance(parity, ParityBudget) else validate(ParityBudget, parity or {}, "parity")
+    try:
+        result = check_parity(module, out, inputs, limits, batch_size=batch_size, task=task)
+    except BaseException:  # a file parity could not judge is not shipped either
         out.unlink()
-    return Exported(name, out, shape, dtype, parity)
+        raise
+    if not result.passed:
+        out.unlink()
+    return Exported(name, out, shape, dtype, result)
 
 
 def profile(
     model: Model, *, example_input: torch.Tensor | None = None, input_shape: list[int] | None = None,
     target: str | dict | TargetConfig = "ort-cpu", batch_sizes: tuple[int, ...] = (1,),
     settings: ProfileSettings = ProfileSettings(), weights: str | Path | None = None,
+    data: str | Dataset | DataLoader | None = None,
 ) -> Profile:
-    """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiralprune profile``)."""
+    """``model``'s latency on ``target`` in rounds: percentiles, robust CV, every sample (``spiralprune profile``).
+    ``data``: its validation samples are fed when the graph's work depends on its inputs' values
+    (``profile.settings["data_dependent_ops"]`` names what in it does), else seeded random inputs."""
     target = target_config(target)
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
         candidate = prepare_candidate(model, Path(work), input_shape, weights=_path(weights), example=example_input)
         return profile_model(
             candidate.onnx_path, target.backend, batch_sizes=batch_sizes, threads=target.threads,
             precision=target.precision, settings=settings,
+            inputs=data_feed(candidate.onnx_path, validation_set(data, candidate.input_shape)),
             backend_options={**target.backend_options(), **measured_options(candidate, target)},
         )
 
@@ -231,7 +242,7 @@ def gate(
         if baseline is not None and stored is None:
             release = prepare_candidate(baseline, Path(work) / BASELINE, shape, example=example_input)
             released, options[BASELINE] = release.onnx_path, measured_options(release, target)
-        val_set = _validation_set(data, shape)
+        val_set = validation_set(data, shape)
         task = onnx_task(budget.task, onnx_path)
         parity = None
         if candidate.source is not None:
@@ -239,22 +250,24 @@ def gate(
             parity = check_parity(
                 candidate.source, onnx_path,
                 parity_inputs(shape, val_set, limits.samples, dtype=candidate.input_dtype, model=candidate.source),
-                atol=limits.atol, min_top1_agreement=limits.min_top1_agreement, task=task,
+                limits, task=task,
             )
         compiled = Path(work) / "compiled"
         verdicts: dict[str, Verdict] = {}
         attribution = None
+        feed = data_feed(onnx_path, val_set) or (data_feed(released, val_set) if released else None)
         if released is None:  # alone, as spiralprune profile measures (self-timing backends such as trtexec too)
             measured_profile = profile_model(
                 onnx_path, target.backend, batch_sizes=(shape[0],), threads=target.threads,
-                precision=target.precision, settings=budget.profile, cache_dir=compiled,
+                precision=target.precision, settings=budget.profile, cache_dir=compiled, inputs=feed,
                 backend_options={**target.backend_options(), **options[CANDIDATE]})
         else:  # the released model beside the candidate, in the same rounds, until the questions are decided
             measured = profile_paired(
                 {CANDIDATE: onnx_path, BASELINE: released},
                 Target(target.backend, shape[0], target.threads, target.precision, target.backend_options()),
                 budget.profile, latency_questions(budget, baseline_measured=True, batch=shape[0]), cache_dir=compiled,
-                model_options=options, layers=(CANDIDATE, BASELINE) if target.backend in LAYER_BACKENDS else ())
+                model_options=options, layers=(CANDIDATE, BASELINE) if target.backend in LAYER_BACKENDS else (),
+                inputs=feed)
             measured_profile = measured.profiles[CANDIDATE]
             attribution = paired_attribution(measured.profiles[BASELINE], measured_profile,
                                              budget.latency.statistic if budget.latency else "p50",
@@ -296,16 +309,3 @@ def _output_width(module: nn.Module, example: torch.Tensor) -> int:
         raise InputError("spiralprune.shrink: the model's output on example_input is not [batch, classes]; "
                          "pass num_classes")
     return int(output.shape[1])
-
-
-def _validation_set(data: str | Dataset | DataLoader | None, shape: list[int]) -> Dataset | None:
-    """The validation split the gate evaluates on: a data spec's (as ``--data`` names it), or the given one."""
-    if data is None:
-        return None
-    val_set = load_datasets(data, shape)[1] if isinstance(data, str) else splits_of(data, data, "data").val
-    if len(val_set) == 0:
-        raise InputError(f"data '{data}' has an empty validation split")
-    sample_shape = list(val_set[0][0].shape)
-    if sample_shape != shape[1:]:
-        raise InputError(f"the data's samples have shape {sample_shape}; the model takes {shape[1:]}")
-    return val_set

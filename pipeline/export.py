@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -13,6 +13,7 @@ from torch import nn
 
 from spiralprune.deploy.atomic import temp_file_beside
 from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.budget import ParityBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.kernels import OPSET
 from spiralprune.pipeline.tasks import Task, build_task, output_names, outputs_of
@@ -59,51 +60,63 @@ def export_onnx(
 
 @dataclass(frozen=True)
 class ParityResult:
-    """ONNX Runtime against torch, every output compared. ``max_abs_diff`` and ``output_scale`` (the
-    largest |torch output|) are those of the output farthest from its tolerance; ``outputs`` has each
-    output's; ``top1_agreement`` is the task's agreement (``spiralprune.pipeline.tasks.Task.agreement``: top-1
+    """ONNX Runtime against torch, every output compared. ``outputs`` has each output's max |diff| and
+    scale (its largest |torch value|); ``max_abs_diff`` and ``output_scale`` are those of ``worst``, the
+    output farthest from its tolerance under the limits the parity was run with (``limits``);
+    ``top1_agreement`` is the task's agreement (``spiralprune.pipeline.tasks.Task.agreement``: top-1
     per sample or per pixel, reproduced detections), None where the task has none."""
 
     max_abs_diff: float
     top1_agreement: float | None
     samples: int
-    atol: float
-    min_top1_agreement: float
+    limits: ParityBudget
     output_scale: float = 1.0
+    worst: str = "output"
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def tolerance_for(self, atol: float) -> float:
-        """``atol`` for outputs up to 1 in magnitude, relative to the largest one above that.
+    @staticmethod
+    def tolerance_for(atol: float, scale: float) -> float:
+        """``atol`` for an output up to 1 in magnitude, relative to its largest value above that.
 
         float32 keeps about 7 significant digits, so logits in the thousands (an untrained or
         freshly pruned model) differ by more than an absolute 1e-3 between two correct runtimes.
         """
-        return atol * max(1.0, self.output_scale)
+        return atol * max(1.0, scale)
+
+    def farthest(self, limits: ParityBudget) -> tuple[str, float, float]:
+        """The output farthest from its tolerance under ``limits``: its name, max |diff| and tolerance."""
+        outputs = self.outputs or {self.worst: {"max_abs_diff": self.max_abs_diff, "output_scale": self.output_scale}}
+
+        def tolerance(name: str) -> float:
+            return self.tolerance_for(limits.atol_of(name), outputs[name]["output_scale"])
+
+        name = max(outputs, key=lambda n: outputs[n]["max_abs_diff"] / max(tolerance(n), 1e-300))
+        return name, outputs[name]["max_abs_diff"], tolerance(name)
 
     @property
     def tolerance(self) -> float:
-        return self.tolerance_for(self.atol)
+        return self.tolerance_for(self.limits.atol_of(self.worst), self.output_scale)
 
     @property
     def passed(self) -> bool:
-        agrees = self.top1_agreement is None or self.top1_agreement >= self.min_top1_agreement
+        agrees = self.top1_agreement is None or self.top1_agreement >= self.limits.min_top1_agreement
         return self.max_abs_diff <= self.tolerance and agrees
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"tolerance": self.tolerance, "passed": self.passed}
+        return asdict(self) | {"limits": self.limits.model_dump(), "tolerance": self.tolerance, "passed": self.passed}
 
 
 def check_parity(
     model: nn.Module,
     onnx_path: Path,
     inputs: torch.Tensor,
+    limits: ParityBudget,
     *,
-    atol: float,
-    min_top1_agreement: float,
     task: Task | None = None,
     batch_size: int = 64,
 ) -> ParityResult:
-    """Run the same real inputs through torch and ONNX Runtime and compare every output, and the
+    """Run the same real inputs through torch and ONNX Runtime and compare every output against its
+    tolerance in ``limits`` (``samples`` there is the caller's: ``inputs`` are compared), and the
     task's agreement (``task`` None: a classifier's top-1)."""
     task = task or build_task()
     model = model.eval()
@@ -117,6 +130,10 @@ def check_parity(
             got = {name: torch.from_numpy(value) for name, value in runner.infer({"input": batch.numpy()}).items()}
             if list(got) != list(expected):
                 raise InputError(f"{onnx_path}: ONNX outputs {list(got)} differ from torch's {list(expected)}")
+            unknown = sorted(set(limits.outputs) - set(expected))
+            if unknown:
+                raise InputError(f"parity.outputs names {', '.join(repr(n) for n in unknown)}, not an output of the "
+                                 f"model (its outputs: {', '.join(expected)})")
             for name, want in expected.items():
                 if got[name].shape != want.shape:
                     raise InputError(f"{onnx_path}: ONNX output '{name}' shape {tuple(got[name].shape)} differs from "
@@ -128,7 +145,7 @@ def check_parity(
             share = task.agreement(expected, got)
             agreed = agreed and share is not None
             agreement += (share or 0.0) * len(batch)
-    worst = max(diffs, key=lambda name: diffs[name] / max(1.0, scales[name]))
-    return ParityResult(diffs[worst], agreement / len(inputs) if agreed else None, len(inputs), atol,
-                        min_top1_agreement, scales[worst],
-                        {name: {"max_abs_diff": diffs[name], "output_scale": scales[name]} for name in diffs})
+    outputs = {name: {"max_abs_diff": diffs[name], "output_scale": scales[name]} for name in diffs}
+    result = ParityResult(0.0, agreement / len(inputs) if agreed else None, len(inputs), limits, outputs=outputs)
+    worst, diff, _ = result.farthest(limits)
+    return replace(result, max_abs_diff=diff, output_scale=scales[worst], worst=worst)

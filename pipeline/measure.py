@@ -125,8 +125,7 @@ def measure_candidate(
         model,
         onnx_path,
         parity_inputs,
-        atol=config.budget.parity.atol,
-        min_top1_agreement=config.budget.parity.min_top1_agreement,
+        config.budget.parity,
         task=task,
     )
     metrics = evaluate_onnx(onnx_path, val_set, task)

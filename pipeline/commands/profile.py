@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_torch_arguments(parser)
     parser.add_argument("--throughput", action="store_true", help="time whole calls by wall clock; show items/s")
     parser.add_argument("--json", type=Path, default=None, help="write the profile JSON here")
+    parser.add_argument("--data", help="validation samples to feed when the graph's work depends on its inputs' values "
+                                       "(non-maximum suppression in it, say): digits, an ImageFolder or package.module:factory")
     parser.add_argument(
         "--per-layer", action="store_true", help="also time each prunable layer alone across channel counts"
     )
@@ -109,7 +111,9 @@ def print_explanation(profile: Profile, console: Console) -> None:
 def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.profiler import profile_model
     from spiralprune.kernels.report import print_layer_tables
-    from spiralprune.pipeline.gate.candidate import measured_options, prepare_candidate, target_config
+    from spiralprune.pipeline.gate.candidate import (
+        data_feed, measured_options, prepare_candidate, target_config, validation_set,
+    )
 
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
@@ -127,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input_shape) if args.input_shape else None
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
         candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)
+        feed = data_feed(candidate.onnx_path, validation_set(args.data, candidate.input_shape))
         profile = profile_model(
             candidate.onnx_path,
             args.backend,
@@ -137,8 +142,15 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             backend_options={**target.backend_options(), **measured_options(candidate, target)},
             layers=args.explain,
+            inputs=feed,
         )
         print_profile(profile, console(), args.throughput)
+        dependent = profile.settings["data_dependent_ops"]
+        if dependent:
+            console().print(
+                f"inputs: {'validation samples' if feed is not None else 'seeded random'}; the graph's work depends "
+                f"on its inputs' values ({', '.join(dependent)})"
+                + ("" if feed is not None else ": random inputs time another workload than real ones, pass --data"))
         if args.explain:
             print_explanation(profile, console())
         if args.per_layer:

@@ -9,15 +9,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from pydantic import ValidationError
 
+from spiralprune.deploy.backends.onnx_io import data_dependent_ops, read_onnx_io
 from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.config import TargetConfig
+from spiralprune.pipeline.data import load_datasets, splits_of
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder
@@ -171,3 +174,34 @@ def parity_inputs(
     if vocab is None:
         raise InputError("int64 inputs are token ids, but the model has no nn.Embedding to read them")
     return torch.randint(0, vocab, shape, generator=generator)
+
+
+def validation_set(data: str | Dataset | DataLoader | None, shape: list[int]) -> Dataset | None:
+    """The validation split the gate evaluates on: a data spec's (as ``--data`` names it), or the given one."""
+    if data is None:
+        return None
+    val_set = load_datasets(data, shape)[1] if isinstance(data, str) else splits_of(data, data, "data").val
+    if len(val_set) == 0:
+        raise InputError(f"data '{data}' has an empty validation split")
+    sample_shape = list(val_set[0][0].shape)
+    if sample_shape != shape[1:]:
+        raise InputError(f"the data's samples have shape {sample_shape}; the model takes {shape[1:]}")
+    return val_set
+
+
+# Validation samples a measurement feeds a graph whose work depends on its data (cycled to the batch).
+FEED_SAMPLES = 64
+
+
+def data_feed(onnx_path: Path, val_set: Dataset | None) -> dict[str, np.ndarray] | None:
+    """Real validation inputs for measuring ``onnx_path`` when its work depends on the values of its
+    inputs (``spiralprune.deploy.backends.onnx_io.data_dependent_ops``: non-maximum suppression in the
+    graph, say; random images leave it almost no box to keep) and there is a validation split; None
+    (seeded random inputs) otherwise, where the values change nothing but the arithmetic's operands."""
+    if val_set is None or not data_dependent_ops(onnx_path):
+        return None
+    names = list(read_onnx_io(onnx_path)[0])
+    if len(names) != 1:
+        raise InputError(f"{onnx_path} takes {len(names)} inputs ({', '.join(names)}); validation samples feed one")
+    samples = torch.stack([val_set[i][0] for i in range(min(FEED_SAMPLES, len(val_set)))])
+    return {names[0]: samples.numpy()}

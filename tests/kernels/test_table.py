@@ -75,3 +75,47 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown backend"):
         LatencyTable("no-such-backend", cache_dir=tmp_path)
+
+
+def test_an_operator_is_timed_on_the_rounds_that_ran_on_a_free_cpu() -> None:
+    """Rounds whose threads waited for a CPU past ``max_cpu_wait`` are left out, as the judge leaves
+    them out; where the wait is unknown every round counts; none free: no value."""
+    from spiralprune.deploy.profiler import Measurement
+    from spiralprune.kernels.table import free_statistic
+
+    def measurement(waits: list[float | None]) -> Measurement:
+        return Measurement(batch=1, input_shapes={}, warmup_iterations=0, warmup_s=0.0,
+                           samples_ms=[5.0, 5.5, 1.0, 1.2, 9.0, 9.5], stats={}, stable=True, stop_reason="",
+                           throughput_per_s=0.0, round_sizes=[2, 2, 2], cpu_wait=waits)
+
+    assert free_statistic(measurement([0.6, 0.0, 0.9]), 0.2) == 1.0
+    assert free_statistic(measurement([0.0, 0.5, 0.1]), 0.2) == 5.0
+    assert free_statistic(measurement([None, None, None]), 0.2) == 1.0
+    assert free_statistic(measurement([0.3, 0.4, 0.9]), 0.2) is None
+
+
+class BusyTable(LatencyTable):
+    """An operator table on a machine whose CPUs are busy while ``busy`` operators are timed: their
+    timings found no free round (``_time``'s second value), the rest did."""
+
+    busy_keys: set[str] = set()
+
+    def _time(self, op):
+        key = CALL_OVERHEAD_KEY if op is None else op.key()
+        return (3.0 if key in self.busy_keys else 1.0), key not in self.busy_keys
+
+
+def test_an_operator_timed_only_on_a_busy_cpu_is_used_but_not_saved(tmp_path: Path) -> None:
+    """A table keeps what it saves for every later run on the target: a timing inflated by other
+    processes must not outlive the run that took it; the next table times it again."""
+    other = Linear((1,), 8, 4)
+    busy = BusyTable("ort-cpu", threads=1, cache_dir=tmp_path)
+    busy.busy_keys = {other.key()}
+    assert busy.latencies([SMALL, other]) == [0.0, 2.0]
+    assert set(json.loads(busy.path.read_text())["entries"]) == {SMALL.key(), CALL_OVERHEAD_KEY}
+    quiet = BusyTable("ort-cpu", threads=1, cache_dir=tmp_path)
+    assert quiet.latencies([SMALL, other]) == [0.0, 0.0] and (quiet.hits, quiet.misses) == (1, 1)
+    assert set(json.loads(quiet.path.read_text())["entries"]) == {SMALL.key(), other.key(), CALL_OVERHEAD_KEY}
+    # A busy table's own entry gives way to a free one another run saved meanwhile.
+    busy.latencies([Conv(1, 4, 8, 8, 8)])
+    assert busy.latency(other) == 0.0

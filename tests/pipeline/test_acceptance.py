@@ -25,7 +25,7 @@ def verdict(question: Question, centre: float, spread: float = 0.01):
 
 MS = Question("latency.p50.max_ms", "candidate", 2.0)
 SPEEDUP = Question("final speedup", "candidate", 1 / 3, "teacher")
-PARITY = ParityResult(max_abs_diff=2e-4, top1_agreement=1.0, samples=64, atol=1e-3, min_top1_agreement=0.99)
+PARITY = ParityResult(max_abs_diff=2e-4, top1_agreement=1.0, samples=64, limits=ParityBudget(atol=1e-3, min_top1_agreement=0.99))
 EVIDENCE = Evidence(
     {MS.name: verdict(MS, 1.5), SPEEDUP.name: verdict(SPEEDUP, 0.4)},
     metrics={"accuracy": 0.95}, reference_metrics={"accuracy": 0.97}, parity=PARITY, size_mb=1.5, params=120_000,

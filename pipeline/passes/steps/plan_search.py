@@ -50,7 +50,10 @@ accurate after training than one uniform ratio at the same budget). So with ``sc
 set the same search runs on other structures' ladders too (``CONTENDER_LADDERS``: block-free when the
 chosen plan removes blocks, and one uniform ratio when the allocation is ``latency``), and each one's
 plan judged to meet that is predicted slowest becomes a *contender*: ``spiralprune.pipeline.passes.steps.tries`` trains every
-contender and the chosen plan for a short probe and keeps the most accurate.
+contender and the chosen plan for a short probe and keeps the most accurate. A short probe favours
+the knapsack's spread (it keeps the channels whose loss rises most before training, which is what a
+quarter epoch measures), so without probes a block-free step takes the uniform ladder's plan when one
+meets (``schedule.channel_spread``): the knapsack decides which blocks go, one ratio the channels.
 """
 
 from __future__ import annotations
@@ -219,7 +222,8 @@ def choose_plan(
     ``CONTENDER_LADDERS`` that apply are searched too (at most ``MAX_CONTENDER_MEASURED``
     plans measured each, against the limit the searches before left): each one's plan judged to
     meet that is predicted slowest, unless it is the chosen plan, is returned in ``contenders``, for ``Tries`` to
-    decide between the structures by a short training probe.
+    decide between the structures by a short training probe. Without probes, a chosen plan that
+    removes no block gives way to the uniform ladder's (``uniform_spread``), when one meets.
     """
     untimed = untimed_layers(prunable.work)
     if untimed:
@@ -252,12 +256,29 @@ def choose_plan(
             if best is not None and others[best].plan != chosen.plan:
                 found.append((others[best], structure))
             candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
+    elif chosen.meets and uniform_spread(chosen.plan, schedule):
+        # The table prices a uniform structure differently from the knapsack's (the knapsack spends
+        # where the table says time is cheap): the uniform ratios get a calibration of their own, from
+        # the current model and their own measurements, and the fastest is measured when none is
+        # predicted to meet, as the step's own search does.
+        uniform = screened(allocation="uniform")
+        family = _Search(LatencyPredictor(predictor.table), samples[:1], measure, search.limit_ms)
+        best = family.run(uniform, MAX_MEASURED, settle=True)
+        if best is not None and uniform[best].meets:
+            chosen = uniform[best]
+        candidates += [c for c in uniform if c.ms is not None]
     for c in candidates:
         c.predicted_ms = predictor.predict(c.layers)
     return PlanChoice(
         chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict(),
         contenders=tuple(Contender(c.plan, c.predicted_ms, structure) for c, structure in found),
     )
+
+
+def uniform_spread(plan: PruningPlan, schedule: ScheduleConfig) -> bool:
+    """Whether a step's knapsack ``plan`` gives way to the least uniform ratio judged to meet
+    (``schedule.channel_spread``): it removes no residual block, from a latency allocation."""
+    return schedule.allocation == "latency" and schedule.channel_spread == "uniform" and not plan.blocks
 
 
 # The other structures a chosen plan is probed against: name -> (whether the ladder applies to the

@@ -34,6 +34,13 @@ def test_a_spec_exports_with_a_dynamic_batch_and_prints_parity(tmp_path: Path, c
     assert session.run(None, {"input": np.zeros((5, 1, 16, 16), np.float32)})[0].shape == (5, 10)
 
 
+def test_an_output_s_own_tolerance_replaces_atol_for_it(tmp_path: Path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", SPEC, "--input-shape", "1,1,16,16", "--out", str(out), "--atol", "0",
+                 "--output-atol", "output=1e-2"]) == 0
+    assert "(tolerance 1.00e-02" in capsys.readouterr().out
+
+
 def test_a_checkpoint_exports_at_its_recorded_shape_with_a_fixed_batch_and_opset(tmp_path: Path, capsys):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ckpt", base_spec=SPEC, plans=[], model=build_model(SPEC), input_shape=[4, 1, 16, 16])
@@ -72,6 +79,9 @@ def test_every_architecture_spiral_prune_supports_exports_with_parity(name: str,
     ([SPEC, "--input-shape", "1,3,16,16"], "does not accept float32 input of shape [1, 3, 16, 16]"),
     ([SPEC, "--input-shape", "1,1,16,16", "--input-dtype", "int64"], "does not accept int64 input of shape"),
     ([SPEC, "--input-shape", "1,1,16,16", "--opset", "9"], "--opset 9 is outside 13..17"),
+    ([SPEC, "--input-shape", "1,1,16,16", "--output-atol", "output"], "--output-atol 'output' is not NAME=TOLERANCE"),
+    ([SPEC, "--input-shape", "1,1,16,16", "--output-atol", "logits=1e-2"],
+     "parity.outputs names 'logits', not an output of the model (its outputs: output)"),
 ])
 def test_bad_input_is_one_line_and_nothing_written(args, message, tmp_path: Path, capsys):
     out = tmp_path / "m.onnx"

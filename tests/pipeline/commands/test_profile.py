@@ -1,5 +1,6 @@
 import argparse
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -104,3 +105,59 @@ def test_explain_prints_where_the_time_goes_and_keeps_it_in_the_json(tiny_onnx, 
 def test_explain_on_a_backend_without_a_layer_profile_is_an_input_error(tiny_onnx):
     with pytest.raises(InputError, match="per-layer profiles come from"):
         command.run(parse([str(tiny_onnx), "--backend", "ort-cuda", "--explain", *FAST]))
+
+
+@pytest.fixture(scope="module")
+def nms_onnx(tmp_path_factory):
+    """input [1, 1, 8, 8] -> one box per pixel, scored by the pixel -> NonMaxSuppression (score threshold
+    0.5) inside the graph: how many boxes it keeps, hence its work, depends on the pixels' values."""
+    import torch
+    import torchvision
+
+    class Suppress(torch.nn.Module):
+        def forward(self, x):
+            scores = x[0, 0].flatten()
+            cells = torch.arange(scores.numel(), dtype=torch.float32)
+            ys, xs = torch.div(cells, 8, rounding_mode="floor"), cells % 8
+            boxes = torch.stack([xs, ys, xs + 1.5, ys + 1.5], 1)
+            keep = torchvision.ops.nms(boxes[scores > 0.5], scores[scores > 0.5], 0.3)
+            return keep.float().sum().reshape(1, 1)
+
+    path = tmp_path_factory.mktemp("models") / "nms.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(Suppress(), (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"],
+                          output_names=["output"], opset_version=17, dynamo=False)
+    return path
+
+
+def test_a_graph_whose_work_depends_on_its_data_is_fed_validation_samples(nms_onnx, tiny_onnx, tmp_path, capsys):
+    """Random inputs time another workload than real ones where the graph's work depends on the data
+    (a detector's in-graph NMS: random images leave it almost nothing to keep): with ``--data`` the
+    profile is taken on validation samples, and the profile says which operators made it matter."""
+    out = tmp_path / "p.json"
+    assert command.run(parse([str(nms_onnx), "--threads", "1", "--json", str(out), *FAST])) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "inputs: seeded random; the graph's work depends on its inputs' values (" in printed
+    assert "NonMaxSuppression" in printed and "random inputs time another workload than real ones, pass --data" in printed
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["inputs"] == "random" and "NonMaxSuppression" in settings["data_dependent_ops"]
+    assert command.run(parse([str(nms_onnx), "--threads", "1", "--data", "digits", "--json", str(out), *FAST])) == 0
+    assert "inputs: validation samples" in capsys.readouterr().out
+    assert json.loads(out.read_text())["settings"]["inputs"] == "given"
+    # A graph whose work is its shapes' is measured on seeded random inputs, data or not.
+    assert command.run(parse([str(tiny_onnx), "--threads", "1", "--json", str(out), *FAST])) == 0
+    assert "inputs:" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["settings"] == {**json.loads(out.read_text())["settings"],
+                                                       "inputs": "random", "data_dependent_ops": []}
+
+
+def test_validation_samples_feed_a_model_of_one_input_only(nms_onnx, tmp_path):
+    from spiralprune.pipeline.gate.candidate import data_feed
+
+    two = onnx.load(str(nms_onnx))
+    two.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1]))
+    onnx.save(two, str(tmp_path / "two.onnx"))
+    samples = [(np.zeros((1, 8, 8), np.float32), 0)]
+    with pytest.raises(InputError, match=r"takes 2 inputs \(input, mask\); validation samples feed one"):
+        data_feed(tmp_path / "two.onnx", samples)

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from spiralprune.deploy.budget import ParityBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.pipeline.export import ParityResult
@@ -16,7 +17,7 @@ from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_sa
 
 STABLE = profile_from_samples(latencies(2.0, seed=1))
 UNSTABLE = profile_from_samples(latencies(2.0, cv=0.4, seed=1))
-PARITY_OK = ParityResult(max_abs_diff=2e-5, top1_agreement=1.0, samples=64, atol=1e-3, min_top1_agreement=0.99)
+PARITY_OK = ParityResult(max_abs_diff=2e-5, top1_agreement=1.0, samples=64, limits=ParityBudget(atol=1e-3, min_top1_agreement=0.99))
 SETTINGS = ProfileSettings(warmup_s=0.05, block_s=0.02, min_rounds=10, min_duration_s=0.2, max_duration_s=6.0)
 
 
@@ -75,7 +76,7 @@ def test_a_release_within_every_budget_passes_with_positive_margins():
         ({"size": {"max_mb": 1}}, {"model_size_mb": 1.25}, "size.mb", 1.25, 1.0, -0.25),
         ({"size": {"max_params": 100}}, {"params": 150}, "size.params", 150, 100, -50),
         ({"parity": {"atol": 1e-6}}, {"parity": PARITY_OK}, "parity.max_abs_diff", 2e-5, 1e-6, 1e-6 - 2e-5),
-        ({"parity": {"min_top1_agreement": 1.0}}, {"parity": ParityResult(0.0, 0.95, 64, 1e-3, 0.9)},
+        ({"parity": {"min_top1_agreement": 1.0}}, {"parity": ParityResult(0.0, 0.95, 64, ParityBudget(atol=1e-3, min_top1_agreement=0.9))},
          "parity.top1_agreement", 95.0, 100.0, -5.0),
     ],
 )
@@ -162,7 +163,7 @@ def test_a_stored_baseline_from_another_target_is_refused():
 
 
 def test_without_a_parity_budget_the_parity_result_is_judged_by_its_own_thresholds():
-    failing = ParityResult(max_abs_diff=0.5, top1_agreement=0.5, samples=64, atol=1e-3, min_top1_agreement=0.99)
+    failing = ParityResult(max_abs_diff=0.5, top1_agreement=0.5, samples=64, limits=ParityBudget(atol=1e-3, min_top1_agreement=0.99))
     result = run_gate(budget(size={"max_mb": 10}), profile=STABLE, model_size_mb=1, parity=failing)
     assert [c.name for c in result.problems] == ["parity.max_abs_diff", "parity.top1_agreement"]
 

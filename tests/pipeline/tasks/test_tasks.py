@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from spiralprune.deploy.budget import ParityBudget
 from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.acceptance import Evidence, QualityDrop, QualityLimit, decide
 from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST, SEGMENTATION_CLASSES, DetectionScenes, SegmentationScenes, load_scenes
@@ -81,7 +82,7 @@ def test_every_task_trains_measures_exports_and_checks_parity(kind: str, tmp_pat
     import onnx
 
     assert [o.name for o in onnx.load(str(path)).graph.output] == output_names(model.eval()(inputs[:1]))
-    parity = check_parity(model, path, inputs, atol=1e-3, min_top1_agreement=0.9, task=task)
+    parity = check_parity(model, path, inputs, ParityBudget(atol=1e-3, min_top1_agreement=0.9), task=task)
     assert parity.passed and set(parity.outputs) == set(outputs)
     assert (parity.top1_agreement is None) == (kind == "custom")
     onnx_metrics = evaluate_onnx(path, data, task)

@@ -46,3 +46,15 @@ def test_a_killed_training_of_another_key_is_discarded_not_resumed(tmp_path: Pat
     assert (stale / "distill.safetensors").is_file()
     result = cached(tmp_path / "teacher", {"spec": SPEC})
     assert result.trained_now and not stale.exists()
+
+
+def test_a_teacher_trained_before_the_rename_is_reused(tmp_path: Path) -> None:
+    """Its key named spiral's zoo and data factories ``spiral.…`` (or bare ``pipeline.…``): the same
+    training, so the cache holds (the benchmark's detector teacher took 20 epochs to train again)."""
+    old = cached(tmp_path / "teacher", {"spec": SPEC.replace("spiralprune.", "spiral.", 1),
+                                        "data": {"source": "spiral.pipeline.casestudies.scenes:detection"}})
+    now = cached(tmp_path / "teacher", {"spec": SPEC, "data": {"source": "spiralprune.pipeline.casestudies.scenes:detection"}})
+    assert (old.trained_now, now.trained_now) == (True, False)
+    bare = cached(tmp_path / "bare", {"spec": SPEC.replace("spiralprune.", "", 1)})
+    assert not cached(tmp_path / "bare", {"spec": SPEC}).trained_now and bare.trained_now
+    assert cached(tmp_path / "teacher", {"spec": SPEC.replace("digits_resnet:", "other:"), "data": {}}).trained_now

@@ -73,7 +73,7 @@ class RunFolder:
                 raise InputError(f"{self.config} is not a spiralprune run config ({exc})") from None
             if not isinstance(stored, dict):
                 raise InputError(f"{self.config} is not a spiralprune run config (not a JSON object)")
-            if config_digest(stored) != config_digest(config):
+            if config_digest(stored) != config_digest(config) and config_digest(_as_today(stored)) != config_digest(config):
                 raise InputError(f"{self.root} was started with a different config; --resume needs the same one")
         elif resume and self.root.exists() and any(self.root.iterdir()):
             raise InputError(f"{self.root} holds no spiralprune run to resume")
@@ -110,3 +110,15 @@ class RunFolder:
             if path.is_file():
                 return path
         raise InputError(f"{self.root} holds no exported model yet (no accepted step, no teacher/model.onnx): run it first")
+
+
+def _as_today(stored: dict) -> dict:
+    """A config a run folder holds as this spiral reads it: keys added since it was written take their
+    defaults (``schedule.channel_spread``, ``parity.outputs``), version 1 is migrated; a config this
+    spiral cannot read is returned as it is (so it differs)."""
+    from spiralprune.pipeline.config import parse_config
+
+    try:
+        return parse_config(stored).model_dump(mode="json")
+    except InputError:
+        return stored

@@ -71,3 +71,23 @@ def test_a_ledger_line_leading_out_of_the_folder_is_refused(tmp_path: Path) -> N
     folder = _run(tmp_path / "run", [(True, None)])
     with pytest.raises(InputError, match="run folder"):
         folder.of(ledger_entry(dir="../elsewhere"), "model")
+
+
+def test_a_run_folder_written_before_a_key_was_added_resumes_but_another_config_does_not(tmp_path: Path) -> None:
+    """An upgrade adds keys with defaults (``schedule.channel_spread``, ``parity.outputs``): the config.json
+    an earlier spiral wrote lacks them and means the same run; a changed value is another run."""
+    import json
+
+    from spiralprune.pipeline.config import parse_config
+    from tests.conftest import tiny_config
+
+    config = parse_config(tiny_config()).model_dump(mode="json")
+    folder = RunFolder(tmp_path / "run")
+    folder.start(config, resume=False)
+    older = json.loads(folder.config.read_text())
+    del older["schedule"]["channel_spread"], older["budget"]["parity"]["outputs"]
+    folder.config.write_text(json.dumps(older))
+    folder.start(config, resume=True)
+    changed = {**config, "schedule": {**config["schedule"], "channel_spread": "knapsack"}}
+    with pytest.raises(InputError, match="was started with a different config; --resume needs the same one"):
+        folder.start(changed, resume=True)

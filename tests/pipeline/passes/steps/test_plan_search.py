@@ -77,7 +77,7 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
     ms, measure = true_latency(table, 1.3, target, overhead_ms=0.0)
     choice = choose_plan(
         PrunableModel(model(), X), target, current, prune=PruneConfig(round_to=4),
-        schedule=ScheduleConfig(allocation=allocation, channel_spread="knapsack"), predictor=LatencyPredictor(table), calibration=None,
+        schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
         measure=measure,
     )
     measured = [c for c in choice.candidates if c["ms"] is not None]
@@ -213,7 +213,7 @@ def test_a_limit_the_judge_finds_looser_than_the_planning_figure_lets_a_less_pru
             return exact_verdict(ms(plan), limit)
         return measure
 
-    schedule = ScheduleConfig(allocation=allocation, channel_spread="knapsack")
+    schedule = ScheduleConfig(allocation=allocation)
     exact, drifted = (
         choose_plan(prunable, target, current, prune=PruneConfig(round_to=4), schedule=schedule,
                     predictor=LatencyPredictor(table), calibration=None, measure=judge(limit))
@@ -415,7 +415,7 @@ def test_the_plan_measured_next_is_the_one_predicted_closest_under_the_limit(
 
 @pytest.mark.parametrize("fraction", [0.8, 0.6, 0.45])
 def test_a_block_free_knapsack_plan_gives_way_to_the_least_uniform_ratio_that_meets(table, fraction: float) -> None:
-    """``schedule.channel_spread: uniform`` (the default): a step whose knapsack plan removes no residual
+    """``schedule.channel_spread: uniform``: a step whose knapsack plan removes no residual
     block takes the least uniform ratio judged to meet (the plain net of ``docs/landing``: the
     knapsack's spread of the cut was 2-5 points less accurate after training than one ratio at the
     same budget); with ``knapsack`` its own plan stays; a plan that removes blocks stays either way."""
@@ -427,7 +427,7 @@ def test_a_block_free_knapsack_plan_gives_way_to_the_least_uniform_ratio_that_me
                            schedule=ScheduleConfig(remove_blocks=False, **schedule),
                            predictor=LatencyPredictor(table), calibration=None, measure=measure)
 
-    spread, knapsack, uniform = choice(), choice(channel_spread="knapsack"), choice(allocation="uniform")
+    spread, knapsack, uniform = (choice(channel_spread="uniform"), choice(), choice(allocation="uniform"))
     assert spread.plan == uniform.plan != knapsack.plan and ms(spread.plan) <= target
     assert spread.contenders == () and spread.probes == ()
     # Both searches' measurements are recorded, the knapsack's plan among them.

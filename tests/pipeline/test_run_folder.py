@@ -88,6 +88,6 @@ def test_a_run_folder_written_before_a_key_was_added_resumes_but_another_config_
     del older["schedule"]["channel_spread"], older["budget"]["parity"]["outputs"]
     folder.config.write_text(json.dumps(older))
     folder.start(config, resume=True)
-    changed = {**config, "schedule": {**config["schedule"], "channel_spread": "knapsack"}}
+    changed = {**config, "schedule": {**config["schedule"], "channel_spread": "uniform"}}
     with pytest.raises(InputError, match="was started with a different config; --resume needs the same one"):
         folder.start(changed, resume=True)

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.deploy.atomic import publish_dir, write_bytes, write_json
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.prune import PruningPlan, apply_plan, example_input
@@ -53,7 +53,8 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        save_file(state, str(tmp / WEIGHTS))
+        # bytes through write_bytes: safetensors' save_file creates its file private (0600), not by the umask
+        write_bytes(tmp / WEIGHTS, save(state))
         write_json(tmp / MANIFEST, manifest)
         publish_dir(tmp, directory)
     except BaseException:

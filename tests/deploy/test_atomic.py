@@ -19,8 +19,11 @@ import os, sys, tempfile
 from pathlib import Path
 import torch
 from spiralprune.deploy.atomic import publish_dir, write_json, write_text
+from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.models import build_model
 
+SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 for mask in sys.argv[2:]:
     os.umask(int(mask, 8))
     out = Path(sys.argv[1]) / mask
@@ -30,6 +33,8 @@ for mask in sys.argv[2:]:
     write_text(work / "eval.json", "{}")
     publish_dir(work, out / "step")
     export_onnx(torch.nn.Linear(3, 2), torch.zeros(1, 3), out / "model.onnx", simplify=False)
+    save_checkpoint(out / "checkpoint", base_spec=SPEC, plans=[], model=build_model(SPEC),
+                    input_shape=[1, 1, 8, 8])
 """
 MASKS = (0o022, 0o077, 0o002)
 
@@ -47,6 +52,7 @@ def test_outputs_follow_the_process_umask(tmp_path: Path):
         assert modes(tmp_path / f"{mask:o}") == {
             "model.onnx": files, "new": folders, "new/report.md": files, "profile.json": files,
             "step": folders, "step/eval.json": files,
+            "checkpoint": folders, "checkpoint/model.safetensors": files, "checkpoint/spiral.json": files,
         }, oct(mask)
         assert json.loads((tmp_path / f"{mask:o}" / "profile.json").read_text()) == {"p50": 1.0}
 

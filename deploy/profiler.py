@@ -236,7 +236,7 @@ class ModelFile:
     content's sha256, and the operators whose work depends on the input values (``data_dependent_ops``)."""
 
     sha256: str
-    data_dependent_ops: list[str]
+    data_dependent_ops: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class Target:
                                            precision=self.precision),
             runner_settings=runner.settings,
             settings={**dataclasses.asdict(settings), "inputs": inputs,
-                      "data_dependent_ops": model.data_dependent_ops},
+                      "data_dependent_ops": list(model.data_dependent_ops)},
             measurements=measurements,
         )
 
@@ -295,7 +295,7 @@ def profile_model(
         raise InputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     target = Target(backend, batch_sizes[0], threads, precision, dict(backend_options or {}))
     runner = target.load(model_path, cache_dir, batch_sizes)
-    model = ModelFile(sha256_file(model_path), data_dependent_ops(model_path))
+    model = ModelFile(sha256_file(model_path), tuple(data_dependent_ops(model_path)))
     measurements = []
     with runner:
         metadata = runner.input_metadata()
@@ -357,7 +357,7 @@ class MeasuringSession:
             return held
         runner = self.target.load(path, self.cache_dir, extra_options=options)
         self.compiles["from_cache" if runner.settings.get("engine_from_cache") else "built"] += 1
-        self._loaded[name] = (ModelFile(digest, data_dependent_ops(path)), runner)
+        self._loaded[name] = (ModelFile(digest, tuple(data_dependent_ops(path))), runner)
         return self._loaded[name]
 
     def paired(

@@ -230,6 +230,16 @@ def _measurement(
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """What a profile records of the model file it measured, read once when the file is loaded (a
+    ``MeasuringSession`` keeps it beside the runner for every later measurement of the same file): its
+    content's sha256, and the operators whose work depends on the input values (``data_dependent_ops``)."""
+
+    sha256: str
+    data_dependent_ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Target:
     """Where models are measured: a backend with its threads, precision, options and batch size."""
 
@@ -249,18 +259,18 @@ class Target:
         loader = backend_cls(model_path, threads=self.threads, precision=self.precision, cache_dir=cache_dir, **options)
         return loader.load()
 
-    def profile(self, model_path: Path, runner: Runner, settings: ProfileSettings, inputs: str,
+    def profile(self, model_path: Path, model: ModelFile, runner: Runner, settings: ProfileSettings, inputs: str,
                 measurements: list[Measurement]) -> Profile:
         return Profile(
             schema_version=SCHEMA_VERSION,
             backend=self.backend,
             model_path=str(model_path),
-            model_sha256=sha256_file(model_path),
+            model_sha256=model.sha256,
             fingerprint=target_fingerprint(self.backend, threads=runner.settings.get("threads", self.threads),
                                            precision=self.precision),
             runner_settings=runner.settings,
             settings={**dataclasses.asdict(settings), "inputs": inputs,
-                      "data_dependent_ops": data_dependent_ops(model_path)},
+                      "data_dependent_ops": list(model.data_dependent_ops)},
             measurements=measurements,
         )
 
@@ -285,6 +295,7 @@ def profile_model(
         raise InputError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     target = Target(backend, batch_sizes[0], threads, precision, dict(backend_options or {}))
     runner = target.load(model_path, cache_dir, batch_sizes)
+    model = ModelFile(sha256_file(model_path), tuple(data_dependent_ops(model_path)))
     measurements = []
     with runner:
         metadata = runner.input_metadata()
@@ -292,7 +303,7 @@ def profile_model(
             feed = make_inputs(metadata, batch, seed=settings.seed, given=inputs)
             sampler = layer_sampler(runner, backend, model_path, settings.block_calls) if layers else None
             measurements.append(measure(runner, feed, batch, settings, sampler, trace_layers=layers))
-    return target.profile(model_path, runner, settings, "given" if inputs is not None else "random", measurements)
+    return target.profile(model_path, model, runner, settings, "given" if inputs is not None else "random", measurements)
 
 
 @dataclass
@@ -328,7 +339,7 @@ class MeasuringSession:
         self.target = target
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.compiles = {"built": 0, "from_cache": 0, "kept": 0}
-        self._loaded: dict[str, tuple[str, Runner]] = {}
+        self._loaded: dict[str, tuple[ModelFile, Runner]] = {}
 
     def __enter__(self) -> MeasuringSession:
         return self
@@ -336,17 +347,18 @@ class MeasuringSession:
     def __exit__(self, *exc_info: object) -> None:
         self._loaded.clear()
 
-    def runner(self, name: str, path: Path, options: dict[str, Any] | None = None) -> Runner:
-        """The runner of model ``name`` loaded from ``path``: the one loaded before, when the file is the same."""
+    def runner(self, name: str, path: Path, options: dict[str, Any] | None = None) -> tuple[ModelFile, Runner]:
+        """Model ``name`` loaded from ``path``, and what its profiles record of the file: the ones loaded
+        and read before, when the file is the same."""
         digest = sha256_file(path) if path.is_file() else ""
         held = self._loaded.get(name)
-        if held is not None and digest and held[0] == digest:
+        if held is not None and digest and held[0].sha256 == digest:
             self.compiles["kept"] += 1
-            return held[1]
+            return held
         runner = self.target.load(path, self.cache_dir, extra_options=options)
         self.compiles["from_cache" if runner.settings.get("engine_from_cache") else "built"] += 1
-        self._loaded[name] = (digest, runner)
-        return runner
+        self._loaded[name] = (ModelFile(digest, tuple(data_dependent_ops(path))), runner)
+        return self._loaded[name]
 
     def paired(
         self,
@@ -372,11 +384,12 @@ class MeasuringSession:
         """
         target = self.target
         runners: dict[str, Runner] = {}
+        files: dict[str, ModelFile] = {}
         feeds: dict[str, dict[str, np.ndarray]] = {}
         samplers: dict[str, LayerSampler] = {}
         try:
             for name, path in models.items():
-                runner = self.runner(name, Path(path), (model_options or {}).get(name))
+                files[name], runner = self.runner(name, Path(path), (model_options or {}).get(name))
                 runner.activate()
                 runners[name] = runner
                 if isinstance(runner, TraceRunner):
@@ -404,8 +417,8 @@ class MeasuringSession:
             if name in samplers:  # the layers were profiled between this measurement's rounds
                 ours = measurement.rounds()[0 if prior is None else len(prior.series[name].blocks):]
                 measurement.layers = samplers[name].finish().record(ours, settings.confidence)
-            profiles[name] = target.profile(Path(path), runners[name], settings, "given" if inputs is not None else "random",
-                                            [measurement])
+            profiles[name] = target.profile(Path(path), files[name], runners[name], settings,
+                                            "given" if inputs is not None else "random", [measurement])
         return Paired(profiles, rounds)
 
 

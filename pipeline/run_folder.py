@@ -29,6 +29,7 @@ from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.ledger import read_ledger, repair_ledger
 from spiralprune.pipeline.passes.record import LedgerEntry
+from spiralprune.pipeline.specs import former_spellings
 
 LEDGER = "ledger.jsonl"
 RUN_REPORT_KIND = "spiral-run"  # report.json's "kind", which ``spiralprune compare`` recognises
@@ -60,7 +61,8 @@ class RunFolder:
 
     def start(self, config: dict, *, resume: bool) -> None:
         """Write ``config`` into a new run folder, or (``resume``) check it is the config the run
-        in this folder was started with; a ledger line cut by a kill is removed."""
+        in this folder was started with (as this spiral reads it, and naming spiral's own factories as
+        they were spelled then: ``former_spellings``); a ledger line cut by a kill is removed."""
         if self.ledger.exists() or self.config.exists():
             if not resume:
                 raise InputError(f"{self.root} already holds a run; pass --resume to continue it or choose another --out")
@@ -73,7 +75,8 @@ class RunFolder:
                 raise InputError(f"{self.config} is not a spiralprune run config ({exc})") from None
             if not isinstance(stored, dict):
                 raise InputError(f"{self.config} is not a spiralprune run config (not a JSON object)")
-            if config_digest(stored) != config_digest(config) and config_digest(_as_today(stored)) != config_digest(config):
+            same = {config_digest(c) for c in [config, *former_spellings(config)]}
+            if config_digest(stored) not in same and config_digest(_as_today(stored)) not in same:
                 raise InputError(f"{self.root} was started with a different config; --resume needs the same one")
         elif resume and self.root.exists() and any(self.root.iterdir()):
             raise InputError(f"{self.root} holds no spiralprune run to resume")

@@ -8,7 +8,8 @@ in this same command (a run's own checkpoints); any other module is imported onl
 config turns on. Checkpoints and configs written before spiral's packages were ``spiral.*`` name the
 zoo without a prefix, and those written before the import name ``spiralprune`` with ``spiral.``
 (``LEGACY_ZOOS``): that is spiral's zoo still, never a package of that name that another
-distribution may have installed.
+distribution may have installed. ``former_spellings`` is the one place that knows those spellings: the
+zoo's, and what a teacher cache or a run folder recorded under them, are the same names today.
 """
 
 from __future__ import annotations
@@ -20,13 +21,36 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from spiralprune.deploy.errors import InputError
 
+PACKAGE = "spiralprune."  # spiral's import name since 2026-12-07
+# What a name of spiral's own read before: ``spiral.…``, and before that bare (``pipeline.…``).
+FORMER_PREFIXES = ("spiral.", "")
 ZOO = "spiralprune.pipeline.zoo"
-# The zoo's names in older checkpoints (the docstring): bare, and under the import name ``spiral``.
-LEGACY_ZOOS = tuple(ZOO.replace("spiralprune.", prefix, 1) for prefix in ("", "spiral."))
+T = TypeVar("T")
+
+
+def former_spellings(value: T) -> list[T]:
+    """``value`` (a spec, or the dicts and lists a config or a cache key holds) as spiral spelled it
+    before each rename, one spelling per era: every string naming spiral's own modules (``spiralprune.…``)
+    respelled ``spiral.…``, then bare. A file written in one era spells all its names alike."""
+
+    def respelled(value: object, prefix: str) -> object:
+        if isinstance(value, str) and value.startswith(PACKAGE):
+            return prefix + value.removeprefix(PACKAGE)
+        if isinstance(value, dict):
+            return {k: respelled(v, prefix) for k, v in value.items()}
+        if isinstance(value, list):
+            return [respelled(v, prefix) for v in value]
+        return value
+
+    return [respelled(value, prefix) for prefix in FORMER_PREFIXES]
+
+
+# The zoo's names in older checkpoints (the docstring).
+LEGACY_ZOOS = tuple(former_spellings(ZOO))
 # (any module allowed, the package.module:factory targets the user typed)
 _trust: ContextVar[tuple[bool, frozenset[str]]] = ContextVar("trust_model_code", default=(False, frozenset()))
 

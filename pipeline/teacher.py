@@ -37,6 +37,7 @@ from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.prune.group import Calibration
 from spiralprune.pipeline.source import load_source
+from spiralprune.pipeline.specs import former_spellings
 from spiralprune.pipeline.tasks import Task, outputs_of
 from spiralprune.pipeline.training import Processes, Trainee, train
 
@@ -117,26 +118,6 @@ class TrainedModel:
     trained_now: bool
 
 
-PACKAGE = "spiralprune."  # spiral's import name since 2026-12-07 (``spiralprune.pipeline.specs.LEGACY_ZOOS``)
-
-
-def _renamed_digests(key: dict) -> set[str]:
-    """The digests ``key`` had before spiral's import name became ``spiralprune`` (2026-12-07), when the
-    names it holds (the zoo's specs, the case studies' data factories) read ``spiral.…`` or, earlier,
-    bare ``pipeline.…``: a teacher trained then is the same training (``LEGACY_ZOOS`` loads its spec)."""
-
-    def respelled(value: object, prefix: str) -> object:
-        if isinstance(value, str) and value.startswith(PACKAGE):
-            return prefix + value[len(PACKAGE):]
-        if isinstance(value, dict):
-            return {k: respelled(v, prefix) for k, v in value.items()}
-        if isinstance(value, list):
-            return [respelled(v, prefix) for v in value]
-        return value
-
-    return {config_digest(respelled(key, prefix)) for prefix in ("spiral.", "")} - {config_digest(key)}
-
-
 def trained_model(
     directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
     val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
@@ -150,7 +131,8 @@ def trained_model(
     digest = config_digest(key)
     if directory.is_dir():
         model, meta = load_checkpoint(directory)
-        if meta.get("metadata", {}).get("training_key") in {digest, *_renamed_digests(key)}:
+        # a teacher trained before a rename spelled spiral's zoo and data factories otherwise: the same training
+        if meta.get("metadata", {}).get("training_key") in {config_digest(k) for k in [key, *former_spellings(key)]}:
             console.print(f"teacher: reusing the trained teacher in {directory}")
             return TrainedModel(model, meta["base_spec"], meta["plans"], meta["metadata"], False)
     model, base_spec, plans = build()

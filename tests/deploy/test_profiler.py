@@ -3,6 +3,7 @@
 No test here asserts how fast this machine is: the sampler's stop rules and the judge are tested on
 a simulated machine in test_sampling.py and test_verdict.py."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -144,6 +145,10 @@ def test_bad_batch_sizes_and_unknown_backend(tiny_onnx):
 
 
 
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_a_session_loads_the_reference_once_across_measurements(tiny_onnx, export_tiny, tmp_path):
     """A step's pattern: candidates of different content written in turn to one path, each measured beside
     the same reference. The reference is loaded (and compiled) once; every measurement still warms it up
@@ -158,13 +163,18 @@ def test_a_session_loads_the_reference_once_across_measurements(tiny_onnx, expor
             assert reference.warmup_iterations >= 1 and len(reference.round_sizes) >= FAST.min_rounds
             assert len(paired.profiles["candidate"].measurement().round_sizes) == len(reference.round_sizes)
             assert paired.verdict("ratio").rounds + paired.verdict("ratio").set_aside == len(reference.round_sizes)
+            # what the profiles record of each file is read when it is loaded and kept with it
+            assert [paired.profiles[n].model_sha256 for n in ("candidate", "reference")] == [sha256(path),
+                                                                                             sha256(tiny_onnx)]
+            assert paired.profiles["reference"].settings["data_dependent_ops"] == []
         assert session.compiles == {"built": 4, "from_cache": 0, "kept": 2}
     with MeasuringSession(Target(threads=1), cache) as later:  # a later step, or a resumed run
         later.paired({"candidate": path, "reference": tiny_onnx}, FAST)
         assert later.compiles == {"built": 0, "from_cache": 2, "kept": 0}
         export_tiny(path, 5)  # a changed file under the same name is another model
-        later.paired({"candidate": path, "reference": tiny_onnx}, FAST)
+        changed = later.paired({"candidate": path, "reference": tiny_onnx}, FAST)
         assert later.compiles == {"built": 1, "from_cache": 2, "kept": 1}
+        assert changed.profiles["candidate"].model_sha256 == sha256(path)
     with MeasuringSession(Target(threads=2), cache) as other:  # other settings build their own
         other.paired({"reference": tiny_onnx}, FAST)
         assert other.compiles == {"built": 1, "from_cache": 0, "kept": 0}

@@ -91,3 +91,27 @@ def test_a_run_folder_written_before_a_key_was_added_resumes_but_another_config_
     changed = {**config, "schedule": {**config["schedule"], "channel_spread": "uniform"}}
     with pytest.raises(InputError, match="was started with a different config; --resume needs the same one"):
         folder.start(changed, resume=True)
+
+
+@pytest.mark.parametrize("prefix", ["spiral.", ""])
+def test_a_run_folder_written_before_the_rename_resumes_under_todays_names(tmp_path: Path, prefix: str) -> None:
+    """Its config.json names spiral's zoo ``spiral.…`` (or, earlier, with no package prefix at all) and
+    lacks the keys added since: the same run (the detector benchmark's cached spirals were refused as another
+    config); resuming writes today's names. The same config with one value changed is still another run."""
+    import json
+
+    from spiralprune.pipeline.config import parse_config
+    from tests.conftest import tiny_config
+
+    config = parse_config(tiny_config()).model_dump(mode="json")
+    folder = RunFolder(tmp_path / "run")
+    folder.start(config, resume=False)
+    older = {**config, "model": config["model"].replace("spiralprune.", prefix, 1)}
+    older["schedule"] = {k: v for k, v in config["schedule"].items() if k != "channel_spread"}
+    assert older["model"] != config["model"]
+    folder.config.write_text(json.dumps(older))
+    folder.start(config, resume=True)
+    assert json.loads(folder.config.read_text()) == config
+    folder.config.write_text(json.dumps({**older, "model": older["model"].replace("width=8", "width=16")}))
+    with pytest.raises(InputError, match="was started with a different config; --resume needs the same one"):
+        folder.start(config, resume=True)

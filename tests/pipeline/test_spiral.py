@@ -179,11 +179,11 @@ def test_existing_run_needs_resume(write_config, tmp_path: Path, capsys):
 def test_resume_after_sigkill_mid_step(write_config, tmp_path: Path):
     """Kill a real run while it distills step 1, then resume: the step finishes once, with the same plan."""
     out = tmp_path / "run"
-    config = write_config(distill={"epochs": 10})
+    config = write_config(distill={"epochs": 3})
     process = spiral("run", str(config), "--out", str(out))
     work = out / "steps" / ".step-01-try-1"
     deadline = time.time() + 240
-    # Killed once the first epoch's checkpoint is written: mid-distillation, nine epochs to go.
+    # Killed once the first epoch's checkpoint is written: mid-distillation, two epochs to go.
     while not (work / "distill" / CHECKPOINT_NAME).exists():
         assert process.poll() is None, process.communicate()
         assert time.time() < deadline, "the run never reached distillation"

@@ -114,7 +114,7 @@ def _checkpoint_epoch(path: Path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_distillation_resumes_to_the_same_weights(tmp_path, make_job) -> None:
-    cfg = DistillConfig(epochs=3, batch_size=32, weights=LossWeights(feature=1.0))
+    cfg = DistillConfig(epochs=3, batch_size=64, weights=LossWeights(feature=1.0))
     jobs = {}
     for name in ("reference", "killed"):
         jobs[name] = tmp_path / f"{name}.json"

@@ -1,7 +1,7 @@
 """The import graph of the three packages: no cycle, and the arrows one way (pipeline -> kernels -> deploy).
 
 The packages are the repository's top-level folders, imported as ``spiralprune.pipeline``, ``spiralprune.kernels``
-and ``spiralprune.deploy`` (spiral/__init__.py); nothing of ours names them by the bare folder name, which
+and ``spiralprune.deploy`` (spiralprune/__init__.py); nothing of ours names them by the bare folder name, which
 in an installed environment is another distribution's package, if any.
 
 Every import counts: module level, inside functions and under ``TYPE_CHECKING``, since each one is
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "spiral"  # the import name the packages install under
+NAME = "spiralprune"  # the import name the packages install under
 PACKAGES = ("pipeline", "kernels", "deploy")
 MAY_IMPORT = {"deploy": {"deploy"}, "kernels": {"kernels", "deploy"}, "pipeline": set(PACKAGES)}
 # Where our Python lives: the packages, the import name's own folder, the tests and the benchmarks.

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import onnx
 
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
-from spiralprune.deploy.atomic import write_bytes
 from spiralprune.deploy.backends.inputs import example_feed
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import physical_cores, target_fingerprint
 from spiralprune.deploy.profiler import Measurement, ProfileSettings, measure
 from spiralprune.deploy.stats import summarize

@@ -24,8 +24,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from spiralprune.deploy.atomic import write_json
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_json
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.ledger import read_ledger, repair_ledger
 from spiralprune.pipeline.passes.record import LedgerEntry

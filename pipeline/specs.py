@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 ZOO = "spiralprune.pipeline.zoo"
 # The zoo's names in older checkpoints (the docstring): bare, and under the import name ``spiral``.

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from spiralprune.deploy.atomic import publish_dir, write_bytes
+from spiralprune.core.atomic import publish_dir, write_bytes
 from spiralprune.pipeline.acceptance import format_value
 from spiralprune.pipeline.budget import FinalBudget, quality_text
 from spiralprune.pipeline.checkpoint import save_checkpoint

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.atomic import write_bytes
+from spiralprune.core.atomic import write_bytes
 
 
 def build_key(facts: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 import shutil
 from typing import ClassVar
 
-from spiralprune.deploy.atomic import publish_dir
+from spiralprune.core.atomic import publish_dir
 from spiralprune.pipeline.budget import paired_speedup
 from spiralprune.pipeline.checkpoint import load_checkpoint
 from spiralprune.pipeline.config import RunConfig

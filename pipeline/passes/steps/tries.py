@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
-from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.core.atomic import publish_dir, write_json
 from spiralprune.deploy.profiler import MeasuringSession, Paired
 from spiralprune.deploy.sampling import Rounds
 from spiralprune.deploy.verdict import Question

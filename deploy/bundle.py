@@ -43,6 +43,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy import device_runner
 from spiralprune.deploy.backends.base import InputMetadata
+from spiralprune.deploy.backends.engine_cache import build_key
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
 from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
@@ -184,9 +185,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         commands = ort_commands(target, settings)
     model_sha = sha256_file(model)
     builds = {k: c.get("build") for k, c in commands.items()} if target.backend == "trtexec" else commands["build"]
-    engine_key = hashlib.sha256(
-        json.dumps({"onnx": model_sha, "backend": target.backend, "build": builds}, sort_keys=True).encode()
-    ).hexdigest()[:24]
+    engine_key = build_key({"onnx": model_sha, "backend": target.backend, "build": builds})
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

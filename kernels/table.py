@@ -9,7 +9,6 @@ into place, so concurrent runs lose nothing and a killed one leaves no corrupt f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ import onnx
 
 from spiralprune.core.atomic import write_bytes
 from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import json_digest
 from spiralprune.deploy.backends import get_backend
 from spiralprune.deploy.backends.inputs import example_feed
 from spiralprune.deploy.fingerprint import physical_cores, target_fingerprint
@@ -77,7 +77,7 @@ def stable_fingerprint(
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(fingerprint, 16)
 
 
 class LatencyTable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.profiler import Paired
 from spiralprune.deploy.verdict import Outcome, Question, interval, percent
 from spiralprune.pipeline.acceptance import QualityLimit, format_value
@@ -21,20 +22,17 @@ from spiralprune.pipeline.tasks import Metric, Task
 
 @dataclass(frozen=True)
 class FinalBudget:
-    """The run's ``budget:`` (``spiralprune.deploy.budget.Budget``) made concrete by its teacher: a speedup over
-    the teacher and/or an absolute latency (or throughput), and a quality limit: ``metric`` at least
-    ``quality_limit`` (at most, lower-is-better), in shown units.
+    """The run's ``budget:`` (``spiralprune.deploy.budget.Budget``) made concrete by its teacher: its ``latency``
+    (a speedup over the teacher and/or an absolute latency or throughput at the run's ``batch``), and a quality
+    limit: ``metric`` at least ``quality_limit`` (at most, lower-is-better), in shown units.
 
-    Every latency part is a question to the judge (``spiralprune.deploy.verdict``), asked of every candidate
-    measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
-    and the predictor aim at, from the teacher measured alone when the run started.
+    Every latency limit is a question to the judge (``spiralprune.deploy.verdict``), asked of every candidate
+    measured in rounds beside the teacher (``final_questions``). ``final_ms`` is only the planning figure the
+    schedule and the predictor aim at, from the teacher measured alone when the run started.
     """
 
-    statistic: str
+    latency: LatencyBudget
     teacher_ms: float
-    min_speedup: float | None
-    max_ms: float | None
-    min_throughput: float | None
     batch: int
     metric: Metric
     teacher_quality: float
@@ -53,8 +51,7 @@ class FinalBudget:
         limits = [v for v in (quality.min if metric.higher_is_better else quality.max,
                               measured - sign * drop if drop is not None else None) if v is not None]
         limit = max(limits) if metric.higher_is_better else min(limits)
-        return cls(latency.statistic, teacher["statistic_ms"], latency.min_speedup, latency.max_ms,
-                   latency.min_throughput, config.input_shape[0], metric, measured, limit, teacher["metrics"])
+        return cls(latency, teacher["statistic_ms"], config.input_shape[0], metric, measured, limit, teacher["metrics"])
 
     def quality_rule(self) -> QualityLimit:
         """The run's quality limit as an acceptance rule (``spiralprune.pipeline.acceptance``)."""
@@ -64,39 +61,39 @@ class FinalBudget:
     @property
     def throughput_ms(self) -> float | None:
         """The latency limit ``min_throughput`` sets on one call of the run's batch."""
-        return None if self.min_throughput is None else 1000 * self.batch / self.min_throughput
+        return None if self.latency.min_throughput is None else 1000 * self.batch / self.latency.min_throughput
 
     @property
     def final_ms(self) -> float:
-        speedup_ms = self.teacher_ms / self.min_speedup if self.min_speedup else None
-        return min(v for v in (self.max_ms, speedup_ms, self.throughput_ms) if v)
+        latency = self.latency
+        speedup_ms = self.teacher_ms / latency.min_speedup if latency.min_speedup else None
+        return min(v for v in (latency.max_ms, speedup_ms, self.throughput_ms) if v)
 
-    def final_questions(self) -> list[Question]:
-        questions = []
-        if self.min_speedup is not None:
-            questions.append(Question("final speedup", "candidate", 1 / self.min_speedup, "teacher", self.statistic))
-        if self.max_ms is not None:
-            questions.append(Question("final max_ms", "candidate", self.max_ms, None, self.statistic))
-        if self.throughput_ms is not None:
-            questions.append(Question("final min_throughput", "candidate", self.throughput_ms, None, self.statistic))
-        return questions
+    def final_questions(self, subject: str = "candidate") -> list[Question]:
+        """The run's latency limits as the judge's questions about ``subject`` (the INT8 pass asks them of its
+        model), the speedup against the teacher: the gate's and compare's questions
+        (``LatencyBudget.questions``), named ``final max_ms``, ``final min_throughput``, ``final min_speedup``."""
+        return self.latency.questions(self.batch, subject, "teacher", prefix="final ")
 
     def describe(self) -> str:
-        parts = []
-        if self.min_speedup is not None:
-            parts.append(f"{self.statistic} speedup >= {self.min_speedup:.2f}x over the teacher, measured paired")
-        if self.max_ms is not None:
-            parts.append(f"{self.statistic} <= {self.max_ms:.3f} ms (upper confidence bound)")
+        latency, parts = self.latency, []
+        if latency.min_speedup is not None:
+            parts.append(f"{latency.statistic} speedup >= {latency.min_speedup:.2f}x over the teacher, measured paired")
+        if latency.max_ms is not None:
+            parts.append(f"{latency.statistic} <= {latency.max_ms:.3f} ms (upper confidence bound)")
         if self.throughput_ms is not None:
-            parts.append(f"throughput >= {self.min_throughput:g} items/s at batch {self.batch}: {self.statistic} <= "
-                         f"{self.throughput_ms:.3f} ms (upper confidence bound)")
+            parts.append(f"throughput >= {latency.min_throughput:g} items/s at batch {self.batch}: "
+                         f"{latency.statistic} <= {self.throughput_ms:.3f} ms (upper confidence bound)")
         m = self.metric
         return " and ".join(parts) + (f", {m.name} {'>=' if m.higher_is_better else '<='} "
                                       f"{format_value(self.quality_limit, m.unit)} (teacher "
                                       f"{format_value(self.teacher_quality, m.unit)})")
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "metric": dataclasses.asdict(self.metric), "final_ms": self.final_ms,
+        """The report's ``budget``: the latency limits flat beside the teacher's figures, as reports read them."""
+        flat = {k: v for k, v in self.__dict__.items() if k != "latency"}
+        limits = self.latency.model_dump(include={"statistic", "min_speedup", "max_ms", "min_throughput"})
+        return {**limits, **flat, "metric": dataclasses.asdict(self.metric), "final_ms": self.final_ms,
                 "final": self.describe()}
 
 

@@ -84,7 +84,7 @@ class Spiral:
             teacher_summary = measure_teacher(teacher, cfg, self.folder, self.data)
             budget = FinalBudget.of_teacher(cfg, teacher_summary, self.data.task)
             progress.console.print(
-                f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
+                f"teacher: {budget.latency.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
                 f"{format_value(budget.teacher_quality, budget.metric.unit)}; final budget: {budget.describe()}"
             )
             run = Run(cfg, self.folder, self.data, Trainee(teacher, (base_spec, plans)), budget, progress)

@@ -156,7 +156,7 @@ class Tries:
         work.mkdir(parents=True, exist_ok=True)
         target_ms = max(budget.final_ms, current.ms * (1 - reduction))
         final_step = target_ms <= budget.final_ms
-        step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
+        step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.latency.statistic)
         questions = [step_question, *budget.final_questions()]
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
         choice, student, paired, compiles = self._plan(name, work, step_question, questions, final_step, current,
@@ -202,8 +202,8 @@ class Tries:
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions],
             meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
-            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.statistic),
-            **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
+            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.latency.statistic),
+            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **measurement.summary(),
         )
         return entry, student, choice.plan
 

@@ -69,6 +69,12 @@ class FinalBudget:
         speedup_ms = self.teacher_ms / latency.min_speedup if latency.min_speedup else None
         return min(v for v in (latency.max_ms, speedup_ms, self.throughput_ms) if v)
 
+    def try_questions(self, target_ms: float, current: str, current_ms: float) -> TryQuestions:
+        """What a try aiming at ``target_ms`` asks of its candidate, measured beside ``current`` (at
+        ``current_ms`` when the step started) and the teacher: the step budget and the final questions."""
+        step = Question("step budget", "candidate", target_ms / current_ms, current, self.latency.statistic)
+        return TryQuestions(step, tuple(self.final_questions()), final_step=target_ms <= self.final_ms)
+
     def final_questions(self, subject: str = "candidate") -> list[Question]:
         """The run's latency limits as the judge's questions about ``subject`` (the INT8 pass asks them of its
         model), the speedup against the teacher: the gate's and compare's questions
@@ -97,28 +103,41 @@ class FinalBudget:
                 "final": self.describe()}
 
 
-def judged_questions(step: Question, questions: list[Question], final_step: bool) -> list[Question]:
-    """The questions that decide a try's latency: the step budget or, on a step aiming at the final
-    budget, every final question.
+@dataclass(frozen=True)
+class TryQuestions:
+    """What one try asks the judge, fixed before it measures (``FinalBudget.try_questions``): the ``step``
+    budget (the candidate against the current model) and the run's ``finals``; ``final_step``: the try
+    aims at the final budget. Every question is measured and recorded (``asked``); ``judged`` decide."""
 
-    There the step budget is the final budget in the teacher's planning figure (measured alone when
-    the run started) over the current model's; the final questions ask the same of the teacher
-    measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
-    the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
-    rejected on the step question)."""
-    return [q for q in questions if q.name != step.name] if final_step else [step]
+    step: Question
+    finals: tuple[Question, ...]
+    final_step: bool
 
+    @property
+    def asked(self) -> list[Question]:
+        return [self.step, *self.finals]
 
-def latency_outcome(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> Outcome:
-    """The judge on the questions that decide (``judged_questions``) together: ``misses`` when one
-    misses, ``meets`` when all meet, else ``undecided``."""
-    outcomes = {paired.verdict(q.name).outcome for q in judged_questions(step, questions, final_step)}
-    return "misses" if "misses" in outcomes else "undecided" if "undecided" in outcomes else "meets"
+    @property
+    def judged(self) -> list[Question]:
+        """The questions that decide the try's latency: the step budget or, on a step aiming at the final
+        budget, every final question.
 
+        There the step budget is the final budget in the teacher's planning figure (measured alone when
+        the run started) over the current model's; the final questions ask the same of the teacher
+        measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
+        the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
+        rejected on the step question)."""
+        return list(self.finals) if self.final_step else [self.step]
 
-def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
-    """The judge grants every question that decides (``judged_questions``)."""
-    return latency_outcome(paired, step, questions, final_step) == "meets"
+    def outcome(self, paired: Paired) -> Outcome:
+        """The judge on the ``judged`` questions together: ``misses`` when one misses, ``meets`` when all
+        meet, else ``undecided``."""
+        outcomes = {paired.verdict(q.name).outcome for q in self.judged}
+        return "misses" if "misses" in outcomes else "undecided" if "undecided" in outcomes else "meets"
+
+    def meets_final(self, paired: Paired) -> bool:
+        """The judge grants every final question: the candidate meets the run's budget in latency."""
+        return all(paired.verdict(q.name).meets for q in self.finals)
 
 
 def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:

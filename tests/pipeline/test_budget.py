@@ -41,3 +41,16 @@ def test_a_throughput_budget_says_its_items_per_second_and_the_latency_it_means(
     assert budget.describe() == ("throughput >= 500 items/s at batch 8: p50 <= 16.000 ms (upper confidence bound), "
                                  "accuracy >= 89.00% (teacher 90.00%)")
     assert budget.to_dict()["min_throughput"] == 500.0 and budget.to_dict()["batch"] == 8
+
+
+def test_a_try_is_judged_on_its_step_budget_until_it_aims_at_the_final_budget():
+    """Before a try measures, it knows what it asks: the step budget against the current model (recorded on every
+    try) and the final questions, which alone decide once the step aims at the final budget."""
+    budget = FinalBudget.of_teacher(run_config({"min_speedup": 2.0, "max_ms": 3.0}, batch=1), TEACHER,
+                                    task=build_task())
+    halfway = budget.try_questions(6.0, "step 1", 8.0)  # 6 ms, short of the final 3 ms
+    assert (halfway.step.name, halfway.step.reference, halfway.step.limit) == ("step budget", "step 1", 0.75)
+    assert halfway.asked == [halfway.step, *budget.final_questions()] and not halfway.final_step
+    assert halfway.judged == [halfway.step]
+    last = budget.try_questions(budget.final_ms, "step 2", 5.0)
+    assert last.final_step and last.judged == budget.final_questions() and last.asked[0] == last.step

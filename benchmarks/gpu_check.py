@@ -37,7 +37,7 @@ import torchvision
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spiralprune.deploy.atomic import write_json  # noqa: E402
+from spiralprune.core.atomic import write_json  # noqa: E402
 from spiralprune.deploy.fingerprint import gpu_info  # noqa: E402
 from spiralprune.deploy.profiler import ProfileSettings, profile_model  # noqa: E402
 

@@ -13,8 +13,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend, list_backends
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import target_fingerprint
 from spiralprune.deploy.profiler import ProfileSettings, profile_model
 

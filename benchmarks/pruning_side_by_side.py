@@ -52,8 +52,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
-from spiralprune.deploy.atomic import write_bytes, write_json
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_bytes, write_json
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.fingerprint import cpu_model
 from spiralprune.deploy.profiler import ProfileSettings, profile_model
 from spiralprune.kernels.layers import torch_layers
@@ -65,7 +65,6 @@ from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.train import distill
 from spiralprune.pipeline.evaluate import evaluate_onnx
-from spiralprune.pipeline.tasks import TaskConfig, build_task
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.passes.steps.config import ScheduleConfig
@@ -73,6 +72,7 @@ from spiralprune.pipeline.passes.steps.plan_search import PlanVerdict, choose_pl
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front
+from spiralprune.pipeline.tasks import TaskConfig, build_task
 from spiralprune.pipeline.teacher import trained_model
 
 ROOT = Path(__file__).resolve().parent.parent

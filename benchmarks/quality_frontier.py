@@ -85,7 +85,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spiralprune.deploy.atomic import write_bytes, write_json  # noqa: E402
+from spiralprune.core.atomic import write_bytes, write_json  # noqa: E402
 from spiralprune.deploy.fingerprint import cpu_model  # noqa: E402
 from spiralprune.deploy.profiler import profile_paired  # noqa: E402
 from spiralprune.deploy.verdict import Question  # noqa: E402
@@ -96,14 +96,14 @@ from spiralprune.pipeline.data import load_datasets  # noqa: E402
 from spiralprune.pipeline.distill.config import DistillConfig  # noqa: E402
 from spiralprune.pipeline.distill.train import distill  # noqa: E402
 from spiralprune.pipeline.evaluate import evaluate_onnx  # noqa: E402
-from spiralprune.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
 from spiralprune.pipeline.export import export_onnx  # noqa: E402
 from spiralprune.pipeline.measure import target_of  # noqa: E402
+from spiralprune.pipeline.passes.record import epochs_spent  # noqa: E402
 from spiralprune.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
 from spiralprune.pipeline.source import load_source  # noqa: E402
-from spiralprune.pipeline.passes.record import epochs_spent  # noqa: E402
 from spiralprune.pipeline.spiral import Spiral  # noqa: E402
+from spiralprune.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
 from spiralprune.pipeline.teacher import trained_model  # noqa: E402
 
 ARCHITECTURES = {

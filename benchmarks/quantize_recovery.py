@@ -43,16 +43,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from quality_frontier import ARCHITECTURES, TEACHER_TRAINING, teacher_export, train_teacher  # noqa: E402
 
-from spiralprune.deploy.atomic import write_json  # noqa: E402
+from spiralprune.core.atomic import write_json  # noqa: E402
 from spiralprune.deploy.fingerprint import cpu_model  # noqa: E402
 from spiralprune.deploy.profiler import Target  # noqa: E402
 from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
 from spiralprune.pipeline.casestudies.images import build_image_folder  # noqa: E402
 from spiralprune.pipeline.checkpoint import load_checkpoint  # noqa: E402
-from spiralprune.pipeline.passes.int8.config import QuantizeConfig  # noqa: E402
 from spiralprune.pipeline.data import load_datasets  # noqa: E402
 from spiralprune.pipeline.distill.config import DistillConfig  # noqa: E402
 from spiralprune.pipeline.export import export_onnx  # noqa: E402
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig  # noqa: E402
 from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized  # noqa: E402
 from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8  # noqa: E402
 

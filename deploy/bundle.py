@@ -7,10 +7,11 @@ bundle/
   model.onnx
   runner/spiralprune/__init__.py   the ``spiralprune`` package's own (with ``deploy/`` beside it, it adds nothing
                               to its path)
+  runner/spiralprune/core/*.py     the floor below ``deploy``, every module of it: errors, atomic, hashing
   runner/spiralprune/deploy/device_runner/*.py
                               the package that runs on the device (python3 + numpy; onnxruntime
                               for CPU targets), every module of it
-  runner/spiralprune/deploy/...    the few deploy modules it imports: errors, stats, sampling, verdict,
+  runner/spiralprune/deploy/...    the few deploy modules it imports: stats, sampling, verdict,
                               trtexec_parse, layer_profile, tensorrt_layers
 ```
 
@@ -36,14 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import spiralprune
+from spiralprune import core
+from spiralprune.core.atomic import publish_dir, write_bytes
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy import device_runner
 from spiralprune.deploy.backends.base import InputMetadata
-from spiralprune.deploy.atomic import publish_dir, write_bytes
+from spiralprune.deploy.backends.engine_cache import build_key
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
 from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
 from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import library_versions
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.target_profiles import Dla, TargetProfile
@@ -54,14 +57,16 @@ RUNNER_DIR = "runner"  # the bundle's folder that the device puts on PYTHONPATH
 RUNNER = "spiralprune.deploy.device_runner"  # the module the device runs: python3 -m spiralprune.deploy.device_runner
 _DEPLOY_DIR = Path(__file__).parent
 _PACKAGE_DIR = Path(device_runner.__file__).parent
-# The runner's package, every module of it, and what it imports from ``spiralprune.deploy``, under
-# ``runner/spiralprune/deploy/``, with the ``spiralprune`` package's own ``__init__``.
+_CORE_DIR = Path(core.__file__).parent
+# The runner's package, every module of it, the floor below ``deploy``, every module of it, and what the runner
+# imports from ``spiralprune.deploy``, under ``runner/spiralprune/``, with the ``spiralprune`` package's own
+# ``__init__``.
 RUNNER_FILES = {
     f"{RUNNER_DIR}/spiralprune/__init__.py": Path(spiralprune.__file__),
+    **{f"{RUNNER_DIR}/spiralprune/core/{path.name}": path for path in sorted(_CORE_DIR.glob("*.py"))},
     **{f"{RUNNER_DIR}/spiralprune/deploy/device_runner/{path.name}": path for path in sorted(_PACKAGE_DIR.glob("*.py"))},
     **{f"{RUNNER_DIR}/spiralprune/deploy/{name}.py": _DEPLOY_DIR / f"{name}.py"
-       for name in ("__init__", "errors", "stats", "sampling", "verdict", "trtexec_parse", "layer_profile",
-                    "tensorrt_layers")},
+       for name in ("__init__", "stats", "sampling", "verdict", "trtexec_parse", "layer_profile", "tensorrt_layers")},
 }
 
 
@@ -180,9 +185,7 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         commands = ort_commands(target, settings)
     model_sha = sha256_file(model)
     builds = {k: c.get("build") for k, c in commands.items()} if target.backend == "trtexec" else commands["build"]
-    engine_key = hashlib.sha256(
-        json.dumps({"onnx": model_sha, "backend": target.backend, "build": builds}, sort_keys=True).encode()
-    ).hexdigest()[:24]
+    engine_key = build_key({"onnx": model_sha, "backend": target.backend, "build": builds})
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

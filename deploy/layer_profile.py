@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.stats import median_ci
 
 # The share of a round's judged time that its profiled calls may take (the bound: 20 %).

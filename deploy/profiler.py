@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends import Runner, get_backend
 from spiralprune.deploy.backends.base import TraceRunner
-from spiralprune.deploy.atomic import write_bytes
 from spiralprune.deploy.backends.inputs import make_inputs
 from spiralprune.deploy.backends.onnx_io import data_dependent_ops
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import target_fingerprint
 from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, OrtLayerSampler, require_layer_backend
 from spiralprune.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from spiralprune.deploy.atomic import publish_dir
+from spiralprune.core.atomic import publish_dir
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.bundle import Bundle, runner_command
 from spiralprune.deploy.device_runner import ERROR_MARK
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.profiler import Profile
 from spiralprune.deploy.target_profiles import TargetProfile
 

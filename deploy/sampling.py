@@ -66,7 +66,7 @@ from typing import Callable  # not collections.abc: the alias below is evaluated
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.stats import median_ci_rel
 from spiralprune.deploy.verdict import Question, Verdict, judge, round_statistic
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import Budget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.validation import parse_yaml, validate
 

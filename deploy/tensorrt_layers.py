@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import ARITHMETIC, LayerProfile, LayerTiming, module_path, op_kind
 
 REFORMAT = "Reformatting CopyNode for "

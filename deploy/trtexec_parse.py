@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _METRIC = re.compile(r"\] \[I\] (?P<name>[A-Za-z0-9 \-]+?): (?P<body>min = .*)$")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

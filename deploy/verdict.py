@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.stats import median_ci
 
 Outcome = Literal["meets", "misses", "undecided"]

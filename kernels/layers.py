@@ -20,7 +20,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear, OpSignature
 
 

@@ -9,7 +9,6 @@ into place, so concurrent runs lose nothing and a killed one leaves no corrupt f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,10 +19,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import json_digest
 from spiralprune.deploy.backends import get_backend
-from spiralprune.deploy.atomic import write_bytes
 from spiralprune.deploy.backends.inputs import example_feed
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import physical_cores, target_fingerprint
 from spiralprune.deploy.profiler import Measurement, ProfileSettings, measure
 from spiralprune.deploy.stats import summarize
@@ -77,7 +77,7 @@ def stable_fingerprint(
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(fingerprint, 16)
 
 
 class LatencyTable:

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.verdict import Question, Verdict
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import Budget, ParityBudget
+from spiralprune.deploy.verdict import Question, Verdict
 from spiralprune.pipeline.tasks import Metric
 
 if TYPE_CHECKING:  # the parity check runs torch; judging its result does not

@@ -19,9 +19,9 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import BACKENDS
 from spiralprune.deploy.budget import LatencyBudget, ParityBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import Profile, Target, profile_model, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
@@ -45,8 +45,8 @@ from spiralprune.pipeline.gate.candidate import (
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiralprune.pipeline.gate.report import GateContext
-from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.models import given_modules
+from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder
 from spiralprune.pipeline.source import load_source

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.profiler import Paired
 from spiralprune.deploy.verdict import Outcome, Question, interval, percent
 from spiralprune.pipeline.acceptance import QualityLimit, format_value
@@ -21,20 +22,17 @@ from spiralprune.pipeline.tasks import Metric, Task
 
 @dataclass(frozen=True)
 class FinalBudget:
-    """The run's ``budget:`` (``spiralprune.deploy.budget.Budget``) made concrete by its teacher: a speedup over
-    the teacher and/or an absolute latency (or throughput), and a quality limit: ``metric`` at least
-    ``quality_limit`` (at most, lower-is-better), in shown units.
+    """The run's ``budget:`` (``spiralprune.deploy.budget.Budget``) made concrete by its teacher: its ``latency``
+    (a speedup over the teacher and/or an absolute latency or throughput at the run's ``batch``), and a quality
+    limit: ``metric`` at least ``quality_limit`` (at most, lower-is-better), in shown units.
 
-    Every latency part is a question to the judge (``spiralprune.deploy.verdict``), asked of every candidate
-    measured in rounds beside the teacher. ``final_ms`` is only the planning figure the schedule
-    and the predictor aim at, from the teacher measured alone when the run started.
+    Every latency limit is a question to the judge (``spiralprune.deploy.verdict``), asked of every candidate
+    measured in rounds beside the teacher (``final_questions``). ``final_ms`` is only the planning figure the
+    schedule and the predictor aim at, from the teacher measured alone when the run started.
     """
 
-    statistic: str
+    latency: LatencyBudget
     teacher_ms: float
-    min_speedup: float | None
-    max_ms: float | None
-    min_throughput: float | None
     batch: int
     metric: Metric
     teacher_quality: float
@@ -53,8 +51,7 @@ class FinalBudget:
         limits = [v for v in (quality.min if metric.higher_is_better else quality.max,
                               measured - sign * drop if drop is not None else None) if v is not None]
         limit = max(limits) if metric.higher_is_better else min(limits)
-        return cls(latency.statistic, teacher["statistic_ms"], latency.min_speedup, latency.max_ms,
-                   latency.min_throughput, config.input_shape[0], metric, measured, limit, teacher["metrics"])
+        return cls(latency, teacher["statistic_ms"], config.input_shape[0], metric, measured, limit, teacher["metrics"])
 
     def quality_rule(self) -> QualityLimit:
         """The run's quality limit as an acceptance rule (``spiralprune.pipeline.acceptance``)."""
@@ -64,64 +61,83 @@ class FinalBudget:
     @property
     def throughput_ms(self) -> float | None:
         """The latency limit ``min_throughput`` sets on one call of the run's batch."""
-        return None if self.min_throughput is None else 1000 * self.batch / self.min_throughput
+        return None if self.latency.min_throughput is None else 1000 * self.batch / self.latency.min_throughput
 
     @property
     def final_ms(self) -> float:
-        speedup_ms = self.teacher_ms / self.min_speedup if self.min_speedup else None
-        return min(v for v in (self.max_ms, speedup_ms, self.throughput_ms) if v)
+        latency = self.latency
+        speedup_ms = self.teacher_ms / latency.min_speedup if latency.min_speedup else None
+        return min(v for v in (latency.max_ms, speedup_ms, self.throughput_ms) if v)
 
-    def final_questions(self) -> list[Question]:
-        questions = []
-        if self.min_speedup is not None:
-            questions.append(Question("final speedup", "candidate", 1 / self.min_speedup, "teacher", self.statistic))
-        if self.max_ms is not None:
-            questions.append(Question("final max_ms", "candidate", self.max_ms, None, self.statistic))
-        if self.throughput_ms is not None:
-            questions.append(Question("final min_throughput", "candidate", self.throughput_ms, None, self.statistic))
-        return questions
+    def try_questions(self, target_ms: float, current: str, current_ms: float) -> TryQuestions:
+        """What a try aiming at ``target_ms`` asks of its candidate, measured beside ``current`` (at
+        ``current_ms`` when the step started) and the teacher: the step budget and the final questions."""
+        step = Question("step budget", "candidate", target_ms / current_ms, current, self.latency.statistic)
+        return TryQuestions(step, tuple(self.final_questions()), final_step=target_ms <= self.final_ms)
+
+    def final_questions(self, subject: str = "candidate") -> list[Question]:
+        """The run's latency limits as the judge's questions about ``subject`` (the INT8 pass asks them of its
+        model), the speedup against the teacher: the gate's and compare's questions
+        (``LatencyBudget.questions``), named ``final max_ms``, ``final min_throughput``, ``final min_speedup``."""
+        return self.latency.questions(self.batch, subject, "teacher", prefix="final ")
 
     def describe(self) -> str:
-        parts = []
-        if self.min_speedup is not None:
-            parts.append(f"{self.statistic} speedup >= {self.min_speedup:.2f}x over the teacher, measured paired")
-        if self.max_ms is not None:
-            parts.append(f"{self.statistic} <= {self.max_ms:.3f} ms (upper confidence bound)")
+        latency, parts = self.latency, []
+        if latency.min_speedup is not None:
+            parts.append(f"{latency.statistic} speedup >= {latency.min_speedup:.2f}x over the teacher, measured paired")
+        if latency.max_ms is not None:
+            parts.append(f"{latency.statistic} <= {latency.max_ms:.3f} ms (upper confidence bound)")
         if self.throughput_ms is not None:
-            parts.append(f"throughput >= {self.min_throughput:g} items/s at batch {self.batch}: {self.statistic} <= "
-                         f"{self.throughput_ms:.3f} ms (upper confidence bound)")
+            parts.append(f"throughput >= {latency.min_throughput:g} items/s at batch {self.batch}: "
+                         f"{latency.statistic} <= {self.throughput_ms:.3f} ms (upper confidence bound)")
         m = self.metric
         return " and ".join(parts) + (f", {m.name} {'>=' if m.higher_is_better else '<='} "
                                       f"{format_value(self.quality_limit, m.unit)} (teacher "
                                       f"{format_value(self.teacher_quality, m.unit)})")
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "metric": dataclasses.asdict(self.metric), "final_ms": self.final_ms,
+        """The report's ``budget``: the latency limits flat beside the teacher's figures, as reports read them."""
+        flat = {k: v for k, v in self.__dict__.items() if k != "latency"}
+        limits = self.latency.model_dump(include={"statistic", "min_speedup", "max_ms", "min_throughput"})
+        return {**limits, **flat, "metric": dataclasses.asdict(self.metric), "final_ms": self.final_ms,
                 "final": self.describe()}
 
 
-def judged_questions(step: Question, questions: list[Question], final_step: bool) -> list[Question]:
-    """The questions that decide a try's latency: the step budget or, on a step aiming at the final
-    budget, every final question.
+@dataclass(frozen=True)
+class TryQuestions:
+    """What one try asks the judge, fixed before it measures (``FinalBudget.try_questions``): the ``step``
+    budget (the candidate against the current model) and the run's ``finals``; ``final_step``: the try
+    aims at the final budget. Every question is measured and recorded (``asked``); ``judged`` decide."""
 
-    There the step budget is the final budget in the teacher's planning figure (measured alone when
-    the run started) over the current model's; the final questions ask the same of the teacher
-    measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
-    the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
-    rejected on the step question)."""
-    return [q for q in questions if q.name != step.name] if final_step else [step]
+    step: Question
+    finals: tuple[Question, ...]
+    final_step: bool
 
+    @property
+    def asked(self) -> list[Question]:
+        return [self.step, *self.finals]
 
-def latency_outcome(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> Outcome:
-    """The judge on the questions that decide (``judged_questions``) together: ``misses`` when one
-    misses, ``meets`` when all meet, else ``undecided``."""
-    outcomes = {paired.verdict(q.name).outcome for q in judged_questions(step, questions, final_step)}
-    return "misses" if "misses" in outcomes else "undecided" if "undecided" in outcomes else "meets"
+    @property
+    def judged(self) -> list[Question]:
+        """The questions that decide the try's latency: the step budget or, on a step aiming at the final
+        budget, every final question.
 
+        There the step budget is the final budget in the teacher's planning figure (measured alone when
+        the run started) over the current model's; the final questions ask the same of the teacher
+        measured in the same rounds, so they decide, and a stale planning figure cannot reject a plan
+        the judge finds meets the final budget (ResNet at 4x, 2026-12-03: 4.07x over the teacher,
+        rejected on the step question)."""
+        return list(self.finals) if self.final_step else [self.step]
 
-def latency_met(paired: Paired, step: Question, questions: list[Question], final_step: bool) -> bool:
-    """The judge grants every question that decides (``judged_questions``)."""
-    return latency_outcome(paired, step, questions, final_step) == "meets"
+    def outcome(self, paired: Paired) -> Outcome:
+        """The judge on the ``judged`` questions together: ``misses`` when one misses, ``meets`` when all
+        meet, else ``undecided``."""
+        outcomes = {paired.verdict(q.name).outcome for q in self.judged}
+        return "misses" if "misses" in outcomes else "undecided" if "undecided" in outcomes else "meets"
+
+    def meets_final(self, paired: Paired) -> bool:
+        """The judge grants every final question: the candidate meets the run's budget in latency."""
+        return all(paired.verdict(q.name).meets for q in self.finals)
 
 
 def paired_speedup(paired: Paired, statistic: str, subject: str = "candidate") -> dict:

@@ -17,8 +17,8 @@ from typing import Any
 from safetensors.torch import load_file, save
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.atomic import publish_dir, write_bytes, write_json
+from spiralprune.core.atomic import publish_dir, write_bytes, write_json
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.prune import PruningPlan, apply_plan, example_input

@@ -18,8 +18,8 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from spiralprune import __version__
-from spiralprune.deploy.atomic import write_text
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_text
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.exit_codes import EPILOG, HELP_WIDTH, ExitCode
 from spiralprune.pipeline.specs import trusting_model_code
 

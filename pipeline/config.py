@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
 from spiralprune.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget, filled
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.validation import read_yaml, validate
 from spiralprune.pipeline.distill.config import DistillConfig
@@ -81,7 +81,7 @@ class TargetConfig(_Strict):
 def check_quality(budget: QualityBudget, task: "Task", where: str) -> None:
     """``budget`` fits ``task``: a metric it measures, a bound in the metric's direction, percentages
     within 0..100."""
-    from spiralprune.deploy.errors import InputError
+    from spiralprune.core.errors import InputError
 
     try:
         metric = task.quality(budget.name)

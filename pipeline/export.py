@@ -11,10 +11,10 @@ import onnx
 import torch
 from torch import nn
 
-from spiralprune.deploy.atomic import temp_file_beside
+from spiralprune.core.atomic import temp_file_beside
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
 from spiralprune.deploy.budget import ParityBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.kernels import OPSET
 from spiralprune.pipeline.tasks import Task, build_task, output_names, outputs_of
 

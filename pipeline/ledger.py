@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from spiralprune import __version__
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.passes import PASSES
 from spiralprune.pipeline.passes.record import VERSION, LedgerEntry

@@ -14,7 +14,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.utils.data import Dataset
 
-from spiralprune.deploy.atomic import write_json
+from spiralprune.core.atomic import write_json
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
 from spiralprune.deploy.sampling import Rounds

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 import yaml
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.specs import resolve_callable
 
 # The keywords that make a builder fetch pretrained weights: torchvision's two, timm's one.

@@ -20,12 +20,12 @@ what ``spiralprune export`` exports) is the last accepted line with one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from spiralprune.deploy.atomic import write_json
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_json
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import json_digest
 from spiralprune.deploy.validation import contained
 from spiralprune.pipeline.ledger import read_ledger, repair_ledger
 from spiralprune.pipeline.passes.record import LedgerEntry
@@ -37,7 +37,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a run's config.json takes a few kB
 
 
 def config_digest(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(data, 16)
 
 
 def last_accepted(entries: list[LedgerEntry], *, with_checkpoint: bool = False) -> LedgerEntry | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.checkpoint import load_checkpoint
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.prune import example_input

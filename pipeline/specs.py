@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 PACKAGE = "spiralprune."  # spiral's import name since 2026-12-07
 # What a name of spiral's own read before: ``spiral.…``, and before that bare (``pipeline.…``).

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from spiralprune.deploy.atomic import publish_dir, write_bytes
+from spiralprune.core.atomic import publish_dir, write_bytes
 from spiralprune.pipeline.acceptance import format_value
 from spiralprune.pipeline.budget import FinalBudget, quality_text
 from spiralprune.pipeline.checkpoint import save_checkpoint
@@ -84,7 +84,7 @@ class Spiral:
             teacher_summary = measure_teacher(teacher, cfg, self.folder, self.data)
             budget = FinalBudget.of_teacher(cfg, teacher_summary, self.data.task)
             progress.console.print(
-                f"teacher: {budget.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
+                f"teacher: {budget.latency.statistic} {budget.teacher_ms:.3f} ms, {budget.metric.name} "
                 f"{format_value(budget.teacher_quality, budget.metric.unit)}; final budget: {budget.describe()}"
             )
             run = Run(cfg, self.folder, self.data, Trainee(teacher, (base_spec, plans)), budget, progress)

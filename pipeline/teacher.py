@@ -24,18 +24,18 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiralprune.deploy.atomic import write_bytes, write_json
-from spiralprune.deploy.device_runner.manifest import sha256_file
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_bytes, write_json
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
-from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.data import DataSplits, LoaderSettings, load_data
+from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
-from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.prune.group import Calibration
+from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import former_spellings
 from spiralprune.pipeline.tasks import Task, outputs_of

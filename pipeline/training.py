@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import DistributedConfig, RunConfig
 from spiralprune.pipeline.data import LoaderSettings

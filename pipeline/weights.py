@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 PREFIXES = ("module.", "model.", "_orig_mod.")
 WRAPPERS = ("state_dict", "model_state_dict", "model", "net")

@@ -1,9 +1,9 @@
-"""spiral's one import name, ``spiralprune``: ``spiralprune.pipeline``, ``.kernels`` and ``.deploy``.
+"""spiral's one import name, ``spiralprune``: ``spiralprune.pipeline``, ``.kernels``, ``.deploy`` and ``.core``.
 
 ``spiral`` is other distributions' import name (docs/install.md, "The name").
 
 Installed, they are folders inside this package (pyproject.toml maps the repository's ``pipeline/``,
-``kernels/`` and ``deploy/`` there), so spiral owns no top-level name that another distribution
+``kernels/``, ``deploy/`` and ``core/`` there), so spiral owns no top-level name that another distribution
 (Hugging Face's ``kernels``, say) may own too. In the source tree (``PYTHONPATH=.``, as the GPU
 machine and the tests run it) they are the repository's top-level folders beside this one: there the
 repository root joins the package's path, and only there, so an installed spiral never looks beside
@@ -14,15 +14,16 @@ import importlib
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-if not any((_HERE / name).is_dir() for name in ("pipeline", "kernels", "deploy")):
+if not any((_HERE / name).is_dir() for name in ("pipeline", "kernels", "deploy", "core")):
     __path__.append(str(_HERE.parent))
 
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it
 
-from spiralprune.deploy.errors import InputError  # noqa: E402  (after the path above; shipped to devices too)
+from spiralprune.core.errors import InputError  # noqa: E402  (after the path above; shipped to devices too)
 
 # The Python API, ``spiralprune.pipeline.api``: imported on first use, so ``import spiral`` stays light and the
-# device runner (which ships this file and ``spiralprune.deploy``, not ``spiralprune.pipeline``) never imports it.
+# device runner (which ships this file, ``spiralprune.core`` and ``spiralprune.deploy``, not ``spiralprune.pipeline``)
+# never imports it.
 _API = ("Exported", "Result", "compare", "export", "load", "profile", "shrink")
 __all__ = ["InputError", *_API, "__version__"]
 

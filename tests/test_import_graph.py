@@ -1,8 +1,9 @@
-"""The import graph of the three packages: no cycle, and the arrows one way (pipeline -> kernels -> deploy).
+"""The import graph of the four packages: no cycle, and the arrows one way (pipeline -> kernels -> deploy -> core),
+with ``core`` (shipped to devices with the runner) on the standard library alone.
 
-The packages are the repository's top-level folders, imported as ``spiralprune.pipeline``, ``spiralprune.kernels``
-and ``spiralprune.deploy`` (spiral/__init__.py); nothing of ours names them by the bare folder name, which
-in an installed environment is another distribution's package, if any.
+The packages are the repository's top-level folders, imported as ``spiralprune.pipeline``, ``spiralprune.kernels``,
+``spiralprune.deploy`` and ``spiralprune.core`` (spiralprune/__init__.py); nothing of ours names them by the bare
+folder name, which in an installed environment is another distribution's package, if any.
 
 Every import counts: module level, inside functions and under ``TYPE_CHECKING``, since each one is
 a dependency a reader has to follow. Package ``__init__`` files re-exporting their own submodules
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "spiral"  # the import name the packages install under
-PACKAGES = ("pipeline", "kernels", "deploy")
-MAY_IMPORT = {"deploy": {"deploy"}, "kernels": {"kernels", "deploy"}, "pipeline": set(PACKAGES)}
+NAME = "spiralprune"  # the import name the packages install under
+PACKAGES = ("pipeline", "kernels", "deploy", "core")
+MAY_IMPORT = {"core": {"core"}, "deploy": {"deploy", "core"}, "kernels": {"kernels", "deploy", "core"},
+              "pipeline": set(PACKAGES)}
 # Where our Python lives: the packages, the import name's own folder, the tests and the benchmarks.
 SOURCES = (*PACKAGES, NAME, "tests", "benchmarks")
 # What else names our modules: specs in configs, ``-m`` targets in the Makefile, the docs.
@@ -40,6 +43,22 @@ def _layer(module: str) -> str:
     return module.split(".")[1]
 
 
+def imported_names(name: str, path: Path) -> list[str]:
+    """Every name module ``name`` (at ``path``) imports, relative imports resolved: ``a.b`` for ``from a import b``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            targets += [f"{base}.{alias.name}" for alias in node.names]
+    return targets
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
 
@@ -50,17 +69,7 @@ def import_graph() -> dict[str, set[str]]:
 
     edges: dict[str, set[str]] = {}
     for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets = []
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join([*parts, base] if base else parts)
-                targets += [f"{base}.{alias.name}" for alias in node.names]
+        targets = imported_names(name, path)
         edges[name] = {
             target
             for target in map(resolve, targets)
@@ -120,6 +129,19 @@ def test_the_arrows_point_one_way() -> None:
     assert wrong == []
 
 
+def test_core_imports_the_standard_library_alone() -> None:
+    """``core`` runs on a device beside the runner, where only Python is sure to be: nothing outside the standard
+    library (numpy included) and nothing of ours but ``core``."""
+    wrong = [
+        f"{name} -> {target}"
+        for name, path in _modules().items()
+        if _layer(name) == "core"
+        for target in imported_names(name, path)
+        if not (target.split(".")[0] in sys.stdlib_module_names or target.startswith(f"{NAME}.core."))
+    ]
+    assert wrong == []
+
+
 def bare_names(source: str) -> list[str]:
     """Names of our modules that ``source`` imports or spells (a spec, a ``-m`` target, a patch target, a
     docstring) by the bare folder name: ``pipeline.cli`` where ``spiralprune.pipeline.cli`` is meant.
@@ -141,10 +163,10 @@ def _is_ours(package: str, child: str) -> bool:
 
 def test_the_bare_name_finder_finds_imports_and_names() -> None:
     source = (
-        "import kernels\nimport deploy.errors as e\nfrom pipeline.cli import main\nfrom pipeline import specs\n"
+        "import kernels\nimport core.errors as e\nfrom pipeline.cli import main\nfrom pipeline import specs\n"
         "SPEC = 'pipeline.zoo.digits_resnet:digits_resnet'\nARGV = ['-m', 'pipeline.cli']\n"
     )
-    assert bare_names(source) == ["kernels", "deploy.errors", "pipeline.cli", "pipeline",
+    assert bare_names(source) == ["kernels", "core.errors", "pipeline.cli", "pipeline",
                                   "pipeline.zoo", "pipeline.cli"]
     ours = (
         "import spiralprune.kernels\nfrom spiralprune.pipeline.cli import main\nfrom .errors import InputError\n"

@@ -1,11 +1,11 @@
-"""Installed, spiral owns one top-level import name, ``spiral``: the repository's ``pipeline/``, ``kernels/``
-and ``deploy/`` install as ``spiralprune.pipeline``, ``spiralprune.kernels`` and ``spiralprune.deploy``, so that spiral
-installs beside other distributions that own ``pipeline``, ``kernels`` (Hugging Face's) or ``deploy``
-without breaking them or being broken by them.
+"""Installed, spiral owns one top-level import name, ``spiral``: the repository's ``pipeline/``, ``kernels/``,
+``deploy/`` and ``core/`` install as ``spiralprune.pipeline``, ``spiralprune.kernels``, ``spiralprune.deploy`` and
+``spiralprune.core``, so that spiral installs beside other distributions that own ``pipeline``, ``kernels`` (Hugging
+Face's), ``deploy`` or ``core`` without breaking them or being broken by them.
 
 The wheel is built here from a copy of the source with this environment's setuptools and installed,
 offline, into a fresh environment (without torch: only modules that need the standard library alone
-are imported there) beside a distribution that owns the three bare names."""
+are imported there) beside a distribution that owns the four bare names."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "spiralprune"
-LAYERS = ("pipeline", "kernels", "deploy")
+LAYERS = ("pipeline", "kernels", "deploy", "core")
 # Top-level names other distributions install: the layers' (Hugging Face's ``kernels``, say) and ``spiral``
 # (spiral-sdk's and pyspiral's import name; the distribution ``spiral`` on PyPI is a third project).
 OTHERS = (*LAYERS, "spiral")
@@ -55,8 +55,8 @@ def _pip(*args: str | Path) -> None:
 
 
 def _other_distribution(folder: Path) -> Path:
-    """A distribution of someone else's that owns the top-level packages ``pipeline``, ``kernels``, ``deploy``
-    and ``spiral``."""
+    """A distribution of someone else's that owns the top-level packages ``pipeline``, ``kernels``, ``deploy``,
+    ``core`` and ``spiral``."""
     folder.mkdir()
     (folder / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
@@ -70,7 +70,7 @@ def _other_distribution(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_the_wheel_installs_beside_other_pipeline_kernels_deploy_and_spiral(tmp_path: Path) -> None:
+def test_the_wheel_installs_beside_other_pipeline_kernels_deploy_core_and_spiral(tmp_path: Path) -> None:
     pytest.importorskip("setuptools", minversion="70.1", reason="the wheel is built offline with setuptools>=70.1")
     source = tmp_path / "source"
     source.mkdir()
@@ -96,14 +96,14 @@ def test_the_wheel_installs_beside_other_pipeline_kernels_deploy_and_spiral(tmp_
     _pip("--python", python, "install", "--no-deps", "--no-index", "--no-cache-dir", *sorted(wheels.glob("*.whl")))
     check = f"""
 import importlib.metadata, importlib.resources, json, sys
-import deploy, kernels, pipeline, spiral
-import spiralprune, spiralprune.deploy.errors, spiralprune.deploy.fingerprint, spiralprune.deploy.trtexec_parse
+import core, deploy, kernels, pipeline, spiral
+import spiralprune, spiralprune.core.errors, spiralprune.deploy.fingerprint, spiralprune.deploy.trtexec_parse
 from spiralprune.deploy.device_runner.steps import RUNNER_ROOT
 (script,) = importlib.metadata.entry_points(group="console_scripts", name="{NAME}")
 print(json.dumps({{
-    "owners": [deploy.OWNER, kernels.OWNER, pipeline.OWNER, spiral.OWNER],
+    "owners": [core.OWNER, deploy.OWNER, kernels.OWNER, pipeline.OWNER, spiral.OWNER],
     "spiral_path": list(spiralprune.__path__),
-    "errors": spiralprune.deploy.errors.__file__,
+    "errors": spiralprune.core.errors.__file__,
     "runner_root": str(RUNNER_ROOT),
     "targets": sorted(e.name for e in (importlib.resources.files("spiralprune.deploy") / "targets").iterdir()),
     "script": script.value,
@@ -113,9 +113,9 @@ print(json.dumps({{
     done = subprocess.run([python, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, check=True)
     found = json.loads(done.stdout)
     (site,) = [Path(p).resolve() for p in found["site"]]
-    assert found["owners"] == ["other"] * 4  # theirs, untouched by spiralprune
+    assert found["owners"] == ["other"] * 5  # theirs, untouched by spiralprune
     assert [Path(p).resolve() for p in found["spiral_path"]] == [site / NAME]  # nothing beside it joins the package
-    assert Path(found["errors"]).resolve() == site / NAME / "deploy" / "errors.py"
+    assert Path(found["errors"]).resolve() == site / NAME / "core" / "errors.py"
     assert Path(found["runner_root"]) == site
     assert found["targets"] == sorted(p.name for p in (ROOT / "deploy" / "targets").glob("*.yaml"))
     assert found["script"] == "spiralprune.pipeline.cli:main"

@@ -61,7 +61,7 @@ def test_the_gpu_image_installs_dependencies_before_the_code_and_runs_as_a_user(
         r"COPY pyproject.toml constraints.txt", r"RUN .*pip install -r .* -c constraints.txt",
         r"COPY spiralprune ", r"RUN python -m pip install --no-deps \.", r"USER ", r"ENTRYPOINT")}
     assert list(index.values()) == sorted(index.values())
-    assert not any(re.match(r"COPY (pipeline|kernels|deploy|spiralprune)\b", line)
+    assert not any(re.match(r"COPY (pipeline|kernels|deploy|core|spiralprune)\b", line)
                    for line in lines[:index[r"RUN .*pip install -r .* -c constraints.txt"]])
     user = lines[index[r"USER "]].split()[1]
     assert user not in ("root", "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
 from spiralprune.deploy.backends.ort_cpu import OrtCpuBackend
 from spiralprune.deploy.backends.ort_cuda import OrtCudaBackend
@@ -10,7 +11,6 @@ from spiralprune.deploy.backends.tensorrt_native import TensorrtBackend
 from spiralprune.deploy.backends.torch_compile import TorchCompileBackend
 from spiralprune.deploy.backends.torch_eager import TorchEagerBackend
 from spiralprune.deploy.backends.trtexec import TrtexecBackend
-from spiralprune.deploy.errors import InputError
 
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls

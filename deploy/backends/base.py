@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import LayerProfile
 
 InputMetadata = dict[str, tuple[list[int | str | None], np.dtype]]

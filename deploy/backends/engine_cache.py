@@ -4,19 +4,19 @@ one differ from another: the ONNX file's content (sha256) and every fact its bui
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.atomic import write_bytes
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.hashing import json_digest
 
 
 def build_key(facts: dict[str, Any]) -> str:
     """The cache key of a compiled file built from ``facts`` (JSON values, the ONNX file's sha256 among them)."""
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+    return json_digest(facts, 24)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import InputMetadata
-from spiralprune.deploy.errors import InputError
 
 
 def make_inputs(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import InputMetadata
-from spiralprune.deploy.errors import InputError
 
 
 def read_onnx_io(model_path: Path) -> tuple[InputMetadata, list[str]]:

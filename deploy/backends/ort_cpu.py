@@ -14,11 +14,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.atomic import temp_file_beside, write_json
+from spiralprune.core.atomic import temp_file_beside, write_json
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends.base import Backend, Runner
 from spiralprune.deploy.backends.engine_cache import build_key
 from spiralprune.deploy.backends.ort_session import OrtRunner, create_session
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import cpu_flags, cpu_model, physical_cores
 
 ERROR_ONLY = 3  # ONNX Runtime's log severity: saving an NCHWc graph warns that it fits this CPU only (the key says so)

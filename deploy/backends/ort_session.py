@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import InputMetadata, Runner
-from spiralprune.deploy.errors import InputError
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,

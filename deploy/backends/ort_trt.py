@@ -14,12 +14,12 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
 from spiralprune.deploy.backends.engine_cache import build_key
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
 from spiralprune.deploy.backends.ort_session import OrtDeviceRunner, create_session, gpu_provider_availability, require_provider
-from spiralprune.deploy.device_runner.manifest import sha256_file
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import gpu_info
 
 PROVIDER = "TensorrtExecutionProvider"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.atomic import write_bytes
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.engine_cache import EngineSpec
-from spiralprune.deploy.errors import InputError
 
 
 def trt_major(version: str) -> int:

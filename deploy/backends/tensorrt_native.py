@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
 from spiralprune.deploy.backends.cuda_runtime import DeviceBuffer, Stream, device_name
 from spiralprune.deploy.backends.engine_cache import EngineSpec
 from spiralprune.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import gpu_info
 from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler
 from spiralprune.deploy.tensorrt_layers import parse_layer_info, tensorrt_profile

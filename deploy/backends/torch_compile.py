@@ -6,10 +6,10 @@ import os
 import shutil
 from typing import Any
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import Backend, Runner
 from spiralprune.deploy.backends.inputs import example_feed
 from spiralprune.deploy.backends.torch_runner import TorchRunner, prepare_module, torch_availability
-from spiralprune.deploy.errors import InputError
 
 RECOMPILE_LIMIT = 256
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.fingerprint import gpu_clocks, physical_cores
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends.base import Backend, InputMetadata, Runner, Trace, TraceRunner
 from spiralprune.deploy.backends.engine_cache import EngineSpec
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
 from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import gpu_info
 from spiralprune.deploy.tensorrt_layers import parse_trtexec_profile
 from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version

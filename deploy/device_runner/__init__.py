@@ -1,7 +1,7 @@
 """The half of ``spiralprune deploy`` that runs on the device, shipped inside the bundle.
 
 The bundle carries this package as ``runner/spiralprune/deploy/device_runner/`` beside the few ``deploy``
-modules it imports; in the bundle folder the device runs
+modules it imports and ``spiralprune.core`` whole; in the bundle folder the device runs
 
     PYTHONPATH=runner python3 -m spiralprune.deploy.device_runner run --bundle . --manifest-sha256 HEX --cache DIR
 
@@ -15,7 +15,7 @@ profile it (and its layers) with the manifest's exact command while ``tegrastats
 ``ort-profile``).
 
 It needs Python 3.8 and the standard library, numpy to summarize, and onnxruntime for CPU targets (onnx
-too for their per-layer profile). It imports only the modules shipped with it (``deploy/errors.py``,
+too for their per-layer profile). It imports only the modules shipped with it (``core/``,
 ``deploy/stats.py``, ``deploy/sampling.py`` and ``deploy/verdict.py``, whose rounds every spiral measurement
 uses, ``deploy/trtexec_parse.py``, and ``deploy/layer_profile.py`` with ``deploy/tensorrt_layers.py`` for the
 layers' profile). A failure is one line ``SPIRAL-DEVICE-ERROR <kind>: <message>`` on
@@ -36,10 +36,10 @@ from .engine_cache import BUILD_TIMEOUT_S, ENGINE_FILE, build_engine, cache_entr
 from .errors import ERROR_MARK, EXIT_ERROR, DeviceError, say
 from .facts import (count_physical_cores, cpu_model, device_facts, parse_cpuinfo_cores, parse_nv_tegra_release,
                     parse_nvpmodel, power_mode, read_clocks, sysfs_cores)
-from .manifest import MANIFEST, sha256_file, verify_bundle
+from .manifest import MANIFEST, verify_bundle
 from .ort_steps import ort_build, ort_profile
 from .power import check_power
-from .results import SCHEMA_VERSION, consecutive_rounds, measurement, profile_json, read_trace, write_json
+from .results import SCHEMA_VERSION, consecutive_rounds, measurement, profile_json, read_trace
 from .runtimes import ort_commands, trtexec_commands, version_matches
 from .steps import fill, run_quiet, run_step
 from .tegrastats import Tegrastats, parse_tegrastats
@@ -49,6 +49,6 @@ __all__ = [
     "Tegrastats", "build_engine", "cache_entry", "check_power", "consecutive_rounds", "count_physical_cores",
     "cpu_model", "device_facts", "fill", "main", "measurement", "ort_build", "ort_commands", "ort_profile",
     "parse_cpuinfo_cores", "parse_nv_tegra_release", "parse_nvpmodel", "parse_tegrastats", "power_mode",
-    "profile_json", "read_clocks", "read_trace", "run", "run_quiet", "run_step", "say", "sha256_file",
-    "sysfs_cores", "trtexec_commands", "verify_bundle", "version_matches", "write_json",
+    "profile_json", "read_clocks", "read_trace", "run", "run_quiet", "run_step", "say",
+    "sysfs_cores", "trtexec_commands", "verify_bundle", "version_matches",
 ]

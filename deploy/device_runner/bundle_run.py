@@ -7,12 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from spiralprune.core.atomic import write_json
+
 from .engine_cache import ENGINE_FILE, build_engine, cache_entry
 from .errors import say
 from .facts import device_facts
 from .manifest import verify_bundle
 from .power import check_power
-from .results import measurement, profile_json, read_trace, write_json
+from .results import measurement, profile_json, read_trace
 from .runtimes import ort_commands, trtexec_commands
 from .steps import fill, run_step
 from .tegrastats import Tegrastats

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spiralprune.core.atomic import write_json
+
 from .errors import NO_SPACE, DeviceError
-from .results import write_json
 
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64", "tensor(int8)": "int8",

@@ -1,13 +1,12 @@
-"""What the device sends back: the measurement read from the profile step's trace, ``profile.json`` in
-the schema of ``spiralprune.deploy.profiler.Profile``, written whole or not at all. Its measurement carries
-the layers' profile (``spiralprune.deploy.layer_profile.LayerProfile.record``: ONNX Runtime's per round, or
-trtexec's separate profiling run) explained against the measured rounds; the host checks the layers and
-explains them again (``spiralprune.deploy.remote.read_device_profile``)."""
+"""What the device sends back: the measurement read from the profile step's trace and ``profile.json`` in
+the schema of ``spiralprune.deploy.profiler.Profile`` (written whole or not at all by ``spiralprune.core.atomic``).
+Its measurement carries the layers' profile (``spiralprune.deploy.layer_profile.LayerProfile.record``: ONNX
+Runtime's per round, or trtexec's separate profiling run) explained against the measured rounds; the host checks
+the layers and explains them again (``spiralprune.deploy.remote.read_device_profile``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ def read_trace(manifest: dict, output: str, times: Path, layers: Path, layer_inf
     the layers' profile (ONNX Runtime's, in the times file; trtexec's, from its profile and layer files)."""
     if manifest["backend"] == "ort-cpu":
         return json.loads(times.read_text())
-    from spiralprune.deploy.errors import InputError
+    from spiralprune.core.errors import InputError
     from spiralprune.deploy.tensorrt_layers import parse_trtexec_profile
     from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary
 
@@ -110,9 +109,3 @@ def profile_json(manifest: dict, facts: dict, runner_settings: dict, m: dict) ->
         "settings": {**manifest["profile_settings"], "inputs": "random"},
         "measurements": [m],
     }
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(str(tmp), str(path))

@@ -17,7 +17,7 @@ def version_matches(version: tuple[int, ...], supported: str) -> bool:
 
 def trtexec_commands(manifest: dict, facts: dict) -> tuple[str, dict]:
     """(runtime tag, {"build", "profile"}) for the TensorRT version that this device's trtexec reports."""
-    from spiralprune.deploy.errors import InputError
+    from spiralprune.core.errors import InputError
     from spiralprune.deploy.trtexec_parse import parse_version
 
     try:

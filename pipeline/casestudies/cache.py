@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from spiralprune.deploy.errors import InputError
-from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.core.atomic import publish_dir, write_json
+from spiralprune.core.errors import InputError
 
 # Relative to the working directory, like the run directories under runs/.
 DATA_DIR = Path("runs/data")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 
 def run_builder(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies.cache import DATA_DIR, cached_build, require_source
 from spiralprune.pipeline.casestudies.cli import run_builder
 

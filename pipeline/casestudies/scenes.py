@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies.cache import require_source
 from spiralprune.pipeline.casestudies.images import CLASSES, FASHION_MNIST, read_idx
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import TensorDataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies.cache import DATA_DIR, cached_build, load_split_arrays, require_source
 from spiralprune.pipeline.casestudies.cli import run_builder
 

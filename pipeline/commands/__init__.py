@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 LOG_WIDTH = 160  # where no terminal is (a CI log, a file) and COLUMNS is not set: tables at this width
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the union of the backends' own; a backend refuses what it cannot build

@@ -8,13 +8,14 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import BACKENDS
 from spiralprune.deploy.budget import LatencyBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import Target, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import STATISTICS
+from spiralprune.pipeline.commands import add_backend_argument, add_batch_argument, add_precision_argument
 from spiralprune.pipeline.compare.history import build_history
 from spiralprune.pipeline.compare.profiles import (
     BASE, NEW, REGRESSION_BUDGET, compare_runs, paired_comparison, regression_budget, regression_question,
@@ -29,7 +30,6 @@ from spiralprune.pipeline.compare.report import (
     history_json,
     history_markdown,
 )
-from spiralprune.pipeline.commands import add_backend_argument, add_batch_argument, add_precision_argument
 from spiralprune.pipeline.exit_codes import ExitCode
 from spiralprune.pipeline.report.outputs import write_outputs
 

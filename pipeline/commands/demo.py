@@ -7,7 +7,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.commands.run import execute
 
 DEMO_CONFIG = resources.files("spiralprune.pipeline") / "configs" / "demo.yaml"

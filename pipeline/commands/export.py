@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels import OPSET
 from spiralprune.pipeline.commands import INPUT_DTYPES, add_task_argument, add_weights_argument, parse_shape, task_config
 from spiralprune.pipeline.exit_codes import ExitCode

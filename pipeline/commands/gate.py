@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.commands import (
     add_backend_argument, add_precision_argument, add_torch_arguments, add_weights_argument, parse_shape,
 )

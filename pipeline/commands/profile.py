@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import require_layer_backend
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.commands import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.commands import (
     INPUT_DTYPES, add_task_argument, add_weights_argument, console, parse_shape, task_config,
 )

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.commands import (
     add_backend_argument, add_task_argument, add_weights_argument, console, parse_shape, task_config,
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from spiralprune.deploy.atomic import write_json
+    from spiralprune.core.atomic import write_json
     from spiralprune.deploy.profiler import Target
     from spiralprune.pipeline.data import load_datasets
     from spiralprune.pipeline.distill.config import DistillConfig

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import LatencyBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import STATISTICS
-from spiralprune.pipeline.exit_codes import ExitCode
 from spiralprune.pipeline.compare.profiles import (
     REGRESSION_BUDGET, ProfileComparison, compare_runs, fingerprint_differences,
 )
 from spiralprune.pipeline.compare.releases import Release
+from spiralprune.pipeline.exit_codes import ExitCode
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import LatencyBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.layer_profile import attribute_change
 from spiralprune.deploy.profiler import Measurement, Profile
 from spiralprune.deploy.sampling import ProfileSettings

@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
-from spiralprune.deploy.atomic import write_bytes
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_bytes
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.config import DistillConfig
 
 CHECKPOINT_NAME = "distill.safetensors"

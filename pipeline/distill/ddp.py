@@ -29,8 +29,8 @@ from safetensors.torch import save
 from torch import nn
 from torch.utils.data import Subset
 
-from spiralprune.deploy.atomic import write_bytes, write_json
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_bytes, write_json
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DataConfig, DistributedConfig
 from spiralprune.pipeline.data import load_data
 from spiralprune.pipeline.distill.config import DistillConfig

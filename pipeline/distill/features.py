@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.features import OutputTap, Probe, auto_feature_pairs, make_adapter, probe
 from spiralprune.pipeline.distill.losses import contrastive_kd_loss, feature_kd_loss, logits_kd_loss

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.data import LoaderSettings
 from spiralprune.pipeline.distill.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from spiralprune.pipeline.distill.config import DistillConfig

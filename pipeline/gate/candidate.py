@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from pydantic import ValidationError
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.onnx_io import data_dependent_ops, read_onnx_io
-from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.config import TargetConfig
 from spiralprune.pipeline.data import load_datasets, splits_of
 from spiralprune.pipeline.export import export_onnx

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.profiler import Profile
 from spiralprune.deploy.stats import robust_cv
 from spiralprune.deploy.verdict import Question, Verdict, judge

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune.attention import SplitAttention, split_attention
 from spiralprune.pipeline.prune.blocks import remove_blocks, residual_blocks
 from spiralprune.pipeline.prune.config import PruneConfig

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_pruning.utils import op_counter
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 
 class SplitAttention(nn.Module):

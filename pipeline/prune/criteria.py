@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune.attention import SplitAttention
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.ops import OpSignature
 from spiralprune.kernels.predictor import LatencyPredictor
-from spiralprune.pipeline.prune.config import PruneConfig
 from spiralprune.pipeline.prune.blocks import inside
+from spiralprune.pipeline.prune.config import PruneConfig
 from spiralprune.pipeline.prune.criteria import calibration_batches, get_criterion
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan

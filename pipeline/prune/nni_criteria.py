@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
 
 # NNI wants some sparsity to build masks; only the metrics behind them are read.

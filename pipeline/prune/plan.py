@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 PLAN_VERSION = 2  # 2 added ``blocks``; a version-1 plan removes none
 

@@ -22,7 +22,7 @@ from functools import cached_property
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.layers import Layer, torch_layers
 from spiralprune.kernels.ops import Attention, OpSignature
 from spiralprune.pipeline.prune.attention import split_attention

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spiralprune.deploy.atomic import write_json, write_text
+from spiralprune.core.atomic import write_json, write_text
 
 Render = Callable[[], "str | dict[str, Any]"]
 

@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spiralprune import __version__
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.atomic import write_json, write_text
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.profiler import Profile
-from spiralprune.deploy.atomic import write_json, write_text
-from spiralprune.pipeline.report import plots
 from spiralprune.pipeline.acceptance import Check
+from spiralprune.pipeline.passes.record import LedgerEntry
+from spiralprune.pipeline.report import plots
 from spiralprune.pipeline.report.attribution import explain_html, explain_markdown
 from spiralprune.pipeline.report.checks import checks_html, checks_markdown
 from spiralprune.pipeline.report.html import esc, html_page, html_plot, html_table
 from spiralprune.pipeline.report.junit import TestCase, junit_xml
 from spiralprune.pipeline.report.markdown import md_table
-from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.tasks.base import Outputs, Task, as_returned
 from spiralprune.pipeline.tasks.config import TaskConfig
 

@@ -16,7 +16,7 @@ import time
 import torch
 from torch import Tensor
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.tasks.base import Outputs, Task, as_returned
 
 # torchvision's detection reference counts a detection as reproduced at this IoU; parity asks more.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 
 
 @dataclass(frozen=True)

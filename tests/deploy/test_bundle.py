@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from spiralprune.core.atomic import umask
+from spiralprune.core.errors import InputError
 from spiralprune.deploy import device_runner
-from spiralprune.deploy.atomic import umask
 from spiralprune.deploy.bundle import MODEL_FILE, RUNNER, RUNNER_FILES, build_bundle
 from spiralprune.deploy.device_runner import MANIFEST
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.target_profiles import list_targets, load_target, parse_target
 
 TRTEXEC_TARGETS = [name for name in list_targets() if load_target(name).backend == "trtexec"]

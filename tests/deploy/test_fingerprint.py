@@ -1,8 +1,6 @@
-import hashlib
 import os
 
 import spiralprune
-from spiralprune.deploy.device_runner.manifest import sha256_file
 from spiralprune.deploy.fingerprint import gpu_clocks, physical_cores, target_fingerprint
 
 
@@ -31,8 +29,3 @@ def test_gpu_clocks_are_read_from_nvml_or_not_at_all():
 def test_physical_cores_respects_affinity():
     assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
 
-
-def test_sha256_file(tmp_path):
-    p = tmp_path / "f.bin"
-    p.write_bytes(b"spiral" * 100_000)
-    assert sha256_file(p) == hashlib.sha256(b"spiral" * 100_000).hexdigest()

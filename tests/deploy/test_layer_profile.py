@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import (
     LayerProfile, LayerTiming, NodeNames, attribute_change, explain, module_path, node_macs, op_kind,
 )

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.inputs import make_inputs
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.profiler import (
     SCHEMA_VERSION, MeasuringSession, Profile, ProfileSettings, Target, profile_model, profile_paired,
 )

@@ -20,8 +20,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.bundle import build_bundle
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.remote import Ssh, deploy_bundle, read_device_profile
 from spiralprune.deploy.target_profiles import TargetProfile
 from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target, server  # noqa: F401 - server is a fixture

@@ -4,7 +4,7 @@ The goals mirror benchmarks/verdict_calibration.py, which measures the same on r
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.deploy.verdict import Question
 from tests.deploy.synthetic import Machine

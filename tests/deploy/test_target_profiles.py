@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.target_profiles import ALIASES, DEFAULT_TRTEXEC, list_targets, load_target, parse_target
 from spiralprune.pipeline.gate.budget import parse_budget
 

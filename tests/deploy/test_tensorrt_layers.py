@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import LayerProfile, explain
 from spiralprune.deploy.tensorrt_layers import parse_layer_info, parse_trtexec_profile, tensorrt_layer, tensorrt_profile
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.trtexec_parse import parse_export_times, parse_summary, parse_version
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "trtexec"

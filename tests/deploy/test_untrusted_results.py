@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from spiralprune.core.errors import InputError
+from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy import device_runner
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.profiler import profile_model
 from spiralprune.deploy.remote import _extract_results, read_device_profile
 from spiralprune.deploy.sampling import ProfileSettings
@@ -90,7 +91,7 @@ def test_a_bundle_manifest_cannot_name_a_file_outside_the_bundle(name: str, tmp_
     bundle.mkdir()
     outside.write_text("not the bundle's")
     (bundle / "linked").symlink_to(tmp_path)
-    data = json.dumps({"files": {name: device_runner.sha256_file(outside)}}).encode()
+    data = json.dumps({"files": {name: sha256_file(outside)}}).encode()
     (bundle / device_runner.MANIFEST).write_bytes(data)
     with pytest.raises(device_runner.DeviceError, match=f"^{name!r} points outside the bundle$") as info:
         device_runner.verify_bundle(bundle, hashlib.sha256(data).hexdigest())

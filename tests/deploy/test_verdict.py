@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.verdict import Question, Verdict, decide, interval, judge, round_statistic, widened
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.layers import onnx_layers, torch_layers, untimed_layers
 from spiralprune.kernels.ops import LSTM, Attention, Conv, Linear
 from spiralprune.pipeline.export import export_onnx

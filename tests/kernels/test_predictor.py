@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.layers import onnx_layers, torch_layers
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
 from spiralprune.kernels.table import LatencyTable

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.ops import Conv, Linear
 from spiralprune.kernels.table import CALL_OVERHEAD_KEY, LatencyTable, fingerprint_digest, stable_fingerprint
 

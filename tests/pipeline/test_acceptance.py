@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
+from spiralprune.deploy.budget import ParityBudget
 from spiralprune.deploy.verdict import Question, judge
 from spiralprune.pipeline.acceptance import (
     Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
 )
-from spiralprune.deploy.budget import ParityBudget
 from spiralprune.pipeline.export import ParityResult
 
 RNG = np.random.default_rng(0)

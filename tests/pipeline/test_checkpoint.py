@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.checkpoint import MANIFEST, WEIGHTS, load_checkpoint, save_checkpoint
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.prune import PruneConfig, prune

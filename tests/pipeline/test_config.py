@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tiny_spiral import tiny_config
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import load_config, parse_config
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 from pydantic import ValidationError
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DataConfig, parse_config
 from spiralprune.pipeline.data import LoaderSettings, digits_datasets, load_data, load_datasets, splits_of
 from spiralprune.pipeline.teacher import RunData

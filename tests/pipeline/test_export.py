@@ -6,8 +6,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.export import check_parity, export_onnx
 from spiralprune.pipeline.models import build_model
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from spiralprune import __version__
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.ledger import append_entry, read_ledger, repair_ledger
 from spiralprune.pipeline.passes import PASSES
 from spiralprune.pipeline.passes.record import VERSION, LedgerEntry

@@ -5,7 +5,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.evaluate import evaluate_model
 from spiralprune.pipeline.metrics import classification_metrics
 from spiralprune.pipeline.tasks import build_task

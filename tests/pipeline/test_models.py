@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.models import build_model, given_modules, split_spec, with_kwargs
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.models import build_model

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import spiralprune
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.config import DistributedConfig
 from spiralprune.pipeline.data import digits_datasets

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.models import build_model
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.weights import load_weights

@@ -29,19 +29,19 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import Paired, Target, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.acceptance import Check, Evidence, Latency, Rule, budget_rules, decide, passed, reason
-from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.export import export_onnx
+from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
 from spiralprune.pipeline.passes.int8.fake_quant import recover
 from spiralprune.pipeline.passes.int8.float_fallback import Fallback, float_fallback
-from spiralprune.pipeline.tasks import Metric, Task
 from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8, calibration_batches, quantize_onnx, validation_accuracy
+from spiralprune.pipeline.tasks import Metric, Task
 
 if TYPE_CHECKING:
     from rich.progress import Progress

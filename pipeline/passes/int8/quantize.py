@@ -23,10 +23,10 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import Dataset, Subset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.fingerprint import u8s8_saturates
-from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.evaluate import evaluate_onnx
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.tasks import Task
 
 FLOAT, INT8 = "float", "int8"

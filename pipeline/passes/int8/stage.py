@@ -9,11 +9,10 @@ simulated-INT8 parametrizations and hooks, which no job file can carry (``spiral
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from typing import ClassVar
 
-from spiralprune.deploy.atomic import publish_dir
+from spiralprune.core.atomic import publish_dir
 from spiralprune.pipeline.budget import paired_speedup
 from spiralprune.pipeline.checkpoint import load_checkpoint
 from spiralprune.pipeline.config import RunConfig
@@ -53,7 +52,7 @@ class Int8:
                           run.data.task, q, trainable)
         for remedy in made.reasons:
             progress.console.print(f"quantize: {remedy}")
-        finals = tuple(dataclasses.replace(question, subject=INT8) for question in budget.final_questions())
+        finals = tuple(budget.final_questions(subject=INT8))
         result = judge_quantized(
             float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=folder.compiled,
             others={"teacher": folder.teacher_onnx}, questions=finals,
@@ -73,8 +72,8 @@ class Int8:
             "message": run.message, "quality": result.accuracy[INT8] / budget.metric.scale,
             "metrics": {budget.metric.name: result.accuracy[INT8] / budget.metric.scale},
             "size_mb": result.size_mb[INT8], "parity": None,
-            **paired_speedup(result.paired, budget.statistic, subject=INT8),
-            **latency_summary(result.paired.profiles[INT8], budget.statistic),
+            **paired_speedup(result.paired, budget.latency.statistic, subject=INT8),
+            **latency_summary(result.paired.profiles[INT8], budget.latency.statistic),
         })
         run.record(entry)
         verdict = "accepted" if entry.accepted else "rejected: the float model stays the result"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import shutil
 from typing import ClassVar
 
+from spiralprune.core.atomic import publish_dir
 from spiralprune.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, passed, reason
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
-from spiralprune.deploy.atomic import publish_dir
 from spiralprune.pipeline.passes.record import epochs_spent
 from spiralprune.pipeline.passes.recovery.record import RecoveryEntry
 from spiralprune.pipeline.passes.run import Run

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.verdict import Outcome
 from spiralprune.kernels.layers import Layer, untimed_layers
 from spiralprune.kernels.predictor import LatencyPredictor

@@ -29,17 +29,16 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
-from spiralprune.deploy.atomic import publish_dir, write_json
+from spiralprune.core.atomic import publish_dir, write_json
 from spiralprune.deploy.profiler import MeasuringSession, Paired
 from spiralprune.deploy.sampling import Rounds
-from spiralprune.deploy.verdict import Question
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
-from spiralprune.pipeline.acceptance import Check, Evidence, Latency, budget_rules, decide, passed, reason
-from spiralprune.pipeline.budget import FinalBudget, judged_questions, latency_met, latency_outcome, paired_speedup
+from spiralprune.pipeline.acceptance import Evidence, Latency, budget_rules, decide, passed, reason
+from spiralprune.pipeline.budget import FinalBudget, TryQuestions, paired_speedup
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
-from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_paired, measuring_session
+from spiralprune.pipeline.measure import latency_summary, measure_paired, measuring_session
 from spiralprune.pipeline.passes.steps.plan_search import Contender, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, judge_plan
 from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
 from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
@@ -83,11 +82,11 @@ class Tries:
         return self._traced[1]
 
     def _measure_latency(
-        self, session: MeasuringSession, candidate: nn.Module, work: Path, questions: list[Question],
+        self, session: MeasuringSession, candidate: nn.Module, work: Path, questions: TryQuestions,
         current: Reference, teacher: nn.Module, prior: Rounds | None = None,
     ) -> Paired:
         """``candidate`` in rounds beside the current model and the teacher (kept loaded by ``session`` across
-        the plans of the try), every question judged (``prior``: an earlier session of the same models,
+        the plans of the try), every question asked judged (``prior``: an earlier session of the same models,
         continued).
 
         A candidate is measured before it is distilled: training changes its weights, not its
@@ -97,13 +96,12 @@ class Tries:
         path = export_onnx(candidate, self.data.example_input, work / "candidate.onnx")
         models = {"candidate": (path, candidate), "teacher": (self.folder.teacher_onnx, teacher),
                   current.name: (current.onnx, current.model)}
-        paired = measure_paired(session, models, self.config, questions, layers=("candidate",), prior=prior)
+        paired = measure_paired(session, models, self.config, questions.asked, layers=("candidate",), prior=prior)
         path.unlink()
         return paired
 
     def _measurer(
-        self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
-        work: Path, session: MeasuringSession,
+        self, questions: TryQuestions, current: Reference, teacher: nn.Module, work: Path, session: MeasuringSession,
     ) -> tuple[Callable[[PruningPlan], PlanVerdict], dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
         """The plan search's ``measure`` and what it fills: each measured plan's pruned module with its
         paired session and the judge's verdict (the chosen one is distilled as it is, not pruned again).
@@ -119,9 +117,8 @@ class Tries:
             else:
                 candidate, prior = apply_plan(copy.deepcopy(current.model), plan, self.data.example_input), None
             paired = self._measure_latency(session, candidate, work, questions, current, teacher, prior)
-            judged = [paired.verdict(q.name) for q in judged_questions(step, questions, final_step)]
-            verdict = PlanVerdict(paired.verdict(step.name).estimate * current.ms,
-                                  latency_outcome(paired, step, questions, final_step),
+            judged = [paired.verdict(q.name) for q in questions.judged]
+            verdict = PlanVerdict(paired.verdict(questions.step.name).estimate * current.ms, questions.outcome(paired),
                                   min(v.question.limit / v.estimate for v in judged),
                                   paired.rounds.wall_s - (0.0 if prior is None else prior.wall_s))
             measured[plan] = (candidate, paired, verdict)
@@ -130,14 +127,13 @@ class Tries:
         return measure, measured
 
     def _choose_plan(
-        self, step: Question, questions: list[Question], final_step: bool, current: Reference, teacher: nn.Module,
-        work: Path, session: MeasuringSession,
+        self, questions: TryQuestions, current: Reference, teacher: nn.Module, work: Path, session: MeasuringSession,
     ) -> tuple[PlanChoice, dict[PruningPlan, tuple[nn.Module, Paired, PlanVerdict]]]:
         """The step's plan, and each measured plan's pruned module, paired session and verdict (``_measurer``)."""
-        measure, measured = self._measurer(step, questions, final_step, current, teacher, work, session)
+        measure, measured = self._measurer(questions, current, teacher, work, session)
         cfg = self.config
         choice = choose_plan(
-            self.prunable(current.model), step.limit * current.ms, current.ms, prune=cfg.prune,
+            self.prunable(current.model), questions.step.limit * current.ms, current.ms, prune=cfg.prune,
             schedule=cfg.schedule, predictor=self.predictor, calibration=self.data.calibration, measure=measure,
             original=original_channels(current.lineage[1]),
         )
@@ -147,7 +143,9 @@ class Tries:
         self, step: int, attempt: int, reduction: float, epochs: int, recovery_epochs: int, current: Reference,
         teacher: Trainee, budget: FinalBudget, progress: Progress,
     ) -> tuple[StepEntry, nn.Module, PruningPlan]:
-        """One try: plan (chosen and measured), train, measure, judge, publish; its ledger line, for the pass to record.
+        """One try, top to bottom: what it asks (its latency questions and its acceptance rules, from the budget),
+        its plan (chosen and measured), its training, its measurement, the decision; published with its ledger
+        line, for the pass to record.
 
         ``recovery_epochs`` are added to its training when its plan meets the final budget: the
         last step and the final recovery of its model are one schedule."""
@@ -155,14 +153,14 @@ class Tries:
         work = self.folder.steps / f".{name}"
         work.mkdir(parents=True, exist_ok=True)
         target_ms = max(budget.final_ms, current.ms * (1 - reduction))
-        final_step = target_ms <= budget.final_ms
-        step_question = Question("step budget", "candidate", target_ms / current.ms, current.name, budget.statistic)
-        questions = [step_question, *budget.final_questions()]
+        questions = budget.try_questions(target_ms, current.name, current.ms)
+        rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in questions.judged],
+                             reference="teacher")
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
-        choice, student, paired, compiles = self._plan(name, work, step_question, questions, final_step, current,
-                                                       teacher.module, kd_teacher, progress)
-        latency_ok = latency_met(paired, step_question, questions, final_step)
-        finishes = latency_ok and all(paired.verdict(q.name).meets for q in budget.final_questions())
+        choice, student, paired, compiles = self._plan(name, work, questions, current, teacher.module, kd_teacher,
+                                                       progress)
+        latency_ok = questions.outcome(paired) == "meets"
+        finishes = latency_ok and questions.meets_final(paired)
         if self.config.schedule.total_epochs is not None and finishes:
             recovery_epochs = max(recovery_epochs - probe_cost(choice.probes), 0)
         epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
@@ -188,7 +186,9 @@ class Tries:
         )
         measurement = self.data.measure(student, work, self.config)
         paired.profiles["candidate"].save(work / "profile.json")
-        checks = self.decide(measurement, paired, judged_questions(step_question, questions, final_step), budget)
+        evidence = Evidence({q.name: paired.verdict(q.name) for q in questions.judged}, measurement.metrics,
+                            budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
+        checks = decide(evidence, rules)
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
@@ -200,16 +200,15 @@ class Tries:
             candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
             predicted_layers=LatencyPredictor(self.predictor.table, Calibration(**choice.calibration)).per_layer(
                 self.prunable(current.model).layers(choice.plan)),
-            verdicts=[paired.verdict(q.name).to_dict() for q in questions],
-            meets_final=all(paired.verdict(q.name).meets for q in budget.final_questions()),
-            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.statistic),
-            **latency_summary(paired.profiles["candidate"], budget.statistic), **measurement.summary(),
+            verdicts=[paired.verdict(q.name).to_dict() for q in questions.asked], meets_final=questions.meets_final(paired),
+            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.latency.statistic),
+            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **measurement.summary(),
         )
         return entry, student, choice.plan
 
     def _plan(
-        self, name: str, work: Path, step: Question, questions: list[Question], final_step: bool,
-        current: Reference, teacher: nn.Module, kd_teacher: Trainee, progress: Progress,
+        self, name: str, work: Path, questions: TryQuestions, current: Reference, teacher: nn.Module,
+        kd_teacher: Trainee, progress: Progress,
     ) -> tuple[PlanChoice, nn.Module, Paired, dict[str, int]]:
         """The try's plan, its pruned module, its paired session and the loads of the try's measuring
         session (``MeasuringSession.compiles``): chosen (probed when the search found a contender) and
@@ -220,16 +219,16 @@ class Tries:
         with measuring_session(self.config, self.folder.compiled) as session:
             if plan_path.exists():
                 choice = PlanChoice.from_dict(json.loads(plan_path.read_text()))
-                measure, measured = self._measurer(step, questions, final_step, current, teacher, work, session)
+                measure, measured = self._measurer(questions, current, teacher, work, session)
                 judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
                 student, paired, _ = measured[choice.plan]
                 return choice, student, paired, session.compiles
             self.console.print(
                 f"{name}: screening {self.config.schedule.allocation} pruning plans for "
-                f"{step.limit * current.ms:.3f} ms by predicted latency"
+                f"{questions.step.limit * current.ms:.3f} ms by predicted latency"
             )
             try:
-                choice, measured = self._choose_plan(step, questions, final_step, current, teacher, work, session)
+                choice, measured = self._choose_plan(questions, current, teacher, work, session)
             except NothingLeftToPrune:
                 shutil.rmtree(work, ignore_errors=True)  # the try never started: nothing of it is kept
                 raise
@@ -279,16 +278,4 @@ class Tries:
         )
         return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
                           probes=tuple(probes))
-
-    def decide(
-        self, measurement: CandidateMeasurement, paired: Paired, latency: list[Question], budget: FinalBudget,
-    ) -> list[Check]:
-        """A try's checks (``spiralprune.pipeline.acceptance``): the run's budget, its latency limits as the
-        judge's verdicts on ``latency`` (the try's deciding questions), its quality limits against the
-        teacher, ONNX parity and size."""
-        rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in latency],
-                             reference="teacher")
-        evidence = Evidence({q.name: paired.verdict(q.name) for q in latency}, measurement.metrics,
-                            budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
-        return decide(evidence, rules)
 

@@ -1,6 +1,6 @@
 import dataclasses
 
-from spiralprune.deploy.atomic import write_bytes
+from spiralprune.core.atomic import write_bytes
 from spiralprune.deploy.backends.engine_cache import EngineSpec
 
 SPEC = EngineSpec(

@@ -2,8 +2,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.ort_cpu import OrtCpuBackend
-from spiralprune.deploy.errors import InputError
 
 
 def test_runs_with_fixed_threads_and_records_the_session_settings(tiny_onnx):

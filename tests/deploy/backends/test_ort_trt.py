@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.ort_trt import shape_profiles
-from spiralprune.deploy.errors import InputError
 
 
 def test_profiles_span_the_batch_sizes_and_tune_for_the_first():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import BACKENDS, Backend, TraceRunner, get_backend, list_backends
-from spiralprune.deploy.errors import InputError
 
 
 def test_unknown_backend_names_the_known_ones():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.torch_eager import TorchEagerBackend
-from spiralprune.deploy.errors import InputError
 
 
 def test_runs_the_module_with_the_onnx_signature_and_restores_threads(tiny_onnx, tiny_module):

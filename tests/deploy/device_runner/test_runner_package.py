@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from spiralprune import core
 from spiralprune.deploy import device_runner
 from spiralprune.deploy.bundle import RUNNER, RUNNER_DIR, RUNNER_FILES
 
@@ -28,6 +29,13 @@ def test_every_module_of_the_runner_package_is_shipped() -> None:
     assert {f"{RUNNER}.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"} | {RUNNER} == {
         m for m in modules if m.startswith(RUNNER)}
     assert f"{RUNNER}.__main__" in modules  # python3 -m spiralprune.deploy.device_runner
+
+
+def test_the_floor_below_deploy_is_shipped_whole() -> None:
+    """Every module of ``spiralprune.core``, whatever the runner imports of it today."""
+    floor = Path(core.__file__).parent
+    assert {f"spiralprune.core.{p.stem}" for p in floor.glob("*.py") if p.stem != "__init__"} | {"spiralprune.core"} == {
+        m for m in _shipped_modules() if m.startswith("spiralprune.core")}
 
 
 def test_shipped_runner_imports_only_the_standard_library_numpy_onnxruntime_onnx_and_its_modules() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies.cache import BUILDERS_VERSION, cached_build, read_manifest, require_source
 
 

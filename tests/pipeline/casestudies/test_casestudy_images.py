@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies import images
 from spiralprune.pipeline.casestudies.images import CLASSES, build_image_folder, read_idx
 from spiralprune.pipeline.data import load_datasets

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies import speech
 from spiralprune.pipeline.casestudies.cache import read_manifest
 from spiralprune.pipeline.casestudies.speech import (

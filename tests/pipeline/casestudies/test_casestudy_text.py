@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies import text
 from spiralprune.pipeline.casestudies.cache import read_manifest
 from spiralprune.pipeline.casestudies.text import Tokenizer, build_fortunes, load_token_datasets, read_fortunes, tokenize

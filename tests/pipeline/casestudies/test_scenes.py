@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.casestudies import scenes
 from spiralprune.pipeline.casestudies.images import FASHION_MNIST, read_idx
 from spiralprune.pipeline.casestudies.scenes import (

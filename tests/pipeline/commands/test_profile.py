@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.commands import profile as command
 
 FAST = ["--warmup", "0.02", "--min-rounds", "5", "--max-duration", "0.3"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import LatencyBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.compare.profiles import (

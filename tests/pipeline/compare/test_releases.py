@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.compare.history import build_history
 from spiralprune.pipeline.compare.releases import load_history, load_release
 from spiralprune.pipeline.report.run import build_report

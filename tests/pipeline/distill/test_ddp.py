@@ -10,10 +10,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DistributedConfig
-from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
+from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
 from spiralprune.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, launch, model_from_ref, read_job
 from spiralprune.pipeline.distill.train import distill
 from spiralprune.pipeline.evaluate import evaluate_model

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME, TrainingState, load_checkpoint, save_checkpoint
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.train import warmup_cosine

@@ -3,7 +3,7 @@ import torch
 import torchvision
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.features import OutputTap, auto_feature_pairs, make_adapter, probe
 from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
 

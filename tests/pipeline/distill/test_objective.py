@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
 from spiralprune.pipeline.distill.losses import logits_kd_loss
 from spiralprune.pipeline.distill.objective import build_objective

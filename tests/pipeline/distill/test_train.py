@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
 from spiralprune.pipeline.distill.ddp import RESULT, STUDENT_WEIGHTS

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.pipeline.gate.budget import GateBudget, load_budget
 

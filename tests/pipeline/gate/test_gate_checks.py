@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.pipeline.export import ParityResult
 from spiralprune.pipeline.gate.budget import GateBudget

@@ -19,7 +19,7 @@ import torch
 from architectures import ARCHITECTURES, HEAVY, Architecture, built, output_tolerance
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.prune import (

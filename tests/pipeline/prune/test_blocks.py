@@ -9,7 +9,7 @@ import torch
 from architectures import ARCHITECTURES, HEAVY, built
 from torch import Tensor, nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.layers import torch_layers
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
 from spiralprune.kernels.table import LatencyTable

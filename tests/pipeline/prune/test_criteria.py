@@ -10,7 +10,7 @@ from architectures import ARCHITECTURES, built, output_tolerance
 from pydantic import ValidationError
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune import CRITERIA, PruneConfig, apply_plan, plan_pruning, zero_removed
 from spiralprune.pipeline.prune.criteria import get_criterion
 

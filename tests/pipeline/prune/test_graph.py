@@ -9,7 +9,7 @@ import torch
 from architectures import ARCHITECTURES, built
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune import PruneConfig, prune
 from spiralprune.pipeline.prune.attention import split_attention
 from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported

@@ -6,7 +6,7 @@ import pytest
 import torch
 from architectures import ARCHITECTURES, HEAVY, built
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.kernels.layers import torch_layers
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, apply_plan, original_channels, plan_pruning

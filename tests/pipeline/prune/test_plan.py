@@ -10,7 +10,7 @@ import torch
 from architectures import ARCHITECTURES, built, output_tolerance
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune import (
     PruneConfig,
     PruningPlan,

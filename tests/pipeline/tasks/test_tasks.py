@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
-from spiralprune.deploy.errors import InputError
 from spiralprune.pipeline.acceptance import Evidence, QualityDrop, QualityLimit, decide
 from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST, SEGMENTATION_CLASSES, DetectionScenes, SegmentationScenes, load_scenes
 from spiralprune.pipeline.distill.config import DistillConfig

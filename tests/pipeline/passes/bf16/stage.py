@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from spiralprune.deploy.atomic import publish_dir
+from spiralprune.core.atomic import publish_dir
 from spiralprune.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, passed, reason
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig

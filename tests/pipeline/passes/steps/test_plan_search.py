@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from spiralprune.deploy.errors import InputError
+from spiralprune.core.errors import InputError
 from spiralprune.deploy.sampling import ProfileSettings, Rounds, sample_rounds
 from spiralprune.deploy.verdict import Question
 from spiralprune.kernels.ops import OpSignature

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.budget import TryQuestions
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.measure import measuring_session
@@ -99,7 +100,7 @@ def test_a_plan_measured_again_continues_its_session(tries: Tries, tmp_path: Pat
     current = Reference("current", teacher, tries.folder.teacher_onnx, 1.0, LINEAGE)
     step = Question("step budget", "candidate", 0.5, "current")
     with measuring_session(tries.config, tmp_path / "compiled") as session:
-        measure, measured = tries._measurer(step, [step], False, current, teacher, tmp_path, session)
+        measure, measured = tries._measurer(TryQuestions(step, (), final_step=False), current, teacher, tmp_path, session)
         first = measure(wide)
         module, once, _ = measured[wide]
         rounds, looks = len(once.rounds.cpu_wait), once.rounds.looks

@@ -1,6 +1,6 @@
 """The one exception type users see as a single line.
 
-It lives in ``deploy`` because every layer may raise it and ``deploy`` imports nothing of ours.
+It lives in ``core`` because every layer may raise it, the device runner too.
 """
 
 

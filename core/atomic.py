@@ -5,7 +5,7 @@ process umask (``0o666 & ~umask`` for files, ``0o777 & ~umask`` for folders): ``
 its files and folders private (0600, 0700), which would keep what a container writes into a
 mounted folder from the host's user.
 
-It lives in ``deploy`` because every layer writes artifacts and ``deploy`` imports nothing of ours.
+It lives in ``core`` because every layer writes artifacts, the device runner too.
 """
 
 from __future__ import annotations

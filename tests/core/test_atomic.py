@@ -18,7 +18,7 @@ WRITER = """
 import os, sys, tempfile
 from pathlib import Path
 import torch
-from spiralprune.deploy.atomic import publish_dir, write_json, write_text
+from spiralprune.core.atomic import publish_dir, write_json, write_text
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.models import build_model
@@ -58,7 +58,7 @@ def test_outputs_follow_the_process_umask(tmp_path: Path):
 
 
 def test_reading_the_umask_leaves_it_as_it_was():
-    from spiralprune.deploy.atomic import umask
+    from spiralprune.core.atomic import umask
 
     before = os.umask(0o027)
     try:

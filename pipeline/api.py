@@ -40,8 +40,8 @@ from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
 from spiralprune.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiralprune.pipeline.gate.candidate import (
-    data_feed, measured_options, module_and_example, onnx_params, onnx_task, parity_inputs, prepare_candidate,
-    target_config, validation_set,
+    data_feed, measured_options, module_and_example, onnx_input_dims, onnx_params, onnx_task, parity_inputs,
+    prepare_candidate, target_config, validation_set,
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiralprune.pipeline.gate.report import GateContext
@@ -80,12 +80,14 @@ class Result:
 @dataclass(frozen=True)
 class Exported:
     """An ``export``: what was exported (a run folder's result checkpoint, say), the ONNX file (removed
-    when parity failed), the input it was exported with, and the parity check."""
+    when parity failed), the input it was exported with, the batch the graph is fixed at (None: dynamic),
+    and the parity check."""
 
     source: str
     onnx: Path
     input_shape: list[int]
     input_dtype: str
+    fixed_batch: int | None
     parity: ParityResult
 
 
@@ -148,18 +150,18 @@ def export(
     module, example, name = module_and_example(model, example_input, input_shape, _path(weights), input_dtype)
     shape, dtype = list(example.shape), dtype_name(example)
     out = export_onnx(module, example, Path(out), dynamic_batch=dynamic_batch, opset=opset)
-    batch_size = 64 if dynamic_batch else shape[0]  # a fixed batch takes whole batches only
-    inputs = parity_inputs(shape, None, samples=max(64 // batch_size, 1) * batch_size, dtype=dtype, model=module)
+    fixed_batch = onnx_input_dims(out)[0]
+    inputs = parity_inputs(shape, None, samples=max(64 // shape[0], 1) * shape[0], dtype=dtype, model=module)
     task = build_task(task if isinstance(task, TaskConfig) else validate(TaskConfig, task or {}, "task"))
     limits = parity if isinstance(parity, ParityBudget) else validate(ParityBudget, parity or {}, "parity")
     try:
-        result = check_parity(module, out, inputs, limits, batch_size=batch_size, task=task)
+        result = check_parity(module, out, inputs, limits, task=task)
     except BaseException:  # a file parity could not judge is not shipped either
         out.unlink()
         raise
     if not result.passed:
         out.unlink()
-    return Exported(name, out, shape, dtype, result)
+    return Exported(name, out, shape, dtype, fixed_batch, result)
 
 
 def profile(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -14,6 +16,7 @@ from torch import nn
 from spiralprune.core.atomic import temp_file_beside
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
+from spiralprune.deploy.backends.onnx_io import data_dependent_ops
 from spiralprune.deploy.budget import ParityBudget
 from spiralprune.kernels import OPSET
 from spiralprune.pipeline.tasks import Task, build_task, output_names, outputs_of
@@ -24,8 +27,10 @@ def export_onnx(
     opset: int = OPSET,
 ) -> Path:
     """Write ``path`` atomically: the input named ``input``, the outputs as ``spiralprune.pipeline.tasks.output_names``
-    names them (``output`` for one tensor), with a dynamic batch axis (or the example's batch, fixed)."""
+    names them (``output`` for one tensor), with a dynamic batch axis (or the example's batch, fixed; always
+    for a model that loops over its images, ``loops_over_images``)."""
     model = model.eval()
+    dynamic_batch = dynamic_batch and not loops_over_images(model)
     with torch.no_grad():
         names = output_names(model(example_input))
     tmp = temp_file_beside(path)
@@ -58,13 +63,27 @@ def export_onnx(
     return path
 
 
+def loops_over_images(model: nn.Module) -> bool:
+    """Whether ``model``'s forward takes a list of images (torchvision's detectors: ``images: List[Tensor]``)
+    and loops over them: the export unrolls the loop, so the graph runs at the batch it was traced with."""
+    try:
+        hints = typing.get_type_hints(model.forward)
+    except Exception:  # noqa: BLE001 - hints that do not resolve say nothing about a list of images
+        return False
+    first = next(iter(inspect.signature(model.forward).parameters), None)
+    return first is not None and typing.get_origin(hints.get(first)) is list
+
+
 @dataclass(frozen=True)
 class ParityResult:
     """ONNX Runtime against torch, every output compared. ``outputs`` has each output's max |diff| and
     scale (its largest |torch value|); ``max_abs_diff`` and ``output_scale`` are those of ``worst``, the
     output farthest from its tolerance under the limits the parity was run with (``limits``);
     ``top1_agreement`` is the task's agreement (``spiralprune.pipeline.tasks.Task.agreement``: top-1
-    per sample or per pixel, reproduced detections), None where the task has none."""
+    per sample or per pixel, reproduced detections), None where the task has none. ``data_dependent``: the
+    graph's operators whose work depends on its data (``data_dependent_ops``); where the task compares such
+    a graph's outputs through its agreement alone (a detector's in-graph NMS keeps a count and an order of
+    boxes that ties decide), ``values_compared`` is False and only the agreement is judged."""
 
     max_abs_diff: float
     top1_agreement: float | None
@@ -73,6 +92,8 @@ class ParityResult:
     output_scale: float = 1.0
     worst: str = "output"
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
+    data_dependent: tuple[str, ...] = ()
+    values_compared: bool = True
 
     @staticmethod
     def tolerance_for(atol: float, scale: float) -> float:
@@ -83,8 +104,11 @@ class ParityResult:
         """
         return atol * max(1.0, scale)
 
-    def farthest(self, limits: ParityBudget) -> tuple[str, float, float]:
-        """The output farthest from its tolerance under ``limits``: its name, max |diff| and tolerance."""
+    def farthest(self, limits: ParityBudget) -> tuple[str, float, float] | None:
+        """The output farthest from its tolerance under ``limits``: its name, max |diff| and tolerance; None
+        when no output's values were compared."""
+        if not self.values_compared:
+            return None
         outputs = self.outputs or {self.worst: {"max_abs_diff": self.max_abs_diff, "output_scale": self.output_scale}}
 
         def tolerance(name: str) -> float:
@@ -100,7 +124,7 @@ class ParityResult:
     @property
     def passed(self) -> bool:
         agrees = self.top1_agreement is None or self.top1_agreement >= self.limits.min_top1_agreement
-        return self.max_abs_diff <= self.tolerance and agrees
+        return (not self.values_compared or self.max_abs_diff <= self.tolerance) and agrees
 
     def to_dict(self) -> dict:
         return asdict(self) | {"limits": self.limits.model_dump(), "tolerance": self.tolerance, "passed": self.passed}
@@ -117,13 +141,22 @@ def check_parity(
 ) -> ParityResult:
     """Run the same real inputs through torch and ONNX Runtime and compare every output against its
     tolerance in ``limits`` (``samples`` there is the caller's: ``inputs`` are compared), and the
-    task's agreement (``task`` None: a classifier's top-1)."""
+    task's agreement (``task`` None: a classifier's top-1). A graph whose batch is fixed takes whole
+    batches of its own size: the inputs beyond the last whole one are left out (at least one batch,
+    filled with copies of the first input)."""
     task = task or build_task()
     model = model.eval()
+    dependent = data_dependent_ops(onnx_path)
+    by_values = task.compares_values(dependent)
     diffs: dict[str, float] = {}
     scales: dict[str, float] = {}
     agreement, agreed = 0.0, True
     with get_backend("ort-cpu")(onnx_path).load() as runner, torch.no_grad():
+        fixed = runner.fixed_batch()
+        if fixed is not None:
+            batch_size = fixed
+            inputs = inputs[: len(inputs) - len(inputs) % fixed] if len(inputs) >= fixed else \
+                inputs[:1].expand(fixed, *inputs.shape[1:])
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start : start + batch_size]
             expected = outputs_of(model(batch))
@@ -134,10 +167,11 @@ def check_parity(
             if unknown:
                 raise InputError(f"parity.outputs names {', '.join(repr(n) for n in unknown)}, not an output of the "
                                  f"model (its outputs: {', '.join(expected)})")
-            for name, want in expected.items():
+            for name, want in expected.items() if by_values else ():
                 if got[name].shape != want.shape:
+                    dependent_note = f" (its graph has {', '.join(dependent)})" if dependent else ""
                     raise InputError(f"{onnx_path}: ONNX output '{name}' shape {tuple(got[name].shape)} differs from "
-                                     f"torch {tuple(want.shape)}")
+                                     f"torch {tuple(want.shape)}{dependent_note}")
                 diff = (got[name].double() - want.double()).abs()
                 scales[name] = max(scales.get(name, 0.0), float(want.abs().max()) if want.numel() else 0.0)
                 worst = float(diff.max()) if diff.numel() and bool(diff.isfinite().all()) else float("inf")
@@ -146,6 +180,9 @@ def check_parity(
             agreed = agreed and share is not None
             agreement += (share or 0.0) * len(batch)
     outputs = {name: {"max_abs_diff": diffs[name], "output_scale": scales[name]} for name in diffs}
-    result = ParityResult(0.0, agreement / len(inputs) if agreed else None, len(inputs), limits, outputs=outputs)
+    result = ParityResult(0.0, agreement / len(inputs) if agreed else None, len(inputs), limits, outputs=outputs,
+                          data_dependent=tuple(dependent), values_compared=by_values)
+    if not by_values:
+        return replace(result, worst="")
     worst, diff, _ = result.farthest(limits)
     return replace(result, max_abs_diff=diff, output_scale=scales[worst], worst=worst)

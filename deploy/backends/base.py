@@ -59,6 +59,11 @@ class Runner(ABC):
     def input_metadata(self) -> InputMetadata:
         """Input name -> (shape, dtype); a dynamic dimension is its symbolic name or None."""
 
+    def fixed_batch(self) -> int | None:
+        """The batch the model's first input is fixed at; None where its batch axis is dynamic."""
+        shape, _ = next(iter(self.input_metadata().values()))
+        return shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+
 
 @dataclass
 class Trace:

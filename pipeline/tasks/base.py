@@ -129,6 +129,11 @@ class Task(ABC):
     def check(self, outputs: Outputs, what: str) -> None:
         """One line (an InputError) when ``outputs`` (of an example batch) cannot be this task's."""
 
+    def compares_values(self, data_dependent: list[str]) -> bool:
+        """Whether parity compares the outputs' values besides the agreement, for a graph with the
+        ``data_dependent`` operators (``spiralprune.deploy.backends.onnx_io.data_dependent_ops``)."""
+        return True
+
     def agreement(self, expected: Outputs, got: Outputs) -> float | None:
         """The share of positions where ``got`` (ONNX Runtime) picks ``expected``'s (torch's) class; None
         when the task has no class logits (parity then compares values only)."""

@@ -13,9 +13,12 @@ class TaskConfig(BaseModel):
     ``custom``.
 
     ``loss`` (``package.module:fn``, called ``fn(outputs, targets)`` with the model's outputs as it
-    returns them, a scalar tensor back) replaces the task's own loss; detection and custom need one.
+    returns them, a scalar tensor back) replaces the task's own loss; custom needs one, and detection
+    wherever it trains (a run; export, prune's weight criteria and the gate do without).
     ``postprocess`` (detection: ``fn(outputs) -> [{"boxes", "scores", "labels"}]`` per image, decode
-    and NMS on the host) turns the raw head outputs the graph ends with into detections.
+    and NMS on the host) turns the raw head outputs the graph ends with into detections;
+    ``spiralprune.pipeline.tasks.detection:torchvision_detections`` for a torchvision detector, whose
+    graph ends in its own NMS.
     ``metric`` (custom: ``fn(outputs, targets) -> float`` per batch, averaged over batches weighted by
     their size) with ``metric_name`` and ``higher_is_better``. ``ignore_index``: segmentation's label
     that neither the loss nor the metric counts. ``output``: the output the task reads (a name of
@@ -35,7 +38,7 @@ class TaskConfig(BaseModel):
 
     @model_validator(mode="after")
     def _parts(self) -> TaskConfig:
-        needs = {"detection": ("loss", "postprocess"), "custom": ("loss", "metric", "metric_name")}.get(self.kind, ())
+        needs = {"detection": ("postprocess",), "custom": ("loss", "metric", "metric_name")}.get(self.kind, ())
         for name in needs:
             if getattr(self, name) is None:
                 raise ValueError(f"task {self.kind} needs {name}")

@@ -5,11 +5,14 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from torch.utils.data import TensorDataset
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
+from spiralprune.pipeline.evaluate import evaluate_model, evaluate_onnx
 from spiralprune.pipeline.export import check_parity, export_onnx
 from spiralprune.pipeline.models import build_model
+from spiralprune.pipeline.tasks import TaskConfig, build_task
 
 SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 
@@ -32,6 +35,20 @@ def test_export_has_dynamic_batch_and_parity(model_and_onnx):
     assert result.max_abs_diff < 1e-4
     assert result.top1_agreement == 1.0
     assert result.samples == 40
+
+
+def test_a_graph_with_a_fixed_batch_is_compared_and_evaluated_in_whole_batches(model_and_onnx, tmp_path: Path):
+    """A file exported for TensorRT at batch 4: parity takes whole batches of 4, evaluation fills its last
+    batch with copies and drops their outputs, so every sample counts once."""
+    model, _ = model_and_onnx
+    fixed = export_onnx(model, torch.zeros(4, 1, 16, 16), tmp_path / "fixed.onnx", dynamic_batch=False)
+    inputs = torch.randn(10, 1, 16, 16)
+    result = check_parity(model, fixed, inputs, ParityBudget())
+    assert result.passed and result.samples == 8
+    assert check_parity(model, fixed, inputs[:2], ParityBudget()).samples == 4  # one batch, filled
+    task = build_task(TaskConfig(), 10)
+    data = TensorDataset(inputs, torch.randint(0, 10, (10,)))
+    assert evaluate_onnx(fixed, data, task) == evaluate_model(model, data, task)
 
 
 def test_parity_catches_a_broken_export(model_and_onnx, tmp_path: Path):

@@ -11,3 +11,11 @@ def segmentation():
 
 def detection():
     return DetectionScenes(load_scenes("train", 96, size=64)), DetectionScenes(load_scenes("val", 32, size=64))
+
+
+def detection_rgb():
+    """Scenes as three-channel images, the input torchvision's detectors take (they resize them to their own size)."""
+    splits = DetectionScenes(load_scenes("train", 8, size=64)), DetectionScenes(load_scenes("val", 8, size=64))
+    for split in splits:
+        split.images = split.images.repeat(1, 3, 1, 1)
+    return splits

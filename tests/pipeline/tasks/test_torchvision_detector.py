@@ -1,0 +1,97 @@
+"""A torchvision detector (SSDlite, ``weights=None``) through ``spiralprune prune``, ``export`` and ``gate``: its
+graph ends in its own decoding and NMS (``task.postprocess: ...detection:torchvision_detections``), it loops
+over its images (the export fixes its batch), and parity compares its detections, not its raw tensors.
+
+Random weights give every anchor nearly the same score, and NMS then keeps one of several tied boxes as
+each runtime's arithmetic happens to order them; the model here calibrates its batch norms on noise,
+spreads its class logits, and turns suppression off (``nms_thresh=1.0``) with a score threshold, so that
+the set of detections is decided by the network's values, which parity is about. The NMS operator stays
+in the graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+from safetensors.torch import save_file
+
+from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST
+from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.export import loops_over_images
+from spiralprune.pipeline.tasks import TaskConfig, build_task
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+
+KWARGS = {"num_classes": 3, "nms_thresh": 1.0, "score_thresh": 0.36, "topk_candidates": 4000,
+          "detections_per_img": 4000}
+SPEC = "torchvision:ssdlite320_mobilenet_v3_large?" + "&".join(f"{k}={v}" for k, v in KWARGS.items())
+TASK = {"kind": "detection", "postprocess": "spiralprune.pipeline.tasks.detection:torchvision_detections"}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, **KWARGS)
+    for prediction in model.head.classification_head.module_list:
+        torch.nn.init.normal_(prediction[1].weight, std=3.0)
+    model.train()
+    with torch.no_grad():  # batch-norm statistics of its own features, as a trained model has
+        for _ in range(3):
+            model.head(list(model.backbone(torch.rand(4, 3, 320, 320)).values()))
+    path = tmp_path_factory.mktemp("ssdlite") / "weights.safetensors"
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(path))
+    return path
+
+
+def test_a_torchvision_detector_is_pruned_exported_and_gated(weights: Path, tmp_path: Path, capsys):
+    pruned = tmp_path / "pruned"
+    assert main(["prune", SPEC, "--weights", str(weights), "--input-shape", "1,3,64,64", "--ratio", "0.3",
+                 "--out", str(pruned)]) == 0
+    layers = capsys.readouterr().out
+    assert "backbone.features.0.2.block.0.0" in layers  # the backbone shrank
+    assert ".module_list.0.1 " not in layers  # the prediction layers (classes and boxes per anchor) did not
+
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(yaml.safe_dump({"task": TASK}))
+    onnx_path = tmp_path / "ssdlite.onnx"
+    assert main(["export", str(pruned), "--out", str(onnx_path), "--task", str(task_file)]) == 0
+    out = capsys.readouterr().out
+    assert "batch fixed at 1" in out  # asked for a dynamic batch: the graph unrolls its loop over the images
+    assert "as detections (the graph has If, NonMaxSuppression, NonZero), agreement" in out and "passed" in out
+
+    budget = tmp_path / "budget.yaml"
+    budget.write_text(yaml.safe_dump({
+        "task": TASK, "metric": {"name": "map", "min": 0}, "parity": {"samples": 4},
+        "latency": {"max_ms": 60_000.0}, "profile": {"warmup_s": 0.05, "min_duration_s": 0.2, "max_duration_s": 2.0},
+    }))
+    report = tmp_path / "gate.json"
+    # 8 validation scenes at batch 1 (the graph's); the checkpoint is exported and measured as deployed
+    assert main(["gate", str(pruned), "--backend", "ort-cpu", "--budget", str(budget),
+                 "--data", "tests.pipeline.tasks.scenes_data:detection_rgb", "--json", str(report)]) == 0
+    checks = {check["name"]: check for check in json.loads(report.read_text())["checks"]}
+    assert {"map.min", "parity.top1_agreement", "latency.p50.max_ms"} <= set(checks)
+    assert "parity.max_abs_diff" not in checks  # no raw tensor of a graph ending in NMS is compared
+    assert 0.0 <= checks["map.min"]["measured"] <= 100.0 and checks["parity.top1_agreement"]["measured"] >= 99.0
+
+
+def test_a_torchvision_detector_loops_over_its_images():
+    detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                           num_classes=3)
+    assert loops_over_images(detector)
+    assert not loops_over_images(torchvision.models.resnet18()) and not loops_over_images(torch.nn.LSTM(3, 3))
+
+
+def test_detections_agree_by_their_scores():
+    """A torch detection ONNX Runtime did not reproduce counts by its score: low-scoring ones near the
+    threshold weigh little."""
+    task = build_task(TaskConfig(**TASK), 3)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40.0, 40.0, 50.0, 50.0]])
+    expected = {"output_0": boxes, "output_1": torch.tensor([0.9, 0.06, 0.04]), "output_2": torch.tensor([1, 2, 1])}
+    got = {"output_0": boxes[[0, 2]], "output_1": torch.tensor([0.9, 0.04]), "output_2": torch.tensor([1, 2])}
+    # the first is reproduced; the second is missing; the third's label differs
+    assert task.agreement(expected, got) == pytest.approx(0.9)
+    assert task.agreement(expected, expected) == 1.0

@@ -10,12 +10,9 @@ import yaml
 from tiny_spiral import tiny_config
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def kernels_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Operator latency tables built by the tests stay out of the user's cache, as on a fresh machine, and
-    each test file starts with none: a table shared by the whole session made a file's plans depend on
-    which files ran before it (sub-millisecond staircases timed by another file's tests; seen as a step
-    that found no plan removing a channel in the full suite only)."""
+    """Operator latency tables built by the tests stay out of the user's cache, as on a fresh machine."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPIRAL_KERNELS_CACHE", str(tmp_path_factory.mktemp("kernels-cache")))
         yield

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 def own_kernels_cache(tmp_path_factory: pytest.TempPathFactory):
     """These runs time their operators afresh: with the session's table (tests/conftest.py), timed by the files
     before this one, a step found no plan removing a channel and another screened a single candidate in the
-    full suite only (2026-12-07), while this file alone passed 20 of 20; with a table per file the suite
-    passed but took 1101 s against 829 s, so only this file, whose assertions read the plan search, gets its own."""
+    full suite only (2026-12-07), while this file alone passed 20 of 20. Only this file, whose assertions read
+    the plan search, gets its own: every other file shares the session's table, which saves timing it again."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPIRAL_KERNELS_CACHE", str(tmp_path_factory.mktemp("spiral-kernels-cache")))
         yield

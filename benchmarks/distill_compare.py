@@ -114,7 +114,7 @@ def main() -> None:
     recalibrated = copy.deepcopy(pruned)
     generator = torch.Generator().manual_seed(0)
     loader = DataLoader(train_set, batch_size=cfg.distill.batch_size, shuffle=True, generator=generator)
-    recalibrate_batchnorm(recalibrated, loader, cfg.distill.bn_recalibration_batches)
+    recalibrate_batchnorm(recalibrated, loader, cfg.distill.bn_recalibration_batches, build_task())
     recalibrated_accuracy = evaluate_model(recalibrated, val_set, build_task())["accuracy"]
 
     runs = fine_tune_all(pruned, teacher, (train_set, val_set), cfg.distill, args.seeds, args.device)

@@ -247,8 +247,6 @@ class RunConfig(_Strict):
                                  "metric": None, "size": None, "parity": None},
                       "a run's reference is its teacher: its latency limits are min_speedup over it, max_ms and "
                       "min_throughput")
-        if self.task.kind == "detection" and self.task.loss is None:
-            raise ValueError("task detection needs loss in a run, which trains the model")
         task = self.task_model()
         quality = budget.quality
         check_quality(quality, task, "budget.metric" if budget.accuracy is None else "budget.accuracy")

@@ -103,7 +103,7 @@ def check_model(model: nn.Module, spec: str, config: RunConfig, data: RunData) -
             out = model.eval()(data.example_input)
     except Exception as exc:  # any failure here means the input shape or model is wrong
         raise InputError(f"model '{spec}' does not accept input_shape {config.input_shape}: {exc}") from None
-    data.task.check(outputs_of(out), f"model '{spec}'")
+    data.task.check(outputs_of(out), len(data.example_input), f"model '{spec}'")
 
 
 @dataclass(frozen=True)

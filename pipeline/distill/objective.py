@@ -42,7 +42,7 @@ class TeacherRunner:
 
 
 class DistillationObjective(nn.Module):
-    """``forward(images, targets, teacher_outputs)`` returns (weighted loss, its unweighted parts, student outputs).
+    """``forward(images, targets, teacher_outputs)`` returns the weighted loss and its unweighted parts.
 
     ``ce`` weighs the task's loss (``spiralprune.pipeline.tasks``: cross-entropy for a classifier, per pixel for a
     segmenter, the detector's own); ``logits`` the KD on the task's class logits (per sample, or per
@@ -82,16 +82,16 @@ class DistillationObjective(nn.Module):
 
     def forward(
         self, images: Tensor, targets: Any, teacher: TeacherOutputs | None
-    ) -> tuple[Tensor, dict[str, Tensor], Outputs]:
-        outputs = outputs_of(self.student(images))
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        task_loss, outputs = self.task.forward_loss(self.student, images, targets)
         if not self.distilling or teacher is None:
-            loss = self.task.loss(outputs, targets)
-            return loss, {"ce": loss.detach()}, outputs
+            return task_loss, {"ce": task_loss.detach()}
         weights = self.cfg.weights
         parts: dict[str, Tensor] = {}
         if weights.ce > 0:
-            parts["ce"] = self.task.loss(outputs, targets)
+            parts["ce"] = task_loss
         if weights.logits > 0:
+            assert outputs is not None  # build_objective refuses logits KD for a task without class logits
             parts["logits"] = logits_kd_loss(self.task.logits(outputs), self.task.logits(teacher.outputs),
                                              self.cfg.temperature)
         if self.pairs:
@@ -105,7 +105,7 @@ class DistillationObjective(nn.Module):
                 self.tap.embedding, teacher.embedding, self.heads[0], self.heads[1], self.cfg.contrastive_temperature
             )
         total = sum(getattr(weights, name) * value for name, value in parts.items())
-        return total, {name: value.detach() for name, value in parts.items()}, outputs  # type: ignore[return-value]
+        return total, {name: value.detach() for name, value in parts.items()}  # type: ignore[return-value]
 
     def close(self) -> None:
         self.tap.remove()

@@ -48,9 +48,10 @@ class DistillResult:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, batches: int) -> None:
+def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, batches: int, task: Task) -> None:
     """Re-estimate batch-norm running statistics as a plain average over ``batches`` training batches
-    (pruning leaves statistics that describe channels which no longer exist)."""
+    (pruning leaves statistics that describe channels which no longer exist), through the forward that
+    training runs (``task.forward_loss``: a torchvision detector's train-mode forward takes targets)."""
     norms = [m for m in model.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
     if not norms or batches <= 0:
         return
@@ -62,10 +63,10 @@ def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, batches: int) ->
         norm.momentum = None  # cumulative average instead of an exponential one
     model.train()
     try:
-        for index, (inputs, _) in enumerate(loader):
+        for index, (inputs, targets) in enumerate(loader):
             if index >= batches:
                 break
-            model(inputs.to(device))
+            task.forward_loss(model, inputs.to(device), task.to_device(targets, device))
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
@@ -149,7 +150,7 @@ def distill(
             train_set, torch_device, batch_size=local_batch, shuffle=True,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        recalibrate_batchnorm(student, recalibration, cfg.bn_recalibration_batches)
+        recalibrate_batchnorm(student, recalibration, cfg.bn_recalibration_batches, task)
 
     model: nn.Module = objective
     collective_device = torch_device if distributed else None
@@ -176,7 +177,7 @@ def distill(
                 count = task.count(targets)
                 with torch.autocast(torch_device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     teacher_out = teacher_runner(images) if teacher_runner is not None else None
-                    loss, parts, _ = model(images, targets, teacher_out)
+                    loss, parts = model(images, targets, teacher_out)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

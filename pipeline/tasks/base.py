@@ -111,10 +111,16 @@ class Task(ABC):
     def own_loss(self, outputs: Outputs, targets: Any) -> Tensor:
         raise InputError(f"task {self.name} has no loss of its own; give task.loss")
 
+    def forward_loss(self, model: torch.nn.Module, inputs: Tensor, targets: Any) -> tuple[Tensor, Outputs | None]:
+        """``model``'s loss on one batch, and the outputs it was computed from (None where the model computes
+        its loss itself): what training, batch-norm recalibration and the loss-aware criteria call."""
+        outputs = outputs_of(model(inputs))
+        return self.loss(outputs, targets), outputs
+
     def batch_loss(self, model: torch.nn.Module, batch: tuple[Tensor, Any]) -> Tensor:
         """``model``'s loss on one calibration batch (the loss-aware pruning criteria)."""
         inputs, targets = batch
-        return self.loss(outputs_of(model(inputs)), targets)
+        return self.forward_loss(model, inputs, targets)[0]
 
     def logits(self, outputs: Outputs) -> Tensor | None:
         """Class logits as ``[positions, classes]`` (per sample, or per pixel, ...) for logits KD and
@@ -126,8 +132,8 @@ class Task(ABC):
     def meter(self) -> Meter:
         """A fresh ``Meter`` of this task's metrics."""
 
-    def check(self, outputs: Outputs, what: str) -> None:
-        """One line (an InputError) when ``outputs`` (of an example batch) cannot be this task's."""
+    def check(self, outputs: Outputs, batch: int, what: str) -> None:
+        """One line (an InputError) when ``outputs`` (of an example batch of ``batch`` inputs) cannot be this task's."""
 
     def compares_values(self, data_dependent: list[str]) -> bool:
         """Whether parity compares the outputs' values besides the agreement, for a graph with the

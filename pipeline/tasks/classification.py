@@ -47,7 +47,7 @@ class Classification(Task):
     def meter(self) -> _TopOne:
         return _TopOne(self)
 
-    def check(self, outputs: Outputs, what: str) -> None:
+    def check(self, outputs: Outputs, batch: int, what: str) -> None:
         out = self.pick(outputs)
         if out.ndim != 2 or out.shape[1] != self.num_classes:
             raise InputError(f"{what} outputs shape {list(out.shape)}; expected [batch, num_classes={self.num_classes}]")

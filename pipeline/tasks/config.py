@@ -13,8 +13,9 @@ class TaskConfig(BaseModel):
     ``custom``.
 
     ``loss`` (``package.module:fn``, called ``fn(outputs, targets)`` with the model's outputs as it
-    returns them, a scalar tensor back) replaces the task's own loss; custom needs one, and detection
-    wherever it trains (a run; export, prune's weight criteria and the gate do without).
+    returns them, a scalar tensor back) replaces the task's own loss; custom needs one. Detection's own
+    loss is the model's: the dict of losses torchvision's detectors return from ``model(images, targets)``
+    in train mode, summed; a model that does not compute its losses needs ``loss`` where it trains.
     ``postprocess`` (detection: ``fn(outputs) -> [{"boxes", "scores", "labels"}]`` per image, decode
     and NMS on the host) turns the raw head outputs the graph ends with into detections;
     ``spiralprune.pipeline.tasks.detection:torchvision_detections`` for a torchvision detector, whose

@@ -1,5 +1,7 @@
 """Object detection: raw head outputs in the graph, decoded on the host by the user's ``task.postprocess``
-(as deployments with TensorRT often do), trained with ``task.loss``; COCO mAP through torchmetrics'
+(as deployments with TensorRT often do), or a graph that ends in the model's own decoding and NMS
+(torchvision's detectors); trained with ``task.loss``, else with the losses the model computes itself
+(torchvision's, in train mode); COCO mAP through torchmetrics'
 ``MeanAveragePrecision`` (pycocotools backend: ``pip install 'spiralprune[detection]'``). The host's
 post-processing is not in the measured latency: its median per image (batch 1, ``postprocess_ms``) is
 reported with the metrics, as the speech case reports its features.
@@ -10,11 +12,15 @@ Targets are torchvision's: one dict per image, ``boxes`` ``[K, 4]`` xyxy in inpu
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.tasks.base import Outputs, Task, as_returned
@@ -36,12 +42,43 @@ def torchvision_detections(outputs: tuple[Tensor, ...]) -> list[dict[str, Tensor
     return [dict(zip(("boxes", "scores", "labels"), outputs[i : i + 3])) for i in range(0, len(outputs), 3)]
 
 
+# Modules whose train mode changes what a forward computes or keeps (statistics, dropped units): the
+# loss-aware criteria ask an eval-mode model for its own losses with these left in eval mode.
+_EVAL_KEPT = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.modules.dropout._DropoutNd)
+
+
+@contextmanager
+def _computing_losses(model: nn.Module) -> Iterator[None]:
+    """``model`` in train mode, where torchvision's detectors compute their losses; a model in eval mode
+    (the pruning criteria's) keeps its norms and dropout in eval mode, so asking for its losses leaves its
+    statistics and its arithmetic as they were."""
+    if model.training:
+        yield
+        return
+    modes = {m: m.training for m in model.modules()}
+    for m in model.modules():
+        m.training = not isinstance(m, _EVAL_KEPT)
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _takes_targets(model: nn.Module) -> bool:
+    parameters = inspect.signature(model.forward).parameters.values()
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters) >= 2 or any(
+        p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
 class _MeanAveragePrecision:
     def __init__(self, task: Detection) -> None:
         try:
             from torchmetrics.detection import MeanAveragePrecision
 
             self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+            # COCO's mAP reads each image's 100 best detections; torchvision's detectors keep up to 300.
+            self.map.warn_on_many_detections = False
         except ModuleNotFoundError as exc:  # torchmetrics says which backend is missing
             raise InputError(f"task detection needs pycocotools: pip install 'spiralprune[detection]' ({exc})") from None
         self.task, self.samples, self.seconds = task, 0, []
@@ -78,11 +115,28 @@ class Detection(Task):
                              "boxes, scores and labels per image")
         return [{k: d[k].detach().cpu() for k in ("boxes", "scores", "labels")} for d in found]
 
+    def forward_loss(self, model: nn.Module, inputs: Tensor, targets: Any) -> tuple[Tensor, Outputs | None]:
+        """With ``task.loss``, that loss of the model's outputs; without, the losses the model computes itself,
+        summed: torchvision's detectors (and models written like them) return a dict of them from
+        ``model(images, targets)`` in train mode."""
+        if self.config.loss is not None:
+            return super().forward_loss(model, inputs, targets)
+        own = ("task detection without task.loss trains with the model's own losses, the dict that "
+               "torchvision's detectors return from model(images, targets) in train mode")
+        if not _takes_targets(model):
+            raise InputError(f"{own}; {type(model).__name__}.forward takes no targets: give task.loss")
+        with _computing_losses(model):
+            losses = model(inputs, targets)
+        if not (isinstance(losses, Mapping) and losses
+                and all(isinstance(v, Tensor) and v.ndim == 0 for v in losses.values())):
+            raise InputError(f"{own}; {type(model).__name__} returned {type(losses).__name__} in train mode with "
+                             "targets, not a dict of scalar losses: give task.loss")
+        return sum(losses.values()), None  # type: ignore[return-value]
+
     def meter(self) -> _MeanAveragePrecision:
         return _MeanAveragePrecision(self)
 
-    def check(self, outputs: Outputs, what: str) -> None:
-        batch = len(next(iter(outputs.values())))
+    def check(self, outputs: Outputs, batch: int, what: str) -> None:
         try:
             found = self.detections(outputs)
         except InputError:

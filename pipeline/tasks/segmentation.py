@@ -58,7 +58,7 @@ class Segmentation(Task):
     def meter(self) -> _Pixels:
         return _Pixels(self)
 
-    def check(self, outputs: Outputs, what: str) -> None:
+    def check(self, outputs: Outputs, batch: int, what: str) -> None:
         out = self.pick(outputs)
         if out.ndim != 4 or out.shape[1] != self.num_classes:
             raise InputError(f"{what} outputs shape {list(out.shape)}; a segmenter's is [batch, num_classes="

@@ -38,8 +38,6 @@ def test_tiny_config_is_valid():
         ({"task": {"kind": "segmentation"}, "budget": {"accuracy": None, "metric": {"max": 60}}}, "miou is higher-is-better; its limit is min"),
         ({"task": {"kind": "custom", "loss": "a:b"}}, "task custom needs metric"),
         ({"task": {"kind": "detection"}}, "task detection needs postprocess"),
-        ({"task": {"kind": "detection", "postprocess": "a:b"}, "budget": {"accuracy": None, "metric": {"max_drop": 1}}},
-         "task detection needs loss in a run, which trains the model"),
         ({"task": {"kind": "segmentation", "postprocess": "a:b"}}, "task.postprocess is for task detection"),
         ({"budget": {"latency": {"max_ms": None}}}, "latency needs max_ms, min_throughput, min_speedup or max_regression_pct"),
         ({"input_shape": [1, 0, 16]}, "input_shape must be positive dimensions"),

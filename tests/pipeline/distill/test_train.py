@@ -40,13 +40,13 @@ def test_warmup_then_cosine() -> None:
 
 def test_batchnorm_recalibration_averages_the_statistics_of_the_given_batches() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3)).eval()
+    model = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     norm = model[1]
     norm.running_mean.fill_(100.0)
     images = torch.randn(40, 1, 4, 4) * 3 + 1
-    loader = DataLoader(TensorDataset(images, torch.zeros(40)), batch_size=10)
+    loader = DataLoader(TensorDataset(images, torch.zeros(40, dtype=torch.long)), batch_size=10)
 
-    recalibrate_batchnorm(model, loader, batches=3)
+    recalibrate_batchnorm(model, loader, batches=3, task=build_task())
 
     with torch.no_grad():
         batches = [model[0](images[i : i + 10]).transpose(0, 1).flatten(1) for i in (0, 10, 20)]

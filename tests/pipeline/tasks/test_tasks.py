@@ -68,8 +68,8 @@ def test_every_task_trains_measures_exports_and_checks_parity(kind: str, tmp_pat
     task, model, data = _case(kind)
     inputs, targets = task.collate([data[i] for i in range(4)])
     outputs = outputs_of(model.eval()(inputs))
-    task.check(outputs, "the model")
-    loss = task.loss(outputs_of(model.train()(inputs)), targets)
+    task.check(outputs, 4, "the model")
+    loss, _ = task.forward_loss(model.train(), inputs, targets)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
 
@@ -150,7 +150,7 @@ def test_a_task_function_that_does_not_fit_is_one_line(config: dict, expected: s
 def test_a_model_whose_outputs_are_not_the_task_s_is_one_line():
     task = build_task(TaskConfig(kind="segmentation"), SEGMENTATION_CLASSES)
     with pytest.raises(InputError, match=r"outputs shape \[2, 10\]; a segmenter's is \[batch, num_classes=11"):
-        task.check({"output": torch.zeros(2, 10)}, "model 'x'")
+        task.check({"output": torch.zeros(2, 10)}, 2, "model 'x'")
     detector = build_task(TaskConfig(**YOLO), 10)
     with pytest.raises(InputError, match="task.postprocess 'spiralprune.pipeline.zoo.yolo:yolo_decode' fails on the outputs"):
-        detector.check({"output": torch.zeros(2, 10)}, "model 'x'")
+        detector.check({"output": torch.zeros(2, 10)}, 2, "model 'x'")

@@ -19,10 +19,14 @@ import torchvision
 import yaml
 from safetensors.torch import save_file
 
-from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST
+from spiralprune.core.errors import InputError
+from spiralprune.pipeline.casestudies.scenes import FASHION_MNIST, NUM_CLASSES
 from spiralprune.pipeline.cli import main
+from spiralprune.pipeline.distill.config import DistillConfig
+from spiralprune.pipeline.distill.train import distill
 from spiralprune.pipeline.export import loops_over_images
 from spiralprune.pipeline.tasks import TaskConfig, build_task
+from tests.pipeline.tasks.scenes_data import detection_rgb
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
 
@@ -95,3 +99,40 @@ def test_detections_agree_by_their_scores():
     # the first is reproduced; the second is missing; the third's label differs
     assert task.agreement(expected, got) == pytest.approx(0.9)
     assert task.agreement(expected, expected) == 1.0
+
+
+def test_a_torchvision_detector_trains_with_its_own_losses():
+    """Without task.loss a detector trains on the losses it returns from ``model(images, targets)`` in train
+    mode; the criteria ask an eval-mode model for them without touching its batch-norm statistics."""
+    torch.manual_seed(0)
+    # the scenes' labels are 1..10 with 0 torchvision's background
+    detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                           num_classes=NUM_CLASSES + 1)
+    task = build_task(TaskConfig(**TASK), NUM_CLASSES)
+    train, val = detection_rgb()
+    batch = task.collate([train[i] for i in range(4)])
+    before = {name: value.clone() for name, value in detector.state_dict().items()}
+
+    loss = task.batch_loss(detector.eval(), batch)
+    assert loss.ndim == 0 and torch.isfinite(loss) and not detector.training
+    assert all(torch.equal(before[name], value) for name, value in detector.state_dict().items())
+
+    result = distill(detector, None, train, val, DistillConfig(epochs=1, batch_size=4, optimizer="sgd", lr=0.01),
+                     task=task)
+    assert result.epochs_run == 1 and result.history[0]["loss"] > 0 and 0.0 <= result.best_val_quality <= 1.0
+    assert not torch.equal(before["head.classification_head.module_list.0.1.weight"],
+                           detector.state_dict()["head.classification_head.module_list.0.1.weight"])
+    assert not detector.training
+
+
+def test_a_detector_that_computes_no_loss_needs_task_loss():
+    task = build_task(TaskConfig(**TASK), NUM_CLASSES)
+    images, targets = torch.zeros(2, 3, 8, 8), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}] * 2
+    with pytest.raises(InputError, match="Conv2d.forward takes no targets: give task.loss"):
+        task.forward_loss(torch.nn.Conv2d(3, 3, 1), images, targets)
+
+    class Raw(torch.nn.Module):
+        def forward(self, images, targets=None):
+            return images.mean()
+    with pytest.raises(InputError, match="Raw returned Tensor in train mode with targets, not a dict of scalar losses"):
+        task.forward_loss(Raw(), images, targets)

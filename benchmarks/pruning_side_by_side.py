@@ -60,7 +60,7 @@ from spiralprune.kernels.layers import torch_layers
 from spiralprune.kernels.predictor import LatencyPredictor
 from spiralprune.kernels.table import LatencyTable
 from spiralprune.pipeline.casestudies.images import build_image_folder
-from spiralprune.pipeline.config import load_config
+from spiralprune.pipeline.config import DistributedConfig, load_config
 from spiralprune.pipeline.data import load_datasets
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.train import distill
@@ -73,6 +73,7 @@ from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan, 
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front
 from spiralprune.pipeline.tasks import TaskConfig, build_task
+from spiralprune.pipeline.training import Processes
 from spiralprune.pipeline.teacher import trained_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,8 +249,10 @@ def trained_teacher(name: str, arch: Architecture, train: Dataset, val: Dataset,
         torch.manual_seed(0)
         return build_model(arch.model), arch.model, []
 
+    # one process on ``device``: a Processes whose data, task and classes no torchrun job reads
+    where = Processes(DistributedConfig(device=device), None, TaskConfig(), 10, list(arch.input_shape), "float32")
     teacher = trained_model(cache / "teachers" / name, key, build, train, val, cfg, input_shape=list(arch.input_shape),
-                            console=progress.console, progress=progress, device=device)
+                            console=progress.console, progress=progress, processes=where)
     return teacher.module, teacher.metadata | {"cached": not teacher.trained_now}
 
 
@@ -290,7 +293,7 @@ def run_architecture(name: str, args: argparse.Namespace, progress: Progress) ->
                 student = copy.deepcopy(pruned)
                 mark = time.perf_counter()
                 result = distill(student, teacher, train, val, distill_cfg.model_copy(update={"seed": seed}),
-                                 progress=progress, device=args.device)
+                                 progress=progress, device=DistributedConfig(device=args.device).training_device())
                 student.cpu()
                 teacher.cpu()
                 path = bench.export(student, f"distilled-{seed}")
@@ -408,7 +411,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot-dir", type=Path, default=None,
                         help="where pareto_<architecture>.png go (default: docs/, or the cache with --quick)")
     parser.add_argument("--json", type=Path, help="write every number here")
-    parser.add_argument("--device", default="cpu", help="torch device for training and distillation")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
+                        help="where the teacher trains and the students distil")
     parser.add_argument("--quick", action="store_true",
                         help="prove the path: 256 training images, one epoch, two rounds (meaningless numbers)")
     args = parser.parse_args(argv)

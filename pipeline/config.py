@@ -165,14 +165,16 @@ class DataConfig(_Strict):
 
 
 class DistributedConfig(_Strict):
-    """Where a run trains: ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``,
-    ``--nnodes``, ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own
-    process; more run every training of the run (the teacher's, the tries', the probes', the final
-    recovery) as a torchrun job (``spiralprune.pipeline.training``), DistributedDataParallel over gloo on the
-    CPU, where the run trains in one process too. A run trains on one node so far (``nnodes`` above 1 is
-    refused when it starts); the keys are validated here as torchrun needs them. Measurement never joins
-    the process group: it stays one process on the target."""
+    """Where a run trains: on ``device`` (``auto``: a GPU when one is visible, else the CPU), in
+    ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``, ``--nnodes``,
+    ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own process; more
+    run every training of the run (the teacher's, the tries', the probes', the final recovery) as a
+    torchrun job (``spiralprune.pipeline.training``), DistributedDataParallel over NCCL with one GPU per
+    process, or gloo on the CPU. A run trains on one node so far (``nnodes`` above 1 is refused when it
+    starts); the keys are validated here as torchrun needs them. Measurement never joins the process group
+    nor the training's device: it stays one process on the target, a trained model comes back to the CPU."""
 
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     processes: int = Field(1, ge=1)
     nnodes: int = Field(1, ge=1)
     node_rank: int = Field(0, ge=0)
@@ -190,6 +192,18 @@ class DistributedConfig(_Strict):
     def in_process(self) -> bool:
         """One process on one node: the run trains in its own process, as without this block."""
         return self.processes * self.nnodes == 1
+
+    def training_device(self) -> str:
+        """``cuda`` or ``cpu``: ``device`` with ``auto`` resolved; one line when ``cuda`` is asked and no GPU is
+        visible (the run asks before any work)."""
+        import torch
+
+        if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
+            return "cpu"
+        if not torch.cuda.is_available():
+            raise InputError("distributed.device cuda: no GPU is visible to this process (torch.cuda.is_available() "
+                             "is False); train on device cpu or auto")
+        return "cuda"
 
 
 class RunConfig(_Strict):

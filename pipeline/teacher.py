@@ -121,7 +121,7 @@ class TrainedModel:
 def trained_model(
     directory: Path, key: dict, build: Callable[[], tuple[nn.Module, str, list]], train_set: Dataset,
     val_set: Dataset, training: DistillConfig, *, input_shape: list[int], input_dtype: str = "float32",
-    console: Console, progress: Progress | None = None, device: str = "cpu", loading: LoaderSettings = LoaderSettings(),
+    console: Console, progress: Progress | None = None, loading: LoaderSettings = LoaderSettings(),
     task: Task | None = None, processes: Processes | None = None,
 ) -> TrainedModel:
     """The one teacher cache: the model in ``directory`` when it was trained with the same ``key`` (a
@@ -143,9 +143,7 @@ def trained_model(
         shutil.rmtree(work)  # another key's training (the settings changed): not this one to resume
     write_bytes(stamp, digest.encode())
     result = train(Trainee(model, (base_spec, plans)), None, train_set, val_set, training, job_dir=work / "job",
-                   processes=processes, checkpoint_dir=work, progress=progress, device=device, loading=loading,
-                   task=task)
-    model.cpu()
+                   processes=processes, checkpoint_dir=work, progress=progress, loading=loading, task=task)
     metadata = {"training_key": digest, "val_quality": result.best_val_quality,
                 "epoch_seconds": [h["seconds"] for h in result.history]}
     save_checkpoint(directory, base_spec=base_spec, plans=plans, model=model, input_shape=input_shape,

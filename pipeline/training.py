@@ -76,6 +76,7 @@ class Processes:
                 "data given as Python objects cannot cross to them; name it in a run config's data: block (an "
                 "ImageFolder, a package.module:factory) or train on 1 process"
             )
+        config.distributed.training_device()  # cuda asked where no GPU is visible: one line, before any work
         data = None if given_data else DataRef(**config.data.model_dump(), input_shape=config.input_shape)
         return cls(config.distributed, data, config.task, config.num_classes, config.input_shape, input_dtype)
 
@@ -83,17 +84,25 @@ class Processes:
 def train(
     student: Trainee, teacher: Trainee | None, train_set: Dataset, val_set: Dataset, cfg: DistillConfig, *,
     job_dir: Path, processes: Processes | None = None, share: Sequence[int] | None = None,
-    checkpoint_dir: Path | None = None, progress: Progress | None = None, device: str = "cpu",
+    checkpoint_dir: Path | None = None, progress: Progress | None = None,
     loading: LoaderSettings = LoaderSettings(), task: Task | None = None,
 ) -> DistillResult:
-    """``distill`` of ``student`` from ``teacher`` (on ``share``, indices of ``train_set``, when given), in
-    this process when ``processes`` is None or one process, else as a torchrun job in ``job_dir`` (removed
-    when it succeeds; its ``torchrun.log`` kept when not). ``student.module`` is trained in place and
-    left in eval mode at its best validation quality either way; ``checkpoint_dir`` resumes either way."""
-    if processes is None or processes.distributed.in_process:
+    """``distill`` of ``student`` from ``teacher`` (on ``share``, indices of ``train_set``, when given) on
+    ``processes``' device, in this process when ``processes`` is None or one process, else as a torchrun
+    job in ``job_dir`` (removed when it succeeds; its ``torchrun.log`` kept when not). ``student.module`` is
+    trained in place and left on the CPU (where the run exports and measures) in eval mode at its best
+    validation quality either way; ``checkpoint_dir`` resumes either way."""
+    distributed = processes.distributed if processes is not None else DistributedConfig()
+    if distributed.in_process:
         train_subset = train_set if share is None else Subset(train_set, list(share))
-        return distill(student.module, teacher.module if teacher else None, train_subset, val_set, cfg,
-                       checkpoint_dir=checkpoint_dir, progress=progress, device=device, loading=loading, task=task)
+        try:
+            return distill(student.module, teacher.module if teacher else None, train_subset, val_set, cfg,
+                           checkpoint_dir=checkpoint_dir, progress=progress, device=distributed.training_device(),
+                           loading=loading, task=task)
+        finally:
+            for trainee in (student, teacher):
+                if trainee is not None:
+                    trainee.module.cpu()
     assert processes.data is not None  # Processes.of_run refused given data with more than one process
     shutil.rmtree(job_dir, ignore_errors=True)
     refs = {}
@@ -106,7 +115,7 @@ def train(
     job = DistillJob(
         **refs, data=processes.data, config=cfg, task=processes.task, num_classes=processes.num_classes,
         train_indices=None if share is None else list(share), output_dir=job_dir / "out",
-        checkpoint_dir=checkpoint_dir, device="cpu" if device == "cpu" else "cuda", trust_model_code=everything,
+        checkpoint_dir=checkpoint_dir, device=distributed.device, trust_model_code=everything,
         typed_specs=sorted(typed),
     )
     if progress is not None:

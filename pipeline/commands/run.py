@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from spiralprune.pipeline.spiral import SpiralOutcome
 
 # The flags that override the config's distributed: block, as torchrun spells them, by its keys.
-DISTRIBUTED_FLAGS = {"processes": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
-                     "rdzv_endpoint": "--rdzv-endpoint"}
+DISTRIBUTED_FLAGS = {"device": "--train-device", "processes": "--nproc-per-node", "nnodes": "--nnodes",
+                     "node_rank": "--node-rank", "rdzv_endpoint": "--rdzv-endpoint"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
     group = parser.add_argument_group("training processes (override the config's distributed: block)")
+    group.add_argument(DISTRIBUTED_FLAGS["device"], dest="device", choices=["auto", "cpu", "cuda"],
+                       help="where the run trains (default auto: a GPU when one is visible); it measures on its target")
     group.add_argument(DISTRIBUTED_FLAGS["processes"], dest="processes", type=int, metavar="N",
                        help="train on N processes per node (torchrun, DistributedDataParallel); measurement stays "
                             "one process")

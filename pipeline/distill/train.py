@@ -216,6 +216,7 @@ def distill(
                     **{_history_key(name): value / totals[-1] for name, value in epoch_stats.items()},
                     "val_quality": quality,
                     "precision": cfg.precision if amp_dtype is not None else "fp32",
+                    "device": torch_device.type,
                     "processes": world,
                     "seconds": time.perf_counter() - started,
                 }

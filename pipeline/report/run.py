@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,9 @@ def step_cells(row: dict, budget: dict) -> list[str]:
     """One row of ``step_columns``, as text."""
     return [
         row["name"], f"{row['latency_ms']['p50']:.3f}", f"{row['latency_ms']['p90']:.3f}",
-        f"{row['predicted_ms']:.3f}" if row.get("predicted_ms") is not None else "", f"{row['speedup']:.2f}x",
+        f"{row['predicted_ms']:.3f}" if row.get("predicted_ms") is not None else "",
+        # no paired round ran on a free CPU: the judge has no ratio (its verdict says undecided)
+        f"{row['speedup']:.2f}x" if math.isfinite(row["speedup"]) else "n/a",
         f"{shown_quality(row, budget):.4g}", f"{row['params']:,}", f"{row['macs']:,}", row["verdict"], row["reason"],
     ]
 

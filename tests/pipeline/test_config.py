@@ -52,6 +52,7 @@ def test_tiny_config_is_valid():
         ({"target": {"spin_wait": True}}, "target.spin_wait is for the torch targets, not 'ort-cpu'"),
         ({"target": {"backend": "torch", "spin_wait": True}}, "target.spin_wait waits on a CUDA event: it needs target.device: cuda"),
         ({"distributed": {"processes": 0}}, "distributed.processes: Input should be greater than or equal to 1"),
+        ({"distributed": {"device": "tpu"}}, "distributed.device: Input should be 'auto', 'cpu' or 'cuda'"),
         ({"distributed": {"nnodes": 2}}, "distributed: nnodes 2 needs rdzv_endpoint (host:port every node reaches)"),
         ({"distributed": {"node_rank": 1}}, "distributed: node_rank 1 is not below nnodes 1"),
         ({"distributed": {"nnodes": 2, "node_rank": -1, "rdzv_endpoint": "n0:29500"}}, "distributed.node_rank: Input should be greater"),

@@ -12,7 +12,7 @@ from spiralprune.pipeline.config import parse_config
 from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.passes import PASSES
 from spiralprune.pipeline.passes.record import LedgerEntry
-from spiralprune.pipeline.report.run import step_rows, write_reports
+from spiralprune.pipeline.report.run import step_cells, step_rows, write_reports
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_indices
 from tiny_spiral import tiny_config
 from tests.ledger_entries import ledger_entry
@@ -78,6 +78,12 @@ def test_a_run_writes_json_markdown_and_a_self_contained_html_page(tmp_path):
 def test_step_rows_put_the_teacher_first():
     rows = step_rows(summary(4.0, 0.97), [ledger_entry(1, accepted=False).to_json()])
     assert [(r["name"], r["verdict"]) for r in rows] == [("teacher", "baseline"), ("step 1 try 1", "rejected")]
+
+
+def test_a_step_the_judge_could_not_pair_shows_no_speedup():
+    """No paired round ran on a free CPU: the ledger's speedup is NaN, and the table says n/a, not nanx."""
+    rows = step_rows(summary(4.0, 0.97), [ledger_entry(1, accepted=False, speedup=float("nan")).to_json()])
+    assert [step_cells(row, BUDGET)[4] for row in rows] == ["1.00x", "n/a"]
 
 
 @pytest.mark.parametrize("met", [True, False])

@@ -50,7 +50,7 @@ def test_a_job_trains_the_callers_module_with_the_run_s_task_on_its_share(tmp_pa
     result = train(Trainee(student, (SPEC, [])), None, train_set, val_set,
                    DistillConfig(epochs=2, batch_size=64, lr=0.1, early_stopping_patience=None),
                    job_dir=tmp_path / "job", processes=processes, share=range(640))
-    assert [h["processes"] for h in result.history] == [2, 2]
+    assert [(h["processes"], h["device"]) for h in result.history] == [(2, "cpu"), (2, "cpu")]  # auto: no GPU here
     assert result.best_val_quality == min(h["val_quality"] for h in result.history)
     accuracy = evaluate_model(student, val_set, build_task())["accuracy"]
     assert result.best_val_quality == pytest.approx(1 - accuracy)  # the returned weights are the job's best
@@ -99,3 +99,26 @@ def test_more_than_one_node_is_refused_before_any_work(write_config, tmp_path: P
         "yet join node 0's trainings); set nnodes 1 and processes per node"
     )
     assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: cuda is a valid training device here")
+def test_training_on_cuda_without_a_gpu_is_refused_before_any_work(write_config, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["run", str(write_config()), "--out", str(out), "--train-device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "spiralprune: error: distributed.device cuda: no GPU is visible to this process (torch.cuda.is_available() is "
+        "False); train on device cpu or auto"
+    )
+    assert not out.exists()
+
+
+def test_a_module_trained_in_process_comes_back_to_the_cpu_on_its_device(tmp_path: Path) -> None:
+    """In one process the run's device is the training's (auto: the CPU here), and the module is on the CPU after."""
+    torch.manual_seed(1)
+    student = digits_resnet(width=4, blocks=(1, 1, 1, 1))
+    train_set, val_set = digits_datasets(size=8)
+    processes = Processes(DistributedConfig(device="cpu"), None, TaskConfig(), 10, [1, 1, 8, 8], "float32")
+    result = train(Trainee(student, (SPEC, [])), None, train_set, val_set, DistillConfig(epochs=1, batch_size=64),
+                   job_dir=tmp_path / "job", processes=processes)
+    assert [h["device"] for h in result.history] == ["cpu"]
+    assert {p.device.type for p in student.parameters()} == {"cpu"} and not student.training

@@ -14,8 +14,10 @@ from tiny_spiral import tiny_config
 
 def test_flags_override_the_distributed_block() -> None:
     config = parse_config(tiny_config(distributed={"processes": 4}))
-    flagged = with_flags(config, {"processes": 2, "nnodes": 2, "node_rank": 1, "rdzv_endpoint": "n0:29500"})
-    assert flagged.distributed.model_dump() == {"processes": 2, "nnodes": 2, "node_rank": 1, "rdzv_endpoint": "n0:29500"}
+    flagged = with_flags(config, {"device": "cpu", "processes": 2, "nnodes": 2, "node_rank": 1,
+                                  "rdzv_endpoint": "n0:29500"})
+    assert flagged.distributed.model_dump() == {"device": "cpu", "processes": 2, "nnodes": 2, "node_rank": 1,
+                                                "rdzv_endpoint": "n0:29500"}
     assert with_flags(config, {"processes": None, "nnodes": None}) is config
     assert with_flags(config, {"nnodes": 1}).distributed.processes == 4
 

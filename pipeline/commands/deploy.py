@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="the device to deploy to, replacing the target's ssh.host")
     parser.add_argument("--out", type=Path, help="where the bundle and results go (default: runs/deploy/<target>)")
     parser.add_argument("--json", type=Path, help="write the gate report with the device's facts as JSON")
+    parser.add_argument("--markdown", type=Path,
+                        help="write a Markdown summary (a pull-request comment): the checks and where the device's time goes")
+    parser.add_argument("--html", type=Path, help="write a self-contained HTML report: the checks, plots and the device's layers")
     parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,224,224")
     parser.add_argument("--explain", action="store_true",
                         help="also profile the model's layers on this host (ort-cpu) and show them beside the device's")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from spiralprune.pipeline.gate.budget import GateBudget
     from spiralprune.pipeline.gate.candidate import prepare_candidate
     from spiralprune.pipeline.gate.checks import run_gate
-    from spiralprune.pipeline.gate.report import GateContext, gate_json
+    from spiralprune.pipeline.gate.report import GateContext, gate_html, gate_json, gate_markdown
+    from spiralprune.pipeline.report.attribution import device_html, device_markdown
     from spiralprune.pipeline.report.outputs import write_outputs
 
     target = load_target(args.target, host_override=args.host)
@@ -77,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
         host_layers = profile_model(bundle.root / MODEL_FILE, "ort-cpu", batch_sizes=[target.measure.batch],
                                     threads=target.measure.threads,
                                     settings=target.measure.profile, layers=True).measurement().layers
-    print_layers(device_layers, host_layers, profile.runner_settings.get("layers"))
+    why_not = profile.runner_settings.get("layers")
+    print_layers(device_layers, host_layers, why_not)
     context = GateContext(args.model, f"{target.name} ({result.host})", profile)
+    device = device_layers and device_layers["explanation"]
+    host = host_layers and host_layers["explanation"]
     report = {
         **gate_json(gate, context),
         "deploy": {
@@ -91,10 +98,14 @@ def run(args: argparse.Namespace) -> int:
             "device": result.device,
             "results": str(result.results_dir),
         },
-        "layers": {"device": device_layers and device_layers["explanation"],
-                   "host": host_layers and host_layers["explanation"]},
+        "layers": {"device": device, "host": host},
     }
-    for path in write_outputs([(out / "deploy.json", lambda: report), (args.json, lambda: report)]):
+    written = write_outputs([
+        (out / "deploy.json", lambda: report), (args.json, lambda: report),
+        (args.markdown, lambda: gate_markdown(gate, context, device_markdown(device, host, why_not))),
+        (args.html, lambda: gate_html(gate, context, device_html(device, host, why_not))),
+    ])
+    for path in written:
         print(f"wrote {path}")
     print(f"spiralprune deploy to {target.name} ({result.host}) {summary(gate)}")
     return gate.exit_code

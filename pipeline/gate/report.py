@@ -4,6 +4,7 @@ pull-request comment, JUnit XML (one test case per check) and a self-contained H
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spiralprune import __version__
@@ -50,12 +51,13 @@ def _summary(result: GateResult) -> str:
     return f"{failed} failed and {inconclusive} inconclusive of {len(result.checks)} checks."
 
 
-def gate_markdown(result: GateResult, context: GateContext) -> str:
+def gate_markdown(result: GateResult, context: GateContext, sections: Sequence[str] = ()) -> str:
+    """The gate's Markdown summary; ``sections``: lines a command adds at the end (``spiralprune deploy``: the device's layers)."""
     lines = [f"## {_title(result, context)}", "", _summary(result), "",
              *checks_markdown(result.checks)]
     if context.baseline:
         lines += ["", f"Baseline: `{context.baseline.source}`{_comparison(result)}"]
-    lines += [*change_markdown(result.attribution), "", *(f"- {note}" for note in result.notes)]
+    lines += [*change_markdown(result.attribution), "", *(f"- {note}" for note in result.notes), *sections]
     return "\n".join(lines) + "\n"
 
 
@@ -68,7 +70,8 @@ def gate_junit(result: GateResult) -> str:
     return junit_xml("spiralprune gate", cases)
 
 
-def gate_html(result: GateResult, context: GateContext) -> str:
+def gate_html(result: GateResult, context: GateContext, extra: Sequence[str] = ()) -> str:
+    """The gate's HTML report; ``extra``: sections a command adds after the checks (``spiralprune deploy``)."""
     sections = [
         f'<p class="verdict {"pass" if result.passed else "fail"}">{esc(_summary(result))}</p>',
         checks_html(result.checks),
@@ -76,7 +79,7 @@ def gate_html(result: GateResult, context: GateContext) -> str:
     if context.baseline:
         sections.append(f'<p class="note">Baseline: {esc(context.baseline.source)}{esc(_comparison(result))}</p>')
     sections += [f'<p class="note">{esc(note)}</p>' for note in result.notes]
-    sections += change_html(result.attribution)
+    sections += [*change_html(result.attribution), *extra]
     m = context.profile.measurements[0]
     baseline = context.baseline
     base = next((b for b in baseline.profile.measurements if b.batch == m.batch), None) if baseline else None

@@ -1,5 +1,6 @@
 """Where the time goes, as tables: a model's explanation (``spiralprune profile --explain``, the run report's
-result) and a change's attribution to layers (``spiralprune compare``, ``spiralprune gate``), from
+result), a device's (``spiralprune deploy``) and a change's attribution to layers (``spiralprune compare``,
+``spiralprune gate``), from
 ``spiralprune.deploy.layer_profile``'s numbers."""
 
 from __future__ import annotations
@@ -64,6 +65,28 @@ def device_rows(device: dict[str, Any], host: dict[str, Any] | None, top: int = 
             row += ["", ""] if h is None else [f"{h['ms']:.3f}", _pct(h["share"])]
         rows.append(row)
     return rows
+
+
+def device_markdown(device: dict[str, Any] | None, host: dict[str, Any] | None, why_not: str | None) -> list[str]:
+    """The Markdown section of ``spiralprune deploy --markdown``: where the device's time goes, its slowest
+    layers beside this host's when measured (``--explain``), or why the device gave no per-layer profile."""
+    if device is None:
+        return ["", f"The device gave no per-layer profile ({why_not or 'not profiled'})."]
+    lines = ["", "### Where the device's time goes", "", explain_summary(device), "",
+             *(f"- {line}" for line in device["findings"])]
+    if host is not None:
+        lines += ["", f"On this host: {explain_summary(host)}"]
+    return [*lines, "", *md_table(device_headers(host is not None), device_rows(device, host), "lllrrrr")]
+
+
+def device_html(device: dict[str, Any] | None, host: dict[str, Any] | None, why_not: str | None) -> list[str]:
+    """The HTML section of ``spiralprune deploy --html``, as ``device_markdown``."""
+    if device is None:
+        return [f'<p class="note">The device gave no per-layer profile ({esc(why_not or "not profiled")}).</p>']
+    return ["<h2>Where the device's time goes</h2>", f"<p>{esc(explain_summary(device))}</p>",
+            "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in device["findings"]) + "</ul>",
+            *([f"<p>On this host: {esc(explain_summary(host))}</p>"] if host is not None else []),
+            html_table(device_headers(host is not None), device_rows(device, host), numeric=range(3, 7))]
 
 
 def change_rows(attribution: dict[str, Any], top: int = TOP) -> list[list[str]]:

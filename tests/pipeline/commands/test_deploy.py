@@ -72,7 +72,8 @@ def test_deploy_gates_on_the_device_and_reuses_its_engine(
     assert "where the device's time goes: onnxruntime per-layer profile over" in first
     assert "device share" in first and "host share" not in first
 
-    assert main([*argv, "--explain"]) == 0
+    markdown, html = tmp_path / "deploy.md", tmp_path / "deploy.html"
+    assert main([*argv, "--explain", "--markdown", str(markdown), "--html", str(html)]) == 0
     second = capsys.readouterr().out
     assert "engine: reused from the device cache" in second
     saved = json.loads(report.read_text())
@@ -81,6 +82,12 @@ def test_deploy_gates_on_the_device_and_reuses_its_engine(
     host = saved["layers"]["host"]
     assert host["source"] == "onnxruntime" and {r["name"] for r in host["layers"]} == {r["name"] for r in device["layers"]}
     assert "on this host: onnxruntime per-layer profile" in second and "host share" in second
+    # the same in the Markdown (a pull-request comment) and HTML reports, under the gate's checks
+    md = markdown.read_text()
+    assert md.startswith("## spiralprune gate PASSED") and "PASS" in md and "### Where the device's time goes" in md
+    assert "On this host: onnxruntime per-layer profile" in md and "| device ms | device share | host ms |" in md
+    page = html.read_text()
+    assert "<h2>Where the device's time goes</h2>" in page and "host share" in page
 
 
 @pytest.mark.slow

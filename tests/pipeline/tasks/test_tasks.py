@@ -125,6 +125,20 @@ def test_segmentation_metrics_are_torchmetrics_miou_and_pixel_accuracy():
     assert result["miou"] == pytest.approx(2 / 3) and result["pixel_accuracy"] == pytest.approx(0.75)
 
 
+def test_a_model_s_tensors_are_flattened_as_the_export_does_and_anything_else_is_one_line_or_left_out():
+    """``tensors_of``: the outputs as the ONNX export names them (``outputs_of``), and as the pruner's hooks see
+    a layer's (``strict=False``: an attention layer's ``(output, None)`` when no weights are asked for)."""
+    a, h, c = torch.zeros(2, 3), torch.ones(1, 3), torch.full((1, 3), 2.0)
+    assert list(outputs_of((a, (h, c)))) == ["output_0", "output_1", "output_2"]  # an LSTM's (output, (h, c))
+    assert [t is x for t, x in zip(tensors_of({"out": a, "aux": [h, c]}), (a, h, c))] == [True] * 3
+    for bad in [(a, None), (), "text"]:
+        with pytest.raises(InputError, match="expected a tensor, a tuple of tensors or a dict of them"):
+            outputs_of(bad)
+    attention = nn.MultiheadAttention(3, 1, batch_first=True)
+    assert len(tensors_of(attention(a[None], a[None], a[None], need_weights=False), strict=False)) == 1
+    assert tensors_of((a, None, ()), strict=False) == [a] and tensors_of("text", strict=False) == []
+
+
 def test_quality_rules_judge_a_lower_is_better_metric_that_way():
     metric = build_task(TaskConfig(**CUSTOM)).quality()
     assert (metric.scale, metric.unit, metric.higher_is_better) == (1.0, "", False)
@@ -154,17 +168,3 @@ def test_a_model_whose_outputs_are_not_the_task_s_is_one_line():
     detector = build_task(TaskConfig(**YOLO), 10)
     with pytest.raises(InputError, match="task.postprocess 'spiralprune.pipeline.zoo.yolo:yolo_decode' fails on the outputs"):
         detector.check({"output": torch.zeros(2, 10)}, "model 'x'")
-
-
-def test_a_model_s_tensors_are_flattened_as_the_export_does_and_anything_else_is_one_line_or_left_out():
-    """``tensors_of``: the outputs as the ONNX export names them (``outputs_of``), and as the pruner's hooks see
-    a layer's (``strict=False``: an attention layer's ``(output, None)`` when no weights are asked for)."""
-    a, h, c = torch.zeros(2, 3), torch.ones(1, 3), torch.full((1, 3), 2.0)
-    assert list(outputs_of((a, (h, c)))) == ["output_0", "output_1", "output_2"]  # an LSTM's (output, (h, c))
-    assert [t is x for t, x in zip(tensors_of({"out": a, "aux": [h, c]}), (a, h, c))] == [True] * 3
-    for bad in [(a, None), (), "text"]:
-        with pytest.raises(InputError, match="expected a tensor, a tuple of tensors or a dict of them"):
-            outputs_of(bad)
-    attention = nn.MultiheadAttention(3, 1, batch_first=True)
-    assert len(tensors_of(attention(a[None], a[None], a[None], need_weights=False), strict=False)) == 1
-    assert tensors_of((a, None, ()), strict=False) == [a] and tensors_of("text", strict=False) == []

@@ -74,8 +74,8 @@ class Measurement:
         return [round_statistic(block, statistic) for block in self.blocks()]
 
     def free_samples(self, max_cpu_wait: float) -> list[float]:
-        """The samples of the rounds that count, as the verdicts count them (``spiralprune.deploy.sampling.free_rounds``
-        under ``max_cpu_wait``); every round where the waits were not recorded."""
+        """The samples of the rounds that count under ``max_cpu_wait``, as the verdicts count them
+        (``spiralprune.deploy.sampling.free_rounds``): all of them where the waits were not recorded."""
         blocks = self.blocks()
         free = free_rounds(self.cpu_wait or [None] * len(blocks), max_cpu_wait)
         return [sample for block, counts in zip(blocks, free) if counts for sample in block]

@@ -26,7 +26,7 @@ def tensors_of(out: Any, *, strict: bool = True) -> list[Tensor]:
         return [out]
     if isinstance(out, Mapping):
         out = list(out.values())
-    if isinstance(out, Sequence) and not isinstance(out, str) and (out or not strict):
+    if isinstance(out, Sequence) and not isinstance(out, str) and out:
         return [t for item in out for t in tensors_of(item, strict=strict)]
     if not strict:
         return []

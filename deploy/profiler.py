@@ -30,7 +30,7 @@ from spiralprune.deploy.backends.inputs import make_inputs
 from spiralprune.deploy.backends.onnx_io import data_dependent_ops
 from spiralprune.deploy.fingerprint import target_fingerprint
 from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, OrtLayerSampler, require_layer_backend
-from spiralprune.deploy.sampling import ProfileSettings, Rounds, Timed, sample_rounds
+from spiralprune.deploy.sampling import ProfileSettings, Rounds, Timed, free_rounds, sample_rounds
 from spiralprune.deploy.stats import robust_cv, summarize
 from spiralprune.deploy.torch_layers import TorchLayerSampler
 from spiralprune.deploy.verdict import Question, Verdict, round_statistic
@@ -64,11 +64,21 @@ class Measurement:
     def layer_profile(self) -> LayerProfile | None:
         return LayerProfile.from_dict(self.layers) if self.layers is not None else None
 
+    def blocks(self) -> list[list[float]]:
+        """The samples by round (one round of all samples for a profile without rounds)."""
+        bounds = np.cumsum([0, *(self.round_sizes or [len(self.samples_ms)])])
+        return [self.samples_ms[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
     def rounds(self, statistic: str = "p50") -> list[float]:
-        """The per-round values of ``statistic`` (one round of all samples for a profile without rounds)."""
-        sizes = self.round_sizes or [len(self.samples_ms)]
-        bounds = np.cumsum([0, *sizes])
-        return [round_statistic(self.samples_ms[a:b], statistic) for a, b in zip(bounds[:-1], bounds[1:])]
+        """The per-round values of ``statistic``."""
+        return [round_statistic(block, statistic) for block in self.blocks()]
+
+    def free_samples(self, max_cpu_wait: float) -> list[float]:
+        """The samples of the rounds that count under ``max_cpu_wait``, as the verdicts count them
+        (``spiralprune.deploy.sampling.free_rounds``): all of them where the waits were not recorded."""
+        blocks = self.blocks()
+        free = free_rounds(self.cpu_wait or [None] * len(blocks), max_cpu_wait)
+        return [sample for block, counts in zip(blocks, free) if counts for sample in block]
 
 
 @dataclass

@@ -144,6 +144,12 @@ def wait_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None)
     return wait / (run + wait) if run + wait > 0 else None
 
 
+def free_rounds(cpu_wait: Sequence[float | None], max_cpu_wait: float) -> np.ndarray:
+    """Which rounds count (see the module docstring): those whose threads waited for a CPU at most
+    ``max_cpu_wait`` of their time, and those whose wait is unknown."""
+    return np.array([w is None or w <= max_cpu_wait for w in cpu_wait], dtype=bool)
+
+
 @dataclass
 class Series:
     """One model's samples, by round."""
@@ -179,8 +185,8 @@ class Rounds:
         raise KeyError(name)
 
     def clean(self) -> np.ndarray:
-        """Which rounds count: those whose threads did not wait for a CPU past ``max_cpu_wait``."""
-        return np.array([w is None or w <= self.max_cpu_wait for w in self.cpu_wait], dtype=bool)
+        """Which rounds count (``free_rounds``)."""
+        return free_rounds(self.cpu_wait, self.max_cpu_wait)
 
     def values(self, question: Question) -> np.ndarray:
         """The question's per-round values over the rounds that count."""

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from spiralprune.core.atomic import write_bytes
@@ -196,10 +195,7 @@ class LatencyTable:
 
 
 def free_statistic(measurement: Measurement, max_cpu_wait: float) -> float | None:
-    """``OP_STATISTIC`` of the samples of the rounds whose threads waited for a CPU at most
-    ``max_cpu_wait`` of their time (where the wait is unknown, every round counts); None when no round was free."""
-    bounds = np.cumsum([0, *(measurement.round_sizes or [len(measurement.samples_ms)])])
-    waits = measurement.cpu_wait or [None] * (len(bounds) - 1)
-    free = [s for (start, end), wait in zip(zip(bounds[:-1], bounds[1:]), waits) if wait is None or wait <= max_cpu_wait
-            for s in measurement.samples_ms[start:end]]
+    """``OP_STATISTIC`` of the samples of the rounds that ran on a free CPU, as the judge counts them
+    (``Measurement.free_samples``); None when no round was free."""
+    free = measurement.free_samples(max_cpu_wait)
     return summarize(free)[OP_STATISTIC] if free else None

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
 from spiralprune.pipeline.tasks import Outputs, Task, outputs_of
 
@@ -26,24 +25,14 @@ def evaluate_onnx(onnx_path: Path, dataset: Dataset, task: Task, *, batch_size: 
     """``task``'s metrics of the ONNX model on ``dataset`` (ONNX Runtime, CPU), in batches of
     ``batch_size``, or of the graph's own batch where its batch axis is fixed (a file exported for TensorRT,
     a torchvision detector, whose graph unrolls its loop over the images): the last batch is then filled
-    with copies of its last sample and their outputs dropped, which needs outputs with the batch first."""
+    and its copies' outputs dropped (``spiralprune.deploy.backends.base.Runner.infer_filled``)."""
     with get_backend("ort-cpu")(onnx_path).load() as runner:
-        fixed = runner.fixed_batch()
 
         def run(inputs: Tensor) -> Outputs:
-            count = len(inputs)
-            if fixed is not None and count < fixed:
-                inputs = torch.cat([inputs, inputs[-1:].expand(fixed - count, *inputs.shape[1:])])
-            outputs = {name: torch.from_numpy(value) for name, value in runner.infer({"input": inputs.numpy()}).items()}
-            if fixed is not None and count < fixed:
-                if any(value.ndim == 0 or len(value) != fixed for value in outputs.values()):
-                    raise InputError(f"{onnx_path}: its batch is fixed at {fixed} and its outputs do not have the "
-                                     f"batch first, so the last {count} samples cannot be evaluated; use a data set "
-                                     f"of a multiple of {fixed} samples or export with a dynamic batch")
-                outputs = {name: value[:count] for name, value in outputs.items()}
-            return outputs
+            outputs = runner.infer_filled({"input": inputs.numpy()})
+            return {name: torch.from_numpy(value) for name, value in outputs.items()}
 
-        return _evaluate(run, dataset, task, fixed or batch_size)
+        return _evaluate(run, dataset, task, runner.fixed_batch() or batch_size)
 
 
 @torch.no_grad()

@@ -141,9 +141,9 @@ def check_parity(
 ) -> ParityResult:
     """Run the same real inputs through torch and ONNX Runtime and compare every output against its
     tolerance in ``limits`` (``samples`` there is the caller's: ``inputs`` are compared), and the
-    task's agreement (``task`` None: a classifier's top-1). A graph whose batch is fixed takes whole
-    batches of its own size: the inputs beyond the last whole one are left out (at least one batch,
-    filled with copies of the first input)."""
+    task's agreement (``task`` None: a classifier's top-1). A graph whose batch is fixed takes batches of
+    its own size, the last one filled and its copies' outputs dropped
+    (``spiralprune.deploy.backends.base.Runner.infer_filled``), so every input is compared once."""
     task = task or build_task()
     model = model.eval()
     dependent = data_dependent_ops(onnx_path)
@@ -152,15 +152,12 @@ def check_parity(
     scales: dict[str, float] = {}
     agreement, agreed = 0.0, True
     with get_backend("ort-cpu")(onnx_path).load() as runner, torch.no_grad():
-        fixed = runner.fixed_batch()
-        if fixed is not None:
-            batch_size = fixed
-            inputs = inputs[: len(inputs) - len(inputs) % fixed] if len(inputs) >= fixed else \
-                inputs[:1].expand(fixed, *inputs.shape[1:])
+        batch_size = runner.fixed_batch() or batch_size
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start : start + batch_size]
             expected = outputs_of(model(batch))
-            got = {name: torch.from_numpy(value) for name, value in runner.infer({"input": batch.numpy()}).items()}
+            got = {name: torch.from_numpy(value)
+                   for name, value in runner.infer_filled({"input": batch.numpy()}).items()}
             if list(got) != list(expected):
                 raise InputError(f"{onnx_path}: ONNX outputs {list(got)} differ from torch's {list(expected)}")
             unknown = sorted(set(limits.outputs) - set(expected))

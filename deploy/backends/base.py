@@ -64,6 +64,23 @@ class Runner(ABC):
         shape, _ = next(iter(self.input_metadata().values()))
         return shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
 
+    def infer_filled(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` on a batch of any size up to the one the model is fixed at (``fixed_batch``), so that
+        every sample of a data set of any size runs once: a smaller batch is filled with copies of its last
+        sample and their outputs are dropped, which needs outputs with the batch first (an InputError
+        otherwise). A model with a dynamic batch runs the batch as it is."""
+        fixed = self.fixed_batch()
+        count = len(next(iter(feed.values())))
+        if fixed is None or count >= fixed:
+            return self.infer(feed)
+        outputs = self.infer({name: np.concatenate([value, np.repeat(value[-1:], fixed - count, axis=0)])
+                              for name, value in feed.items()})
+        if any(value.ndim == 0 or len(value) != fixed for value in outputs.values()):
+            raise InputError(f"the model's batch is fixed at {fixed} and its outputs do not have the batch first, "
+                             f"so a batch of {count} cannot be filled with copies and run; give a multiple of "
+                             f"{fixed} samples or export with a dynamic batch")
+        return {name: value[:count] for name, value in outputs.items()}
+
 
 @dataclass
 class Trace:

@@ -21,6 +21,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune.attention import SplitAttention
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner
+from spiralprune.pipeline.tasks import tensors_of
 
 if TYPE_CHECKING:
     from spiralprune.pipeline.prune.config import PruneConfig
@@ -111,14 +112,14 @@ def _last_layer_outputs(graph: TracedGraph, model: nn.Module, example_inputs: to
     produced: dict[object, tuple[nn.Module, torch.Tensor]] = {}
 
     def record(module: nn.Module, _: object, out: object) -> None:
-        for tensor in _tensors_in(out):
+        for tensor in tensors_of(out, strict=False):
             if tensor.grad_fn is not None:
                 produced[tensor.grad_fn] = (module, tensor)
 
     owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
     handles = [module.register_forward_hook(record) for module in owners]
     try:
-        outputs = _tensors_in(model(example_inputs))
+        outputs = tensors_of(model(example_inputs), strict=False)
     finally:
         for handle in handles:
             handle.remove()
@@ -138,16 +139,6 @@ def _last_layer_outputs(graph: TracedGraph, model: nn.Module, example_inputs: to
         return outputs
     graph.last_layers = frozenset(module for module, _ in last.values())
     return [tensor for _, tensor in last.values()]
-
-
-def _tensors_in(value: object) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors_in(item)]
-    return []
 
 
 @contextmanager

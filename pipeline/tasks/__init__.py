@@ -17,6 +17,7 @@ import importlib
 
 _MODULES = {
     "Meter": "base", "Metric": "metric", "Outputs": "base", "Task": "base", "output_names": "base", "outputs_of": "base",
+    "tensors_of": "base",
     "TaskConfig": "config", "TASKS": "registry", "build_task": "registry",
 }
 

@@ -17,15 +17,19 @@ from spiralprune.pipeline.tasks.metric import Metric
 Outputs = dict[str, Tensor]  # a model's outputs by name, in the order it returns them
 
 
-def _tensors(out: Any) -> list[Tensor]:
+def tensors_of(out: Any, *, strict: bool = True) -> list[Tensor]:
     """The tensors of ``out`` in the order torch's ONNX export flattens them (nested tuples too: an LSTM's
-    ``(output, (h, c))``)."""
+    ``(output, (h, c))``). Anything else in it (an empty tuple, a ``None``) is an InputError, or with
+    ``strict`` False left out: what the pruner's forward hooks see of any layer (``nn.MultiheadAttention``'s
+    ``None`` weights, a ``PackedSequence``'s ``None`` indices)."""
     if isinstance(out, Tensor):
         return [out]
     if isinstance(out, Mapping):
         out = list(out.values())
     if isinstance(out, Sequence) and not isinstance(out, str) and out:
-        return [t for item in out for t in _tensors(item)]
+        return [t for item in out for t in tensors_of(item, strict=strict)]
+    if not strict:
+        return []
     raise InputError(f"the model returns {type(out).__name__}; expected a tensor, a tuple of tensors or a dict of them")
 
 
@@ -36,12 +40,12 @@ def output_names(out: Any) -> list[str]:
         return ["output"]
     if isinstance(out, Mapping) and all(isinstance(v, Tensor) for v in out.values()):
         return [str(k) for k in out]
-    return [f"output_{i}" for i in range(len(_tensors(out)))]
+    return [f"output_{i}" for i in range(len(tensors_of(out)))]
 
 
 def outputs_of(out: Any) -> Outputs:
     """A model's return value (a tensor, a tuple of tensors or a dict of them) as named outputs."""
-    return dict(zip(output_names(out), _tensors(out)))
+    return dict(zip(output_names(out), tensors_of(out)))
 
 
 def as_returned(outputs: Outputs) -> Any:

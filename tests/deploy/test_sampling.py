@@ -5,6 +5,7 @@ The goals mirror benchmarks/verdict_calibration.py, which measures the same on r
 import pytest
 
 from spiralprune.core.errors import InputError
+from spiralprune.deploy.profiler import measurement_of
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.deploy.verdict import Question
 from tests.deploy.synthetic import Machine
@@ -176,6 +177,20 @@ def test_rounds_on_an_oversubscribed_cpu_are_set_aside(seed):
     assert all(w > SETTINGS.max_cpu_wait for w, ok in zip(rounds.cpu_wait, rounds.clean()) if not ok)
     assert f"{verdict.set_aside} round" in verdict.message()
     assert "set aside: the measuring threads waited for a CPU" in verdict.message()
+
+
+def test_a_measurement_s_free_samples_are_those_of_the_rounds_the_judge_counts():
+    """One rule of which round ran on a free CPU: what an operator table is timed on
+    (``Measurement.free_samples``) is what the verdicts judge (``Rounds.clean``); a measurement whose
+    waits were not recorded keeps every round."""
+    _, rounds = oversubscribed_verdict(0, lambda m: m.cpu)
+    measurement = measurement_of(rounds, "new", 1, {}, SETTINGS)
+    assert measurement.blocks() == rounds.series["new"].blocks
+    counted = [s for block, ok in zip(rounds.series["new"].blocks, rounds.clean()) if ok for s in block]
+    assert 0 < len(counted) < len(measurement.samples_ms)
+    assert measurement.free_samples(SETTINGS.max_cpu_wait) == counted
+    measurement.cpu_wait = []
+    assert measurement.free_samples(SETTINGS.max_cpu_wait) == measurement.samples_ms
 
 
 @pytest.mark.parametrize("seed", range(4))

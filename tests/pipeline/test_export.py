@@ -37,15 +37,19 @@ def test_export_has_dynamic_batch_and_parity(model_and_onnx):
     assert result.samples == 40
 
 
-def test_a_graph_with_a_fixed_batch_is_compared_and_evaluated_in_whole_batches(model_and_onnx, tmp_path: Path):
-    """A file exported for TensorRT at batch 4: parity takes whole batches of 4, evaluation fills its last
-    batch with copies and drops their outputs, so every sample counts once."""
+def test_a_graph_with_a_fixed_batch_is_compared_and_evaluated_on_every_sample(model_and_onnx, tmp_path: Path):
+    """A file exported for TensorRT at batch 4: parity and evaluation alike run batches of 4 and fill the
+    last one with copies whose outputs they drop, so every sample counts once (10 = 4 + 4 + 2 filled)."""
     model, _ = model_and_onnx
     fixed = export_onnx(model, torch.zeros(4, 1, 16, 16), tmp_path / "fixed.onnx", dynamic_batch=False)
     inputs = torch.randn(10, 1, 16, 16)
+    inputs[8:] *= 100  # the two in the filled batch give the largest outputs: the scale parity reports is theirs
+    with torch.no_grad():
+        largest = float(model(inputs[8:]).abs().max())
+        assert largest > float(model(inputs[:8]).abs().max())
     result = check_parity(model, fixed, inputs, ParityBudget())
-    assert result.passed and result.samples == 8
-    assert check_parity(model, fixed, inputs[:2], ParityBudget()).samples == 4  # one batch, filled
+    assert result.passed and result.samples == 10 and result.output_scale == pytest.approx(largest)
+    assert check_parity(model, fixed, inputs[:2], ParityBudget()).samples == 2  # one batch, filled
     task = build_task(TaskConfig(), 10)
     data = TensorDataset(inputs, torch.randint(0, 10, (10,)))
     assert evaluate_onnx(fixed, data, task) == evaluate_model(model, data, task)

@@ -71,3 +71,35 @@ def test_a_cache_dir_keeps_the_optimized_graph_by_content_and_settings(tiny_onnx
     # The layer profile's twin runs the same saved graph (same options, profiling on).
     twin = again.profiling_session(str(tmp_path / "trace"))
     np.testing.assert_array_equal(twin.run(None, {"input": x})[0], outputs[2])
+
+
+def _fixed_batch_graph(path, reduce: bool):
+    """Input ``input`` fixed at [4, 3]; output ``doubled`` (twice the input, the batch first) and, with
+    ``reduce``, ``total`` (the sum of every element: no batch axis)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Add", ["input", "input"], ["doubled"])]
+    outputs = [helper.make_tensor_value_info("doubled", TensorProto.FLOAT, [4, 3])]
+    if reduce:
+        nodes.append(helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0))
+        outputs.append(helper.make_tensor_value_info("total", TensorProto.FLOAT, []))
+    graph = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [4, 3])],
+                              outputs)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_fixed_batch_runs_a_smaller_one_filled_with_copies_whose_outputs_are_dropped(tmp_path, tiny_onnx):
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with OrtCpuBackend(_fixed_batch_graph(tmp_path / "fixed.onnx", reduce=False)).load() as runner:
+        assert runner.fixed_batch() == 4
+        np.testing.assert_array_equal(runner.infer_filled({"input": x[:1]})["doubled"], 2 * x[:1])
+        np.testing.assert_array_equal(runner.infer_filled({"input": x})["doubled"], 2 * x)
+    with OrtCpuBackend(tiny_onnx).load() as runner:  # a dynamic batch runs as it is
+        batch = np.zeros((5, 3, 16, 16), np.float32)
+        assert runner.fixed_batch() is None and runner.infer_filled({"input": batch})["output"].shape == (5, 10)
+    with OrtCpuBackend(_fixed_batch_graph(tmp_path / "sum.onnx", reduce=True)).load() as runner:
+        assert set(runner.infer_filled({"input": x})) == {"doubled", "total"}  # a whole batch needs no dropping
+        with pytest.raises(InputError, match="fixed at 4 and its outputs do not have the batch first.*batch of 3"):
+            runner.infer_filled({"input": x[:3]})

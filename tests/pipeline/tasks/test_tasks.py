@@ -22,7 +22,7 @@ from spiralprune.pipeline.prune import PrunableModel
 from spiralprune.pipeline.prune.config import PruneConfig
 from spiralprune.pipeline.prune.criteria import CRITERIA
 from spiralprune.pipeline.prune.group import Calibration
-from spiralprune.pipeline.tasks import TASKS, TaskConfig, build_task, output_names, outputs_of
+from spiralprune.pipeline.tasks import TASKS, TaskConfig, build_task, output_names, outputs_of, tensors_of
 from spiralprune.pipeline.zoo.segmenter import lraspp_grey
 from spiralprune.pipeline.zoo.yolo import yolo_detector
 
@@ -123,6 +123,20 @@ def test_segmentation_metrics_are_torchmetrics_miou_and_pixel_accuracy():
     result = meter.compute()
     # class 0: 1/1, class 1: 1/2, class 2: 1/2 -> mIoU 2/3; 3 of 4 pixels right
     assert result["miou"] == pytest.approx(2 / 3) and result["pixel_accuracy"] == pytest.approx(0.75)
+
+
+def test_a_model_s_tensors_are_flattened_as_the_export_does_and_anything_else_is_one_line_or_left_out():
+    """``tensors_of``: the outputs as the ONNX export names them (``outputs_of``), and as the pruner's hooks see
+    a layer's (``strict=False``: an attention layer's ``(output, None)`` when no weights are asked for)."""
+    a, h, c = torch.zeros(2, 3), torch.ones(1, 3), torch.full((1, 3), 2.0)
+    assert list(outputs_of((a, (h, c)))) == ["output_0", "output_1", "output_2"]  # an LSTM's (output, (h, c))
+    assert [t is x for t, x in zip(tensors_of({"out": a, "aux": [h, c]}), (a, h, c))] == [True] * 3
+    for bad in [(a, None), (), "text"]:
+        with pytest.raises(InputError, match="expected a tensor, a tuple of tensors or a dict of them"):
+            outputs_of(bad)
+    attention = nn.MultiheadAttention(3, 1, batch_first=True)
+    assert len(tensors_of(attention(a[None], a[None], a[None], need_weights=False), strict=False)) == 1
+    assert tensors_of((a, None, ()), strict=False) == [a] and tensors_of("text", strict=False) == []
 
 
 def test_quality_rules_judge_a_lower_is_better_metric_that_way():

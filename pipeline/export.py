@@ -64,8 +64,14 @@ def export_onnx(
 
 
 def loops_over_images(model: nn.Module) -> bool:
-    """Whether ``model``'s forward takes a list of images (torchvision's detectors: ``images: List[Tensor]``)
-    and loops over them: the export unrolls the loop, so the graph runs at the batch it was traced with."""
+    """Whether ``model``'s forward takes a list of images (``images: List[Tensor]``) and loops over them, as
+    torchvision's detectors do (their ``GeneralizedRCNNTransform`` resizes image by image; RetinaNet declares
+    its list in a type comment, not an annotation): the export unrolls the loop, so the graph runs at the
+    batch it was traced with."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    if any(isinstance(module, GeneralizedRCNNTransform) for module in model.modules()):
+        return True
     try:
         hints = typing.get_type_hints(model.forward)
     except Exception:  # noqa: BLE001 - hints that do not resolve say nothing about a list of images

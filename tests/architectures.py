@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
+import torchvision
 from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from spiralprune.pipeline.models import build_model
 
@@ -68,8 +70,15 @@ ARCHITECTURES = {
     ),
     "lstm": Architecture("spiralprune.pipeline.zoo.lstm:lstm_classifier?n_features=8&hidden=32", (1, 10, 8)),
     "demo": Architecture(DEMO_SPEC, (1, 1, 32, 32)),
+    # torchvision's detection backbones normalise with FrozenBatchNorm2d (buffers, no parameters)
+    "frozen_bn": Architecture("tests.architectures:frozen_bn_resnet18", (1, 3, 32, 32)),
 }
 HEAVY = {"resnet50", "efficientnet_b0", "mobilenet_v2"}
+
+
+def frozen_bn_resnet18(num_classes: int = 10) -> nn.Module:
+    """ResNet-18 normalised as torchvision's detection backbones are."""
+    return torchvision.models.resnet18(num_classes=num_classes, norm_layer=FrozenBatchNorm2d)
 
 
 def randomize(model: nn.Module) -> nn.Module:
@@ -81,7 +90,7 @@ def randomize(model: nn.Module) -> nn.Module:
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if isinstance(module, (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
                 module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
                 module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)

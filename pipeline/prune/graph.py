@@ -19,6 +19,7 @@ from torch import nn
 
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune.attention import SplitAttention
+from spiralprune.pipeline.prune.frozen_norm import FrozenBatchNormPruner
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner
 from spiralprune.pipeline.tasks import tensors_of
@@ -37,7 +38,10 @@ SUPPORTED_LAYERS = (
     nn.Embedding,
     nn.PReLU,
     nn.LSTM,
+    FrozenBatchNormPruner.TARGET_MODULES,
 )
+# Layer types Torch-Pruning 1.6 cannot prune (or prunes wrongly), with spiral's pruner for each.
+CUSTOMIZED_PRUNERS = {nn.LSTM: LSTMHiddenPruner(), FrozenBatchNormPruner.TARGET_MODULES: FrozenBatchNormPruner()}
 # Normalizations over several channels: removing channels changes their statistics, so the pruned
 # model would not compute the original function minus the removed channels. Groups through them
 # (the residual width of transformers) are kept; heads and MLP width are pruned instead.
@@ -89,7 +93,7 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> TracedGraph:
                     model,
                     example_inputs,
                     forward_fn=lambda m, x: _last_layer_outputs(graph, m, x),
-                    customized_pruners={nn.LSTM: LSTMHiddenPruner()},
+                    customized_pruners=CUSTOMIZED_PRUNERS,
                     verbose=False,
                 )
             except Exception as exc:

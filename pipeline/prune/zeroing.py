@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch_pruning.pruner import function
 
 from spiralprune.pipeline.prune.attention import split_attention
+from spiralprune.pipeline.prune.frozen_norm import FrozenBatchNormPruner
 from spiralprune.pipeline.prune.graph import build_graph, out_pruning_fn
 from spiralprune.pipeline.prune.lstm import LSTMHiddenPruner, gate_rows
 from spiralprune.pipeline.prune.plan import PruningPlan
@@ -51,7 +52,7 @@ def _zero(graph: tp.DependencyGraph, dep: tp.dependency.Dependency, idxs: list[i
         _rows(target.weight, index, dim=0 if out else 1)
         if out:
             _rows(target.bias, index, dim=0)
-    elif isinstance(pruner, function.BatchnormPruner):
+    elif isinstance(pruner, (function.BatchnormPruner, FrozenBatchNormPruner)):
         _rows(target.weight, index, dim=0)
         _rows(target.bias, index, dim=0)
     elif isinstance(pruner, function.EmbeddingPruner):

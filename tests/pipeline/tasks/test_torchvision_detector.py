@@ -136,3 +136,27 @@ def test_a_detector_that_computes_no_loss_needs_task_loss():
             return images.mean()
     with pytest.raises(InputError, match="Raw returned Tensor in train mode with targets, not a dict of scalar losses"):
         task.forward_loss(Raw(), images, targets)
+
+
+@pytest.mark.parametrize("factory", ["retinanet", "fcos"])
+def test_retinanet_and_fcos_on_a_frozen_norm_backbone_are_pruned_exported_and_trained(factory: str, tmp_path: Path,
+                                                                                         capsys):
+    """torchvision's detection backbones normalise with FrozenBatchNorm2d (spiral's own pruner follows channels
+    through it); RetinaNet declares its list of images in a type comment (its batch is fixed all the same)."""
+    spec = f"tests.pipeline.tasks.torchvision_detectors:{factory}"
+    pruned = tmp_path / "pruned"
+    assert main(["prune", spec, "--input-shape", "1,3,64,64", "--ratio", "0.3", "--out", str(pruned)]) == 0
+    assert "backbone.body.2.block.0.0 " in capsys.readouterr().out  # a convolution with its frozen norm shrank
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(yaml.safe_dump({"task": TASK}))
+    assert main(["export", str(pruned), "--out", str(tmp_path / "det.onnx"), "--task", str(task_file),
+                 "--trust-model-code"]) == 0
+    out = capsys.readouterr().out
+    assert "batch fixed at 1" in out and "as detections" in out and "passed" in out
+
+    from tests.pipeline.tasks import torchvision_detectors
+    detector = getattr(torchvision_detectors, factory)().train()
+    task = build_task(TaskConfig(**TASK), NUM_CLASSES)
+    train, _ = detection_rgb()
+    loss, outputs = task.forward_loss(detector, *task.collate([train[i] for i in range(2)]))
+    assert outputs is None and loss.ndim == 0 and torch.isfinite(loss)

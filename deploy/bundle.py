@@ -5,6 +5,7 @@ bundle/
   manifest.json               target, model facts, the exact build and profile commands per runtime
                               version, versions, and the sha256 of every other file
   model.onnx
+  inputs/<name>.bin           when given: each input's array at the target's batch, raw (trtexec's --loadInputs)
   runner/spiralprune/__init__.py   the ``spiralprune`` package's own (with ``deploy/`` beside it, it adds nothing
                               to its path)
   runner/spiralprune/core/*.py     the floor below ``deploy``, every module of it: errors, atomic, hashing
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import spiralprune
 from spiralprune import core
 from spiralprune.core.atomic import publish_dir, write_bytes
@@ -44,15 +47,17 @@ from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy import device_runner
 from spiralprune.deploy.backends.base import InputMetadata
 from spiralprune.deploy.backends.engine_cache import build_key
+from spiralprune.deploy.backends.inputs import make_inputs
 from spiralprune.deploy.backends.onnx_io import read_onnx_io
 from spiralprune.deploy.backends.tensorrt_build import builder_flags, onnx_precision_problem
-from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
+from spiralprune.deploy.backends.trtexec import build_command, input_file, shape_arg, trace_command
 from spiralprune.deploy.fingerprint import library_versions
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.target_profiles import Dla, TargetProfile
 
 BUNDLE_VERSION = 1
 MODEL_FILE = "model.onnx"
+INPUTS_DIR = "inputs"  # the arrays the device feeds, when given (``build_bundle``)
 RUNNER_DIR = "runner"  # the bundle's folder that the device puts on PYTHONPATH
 RUNNER = "spiralprune.deploy.device_runner"  # the module the device runs: python3 -m spiralprune.deploy.device_runner
 _DEPLOY_DIR = Path(__file__).parent
@@ -100,7 +105,8 @@ def _version_tuple(text: str) -> tuple[int, int, int]:
 
 
 def trtexec_commands(
-    target: TargetProfile, model: Path, inputs: InputMetadata, settings: ProfileSettings
+    target: TargetProfile, model: Path, inputs: InputMetadata, settings: ProfileSettings,
+    input_files: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Build and profile command lines for each TensorRT version the target supports.
 
@@ -128,6 +134,7 @@ def trtexec_commands(
             warmup_ms=max(1, round(settings.warmup_s * 1e3)), duration_s=max(1, math.ceil(settings.min_duration_s)),
             iterations=settings.min_rounds * settings.block_calls, export_times=Path("{times}"),
             export_layers=(Path("{layers}"), Path("{layer_info}")),
+            load_inputs={name: Path(file) for name, file in (input_files or {}).items()},
         )
         commands[text] = {"build": build + dla_args(trt.dla), "profile": profile + dla_args(trt.dla)}
     if all("unsupported" in c for c in commands.values()):
@@ -135,7 +142,8 @@ def trtexec_commands(
     return commands
 
 
-def ort_commands(target: TargetProfile, settings: ProfileSettings) -> dict[str, list[str]]:
+def ort_commands(target: TargetProfile, settings: ProfileSettings,
+                 input_files: dict[str, str] | None = None) -> dict[str, list[str]]:
     threads = str(target.measure.threads) if target.measure.threads else "{cores}"
     return {
         "build": ["{python}", "-m", RUNNER, "ort-build", "--model", MODEL_FILE, "--engine", "{engine}", "--threads", threads],
@@ -143,6 +151,7 @@ def ort_commands(target: TargetProfile, settings: ProfileSettings) -> dict[str, 
             "{python}", "-m", RUNNER, "ort-profile", "--engine", "{engine}", "--model", MODEL_FILE, "--times", "{times}",
             "--threads", threads,
             "--batch", str(target.measure.batch), "--settings", json.dumps(dataclasses.asdict(settings), sort_keys=True),
+            *(["--inputs", json.dumps(input_files, sort_keys=True)] if input_files else []),
         ],
     }
 
@@ -166,8 +175,11 @@ def _versions(model_path: Path) -> dict[str, Any]:
     }
 
 
-def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
-    """Write the bundle for ``model`` on ``target`` to ``out_dir`` (replacing one that is there)."""
+def build_bundle(model: Path, target: TargetProfile, out_dir: Path,
+                 given: dict[str, np.ndarray] | None = None) -> Bundle:
+    """Write the bundle for ``model`` on ``target`` to ``out_dir`` (replacing one that is there). ``given``
+    inputs (arrays by input name, cycled to the target's batch) go with it under ``inputs/`` and the device feeds them
+    (real images where the graph's work depends on them, NMS say); without, it makes up seeded random ones."""
     model = Path(model)
     if model.suffix != ".onnx":
         raise InputError(f"a bundle ships an ONNX model; {model} is not an .onnx file")
@@ -179,10 +191,12 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         if any(not isinstance(d, int) for d in shape[1:]):
             raise InputError(f"input '{name}' has dynamic dimensions besides the batch ({shape}); export a fixed shape")
     settings = target.measure.profile
+    feed = make_inputs(inputs, batch, given=given) if given is not None else {}
+    input_files = {name: f"{INPUTS_DIR}/{input_file(name)}" for name in feed}
     if target.backend == "trtexec":
-        commands: dict[str, Any] = trtexec_commands(target, model, inputs, settings)
+        commands: dict[str, Any] = trtexec_commands(target, model, inputs, settings, input_files)
     else:
-        commands = ort_commands(target, settings)
+        commands = ort_commands(target, settings, input_files)
     model_sha = sha256_file(model)
     builds = {k: c.get("build") for k, c in commands.items()} if target.backend == "trtexec" else commands["build"]
     engine_key = build_key({"onnx": model_sha, "backend": target.backend, "build": builds})
@@ -195,7 +209,10 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
         for name, source in RUNNER_FILES.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
-        files = {name: sha256_file(staging / name) for name in [MODEL_FILE, *RUNNER_FILES]}
+        for name, file in input_files.items():
+            (staging / file).parent.mkdir(exist_ok=True)
+            write_bytes(staging / file, feed[name].tobytes())
+        files = {name: sha256_file(staging / name) for name in [MODEL_FILE, *input_files.values(), *RUNNER_FILES]}
         manifest = {
             "bundle_version": BUNDLE_VERSION,
             "target": target.model_dump(mode="json", exclude={"ssh"}),
@@ -209,6 +226,8 @@ def build_bundle(model: Path, target: TargetProfile, out_dir: Path) -> Bundle:
                 "input_shapes": {name: [d if isinstance(d, int) else batch for d in shape]
                                  for name, (shape, _) in inputs.items()},
                 "input_dtypes": {name: str(dtype) for name, (_, dtype) in inputs.items()},
+                "inputs": "given" if input_files else "random",  # the device's feed: the files, or seeded random
+                "input_files": input_files,
             },
             "profile_settings": dataclasses.asdict(settings),
             "engine_key": engine_key,

@@ -182,7 +182,7 @@ def measure(runner: Runner, feed: dict[str, np.ndarray], batch: int, settings: P
     """
     if isinstance(runner, TraceRunner):
         trace = runner.trace(
-            {name: list(a.shape) for name, a in feed.items()},
+            feed,
             warmup_s=settings.warmup_s,
             duration_s=settings.min_duration_s,
             iterations=settings.min_rounds * settings.block_calls,

@@ -97,10 +97,10 @@ class TraceRunner(Runner):
     trace instead of timing ``infer`` calls."""
 
     @abstractmethod
-    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int,
+    def trace(self, feed: dict[str, np.ndarray], *, warmup_s: float, duration_s: float, iterations: int,
               layers: bool = False) -> Trace:
-        """Run the tool at these input shapes for at least ``duration_s`` and ``iterations``; with ``layers``,
-        profile its layers too, apart from the timed iterations."""
+        """Run the tool on ``feed`` (its arrays, at their shapes) for at least ``duration_s`` and ``iterations``;
+        with ``layers``, profile its layers too, apart from the timed iterations."""
 
 
 class Backend(ABC):

@@ -85,9 +85,12 @@ def trace_command(
     iterations: int,
     export_times: Path,
     export_layers: tuple[Path, Path] | None = None,
+    load_inputs: dict[str, Path] | None = None,
 ) -> list[str]:
     """The measurement command line: load the engine, time, export every query's times; with
-    ``export_layers`` (profile file, layer information file), profile the layers in a separate run."""
+    ``export_layers`` (profile file, layer information file), profile the layers in a separate run; with
+    ``load_inputs`` (raw little-endian arrays by input name, ``input_file``), feed those instead of the random
+    inputs trtexec makes up (a graph whose work depends on its data, NMS say, is timed on real images)."""
     cmd = [
         binary,
         f"--loadEngine={engine}",
@@ -103,7 +106,14 @@ def trace_command(
     if export_layers is not None:
         profile, layer_info = export_layers
         cmd += ["--dumpProfile", "--separateProfileRun", f"--exportProfile={profile}", f"--exportLayerInfo={layer_info}"]
+    if load_inputs:
+        cmd.append("--loadInputs=" + ",".join(f"'{name}':{path}" for name, path in load_inputs.items()))
     return cmd
+
+
+def input_file(name: str) -> str:
+    """The file an input's array is written to (raw bytes, C order, as trtexec's ``--loadInputs`` reads them)."""
+    return f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)}.bin"
 
 
 def run_trtexec(cmd: list[str], timeout_s: float) -> str:
@@ -198,16 +208,19 @@ class TrtexecRunner(TraceRunner):
     def last_inference_time(self) -> float:
         return self._last_s
 
-    def trace(self, shapes: dict[str, list[int]], *, warmup_s: float, duration_s: float, iterations: int,
+    def trace(self, feed: dict[str, np.ndarray], *, warmup_s: float, duration_s: float, iterations: int,
               layers: bool = False) -> Trace:
-        shape_text = ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in shapes.items())
+        shape_text = ",".join(f"{name}:{'x'.join(map(str, array.shape))}" for name, array in feed.items())
         with tempfile.TemporaryDirectory(prefix="spiral-trtexec-") as tmp:
             times = Path(tmp) / "times.json"
             exports = (Path(tmp) / "profile.json", Path(tmp) / "layers.json") if layers else None
+            files = {name: Path(tmp) / input_file(name) for name in feed}
+            for name, path in files.items():
+                np.ascontiguousarray(feed[name]).tofile(path)
             command = trace_command(
                 self._binary, self._version, self._engine, shape_text,
                 warmup_ms=max(1, round(warmup_s * 1e3)), duration_s=max(1, math.ceil(duration_s)),
-                iterations=iterations, export_times=times, export_layers=exports,
+                iterations=iterations, export_times=times, export_layers=exports, load_inputs=files,
             )
             summary = parse_summary(run_trtexec(command, self._timeout_s))
             records = parse_export_times(times.read_text(), skip=summary.warmup_queries or 0)

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--settings", required=True, help="the profile settings as JSON")
+    p.add_argument("--inputs", help="the bundle's input files by input name as JSON (default: seeded random inputs)")
     return parser
 
 
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ort-build":
             ort_build(args.model, args.engine, args.threads)
         else:
-            ort_profile(args.engine, args.model, args.times, args.threads, args.batch, json.loads(args.settings))
+            ort_profile(args.engine, args.model, args.times, args.threads, args.batch, json.loads(args.settings),
+                        json.loads(args.inputs) if args.inputs else None)
     except DeviceError as exc:
         print(f"{ERROR_MARK} {exc.kind}: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR

@@ -68,9 +68,11 @@ def layer_sampler(engine: Path, model: Path, threads: int, block_calls: int) -> 
     return sampler, "ONNX Runtime's node profiling on a twin session, after every timed round"
 
 
-def ort_profile(engine: Path, model: Path, times: Path, threads: int, batch: int, settings: dict) -> None:
-    """Time ``session.run`` on seeded random inputs in rounds, as ``spiralprune.deploy.profiler.measure`` does
-    (``spiralprune.deploy.sampling``, shipped with the bundle), and profile the layers between the rounds."""
+def ort_profile(engine: Path, model: Path, times: Path, threads: int, batch: int, settings: dict,
+                inputs: dict[str, str] | None = None) -> None:
+    """Time ``session.run`` in rounds, as ``spiralprune.deploy.profiler.measure`` does (``spiralprune.deploy.sampling``,
+    shipped with the bundle), and profile the layers between the rounds; on the arrays in ``inputs`` (the bundle's
+    files by input name, raw at the batch), else on seeded random ones."""
     import numpy as np
 
     from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
@@ -85,7 +87,15 @@ def ort_profile(engine: Path, model: Path, times: Path, threads: int, batch: int
         if any(not isinstance(d, int) for d in shape):
             raise DeviceError("profile-failed", f"input '{node.name}' has dynamic dimensions besides the batch: {node.shape}")
         dtype = np.dtype(_ORT_TYPES[node.type])
-        if np.issubdtype(dtype, np.floating):
+        if inputs is not None:
+            if node.name not in inputs:
+                raise DeviceError("profile-failed", f"the bundle has no input file for input '{node.name}'")
+            values = np.fromfile(inputs[node.name], dtype=dtype)
+            if values.size != int(np.prod(shape)):
+                raise DeviceError("profile-failed", f"{inputs[node.name]} holds {values.size} values; input "
+                                  f"'{node.name}' takes {shape}")
+            feed[node.name] = values.reshape(shape)
+        elif np.issubdtype(dtype, np.floating):
             feed[node.name] = rng.standard_normal(shape).astype(dtype)
         else:
             feed[node.name] = rng.integers(0, 2, size=shape).astype(dtype)

@@ -105,6 +105,6 @@ def profile_json(manifest: dict, facts: dict, runner_settings: dict, m: dict) ->
             "device": facts,
         },
         "runner_settings": runner_settings,
-        "settings": {**manifest["profile_settings"], "inputs": "random"},
+        "settings": {**manifest["profile_settings"], "inputs": manifest["model"]["inputs"]},
         "measurements": [m],
     }

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a Markdown summary (a pull-request comment): the checks and where the device's time goes")
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report: the checks, plots and the device's layers")
     parser.add_argument("--input-shape", help="input shape to export a model spec with, e.g. 1,3,224,224")
+    parser.add_argument("--data", help="validation samples the device feeds when the graph's work depends on its "
+                                       "inputs' values (NMS in it, say): digits, an ImageFolder or package.module:factory")
     parser.add_argument("--explain", action="store_true",
                         help="also profile the model's layers on this host (ort-cpu) and show them beside the device's")
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.remote import deploy_bundle, read_device_profile
     from spiralprune.deploy.target_profiles import load_target
     from spiralprune.pipeline.gate.budget import GateBudget
-    from spiralprune.pipeline.gate.candidate import prepare_candidate
+    from spiralprune.deploy.backends.onnx_io import data_dependent_ops
+    from spiralprune.pipeline.gate.candidate import data_feed, feed_note, prepare_candidate, validation_set
     from spiralprune.pipeline.gate.checks import run_gate
     from spiralprune.pipeline.gate.report import GateContext, gate_html, gate_json, gate_markdown
     from spiralprune.pipeline.report.attribution import device_html, device_markdown
@@ -60,10 +63,16 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
         shape = parse_shape(args.input_shape) if args.input_shape else None
-        onnx_path = prepare_candidate(args.model, Path(work), shape, weights=args.weights).onnx_path
-        bundle = build_bundle(onnx_path, target, out / "bundle")
+        candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)
+        onnx_path = candidate.onnx_path
+        feed = data_feed(onnx_path, validation_set(args.data, candidate.input_shape))
+        bundle = build_bundle(onnx_path, target, out / "bundle", given=feed)
+        dependent = data_dependent_ops(onnx_path)
     print(f"bundle: {bundle.root} ({onnx_path}, sha256 {bundle.manifest['model']['sha256'][:16]}, "
           f"engine key {bundle.engine_key})")
+    note = feed_note(dependent, feed)
+    if note:
+        print(note)
 
     # What an earlier deploy left must not pass for this one's outcome if this one fails.
     (out / "deploy.json").unlink(missing_ok=True)

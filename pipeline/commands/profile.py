@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.profiler import profile_model
     from spiralprune.kernels.report import print_layer_tables
     from spiralprune.pipeline.gate.candidate import (
-        data_feed, measured_options, prepare_candidate, target_config, validation_set,
+        data_feed, feed_note, measured_options, prepare_candidate, target_config, validation_set,
     )
 
     if args.threads is not None and args.threads < 1:
@@ -145,12 +145,9 @@ def run(args: argparse.Namespace) -> int:
             inputs=feed,
         )
         print_profile(profile, console(), args.throughput)
-        dependent = profile.settings["data_dependent_ops"]
-        if dependent:
-            console().print(
-                f"inputs: {'validation samples' if feed is not None else 'seeded random'}; the graph's work depends "
-                f"on its inputs' values ({', '.join(dependent)})"
-                + ("" if feed is not None else ": random inputs time another workload than real ones, pass --data"))
+        note = feed_note(profile.settings["data_dependent_ops"], feed)
+        if note:
+            console().print(note)
         if args.explain:
             print_explanation(profile, console())
         if args.per_layer:

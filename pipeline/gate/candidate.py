@@ -193,6 +193,16 @@ def validation_set(data: str | Dataset | DataLoader | None, shape: list[int]) ->
 FEED_SAMPLES = 64
 
 
+def feed_note(dependent: list[str], feed: dict[str, np.ndarray] | None) -> str | None:
+    """What a measurement fed a graph whose work depends on its inputs' values (``dependent``: its operators
+    that make it so), and what to do where that was random; None for any other graph."""
+    if not dependent:
+        return None
+    return (f"inputs: {'validation samples' if feed is not None else 'seeded random'}; the graph's work depends on "
+            f"its inputs' values ({', '.join(dependent)})"
+            + ("" if feed is not None else ": random inputs time another workload than real ones, pass --data"))
+
+
 def data_feed(onnx_path: Path, val_set: Dataset | None) -> dict[str, np.ndarray] | None:
     """Real validation inputs for measuring ``onnx_path`` when its work depends on the values of its
     inputs (``spiralprune.deploy.backends.onnx_io.data_dependent_ops``: non-maximum suppression in the

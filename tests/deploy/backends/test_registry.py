@@ -39,7 +39,7 @@ def test_backend_runs_the_tiny_model(name, tiny_onnx, tiny_module, tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     with runner:
         if isinstance(runner, TraceRunner):
-            trace = runner.trace({"input": [2, 3, 16, 16]}, warmup_s=0.05, duration_s=1, iterations=20)
+            trace = runner.trace({"input": x}, warmup_s=0.05, duration_s=1, iterations=20)
             assert len(trace.samples_ms) >= 20 and min(trace.samples_ms) > 0
             return
         out = runner.infer({"input": x})

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spiralprune.deploy.backends.trtexec import build_command, shape_arg, trace_command
+from spiralprune.deploy.backends.trtexec import build_command, input_file, shape_arg, trace_command
 
 DYNAMIC = {"input": (["batch", 3, 16, 16], np.dtype(np.float32))}
 STATIC = {"input": ([1, 3, 16, 16], np.dtype(np.float32))}
@@ -64,3 +64,14 @@ def test_a_layer_profile_is_a_separate_profiling_run_of_the_same_trtexec_call():
                         export_layers=(Path("p.json"), Path("l.json")))
     assert cmd == [*plain, "--dumpProfile", "--separateProfileRun", "--exportProfile=p.json", "--exportLayerInfo=l.json"]
 
+
+
+def test_the_trace_loads_the_inputs_it_is_given():
+    """trtexec makes up random inputs unless it loads files: spiral feeds it the arrays every backend gets
+    (real images for a graph with NMS), each written raw under a name trtexec's list syntax can hold."""
+    args = dict(warmup_ms=300, duration_s=1, iterations=30, export_times=Path("t.json"))
+    plain = trace_command("trtexec", (10, 16, 0), Path("e.engine"), "input:1x3x16x16", **args)
+    cmd = trace_command("trtexec", (10, 16, 0), Path("e.engine"), "input:1x3x16x16", **args,
+                        load_inputs={"input": Path("inputs/input.bin"), "ids:0": Path("inputs/ids_0.bin")})
+    assert cmd == [*plain, "--loadInputs='input':inputs/input.bin,'ids:0':inputs/ids_0.bin"]
+    assert input_file("ids:0") == "ids_0.bin" and input_file("input") == "input.bin"

@@ -126,3 +126,28 @@ def test_trtexec_target_on_this_machine(tiny_onnx: Path, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     profile = Profile.load(bundle.root / "results" / "profile.json")
     assert profile.runner_settings["tensorrt"].startswith(f"{major}.{minor}") and profile.stat("p50") > 0
+
+
+@pytest.mark.slow
+def test_the_device_feeds_the_inputs_the_bundle_carries(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Validation samples given to the bundle (a graph with NMS is timed on real images) go with it as raw
+    arrays at the target's batch, checked by sha256 like every file, and the device's profile says it fed them."""
+    import numpy as np
+
+    samples = np.random.default_rng(3).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    bundle = build_bundle(tiny_onnx, cpu_target(), tmp_path / "b", given={"input": samples})
+    model = bundle.manifest["model"]
+    assert model["inputs"] == "given" and model["input_files"] == {"input": "inputs/input.bin"}
+    assert "inputs/input.bin" in bundle.manifest["files"]
+    stored = np.fromfile(bundle.root / "inputs" / "input.bin", dtype=np.float32).reshape(1, 3, 16, 16)
+    assert np.array_equal(stored, samples[:1])  # cycled to the target's batch, 1
+    profile_command = bundle.manifest["commands"]["profile"]
+    assert profile_command[-2:] == ["--inputs", '{"input": "inputs/input.bin"}']
+    done = run_runner(bundle, tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
+    profile = Profile.load(bundle.root / "results" / "profile.json")
+    assert profile.settings["inputs"] == "given" and profile.measurement(1).stats["p50"] > 0
+
+    (bundle.root / "inputs" / "input.bin").write_bytes(samples[:1].tobytes()[:-4])  # a file that lost a value
+    failed = run_runner(bundle, tmp_path / "cache")
+    assert failed.returncode == EXIT_ERROR and "inputs/input.bin" in failed.stderr  # its sha256 no longer matches

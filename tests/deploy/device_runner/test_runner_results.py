@@ -63,7 +63,7 @@ def test_read_trace_without_trtexecs_layer_profile(tmp_path: Path) -> None:
 @pytest.mark.parametrize("physical", [2, None])
 def test_the_fingerprint_records_logical_cores_as_logical(physical: int | None) -> None:
     manifest = {"backend": "ort-cpu", "target": {"precision": "fp32"}, "profile_settings": {"seed": 0},
-                "model": {"file": "model.onnx", "sha256": "0" * 64}}
+                "model": {"file": "model.onnx", "sha256": "0" * 64, "inputs": "random"}}
     facts = {"cpu": "x", "machine": "aarch64", "logical_cores": 4, "physical_cores": physical, "os": "Linux",
              "python": "3.8.10", "model": None, "numpy": "1.24.4"}
     fingerprint = profile_json(manifest, facts, {"threads": 4}, {})["fingerprint"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,7 +152,9 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
         table.add_row(label, f"{result['p50_ms'][name]:.4f}", f"{result['accuracy'][name]:.2f}", f"{result['size_mb'][name]:.3f}")
     console.print(table)
     low, high = result["speedup_ci"]
-    console.print(f"speedup {result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x); calibration {result['calibration_s']:.1f} s")
+    speedup = (f"{result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x)" if math.isfinite(result["speedup"])
+               else "n/a (no paired round ran on a free CPU)")
+    console.print(f"speedup {speedup}; calibration {result['calibration_s']:.1f} s")
     recovery = result["recovery"]
     if recovery is not None and recovery["kept"]:
         after = recovery["with_fallback"] if recovery["with_fallback"] is not None else recovery["accuracy"]

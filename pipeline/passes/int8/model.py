@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
-from spiralprune.deploy.profiler import Paired, Target, profile_paired
+from spiralprune.deploy.profiler import MeasuringSession, Paired, Target
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.acceptance import Check, Evidence, Latency, Rule, budget_rules, decide, passed, reason
@@ -160,6 +160,9 @@ class QuantizeResult:
     calibration_s: float
     recovery: dict | None  # quantization-aware recovery's record; "kept": the judged INT8 model is the recovered one's
     fallback: dict | None  # the float fallback's to_dict() for the judged model: it keeps these nodes float
+    # the measuring session's loads (``spiralprune.deploy.profiler.MeasuringSession.compiles``): the teacher's and
+    # the float model's compiled files come from the run's cache, the INT8 model is built now
+    compiles: dict[str, int]
 
     def to_dict(self) -> dict:
         verdict = self.paired.verdict("int8 vs float")
@@ -169,7 +172,7 @@ class QuantizeResult:
             "speedup": 1 / verdict.estimate, "speedup_ci": [1 / verdict.high, 1 / verdict.low],
             "p50_ms": {name: self.paired.profiles[name].stat("p50") for name in (FLOAT, INT8)},
             "accuracy": self.accuracy, "size_mb": self.size_mb, "calibration_s": self.calibration_s,
-            "recovery": self.recovery, "fallback": self.fallback,
+            "recovery": self.recovery, "fallback": self.fallback, "compiles": self.compiles,
         }
 
 
@@ -188,9 +191,9 @@ def judge_quantized(
     if target.backend not in QUANTIZED_BACKENDS:
         raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, cfg.budget.latency.statistic)
-    paired = profile_paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, target, settings,
-                            [question, *questions], cache_dir=cache_dir,
-                            layers=(INT8,) if target.backend in LAYER_BACKENDS else ())
+    with MeasuringSession(target, cache_dir) as session:
+        paired = session.paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, settings,
+                                [question, *questions], layers=(INT8,) if target.backend in LAYER_BACKENDS else ())
     accuracy = made.accuracy
     evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
                         {metric.name: accuracy[FLOAT] / metric.scale})
@@ -198,4 +201,5 @@ def judge_quantized(
     checks = decide(evidence, [*own, *rules])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     return QuantizeResult(passed(checks), "; ".join([reason(checks), *made.reasons]), checks, paired, accuracy, size,
-                          made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict())
+                          made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict(),
+                          session.compiles)

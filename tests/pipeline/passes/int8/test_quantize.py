@@ -84,6 +84,7 @@ def test_an_accepted_quantization_is_written_with_its_numbers(tmp_path, capsys):
     assert data["accepted"] and data["verdict"]["outcome"] == "meets" and data["out"] == str(out)
     assert set(data["accuracy"]) == {"float", "int8"} and data["size_mb"]["int8"] < data["size_mb"]["float"]
     assert data["settings"]["method"] == "minmax" and data["calibration_s"] > 0
+    assert data["compiles"] == {"built": 2, "from_cache": 0, "kept": 0}  # the float and the INT8 model, once each
 
 
 def test_a_rejected_quantization_leaves_the_float_model_and_says_why(tmp_path, capsys):

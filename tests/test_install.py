@@ -110,7 +110,8 @@ print(json.dumps({{
     "site": [p for p in sys.path if p.endswith("site-packages")],
 }}))
 """
-    done = subprocess.run([python, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, check=True)
+    done = subprocess.run([python, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     (site,) = [Path(p).resolve() for p in found["site"]]
     assert found["owners"] == ["other"] * 5  # theirs, untouched by spiralprune

@@ -134,5 +134,5 @@ def test_task_case_config_is_valid_and_its_model_gives_the_task_s_outputs(case: 
     assert config.task.kind == case and config.data.source == f"spiralprune.pipeline.casestudies.scenes:{case}"
     model = build_model(config.model).eval()
     with torch.no_grad():
-        config.task_model().check(outputs_of(model(torch.zeros(config.input_shape))), config.model)
+        config.task_model().check(outputs_of(model(torch.zeros(config.input_shape))), config.input_shape[0], config.model)
     assert (ROOT / "examples" / case / "README.md").is_file()

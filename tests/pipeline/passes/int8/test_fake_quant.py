@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from depthwise_net import SHAPE, SIMULATED_AGREEMENT, hostile, trained
+from depthwise_net import SHAPE, SIMULATED_AGREEMENT, hostile, needs_hostile_loss, trained
 from torch import nn
 
 from spiralprune.pipeline.passes.int8.config import QuantizeConfig
@@ -68,6 +68,7 @@ def test_the_simulation_computes_what_onnx_runtime_int8_computes(build, per_chan
 
 
 def test_per_tensor_int8_loses_what_the_hostile_model_is_built_to_lose(digits, tmp_path):
+    needs_hostile_loss()
     train, val = digits
     accuracy = {}
     for name, build in (("trained", trained), ("hostile", hostile)):
@@ -133,6 +134,7 @@ def test_recovery_trains_a_copy_and_leaves_the_float_model_as_it_was(digits):
 
 def test_recovery_brings_back_most_of_what_per_tensor_int8_lost(digits, tmp_path):
     """Real ONNX Runtime INT8 of the hostile model before and after quantization-aware recovery."""
+    needs_hostile_loss()
     train, val = digits
     model = hostile()
     cfg = QuantizeConfig(per_channel=False)

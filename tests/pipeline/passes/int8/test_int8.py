@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from depthwise_net import RECOVERED_DROP, SHAPE, hostile, trained
+from depthwise_net import RECOVERED_DROP, SHAPE, hostile, needs_hostile_loss, trained
 
 from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.data import load_datasets
@@ -46,6 +46,7 @@ def test_int8_within_max_drop_runs_no_remedy(digits, tmp_path):
 
 def test_the_fallback_comes_first_and_recovery_does_not_run_when_it_is_enough(digits, tmp_path):
     """Per-tensor INT8 ruins one depthwise convolution of the hostile model: the fallback keeps it float."""
+    needs_hostile_loss()
     _, out, made = _made(hostile, QuantizeConfig(per_channel=False), tmp_path, digits)
     assert made.recovery is None and made.fallback is not None and made.fallback.nodes
     assert made.fallback.all_int8_accuracy < made.accuracy[FLOAT] - 5 and made.accuracy[FLOAT] - made.accuracy[INT8] <= 1
@@ -53,6 +54,7 @@ def test_the_fallback_comes_first_and_recovery_does_not_run_when_it_is_enough(di
 
 
 def test_recovery_follows_a_fallback_that_is_not_enough_and_answers_to_the_float_model_given(digits, tmp_path):
+    needs_hostile_loss()
     cfg = QuantizeConfig(per_channel=False, max_float_nodes=1, budget={"metric": {"max_drop": RECOVERED_DROP}})
     float_onnx, out, made = _made(hostile, cfg, tmp_path, digits)
     recovery = made.recovery
@@ -72,6 +74,7 @@ def test_recovery_follows_a_fallback_that_is_not_enough_and_answers_to_the_float
 
 
 def test_with_the_fallback_off_recovery_keeps_every_operator_int8(digits, tmp_path):
+    needs_hostile_loss()
     cfg = QuantizeConfig(per_channel=False, max_float_nodes=0, budget={"metric": {"max_drop": RECOVERED_DROP}})
     _, out, made = _made(hostile, cfg, tmp_path, digits)
     assert made.recovery["kept"] and made.fallback is None

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import pytest
-from depthwise_net import RECOVERED_DROP
+from depthwise_net import RECOVERED_DROP, needs_hostile_loss
 
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.passes.int8.config import QuantizeConfig
@@ -315,6 +315,7 @@ def test_the_command_recovers_a_model_per_tensor_int8_ruins_and_judges_the_recov
     fallback off (every operator INT8) and the model given as a spec, its PyTorch model is at hand:
     recovery trains it with the float model teaching, and the recovered INT8 model is judged against the
     float model given."""
+    needs_hostile_loss()
     out, report = tmp_path / "m.int8.onnx", tmp_path / "q.json"
     code = main(["quantize", "depthwise_net:hostile", "--data", "digits", "--input-shape", "1,1,16,16", "--per-tensor",
                  "--max-duration", "1.0", "--threads", "1", "--min-speedup", "0.01", "--out", str(out),

@@ -62,6 +62,16 @@ project's 2-vCPU machine with other work beside it (load 2-4); ``--speedup 2 3 4
 budget, ``--methods`` (e) to (g); cached teachers, one-shot finalists and finished spirals are
 reused, so adding a method trains only that one.
 
+``--equal-structure RATIO`` measures no latency: it holds the structure fixed (the one-shot's uniform
+``RATIO``, ``round_to`` 8) and compares which channels go (``--criteria``: the one-shot's L1, the spiral's
+criterion with its calibration batches drawn as the run draws them or explicitly ``@first`` / ``@random``)
+and how the structure is trained (``--trainings``: the one-shot's fine-tuning, the spiral's step), per
+seed, with ``--epochs`` (see ``equal_structure``; 2026-12-07: where the spiral's -1.1 points at the
+one-shot's own ratio came from).
+
+    .venv/bin/python benchmarks/quality_frontier.py --architecture vgg --equal-structure 0.7 [--seeds 0 1 2]
+        [--criteria l1 sensitivity@first sensitivity@random] [--trainings oneshot spiral] [--threads 1]
+
 ``--quick`` proves the path in a few minutes (one budget, one seed, tiny epochs); its numbers mean nothing.
 """
 
@@ -81,6 +91,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -99,12 +110,15 @@ from spiralprune.pipeline.evaluate import evaluate_onnx  # noqa: E402
 from spiralprune.pipeline.export import export_onnx  # noqa: E402
 from spiralprune.pipeline.measure import target_of  # noqa: E402
 from spiralprune.pipeline.passes.record import epochs_spent  # noqa: E402
-from spiralprune.pipeline.prune import PruneConfig, apply_plan, plan_pruning  # noqa: E402
+from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan, plan_pruning  # noqa: E402
+from spiralprune.pipeline.prune.criteria import get_criterion  # noqa: E402
+from spiralprune.pipeline.prune.group import calibration_batches  # noqa: E402
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
 from spiralprune.pipeline.source import load_source  # noqa: E402
 from spiralprune.pipeline.spiral import Spiral  # noqa: E402
 from spiralprune.pipeline.tasks import Task, TaskConfig, build_task  # noqa: E402
-from spiralprune.pipeline.teacher import trained_model  # noqa: E402
+from spiralprune.pipeline.teacher import RunData, trained_model  # noqa: E402
+from spiralprune.pipeline.training import Trainee  # noqa: E402
 
 ARCHITECTURES = {
     "resnet": ("spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=32&in_channels=1", [1, 1, 32, 32]),
@@ -364,6 +378,102 @@ def against_oneshot(rows: list[dict], teacher_accuracy: float) -> list[str]:
             "| one-shot measured / asked | one-shot structure | seeds |", "|---|---|---|---|---|---|---|", *lines]
 
 
+TRAININGS = ("oneshot", "spiral")
+EQUAL_ARMS = ("l1", "sensitivity@first", "sensitivity@random")
+
+
+def equal_structure(arch: str, data: Path, teacher_dir: Path, args: argparse.Namespace, console: Console) -> list[dict]:
+    """``--equal-structure RATIO``: one uniform structure (``RATIO`` of every group, ``round_to`` 8, the
+    one-shot's), its channels chosen by each arm of ``--criteria`` and trained ``--epochs`` by each way of
+    ``--trainings``, per seed; no latency is measured (the structure is fixed, so nothing depends on it).
+
+    An arm is ``CRITERION`` or ``CRITERION@first`` / ``CRITERION@random``: a loss-aware criterion's
+    calibration batches (``spiralprune.pipeline.prune.group.calibration_batches``) as the first ones of the
+    training set in its order (an ImageFolder's: class by class) or drawn at random with the seed; without
+    a suffix, as the run draws them. ``oneshot`` trains as (a) does (``distill`` of the pruned teacher,
+    no teacher, the one-shot's training set); ``spiral`` as the default (h) trains a step whose plan meets
+    the final budget at its first try (``RunData.train`` with the run's config and data, the step's
+    epochs and the final recovery's in one schedule). Each trained arm is kept in
+    ``--cache/ARCH/equal-RATIO/seedS/``, so a rerun trains only what is missing."""
+    teacher, meta = load_checkpoint(teacher_dir)
+    lineage = (meta["base_spec"], meta["plans"])
+    rows = []
+    for seed in args.seeds:
+        cfg = run_config(arch, data, args.speedup[0], seed, args, teacher_dir, "latency", weights=CE, direct=True)
+        run_data = RunData.load(cfg)
+        train, val = load_datasets(cfg.data.source, cfg.input_shape, seed=cfg.data.seed)  # what (a) trains on
+        x, task = run_data.example_input, cfg.task_model()
+        plans, classes = {}, {}
+        for arm in args.criteria:
+            criterion, _, drawn = arm.partition("@")
+            prune = cfg.prune.model_copy(update={"criterion": criterion, "ratio": args.equal_structure})
+            calibration = None
+            if get_criterion(criterion).needs_calibration:
+                calibration = run_data.calibration if not drawn else calibration_batches(
+                    run_data.splits.calibration, cfg.data.batch_size, run_data.splits.loading.collate_fn,
+                    task.batch_loss, seed=seed if drawn == "random" else None)
+                labels = torch.cat([b[1] for b in calibration])
+                classes[arm] = len(labels.unique())
+                console.print(f"  {arm}: calibration of {len(labels)} images, {classes[arm]} classes")
+            plans[arm] = PrunableModel(teacher, x).uniform_plan(prune, calibration)  # a fresh trace: scores per calibration
+        # every arm is checked against the one-shot's own plan: the same channel counts, and how many of
+        # the removed channels are the same ones
+        l1 = PrunableModel(teacher, x).uniform_plan(cfg.prune.model_copy(update={"criterion": "l1",
+                                                                                 "ratio": args.equal_structure}))
+        kept = {arm: {g.root: g.channels - len(g.removed) for g in plan.groups} for arm, plan in {"l1": l1, **plans}.items()}
+        if any(k != kept["l1"] for k in kept.values()):
+            raise SystemExit(f"the arms' structures differ: {kept}")
+        reference = {g.root: set(g.removed) for g in l1.groups}
+        for arm, plan in plans.items():
+            shared = sum(len(reference[g.root] & set(g.removed)) for g in plan.groups)
+            overlap = shared / sum(len(g.removed) for g in plan.groups)
+            for training in args.trainings:
+                work = args.cache / arch / f"equal-{args.equal_structure:g}" / f"seed{seed}" / f"{arm}-{training}"
+                done = work / "row.json"
+                if done.is_file():
+                    rows.append(json.loads(done.read_text()))
+                    continue
+                student = apply_plan(copy.deepcopy(teacher), plan, x)
+                begin = time.perf_counter()
+                if training == "oneshot":
+                    result = distill(student, None, train, val, cfg.distill.model_copy(update={"epochs": args.epochs}),
+                                     checkpoint_dir=work / "training", task=task)
+                    epochs = result.epochs_run
+                else:
+                    with Progress(console=console, transient=True) as progress:
+                        trained = run_data.train(Trainee(student, (lineage[0], [*lineage[1], plan])),
+                                                 Trainee(teacher, lineage), args.epochs, work, cfg, progress)
+                    epochs = trained.epochs
+                accuracy = quality(arch, export_onnx(student, x, work / "model.onnx"), val)
+                row = {"seed": seed, "arm": arm, "training": training, "accuracy": accuracy,
+                       "overlap": overlap, "calibration_classes": classes.get(arm), "epochs": epochs, "wall_s": time.perf_counter() - begin,
+                       "kept": kept[arm], "load": os.getloadavg()[0]}
+                write_json(done, row)
+                rows.append(row)
+                console.print(f"  seed {seed} {arm} {training}: {accuracy:.2f} %, {epochs} epochs, {row['wall_s']:.0f} s")
+    return rows
+
+
+def equal_table(arch: str, rows: list[dict], teacher_accuracy: float, ratio: float) -> list[str]:
+    """Mean ± std over seeds per arm and training, and each against the first arm's one-shot training, seed by seed."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    trainings = list(dict.fromkeys(r["training"] for r in rows))
+    base = {r["seed"]: r["accuracy"] for r in rows if r["arm"] == arms[0] and r["training"] == trainings[0]}
+    lines = [f"### {arch}, uniform ratio {ratio:g} (teacher accuracy {teacher_accuracy:.2f} %)", "",
+             f"| criterion @ calibration | training | accuracy % (mean ± std) | vs {arms[0]} {trainings[0]}, points "
+             "| removed channels shared with l1 | calibration classes | epochs | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        for training in trainings:
+            sel = [r for r in rows if r["arm"] == arm and r["training"] == training]
+            lines.append(
+                f"| {arm} | {training} | {mean_std([r['accuracy'] for r in sel])} | "
+                f"{mean_std([r['accuracy'] - base[r['seed']] for r in sel if r['seed'] in base])} | "
+                f"{mean_std([r['overlap'] for r in sel])} | {sel[0]['calibration_classes'] or '—'} | "
+                f"{mean_std([r['epochs'] for r in sel])} | {len(sel)} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--architecture", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
@@ -395,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--equal-structure", type=float, default=None, metavar="RATIO",
+                        help="no latency: the one-shot's uniform structure at RATIO, its channels chosen by each of "
+                             "--criteria and trained by each of --trainings (see equal_structure)")
+    parser.add_argument("--criteria", nargs="+", default=list(EQUAL_ARMS),
+                        help="--equal-structure's arms: CRITERION[@first|@random] (calibration batches)")
+    parser.add_argument("--trainings", nargs="+", choices=TRAININGS, default=list(TRAININGS))
     args = parser.parse_args(argv)
     if args.quick:
         args.speedup, args.seeds, args.epochs, args.step_epochs, args.teacher_epochs = [2.0], [0], 3, 1, 1
@@ -415,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
         teacher_dir = train_teacher(arch, data, args.cache, args, console)
         teacher_onnx = teacher_export(arch, data, teacher_dir, args.cache)
         teacher_accuracy = quality(arch, teacher_onnx, load_datasets(data_source(arch, data), ARCHITECTURES[arch][1])[1])
+        if args.equal_structure is not None:
+            rows = equal_structure(arch, data, teacher_dir, args, console)
+            results["architectures"][arch] = {"teacher_accuracy": teacher_accuracy, "equal_structure": rows}
+            report += [*equal_table(arch, rows, teacher_accuracy, args.equal_structure), ""]
+            continue
         spirals = {  # method -> how its run_config differs
             "spiral": {"allocation": "latency"}, "spiral-uniform": {"allocation": "uniform"},
             "spiral-ce": {"allocation": "latency", "weights": CE},

@@ -229,7 +229,11 @@ class RunConfig(_Strict):
     # A run always has labelled data, so its default criterion is a loss-aware one whose scores
     # compare across layers (what latency-aware allocation needs): ``sensitivity``, the measured loss
     # rise, which benchmarks/quality_frontier.py favoured over taylor-group's first-order estimate
-    # (2026-12-04, ResNet, 3 seeds: +0.59 point at 3x, equal at 4x; docs/benchmarks.md). ``PruneConfig`` alone keeps l1.
+    # (2026-12-04, ResNet, 3 seeds: +0.59 point at 3x, equal at 4x; docs/benchmarks.md). Both were then scored
+    # on calibration batches of one class (the first of an ImageFolder; drawn at random since 2026-12-07): at
+    # the one-shot's uniform structure on the plain net, sensitivity is 0.54 +- 0.64 points below L1 with ten
+    # classes (-1.33 with one; docs/landing/2026-12-07.md), kept because the knapsack needs scores that
+    # compare across layers. ``PruneConfig`` alone keeps l1.
     prune: PruneConfig = PruneConfig(criterion="sensitivity")
     distill: DistillConfig = DistillConfig()
     seed: int = 0

@@ -34,14 +34,12 @@ from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
-from spiralprune.pipeline.prune.group import Calibration
+from spiralprune.pipeline.prune.group import Calibration, calibration_batches
 from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import former_spellings
 from spiralprune.pipeline.tasks import Task, outputs_of
 from spiralprune.pipeline.training import Processes, Trainee, train
-
-CALIBRATION_BATCHES = 4  # training batches the pruning criteria score channels on
 
 
 @dataclass(frozen=True)
@@ -72,10 +70,11 @@ class RunData:
             raise InputError(
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
-        calibration = DataLoader(data.calibration, batch_size=config.data.batch_size, collate_fn=data.loading.collate_fn)
+        # drawn at random (seeded): the first batches of an ImageFolder are all of its first class
+        calibration = calibration_batches(data.calibration, config.data.batch_size, data.loading.collate_fn,
+                                          task.batch_loss, seed=config.seed)
         return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.budget.parity.samples],
-                   Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), calibration)], task.batch_loss), task,
-                   Processes.of_run(config, dtype_name(inputs), given is not None))
+                   calibration, task, Processes.of_run(config, dtype_name(inputs), given is not None))
 
     def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
         """``model`` exported into ``directory``, its parity checked and its quality evaluated."""

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from spiralprune.pipeline.prune.group import Calibration
     from spiralprune.pipeline.tasks import Task
 
-CALIBRATION_BATCHES = 4
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="torchvision:NAME, package.module:factory or a spiral checkpoint directory")
@@ -120,14 +118,12 @@ def layer_widths(model: nn.Module) -> dict[str, str]:
 
 
 def _calibration(source: str | None, shape: list[int], task: Task) -> Calibration:
-    """The first training batches of ``source``, scored with ``task``'s loss."""
+    """Training batches of ``source`` drawn at random (seed 0, as a run with seed 0 draws them), scored with
+    ``task``'s loss."""
     if source is None:
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
-    from torch.utils.data import DataLoader
-
     from spiralprune.pipeline.data import load_datasets
-    from spiralprune.pipeline.prune.group import Calibration
+    from spiralprune.pipeline.prune.group import calibration_batches
 
     train, _ = load_datasets(source, shape)
-    loader = DataLoader(train, batch_size=32, shuffle=False, collate_fn=task.collate)
-    return Calibration([batch for _, batch in zip(range(CALIBRATION_BATCHES), loader)], task.batch_loss)
+    return calibration_batches(train, 32, task.collate, task.batch_loss, seed=0)

@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 Batch = tuple[Tensor, Any]  # one calibration batch: inputs, targets
 BatchLoss = Callable[[nn.Module, Batch], Tensor]
@@ -32,6 +34,23 @@ class Calibration(list):
     def __init__(self, batches: Iterable[Batch] = (), loss: BatchLoss = cross_entropy) -> None:
         super().__init__(batches)
         self.loss = loss
+
+
+# Training batches the loss-aware criteria score channels on (``sensitivity`` reads the first two).
+CALIBRATION_BATCHES = 4
+
+
+def calibration_batches(dataset: Dataset, batch_size: int, collate_fn: Callable | None, loss: BatchLoss,
+                        *, seed: int | None) -> Calibration:
+    """The ``CALIBRATION_BATCHES`` batches of ``dataset`` the loss-aware criteria score channels on, drawn at
+    random with ``seed`` (None: the first ones in the data set's order).
+
+    A run draws them at random: an ImageFolder lists its images class by class, so its first batches
+    are of its first class alone, and a criterion that measures the loss on them keeps the channels that
+    class needs (``benchmarks/quality_frontier.py --equal-structure``, docs/landing/2026-12-07.md)."""
+    order = {} if seed is None else {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, **order)
+    return Calibration([b for _, b in zip(range(CALIBRATION_BATCHES), loader)], loss)
 
 
 def loss_of(calibration: Iterable[Batch] | None) -> BatchLoss:

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DataConfig, parse_config
 from spiralprune.pipeline.data import LoaderSettings, digits_datasets, load_data, load_datasets, splits_of
+from spiralprune.pipeline.prune.group import CALIBRATION_BATCHES, calibration_batches, cross_entropy
 from spiralprune.pipeline.teacher import RunData
 
 SHAPE = [1, 3, 16, 16]
@@ -192,10 +193,28 @@ def test_run_data_calibrates_on_unaugmented_training_images(tmp_path: Path):
     assert first.splits.loading == LoaderSettings(collate_fn=first.task.collate)  # the task's, as none is given
     plain = load_data(config.data.model_copy(update={"augment": False}), SHAPE).train
     assert len(first.calibration) == 2  # the 4 training images in batches of 2, (images, labels) each
-    for (images, labels), again, start in zip(first.calibration, second.calibration, range(0, 4, 2)):
-        torch.testing.assert_close(images, again[0], atol=0, rtol=0)
-        torch.testing.assert_close(images, torch.stack([plain[i][0] for i in (start, start + 1)]), atol=0, rtol=0)
-        assert labels.tolist() == [plain[i][1] for i in (start, start + 1)]
+    drawn = []
+    for (images, labels), again in zip(first.calibration, second.calibration):
+        torch.testing.assert_close(images, again[0], atol=0, rtol=0)  # the same draw for the same seed
+        for image, label in zip(images, labels.tolist()):  # each one a training image as validation sees it
+            drawn += [i for i in range(len(plain)) if torch.equal(plain[i][0], image) and plain[i][1] == label]
+    assert sorted(drawn) == [0, 1, 2, 3]
+
+
+def test_calibration_is_drawn_across_a_class_ordered_training_set():
+    """An ImageFolder lists its images class by class: its first batches are of one class, which made the
+    loss-aware criteria keep the channels that class needs (docs/landing/2026-12-07.md)."""
+    ordered = TensorDataset(torch.rand(400, 1, 4, 4), torch.arange(10).repeat_interleave(40))
+
+    def classes(seed: int | None) -> int:
+        batches = calibration_batches(ordered, 16, None, cross_entropy, seed=seed)
+        assert len(batches) == CALIBRATION_BATCHES and batches.loss is cross_entropy
+        return len(torch.cat([labels for _, labels in batches]).unique())
+
+    assert classes(None) == 2  # the first 64 images in order: 40 of class 0, 24 of class 1
+    assert classes(0) >= 8
+    first, again, other = (calibration_batches(ordered, 16, None, cross_entropy, seed=s)[0][1] for s in (0, 0, 1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_run_data_takes_given_splits():
@@ -205,6 +224,7 @@ def test_run_data_takes_given_splits():
     data = RunData.load(config, splits_of(DataLoader(train, num_workers=2), val, "test data"))
     splits = data.splits
     assert (splits.train, splits.val, splits.calibration, splits.loading.num_workers) == (train, val, train, 2)
-    torch.testing.assert_close(data.calibration[0][0], train.tensors[0][:2], atol=0, rtol=0)
+    images = data.calibration[0][0]  # two of the training images, drawn at random
+    assert len(images) == 2 and all(any(torch.equal(image, row) for row in train.tensors[0]) for image in images)
     with pytest.raises(InputError, match="the given data has an empty train or validation split"):
         RunData.load(config, splits_of(train, TensorDataset(torch.zeros(0, 1, 4, 4)), "test data"))

@@ -112,7 +112,7 @@ from spiralprune.pipeline.measure import target_of  # noqa: E402
 from spiralprune.pipeline.passes.record import epochs_spent  # noqa: E402
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, apply_plan, plan_pruning  # noqa: E402
 from spiralprune.pipeline.prune.criteria import get_criterion  # noqa: E402
-from spiralprune.pipeline.prune.group import calibration_batches  # noqa: E402
+from spiralprune.pipeline.prune.group import draw_calibration  # noqa: E402
 from spiralprune.pipeline.report.plots import ParetoPoint, pareto_front  # noqa: E402
 from spiralprune.pipeline.source import load_source  # noqa: E402
 from spiralprune.pipeline.spiral import Spiral  # noqa: E402
@@ -388,7 +388,7 @@ def equal_structure(arch: str, data: Path, teacher_dir: Path, args: argparse.Nam
     ``--trainings``, per seed; no latency is measured (the structure is fixed, so nothing depends on it).
 
     An arm is ``CRITERION`` or ``CRITERION@first`` / ``CRITERION@random``: a loss-aware criterion's
-    calibration batches (``spiralprune.pipeline.prune.group.calibration_batches``) as the first ones of the
+    calibration batches (``spiralprune.pipeline.prune.group.draw_calibration``) as the first ones of the
     training set in its order (an ImageFolder's: class by class) or drawn at random with the seed; without
     a suffix, as the run draws them. ``oneshot`` trains as (a) does (``distill`` of the pruned teacher,
     no teacher, the one-shot's training set); ``spiral`` as the default (h) trains a step whose plan meets
@@ -409,7 +409,7 @@ def equal_structure(arch: str, data: Path, teacher_dir: Path, args: argparse.Nam
             prune = cfg.prune.model_copy(update={"criterion": criterion, "ratio": args.equal_structure})
             calibration = None
             if get_criterion(criterion).needs_calibration:
-                calibration = run_data.calibration if not drawn else calibration_batches(
+                calibration = run_data.calibration if not drawn else draw_calibration(
                     run_data.splits.calibration, cfg.data.batch_size, run_data.splits.loading.collate_fn,
                     task.batch_loss, seed=seed if drawn == "random" else None)
                 labels = torch.cat([b[1] for b in calibration])

@@ -34,7 +34,7 @@ from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
-from spiralprune.pipeline.prune.group import Calibration, calibration_batches
+from spiralprune.pipeline.prune.group import Calibration, draw_calibration
 from spiralprune.pipeline.run_folder import RunFolder, config_digest
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import former_spellings
@@ -71,7 +71,7 @@ class RunData:
                 f"input_shape {config.input_shape} does not match the data's samples {list(inputs.shape[1:])}"
             )
         # drawn at random (seeded): the first batches of an ImageFolder are all of its first class
-        calibration = calibration_batches(data.calibration, config.data.batch_size, data.loading.collate_fn,
+        calibration = draw_calibration(data.calibration, config.data.batch_size, data.loading.collate_fn,
                                           task.batch_loss, seed=config.seed)
         return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.budget.parity.samples],
                    calibration, task, Processes.of_run(config, dtype_name(inputs), given is not None))

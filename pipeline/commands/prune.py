@@ -123,7 +123,7 @@ def _calibration(source: str | None, shape: list[int], task: Task) -> Calibratio
     if source is None:
         raise InputError("taylor criteria need calibration data: pass --data (digits, an image folder or a factory)")
     from spiralprune.pipeline.data import load_datasets
-    from spiralprune.pipeline.prune.group import calibration_batches
+    from spiralprune.pipeline.prune.group import draw_calibration
 
     train, _ = load_datasets(source, shape)
-    return calibration_batches(train, 32, task.collate, task.batch_loss, seed=0)
+    return draw_calibration(train, 32, task.collate, task.batch_loss, seed=0)

@@ -40,7 +40,7 @@ class Calibration(list):
 CALIBRATION_BATCHES = 4
 
 
-def calibration_batches(dataset: Dataset, batch_size: int, collate_fn: Callable | None, loss: BatchLoss,
+def draw_calibration(dataset: Dataset, batch_size: int, collate_fn: Callable | None, loss: BatchLoss,
                         *, seed: int | None) -> Calibration:
     """The ``CALIBRATION_BATCHES`` batches of ``dataset`` the loss-aware criteria score channels on, drawn at
     random with ``seed`` (None: the first ones in the data set's order).

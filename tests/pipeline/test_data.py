@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DataConfig, parse_config
 from spiralprune.pipeline.data import LoaderSettings, digits_datasets, load_data, load_datasets, splits_of
-from spiralprune.pipeline.prune.group import CALIBRATION_BATCHES, calibration_batches, cross_entropy
+from spiralprune.pipeline.prune.group import CALIBRATION_BATCHES, draw_calibration, cross_entropy
 from spiralprune.pipeline.teacher import RunData
 
 SHAPE = [1, 3, 16, 16]
@@ -207,13 +207,13 @@ def test_calibration_is_drawn_across_a_class_ordered_training_set():
     ordered = TensorDataset(torch.rand(400, 1, 4, 4), torch.arange(10).repeat_interleave(40))
 
     def classes(seed: int | None) -> int:
-        batches = calibration_batches(ordered, 16, None, cross_entropy, seed=seed)
+        batches = draw_calibration(ordered, 16, None, cross_entropy, seed=seed)
         assert len(batches) == CALIBRATION_BATCHES and batches.loss is cross_entropy
         return len(torch.cat([labels for _, labels in batches]).unique())
 
     assert classes(None) == 2  # the first 64 images in order: 40 of class 0, 24 of class 1
     assert classes(0) >= 8
-    first, again, other = (calibration_batches(ordered, 16, None, cross_entropy, seed=s)[0][1] for s in (0, 0, 1))
+    first, again, other = (draw_calibration(ordered, 16, None, cross_entropy, seed=s)[0][1] for s in (0, 0, 1))
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 

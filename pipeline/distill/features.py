@@ -70,7 +70,7 @@ def probe(model: nn.Module, sample: Tensor, extra_names: Sequence[str] = ()) -> 
             nearest = difflib.get_close_matches(name, [n for n in modules if n], n=1)
             hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
             raise InputError(f"distill.feature_pairs names module '{name}', which the model does not have{hint}")
-    watched = [n for n in modules if n and n.count(".") <= 1] + [n for n in extra_names if n.count(".") > 1]
+    watched = [n for n in modules if n]
     calls: list[tuple[str, tuple[int, ...]]] = []
     linears: list[tuple[str, int]] = []
 
@@ -97,11 +97,18 @@ def probe(model: nn.Module, sample: Tensor, extra_names: Sequence[str] = ()) -> 
     for name, _ in calls:
         call_counts[name] = call_counts.get(name, 0) + 1
     shapes = {name: shape for name, shape in calls if call_counts[name] == 1}
-    # A module called twice (a shared ReLU) has no single output; the last module per resolution wins.
+    # A module called twice (a shared ReLU) has no single output; the last module per resolution wins, among
+    # the shallowest that give any: a classifier's top two levels (ResNet's layer1..layer4), deeper where a
+    # model loops over its blocks itself (torchvision's SSDlite calls backbone.features.0 and .1, never
+    # backbone.features).
     last_by_size: dict[tuple[int, int], str] = {}
-    for name, shape in calls:
-        if call_counts[name] == 1 and len(shape) == 4 and shape[2] * shape[3] > 1:
-            last_by_size[shape[2:]] = name
+    deepest = max((name.count(".") for name in watched), default=0)
+    for depth in range(1, max(deepest, 1) + 1):
+        for name, shape in calls:
+            if name.count(".") <= depth and call_counts[name] == 1 and len(shape) == 4 and shape[2] * shape[3] > 1:
+                last_by_size[shape[2:]] = name
+        if last_by_size:
+            break
     stage_names = sorted(last_by_size.values(), key=[n for n, _ in calls].index)
     embedding_module, embedding_dim = linears[-1] if linears else (None, None)
     return Probe(shapes, stage_names, embedding_module, embedding_dim)

@@ -79,3 +79,14 @@ def test_tap_keeps_stage_outputs_and_the_classifier_input_until_removed() -> Non
     tap.features.clear()
     model(images)
     assert tap.features == {}
+
+
+def test_a_model_that_loops_over_its_blocks_pairs_its_deeper_stages():
+    """torchvision's SSDlite calls backbone.features.0 and .1 and its extra blocks itself, never
+    backbone.features: its stages are found one level deeper, where a classifier's top two levels have none."""
+    detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                                           num_classes=3)
+    found = probe(detector, torch.rand(1, 3, 64, 64))
+    assert found.stage_names[:2] == ["backbone.features.0", "backbone.features.1"]
+    assert [found.shapes[n][2:] for n in found.stage_names] == [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2)]
+    assert auto_feature_pairs(found, found) == [(n, n) for n in found.stage_names]

@@ -43,10 +43,12 @@ def op_rows(explanation: dict[str, Any]) -> list[list[str]]:
 
 
 def explain_summary(explanation: dict[str, Any]) -> str:
-    c = explanation["coverage"]
+    c, call = explanation["coverage"], explanation.get("profiled_call_ms")  # None also in profiles before it
+    whole = (f"the end-to-end median {explanation['end_to_end_ms']:.3f} ms" if call is None else
+             f"the profiled calls' {call:.3f} ms (times are those shares of the end-to-end median "
+             f"{explanation['end_to_end_ms']:.3f} ms)")
     return (f"{explanation['source']} per-layer profile over {explanation['rounds']} rounds: the layers sum to "
-            f"{_pct(c['value'])} of the end-to-end median {explanation['end_to_end_ms']:.3f} ms "
-            f"({explanation['confidence']:.0%} CI {_pct(c['low'])} .. {_pct(c['high'])})")
+            f"{_pct(c['value'])} of {whole} ({explanation['confidence']:.0%} CI {_pct(c['low'])} .. {_pct(c['high'])})")
 
 
 def device_headers(host: bool) -> tuple[str, ...]:

@@ -268,8 +268,6 @@ class RunConfig(_Strict):
         task = self.task_model()
         quality = budget.quality
         check_quality(quality, task, "budget.metric" if budget.accuracy is None else "budget.accuracy")
-        if self.quantize is not None and self.task.kind == "custom":
-            raise ValueError("quantize: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
         if self.quantize is not None:
             for where, judged in (("budget", quality), ("quantize.budget", self.quantize.budget.quality)):
                 if judged.name not in (None, task.metric):

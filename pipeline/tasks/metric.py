@@ -40,6 +40,10 @@ class Metric:
     def drop_unit(self) -> str:
         return "points" if self.unit == "%" else self.unit
 
+    def worse_text(self, drop: float) -> str:
+        """``1.20 points below`` (``0.05 above`` for a lower-is-better metric) a reference ``drop`` worse."""
+        return " ".join(filter(None, (f"{drop:.2f}", self.drop_unit, "below" if self.higher_is_better else "above")))
+
     @property
     def label(self) -> str:
         """``accuracy %``, ``map``: a column's or an axis' name."""

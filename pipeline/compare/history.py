@@ -81,4 +81,4 @@ def build_history(releases: list[Release], budget: LatencyBudget = REGRESSION_BU
         why = (f"not compared: {previous.label} and {newest.label} were measured on different targets "
                f"({'; '.join(differences)}); re-measure both paired with spiralprune compare BASE.onnx NEW.onnx")
         return History(releases, batch, None, why)
-    return History(releases, batch, compare_runs(previous.profile, newest.profile, budget, settings, batch=batch))
+    return History(releases, batch, compare_runs(previous.profile, newest.profile, budget, settings, batches=[batch]))

@@ -104,7 +104,8 @@ def change_summary(attribution: dict[str, Any]) -> str:
     change, layers = attribution["change_ms"], attribution["layers"]
     top = layers[0] if layers else None
     text = (f"end-to-end change {change['value']:+.3f} ms ({attribution['confidence']:.0%} CI "
-            f"{change['low']:+.3f} .. {change['high']:+.3f}) over {attribution['rounds']} rounds")
+            f"{change['low']:+.3f} .. {change['high']:+.3f}) over {attribution['rounds']} rounds"
+            + (f" at batch {attribution['batch']}" if "batch" in attribution else ""))
     if top is not None:
         text += f"; the largest contributor is {top['name']} ({top['status']}, {top['delta_ms']:+.3f} ms)"
     return text

@@ -44,9 +44,10 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
     batches = Calibration(calibration[:SENSITIVITY_BATCHES], loss_of(calibration))
     with gradients(model), torch.no_grad():
         full = mean_loss(model, batches)
-        for g in share(len(candidates)):  # in a process group, each process its share of the groups
-            if order_scores[g] is not None:
-                measured[g] = _measured(model, candidates[g], order_scores[g], batches, full)
+        scorable = [g for g, base in enumerate(order_scores) if base is not None]
+        for i in share(len(scorable)):  # in a process group, each process its share of the groups
+            g = scorable[i]
+            measured[g] = _measured(model, candidates[g], order_scores[g], batches, full)
     scores = summed([c.channels for c in candidates], measured)
     return [None if base is None else score for score, base in zip(scores, order_scores)]
 

@@ -28,7 +28,7 @@ from tests.processes import raised, torchrun_worker
 
 SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[2,2,2,1]"
 SHAPE = [1, 1, 16, 16]
-DATA = DataRef(source="digits", batch_size=64, input_shape=SHAPE)
+DATA = DataRef(source="digits", batch_size=32, input_shape=SHAPE)
 TWO = Processes(DistributedConfig(processes=2), DATA, TaskConfig(), 10, SHAPE, "float32", seed=0)
 
 
@@ -47,7 +47,7 @@ def trained() -> tuple[torch.nn.Module, Calibration, torch.Tensor]:
         F.cross_entropy(model(inputs), labels).backward()
         optimizer.step()
     model.eval()
-    calibration = draw_calibration(data.calibration, 64, None, build_task(TaskConfig(), 10).batch_loss, seed=0)
+    calibration = draw_calibration(data.calibration, 32, None, build_task(TaskConfig(), 10).batch_loss, seed=0)
     return model, calibration, calibration[0][0][:1]
 
 

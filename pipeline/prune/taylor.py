@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of
+from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of, share, summed
 
 
 def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
@@ -25,27 +25,28 @@ def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration:
     rows of an LSTM hidden unit; attention heads are the rows of their q/k/v projections), and the
     first-order change of the loss is the sum of ``w * dL/dw`` over those parameters. It is squared
     per batch, then summed over batches. In-channel slices of consumers are not added: they estimate
-    the same removal again. A group with a channel no scorable slice covers is not scored (None).
+    the same removal again. A group with a channel no scorable slice covers is not scored (None). In a
+    process group (``spiralprune.pipeline.scoring``) each process takes its ``share`` of the batches and
+    every process gets the sums.
     ``model``'s weights, gradients, modes and ``requires_grad`` flags are left as they were.
     """
     slices = [out_slices(candidate) for candidate in candidates]
     modules = list({id(m): m for items in slices if items for m, _, _ in items}.values())
-    totals = [torch.zeros(c.channels, dtype=torch.float64) for c in candidates]
+    totals = {g: torch.zeros(c.channels, dtype=torch.float64) for g, c in enumerate(candidates) if slices[g] is not None}
     loss = loss_of(calibration)
     with gradients(model):
-        for batch in calibration:
+        for b in share(len(calibration)):  # in a process group, each process its share of the batches
             model.zero_grad(set_to_none=True)
-            loss(model, batch).backward()
+            loss(model, calibration[b]).backward()
             with torch.no_grad():
                 change = {id(m): _weight_times_grad(m) for m in modules}
-                for total, items in zip(totals, slices):
-                    if items is None:
-                        continue
+                for g, total in totals.items():
                     delta = torch.zeros_like(total)
-                    for module, idxs, root in items:
+                    for module, idxs, root in slices[g]:
                         delta.index_add_(0, root, change[id(module)][idxs])
                     total += delta.square()
-    return [None if items is None else total.float() for total, items in zip(totals, slices)]
+    summed_over_batches = summed([c.channels for c in candidates], totals)
+    return [None if items is None else total.float() for total, items in zip(summed_over_batches, slices)]
 
 
 def out_slices(candidate: PrunableGroup) -> list[tuple[nn.Module, Tensor, Tensor]] | None:

@@ -12,8 +12,9 @@ On ONNX Runtime CPU, with models of known structure:
    layer must come first (goal: 10 of 10 repeats).
 3. **INT8 float fallbacks**: the chain quantized to QDQ INT8 with two convolutions kept float (as
    the float fallback keeps them); the explanation must list exactly those as float.
-4. **overhead and verdicts**: ``profile_model`` with and without layers, alternated; the wall time
-   ratio (goal <= 1.2) and the judged rounds (the same stop rule: same counts when capped).
+4. **overhead and verdicts**: ``profile_model`` with and without layers, alternated, on ONNX Runtime and on
+   the torch target (``torch.profiler`` over the live module); the wall time ratio (goal <= 1.2) and the
+   judged rounds (the same stop rule: same counts when capped).
 
     .venv/bin/python benchmarks/attribution_check.py [--repeats 10] [--threads 2]
 """
@@ -104,14 +105,17 @@ def int8_fallbacks(folder: Path, threads: int) -> tuple[set[str], set[str]]:
     return set(m.layers["explanation"]["int8"]["float"]), set(keep.values())
 
 
-def overhead(path: Path, threads: int, repeats: int) -> tuple[list[float], list[tuple[int, int]]]:
+def overhead(path: Path, threads: int, repeats: int, backend: str = "ort-cpu",
+             module: torch.nn.Module | None = None) -> tuple[list[float], list[tuple[int, int]]]:
     ratios, rounds = [], []
     settings = ProfileSettings(ci_rel=0, max_duration_s=2.0, min_duration_s=2.0)  # a fixed span: same stop rule
+    options = {} if module is None else {"module": module}
     for _ in range(repeats):
         walls = {}
         for layers in (False, True):
             start = time.perf_counter()
-            m = profile_model(path, threads=threads, layers=layers, settings=settings).measurement()
+            m = profile_model(path, backend, threads=threads, layers=layers, settings=settings,
+                              backend_options=options).measurement()
             walls[layers] = (time.perf_counter() - start, len(m.round_sizes))
         ratios.append(walls[True][0] / walls[False][0])
         rounds.append((walls[False][1], walls[True][1]))
@@ -126,7 +130,8 @@ def main() -> None:
     started, load_start = dt.datetime.now().isoformat(timespec="minutes"), load()
     with tempfile.TemporaryDirectory(prefix="spiral-attribution-") as tmp:
         folder = Path(tmp)
-        teacher = export(digits_resnet(width=48), (1, 1, 32, 32), folder / "teacher.onnx")
+        teacher_module = digits_resnet(width=48)
+        teacher = export(teacher_module, (1, 1, 32, 32), folder / "teacher.onnx")
         student = export(digits_resnet(width=24), (1, 1, 32, 32), folder / "student.onnx")
         rows = []
         for name, path in (("teacher (width 48)", teacher), ("student (width 24)", student)):
@@ -142,11 +147,12 @@ def main() -> None:
         listed, kept = int8_fallbacks(folder, args.threads)
         rows.append(("INT8 float nodes listed", ", ".join(sorted(listed)) or "-", "", f"kept float: {sorted(kept)}",
                      "equal", "yes" if listed == kept else "NO"))
-        ratios, rounds = overhead(teacher, args.threads, 3)
-        same = all(a == b for a, b in rounds)
-        rows.append(("wall time with / without layers", f"{statistics.median(ratios):.3f}", spread(ratios),
-                     f"judged rounds {rounds}", "<= 1.2, same rounds",
-                     "yes" if statistics.median(ratios) <= 1.2 and same else "NO"))
+        for backend, module in (("ort-cpu", None), ("torch", teacher_module.eval())):
+            ratios, rounds = overhead(teacher, args.threads, 3, backend, module)
+            same = all(a == b for a, b in rounds)
+            rows.append((f"wall time with / without layers ({backend})", f"{statistics.median(ratios):.3f}",
+                         spread(ratios), f"judged rounds {rounds}", "<= 1.2, same rounds",
+                         "yes" if statistics.median(ratios) <= 1.2 and same else "NO"))
     print(f"attribution_check · {started} · {os.cpu_count()} CPUs · threads {args.threads} · "
           f"load average {load_start} at the start, {load()} at the end")
     widths = [max(len(str(r[i])) for r in rows) for i in range(6)]

@@ -189,6 +189,9 @@ class LayerTiming:
     fuses: list[str] = field(default_factory=list)
     fused: bool = False
     macs: int | None = None
+    # What an arithmetic layer computes in where the backend says (TensorRT's layer information: ``int8``,
+    # ``fp16``, ``fp32``); ONNX Runtime says it by the operator (``QLinearConv``: ``QUANTIZED``).
+    precision: str | None = None
 
     @property
     def median_ms(self) -> float:
@@ -247,13 +250,15 @@ def _strings(value: Any) -> bool:
 def _layer(d: Any, rounds: int) -> LayerTiming:
     """One ``LayerTiming`` of a layer profile read back: every field of the right type, a time per round."""
     names = [f.name for f in fields(LayerTiming)]
-    if not isinstance(d, dict) or sorted(d) != sorted(names):
+    required = set(names) - {"precision"}  # a profile written before layers had a precision has none
+    if not isinstance(d, dict) or not required <= set(d) <= set(names):
         raise InputError(f"malformed layer profile: a layer needs exactly the fields {', '.join(names)}")
+    d = {"precision": None, **d}
     times = d["rounds_ms"]
     ok = (isinstance(d["name"], str) and isinstance(d["op_type"], str) and d["kind"] in KINDS
           and isinstance(d["provider"], str) and _times(times, rounds)
           and _strings(d["nodes"]) and _strings(d["fuses"]) and isinstance(d["fused"], bool)
-          and (d["macs"] is None or _ints([d["macs"]])))
+          and (d["macs"] is None or _ints([d["macs"]])) and (d["precision"] is None or isinstance(d["precision"], str)))
     if not ok:
         raise InputError(f"malformed layer profile: layer {str(d['name'])[:60]!r} has a field of the wrong type "
                          f"or not one time per round ({rounds})")
@@ -480,7 +485,8 @@ def explain(layers: LayerProfile, e2e_rounds: Sequence[float], confidence: float
         share = Estimate.of(row / e2e, z)
         rows.append({"name": layer.name, "op_type": layer.op_type, "kind": layer.kind, "provider": layer.provider,
                      "ms": float(np.median(row)), "share": share.value, "share_low": share.low,
-                     "share_high": share.high, "macs": layer.macs, "fused": layer.fused, "fuses": layer.fuses})
+                     "share_high": share.high, "macs": layer.macs, "fused": layer.fused, "fuses": layer.fuses,
+                     "precision": layer.precision})
     rows.sort(key=lambda r: -r["share"])
     by_op: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -500,11 +506,11 @@ def explain(layers: LayerProfile, e2e_rounds: Sequence[float], confidence: float
         "kinds": {kind: sum(r["share"] for r in rows if r["kind"] == kind) for kind in KINDS},
         "regime": _regime(rows, e2e_ms),
     }
-    quantized = [r for r in rows if r["op_type"] in QUANTIZED]
+    quantized = [r for r in rows if r["op_type"] in QUANTIZED or r["precision"] == "int8"]
     if quantized or result["kinds"]["quantize"] > 0:
         result["int8"] = {
             "quantized": [r["name"] for r in quantized],
-            "float": [r["name"] for r in rows if r["kind"] == "arithmetic" and r["op_type"] not in QUANTIZED],
+            "float": [r["name"] for r in rows if r["kind"] == "arithmetic" and r not in quantized],
             "quantize_nodes": sum(1 for r in rows if r["kind"] == "quantize"),
             "quantize_share": result["kinds"]["quantize"],
         }

@@ -54,6 +54,27 @@ class EngineLayer:
     layer_type: str | None
     onnx_nodes: tuple[str, ...]
     macs: int | None = None
+    precision: str | None = None  # of its arithmetic (``_precision``), where the record says
+
+
+# TensorRT's names of data types in layer information: a weights record's ``Type`` and the data type in a
+# tensor's ``Format/Datatype`` ("Thirty-two wide channel vectorized row major Int8 format", "Row major linear FP32").
+_PRECISIONS = {"int8": "int8", "fp8": "fp8", "int4": "int4", "fp16": "fp16", "half": "fp16", "bf16": "bf16",
+               "fp32": "fp32", "float": "fp32"}
+_DATATYPE = re.compile(r"\b(" + "|".join(_PRECISIONS) + r")\b", re.IGNORECASE)
+
+
+def _precision(layer: dict) -> str | None:
+    """What a detailed record's arithmetic computes in: its weights' type (``Weights``, or ``ConvWeights`` of a
+    fused convolution), else its first input's data type; None where the record says neither."""
+    for key in ("Weights", "ConvWeights"):
+        weights = layer.get(key)
+        if isinstance(weights, dict) and isinstance(weights.get("Type"), str):
+            return _PRECISIONS.get(weights["Type"].lower())
+    inputs = layer.get("Inputs")
+    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+    found = _DATATYPE.search(str(first.get("Format/Datatype", "")))
+    return _PRECISIONS[found[1].lower()] if found else None
 
 
 def _convolution_macs(layer: dict) -> int | None:
@@ -86,7 +107,8 @@ def parse_layer_info(text: str) -> dict[str, EngineLayer]:
             metadata = layer.get("Metadata")
             nodes = tuple(m["node"].strip() for m in _METADATA.finditer(metadata)) if isinstance(metadata, str) else ()
             kind = layer.get("LayerType")
-            engine[layer["Name"]] = EngineLayer(kind if isinstance(kind, str) else None, nodes, _convolution_macs(layer))
+            engine[layer["Name"]] = EngineLayer(kind if isinstance(kind, str) else None, nodes, _convolution_macs(layer),
+                                                _precision(layer))
         else:
             raise InputError(f"the TensorRT layer information has a layer that is neither a name nor a record with "
                              f"a Name: {str(layer)[:80]}")
@@ -137,9 +159,11 @@ def tensorrt_layer(name: str, rounds_ms: list[float], engine: Mapping[str, Engin
     main = next((i for i, op in enumerate(ops) if op in ARITHMETIC), 0)
     op_type = "ForeignNode" if foreign and not any(op in ARITHMETIC for op in ops) else ops[main]
     named = module_path(nodes[main])
-    return LayerTiming(named or (modules[0] if modules else name), op_type, op_kind(op_type), "TensorRT", rounds_ms,
+    kind = op_kind(op_type)
+    return LayerTiming(named or (modules[0] if modules else name), op_type, kind, "TensorRT", rounds_ms,
                        nodes, list(dict.fromkeys(modules)), len(nodes) > 1 or bool(foreign) or not named,
-                       info.macs if info is not None else None)
+                       info.macs if info is not None else None,
+                       info.precision if info is not None and kind == "arithmetic" else None)
 
 
 def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapping[str, Sequence[float]],
@@ -160,7 +184,9 @@ def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapp
         held.fused = True
         held.macs = None if held.macs is None and layer.macs is None else (held.macs or 0) + (layer.macs or 0)
         if held.kind != "arithmetic" and layer.kind == "arithmetic":
-            held.op_type, held.kind = layer.op_type, layer.kind
+            held.op_type, held.kind, held.precision = layer.op_type, layer.kind, layer.precision
+        elif layer.kind == "arithmetic" and layer.precision != held.precision:  # one module, layers of two precisions
+            held.precision = None
     layers = sorted(merged.values(), key=lambda layer: -float(np.nanmedian(layer.rounds_ms)))
     return LayerProfile(source, calls_per_round, layers, calls_ms)
 

@@ -146,3 +146,34 @@ def test_reformat_copies_are_called_layout_conversions_in_the_findings():
     assert result["findings"][0].startswith("the arithmetic layers' MACs are unknown (tensorrt IProfiler)")
     assert "memory and layout conversions take 20% (Reformat)" in result["findings"]
     assert [r["op_type"] for r in result["op_types"]] == ["Conv", "Reformat", "MatMul"]
+
+
+def test_which_layers_of_a_real_int8_engine_ran_quantized():
+    """NVIDIA's QAT ResNet-18 engine (A100; layer information and profile from trt-engine-explorer's examples,
+    tests/fixtures/trtexec/README.md): every convolution and the classifier compute in INT8 (their weights'
+    ``Type``), and the explanation lists them; an FP32 engine's layers are fp32."""
+    layers = parse_trtexec_profile(read("resnet18-qat-int8-export-profile.json"), read("resnet18-qat-int8-layer-info.json"))
+    arithmetic = [layer for layer in layers.layers if layer.kind == "arithmetic"]
+    assert len(arithmetic) == 21 and {layer.precision for layer in arithmetic} == {"int8"}
+    int8 = explain(layers, [0.7])["int8"]
+    assert len(int8["quantized"]) == 21 and int8["float"] == []
+    assert {layer.precision for layer in parse_layer_info(read("resnet18-fp32-layer-info.json")).values()} == {"fp32"}
+
+
+def test_a_layer_left_in_float_in_an_int8_engine_is_named():
+    """The same engine with one convolution's weights and tensors in FP32, as a float fallback leaves it."""
+    info = json.loads(read("resnet18-qat-int8-layer-info.json"))
+    kept = next(layer for layer in info["Layers"] if layer["Name"].startswith("layer4.1.conv2.weight"))
+    kept["Weights"]["Type"] = "Float"
+    for tensor in kept["Inputs"] + kept["Outputs"]:
+        tensor["Format/Datatype"] = "Row major linear FP32"
+    layers = parse_trtexec_profile(read("resnet18-qat-int8-export-profile.json"), json.dumps(info))
+    result = explain(layers, [0.7])
+    assert result["int8"]["float"] == [kept["Name"]] and len(result["int8"]["quantized"]) == 20
+    assert any(line.startswith("INT8: 20 arithmetic layers run quantized, 1 stayed float: layer4.1.conv2.weight")
+               for line in result["findings"])
+    # a layer profile written before layers had a precision reads as one that says none
+    record = layers.to_dict()
+    for layer in record["layers"]:
+        del layer["precision"]
+    assert {layer.precision for layer in LayerProfile.from_dict(record).layers} == {None}

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from spiralprune.core.atomic import write_json
-    from spiralprune.deploy.profiler import Target
+    from spiralprune.deploy.profiler import MeasuringSession, Target
     from spiralprune.pipeline.data import load_datasets
     from spiralprune.pipeline.distill.config import DistillConfig
     from spiralprune.pipeline.gate.candidate import onnx_task, prepare_candidate
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--task: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
         made = int8_model(candidate.onnx_path, int8, train_set, val_set, task, cfg, trainable)
         target = Target(args.backend, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled",
-                                 metric=task.quality())
+        with MeasuringSession(target, Path(work) / "compiled") as session:
+            result = judge_quantized(candidate.onnx_path, int8, session, settings, made, cfg, metric=task.quality())
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -157,8 +157,8 @@ class Tries:
         rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in questions.judged],
                              reference="teacher")
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
-        choice, student, paired, compiles = self._plan(name, work, questions, current, teacher.module, kd_teacher,
-                                                       progress)
+        choice, student, paired, session = self._plan(name, work, questions, current, teacher.module, kd_teacher,
+                                                      progress)
         latency_ok = questions.outcome(paired) == "meets"
         finishes = latency_ok and questions.meets_final(paired)
         if self.config.schedule.total_epochs is not None and finishes:
@@ -192,6 +192,9 @@ class Tries:
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
+        # The try is measured: of its compiled files, only the teacher's and (rejected) the current model's are
+        # measured again; an accepted model is compiled when the next step measures it as its current one.
+        session.evict(keep=("teacher",) if passed(checks) else ("teacher", current.name))
         entry = StepEntry(
             step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
             reason=reason(checks), checks=[c.to_dict() for c in checks],
@@ -201,7 +204,7 @@ class Tries:
             predicted_layers=LatencyPredictor(self.predictor.table, Calibration(**choice.calibration)).per_layer(
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions.asked], meets_final=questions.meets_final(paired),
-            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.latency.statistic),
+            measure_s=paired.rounds.wall_s, compiles=session.compiles, **paired_speedup(paired, budget.latency.statistic),
             **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **measurement.summary(),
         )
         return entry, student, choice.plan
@@ -209,10 +212,10 @@ class Tries:
     def _plan(
         self, name: str, work: Path, questions: TryQuestions, current: Reference, teacher: nn.Module,
         kd_teacher: Trainee, progress: Progress,
-    ) -> tuple[PlanChoice, nn.Module, Paired, dict[str, int]]:
-        """The try's plan, its pruned module, its paired session and the loads of the try's measuring
-        session (``MeasuringSession.compiles``): chosen (probed when the search found a contender) and
-        measured now, or (a resumed try) read from its ``plan.json``, pruned and measured again
+    ) -> tuple[PlanChoice, nn.Module, Paired, MeasuringSession]:
+        """The try's plan, its pruned module, its paired session and the try's measuring session, closed (its
+        ``compiles``, and the keys of its compiled files for ``attempt`` to evict): chosen (probed when the search
+        found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and measured again
         (``judge_plan``: longer when the judge leaves it undecided, as the search does). The session keeps
         the teacher and the current model loaded across the plans and is closed before any training."""
         plan_path = work / "plan.json"
@@ -222,7 +225,7 @@ class Tries:
                 measure, measured = self._measurer(questions, current, teacher, work, session)
                 judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
                 student, paired, _ = measured[choice.plan]
-                return choice, student, paired, session.compiles
+                return choice, student, paired, session
             self.console.print(
                 f"{name}: screening {self.config.schedule.allocation} pruning plans for "
                 f"{questions.step.limit * current.ms:.3f} ms by predicted latency"
@@ -237,7 +240,7 @@ class Tries:
                                  kd_teacher, progress)
         write_json(plan_path, choice.to_dict())
         student, paired, _ = measured[choice.plan]
-        return choice, student, paired, session.compiles
+        return choice, student, paired, session
 
     def _probe(
         self, name: str, choice: PlanChoice, measured: dict[PruningPlan, tuple[nn.Module, PlanVerdict]],

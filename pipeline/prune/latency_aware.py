@@ -84,7 +84,7 @@ class Allocation:
 @dataclass
 class _Group:
     index: int  # in ``PrunableModel.groups``, the order ``OperatorShapes`` counts removed channels in
-    candidate: PrunableGroup
+    prunable: PrunableGroup
     removal_order: np.ndarray  # unit indices, least important first
     sorted_importance: np.ndarray  # per unit, ascending; mean 1 per group, or over all groups if comparable
     rungs: list[int]  # kept unit counts allowed, descending; rungs[0] keeps every unit
@@ -92,10 +92,10 @@ class _Group:
 
     @property
     def units(self) -> int:
-        return self.candidate.channels // self.candidate.unit
+        return self.prunable.channels // self.prunable.unit
 
     def removed_channels(self, level: int) -> int:
-        return (self.units - self.rungs[level]) * self.candidate.unit
+        return (self.units - self.rungs[level]) * self.prunable.unit
 
     def lost(self, start: int, end: int) -> float:
         """Importance of the units removed going from rung ``start`` down to rung ``end``."""
@@ -166,25 +166,25 @@ def plans_for_latency(
         ]
     sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
     start, snapshots = _greedy(groups, whole, shapes, len(prunable.groups), costs, sums, tolerance)
-    candidates = [g.candidate for g in groups]
+    prunables = [g.prunable for g in groups]
     allocations = []
     for target in targets:
         levels, gone, total = snapshots[(target - overhead) / scale]
         removed = [_removed_indices(g, level) for g, level in zip(groups, levels)]
         if gone:
-            plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(candidates, removed) if r})
+            plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(prunables, removed) if r})
         else:
             plan = PruningPlan(
                 criterion=cfg.criterion,
-                ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
+                ratio=sum(len(r) for r in removed) / sum(c.channels for c in prunables),
                 groups=tuple(
                     PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit)
-                    for c, r in zip(candidates, removed) if r
+                    for c, r in zip(prunables, removed) if r
                 ),
             )
         allocations.append(Allocation(
             plan=plan,
-            kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
+            kept={c.root: c.channels - len(r) for c, r in zip(prunables, removed)},
             start=scale * start + overhead,
             predicted=scale * total + overhead,
             target=target,
@@ -199,14 +199,14 @@ def weighs_blocks(cfg: PruneConfig, blocks: bool) -> bool:
     return blocks and get_criterion(cfg.criterion).comparable_across_layers
 
 
-def _per_unit(candidate: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
+def _per_unit(group: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
     """Score per unit: a head's is the sum of its channels' (comparable scores add up) or their mean."""
-    per_channel = score.detach().double().view(-1, candidate.unit)
+    per_channel = score.detach().double().view(-1, group.unit)
     return (per_channel.sum(1) if comparable else per_channel.mean(1)).numpy()
 
 
 def _group(
-    index: int, candidate: PrunableGroup, score: Tensor, round_to: int | None, max_ratio: float, original: int,
+    index: int, group: PrunableGroup, score: Tensor, round_to: int | None, max_ratio: float, original: int,
     scale: float | None = None,
 ) -> _Group:
     """The group's ladder of rungs and its units' importance.
@@ -216,8 +216,8 @@ def _group(
     across layers (``Criterion.comparable_across_layers``) and are only divided by this constant,
     common to every group (the mean unit score over all groups), so groups keep their relative weight.
     """
-    unit = candidate.unit
-    per_unit = _per_unit(candidate, score, scale is not None)
+    unit = group.unit
+    per_unit = _per_unit(group, score, scale is not None)
     if scale is None:
         mean = per_unit.mean()
         importance = per_unit / mean if mean > 0 else np.ones_like(per_unit)
@@ -234,7 +234,7 @@ def _group(
     else:
         lowest = max(step, step * math.ceil(floor / step))
         rungs = [units] + [k for k in range(step * ((units - 1) // step), lowest - 1, -step)]
-    return _Group(index, candidate, order, importance[order], rungs)
+    return _Group(index, group, order, importance[order], rungs)
 
 
 def _greedy(
@@ -370,5 +370,5 @@ class _Block:
 
 def _removed_indices(group: _Group, level: int) -> list[int]:
     count = group.units - group.rungs[level]
-    unit = group.candidate.unit
+    unit = group.prunable.unit
     return sorted(int(u) * unit + offset for u in group.removal_order[:count] for offset in range(unit))

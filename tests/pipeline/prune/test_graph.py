@@ -12,12 +12,12 @@ from torch import nn
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune import PruneConfig, prune
 from spiralprune.pipeline.prune.attention import split_attention
-from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiralprune.pipeline.prune.graph import build_graph, prunable_groups, check_supported
 
 
 def candidates_of(name: str, **config: object) -> list:
     model = split_attention(copy.deepcopy(built(name)))
-    return candidate_groups(build_graph(model, ARCHITECTURES[name].example()), model, PruneConfig(**config))
+    return prunable_groups(build_graph(model, ARCHITECTURES[name].example()), model, PruneConfig(**config))
 
 
 def all_members(candidates: list) -> set[str]:

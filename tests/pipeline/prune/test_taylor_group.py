@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, plan_pruning
 from spiralprune.pipeline.prune.attention import split_attention
 from spiralprune.pipeline.prune.criteria import CRITERIA, get_criterion
-from spiralprune.pipeline.prune.graph import build_graph, candidate_groups
+from spiralprune.pipeline.prune.graph import build_graph, prunable_groups
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
@@ -82,7 +82,7 @@ def _calibration(batches: int = 2, classes: int = 5) -> list[tuple[Tensor, Tenso
 
 def _candidates(model: nn.Module, example: Tensor, **cfg: object) -> dict[str, PrunableGroup]:
     graph = build_graph(model, example)
-    return {c.root: c for c in candidate_groups(graph, model, PruneConfig(protect_first_last=False, **cfg))}
+    return {c.root: c for c in prunable_groups(graph, model, PruneConfig(protect_first_last=False, **cfg))}
 
 
 def test_scores_every_channel_of_a_residual_model_non_negative_and_leaves_the_model_as_it_was() -> None:

@@ -108,7 +108,7 @@ def test_a_step_traces_and_scores_its_model_once(
     import spiralprune.pipeline.prune.prunable as prunable
 
     counts = {"traced": 0, "grouped": 0}
-    build_graph, candidate_groups = prunable.build_graph, prunable.candidate_groups
+    build_graph, prunable_groups = prunable.build_graph, prunable.prunable_groups
 
     def counted(name, real):
         def call(*args, **kwargs):
@@ -117,7 +117,7 @@ def test_a_step_traces_and_scores_its_model_once(
         return call
 
     monkeypatch.setattr(prunable, "build_graph", counted("traced", build_graph))
-    monkeypatch.setattr(prunable, "candidate_groups", counted("grouped", candidate_groups))
+    monkeypatch.setattr(prunable, "prunable_groups", counted("grouped", prunable_groups))
     ms, _ = true_latency(table, 1.3)  # traces once itself, for the synthetic target
     counts.update(traced=0, grouped=0)
     current = ms(PruningPlan("l1", 0.0, ()))

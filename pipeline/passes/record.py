@@ -3,7 +3,7 @@
 A line is the model a pass proposed and its evidence: where it lies (``dir``), the verdict and its
 checks (``spiralprune.pipeline.acceptance.Check.to_dict``), the plan that made its structure (a recovery
 or an INT8 model carries its model's), the judge's paired verdicts and the speedup over the teacher
-with its interval, its measured latency summary and ``spiralprune.pipeline.measure.CandidateMeasurement.summary``.
+with its interval, its measured latency summary and ``spiralprune.pipeline.acceptance.Evidence.summary``.
 Each pass adds its own fields in its folder's ``record.py``; ``kind`` tells the records apart
 (``spiralprune.pipeline.ledger`` reads a line as its kind's record).
 """

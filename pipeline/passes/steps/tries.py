@@ -18,6 +18,7 @@ share when its plan meets the final budget, else from what later tries and the r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from spiralprune.core.atomic import publish_dir, write_json
 from spiralprune.deploy.profiler import MeasuringSession, Paired
 from spiralprune.deploy.sampling import Rounds
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
-from spiralprune.pipeline.acceptance import Evidence, Latency, budget_rules, decide, passed, reason
+from spiralprune.pipeline.acceptance import Latency, budget_rules, decide, passed, reason
 from spiralprune.pipeline.budget import FinalBudget, TryQuestions, paired_speedup
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
@@ -184,10 +185,10 @@ class Tries:
             input_shape=self.config.input_shape, input_dtype=self.data.input_dtype,
             metadata={"step": step, "attempt": attempt},
         )
-        measurement = self.data.measure(student, work, self.config)
+        evidence = dataclasses.replace(self.data.evidence(student, work, self.config),
+                                       verdicts={q.name: paired.verdict(q.name) for q in questions.judged},
+                                       reference_metrics=budget.teacher_metrics)
         paired.profiles["candidate"].save(work / "profile.json")
-        evidence = Evidence({q.name: paired.verdict(q.name) for q in questions.judged}, measurement.metrics,
-                            budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
         checks = decide(evidence, rules)
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
@@ -205,7 +206,7 @@ class Tries:
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions.asked], meets_final=questions.meets_final(paired),
             measure_s=paired.rounds.wall_s, compiles=session.compiles, **paired_speedup(paired, budget.latency.statistic),
-            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **measurement.summary(),
+            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **evidence.summary(),
         )
         return entry, student, choice.plan
 

@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-VERSION = 3  # 2: the task's metric in place of ``accuracy``; 3: one record per pass kind, each with its own fields
+VERSION = 4  # 2: the task's metric in place of ``accuracy``; 3: one record per pass kind, each with its own fields;
+# 4: one meaning per word: a try's latency aim is ``goal_ms`` (was ``target_ms``), its screened plans ``plans``
+# (was ``candidates``)
 
 
 class Training(BaseModel):
@@ -43,7 +45,7 @@ class LedgerEntry(BaseModel):
     accepted: bool
     reason: str
     # the plan that made the model's structure
-    target_ms: float
+    goal_ms: float  # the latency the try aimed at: the step budget, in ms
     reference: str
     ratio: float
     blocks: list[str] = []  # residual blocks the plan removed whole

@@ -9,7 +9,7 @@ group has at most about 32 rungs (heads for attention groups), down to what a un
 model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
-cost it saves, until the predicted cost meets the target. Removing a residual block whole is a
+cost it saves, until the predicted cost meets the goal. Removing a residual block whole is a
 move too (``blocks``; its measured loss rise over what its operators still cost), with a criterion
 whose scores are a loss change in the same units.
 
@@ -27,9 +27,9 @@ cheaper, and an unaligned count that is slower on the target is never taken for 
 pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the config are what
 this allocation replaces and are not used.
 
-``plans_for_latency`` serves a ladder of targets in one greedy pass (the knapsack only moves down,
-so each target's plan is a snapshot on the way to the lowest), each snapshot then refilled: moves
-given back, the most importance per millisecond first, while the plan stays within its target (one
+``plans_for_latency`` serves a ladder of goals in one greedy pass (the knapsack only moves down,
+so each goal's plan is a snapshot on the way to the lowest), each snapshot then refilled: moves
+given back, the most importance per millisecond first, while the plan stays within its goal (one
 large move, such as a block, can leave the greedy far below it); ``PrunableModel.layers`` lists the
 operators each would leave, so a predictor can screen them before only the promising ones are measured.
 """
@@ -73,12 +73,12 @@ class Allocation:
     kept: dict[str, int]
     start: float
     predicted: float
-    target: float
+    goal: float
     cost: str
 
     @property
     def met(self) -> bool:
-        return self.predicted <= self.target
+        return self.predicted <= self.goal
 
 
 @dataclass
@@ -106,7 +106,7 @@ class _Group:
 def plans_for_latency(
     prunable: PrunableModel,
     cfg: PruneConfig,
-    targets: Sequence[float],
+    goals: Sequence[float],
     *,
     predictor: LatencyPredictor | None = None,
     cost: str = "latency",
@@ -115,13 +115,13 @@ def plans_for_latency(
     original: Mapping[str, int] | None = None,
     blocks: bool = False,
 ) -> list[Allocation]:
-    """For each of ``targets`` (in their order), the plan whose predicted cost meets it (ms, or MACs
+    """For each of ``goals`` (in their order), the plan whose predicted cost meets it (ms, or MACs
     for ``cost="macs"``) at the least importance lost, scored and allocated once.
 
     ``max_group_ratio`` caps the fraction of any group's channels removed, counted from
     ``original[root]`` (the group's channels before any step; default: its channels now), so a
     group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no
-    allowed move reaches a target, the cheapest plan found is returned for it with ``met`` false.
+    allowed move reaches a goal, the cheapest plan found is returned for it with ``met`` false.
     ``blocks``: the model's residual blocks (``PrunableModel.blocks``) are moves too, priced as
     their measured loss rise (``PrunableModel.block_rises``) over every millisecond their operators
     still cost; only with a criterion whose scores compare across layers (the same units), so a
@@ -131,8 +131,8 @@ def plans_for_latency(
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
     if cost == "latency" and predictor is None:
         raise InputError("latency-aware allocation needs a latency predictor")
-    if not targets or not all(math.isfinite(t) and t > 0 for t in targets):
-        raise InputError(f"allocation targets must be positive numbers, got {list(targets)}")
+    if not goals or not all(math.isfinite(t) and t > 0 for t in goals):
+        raise InputError(f"allocation goals must be positive numbers, got {list(goals)}")
     if not 0 < max_group_ratio < 1:
         raise InputError(f"max_group_ratio must be between 0 and 1 (exclusive), got {max_group_ratio}")
     kept = [(c, s) for c, s in prunable.scored(cfg, calibration) if s is not None]
@@ -164,12 +164,12 @@ def plans_for_latency(
                    rise / unit_scale if unit_scale > 0 else 0.0)
             for name, rise in zip(prunable.blocks, rises)
         ]
-    sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
+    sums = sorted({(t - overhead) / scale for t in goals}, reverse=True)
     start, snapshots = _greedy(groups, whole, shapes, len(prunable.groups), costs, sums, tolerance)
     prunables = [g.prunable for g in groups]
     allocations = []
-    for target in targets:
-        levels, gone, total = snapshots[(target - overhead) / scale]
+    for goal in goals:
+        levels, gone, total = snapshots[(goal - overhead) / scale]
         removed = [_removed_indices(g, level) for g, level in zip(groups, levels)]
         if gone:
             plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(prunables, removed) if r})
@@ -187,7 +187,7 @@ def plans_for_latency(
             kept={c.root: c.channels - len(r) for c, r in zip(prunables, removed)},
             start=scale * start + overhead,
             predicted=scale * total + overhead,
-            target=target,
+            goal=goal,
             cost=cost,
         ))
     return allocations
@@ -238,34 +238,34 @@ def _group(
 
 
 def _greedy(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, every: int, costs, targets: Sequence[float],
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, every: int, costs, goals: Sequence[float],
     tolerance: float,
 ) -> tuple[float, dict[float, tuple[list[int], tuple[str, ...], float]]]:
     """Move groups down their rungs and remove blocks until the operator-cost sum meets each of
-    ``targets`` (descending).
+    ``goals`` (descending).
 
     ``every`` is the number of the model's groups (``removed`` counts channels per group of the model,
-    ``groups`` are those the config lets shrink). Returns the starting sum and, per target, the
+    ``groups`` are those the config lets shrink). Returns the starting sum and, per goal, the
     groups' levels, the blocks removed and the sum where it was met (or where no move was left).
     """
     removed = [0] * every
     current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
     start = total = float(sum(current))
     snapshots: dict[float, tuple[list[int], tuple[str, ...], float]] = {}
-    for target in targets:
-        total = _descend(groups, blocks, shapes, costs, target, tolerance, removed, current, total)
-        snapshots[target] = _refill(groups, blocks, shapes, costs, target, list(removed), list(current), total)
+    for goal in goals:
+        total = _descend(groups, blocks, shapes, costs, goal, tolerance, removed, current, total)
+        snapshots[goal] = _refill(groups, blocks, shapes, costs, goal, list(removed), list(current), total)
     return start, snapshots
 
 
 def _refill(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, removed: list[int],
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, goal: float, removed: list[int],
     current: list[float], total: float,
 ) -> tuple[list[int], tuple[str, ...], float]:
-    """The greedy's state for ``target`` with moves given back while the sum stays within it: the most
+    """The greedy's state for ``goal`` with moves given back while the sum stays within it: the most
     importance per cost added first (a rung up on the same stair costs nothing), a removed block restored
     as a move too. The greedy takes whole moves, and one large move (a block) can leave the sum far under
-    the target; this fills that room, so that every target gets a plan near it. Returns the groups'
+    the goal; this fills that room, so that every goal gets a plan near it. Returns the groups'
     levels, the blocks still removed and the sum; the greedy's own state (``groups``' levels, ``blocks``'
     flags, ``removed``/``current`` as the caller passes copies) is left as it was."""
     levels = [g.level for g in groups]
@@ -291,7 +291,7 @@ def _refill(
                 regained = blocks[-1 - g].importance
             added = sum(new.values()) - sum(current[i] for i in new)
             rank = (regained / added if added > 0 else math.inf, regained)
-            if total + added <= target and (best is None or rank > best):
+            if total + added <= goal and (best is None or rank > best):
                 best, move = rank, (g, level, new)
         if best is None:
             return levels, tuple(b.name for k, b in enumerate(blocks) if k in gone), total
@@ -307,12 +307,12 @@ def _refill(
 
 
 def _descend(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, tolerance: float,
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, goal: float, tolerance: float,
     removed: list[int], current: list[float], total: float,
 ) -> float:
-    """Take the cheapest moves until ``total`` meets ``target`` or none is left; updates the state in place."""
+    """Take the cheapest moves until ``total`` meets ``goal`` or none is left; updates the state in place."""
     dead = {i for b in blocks if b.removed for i in b.ops}  # operators of removed blocks cost nothing
-    while total > target:
+    while total > goal:
         moves: dict[int, tuple[float, int, dict[int, float]]] = {}
         window = dict.fromkeys(range(len(groups)), LOOKAHEAD)
         pending = [g for g, group in enumerate(groups) if group.level + 1 < len(group.rungs)]

@@ -241,12 +241,12 @@ def yolo_loss(
         box_centers = (boxes[:, :2] + boxes[:, 2:]) / 2
         radius = center_radius * strides[:, None]
         near = ((x - box_centers[:, 0]).abs() < radius) & ((y - box_centers[:, 1]).abs() < radius)
-        candidate = inside & near  # [A, K]
+        eligible = inside & near  # [A, K]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        cost = area.expand_as(candidate).masked_fill(~candidate, math.inf)
+        cost = area.expand_as(eligible).masked_fill(~eligible, math.inf)
         best, matched = cost.min(1)
         positive = torch.isfinite(best)
-        orphans = (~candidate.any(0)).nonzero().flatten()
+        orphans = (~eligible.any(0)).nonzero().flatten()
         if len(orphans):
             distance = (centers[:level0, None, :] - box_centers[None, orphans, :]).square().sum(-1)  # [A0, k]
             nearest = distance.argmin(0)

@@ -95,14 +95,14 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     entries = read_ledger(out / "ledger.jsonl")
     assert len(entries) == 1 and entries[0].accepted
     # Every candidate plan has a predicted latency; only the measured ones have a measured one.
-    candidates = entries[0].candidates
+    plans = entries[0].plans
     assert entries[0].allocation == allocation and entries[0].predicted_ms > 0
-    assert all(c["predicted_ms"] > 0 for c in candidates)
-    measured = sum(c["ms"] is not None for c in candidates)
-    assert 1 <= measured <= MAX_MEASURED and measured < len(candidates)
+    assert all(c["predicted_ms"] > 0 for c in plans)
+    measured = sum(c["ms"] is not None for c in plans)
+    assert 1 <= measured <= MAX_MEASURED and measured < len(plans)
     # One measuring session for the try: the teacher loaded once for every plan measured, from the compiled file
     # its own profile left in the run's cache (steps 1's current model is the teacher); each candidate compiled.
-    # When the try ended, the candidates' compiled files (a graph and its facts each) were evicted: only the
+    # When the try ended, the plans' compiled files (a graph and its facts each) were evicted: only the
     # teacher's stays, the one file read again (the accepted model is compiled when a next step measures it).
     compiles = entries[0].compiles
     assert compiles == {"built": measured, "from_cache": 1, "kept": measured - 1, "evicted": 2 * measured,
@@ -112,7 +112,7 @@ def test_tiny_spiral_end_to_end(write_config, tmp_path: Path, capsys, allocation
     entry = entries[0]
     step_verdict, final_verdict = entry.verdicts
     assert step_verdict["question"]["reference"] == "teacher" and step_verdict["outcome"] == "meets"
-    assert step_verdict["question"]["limit"] == pytest.approx(entry.target_ms / report_teacher_ms(out))
+    assert step_verdict["question"]["limit"] == pytest.approx(entry.goal_ms / report_teacher_ms(out))
     assert final_verdict["question"]["name"] == "final max_ms" and entry.meets_final
     low, high = entry.speedup_ci
     assert low <= entry.speedup <= high
@@ -406,7 +406,7 @@ def test_a_run_folder_of_ledger_version_2_reports_and_resumes(write_config, tmp_
     shutil.rmtree(out / "steps" / "quantize")
     assert main(["run", str(config), "--out", str(out), "--resume"]) == 0
     first, added = (out / "ledger.jsonl").read_text().splitlines(keepends=True)
-    assert first == old and json.loads(added)["version"] == 3
+    assert first == old and json.loads(added)["version"] == 4
     tried, quantized = read_ledger(out / "ledger.jsonl")
     assert (tried.kind, tried.dir, tried.compiles) == ("step", step["dir"], step["compiles"])
     assert quantized.kind == "quantize" and quantized.quantize_of == tried.dir and quantized.accepted

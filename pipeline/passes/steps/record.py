@@ -14,7 +14,7 @@ class StepEntry(LedgerEntry):
     kind: Literal["step"] = "step"
     reduction: float | None = None
     predicted_ms: float | None = None
-    candidates: list[dict[str, Any]] = []
+    plans: list[dict[str, Any]] = []  # every plan the try screened (``ScreenedPlan.record``)
     probes: list[dict[str, Any]] = []  # the training probes that chose between plans of different structure
     predictor: dict[str, Any] | None = None
     # the chosen plan's calibrated table latency per layer (ms, by module name), beside its measured profile

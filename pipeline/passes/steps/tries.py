@@ -153,8 +153,8 @@ class Tries:
         name = f"step-{step:02d}-try-{attempt}"
         work = self.folder.steps / f".{name}"
         work.mkdir(parents=True, exist_ok=True)
-        target_ms = max(budget.final_ms, current.ms * (1 - reduction))
-        questions = budget.try_questions(target_ms, current.name, current.ms)
+        goal_ms = max(budget.final_ms, current.ms * (1 - reduction))
+        questions = budget.try_questions(goal_ms, current.name, current.ms)
         rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in questions.judged],
                              reference="teacher")
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
@@ -165,14 +165,14 @@ class Tries:
         if self.config.schedule.total_epochs is not None and finishes:
             recovery_epochs = max(recovery_epochs - probe_cost(choice.probes), 0)
         epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
-        measured_count = sum(c["ms"] is not None for c in choice.candidates)
-        longer = sum(len(c.get("sessions", ())) > 1 for c in choice.candidates)  # none in a plan.json written before sessions were recorded
+        measured_count = sum(c["ms"] is not None for c in choice.plans)
+        longer = sum(len(c.get("sessions", ())) > 1 for c in choice.plans)  # none in a plan.json written before sessions were recorded
         progress.console.print(
-            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured"
+            f"{name}: {len(choice.plans)} plans screened, {measured_count} measured"
             + (f" ({longer} measured longer: undecided after one session)" if longer else "")
             + f"; removed {choice.plan.ratio:.0%} "
             f"of the channels" + (f" and residual blocks {', '.join(choice.plan.blocks)}" if choice.plan.blocks else "")
-            + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / target_ms:.0%} of the target); "
+            + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / goal_ms:.0%} of the goal); "
             + (f"distilling {epochs} epochs"
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
@@ -199,9 +199,9 @@ class Tries:
         entry = StepEntry(
             step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
             reason=reason(checks), checks=[c.to_dict() for c in checks],
-            reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
+            reduction=reduction, goal_ms=goal_ms, reference=current.name, ratio=choice.plan.ratio,
             blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
-            candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
+            plans=choice.plans, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
             predicted_layers=LatencyPredictor(self.predictor.table, Calibration(**choice.calibration)).per_layer(
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions.asked], meets_final=questions.meets_final(paired),
@@ -280,6 +280,6 @@ class Tries:
                 + f" removed, {p['ms']:.3f} ms, {self.data.task.metric} {p['quality']:.4g}" + (" (chosen)" if p["chosen"] else "")
                 for p in probes)
         )
-        return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
+        return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.plans, choice.calibration,
                           probes=tuple(probes))
 

@@ -18,7 +18,7 @@ center, *before* ``softplus`` and in units of the level's stride; the rest are c
 the sigmoid). Nothing is decoded in the graph: ``yolo_decode`` does it on the host (softplus, scale by
 the stride, sigmoid, score threshold, class-wise NMS), and ``yolo_loss`` trains it (FCOS-style center
 sampling, sigmoid focal loss on the classes, GIoU on the positives' boxes). Labels follow torchvision:
-1..num_classes, 0 being the background (never a target).
+1..num_classes, 0 being the background (never a box's label).
 """
 
 from __future__ import annotations

@@ -188,6 +188,10 @@ def test_the_ledger_fields_round_trip_for_resume(table: LatencyTable) -> None:
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
     assert PlanChoice.from_dict(choice.to_dict()) == choice
+    # a plan.json a try killed under ledger version 3 wrote names the screened plans "candidates"
+    written = choice.to_dict()
+    written["candidates"] = written.pop("plans")
+    assert PlanChoice.from_dict(written) == choice
 
 
 @pytest.mark.parametrize("allocation", ALLOCATIONS)

@@ -143,8 +143,10 @@ def tensorrt_layer(name: str, rounds_ms: list[float], engine: Mapping[str, Engin
 
 
 def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapping[str, Sequence[float]],
-                     engine: Mapping[str, EngineLayer] | None = None) -> LayerProfile:
-    """A ``LayerProfile`` of engine layers' per-round times; engine layers named after one module are one layer."""
+                     engine: Mapping[str, EngineLayer] | None = None,
+                     calls_ms: list[float] | None = None) -> LayerProfile:
+    """A ``LayerProfile`` of engine layers' per-round times (``calls_ms``: the profiled calls' own times, None
+    for trtexec's averages); engine layers named after one module are one layer."""
     merged: dict[str, LayerTiming] = {}
     for name, times in layer_rounds.items():
         layer = tensorrt_layer(name, [float(t) for t in times], engine)
@@ -160,7 +162,7 @@ def tensorrt_profile(source: str, calls_per_round: list[int], layer_rounds: Mapp
         if held.kind != "arithmetic" and layer.kind == "arithmetic":
             held.op_type, held.kind = layer.op_type, layer.kind
     layers = sorted(merged.values(), key=lambda layer: -float(np.nanmedian(layer.rounds_ms)))
-    return LayerProfile(source, calls_per_round, layers)
+    return LayerProfile(source, calls_per_round, layers, calls_ms)
 
 
 def parse_trtexec_profile(text: str, layer_info: str | None = None) -> LayerProfile:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, LayerTiming, op_kind
+from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, LayerTiming, op_kind, per_round
 
 CALL = "spiral.call"
 MODULE = "spiral.module:"
@@ -116,7 +116,7 @@ class TorchLayerSampler(LayerSampler):
         self._device = runner.settings["device"]
         self._arithmetic: list[ArithmeticModule] = []
         self._macs: dict[str, int] = {}  # per module name, over its calls
-        self._calls_ms: list[dict[str, float]] = []  # per profiled call: layer -> ms
+        self._call_layers: list[dict[str, float]] = []  # per profiled call: layer -> ms
         self._facts: dict[str, dict[str, Any]] = {}
 
     def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
@@ -147,7 +147,8 @@ class TorchLayerSampler(LayerSampler):
         if len(calls) != count:
             raise RuntimeError(f"torch.profiler recorded {len(calls)} of {count} profiled calls")
         for call in calls:
-            self._calls_ms.append(self._compiled_layers(call) if self._compiled else self._eager_layers(call))
+            self._call_layers.append(self._compiled_layers(call) if self._compiled else self._eager_layers(call))
+            self._call_ms.append(call.time_range.elapsed_us() / 1e3)
 
     def _ms(self, event: Any) -> float:
         return (event.device_time_total if self._device == "cuda" else event.time_range.elapsed_us()) / 1e3
@@ -208,17 +209,16 @@ class TorchLayerSampler(LayerSampler):
         calls = [runs.count(i) for i in range(self._rounds)]
         layers = []
         for name, fact in self._facts.items():
-            by_round: list[list[float]] = [[] for _ in range(self._rounds)]
-            for round_index, times in zip(runs, self._calls_ms):
-                by_round[round_index].append(times.get(name, 0.0))
             op_type = max(fact["ops"], key=fact["ops"].__getitem__)
             layers.append(LayerTiming(
                 name=name, op_type=op_type, kind=op_kind(op_type), provider=self._device,
-                rounds_ms=[float(np.median(b)) if b else float("nan") for b in by_round],
+                rounds_ms=per_round([(r, times.get(name, 0.0)) for r, times in zip(runs, self._call_layers)],
+                                    self._rounds),
                 nodes=list(fact["ops"]), fuses=fact["fuses"], fused=fact["fused"], macs=fact["macs"],
             ))
         layers.sort(key=lambda layer: -layer.median_ms)
-        return LayerProfile("torch.profiler (torch.compile)" if self._compiled else "torch.profiler", calls, layers)
+        return LayerProfile("torch.profiler (torch.compile)" if self._compiled else "torch.profiler", calls, layers,
+                            per_round(list(zip(runs, self._call_ms)), self._rounds))
 
 
 def _matching(op_event: Any, modules: list[ArithmeticModule]) -> ArithmeticModule | None:

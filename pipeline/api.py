@@ -206,8 +206,8 @@ def compare(
             settings, [question], cache_dir=Path(work) / "compiled",
             model_options={name: measured_options(m, target) for name, m in models.items()},
         )
-    return paired_comparison(paired.profiles[BASE], paired.profiles[NEW], paired.verdict(question.name), budget,
-                             settings)
+    return paired_comparison(paired.profiles[BASE], paired.profiles[NEW], {batch: paired.verdict(question.name)},
+                             budget, settings)
 
 
 def gate(

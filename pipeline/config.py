@@ -170,9 +170,11 @@ class DistributedConfig(_Strict):
     ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own process; more
     run every training of the run (the teacher's, the tries', the probes', the final recovery) as a
     torchrun job (``spiralprune.pipeline.training``), DistributedDataParallel over NCCL with one GPU per
-    process, or gloo on the CPU. A run trains on one node so far (``nnodes`` above 1 is refused when it
-    starts); the keys are validated here as torchrun needs them. Measurement never joins the process group
-    nor the training's device: it stays one process on the target, a trained model comes back to the CPU."""
+    process, or gloo on the CPU; a step's ``sensitivity`` or ``taylor-group`` scores and its residual
+    blocks' loss rises are split across as many processes on the CPU (``spiralprune.pipeline.scoring``). A
+    run trains on one node so far (``nnodes`` above 1 is refused when it starts); the keys are validated
+    here as torchrun needs them. Measurement and the operator table never join the process group nor the
+    training's device: they stay one process on the target, a trained model comes back to the CPU."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     processes: int = Field(1, ge=1)
@@ -268,8 +270,6 @@ class RunConfig(_Strict):
         task = self.task_model()
         quality = budget.quality
         check_quality(quality, task, "budget.metric" if budget.accuracy is None else "budget.accuracy")
-        if self.quantize is not None and self.task.kind == "custom":
-            raise ValueError("quantize: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
         if self.quantize is not None:
             for where, judged in (("budget", quality), ("quantize.budget", self.quantize.budget.quality)):
                 if judged.name not in (None, task.metric):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate, default_convert
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset, default_collate, default_convert
 
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DataConfig
@@ -191,3 +191,11 @@ def load_datasets(source: str, input_shape: list[int], seed: int = 0) -> tuple[D
     normalization): for the commands that name a data source alone, which calibrate and evaluate."""
     splits = load_data(DataConfig(source=source, seed=seed), input_shape)
     return splits.calibration, splits.val
+
+
+def drawn(dataset: Dataset, count: int, seed: int = 0) -> Subset:
+    """``count`` samples of ``dataset`` drawn at random with ``seed`` (all of them when it has no more), for
+    the inputs parity compares and a data-dependent graph is timed on: the first samples of an ImageFolder
+    are all of its first class."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    return Subset(dataset, order.tolist())

@@ -30,7 +30,7 @@ from spiralprune.core.hashing import sha256_file
 from spiralprune.pipeline.acceptance import Evidence
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
-from spiralprune.pipeline.data import DataSplits, LoaderSettings, load_data
+from spiralprune.pipeline.data import DataSplits, LoaderSettings, drawn, load_data
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.measure import evidence_of, latency_summary, profile_on_target
 from spiralprune.pipeline.passes.record import Training
@@ -64,8 +64,8 @@ class RunData:
             what = f"data '{config.data.source}'" if given is None else "the given data"
             raise InputError(f"{what} has an empty train or validation split")
         batch = config.input_shape[0]
-        loader = DataLoader(data.val, batch_size=max(batch, config.budget.parity.samples), shuffle=False,
-                            collate_fn=data.loading.collate_fn)
+        count = max(batch, config.budget.parity.samples)
+        loader = DataLoader(drawn(data.val, count, config.seed), batch_size=count, collate_fn=data.loading.collate_fn)
         inputs = next(iter(loader))[0]
         if list(inputs.shape[1:]) != config.input_shape[1:]:
             raise InputError(

@@ -30,10 +30,11 @@ from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import DistributedConfig, RunConfig
 from spiralprune.pipeline.data import LoaderSettings
 from spiralprune.pipeline.distill.config import DistillConfig
-from spiralprune.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
+from spiralprune.pipeline.distill.ddp import STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
 from spiralprune.pipeline.distill.train import DistillResult, distill
 from spiralprune.pipeline.specs import trusted
 from spiralprune.pipeline.tasks import Task, TaskConfig
+from spiralprune.pipeline.torchrun import LOG
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -51,8 +52,9 @@ class Trainee:
 
 @dataclass(frozen=True)
 class Processes:
-    """Where a run's trainings run (``distributed``) and what a torchrun job's processes rebuild the rest
-    from: the data as the run config names it, the task and its classes, the input the checkpoints record."""
+    """Where a run's trainings and its criteria's scoring run (``distributed``) and what a torchrun job's
+    processes rebuild the rest from: the data as the run config names it, the task and its classes, the
+    input the checkpoints record, the seed of the calibration draw."""
 
     distributed: DistributedConfig
     data: DataRef | None
@@ -60,6 +62,7 @@ class Processes:
     num_classes: int
     input_shape: list[int]
     input_dtype: str
+    seed: int = 0  # the run's: its calibration batches are drawn with it (``spiralprune.pipeline.scoring``)
 
     @classmethod
     def of_run(cls, config: RunConfig, input_dtype: str, given_data: bool) -> Processes:
@@ -78,7 +81,8 @@ class Processes:
             )
         config.distributed.training_device()  # cuda asked where no GPU is visible: one line, before any work
         data = None if given_data else DataRef(**config.data.model_dump(), input_shape=config.input_shape)
-        return cls(config.distributed, data, config.task, config.num_classes, config.input_shape, input_dtype)
+        return cls(config.distributed, data, config.task, config.num_classes, config.input_shape, input_dtype,
+                   config.seed)
 
 
 def train(

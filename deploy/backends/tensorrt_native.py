@@ -13,6 +13,7 @@ synchronously (``IExecutionContext.enqueue_emits_profile``, True by default).
 from __future__ import annotations
 
 import importlib.util
+import time
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from spiralprune.deploy.backends.cuda_runtime import DeviceBuffer, Stream, devic
 from spiralprune.deploy.backends.engine_cache import EngineSpec
 from spiralprune.deploy.backends.tensorrt_build import build_engine, builder_flags, onnx_precision_problem, trt_major
 from spiralprune.deploy.fingerprint import gpu_info
-from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler
+from spiralprune.deploy.layer_profile import LayerProfile, LayerSampler, per_round
 from spiralprune.deploy.tensorrt_layers import parse_layer_info, tensorrt_profile
 
 DEFAULT_WORKSPACE_BYTES = 2 << 30
@@ -228,7 +229,7 @@ class TensorrtLayerSampler(LayerSampler):
         self._runner = runner
         self._profiler = Profiler()
         self._call: dict[str, float] = {}
-        self._calls_ms: list[dict[str, float]] = []
+        self._call_layers: list[dict[str, float]] = []
         self._context: Any = None
 
     def start(self, feed: dict[str, np.ndarray], warmup_calls: int = 3) -> None:
@@ -238,18 +239,18 @@ class TensorrtLayerSampler(LayerSampler):
     def _run(self, count: int, profiled: bool) -> None:
         for _ in range(count):
             self._call = {}
-            self._runner.profiled_call(self._context)
+            start = time.perf_counter()
+            self._runner.profiled_call(self._context)  # it synchronizes its stream
             if profiled:
-                self._calls_ms.append(self._call)
+                self._call_ms.append((time.perf_counter() - start) * 1e3)
+                self._call_layers.append(self._call)
 
     def finish(self) -> LayerProfile:
         runs = [r for r in self._run_rounds if r >= 0]
-        names = list(dict.fromkeys(name for call in self._calls_ms for name in call))
-        by_round: dict[str, list[list[float]]] = {name: [[] for _ in range(self._rounds)] for name in names}
-        for round_index, call in zip(runs, self._calls_ms):
-            for name in names:
-                by_round[name][round_index].append(call.get(name, 0.0))
-        rounds = {name: [float(np.median(b)) if b else float("nan") for b in per] for name, per in by_round.items()}
+        names = list(dict.fromkeys(name for call in self._call_layers for name in call))
+        rounds = {name: per_round([(r, call.get(name, 0.0)) for r, call in zip(runs, self._call_layers)], self._rounds)
+                  for name in names}
         self._context = None
         return tensorrt_profile("tensorrt IProfiler", [runs.count(i) for i in range(self._rounds)], rounds,
-                                parse_layer_info(self._runner.engine_layers()))
+                                parse_layer_info(self._runner.engine_layers()),
+                                per_round(list(zip(runs, self._call_ms)), self._rounds))

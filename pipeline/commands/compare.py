@@ -12,7 +12,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import BACKENDS
 from spiralprune.deploy.budget import LatencyBudget
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
-from spiralprune.deploy.profiler import Target, profile_paired
+from spiralprune.deploy.profiler import Profile, Target, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import STATISTICS
 from spiralprune.pipeline.commands import add_backend_argument, add_batch_argument, add_precision_argument
@@ -66,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=budget.between_run_tolerance,
                         help="two JSON profiles only: relative widening for what moves between separate runs "
                              "(a latency budget's between_run_tolerance; default %(default)g)")
-    add_batch_argument(parser, help="the batch size to measure (two ONNX models; default 1) or to compare (profiles; "
-                                    "default: every shared one): one size, a verdict is judged at one batch")
+    add_batch_argument(parser, help="batch sizes to measure (two ONNX models; default 1) or to compare (profiles; "
+                                    "default: every shared one), each judged on its own, the worst verdict decides; "
+                                    "a history's trend is drawn at one")
     paired = parser.add_argument_group("two ONNX models, measured paired on this machine")
     add_backend_argument(paired, default="ort-cpu", choices=BACKENDS)
     paired.add_argument("--threads", type=int, help="CPU threads (default: the backend's)")
@@ -83,7 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report with plots")
 
 
-def _measure_paired(args: argparse.Namespace, budget: LatencyBudget, settings: ProfileSettings, batch: int) -> tuple:
+def _measure_paired(args: argparse.Namespace, budget: LatencyBudget, settings: ProfileSettings,
+                    batches: list[int]) -> tuple:
+    """Both models measured paired at each of ``batches`` (one session per batch, the layers profiled at
+    the first), judged batch by batch."""
     base_path, new_path = args.paths
     for path in args.paths:
         if not path.is_file():
@@ -92,28 +96,36 @@ def _measure_paired(args: argparse.Namespace, budget: LatencyBudget, settings: P
         raise InputError(f"--threads must be positive, got {args.threads}")
     settings = dataclasses.replace(settings, max_duration_s=args.max_duration,
                                    min_duration_s=min(settings.min_duration_s, args.max_duration))
-    target = Target(args.backend, batch, args.threads, args.precision)
-    question = regression_question(budget, batch)
+    layers = (BASE, NEW) if args.backend in LAYER_BACKENDS and not args.no_layers else ()
+    profiles: dict[str, Profile] = {}
+    verdicts = {}
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as cache:
-        paired = profile_paired({BASE: base_path, NEW: new_path}, target, settings, [question],
-                                cache_dir=Path(cache),
-                                layers=(BASE, NEW) if args.backend in LAYER_BACKENDS and not args.no_layers else ())
+        for batch in batches:
+            question = regression_question(budget, batch)
+            paired = profile_paired({BASE: base_path, NEW: new_path}, Target(args.backend, batch, args.threads,
+                                                                               args.precision),
+                                    settings, [question], cache_dir=Path(cache), layers=() if profiles else layers)
+            verdicts[batch] = paired.verdict(question.name)
+            for name, profile in paired.profiles.items():
+                held = profiles.get(name)
+                profiles[name] = profile if held is None else dataclasses.replace(
+                    held, measurements=[*held.measurements, *profile.measurements])
     labels = (str(base_path), str(new_path)) if base_path.stem == new_path.stem else (base_path.stem, new_path.stem)
-    base = Release(labels[0], base_path, paired.profiles[BASE], None, None)
-    new = Release(labels[1], new_path, paired.profiles[NEW], None, None)
-    return base, new, paired_comparison(base.profile, new.profile, paired.verdict(question.name), budget, settings)
+    base = Release(labels[0], base_path, profiles[BASE], None, None)
+    new = Release(labels[1], new_path, profiles[NEW], None, None)
+    return base, new, paired_comparison(base.profile, new.profile, verdicts, budget, settings)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch is not None and len(args.batch) > 1:
-        raise InputError(f"--batch {','.join(map(str, args.batch))}: compare judges one batch size at a time; give one")
-    batch = args.batch[0] if args.batch else None
     budget = regression_budget(
         {"statistic": args.statistic, "max_regression_pct": args.min_effect, "between_run_tolerance": args.tolerance},
         "the latency budget (--min-effect: max_regression_pct, --tolerance: between_run_tolerance)")
     settings = ProfileSettings(confidence=args.confidence)
     if len(args.paths) == 1:
-        history = build_history(load_history(args.paths[0]), budget, settings, batch=batch)
+        if args.batch is not None and len(args.batch) > 1:
+            raise InputError(f"--batch {','.join(map(str, args.batch))}: a history's trend is drawn at one batch size; "
+                             "give one")
+        history = build_history(load_history(args.paths[0]), budget, settings, batch=args.batch[0] if args.batch else None)
         print(history_markdown(history), end="")
         outputs = [
             (args.json, lambda: history_json(history)),
@@ -124,12 +136,12 @@ def run(args: argparse.Namespace) -> int:
     elif len(args.paths) == 2:
         onnx = [p.suffix == ".onnx" for p in args.paths]
         if all(onnx):
-            base, new, comparison = _measure_paired(args, budget, settings, batch or 1)
+            base, new, comparison = _measure_paired(args, budget, settings, args.batch or [1])
         elif any(onnx):
             raise InputError("give two ONNX models (measured paired here) or two JSON profiles, not one of each")
         else:
             base, new = (load_release(p) for p in args.paths)
-            comparison = compare_runs(base.profile, new.profile, budget, settings, batch=batch)
+            comparison = compare_runs(base.profile, new.profile, budget, settings, batches=args.batch)
         print(comparison_markdown(comparison, base, new), end="")
         outputs = [
             (args.json, lambda: comparison_json(comparison, base, new)),

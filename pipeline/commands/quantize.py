@@ -17,6 +17,7 @@ from spiralprune.pipeline.commands import (
 )
 from spiralprune.pipeline.exit_codes import ExitCode, judged
 from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
+from spiralprune.pipeline.tasks.metric import Metric
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -102,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
             prepared.source, copy.deepcopy(prepared.source), example_input(prepared.input_shape, prepared.input_dtype),
             DistillConfig())
         task = onnx_task(task_config(args.task), prepared.onnx_path)
-        if task.name == "custom":
-            raise InputError("--task: the INT8 stage judges the built-in tasks' metrics so far, not a custom one")
         made = int8_model(prepared.onnx_path, int8, train_set, val_set, task, cfg, trainable)
         target = Target(args.backend, prepared.input_shape[0], args.threads)
         with MeasuringSession(target, Path(work) / "compiled") as session:
@@ -115,27 +114,25 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_bytes(int8.read_bytes())
             tmp.replace(out)
     record = result.to_dict()
-    print_result(record, made.batches, cfg, console(), task.metric)
+    print_result(record, made.batches, cfg, console(), task.quality())
     print(f"{'accepted' if result.accepted else 'rejected'}: {result.reason}")
     print(f"int8 model: {out}" if result.accepted else "the float model stays the result; nothing written")
     if args.json is not None:
         write_json(args.json, {**record, "model": args.model, "out": str(out) if result.accepted else None,
                                "settings": json.loads(cfg.model_dump_json())})
-    return exit_code(record, cfg.max_drop)
+    return exit_code(record)
 
 
-def exit_code(result: dict, max_drop: float) -> ExitCode:
+def exit_code(result: dict) -> ExitCode:
     """``result`` (``QuantizeResult.to_dict``) rejected only because the judge could not decide the speedup is
-    undecided; a speedup the judge refuses or an accuracy drop past ``max_drop`` is a verdict against INT8."""
-    from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
-
-    outcome, accuracy = result["verdict"]["outcome"], result["accuracy"]
-    return judged(against=outcome == "misses" or accuracy[FLOAT] - accuracy[INT8] > max_drop,
-                  undecided=outcome == "undecided")
+    undecided; a check that failed (a speedup the judge refuses, the metric worse than ``max_drop`` allows,
+    in the metric's direction) is a verdict against INT8."""
+    statuses = {check["status"] for check in result["checks"]}
+    return judged(against="fail" in statuses, undecided="inconclusive" in statuses)
 
 
-def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console, metric: str = "accuracy") -> None:
-    """The float and INT8 models side by side (``metric``: the task's, in percent), the speedup, what the
+def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Console, metric: Metric) -> None:
+    """The float and INT8 models side by side (``metric``: the task's, as shown), the speedup, what the
     remedies did."""
     from rich.table import Table
 
@@ -143,13 +140,15 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
 
     table = Table(title=f"INT8 (QDQ, {cfg.method}, {batches} calibration batches, "
                         f"{'per-channel' if cfg.per_channel else 'per-tensor'} weights) vs float, measured paired")
-    for column in ("model", "p50 ms", f"{metric} %", "size MB"):
+    for column in ("model", "p50 ms", metric.label, "size MB"):
         table.add_column(column, justify="right")
     fallback = result["fallback"]
     kept = len(fallback["float_nodes"]) if fallback else 0
     for name in (FLOAT, INT8):
         label = f"{name} ({kept} node{'s' * (kept != 1)} float)" if name == INT8 and kept else name
-        table.add_row(label, f"{result['p50_ms'][name]:.4f}", f"{result['accuracy'][name]:.2f}", f"{result['size_mb'][name]:.3f}")
+        quality = result["accuracy"][name]
+        table.add_row(label, f"{result['p50_ms'][name]:.4f}", f"{quality:.2f}" if metric.unit == "%" else f"{quality:.4g}",
+                      f"{result['size_mb'][name]:.3f}")
     console.print(table)
     low, high = result["speedup_ci"]
     speedup = (f"{result['speedup']:.2f}x ({low:.2f}x .. {high:.2f}x)" if math.isfinite(result["speedup"])
@@ -159,7 +158,7 @@ def print_result(result: dict, batches: int, cfg: QuantizeConfig, console: Conso
     if recovery is not None and recovery["kept"]:
         after = recovery["with_fallback"] if recovery["with_fallback"] is not None else recovery["accuracy"]
         console.print(f"quantization-aware recovery: {recovery['epochs']} epochs at lr {recovery['lr']:g}, INT8 "
-                      f"{recovery['before']:.2f}% -> {after:.2f}% ({recovery['seconds']:.0f} s)")
+                      f"{recovery['before']:.2f}{metric.unit} -> {after:.2f}{metric.unit} ({recovery['seconds']:.0f} s)")
     if kept:
         nodes = Table(title=f"kept float, most sensitive of {fallback['measured_nodes']} first (sensitivity: the "
                             f"KL(float || INT8) it removes alone, on {fallback['held_out_samples']} held-apart "

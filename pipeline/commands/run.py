@@ -28,12 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="run configuration (YAML)")
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
-    group = parser.add_argument_group("training processes (override the config's distributed: block)")
+    group = parser.add_argument_group("training and scoring processes (override the config's distributed: block)")
     group.add_argument(DISTRIBUTED_FLAGS["device"], dest="device", choices=["auto", "cpu", "cuda"],
                        help="where the run trains (default auto: a GPU when one is visible); it measures on its target")
     group.add_argument(DISTRIBUTED_FLAGS["processes"], dest="processes", type=int, metavar="N",
-                       help="train on N processes per node (torchrun, DistributedDataParallel); measurement stays "
-                            "one process")
+                       help="train on N processes per node (torchrun, DistributedDataParallel), and split a step's "
+                            "sensitivity or taylor-group scoring across them; measurement stays one process")
     group.add_argument(DISTRIBUTED_FLAGS["nnodes"], dest="nnodes", type=int, metavar="N", help="nodes that train")
     group.add_argument(DISTRIBUTED_FLAGS["node_rank"], dest="node_rank", type=int, metavar="R",
                        help="this node's rank among them")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import LatencyBudget
@@ -12,6 +12,7 @@ from spiralprune.pipeline.compare.profiles import (
     REGRESSION_BUDGET, ProfileComparison, compare_runs, fingerprint_differences,
 )
 from spiralprune.pipeline.compare.releases import Release
+from spiralprune.pipeline.tasks.metric import Metric
 from spiralprune.pipeline.exit_codes import ExitCode
 
 
@@ -27,9 +28,17 @@ class History:
         """Statistic name -> its value in each release, oldest first."""
         return {name: [r.profile.stat(name, self.batch) for r in self.releases] for name in STATISTICS}
 
-    def accuracy(self) -> list[float | None]:
-        """Top-1 accuracy in percent of each release, None where the file does not record it."""
-        return [100 * r.metrics["accuracy"] if r.metrics and "accuracy" in r.metrics else None for r in self.releases]
+    @property
+    def metric(self) -> Metric:
+        """The quality metric of the trend: the newest release's that names one (older files: top-1 accuracy)."""
+        return next((r.metric for r in reversed(self.releases) if r.metric is not None), Metric())
+
+    def quality(self) -> list[float | None]:
+        """Each release's value of ``metric``, as shown (percent for a fraction), None where its file does not
+        record it (a profile; a release judged on another metric)."""
+        m = self.metric
+        return [m.scale * r.metrics[m.name] if r.metrics and isinstance(r.metrics.get(m.name), (int, float))
+                and r.metric in (None, m) else None for r in self.releases]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -41,10 +50,11 @@ class History:
     def to_dict(self) -> dict:
         return {
             "batch": self.batch,
+            "metric": asdict(self.metric),
             "releases": [
-                {"label": r.label, "source": str(r.source), "created": r.created, "accuracy_pct": acc,
+                {"label": r.label, "source": str(r.source), "created": r.created, "quality": quality,
                  **{name: r.profile.stat(name, self.batch) for name in STATISTICS}}
-                for r, acc in zip(self.releases, self.accuracy())
+                for r, quality in zip(self.releases, self.quality())
             ],
             "latest": self.latest.to_dict() if self.latest else None,
             "not_compared": self.not_compared or None,
@@ -71,4 +81,4 @@ def build_history(releases: list[Release], budget: LatencyBudget = REGRESSION_BU
         why = (f"not compared: {previous.label} and {newest.label} were measured on different targets "
                f"({'; '.join(differences)}); re-measure both paired with spiralprune compare BASE.onnx NEW.onnx")
         return History(releases, batch, None, why)
-    return History(releases, batch, compare_runs(previous.profile, newest.profile, budget, settings, batch=batch))
+    return History(releases, batch, compare_runs(previous.profile, newest.profile, budget, settings, batches=[batch]))

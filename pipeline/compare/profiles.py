@@ -24,7 +24,7 @@ every other latency verdict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -184,17 +184,18 @@ def rounds_of(m: Measurement, statistic: str, what: str) -> list[float]:
 
 
 def compare_runs(base: Profile, new: Profile, budget: LatencyBudget = REGRESSION_BUDGET,
-                 settings: ProfileSettings = ProfileSettings(), *, batch: int | None = None) -> ProfileComparison:
-    """Two profiles from separate runs, on the same target, at every batch size both measured (or ``batch``),
-    judged at ``settings.confidence``."""
+                 settings: ProfileSettings = ProfileSettings(), *,
+                 batches: Sequence[int] | None = None) -> ProfileComparison:
+    """Two profiles from separate runs, on the same target, at every batch size both measured (or those of
+    ``batches`` they share), judged at ``settings.confidence``."""
     require_same_target(base, new)
     base_batches = {m.batch: m for m in base.measurements}
     new_batches = {m.batch: m for m in new.measurements}
     common = sorted(set(base_batches) & set(new_batches))
-    if batch is not None:
-        common = [b for b in common if b == batch]
+    if batches is not None:
+        common = [b for b in common if b in batches]
     if not common:
-        wanted = f"batch {batch}" if batch is not None else "batch size"
+        wanted = f"batch {','.join(map(str, batches))}" if batches is not None else "batch size"
         raise InputError(
             f"the profiles share no {wanted}: baseline has batch {sorted(base_batches)}, new has {sorted(new_batches)}"
         )
@@ -211,21 +212,25 @@ def compare_runs(base: Profile, new: Profile, budget: LatencyBudget = REGRESSION
 
 def paired_attribution(base: Profile, new: Profile, statistic: str, confidence: float) -> dict | None:
     """The change from ``base`` to ``new``, measured in the same rounds, attributed to layers
-    (``spiralprune.deploy.layer_profile.attribute_change``); None unless both carry a layer profile."""
-    b, m = base.measurement(), new.measurement()
-    layers = (b.layer_profile(), m.layer_profile())
-    if layers[0] is None or layers[1] is None:
-        return None
-    return attribute_change(layers[0], layers[1], b.rounds(statistic), m.rounds(statistic), confidence)
+    (``spiralprune.deploy.layer_profile.attribute_change``) at the first batch both carry a layer profile
+    of; None where there is none."""
+    for b in base.measurements:
+        m = new.measurement(b.batch)
+        layers = (b.layer_profile(), m.layer_profile())
+        if layers[0] is not None and layers[1] is not None:
+            return {"batch": b.batch, **attribute_change(layers[0], layers[1], b.rounds(statistic),
+                                                           m.rounds(statistic), confidence)}
+    return None
 
 
-def paired_comparison(base: Profile, new: Profile, verdict: Verdict, budget: LatencyBudget,
+def paired_comparison(base: Profile, new: Profile, verdicts: Mapping[int, Verdict], budget: LatencyBudget,
                       settings: ProfileSettings) -> ProfileComparison:
     """The comparison of two models measured in the same rounds with ``settings``
-    (``spiralprune.deploy.profiler.profile_paired``), with the change attributed to layers where both
-    were measured with a layer profile."""
-    m = new.measurement()
+    (``spiralprune.deploy.profiler.profile_paired``), at each batch of ``verdicts`` (batch -> the judge's
+    verdict of that batch's rounds), with the change attributed to layers where both were measured
+    with a layer profile."""
     return ProfileComparison(budget, "paired", {
-        m.batch: BatchComparison(m.batch, base.stat(budget.statistic, m.batch), new.stat(budget.statistic, m.batch),
-                                 verdict, budget.max_regression_pct),
+        batch: BatchComparison(batch, base.stat(budget.statistic, batch), new.stat(budget.statistic, batch),
+                               verdict, budget.max_regression_pct)
+        for batch, verdict in verdicts.items()
     }, paired_attribution(base, new, budget.statistic, settings.confidence))

@@ -1,7 +1,7 @@
 """What a baseline or a history entry can be: a profile, a ``spiralprune gate`` report or a spiralprune run's report.
 
-All three become a ``Release``: the latency profile of the model that shipped, its accuracy when
-known, and its date when the file records one.
+All three become a ``Release``: the latency profile of the model that shipped, its quality metrics and the
+metric it was judged on when known, and its date when the file records one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.profiler import Profile
 from spiralprune.pipeline.run_folder import RUN_REPORT_KIND
+from spiralprune.pipeline.tasks.metric import Metric
 
 GATE_REPORT_KIND = "spiral-gate"
 
@@ -26,6 +27,9 @@ class Release:
     profile: Profile
     metrics: dict[str, Any] | None
     created: str | None
+    # The task's metric its run or gate judged (None: a profile, or a gate report written before reports named
+    # it, whose quality was top-1 accuracy).
+    metric: Metric | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -42,6 +46,7 @@ def _from_run_report(path: Path, data: dict) -> Release:
     best = data.get("best")
     if not best:
         raise InputError(f"{path}: the spiralprune run accepted no step, so it has no model to compare against")
+    metric = (data.get("budget") or {}).get("metric")  # a run report written before budgets named the metric has none
     profile_path = path.parent / best["dir"] / "profile.json"
     if not profile_path.is_file():
         raise InputError(f"{path}: the best step's profile {profile_path} is missing")
@@ -51,6 +56,7 @@ def _from_run_report(path: Path, data: dict) -> Release:
         profile=Profile.load(profile_path),
         metrics=dict(best["metrics"]),
         created=data.get("created"),
+        metric=None if metric is None else Metric.from_dict(metric, str(path)),
     )
 
 
@@ -63,7 +69,9 @@ def load_release(path: Path) -> Release:
     try:
         if kind == GATE_REPORT_KIND:
             profile = Profile.from_dict(data.get("profile"))
-            return Release(path.stem, path, profile, data.get("metrics"), data.get("created"))
+            metric = data.get("metric")
+            return Release(path.stem, path, profile, data.get("metrics"), data.get("created"),
+                           None if metric is None else Metric.from_dict(metric, str(path)))
         if kind == RUN_REPORT_KIND:
             return _from_run_report(path, data)
         if "measurements" in data:

@@ -126,17 +126,17 @@ def comparison_json(comparison: ProfileComparison, base: Release, new: Release) 
 def _history_rows(history: History) -> list[list[str]]:
     series = history.series()
     rows = []
-    for i, (release, accuracy) in enumerate(zip(history.releases, history.accuracy())):
+    for i, (release, quality) in enumerate(zip(history.releases, history.quality())):
         rows.append([
             release.label, release.created or "",
             *(f"{series[name][i]:.3f}" for name in series),
-            f"{accuracy:.2f}" if accuracy is not None else "",
+            f"{quality:.2f}" if quality is not None else "",
         ])
     return rows
 
 
 def _history_headers(history: History) -> list[str]:
-    return ["release", "date", *(f"{name} ms" for name in history.series()), "accuracy %"]
+    return ["release", "date", *(f"{name} ms" for name in history.series()), history.metric.label]
 
 
 def history_markdown(history: History) -> str:
@@ -155,7 +155,8 @@ def history_html(history: History) -> str:
     labels = [r.label for r in history.releases]
     sections = [
         "<h2>Trend</h2>",
-        html_plot(plots.trend(labels, history.series(), history.accuracy()), "latency trend by release"),
+        html_plot(plots.trend(labels, history.series(), history.quality(), history.metric.label),
+                  "latency trend by release"),
         html_table(_history_headers(history), _history_rows(history), numeric=range(2, 8)),
     ]
     if history.latest:

@@ -11,13 +11,9 @@ to the job's output directory, and the distillation checkpoints.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -38,10 +34,10 @@ from spiralprune.pipeline.distill.train import DistillResult, distill
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import trusting_model_code
 from spiralprune.pipeline.tasks import TaskConfig, build_task
+from spiralprune.pipeline.torchrun import job_main, run_torchrun
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
-LOG = "torchrun.log"  # beside the job file: torchrun's and every process's output
 _ERROR_PREFIX = "spiralprune distill: error: "
 
 
@@ -132,69 +128,18 @@ def _process_device(choice: str) -> str:
 
 def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig) -> DistillResult:
     """Write ``job`` to ``job_path``, run it under ``torchrun`` with ``distributed``'s processes, nodes and
-    rendezvous, read the result. torchrun's output goes to ``LOG`` beside the job; a failed job is one line
-    (the job's own bad input, or which process died and how) naming that log. Interrupted (Ctrl-C,
-    SIGTERM), torchrun is asked to stop its processes before this returns: none is left writing."""
+    rendezvous (``spiralprune.pipeline.torchrun``), read the result. A failed job is one line naming
+    torchrun's log (``LOG`` beside the job); interrupted, none of its processes is left writing."""
     write_json(job_path, job.model_dump(mode="json"))
-    if distributed.nnodes == 1:
-        rendezvous = ["--standalone"]
-    else:  # static rendezvous: node 0 at rdzv_endpoint, every node told its rank
-        rendezvous = [f"--nnodes={distributed.nnodes}", f"--node-rank={distributed.node_rank}",
-                      f"--rdzv-endpoint={distributed.rdzv_endpoint}"]
-    command = [
-        sys.executable, "-m", "torch.distributed.run", *rendezvous, f"--nproc-per-node={distributed.processes}",
-        "-m", "spiralprune.pipeline.distill.ddp", str(job_path),
-    ]  # fmt: skip
-    log = job_path.with_name(LOG)
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
-        try:
-            returncode = process.wait()
-        except BaseException:
-            process.send_signal(signal.SIGTERM)  # torchrun stops its workers (SIGKILL would orphan them)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            raise
-    text = log.read_text(errors="replace")
-    user_errors = [line.split(_ERROR_PREFIX, 1)[1] for line in text.splitlines() if _ERROR_PREFIX in line]
-    if user_errors:
-        raise InputError(user_errors[0])
-    if returncode != 0:
-        raise _failure(text, returncode, log, job.checkpoint_dir is not None)
+    then = "; its checkpoint is kept: resumed (spiralprune run --resume), it goes on from its last finished epoch"
+    run_torchrun("spiralprune.pipeline.distill.ddp", job_path, distributed, what="distributed training",
+                 error_prefix=_ERROR_PREFIX, then=then if job.checkpoint_dir is not None else "")
     return DistillResult(**json.loads((job.output_dir / RESULT).read_text()))
 
 
-def _failure(text: str, returncode: int, log: Path, resumable: bool) -> Exception:
-    """One line for a failed torchrun: the first process that failed (torchrun's "Root Cause") and how.
-    A process killed by a signal (the kernel's OOM killer, an operator) is the environment's doing, bad
-    input (exit 2); one that exited with an error is an internal error, its traceback in ``log``."""
-    cause = text.rpartition("Root Cause")[2]
-    rank = re.search(r"^\s*rank\s*:\s*(\d+)", cause, re.MULTILINE)
-    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", cause, re.MULTILINE)
-    who = f"rank {rank.group(1)}" if rank else "torchrun"
-    exitcode = int(code.group(1)) if code else returncode
-    then = "; its checkpoint is kept: resumed (spiralprune run --resume), it goes on from its last finished epoch"
-    then = then if resumable else ""
-    if exitcode < 0:
-        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
-        return InputError(f"distributed training failed: {who} was killed by {name}; torchrun's output is in "
-                          f"{log}{then}")
-    return RuntimeError(f"distributed training failed: {who} exited with {exitcode}; torchrun's output and its "
-                        f"traceback are in {log}{then}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spiralprune.pipeline.distill.ddp", description=__doc__.splitlines()[0])
-    parser.add_argument("job", type=Path, help="JSON distillation job file")
-    args = parser.parse_args(argv)
-    try:
-        run_job(read_job(args.job))
-    except InputError as exc:
-        print(f"{_ERROR_PREFIX}{exc}", file=sys.stderr)
-        return 2
-    return 0
+    return job_main(argv, "python -m spiralprune.pipeline.distill.ddp", __doc__.splitlines()[0],
+                    lambda path: run_job(read_job(path)), _ERROR_PREFIX)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends.onnx_io import data_dependent_ops, read_onnx_io
 from spiralprune.pipeline.config import TargetConfig
-from spiralprune.pipeline.data import load_datasets, splits_of
+from spiralprune.pipeline.data import drawn, load_datasets, splits_of
 from spiralprune.pipeline.export import export_onnx
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.run_folder import RunFolder
@@ -163,10 +163,10 @@ def parity_inputs(
     input_shape: list[int], val_set: Dataset | None, samples: int, *,
     dtype: str = "float32", model: nn.Module | None = None,
 ) -> torch.Tensor:
-    """Real validation inputs when there are any, else seeded ones: standard-normal, or for int64
+    """Real validation inputs when there are any (drawn at random, seeded), else seeded ones: standard-normal, or for int64
     (token ids) uniform below the smallest vocabulary of ``model``'s embeddings."""
     if val_set is not None:  # the inputs alone: targets (a detector's boxes) need not batch
-        return torch.stack([val_set[i][0] for i in range(min(samples, len(val_set)))])
+        return torch.stack([sample[0] for sample in drawn(val_set, samples)])
     generator = torch.Generator().manual_seed(0)
     shape = [samples, *input_shape[1:]]
     if dtype != "int64":
@@ -215,5 +215,5 @@ def data_feed(onnx_path: Path, val_set: Dataset | None) -> dict[str, np.ndarray]
     names = list(read_onnx_io(onnx_path)[0])
     if len(names) != 1:
         raise InputError(f"{onnx_path} takes {len(names)} inputs ({', '.join(names)}); validation samples feed one")
-    samples = torch.stack([val_set[i][0] for i in range(min(FEED_SAMPLES, len(val_set)))])
+    samples = torch.stack([sample[0] for sample in drawn(val_set, FEED_SAMPLES)])
     return {names[0]: samples.numpy()}

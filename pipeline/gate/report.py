@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from spiralprune import __version__
 from spiralprune.deploy.profiler import Profile
@@ -110,6 +110,7 @@ def gate_json(result: GateResult, context: GateContext) -> dict:
         **result.to_dict(),
         "baseline": str(context.baseline.source) if context.baseline else None,
         "metrics": context.metrics,
+        "metric": asdict(context.metric),
         "size_mb": context.model_size_mb,
         "params": context.params,
         "parity": context.parity.to_dict() if context.parity else None,

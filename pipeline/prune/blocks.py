@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spiralprune.pipeline.prune.group import Batch, Calibration, loss_of
+from spiralprune.pipeline.prune.group import Batch, Calibration, loss_of, share, summed
 from spiralprune.pipeline.prune.sensitivity import mean_loss
 from spiralprune.pipeline.prune.taylor import gradients
 
@@ -109,19 +109,20 @@ def inside(layer: str, blocks: Sequence[str]) -> bool:
 
 def block_rises(model: nn.Module, blocks: Sequence[str], calibration: Sequence[Batch]) -> list[float]:
     """Per block, the rise of the mean loss (the task's) over the first ``BLOCK_BATCHES`` calibration
-    batches when that block alone is replaced by the identity (clamped at 0); ``model`` is restored."""
+    batches when that block alone is replaced by the identity (clamped at 0); ``model`` is restored. In a
+    process group (``spiralprune.pipeline.scoring``) each process measures its ``share`` of the blocks."""
     batches = Calibration(list(calibration)[:BLOCK_BATCHES], loss_of(calibration))
     if not batches:
         return [0.0] * len(blocks)
-    rises = []
+    rises = {}
     with gradients(model), torch.no_grad():
         full = mean_loss(model, batches)
-        for name in blocks:
-            parent, child = _parent(model, name)
+        for i in share(len(blocks)):  # in a process group, each process its share of the blocks
+            parent, child = _parent(model, blocks[i])
             block = getattr(parent, child)
             setattr(parent, child, nn.Identity())
             try:
-                rises.append(max(0.0, mean_loss(model, batches) - full))
+                rises[i] = torch.tensor([max(0.0, mean_loss(model, batches) - full)], dtype=torch.float64)
             finally:
                 setattr(parent, child, block)
-    return rises
+    return [float(rise) for rise in summed([1] * len(blocks), rises)]

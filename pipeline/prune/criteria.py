@@ -38,6 +38,10 @@ class Criterion:
     # True: scores of different groups are on one scale (an estimated loss change), so an allocator
     # may compare them directly; False: each group's scores are relative (normalised per layer).
     comparable_across_layers: bool = False
+    # True: its scorer splits its groups and batches across the processes of a process group, which a run
+    # with ``distributed.processes`` above 1 scores in (``spiralprune.pipeline.scoring``); False: it scores
+    # in the run's process.
+    parallel: bool = False
 
     def score(self, model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
         """One score per channel of each group (higher = more important); None = cannot be scored.
@@ -82,6 +86,7 @@ CRITERIA: dict[str, Criterion] = {
         True,
         "taylor:taylor_group",
         comparable_across_layers=True,
+        parallel=True,
     ),
     "sensitivity": Criterion(
         "Measured sensitivity: each group alone, its channels zeroed in taylor-group order, the rise of the "
@@ -90,6 +95,7 @@ CRITERIA: dict[str, Criterion] = {
         True,
         "sensitivity:sensitivity",
         comparable_across_layers=True,
+        parallel=True,
     ),
 }
 

@@ -9,7 +9,7 @@ keeps the network consistent.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -73,7 +73,14 @@ class TracedGraph(tp.DependencyGraph):
     concatenations, a detector's decoding and NMS, holds no channels to remove, and Torch-Pruning's
     grouping follows index mappings through it slowly: torchvision's SSDlite grouped in 0.1 s traced to its
     head's convolutions, in 200-290 s traced through its post-processing (2 vCPUs). The last layers'
-    output channels are the model's: they are never pruned."""
+    output channels are the model's: they are never pruned.
+
+    Layers whose outputs reach the model's outputs by no differentiable path are traced too, and count
+    as last layers: a two-stage detector's region proposal network scores anchors whose boxes it
+    detaches, so Torch-Pruning, which follows autograd back from the outputs, would not see that its
+    convolution reads the FPN's channels, and pruning those broke it (found on torchvision's Faster R-CNN).
+    Their input channels follow the layers before them; their outputs (anchors x classes, box deltas)
+    stay whole."""
 
     last_layers: frozenset[nn.Module] = frozenset()
 
@@ -127,6 +134,34 @@ def _last_layer_outputs(graph: TracedGraph, model: nn.Module, example_inputs: to
     finally:
         for handle in handles:
             handle.remove()
+    reachable = _reachable(t.grad_fn for t in outputs)
+    # a layer none of whose outputs the model's outputs reach (an LSTM's unused final states do not count)
+    reached = {module for fn, (module, _) in produced.items() if fn in reachable}
+    off_graph = {fn: owner for fn, owner in produced.items() if owner[0] not in reached}
+    if off_graph and len(off_graph) < len(produced):  # a graph the outputs reach in part (see TracedGraph)
+        graph.last_layers = frozenset(module for module, _ in off_graph.values())
+        off_tensors = [tensor for _, tensor in off_graph.values()]
+        return [*_walk_to_last_layers(graph, outputs, produced), *off_tensors]
+    return _walk_to_last_layers(graph, outputs, produced)
+
+
+def _reachable(roots: Iterable[object]) -> set[object]:
+    """Every autograd node that ``roots`` reach."""
+    seen: set[object] = set()
+    stack = [fn for fn in roots if fn is not None]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return seen
+
+
+def _walk_to_last_layers(graph: TracedGraph, outputs: list[torch.Tensor],
+                         produced: dict[object, tuple[nn.Module, torch.Tensor]]) -> list[torch.Tensor]:
+    """The outputs of the last layers before ``outputs`` (added to ``graph.last_layers``), or ``outputs``
+    themselves where no walk back reaches a layer."""
     last: dict[object, tuple[nn.Module, torch.Tensor]] = {}
     seen: set[object] = set()
     stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
@@ -141,7 +176,7 @@ def _last_layer_outputs(graph: TracedGraph, model: nn.Module, example_inputs: to
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
     if not last:
         return outputs
-    graph.last_layers = frozenset(module for module, _ in last.values())
+    graph.last_layers = graph.last_layers | {module for module, _ in last.values()}
     return [tensor for _, tensor in last.values()]
 
 

@@ -2,7 +2,8 @@
 
 Its own module so the criteria (which score groups) and the graph (which finds them) both depend on
 it, and neither on the other. It also holds what the criterion modules share: the calibration batch
-type and which items of a group shrink their module's output channels.
+type, which items of a group shrink their module's output channels, and how their work splits across
+the processes of a process group (``share``, ``summed``: ``spiralprune.pipeline.scoring`` runs them so).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import torch_pruning as tp
 from torch import Tensor, nn
@@ -70,3 +72,24 @@ class PrunableGroup:
 
 def is_out(handler: Callable) -> bool:
     return getattr(handler, "__name__", "") == "prune_out_channels"
+
+
+def share(count: int) -> range:
+    """The indices of ``count`` work items (groups, blocks, batches) this process does: all of them alone, in
+    a process group every ``world_size``-th from its rank (items of one kind cost about the same)."""
+    if not dist.is_initialized():
+        return range(count)
+    return range(dist.get_rank(), count, dist.get_world_size())
+
+
+def summed(sizes: list[int], mine: dict[int, Tensor]) -> list[Tensor]:
+    """Per item ``i``, ``sizes[i]`` float64 values: the sum over the process group's processes of what each
+    computed for it (``mine``: this process's; an item a process left out counts zero, so an item of one
+    process's ``share`` comes back exactly as it computed it). Alone, ``mine`` as float64."""
+    flat = torch.zeros(sum(sizes), dtype=torch.float64)
+    parts = flat.split(sizes)
+    for i, values in mine.items():
+        parts[i].copy_(values.reshape(-1))
+    if dist.is_initialized():
+        dist.all_reduce(flat)
+    return list(flat.split(sizes))

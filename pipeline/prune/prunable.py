@@ -108,7 +108,7 @@ class PrunableModel:
     ) -> list[tuple[PrunableGroup, Tensor | None]]:
         """The groups ``cfg`` lets shrink, each with the criterion's scores (None: it could not score
         that group); computed on the first call for a criterion and group set, then kept."""
-        key = (cfg.criterion, tuple(cfg.ignored_layers), cfg.protect_first_last, tuple(cfg.per_layer))
+        key = self._key(cfg)
         if key not in self._scores:
             groups = self.groups_of(cfg)
             criterion = get_criterion(cfg.criterion)
@@ -119,6 +119,22 @@ class PrunableModel:
                 )
             self._scores[key] = list(zip(groups, scores))
         return self._scores[key]
+
+    def keep(self, cfg: PruneConfig, scores: list[Tensor | None], rises: list[float] | None) -> None:
+        """``cfg``'s scores of ``groups_of(cfg)`` (and, unless None, the blocks' rises) computed elsewhere:
+        by ``spiralprune.pipeline.scoring``'s processes, on this model and the same calibration batches."""
+        self._scores[self._key(cfg)] = list(zip(self.groups_of(cfg), scores))
+        if rises is not None:
+            self._rises = rises
+
+    def kept(self, cfg: PruneConfig, rises: bool) -> bool:
+        """Whether ``cfg``'s scores and, with ``rises``, the blocks' rises are computed already."""
+        return self._key(cfg) in self._scores and (not rises or self._rises is not None)
+
+    @staticmethod
+    def _key(cfg: PruneConfig) -> tuple:
+        """What decides a config's scores: its criterion and its groups."""
+        return cfg.criterion, tuple(cfg.ignored_layers), cfg.protect_first_last, tuple(cfg.per_layer)
 
     @cached_property
     def blocks(self) -> list[str]:

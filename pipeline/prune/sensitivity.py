@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spiralprune.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of
+from spiralprune.pipeline.prune.group import Batch, Calibration, PrunableGroup, loss_of, share, summed
 from spiralprune.pipeline.prune.lstm import gate_rows
 from spiralprune.pipeline.prune.taylor import gradients, out_slices, taylor_group
 
@@ -19,7 +19,7 @@ SENSITIVITY_FRACTIONS = (0.25, 0.5, 0.75, 0.875, 1.0)
 SENSITIVITY_BATCHES = 2
 
 
-def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+def sensitivity(model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
     """Per channel, the measured rise of the calibration loss when its group loses it (and the less
     important channels before it), each group alone.
 
@@ -34,41 +34,48 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
     order). First-order estimates are exact for one channel and blind to what removing most of a
     group costs (a residual stream cut to a few channels feeds every block of its stage); this
     measures it, at ``len(groups) * len(SENSITIVITY_FRACTIONS)`` forward passes per batch (ResNet-18
-    layout at 32x32, 11 groups, batches of 64: 86 s on two busy cores, a benchmark beside it).
+    layout at 32x32, 11 groups, batches of 64: 86 s on two busy cores, a benchmark beside it). In a
+    process group (``spiralprune.pipeline.scoring``) each process measures its ``share`` of the groups
+    (and of ``taylor-group``'s batches) and every process gets every score.
     ``model``'s weights, gradients and modes are left as they were.
     """
-    order_scores = taylor_group(model, candidates, calibration)
-    scores: list[Tensor | None] = []
+    order_scores = taylor_group(model, groups, calibration)
+    measured: dict[int, Tensor] = {}
     batches = Calibration(calibration[:SENSITIVITY_BATCHES], loss_of(calibration))
     with gradients(model), torch.no_grad():
         full = mean_loss(model, batches)
-        for candidate, base in zip(candidates, order_scores):
-            items = out_slices(candidate)
-            if base is None or items is None:
-                scores.append(None)
-                continue
-            unit = candidate.unit
-            order = torch.argsort(base.double().view(-1, unit).sum(1), stable=True)
-            units = len(order)
-            counts = sensitivity_counts(units)
-            saved = [(p, p.detach().clone()) for m in {id(m): m for m, _, _ in items}.values() for p in m.parameters()]
-            rises, removed = [], 0
-            try:
-                for count in counts:
-                    channels = (order[removed:count, None] * unit + torch.arange(unit)).flatten()
-                    for module, idxs, root in items:
-                        _zero_out(module, idxs[torch.isin(root, channels)])
-                    removed = count
-                    rises.append(max(0.0, mean_loss(model, batches) - full))
-            finally:
-                for param, value in saved:
-                    param.copy_(value)
-            per_unit = torch.empty(units, dtype=torch.float64)
-            per_unit[order] = _envelope_slopes([0, *counts], [0.0, *rises])
-            # Equal slopes (one segment) keep the taylor-group order: a tie-break far below any slope.
-            per_unit[order] += torch.arange(units, dtype=torch.float64) * 1e-9 * max(float(per_unit.max()), 1e-12) / units
-            scores.append((per_unit / unit).repeat_interleave(unit))  # float64: the tie-break is below float32's step
-    return scores
+        scorable = [g for g, base in enumerate(order_scores) if base is not None]
+        for i in share(len(scorable)):  # in a process group, each process its share of the groups
+            g = scorable[i]
+            measured[g] = _measured(model, groups[g], order_scores[g], batches, full)
+    scores = summed([c.channels for c in groups], measured)
+    return [None if base is None else score for score, base in zip(scores, order_scores)]
+
+
+def _measured(model: nn.Module, group: PrunableGroup, base: Tensor, batches: Calibration, full: float) -> Tensor:
+    """``sensitivity``'s float64 scores of one group (``base``: its ``taylor-group`` scores), ``model`` restored."""
+    items = out_slices(group)
+    unit = group.unit
+    order = torch.argsort(base.double().view(-1, unit).sum(1), stable=True)
+    units = len(order)
+    counts = sensitivity_counts(units)
+    saved = [(p, p.detach().clone()) for m in {id(m): m for m, _, _ in items}.values() for p in m.parameters()]
+    rises, removed = [], 0
+    try:
+        for count in counts:
+            channels = (order[removed:count, None] * unit + torch.arange(unit)).flatten()
+            for module, idxs, root in items:
+                _zero_out(module, idxs[torch.isin(root, channels)])
+            removed = count
+            rises.append(max(0.0, mean_loss(model, batches) - full))
+    finally:
+        for param, value in saved:
+            param.copy_(value)
+    per_unit = torch.empty(units, dtype=torch.float64)
+    per_unit[order] = _envelope_slopes([0, *counts], [0.0, *rises])
+    # Equal slopes (one segment) keep the taylor-group order: a tie-break far below any slope.
+    per_unit[order] += torch.arange(units, dtype=torch.float64) * 1e-9 * max(float(per_unit.max()), 1e-12) / units
+    return (per_unit / unit).repeat_interleave(unit)  # float64: the tie-break is below float32's step
 
 
 def sensitivity_counts(units: int) -> list[int]:

@@ -43,10 +43,12 @@ def op_rows(explanation: dict[str, Any]) -> list[list[str]]:
 
 
 def explain_summary(explanation: dict[str, Any]) -> str:
-    c = explanation["coverage"]
+    c, call = explanation["coverage"], explanation.get("profiled_call_ms")  # None also in profiles before it
+    whole = (f"the end-to-end median {explanation['end_to_end_ms']:.3f} ms" if call is None else
+             f"the profiled calls' {call:.3f} ms (times are those shares of the end-to-end median "
+             f"{explanation['end_to_end_ms']:.3f} ms)")
     return (f"{explanation['source']} per-layer profile over {explanation['rounds']} rounds: the layers sum to "
-            f"{_pct(c['value'])} of the end-to-end median {explanation['end_to_end_ms']:.3f} ms "
-            f"({explanation['confidence']:.0%} CI {_pct(c['low'])} .. {_pct(c['high'])})")
+            f"{_pct(c['value'])} of {whole} ({explanation['confidence']:.0%} CI {_pct(c['low'])} .. {_pct(c['high'])})")
 
 
 def device_headers(host: bool) -> tuple[str, ...]:
@@ -102,7 +104,8 @@ def change_summary(attribution: dict[str, Any]) -> str:
     change, layers = attribution["change_ms"], attribution["layers"]
     top = layers[0] if layers else None
     text = (f"end-to-end change {change['value']:+.3f} ms ({attribution['confidence']:.0%} CI "
-            f"{change['low']:+.3f} .. {change['high']:+.3f}) over {attribution['rounds']} rounds")
+            f"{change['low']:+.3f} .. {change['high']:+.3f}) over {attribution['rounds']} rounds"
+            + (f" at batch {attribution['batch']}" if "batch" in attribution else ""))
     if top is not None:
         text += f"; the largest contributor is {top['name']} ({top['status']}, {top['delta_ms']:+.3f} ms)"
     return text

@@ -124,8 +124,9 @@ def pareto_front(points: Sequence[ParetoPoint], statistic: str, metric: str = "a
     return _data_uri(figure)
 
 
-def trend(labels: Sequence[str], series: dict[str, Sequence[float]], accuracy: Sequence[float | None] = ()) -> str:
-    """Each latency statistic over releases, oldest left; accuracy on a second axis where known."""
+def trend(labels: Sequence[str], series: dict[str, Sequence[float]], quality: Sequence[float | None] = (),
+          quality_label: str = "accuracy %") -> str:
+    """Each latency statistic over releases, oldest left; the quality metric on a second axis where known."""
     figure = _figure(max(8.0, 0.5 * len(labels)), 4.5)
     ax = figure.add_subplot()
     x = list(range(len(labels)))
@@ -135,11 +136,11 @@ def trend(labels: Sequence[str], series: dict[str, Sequence[float]], accuracy: S
     ax.set_ylabel("latency (ms)")
     ax.set_title("latency by release")
     ax.grid(alpha=0.3)
-    known = [(i, a) for i, a in zip(x, accuracy) if a is not None]
+    known = [(i, a) for i, a in zip(x, quality) if a is not None]
     if known:
         other = ax.twinx()
-        other.plot([i for i, _ in known], [a for _, a in known], marker="s", ls="--", color=GREY, label="accuracy %")
-        other.set_ylabel("accuracy (%)")
+        other.plot([i for i, _ in known], [a for _, a in known], marker="s", ls="--", color=GREY, label=quality_label)
+        other.set_ylabel(quality_label)
         other.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     return _data_uri(figure)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from spiralprune.core.errors import InputError
 
@@ -38,3 +39,23 @@ class Metric:
     @property
     def drop_unit(self) -> str:
         return "points" if self.unit == "%" else self.unit
+
+    def worse_text(self, drop: float) -> str:
+        """``1.20 points below`` (``0.05 above`` for a lower-is-better metric) a reference ``drop`` worse."""
+        return " ".join(filter(None, (f"{drop:.2f}", self.drop_unit, "below" if self.higher_is_better else "above")))
+
+    @property
+    def label(self) -> str:
+        """``accuracy %``, ``map``: a column's or an axis' name."""
+        return f"{self.name} {self.unit}".strip()
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Metric:
+        """A metric as a report records it (``dataclasses.asdict``), checked: a report is a file a user gives."""
+        ok = (isinstance(d, dict) and sorted(d) == ["higher_is_better", "name", "scale", "unit"]
+              and isinstance(d["name"], str) and isinstance(d["unit"], str) and isinstance(d["higher_is_better"], bool)
+              and isinstance(d["scale"], (int, float)) and not isinstance(d["scale"], bool) and d["scale"] > 0)
+        if not ok:
+            raise InputError(f"{where}: malformed metric {str(d)[:80]!r} (it needs name, scale > 0, unit and "
+                             "higher_is_better)")
+        return cls(d["name"], float(d["scale"]), d["unit"], d["higher_is_better"])

@@ -82,7 +82,9 @@ def test_a_layer_profile_names_every_convolution_by_its_module(chain, backend):
         fused = layers.by_name()["inductor kernels"]
         assert fused.fused and fused.fuses == [] and layers.source == "torch.profiler (torch.compile)"
     explanation = m.layers["explanation"]
-    assert 0 < explanation["coverage"]["value"] < 3 and explanation["findings"]
+    # every backend here times its profiled calls, and a call's operators run inside it, one after another
+    assert len(layers.calls_ms) == len(m.round_sizes) and explanation["profiled_call_ms"] > 0
+    assert 0.2 < explanation["coverage"]["value"] <= 1.01 and explanation["findings"]
     assert sum(r["layers"] for r in explanation["op_types"]) == len(layers.layers)
 
 
@@ -132,6 +134,34 @@ def test_change_attribution_names_new_and_removed_layers_largest_first():
     assert result["change_ms"]["value"] == pytest.approx(-1.4)
     with pytest.raises(InputError):
         attribute_change(base, LayerProfile("onnxruntime", [], []), [], [])
+
+
+def test_a_layers_share_is_its_part_of_its_own_profiled_call():
+    """Profiled calls twice as slow as the judged ones (a profiler's cost, threads woken per operator): a
+    layer's share is its part of its call, its time that part of the judged median, and the slowdown is
+    a finding; a change between two models is judged in the same terms."""
+    layers = LayerProfile("onnxruntime", [1] * 4, [timing("a", "Conv", [1.0] * 4), timing("b", "Relu", [0.8] * 4)],
+                          calls_ms=[2.0] * 4)
+    result = explain(layers, [1.0] * 4)
+    assert [(r["name"], r["share"], r["ms"]) for r in result["layers"]] == [("a", 0.5, 0.5), ("b", 0.4, 0.4)]
+    assert result["coverage"]["value"] == pytest.approx(0.9) and result["profiled_call_ms"] == 2.0
+    assert "the profiled calls took 2.0x the judged median (the profiler's cost, threads woken for each " \
+           "operator); each layer's share is its part of its own call" in result["findings"]
+    # without the calls' times (trtexec's averages) the layers' times are shares of the end-to-end median
+    assert explain(LayerProfile("trtexec", [1], layers.layers[:1]), [1.0] * 4)["coverage"]["value"] == 1.0
+    wider = LayerProfile("onnxruntime", [1] * 4, [timing("a", "Conv", [1.6] * 4), timing("b", "Relu", [0.8] * 4)],
+                         calls_ms=[2.4] * 4)
+    change = attribute_change(layers, wider, [1.0] * 4, [1.2] * 4)
+    assert change["layers"][0]["name"] == "a" and change["layers"][0]["delta_ms"] == pytest.approx(0.8 - 0.5)
+    assert change["layers"][1]["delta_ms"] == pytest.approx(0.4 - 0.4)
+
+
+def test_a_profiles_call_times_are_checked_when_read_back():
+    layers = LayerProfile("onnxruntime", [1] * 2, [timing("a", "Conv", [1.0] * 2)], calls_ms=[2.0, 2.1])
+    assert LayerProfile.from_dict(layers.to_dict()) == layers
+    for bad in ([2.0], [2.0, -1.0], ["2", 2.0], [True, 2.0]):
+        with pytest.raises(InputError, match="calls_ms needs one time per round"):
+            LayerProfile.from_dict({**layers.to_dict(), "calls_ms": bad})
 
 
 def test_int8_explanation_lists_the_float_fallbacks_and_the_qdq_cost():

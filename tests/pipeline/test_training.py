@@ -59,13 +59,15 @@ def test_a_job_trains_the_callers_module_with_the_run_s_task_on_its_share(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_run_on_two_processes_trains_its_teacher_and_its_try_there(write_config, tmp_path: Path, capsys) -> None:
+def test_a_run_on_two_processes_trains_and_scores_there(write_config, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    config = write_config(teacher_training={"epochs": 1, "lr": 0.1}, distill={"epochs": 1, "lr": 0.02, "batch_size": 64})
+    config = write_config(teacher_training={"epochs": 1, "lr": 0.1}, distill={"epochs": 1, "lr": 0.02, "batch_size": 64},
+                          prune={"criterion": "sensitivity"})
     assert main(["run", str(config), "--out", str(out), "--nproc-per-node", "2"]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert err.count("epoch 1/1 on 2 processes") == 2  # the teacher's training and the try's distillation
     assert "train: 1 epochs on 2 processes (torchrun" in err and "distill: 1 epochs on 2 processes (torchrun" in err
+    assert err.count("score: sensitivity") == 1 and "on 2 processes (torchrun" in err.split("score: sensitivity")[1]
     lines = (out / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == 1  # written once, by the run: not by every rank
     (entry,) = read_ledger(out / "ledger.jsonl")

@@ -175,7 +175,9 @@ def float_fallback(
     the drop is counted on, and keeping its nodes float can lose points (measured on a depthwise
     network: 93.33 % all-INT8, 89.44 % with one node float).
     """
-    if cfg.max_float_nodes == 0 or accuracy[FLOAT] - accuracy[INT8] <= cfg.max_drop:
+    m = task.quality()
+    drop = m.worse_by(accuracy[INT8], accuracy[FLOAT])
+    if cfg.max_float_nodes == 0 or drop <= cfg.max_drop:
         return None, accuracy
     if not task.has_logits:
         return Fallback(accuracy[INT8], 0, 0, None, (), 0.0,
@@ -187,8 +189,7 @@ def float_fallback(
     def ended(reason: str, nodes: tuple[FloatNode, ...] = (), measured: int = 0, samples: int = 0,
               disagreement: float | None = None, after: float | None = None) -> tuple[Fallback, dict[str, float]]:
         """What it did, and the accuracies: the INT8 model's ``after`` where nodes were kept float."""
-        trigger = (f"all nodes INT8: {accuracy[INT8]:.2f}%, {accuracy[FLOAT] - accuracy[INT8]:.2f} points below "
-                   f"float (max_drop {cfg.max_drop:g}); ")
+        trigger = f"all nodes INT8: {accuracy[INT8]:.2f}{m.unit}, {m.worse_text(drop)} float (max_drop {cfg.max_drop:g}); "
         left = {**accuracy, INT8: after} if nodes else accuracy
         return Fallback(accuracy[INT8], measured, samples, disagreement, nodes, time.perf_counter() - start,
                         trigger + reason), left
@@ -226,7 +227,8 @@ def float_fallback(
                 break
         chosen = scored[tuple(n.name for n in kept)][0]
         after = validation_accuracy({INT8: chosen}, val_set, task)[INT8]
-        if after > accuracy[INT8]:
+        better = m.worse_by(after, accuracy[INT8]) < 0
+        if better:
             chosen.replace(int8_path)
     last = kept[-1].disagreement_pct
     outcome = (f"within max_drop {cfg.max_drop:g}" if last <= cfg.max_drop
@@ -234,8 +236,8 @@ def float_fallback(
     measured = (f"{len(kept)} of {len(ops)} Conv / Gemm / MatMul nodes float ({', '.join(n.name for n in kept)}): "
                 f"top-1 disagreement with float on {reference.samples} held-apart training samples "
                 f"{base_disagreement:.2f}% -> {last:.2f}%, {outcome}")
-    if after <= accuracy[INT8]:  # what the held-apart batches chose, the validation split does not confirm
+    if not better:  # what the held-apart batches chose, the validation split does not confirm
         return ended(f"float fallback would keep {measured}; that model is no more accurate on the validation split "
-                     f"({after:.2f}%): the all-INT8 model stays", (), len(ops), reference.samples, base_disagreement)
+                     f"({after:.2f}{m.unit}): the all-INT8 model stays", (), len(ops), reference.samples, base_disagreement)
     return ended(f"float fallback kept {measured}", tuple(kept), len(ops), reference.samples, base_disagreement, after)
 

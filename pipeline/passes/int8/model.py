@@ -101,10 +101,11 @@ def _recover(out: Path, trainable: Trainable, batches: list[np.ndarray], train_s
         after = validation_accuracy({FLOAT: recovered, INT8: recovered_int8}, val_set, task)
         fallback, accuracy = float_fallback(recovered, recovered_int8, batches, train_set, val_set, task, cfg,
                                             {FLOAT: before[FLOAT], INT8: after[INT8]})
-        record.update(accuracy=after[INT8], float_accuracy=after[FLOAT], kept=accuracy[INT8] > before[INT8],
+        m = task.quality()
+        record.update(accuracy=after[INT8], float_accuracy=after[FLOAT], kept=m.worse_by(accuracy[INT8], before[INT8]) < 0,
                       with_fallback=accuracy[INT8] if fallback is not None and fallback.nodes else None)
-        outcome = f"INT8 {after[INT8]:.2f}%" + (f", {accuracy[INT8]:.2f}% with the float fallback"
-                                                 if record["with_fallback"] is not None else "")
+        outcome = f"INT8 {after[INT8]:.2f}{m.unit}" + (f", {accuracy[INT8]:.2f}{m.unit} with the float fallback"
+                                                        if record["with_fallback"] is not None else "")
         if record["kept"]:
             recovered_int8.replace(out)
         else:
@@ -129,10 +130,11 @@ def int8_model(
     fallback, accuracy = float_fallback(float_onnx, out, batches, train_set, val_set, task, cfg, accuracy)
     reasons = [] if fallback is None else [fallback.reason]
     recovery = None
-    drop = accuracy[FLOAT] - accuracy[INT8]
+    m = task.quality()
+    drop = m.worse_by(accuracy[INT8], accuracy[FLOAT])
     if drop > cfg.max_drop and cfg.recovery_epochs > 0 and task.has_logits:
-        trigger = (f"INT8 {accuracy[INT8]:.2f}%{' with the float fallback' if fallback and fallback.nodes else ''}, "
-                   f"{drop:.2f} points below float (max_drop {cfg.max_drop:g}); ")
+        trigger = (f"INT8 {accuracy[INT8]:.2f}{m.unit}{' with the float fallback' if fallback and fallback.nodes else ''}"
+                   f", {m.worse_text(drop)} float (max_drop {cfg.max_drop:g}); ")
         if trainable is None:
             recovery = {"kept": False, "reason": "quantization-aware recovery needs the PyTorch model (a model spec "
                                                  "or spiral checkpoint), not an .onnx file; not run"}

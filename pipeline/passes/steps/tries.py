@@ -44,6 +44,7 @@ from spiralprune.pipeline.passes.steps.plan_search import Contender, NothingLeft
 from spiralprune.pipeline.passes.steps.record import StepEntry, probe_cost
 from spiralprune.pipeline.prune import PrunableModel, PruningPlan, apply_plan, original_channels
 from spiralprune.pipeline.run_folder import RunFolder
+from spiralprune.pipeline.scoring import score
 from spiralprune.pipeline.teacher import RunData
 from spiralprune.pipeline.training import Lineage, Trainee, train
 
@@ -133,8 +134,12 @@ class Tries:
         """The step's plan, and each measured plan's pruned module, paired session and verdict (``_measurer``)."""
         measure, measured = self._measurer(questions, current, teacher, work, session)
         cfg = self.config
+        prunable = self.prunable(current.model)
+        score(prunable, current.trainee, cfg.prune, self.data.calibration, processes=self.data.processes,
+              blocks=cfg.schedule.allocation == "latency" and cfg.schedule.remove_blocks, job_dir=work / "scoring",
+              console=self.console)
         choice = choose_plan(
-            self.prunable(current.model), questions.step.limit * current.ms, current.ms, prune=cfg.prune,
+            prunable, questions.step.limit * current.ms, current.ms, prune=cfg.prune,
             schedule=cfg.schedule, predictor=self.predictor, calibration=self.data.calibration, measure=measure,
             original=original_channels(current.lineage[1]),
         )

@@ -20,6 +20,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from spiralprune.deploy.fingerprint import target_fingerprint
+from spiralprune.pipeline.acceptance import Evidence, Latency, budget_rules, decide
 from spiralprune.deploy.verdict import Question, judge
 from spiralprune.pipeline import cli
 from spiralprune.pipeline.commands.quantize import exit_code as quantize_exit_code
@@ -27,7 +28,9 @@ from spiralprune.pipeline.config import parse_config
 from spiralprune.pipeline.exit_codes import MEANINGS, ExitCode, of_run
 from spiralprune.pipeline.ledger import append_entry
 from spiralprune.pipeline.passes.record import Training
+from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
+from spiralprune.pipeline.tasks.metric import Metric
 from spiralprune.pipeline.report.run import write_reports
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import ROUND, latencies, profile_from_samples
@@ -223,16 +226,25 @@ def test_a_gate_whose_regression_check_cannot_be_decided_exits_4_unless_a_check_
 STRADDLING = [0.4, 0.6, 0.45, 0.55, 0.5]  # five rounds: the interval is their range, 0.4 .. 0.6
 
 
+@pytest.mark.parametrize("metric", [Metric(), Metric("mae", 1.0, "", False)], ids=["accuracy", "lower-is-better"])
 @pytest.mark.parametrize(("limit", "drop", "code"), [
-    (0.5, 0.5, ExitCode.UNDECIDED),  # the speedup undecided, the accuracy kept
-    (0.5, 2.0, ExitCode.AGAINST),  # undecided, but too much accuracy lost
+    (0.5, 0.5, ExitCode.UNDECIDED),  # the speedup undecided, the metric kept
+    (0.5, 2.0, ExitCode.AGAINST),  # undecided, but too much of the metric lost
     (0.3, 0.5, ExitCode.AGAINST),  # surely not fast enough
     (0.7, 0.5, ExitCode.OK),
+    (0.7, -2.0, ExitCode.OK),  # INT8 better than float, in the metric's own direction
 ])
-def test_quantize_is_undecided_only_when_its_speedup_alone_is(limit: float, drop: float, code: ExitCode) -> None:
-    verdict = judge(Question("int8 vs float", INT8, limit, FLOAT), STRADDLING, 0.95)
-    result = {"verdict": verdict.to_dict(), "accuracy": {FLOAT: 90.0, INT8: 90.0 - drop}}
-    assert quantize_exit_code(result, max_drop=1.0) == code
+def test_quantize_is_undecided_only_when_its_speedup_alone_is(limit: float, drop: float, code: ExitCode,
+                                                               metric: Metric) -> None:
+    """The exit code follows the INT8 stage's checks, so a lower-is-better metric (a custom task's error) is
+    judged in its direction: an error that rises by ``drop`` is as bad as an accuracy that falls by it."""
+    question = Question("int8 vs float", INT8, limit, FLOAT)
+    verdict = judge(question, STRADDLING, 0.95)
+    worse = 90.0 - drop if metric.higher_is_better else 90.0 + drop
+    evidence = Evidence({question.name: verdict}, {metric.name: worse / metric.scale}, {metric.name: 90.0 / metric.scale})
+    checks = decide(evidence, budget_rules(QuantizeConfig().budget, metric, latency=[Latency(question)],
+                                           reference="float model"))
+    assert quantize_exit_code({"checks": [c.to_dict() for c in checks]}) == code
 
 
 def rejected_try(limit: float = 0.5, epochs: int = 0, parity: bool = True, step: int = 1) -> dict:

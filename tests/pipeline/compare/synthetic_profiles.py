@@ -15,6 +15,7 @@ from spiralprune.deploy.sampling import Series
 from spiralprune.deploy.stats import robust_cv, summarize
 from spiralprune.pipeline.gate.checks import GateResult
 from spiralprune.pipeline.gate.report import GateContext, gate_json
+from spiralprune.pipeline.tasks.metric import Metric
 
 
 ROUND = 10
@@ -57,10 +58,13 @@ def latencies(median_ms: float = 2.0, n: int = 300, cv: float = 0.03, seed: int 
     return median_ms * np.exp(rng.normal(0.0, cv, n))
 
 
-def write_gate_report(path: Path, median_ms: float, accuracy: float, created: str | None = None, seed: int = 0) -> Path:
-    """A ``spiralprune gate`` JSON report of a model with this latency and accuracy, as a release to compare."""
+def write_gate_report(path: Path, median_ms: float, quality: float, created: str | None = None, seed: int = 0,
+                      metric: Metric = Metric()) -> Path:
+    """A ``spiralprune gate`` JSON report of a model with this latency and quality (its ``metric``, as a
+    fraction), as a release to compare."""
     profile = profile_from_samples(latencies(median_ms, seed=seed))
-    report = gate_json(GateResult([]), GateContext("model.onnx", "ort-cpu", profile, metrics={"accuracy": accuracy}))
+    report = gate_json(GateResult([]), GateContext("model.onnx", "ort-cpu", profile, metrics={metric.name: quality},
+                                                   metric=metric))
     if created:
         report["created"] = created
     path.write_text(json.dumps(report))

@@ -72,6 +72,21 @@ def test_two_onnx_models_are_measured_paired_in_one_process(tmp_path, capsys):
     assert "Both models were measured in alternating rounds" in (tmp_path / "c.md").read_text()
 
 
+def test_two_onnx_models_are_judged_at_each_batch_given(tmp_path, capsys):
+    """``--batch 1,4`` as in ``spiralprune profile``: a paired session per batch, each judged, the worst verdict
+    decides; the layers are attributed at the first."""
+    base = export_onnx(_model(8), torch.zeros(1, 3, 16, 16), tmp_path / "base.onnx")
+    code = main(["compare", str(base), str(base), "--threads", "1", "--max-duration", "0.5", "--batch", "1,4",
+                 "--json", str(tmp_path / "c.json")])
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert sorted(data["batches"]) == ["1", "4"] and data["attribution"]["batch"] == 1
+    one, four = data["batches"]["1"], data["batches"]["4"]
+    assert four["base_ms"] > one["base_ms"]  # four images a call
+    calls = {one["call"], four["call"]}
+    assert code == (1 if "regression" in calls else 4 if "inconclusive" in calls else 0)
+    assert "batch 4" in capsys.readouterr().out
+
+
 def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
     history = tmp_path / "releases"
     history.mkdir()
@@ -95,6 +110,8 @@ def test_compare_a_history_directory_draws_the_trend(tmp_path, capsys):
         (["a.json", "a.json", "--tolerance", "-0.1"], "--tolerance: between_run_tolerance): between_run_tolerance: "),
         (["a.json", "a.json", "--min-effect", "-1"], "(--min-effect: max_regression_pct, "),
         (["a.json", "a.json", "--min-effect", "100"], "must be a percentage in [0, 100), got 100"),
+        (["a.json", "a.json", "--batch", "8"], "the profiles share no batch 8"),
+        ([".", "--batch", "1,8"], "a history's trend is drawn at one batch size"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, monkeypatch, args, message):

@@ -89,7 +89,7 @@ def test_every_shared_batch_is_judged_and_the_worst_decides():
     assert set(c.batches) == {1, 2}
     assert c.batches[1].call != "regression" and c.batches[2].call == "regression"
     assert c.verdict == "regression" and c.to_dict()["batches"]["2"]["call"] == "regression"
-    only_batch_1 = compare_runs(base, new, batch=1)
+    only_batch_1 = compare_runs(base, new, batches=[1])
     assert set(only_batch_1.batches) == {1}
 
 
@@ -116,7 +116,7 @@ def test_profiles_without_a_shared_batch_are_input_errors():
     with pytest.raises(InputError, match="share no batch size"):
         compare_runs(one, two)
     with pytest.raises(InputError, match="batch 4"):
-        compare_runs(one, one, batch=4)
+        compare_runs(one, one, batches=[4])
 
 
 @pytest.mark.parametrize(
@@ -150,6 +150,6 @@ def test_a_paired_verdict_is_not_widened(factor, call):
     rounds = sample_rounds({"base": m.model(1.0), "new": m.model(factor)}, settings, [question], clock=m.clock, cpu=m.cpu)
     base = profile_from_samples(rounds.series["base"].samples_ms)
     new = profile_from_samples(rounds.series["new"].samples_ms)
-    c = paired_comparison(base, new, rounds.verdict("regression"), REGRESSION_BUDGET, settings)
+    c = paired_comparison(base, new, {1: rounds.verdict("regression")}, REGRESSION_BUDGET, settings)
     assert c.kind == "paired" and c.kind_label == "paired in this job" and c.verdict == call
     assert c.to_dict()["tolerance"] == 0.0

@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.pipeline.compare.history import build_history
 from spiralprune.pipeline.compare.releases import load_history, load_release
 from spiralprune.pipeline.report.run import build_report
+from spiralprune.pipeline.tasks.metric import Metric
 from tests.ledger_entries import ledger_entry
 from tests.pipeline.compare.synthetic_profiles import latencies, profile_from_samples, write_gate_report
 
@@ -16,7 +18,7 @@ def write_run(run_dir: Path, accepted: bool = True) -> Path:
     step_dir.mkdir(parents=True)
     profile_from_samples(latencies(1.5)).save(step_dir / "profile.json")
     entry = ledger_entry(1, accepted=accepted, accuracy=0.97, ms=1.5, meets_final=True)
-    report = build_report({}, {"final_ms": 2.0}, {}, [entry], "done", run_dir)
+    report = build_report({}, {"final_ms": 2.0, "metric": asdict(Metric())}, {}, [entry], "done", run_dir)
     (run_dir / "report.json").write_text(json.dumps(report))
     return run_dir / "report.json"
 
@@ -31,7 +33,7 @@ def test_a_profile_a_gate_report_and_a_run_report_are_releases(tmp_path):
     assert gate.metrics == {"accuracy": 0.95} and gate.created and gate.profile.stat() == pytest.approx(3.0, rel=0.02)
 
     run = load_release(write_run(tmp_path / "run"))
-    assert run.metrics["accuracy"] == 0.97 and run.label == "run/steps/step-01-try-1"
+    assert run.metrics["accuracy"] == 0.97 and run.label == "run/steps/step-01-try-1" and run.metric == Metric()
     assert run.profile.stat() == pytest.approx(1.5, rel=0.02)
 
 
@@ -81,9 +83,26 @@ def test_history_trend_and_the_newest_against_the_one_before(tmp_path):
     history = build_history(load_history(tmp_path))
     assert history.batch == 1
     assert [round(v, 1) for v in history.series()["p50"]] == [2.0, 2.0, 2.8]
-    assert history.accuracy() == pytest.approx([90.0, 91.0, 92.0])
+    assert history.quality() == pytest.approx([90.0, 91.0, 92.0]) and history.metric.label == "accuracy %"
     assert history.latest.verdict == "regression" and history.exit_code == 1
-    assert history.to_dict()["releases"][2]["accuracy_pct"] == pytest.approx(92.0)
+    assert history.to_dict()["releases"][2]["quality"] == pytest.approx(92.0)
+
+
+def test_a_detectors_history_trends_its_own_metric(tmp_path):
+    """Releases gated on mAP@0.5 trend mAP@0.5, not top-1; a release judged on another
+    metric, or a bare profile, has no value in that column; a malformed metric is one line."""
+    map50 = Metric("map_50", 100.0, "%", True)
+    write_gate_report(tmp_path / "r0.json", 2.0, 0.5, "2024-01-01T00:00:00+00:00", metric=map50)
+    write_gate_report(tmp_path / "r1.json", 2.0, 0.9, "2024-02-01T00:00:00+00:00")  # judged on accuracy
+    write_gate_report(tmp_path / "r2.json", 2.0, 0.55, "2024-03-01T00:00:00+00:00", metric=map50)
+    history = build_history(load_history(tmp_path))
+    assert history.metric == map50 and history.quality() == pytest.approx([50.0, None, 55.0])
+    assert history.to_dict()["metric"]["name"] == "map_50"
+    report = json.loads((tmp_path / "r2.json").read_text())
+    report["metric"] = {"name": "map_50", "scale": "100"}
+    (tmp_path / "r2.json").write_text(json.dumps(report))
+    with pytest.raises(InputError, match="r2.json: malformed metric"):
+        load_history(tmp_path)
 
 
 def test_a_history_whose_newest_two_were_measured_on_different_targets_draws_the_trend_but_decides_nothing(tmp_path):

@@ -14,10 +14,12 @@ from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DistributedConfig
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
-from spiralprune.pipeline.distill.ddp import LOG, STUDENT_WEIGHTS, launch, model_from_ref, read_job
+from spiralprune.pipeline.distill.ddp import STUDENT_WEIGHTS, launch, model_from_ref, read_job
 from spiralprune.pipeline.distill.train import distill
 from spiralprune.pipeline.evaluate import evaluate_model
 from spiralprune.pipeline.tasks import build_task
+from spiralprune.pipeline.torchrun import LOG
+from tests.processes import raised, torchrun_worker
 
 CFG = DistillConfig(epochs=3, batch_size=32, weights=LossWeights(feature=1.0))
 TWO = DistributedConfig(processes=2)
@@ -59,32 +61,18 @@ def test_a_bad_job_under_torchrun_is_one_input_error(tmp_path, make_job) -> None
         launch(job, tmp_path / "job.json", TWO)
 
 
-def _worker(job_path, local_rank: int) -> int | None:
-    """The pid of the torchrun worker of ``local_rank`` running ``job_path`` (found in /proc), None before it starts."""
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if str(job_path).encode() in command and b"torch.distributed.run" not in command \
-                and f"LOCAL_RANK={local_rank}".encode() in environ:
-            return int(proc.name)
-    return None
-
-
 @pytest.mark.slow
 def test_a_killed_rank_is_one_line_and_the_job_resumes_from_its_checkpoint(tmp_path, make_job) -> None:
     job = make_job("killed", DistillConfig(epochs=4, batch_size=64, early_stopping_patience=None))
     job_path = tmp_path / "killed" / "job.json"
     failure: list[BaseException] = []
-    thread = threading.Thread(target=lambda: failure.extend(_raised(lambda: launch(job, job_path, TWO))))
+    thread = threading.Thread(target=lambda: failure.extend(raised(lambda: launch(job, job_path, TWO))))
     thread.start()
     deadline = time.time() + 120
     while not (job.checkpoint_dir / CHECKPOINT_NAME).exists():  # rank 0 finished an epoch
         assert thread.is_alive() and time.time() < deadline
         time.sleep(0.05)
-    os.kill(_worker(job_path, 1), signal.SIGKILL)
+    os.kill(torchrun_worker(job_path, 1), signal.SIGKILL)
     thread.join(120)
 
     (error,) = failure
@@ -101,12 +89,6 @@ def test_a_killed_rank_is_one_line_and_the_job_resumes_from_its_checkpoint(tmp_p
     assert {h["processes"] for h in resumed.history} == {2}
 
 
-def _raised(call) -> list[BaseException]:
-    try:
-        call()
-    except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-        return [exc]
-    return []
 
 
 def safe_open_meta(directory: Path) -> str:

@@ -74,3 +74,26 @@ def test_a_task_runs_through_the_spiral_and_the_gate(kind: str, tmp_path: Path, 
     own = {"segmentation": "miou", "detection": "map"}[kind]
     assert any(c["name"] == f"{own}.max_drop" for c in int8["checks"])
     assert f"{own} %" in capsys.readouterr().out
+
+
+def test_a_custom_lower_is_better_metric_goes_through_quantize(tmp_path: Path, monkeypatch, capsys):
+    """A regressor judged on its error: the INT8 stage measures it, judges its rise (not a fall) against
+    ``max_drop`` and names it in the table; the remedies that need class logits say why they did not run."""
+    import yaml
+
+    monkeypatch.chdir(Path(__file__).parents[3])
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({"task": {
+        "kind": "custom", "loss": "tests.pipeline.tasks.custom_task:mse", "metric": "tests.pipeline.tasks.custom_task:mae",
+        "metric_name": "mae", "higher_is_better": False}}))
+    code = main(["quantize", "tests.pipeline.tasks.custom_task:regressor", "--input-shape", "1,1,16,16", "--data",
+                 "tests.pipeline.tasks.custom_task:data", "--task", str(task), "--max-drop", "0.5", "--max-duration", "1",
+                 "--calibration-batches", "2", "--batch-size", "8", "--json", str(tmp_path / "int8.json")])
+    out = capsys.readouterr().out
+    int8 = json.loads((tmp_path / "int8.json").read_text())
+    check = next(c for c in int8["checks"] if c["name"] == "mae.max_drop")
+    assert "a rise of" in check["message"] and check["limit"] == 0.5
+    assert check["measured"] == pytest.approx(int8["accuracy"]["int8"] - int8["accuracy"]["float"])
+    statuses = {c["status"] for c in int8["checks"]}
+    assert code == (1 if "fail" in statuses else 4 if "inconclusive" in statuses else 0)
+    assert " mae " in out and "mae %" not in out

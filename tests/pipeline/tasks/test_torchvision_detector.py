@@ -138,15 +138,20 @@ def test_a_detector_that_computes_no_loss_needs_task_loss():
         task.forward_loss(Raw(), images, targets)
 
 
-@pytest.mark.parametrize("factory", ["retinanet", "fcos"])
-def test_retinanet_and_fcos_on_a_frozen_norm_backbone_are_pruned_exported_and_trained(factory: str, tmp_path: Path,
+@pytest.mark.parametrize("factory", ["retinanet", "fcos", "fasterrcnn"])
+def test_torchvision_detectors_on_a_frozen_norm_backbone_are_pruned_exported_and_trained(factory: str, tmp_path: Path,
                                                                                          capsys):
     """torchvision's detection backbones normalise with FrozenBatchNorm2d (spiral's own pruner follows channels
-    through it); RetinaNet declares its list of images in a type comment (its batch is fixed all the same)."""
+    through it); RetinaNet declares its list of images in a type comment (its batch is fixed all the same);
+    Faster R-CNN's region proposal network reads the FPN's channels by no path its outputs' gradients take
+    (it detaches its proposals), and must shrink its inputs with them."""
     spec = f"tests.pipeline.tasks.torchvision_detectors:{factory}"
     pruned = tmp_path / "pruned"
     assert main(["prune", spec, "--input-shape", "1,3,64,64", "--ratio", "0.3", "--out", str(pruned)]) == 0
-    assert "backbone.body.2.block.0.0 " in capsys.readouterr().out  # a convolution with its frozen norm shrank
+    layers = capsys.readouterr().out
+    assert "backbone.body.2.block.0.0 " in layers  # a convolution with its frozen norm shrank
+    if factory == "fasterrcnn":  # the FPN shrank, the proposal network's outputs (anchors, deltas) did not
+        assert "backbone.fpn.layer_blocks.0.0 " in layers and "rpn.head" not in layers
     task_file = tmp_path / "task.yaml"
     task_file.write_text(yaml.safe_dump({"task": TASK}))
     assert main(["export", str(pruned), "--out", str(tmp_path / "det.onnx"), "--task", str(task_file),

@@ -5,7 +5,7 @@ suppression turned off with a score threshold (``nms_thresh=1.0``; see test_torc
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone
 
@@ -24,3 +24,11 @@ def retinanet(num_classes: int = 11) -> RetinaNet:
 def fcos(num_classes: int = 11) -> FCOS:
     anchors = AnchorGenerator(((8,), (16,), (32,)), ((1.0,),) * 3)
     return FCOS(_backbone(), num_classes, anchor_generator=anchors, **SETTINGS)
+
+
+def fasterrcnn(num_classes: int = 11) -> FasterRCNN:
+    """Two-stage: a region proposal network, then RoI heads (a two-layer MLP and the class and box predictors)."""
+    anchors = AnchorGenerator(((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3)
+    return FasterRCNN(_backbone(), num_classes, rpn_anchor_generator=anchors, box_score_thresh=0.2, box_nms_thresh=1.0,
+                      box_detections_per_img=300, min_size=64, max_size=64, rpn_pre_nms_top_n_test=200,
+                      rpn_post_nms_top_n_test=100)

@@ -15,7 +15,7 @@ budget, all with the L1 criterion and the same ``--round-to``:
 (a) uniform: one L1 ratio removed from every group (NNI's and Torch-Pruning's default), ratio bisected;
 (b) FLOPs-driven: the knapsack of ``spiralprune.pipeline.prune.latency_aware`` priced in MACs, MACs target bisected;
 (c) latency-aware: the spiral step's own search, ``spiralprune.pipeline.passes.steps.plan_search.choose_plan`` (latency-knapsack
-    candidates screened by the calibrated operator-table predictor, only the promising ones measured).
+    plans screened by the calibrated operator-table predictor, only the promising ones measured).
 
 Every finalist is then distilled from the teacher with ``demo.yaml``'s ``distill`` settings (one run
 per ``--seeds`` seed), exported to ONNX, measured together with the teacher in ``--rounds``
@@ -202,11 +202,11 @@ def search(bench: Bench, cfg: PruneConfig, teacher_ms: float, budget: float, cal
 
     def latency_aware() -> tuple[PruningPlan, float, list[dict]]:
         choice = choose_plan(
-            prunable, target_ms=budget, current_ms=teacher_ms, prune=cfg,
+            prunable, goal_ms=budget, current_ms=teacher_ms, prune=cfg,
             schedule=ScheduleConfig(allocation="latency", max_ratio=MAX_RATIO), predictor=predictor,
             calibration=calibration, measure=lambda plan: judged(bench.measure(plan), budget),
         )
-        measured = [{"knob": c["predicted_ms"], "ms": c["ms"]} for c in choice.candidates if c["ms"] is not None]
+        measured = [{"knob": c["predicted_ms"], "ms": c["ms"]} for c in choice.plans if c["ms"] is not None]
         return choice.plan, choice.predicted_ms, measured
 
     found = {}

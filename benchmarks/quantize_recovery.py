@@ -45,7 +45,7 @@ from quality_frontier import ARCHITECTURES, TEACHER_TRAINING, teacher_export, tr
 
 from spiralprune.core.atomic import write_json  # noqa: E402
 from spiralprune.deploy.fingerprint import cpu_model  # noqa: E402
-from spiralprune.deploy.profiler import Target  # noqa: E402
+from spiralprune.deploy.profiler import MeasuringSession, Target  # noqa: E402
 from spiralprune.deploy.sampling import ProfileSettings  # noqa: E402
 from spiralprune.pipeline.casestudies.images import build_image_folder  # noqa: E402
 from spiralprune.pipeline.checkpoint import load_checkpoint  # noqa: E402
@@ -100,8 +100,8 @@ def measure_model(name: str, model: torch.nn.Module, teacher: torch.nn.Module, t
         row["float"] = made["post-training"].accuracy[FLOAT]
         row["fallback_nodes"] = len(made["fallback"].fallback.nodes) if made["fallback"].fallback else 0
         for method in ("post-training", "fallback", "recovery"):
-            judged = judge_quantized(float_onnx, paths[method], target, settings, made[method], base,
-                                     cache_dir=work / "compiled").to_dict()
+            with MeasuringSession(target, work / "compiled") as session:
+                judged = judge_quantized(float_onnx, paths[method], session, settings, made[method], base).to_dict()
             row[f"{method}_p50_ms"] = judged["p50_ms"][INT8]
             row[f"{method}_speedup"] = judged["speedup"]
             row["float_p50_ms"] = judged["p50_ms"][FLOAT]

@@ -26,6 +26,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.core.hashing import sha256_file
 from spiralprune.deploy.backends import Runner, get_backend
 from spiralprune.deploy.backends.base import TraceRunner
+from spiralprune.deploy.backends.engine_cache import Evicted, evict
 from spiralprune.deploy.backends.inputs import make_inputs
 from spiralprune.deploy.backends.onnx_io import data_dependent_ops
 from spiralprune.deploy.fingerprint import target_fingerprint
@@ -343,12 +344,15 @@ class MeasuringSession:
     (``spiralprune.deploy.backends.engine_cache``), so a later session reuses them.
 
     ``compiles`` counts the loads: ``built`` (compiled now), ``from_cache`` (a compiled file reused),
-    ``kept`` (still loaded from an earlier measurement of this session)."""
+    ``kept`` (still loaded from an earlier measurement of this session); and, once ``evict`` ran, the compiled
+    files it removed (``evicted``, ``evicted_mb``). ``engine_keys``: the key of the compiled file each model
+    (by name) last ran from, as its backend reported it; it outlives the session, for ``evict``."""
 
     def __init__(self, target: Target, cache_dir: Path | None = None) -> None:
         self.target = target
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.compiles = {"built": 0, "from_cache": 0, "kept": 0}
+        self.compiles: dict[str, int | float] = {"built": 0, "from_cache": 0, "kept": 0}
+        self.engine_keys: dict[str, str] = {}
         self._loaded: dict[str, tuple[ModelFile, Runner]] = {}
 
     def __enter__(self) -> MeasuringSession:
@@ -367,8 +371,23 @@ class MeasuringSession:
             return held
         runner = self.target.load(path, self.cache_dir, extra_options=options)
         self.compiles["from_cache" if runner.settings.get("engine_from_cache") else "built"] += 1
+        self.engine_keys.pop(name, None)
+        if self.cache_dir is not None and "engine_key" in runner.settings:
+            self.engine_keys[name] = runner.settings["engine_key"]
         self._loaded[name] = (ModelFile(digest, tuple(data_dependent_ops(path))), runner)
         return self._loaded[name]
+
+    def evict(self, keep: Collection[str]) -> Evicted:
+        """Once the session is closed: remove from ``cache_dir`` every compiled file but those the models named
+        ``keep`` last ran from in this session (``engine_keys``; a model it did not load keeps nothing), and count
+        them in ``compiles``. What will be measured again (a run's teacher, the model it goes on from) stays;
+        TensorRT's timing caches always do (``spiralprune.deploy.backends.engine_cache.evict``)."""
+        if self._loaded:
+            raise RuntimeError("MeasuringSession.evict called while its models are loaded: close the session first")
+        evicted = Evicted() if self.cache_dir is None else evict(
+            self.cache_dir, {self.engine_keys[name] for name in keep if name in self.engine_keys})
+        self.compiles.update(evicted.record())
+        return evicted
 
     def paired(
         self,

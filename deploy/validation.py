@@ -21,8 +21,8 @@ def _submodel(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
         if current is None or not isinstance(part, str) or part not in current.model_fields:
             return current if isinstance(part, str) else None
         annotation = current.model_fields[part].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        types = [annotation, *getattr(annotation, "__args__", ())]
+        current = next((c for c in types if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return current
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from spiralprune.core.errors import InputError
@@ -90,7 +91,8 @@ class Evidence:
     """What was measured of a model under judgement: the judge's verdicts by question name, its
     metrics (fractions, as ``spiralprune.pipeline.evaluate`` gives them) and those of the model it is compared
     with, its ONNX parity, its file size and its parameters. A rule whose evidence is missing says
-    so in one line (an ``InputError``)."""
+    so in one line (an ``InputError``). A spiral's model (``spiralprune.pipeline.measure.evidence_of``) also
+    has its ONNX export, the name of its task's metric and its MACs, which its ``summary`` keeps."""
 
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)
     metrics: Mapping[str, float] | None = None
@@ -98,6 +100,25 @@ class Evidence:
     parity: ParityResult | None = None
     size_mb: float | None = None
     params: int | None = None
+    onnx_path: Path | None = None
+    metric: str | None = None  # the task's metric, the one budgets judge
+    macs: int | None = None
+
+    def summary(self) -> dict:
+        """What the ledger and the teacher's summary keep of a spiral's model apart from its latency: ``quality``
+        is the task's ``metric``, ``metrics`` every number the task measured (a confusion matrix stays in
+        ``eval.json``)."""
+        if self.metric is None or self.metrics is None or self.parity is None:
+            raise ValueError("Evidence.summary needs a spiral model's evidence: its metric, metrics and parity")
+        return {
+            "parity": self.parity.to_dict(),
+            "metric": self.metric,
+            "quality": self.metrics[self.metric],
+            "metrics": {k: float(v) for k, v in self.metrics.items() if isinstance(v, (int, float))},
+            "params": self.params,
+            "macs": self.macs,
+            "size_mb": self.size_mb,
+        }
 
 
 class Rule(Protocol):

@@ -39,9 +39,9 @@ from spiralprune.pipeline.data import LoaderSettings, splits_of
 from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
 from spiralprune.pipeline.gate.budget import GateBudget, load_budget, parse_budget
-from spiralprune.pipeline.gate.candidate import (
+from spiralprune.pipeline.gate.prepare import (
     data_feed, measured_options, module_and_example, onnx_input_dims, onnx_params, onnx_task, parity_inputs,
-    prepare_candidate, target_config, validation_set,
+    prepare_model, target_config, validation_set,
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
 from spiralprune.pipeline.gate.report import GateContext
@@ -175,12 +175,12 @@ def profile(
     (``profile.settings["data_dependent_ops"]`` names what in it does), else seeded random inputs."""
     target = target_config(target)
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
-        candidate = prepare_candidate(model, Path(work), input_shape, weights=_path(weights), example=example_input)
+        prepared = prepare_model(model, Path(work), input_shape, weights=_path(weights), example=example_input)
         return profile_model(
-            candidate.onnx_path, target.backend, batch_sizes=batch_sizes, threads=target.threads,
+            prepared.onnx_path, target.backend, batch_sizes=batch_sizes, threads=target.threads,
             precision=target.precision, settings=settings,
-            inputs=data_feed(candidate.onnx_path, validation_set(data, candidate.input_shape)),
-            backend_options={**target.backend_options(), **measured_options(candidate, target)},
+            inputs=data_feed(prepared.onnx_path, validation_set(data, prepared.input_shape)),
+            backend_options={**target.backend_options(), **measured_options(prepared, target)},
         )
 
 
@@ -196,15 +196,15 @@ def compare(
     target = target_config(target)
     budget = regression_budget(budget)
     with tempfile.TemporaryDirectory(prefix="spiral-compare-") as work:
-        candidates = {name: prepare_candidate(model, Path(work) / name, input_shape, example=example_input)
-                      for name, model in ((BASE, base), (NEW, new))}
-        batch = candidates[BASE].input_shape[0]
+        models = {name: prepare_model(model, Path(work) / name, input_shape, example=example_input)
+                  for name, model in ((BASE, base), (NEW, new))}
+        batch = models[BASE].input_shape[0]
         question = regression_question(budget, batch)
         paired = profile_paired(
-            {name: c.onnx_path for name, c in candidates.items()},
+            {name: m.onnx_path for name, m in models.items()},
             Target(target.backend, batch, target.threads, target.precision, target.backend_options()),
             settings, [question], cache_dir=Path(work) / "compiled",
-            model_options={name: measured_options(c, target) for name, c in candidates.items()},
+            model_options={name: measured_options(m, target) for name, m in models.items()},
         )
     return paired_comparison(paired.profiles[BASE], paired.profiles[NEW], {batch: paired.verdict(question.name)},
                              budget, settings)
@@ -236,13 +236,13 @@ def gate(
     if budget.quality is not None and data is None:
         raise InputError(f"the budget has a {budget.quality_metric().name} check; pass --data with the evaluation data")
     with tempfile.TemporaryDirectory(prefix="spiral-gate-") as work:
-        candidate = prepare_candidate(model, Path(work) / CANDIDATE, input_shape, weights=_path(weights),
+        candidate = prepare_model(model, Path(work) / CANDIDATE, input_shape, weights=_path(weights),
                                       example=example_input)
         onnx_path, shape = candidate.onnx_path, candidate.input_shape
         options = {CANDIDATE: measured_options(candidate, target)}
         released = None
         if baseline is not None and stored is None:
-            release = prepare_candidate(baseline, Path(work) / BASELINE, shape, example=example_input)
+            release = prepare_model(baseline, Path(work) / BASELINE, shape, example=example_input)
             released, options[BASELINE] = release.onnx_path, measured_options(release, target)
         val_set = validation_set(data, shape)
         task = onnx_task(budget.task, onnx_path)

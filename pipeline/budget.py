@@ -69,11 +69,11 @@ class FinalBudget:
         speedup_ms = self.teacher_ms / latency.min_speedup if latency.min_speedup else None
         return min(v for v in (latency.max_ms, speedup_ms, self.throughput_ms) if v)
 
-    def try_questions(self, target_ms: float, current: str, current_ms: float) -> TryQuestions:
-        """What a try aiming at ``target_ms`` asks of its candidate, measured beside ``current`` (at
+    def try_questions(self, goal_ms: float, current: str, current_ms: float) -> TryQuestions:
+        """What a try aiming at ``goal_ms`` asks of its candidate, measured beside ``current`` (at
         ``current_ms`` when the step started) and the teacher: the step budget and the final questions."""
-        step = Question("step budget", "candidate", target_ms / current_ms, current, self.latency.statistic)
-        return TryQuestions(step, tuple(self.final_questions()), final_step=target_ms <= self.final_ms)
+        step = Question("step budget", "candidate", goal_ms / current_ms, current, self.latency.statistic)
+        return TryQuestions(step, tuple(self.final_questions()), final_step=goal_ms <= self.final_ms)
 
     def final_questions(self, subject: str = "candidate") -> list[Question]:
         """The run's latency limits as the judge's questions about ``subject`` (the INT8 pass asks them of its

@@ -29,12 +29,14 @@ from spiralprune.pipeline.passes import PASSES
 from spiralprune.pipeline.passes.record import VERSION, LedgerEntry
 
 MAX_LINE_BYTES = 1 << 20  # a step's line takes a few kB
+FORMER_NAMES = {"target_ms": "goal_ms", "candidates": "plans"}  # fields renamed in version 4
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """An older line in this version's shape. Version 1 (classification only): its accuracy is the
     quality. Version 2 (one flat record for every kind; no ``kind``: a try): the fields its kind's record
-    does not have, which it wrote empty (a try's ``message``, a recovery's plan search), are left out."""
+    does not have, which it wrote empty (a try's ``message``, a recovery's plan search), are left out.
+    Version 3: a try's ``target_ms`` and ``candidates`` are ``goal_ms`` and ``plans`` (``VERSION``)."""
     version = data.get("version", 1)
     if version == VERSION:
         return data
@@ -47,6 +49,9 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
             training = dict(data["distill"])
             training["best_val_quality"] = training.pop("best_val_accuracy")
             data["distill"] = training
+    for old, new in FORMER_NAMES.items():
+        if old in data:
+            data[new] = data.pop(old)
     record = PASSES.get(data["kind"]) if isinstance(data["kind"], str) else None
     fields = record.record.model_fields if record is not None else data  # an unknown kind is refused as it is
     return {k: v for k, v in data.items() if k in fields or v not in (None, [], {})}

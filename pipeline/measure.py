@@ -1,11 +1,10 @@
-"""Measure candidates: export, parity, quality (the task's metrics) and size; latency alone or paired with other
-models on the target."""
+"""What a run measures of its models: the evidence apart from latency (export, parity, the task's metrics, size),
+and latency alone or paired with other models on the target."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +18,11 @@ from spiralprune.deploy.layer_profile import LAYER_BACKENDS
 from spiralprune.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
 from spiralprune.deploy.sampling import Rounds
 from spiralprune.deploy.verdict import Question
+from spiralprune.pipeline.acceptance import Evidence
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.evaluate import evaluate_onnx
-from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
+from spiralprune.pipeline.export import check_parity, export_onnx
 from spiralprune.pipeline.tasks import Task
-
-
-@dataclass(frozen=True)
-class CandidateMeasurement:
-    """What a candidate is, apart from its latency (which is measured paired, see ``measure_paired``)."""
-
-    onnx_path: Path
-    parity: ParityResult
-    metrics: dict
-    metric: str  # the task's metric, the one budgets judge
-    params: int
-    macs: int
-    size_mb: float
-
-    def summary(self) -> dict:
-        """What the ledger and the teacher's summary keep: ``quality`` is the task's ``metric``, ``metrics``
-        every number the task measured (a confusion matrix stays in ``eval.json``)."""
-        return {
-            "parity": self.parity.to_dict(),
-            "metric": self.metric,
-            "quality": self.metrics[self.metric],
-            "metrics": {k: float(v) for k, v in self.metrics.items() if isinstance(v, (int, float))},
-            "params": self.params,
-            "macs": self.macs,
-            "size_mb": self.size_mb,
-        }
 
 
 def latency_summary(profile: Profile, statistic: str) -> dict:
@@ -109,7 +83,7 @@ def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[in
     return int(macs), int(params)
 
 
-def measure_candidate(
+def evidence_of(
     model: nn.Module,
     directory: Path,
     *,
@@ -118,8 +92,9 @@ def measure_candidate(
     parity_inputs: torch.Tensor,
     val_set: Dataset,
     task: Task,
-) -> CandidateMeasurement:
-    """Write ``model.onnx`` and ``eval.json`` under ``directory``: parity with torch, the task's metrics, size."""
+) -> Evidence:
+    """Write ``model.onnx`` and ``eval.json`` under ``directory``: the model's evidence apart from its latency
+    (which is measured paired, see ``measure_paired``): parity with torch, the task's metrics, size."""
     onnx_path = export_onnx(model, example_input, directory / "model.onnx")
     parity = check_parity(
         model,
@@ -131,4 +106,5 @@ def measure_candidate(
     metrics = evaluate_onnx(onnx_path, val_set, task)
     macs, params = count_macs_params(model, example_input)
     write_json(directory / "eval.json", {"metrics": metrics, "parity": parity.to_dict(), "macs": macs, "params": params})
-    return CandidateMeasurement(onnx_path, parity, metrics, task.metric, params, macs, onnx_path.stat().st_size / 1e6)
+    return Evidence(metrics=metrics, parity=parity, size_mb=onnx_path.stat().st_size / 1e6, params=params,
+                    onnx_path=onnx_path, metric=task.metric, macs=macs)

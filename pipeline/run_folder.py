@@ -6,7 +6,9 @@
     teacher/model.onnx    the teacher as measured; summary.json its latency and accuracy (the budgets)
     compiled/             the target's compiled files (ONNX Runtime's optimized graphs, TensorRT engines),
                           keyed by the ONNX file's sha256 and the build's facts: reused by later steps, the
-                          INT8 stage and a resumed run; deleting it costs only the builds again
+                          INT8 stage and a resumed run; when a try or the INT8 stage ends, all but the
+                          teacher's and the model the run goes on from are evicted (TensorRT's timing
+                          caches stay); deleting it costs only the builds again
     steps/NAME/           a published attempt: model/ (checkpoint), model.onnx, profile.json, eval.json,
                           plan.json; steps/.NAME/ is one in progress
     report.*, junit.xml   written at the end of every run (``spiralprune.pipeline.report``)

@@ -27,11 +27,12 @@ from torch.utils.data import DataLoader, Dataset
 from spiralprune.core.atomic import write_bytes, write_json
 from spiralprune.core.errors import InputError
 from spiralprune.core.hashing import sha256_file
+from spiralprune.pipeline.acceptance import Evidence
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.data import DataSplits, LoaderSettings, drawn, load_data
 from spiralprune.pipeline.distill.config import DistillConfig
-from spiralprune.pipeline.measure import CandidateMeasurement, latency_summary, measure_candidate, profile_on_target
+from spiralprune.pipeline.measure import evidence_of, latency_summary, profile_on_target
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.prune.group import Calibration, draw_calibration
@@ -76,10 +77,11 @@ class RunData:
         return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.budget.parity.samples],
                    calibration, task, Processes.of_run(config, dtype_name(inputs), given is not None))
 
-    def measure(self, model: nn.Module, directory: Path, config: RunConfig) -> CandidateMeasurement:
-        """``model`` exported into ``directory``, its parity checked and its quality evaluated."""
-        return measure_candidate(model, directory, config=config, example_input=self.example_input,
-                                 parity_inputs=self.parity_inputs, val_set=self.splits.val, task=self.task)
+    def evidence(self, model: nn.Module, directory: Path, config: RunConfig) -> Evidence:
+        """``model`` exported into ``directory``, its parity checked and its quality evaluated: its evidence
+        apart from latency (``spiralprune.pipeline.measure.evidence_of``)."""
+        return evidence_of(model, directory, config=config, example_input=self.example_input,
+                           parity_inputs=self.parity_inputs, val_set=self.splits.val, task=self.task)
 
 
     def train(self, student: Trainee, teacher: Trainee, epochs: int, work: Path, config: RunConfig,
@@ -174,16 +176,16 @@ def load_teacher(
 
 
 def measure_teacher(teacher: nn.Module, config: RunConfig, folder: RunFolder, data: RunData) -> dict:
-    """The teacher's latency on the target (alone) and its measurement summary, kept in ``teacher/summary.json``."""
+    """The teacher's latency on the target (alone) and its evidence's summary, kept in ``teacher/summary.json``."""
     summary_path = folder.teacher / "summary.json"
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     work = folder.teacher / ".measure"
     shutil.rmtree(work, ignore_errors=True)
-    measurement = data.measure(teacher, work, config)
-    profile = profile_on_target(measurement.onnx_path, teacher, config, folder.compiled)
+    evidence = data.evidence(teacher, work, config)
+    profile = profile_on_target(evidence.onnx_path, teacher, config, folder.compiled)
     profile.save(work / "profile.json")
-    summary = {**latency_summary(profile, config.budget.latency.statistic), **measurement.summary()}
+    summary = {**latency_summary(profile, config.budget.latency.statistic), **evidence.summary()}
     for name in ("model.onnx", "profile.json", "eval.json"):
         (work / name).replace(folder.teacher / name)
     shutil.rmtree(work, ignore_errors=True)

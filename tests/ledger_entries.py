@@ -21,7 +21,7 @@ def ledger_entry(step: int = 1, attempt: int = 1, *, accepted: bool = True, ms: 
     ``accuracy``; ``fields`` override the rest."""
     line: dict[str, Any] = {
         "step": step, "attempt": attempt, "dir": f"steps/step-{step:02d}-try-{attempt}", "accepted": accepted,
-        "reason": "within budget" if accepted else "rejected", "target_ms": ms, "reference": "teacher",
+        "reason": "within budget" if accepted else "rejected", "goal_ms": ms, "reference": "teacher",
         "ratio": 0.25, "allocation": "latency", "distill": Training(best_val_quality=accuracy, epochs=1),
         "verdicts": [], "meets_final": accepted, "measure_s": 1.0, "speedup": 2.0, "speedup_ci": [1.9, 2.1],
         "latency_ms": {"p50": ms, "p90": 1.1 * ms, "p95": 1.15 * ms, "p99": 1.2 * ms, "mean": 1.05 * ms},

@@ -72,11 +72,12 @@ class OrtCpuBackend(Backend):
                 made.add_session_config_entry("session.intra_op.allow_spinning", "0")
             return made
 
-        graph, optimized, from_cache = self.model_path, False, False
+        graph, optimized, from_cache, key = self.model_path, False, False, None
         if self.cache_dir is not None:
             self.require_model_file()
             facts = self.optimized_facts(threads)
-            graph, optimized = self.cache_dir / f"{build_key(facts)}.onnx", True
+            key = build_key(facts)
+            graph, optimized = self.cache_dir / f"{key}.onnx", True
             from_cache = graph.is_file()
             if not from_cache:
                 self._optimize(graph, options(True), facts)
@@ -93,6 +94,7 @@ class OrtCpuBackend(Backend):
             "precision": self.precision,
             "onnxruntime": ort.__version__,
             "engine_from_cache": from_cache,
+            **({"engine_key": key} if key is not None else {}),
         }
         return OrtRunner(session, settings, lambda prefix: create_session(
             graph, options(not optimized, prefix), ["CPUExecutionProvider"]))

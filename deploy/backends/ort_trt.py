@@ -69,13 +69,14 @@ class OrtTrtBackend(Backend):
             "trt_sparsity_enable": bool(self.options.get("sparse_weights", False)),
         }
         trt_options.update(shape_profiles(read_onnx_io(self.model_path)[0], batch_sizes) or {})
-        from_cache = False
+        from_cache, key = False, None
         if self.cache_dir is not None:
             gpu = gpu_info() or {}
-            engines = self.cache_dir / build_key({
+            key = build_key({
                 "backend": self.name, "onnx_sha256": sha256_file(self.model_path), "onnxruntime": ort.__version__,
                 "gpu": gpu.get("name"), "driver": gpu.get("driver"), **trt_options,
             })
+            engines = self.cache_dir / key
             from_cache = any(engines.glob("*.engine"))
             engines.mkdir(parents=True, exist_ok=True)
             trt_options.update(
@@ -95,5 +96,6 @@ class OrtTrtBackend(Backend):
             "precision": self.precision,
             "onnxruntime": ort.__version__,
             "engine_from_cache": from_cache,
+            **({"engine_key": key} if key is not None else {}),
         }
         return OrtDeviceRunner(session, settings, device_id)

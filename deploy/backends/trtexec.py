@@ -181,6 +181,7 @@ class TrtexecBackend(Backend):
             "precision": self.precision,
             "builder_flags": list(spec.builder_flags),
             "engine": str(engine),
+            "engine_key": spec.key(),
             "engine_from_cache": cached,
             "copies_included": bool(self.options.get("copies_included", False)),
             "timer": "trtexec --exportTimes (" + ("latencyMs" if self.options.get("copies_included") else "computeMs") + ")",

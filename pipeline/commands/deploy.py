@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.target_profiles import load_target
     from spiralprune.pipeline.gate.budget import GateBudget
     from spiralprune.deploy.backends.onnx_io import data_dependent_ops
-    from spiralprune.pipeline.gate.candidate import data_feed, feed_note, prepare_candidate, validation_set
+    from spiralprune.pipeline.gate.prepare import data_feed, feed_note, prepare_model, validation_set
     from spiralprune.pipeline.gate.checks import run_gate
     from spiralprune.pipeline.gate.report import GateContext, gate_html, gate_json, gate_markdown
     from spiralprune.pipeline.report.attribution import device_html, device_markdown
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / "deploy" / target.name
     with tempfile.TemporaryDirectory(prefix="spiral-deploy-") as work:
         shape = parse_shape(args.input_shape) if args.input_shape else None
-        candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)
+        candidate = prepare_model(args.model, Path(work), shape, weights=args.weights)
         onnx_path = candidate.onnx_path
         feed = data_feed(onnx_path, validation_set(args.data, candidate.input_shape))
         bundle = build_bundle(onnx_path, target, out / "bundle", given=feed)

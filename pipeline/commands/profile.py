@@ -111,8 +111,8 @@ def print_explanation(profile: Profile, console: Console) -> None:
 def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.profiler import profile_model
     from spiralprune.kernels.report import print_layer_tables
-    from spiralprune.pipeline.gate.candidate import (
-        data_feed, feed_note, measured_options, prepare_candidate, target_config, validation_set,
+    from spiralprune.pipeline.gate.prepare import (
+        data_feed, feed_note, measured_options, prepare_model, target_config, validation_set,
     )
 
     if args.threads is not None and args.threads < 1:
@@ -130,17 +130,17 @@ def run(args: argparse.Namespace) -> int:
                             "device": args.device, "compile_mode": args.compile_mode})
     shape = parse_shape(args.input_shape) if args.input_shape else None
     with tempfile.TemporaryDirectory(prefix="spiral-profile-") as work:
-        candidate = prepare_candidate(args.model, Path(work), shape, weights=args.weights)
-        feed = data_feed(candidate.onnx_path, validation_set(args.data, candidate.input_shape))
+        prepared = prepare_model(args.model, Path(work), shape, weights=args.weights)
+        feed = data_feed(prepared.onnx_path, validation_set(args.data, prepared.input_shape))
         profile = profile_model(
-            candidate.onnx_path,
+            prepared.onnx_path,
             args.backend,
             batch_sizes=args.batch,
             threads=args.threads,
             precision=args.precision,
             settings=settings,
             cache_dir=args.cache_dir,
-            backend_options={**target.backend_options(), **measured_options(candidate, target)},
+            backend_options={**target.backend_options(), **measured_options(prepared, target)},
             layers=args.explain,
             inputs=feed,
         )
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             print_explanation(profile, console())
         if args.per_layer:
             print_layer_tables(
-                candidate.onnx_path, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
+                prepared.onnx_path, args.backend, args.threads, precision=args.precision, batch=args.batch[0],
                 console=console(), options=target.backend_options(),
             )
     if args.json is not None:

@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from spiralprune.core.atomic import write_json
-    from spiralprune.deploy.profiler import Target
+    from spiralprune.deploy.profiler import MeasuringSession, Target
     from spiralprune.pipeline.data import load_datasets
     from spiralprune.pipeline.distill.config import DistillConfig
-    from spiralprune.pipeline.gate.candidate import onnx_task, prepare_candidate
+    from spiralprune.pipeline.gate.prepare import onnx_task, prepare_model
     from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized
     from spiralprune.pipeline.prune.plan import example_input
 
@@ -94,19 +94,19 @@ def run(args: argparse.Namespace) -> int:
     settings = ProfileSettings(max_duration_s=args.max_duration, min_duration_s=min(ProfileSettings().min_duration_s,
                                                                                      args.max_duration))
     with tempfile.TemporaryDirectory(prefix="spiral-quantize-") as work:
-        candidate = prepare_candidate(args.model, Path(work) / "float", shape, weights=args.weights)
-        train_set, val_set = load_datasets(args.data, candidate.input_shape)
+        prepared = prepare_model(args.model, Path(work) / "float", shape, weights=args.weights)
+        train_set, val_set = load_datasets(args.data, prepared.input_shape)
         if len(val_set) == 0:
             raise InputError(f"data '{args.data}' has an empty validation split")
         int8 = Path(work) / "int8" / "model.int8.onnx"
-        trainable = None if candidate.source is None else Trainable(  # the float model teaches its INT8 self
-            candidate.source, copy.deepcopy(candidate.source), example_input(candidate.input_shape, candidate.input_dtype),
+        trainable = None if prepared.source is None else Trainable(  # the float model teaches its INT8 self
+            prepared.source, copy.deepcopy(prepared.source), example_input(prepared.input_shape, prepared.input_dtype),
             DistillConfig())
-        task = onnx_task(task_config(args.task), candidate.onnx_path)
-        made = int8_model(candidate.onnx_path, int8, train_set, val_set, task, cfg, trainable)
-        target = Target(args.backend, candidate.input_shape[0], args.threads)
-        result = judge_quantized(candidate.onnx_path, int8, target, settings, made, cfg, cache_dir=Path(work) / "compiled",
-                                 metric=task.quality())
+        task = onnx_task(task_config(args.task), prepared.onnx_path)
+        made = int8_model(prepared.onnx_path, int8, train_set, val_set, task, cfg, trainable)
+        target = Target(args.backend, prepared.input_shape[0], args.threads)
+        with MeasuringSession(target, Path(work) / "compiled") as session:
+            result = judge_quantized(prepared.onnx_path, int8, session, settings, made, cfg, metric=task.quality())
         out = args.out or Path(f"{Path(args.model.rstrip('/')).name.removesuffix('.onnx')}.int8.onnx")
         if result.accepted:
             out.parent.mkdir(parents=True, exist_ok=True)

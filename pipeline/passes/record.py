@@ -3,7 +3,7 @@
 A line is the model a pass proposed and its evidence: where it lies (``dir``), the verdict and its
 checks (``spiralprune.pipeline.acceptance.Check.to_dict``), the plan that made its structure (a recovery
 or an INT8 model carries its model's), the judge's paired verdicts and the speedup over the teacher
-with its interval, its measured latency summary and ``spiralprune.pipeline.measure.CandidateMeasurement.summary``.
+with its interval, its measured latency summary and ``spiralprune.pipeline.acceptance.Evidence.summary``.
 Each pass adds its own fields in its folder's ``record.py``; ``kind`` tells the records apart
 (``spiralprune.pipeline.ledger`` reads a line as its kind's record).
 """
@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-VERSION = 3  # 2: the task's metric in place of ``accuracy``; 3: one record per pass kind, each with its own fields
+VERSION = 4  # 2: the task's metric in place of ``accuracy``; 3: one record per pass kind, each with its own fields;
+# 4: one meaning per word: a try's latency aim is ``goal_ms`` (was ``target_ms``), its screened plans ``plans``
+# (was ``candidates``)
 
 
 class Training(BaseModel):
@@ -43,7 +45,7 @@ class LedgerEntry(BaseModel):
     accepted: bool
     reason: str
     # the plan that made the model's structure
-    target_ms: float
+    goal_ms: float  # the latency the try aimed at: the step budget, in ms
     reference: str
     ratio: float
     blocks: list[str] = []  # residual blocks the plan removed whole

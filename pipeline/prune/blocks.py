@@ -11,7 +11,7 @@ cutting the operator count is the larger speed lever (MobileNetV2 at 32x32 on ON
 A block is found by tracing the module alone with ``torch.fx``: one input, and the output is an
 addition of that input and something else (through at most a chain of element-wise activations).
 Blocks are the outermost such modules (a block inside a block is removed with it); a module that
-fx cannot trace is not a candidate. How much removing each costs is measured, not estimated: the
+fx cannot trace is never removed. How much removing each costs is measured, not estimated: the
 rise of the mean cross-entropy over the calibration batches with that block alone replaced
 (``block_rises``), in the units of the comparable channel criteria (``sensitivity``,
 ``taylor-group``), so one knapsack (``spiralprune.pipeline.prune.latency_aware``) weighs blocks and
@@ -59,7 +59,7 @@ def _is_residual(module: nn.Module) -> bool:
         return False
     try:
         graph = fx.symbolic_trace(module).graph
-    except Exception:  # noqa: BLE001 - untraceable (data-dependent control flow...): not a candidate
+    except Exception:  # noqa: BLE001 - untraceable (data-dependent control flow...): never removed
         return False
     inputs = [n for n in graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:

@@ -1,4 +1,4 @@
-"""Pruning criteria: one registry entry per criterion, each scoring every channel of every candidate group.
+"""Pruning criteria: one registry entry per criterion, each scoring every channel of every prunable group.
 
 The scorers live with their kind: NNI criteria (``l1``, ``l2``, ``fpgm``, ``taylor``) in
 ``spiralprune.pipeline.prune.nni_criteria``, which takes the per-channel metrics NNI's pruners compute and
@@ -43,15 +43,15 @@ class Criterion:
     # in the run's process.
     parallel: bool = False
 
-    def score(self, model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
-        """One score per channel of each candidate (higher = more important); None = cannot be scored.
+    def score(self, model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+        """One score per channel of each group (higher = more important); None = cannot be scored.
 
         ``model`` keeps its structure and weights; ``taylor`` and ``tp-taylor`` leave gradients on it. NNI
         wraps the layers of a copy, never of ``model``.
         """
         module, _, name = self.scorer.partition(":")
         scorer = getattr(importlib.import_module(f"spiralprune.pipeline.prune.{module}"), name)
-        return scorer(model, candidates, calibration)
+        return scorer(model, groups, calibration)
 
 
 CRITERIA: dict[str, Criterion] = {

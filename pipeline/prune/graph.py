@@ -234,7 +234,7 @@ def check_patterns(model: nn.Module, patterns: list[str], what: str) -> None:
             raise InputError(f"{what} '{pattern}' matches no layer of the model (top-level layers: {', '.join(top)})")
 
 
-def candidate_groups(graph: TracedGraph, model: nn.Module, cfg: PruneConfig) -> list[PrunableGroup]:
+def prunable_groups(graph: TracedGraph, model: nn.Module, cfg: PruneConfig) -> list[PrunableGroup]:
     """Every group the config allows to shrink, each with all of its channels."""
     check_patterns(model, cfg.ignored_layers, "ignored layer")
     check_patterns(model, list(cfg.per_layer), "per_layer entry")
@@ -252,7 +252,7 @@ def candidate_groups(graph: TracedGraph, model: nn.Module, cfg: PruneConfig) -> 
         if isinstance(attn, SplitAttention)
         for proj in (attn.q_proj, attn.k_proj, attn.v_proj)
     }
-    candidates = []
+    prunable = []
     for group in graph.get_all_groups(root_module_types=ROOT_TYPES):
         if _blocked(graph, group, ignored, sinks, stems):
             continue
@@ -268,8 +268,8 @@ def candidate_groups(graph: TracedGraph, model: nn.Module, cfg: PruneConfig) -> 
                 continue
             unit = attn.head_dim
         if channels // unit > 1:
-            candidates.append(PrunableGroup(group, names[root], members, channels, unit))
-    return candidates
+            prunable.append(PrunableGroup(group, names[root], members, channels, unit))
+    return prunable
 
 
 def _blocked(

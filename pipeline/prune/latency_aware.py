@@ -9,7 +9,7 @@ group has at most about 32 rungs (heads for attention groups), down to what a un
 model, a greedy knapsack repeatedly takes the cheapest move —
 one group down to the next rung where the cost actually drops, i.e. onto the top of the next step
 of the latency staircase — priced as the importance of the channels it removes divided by the
-cost it saves, until the predicted cost meets the target. Removing a residual block whole is a
+cost it saves, until the predicted cost meets the goal. Removing a residual block whole is a
 move too (``blocks``; its measured loss rise over what its operators still cost), with a criterion
 whose scores are a loss change in the same units.
 
@@ -27,9 +27,9 @@ cheaper, and an unaligned count that is slower on the target is never taken for 
 pruning, for comparison). ``ratio``, ``global_pruning`` and ``per_layer`` of the config are what
 this allocation replaces and are not used.
 
-``plans_for_latency`` serves a ladder of targets in one greedy pass (the knapsack only moves down,
-so each target's plan is a snapshot on the way to the lowest), each snapshot then refilled: moves
-given back, the most importance per millisecond first, while the plan stays within its target (one
+``plans_for_latency`` serves a ladder of goals in one greedy pass (the knapsack only moves down,
+so each goal's plan is a snapshot on the way to the lowest), each snapshot then refilled: moves
+given back, the most importance per millisecond first, while the plan stays within its goal (one
 large move, such as a block, can leave the greedy far below it); ``PrunableModel.layers`` lists the
 operators each would leave, so a predictor can screen them before only the promising ones are measured.
 """
@@ -73,18 +73,18 @@ class Allocation:
     kept: dict[str, int]
     start: float
     predicted: float
-    target: float
+    goal: float
     cost: str
 
     @property
     def met(self) -> bool:
-        return self.predicted <= self.target
+        return self.predicted <= self.goal
 
 
 @dataclass
 class _Group:
     index: int  # in ``PrunableModel.groups``, the order ``OperatorShapes`` counts removed channels in
-    candidate: PrunableGroup
+    prunable: PrunableGroup
     removal_order: np.ndarray  # unit indices, least important first
     sorted_importance: np.ndarray  # per unit, ascending; mean 1 per group, or over all groups if comparable
     rungs: list[int]  # kept unit counts allowed, descending; rungs[0] keeps every unit
@@ -92,10 +92,10 @@ class _Group:
 
     @property
     def units(self) -> int:
-        return self.candidate.channels // self.candidate.unit
+        return self.prunable.channels // self.prunable.unit
 
     def removed_channels(self, level: int) -> int:
-        return (self.units - self.rungs[level]) * self.candidate.unit
+        return (self.units - self.rungs[level]) * self.prunable.unit
 
     def lost(self, start: int, end: int) -> float:
         """Importance of the units removed going from rung ``start`` down to rung ``end``."""
@@ -106,7 +106,7 @@ class _Group:
 def plans_for_latency(
     prunable: PrunableModel,
     cfg: PruneConfig,
-    targets: Sequence[float],
+    goals: Sequence[float],
     *,
     predictor: LatencyPredictor | None = None,
     cost: str = "latency",
@@ -115,13 +115,13 @@ def plans_for_latency(
     original: Mapping[str, int] | None = None,
     blocks: bool = False,
 ) -> list[Allocation]:
-    """For each of ``targets`` (in their order), the plan whose predicted cost meets it (ms, or MACs
+    """For each of ``goals`` (in their order), the plan whose predicted cost meets it (ms, or MACs
     for ``cost="macs"``) at the least importance lost, scored and allocated once.
 
     ``max_group_ratio`` caps the fraction of any group's channels removed, counted from
     ``original[root]`` (the group's channels before any step; default: its channels now), so a
     group is never cut below what a uniform ratio of ``max_group_ratio`` leaves of it. When no
-    allowed move reaches a target, the cheapest plan found is returned for it with ``met`` false.
+    allowed move reaches a goal, the cheapest plan found is returned for it with ``met`` false.
     ``blocks``: the model's residual blocks (``PrunableModel.blocks``) are moves too, priced as
     their measured loss rise (``PrunableModel.block_rises``) over every millisecond their operators
     still cost; only with a criterion whose scores compare across layers (the same units), so a
@@ -131,8 +131,8 @@ def plans_for_latency(
         raise InputError(f"unknown allocation cost '{cost}'; valid: {', '.join(COSTS)}")
     if cost == "latency" and predictor is None:
         raise InputError("latency-aware allocation needs a latency predictor")
-    if not targets or not all(math.isfinite(t) and t > 0 for t in targets):
-        raise InputError(f"allocation targets must be positive numbers, got {list(targets)}")
+    if not goals or not all(math.isfinite(t) and t > 0 for t in goals):
+        raise InputError(f"allocation goals must be positive numbers, got {list(goals)}")
     if not 0 < max_group_ratio < 1:
         raise InputError(f"max_group_ratio must be between 0 and 1 (exclusive), got {max_group_ratio}")
     kept = [(c, s) for c, s in prunable.scored(cfg, calibration) if s is not None]
@@ -164,30 +164,30 @@ def plans_for_latency(
                    rise / unit_scale if unit_scale > 0 else 0.0)
             for name, rise in zip(prunable.blocks, rises)
         ]
-    sums = sorted({(t - overhead) / scale for t in targets}, reverse=True)
+    sums = sorted({(t - overhead) / scale for t in goals}, reverse=True)
     start, snapshots = _greedy(groups, whole, shapes, len(prunable.groups), costs, sums, tolerance)
-    candidates = [g.candidate for g in groups]
+    prunables = [g.prunable for g in groups]
     allocations = []
-    for target in targets:
-        levels, gone, total = snapshots[(target - overhead) / scale]
+    for goal in goals:
+        levels, gone, total = snapshots[(goal - overhead) / scale]
         removed = [_removed_indices(g, level) for g, level in zip(groups, levels)]
         if gone:
-            plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(candidates, removed) if r})
+            plan = prunable.depth_plan(cfg.criterion, gone, {c.root: tuple(r) for c, r in zip(prunables, removed) if r})
         else:
             plan = PruningPlan(
                 criterion=cfg.criterion,
-                ratio=sum(len(r) for r in removed) / sum(c.channels for c in candidates),
+                ratio=sum(len(r) for r in removed) / sum(c.channels for c in prunables),
                 groups=tuple(
                     PrunedGroup(c.root, c.members, c.channels, tuple(r), c.unit)
-                    for c, r in zip(candidates, removed) if r
+                    for c, r in zip(prunables, removed) if r
                 ),
             )
         allocations.append(Allocation(
             plan=plan,
-            kept={c.root: c.channels - len(r) for c, r in zip(candidates, removed)},
+            kept={c.root: c.channels - len(r) for c, r in zip(prunables, removed)},
             start=scale * start + overhead,
             predicted=scale * total + overhead,
-            target=target,
+            goal=goal,
             cost=cost,
         ))
     return allocations
@@ -199,14 +199,14 @@ def weighs_blocks(cfg: PruneConfig, blocks: bool) -> bool:
     return blocks and get_criterion(cfg.criterion).comparable_across_layers
 
 
-def _per_unit(candidate: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
+def _per_unit(group: PrunableGroup, score: Tensor, comparable: bool) -> np.ndarray:
     """Score per unit: a head's is the sum of its channels' (comparable scores add up) or their mean."""
-    per_channel = score.detach().double().view(-1, candidate.unit)
+    per_channel = score.detach().double().view(-1, group.unit)
     return (per_channel.sum(1) if comparable else per_channel.mean(1)).numpy()
 
 
 def _group(
-    index: int, candidate: PrunableGroup, score: Tensor, round_to: int | None, max_ratio: float, original: int,
+    index: int, group: PrunableGroup, score: Tensor, round_to: int | None, max_ratio: float, original: int,
     scale: float | None = None,
 ) -> _Group:
     """The group's ladder of rungs and its units' importance.
@@ -216,8 +216,8 @@ def _group(
     across layers (``Criterion.comparable_across_layers``) and are only divided by this constant,
     common to every group (the mean unit score over all groups), so groups keep their relative weight.
     """
-    unit = candidate.unit
-    per_unit = _per_unit(candidate, score, scale is not None)
+    unit = group.unit
+    per_unit = _per_unit(group, score, scale is not None)
     if scale is None:
         mean = per_unit.mean()
         importance = per_unit / mean if mean > 0 else np.ones_like(per_unit)
@@ -234,38 +234,38 @@ def _group(
     else:
         lowest = max(step, step * math.ceil(floor / step))
         rungs = [units] + [k for k in range(step * ((units - 1) // step), lowest - 1, -step)]
-    return _Group(index, candidate, order, importance[order], rungs)
+    return _Group(index, group, order, importance[order], rungs)
 
 
 def _greedy(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, every: int, costs, targets: Sequence[float],
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, every: int, costs, goals: Sequence[float],
     tolerance: float,
 ) -> tuple[float, dict[float, tuple[list[int], tuple[str, ...], float]]]:
     """Move groups down their rungs and remove blocks until the operator-cost sum meets each of
-    ``targets`` (descending).
+    ``goals`` (descending).
 
     ``every`` is the number of the model's groups (``removed`` counts channels per group of the model,
-    ``groups`` are those the config lets shrink). Returns the starting sum and, per target, the
+    ``groups`` are those the config lets shrink). Returns the starting sum and, per goal, the
     groups' levels, the blocks removed and the sum where it was met (or where no move was left).
     """
     removed = [0] * every
     current = costs([shapes.op(i, removed) for i in range(len(shapes.layers))])
     start = total = float(sum(current))
     snapshots: dict[float, tuple[list[int], tuple[str, ...], float]] = {}
-    for target in targets:
-        total = _descend(groups, blocks, shapes, costs, target, tolerance, removed, current, total)
-        snapshots[target] = _refill(groups, blocks, shapes, costs, target, list(removed), list(current), total)
+    for goal in goals:
+        total = _descend(groups, blocks, shapes, costs, goal, tolerance, removed, current, total)
+        snapshots[goal] = _refill(groups, blocks, shapes, costs, goal, list(removed), list(current), total)
     return start, snapshots
 
 
 def _refill(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, removed: list[int],
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, goal: float, removed: list[int],
     current: list[float], total: float,
 ) -> tuple[list[int], tuple[str, ...], float]:
-    """The greedy's state for ``target`` with moves given back while the sum stays within it: the most
+    """The greedy's state for ``goal`` with moves given back while the sum stays within it: the most
     importance per cost added first (a rung up on the same stair costs nothing), a removed block restored
     as a move too. The greedy takes whole moves, and one large move (a block) can leave the sum far under
-    the target; this fills that room, so that every target gets a plan near it. Returns the groups'
+    the goal; this fills that room, so that every goal gets a plan near it. Returns the groups'
     levels, the blocks still removed and the sum; the greedy's own state (``groups``' levels, ``blocks``'
     flags, ``removed``/``current`` as the caller passes copies) is left as it was."""
     levels = [g.level for g in groups]
@@ -291,7 +291,7 @@ def _refill(
                 regained = blocks[-1 - g].importance
             added = sum(new.values()) - sum(current[i] for i in new)
             rank = (regained / added if added > 0 else math.inf, regained)
-            if total + added <= target and (best is None or rank > best):
+            if total + added <= goal and (best is None or rank > best):
                 best, move = rank, (g, level, new)
         if best is None:
             return levels, tuple(b.name for k, b in enumerate(blocks) if k in gone), total
@@ -307,12 +307,12 @@ def _refill(
 
 
 def _descend(
-    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, target: float, tolerance: float,
+    groups: list[_Group], blocks: list[_Block], shapes: OperatorShapes, costs, goal: float, tolerance: float,
     removed: list[int], current: list[float], total: float,
 ) -> float:
-    """Take the cheapest moves until ``total`` meets ``target`` or none is left; updates the state in place."""
+    """Take the cheapest moves until ``total`` meets ``goal`` or none is left; updates the state in place."""
     dead = {i for b in blocks if b.removed for i in b.ops}  # operators of removed blocks cost nothing
-    while total > target:
+    while total > goal:
         moves: dict[int, tuple[float, int, dict[int, float]]] = {}
         window = dict.fromkeys(range(len(groups)), LOOKAHEAD)
         pending = [g for g, group in enumerate(groups) if group.level + 1 < len(group.rungs)]
@@ -370,5 +370,5 @@ class _Block:
 
 def _removed_indices(group: _Group, level: int) -> list[int]:
     count = group.units - group.rungs[level]
-    unit = group.candidate.unit
+    unit = group.prunable.unit
     return sorted(int(u) * unit + offset for u in group.removal_order[:count] for offset in range(unit))

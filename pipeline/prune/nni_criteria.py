@@ -23,22 +23,22 @@ _NNI_MASK_RATIO = 0.5
 
 
 def nni_scorer(pruner_name: str) -> Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]]:
-    def score(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
-        metrics = _nni_metrics(pruner_name, model, candidates, calibration)
+    def score(model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+        metrics = _nni_metrics(pruner_name, model, groups, calibration)
         names = {module: name for name, module in model.named_modules()}
-        return [_aggregate(candidate, metrics, names) for candidate in candidates]
+        return [_aggregate(group, metrics, names) for group in groups]
 
     return score
 
 
 def _nni_metrics(
-    pruner_name: str, model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]
+    pruner_name: str, model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]
 ) -> dict[str, Tensor]:
     """Per-output-channel metrics NNI computes for every member layer it can score."""
     import nni.compression.pruning as nni_pruning
     from nni.compression.base.setting import PruningSetting
 
-    layers = {name: model.get_submodule(name) for c in candidates for name in c.members}
+    layers = {name: model.get_submodule(name) for c in groups for name in c.members}
     dense = sorted(n for n, m in layers.items() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)))
     lstms = sorted(n for n, m in layers.items() if isinstance(m, nn.LSTM))
     config_list = []
@@ -106,11 +106,11 @@ def _nni_evaluator(model: nn.Module, calibration: list[Batch]):
     return TorchEvaluator(training_func, optimizer, training_step)
 
 
-def _aggregate(candidate: PrunableGroup, metrics: dict[str, Tensor], names: dict[nn.Module, str]) -> Tensor | None:
+def _aggregate(group: PrunableGroup, metrics: dict[str, Tensor], names: dict[nn.Module, str]) -> Tensor | None:
     """Mean over the group's scored members of each member's metrics divided by their mean."""
-    total = torch.zeros(candidate.channels)
-    count = torch.zeros(candidate.channels)
-    for item in candidate.group.items:
+    total = torch.zeros(group.channels)
+    count = torch.zeros(group.channels)
+    for item in group.group.items:
         name = names.get(item.dep.target.module)
         if name not in metrics or not is_out(item.dep.handler):
             continue

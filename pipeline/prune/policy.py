@@ -16,43 +16,43 @@ from spiralprune.pipeline.prune.graph import matches
 from spiralprune.pipeline.prune.group import PrunableGroup
 
 
-def choose_removals(candidates: list[PrunableGroup], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:
-    """For each candidate, the sorted channel indices to remove (empty: kept whole)."""
-    removals: list[list[int]] = [[] for _ in candidates]
+def choose_removals(groups: list[PrunableGroup], scores: list[Tensor | None], cfg: PruneConfig) -> list[list[int]]:
+    """For each group, the sorted channel indices to remove (empty: kept whole)."""
+    removals: list[list[int]] = [[] for _ in groups]
     pooled: list[int] = []
-    for i, (candidate, score) in enumerate(zip(candidates, scores)):
+    for i, (group, score) in enumerate(zip(groups, scores)):
         if score is None:
             continue
-        ratio = _override(candidate, cfg)
-        if cfg.global_pruning and ratio is None and candidate.unit == 1:
+        ratio = _override(group, cfg)
+        if cfg.global_pruning and ratio is None and group.unit == 1:
             pooled.append(i)
             continue
-        units = _unit_scores(candidate, score)
-        kept = uniform_kept(len(units), cfg.ratio if ratio is None else ratio, _round_to(candidate, cfg))
-        removals[i] = _lowest(units, len(units) - kept, candidate.unit)
+        units = _unit_scores(group, score)
+        kept = uniform_kept(len(units), cfg.ratio if ratio is None else ratio, _round_to(group, cfg))
+        removals[i] = _lowest(units, len(units) - kept, group.unit)
     if pooled:
         for i, kept in zip(pooled, _global_kept([scores[i] for i in pooled], cfg.ratio)):
-            channels = candidates[i].channels
+            channels = groups[i].channels
             removals[i] = _lowest(scores[i], channels - _round(kept, channels, cfg.round_to), 1)
     return removals
 
 
-def _override(candidate: PrunableGroup, cfg: PruneConfig) -> float | None:
+def _override(group: PrunableGroup, cfg: PruneConfig) -> float | None:
     """The ``per_layer`` ratio of the group: most specific key per member, the smallest over members."""
     ratios = []
-    for member in candidate.members:
+    for member in group.members:
         keys = [key for key in cfg.per_layer if matches(member, key)]
         if keys:
             ratios.append(cfg.per_layer[max(keys, key=len)])
     return min(ratios) if ratios else None
 
 
-def _unit_scores(candidate: PrunableGroup, score: Tensor) -> Tensor:
-    return score.view(-1, candidate.unit).mean(1) if candidate.unit > 1 else score
+def _unit_scores(group: PrunableGroup, score: Tensor) -> Tensor:
+    return score.view(-1, group.unit).mean(1) if group.unit > 1 else score
 
 
-def _round_to(candidate: PrunableGroup, cfg: PruneConfig) -> int | None:
-    return cfg.round_to if candidate.unit == 1 else None
+def _round_to(group: PrunableGroup, cfg: PruneConfig) -> int | None:
+    return cfg.round_to if group.unit == 1 else None
 
 
 def uniform_kept(units: int, ratio: float, round_to: int | None) -> int:

@@ -29,7 +29,7 @@ from spiralprune.pipeline.prune.attention import split_attention
 from spiralprune.pipeline.prune.blocks import block_rises, inside, remove_blocks, residual_blocks
 from spiralprune.pipeline.prune.config import PruneConfig
 from spiralprune.pipeline.prune.criteria import calibration_batches, get_criterion
-from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiralprune.pipeline.prune.graph import build_graph, prunable_groups, check_supported
 from spiralprune.pipeline.prune.group import Calibration, PrunableGroup, loss_of
 from spiralprune.pipeline.prune.plan import PrunedGroup, PruningPlan
 from spiralprune.pipeline.prune.policy import choose_removals
@@ -92,7 +92,7 @@ class PrunableModel:
         self.graph = build_graph(self.work, example_inputs)
         # Every group, stem and output included: a plan of any config (or a recorded one) is listed
         # against these; a config's own groups are a subset, found by their root.
-        self.groups = candidate_groups(self.graph, self.work, PruneConfig(protect_first_last=False))
+        self.groups = prunable_groups(self.graph, self.work, PruneConfig(protect_first_last=False))
         # A group is found by its root or, in a plan made with blocks removed (where a removed
         # block's layer may have been the root), by any of its members.
         self.index = {member: g for g, group in enumerate(self.groups) for member in group.members}
@@ -156,7 +156,7 @@ class PrunableModel:
         if blocks not in self._members:
             work = remove_blocks(copy.deepcopy(self.work), blocks)
             graph = build_graph(work, self.example_inputs)
-            traced = candidate_groups(graph, work, PruneConfig(protect_first_last=False))
+            traced = prunable_groups(graph, work, PruneConfig(protect_first_last=False))
             self._members[blocks] = {
                 old.root: (new.root, new.members)
                 for old in self.groups for new in traced if new.root in old.members and new.channels == old.channels
@@ -177,7 +177,7 @@ class PrunableModel:
 
     def groups_of(self, cfg: PruneConfig) -> list[PrunableGroup]:
         """The groups ``cfg`` lets shrink (its ignored layers and stem protection applied)."""
-        groups = candidate_groups(self.graph, self.work, cfg)
+        groups = prunable_groups(self.graph, self.work, cfg)
         if not groups:
             raise InputError(
                 "nothing to prune: every channel group is ignored, protected (stem or output layer) or passes "

@@ -19,7 +19,7 @@ SENSITIVITY_FRACTIONS = (0.25, 0.5, 0.75, 0.875, 1.0)
 SENSITIVITY_BATCHES = 2
 
 
-def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+def sensitivity(model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
     """Per channel, the measured rise of the calibration loss when its group loses it (and the less
     important channels before it), each group alone.
 
@@ -39,7 +39,7 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
     (and of ``taylor-group``'s batches) and every process gets every score.
     ``model``'s weights, gradients and modes are left as they were.
     """
-    order_scores = taylor_group(model, candidates, calibration)
+    order_scores = taylor_group(model, groups, calibration)
     measured: dict[int, Tensor] = {}
     batches = Calibration(calibration[:SENSITIVITY_BATCHES], loss_of(calibration))
     with gradients(model), torch.no_grad():
@@ -47,15 +47,15 @@ def sensitivity(model: nn.Module, candidates: list[PrunableGroup], calibration: 
         scorable = [g for g, base in enumerate(order_scores) if base is not None]
         for i in share(len(scorable)):  # in a process group, each process its share of the groups
             g = scorable[i]
-            measured[g] = _measured(model, candidates[g], order_scores[g], batches, full)
-    scores = summed([c.channels for c in candidates], measured)
+            measured[g] = _measured(model, groups[g], order_scores[g], batches, full)
+    scores = summed([c.channels for c in groups], measured)
     return [None if base is None else score for score, base in zip(scores, order_scores)]
 
 
-def _measured(model: nn.Module, candidate: PrunableGroup, base: Tensor, batches: Calibration, full: float) -> Tensor:
+def _measured(model: nn.Module, group: PrunableGroup, base: Tensor, batches: Calibration, full: float) -> Tensor:
     """``sensitivity``'s float64 scores of one group (``base``: its ``taylor-group`` scores), ``model`` restored."""
-    items = out_slices(candidate)
-    unit = candidate.unit
+    items = out_slices(group)
+    unit = group.unit
     order = torch.argsort(base.double().view(-1, unit).sum(1), stable=True)
     units = len(order)
     counts = sensitivity_counts(units)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from spiralprune.pipeline.prune.group import Batch, PrunableGroup, is_out, loss_of, share, summed
 
 
-def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+def taylor_group(model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
     """Per channel, the sum over calibration batches of (sum of weight x gradient over its parameters)^2.
 
     Molchanov et al. 2019 ("Importance Estimation for Neural Network Pruning"), group variant as in
@@ -30,9 +30,9 @@ def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration:
     every process gets the sums.
     ``model``'s weights, gradients, modes and ``requires_grad`` flags are left as they were.
     """
-    slices = [out_slices(candidate) for candidate in candidates]
+    slices = [out_slices(group) for group in groups]
     modules = list({id(m): m for items in slices if items for m, _, _ in items}.values())
-    totals = {g: torch.zeros(c.channels, dtype=torch.float64) for g, c in enumerate(candidates) if slices[g] is not None}
+    totals = {g: torch.zeros(c.channels, dtype=torch.float64) for g, c in enumerate(groups) if slices[g] is not None}
     loss = loss_of(calibration)
     with gradients(model):
         for b in share(len(calibration)):  # in a process group, each process its share of the batches
@@ -45,19 +45,19 @@ def taylor_group(model: nn.Module, candidates: list[PrunableGroup], calibration:
                     for module, idxs, root in slices[g]:
                         delta.index_add_(0, root, change[id(module)][idxs])
                     total += delta.square()
-    summed_over_batches = summed([c.channels for c in candidates], totals)
+    summed_over_batches = summed([c.channels for c in groups], totals)
     return [None if items is None else total.float() for total, items in zip(summed_over_batches, slices)]
 
 
-def out_slices(candidate: PrunableGroup) -> list[tuple[nn.Module, Tensor, Tensor]] | None:
+def out_slices(group: PrunableGroup) -> list[tuple[nn.Module, Tensor, Tensor]] | None:
     """(module, its out indices, the root channels they belong to) per scorable out-channel slice.
 
     A module listed twice with the same indices (a depthwise conv or a BatchNorm reached on both of
     its sides) counts once. None when some channel of the group is covered by no slice.
     """
     seen, items = set(), []
-    covered = torch.zeros(candidate.channels, dtype=torch.bool)
-    for item in candidate.group.items:
+    covered = torch.zeros(group.channels, dtype=torch.bool)
+    for item in group.group.items:
         module = item.dep.target.module
         if not is_out(item.dep.handler) or not _has_taylor(module):
             continue

@@ -17,12 +17,12 @@ from spiralprune.pipeline.prune.group import Batch, PrunableGroup, loss_of
 def tp_scorer(
     make_importance: Callable[[], Callable], *, gradients: bool
 ) -> Callable[[nn.Module, list[PrunableGroup], list[Batch]], list[Tensor | None]]:
-    def score(model: nn.Module, candidates: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
+    def score(model: nn.Module, groups: list[PrunableGroup], calibration: list[Batch]) -> list[Tensor | None]:
         if gradients:
             _accumulate_gradients(model, calibration)
         importance = make_importance()
         with torch.no_grad():
-            return [_as_scores(importance(candidate.group)) for candidate in candidates]
+            return [_as_scores(importance(group.group)) for group in groups]
 
     return score
 

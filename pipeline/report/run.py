@@ -165,20 +165,20 @@ def render_html(report: dict, run_dir: Path) -> str:
         sections.append("<h2>Checks of each model judged</h2>")
     for name, verdict, checks in checked:
         sections += [f"<h3>{esc(name)}: {verdict}</h3>", checks_html(checks)]
-    screened = [e for e in report["steps"] if e.get("candidates")]
+    screened = [e for e in report["steps"] if e.get("plans")]
     if screened:
-        sections.append("<h2>Candidate plans (predicted, and measured where compiled)</h2>")
+        sections.append("<h2>Screened plans (predicted, and measured where compiled)</h2>")
     for e in screened:
-        candidates = e["candidates"]
+        plans = e["plans"]
         cells = [
             [f"{c['ratio']:.1%}", str(c.get("blocks", 0)), f"{c['predicted_ms']:.3f}",
              "" if c["ms"] is None else f"{c['ms']:.3f}"]
-            for c in candidates
+            for c in plans
         ]
         removed = f" and residual blocks {', '.join(e['blocks'])}" if e.get("blocks") else ""
         sections += [
-            f"<h3>Step {e['step']} try {e['attempt']}: {len(candidates)} {esc(e.get('allocation', ''))} candidates "
-            f"for {e['target_ms']:.3f} ms, chosen {e['ratio']:.1%}{esc(removed)}</h3>",
+            f"<h3>Step {e['step']} try {e['attempt']}: {len(plans)} {esc(e.get('allocation', ''))} plans "
+            f"for {e['goal_ms']:.3f} ms, chosen {e['ratio']:.1%}{esc(removed)}</h3>",
             html_table(("channels removed", "blocks removed", "predicted ms", "measured ms"), cells, numeric=range(4)),
         ]
     sections += explain_html(report.get("layers"))  # none in a report.json from before it

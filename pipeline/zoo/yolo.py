@@ -18,7 +18,7 @@ center, *before* ``softplus`` and in units of the level's stride; the rest are c
 the sigmoid). Nothing is decoded in the graph: ``yolo_decode`` does it on the host (softplus, scale by
 the stride, sigmoid, score threshold, class-wise NMS), and ``yolo_loss`` trains it (FCOS-style center
 sampling, sigmoid focal loss on the classes, GIoU on the positives' boxes). Labels follow torchvision:
-1..num_classes, 0 being the background (never a target).
+1..num_classes, 0 being the background (never a box's label).
 """
 
 from __future__ import annotations
@@ -241,12 +241,12 @@ def yolo_loss(
         box_centers = (boxes[:, :2] + boxes[:, 2:]) / 2
         radius = center_radius * strides[:, None]
         near = ((x - box_centers[:, 0]).abs() < radius) & ((y - box_centers[:, 1]).abs() < radius)
-        candidate = inside & near  # [A, K]
+        eligible = inside & near  # [A, K]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        cost = area.expand_as(candidate).masked_fill(~candidate, math.inf)
+        cost = area.expand_as(eligible).masked_fill(~eligible, math.inf)
         best, matched = cost.min(1)
         positive = torch.isfinite(best)
-        orphans = (~candidate.any(0)).nonzero().flatten()
+        orphans = (~eligible.any(0)).nonzero().flatten()
         if len(orphans):
             distance = (centers[:level0, None, :] - box_centers[None, orphans, :]).square().sum(-1)  # [A0, k]
             nearest = distance.argmin(0)

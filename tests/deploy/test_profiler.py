@@ -149,6 +149,39 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_a_closed_session_evicts_all_but_the_compiled_files_of_the_models_it_keeps(tiny_onnx, export_tiny, tmp_path):
+    """A try's pattern on real ONNX Runtime: the teacher and the current model beside candidates written in turn to
+    one path. Once the session is closed, only the kept models' compiled files stay (each backend reports the key it
+    ran from), counted in ``compiles``; a later session (the next try, a resumed run) reuses them and evicts what a
+    killed session left."""
+    cache, candidate, current = tmp_path / "compiled", tmp_path / "candidate.onnx", tmp_path / "current.onnx"
+    export_tiny(current, 12)
+    models = {"candidate": candidate, "teacher": tiny_onnx, "current": current}
+    with MeasuringSession(Target(threads=1), cache) as session:
+        for channels in (4, 6):
+            export_tiny(candidate, channels)
+            session.paired(models, FAST)
+        with pytest.raises(RuntimeError, match="close the session first"):
+            session.evict(keep=("teacher",))
+    assert len(list(cache.glob("*.onnx"))) == 4 and set(session.engine_keys) == set(models)
+    kept = {session.engine_keys["teacher"], session.engine_keys["current"]}
+    evicted = session.evict(keep=("teacher", "current"))
+    assert evicted.files == 4 and evicted.bytes > 0  # two candidates' graphs and facts
+    assert {p.name for p in cache.iterdir()} == {f"{key}{suffix}" for key in kept for suffix in (".onnx", ".json")}
+    assert session.compiles == {"built": 4, "from_cache": 0, "kept": 2, **evicted.record()}
+    # The next try: the kept ones are reused; a session killed before it evicted leaves its candidate behind.
+    export_tiny(candidate, 5)
+    with MeasuringSession(Target(threads=1), cache) as killed:
+        killed.paired(models, FAST)
+    assert killed.compiles == {"built": 1, "from_cache": 2, "kept": 0}
+    with MeasuringSession(Target(threads=1), cache) as resumed:  # measures the same plan again: nothing is built
+        resumed.paired(models, FAST)
+    resumed.evict(keep=("teacher",))  # the try was accepted: the current model is not measured again
+    assert resumed.compiles == {"built": 0, "from_cache": 3, "kept": 0, "evicted": 4,
+                                "evicted_mb": resumed.compiles["evicted_mb"]}
+    assert {p.name for p in cache.iterdir()} == {f"{session.engine_keys['teacher']}{s}" for s in (".onnx", ".json")}
+
+
 def test_a_session_loads_the_reference_once_across_measurements(tiny_onnx, export_tiny, tmp_path):
     """A step's pattern: candidates of different content written in turn to one path, each measured beside
     the same reference. The reference is loaded (and compiled) once; every measurement still warms it up

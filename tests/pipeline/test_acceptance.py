@@ -108,3 +108,15 @@ def test_a_new_limit_is_one_rule_class() -> None:
 
     checks = decide(EVIDENCE, [Latency(MS), PeakMemory(64.0)])
     assert [c.status for c in checks] == ["pass", "fail"] and reason(checks) == "peak memory 80.0 MB"
+
+
+def test_a_spiral_model_s_evidence_is_summarized_for_the_ledger(tmp_path):
+    """One record for what a model under judgement is: a try's evidence apart from latency (``evidence_of``)
+    gets its verdicts added and is decided; its summary is what the ledger keeps, ``quality`` the task's metric."""
+    evidence = Evidence(metrics={"accuracy": 0.91, "f1_macro": 0.9, "confusion": [[1]]}, parity=PARITY, size_mb=1.5,
+                        params=1000, onnx_path=tmp_path / "model.onnx", metric="accuracy", macs=20000)
+    assert evidence.summary() == {"parity": PARITY.to_dict(), "metric": "accuracy", "quality": 0.91,
+                                  "metrics": {"accuracy": 0.91, "f1_macro": 0.9}, "params": 1000, "macs": 20000,
+                                  "size_mb": 1.5}
+    with pytest.raises(ValueError, match="needs a spiral model's evidence"):
+        Evidence(metrics={"accuracy": 0.91}).summary()

@@ -5,7 +5,7 @@ import pytest
 
 from spiralprune import __version__
 from spiralprune.core.errors import InputError
-from spiralprune.pipeline.ledger import append_entry, read_ledger, repair_ledger
+from spiralprune.pipeline.ledger import FORMER_NAMES, append_entry, read_ledger, repair_ledger
 from spiralprune.pipeline.passes import PASSES
 from spiralprune.pipeline.passes.record import VERSION, LedgerEntry
 from tests.ledger_entries import OWN_FIELDS, ledger_entry
@@ -41,21 +41,38 @@ _FLAT = {"kind": "step", "message": None, "reduction": None, "predicted_ms": Non
 ])
 def test_a_version_2_line_is_read_as_its_kinds_record(tmp_path: Path, kind: str, own: dict):
     """Run folders written before the ledger had one record per pass still report and resume."""
-    common = ledger_entry(1).model_dump(mode="json", include=set(LedgerEntry.model_fields))
+    common = as_written_before_4(ledger_entry(1).model_dump(mode="json", include=set(LedgerEntry.model_fields)))
     line = {**common, **_FLAT, **own, "version": 2, "kind": kind}
     path = tmp_path / "ledger.jsonl"
     path.write_text(json.dumps(line) + "\n")
     (entry,) = read_ledger(path)
     assert type(entry) is PASSES[kind].record and entry.version == VERSION
+    fields = PASSES[kind].record.model_fields
     assert entry.model_dump(mode="json", exclude={"version"}) == {
-        k: v for k, v in line.items() if k in PASSES[kind].record.model_fields and k != "version"}
+        FORMER_NAMES.get(k, k): v for k, v in line.items() if FORMER_NAMES.get(k, k) in fields and k != "version"}
+
+
+def as_written_before_4(line: dict) -> dict:
+    """A line in the names ledger versions 1 to 3 wrote: ``target_ms``, ``candidates``."""
+    former = {new: old for old, new in FORMER_NAMES.items()}
+    return {former.get(k, k): v for k, v in line.items()}
+
+
+def test_a_version_3_try_is_read_with_this_version_s_names(tmp_path: Path):
+    """Version 4 gave a word one meaning: a try's aim is ``goal_ms`` (``target`` is where a model is measured),
+    its screened plans ``plans`` (``candidate`` is the model under judgement)."""
+    written = ledger_entry(1).model_dump(mode="json")
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(json.dumps({**as_written_before_4(written), "version": 3, "candidates": [{"ratio": 0.3}]}) + "\n")
+    (entry,) = read_ledger(path)
+    assert entry.version == VERSION and entry.goal_ms == written["goal_ms"] and entry.plans == [{"ratio": 0.3}]
 
 
 def test_a_version_2_line_with_another_kinds_field_set_is_refused(tmp_path: Path):
     path = tmp_path / "ledger.jsonl"
     line = {**ledger_entry(1, kind="recovery").model_dump(mode="json"), "version": 2, "candidates": [{"ratio": 0.3}]}
     path.write_text(json.dumps(line) + "\n")
-    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(candidates: Extra inputs"):
+    with pytest.raises(InputError, match=r"line 1 is not a ledger entry \(plans: Extra inputs"):
         read_ledger(path)
 
 

@@ -44,12 +44,12 @@ def make_run(run_dir: Path, met: bool = True) -> tuple[dict, list[LedgerEntry]]:
         directory = f"steps/step-{step:02d}-try-{attempt}"
         profile_from_samples(latencies(ms, seed=step * 10 + attempt)).save(run_dir / directory / "profile.json")
         reason = "within budget" if accepted else "accuracy 90.00% < floor 96.00%"
-        candidates = [
+        plans = [
             {"ratio": 0.25, "blocks": 0, "predicted_ms": 1.02 * ms, "ms": 1.01 * ms},
             {"ratio": 0.3, "blocks": 1, "predicted_ms": 0.97 * ms, "ms": None},
         ]
         entry = ledger_entry(step, attempt, accepted=accepted, ms=ms, accuracy=accuracy, reason=reason,
-                             speedup=4.0 / ms, target_ms=1.05 * ms, predicted_ms=1.02 * ms, candidates=candidates,
+                             speedup=4.0 / ms, goal_ms=1.05 * ms, predicted_ms=1.02 * ms, plans=plans,
                              meets_final=ms <= BUDGET["final_ms"], blocks=["layer1.1"] if step == 2 else [])
         append_entry(run_dir / "ledger.jsonl", entry)
         entries.append(entry)
@@ -69,8 +69,8 @@ def test_a_run_writes_json_markdown_and_a_self_contained_html_page(tmp_path):
     html = paths[2].read_text()
     assert len(inline_images(html)) == 2  # latency distribution of each step, accuracy vs latency
     assert "accuracy 90.00% &lt; floor 96.00%" in html
-    # Every screened candidate of every step: predicted, and measured only where it was compiled.
-    assert html.count("<h3>Step ") == 3 and "2 latency candidates for 2.100 ms, chosen 25.0%" in html
+    # Every screened plan of every step: predicted, and measured only where it was compiled.
+    assert html.count("<h3>Step ") == 3 and "2 latency plans for 2.100 ms, chosen 25.0%" in html
     assert "for 2.100 ms, chosen 25.0% and residual blocks layer1.1</h3>" in html  # a plan that removed a block
     assert '<td class="num">30.0%</td><td class="num">1</td><td class="num">1.940</td><td class="num"></td>' in html
 

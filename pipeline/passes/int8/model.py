@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
-from spiralprune.deploy.profiler import MeasuringSession, Paired, Target
+from spiralprune.deploy.profiler import MeasuringSession, Paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.verdict import Question
 from spiralprune.pipeline.acceptance import Check, Evidence, Latency, Rule, budget_rules, decide, passed, reason
@@ -163,8 +163,9 @@ class QuantizeResult:
     recovery: dict | None  # quantization-aware recovery's record; "kept": the judged INT8 model is the recovered one's
     fallback: dict | None  # the float fallback's to_dict() for the judged model: it keeps these nodes float
     # the measuring session's loads (``spiralprune.deploy.profiler.MeasuringSession.compiles``): the teacher's and
-    # the float model's compiled files come from the run's cache, the INT8 model is built now
-    compiles: dict[str, int]
+    # the float model's compiled files come from the run's cache, the INT8 model is built now; in a run, the
+    # compiled files evicted once it was judged too
+    compiles: dict[str, int | float]
 
     def to_dict(self) -> dict:
         verdict = self.paired.verdict("int8 vs float")
@@ -179,23 +180,24 @@ class QuantizeResult:
 
 
 def judge_quantized(
-    float_path: Path, int8_path: Path, target: Target, settings: ProfileSettings, made: Int8Model,
-    cfg: QuantizeConfig, *, cache_dir: Path | None = None, others: dict[str, Path] | None = None,
+    float_path: Path, int8_path: Path, session: MeasuringSession, settings: ProfileSettings, made: Int8Model,
+    cfg: QuantizeConfig, *, others: dict[str, Path] | None = None,
     questions: tuple[Question, ...] = (), rules: tuple[Rule, ...] = (), metric: Metric = Metric(),
 ) -> QuantizeResult:
-    """The INT8 model beside its float model in rounds: accepted or not, and why. ``made``: how
+    """The INT8 model beside its float model in rounds in ``session`` (the caller's: a run evicts from its
+    compiled files what it will not measure again once the session is closed): accepted or not, and why. ``made``: how
     ``spiralprune.pipeline.passes.int8.model.int8_model`` made ``int8_path`` (both models' validation accuracy, the
     remedies it ran: their reasons are appended to the result's, their records reported with it).
 
     ``others`` are measured in the same rounds (the spiral's teacher) to answer ``questions`` of
     the INT8 model (its final budget); they do not decide acceptance here. ``rules`` are decided with
     the speedup and the drop (on the INT8 model's accuracy)."""
-    if target.backend not in QUANTIZED_BACKENDS:
-        raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{target.backend}'")
+    backend = session.target.backend
+    if backend not in QUANTIZED_BACKENDS:
+        raise InputError(f"INT8 QDQ models run on {', '.join(QUANTIZED_BACKENDS)}, not '{backend}'")
     question = Question("int8 vs float", INT8, 1 / cfg.min_speedup, FLOAT, cfg.budget.latency.statistic)
-    with MeasuringSession(target, cache_dir) as session:
-        paired = session.paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, settings,
-                                [question, *questions], layers=(INT8,) if target.backend in LAYER_BACKENDS else ())
+    paired = session.paired({FLOAT: float_path, INT8: int8_path, **(others or {})}, settings,
+                            [question, *questions], layers=(INT8,) if backend in LAYER_BACKENDS else ())
     accuracy = made.accuracy
     evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
                         {metric.name: accuracy[FLOAT] / metric.scale})
@@ -204,4 +206,4 @@ def judge_quantized(
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}
     return QuantizeResult(passed(checks), "; ".join([reason(checks), *made.reasons]), checks, paired, accuracy, size,
                           made.calibration_s, made.recovery, None if made.fallback is None else made.fallback.to_dict(),
-                          session.compiles)
+                          dict(session.compiles))

@@ -9,6 +9,7 @@ simulated-INT8 parametrizations and hooks, which no job file can carry (``spiral
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from typing import ClassVar
 
@@ -16,10 +17,10 @@ from spiralprune.core.atomic import publish_dir
 from spiralprune.pipeline.budget import paired_speedup
 from spiralprune.pipeline.checkpoint import load_checkpoint
 from spiralprune.pipeline.config import RunConfig
-from spiralprune.pipeline.measure import latency_summary, target_of
+from spiralprune.pipeline.measure import latency_summary, measuring_session
 from spiralprune.pipeline.passes.int8.config import QuantizeConfig
 from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized
-from spiralprune.pipeline.passes.int8.quantize import INT8
+from spiralprune.pipeline.passes.int8.quantize import FLOAT, INT8
 from spiralprune.pipeline.passes.int8.record import QuantizeEntry
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.passes.run import Run
@@ -53,11 +54,15 @@ class Int8:
         for remedy in made.reasons:
             progress.console.print(f"quantize: {remedy}")
         finals = tuple(budget.final_questions(subject=INT8))
-        result = judge_quantized(
-            float_onnx, work / "model.onnx", target_of(cfg), cfg.target.profile, made, q, cache_dir=folder.compiled,
-            others={"teacher": folder.teacher_onnx}, questions=finals,
-            rules=(budget.quality_rule(),), metric=budget.metric,
-        )
+        with measuring_session(cfg, folder.compiled) as session:
+            result = judge_quantized(
+                float_onnx, work / "model.onnx", session, cfg.target.profile, made, q,
+                others={"teacher": folder.teacher_onnx}, questions=finals,
+                rules=(budget.quality_rule(),), metric=budget.metric,
+            )
+        # The run's last measurement: what is kept of its compiled files is the teacher's and its result's
+        session.evict(keep=("teacher", INT8 if result.accepted else FLOAT))
+        result = dataclasses.replace(result, compiles=dict(session.compiles))
         result.paired.profiles[INT8].save(work / "profile.json")
         final = folder.steps / "quantize"
         publish_dir(work, final)

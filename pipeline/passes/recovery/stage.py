@@ -10,7 +10,7 @@ import shutil
 from typing import ClassVar
 
 from spiralprune.core.atomic import publish_dir
-from spiralprune.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, passed, reason
+from spiralprune.pipeline.acceptance import Parity, QualityLimit, decide, passed, reason
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.passes.record import epochs_spent
@@ -44,10 +44,10 @@ class Recovery:
             work / "model", base_spec=meta["base_spec"], plans=meta["plans"], model=student,
             input_shape=cfg.input_shape, input_dtype=run.data.input_dtype, metadata={"recovery_of": last.dir},
         )
-        measurement = run.data.measure(student, work, cfg)
+        evidence = run.data.evidence(student, work, cfg)
         shutil.copy2(folder.of(last, "profile.json"), work / "profile.json")
         metric = run.data.task.quality(cfg.budget.quality.name)
-        checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
+        checks = decide(evidence,
                         [QualityLimit(metric.shown(last.metrics, "the final recovery", last.name), metric,
                                       name=f"{metric.name}.{metric.bound}", label=f"{last.name}'s"), Parity()])
         why = f"after {trained.epochs} more epochs: {reason(checks)}"
@@ -57,7 +57,7 @@ class Recovery:
         entry = RecoveryEntry.model_validate({
             **last.carried(),  # the structure and its latency verdicts are the last step's
             "dir": str(final.relative_to(folder.root)), "distill": trained, "accepted": passed(checks),
-            "reason": why, "checks": [c.to_dict() for c in checks], "message": run.message, **measurement.summary(),
+            "reason": why, "checks": [c.to_dict() for c in checks], "message": run.message, **evidence.summary(),
         })
         run.record(entry)
         progress.console.print(f"final recovery: {'accepted' if entry.accepted else 'rejected'}: {why}")

@@ -17,9 +17,9 @@ class ScheduleConfig(BaseModel):
     that structure was as accurate as a spiral of halving steps at 3x and more accurate at 4x, at
     more speed, on both architectures.
 
-    ``allocation`` is how a step's candidate plans are made (see ``spiralprune.pipeline.passes.steps.plan_search``): ``latency``
+    ``allocation`` is how a step's plans are made (see ``spiralprune.pipeline.passes.steps.plan_search``): ``latency``
     keeps the most importance per predicted millisecond saved; ``uniform`` removes one ratio from
-    every group. Either way candidates are screened by predicted latency before any is measured.
+    every group. Either way plans are screened by predicted latency before any is measured.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,22 +1,22 @@
-"""One spiral step's pruning plan: candidates screened by predicted latency, only the promising measured.
+"""One spiral step's pruning plan: plans screened by predicted latency, only the promising measured.
 
-Candidates come from the schedule's ``allocation``:
+Plans come from the schedule's ``allocation``:
 
 - ``latency``: the latency-aware knapsack of ``spiralprune.pipeline.prune.latency_aware`` at a ladder of
-  predicted targets around the step's target (``LADDER``; around the current latency when the
-  target asks for no reduction), least pruned first, so there is a less and a more pruned plan to
+  predicted goals around the step's goal (``LADDER``; around the current latency when the
+  goal asks for no reduction), least pruned first, so there is a less and a more pruned plan to
   go to when a measurement disagrees with the prediction; each rung's plan is refilled up to its
-  target (a residual block is one large move, and the greedy alone left rungs far below theirs);
+  goal (a residual block is one large move, and the greedy alone left rungs far below theirs);
 - ``uniform``: ``plan_pruning`` with the configured criterion and policy at a grid of ratios up to
   ``schedule.max_ratio`` (the ratio NNI and Torch-Pruning ask for), least pruned first.
 
-Every candidate's latency is predicted from the operator table: nothing is exported or compiled to
+Every plan's latency is predicted from the operator table: nothing is exported or compiled to
 rank it. The predictor is calibrated on the current model's measured latency and again after each
-measured candidate (NetAdapt's feedback: a miss raises the prediction of everything left). A
-measurement is the step's own verdict (``spiralprune.deploy.verdict``: the candidate in rounds beside the
-current model and the teacher, judged on the per-round ratios), and the chosen plan's measurement is
+measured plan (NetAdapt's feedback: a miss raises the prediction of everything left). A
+plan's measurement is the step's own verdict (``spiralprune.deploy.verdict``: its pruned model, the candidate,
+in rounds beside the current model and the teacher, judged on the per-round ratios), and the chosen plan's measurement is
 the one its step is accepted or rejected on: training changes weights, not the graph, so a plan the
-judge rejects is never distilled. Measured next is the candidate predicted closest under the limit
+judge rejects is never distilled. Measured next is the plan predicted closest under the limit
 among those predicted slower than the best one judged to meet so far (the calibration is one scale
 and one overhead for every plan, so this is their order by calibrated prediction; the ladder's rungs
 are not in that order: a rung whose knapsack kept other channels, or snapped to another stair, can
@@ -30,16 +30,16 @@ pruned plan (the plain net of ``docs/landing/2026-12-06.md`` at 3x: plans at the
 undecided sent it from 73 % of the channels to 75 %, 4.47x, 4 points less accurate). Every session's
 outcome, latency and seconds are recorded with the plan. "Predicted to meet" is
 judged against where the judge last put the limit (``PlanVerdict.headroom``), not only against
-``target_ms``: on the step aimed at the final budget the judge asks for a speedup over the teacher
-measured in the same rounds, and the teacher's latency when the run started (``target_ms`` is its
+``goal_ms``: on the step aimed at the final budget the judge asks for a speedup over the teacher
+measured in the same rounds, and the teacher's latency when the run started (``goal_ms`` is its
 fraction) drifts by several percent between sessions; a plan the judge finds 6 % faster than
 needed lets the search try the less pruned ones predicted within that 6 % (MobileNetV2 at 3x,
 2026-12-05: plans chosen at 3.2-3.4x where 3.0x was asked, 2 points less accurate than a uniform
-ratio at 3.1x). The choice is the candidate
-judged to meet the target that is predicted slowest or, when none was, the fastest one measured. When no
-measured candidate met the target and none left is predicted to, the fastest candidate not yet
-measured is measured too if it is predicted faster than every measured one (a step whose target
-sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every candidate is recorded with its predicted latency and, when it
+ratio at 3.1x). The choice is the plan
+judged to meet the goal that is predicted slowest or, when none was, the fastest one measured. When no
+measured plan met the goal and none left is predicted to, the fastest plan not yet
+measured is measured too if it is predicted faster than every measured one (a step whose goal
+sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every plan is recorded with its predicted latency and, when it
 was compiled, its measured one.
 
 Loss before training says little about accuracy after it: a residual block's loss rise (the
@@ -72,7 +72,7 @@ from spiralprune.pipeline.passes.steps.config import ScheduleConfig
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
-# Predicted targets of the latency candidates, as fractions of the step's target: dense just under
+# Predicted goals of the latency plans, as fractions of the step's goal: dense just under
 # 1, because near the latency floor a few percent of milliseconds can be many channels (ResNet at 4x,
 # 2026-12-03: 0.265 ms with 65 % of the channels removed, 0.248 ms with 76 %), and a plan measured
 # just over the limit should be followed by one a little more pruned, not by one 10 % faster.
@@ -109,7 +109,7 @@ class NothingLeftToPrune(Exception):
 
 @dataclass
 class ScreenedPlan:
-    """A candidate plan of a step: its pruned operators, predicted latency and, once compiled, the
+    """A plan of a step, screened: its pruned operators, predicted latency and, once compiled, the
     judge's (``ms`` and ``meets`` from its last session, which holds the evidence of all of them;
     ``sessions``: each session's outcome, ms and seconds)."""
 
@@ -144,14 +144,14 @@ class Contender:
 
 @dataclass(frozen=True)
 class PlanChoice:
-    """A step's plan with its predicted latency, every candidate's record and the predictor's
+    """A step's plan with its predicted latency, every screened plan's record and the predictor's
     calibration; ``contenders``: plans of other structures also judged to meet, for a training probe
     to decide between (``spiralprune.pipeline.passes.steps.tries``); ``probes``: the probes' records once run (empty when
     there was nothing to decide)."""
 
     plan: PruningPlan
     predicted_ms: float
-    candidates: list[dict]
+    plans: list[dict]  # every screened plan's ``ScreenedPlan.record``
     calibration: dict
     contenders: tuple[Contender, ...] = ()
     probes: tuple[dict, ...] = ()
@@ -159,17 +159,19 @@ class PlanChoice:
     def to_dict(self) -> dict:
         return {
             "plan": self.plan.to_dict(), "predicted_ms": self.predicted_ms,
-            "candidates": self.candidates, "calibration": self.calibration,
+            "plans": self.plans, "calibration": self.calibration,
             "contenders": [c.to_dict() for c in self.contenders], "probes": list(self.probes),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> PlanChoice:
-        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], data["candidates"], data["calibration"],
+        # "candidates": a plan.json of a try killed under a spiral before ledger version 4, resumed
+        plans = data["plans"] if "plans" in data else data["candidates"]
+        return cls(PruningPlan.from_dict(data["plan"]), data["predicted_ms"], plans, data["calibration"],
                    tuple(Contender.from_dict(c) for c in data.get("contenders", [])), tuple(data.get("probes", [])))
 
 
-def candidate_plans(
+def step_plans(
     prunable: PrunableModel, anchor_ms: float, *, prune: PruneConfig, schedule: ScheduleConfig,
     predictor: LatencyPredictor, calibration: Iterable[tuple[Tensor, Tensor]] | None,
     original: Mapping[str, int] | None = None, blocks: bool | None = None, allocation: str | None = None,
@@ -200,16 +202,16 @@ def candidate_plans(
                 "or on the last stair of its latency staircase; a higher schedule.max_ratio or a looser budget "
                 "would let the run go on"
             )
-        raise InputError("no candidate plan removes any channel: every prunable group is too small or protected")
+        raise InputError("no plan removes any channel: every prunable group is too small or protected")
     return list(distinct.values())
 
 
 def choose_plan(
-    prunable: PrunableModel, target_ms: float, current_ms: float, *, prune: PruneConfig,
+    prunable: PrunableModel, goal_ms: float, current_ms: float, *, prune: PruneConfig,
     schedule: ScheduleConfig, predictor: LatencyPredictor, calibration: Sequence[tuple[Tensor, Tensor]] | None,
     measure: Callable[[PruningPlan], PlanVerdict], original: Mapping[str, int] | None = None,
 ) -> PlanChoice:
-    """Screen the step's candidates by predicted latency and measure the promising ones.
+    """Screen the step's plans by predicted latency and measure the promising ones.
 
     ``prunable``: the step's model, traced once (a step's tries share it, and with it the criterion's
     scores of the model's weights on ``calibration``);
@@ -230,47 +232,47 @@ def choose_plan(
         name, kind = untimed[0]
         raise InputError(
             f"layer '{name}' ({kind}) has no entry in the operator latency table (Conv2d, Linear, single-layer LSTM, attention), "
-            "so candidate plans cannot be screened by predicted latency; "
+            "so plans cannot be screened by predicted latency; "
             "prune this model with 'spiralprune prune' at a fixed ratio instead"
         )
     samples: list[tuple[list[Layer], float]] = [(prunable.layers(PruningPlan(prune.criterion, 0.0, ())), current_ms)]
     predictor.calibrate(samples)
-    anchor = min(target_ms, current_ms)
+    anchor = min(goal_ms, current_ms)
 
-    def screened(**ladder: object) -> list[ScreenedPlan]:
-        plans = candidate_plans(prunable, anchor, prune=prune, schedule=schedule, predictor=predictor,
+    def screen(**ladder: object) -> list[ScreenedPlan]:
+        plans = step_plans(prunable, anchor, prune=prune, schedule=schedule, predictor=predictor,
                                 calibration=calibration, original=original, **ladder)
         return [ScreenedPlan(plan, prunable.layers(plan)) for plan in plans]
 
-    search = _Search(predictor, samples, measure, target_ms)
-    candidates = screened()
-    best = search.run(candidates, MAX_MEASURED, settle=True)
-    chosen = candidates[best]
+    search = _Search(predictor, samples, measure, goal_ms)
+    screened = screen()
+    best = search.run(screened, MAX_MEASURED, settle=True)
+    chosen = screened[best]
     found: list[tuple[ScreenedPlan, str]] = []
     if chosen.meets and schedule.probe_epochs > 0:
         for structure, (applies, ladder) in CONTENDER_LADDERS.items():
             if not applies(chosen.plan, schedule):
                 continue
-            others = screened(**ladder)
+            others = screen(**ladder)
             best = search.run(others, MAX_CONTENDER_MEASURED, settle=False)
             if best is not None and others[best].plan != chosen.plan:
                 found.append((others[best], structure))
-            candidates += [c for c in others if c.ms is not None and c.plan != chosen.plan]
+            screened += [c for c in others if c.ms is not None and c.plan != chosen.plan]
     elif chosen.meets and uniform_spread(chosen.plan, schedule):
         # The table prices a uniform structure differently from the knapsack's (the knapsack spends
         # where the table says time is cheap): the uniform ratios get a calibration of their own, from
         # the current model and their own measurements, and the fastest is measured when none is
         # predicted to meet, as the step's own search does.
-        uniform = screened(allocation="uniform")
+        uniform = screen(allocation="uniform")
         family = _Search(LatencyPredictor(predictor.table), samples[:1], measure, search.limit_ms)
         best = family.run(uniform, MAX_MEASURED, settle=True)
         if best is not None and uniform[best].meets:
             chosen = uniform[best]
-        candidates += [c for c in uniform if c.ms is not None]
-    for c in candidates:
+        screened += [c for c in uniform if c.ms is not None]
+    for c in screened:
         c.predicted_ms = predictor.predict(c.layers)
     return PlanChoice(
-        chosen.plan, chosen.predicted_ms, [c.record() for c in candidates], predictor.calibration.to_dict(),
+        chosen.plan, chosen.predicted_ms, [c.record() for c in screened], predictor.calibration.to_dict(),
         contenders=tuple(Contender(c.plan, c.predicted_ms, structure) for c, structure in found),
     )
 
@@ -282,7 +284,7 @@ def uniform_spread(plan: PruningPlan, schedule: ScheduleConfig) -> bool:
 
 
 # The other structures a chosen plan is probed against: name -> (whether the ladder applies to the
-# chosen plan and the schedule, the ladder's ``candidate_plans`` arguments).
+# chosen plan and the schedule, the ladder's ``step_plans`` arguments).
 CONTENDER_LADDERS: dict[str, tuple[Callable[[PruningPlan, ScheduleConfig], bool], dict]] = {
     "block-free": (lambda plan, schedule: bool(plan.blocks), {"blocks": False}),
     "uniform": (lambda plan, schedule: schedule.allocation == "latency", {"allocation": "uniform"}),
@@ -290,37 +292,37 @@ CONTENDER_LADDERS: dict[str, tuple[Callable[[PruningPlan, ScheduleConfig], bool]
 
 
 class _Search:
-    """The measured search of the module docstring over one list of candidates; the predictor's
+    """The measured search of the module docstring over one list of screened plans; the predictor's
     calibration samples and the judge's limit carry over from one list to the next."""
 
     def __init__(self, predictor: LatencyPredictor, samples: list[tuple[list[Layer], float]],
-                 measure: Callable[[PruningPlan], PlanVerdict], target_ms: float):
+                 measure: Callable[[PruningPlan], PlanVerdict], goal_ms: float):
         self.predictor, self.samples, self.measure = predictor, samples, measure
-        self.limit_ms = target_ms  # the predicted latency of a plan on the judge's limit, as last measured
+        self.limit_ms = goal_ms  # the predicted latency of a plan on the judge's limit, as last measured
 
-    def run(self, candidates: list[ScreenedPlan], budget: int, *, settle: bool) -> int | None:
-        """The index of the candidate judged to meet that is predicted slowest, after at most ``budget``
+    def run(self, screened: list[ScreenedPlan], budget: int, *, settle: bool) -> int | None:
+        """The index of the plan judged to meet that is predicted slowest, after at most ``budget``
         plans measured; with ``settle``, when none met, the fastest measured (trying the fastest one
         not measured first if it is predicted faster than every measured one); else None."""
         predictor, best, measured = self.predictor, None, 0
         while measured < budget:
-            for c in candidates:
+            for c in screened:
                 c.predicted_ms = predictor.predict(c.layers)
-            slowest_met = -math.inf if best is None else candidates[best].predicted_ms
+            slowest_met = -math.inf if best is None else screened[best].predicted_ms
             pool = [
-                i for i, c in enumerate(candidates)
+                i for i, c in enumerate(screened)
                 if c.ms is None and slowest_met < c.predicted_ms <= self.limit_ms
             ]
             if not pool and best is None and settle:
-                # Nothing measured met the target and nothing left is predicted to: before settling for
+                # Nothing measured met the goal and nothing left is predicted to: before settling for
                 # the fastest measured, try the fastest one not measured yet if it is predicted faster.
-                fastest_measured = min((c.predicted_ms for c in candidates if c.ms is not None), default=math.inf)
-                rest = [i for i, c in enumerate(candidates) if c.ms is None and c.predicted_ms < fastest_measured]
-                pool = [min(rest, key=lambda i: candidates[i].predicted_ms)] if rest else []
+                fastest_measured = min((c.predicted_ms for c in screened if c.ms is not None), default=math.inf)
+                rest = [i for i, c in enumerate(screened) if c.ms is None and c.predicted_ms < fastest_measured]
+                pool = [min(rest, key=lambda i: screened[i].predicted_ms)] if rest else []
             if not pool:
                 break
-            index = max(pool, key=lambda i: (candidates[i].predicted_ms, -i))  # closest under the limit
-            pick = candidates[index]
+            index = max(pool, key=lambda i: (screened[i].predicted_ms, -i))  # closest under the limit
+            pick = screened[index]
             verdict = self._judge(pick)
             measured += 1
             if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
@@ -332,7 +334,7 @@ class _Search:
             if pick.meets:
                 best = index
         if best is None and settle:
-            measured_ms = {i: c.ms for i, c in enumerate(candidates) if c.ms is not None}
+            measured_ms = {i: c.ms for i, c in enumerate(screened) if c.ms is not None}
             best = min(measured_ms, key=lambda i: measured_ms[i] if math.isfinite(measured_ms[i]) else math.inf)
         return best
 

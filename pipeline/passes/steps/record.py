@@ -14,14 +14,16 @@ class StepEntry(LedgerEntry):
     kind: Literal["step"] = "step"
     reduction: float | None = None
     predicted_ms: float | None = None
-    candidates: list[dict[str, Any]] = []
+    plans: list[dict[str, Any]] = []  # every plan the try screened (``ScreenedPlan.record``)
     probes: list[dict[str, Any]] = []  # the training probes that chose between plans of different structure
     predictor: dict[str, Any] | None = None
     # the chosen plan's calibrated table latency per layer (ms, by module name), beside its measured profile
     predicted_layers: dict[str, float] = {}
     # the try's measuring session (``spiralprune.deploy.profiler.MeasuringSession.compiles``): models compiled now,
-    # compiled files reused from the run's cache, models kept loaded across its plans
-    compiles: dict[str, int] | None = None
+    # compiled files reused from the run's cache, models kept loaded across its plans; and the compiled files
+    # removed from the cache when the try ended (``evicted``, ``evicted_mb``: all but the teacher's and the
+    # current model's when rejected; absent in lines written before eviction)
+    compiles: dict[str, int | float] | None = None
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ share when its plan meets the final budget, else from what later tries and the r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from spiralprune.core.atomic import publish_dir, write_json
 from spiralprune.deploy.profiler import MeasuringSession, Paired
 from spiralprune.deploy.sampling import Rounds
 from spiralprune.kernels.predictor import Calibration, LatencyPredictor
-from spiralprune.pipeline.acceptance import Evidence, Latency, budget_rules, decide, passed, reason
+from spiralprune.pipeline.acceptance import Latency, budget_rules, decide, passed, reason
 from spiralprune.pipeline.budget import FinalBudget, TryQuestions, paired_speedup
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
@@ -157,26 +158,26 @@ class Tries:
         name = f"step-{step:02d}-try-{attempt}"
         work = self.folder.steps / f".{name}"
         work.mkdir(parents=True, exist_ok=True)
-        target_ms = max(budget.final_ms, current.ms * (1 - reduction))
-        questions = budget.try_questions(target_ms, current.name, current.ms)
+        goal_ms = max(budget.final_ms, current.ms * (1 - reduction))
+        questions = budget.try_questions(goal_ms, current.name, current.ms)
         rules = budget_rules(self.config.budget, budget.metric, latency=[Latency(q) for q in questions.judged],
                              reference="teacher")
         kd_teacher = current.trainee if self.config.distill.teacher == "previous" else teacher
-        choice, student, paired, compiles = self._plan(name, work, questions, current, teacher.module, kd_teacher,
-                                                       progress)
+        choice, student, paired, session = self._plan(name, work, questions, current, teacher.module, kd_teacher,
+                                                      progress)
         latency_ok = questions.outcome(paired) == "meets"
         finishes = latency_ok and questions.meets_final(paired)
         if self.config.schedule.total_epochs is not None and finishes:
             recovery_epochs = max(recovery_epochs - probe_cost(choice.probes), 0)
         epochs = epochs + (recovery_epochs if finishes else 0) if latency_ok else 0  # training cannot make it faster
-        measured_count = sum(c["ms"] is not None for c in choice.candidates)
-        longer = sum(len(c.get("sessions", ())) > 1 for c in choice.candidates)  # none in a plan.json written before sessions were recorded
+        measured_count = sum(c["ms"] is not None for c in choice.plans)
+        longer = sum(len(c.get("sessions", ())) > 1 for c in choice.plans)  # none in a plan.json written before sessions were recorded
         progress.console.print(
-            f"{name}: {len(choice.candidates)} candidates, {measured_count} measured"
+            f"{name}: {len(choice.plans)} plans screened, {measured_count} measured"
             + (f" ({longer} measured longer: undecided after one session)" if longer else "")
             + f"; removed {choice.plan.ratio:.0%} "
             f"of the channels" + (f" and residual blocks {', '.join(choice.plan.blocks)}" if choice.plan.blocks else "")
-            + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / target_ms:.0%} of the target); "
+            + f" (predicted {choice.predicted_ms:.3f} ms, {choice.predicted_ms / goal_ms:.0%} of the goal); "
             + (f"distilling {epochs} epochs"
                + (f", the final recovery's {recovery_epochs} among them" if finishes else "")
                if latency_ok else "not distilled: the judge rejects its latency")
@@ -189,35 +190,38 @@ class Tries:
             input_shape=self.config.input_shape, input_dtype=self.data.input_dtype,
             metadata={"step": step, "attempt": attempt},
         )
-        measurement = self.data.measure(student, work, self.config)
+        evidence = dataclasses.replace(self.data.evidence(student, work, self.config),
+                                       verdicts={q.name: paired.verdict(q.name) for q in questions.judged},
+                                       reference_metrics=budget.teacher_metrics)
         paired.profiles["candidate"].save(work / "profile.json")
-        evidence = Evidence({q.name: paired.verdict(q.name) for q in questions.judged}, measurement.metrics,
-                            budget.teacher_metrics, measurement.parity, measurement.size_mb, measurement.params)
         checks = decide(evidence, rules)
         shutil.rmtree(work / "distill", ignore_errors=True)
         final = self.folder.steps / name
         publish_dir(work, final)
+        # The try is measured: of its compiled files, only the teacher's and (rejected) the current model's are
+        # measured again; an accepted model is compiled when the next step measures it as its current one.
+        session.evict(keep=("teacher",) if passed(checks) else ("teacher", current.name))
         entry = StepEntry(
             step=step, attempt=attempt, dir=str(final.relative_to(self.folder.root)), accepted=passed(checks),
             reason=reason(checks), checks=[c.to_dict() for c in checks],
-            reduction=reduction, target_ms=target_ms, reference=current.name, ratio=choice.plan.ratio,
+            reduction=reduction, goal_ms=goal_ms, reference=current.name, ratio=choice.plan.ratio,
             blocks=list(choice.plan.blocks), allocation=self.config.schedule.allocation, predicted_ms=choice.predicted_ms,
-            candidates=choice.candidates, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
+            plans=choice.plans, probes=list(choice.probes), predictor=choice.calibration, distill=trained,
             predicted_layers=LatencyPredictor(self.predictor.table, Calibration(**choice.calibration)).per_layer(
                 self.prunable(current.model).layers(choice.plan)),
             verdicts=[paired.verdict(q.name).to_dict() for q in questions.asked], meets_final=questions.meets_final(paired),
-            measure_s=paired.rounds.wall_s, compiles=compiles, **paired_speedup(paired, budget.latency.statistic),
-            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **measurement.summary(),
+            measure_s=paired.rounds.wall_s, compiles=session.compiles, **paired_speedup(paired, budget.latency.statistic),
+            **latency_summary(paired.profiles["candidate"], budget.latency.statistic), **evidence.summary(),
         )
         return entry, student, choice.plan
 
     def _plan(
         self, name: str, work: Path, questions: TryQuestions, current: Reference, teacher: nn.Module,
         kd_teacher: Trainee, progress: Progress,
-    ) -> tuple[PlanChoice, nn.Module, Paired, dict[str, int]]:
-        """The try's plan, its pruned module, its paired session and the loads of the try's measuring
-        session (``MeasuringSession.compiles``): chosen (probed when the search found a contender) and
-        measured now, or (a resumed try) read from its ``plan.json``, pruned and measured again
+    ) -> tuple[PlanChoice, nn.Module, Paired, MeasuringSession]:
+        """The try's plan, its pruned module, its paired session and the try's measuring session, closed (its
+        ``compiles``, and the keys of its compiled files for ``attempt`` to evict): chosen (probed when the search
+        found a contender) and measured now, or (a resumed try) read from its ``plan.json``, pruned and measured again
         (``judge_plan``: longer when the judge leaves it undecided, as the search does). The session keeps
         the teacher and the current model loaded across the plans and is closed before any training."""
         plan_path = work / "plan.json"
@@ -227,7 +231,7 @@ class Tries:
                 measure, measured = self._measurer(questions, current, teacher, work, session)
                 judge_plan(choice.plan, measure)  # measured longer when undecided, as the search did
                 student, paired, _ = measured[choice.plan]
-                return choice, student, paired, session.compiles
+                return choice, student, paired, session
             self.console.print(
                 f"{name}: screening {self.config.schedule.allocation} pruning plans for "
                 f"{questions.step.limit * current.ms:.3f} ms by predicted latency"
@@ -242,7 +246,7 @@ class Tries:
                                  kd_teacher, progress)
         write_json(plan_path, choice.to_dict())
         student, paired, _ = measured[choice.plan]
-        return choice, student, paired, session.compiles
+        return choice, student, paired, session
 
     def _probe(
         self, name: str, choice: PlanChoice, measured: dict[PruningPlan, tuple[nn.Module, PlanVerdict]],
@@ -281,6 +285,6 @@ class Tries:
                 + f" removed, {p['ms']:.3f} ms, {self.data.task.metric} {p['quality']:.4g}" + (" (chosen)" if p["chosen"] else "")
                 for p in probes)
         )
-        return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.candidates, choice.calibration,
+        return PlanChoice(entrants[won].plan, entrants[won].predicted_ms, choice.plans, choice.calibration,
                           probes=tuple(probes))
 

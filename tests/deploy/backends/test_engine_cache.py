@@ -1,7 +1,7 @@
 import dataclasses
 
 from spiralprune.core.atomic import write_bytes
-from spiralprune.deploy.backends.engine_cache import EngineSpec
+from spiralprune.deploy.backends.engine_cache import EngineSpec, Evicted, build_key, evict
 
 SPEC = EngineSpec(
     onnx_sha256="ab" * 32, trt_version="10.7.0", gpu="NVIDIA H100 80GB HBM3 (sm_90)",
@@ -33,3 +33,24 @@ def test_save_writes_engine_and_its_spec_atomically(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
     write_bytes(path, b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_evict_removes_every_build_but_the_kept_keys_and_what_no_key_names(tmp_path):
+    """One build's files are named by its key: ONNX Runtime's optimized graph and its facts, a TensorRT engine and
+    its spec, ONNX Runtime's TensorRT engine folder, a temporary file a killed build left. Timing caches (shared by
+    every build on a GPU) and anything else no key names stay."""
+    kept, gone, folder = build_key({"model": 1}), build_key({"model": 2}), build_key({"model": 3})
+    for name in (f"{kept}.onnx", f"{kept}.json", f"{gone}.onnx", f"{gone}.json", f".{gone}.onnx.x1y2.tmp",
+                 f"{kept}.engine", "timing-10-7-0-H100.cache", "TensorrtExecutionProvider_cache_sm90.timing",
+                 "notes.txt"):
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    (tmp_path / folder).mkdir()
+    for name in ("a.engine", "a.profile"):
+        (tmp_path / folder / name).write_bytes(b"y" * 500_000)
+    evicted = evict(tmp_path, {kept})
+    assert evicted == Evicted(files=5, bytes=3 * 1000 + 1_000_000)
+    assert evicted.record() == {"evicted": 5, "evicted_mb": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        f"{kept}.engine", f"{kept}.json", f"{kept}.onnx", "TensorrtExecutionProvider_cache_sm90.timing", "notes.txt",
+        "timing-10-7-0-H100.cache"])
+    assert evict(tmp_path, {kept}) == Evicted() and evict(tmp_path / "absent", set()) == Evicted()

@@ -56,12 +56,14 @@ def test_a_cache_dir_keeps_the_optimized_graph_by_content_and_settings(tiny_onnx
     assert (first.settings["engine_from_cache"], again.settings["engine_from_cache"]) == (False, True)
     saved = sorted(p.name for p in cache.iterdir())
     assert len(saved) == 2 and {p.rsplit(".", 1)[1] for p in saved} == {"onnx", "json"}  # the graph and its facts
+    # the runner names the key its files are named by (what a session evicts by)
+    assert first.settings["engine_key"] == again.settings["engine_key"] == saved[0].split(".")[0]
     assert OrtCpuBackend(static_onnx, threads=1, cache_dir=cache).load().settings["engine_from_cache"] is False
     assert OrtCpuBackend(tiny_onnx, threads=2, cache_dir=cache).load().settings["engine_from_cache"] is False
     assert len(list(cache.glob("*.onnx"))) == 3
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     uncached = OrtCpuBackend(tiny_onnx, threads=1).load()
-    assert uncached.settings["engine_from_cache"] is False
+    assert uncached.settings["engine_from_cache"] is False and "engine_key" not in uncached.settings
     outputs = []
     for runner in (uncached, first, again):
         with runner:

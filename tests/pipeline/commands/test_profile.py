@@ -153,7 +153,7 @@ def test_a_graph_whose_work_depends_on_its_data_is_fed_validation_samples(nms_on
 
 
 def test_validation_samples_feed_a_model_of_one_input_only(nms_onnx, tmp_path):
-    from spiralprune.pipeline.gate.candidate import data_feed
+    from spiralprune.pipeline.gate.prepare import data_feed
 
     two = onnx.load(str(nms_onnx))
     two.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1]))

@@ -184,7 +184,7 @@ def test_the_floor_with_blocks_is_below_the_floor_of_channels_alone(predictor: L
 
 def test_every_rung_gets_a_plan_near_its_target_however_large_a_block_move_is(tmp_path) -> None:
     """A free block (its output zeroed: no loss rise) is the greedy's first move and takes 18 % of the
-    cost at once; the refill then gives channels, or the block, back while each rung's target allows, so
+    cost at once; the refill then gives channels, or the block, back while each rung's goal allows, so
     a rung between "that block gone" and "more gone" gets its own plan (here 0.8: the block kept, a
     quarter of the channels cut). An operator table of known costs (a staircase of 4 channels): what
     the knapsack decides must not depend on how this machine times operators today."""
@@ -199,9 +199,9 @@ def test_every_rung_gets_a_plan_near_its_target_however_large_a_block_move_is(tm
     cfg, rungs = PruneConfig(criterion="sensitivity", round_to=4), (0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
     ladder = plans_for_latency(prunable, cfg, [f * start for f in rungs], predictor=predictor,
                                calibration=CALIBRATION, max_group_ratio=0.9, blocks=True)
-    assert all(a.met and a.predicted >= 0.86 * a.target for a in ladder), [a.predicted / a.target for a in ladder]
+    assert all(a.met and a.predicted >= 0.86 * a.goal for a in ladder), [a.predicted / a.goal for a in ladder]
     assert ladder[0].plan.blocks == ("stage.4",) and ladder[2].plan.blocks == ()
-    assert ladder[2].predicted >= 0.95 * ladder[2].target
+    assert ladder[2].predicted >= 0.95 * ladder[2].goal
     for allocation in ladder:
         replayed = apply_plan(copy.deepcopy(model), allocation.plan, X)
         assert predictor.predict_model(replayed, X) == pytest.approx(allocation.predicted, rel=1e-9)

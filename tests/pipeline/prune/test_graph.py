@@ -12,34 +12,34 @@ from torch import nn
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.prune import PruneConfig, prune
 from spiralprune.pipeline.prune.attention import split_attention
-from spiralprune.pipeline.prune.graph import build_graph, candidate_groups, check_supported
+from spiralprune.pipeline.prune.graph import build_graph, prunable_groups, check_supported
 
 
-def candidates_of(name: str, **config: object) -> list:
+def groups_of(name: str, **config: object) -> list:
     model = split_attention(copy.deepcopy(built(name)))
-    return candidate_groups(build_graph(model, ARCHITECTURES[name].example()), model, PruneConfig(**config))
+    return prunable_groups(build_graph(model, ARCHITECTURES[name].example()), model, PruneConfig(**config))
 
 
-def all_members(candidates: list) -> set[str]:
-    return {member for c in candidates for member in c.members}
+def all_members(groups: list) -> set[str]:
+    return {member for c in groups for member in c.members}
 
 
 def test_output_layer_is_never_a_member() -> None:
-    assert "fc" not in all_members(candidates_of("demo", protect_first_last=False))
+    assert "fc" not in all_members(groups_of("demo", protect_first_last=False))
 
 
 def test_stem_is_protected_unless_asked() -> None:
-    assert "stem.0" not in all_members(candidates_of("demo"))
-    assert "stem.0" in all_members(candidates_of("demo", protect_first_last=False))
+    assert "stem.0" not in all_members(groups_of("demo"))
+    assert "stem.0" in all_members(groups_of("demo", protect_first_last=False))
 
 
 def test_residual_add_couples_the_stage_into_one_group() -> None:
-    (stage,) = [c for c in candidates_of("resnet18") if "layer2.0.downsample.0" in c.members]
+    (stage,) = [c for c in groups_of("resnet18") if "layer2.0.downsample.0" in c.members]
     assert {"layer2.0.conv2", "layer2.1.conv2", "layer2.0.downsample.0"} <= set(stage.members)
 
 
 def test_ignored_prefix_keeps_every_layer_under_it() -> None:
-    members = all_members(candidates_of("demo", ignored_layers=["layer3"]))
+    members = all_members(groups_of("demo", ignored_layers=["layer3"]))
     assert members and not any(m.startswith("layer3.") for m in members)
     model = copy.deepcopy(built("demo"))
     before = {n: p.shape for n, p in model.named_parameters() if n.startswith("layer3.")}
@@ -51,20 +51,20 @@ def test_ignored_prefix_keeps_every_layer_under_it() -> None:
 def test_a_layer_name_that_matches_nothing_is_refused(key: str) -> None:
     value = ["layer9"] if key == "ignored_layers" else {"layer9": 0.5}
     with pytest.raises(InputError, match="'layer9' matches no layer of the model"):
-        candidates_of("demo", **{key: value})
+        groups_of("demo", **{key: value})
 
 
 @pytest.mark.parametrize("name", ["vit", "text_transformer"])
 def test_transformers_offer_heads_and_mlp_width_but_not_the_residual_width(name: str) -> None:
-    candidates = candidates_of(name, protect_first_last=False)
-    heads = [c for c in candidates if c.unit > 1]
+    groups = groups_of(name, protect_first_last=False)
+    heads = [c for c in groups if c.unit > 1]
     assert len(heads) == 2 and all(c.unit == c.channels // 4 for c in heads)  # 2 layers, 4 heads each
-    assert len(candidates) == 4  # plus the two MLPs
-    assert not any("ln" in m or "norm" in m or "embedding" in m for m in all_members(candidates))
+    assert len(groups) == 4  # plus the two MLPs
+    assert not any("ln" in m or "norm" in m or "embedding" in m for m in all_members(groups))
 
 
 def test_lstm_hidden_units_form_one_group() -> None:
-    (group,) = candidates_of("lstm")
+    (group,) = groups_of("lstm")
     assert group.root == "lstm" and group.channels == 32
 
 

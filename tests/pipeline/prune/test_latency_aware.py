@@ -30,13 +30,13 @@ def macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(layer.op.macs() for layer in torch_layers(model, x))
 
 
-def plan_for_latency(model: torch.nn.Module, x: torch.Tensor, cfg: PruneConfig, target: float, **options):
-    return plans_for_latency(PrunableModel(model, x), cfg, [target], **options)[0]
+def plan_for_latency(model: torch.nn.Module, x: torch.Tensor, cfg: PruneConfig, goal: float, **options):
+    return plans_for_latency(PrunableModel(model, x), cfg, [goal], **options)[0]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("round_to", [8, None])
-def test_meets_the_latency_target_and_the_pruned_model_predicts_the_same(
+def test_meets_the_latency_goal_and_the_pruned_model_predicts_the_same(
     predictor: LatencyPredictor, round_to: int | None
 ) -> None:
     model, x = built("demo"), DEMO.example(batch=1)
@@ -45,9 +45,9 @@ def test_meets_the_latency_target_and_the_pruned_model_predicts_the_same(
     # Halfway to the cheapest plan the caps allow: reachable whatever this machine's table says.
     lowest = plan_for_latency(model, x, cfg, 1e-9, predictor=predictor)
     assert not lowest.met and lowest.predicted < start
-    target = (start + lowest.predicted) / 2
-    allocation = plan_for_latency(model, x, cfg, target, predictor=predictor)
-    assert allocation.met and allocation.predicted <= target
+    goal = (start + lowest.predicted) / 2
+    allocation = plan_for_latency(model, x, cfg, goal, predictor=predictor)
+    assert allocation.met and allocation.predicted <= goal
     assert allocation.start == pytest.approx(start)
     pruned = apply_plan(copy.deepcopy(model), allocation.plan, x)
     assert predictor.predict_model(pruned, x) == pytest.approx(allocation.predicted, rel=1e-9)
@@ -83,7 +83,7 @@ def test_macs_allocation_is_consistent_with_the_pruned_model(name: str) -> None:
     assert allocation.plan.groups, "something was removed"
 
 
-def test_unreachable_target_returns_the_cheapest_plan_unmet(predictor: LatencyPredictor) -> None:
+def test_unreachable_goal_returns_the_cheapest_plan_unmet(predictor: LatencyPredictor) -> None:
     model, x = built("demo"), DEMO.example(batch=1)
     allocation = plan_for_latency(model, x, PruneConfig(round_to=8), 1.0, cost="macs", max_group_ratio=0.5)
     assert not allocation.met
@@ -110,14 +110,14 @@ def test_listing_layers_refuses_a_plan_of_another_model() -> None:
         PrunableModel(built("resnet18"), other.example(batch=1)).layers(plan)
 
 
-def test_a_ladder_of_targets_is_one_pass_of_the_single_target_allocation() -> None:
+def test_a_ladder_of_goals_is_one_pass_of_the_single_goal_allocation() -> None:
     model, x = built("demo"), DEMO.example(batch=1)
     start = macs(model, x)
-    targets = [0.5 * start, 0.8 * start, 0.65 * start]
-    ladder = plans_for_latency(PrunableModel(model, x), PruneConfig(round_to=8), targets, cost="macs")
-    assert [a.target for a in ladder] == targets
-    for allocation, target in zip(ladder, targets):
-        alone = plan_for_latency(model, x, PruneConfig(round_to=8), target, cost="macs")
+    goals = [0.5 * start, 0.8 * start, 0.65 * start]
+    ladder = plans_for_latency(PrunableModel(model, x), PruneConfig(round_to=8), goals, cost="macs")
+    assert [a.goal for a in ladder] == goals
+    for allocation, goal in zip(ladder, goals):
+        alone = plan_for_latency(model, x, PruneConfig(round_to=8), goal, cost="macs")
         assert allocation.plan == alone.plan and allocation.predicted == alone.predicted and allocation.met
     assert ladder[1].plan.ratio < ladder[2].plan.ratio < ladder[0].plan.ratio
 

@@ -31,9 +31,9 @@ def macs(model: torch.nn.Module) -> int:
 def test_macs_allocation_prices_the_hidden_units_the_pruned_lstm_loses() -> None:
     model = classifier()
     start = macs(model)
-    targets = [0.6 * start, 0.3 * start]
+    goals = [0.6 * start, 0.3 * start]
     prunable = PrunableModel(model, X)
-    allocations = plans_for_latency(prunable, PruneConfig(round_to=8), targets, cost="macs")
+    allocations = plans_for_latency(prunable, PruneConfig(round_to=8), goals, cost="macs")
     for allocation, listed in zip(allocations, [prunable.layers(a.plan) for a in allocations]):
         pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
         assert allocation.met and allocation.start == start
@@ -50,13 +50,13 @@ def test_latency_allocation_meets_the_target_and_the_pruned_model_predicts_the_s
     model = classifier()
     start = predictor.predict_model(model, X)
     # Half way down to the lowest rung (8 hidden units) as this machine's table prices it, so the
-    # target is reachable however fast the operators measured today.
+    # goal is reachable however fast the operators measured today.
     torch.manual_seed(0)
     floor = predictor.predict_model(lstm_classifier(n_features=40, hidden=8, num_classes=12).eval(), X)
-    target = (start + floor) / 2
-    (allocation,) = plans_for_latency(PrunableModel(model, X), PruneConfig(round_to=8), [target], predictor=predictor)
+    goal = (start + floor) / 2
+    (allocation,) = plans_for_latency(PrunableModel(model, X), PruneConfig(round_to=8), [goal], predictor=predictor)
     assert allocation.start == pytest.approx(start)
-    assert allocation.met and allocation.predicted <= target
+    assert allocation.met and allocation.predicted <= goal
     pruned = apply_plan(copy.deepcopy(model), allocation.plan, X)
     assert predictor.predict_model(pruned, X) == pytest.approx(allocation.predicted, rel=1e-9)
     assert pruned.lstm.hidden_size == allocation.kept["lstm"] < 64

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, plan_pruning
 from spiralprune.pipeline.prune.attention import split_attention
 from spiralprune.pipeline.prune.criteria import CRITERIA, get_criterion
-from spiralprune.pipeline.prune.graph import build_graph, candidate_groups
+from spiralprune.pipeline.prune.graph import build_graph, prunable_groups
 from spiralprune.pipeline.prune.group import PrunableGroup
 from spiralprune.pipeline.prune.latency_aware import plans_for_latency
 
@@ -80,9 +80,9 @@ def _calibration(batches: int = 2, classes: int = 5) -> list[tuple[Tensor, Tenso
     ]
 
 
-def _candidates(model: nn.Module, example: Tensor, **cfg: object) -> dict[str, PrunableGroup]:
+def _groups(model: nn.Module, example: Tensor, **cfg: object) -> dict[str, PrunableGroup]:
     graph = build_graph(model, example)
-    return {c.root: c for c in candidate_groups(graph, model, PruneConfig(protect_first_last=False, **cfg))}
+    return {c.root: c for c in prunable_groups(graph, model, PruneConfig(protect_first_last=False, **cfg))}
 
 
 def test_scores_every_channel_of_a_residual_model_non_negative_and_leaves_the_model_as_it_was() -> None:
@@ -90,12 +90,12 @@ def test_scores_every_channel_of_a_residual_model_non_negative_and_leaves_the_mo
     model.train()
     model.conv1.weight.requires_grad_(False)
     state = copy.deepcopy(model.state_dict())
-    candidates = _candidates(model, torch.zeros(1, 3, 8, 8))
-    residual = next(c for c in candidates.values() if {"stem", "conv2", "stem_bn", "bn2"} <= set(c.members))
-    assert "conv1" in candidates  # and the stem + block output channels are one coupled group
-    scores = TAYLOR.score(model, list(candidates.values()), _calibration())
-    for candidate, score in zip(candidates.values(), scores):
-        assert score is not None and score.shape == (candidate.channels,)
+    groups = _groups(model, torch.zeros(1, 3, 8, 8))
+    residual = next(c for c in groups.values() if {"stem", "conv2", "stem_bn", "bn2"} <= set(c.members))
+    assert "conv1" in groups  # and the stem + block output channels are one coupled group
+    scores = TAYLOR.score(model, list(groups.values()), _calibration())
+    for group, score in zip(groups.values(), scores):
+        assert score is not None and score.shape == (group.channels,)
         assert bool(torch.isfinite(score).all()) and bool((score >= 0).all()) and float(score.sum()) > 0
     assert residual.channels == 8
     for name, value in model.state_dict().items():
@@ -115,9 +115,9 @@ def test_a_channel_whose_weights_are_zero_scores_zero() -> None:
             layer.weight[2] = 0
             if layer.bias is not None:
                 layer.bias[2] = 0
-    candidates = _candidates(model, torch.zeros(1, 3, 8, 8))
-    scores = dict(zip(candidates, TAYLOR.score(model, list(candidates.values()), _calibration())))
-    residual = next(root for root, c in candidates.items() if "conv2" in c.members)
+    groups = _groups(model, torch.zeros(1, 3, 8, 8))
+    scores = dict(zip(groups, TAYLOR.score(model, list(groups.values()), _calibration())))
+    residual = next(root for root, c in groups.items() if "conv2" in c.members)
     assert float(scores["conv1"][5]) == 0 and float(scores["conv1"].sum()) > 0
     assert float(scores[residual][2]) == 0 and float(scores[residual].sum()) > 0
 
@@ -127,9 +127,9 @@ def test_score_is_the_squared_weight_times_gradient_summed_per_batch() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 4)).eval()
     calibration = [(torch.randn(8, 6), torch.randint(0, 4, (8,))) for _ in range(2)]
-    candidates = list(_candidates(model, torch.zeros(1, 6)).values())
-    assert [c.root for c in candidates] == ["0"]
-    (score,) = TAYLOR.score(model, candidates, calibration)
+    groups = list(_groups(model, torch.zeros(1, 6)).values())
+    assert [c.root for c in groups] == ["0"]
+    (score,) = TAYLOR.score(model, groups, calibration)
     expected = torch.zeros(10, dtype=torch.float64)
     for inputs, labels in calibration:
         weight, bias = (p.detach().clone().requires_grad_(True) for p in (model[0].weight, model[0].bias))
@@ -137,18 +137,18 @@ def test_score_is_the_squared_weight_times_gradient_summed_per_batch() -> None:
         gw, gb = torch.autograd.grad(F.cross_entropy(logits, labels), (weight, bias))
         expected += ((weight * gw).sum(1) + bias * gb).double().detach().square()
     torch.testing.assert_close(score, expected.float(), rtol=1e-5, atol=0)
-    (first,), (second,) = (TAYLOR.score(model, candidates, [batch]) for batch in calibration)
+    (first,), (second,) = (TAYLOR.score(model, groups, [batch]) for batch in calibration)
     torch.testing.assert_close(score, first + second, rtol=1e-5, atol=0)
 
 
 def test_a_layer_that_counts_ten_times_in_the_loss_scores_a_hundred_times_more() -> None:
     model = TwoBranches().eval()
-    candidates = _candidates(model, torch.zeros(1, 3, 8, 8))
-    scores = dict(zip(candidates, TAYLOR.score(model, list(candidates.values()), _calibration())))
+    groups = _groups(model, torch.zeros(1, 3, 8, 8))
+    scores = dict(zip(groups, TAYLOR.score(model, list(groups.values()), _calibration())))
     torch.testing.assert_close(scores["a"], 100 * scores["b"], rtol=1e-3, atol=0)
     assert TAYLOR.comparable_across_layers
     # Torch-Pruning's group Taylor divides each group by its mean: both branches look alike.
-    tp_scores = dict(zip(candidates, CRITERIA["tp-taylor"].score(model, list(candidates.values()), _calibration())))
+    tp_scores = dict(zip(groups, CRITERIA["tp-taylor"].score(model, list(groups.values()), _calibration())))
     assert not CRITERIA["tp-taylor"].comparable_across_layers
     torch.testing.assert_close(tp_scores["a"].mean(), tp_scores["b"].mean())
 
@@ -176,9 +176,9 @@ def _macs(model: nn.Module, example: Tensor) -> int:
 def test_lstm_and_attention_groups_are_scored(name: str) -> None:
     arch = ARCHITECTURES[name]
     model = split_attention(copy.deepcopy(built(name)))
-    candidates = list(_candidates(model, arch.example()).values())
-    scores = TAYLOR.score(model, candidates, arch.calibration())
-    assert candidates and all(s is not None and s.shape == (c.channels,) for c, s in zip(candidates, scores))
+    groups = list(_groups(model, arch.example()).values())
+    scores = TAYLOR.score(model, groups, arch.calibration())
+    assert groups and all(s is not None and s.shape == (c.channels,) for c, s in zip(groups, scores))
     assert all(bool((s >= 0).all()) and float(s.sum()) > 0 for s in scores)
 
 
@@ -190,7 +190,7 @@ def test_an_lstm_hidden_unit_with_zero_gate_rows_scores_zero() -> None:
     with torch.no_grad():
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             getattr(lstm, name)[[gate * hidden + 3 for gate in range(4)]] = 0
-    candidates = [c for c in _candidates(model, arch.example()).values() if any(
+    groups = [c for c in _groups(model, arch.example()).values() if any(
         item.dep.target.module is lstm for item in c.group.items)]
-    (score,) = TAYLOR.score(model, candidates[:1], arch.calibration())
+    (score,) = TAYLOR.score(model, groups[:1], arch.calibration())
     assert float(score[3]) == 0 and float(score.sum()) > 0

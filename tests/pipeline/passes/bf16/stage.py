@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from spiralprune.core.atomic import publish_dir
-from spiralprune.pipeline.acceptance import Evidence, Parity, QualityLimit, decide, passed, reason
+from spiralprune.pipeline.acceptance import Parity, QualityLimit, decide, passed, reason
 from spiralprune.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.passes.record import Training
@@ -38,10 +38,10 @@ class Bf16:
                 p.copy_(p.bfloat16().float())
         save_checkpoint(work / "model", base_spec=meta["base_spec"], plans=meta["plans"], model=model,
                         input_shape=run.config.input_shape, input_dtype=run.data.input_dtype)
-        measurement = run.data.measure(model, work, run.config)
+        evidence = run.data.evidence(model, work, run.config)
         shutil.copy2(run.folder.of(last, "profile.json"), work / "profile.json")
         metric = run.data.task.quality(run.config.budget.quality.name)
-        checks = decide(Evidence(metrics=measurement.metrics, parity=measurement.parity),
+        checks = decide(evidence,
                         [QualityLimit(metric.shown(last.metrics, "bf16 weights", last.name), metric,
                                       name=f"{metric.name}.{metric.bound}", label=f"{last.name}'s"), Parity()])
         publish_dir(work, final)
@@ -49,5 +49,5 @@ class Bf16:
             **last.carried(), "dir": str(final.relative_to(run.folder.root)), "accepted": passed(checks),
             "reason": reason(checks), "checks": [c.to_dict() for c in checks], "message": run.message,
             "distill": Training(best_val_quality=None, epochs=0), "rounded_of": last.dir, "max_change": max(changes),
-            **measurement.summary(),
+            **evidence.summary(),
         }))

@@ -80,9 +80,9 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
         measure=measure,
     )
-    measured = [c for c in choice.candidates if c["ms"] is not None]
-    assert len(choice.candidates) > len(measured) >= 1 and len(measured) <= MAX_MEASURED
-    assert all(math.isfinite(c["predicted_ms"]) and c["predicted_ms"] > 0 for c in choice.candidates)
+    measured = [c for c in choice.plans if c["ms"] is not None]
+    assert len(choice.plans) > len(measured) >= 1 and len(measured) <= MAX_MEASURED
+    assert all(math.isfinite(c["predicted_ms"]) and c["predicted_ms"] > 0 for c in choice.plans)
     assert ms(choice.plan) <= target
     # The measured candidate judged to meet the target that is predicted slowest was chosen.
     met = [c for c in measured if c["meets"]]
@@ -95,9 +95,9 @@ def test_every_candidate_is_predicted_and_only_a_few_are_measured(table: Latency
     assert choice.predicted_ms == pytest.approx(ms(choice.plan), rel=1e-6)
     assert choice.calibration["samples"] == 1 + len(measured)
     if allocation == "uniform":
-        assert {c["ratio"] for c in choice.candidates} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}
+        assert {c["ratio"] for c in choice.plans} <= {round(RATIO_STEP * k, 4) for k in range(1, 19)}
     else:
-        assert len(choice.candidates) <= len(LADDER)
+        assert len(choice.plans) <= len(LADDER)
 
 
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
@@ -108,7 +108,7 @@ def test_a_step_traces_and_scores_its_model_once(
     import spiralprune.pipeline.prune.prunable as prunable
 
     counts = {"traced": 0, "grouped": 0}
-    build_graph, candidate_groups = prunable.build_graph, prunable.candidate_groups
+    build_graph, prunable_groups = prunable.build_graph, prunable.prunable_groups
 
     def counted(name, real):
         def call(*args, **kwargs):
@@ -117,7 +117,7 @@ def test_a_step_traces_and_scores_its_model_once(
         return call
 
     monkeypatch.setattr(prunable, "build_graph", counted("traced", build_graph))
-    monkeypatch.setattr(prunable, "candidate_groups", counted("grouped", candidate_groups))
+    monkeypatch.setattr(prunable, "prunable_groups", counted("grouped", prunable_groups))
     ms, _ = true_latency(table, 1.3)  # traces once itself, for the synthetic target
     counts.update(traced=0, grouped=0)
     current = ms(PruningPlan("l1", 0.0, ()))
@@ -128,7 +128,7 @@ def test_a_step_traces_and_scores_its_model_once(
         schedule=ScheduleConfig(allocation=allocation), predictor=LatencyPredictor(table), calibration=None,
         measure=measure,
     )
-    assert len(choice.candidates) > 3
+    assert len(choice.plans) > 3
     # One trace; the every-group listing, and the config's groups found (and scored) once for every plan.
     assert counts == {"traced": 1, "grouped": 2}
 
@@ -140,9 +140,9 @@ def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(ta
         PrunableModel(model(), X), 1e-6, current, prune=PruneConfig(), schedule=ScheduleConfig(max_ratio=0.5),
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
-    measured = [c for c in choice.candidates if c["ms"] is not None]
+    measured = [c for c in choice.plans if c["ms"] is not None]
     assert len(measured) == 1
-    assert measured[0]["predicted_ms"] == min(c["predicted_ms"] for c in choice.candidates)
+    assert measured[0]["predicted_ms"] == min(c["predicted_ms"] for c in choice.plans)
 
 
 def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -> None:
@@ -188,6 +188,10 @@ def test_the_ledger_fields_round_trip_for_resume(table: LatencyTable) -> None:
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
     assert PlanChoice.from_dict(choice.to_dict()) == choice
+    # a plan.json a try killed under ledger version 3 wrote names the screened plans "candidates"
+    written = choice.to_dict()
+    written["candidates"] = written.pop("plans")
+    assert PlanChoice.from_dict(written) == choice
 
 
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
@@ -268,8 +272,8 @@ def test_a_plan_that_removes_blocks_gets_a_block_free_contender_to_probe(tmp_pat
     assert contender.plan.blocks == () and ms(contender.plan) <= target
     assert contender.predicted_ms == pytest.approx(ms(contender.plan), rel=1e-6)
     # The contender was measured; the predicted choice measured no block-free plan and has no contender.
-    assert any(c["blocks"] == 0 and c["ms"] == pytest.approx(ms(contender.plan)) for c in probing.candidates)
-    assert predicted.contenders == () and len(predicted.candidates) < len(probing.candidates)
+    assert any(c["blocks"] == 0 and c["ms"] == pytest.approx(ms(contender.plan)) for c in probing.plans)
+    assert predicted.contenders == () and len(predicted.plans) < len(probing.plans)
     assert PlanChoice.from_dict(probing.to_dict()) == probing
 
 
@@ -343,7 +347,7 @@ def uniform_search(table: LatencyTable, target_of, limit_of, seed: int) -> tuple
 
 
 def record_of(choice: PlanChoice, plan: PruningPlan) -> dict:
-    (record,) = [c for c in choice.candidates if c["ratio"] == round(plan.ratio, 4)]
+    (record,) = [c for c in choice.plans if c["ratio"] == round(plan.ratio, 4)]
     return record
 
 
@@ -387,8 +391,8 @@ def test_the_plan_measured_next_is_the_one_predicted_closest_under_the_limit(
     The search measures the plan predicted closest under the target first; found to meet with room
     left (the judge's limit is 3 % looser than the planning figure), then the plan predicted closest
     under the looser limit, and chooses it: not the first rung, nor a rung next to the one that met."""
-    real = plan_search.candidate_plans
-    monkeypatch.setattr(plan_search, "candidate_plans", lambda *args, **kwargs: real(*args, **kwargs)[::-1])
+    real = plan_search.step_plans
+    monkeypatch.setattr(plan_search, "step_plans", lambda *args, **kwargs: real(*args, **kwargs)[::-1])
     prunable = PrunableModel(model(), X)
     truth = LatencyPredictor(table)
 
@@ -431,7 +435,7 @@ def test_a_block_free_knapsack_plan_gives_way_to_the_least_uniform_ratio_that_me
     assert spread.plan == uniform.plan != knapsack.plan and ms(spread.plan) <= target
     assert spread.contenders == () and spread.probes == ()
     # Both searches' measurements are recorded, the knapsack's plan among them.
-    measured = [c for c in spread.candidates if c["ms"] is not None]
+    measured = [c for c in spread.plans if c["ms"] is not None]
     assert {c["ratio"] for c in measured} >= {round(knapsack.plan.ratio, 4), round(uniform.plan.ratio, 4)}
     assert PlanChoice.from_dict(spread.to_dict()) == spread
 

@@ -64,7 +64,7 @@ def test_the_more_accurate_structure_after_the_probe_goes_on(tries: Tries, tmp_p
     (won,) = [i for i, r in enumerate(records) if r["chosen"]]
     assert records[won]["quality"] == max(r["quality"] for r in records)
     assert probed.plan == (deep, wide)[won] and probed.predicted_ms == (0.09, 0.1)[won]
-    assert probed.contenders == () and probed.candidates == choice.candidates
+    assert probed.contenders == () and probed.plans == choice.plans
     # The probes trained copies: the pruned modules go on from their untrained weights, as without a probe.
     for plan, module in modules.items():
         assert all(torch.equal(v, before[plan][k]) for k, v in module.state_dict().items())

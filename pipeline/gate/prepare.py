@@ -1,4 +1,6 @@
-"""The release candidate the gate measures: an ONNX file as given, or a torch model exported here.
+"""A model prepared to be measured: an ONNX file as given, or a torch model exported here (the release
+candidate and the released model the gate measures, the models of ``spiralprune compare``, ``profile``,
+``quantize`` and ``deploy``), and the data it is measured and evaluated on.
 
 Only an exported model has a source to check ONNX parity against.
 """
@@ -29,7 +31,7 @@ from spiralprune.pipeline.tasks import Task, TaskConfig, build_task
 
 
 @dataclass(frozen=True)
-class Candidate:
+class PreparedModel:
     onnx_path: Path
     source: nn.Module | None
     input_shape: list[int]
@@ -94,8 +96,8 @@ def onnx_params(path: Path) -> int:
     return sum(math.prod(t.dims) for t in _load_onnx(path).graph.initializer)
 
 
-def prepare_candidate(model: str | nn.Module, work_dir: Path, input_shape: list[int] | None, *,
-                      weights: Path | None = None, example: torch.Tensor | None = None) -> Candidate:
+def prepare_model(model: str | nn.Module, work_dir: Path, input_shape: list[int] | None, *,
+                      weights: Path | None = None, example: torch.Tensor | None = None) -> PreparedModel:
     """``model`` is an ``.onnx`` file, a spiralprune run folder (its result's ONNX file, as ``spiralprune deploy``
     ships it), or a module, model spec (with its ``weights``) or spiral checkpoint exported to ``work_dir``.
 
@@ -111,9 +113,9 @@ def prepare_candidate(model: str | nn.Module, work_dir: Path, input_shape: list[
                 raise InputError(f"model file not found: {path}")
             if weights is not None:
                 raise InputError(f"weights apply to a model spec; {path} is an ONNX file, which holds its own")
-            return Candidate(path, None, onnx_input_shape(path, input_shape))
+            return PreparedModel(path, None, onnx_input_shape(path, input_shape))
     module, example, _ = module_and_example(model, example, input_shape, weights)
-    return Candidate(export_onnx(module, example, work_dir / "model.onnx"), module, list(example.shape),
+    return PreparedModel(export_onnx(module, example, work_dir / "model.onnx"), module, list(example.shape),
                      dtype_name(example))
 
 
@@ -132,17 +134,17 @@ def module_and_example(model: str | nn.Module, example: torch.Tensor | None, inp
     return source.module.eval(), example, source.name
 
 
-def measured_options(candidate: Candidate, target: TargetConfig) -> dict:
-    """The backend options ``candidate`` is measured with: on a torch target its live module
+def measured_options(model: PreparedModel, target: TargetConfig) -> dict:
+    """The backend options ``model`` is measured with: on a torch target its live module
     (the ONNX export gives its inputs), which an ONNX file given as is does not have."""
     if not target.runs_live_module:
         return {}
-    if candidate.source is None:
+    if model.source is None:
         raise InputError(
-            f"backend '{target.backend}' runs the live torch module, which {candidate.onnx_path.name} does not hold: "
+            f"backend '{target.backend}' runs the live torch module, which {model.onnx_path.name} does not hold: "
             "give the model spec or spiral checkpoint it was exported from (a spec with --input-shape)"
         )
-    return {"module": candidate.source}
+    return {"module": model.source}
 
 
 def target_config(target: str | dict | TargetConfig) -> TargetConfig:

@@ -53,6 +53,8 @@ from spiralprune.deploy.stats import median_ci
 
 # The share of a round's judged time that its profiled calls may take (the issue's bound: 20 %).
 PROFILE_SHARE = 0.1
+# Rounds profiled whatever they cost (``LayerSampler.after_round``): an interval over fewer says little.
+MIN_PROFILED_ROUNDS = 6
 LAYER_BACKENDS = ("ort-cpu", "torch", "torch-compile", "tensorrt", "trtexec")
 # ONNX Runtime's profiler times a node on the host: on the CUDA provider that is the launch of its kernels,
 # not their run (microsoft/onnxruntime issues 7390 and 20398; the kernels' own times come only from a build
@@ -380,13 +382,13 @@ class LayerSampler(ABC):
 
     def after_round(self, judged_ms: Sequence[float]) -> None:
         """Profile ``PROFILE_SHARE`` of the judged block's time, at least one call, at most ``block_calls``;
-        skip the round while profiling has so far cost more than ``PROFILE_SHARE`` of the judged time. The
-        first round is always profiled. A profiling session's fixed cost can exceed a block's share
+        after the first ``MIN_PROFILED_ROUNDS`` rounds, skip a round while profiling has so far cost more than
+        ``PROFILE_SHARE`` of the judged time. A profiling session's fixed cost can exceed a block's share
         (``torch.profiler``: a 4 ms model's profiled rounds added 38 % to its profile's wall time on the
         2-core development machine, ONNX Runtime's twin 12 %); a skipped round has no layer values
         (``calls_per_round`` 0), and the attribution reads the rounds that have them."""
         self._judged_s += sum(judged_ms) / 1e3
-        if self._rounds == 0 or self._profiling_s <= PROFILE_SHARE * self._judged_s:
+        if self._rounds < MIN_PROFILED_ROUNDS or self._profiling_s <= PROFILE_SHARE * self._judged_s:
             per_call = statistics.median(judged_ms) if judged_ms else 0.0
             budget = PROFILE_SHARE * sum(judged_ms)
             self._calls(self._rounds, max(1, min(self._cap, int(budget / per_call) if per_call > 0 else 1)))

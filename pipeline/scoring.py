@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from safetensors.torch import load_file, save
 from torch import Tensor
@@ -44,7 +44,7 @@ from spiralprune.pipeline.prune.group import Calibration, draw_calibration
 from spiralprune.pipeline.prune.latency_aware import weighs_blocks
 from spiralprune.pipeline.specs import trusted, trusting_model_code
 from spiralprune.pipeline.tasks import TaskConfig, build_task
-from spiralprune.pipeline.torchrun import LOG, job_main, run_torchrun
+from spiralprune.pipeline.torchrun import LOG, job_main, read_job, run_torchrun
 from spiralprune.pipeline.training import Processes, Trainee
 
 SCORES = "scores.safetensors"  # per scored group root, its scores
@@ -123,17 +123,6 @@ def calibration_digest(calibration: Calibration) -> str:
     return digest.hexdigest()
 
 
-def read_job(path: Path) -> ScoringJob:
-    try:
-        return ScoringJob.model_validate_json(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read scoring job {path}: {exc.strerror}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise InputError(f"scoring job {path}: {where}: {error['msg']}") from None
-
-
 def run_job(job: ScoringJob) -> None:
     """Run the job in this process; under ``torchrun`` it joins the process group the launcher describes,
     with its share of the node's cores (``LOCAL_WORLD_SIZE`` processes on one node do not oversubscribe it)."""
@@ -169,7 +158,7 @@ def run_job(job: ScoringJob) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     return job_main(argv, "python -m spiralprune.pipeline.scoring", __doc__.splitlines()[0],
-                    lambda path: run_job(read_job(path)), _ERROR_PREFIX)
+                    lambda path: run_job(read_job(path, ScoringJob, "scoring job")), _ERROR_PREFIX)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DistributedConfig
 
+Job = TypeVar("Job", bound=BaseModel)
 LOG = "torchrun.log"  # beside the job file: torchrun's and every process's output
 
 
@@ -73,6 +77,18 @@ def _failure(text: str, returncode: int, log: Path, what: str, then: str) -> Exc
         return InputError(f"{what} failed: {who} was killed by {name}; torchrun's output is in {log}{then}")
     return RuntimeError(f"{what} failed: {who} exited with {exitcode}; torchrun's output and its traceback are in "
                         f"{log}{then}")
+
+
+def read_job(path: Path, job_type: type[Job], what: str) -> Job:
+    """The ``what`` (``distillation job``) file at ``path``, validated as ``job_type``; what is wrong is one line."""
+    try:
+        return job_type.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InputError(f"{what} {path}: {where}: {error['msg']}") from None
 
 
 def job_main(argv: list[str] | None, prog: str, description: str, run: Callable[[Path], object],

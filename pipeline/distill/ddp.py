@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save
 from torch import nn
 from torch.utils.data import Subset
@@ -34,7 +34,7 @@ from spiralprune.pipeline.distill.train import DistillResult, distill
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import trusting_model_code
 from spiralprune.pipeline.tasks import TaskConfig, build_task
-from spiralprune.pipeline.torchrun import job_main, run_torchrun
+from spiralprune.pipeline.torchrun import job_main, read_job, run_torchrun
 
 STUDENT_WEIGHTS = "student.safetensors"
 RESULT = "result.json"
@@ -71,17 +71,6 @@ class DistillJob(_Strict):
     # Factories a checkpoint named here may import without trust_model_code: those the user typed in the
     # command that wrote the job (a run's model spec, which its checkpoints record).
     typed_specs: list[str] = []
-
-
-def read_job(path: Path) -> DistillJob:
-    try:
-        return DistillJob.model_validate_json(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read distillation job {path}: {exc.strerror}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise InputError(f"distillation job {path}: {where}: {error['msg']}") from None
 
 
 def model_from_ref(ref: ModelRef) -> nn.Module:
@@ -139,7 +128,7 @@ def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig) -> D
 
 def main(argv: list[str] | None = None) -> int:
     return job_main(argv, "python -m spiralprune.pipeline.distill.ddp", __doc__.splitlines()[0],
-                    lambda path: run_job(read_job(path)), _ERROR_PREFIX)
+                    lambda path: run_job(read_job(path, DistillJob, "distillation job")), _ERROR_PREFIX)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from spiralprune.core.errors import InputError
 from spiralprune.pipeline.config import DistributedConfig
 from spiralprune.pipeline.distill.checkpoint import CHECKPOINT_NAME
 from spiralprune.pipeline.distill.config import DistillConfig, LossWeights
-from spiralprune.pipeline.distill.ddp import STUDENT_WEIGHTS, launch, model_from_ref, read_job
+from spiralprune.pipeline.distill.ddp import STUDENT_WEIGHTS, DistillJob, launch, model_from_ref
+from spiralprune.pipeline.torchrun import read_job
 from spiralprune.pipeline.distill.train import distill
 from spiralprune.pipeline.evaluate import evaluate_model
 from spiralprune.pipeline.tasks import build_task
@@ -46,12 +47,12 @@ def test_a_job_with_an_unknown_key_is_an_input_error(tmp_path, make_job) -> None
     path = tmp_path / "job.json"
     path.write_text(make_job("bad", CFG).model_dump_json().replace('"epochs"', '"epoch"'))
     with pytest.raises(InputError, match="config.epoch: Extra inputs are not permitted"):
-        read_job(path)
+        read_job(path, DistillJob, "distillation job")
 
 
 def test_a_missing_job_file_is_an_input_error(tmp_path) -> None:
     with pytest.raises(InputError, match="cannot read distillation job"):
-        read_job(tmp_path / "nowhere.json")
+        read_job(tmp_path / "nowhere.json", DistillJob, "distillation job")
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from spiralprune.pipeline.report.html import esc, html_page, html_plot, html_tab
 from spiralprune.pipeline.report.junit import TestCase, junit_xml
 from spiralprune.pipeline.report.markdown import md_table
 from spiralprune.pipeline.run_folder import RUN_REPORT_KIND, RunFolder, last_accepted
+from spiralprune.pipeline.tasks.metric import Metric
 
 if TYPE_CHECKING:
     from spiralprune.pipeline.config import RunConfig
@@ -33,8 +34,7 @@ REPORT_SCHEMA_VERSION = 1
 
 def step_columns(budget: dict) -> tuple[str, ...]:
     """The step table's columns; the quality column names the budget's metric (``accuracy %``, ``miou %``)."""
-    metric = budget["metric"]
-    return ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", f"{metric['name']} {metric['unit']}".strip(),
+    return ("model", "p50 ms", "p90 ms", "predicted ms", "speedup", Metric(**budget["metric"]).label,
             "params", "MACs", "verdict", "why")
 
 

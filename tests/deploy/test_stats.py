@@ -49,5 +49,18 @@ def test_median_ci_brackets_the_sample_median_and_narrows_with_n():
     assert median_ci_rel(large) < median_ci_rel(small) / 4
 
 
-def test_median_ci_of_tiny_sample_is_its_range():
-    assert median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)
+def test_median_ci_of_a_sample_too_small_for_its_confidence_is_unbounded():
+    """The range of n samples covers the median with probability 1 - 2 / 2**n: 94 % for five, 97 % for six."""
+    assert median_ci([3.0, 1.0, 2.0]) == (-math.inf, math.inf)
+    assert median_ci([5.0, 1.0, 4.0, 2.0, 3.0]) == (-math.inf, math.inf)
+    assert median_ci([6.0, 1.0, 5.0, 2.0, 4.0, 3.0]) == (1.0, 6.0)
+    assert median_ci(np.arange(1.0, 8.0), z=2.5758293035489004) == (-math.inf, math.inf)  # 99 %: 1 - 2/128 < 0.99
+    assert median_ci(np.arange(1.0, 9.0), z=2.5758293035489004) == (1.0, 8.0)
+
+
+@pytest.mark.parametrize("n", [6, 7, 10, 15, 40])
+def test_median_ci_of_small_samples_covers_at_least_its_confidence(n):
+    rng = np.random.default_rng(n)
+    trials = 4000
+    hits = sum(lo <= 1.0 <= hi for lo, hi in (median_ci(rng.lognormal(0.0, 0.5, n)) for _ in range(trials)))
+    assert hits / trials >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / trials)

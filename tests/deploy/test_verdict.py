@@ -27,8 +27,19 @@ def test_the_interval_of_the_median_ignores_rare_huge_outliers():
     assert 0.98 < low <= estimate <= high < 1.02
 
 
+def test_rounds_too_few_for_the_confidence_decide_nothing_however_far_from_the_limit():
+    """A busy runner set aside all but one round (2026-12-07: "meets" at 97 % from one round): the range of
+    a few rounds is no interval at that confidence, so the verdict is undecided and says why."""
+    question = Question("step budget", "candidate", 0.75, reference="current")
+    one = judge(question, [0.68], 0.97, set_aside=9)
+    assert one.outcome == "undecided"
+    assert "too few rounds (1) for a 97% interval" in one.message() and "9 rounds set aside" in one.message()
+    assert judge(question, [0.5] * 5, 0.95).outcome == "undecided"  # five rounds: their range is a 94 % interval
+    assert judge(question, [0.5] * 6, 0.95).outcome == "meets"
+
+
 def test_undecided_message_says_how_far_apart_and_what_would_settle_it():
-    v = judge(Question("step budget", "candidate", 1.0, reference="current"), [0.9, 1.1, 0.95, 1.05, 1.0], 0.95)
+    v = judge(Question("step budget", "candidate", 1.0, reference="current"), [0.9, 1.1, 0.95, 1.05, 1.0, 1.02], 0.95)
     assert v.outcome == "undecided"
     assert "straddles the limit" in v.message() and "more rounds" in v.message()
     assert Verdict.from_dict(v.to_dict()) == v

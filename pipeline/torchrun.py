@@ -38,6 +38,9 @@ Job = TypeVar("Job", bound=BaseModel)
 LOG = "torchrun.log"  # beside the job file: torchrun's and every process's output
 POLL_S = 0.5  # how often a follower looks for node 0's next announcement
 _STORE_TIMEOUT = re.compile(r"waiting for clients\. (\d+)/(\d+) clients joined")  # static rendezvous, node 0
+# A rank whose peer on another node went away mid-job: gloo's words, then NCCL's (its error text and ncclRemoteError's)
+_PEER_LOST = re.compile(r"Connection (closed|reset) by peer|remote process exit")
+_RANK_ERROR = re.compile(r"^\[rank\d+\]: ([\w.]+(?:Error|Exception)\b.*)$", re.MULTILINE)  # a rank's exception, last line
 
 
 def run_torchrun(module: str, job_path: Path, distributed: DistributedConfig, *, what: str, error_prefix: str,
@@ -45,8 +48,9 @@ def run_torchrun(module: str, job_path: Path, distributed: DistributedConfig, *,
     """Run ``python -m module job_path`` under ``torchrun`` with ``distributed``'s processes, nodes and
     rendezvous, announced on ``board`` first with more than one node. torchrun's output goes to ``LOG``
     beside the job; a failed job is one line: the job's own bad input (the line its process printed after
-    ``error_prefix``), a node that did not join, or which process of ``what`` died and how, naming that log
-    (``then`` appended). Interrupted (Ctrl-C, SIGTERM), torchrun is asked to stop its processes before this
+    ``error_prefix``), a node that did not join or that went away during the job (exit 2: the cause is
+    that node's, its follower's log says which), or which process of ``what`` died and how, naming that
+    log (``then`` appended). Interrupted (Ctrl-C, SIGTERM), torchrun is asked to stop its processes before this
     returns: none is left writing."""
     announcement = None
     if distributed.nnodes > 1:
@@ -62,7 +66,13 @@ def run_torchrun(module: str, job_path: Path, distributed: DistributedConfig, *,
         return
     if announcement is not None and (joined := _STORE_TIMEOUT.search(text)):
         raise _not_joined(announcement, board, joined, log, then)
-    raise _failure(text, returncode, log, what, then)
+    failure = _failure(text, returncode, log, what, then)
+    errors = _RANK_ERROR.findall(text)
+    if announcement is not None and isinstance(failure, RuntimeError) and errors and \
+            all(_PEER_LOST.search(error) for error in errors):  # no rank here failed of itself: a node left
+        raise InputError(f"{what} (job {announcement.number}) failed: another node's processes went away during it "
+                         f"(their output: {board.root}/node-K.log); node 0's is in {log}{then}")
+    raise failure
 
 
 def torchrun_command(module: str, job_path: Path, distributed: DistributedConfig,

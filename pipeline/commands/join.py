@@ -44,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def interrupted(args: argparse.Namespace) -> str:
-    return (f"node {args.node_rank} left the run in {args.run}: node 0's job now running, or its next, fails once "
-            f"its join timeout has passed, unless spiralprune join {args.run} --node-rank {args.node_rank} is "
-            "started again before")
+    return (f"node {args.node_rank} left the run in {args.run}: a job of node 0's running now fails; its next one "
+            f"waits distributed.join_timeout_s for spiralprune join {args.run} --node-rank {args.node_rank} to start "
+            "again")

@@ -157,9 +157,10 @@ def follow(board: Board, node_rank: int, processes: int | None, say: Callable[[s
         distributed = announcement.distributed
         if node_rank >= distributed.nnodes:
             raise InputError(f"--node-rank {node_rank} is not below node 0's nnodes {distributed.nnodes}")
-        if not announcement.cwd.is_dir():
-            raise InputError(f"node 0's working directory {announcement.cwd} is not here: the run folder and it must "
-                             "be on a filesystem every node sees at the same path")
+        if not announcement.cwd.is_dir() or not (announcement.cwd / announcement.job).is_file():
+            raise InputError(f"node 0's job file {announcement.cwd / announcement.job} is not on this node: the run "
+                             f"folder and node 0's working directory ({announcement.cwd}) must be on a filesystem "
+                             "every node sees at the same path")
         here = distributed.model_copy(update={"node_rank": node_rank, "processes": processes or distributed.processes})
         board.pick_up(announcement, node_rank)
         log = board.log(node_rank)

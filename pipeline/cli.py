@@ -37,6 +37,8 @@ class Command:
 COMMANDS = {
     "demo": Command("train a digits ResNet teacher (cached) and run the spiral on ONNX Runtime CPU", False),
     "run": Command("run the prune/distill/compile/profile spiral described by a YAML config", True),
+    "join": Command("take part in the trainings of a spiralprune run that node 0 leads, on another node (a run "
+                    "folder every node sees)", False),
     "prune": Command("remove channels from a model once (NNI or Torch-Pruning criterion) and save it as a checkpoint",
                      True),
     "export": Command("export a model spec, checkpoint or run folder (its last accepted step) to ONNX, with a parity "

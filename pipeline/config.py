@@ -171,16 +171,36 @@ class DistributedConfig(_Strict):
     run every training of the run (the teacher's, the tries', the probes', the final recovery) as a
     torchrun job (``spiralprune.pipeline.training``), DistributedDataParallel over NCCL with one GPU per
     process, or gloo on the CPU; a step's ``sensitivity`` or ``taylor-group`` scores and its residual
-    blocks' loss rises are split across as many processes on the CPU (``spiralprune.pipeline.scoring``). A
-    run trains on one node so far (``nnodes`` above 1 is refused when it starts); the keys are validated
-    here as torchrun needs them. Measurement and the operator table never join the process group nor the
-    training's device: they stay one process on the target, a trained model comes back to the CPU."""
+    blocks' loss rises are split across as many processes on the CPU (``spiralprune.pipeline.scoring``).
+    With ``nnodes`` above 1 node 0 runs the spiral and every other node a follower (``spiralprune join``)
+    that node 0 announces each job to (``spiralprune.pipeline.nodes``); each job's rendezvous waits
+    ``join_timeout_s`` for every node, so a node that never comes fails the run in one line instead of
+    hanging it. The keys are validated here as torchrun needs them. Measurement and the operator table
+    never join the process group nor the training's device: they stay one process on the target, a trained
+    model comes back to the CPU."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     processes: int = Field(1, ge=1)
     nnodes: int = Field(1, ge=1)
     node_rank: int = Field(0, ge=0)
     rdzv_endpoint: str | None = Field(None, min_length=1)  # host:port of node 0's rendezvous
+    # torchrun's own default (600 s): a node that starts late (loading its Python, its data) still joins
+    join_timeout_s: int = Field(600, ge=1)
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        """``HOST:PORT`` (an IPv6 host in brackets), checked here: torchrun would take a bad one apart only
+        once a job starts, on every node, each failing its own way."""
+        if value is None:
+            return value
+        host, colon, port = value.rpartition(":")
+        if not colon or not host.strip("[]") or not port.isdigit():
+            raise ValueError(f"'{value}' is not HOST:PORT (node 0's address and a free port every node reaches, "
+                             "e.g. node0:29500)")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"'{value}': port {int(port)} is not between 1 and 65535")
+        return value
 
     @model_validator(mode="after")
     def _nodes(self) -> "DistributedConfig":
@@ -189,6 +209,11 @@ class DistributedConfig(_Strict):
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}")
         return self
+
+    @property
+    def spread(self) -> str:
+        """Where a job's processes run, as the run says it: ``2 processes``, ``2 processes on each of 3 nodes``."""
+        return f"{self.processes} processes" + (f" on each of {self.nnodes} nodes" if self.nnodes > 1 else "")
 
     @property
     def in_process(self) -> bool:

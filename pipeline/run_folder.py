@@ -14,6 +14,7 @@
     report.*, junit.xml   written at the end of every run (``spiralprune.pipeline.report``)
     model.onnx, model/    the run's result where a user looks for it, copied at the end of every run:
                           the result's ONNX file (INT8 when that stage was accepted) and its checkpoint
+    nodes/                on several nodes: node 0's announcements to the others (``spiralprune.pipeline.nodes``)
 
 Every path a ledger line names is checked to stay inside the folder. The run's result is its last
 accepted line; an INT8 stage has an ONNX file but no checkpoint, so what a step goes on from (and
@@ -60,6 +61,7 @@ class RunFolder:
         self.report = self.root / "report.json"
         self.model_onnx = self.root / "model.onnx"
         self.model = self.root / "model"
+        self.nodes = self.root / "nodes"
 
     def start(self, config: dict, *, resume: bool) -> None:
         """Write ``config`` into a new run folder, or (``resume``) check it is the config the run

@@ -1,4 +1,4 @@
-"""A step's scoring, in the run's own process or across processes as a torchrun job.
+"""A step's scoring, in the run's own process or across processes (and nodes) as a torchrun job.
 
 ``score`` is the one way a step scores its model before it plans: the criterion's scores of its channel
 groups (``PrunableModel.scored``) and, when the knapsack may remove residual blocks, each block's loss rise
@@ -99,11 +99,11 @@ def score(prunable: PrunableModel, model: Trainee, cfg: PruneConfig, calibration
     )
     if console is not None:
         console.print(f"score: {cfg.criterion}{' and the residual blocks' if rises else ''} on "
-                      f"{processes.distributed.processes} processes (torchrun; its output in {job_dir / LOG})")
+                      f"{processes.distributed.spread} (torchrun; its output in {job_dir / LOG})")
     job_path = job_dir / "job.json"
     write_json(job_path, job.model_dump(mode="json"))
     run_torchrun("spiralprune.pipeline.scoring", job_path, processes.distributed, what="distributed scoring",
-                 error_prefix=_ERROR_PREFIX)
+                 error_prefix=_ERROR_PREFIX, board=processes.board)
     result = json.loads((job.output_dir / RESULT).read_text())
     scores = load_file(str(job.output_dir / SCORES))
     groups = prunable.groups_of(cfg)

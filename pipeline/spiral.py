@@ -32,6 +32,7 @@ from spiralprune.pipeline.budget import FinalBudget, quality_text
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.data import DataSplits
+from spiralprune.pipeline.nodes import Board, announcing
 from spiralprune.pipeline.passes import build_passes
 from spiralprune.pipeline.passes.record import LedgerEntry
 from spiralprune.pipeline.passes.run import Run
@@ -71,9 +72,14 @@ class Spiral:
         self.folder = RunFolder(out_dir)
 
     def run(self) -> SpiralOutcome:
+        """The run; on several nodes, its jobs and its end announced to the other nodes' followers."""
+        with announcing(self.folder, self.config.distributed) as board:
+            return self._run(board)
+
+    def _run(self, board: Board | None) -> SpiralOutcome:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        self.data = RunData.load(cfg, self.given_data)  # before the folder is written: bad data writes nothing
+        self.data = RunData.load(cfg, self.given_data, board)  # before the folder is written: bad data writes nothing
         self.folder.start(self.config.model_dump(mode="json"), resume=self.resume)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

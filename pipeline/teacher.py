@@ -33,6 +33,7 @@ from spiralprune.pipeline.config import RunConfig
 from spiralprune.pipeline.data import DataSplits, LoaderSettings, drawn, load_data
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.measure import evidence_of, latency_summary, profile_on_target
+from spiralprune.pipeline.nodes import Board
 from spiralprune.pipeline.passes.record import Training
 from spiralprune.pipeline.prune import dtype_name
 from spiralprune.pipeline.prune.group import Calibration, draw_calibration
@@ -54,9 +55,10 @@ class RunData:
     processes: Processes  # where its trainings run: spiralprune.pipeline.training
 
     @classmethod
-    def load(cls, config: RunConfig, given: DataSplits | None = None) -> RunData:
+    def load(cls, config: RunConfig, given: DataSplits | None = None, board: Board | None = None) -> RunData:
         """The run's data: ``given`` (the Python API's, from ``spiralprune.pipeline.data.splits_of``), else what
-        ``config.data`` names. Data given with more than one training process is refused here, before any work."""
+        ``config.data`` names; its trainings announced on ``board`` with several nodes. Data given with more
+        than one training process is refused here, before any work."""
         data = load_data(config.data, config.input_shape) if given is None else given
         task = config.task_model()
         data = dataclasses.replace(data, loading=data.loading.for_task(task))
@@ -75,7 +77,7 @@ class RunData:
         calibration = draw_calibration(data.calibration, config.data.batch_size, data.loading.collate_fn,
                                           task.batch_loss, seed=config.seed)
         return cls(data, inputs[:batch], dtype_name(inputs), inputs[: config.budget.parity.samples],
-                   calibration, task, Processes.of_run(config, dtype_name(inputs), given is not None))
+                   calibration, task, Processes.of_run(config, dtype_name(inputs), given is not None, board))
 
     def evidence(self, model: nn.Module, directory: Path, config: RunConfig) -> Evidence:
         """``model`` exported into ``directory``, its parity checked and its quality evaluated: its evidence

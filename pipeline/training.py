@@ -7,7 +7,9 @@ base spec and pruning plans, safetensors weights: nothing pickled), a JSON job n
 the run config names it, the task and the training's settings (``spiralprune.pipeline.distill.ddp``), torchrun
 runs it with the run's rendezvous settings, and the trained weights are loaded back into the caller's
 module: the caller cannot tell the two apart but by the result's ``processes``. The job's rank 0 writes
-every file (checkpoints, weights, result); the run's ledger and step folders stay the run's own.
+every file (checkpoints, weights, result); the run's ledger and step folders stay the run's own. On
+several nodes the run is node 0's and the job is announced to the other nodes' followers
+(``spiralprune.pipeline.nodes``), which join it: the run folder is on a filesystem they all see.
 
 The quantization-aware recovery (``spiralprune.pipeline.passes.int8.fake_quant``) is not among them: it trains a module
 whose convolutions carry simulated-INT8 parametrizations and hooks, which no checkpoint records.
@@ -32,6 +34,7 @@ from spiralprune.pipeline.data import LoaderSettings
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.ddp import STUDENT_WEIGHTS, DataRef, DistillJob, ModelRef, launch
 from spiralprune.pipeline.distill.train import DistillResult, distill
+from spiralprune.pipeline.nodes import Board
 from spiralprune.pipeline.specs import trusted
 from spiralprune.pipeline.tasks import Task, TaskConfig
 from spiralprune.pipeline.torchrun import LOG
@@ -63,16 +66,13 @@ class Processes:
     input_shape: list[int]
     input_dtype: str
     seed: int = 0  # the run's: its calibration batches are drawn with it (``spiralprune.pipeline.scoring``)
+    board: Board | None = None  # with more than one node: where node 0 announces each job to the others
 
     @classmethod
-    def of_run(cls, config: RunConfig, input_dtype: str, given_data: bool) -> Processes:
-        """The run's; one line, before any work, for what cannot train across processes here: data given as
-        Python objects (``spiralprune.shrink``), which cannot cross to other processes, and more than one node."""
-        if config.distributed.nnodes > 1:  # the other nodes would each run a spiral of their own
-            raise InputError(
-                f"distributed.nnodes {config.distributed.nnodes}: a run trains on one node so far (spiralprune run on "
-                "node_rank > 0 does not yet join node 0's trainings); set nnodes 1 and processes per node"
-            )
+    def of_run(cls, config: RunConfig, input_dtype: str, given_data: bool, board: Board | None = None) -> Processes:
+        """The run's, its jobs announced on ``board`` (``spiralprune.pipeline.nodes.announcing``); one line,
+        before any work, for what cannot train across processes here: data given as Python objects
+        (``spiralprune.shrink``), which cannot cross to other processes."""
         if given_data and not config.distributed.in_process:
             raise InputError(
                 f"distributed training on {config.distributed.processes} processes reads the data in every process: "
@@ -82,7 +82,7 @@ class Processes:
         config.distributed.training_device()  # cuda asked where no GPU is visible: one line, before any work
         data = None if given_data else DataRef(**config.data.model_dump(), input_shape=config.input_shape)
         return cls(config.distributed, data, config.task, config.num_classes, config.input_shape, input_dtype,
-                   config.seed)
+                   config.seed, board)
 
 
 def train(
@@ -124,8 +124,8 @@ def train(
     )
     if progress is not None:
         progress.console.print(f"{'distill' if teacher else 'train'}: {cfg.epochs} epochs on "
-                               f"{processes.distributed.processes} processes (torchrun; its output in {job_dir / LOG})")
-    result = launch(job, job_dir / "job.json", processes.distributed)
+                               f"{processes.distributed.spread} (torchrun; its output in {job_dir / LOG})")
+    result = launch(job, job_dir / "job.json", processes.distributed, board=processes.board)
     student.module.load_state_dict(load_file(str(job.output_dir / STUDENT_WEIGHTS)))
     student.module.eval()
     if progress is not None:

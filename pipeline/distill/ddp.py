@@ -5,8 +5,8 @@ The processes receive nothing pickled. A JSON job file names the student and tea
 run config's ``data`` block and the input shape, as ``spiralprune.pipeline.data.load_data`` reads them) and the
 distillation config, the task (so a segmenter or detector trains with its own loss and metric) and, for a
 share of the training set, its indices. Every process builds the same objects from it and calls ``distill``
-inside a process group (gloo on CPU, NCCL on GPU); rank 0 writes ``student.safetensors`` and ``result.json``
-to the job's output directory, and the distillation checkpoints.
+inside a process group (gloo on CPU, NCCL on GPU), on one node or several; rank 0 writes
+``student.safetensors`` and ``result.json`` to the job's output directory, and the distillation checkpoints.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from spiralprune.pipeline.config import DataConfig, DistributedConfig
 from spiralprune.pipeline.data import load_data
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.distill.train import DistillResult, distill
+from spiralprune.pipeline.nodes import Board
 from spiralprune.pipeline.source import load_source
 from spiralprune.pipeline.specs import trusting_model_code
 from spiralprune.pipeline.tasks import TaskConfig, build_task
@@ -115,14 +116,16 @@ def _process_device(choice: str) -> str:
     return f"cuda:{local_rank}"
 
 
-def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig) -> DistillResult:
+def launch(job: DistillJob, job_path: Path, distributed: DistributedConfig,
+           board: Board | None = None) -> DistillResult:
     """Write ``job`` to ``job_path``, run it under ``torchrun`` with ``distributed``'s processes, nodes and
-    rendezvous (``spiralprune.pipeline.torchrun``), read the result. A failed job is one line naming
-    torchrun's log (``LOG`` beside the job); interrupted, none of its processes is left writing."""
+    rendezvous, announced on ``board`` with several nodes (``spiralprune.pipeline.torchrun``), read the
+    result. A failed job is one line naming torchrun's log (``LOG`` beside the job); interrupted, none of
+    its processes is left writing."""
     write_json(job_path, job.model_dump(mode="json"))
     then = "; its checkpoint is kept: resumed (spiralprune run --resume), it goes on from its last finished epoch"
     run_torchrun("spiralprune.pipeline.distill.ddp", job_path, distributed, what="distributed training",
-                 error_prefix=_ERROR_PREFIX, then=then if job.checkpoint_dir is not None else "")
+                 error_prefix=_ERROR_PREFIX, then=then if job.checkpoint_dir is not None else "", board=board)
     return DistillResult(**json.loads((job.output_dir / RESULT).read_text()))
 
 

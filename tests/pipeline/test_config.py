@@ -57,6 +57,11 @@ def test_tiny_config_is_valid():
         ({"distributed": {"node_rank": 1}}, "distributed: node_rank 1 is not below nnodes 1"),
         ({"distributed": {"nnodes": 2, "node_rank": -1, "rdzv_endpoint": "n0:29500"}}, "distributed.node_rank: Input should be greater"),
         ({"distributed": {"procs": 2}}, "unknown key 'distributed.procs'; did you mean 'processes'?"),
+        ({"distributed": {"nnodes": 2, "rdzv_endpoint": "n0"}}, "distributed.rdzv_endpoint: 'n0' is not HOST:PORT"),
+        ({"distributed": {"nnodes": 2, "rdzv_endpoint": ":29500"}}, "distributed.rdzv_endpoint: ':29500' is not HOST:PORT"),
+        ({"distributed": {"nnodes": 2, "rdzv_endpoint": "n0:http"}}, "distributed.rdzv_endpoint: 'n0:http' is not HOST:PORT"),
+        ({"distributed": {"nnodes": 2, "rdzv_endpoint": "n0:70000"}}, "'n0:70000': port 70000 is not between 1 and 65535"),
+        ({"distributed": {"join_timeout_s": 0}}, "distributed.join_timeout_s: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_configs_name_the_key(data, expected):
@@ -68,7 +73,7 @@ def test_bad_configs_name_the_key(data, expected):
 
 def test_where_a_run_trains_is_not_part_of_it():
     """``distributed:`` is left out of config.json: a run resumes on other processes or nodes."""
-    config = parse_config(tiny_config(distributed={"processes": 2, "nnodes": 2, "rdzv_endpoint": "n0:29500"}))
+    config = parse_config(tiny_config(distributed={"processes": 2, "nnodes": 2, "rdzv_endpoint": "[fe80::1]:29500"}))
     assert not config.distributed.in_process and parse_config(tiny_config()).distributed.in_process
     assert "distributed" not in config.model_dump(mode="json")
 

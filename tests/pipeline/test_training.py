@@ -92,13 +92,14 @@ def test_data_given_as_python_objects_is_refused_with_more_than_one_process(tmp_
     assert not (tmp_path / "run").exists()
 
 
-def test_more_than_one_node_is_refused_before_any_work(write_config, tmp_path: Path, capsys) -> None:
+def test_a_run_on_another_node_than_node_0_is_refused_before_any_work(write_config, tmp_path: Path, capsys) -> None:
+    """Node 0 alone runs the spiral; another node's run would plan one of its own and end node 0's followers."""
     out = tmp_path / "run"
-    args = ["--nnodes", "2", "--rdzv-endpoint", "localhost:29500"]
+    args = ["--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "localhost:29500"]
     assert main(["run", str(write_config()), "--out", str(out), *args]) == 2
     assert capsys.readouterr().err.strip() == (
-        "spiralprune: error: distributed.nnodes 2: a run trains on one node so far (spiralprune run on node_rank > 0 does not "
-        "yet join node 0's trainings); set nnodes 1 and processes per node"
+        f"spiralprune: error: distributed.node_rank 1: spiralprune run is node 0's; on this node run spiralprune join {out} "
+        "--node-rank 1 (the run folder on a filesystem every node sees at the same path)"
     )
     assert not out.exists()
 

@@ -145,6 +145,7 @@ READS_NO_CHECKPOINT = {
     "compare": "reads profiles and reports as numbers",
     "report": "reads a run's report and ledger as data (see the ledger tests below)",
     "targets": "lists target YAML files",
+    "join": "runs node 0's job files, which carry node 0's permissions: a job's checkpoints are refused as on node 0",
 }
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from spiralprune.deploy.strict import Strict
 from spiralprune.deploy.verdict import Question
 
 # How much two runs of the same model on the same machine may differ (a stored baseline against a
@@ -34,11 +35,7 @@ BETWEEN_RUN_TOLERANCE = 0.10
 Statistic = Literal["p50", "p90", "p95", "p99", "mean"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class LatencyBudget(_Strict):
+class LatencyBudget(Strict):
     """Latency limits on ``statistic``, each a question for the judge (``spiralprune.deploy.verdict``).
 
     - ``max_ms``: met when the upper confidence bound of the per-round statistic is within it.
@@ -85,7 +82,7 @@ class LatencyBudget(_Strict):
                 for name, limit, ref in limits if limit is not None]
 
 
-class QualityBudget(_Strict):
+class QualityBudget(Strict):
     """The task's quality metric (``name``; by default the task's own: accuracy, mIoU, mAP, a custom
     metric), in the units it is shown in (percent for the built-in tasks' fractions): at least ``min``
     (at most ``max`` for a lower-is-better metric), and/or at most ``max_drop`` worse than the
@@ -105,7 +102,7 @@ class QualityBudget(_Strict):
         return self
 
 
-class SizeBudget(_Strict):
+class SizeBudget(Strict):
     """The ONNX file in MB (10^6 bytes) and the parameters stored in it."""
 
     max_mb: float | None = Field(None, gt=0)
@@ -118,7 +115,7 @@ class SizeBudget(_Strict):
         return self
 
 
-class ParityBudget(_Strict):
+class ParityBudget(Strict):
     """ONNX Runtime against the source torch model on ``samples`` inputs (validation data when there is
     some): every output's max |diff| within ``atol`` (scaled by that output's largest |value| above 1),
     or within ``outputs[name]`` for an output named there (a detector's box regressions beside its class
@@ -135,7 +132,7 @@ class ParityBudget(_Strict):
         return self.outputs.get(output, self.atol)
 
 
-class Budget(_Strict):
+class Budget(Strict):
     """What a model must meet (see the module docstring): ``latency``, the quality metric (``accuracy:``
     or ``metric:``), ``size`` and ``parity``."""
 

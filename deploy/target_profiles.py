@@ -12,11 +12,12 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import Budget
 from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.strict import Strict
 from spiralprune.deploy.validation import parse_yaml, validate
 
 TARGET_VERSION = 1
@@ -30,11 +31,7 @@ _SSH_FLAGS = ("-4", "-6", "-C")
 _UNSAFE_SSH_OPTIONS = {"stricthostkeychecking": ("no", "off"), "userknownhostsfile": ("/dev/null",)}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SshSettings(_Strict):
+class SshSettings(Strict):
     """How to reach the device. ``options`` go to ``ssh`` as given (after ``~`` expansion)."""
 
     host: str | None = None
@@ -70,7 +67,7 @@ class SshSettings(_Strict):
         return options
 
 
-class RemoteSettings(_Strict):
+class RemoteSettings(Strict):
     """Where the bundle goes on the device and which interpreter runs the device runner there."""
 
     dir: str = ".cache/spiral-deploy"
@@ -85,12 +82,12 @@ class RemoteSettings(_Strict):
         return value
 
 
-class Dla(_Strict):
+class Dla(Strict):
     core: int = Field(ge=0)
     gpu_fallback: bool = True
 
 
-class TrtexecSettings(_Strict):
+class TrtexecSettings(Strict):
     path: str = DEFAULT_TRTEXEC
     workspace_mib: int = Field(1024, ge=1)
     dla: Dla | None = None
@@ -109,7 +106,7 @@ class TrtexecSettings(_Strict):
         return versions
 
 
-class PowerMode(_Strict):
+class PowerMode(Strict):
     """The power state the numbers are valid for; a device in another state is refused."""
 
     nvpmodel_id: int | None = Field(None, ge=0)
@@ -117,7 +114,7 @@ class PowerMode(_Strict):
     jetson_clocks: bool | None = None
 
 
-class DeviceMeasure(_Strict):
+class DeviceMeasure(Strict):
     """What to measure on the device (batch size, CPU threads) and how (``profile``, the settings of
     ``spiralprune.deploy.sampling`` that every measurement of spiral uses). trtexec times itself: it gets the
     warm-up, ``min_duration_s`` and ``min_rounds x block_calls`` iterations, and its samples are
@@ -128,7 +125,7 @@ class DeviceMeasure(_Strict):
     profile: ProfileSettings = ProfileSettings()
 
 
-class TargetProfile(_Strict):
+class TargetProfile(Strict):
     version: int = TARGET_VERSION
     name: str
     description: str = ""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import get_backend
 from spiralprune.deploy.budget import Budget, LatencyBudget, ParityBudget, QualityBudget, filled
 from spiralprune.deploy.sampling import ProfileSettings
+from spiralprune.deploy.strict import Strict
 from spiralprune.deploy.validation import read_yaml, validate
 from spiralprune.pipeline.distill.config import DistillConfig
 from spiralprune.pipeline.passes.int8.config import QUANTIZED_BACKENDS, QuantizeConfig
@@ -24,11 +25,7 @@ if TYPE_CHECKING:
 CONFIG_VERSION = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TargetConfig(_Strict):
+class TargetConfig(Strict):
     """Where the spiral measures. ``device``, ``compile_mode`` and ``spin_wait`` belong to the torch
     targets (``torch``, ``torch-compile``), which run the live module; every other backend runs the
     ONNX export. ``spin_wait`` (CUDA only): the host polls each call's end event instead of sleeping
@@ -133,7 +130,7 @@ _V1_LATENCY = ("statistic", "max_ms", "min_speedup", "min_throughput")
 _V1_MIN_SPEEDUP = 2.0  # version 1's default, the same as a run's default budget now
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """``digits`` (scikit-learn's handwritten digits), an ImageFolder directory or ``package.module:factory``
     (returning training and validation data sets, or two DataLoaders: ``spiralprune.pipeline.data.splits_of``).
 
@@ -164,7 +161,7 @@ class DataConfig(_Strict):
         return self
 
 
-class DistributedConfig(_Strict):
+class DistributedConfig(Strict):
     """Where a run trains: on ``device`` (``auto``: a GPU when one is visible, else the CPU), in
     ``processes`` per node and ``nnodes`` nodes (torchrun's ``--nproc-per-node``, ``--nnodes``,
     ``--node-rank``, ``--rdzv-endpoint``). One process (the default) trains in the run's own process; more
@@ -233,7 +230,7 @@ class DistributedConfig(_Strict):
         return "cuda"
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     version: int = CONFIG_VERSION
     model: str
     # Your trained weights for ``model`` (a spec): a .safetensors file or a state dict saved by torch.save

@@ -27,10 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from spiralprune.core.atomic import write_json
 from spiralprune.core.errors import InputError
+from spiralprune.deploy.strict import Strict
 from spiralprune.pipeline.config import DistributedConfig
 
 if TYPE_CHECKING:
@@ -39,11 +40,7 @@ if TYPE_CHECKING:
 Record = TypeVar("Record", bound=BaseModel)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Announcement(_Strict):
+class Announcement(Strict):
     """A torchrun job every node runs: ``python -m module job`` (a JSON job file in the run folder)."""
 
     id: str  # node 0's session and the job's number: the job's rendezvous id, unique across resumed runs
@@ -56,11 +53,11 @@ class Announcement(_Strict):
     distributed: DistributedConfig  # node 0's: nnodes, the endpoint, the join timeout, processes per node
 
 
-class Ending(_Strict):
+class Ending(Strict):
     failed: str | None = None  # node 0's one line when its run failed
 
 
-class Pickup(_Strict):
+class Pickup(Strict):
     job: str  # the Announcement.id a follower launched
 
 

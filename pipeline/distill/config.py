@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from spiralprune.deploy.strict import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class LossWeights(_Strict):
+class LossWeights(Strict):
     """Weights of the summed loss. With no teacher, training is plain cross-entropy and these are unused.
 
     The default is cross-entropy alone, as ``benchmarks/quality_frontier.py`` favoured on
@@ -37,7 +35,7 @@ class LossWeights(_Strict):
         return self
 
 
-class DistillConfig(_Strict):
+class DistillConfig(Strict):
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=2)
     optimizer: Literal["sgd", "adamw"] = "sgd"

@@ -20,13 +20,13 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save
 from torch import nn
 from torch.utils.data import Subset
 
 from spiralprune.core.atomic import write_bytes, write_json
 from spiralprune.core.errors import InputError
+from spiralprune.deploy.strict import Strict
 from spiralprune.pipeline.config import DataConfig, DistributedConfig
 from spiralprune.pipeline.data import load_data
 from spiralprune.pipeline.distill.config import DistillConfig
@@ -42,11 +42,7 @@ RESULT = "result.json"
 _ERROR_PREFIX = "spiralprune distill: error: "
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRef(_Strict):
+class ModelRef(Strict):
     spec: str
     weights: Path | None = None
 
@@ -57,7 +53,7 @@ class DataRef(DataConfig):
     input_shape: list[int]
 
 
-class DistillJob(_Strict):
+class DistillJob(Strict):
     student: ModelRef
     teacher: ModelRef | None = None
     data: DataRef

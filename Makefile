@@ -73,9 +73,12 @@ example-segmentation: $(STAMP) case-deps
 example-detection: $(STAMP) case-deps
 	$(BIN)/spiralprune run examples/detection/config.yaml --out runs/example-detection --resume
 
-# The low end of pyproject.toml's torch range (torch 2.13.0, torchvision 0.28.0: PyPI's builds, about 5 GB
+# The low end of pyproject.toml's torch range (TORCH_LOW, TORCHVISION_LOW: PyPI's builds, about 5 GB
 # downloaded once; --isolated passes by a pip cap a machine may set) in its own environment, and the
-# suite's core there. Not part of `make test`: docs/install.md says when it last passed.
+# suite's core there; `make check-torch-low TORCH_LOW=2.13.0 TORCHVISION_LOW=0.28.0` tries below the range.
+# Not part of `make test`: docs/install.md says when it last passed.
+TORCH_LOW ?= 2.14.0
+TORCHVISION_LOW ?= 0.29.0
 LOW := .venv-torch-low
 LOW_TESTS := tests/pipeline/test_spiral.py tests/pipeline/prune tests/pipeline/test_export.py tests/pipeline/tasks \
 	tests/pipeline/distill tests/deploy/test_profiler.py tests/pipeline/passes tests/test_your_model.py \
@@ -84,7 +87,7 @@ LOW_TESTS := tests/pipeline/test_spiral.py tests/pipeline/prune tests/pipeline/t
 .PHONY: check-torch-low
 check-torch-low:
 	test -x $(LOW)/bin/python || $(PYTHON) -m venv $(LOW)
-	$(LOW)/bin/python -m pip install --quiet --isolated torch==2.13.0 torchvision==0.28.0
+	$(LOW)/bin/python -m pip install --quiet --isolated torch==$(TORCH_LOW) torchvision==$(TORCHVISION_LOW)
 	grep -v -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]*|cuda-[a-z-]*)==' constraints.txt > $(LOW)/constraints.txt
 	$(LOW)/bin/python -m pip install --quiet --isolated -c $(LOW)/constraints.txt '.[dev]'
 	PYTHONPATH=. $(LOW)/bin/python -m pytest -q -p no:cacheprovider $(LOW_TESTS)

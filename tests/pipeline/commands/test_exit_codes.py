@@ -44,6 +44,7 @@ ARGUMENTS = {
     "export": ["model", "--out", "model.onnx"], "quantize": ["model.onnx", "--data", "digits"],
     "gate": ["model.onnx", "--backend", "ort-cpu", "--budget", "budget.yaml"], "compare": ["a.json", "b.json"],
     "report": ["run"], "profile": ["model.onnx"], "targets": [], "deploy": ["model.onnx", "--target", "jetson"],
+    "join": ["run", "--node-rank", "1"],
 }
 BAD_INPUT = {
     "demo": (["--out", "file.txt"], "is a file"),
@@ -57,6 +58,7 @@ BAD_INPUT = {
     "profile": (["model.onnx", "--threads", "0"], "--threads must be positive"),
     "targets": (["--verbose"], "unrecognized arguments: --verbose"),
     "deploy": (["model.onnx", "--target", "jetson"], "names no host"),
+    "join": (["file.txt", "--node-rank", "1"], "is not a spiralprune run folder"),
 }
 
 
@@ -223,7 +225,7 @@ def test_a_gate_whose_regression_check_cannot_be_decided_exits_4_unless_a_check_
     assert "INCONCLUSIVE latency.p50.regression" in out and out.rstrip().endswith(summary)
 
 
-STRADDLING = [0.4, 0.6, 0.45, 0.55, 0.5]  # five rounds: the interval is their range, 0.4 .. 0.6
+STRADDLING = [0.4 + 0.01 * k for k in range(21)]  # 21 rounds from 0.4 to 0.6: the 95 % interval is 0.45 .. 0.55
 
 
 @pytest.mark.parametrize("metric", [Metric(), Metric("mae", 1.0, "", False)], ids=["accuracy", "lower-is-better"])
@@ -248,7 +250,7 @@ def test_quantize_is_undecided_only_when_its_speedup_alone_is(limit: float, drop
 
 
 def rejected_try(limit: float = 0.5, epochs: int = 0, parity: bool = True, step: int = 1) -> dict:
-    """A try the judge measured at a speedup ratio of 0.4 .. 0.6 to the teacher against ``limit``."""
+    """A try the judge measured at a speedup ratio of 0.45 .. 0.55 to the teacher against ``limit``."""
     verdict = judge(Question("final speedup", "candidate", limit, "teacher"), STRADDLING, 0.95)
     return ledger_entry(step, accepted=False, verdicts=[verdict.to_dict()], meets_final=False,
                         distill=Training(best_val_quality=None, epochs=epochs), parity={"passed": parity}).to_json()

@@ -30,7 +30,8 @@ CLASSIFIER = build_task(num_classes=10)  # digits' ten classes
 pytestmark = pytest.mark.slow
 SPEC = "spiralprune.pipeline.zoo.digits_resnet:digits_resnet?width=8&blocks=[1,1,1,1]"
 SHAPE = "1,1,16,16"
-QUICK = ["--max-duration", "1.0", "--threads", "1", "--calibration-batches", "4"]
+# 2 s: enough rounds for the judge to decide at its confidence (1 s gave five, whose range is no 97 % interval)
+QUICK = ["--max-duration", "2.0", "--threads", "1", "--calibration-batches", "4"]
 
 
 @pytest.fixture(scope="module")

@@ -96,12 +96,13 @@ class Verdict:
             return (f"{q.name}: undecided (no round ran on a free CPU: in all {self.set_aside} rounds the measuring "
                     "threads waited for a CPU past max_cpu_wait; the machine is oversubscribed: measure with fewer "
                     "threads or on a quieter runner)")
-        if math.isinf(self.high - self.low):  # too few rounds for an interval at this confidence
+        unbounded = math.isinf(self.high - self.low)  # too few rounds for an interval at this confidence
+        if unbounded:
             spread = f"too few rounds ({self.rounds}) for a {percent(self.confidence)} interval"
         else:
             spread = f"{percent(self.confidence)} CI {self.low:.4g} .. {self.high:.4g}{unit} over {self.rounds} rounds"
         text = f"{q.name}: {self.outcome} ({q.statistic} {self.estimate:.4g}{unit}, {spread}; limit {q.limit:.4g}{unit})"
-        if math.isinf(self.high - self.low):
+        if unbounded:
             text += "; more rounds on a free CPU (max_duration_s, a quieter machine) would settle it"
         elif self.outcome == "undecided":
             text += (

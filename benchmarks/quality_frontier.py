@@ -15,7 +15,8 @@ of ``--speedup`` (the teacher's p50 on ONNX Runtime CPU divided by it) and each 
   judge finds meets the budget beside the teacher (searched once per budget, an ``undecided``
   verdict measured again), then ``--epochs`` of cross-entropy fine-tuning (what a user does with
   Torch-Pruning alone);
-- (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD);
+- (b) ``oneshot-kd``: the same structure, the same epochs of the spiral's distillation (KD: Hinton's on a
+  classifier's logits, feature imitation on a detector's: ``kd_weights``);
 - (c) ``spiral-uniform``: ``spiralprune run`` with ``schedule.allocation: uniform``;
 - (d) ``spiral``: ``spiralprune run`` with latency-aware allocation and KD;
 - (e) ``spiral-ce``: (d) with cross-entropy in place of KD in every step and in the recovery;
@@ -130,7 +131,8 @@ ARCHITECTURES = {
     "yolo": ("spiralprune.pipeline.zoo.yolo:yolo_detector?width=16", [1, 1, 64, 64]),
 }
 # What an architecture that is not a Fashion-MNIST classifier is: its task, classes, data, metric and
-# optimizer (the detector trains with AdamW; logits KD does not apply, so its methods are the CE ones).
+# optimizer (the detector trains with AdamW; logits KD does not apply, so its KD is feature imitation on the
+# layers ``distill.feature_pairs: auto`` pairs, the neck's levels among them: ``kd_weights``).
 NOT_CLASSIFIERS = {
     "yolo": {"task": {"kind": "detection", "loss": "spiralprune.pipeline.zoo.yolo:yolo_loss",
                       "postprocess": "spiralprune.pipeline.zoo.yolo:yolo_decode"},
@@ -145,6 +147,13 @@ CE = {"ce": 1.0, "logits": 0.0}
 RATIOS = [round(0.05 * k, 2) for k in range(1, 19)]
 TEACHER_TRAINING = {"epochs": 30, "lr": 0.05, "early_stopping_patience": None, "weights": {"ce": 1.0, "logits": 0.0}}
 KD = {"lr": 0.02, "temperature": 4.0, "weights": {"ce": 1.0, "logits": 1.0}}
+FEATURE_KD = {"ce": 1.0, "logits": 0.0, "feature": 1.0}
+
+
+def kd_weights(arch: str) -> dict:
+    """The KD methods' loss weights: Hinton KD on a classifier's logits, feature imitation where the task has
+    no class logits (a detector's raw head)."""
+    return FEATURE_KD if arch in NOT_CLASSIFIERS else KD["weights"]
 
 
 @dataclass
@@ -158,7 +167,7 @@ class Finalist:
 
 
 def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.Namespace, teacher: Path,
-               allocation: str, weights: dict = KD["weights"], criterion: str | None = None,
+               allocation: str, weights: dict | None = None, criterion: str | None = None,
                direct: bool = False) -> RunConfig:
     """The spiral's config; ``direct``: one step aimed at the final budget instead of a spiral of them."""
     _, shape = ARCHITECTURES[arch]
@@ -179,7 +188,7 @@ def run_config(arch: str, data: Path, speedup: float, seed: int, args: argparse.
                      "total_epochs": args.epochs, "final_epochs": args.final_epochs,
                      **({} if args.probe_epochs is None else {"probe_epochs": args.probe_epochs})},
         "prune": {"criterion": criterion or args.criterion, "round_to": 8},
-        "distill": {**KD, "weights": weights, "epochs": args.step_epochs, "seed": seed, **other.get("training", {})},
+        "distill": {**KD, "weights": weights or kd_weights(arch), "epochs": args.step_epochs, "seed": seed, **other.get("training", {})},
         "seed": seed,
     })
 
@@ -294,13 +303,15 @@ def oneshot_finalists(
         ratio, search_s = RATIOS[low], time.perf_counter() - start
         write_json(searched, {"ratio": ratio, "search_s": search_s})
     plan = plan_pruning(teacher, x, prune.model_copy(update={"ratio": ratio}))
-    for method, weights in (("oneshot-ce", CE), ("oneshot-kd", KD["weights"])):
+    # cfg's distillation is the KD methods' (``kd_weights``)
+    for method, weights in (("oneshot-ce", cfg.distill.weights.model_copy(update=CE | {"feature": 0.0})),
+                            ("oneshot-kd", cfg.distill.weights)):
         if method not in wanted or method in cached:
             continue
         begin = time.perf_counter()
         student = apply_plan(copy.deepcopy(teacher), plan, x)
-        training = cfg.distill.model_copy(update={"epochs": epochs, "weights": cfg.distill.weights.model_copy(update=weights)})
-        result = distill(student, teacher if weights["logits"] else None, train, val, training,
+        training = cfg.distill.model_copy(update={"epochs": epochs, "weights": weights})
+        result = distill(student, teacher if weights.uses_teacher else None, train, val, training,
                          checkpoint_dir=out / f"{method}-ratio{ratio:.2f}-training", task=cfg.task_model())
         path = export_onnx(student, x, out / f"{method}.onnx")
         task = cfg.task_model()

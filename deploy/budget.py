@@ -6,7 +6,7 @@ stage's ``quantize.budget:`` are all a ``Budget``:
 ```yaml
 latency:  {statistic: p50, max_ms: 5.0, min_speedup: 3.0, min_throughput: 2000, max_regression_pct: 5}
 accuracy: {min: 95.0, max_drop: 0.5}        # or, for another task's metric: metric: {name: miou, max_drop: 1.0}
-size:     {max_mb: 20, max_params: 5000000}
+size:     {max_mb: 20, max_params: 5000000, max_macs: 300000000}
 parity:   {atol: 1.0e-3, outputs: {boxes: 1.0e-2}, min_top1_agreement: 0.99, samples: 256}
 ```
 
@@ -103,15 +103,17 @@ class QualityBudget(Strict):
 
 
 class SizeBudget(Strict):
-    """The ONNX file in MB (10^6 bytes) and the parameters stored in it."""
+    """What the ONNX file ships (``spiralprune.deploy.model_file.ModelFile``): its size in MB (10^6 bytes), the
+    parameters stored in it, and the multiply-accumulates of one call (convolutions, matrix products)."""
 
     max_mb: float | None = Field(None, gt=0)
     max_params: int | None = Field(None, ge=1)
+    max_macs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> SizeBudget:
-        if self.max_mb is None and self.max_params is None:
-            raise ValueError("size needs max_mb or max_params")
+        if self.max_mb is None and self.max_params is None and self.max_macs is None:
+            raise ValueError("size needs max_mb, max_params or max_macs")
         return self
 
 

@@ -137,7 +137,7 @@ class TargetProfile(Strict):
     power: PowerMode | None = None
     measure: DeviceMeasure = DeviceMeasure()
     # What the device's measurement must meet (``spiralprune.deploy.budget.Budget``, the keys of a run's or a
-    # gate's budget), judged by spiralprune gate's rules on the device's rounds: latency alone.
+    # gate's budget), judged by spiralprune gate's rules: latency on the device's rounds, size on the shipped file.
     budget: Budget
 
     @field_validator("version")
@@ -149,9 +149,10 @@ class TargetProfile(Strict):
 
     @model_validator(mode="after")
     def _device_budget(self) -> TargetProfile:
-        self.budget.refuse("budget", {"latency": ("max_ms", "min_throughput")},
+        self.budget.refuse("budget", {"latency": ("max_ms", "min_throughput"), "size": None},
                            "a device is measured alone, without data: its budget limits latency.max_ms or "
-                           "latency.min_throughput; gate accuracy, size and speedups with spiralprune gate on the host")
+                           "latency.min_throughput and the shipped file's size; gate accuracy and speedups with "
+                           "spiralprune gate on the host")
         return self
 
     @model_validator(mode="after")

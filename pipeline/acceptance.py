@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import Budget, ParityBudget
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.verdict import Question, Verdict
 from spiralprune.pipeline.tasks import Metric
 
@@ -42,6 +43,7 @@ _FORMATS = {
     "points": "{:.2f} points",
     "MB": "{:.3f} MB",
     "params": "{:,.0f} params",
+    "MACs": "{:,.0f} MACs",
     "": "{:.3g}",
 }
 
@@ -90,35 +92,40 @@ class Check:
 class Evidence:
     """What was measured of a model under judgement: the judge's verdicts by question name, its
     metrics (fractions, as ``spiralprune.pipeline.evaluate`` gives them) and those of the model it is compared
-    with, its ONNX parity, its file size and its parameters. A rule whose evidence is missing says
-    so in one line (an ``InputError``). A spiral's model (``spiralprune.pipeline.measure.evidence_of``) also
-    has its ONNX export, the name of its task's metric and its MACs, which its ``summary`` keeps."""
+    with, its ONNX parity, and what its ONNX file ships (``file``: size, parameters, MACs, counted the one
+    way ``spiralprune.deploy.model_file`` counts them for every caller). A rule whose evidence is missing
+    says so in one line (an ``InputError``). A spiral's model (``spiralprune.pipeline.measure.evidence_of``)
+    also has its ONNX export's path and the name of its task's metric, which its ``summary`` keeps."""
 
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)
     metrics: Mapping[str, float] | None = None
     reference_metrics: Mapping[str, float] | None = None
     parity: ParityResult | None = None
-    size_mb: float | None = None
-    params: int | None = None
+    file: ModelFile | None = None
     onnx_path: Path | None = None
     metric: str | None = None  # the task's metric, the one budgets judge
-    macs: int | None = None
 
     def summary(self) -> dict:
         """What the ledger and the teacher's summary keep of a spiral's model apart from its latency: ``quality``
         is the task's ``metric``, ``metrics`` every number the task measured (a confusion matrix stays in
         ``eval.json``)."""
-        if self.metric is None or self.metrics is None or self.parity is None:
-            raise ValueError("Evidence.summary needs a spiral model's evidence: its metric, metrics and parity")
+        if self.metric is None or self.metrics is None or self.parity is None or self.file is None:
+            raise ValueError("Evidence.summary needs a spiral model's evidence: its metric, metrics, parity and file")
         return {
             "parity": self.parity.to_dict(),
             "metric": self.metric,
             "quality": self.metrics[self.metric],
             "metrics": {k: float(v) for k, v in self.metrics.items() if isinstance(v, (int, float))},
-            "params": self.params,
-            "macs": self.macs,
-            "size_mb": self.size_mb,
+            "params": self.file.params,
+            "macs": self.file.macs,
+            "size_mb": self.file.size_mb,
         }
+
+    def model_file(self, limit: str) -> ModelFile:
+        """``file``, or the one line saying that ``limit`` needs it."""
+        if self.file is None:
+            raise InputError(f"the budget limits {limit}, which was not measured for this model (no ONNX file judged)")
+        return self.file
 
 
 class Rule(Protocol):
@@ -241,14 +248,23 @@ class MaxSize:
 
     def checks(self, evidence: Evidence) -> list[Check]:
         checks = []
-        for name, value, limit, unit in (("size.mb", evidence.size_mb, self.max_mb, "MB"),
-                                         ("size.params", evidence.params, self.max_params, "params")):
-            if limit is None:
-                continue
-            if value is None:
-                raise InputError(f"the budget limits {name}, which was not measured for this model")
-            checks.append(_at_most("size", name, float(value), float(limit), unit, "the ONNX model"))
+        for name, fact, limit, unit in (("size.mb", "size_mb", self.max_mb, "MB"),
+                                        ("size.params", "params", self.max_params, "params")):
+            if limit is not None:
+                value = getattr(evidence.model_file(name), fact)
+                checks.append(_at_most("size", name, float(value), float(limit), unit, "the ONNX model"))
         return checks
+
+
+@dataclass(frozen=True)
+class MaxMacs:
+    """The ONNX model's multiply-accumulates in one call (``ModelFile.macs``) at most ``max_macs``."""
+
+    max_macs: int
+
+    def checks(self, evidence: Evidence) -> list[Check]:
+        macs = evidence.model_file("size.macs").macs
+        return [_at_most("size", "size.macs", float(macs), float(self.max_macs), "MACs", "the ONNX model's")]
 
 
 def budget_rules(
@@ -271,7 +287,10 @@ def budget_rules(
         if quality.max_drop is not None:
             rules.append(QualityDrop(quality.max_drop, reference, metric, name=f"{metric.name}.max_drop"))
     if budget.size is not None:
-        rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
+        if budget.size.max_mb is not None or budget.size.max_params is not None:
+            rules.append(MaxSize(budget.size.max_mb, budget.size.max_params))
+        if budget.size.max_macs is not None:
+            rules.append(MaxMacs(budget.size.max_macs))
     if budget.parity is not None or parity_measured:
         rules.append(Parity(budget.parity))
     return rules

@@ -23,6 +23,7 @@ from spiralprune.core.errors import InputError
 from spiralprune.deploy.backends import BACKENDS
 from spiralprune.deploy.budget import LatencyBudget, ParityBudget
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.profiler import Profile, Target, profile_model, profile_paired
 from spiralprune.deploy.sampling import ProfileSettings
 from spiralprune.deploy.target_profiles import ALIASES, list_targets
@@ -40,7 +41,7 @@ from spiralprune.pipeline.evaluate import evaluate_onnx
 from spiralprune.pipeline.export import ParityResult, check_parity, export_onnx
 from spiralprune.pipeline.gate.budget import GateBudget, load_budget, parse_budget
 from spiralprune.pipeline.gate.prepare import (
-    data_feed, measured_options, module_and_example, onnx_input_dims, onnx_params, onnx_task, parity_inputs,
+    data_feed, measured_options, module_and_example, onnx_input_dims, onnx_task, parity_inputs,
     prepare_model, target_config, validation_set,
 )
 from spiralprune.pipeline.gate.checks import BASELINE, CANDIDATE, GateResult, latency_questions, run_gate
@@ -280,15 +281,15 @@ def gate(
             source = Path(baseline) if isinstance(baseline, (str, Path)) else Path(f"<{type(baseline).__name__}>")
             stored = Release(source.stem, source, measured.profiles[BASELINE], released_metrics, None)
         metrics = evaluate_onnx(onnx_path, val_set, task) if val_set is not None else None
-        size_mb, params = onnx_path.stat().st_size / 1e6, onnx_params(onnx_path)
+        file = ModelFile.of(onnx_path)
     result = run_gate(
         budget, profile=measured_profile, baseline=stored.profile if stored else None, paired=released is not None,
         verdicts=verdicts, metrics=metrics, baseline_metrics=stored.metrics if stored else None,
-        model_size_mb=size_mb, params=params, parity=parity, attribution=attribution,
+        file=file, parity=parity, attribution=attribution,
     )
     name = str(model) if not isinstance(model, nn.Module) else f"the given {type(model).__name__}"
     metric = budget.quality_metric() if budget.quality is not None else build_task(budget.task).quality()
-    return result, GateContext(name, target.backend, measured_profile, stored, metrics, size_mb, params, parity, metric)
+    return result, GateContext(name, target.backend, measured_profile, stored, metrics, file, parity, metric)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

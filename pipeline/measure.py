@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from spiralprune.core.atomic import write_json
 from spiralprune.deploy.layer_profile import LAYER_BACKENDS
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.profiler import MeasuringSession, Paired, Profile, Target, profile_model
 from spiralprune.deploy.sampling import Rounds
 from spiralprune.deploy.verdict import Question
@@ -104,7 +105,7 @@ def evidence_of(
         task=task,
     )
     metrics = evaluate_onnx(onnx_path, val_set, task)
-    macs, params = count_macs_params(model, example_input)
-    write_json(directory / "eval.json", {"metrics": metrics, "parity": parity.to_dict(), "macs": macs, "params": params})
-    return Evidence(metrics=metrics, parity=parity, size_mb=onnx_path.stat().st_size / 1e6, params=params,
-                    onnx_path=onnx_path, metric=task.metric, macs=macs)
+    file = ModelFile.of(onnx_path)
+    write_json(directory / "eval.json", {"metrics": metrics, "parity": parity.to_dict(), "macs": file.macs,
+                                         "params": file.params})
+    return Evidence(metrics=metrics, parity=parity, file=file, onnx_path=onnx_path, metric=task.metric)

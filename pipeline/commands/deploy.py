@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spiralprune.deploy.bundle import MODEL_FILE, build_bundle
+    from spiralprune.deploy.model_file import ModelFile
     from spiralprune.deploy.profiler import profile_model
     from spiralprune.deploy.remote import deploy_bundle, read_device_profile
     from spiralprune.deploy.target_profiles import load_target
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     result = deploy_bundle(bundle, target, out / "results", echo=lambda line: print(f"  {line}"))
     print(f"engine: {'reused from the device cache' if result.engine_from_cache else 'built on the device'}")
     profile = read_device_profile(result.profile_path, target.measure.profile.confidence)
-    gate = run_gate(budget, profile=profile)
+    shipped = ModelFile.of(bundle.root / MODEL_FILE)  # what the budget's size limits judge, counted on this host
+    gate = run_gate(budget, profile=profile, file=shipped)
     for line in [*(check.line() for check in gate.checks), *gate.notes]:
         print(line)
     device_layers = profile.measurement().layers
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                                     settings=target.measure.profile, layers=True).measurement().layers
     why_not = profile.runner_settings.get("layers")
     print_layers(device_layers, host_layers, why_not)
-    context = GateContext(args.model, f"{target.name} ({result.host})", profile)
+    context = GateContext(args.model, f"{target.name} ({result.host})", profile, file=shipped)
     device = device_layers and device_layers["explanation"]
     host = host_layers and host_layers["explanation"]
     report = {

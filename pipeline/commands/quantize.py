@@ -43,10 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="calibration batch size")
     parser.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per channel")
-    parser.add_argument("--max-drop", type=float, default=defaults.max_drop,
-                        help="accuracy points the INT8 model may lose against the float model")
-    parser.add_argument("--min-speedup", type=float, default=defaults.min_speedup,
-                        help="speedup over the float model the judge must grant (default %(default)g: surely faster)")
+    parser.add_argument("--max-drop", type=float, default=None,
+                        help=f"accuracy points the INT8 model may lose against the float model (default "
+                             f"{defaults.max_drop:g})")
+    parser.add_argument("--min-speedup", type=float, default=None,
+                        help=f"speedup over the float model the judge must grant (default {defaults.min_speedup:g}: "
+                             "surely faster)")
+    parser.add_argument("--budget", type=Path, default=None,
+                        help="the INT8 model's budget as a YAML file, in a budget's keys (latency.min_speedup, the "
+                             "metric's max_drop, size: max_mb, max_params, max_macs); instead of --max-drop and "
+                             "--min-speedup")
     parser.add_argument("--max-float-nodes", type=int, default=defaults.max_float_nodes,
                         help="when INT8 loses more than --max-drop, keep up to this many of its most sensitive "
                              "Conv/Gemm/MatMul nodes float and judge that model instead (0: no fallback, every "
@@ -71,23 +77,31 @@ def run(args: argparse.Namespace) -> int:
 
     from spiralprune.core.atomic import write_json
     from spiralprune.deploy.profiler import MeasuringSession, Target
+    from spiralprune.deploy.validation import read_yaml, validate
     from spiralprune.pipeline.data import load_datasets
     from spiralprune.pipeline.distill.config import DistillConfig
     from spiralprune.pipeline.gate.prepare import onnx_task, prepare_model
     from spiralprune.pipeline.passes.int8.model import Trainable, int8_model, judge_quantized
     from spiralprune.pipeline.prune.plan import example_input
 
-    try:
-        cfg = QuantizeConfig(method=args.method, calibration_batches=args.calibration_batches,
-                             batch_size=args.batch_size, per_channel=not args.per_tensor,
-                             budget={"latency": {"min_speedup": args.min_speedup}, "metric": {"max_drop": args.max_drop}},
-                             max_float_nodes=args.max_float_nodes,
-                             sensitivity_batches=args.sensitivity_batches, recovery_epochs=args.recovery_epochs,
-                             recovery_lr=args.recovery_lr)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = error["loc"][-1] if error["loc"][0] == "budget" else error["loc"][0]  # budget.latency.min_speedup
-        raise InputError(f"--{str(key).replace('_', '-')}: {error['msg']}") from None
+    settings = {"method": args.method, "calibration_batches": args.calibration_batches, "batch_size": args.batch_size,
+                "per_channel": not args.per_tensor, "max_float_nodes": args.max_float_nodes,
+                "sensitivity_batches": args.sensitivity_batches, "recovery_epochs": args.recovery_epochs,
+                "recovery_lr": args.recovery_lr}
+    if args.budget is not None:  # what the file leaves out is the default's (QuantizeConfig._budget_defaults)
+        if args.max_drop is not None or args.min_speedup is not None:
+            raise InputError("--budget gives the INT8 model's limits; drop --max-drop and --min-speedup, or set "
+                             "them in the budget file")
+        cfg = validate(QuantizeConfig, {**settings, "budget": read_yaml(args.budget, "budget")}, str(args.budget))
+    else:
+        budget = {"latency": {"min_speedup": args.min_speedup}, "metric": {"max_drop": args.max_drop}}
+        try:
+            cfg = QuantizeConfig(**settings, budget={part: limit for part, limit in budget.items()
+                                                     if None not in limit.values()})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = error["loc"][-1] if error["loc"][0] == "budget" else error["loc"][0]  # budget.latency.min_speedup
+            raise InputError(f"--{str(key).replace('_', '-')}: {error['msg']}") from None
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be positive, got {args.threads}")
     shape = parse_shape(args.input_shape) if args.input_shape else None

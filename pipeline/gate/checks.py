@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from spiralprune.core.errors import InputError
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.profiler import Profile
 from spiralprune.deploy.stats import robust_cv
 from spiralprune.deploy.verdict import Question, Verdict, judge
@@ -144,8 +145,7 @@ def run_gate(
     verdicts: Mapping[str, Verdict] | None = None,
     metrics: dict | None = None,
     baseline_metrics: dict | None = None,
-    model_size_mb: float | None = None,
-    params: int | None = None,
+    file: ModelFile | None = None,
     parity: ParityResult | None = None,
     batch: int | None = None,
     attribution: dict | None = None,
@@ -158,9 +158,10 @@ def run_gate(
     ``baseline`` was measured in the same rounds as ``profile``; otherwise it is a stored profile
     from another run. ``batch`` picks the measurement to judge (default: the profile's first).
     ``attribution``: the change against the paired baseline by layer, reported and named in the regression check.
+    ``file``: what the gated ONNX file ships (``ModelFile.of``), which the ``size:`` limits judge.
     """
     latency, judged, comparison = _latency(budget, profile, baseline, paired, verdicts or {}, batch, attribution)
-    evidence = Evidence({v.question.name: v for v in judged}, metrics, baseline_metrics, parity, model_size_mb, params)
+    evidence = Evidence({v.question.name: v for v in judged}, metrics, baseline_metrics, parity, file)
     metric = budget.quality_metric() if budget.quality is not None else None
     checks = decide(evidence, budget_rules(budget, metric, latency=latency, parity_measured=parity is not None))
     notes = [measurement_note(CANDIDATE, profile, batch)]

@@ -7,7 +7,6 @@ Only an exported model has a source to check ONNX parity against.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +88,6 @@ def onnx_task(config: TaskConfig, path: Path) -> Task:
         raise InputError(f"{path}: cannot tell the number of classes from its output shape; {config.kind} needs "
                          f"{expected}")
     return build_task(config, dims[axis].dim_value)
-
-
-def onnx_params(path: Path) -> int:
-    """Elements of every initializer: the weights the ONNX file ships."""
-    return sum(math.prod(t.dims) for t in _load_onnx(path).graph.initializer)
 
 
 def prepare_model(model: str | nn.Module, work_dir: Path, input_shape: list[int] | None, *,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from spiralprune import __version__
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.profiler import Profile
 from spiralprune.pipeline.compare.releases import GATE_REPORT_KIND, Release
 from spiralprune.pipeline.export import ParityResult
@@ -31,8 +32,7 @@ class GateContext:
     profile: Profile
     baseline: Release | None = None
     metrics: dict | None = None
-    model_size_mb: float | None = None
-    params: int | None = None
+    file: ModelFile | None = None  # what the ONNX file ships (size, parameters, MACs)
     parity: ParityResult | None = None
     metric: Metric = Metric()  # the quality metric the plot shows (the budget's, else the task's own)
 
@@ -111,8 +111,9 @@ def gate_json(result: GateResult, context: GateContext) -> dict:
         "baseline": str(context.baseline.source) if context.baseline else None,
         "metrics": context.metrics,
         "metric": asdict(context.metric),
-        "size_mb": context.model_size_mb,
-        "params": context.params,
+        "size_mb": context.file and context.file.size_mb,
+        "params": context.file and context.file.params,
+        "macs": context.file and context.file.macs,
         "parity": context.parity.to_dict() if context.parity else None,
         "profile": context.profile.to_dict(),
     }

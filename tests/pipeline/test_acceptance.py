@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.verdict import Question, judge
 from spiralprune.pipeline.acceptance import (
-    Check, Evidence, Latency, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
+    Check, Evidence, Latency, MaxMacs, MaxSize, Parity, QualityDrop, QualityLimit, decide, passed, reason,
 )
 from spiralprune.pipeline.export import ParityResult
 
@@ -28,7 +27,8 @@ SPEEDUP = Question("final speedup", "candidate", 1 / 3, "teacher")
 PARITY = ParityResult(max_abs_diff=2e-4, top1_agreement=1.0, samples=64, limits=ParityBudget(atol=1e-3, min_top1_agreement=0.99))
 EVIDENCE = Evidence(
     {MS.name: verdict(MS, 1.5), SPEEDUP.name: verdict(SPEEDUP, 0.4)},
-    metrics={"accuracy": 0.95}, reference_metrics={"accuracy": 0.97}, parity=PARITY, size_mb=1.5, params=120_000,
+    metrics={"accuracy": 0.95}, reference_metrics={"accuracy": 0.97}, parity=PARITY,
+    file=ModelFile(size_mb=1.5, params=120_000, macs=3_000_000),
 )
 
 # Every rule kind, with what it makes of EVIDENCE: (checks' names, statuses, measured, limit, margin of the first).
@@ -43,6 +43,7 @@ CASES = {
     "size": (MaxSize(1.0), ["size.mb"], ["fail"], 1.5, 1.0, -0.5),
     "params": (MaxSize(max_params=200_000), ["size.params"], ["pass"], 120_000, 200_000, 80_000),
     "size and params": (MaxSize(1.0, 200_000), ["size.mb", "size.params"], ["fail", "pass"], 1.5, 1.0, -0.5),
+    "macs": (MaxMacs(2_000_000), ["size.macs"], ["fail"], 3_000_000, 2_000_000, -1_000_000),
 }
 
 
@@ -78,6 +79,7 @@ def test_a_latency_rule_reads_the_judge_and_undecided_never_passes() -> None:
     (Parity(), Evidence(), "no source model"),
     (MaxSize(1.0), Evidence(), "limits size.mb, which was not measured"),
     (MaxSize(max_params=10), Evidence(), "limits size.params, which was not measured"),
+    (MaxMacs(10), Evidence(), "limits size.macs, which was not measured"),
 ])
 def test_missing_evidence_is_one_clear_line(rule, evidence: Evidence, message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -93,28 +95,11 @@ def test_the_reason_names_what_failed_or_else_what_decided() -> None:
     assert reason(failing) == "accuracy 95.00% < floor 96.00%; the ONNX model 1.500 MB > max 1.000 MB"
 
 
-def test_a_new_limit_is_one_rule_class() -> None:
-    """A rule is anything with ``checks(evidence)``: a peak-memory limit needs no change to ``decide``."""
-
-    @dataclass(frozen=True)
-    class PeakMemory:
-        max_mb: float
-
-        def checks(self, evidence: Evidence) -> list[Check]:
-            peak = 80.0  # what a memory profile of the model would record
-            ok = peak <= self.max_mb
-            return [Check("memory.peak_mb", "pass" if ok else "fail", peak, self.max_mb, self.max_mb - peak, "MB",
-                          f"peak memory {peak:.1f} MB", "size")]
-
-    checks = decide(EVIDENCE, [Latency(MS), PeakMemory(64.0)])
-    assert [c.status for c in checks] == ["pass", "fail"] and reason(checks) == "peak memory 80.0 MB"
-
-
 def test_a_spiral_model_s_evidence_is_summarized_for_the_ledger(tmp_path):
     """One record for what a model under judgement is: a try's evidence apart from latency (``evidence_of``)
     gets its verdicts added and is decided; its summary is what the ledger keeps, ``quality`` the task's metric."""
-    evidence = Evidence(metrics={"accuracy": 0.91, "f1_macro": 0.9, "confusion": [[1]]}, parity=PARITY, size_mb=1.5,
-                        params=1000, onnx_path=tmp_path / "model.onnx", metric="accuracy", macs=20000)
+    evidence = Evidence(metrics={"accuracy": 0.91, "f1_macro": 0.9, "confusion": [[1]]}, parity=PARITY,
+                        file=ModelFile(1.5, 1000, 20000), onnx_path=tmp_path / "model.onnx", metric="accuracy")
     assert evidence.summary() == {"parity": PARITY.to_dict(), "metric": "accuracy", "quality": 0.91,
                                   "metrics": {"accuracy": 0.91, "f1_macro": 0.9}, "params": 1000, "macs": 20000,
                                   "size_mb": 1.5}

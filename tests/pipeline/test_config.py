@@ -30,7 +30,7 @@ def test_tiny_config_is_valid():
         ({"budget": {"latency": {"max_regression_pct": 5}}}, "budget.latency.max_regression_pct: a run's reference is its teacher"),
         ({"budget": {"latency": None}}, "budget.latency: a run works toward min_speedup, max_ms or min_throughput"),
         ({"quantize": {"budget": {"latency": {"max_ms": 1}}}}, "quantize.budget.latency.max_ms: the INT8 stage judges"),
-        ({"quantize": {"budget": {"size": {"max_mb": 1}}}}, "quantize.budget.size: the INT8 stage judges"),
+        ({"quantize": {"budget": {"parity": {"atol": 1}}}}, "quantize.budget.parity: the INT8 stage judges"),
         ({"budget": {"accuracy": {"max_drop": -2}}}, "budget.accuracy.max_drop: Input should be greater than or equal to 0"),
         ({"budget": {"accuracy": {"max_drop": 120}}}, "budget.accuracy.max_drop: accuracy is in percent; 120.0 is not between"),
         ({"budget": {"accuracy": {"min": 90}, "metric": {"max_drop": 1}}}, "accuracy is classification's spelling of metric"),

@@ -154,10 +154,11 @@ def test_the_report_explains_the_result_with_its_plans_prediction_beside_each_la
 def test_the_report_shows_the_checks_each_model_was_judged_by(tmp_path):
     """Every try's checks (``spiralprune.pipeline.acceptance``), rendered as the gate renders its own: name,
     status, measured, limit, signed margin and the sentence; a line from before checks has none."""
+    from spiralprune.deploy.model_file import ModelFile
     from spiralprune.pipeline.acceptance import Evidence, MaxSize, QualityLimit, decide
 
     def checks(accuracy: float) -> list[dict]:
-        evidence = Evidence(metrics={"accuracy": accuracy}, size_mb=0.1)
+        evidence = Evidence(metrics={"accuracy": accuracy}, file=ModelFile(0.1, 1000, 20000))
         return [c.to_dict() for c in decide(evidence, [QualityLimit(96.0, label="min"), MaxSize(1.0)])]
 
     entries = [ledger_entry(1, 1, accepted=False, accuracy=0.90, checks=checks(0.90)),

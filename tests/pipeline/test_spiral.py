@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from size_limits import IMPOSSIBLE_SIZE, size_failures
 
 from spiralprune import __version__ as spiral_version
 from spiralprune.pipeline.cli import main
@@ -282,14 +283,16 @@ def test_tries_train_only_what_the_budget_leaves_after_the_recovery_share(write_
 
 def test_a_final_try_rejected_on_accuracy_spends_the_recovery_share_with_it(write_config, tmp_path: Path):
     """Its plan meets the final budget, so it trains its recovery epochs too, then misses the floor:
-    nothing is left of the training budget, and the run says so."""
+    nothing is left of the training budget, and the run says so. Every size limit (tests/size_limits.py)
+    is judged on the try's ONNX file too."""
     out = tmp_path / "run"
-    config = write_config(budget={"accuracy": {"max_drop": None, "min": 100.0}},
+    config = write_config(budget={"accuracy": {"max_drop": None, "min": 100.0}, "size": IMPOSSIBLE_SIZE},
                           schedule={"total_epochs": 3, "final_epochs": 1, "max_steps": 5, "patience": 5})
     assert main(["run", str(config), "--out", str(out)]) == 1
     entries = read_ledger(out / "ledger.jsonl")
     assert [(e.attempt, e.accepted, e.distill.epochs) for e in entries] == [(1, False, 3)]
     assert entries[0].reason.startswith("accuracy") and "recovery" not in {e.kind for e in entries}
+    assert len(size_failures(entries[0].checks)) == len(IMPOSSIBLE_SIZE)
     report = json.loads((out / "report.json").read_text())
     assert report["message"].startswith("the tries spent the training budget (total_epochs=3, 1 kept")
 

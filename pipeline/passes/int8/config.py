@@ -58,9 +58,9 @@ class QuantizeConfig(BaseModel):
     @model_validator(mode="after")
     def _budget(self) -> "QuantizeConfig":
         self.budget.refuse("quantize.budget", {"latency": ("min_speedup",), "accuracy": ("max_drop",),
-                                               "metric": ("max_drop",)},
-                           "the INT8 stage judges its model against the float model: latency.min_speedup and "
-                           "the metric's max_drop")
+                                               "metric": ("max_drop",), "size": None},
+                           "the INT8 stage judges its model against the float model (latency.min_speedup and "
+                           "the metric's max_drop) and its file (size)")
         return self
 
     @property

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
+from size_limits import IMPOSSIBLE_SIZE, size_failures
 
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.compare.releases import load_release
@@ -94,12 +95,17 @@ def test_deploy_gates_on_the_device_and_reuses_its_engine(
 def test_a_budget_the_device_misses_fails_the_gate(
     server: SshServer, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Latency on the device's rounds, and every size limit (tests/size_limits.py) on the shipped file."""
     data = loopback_target_data(server, tmp_path / "device")
     data["budget"]["latency"]["max_ms"] = 1e-6
+    data["budget"]["size"] = IMPOSSIBLE_SIZE
     target = write_target(tmp_path / "tight.yaml", data)
-    assert main(["deploy", str(tiny_onnx), "--target", str(target), "--out", str(tmp_path / "out")]) == 1
-    out = capsys.readouterr().out
-    assert "FAIL latency.p50.max_ms" in out and "failed: 1 of 1 checks did not pass" in out
+    out = tmp_path / "out"
+    assert main(["deploy", str(tiny_onnx), "--target", str(target), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    checks = 1 + len(IMPOSSIBLE_SIZE)
+    assert "FAIL latency.p50.max_ms" in printed and f"failed: {checks} of {checks} checks did not pass" in printed
+    assert len(size_failures(json.loads((out / "deploy.json").read_text())["checks"])) == len(IMPOSSIBLE_SIZE)
 
 
 def test_a_fault_is_one_line_and_exit_2(

@@ -7,6 +7,7 @@ import pytest
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import ParityBudget
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.sampling import ProfileSettings, sample_rounds
 from spiralprune.pipeline.export import ParityResult
 from spiralprune.pipeline.gate.budget import GateBudget
@@ -44,7 +45,7 @@ def test_a_release_within_every_budget_passes_with_positive_margins():
         budget(latency={"max_ms": 2.5, "max_regression_pct": 20}, accuracy={"min": 90, "max_drop": 1},
                size={"max_mb": 10, "max_params": 10_000}, parity={"atol": 1e-4}),
         profile=STABLE, baseline=profile_from_samples(latencies(2.0, seed=2)), metrics={"accuracy": 0.95},
-        baseline_metrics={"accuracy": 0.955}, model_size_mb=1.5, params=5000, parity=PARITY_OK,
+        baseline_metrics={"accuracy": 0.955}, file=ModelFile(1.5, 5000, 80_000), parity=PARITY_OK,
     )
     assert result.passed and result.exit_code == 0 and not result.problems
     checks = by_name(result)
@@ -73,8 +74,9 @@ def test_a_release_within_every_budget_passes_with_positive_margins():
         ({"accuracy": {"min": 96}}, {"metrics": {"accuracy": 0.95}}, "accuracy.min", 95.0, 96.0, -1.0),
         ({"accuracy": {"max_drop": 0.5}}, {"metrics": {"accuracy": 0.95}, "baseline_metrics": {"accuracy": 0.96}},
          "accuracy.max_drop", 1.0, 0.5, -0.5),
-        ({"size": {"max_mb": 1}}, {"model_size_mb": 1.25}, "size.mb", 1.25, 1.0, -0.25),
-        ({"size": {"max_params": 100}}, {"params": 150}, "size.params", 150, 100, -50),
+        ({"size": {"max_mb": 1}}, {"file": ModelFile(1.25, 150, 800)}, "size.mb", 1.25, 1.0, -0.25),
+        ({"size": {"max_params": 100}}, {"file": ModelFile(1.25, 150, 800)}, "size.params", 150, 100, -50),
+        ({"size": {"max_macs": 500}}, {"file": ModelFile(1.25, 150, 800)}, "size.macs", 800, 500, -300),
         ({"parity": {"atol": 1e-6}}, {"parity": PARITY_OK}, "parity.max_abs_diff", 2e-5, 1e-6, 1e-6 - 2e-5),
         ({"parity": {"min_top1_agreement": 1.0}}, {"parity": ParityResult(0.0, 0.95, 64, ParityBudget(atol=1e-3, min_top1_agreement=0.9))},
          "parity.top1_agreement", 95.0, 100.0, -5.0),
@@ -164,7 +166,7 @@ def test_a_stored_baseline_from_another_target_is_refused():
 
 def test_without_a_parity_budget_the_parity_result_is_judged_by_its_own_thresholds():
     failing = ParityResult(max_abs_diff=0.5, top1_agreement=0.5, samples=64, limits=ParityBudget(atol=1e-3, min_top1_agreement=0.99))
-    result = run_gate(budget(size={"max_mb": 10}), profile=STABLE, model_size_mb=1, parity=failing)
+    result = run_gate(budget(size={"max_mb": 10}), profile=STABLE, file=ModelFile(1, 150, 800), parity=failing)
     assert [c.name for c in result.problems] == ["parity.max_abs_diff", "parity.top1_agreement"]
 
 

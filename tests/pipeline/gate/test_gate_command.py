@@ -10,8 +10,10 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
+from size_limits import IMPOSSIBLE_SIZE, size_failures
 
 import spiralprune
+from spiralprune.deploy.model_file import ModelFile
 from spiralprune.pipeline.checkpoint import save_checkpoint
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.ledger import append_entry
@@ -66,6 +68,17 @@ def test_a_release_over_budget_exits_1_naming_measured_budget_and_margin(digits_
     failures = [c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failures] == ["size.params"]
     assert failures[0].find("failure").get("type") == "fail"
+
+
+def test_every_size_limit_is_judged_on_the_gated_file(digits_onnx, write_budget, tmp_path, capsys):
+    """Each of the budget's size keys (tests/size_limits.py) is a failed check of its own, from the file."""
+    budget = write_budget(size=IMPOSSIBLE_SIZE, profile=QUICK)
+    assert gate(digits_onnx, "--backend", "ort-cpu", "--budget", budget, "--json", tmp_path / "g.json") == 1
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert len(size_failures(report["checks"])) == len(IMPOSSIBLE_SIZE) == len(report["checks"])
+    file = ModelFile.of(digits_onnx)
+    assert (report["size_mb"], report["params"], report["macs"]) == (file.size_mb, file.params, file.macs)
+    assert f"FAIL size.macs: measured {file.macs:,} MACs, limit 1 MACs" in capsys.readouterr().out
 
 
 def test_a_model_spec_is_exported_checked_for_parity_and_evaluated_against_a_baseline(write_budget, tmp_path, capsys):

@@ -14,7 +14,9 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 import pytest
+import yaml
 from depthwise_net import RECOVERED_DROP, needs_hostile_loss
+from size_limits import IMPOSSIBLE_SIZE, size_failures
 
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.passes.int8.config import QuantizeConfig
@@ -89,13 +91,18 @@ def test_an_accepted_quantization_is_written_with_its_numbers(tmp_path, capsys):
 
 
 def test_a_rejected_quantization_leaves_the_float_model_and_says_why(tmp_path, capsys):
-    out = tmp_path / "m.int8.onnx"
+    """A budget file: a speedup the judge refuses, and every size limit (tests/size_limits.py) on the INT8 file."""
+    out, budget = tmp_path / "m.int8.onnx", tmp_path / "budget.yaml"
+    budget.write_text(yaml.safe_dump({"latency": {"min_speedup": 100}, "size": IMPOSSIBLE_SIZE}))
     code = main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, *QUICK, "--out", str(out),
-                 "--min-speedup", "100"])
+                 "--budget", str(budget), "--json", str(tmp_path / "q.json")])
     printed = capsys.readouterr().out
     assert code == 1 and not out.exists()
     assert "rejected: int8 vs float: misses" in printed
     assert "the float model stays the result; nothing written" in printed
+    data = json.loads((tmp_path / "q.json").read_text())
+    assert len(size_failures(data["checks"])) == len(IMPOSSIBLE_SIZE)
+    assert [c["status"] for c in data["checks"] if c["name"] == "accuracy.max_drop"] == ["pass"]  # the default 1 point
 
 
 def test_an_accuracy_drop_over_the_limit_is_a_rejection(tmp_path, capsys):

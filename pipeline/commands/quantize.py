@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from spiralprune.core.atomic import write_json
+    from spiralprune.deploy.budget import Budget
     from spiralprune.deploy.profiler import MeasuringSession, Target
     from spiralprune.deploy.validation import read_yaml, validate
     from spiralprune.pipeline.data import load_datasets
@@ -92,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
         if args.max_drop is not None or args.min_speedup is not None:
             raise InputError("--budget gives the INT8 model's limits; drop --max-drop and --min-speedup, or set "
                              "them in the budget file")
-        cfg = validate(QuantizeConfig, {**settings, "budget": read_yaml(args.budget, "budget")}, str(args.budget))
+        budget = validate(Budget, read_yaml(args.budget, "budget"), str(args.budget))  # a budget file's keys
+        try:
+            cfg = QuantizeConfig(**settings, budget=budget)
+        except ValidationError as exc:  # a key the INT8 stage cannot judge (Budget.refuse)
+            raise InputError(f"{args.budget}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     else:
         budget = {"latency": {"min_speedup": args.min_speedup}, "metric": {"max_drop": args.max_drop}}
         try:

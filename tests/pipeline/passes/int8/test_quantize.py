@@ -165,6 +165,19 @@ def test_bad_settings_are_one_line(flag, value, message, capsys):
     assert capsys.readouterr().err.strip() == f"spiralprune: error: {message}"
 
 
+@pytest.mark.parametrize(("budget", "extra", "message"), [
+    ({"parity": {"atol": 1}}, [], "budget.yaml: quantize.budget.parity: the INT8 stage judges its model against the float model"),
+    ({"size": {"max_macs": 0}}, [], "budget.yaml: size.max_macs: Input should be greater than or equal to 1"),
+    ({"size": {"max_mb": 1}}, ["--max-drop", "2"], "--budget gives the INT8 model's limits; drop --max-drop"),
+])
+def test_a_bad_budget_file_is_one_line(budget, extra, message, tmp_path, capsys):
+    (tmp_path / "budget.yaml").write_text(yaml.safe_dump(budget))
+    assert main(["quantize", SPEC, "--data", "digits", "--input-shape", SHAPE, "--budget",
+                 str(tmp_path / "budget.yaml"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
 # ---- the float fallback ---------------------------------------------------------------------------
 OUTLIER_CONV = "/conv2/Conv"
 

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from spiralprune.core.errors import InputError
 from spiralprune.deploy.budget import Budget, ParityBudget
-from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.verdict import Question, Verdict
 from spiralprune.pipeline.tasks import Metric
 
-if TYPE_CHECKING:  # the parity check runs torch; judging its result does not
+if TYPE_CHECKING:  # the parity check runs torch, counting a file's MACs reads it with onnx; judging neither does
+    from spiralprune.deploy.model_file import ModelFile
     from spiralprune.pipeline.export import ParityResult
 
 Status = Literal["pass", "fail", "inconclusive"]

@@ -141,8 +141,35 @@ def test_when_nothing_is_predicted_to_meet_the_target_the_fastest_is_measured(ta
         predictor=LatencyPredictor(table), calibration=None, measure=measure,
     )
     measured = [c for c in choice.plans if c["ms"] is not None]
-    assert len(measured) == 1
-    assert measured[0]["predicted_ms"] == min(c["predicted_ms"] for c in choice.plans)
+    # the knapsack's plan predicted fastest, then the deepest uniform ratio, once: it misses, so none would meet
+    assert len(measured) == 2 and choice.plans[-1] == measured[1] and measured[1]["ratio"] == 0.5
+    assert measured[0]["predicted_ms"] == min(c["predicted_ms"] for c in choice.plans[:-1])
+    assert not any(c["meets"] for c in measured)
+
+
+def test_a_goal_below_the_knapsacks_predicted_floor_takes_the_least_uniform_ratio_measured_to_meet(
+    table: LatencyTable,
+) -> None:
+    """The detector of docs/benchmarks.md (2026-12-07): the table's lone operators keep a fixed cost that the
+    whole graph does not pay, so no knapsack plan is predicted near the goal, and the one measured misses; the
+    uniform ratios, bisected by measurement, reach it. Here the truth is the operators' multiply-adds alone."""
+    prunable = PrunableModel(model(), X)
+
+    def ms(plan: PruningPlan) -> float:
+        return sum(1e-6 * layer.op.macs() for layer in prunable.layers(plan)) + 0.01
+
+    current = ms(PruningPlan("l1", 0.0, ()))
+    goal = 0.2 * current
+    schedule, prune = ScheduleConfig(), PruneConfig(round_to=4)
+    choice = choose_plan(prunable, goal, current, prune=prune, schedule=schedule, predictor=LatencyPredictor(table),
+                         calibration=None, measure=lambda plan: exact_verdict(ms(plan), goal))
+    ratios = [round(RATIO_STEP * k, 4) for k in range(1, int(schedule.max_ratio / RATIO_STEP + 1e-9) + 1)]
+    uniform = [prunable.uniform_plan(prune.model_copy(update={"ratio": r})) for r in ratios]
+    least = next(plan for plan in uniform if ms(plan) <= goal)
+    assert choice.plan == least and ms(choice.plan) <= goal
+    measured = [c for c in choice.plans if c["ms"] is not None]
+    assert measured[0]["meets"] is False  # the knapsack's plan, what the step had settled for before
+    assert sum(c["ms"] is not None for c in choice.plans) <= MAX_MEASURED + math.ceil(math.log2(len(ratios))) + 1
 
 
 def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -> None:

@@ -6,12 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import yaml
-from onnx import TensorProto, helper, numpy_helper
 from size_limits import IMPOSSIBLE_SIZE, size_failures
+from tiny_onnx import conv_net
 
 from spiralprune.pipeline.cli import main
 from spiralprune.pipeline.compare.releases import load_release
@@ -21,21 +19,7 @@ from tests.deploy.sshd import HOST_ALIAS, SshServer, loopback_target_data, serve
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Conv, ReLU, global average pool and a linear layer on [batch, 3, 16, 16] -> [batch, 10]."""
-    rng = np.random.default_rng(0)
-    weights = {"conv_w": rng.standard_normal((8, 3, 3, 3)), "fc_w": rng.standard_normal((8, 10)), "fc_b": np.zeros(10)}
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "conv_w"], ["conv"], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["conv"], ["relu"]),
-         helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
-         helper.make_node("Flatten", ["pool"], ["flat"]),
-         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["output"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
-        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
-    )
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+    return conv_net(tmp_path_factory.mktemp("model") / "tiny.onnx", "batch")
 
 
 def write_target(path: Path, data: dict) -> Path:

@@ -340,9 +340,6 @@ class _Search:
             pick = screened[index]
             verdict = self._judge(pick)
             measured += 1
-            if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
-                self.samples.append((pick.layers, pick.ms))
-                predictor.calibrate(self.samples)
             if math.isfinite(verdict.headroom):  # room left moves the limit up only on a plan that meets
                 at_limit = predictor.predict(pick.layers) * verdict.headroom
                 self.limit_ms = max(self.limit_ms, at_limit) if pick.meets else min(self.limit_ms, at_limit)
@@ -369,17 +366,18 @@ class _Search:
         return high
 
     def _judge_once(self, pick: ScreenedPlan) -> bool:
-        """``pick`` judged (once: a plan measured before keeps its verdict), and its measurement fed back."""
+        """``pick`` judged (once: a plan measured before keeps its verdict)."""
         if pick.ms is None:
             self._judge(pick)
-            if math.isfinite(pick.ms):
-                self.samples.append((pick.layers, pick.ms))
-                self.predictor.calibrate(self.samples)
         return bool(pick.meets)
 
     def _judge(self, pick: ScreenedPlan) -> PlanVerdict:
+        """``pick`` judged, and its measurement fed back to the calibration."""
         verdict, pick.sessions = judge_plan(pick.plan, self.measure)
         pick.ms, pick.meets = verdict.ms, verdict.meets
+        if math.isfinite(pick.ms):  # NaN: every round was set aside on a busy CPU, nothing to learn
+            self.samples.append((pick.layers, pick.ms))
+            self.predictor.calibrate(self.samples)
         return verdict
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from spiralprune.core.errors import InputError
-from spiralprune.deploy.model_file import ModelFile
 from spiralprune.deploy.profiler import Profile
 from spiralprune.deploy.stats import robust_cv
 from spiralprune.deploy.verdict import Question, Verdict, judge
@@ -21,6 +21,9 @@ from spiralprune.pipeline.exit_codes import ExitCode, judged
 from spiralprune.pipeline.export import ParityResult
 from spiralprune.pipeline.gate.budget import GateBudget
 from spiralprune.pipeline.report.attribution import change_headline
+
+if TYPE_CHECKING:  # an annotation: reading a file with onnx is its caller's
+    from spiralprune.deploy.model_file import ModelFile
 
 # The names the paired session gives the two models.
 CANDIDATE, BASELINE = "candidate", "baseline"

@@ -201,7 +201,7 @@ def judge_quantized(
                             [question, *questions], layers=(INT8,) if backend in LAYER_BACKENDS else ())
     accuracy = made.accuracy
     evidence = Evidence({question.name: paired.verdict(question.name)}, {metric.name: accuracy[INT8] / metric.scale},
-                        {metric.name: accuracy[FLOAT] / metric.scale}, file=ModelFile.of(int8_path), onnx_path=int8_path)
+                        {metric.name: accuracy[FLOAT] / metric.scale}, file=ModelFile.of(int8_path))
     own = budget_rules(cfg.budget, metric, latency=[Latency(question)], reference="float model")
     checks = decide(evidence, [*own, *rules])
     size = {name: path.stat().st_size / 1e6 for name, path in ((FLOAT, float_path), (INT8, int8_path))}

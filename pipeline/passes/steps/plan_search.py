@@ -39,7 +39,8 @@ ratio at 3.1x). The choice is the plan
 judged to meet the goal that is predicted slowest or, when none was, the fastest one measured; but
 before a ``latency`` step settles for a plan that misses, the uniform ratios are bisected by measurement
 for the least one judged to meet, and that one is chosen (the knapsack's predictions can hold a floor the
-model does not have: the detector of ``docs/benchmarks.md``, 2026-12-07). When no
+model does not have: the detector of ``docs/benchmarks.md``, 2026-12-07); when none meets, the same
+ratios with the residual blocks of the knapsack's deepest plan removed (MobileNetV2, the same day). When no
 measured plan met the goal and none left is predicted to, the fastest plan not yet
 measured is measured too if it is predicted faster than every measured one (a step whose goal
 sits at the latency floor would otherwise settle for a plan at the edge of its budget). Every plan is recorded with its predicted latency and, when it
@@ -268,11 +269,24 @@ def choose_plan(
         # to 0.7 were all predicted at 0.56-0.57 ms, and 0.70 measured 0.34-0.36 ms under a 0.42 ms goal;
         # every knapsack plan was predicted at 0.45 ms or more, and the step missed. Before it settles for a
         # plan that misses, the uniform ratios are bisected by measurement, not by prediction, for the least
-        # one judged to meet: the structure a one-shot user takes at the budget.
+        # one judged to meet: the structure a one-shot user takes at the budget. When none does and the
+        # knapsack's deepest plan removes residual blocks, the same ratios are bisected with those blocks gone:
+        # MobileNetV2 at 32x32 on a CPU with VNNI (docs/benchmarks.md, 2026-12-07) pays so much per operator
+        # that uniform 0.90 measured 2.1-2.3x, and the knapsack's deepest plan (all ten blocks and 35 % of the
+        # channels, predicted at 118-125 % of the goal) 2.4-2.6x, under a 3x budget.
+        blocks = max((c.plan.blocks for c in screened), key=len)
         uniform = screen(allocation="uniform")
         least = search.least_meeting(uniform)
-        chosen = uniform[least] if least is not None else chosen
         screened += [c for c in uniform if c.ms is not None]
+        if least is None and blocks:
+            deeper: dict[tuple, PruningPlan] = {}  # ratios that differ only inside the blocks are one plan
+            for u in uniform:
+                plan = prunable.depth_plan(prune.criterion, blocks, {g.root: g.removed for g in u.plan.groups})
+                deeper.setdefault(plan.groups, plan)
+            uniform = [ScreenedPlan(plan, prunable.layers(plan)) for plan in deeper.values()]
+            least = search.least_meeting(uniform)
+            screened += [c for c in uniform if c.ms is not None]
+        chosen = uniform[least] if least is not None else chosen
     elif chosen.meets and uniform_spread(chosen.plan, schedule):
         # The table prices a uniform structure differently from the knapsack's (the knapsack spends
         # where the table says time is cheap): the uniform ratios get a calibration of their own, from

@@ -172,6 +172,45 @@ def test_a_goal_below_the_knapsacks_predicted_floor_takes_the_least_uniform_rati
     assert sum(c["ms"] is not None for c in choice.plans) <= MAX_MEASURED + math.ceil(math.log2(len(ratios))) + 1
 
 
+class FlatTable(LatencyTable):
+    """An operator table blind to channels: every operator costs the same at any width, as a target whose
+    operators' fixed cost hides what cutting their channels saves."""
+
+    def _time(self, op: OpSignature | None) -> tuple[float, bool]:
+        return (0.005 if op is None else 0.1), True
+
+
+def test_a_goal_no_uniform_ratio_reaches_takes_the_ratios_with_the_knapsacks_blocks_removed(tmp_path) -> None:
+    """MobileNetV2 at 3x (docs/benchmarks.md, 2026-12-07): every operator has a fixed cost, so neither the
+    knapsack's deepest plan (its blocks gone, its channels kept where the table saw nothing to save) nor the
+    deepest uniform ratio (every operator kept) reaches the goal; the uniform ratios with the knapsack's blocks
+    removed do, and the least of them judged to meet is chosen."""
+    from tests.pipeline.prune.test_blocks import CALIBRATION, X as BLOCKS_X, net
+
+    prunable = PrunableModel(net(), BLOCKS_X)
+
+    def ms(plan: PruningPlan) -> float:  # a fixed cost per operator, and its multiply-adds
+        layers = prunable.layers(plan)
+        return 0.3 * len(layers) + sum(1e-6 * layer.op.macs() for layer in layers)
+
+    schedule, prune = ScheduleConfig(), PruneConfig(criterion="sensitivity", round_to=4)
+    ratios = [round(RATIO_STEP * k, 4) for k in range(1, int(schedule.max_ratio / RATIO_STEP + 1e-9) + 1)]
+    uniform = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), CALIBRATION) for r in ratios]
+    blocks = tuple(prunable.blocks)
+    goal = 0.9 * min(ms(uniform[-1]), ms(prunable.depth_plan(prune.criterion, blocks, {})))
+    current = ms(PruningPlan(prune.criterion, 0.0, ()))
+    choice = choose_plan(prunable, goal, current, prune=prune, schedule=schedule,
+                         predictor=LatencyPredictor(FlatTable("ort-cpu", threads=1, cache_dir=tmp_path)),
+                         calibration=CALIBRATION, measure=lambda plan: exact_verdict(ms(plan), goal))
+    deeper = [prunable.depth_plan(prune.criterion, blocks, {g.root: g.removed for g in u.groups}) for u in uniform]
+    least = next(plan for plan in deeper if ms(plan) <= goal)
+    assert least != deeper[0] and choice.plan == least
+    measured = [c for c in choice.plans if c["ms"] is not None]
+    assert measured[0]["meets"] is False  # the knapsack's plan, what the step had settled for before
+    assert [c["meets"] for c in measured if c["blocks"] == 0] == [False]  # the deepest uniform ratio, once
+    assert len(measured) <= MAX_MEASURED + 2 * (math.ceil(math.log2(len(ratios))) + 1)
+
+
 def test_a_layer_the_table_cannot_time_is_one_clear_error(table: LatencyTable) -> None:
     class WithConv1d(nn.Module):  # prunable by Torch-Pruning, not timed by the operator table
         def __init__(self) -> None:

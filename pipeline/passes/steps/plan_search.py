@@ -275,18 +275,18 @@ def choose_plan(
         # that uniform 0.90 measured 2.1-2.3x, and the knapsack's deepest plan (all ten blocks and 35 % of the
         # channels, predicted at 118-125 % of the goal) 2.4-2.6x, under a 3x budget.
         blocks = max((c.plan.blocks for c in screened), key=len)
-        uniform = screen(allocation="uniform")
-        least = search.least_meeting(uniform)
-        screened += [c for c in uniform if c.ms is not None]
+        family = screen(allocation="uniform")
+        least = search.least_meeting(family)
+        screened += [c for c in family if c.ms is not None]
         if least is None and blocks:
             deeper: dict[tuple, PruningPlan] = {}  # ratios that differ only inside the blocks are one plan
-            for u in uniform:
+            for u in family:
                 plan = prunable.depth_plan(prune.criterion, blocks, {g.root: g.removed for g in u.plan.groups})
                 deeper.setdefault(plan.groups, plan)
-            uniform = [ScreenedPlan(plan, prunable.layers(plan)) for plan in deeper.values()]
-            least = search.least_meeting(uniform)
-            screened += [c for c in uniform if c.ms is not None]
-        chosen = uniform[least] if least is not None else chosen
+            family = [ScreenedPlan(plan, prunable.layers(plan)) for plan in deeper.values()]
+            least = search.least_meeting(family)
+            screened += [c for c in family if c.ms is not None]
+        chosen = family[least] if least is not None else chosen
     elif chosen.meets and uniform_spread(chosen.plan, schedule):
         # The table prices a uniform structure differently from the knapsack's (the knapsack spends
         # where the table says time is cheap): the uniform ratios get a calibration of their own, from

@@ -191,9 +191,8 @@ def step_plans(
         )
         plans = [a.plan for a in allocations]
     else:
-        steps = int(schedule.max_ratio / RATIO_STEP + 1e-9)
-        ratios = [round(RATIO_STEP * k, 4) for k in range(1, steps + 1)]
-        plans = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), calibration) for r in ratios]
+        plans = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), calibration)
+                 for r in uniform_ratios(schedule.max_ratio)]
     distinct: dict[tuple, PruningPlan] = {}
     for plan in plans:
         if plan.groups or plan.blocks:
@@ -208,6 +207,11 @@ def step_plans(
             )
         raise InputError("no plan removes any channel: every prunable group is too small or protected")
     return list(distinct.values())
+
+
+def uniform_ratios(max_ratio: float) -> list[float]:
+    """The ``uniform`` ladder's ratios: every ``RATIO_STEP`` up to ``max_ratio``, least first."""
+    return [round(RATIO_STEP * k, 4) for k in range(1, int(max_ratio / RATIO_STEP + 1e-9) + 1)]
 
 
 def choose_plan(

@@ -17,7 +17,7 @@ from spiralprune.kernels.table import LatencyTable
 from spiralprune.pipeline.passes.steps import plan_search
 from spiralprune.pipeline.passes.steps.config import ScheduleConfig
 from spiralprune.pipeline.passes.steps.plan_search import (
-    LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan,
+    LADDER, MAX_MEASURED, RATIO_STEP, NothingLeftToPrune, PlanChoice, PlanVerdict, choose_plan, uniform_ratios,
 )
 from spiralprune.pipeline.prune import PrunableModel, PruneConfig, PruningPlan
 from spiralprune.pipeline.zoo.digits_resnet import digits_resnet
@@ -163,7 +163,7 @@ def test_a_goal_below_the_knapsacks_predicted_floor_takes_the_least_uniform_rati
     schedule, prune = ScheduleConfig(), PruneConfig(round_to=4)
     choice = choose_plan(prunable, goal, current, prune=prune, schedule=schedule, predictor=LatencyPredictor(table),
                          calibration=None, measure=lambda plan: exact_verdict(ms(plan), goal))
-    ratios = [round(RATIO_STEP * k, 4) for k in range(1, int(schedule.max_ratio / RATIO_STEP + 1e-9) + 1)]
+    ratios = uniform_ratios(schedule.max_ratio)
     uniform = [prunable.uniform_plan(prune.model_copy(update={"ratio": r})) for r in ratios]
     least = next(plan for plan in uniform if ms(plan) <= goal)
     assert choice.plan == least and ms(choice.plan) <= goal
@@ -194,7 +194,7 @@ def test_a_goal_no_uniform_ratio_reaches_takes_the_ratios_with_the_knapsacks_blo
         return 0.3 * len(layers) + sum(1e-6 * layer.op.macs() for layer in layers)
 
     schedule, prune = ScheduleConfig(), PruneConfig(criterion="sensitivity", round_to=4)
-    ratios = [round(RATIO_STEP * k, 4) for k in range(1, int(schedule.max_ratio / RATIO_STEP + 1e-9) + 1)]
+    ratios = uniform_ratios(schedule.max_ratio)
     uniform = [prunable.uniform_plan(prune.model_copy(update={"ratio": r}), CALIBRATION) for r in ratios]
     blocks = tuple(prunable.blocks)
     goal = 0.9 * min(ms(uniform[-1]), ms(prunable.depth_plan(prune.criterion, blocks, {})))
